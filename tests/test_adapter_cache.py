@@ -303,3 +303,52 @@ def test_holds_tells_what_restore_takes_changing_nothing(tmp_path: Path) -> None
                  for subset in (["a", "b"], ["b", "a"])}
         assert held == taken, case
     assert sum(sum(cache.holds(s, 0) for s in (["a", "b"], ["b", "a"])) for cache in cases.values()) == 3
+
+
+def test_two_runs_storing_one_fine_tune_at_once_both_finish_and_keep_it_whole(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two projects whose .subsetctl/cache links to one folder (a bigger disk), run at the
+    same time on the same model and data, finish the same fine-tune and store it at once.
+    Both wrote it through the one folder ``<entry>.partial``: the second deleted the first's
+    half copy under it, and the first run stopped on the file it could no longer write."""
+    ours, theirs = _cache(tmp_path), _cache(tmp_path)
+    runs = {}
+    for name in ("ours", "theirs"):
+        runs[name] = tmp_path / name
+        (runs[name] / "adapter").mkdir(parents=True)
+        (runs[name] / "adapter" / "w.bin").write_text("the same weights")
+    real_copytree = shutil.copytree
+
+    def copytree(src, dst, *args, **kwargs):
+        copied = real_copytree(src, dst, *args, **kwargs)
+        if Path(src).parent == runs["ours"]:  # the other run stores the same fine-tune meanwhile, start to end
+            theirs.store(["a"], 0, runs["theirs"], {"subset": ["a"], "loss": 1.0})
+        return copied
+
+    monkeypatch.setattr(shutil, "copytree", copytree)
+    ours.store(["a"], 0, runs["ours"], {"subset": ["a"], "loss": 1.0})
+    monkeypatch.setattr(shutil, "copytree", real_copytree)
+    restored = tmp_path / "restored"
+    assert ours.restore(["a"], 0, restored) is not None
+    assert (restored / "adapter" / "w.bin").read_text() == "the same weights"
+    entry = ours._entry(["a"], 0)
+    assert sorted(p.name for p in entry.parent.iterdir()) == [entry.name]  # no half copy left beside it
+
+
+def test_a_killed_runs_half_copy_goes_once_old_and_another_runs_at_work_stays(tmp_path: Path) -> None:
+    """Each run writes its own ``<entry>.<pid>-<random>.partial``: one a killed run left is
+    deleted by the next store of that entry once an hour old; a younger one may be another
+    project's run writing it now (a cache folder projects share), and is left alone."""
+    cache = _cache(tmp_path)
+    entry = cache._entry(["a"], 0)
+    old, young = (entry.with_name(f"{entry.name}.{pid}-0000abcd.partial") for pid in (11, 12))
+    legacy = entry.with_name(f"{entry.name}.partial")
+    for leftover in (old, young, legacy):
+        (leftover / "adapter").mkdir(parents=True)
+    for stale in (old, legacy):
+        os.utime(stale, (0, 0))
+    run_dir = tmp_path / "run"
+    (run_dir / "adapter").mkdir(parents=True)
+    (run_dir / "adapter" / "w.bin").write_text("w")
+    cache.store(["a"], 0, run_dir, {"subset": ["a"]})
+    assert sorted(p.name for p in entry.parent.iterdir()) == sorted([entry.name, young.name])

@@ -18,6 +18,7 @@ import json
 import math
 import os
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -33,6 +34,7 @@ from subsetctl.project import (
     copy_tree_writable,
     fingerprint,
     remove_tree,
+    replace_dir,
     touch,
     verify_checksums,
 )
@@ -185,20 +187,44 @@ class AdapterCache:
         return record
 
     def store(self, subset: list[str], seed: int, run_dir: Path, record: dict[str, Any]) -> None:
-        """Keep a finished run: written aside, then renamed into place (never half an entry)."""
+        """Keep a finished run: written aside, into a folder of this process's own, then
+        renamed into place (never half an entry). Another process may store the same run
+        at once (projects whose .subsetctl/cache links to one folder, run side by side on
+        the same model): with one ``<entry>.partial`` for both, each deleted the other's
+        half copy under it, and an entry of a record without its adapter was kept. The
+        entry it finds put in place meanwhile is kept; this process's copy goes."""
         entry = self._entry(subset, seed)
-        partial = entry.with_name(entry.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        try:
+        _drop_abandoned_copies(entry)
+        partial = entry.with_name(f"{entry.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial")
+        try:  # interrupted (Ctrl-C, SIGTERM) or failed: no half-written entry kept
             shutil.copytree(run_dir / "adapter", partial / "adapter")
             atomic_write_json(partial / CHECKSUMS, artifact_checksums(partial / "adapter"))
             atomic_write_json(partial / "record.json", common.versioned(record))
             common.drop_misshapen_entry(self.reporter, entry, folder=True)
-            shutil.rmtree(entry, ignore_errors=True)
-            os.replace(partial, entry)
-        except BaseException:  # interrupted (Ctrl-C, SIGTERM) or failed: no half-written entry kept
+            try:
+                replace_dir(partial, entry)
+            except OSError as exc:  # (a folder put there since replace_dir moved the old one aside)
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not entry.is_dir():
+                    raise
+        finally:
             shutil.rmtree(partial, ignore_errors=True)
-            raise
+
+
+#: how long a half-written copy of a cache entry (``*.partial``) is left to the run writing it
+ABANDONED_AFTER_S = 3600
+
+
+def _drop_abandoned_copies(entry: Path) -> None:
+    """Delete the half-written copies of ``entry`` that a killed run left beside it (each
+    run writes its own, ``<entry>.<pid>-<random>.partial``, and ``<entry>.partial`` as
+    earlier versions did), once they are an hour old: a younger one may be another
+    process's at work (another project's run sharing the cache, on another machine too)."""
+    import time
+
+    for leftover in entry.parent.glob(f"{entry.name}*.partial"):
+        with contextlib.suppress(OSError):
+            if time.time() - leftover.stat().st_mtime > ABANDONED_AFTER_S:
+                shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _recorded_subset(entry: Path) -> list[str] | None:
