@@ -920,7 +920,11 @@ def model_fingerprint_inputs(source: str, spec_dir: Path | None) -> dict[str, An
         return {}  # is wrong; never hash a whole unrelated tree)
     from subsetctl.filehash import tree_fingerprint
 
-    return {"model_files": tree_fingerprint(folder, spec_dir)}
+    try:
+        return {"model_files": tree_fingerprint(folder, spec_dir)}
+    except PermissionError:  # a teammate's new checkpoint saved 0o600: say whose, and the chmod that reads it
+        _refuse_unreadable_files(folder, f"The model folder {folder}")  # ("copy the project" could not help)
+        raise
 
 
 #: What a causal LM's model-stage inputs and fine-tune cache keys hold when its tokenizer

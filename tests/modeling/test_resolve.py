@@ -903,6 +903,38 @@ def test_a_model_file_the_user_may_not_read_names_it_its_owner_and_the_chmod(
     assert f"Its owner can make them readable with `chmod -R a+rX {shell_arg(folder)}`" in message
 
 
+
+def test_a_model_file_the_user_may_not_read_is_named_when_plan_hashes_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A teammate saved a new checkpoint into the model folder of a project the team shares
+    (safetensors writes it 0o600): `plan` and `run` of everyone else stopped while hashing
+    it with "Cannot use .../model.safetensors: Permission denied ... copy the project
+    somewhere writable", which a copy cannot help (it could not read the file either)."""
+    import errno
+    import os
+
+    from tinymodels import save_tiny_llama
+
+    from subsetctl.modeling.resolve import model_fingerprint_inputs
+
+    folder = save_tiny_llama(tmp_path / "model")
+    real_access, real_open = os.access, open
+    # (root reads anything: deny as the OS would a user other than the owner)
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: Path(path).name != "model.safetensors"
+                        and real_access(path, mode, **kw))
+
+    def refusing_open(file, *args, **kwargs):
+        if Path(os.fsdecode(file)).name == "model.safetensors":
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", refusing_open)
+    with pytest.raises(UserError) as caught:
+        model_fingerprint_inputs(str(folder), tmp_path)
+    message = str(caught.value)
+    assert f"The model folder {folder} holds files you may not read: model.safetensors (it belongs to " in message
+    assert f"`chmod -R a+rX {folder}`" in message and "copy the project" not in message
+
 def test_a_long_text_prints_no_indexing_errors_warning_of_transformers(tmp_path: Path, capfd) -> None:
     """A tokenizer saved with model_max_length 16 printed transformers' "Token indices
     sequence length is longer than the specified maximum sequence length for this model
