@@ -1395,9 +1395,15 @@ class Project:
                     f"Project {self.root} is locked by a running `subsetctl run` (PID {running[0]}, computing "
                     f"{running[1]}), whose lock file {self.lock_path} was deleted. Wait for it to finish or "
                     "stop that process; `plan` and `report` work meanwhile.", holder="run")
-            if stale and notice is not None:
-                notice(f"Took over a stale lock left by PID {previous}{previous_holder.on_host}, which is no longer "
-                       "running.")
+            if stale and notice is not None and previous_holder.on_host:  # no PID to look up there: the lock alone
+                notice(f"Took over the lock left by PID {previous}{previous_holder.where_whose}: no process holds its "
+                       "file lock, so that run has ended; were it still running there, this file system would not "
+                       "share file locks between machines (an NFS mount with `nolock` or `local_lock`): then stop "
+                       "this run at once, as two runs of one project overwrite each other's work, and run the "
+                       "project from one machine at a time.")
+            elif stale and notice is not None:
+                notice(f"Took over a stale lock left by PID {previous}{previous_holder.where_whose}, which is no "
+                       "longer running.")
             self._held_lock_text = LockHolder.text(shard)
             write_holder(handle, self._held_lock_text)
             self._held_locks = [handle]
