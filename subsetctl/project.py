@@ -1377,6 +1377,10 @@ class Project:
             return waits
 
         self.refuse_links()  # before the lock file is opened for writing
+        if (self.lock_path.is_file() and not os.access(self.lock_path, os.W_OK)
+                and file_lock_held(self.lock_path)):  # a teammate's run, in a project this user may not write:
+            # that it runs is said first (a script retries on project_locked), then, once it ends, the permissions
+            raise busy(self.lock_path.read_text(encoding="utf-8", errors="replace").strip())
         mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
         with flocked(self.lock_path, mode, busy, attempts=5, wait_for=shard_preparing) as handle:
             if shared:

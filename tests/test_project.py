@@ -61,6 +61,40 @@ def test_the_lock_names_the_machine_and_the_user_of_a_run_on_another(tmp_path: P
                         "a time.")]
 
 
+
+def test_a_teammates_run_holding_a_lock_file_this_user_may_not_write_is_named(tmp_path: Path, monkeypatch) -> None:
+    """A project folder of another user's, made under umask 022, while that user's `run` goes
+    on: `run` said "Cannot use .../lock: Permission denied" (kind environment), not that a run
+    holds the project (kind project_locked, which a script waits on and retries)."""
+    import builtins
+    import errno
+    import os
+
+    code = ("import time; from pathlib import Path; from subsetctl.project import Project\n"
+            f"with Project(Path({str(tmp_path)!r})).lock():\n    print('locked', flush=True); time.sleep(30)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    lock = Project(tmp_path).lock_path
+    real_open, real_access = builtins.open, os.access
+
+    def refusing_open(file, mode="r", *args, **kwargs):  # (root writes anything: refuse as the OS would another user)
+        if Path(os.fsdecode(file)) == lock and mode != "r":
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(file))
+        return real_open(file, mode, *args, **kwargs)
+
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        monkeypatch.setattr(builtins, "open", refusing_open)
+        monkeypatch.setattr(os, "access", lambda path, mode, **kw: not (Path(path) == lock and mode & os.W_OK)
+                            and real_access(path, mode, **kw))
+        with pytest.raises(LockedError, match=rf"locked by a running `subsetctl run` \(PID {holder.pid}\)"), \
+                Project(tmp_path).lock():
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with pytest.raises(PermissionError), Project(tmp_path).lock():  # once it ends: the permissions, said by the CLI
+        pass
+
 def test_second_lock_names_holder_pid(tmp_path: Path) -> None:
     project = Project(tmp_path)
     code = (
