@@ -628,7 +628,7 @@ def owner_note(path: object, subject: str = "it") -> str:
         info = os.stat(str(path))
     except (OSError, ValueError):
         return ""
-    owner, group, me = user_name(info.st_uid), _group_name(info.st_gid), user_name(os.geteuid())
+    owner, group, me = user_name(info.st_uid), group_name(info.st_gid), user_name(os.geteuid())
     you = "" if info.st_uid == os.geteuid() else f"; you are {me}"
     return f"{subject} belongs to {owner}, group {group}, mode {stat.filemode(info.st_mode)}{you}"
 
@@ -673,7 +673,7 @@ def user_name(uid: int) -> str:
         return str(uid)
 
 
-def _group_name(gid: int) -> str:
+def group_name(gid: int) -> str:
     """The name of group ``gid``, or the number where the group list has none."""
     try:
         import grp

@@ -1159,6 +1159,8 @@ class Pipeline:
         if options.get("shard") is not None:
             return self._run_shard(until, force, options, on_stage)
         with self.project.lock(notice=self.reporter.warn):
+            if (hidden := self.project.umask_hides_from_team()) is not None:
+                self.reporter.warn(hidden)
             started = self._cache_clock()
             results = self._run_stages(until, force, options, on_stage)
             self._trim_kept(started)

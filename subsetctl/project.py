@@ -1240,6 +1240,29 @@ class Project:
         except OSError:
             return "unknown"
 
+    def umask_hides_from_team(self) -> str | None:
+        """A warning for a `run` whose umask keeps what it writes from the project folder's
+        group, where that folder is group-writable (a project a team shares): under
+        ``umask 077`` (or 022) the stage folders and files it made stopped every teammate's
+        `plan`, `report` and `run` afterwards ("Permission denied"), and nothing had said so
+        to the user who made them. None where the folder is not the group's to write, or the
+        umask lets the group read and write."""
+        from subsetctl.errors import group_name
+
+        try:
+            info = self.root.stat()
+        except OSError:
+            return None
+        if not info.st_mode & 0o020 or (new_file_mode() & 0o060) == 0o060:
+            return None
+        import stat
+
+        mode = stat.filemode(stat.S_IFREG | new_file_mode())
+        return (f"The project folder {self.root} is shared with its group {group_name(info.st_gid)} (group-writable), "
+                f"but this run's umask keeps what it writes from the group (its files get {mode}): a teammate's `plan`, "
+                "`report` and `run` stop on it afterwards (Permission denied). Run subsetctl under `umask 002` (and "
+                f"`chmod -R g+rwX {shell_arg(self.root)}` once for what it wrote so far).")
+
     def running_whose(self) -> str:
         """Where and whose the `run` holding the lock is, as its lock file says: " on HOST"
         for another machine, ", user NAME" for another user (a team sharing the project

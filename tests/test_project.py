@@ -984,3 +984,26 @@ def test_restamping_leaves_the_manifest_read_before_as_it_was(tmp_path: Path) ->
         project.restamp_manifest("x", {"store.bin": [1, 2, 3]})
         assert json.dumps(held, sort_keys=True) == before
         assert project.read_manifest("x")["artifacts"]["store.bin"]["stat"] == [1, 2, 3]
+
+
+def test_a_umask_that_keeps_a_team_projects_files_from_the_group_is_warned_of(tmp_path: Path) -> None:
+    """A user who ran a project the team shares (its folder group-writable) under umask 077
+    left stage folders drwx------ that stopped every teammate's `plan`, `report` and `run`
+    afterwards, and was told nothing; under umask 002 nothing is said, nor of a folder that
+    is not the group's to write."""
+    project = Project(tmp_path)
+    old = os.umask(0o077)
+    try:
+        tmp_path.chmod(0o2775)
+        warning = project.umask_hides_from_team()
+        assert warning is not None and f"The project folder {tmp_path} is shared with its group " in warning
+        assert "(its files get -rw-------)" in warning and "Run subsetctl under `umask 002`" in warning
+        os.umask(0o022)
+        assert "(its files get -rw-r--r--)" in (project.umask_hides_from_team() or "")
+        os.umask(0o002)
+        assert project.umask_hides_from_team() is None
+        os.umask(0o077)
+        tmp_path.chmod(0o755)
+        assert project.umask_hides_from_team() is None
+    finally:
+        os.umask(old)
