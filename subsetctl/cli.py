@@ -250,12 +250,16 @@ class _Group(click.Group):
         _STDOUT_IS_JSON.set(False)
         given = kwargs.get("args", args[0] if args else None)
         _ARGS.set(tuple(given) if given is not None else tuple(sys.argv[1:]))
+        late_stops = _LateStops() if given is None else None  # (the program's own command line, not a test's)
         try:
             return super().main(*args, **kwargs)
         except SystemExit as done:
             if _say_output_lost() and done.code in (0, None):
                 raise SystemExit(1) from None
             raise
+        finally:
+            if late_stops is not None:
+                late_stops.hold()
 
     def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
                      **extra: Any) -> click.Context:
@@ -309,6 +313,62 @@ class _Group(click.Group):
 
             _console(stderr=True).print(f"[bold red]internal error:[/bold red] {escape(_internal_error_text(exc))}")
             sys.exit(1)
+
+
+class _LateStops:
+    """Ctrl-C or a stop signal (:func:`_stop_signals`) that comes once the command is over, while
+    the process exits, stops nothing: the run's work is done and written, its report printed.
+    Python's own exit took up to a second after a run (its modules and torch's let go), and such a
+    signal then killed the process without a word: 0.02 s after the report's last line, exit -2
+    (a death by SIGINT, not 130) or -15 (SIGTERM, not 143), for Python puts back each signal's
+    default action before it lets its modules go. From :meth:`hold` on, a signal is held until
+    the exit, which keeps the command's own exit code, and one line on stderr says it stopped
+    nothing; a second one stops the process at once (a clean-up at the exit that hangs). The
+    exit's last step is made by :func:`atexit` from the first callback registered, made when
+    the command starts, so that it comes after those registered later (the Dask clients' closing)."""
+
+    def __init__(self) -> None:
+        import atexit
+
+        self._held: list[int] = []
+        self._signals: list[int] = []
+        atexit.register(self._at_exit)
+
+    def hold(self) -> None:
+        """Hold back Ctrl-C and the stop signals from now until the exit (main thread only: where
+        a handler can be set); one ignored by whoever started us (``nohup``) stays ignored."""
+        import signal
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return
+        self._signals = [signum for signum in (signal.SIGINT, *_stop_signals())
+                         if signal.getsignal(signum) != signal.SIG_IGN]
+        for signum in self._signals:
+            signal.signal(signum, self._handler)
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        import signal
+
+        if self._held:  # a second one: stop at once, as that signal's default does
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        self._held.append(signum)
+
+    def _at_exit(self) -> None:
+        """Ignore the held signals for the rest of the exit (where Python would put their default
+        action back), and say whether one came."""
+        import signal
+
+        for signum in self._signals:
+            signal.signal(signum, signal.SIG_IGN)
+        if self._held:
+            name = "Ctrl-C (SIGINT)" if self._held[0] == signal.SIGINT else signal.Signals(self._held[0]).name
+            with contextlib.suppress(OSError, ValueError, AttributeError):  # (stderr closed, or the terminal gone)
+                sys.stderr.write(f"{name} came after the command had finished: it stopped nothing, "
+                                 "and everything the command did is kept.\n")
+                sys.stderr.flush()
 
 
 def _stopped_text(exc: KeyboardInterrupt) -> str:

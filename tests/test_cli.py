@@ -2655,3 +2655,35 @@ def test_a_run_with_nothing_to_do_checks_its_report_with_the_runs_own_checks(tin
     assert result.exit_code == 0 and "Ran report" in result.output, result.output
     assert (len(fingerprinted), len(checked)) == (2, 2 * stages - 1)  # (the report stage's files: checked once)
     assert invoke("report", str(project), "report.plots=false").output in result.output
+
+
+_STOPPED_AS_IT_EXITS = """
+import atexit, os, signal, sys
+from subsetctl.cli import main
+class StoppedWhileLetGo:  # let go with __main__'s names, after Python puts back the signals' default actions
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(100000):
+            pass
+let_go = StoppedWhileLetGo()
+sys.argv = ["subsetctl", "--version"]
+try:
+    main()
+finally:  # called at the exit before subsetctl's own last step (registered after it)
+    atexit.register(os.kill, os.getpid(), getattr(signal, os.environ["STOP_SIGNAL"]))
+"""
+
+
+@pytest.mark.parametrize(("stop_signal", "name"), [("SIGTERM", "SIGTERM"), ("SIGINT", "Ctrl-C (SIGINT)")])
+def test_a_stop_signal_once_the_command_is_over_stops_nothing(stop_signal: str, name: str) -> None:
+    """Ctrl-C or SIGTERM in the second Python takes to exit after a run, once its report is printed,
+    killed it without a word: exit -2 (not 130) or -15, for Python puts back the signals' default
+    actions before it lets its modules go. The command keeps its exit code, and says that one came
+    while the exit's callbacks ran; one while the modules are let go is ignored."""
+    done = subprocess.run([sys.executable, "-c", _STOPPED_AS_IT_EXITS], check=False, capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "STOP_SIGNAL": stop_signal})
+    assert done.returncode == 0, done.stderr[-800:]
+    assert done.stdout.startswith("subsetctl, version")
+    assert done.stderr == (f"{name} came after the command had finished: it stopped nothing, and everything the "
+                           "command did is kept.\n")
+
