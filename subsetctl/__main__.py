@@ -15,7 +15,20 @@ import sys
 if not sys.flags.safe_path and sys.path and sys.path[0] == os.getcwd():
     del sys.path[0]
 
-from subsetctl.cli import main  # (after the path is the command's)
+
+def command() -> None:
+    """Run the command line's command (:func:`subsetctl.cli.main`)."""
+    from subsetctl.cli import main  # (after the path is the command's)
+
+    try:
+        main()
+    finally:
+        # Ctrl-C in code run by exec or eval of a string (the methods of a namedtuple or a dataclass being
+        # made, as a module is first imported) leaves CPython noting an interrupt not handled, even once
+        # the command handled it ("interrupted; finished work is kept", exit 130): `python -m subsetctl`
+        # then killed itself with SIGINT as it exited, exit -2. Such code run again without one clears it.
+        exec("")  # noqa: S102
+
 
 if __name__ == "__main__":
-    main()
+    command()

@@ -2687,3 +2687,26 @@ def test_a_stop_signal_once_the_command_is_over_stops_nothing(stop_signal: str, 
     assert done.stderr == (f"{name} came after the command had finished: it stopped nothing, and everything the "
                            "command did is kept.\n")
 
+
+_CTRL_C_IN_EXEC_OF_A_STRING = """
+import os, signal
+import rich.console  # (imported by a run before the interrupt: its dataclasses are made then)
+import subsetctl.api as api
+import subsetctl.reporter
+def init_project(*args, **kwargs):  # Ctrl-C as a dataclass's methods are made (exec of a string)
+    exec("os.kill(os.getpid(), signal.SIGINT)\\nfor _ in range(10**6): pass", {"os": os, "signal": signal})
+api.init_project = init_project
+"""
+
+
+def test_ctrl_c_inside_exec_of_a_string_still_exits_130_under_python_dash_m(tmp_path: Path) -> None:
+    """`python -m subsetctl run` stopped by Ctrl-C said "interrupted; finished work is kept" and then
+    died of SIGINT (exit -2, not 130) now and then in a chaos test: where the interrupt came inside
+    code run by exec or eval of a string (a namedtuple's or dataclass's methods being made, as a
+    module was first imported), CPython noted it as not handled and killed the process at its exit."""
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(_CTRL_C_IN_EXEC_OF_A_STRING)
+    path = os.pathsep.join([str(tmp_path / "site"), *filter(None, [os.environ.get("PYTHONPATH")])])
+    stopped = subprocess.run([sys.executable, "-m", "subsetctl", "init", str(tmp_path / "p")], check=False,
+                             capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": path})
+    assert (stopped.returncode, stopped.stderr) == (130, "interrupted.\n")
