@@ -2,7 +2,8 @@
 
 For when pip's scripts folder is not on PATH (pip warns "installed in ... which is not on
 PATH" and ``subsetctl`` is then "command not found"), or to be sure which environment's
-subsetctl runs: ``/path/to/venv/bin/python -m subsetctl run DIR``.
+subsetctl runs: ``/path/to/venv/bin/python -m subsetctl run DIR``. The ``subsetctl`` script
+pip installs calls :func:`command` too.
 """
 
 import os
@@ -17,9 +18,15 @@ if not sys.flags.safe_path and sys.path and sys.path[0] == os.getcwd():
 
 
 def command() -> None:
-    """Run the command line's command (:func:`subsetctl.cli.main`)."""
-    from subsetctl.cli import main  # (after the path is the command's)
-
+    """Run the command line's command (:func:`subsetctl.cli.main`). Ctrl-C while its modules are
+    first imported (click's, rich's, subsetctl's own: over a second on a busy machine) printed a
+    traceback and the process died of SIGINT (exit -2, not 130); nothing has started then, and
+    it says "interrupted." (exit 130) as a command stopped later does."""
+    try:
+        from subsetctl.cli import main  # (after the path is the command's)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted.\n")
+        sys.exit(130)
     try:
         main()
     finally:

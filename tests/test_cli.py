@@ -2710,3 +2710,26 @@ def test_ctrl_c_inside_exec_of_a_string_still_exits_130_under_python_dash_m(tmp_
     stopped = subprocess.run([sys.executable, "-m", "subsetctl", "init", str(tmp_path / "p")], check=False,
                              capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": path})
     assert (stopped.returncode, stopped.stderr) == (130, "interrupted.\n")
+
+
+_CTRL_C_WHILE_IMPORTED = """
+import builtins, os, runpy, signal, sys
+import_before = builtins.__import__
+def interrupted_import(name, *args, **kwargs):
+    if name == "subsetctl.cli":  # its first import, as a busy machine's Ctrl-C lands in it
+        builtins.__import__ = import_before
+        os.kill(os.getpid(), signal.SIGINT)
+    return import_before(name, *args, **kwargs)
+builtins.__import__ = interrupted_import
+sys.argv = ["subsetctl", "--version"]
+runpy.run_module("subsetctl", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_ctrl_c_while_the_command_first_imports_its_modules_exits_130() -> None:
+    """Ctrl-C while `python -m subsetctl` (or the `subsetctl` script) first imported click, rich
+    and subsetctl's modules, over a second on a busy machine, printed a KeyboardInterrupt
+    traceback and the process died of SIGINT: exit -2, not 130, in a chaos test of `run`."""
+    stopped = subprocess.run([sys.executable, "-c", _CTRL_C_WHILE_IMPORTED], check=False, capture_output=True,
+                             text=True, timeout=60)
+    assert (stopped.returncode, stopped.stderr, stopped.stdout) == (130, "interrupted.\n", "")

@@ -104,7 +104,7 @@ def test_the_wheel_holds_every_file_of_the_package_and_the_console_script(built)
     assert [name for name in in_wheel if not name.startswith(("subsetctl/", "subsetctl-"))] == []
     entry_points = next(name for name in in_wheel if name.endswith(".dist-info/entry_points.txt"))
     with zipfile.ZipFile(next((copy.parent / "dist").glob("*.whl"))) as wheel:
-        assert "subsetctl = subsetctl.cli:main" in wheel.read(entry_points).decode()
+        assert "subsetctl = subsetctl.__main__:command" in wheel.read(entry_points).decode()
 
 
 def test_the_license_is_an_spdx_expression_shipped_with_its_text(built) -> None:
