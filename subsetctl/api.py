@@ -66,7 +66,14 @@ from subsetctl.templates import TEMPLATES
 
 
 def template_text(name: str) -> str:
-    """The commented spec of a template (package data under subsetctl/templates)."""
+    """The commented spec of a template (package data under subsetctl/templates). A path given
+    for the name (``template=Path("team.yaml")`` in a notebook) is told apart from a mistyped
+    name: "Unknown template PosixPath('team.yaml')" read as if paths were taken and this one wrong."""
+    if isinstance(name, os.PathLike):
+        raise UserError(
+            f"template takes the name of one of subsetctl's templates ({', '.join(TEMPLATES)}), not a path "
+            f"({os.fspath(name)}). To start a project from a spec file of your own, copy it into the project "
+            f"folder as {SPEC_FILENAME} (shutil.copy(path, folder / {SPEC_FILENAME!r})).")
     if name not in TEMPLATES:
         raise UserError(f"Unknown template {name!r}. Templates: {', '.join(TEMPLATES)}.")
     return resources.files("subsetctl.templates").joinpath(f"{name}.yaml").read_text(encoding="utf-8")
@@ -83,7 +90,9 @@ def init_project(directory: str | Path, template: str = "quickstart", force: boo
     overwrites is first copied to ``subsetctl.yaml.bak`` (``.bak.1``, ... when that
     exists; the path is appended to ``backups``): it may hold hours of edits."""
     text = template_text(template)
-    directory = Path(directory).expanduser()  # `init '~/q'` made ./~/q, which `plan ~/q` then did not find
+    # (expanded: `init '~/q'` made ./~/q, which `plan ~/q` then did not find; not a str or path,
+    # bytes among them: a UserError, not a TypeError from Path())
+    directory = path_argument(directory, "directory (the project folder)", "myproject")
     if directory.suffix.lower() in (".yaml", ".yml") and not directory.is_dir():  # a spec file named, not a folder
         if directory.name != SPEC_FILENAME:  # `init myspec.yaml` made a folder myspec.yaml/ holding subsetctl.yaml
             raise UserError(

@@ -750,3 +750,27 @@ def test_the_readmes_api_functions_take_a_folder_as_text(tmp_path: Path, monkeyp
         assert str in typing.get_args(typing.get_type_hints(function)[first]), (name, first)
     monkeypatch.chdir(tmp_path)
     assert api.init_project("myproject", "minimal").resolve() == tmp_path / "myproject" / "subsetctl.yaml"
+
+
+def test_init_project_says_what_a_path_given_for_its_template_or_folder_should_be(tmp_path: Path) -> None:
+    """`init_project(folder, template=Path("team.yaml"))` said "Unknown template PosixPath('team.yaml')",
+    read as if a path were taken and this one wrong; a folder as bytes raised a TypeError from Path().
+    The folder takes any os.PathLike, as every other API function's."""
+    from subsetctl.api import init_project
+    from subsetctl.errors import UserError
+    from subsetctl.report.compare import load_side
+
+    class Folder:  # an os.PathLike that is no Path
+        def __fspath__(self) -> str:
+            return str(tmp_path / "q")
+
+    with pytest.raises(UserError, match=r"template takes the name of one of subsetctl's templates \(quickstart, "
+                                        r"minimal, classifier, hub-gpu\), not a path \(.*team\.yaml\)\. To start a "
+                                        r"project from a spec file of your own, copy it"):
+        init_project(tmp_path / "p", template=tmp_path / "team.yaml")
+    with pytest.raises(UserError, match=r"directory \(the project folder\) must be a str or pathlib\.Path"):
+        init_project(b"p", "minimal")  # type: ignore[arg-type]
+    with pytest.raises(UserError, match=r"path \(a project folder or a report\.json\) must be a str or pathlib"):
+        load_side(None)  # type: ignore[arg-type]
+    assert not (tmp_path / "p").exists()
+    assert init_project(Folder(), "minimal") == tmp_path / "q" / "subsetctl.yaml"  # type: ignore[arg-type]

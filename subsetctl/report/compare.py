@@ -31,9 +31,9 @@ def load_side(path: str | Path, given_as: str = "--compare") -> dict[str, Any]:
     earlier subsetctl wrote). A path that is neither is a UserError saying what to give,
     naming it as ``given_as`` did: "--compare v2.json", or "report v1.json" for the first side
     (a missing or wrong v1.json was blamed on --compare, or `subsetctl init v1.json` advised)."""
-    from subsetctl.project import Project
+    from subsetctl.project import Project, path_argument
 
-    path = Path(path).expanduser()
+    path = path_argument(path, "path (a project folder or a report.json)", "v1")  # (bytes, None: no TypeError)
     given = f"{given_as} {path}"
     if not path.exists():  # (Project.find's error advised `subsetctl init` of it, a kept report.json's name too;
         # not_found, as --format json's kind for a project folder that is not there)
