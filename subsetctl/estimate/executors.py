@@ -33,6 +33,7 @@ import contextlib
 import math
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -318,6 +319,25 @@ def _forget_dumped_file() -> None:
 atexit.register(forget_dumped_estimator)
 
 
+def _start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker (once a process) with its warning of leaked
+    semaphores off. The tracker outlives a run killed outright (SIGKILL, the OOM killer, a
+    scheduler's hard limit) and removes the semaphores a Dask LocalCluster's workers had made,
+    as it should, but said so after the shell's prompt in a UserWarning with a line of
+    multiprocessing's source ("resource_tracker: There appear to be 12 leaked semaphore objects
+    to clean up at shutdown"), read as a leak for the user to see to. Nothing is left: the
+    tracker has removed them. The filter goes to the tracker's command line (``-W``, from
+    ``sys.warnoptions`` as it is started); this process's own warnings are as they were."""
+    from multiprocessing import resource_tracker
+
+    before = list(sys.warnoptions)
+    sys.warnoptions.append("ignore:resource_tracker:UserWarning")
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        sys.warnoptions[:] = before
+
+
 @contextlib.contextmanager
 def _sigint_blocked_for_new_threads() -> Iterator[None]:
     """SIGINT blocked in this thread while a LocalCluster, or the loky backend's workers,
@@ -345,9 +365,7 @@ def _sigint_blocked_for_new_threads() -> Iterator[None]:
     if not hasattr(signal, "pthread_sigmask"):  # (Windows: no signal masks)
         yield
         return
-    from multiprocessing import resource_tracker
-
-    resource_tracker.ensure_running()
+    _start_resource_tracker()
     # (handlers can be set in the main thread only; an ignored SIGINT stays ignored)
     main_thread = threading.current_thread() is threading.main_thread()
     record = main_thread and signal.getsignal(signal.SIGINT) != signal.SIG_IGN
