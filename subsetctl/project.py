@@ -1429,8 +1429,13 @@ class Project:
                        "this run at once, as two runs of one project overwrite each other's work, and run the "
                        "project from one machine at a time.")
             elif stale and notice is not None:
-                notice(f"Took over a stale lock left by PID {previous}{previous_holder.where_whose}, which is no "
-                       "longer running.")
+                left = self.stage_left_by(int(previous), previous_holder.host)
+                notice(f"Took over a stale lock left by PID {previous}{previous_holder.where_whose}, which is no longer "
+                       "running." + (f" It ended while computing {left} without letting the lock go: killed outright "
+                                    "(SIGKILL, the out-of-memory killer, a scheduler's hard limit), ended by a library "
+                                    "(OpenBLAS giving up on memory under a `ulimit -v`) or too short of memory to "
+                                    f"clean up. Finished stages are kept, and {left} resumes from what it had saved."
+                                    if left else ""))
             self._held_lock_text = LockHolder.text(shard)
             write_holder(handle, self._held_lock_text)
             self._held_locks = [handle]
@@ -1489,6 +1494,20 @@ class Project:
             if marker.get("pid") == os.getpid():
                 with contextlib.suppress(OSError):  # a full disk or a read-only folder: the marker stays
                     atomic_write_json(marker_path, {k: v for k, v in marker.items() if k not in ("pid", "host")})
+
+    def stage_left_by(self, pid: int, host: str | None) -> str | None:
+        """The stage a dead `run` (``pid`` on ``host``; None: an earlier subsetctl's lock, which named
+        no host: this one) was computing when it ended without letting the lock go, by its work
+        marker (work.json of an unfinished stage, which keeps the PID only while that run computes
+        it: :meth:`_drop_pid_from_work_markers`); None when it was computing none. A run killed
+        outright, or ended by a library (OpenBLAS's "Memory allocation still failed ... giving up"
+        under a `ulimit -v`), says nothing of its own (or too little memory was left to clean up), and the next run's notice names the stage."""
+        for marker_path in sorted(self.state_dir.glob(f"*/{WORK_MARKER}")):
+            marker = self.read_work_marker(marker_path.parent.name)
+            if (marker.get("pid") == pid and marker.get("host") in (host or socket.gethostname(), None)
+                    and not (marker_path.parent / MANIFEST).exists()):
+                return marker_path.parent.name
+        return None
 
     def run_holding_deleted_lock(self) -> tuple[int, str] | None:
         """A live `run` of this project on this machine that a lock check could not see, as

@@ -1007,3 +1007,38 @@ def test_a_umask_that_keeps_a_team_projects_files_from_the_group_is_warned_of(tm
         assert project.umask_hides_from_team() is None
     finally:
         os.umask(old)
+
+
+def test_the_stale_lock_notice_names_the_stage_a_run_ended_without_a_word_in(tmp_path: Path) -> None:
+    """A run ended by OpenBLAS ("Memory allocation still failed after 10 retries, giving up.") under a
+    `ulimit -v`, or killed outright, says nothing of subsetctl's; the next run said only that it took
+    over a stale lock. It names the stage the dead run was computing (its work marker keeps its PID),
+    and that the finished stages are kept; a run that died between stages names none."""
+    import socket
+
+    from subsetctl.errors import user_name
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    state = tmp_path / ".subsetctl"
+    (state / "meta_init").mkdir(parents=True)
+    (state / "data").mkdir()
+    (state / "data" / "manifest.json").write_text("{}")  # finished: its marker's PID is no matter
+    (state / "data" / "work.json").write_text(json.dumps({"fingerprint": "f", "pid": dead.pid}))
+    (state / "lock").write_text(f"{dead.pid} run {socket.gethostname()} {user_name(os.geteuid())}")
+    marker = {"fingerprint": "f", "inputs": {}, "pid": dead.pid, "host": socket.gethostname()}
+    (state / "meta_init" / "work.json").write_text(json.dumps(marker))
+    messages: list[str] = []
+    with Project(tmp_path).lock(notice=messages.append):
+        pass
+    assert messages == [(f"Took over a stale lock left by PID {dead.pid}, which is no longer running. It ended while "
+                         "computing meta_init without letting the lock go: killed outright (SIGKILL, the "
+                         "out-of-memory killer, a scheduler's hard limit), ended by a library (OpenBLAS giving up "
+                         "on memory under a `ulimit -v`) or too short of memory to clean up. Finished stages are "
+                         "kept, and meta_init resumes from what it had saved.")]
+    (state / "meta_init" / "work.json").write_text(json.dumps({**marker, "pid": dead.pid + 1}))  # another's
+    (state / "lock").write_text(f"{dead.pid} run {socket.gethostname()} {user_name(os.geteuid())}")
+    messages.clear()
+    with Project(tmp_path).lock(notice=messages.append):
+        pass
+    assert messages == [f"Took over a stale lock left by PID {dead.pid}, which is no longer running."]
