@@ -509,6 +509,12 @@ def environment_error(error: BaseException) -> EnvironmentUserError | None:
     prints it; :func:`environment_errors_as_user_errors` raises it to API callers."""
     import os
 
+    if isinstance(error, RuntimeError) and "can't start new thread" in str(error):
+        return EnvironmentUserError(
+            f"Cannot start a thread (\"{error}\"): the process is short of memory or of threads{_address_space_limit()}"
+            f"{_thread_limit()}. Each thread takes address space for its stack, and torch and the BLAS "
+            "reserve far more than they use. Raise the limit (or free memory) and run again: finished stages are "
+            "kept.")
     exc = as_os_error(error)
     if exc is None:
         return None
@@ -556,6 +562,11 @@ def environment_error(error: BaseException) -> EnvironmentUserError | None:
                    "and capped by project.cache_limit_gb, are the large files, and the earlier result sets in "
                    ".subsetctl/.previous/, up to project.keep_previous of each stage, capped by "
                    "project.keep_previous_gb)")
+    if exc.errno == errno.ENOMEM:  # outside a stage's own work (which names its memory settings): its bookkeeping
+        return EnvironmentUserError(
+            f"Out of memory ({exc.strerror}{f', at{where}' if where else ''}{_address_space_limit()}). Free memory "
+            "(or use a larger machine) "
+            "and run again: finished stages are kept.")
     if exc.errno == errno.ENOSPC:
         return EnvironmentUserError(
             f"No space left on the device (writing{where}). Free disk space {large_files} and run again: "
@@ -690,6 +701,13 @@ def _file_size_limit() -> str:
     if soft is None:
         return "the file system's largest file"
     return f"this process's file size limit (`ulimit -f`: {soft // 1024} KiB)"
+
+
+def _thread_limit() -> str:
+    """This process's limit on its user's processes and threads (``ulimit -u``, RLIMIT_NPROC) in
+    words, where it has one, to raise: Python's "can't start new thread" comes of that too."""
+    soft = _soft_limit("RLIMIT_NPROC")
+    return "" if soft is None else f"; its user may run at most {soft:,} processes and threads (`ulimit -u`)"
 
 
 def _soft_limit(name: str) -> int | None:

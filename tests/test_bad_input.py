@@ -1909,3 +1909,26 @@ def test_paths_in_messages_are_shown_with_dot_dot_folded_away(tmp_path: Path, mo
     with pytest.raises(UserError) as raised:
         load_csv(CsvLoader(type="csv", path="../data/bad.csv"), LoadContext("s0", project, "causal-lm", 0))
     assert f"file {tmp_path / 'data' / 'bad.csv'} is not valid CSV" in str(raised.value), str(raised.value)
+
+
+def test_out_of_memory_outside_a_stage_and_no_thread_left_are_user_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under a `ulimit -v` that leaves little room, a run failed with "internal error: OSError:
+    [Errno 12] Cannot allocate memory: '/p/.subsetctl'" (its bookkeeping between stages) or
+    "internal error: RuntimeError: can't start new thread", each called a bug in subsetctl."""
+    from subsetctl import errors
+
+    limits = {"RLIMIT_AS": 1500 * 2**20, "RLIMIT_NPROC": 4096}
+    monkeypatch.setattr(errors, "_soft_limit", limits.get)
+    no_memory = environment_error(OSError(errno.ENOMEM, "Cannot allocate memory", "/p/.subsetctl"))
+    assert str(no_memory) == (
+        "Out of memory (Cannot allocate memory, at /p/.subsetctl; this process's address space limit, `ulimit -v`, is "
+        "1,500 MiB: raise it (`ulimit -v unlimited`) first). Free memory (or use a larger machine) and run again: "
+        "finished stages are kept.")
+    no_thread = environment_error(RuntimeError("can't start new thread"))
+    assert str(no_thread) == (
+        "Cannot start a thread (\"can't start new thread\"): the process is short of memory or of threads; this "
+        "process's address space limit, `ulimit -v`, is 1,500 MiB: raise it (`ulimit -v unlimited`) first; its user "
+        "may run at most 4,096 processes and threads (`ulimit -u`). Each thread takes address space for its stack, "
+        "and torch and the BLAS reserve far more than they use. Raise the limit (or free memory) and run again: "
+        "finished stages are kept.")
+    assert environment_error(RuntimeError("something else")) is None  # stays an internal error
