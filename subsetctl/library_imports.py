@@ -6,7 +6,8 @@ process failed ("Could not import module 'LlamaForCausalLM'", "partially initial
 'torch._dynamo'", "module 'dill' has no attribute '_dill'") until the kernel was restarted.
 Their first import is therefore made with SIGINT held back (:func:`interrupts_held`), and the
 interrupt raised as soon as it is done: the run stops as it would have, and the next one
-finds them whole. Each stage names what it imports so (:attr:`subsetctl.pipeline.Stage.imports_first`).
+finds them whole. So are the other signals a Python handler takes: a notebook's own handler
+(a cell's time limit on SIGALRM) may raise KeyboardInterrupt as well. Each stage names what it imports so (:attr:`subsetctl.pipeline.Stage.imports_first`).
 """
 
 from __future__ import annotations
@@ -33,21 +34,32 @@ MODEL_LIBRARIES: tuple[str, ...] = (
 
 @contextlib.contextmanager
 def interrupts_held() -> Iterator[None]:
-    """Hold back SIGINT inside; raise it (call the handler there was) once the block is done.
-    Only in the main thread, where Python runs signal handlers, and only while SIGINT has a
-    Python handler (not ignored, nor left to kill the process)."""
-    previous: Any = signal.getsignal(signal.SIGINT)
-    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+    """Hold back SIGINT, and every other signal a Python handler takes, inside; once the block
+    is done, call the handler there was for each that came (in the order they came, each
+    once). A notebook's own handler may raise KeyboardInterrupt too (a time limit on a cell:
+    ``signal.alarm`` with a SIGALRM handler that raises it), and one raised halfway through
+    an import left the library half imported as Ctrl-C did; it is raised a few seconds late
+    instead. Only in the main thread, where Python runs signal handlers; a signal ignored, or
+    left to its default action (to kill the process), is not touched."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    held: list[FrameType | None] = []
-    signal.signal(signal.SIGINT, lambda signum, frame: held.append(frame))
+    handlers: dict[int, Any] = {}
+    for signum in signal.valid_signals():
+        with contextlib.suppress(OSError, ValueError):  # (SIGKILL and SIGSTOP: no handler to read)
+            handler = signal.getsignal(signum)
+            if callable(handler):
+                handlers[signum] = handler
+    held: dict[int, FrameType | None] = {}
+    for signum in handlers:
+        signal.signal(signum, lambda signum, frame: held.setdefault(signum, frame))
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
-        if held:
-            previous(signal.SIGINT, held[0])
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+        for signum, frame in held.items():  # the first handler to raise ends it
+            handlers[signum](signum, frame)
 
 
 def import_whole(libraries: tuple[str, ...]) -> None:

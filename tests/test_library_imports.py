@@ -38,3 +38,28 @@ def test_an_interrupt_during_the_model_libraries_first_import_waits_for_its_end(
     assert importing == {"data": library_imports.DATA_LIBRARIES, **dict.fromkeys(
         ("meta_init", "gradients", "verify", "finetune", "evaluate"), library_imports.MODEL_LIBRARIES)}
     assert "datasets" in library_imports.MODEL_LIBRARIES and not Stage.imports_first
+
+
+def test_a_keyboard_interrupt_from_a_handler_of_ones_own_waits_for_the_first_import_too(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A notebook's own signal handler that raises KeyboardInterrupt (a cell's time limit: SIGALRM)
+    was not held back during the libraries' first import: it left them half imported as Ctrl-C
+    did. It is called once the import is done; the handler is put back."""
+    from subsetctl import library_imports
+
+    def time_is_up(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt("time is up")
+
+    (tmp_path / "alarmedlib").mkdir()
+    (tmp_path / "alarmedlib" / "__init__.py").write_text(
+        "import os, signal\nos.kill(os.getpid(), signal.SIGALRM)\nafter = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "alarmedlib", raising=False)
+    previous = signal.signal(signal.SIGALRM, time_is_up)
+    try:
+        with pytest.raises(KeyboardInterrupt, match="time is up"):
+            library_imports.import_whole(("alarmedlib",))
+        assert sys.modules["alarmedlib"].after  # imported whole before the handler raised
+        assert signal.getsignal(signal.SIGALRM) is time_is_up
+    finally:
+        signal.signal(signal.SIGALRM, previous)
