@@ -212,7 +212,8 @@ def typed_overrides(manifest: dict[str, Any]) -> dict[str, str]:
 def _input_name(key: str, old: Any, new: Any) -> str:
     """What an extra input is, for `plan`: the data stage's are keyed by source (whose
     file, or whose loader plugin's code, changed, or whose CSV file of CRLF lines is read
-    otherwise since: :func:`~subsetctl.data.fingerprint._cells_read`)."""
+    otherwise since: :func:`~subsetctl.data.fingerprint._cells_read`; a file of mixed line ends
+    whose header's CRLF had its cells' CRLF read as LF before has them read as written now)."""
     if key == "model_files":
         return "model folder (model.source)"
     if key == "model_package":  # a packaged model's plugin package: "myplug 0.1.0"
@@ -225,6 +226,9 @@ def _input_name(key: str, old: Any, new: Any) -> str:
     if (isinstance(old, dict) and isinstance(new, dict) and "cells" in new and "cells" not in old
             and old.get("file") == new.get("file")):  # (a ``where``'s rows: their digests changed with it)
         return f"{key} (its CSV file's CRLF line breaks inside cells now read as LF)"
+    if (isinstance(old, dict) and isinstance(new, dict) and "cells" in old and "cells" not in new
+            and old.get("file") == new.get("file")):  # (a file of mixed line ends, its header's CRLF: read so before)
+        return f"{key} (its CSV file has mixed line ends: the line breaks inside its cells are now read as written, not as LF)"
     if isinstance(old, dict) and isinstance(new, dict) and "code" in new and old.get("code") != new["code"]:
         return f"{key} (its loader plugin's code{_package_change(old['code'], new['code'])})"
     if key == "plugin code" and isinstance(old, dict) and isinstance(new, dict):  # {"strategy best_single": ...}

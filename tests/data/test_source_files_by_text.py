@@ -228,6 +228,24 @@ def test_a_csv_file_of_crlf_lines_is_prepared_again_and_plan_says_why(tmp_path: 
         "input files changed: crlf (its CSV file's CRLF line breaks inside cells now read as LF)"
 
 
+def test_a_csv_file_of_mixed_line_ends_prepared_by_an_earlier_subsetctl_is_said_to_be_read_as_written(
+        tmp_path: Path) -> None:
+    """A CRLF header over LF rows had its cells' CRLF read as LF by a subsetctl that looked at
+    the header alone (its key noted "cells"); now they are read as written, and plan says so,
+    not that the file, which is the same, changed."""
+    from subsetctl.data.fingerprint import source_fingerprint_inputs
+    from subsetctl.plan_reasons import changed_inputs
+    from subsetctl.spec import SourceSpec
+
+    (tmp_path / "mixed.csv").write_bytes(b'prompt,response\r\n"q\r\nmore",r\n')
+    now = source_fingerprint_inputs(SourceSpec.model_validate(
+        {"name": "mixed", "loader": {"type": "csv", "path": "mixed.csv"}}), tmp_path)
+    assert "cells" not in now
+    assert changed_inputs({"mixed": {**now, "cells": "CRLF as LF"}}, {"mixed": now}) == (
+        "input files changed: mixed (its CSV file has mixed line ends: the line breaks inside its cells are now "
+        "read as written, not as LF)")
+
+
 @pytest.mark.parametrize("in_memory", [True, False])
 def test_keys_named_twice_are_said_for_the_tasks_own_rows(tmp_path: Path, in_memory: bool,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
