@@ -1107,7 +1107,7 @@ class Pipeline:
         extra = changed_inputs(old.get("extra"), as_recorded(old.get("extra"), inputs["extra"],
                                                              lambda: stage.earlier_extra_inputs(self.spec, self.project)),
                                model_known_by_name(old, manifest, self.spec.model.source, self.project.root),
-                               len(self.spec.sources))
+                               len(self.spec.sources), self.spec.model.kind)
         if extra:
             reasons.append(extra)
         gone = self._model_folder_gone(old, inputs["extra"])

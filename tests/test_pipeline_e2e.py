@@ -1874,8 +1874,7 @@ def test_a_report_an_earlier_subsetctl_wrote_is_said_to_lack_what_it_lacks(tiny_
     project = tiny_project_ran()
     manifest_file = project / ".subsetctl" / "report" / "manifest.json"
     manifest = json.loads(manifest_file.read_text())
-    per_seed = ("a classifier's class_balance (the rows per class each selection was fine-tuned on), "
-                "final_vs_baselines' paired (the pick against each baseline row by row on the test rows), "
+    per_seed = ("final_vs_baselines' paired (the pick against each baseline row by row on the test rows), "
                 "settings' sources[{name}] keys, input_files' data_files, the data stage's counts as columns "
                 "(about half the bytes at thousands of sources), "
                 "overrides as typed (a strategy or source by its name) and overrides_recorded, "
@@ -1897,6 +1896,7 @@ def test_a_report_an_earlier_subsetctl_wrote_is_said_to_lack_what_it_lacks(tiny_
         assert f"without what this one writes there {named}" in reason and REPORT_FORMAT == 16, reason
         assert not left_out or left_out not in reason, reason
         assert "report_sources.csv" not in reason, reason  # (3 sources: a file only more than 200 get)
+        assert "class_balance" not in reason, reason  # (a causal LM: only a classifier's report holds it)
 
 
 def test_a_report_format_addition_is_named_only_to_projects_that_get_it() -> None:
@@ -1906,6 +1906,25 @@ def test_a_report_format_addition_is_named_only_to_projects_that_get_it() -> Non
 
     assert "report_sources.csv" in added_since(13) and "report_sources.csv" in added_since(13, 201)
     assert "report_sources.csv" not in added_since(13, 200) and "final_vs_baselines' paired" in added_since(13, 3)
+
+
+def test_a_report_format_only_a_classifier_gets_is_not_named_to_a_causal_lm() -> None:
+    """Format 16 added a classifier's class_balance: `plan` named it to a causal LM's project
+    whose report format 15 wrote (an upgraded project), and, where a project gets none of
+    the additions since its report's format, printed an empty "without what this one writes
+    there ()"."""
+    from subsetctl.plan_reasons import changed_inputs
+    from subsetctl.report.build import added_since
+
+    assert "class_balance" in added_since(15, 3, "classifier") and "class_balance" in added_since(15, 3)
+    assert added_since(15, 3, "causal-lm") == "" and added_since(13, 3, "causal-lm") == (
+        "final_vs_baselines' paired (the pick against each baseline row by row on the test rows)")
+    reason = changed_inputs({"report_format": 15}, {"report_format": 16}, None, 3, "causal-lm")
+    assert reason == ("report.json and report.md were written by an earlier subsetctl (their format 15; this one "
+                      "writes 16, adding nothing a project of this kind and size gets): written again from the "
+                      "stages' results"), reason
+    assert "without what this one writes there (a classifier's class_balance" in str(
+        changed_inputs({"report_format": 15}, {"report_format": 16}, None, 3, "classifier"))
 
 
 def test_plan_until_says_the_later_stages_it_leaves_outdated(tiny_project_ran) -> None:

@@ -59,16 +59,23 @@ FORMAT_ADDITIONS = {2: "final_vs_baselines", 3: "final_vs_baselines' stds",
 #: than :data:`~subsetctl.report.cells.SOURCES_IN_REPORT_MD`), by their :data:`REPORT_FORMAT`
 FORMAT_ADDITIONS_ABOVE = {14: SOURCES_IN_REPORT_MD}
 
+#: the additions only a project of one ``model.kind`` gets, by their :data:`REPORT_FORMAT`
+FORMAT_ADDITIONS_OF_KIND = {16: "classifier"}
 
-def added_since(recorded_format: Any, n_sources: int | None = None) -> str:
+
+def added_since(recorded_format: Any, n_sources: int | None = None, kind: str | None = None) -> str:
     """What this subsetctl writes into report.json that one of ``recorded_format`` (None or
     not a number: before formats were recorded, 1) did not: the additions after it, newest
     first, e.g. "test_metrics' score_per_seed and loss_per_seed, final_vs_baselines' stds".
     With ``n_sources``, the project's, not those it never gets at that many
-    (:data:`FORMAT_ADDITIONS_ABOVE`: `plan` named report_sources.csv to a 3-source project)."""
+    (:data:`FORMAT_ADDITIONS_ABOVE`: `plan` named report_sources.csv to a 3-source project);
+    with ``kind``, its ``model.kind``, not those only another kind gets
+    (:data:`FORMAT_ADDITIONS_OF_KIND`: `plan` named a classifier's class_balance to a causal LM's);
+    "" when the project gets none of them."""
     since = recorded_format if isinstance(recorded_format, int) and not isinstance(recorded_format, bool) else 1
     return ", ".join(FORMAT_ADDITIONS[n] for n in sorted(FORMAT_ADDITIONS, reverse=True)
-                     if n > since and (n_sources is None or n_sources > FORMAT_ADDITIONS_ABOVE.get(n, -1)))
+                     if n > since and (n_sources is None or n_sources > FORMAT_ADDITIONS_ABOVE.get(n, -1))
+                     and (kind is None or FORMAT_ADDITIONS_OF_KIND.get(n, kind) == kind))
 
 
 def stale_only_for_its_format(project: Project, current_inputs: dict[str, Any] | None) -> bool:
