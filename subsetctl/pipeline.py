@@ -1104,10 +1104,15 @@ class Pipeline:
                 reasons.append(f"upstream {up} switched on in the spec")
             elif old_upstream.get(up) != inputs["upstream"].get(up):
                 reasons.append(f"upstream {up} changed")
+        lacking: frozenset[str] = frozenset()  # (a classifier's data prepared by an earlier subsetctl, kept: no class counts)
+        if stage.name == "report" and self.spec.model.kind == "classifier" and "data" not in rerun:
+            from subsetctl.report.build import data_counts_classes
+
+            lacking = frozenset() if data_counts_classes(self.project) else frozenset({"classes"})
         extra = changed_inputs(old.get("extra"), as_recorded(old.get("extra"), inputs["extra"],
                                                              lambda: stage.earlier_extra_inputs(self.spec, self.project)),
                                model_known_by_name(old, manifest, self.spec.model.source, self.project.root),
-                               len(self.spec.sources), self.spec.model.kind)
+                               len(self.spec.sources), self.spec.model.kind, lacking)
         if extra:
             reasons.append(extra)
         gone = self._model_folder_gone(old, inputs["extra"])

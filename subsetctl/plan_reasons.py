@@ -280,7 +280,8 @@ def _plugins_coming_or_going(old: Any, new: Any) -> str | None:
 
 
 def changed_inputs(old: Any, new: dict[str, Any], earlier_model: tuple[str, str] | None = None,
-                   n_sources: int | None = None, kind: str | None = None) -> str | None:
+                   n_sources: int | None = None, kind: str | None = None,
+                   lacking: frozenset[str] = frozenset()) -> str | None:
     """Why the extra inputs differ, for `plan`: the sources whose data files changed, or
     the model folder (``model_files``, from a model stage). A source added or removed is
     left to the spec's reason; a model folder the earlier run did not record is said as
@@ -288,7 +289,8 @@ def changed_inputs(old: Any, new: dict[str, Any], earlier_model: tuple[str, str]
     a hub id or a packaged model, known by name (:func:`model_known_by_name`), else it
     predates model fingerprints. ``n_sources`` and ``kind`` (``model.kind``), the spec's, leave
     out of a report's format additions those a project of that many sources or that kind never
-    gets (:func:`~subsetctl.report.build.added_since`)."""
+    gets, and ``lacking`` those made from results an earlier subsetctl did not keep, which a run
+    of the report alone does not add (:func:`~subsetctl.report.build.added_since`)."""
     old = old if isinstance(old, dict) else {}
     moved = "switched_off_moved_past"  # the report stage's: switched-off stages whose settings changed
     order = "selection_order"  # the report stage's: a setting of the spec, not a file
@@ -322,14 +324,14 @@ def changed_inputs(old: Any, new: dict[str, Any], earlier_model: tuple[str, str]
         from subsetctl.report.build import added_since
 
         later = old.get(report_format)
-        added = added_since(later, n_sources, kind)
+        added = added_since(later, n_sources, kind, lacking)
         parts.append(f"report.json and report.md were written by a later subsetctl (their format {later}; this "
                      f"one writes {new[report_format]}): written again as this one writes them"
                      if isinstance(later, int) and later > new[report_format] else
                      "report.json and report.md were written by an earlier subsetctl, without what this one "
                      f"writes there ({added}): written again from the stages' results" if added else
                      f"report.json and report.md were written by an earlier subsetctl (their format {later}; this "
-                     f"one writes {new[report_format]}, adding nothing a project of this kind and size gets): "
+                     f"one writes {new[report_format]}, adding nothing this project's results give it): "
                      "written again from the stages' results")
     if seeds in new and seeds not in old:
         parts.append("the random baselines after the first now draw with seeds of their own (from project.seed and "

@@ -1921,10 +1921,30 @@ def test_a_report_format_only_a_classifier_gets_is_not_named_to_a_causal_lm() ->
         "final_vs_baselines' paired (the pick against each baseline row by row on the test rows)")
     reason = changed_inputs({"report_format": 15}, {"report_format": 16}, None, 3, "causal-lm")
     assert reason == ("report.json and report.md were written by an earlier subsetctl (their format 15; this one "
-                      "writes 16, adding nothing a project of this kind and size gets): written again from the "
+                      "writes 16, adding nothing this project's results give it): written again from the "
                       "stages' results"), reason
     assert "without what this one writes there (a classifier's class_balance" in str(
         changed_inputs({"report_format": 15}, {"report_format": 16}, None, 3, "classifier"))
+
+
+def test_class_balance_is_not_promised_to_a_classifier_whose_data_an_earlier_subsetctl_prepared(
+        tmp_path: Path) -> None:
+    """class_balance comes from data.json's classes, which data an earlier subsetctl prepared
+    lacks: `plan` named it among what the report of an upgraded classifier project would gain,
+    and the report written again had none (it comes once the data stage runs again)."""
+    from subsetctl.plan_reasons import changed_inputs
+    from subsetctl.project import Project
+    from subsetctl.report.build import added_since, data_counts_classes
+
+    project = Project(tmp_path)
+    (project.stage_dir("data")).mkdir(parents=True)
+    (project.stage_dir("data") / "data.json").write_text(json.dumps({"target": "t", "sources": ["s"]}))
+    assert not data_counts_classes(project)
+    (project.stage_dir("data") / "data.json").write_text(json.dumps({"target": "t", "classes": {"t": {}}}))
+    assert data_counts_classes(project)
+    assert added_since(15, 3, "classifier", frozenset({"classes"})) == ""
+    reason = changed_inputs({"report_format": 15}, {"report_format": 16}, None, 3, "classifier", frozenset({"classes"}))
+    assert reason is not None and "class_balance" not in reason and "adding nothing" in reason, reason
 
 
 def test_plan_until_says_the_later_stages_it_leaves_outdated(tiny_project_ran) -> None:

@@ -62,8 +62,20 @@ FORMAT_ADDITIONS_ABOVE = {14: SOURCES_IN_REPORT_MD}
 #: the additions only a project of one ``model.kind`` gets, by their :data:`REPORT_FORMAT`
 FORMAT_ADDITIONS_OF_KIND = {16: "classifier"}
 
+#: the additions made from a stage's result an earlier subsetctl did not keep (data.json's ``classes``:
+#: the report gets class_balance once the data stage runs again), by their :data:`REPORT_FORMAT`
+FORMAT_ADDITIONS_NEED = {16: "classes"}
 
-def added_since(recorded_format: Any, n_sources: int | None = None, kind: str | None = None) -> str:
+
+def data_counts_classes(project: Project) -> bool:
+    """Whether the data stage's results hold a classifier's rows per class (data.json's
+    ``classes``, which :func:`class_balance` reads): data an earlier subsetctl prepared does not."""
+    data = _read(project.results_dir("data") / "data.json")
+    return isinstance(data, dict) and isinstance(data.get("classes"), dict)
+
+
+def added_since(recorded_format: Any, n_sources: int | None = None, kind: str | None = None,
+                lacking: frozenset[str] = frozenset()) -> str:
     """What this subsetctl writes into report.json that one of ``recorded_format`` (None or
     not a number: before formats were recorded, 1) did not: the additions after it, newest
     first, e.g. "test_metrics' score_per_seed and loss_per_seed, final_vs_baselines' stds".
@@ -71,11 +83,14 @@ def added_since(recorded_format: Any, n_sources: int | None = None, kind: str | 
     (:data:`FORMAT_ADDITIONS_ABOVE`: `plan` named report_sources.csv to a 3-source project);
     with ``kind``, its ``model.kind``, not those only another kind gets
     (:data:`FORMAT_ADDITIONS_OF_KIND`: `plan` named a classifier's class_balance to a causal LM's);
+    not those made from a result in ``lacking`` (:data:`FORMAT_ADDITIONS_NEED`: ``classes``, data
+    an earlier subsetctl prepared, which a run of the report alone leaves without class_balance);
     "" when the project gets none of them."""
     since = recorded_format if isinstance(recorded_format, int) and not isinstance(recorded_format, bool) else 1
     return ", ".join(FORMAT_ADDITIONS[n] for n in sorted(FORMAT_ADDITIONS, reverse=True)
                      if n > since and (n_sources is None or n_sources > FORMAT_ADDITIONS_ABOVE.get(n, -1))
-                     and (kind is None or FORMAT_ADDITIONS_OF_KIND.get(n, kind) == kind))
+                     and (kind is None or FORMAT_ADDITIONS_OF_KIND.get(n, kind) == kind)
+                     and FORMAT_ADDITIONS_NEED.get(n) not in lacking)
 
 
 def stale_only_for_its_format(project: Project, current_inputs: dict[str, Any] | None) -> bool:
