@@ -469,3 +469,14 @@ def test_a_calibrated_side_beside_a_raw_one_says_which_is_which() -> None:
         _rendered(kinds).split())
     surrogate["report"]["calibration_against"] = "ce"
     assert "Here" not in " ".join(_rendered(compare_reports(ce, surrogate)).split())
+
+
+def test_a_side_made_with_command_line_overrides_says_so() -> None:
+    """A variant run as `run B estimate.lam=0.1` showed `estimate.lam 0.1` among the settings
+    with nothing saying B's subsetctl.yaml holds another value: the spec file read as what made
+    it. The text names each side's overrides, as the JSON's `overrides` does."""
+    a = _side("A", ["a"], {"estimate.lam": 1.0})
+    b = _side("B", ["a"], {"estimate.lam": 0.1}, overrides={"estimate.lam=0.1": ["calibrate"]})
+    text = " ".join(_rendered(compare_reports(a, b)).split())
+    assert "B's results were made with command-line overrides, not its spec file alone: estimate.lam=0.1" in text
+    assert "A's results were made" not in text

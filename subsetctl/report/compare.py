@@ -417,6 +417,13 @@ def render_comparison(cmp: dict[str, Any], console: Any) -> None:
         for key, a, b in settings_rows(cmp["settings"]):
             table.add_row(escape(key), escape(_setting_cell(a)), escape(_setting_cell(b)))
         console.print(table)
+    if cmp["settings"] is not None:
+        # a side run with key=value overrides shows settings its subsetctl.yaml does not hold: said,
+        # lest the spec file be taken for what made it (or a variant re-created from the file alone)
+        for side in ("a", "b"):
+            if cmp["overrides"][side]:
+                console.print(f"{side.upper()}'s results were made with command-line overrides, not its spec "
+                              f"file alone: {escape(', '.join(cmp['overrides'][side]))}")
     for row in cmp.get("input_files") or []:  # one line a file (nothing when all are the same)
         console.print(f"input file {escape(row['file'])}: A {escape(_digest(row['a']))}, B {escape(_digest(row['b']))}")
     seeds = cmp.get("random_seeds") or {}
