@@ -10,7 +10,7 @@ import yaml
 from click.testing import CliRunner
 
 from subsetctl.cli import main
-from subsetctl.report.compare import compare_reports
+from subsetctl.report.compare import compare_reports, load_side
 
 
 def invoke(*args: str):
@@ -480,3 +480,27 @@ def test_a_side_made_with_command_line_overrides_says_so() -> None:
     text = " ".join(_rendered(compare_reports(a, b)).split())
     assert "B's results were made with command-line overrides, not its spec file alone: estimate.lam=0.1" in text
     assert "A's results were made" not in text
+
+
+def test_a_project_folder_whose_spec_moved_past_its_results_says_so(tiny_project_ran, tmp_path: Path) -> None:
+    """A copy whose spec was edited (gradients.d) but not run yet compared as "settings: the
+    same in every stage's results" and the same picks, as if the edit changed nothing: its
+    results are the old spec's, which `report` of the folder says and `--compare` did not."""
+    a = tiny_project_ran(into=tmp_path / "a")
+    b = tiny_project_ran(into=tmp_path / "b")
+    spec = yaml.safe_load((b / "subsetctl.yaml").read_text())
+    spec["gradients"]["d"] = 2 * spec["gradients"]["d"]
+    (b / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    text = " ".join(invoke("report", str(a), "--compare", str(b)).output.split())
+    assert "B's results are not those its spec file makes now: it or its input files changed since they were " \
+           "made (stages gradients," in text and f"`subsetctl run {b}` first" in text, text
+    assert "A's results are not" not in text
+    stale = compare_reports({**load_side(a), "stale": ["calibrate"]}, load_side(b))
+    stale["overrides"]["a"] = ["estimate.lam=0.1"]  # the spec file moved past by a run's overrides: said so
+    assert "A's results are not those its spec file makes now: the overrides above, or edits since (stages " \
+           "calibrate:" in " ".join(_rendered(stale).split())
+    cmp = json.loads(invoke("report", str(a), "--compare", str(b), "--format", "json").output)
+    assert cmp["stale"]["a"] == [] and "gradients" in cmp["stale"]["b"], cmp["stale"]
+    (tmp_path / "v1.json").write_text((a / "report.json").read_text())  # a kept report.json: not judged
+    cmp = json.loads(invoke("report", str(tmp_path / "v1.json"), "--compare", str(b), "--format", "json").output)
+    assert cmp["stale"]["a"] is None

@@ -25,10 +25,11 @@ COMPARE_JSON_FORMAT = 1
 
 
 def load_side(path: str | Path, given_as: str = "--compare") -> dict[str, Any]:
-    """One side of a comparison: ``{"label", "report", "settings"}`` from a project folder
-    (its report as `report --format json` gives it, and the settings its shown results were
-    made with) or from a report.json file kept elsewhere (its ``settings``; None in one an
-    earlier subsetctl wrote). A path that is neither is a UserError saying what to give,
+    """One side of a comparison: ``{"label", "report", "settings", "stale"}`` from a project folder
+    (its report as `report --format json` gives it, the settings its shown results were
+    made with, and the stages whose shown results its spec has moved past, `report`'s ``stale``
+    and ``previous``) or from a report.json file kept elsewhere (its ``settings``; None in one an
+    earlier subsetctl wrote; ``stale`` None: a kept report is not judged against a spec). A path that is neither is a UserError saying what to give,
     naming it as ``given_as`` did: "--compare v2.json", or "report v1.json" for the first side
     (a missing or wrong v1.json was blamed on --compare, or `subsetctl init v1.json` advised)."""
     from subsetctl.project import Project, path_argument
@@ -50,7 +51,8 @@ def load_side(path: str | Path, given_as: str = "--compare") -> dict[str, Any]:
             raise UserError(f"{given}: the file is JSON but not a report.json (it has no `strategies`). "
                             "Give a project folder, or a report.json a run wrote.")
         settings = report.get("settings")  # (a report.json an earlier subsetctl wrote has none)
-        return {"label": str(path), "report": report, "settings": settings if isinstance(settings, dict) else None}
+        return {"label": str(path), "report": report, "settings": settings if isinstance(settings, dict) else None,
+                "stale": None}
     if path.is_file() and path.suffix not in (".yaml", ".yml"):  # a project's spec file names its project
         raise UserError(f"{given}: give a project folder (or its subsetctl.yaml), or a report.json a run "
                         "wrote (e.g. one copied aside before the next variant ran); not another file.")
@@ -59,8 +61,12 @@ def load_side(path: str | Path, given_as: str = "--compare") -> dict[str, Any]:
 
     project = Project.find(path)
     data = load_report_data(project.root)
+    # (what `report` of the folder says a run would redo or swap: shown results its spec moved past)
+    from subsetctl.stages import stage_names
+
+    behind = [name for name in stage_names() if name in data["stale"] or name in data["previous"]]  # pipeline order
     return {"label": data["project"], "report": data["report"] or {},
-            "settings": results_settings(project, set(data["outdated"]))}
+            "settings": results_settings(project, set(data["outdated"])), "stale": behind}
 
 
 def _selection(report: dict[str, Any], name: str) -> dict[str, Any] | None:
@@ -110,9 +116,11 @@ def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     ``test`` (``[{selection, metric, a, b, loss_a, loss_b}]``, the test score and loss means),
     ``input_files`` (``[{file, a, b}]``, the input files whose sha256, or package version, differ,
     :func:`input_digests`; None where a side's report has no ``input_files``, an earlier
-    subsetctl's) and ``random_seeds`` (``{a, b}``, each random baseline's label -> the seed it
+    subsetctl's), ``random_seeds`` (``{a, b}``, each random baseline's label -> the seed it
     drew from, :func:`~subsetctl.report.cells.random_baselines_seeds`; None for a side without
-    settings)."""
+    settings) and ``stale`` (``{a, b}``: a project folder's stages whose shown results its spec
+    has moved past, `report`'s ``stale`` and ``previous``, empty when they are its spec's; None for
+    a kept report.json)."""
     ra, rb = a["report"], b["report"]
     settings = None
     if a["settings"] is not None and b["settings"] is not None:
@@ -162,6 +170,7 @@ def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         "selections": selections, "test": test, "input_files": files,
         "random_seeds": {side: random_baselines_seeds(x["settings"]) if x["settings"] is not None else None
                          for side, x in (("a", a), ("b", b))},
+        "stale": {"a": a.get("stale"), "b": b.get("stale")},
     }
 
 
@@ -424,6 +433,14 @@ def render_comparison(cmp: dict[str, Any], console: Any) -> None:
             if cmp["overrides"][side]:
                 console.print(f"{side.upper()}'s results were made with command-line overrides, not its spec "
                               f"file alone: {escape(', '.join(cmp['overrides'][side]))}")
+    for side in ("a", "b"):  # a folder whose spec was edited (or re-run) since: its results are not the spec's
+        stale = (cmp.get("stale") or {}).get(side)
+        if stale:
+            why = ("the overrides above, or edits since" if cmp["overrides"][side]
+                   else "it or its input files changed since they were made")
+            console.print(f"{side.upper()}'s results are not those its spec file makes now: {why} (stages "
+                          f"{escape(', '.join(stale))}: `subsetctl plan {escape(cmp[side])}` says why); "
+                          f"`subsetctl run {escape(cmp[side])}` first to compare what the file makes.")
     for row in cmp.get("input_files") or []:  # one line a file (nothing when all are the same)
         console.print(f"input file {escape(row['file'])}: A {escape(_digest(row['a']))}, B {escape(_digest(row['b']))}")
     seeds = cmp.get("random_seeds") or {}
