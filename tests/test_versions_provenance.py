@@ -318,6 +318,27 @@ def test_the_report_says_what_produced_the_selection(tiny_project_ran) -> None:
     assert len(re.findall(r"`[0-9a-f]{64}`", section)) == len(model["files"]) + len(data)
 
 
+def test_report_md_holds_every_setting_its_results_were_made_with(tiny_project_ran) -> None:
+    """A sweep keeping each variant's report.md (`cp report.md v7.md`) could not re-create
+    variant 7 from it: it named the resolved spec under `.subsetctl/specs/`, which `run` deletes
+    once no kept results name it, and no setting (a variant made by editing its spec file: not
+    even an override line). The section on reproducing the selection now writes report.json's
+    `settings` out, folded; past SETTINGS_SHOWN keys, it says where they are."""
+    from subsetctl.report.markdown import SETTINGS_SHOWN, render_markdown
+
+    root = tiny_project_ran()
+    report = json.loads((root / "report.json").read_text())
+    md = (root / "report.md").read_text()
+    section = md[md.index("## Reproducing the selection"):md.index("## Time per stage")]
+    block = section[section.index("```json") + len("```json"):section.index("```", section.index("```json") + 7)]
+    assert json.loads(block) == report["settings"] and '"gradients.d": ' in block
+    assert f"<details><summary>{len(report['settings'])} settings: every setting these results were made with" \
+        in section
+    many = {**report, "settings": {f"sources[{i}].name": f"s{i}" for i in range(SETTINGS_SHOWN + 1)}}
+    section = render_markdown(many, {})
+    assert f"- {SETTINGS_SHOWN + 1} settings: every setting" in section and "```json" not in section
+
+
 def _git(folder: Path, *args: str) -> str:
     import subprocess
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import PurePath
 from typing import Any
@@ -44,6 +45,28 @@ from subsetctl.report.cells import (
 )
 from subsetctl.report.cells import fmt as _fmt
 from subsetctl.report.paired import paired_lines
+
+#: report.md writes report.json's ``settings`` out in full up to this many keys; past it (a project
+#: of hundreds of sources, each keeping its own name) it points to report.json instead
+SETTINGS_SHOWN = 200
+
+
+def _settings_block(settings: Any) -> list[str]:
+    """report.md's lines (in the section on reproducing the selection) for report.json's
+    ``settings``, every setting the shown results were made with, overrides included: a
+    report.md kept aside from a sweep's variant (`cp report.md v7.md`) named only the resolved
+    spec under `.subsetctl/specs/`, which `run` deletes once no kept results name it, so the
+    variant's settings could not be read from it. One JSON line a key, folded in a <details>
+    element; of more than :data:`SETTINGS_SHOWN`, a line saying where they are."""
+    if not isinstance(settings, dict) or not settings:
+        return []
+    title = ("every setting these results were made with, command-line overrides included (report.json's "
+             "`settings`: dotted keys, `sources[*].x` the value of every source not listed with its own)")
+    if len(settings) > SETTINGS_SHOWN:
+        return [f"- {len(settings):,} settings: {title}", ""]
+    body = ",\n".join(f"  {json.dumps(key)}: {json.dumps(value)}" for key, value in settings.items())
+    return [f"<details><summary>{len(settings)} settings: {title}</summary>", "", "```json", "{", body, "}", "```",
+            "", "</details>", ""]
 
 
 def md_name(name: str) -> str:
@@ -320,6 +343,7 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
                                                             for name, digest in rows)]
             lines += [f"| ... {more:,} more (report.json's `input_files`) | |"] if more else []
             lines.append("")
+        lines += _settings_block(report.get("settings"))
     # when each stage's results were written, as the terminal's "finished" column (report.json's written_at)
     lines += ["## Time per stage", "", "| stage | seconds | finished |", "|---|---|---|"]
     for stage, info in report["stages"].items():
