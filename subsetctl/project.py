@@ -613,11 +613,12 @@ def enclosing_project(folder: Path) -> Path | None:
     return next((f for f in folder.resolve().parents if (f / SPEC_FILENAME).is_file()), None)
 
 
-def projects_below(folder: Path, most: int = 3, looked_at: int = 500) -> list[Path]:
-    """The project folders right inside ``folder`` (holding a spec), by name, at most ``most``:
-    the project a command run in its parent folder meant (`subsetctl init myproject` then
-    `subsetctl run`, which advised `subsetctl init .`). Only the first ``looked_at`` entries
-    are looked at (a home folder may hold thousands); an unreadable folder has none."""
+def projects_below(folder: Path, looked_at: int = 500) -> list[Path]:
+    """The project folders right inside ``folder`` (holding a spec), by name: the project a
+    command run in its parent folder meant (`subsetctl init myproject` then `subsetctl run`,
+    which advised `subsetctl init .`); :func:`projects_named` names them. Only the first
+    ``looked_at`` entries are looked at (a home folder may hold thousands); an unreadable
+    folder has none."""
     import itertools
 
     found = []
@@ -626,7 +627,14 @@ def projects_below(folder: Path, most: int = 3, looked_at: int = 500) -> list[Pa
             with contextlib.suppress(OSError):
                 if (entry / SPEC_FILENAME).is_file():
                     found.append(entry)
-    return sorted(found)[:most]
+    return sorted(found)
+
+
+def projects_named(below: list[Path], most: int = 3) -> str:
+    """:func:`projects_below`'s folders as an error names them: the first ``most``, then how
+    many more (a folder of 15 variants named 3, as if they were all)."""
+    more = len(below) - most
+    return ", ".join(shell_arg(p) for p in below[:most]) + (f" and {more} more" if more > 0 else "")
 
 
 def path_argument(value: Any, what: str, example: str) -> Path:
@@ -704,7 +712,7 @@ class Project:
                     f"`subsetctl init {shell_arg(p)}`.")
             below = projects_below(p)
             if below:  # run from the folder `subsetctl init myproject` was typed in: the project is below it
-                names = ", ".join(shell_arg(project) for project in below)
+                names = projects_named(below)
                 raise NotFoundError(
                     f"{p} is not a subsetctl project: it has no {SPEC_FILENAME}, but {names} "
                     f"{'is a project' if len(below) == 1 else 'are projects'}: name "

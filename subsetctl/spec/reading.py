@@ -43,7 +43,7 @@ def _missing_spec_advice(path: Path) -> str:
     suffix (a project folder not made yet), the `init` of that folder; "DIR" otherwise. A path
     written as on Windows (``proj\\v2``) gets the path to write instead: `init` refuses it."""
     from subsetctl.errors import shell_arg, standard_input_note, windows_path_note
-    from subsetctl.project import enclosing_project, projects_below, spec_beside
+    from subsetctl.project import enclosing_project, projects_below, projects_named, spec_beside
 
     if standard_input_note(path):
         return f"{standard_input_note(path)}."
@@ -64,7 +64,7 @@ def _missing_spec_advice(path: Path) -> str:
                 f"`subsetctl init {shell_arg(folder)}`.")
     below = projects_below(folder) if folder.is_dir() else []
     if below:  # `validate` in the folder `subsetctl init myproject` was typed in
-        return (f", but {', '.join(shell_arg(p) for p in below)} {'is a project' if len(below) == 1 else 'are projects'}"
+        return (f", but {projects_named(below)} {'is a project' if len(below) == 1 else 'are projects'}"
                 f" in {folder}: name {'it' if len(below) == 1 else 'one'} (`subsetctl validate {shell_arg(below[0])}`), "
                 f"or create one here with `subsetctl init {shell_arg(folder)}`.")
     return f". Create one with `subsetctl init {shell_arg(folder)}`."
