@@ -121,3 +121,31 @@ def test_report_md_says_which_adapter_folder_is_which_seeds(tiny_project_ran) ->
     report_md = (tiny_project_ran() / "report.md").read_text()
     assert "one per seed, `project.seed`'s first, then `project.seed` + 1's, ..." in report_md
     assert 'README\'s "Using the result" loads one' in report_md
+
+
+def test_the_readme_script_tabling_many_variants_runs_as_written(tiny_project_ran, tmp_path: Path, monkeypatch,
+                                                                capsys) -> None:
+    """A researcher with a dozen variants (project copies, report.json files kept aside, seeds
+    0, 1, 2) had `report --compare` for two and nothing for a table, nor a mean over seeds:
+    README's script reads their report.json files as they are keyed (the final pick in
+    `strategies` or `baselines`, the settings as dotted keys)."""
+    import json
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n### A table of many variants\n", 1)[1].split("\n## ", 1)[0]
+    script = tmp_path / "variants_table.py"
+    script.write_text(section.split("```python\n", 1)[1].split("```", 1)[0])
+    a = tiny_project_ran(into=tmp_path / "v1")
+    report = json.loads((a / "report.json").read_text())
+    pick, d = report["final"], report["settings"]["gradients.d"]
+    loss = report["test_metrics"][pick]["loss_mean"]
+    report["settings"]["project.seed"] = 1  # a second variant's report.json, kept aside
+    report["test_metrics"][pick]["loss_mean"] = loss + 0.5
+    (tmp_path / "v2.json").write_text(json.dumps(report))
+    monkeypatch.setattr("sys.argv", [str(script), str(a), str(tmp_path / "v2.json")])
+    runpy.run_path(str(script), run_name="__main__")
+    out = capsys.readouterr().out
+    chosen = ", ".join({**report["strategies"], **report["baselines"]}[pick]["selected"]) or "(none)"
+    assert f"| v1 | 0 | {d} | 1.0 | {pick} | {chosen} | {loss} |" in out, out
+    assert f"| v2.json | 1 | {d} | 1.0 | {pick} | {chosen} | {loss + 0.5} |" in out, out
+    assert f"test loss of the final picks: {loss + 0.25:.4f} ± {0.5 / 2 ** 0.5:.4f} (n=2)" in out, out
