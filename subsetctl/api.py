@@ -364,9 +364,13 @@ def _validate_spec_file(path: str | Path, overrides: str | list[str] | None, imp
         report.issues.extend(i for i in param_issues_of_an_invalid_spec(data, path, text) if i not in issues)
         report.issues.extend(i for i in listed_parts_issues(data, path, text) if i not in issues)
     else:
+        from subsetctl.data.loaders.files import files_read_once
+
         lines = key_lines(text) if text else {}
-        report.issues.extend(blame_source_files(semantic_issues(spec, path, text), spec.source_origins, lines, path.parent))
-        warnings = spec_warnings(spec, path, text)
+        with files_read_once():  # (the checks and the warnings look at each small data file several times)
+            found = semantic_issues(spec, path, text)
+            warnings = spec_warnings(spec, path, text)
+        report.issues.extend(blame_source_files(found, spec.source_origins, lines, path.parent))
         spec._checked_warnings = [w.message for w in warnings if not w.note]  # (blame_source_files may merge them)
         report.warnings.extend(blame_source_files(warnings, spec.source_origins, lines, path.parent))
         report.runs_code = code_the_spec_runs(spec, import_plugins)

@@ -40,6 +40,7 @@ from subsetctl.data.loaders import (
     compressed_parquet_problem,
     count_csv_rows_not_utf8,
     evals_file,
+    first_bytes,
     gzip_damage,
     has_escaped_bytes,
     jq_rows_command,
@@ -552,9 +553,8 @@ def _gzip_damage(path: Path, from_line_count: bool = False) -> str | None:
     try:
         if path.stat().st_size > LINES_COUNTED_MB * 2**20:
             return None
-        with open(path, "rb") as raw:
-            if raw.read(2) != GZIP_MAGIC:
-                return None
+        if first_bytes(path, 2) != GZIP_MAGIC:
+            return None
         if from_line_count:
             return _jsonl_read_through(path)[1]
         with gzip.open(path, "rb") as handle:

@@ -1330,3 +1330,40 @@ def test_validate_checks_the_local_files_of_a_huggingface_file_builder(tmp_path:
     ((_, message),) = issues("parquet", "cut.parquet")
     assert message.startswith("cut.parquet: not a Parquet file (Parquet magic bytes not found"), message
     assert issues("parquet", "whole.parquet") == []
+
+
+def test_validate_reads_each_small_source_file_from_disk_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """validate looks at each source file several times (its head, its lines counted, its
+    answers, its lines not UTF-8), most opening it twice: ten opens a file, 100,000 for 10,000.
+    A small file is read once a validation (:func:`files_read_once`), the same issues found;
+    one edited since is read again."""
+    import builtins
+
+    from subsetctl.api import validate_spec_file
+
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(8))
+    write_jsonl(tmp_path / "data" / "a.jsonl", qa_rows(6))
+    write_jsonl(tmp_path / "data" / "b.jsonl", [{"prompt": "q", "response": " "}] * 3)  # (every answer blank)
+    spec = tmp_path / "subsetctl.yaml"
+    spec.write_text(GOOD.replace("sources:\n", "sources:\n  - name: a\n    loader: {type: jsonl, path: data/a.jsonl}\n"
+                                 "  - name: b\n    loader: {type: jsonl, path: data/b.jsonl}\n"))
+    opened: dict[str, int] = {}
+    original = builtins.open
+
+    def counted(file, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if str(file).startswith(str(tmp_path / "data")):
+            opened[Path(file).name] = opened.get(Path(file).name, 0) + 1
+        return original(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", counted)
+    report = validate_spec_file(spec)
+    assert opened == {"t.jsonl": 1, "a.jsonl": 1, "b.jsonl": 1}
+    assert [issue.key for issue in report.issues] == ["sources[1].loader.response_field"]
+    assert "is empty in every row" in report.issues[0].message
+    from subsetctl.data.loaders.files import files_read_once, open_decompressed
+
+    with files_read_once():
+        first = open_decompressed(tmp_path / "data" / "a.jsonl").read()
+        write_jsonl(tmp_path / "data" / "a.jsonl", qa_rows(7))
+        assert open_decompressed(tmp_path / "data" / "a.jsonl").read() != first

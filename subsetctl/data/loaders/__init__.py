@@ -105,6 +105,7 @@ from subsetctl.data.loaders.files import (  # noqa: F401
     csv_record_lines,
     data_files_by_entry,
     expand_data_files,
+    first_bytes,
     gzip_damage,
     has_escaped_bytes,
     is_glob,
