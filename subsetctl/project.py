@@ -38,7 +38,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from stat import S_ISREG, S_IWUSR, S_IXUSR
@@ -228,8 +228,13 @@ def _regular_files(folder: Path) -> Iterator[os.stat_result]:
 def _new_bytes(folder: Path, seen: set[tuple[int, int]]) -> int:
     """Bytes of the files under ``folder`` not in ``seen`` ((device, inode) pairs), which
     it adds them to: a file with several links is counted once."""
+    return _new_bytes_of(_regular_files(folder), seen)
+
+
+def _new_bytes_of(stats: Iterable[os.stat_result], seen: set[tuple[int, int]]) -> int:
+    """:func:`_new_bytes` of the files of those stats."""
     total = 0
-    for stat in _regular_files(folder):
+    for stat in stats:
         if (stat.st_dev, stat.st_ino) not in seen:
             seen.add((stat.st_dev, stat.st_ino))
             total += stat.st_size
@@ -925,10 +930,13 @@ class Project:
         """Disk taken by what the project keeps besides its current results, for `plan`:
         ``previous`` (:meth:`previous_sets`, less files hard-linked into the stage folders),
         ``set_aside`` and ``cache``. Each file is counted once however many links it has."""
-        seen = self._current_files()  # current results: what links to them costs nothing more
-        return {"previous": _new_bytes(self.state_dir / PREVIOUS_DIRNAME, seen),
-                "set_aside": _new_bytes(self.state_dir / SET_ASIDE_DIRNAME, seen),
-                "cache": _new_bytes(self.state_dir / "cache", seen)}
+        kept = {name: list(_regular_files(self.state_dir / folder))
+                for name, folder in (("previous", PREVIOUS_DIRNAME), ("set_aside", SET_ASIDE_DIRNAME), ("cache", "cache"))}
+        # current results: what links to them costs nothing more; only a file of more than one link can be
+        # one (the walk of the current results took 60,000 stats for a 10,000-source project's `plan`)
+        linked = any(stat.st_nlink > 1 for stats in kept.values() for stat in stats)
+        seen = self._current_files() if linked else set()
+        return {name: _new_bytes_of(stats, seen) for name, stats in kept.items()}
 
     def _current_files(self) -> set[tuple[int, int]]:
         """(device, inode) of every file of the current results (the state folder less what

@@ -494,3 +494,21 @@ def test_shard_runs_trim_the_kept_sets_once_no_other_shard_run_is_computing(tiny
     assert project.previous_sets("gradients") == [newer] and not older.exists() and not cached.exists()
     run_project(tiny_project, overrides=["gradients.d=4", "project.keep_previous=0"], options={"shard": (1, 2)})
     assert project.previous_sets("gradients") == []
+
+
+def test_kept_bytes_walks_the_current_results_only_when_a_kept_file_has_other_links(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`plan` said what kept results take by first listing every file of the current results
+    (60,000 stats for 10,000 sources' data stage), to count a kept file linked to one of them
+    once: only a file of more than one link can be one, so with none the walk is left out."""
+    project = Project(tmp_path)
+    for folder, size in ((".previous/gradients/1", 5), (".set-aside/search", 7), ("cache/finetune/x", 11),
+                         ("data", 13)):
+        (project.state_dir / folder).mkdir(parents=True)
+        (project.state_dir / folder / "f").write_bytes(b"x" * size)
+    walked = []
+    current = Project._current_files
+    monkeypatch.setattr(Project, "_current_files", lambda self: walked.append(1) or current(self))
+    assert project.kept_bytes() == {"previous": 5, "set_aside": 7, "cache": 11} and not walked
+    os.link(project.state_dir / ".previous/gradients/1/f", project.state_dir / "data" / "g")
+    assert project.kept_bytes() == {"previous": 0, "set_aside": 7, "cache": 11} and walked
