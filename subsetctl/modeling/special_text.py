@@ -188,6 +188,8 @@ class SpecialTextCounts:
 COUNTS_CACHE_FILE = ("cache", "special_text.json")
 #: raised when :meth:`SpecialTextCounts.add` counts otherwise: the counts kept before are not used
 COUNTS_VERSION = 1
+#: the most sources :class:`CountsCache` keeps besides those of the run (those of the earliest runs dropped first)
+OTHER_SOURCES_KEPT = 100_000
 
 
 class CountsCache:
@@ -195,8 +197,11 @@ class CountsCache:
     (``.subsetctl/cache/special_text.json``, safe to delete) under the digest of its prepared
     files' checksums and the tokenizer's special-token texts: a run that loads the model
     counts again only the sources prepared since (reading every split of 10,000 sources took
-    4 s a run). Holds the sources of the last run only; not written where it cannot be (a
-    read-only project counts them all each time)."""
+    4 s a run). The sources of earlier runs that this one leaves out (a run with a ``sources=``
+    override, a source taken out of the spec for a while) are kept too, up to
+    :data:`OTHER_SOURCES_KEPT`: only the last run's were, so a full run after a run of a few
+    sources read every other source again. Not written where it cannot be (a read-only
+    project counts them all each time)."""
 
     def __init__(self, path: Path, tokenizer: Any) -> None:
         from subsetctl.project import read_json_object
@@ -229,11 +234,14 @@ class CountsCache:
         return counted
 
     def save(self) -> None:
-        """Write the counts of this run's sources, when they differ from the file's."""
+        """Write the counts of this run's sources, then those of the other sources held (by
+        when they were last counted), when they differ from the file's."""
         from subsetctl.project import atomic_write_json
 
-        if (not self.changed and self.kept.keys() == self.held.keys()) or not self.path.parent.parent.is_dir():
+        others = [name for name in self.held if name not in self.kept]
+        if (not self.changed and len(others) <= OTHER_SOURCES_KEPT) or not self.path.parent.parent.is_dir():
             return  # (nothing new, or no state folder)
+        sources = {**self.kept, **{name: self.held[name] for name in others[:OTHER_SOURCES_KEPT]}}
         with contextlib.suppress(OSError):  # a read-only project: counted again next time
-            atomic_write_json(self.path, {"pattern": self.key, "sources": self.kept})
+            atomic_write_json(self.path, {"pattern": self.key, "sources": sources})
 

@@ -138,13 +138,9 @@ def test_counts_merged_source_by_source_say_what_counting_all_rows_says() -> Non
     assert SpecialTextCounts.from_json(tok, {"seen": {"a": 1}, "rows": {"a": 1}}) is None  # (not of that shape)
 
 
-def test_a_run_counts_again_only_the_sources_prepared_since(tiny_project, monkeypatch) -> None:
-    """The counts are kept by each source's prepared files: a second run that loads the model
-    reads no split of an unchanged source (reading them all took 4 s a run at 10,000
-    sources) and warns as the first did; an edited source is counted again."""
-    from subsetctl.api import run_project
+def _sources_read(monkeypatch) -> list[str]:
+    """The sources whose rows :meth:`SpecialTextCounts.add` is given from now on (a list it fills)."""
     from subsetctl.modeling import special_text
-    from subsetctl.reporter import SilentReporter
 
     counted: list[str] = []
     add = special_text.SpecialTextCounts.add
@@ -155,6 +151,17 @@ def test_a_run_counts_again_only_the_sources_prepared_since(tiny_project, monkey
         add(self, rows)
 
     monkeypatch.setattr(special_text.SpecialTextCounts, "add", counting)
+    return counted
+
+
+def test_a_run_counts_again_only_the_sources_prepared_since(tiny_project, monkeypatch) -> None:
+    """The counts are kept by each source's prepared files: a second run that loads the model
+    reads no split of an unchanged source (reading them all took 4 s a run at 10,000
+    sources) and warns as the first did; an edited source is counted again."""
+    from subsetctl.api import run_project
+    from subsetctl.reporter import SilentReporter
+
+    counted = _sources_read(monkeypatch)
     rows = _eos_in_row_3(tiny_project)
     first = SilentReporter()
     run_project(tiny_project, until="meta_init", reporter=first)
@@ -171,3 +178,25 @@ def test_a_run_counts_again_only_the_sources_prepared_since(tiny_project, monkey
     run_project(tiny_project, until="meta_init", reporter=edited)
     assert set(counted) == {"a"}
     assert next(w for w in edited.warnings if "special token" in w).startswith("Source 'a': 2 of 10 rows (3, 5) hold")
+
+
+def test_a_run_of_fewer_sources_keeps_the_counts_of_the_others(tiny_project, monkeypatch) -> None:
+    """The counts file held the last run's sources only: a run with a ``sources=`` override
+    and then a full run read every other source again (at 10,000 sources, 4 s). The others'
+    counts are kept: the full run reads none, and warns as the first did."""
+    from subsetctl.api import run_project
+    from subsetctl.reporter import SilentReporter
+
+    counted = _sources_read(monkeypatch)
+    _eos_in_row_3(tiny_project)
+    first = SilentReporter()
+    run_project(tiny_project, until="meta_init", reporter=first)
+    assert {"a", "b"} <= set(counted)
+    counted.clear()
+    run_project(tiny_project, until="meta_init", reporter=SilentReporter(),
+                overrides=["sources=[{name: b, loader: {type: jsonl, path: b.jsonl}}]"])
+    assert set(counted) <= {"target"}  # (b's prepared files as before: not read again)
+    again = SilentReporter()
+    run_project(tiny_project, until="meta_init", force="meta_init", reporter=again)  # (not put back: the model loads)
+    assert set(counted) <= {"target"}
+    assert [w for w in again.warnings if "special token" in w] == [w for w in first.warnings if "special token" in w]
