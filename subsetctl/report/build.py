@@ -398,8 +398,8 @@ def _overrides_read_by(manifest: dict[str, Any], stage: Any = None) -> list[str]
 
     overrides = manifest.get("overrides")
     recorded = manifest.get("inputs", {}).get("slice", {})
-    if not isinstance(overrides, list) or not isinstance(recorded, dict):
-        return []
+    if not overrides or not isinstance(overrides, list) or not isinstance(recorded, dict):
+        return []  # (none: the recorded slice is not flattened, 10,000 sources' settings for each stage)
     neutral = {f"{section}.{key}" for section, keys in RESULT_NEUTRAL.items() for key in keys}
     neutral |= set(stage.settings_not_taken(manifest)) if stage is not None else set()
     settings = flatten(recorded)
