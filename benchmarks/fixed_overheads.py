@@ -9,10 +9,13 @@ this checkout's code (new) and with that of ``--old`` (a git revision, checked o
 temporary worktree; by default the commit before the first of these speed-ups), alternating,
 ``--repeats`` times each. Each way must print the same thing. Both ways run with bytecode
 caching on (as an installed subsetctl does; PYTHONDONTWRITEBYTECODE is dropped) after one
-warm-up command. Prints one JSON line: the best seconds of each command each way, by number
-of sources.
+warm-up command. Prints one JSON line: the best wall seconds of each command each way, and
+the best CPU seconds (user + system, ``_cpu_s``), by number of sources. ``--copy DIR`` times a copy of a project already run instead (one run to the end
+at 10,000 sources, kept from an earlier benchmark, say), its report too: no project built, no
+first run.
 
     python benchmarks/fixed_overheads.py [--sources 1000 10000] [--rows 5] [--until data] [--repeats 1] [--old REV]
+    python benchmarks/fixed_overheads.py --copy DIR [--repeats 1] [--old REV]
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -45,6 +50,15 @@ def _project(sources: int, rows: int, until: str | None) -> tuple[Path, float]:
     return folder, seconds
 
 
+def _timed(code: Path, *args: str) -> tuple[float, float, str]:
+    """Wall seconds, CPU seconds (user + system) and stdout of ``subsetctl ARGS`` run by ``code``:
+    on cores shared with other work, the CPU seconds swing less than the wall ones."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    seconds, said = _subsetctl(code, *args)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return seconds, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, said
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sources", type=int, nargs="+", default=[1000, 10000])
@@ -52,9 +66,10 @@ def main() -> None:
     parser.add_argument("--until", default="data", help="the stage the first run goes to ('' or 'report': the end)")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--old", help="git revision of the old code (default: the one before the first change)")
+    parser.add_argument("--copy", type=Path, help="a project already run, timed in a copy (not built, not run first)")
     args = parser.parse_args()
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # both ways with bytecode caching, as an installed subsetctl
-    until = None if args.until in ("", "report") else args.until
+    until = None if args.until in ("", "report") or args.copy else args.until
 
     old = args.old or revision_before(_FIRST_CHANGE)
     out: dict[str, dict[str, object]] = {}
@@ -64,22 +79,32 @@ def main() -> None:
         try:
             for code in (tree, ROOT):
                 _subsetctl(code, "ls")  # bytecode written, as an installed package has it
-            for n in args.sources:
-                folder, first_run = _project(n, args.rows, until)
+            for n in [args.copy.name] if args.copy else args.sources:
+                if args.copy:
+                    folder, first_run = fresh_work_dir(f"fixed_overheads_{n}"), 0.0
+                    shutil.copytree(args.copy, folder, symlinks=True)
+                    # the copy's files are new inodes: the first command hashes them all again and grows the
+                    # hash cache, which the next command's "Kept on disk" counts (a warm-up, as a run would be)
+                    _subsetctl(ROOT, "plan", str(folder))
+                else:
+                    folder, first_run = _project(n, args.rows, until)
                 commands = [("validate", str(folder)), ("plan", str(folder)),
                             ("run", str(folder), *(["--until", until] if until else [])), ("ls",)]
                 if until is None:
                     commands.append(("report", str(folder)))
                 best: dict[str, dict[str, float]] = {"old": {}, "new": {}}
+                cpu: dict[str, dict[str, float]] = {"old": {}, "new": {}}
                 for _ in range(args.repeats):
                     for command in commands:
                         said = {}
                         for way, code in (("old", tree), ("new", ROOT)):
-                            seconds, said[way] = _subsetctl(code, *command)
+                            seconds, cpu_seconds, said[way] = _timed(code, *command)
                             best[way][command[0]] = min(seconds, best[way].get(command[0], seconds))
+                            cpu[way][command[0]] = min(cpu_seconds, cpu[way].get(command[0], cpu_seconds))
                         assert said["old"] == said["new"], f"`{command[0]}` says otherwise:\n{said['old']}\n---\n{said['new']}"
                 out[str(n)] = {"first_run_s": round(first_run, 1), **{
-                    f"{name}_s": {way: round(best[way][name], 2) for way in ("old", "new")} for name in best["new"]}}
+                    f"{name}_s": {way: round(best[way][name], 2) for way in ("old", "new")} for name in best["new"]},
+                    **{f"{name}_cpu_s": {way: round(cpu[way][name], 2) for way in ("old", "new")} for name in cpu["new"]}}
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
     print(json.dumps({"rows_per_source": args.rows, "until": until or "report", "repeats": args.repeats,
