@@ -52,14 +52,15 @@ def shown_path(path: object) -> str:
 def as_typed(value: object) -> str:
     """``value`` (a path, a pattern or a model named in a spec) in single quotes as the user
     typed it: ``'data\\*.txt'``, where ``!r`` doubled each backslash (``'data\\\\*.txt'``, a
-    path nobody wrote). A value holding a
-    quote or a character a terminal does not show as itself (a tab, a newline, a
-    byte-order mark, a byte that was not UTF-8) is shown as ``repr`` shows it, escaped, so
-    that the message says what is there."""
+    path nobody wrote). A value holding a single quote but no double quote is in double
+    quotes, also as typed (``"it's\\x"``, not ``"it's\\\\x"``). A value holding both quotes
+    or a character a terminal does not show as itself (a tab, a newline, a byte-order mark,
+    a byte that was not UTF-8) is shown as ``repr`` shows it, escaped, so that the message
+    says what is there."""
     text = str(value)
-    if "'" in text or not text.isprintable():
+    if not text.isprintable() or ("'" in text and '"' in text):
         return repr(text)
-    return f"'{text}'"
+    return f'"{text}"' if "'" in text else f"'{text}'"
 
 
 def standard_input_note(path: object) -> str:

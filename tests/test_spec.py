@@ -340,6 +340,19 @@ def test_an_override_yaml_cannot_read_as_a_list_is_echoed_as_typed() -> None:
     assert "expected a list, got the text '[{name: x\\y}' (in YAML" in said, said
 
 
+def test_an_override_holding_a_quote_is_echoed_as_typed_too() -> None:
+    """`search.strategies=[{name: it's\\x}`: text holding a ' fell back to repr, which doubled
+    each backslash ("[{name: it's\\\\x}"); it is shown in double quotes as typed. A value
+    holding both quotes is still escaped, so that the message says what is there."""
+    data = apply_overrides(MINIMAL, ["search.strategies=[{name: it's\\x}"])
+    _, issues = validate_data(data, "x.yaml")
+    said = " ".join(issue.message for issue in issues)
+    assert 'expected a list, got the text "[{name: it\'s\\x}" (in YAML' in said, said
+    from subsetctl.errors import as_typed
+
+    assert as_typed("a'b\"c\\d") == repr("a'b\"c\\d")
+
+
 def test_a_quoted_name_may_hold_a_slash_or_an_equals_sign() -> None:
     """A quoted part of a key holding "=" was cut there (the override was split at its first
     "="), so `sources[0].label_map."k=v"=pos` or a strategy registered as "ns=fwd" could not
