@@ -156,7 +156,7 @@ def semantic_issues(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIss
     found.extend(i for i in check_sources(spec, spec_path, text) if i not in found)
     _strategy_issues(spec, issue, failed_plugins)
     _dask_address_issues(spec, issue)
-    unstable = _unstable_linear_sgd(spec, [spec.estimate.lam]) if spec.estimate.estimator == "linear_sgd" else []
+    unstable = unstable_linear_sgd(spec, [spec.estimate.lam]) if spec.estimate.estimator == "linear_sgd" else []
     for message in unstable:  # the search's estimate: found before any gradient is computed
         issue(("estimate", "lam"), f"{message}.")
     _evaluate_issues(spec, issue)
@@ -385,7 +385,7 @@ def _real_fine_tunes_of_the_search(spec: Spec) -> str | None:
             "real with verify, or narrow the search (fewer sources, a smaller m, forward with max_steps).")
 
 
-def _unstable_linear_sgd(spec: Spec, lambdas: list[float]) -> list[str]:
+def unstable_linear_sgd(spec: Spec, lambdas: list[float]) -> list[str]:
     """Why ``linear_sgd`` diverges at each of ``lambdas`` with the spec's simulated
     learning rate (none for the lambdas where it is stable)."""
     from subsetctl.estimate.dynamics import unstable_weight_decay
@@ -393,6 +393,14 @@ def _unstable_linear_sgd(spec: Spec, lambdas: list[float]) -> list[str]:
 
     lr = simulated_finetune(spec)["lr"]
     return [m for m in (unstable_weight_decay(lr, lam) for lam in lambdas) if m]
+
+
+def lambda_left_out_warning(reason: str) -> str:
+    """The warning that linear_sgd leaves a ``calibrate.lambda_grid`` value out, ``reason``
+    being why it diverges there (:func:`unstable_linear_sgd`): the spec's checks say it as a
+    run begins, and the calibrate stage, finding it among the spec's checked warnings, does
+    not say it again."""
+    return f"linear_sgd leaves this lambda out: {reason}."
 
 
 def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue]:
@@ -741,9 +749,9 @@ def _warn_verify_settings(spec: Spec, warn: _AddIssue) -> None:
 
     verify = spec.verify
     if spec.calibrate.enabled and "linear_sgd" in [spec.estimate.estimator, *spec.calibrate.estimators]:
-        for message in _unstable_linear_sgd(spec, [lam for lam in spec.calibrate.lambda_grid
+        for message in unstable_linear_sgd(spec, [lam for lam in spec.calibrate.lambda_grid
                                                    if lam != spec.estimate.lam]):
-            warn(("calibrate", "lambda_grid"), f"linear_sgd leaves this lambda out: {message}.")
+            warn(("calibrate", "lambda_grid"), lambda_left_out_warning(message))
     distinct = 2 ** len(spec.sources)
     if verify.k > distinct:
         warn(("verify", "k"), f"{verify.k} subsets asked for, but {len(spec.sources)} source(s) have only "

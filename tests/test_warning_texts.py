@@ -304,3 +304,14 @@ def test_classifier_selections_that_predicted_one_class_are_warned() -> None:
     same_gold = {"a": {"n": 2, "predictions": [{"gold": 0, "prediction": 0}] * 2}}
     assert one_class_warning({"x": ["a"]}, same_gold, classes) is None  # one class is all there is to predict
     assert one_class_warning({"x": ["z"]}, {"z": {"n": 3}}, classes) is None  # (a result without predictions)
+
+
+def test_a_lambda_linear_sgd_leaves_out_is_warned_of_once(tiny_project: Path) -> None:
+    """calibrate.lambda_grid holding a lambda where linear_sgd's simulated fine-tune diverges
+    was warned of twice by `run`: by the spec's checks as the run began and again by the
+    calibrate stage, the same reason in other words. The spec's warning says it alone."""
+    rep = SilentReporter()
+    run_project(tiny_project, ["verify.enabled=true", "verify.k=4", "calibrate.lambda_grid=[0.1, 100000]",
+                               "estimate.estimator=linear_sgd"], until="calibrate", reporter=rep)
+    said = [w for w in rep.warnings if "lambda 100000" in w]
+    assert len(said) == 1 and "calibrate.lambda_grid: linear_sgd leaves this lambda out" in said[0], rep.warnings

@@ -15,6 +15,7 @@ from subsetctl.errors import UserError
 from subsetctl.pipeline import Stage, StageContext
 from subsetctl.project import atomic_write_json
 from subsetctl.reporter import ShownInResults
+from subsetctl.spec import Spec
 from subsetctl.stages import common
 from subsetctl.stages.features import (
     SIMULATED_FINETUNE_KEYS,
@@ -35,6 +36,17 @@ GRID_FIGURES = "spearman_by_lambda.json"
 
 #: Below this rank agreement with verify's fine-tunes the stage warns that rankings are weak.
 WEAK_SPEARMAN = 0.5
+
+
+def _said_as_the_run_began(spec: Spec, name: str, lam: float) -> bool:
+    """Whether the spec's checks warned, as the run began, that ``name`` leaves ``lam`` out
+    (linear_sgd diverging there: :func:`~subsetctl.spec_checks.lambda_left_out_warning`), so
+    that the stage does not say it a second time."""
+    from subsetctl.spec_checks import lambda_left_out_warning, unstable_linear_sgd
+
+    said = set(spec.checked_warnings)
+    return name == "linear_sgd" and any(lambda_left_out_warning(reason) in said
+                                        for reason in unstable_linear_sgd(spec, [lam]))
 
 
 class CalibrateStage(Stage):
@@ -116,7 +128,9 @@ class CalibrateStage(Stage):
                     except UserError as exc:
                         if name == spec.estimate.estimator and lam == spec.estimate.lam:
                             raise  # the estimate the search falls back to: nothing can stand in
-                        if spec.calibrate.enabled:  # (off, the grid only shows what calibration would give)
+                        # (off, the grid only shows what calibration would give; the spec's checks said it as
+                        # the run began where they could: lambda_grid's linear_sgd divergence)
+                        if spec.calibrate.enabled and not _said_as_the_run_began(spec, name, lam):
                             ctx.reporter.warn(f"calibrate: {name} at lambda={lam:g} left out: {exc}")
             said: dict[str, list[str]] = {}  # a note -> the kinds whose calibration says it (said once)
             for kind in sorted({r["kind"] for r in runs}):
