@@ -2326,3 +2326,18 @@ def test_plan_says_how_many_adapters_the_last_evaluation_tested(tiny_project_ran
     statuses = plan_project(tiny_project)[2]
     assert not any(s.will_run for s in statuses)
     assert {s.name: s for s in plan_project(tiny_project, [strategies])[2]}["evaluate"].last_work is None
+
+
+def test_the_search_summary_counts_the_stored_estimates_it_reused_as_its_notice_does(tiny_project_ran) -> None:
+    """A re-run search said "8 subset estimates taken from the store" while its summary (the
+    manifest's, report.json's stages.search.summary) said "reused": 14, a count of lookups (a
+    subset two strategies asked for counted twice). "reused" counts distinct subsets now; the
+    lookups are "lookups_answered_without_solving"."""
+    tiny_project = tiny_project_ran("search")
+    rep = SilentReporter()
+    run_project(tiny_project, ["search.strategies=[{name: exhaustive}, {name: forward}]"], until="search",
+                reporter=rep)
+    summary = json.loads((tiny_project / ".subsetctl" / "search" / "manifest.json").read_text())["summary"]
+    [told] = [m for m in rep.messages if "subset estimates taken from the store" in m]
+    assert told.startswith(f"search: {summary['reused']} subset estimates taken"), (told, summary)
+    assert summary["computed_now"] == 0 and summary["lookups_answered_without_solving"] > summary["reused"], summary

@@ -849,7 +849,10 @@ class SearchStage(Stage):
             "subsets_estimated": len(batch.loss),
             "subsets_store": store_dir.relative_to(ctx.project.root).as_posix(),
             "computed_now": cached.computed,
-            "reused": cached.reused,
+            # distinct subsets whose estimates an earlier run computed, as the notice above counts them
+            # (the wrapper's own count is of lookups: a subset two strategies or two steps asked for, twice)
+            "reused": len(cached.reused_rows),
+            "lookups_answered_without_solving": cached.reused,
             "not_converged": not_converged,
             "estimator": estimator_used,
             "lambda": None if in_process else cal.lam,  # a real fine-tune has no lambda
