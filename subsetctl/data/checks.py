@@ -1572,10 +1572,44 @@ def _check_replacement(loader_type: str, loc: tuple[Any, ...], issues: _Issues) 
         issues.add(loc + ("type",), str(exc))
 
 
+#: the options whose problems one cause explains in a classifier's plain-text source (their columns: the
+#: text is no prompt column and holds no class)
+_COLUMN_OPTIONS = ("prompt_field", "label_field", "text_field", "response_field")
+
+
+def _one_problem_for_plain_text_of_a_classifier(loader: LoaderBase, loc: tuple[Any, ...], issues: _Issues,
+                                                found: int) -> None:
+    """For a classifier's source of plain text (``text_field`` set, or the huggingface
+    ``text`` builder, which reads a column 'text' alone): the problems of its column options
+    since ``found`` (no column 'prompt', no label_field, no column 'label', text_field is
+    for a causal LM) as one, at ``label_field``: the source has no class to learn, which each
+    of them said in part (up to four problems for one cause). Its other problems (a missing
+    file) are kept."""
+    text_builder = isinstance(loader, HuggingFaceLoader) and loader.path == "text"
+    if not (text_builder or loader.text_field is not None):
+        return
+    keys = {format_path(loc + (option,)) for option in _COLUMN_OPTIONS}
+    prompts = format_path(loc + ("prompt_field",)) + "["  # (a prompt of several columns)
+    about_columns = [i for i in issues.found[found:] if i.key in keys or i.key.startswith(prompts)]
+    # (a file of a text and a label column read with text_field has its class: that problem alone is said)
+    if not about_columns or not text_builder and not any(i.key == format_path(loc + ("label_field",)) for i in about_columns):
+        return
+    issues.found[found:] = [i for i in issues.found[found:] if i not in about_columns]
+    what = ("the huggingface `text` builder reads each line as a row with one column, 'text'" if text_builder
+            else f"loader.text_field: {loader.text_field} reads each row's text whole, for a causal LM")
+    issues.add(loc + ("label_field",), f"a classifier's sources need a label column (model.kind is classifier, which "
+               f"learns a class for each text), and this source is plain text ({what}): it has no class to learn. Give "
+               "it a file with a text column and a label column, named by prompt_field and label_field, or leave it "
+               "out of the sources")
+
+
 def _check_built_in(loader: Any, loc: tuple[Any, ...], base_dir: Path, kind: str, issues: _Issues) -> None:
     """The checks of a built-in loader's settings (file, reasoning-gym task, evals name)."""
     if isinstance(loader, LoaderBase):
+        found = len(issues.found)
         _check_file_loader(loader, loc, base_dir, kind, issues)
+        if kind == "classifier":
+            _one_problem_for_plain_text_of_a_classifier(loader, loc, issues, found)
     elif isinstance(loader, ReasoningGymLoader):
         _check_reasoning_gym(loader, loc, issues)
     elif isinstance(loader, EvalsLoader):

@@ -365,6 +365,29 @@ def test_validate_refuses_text_field_for_a_classifier(tmp_path: Path) -> None:
         issues["sources[0].loader.text_field"].message
 
 
+def test_a_classifier_s_plain_text_source_is_one_problem_saying_it_needs_a_label_column(tmp_path: Path) -> None:
+    """A text source (`type: huggingface, path: text`, or text_field) in a classifier's spec
+    was up to four problems for one cause: no column 'prompt', no label_field (or no column
+    'label'), text_field is for a causal LM. It is one, at label_field; a text_field source
+    whose file has its label column keeps its own problem (the test above)."""
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", [{"prompt": "q", "label": 1}] * 4)
+    (tmp_path / "data" / "notes.txt").write_text("a line\nanother\n")
+    write_jsonl(tmp_path / "data" / "corpus.jsonl", [{"text": "a"}, {"text": "b"}])
+    target = "target:\n  name: tgt\n  loader: {type: jsonl, path: data/t.jsonl, label_field: label}\n" \
+             "  split: {train: 0.5, validation: 0.25, test: 0.25}\n"
+    for loader in ("{type: huggingface, path: text, data_files: [data/notes.txt]}",
+                   "{type: huggingface, path: text, data_files: [data/notes.txt], text_field: text}",
+                   "{type: huggingface, path: text, data_files: [data/notes.txt], label_field: label}",
+                   "{type: jsonl, path: data/corpus.jsonl, text_field: text}",
+                   "{type: jsonl, path: data/corpus.jsonl, text_field: text, label_field: label}"):
+        text = f"model: {{kind: classifier}}\n{target}sources:\n  - name: corpus\n    loader: {loader}\n"
+        issues = check_issues(tmp_path, text)
+        assert list(issues) == ["sources[0].loader.label_field"], (loader, issues)
+        assert issues["sources[0].loader.label_field"].message.startswith(
+            "a classifier's sources need a label column"), (loader, issues)
+
+
 def test_validate_warns_that_shuffling_texts_plants_nothing(tmp_path: Path) -> None:
     """Shuffled among rows without prompts, the texts are the same texts: a negative control
     that is none."""
