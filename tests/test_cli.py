@@ -2542,6 +2542,22 @@ def test_report_blames_damaged_results_not_the_spec(tiny_project_ran) -> None:
     assert changed["stale"] == ["finetune", "report"] and changed["damaged"] == ["evaluate"], changed
 
 
+def test_report_gives_plan_s_reason_for_a_moved_model_folder(tiny_project_ran) -> None:
+    """A report of results made with the model folder since moved (the same files, the spec
+    naming the new folder) said only "The spec or its input files changed since these
+    results: report would re-run", where plan gives the exact reason: it gives plan's."""
+    project = tiny_project_ran()
+    spec = yaml.safe_load((project / "subsetctl.yaml").read_text())
+    shutil.copytree(spec["model"]["source"], project / "moved")
+    spec["model"]["source"] = "moved"
+    (project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    text = " ".join(invoke("report", str(project)).output.split())
+    assert ("changed since these results: report would re-run: the model folder, the same files, is named "
+            "'moved' in the spec now") in text, text
+    shown = json.loads(invoke("report", str(project), "--format", "json").stdout)
+    assert list(shown["stale_reasons"]) == shown["stale"] == ["report"], shown["stale_reasons"]
+
+
 def test_plan_counts_the_rows_the_gradients_stage_would_compute(jsonl_project: Path) -> None:
     """The gradients stage costs a fixed time per row, yet ``plan`` said only "one gradient
     per example of the target and the 1 sources": a 300 MB source taken whole (549,158

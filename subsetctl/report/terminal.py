@@ -62,6 +62,7 @@ def load_report_data(root: str | Path, overrides: list[str] | None = None, *, no
     checked = _checked_against_spec(root, overrides, stages)
     spec = checked.pop("spec")
     checked["stale"] = [name for name in checked["stale"] if name not in outdated]
+    checked["stale_reasons"] = {name: why for name, why in checked["stale_reasons"].items() if name in checked["stale"]}
     # switched off, with settings changed since their results: a run leaves them out of report.md (not
     # those a command-line override switched on: the overrides line says their results are not the spec's)
     checked["switched_off_moved_past"] = [
@@ -143,7 +144,8 @@ def _checked_against_spec(root: Path, overrides: list[str] | None, stages: dict[
     except UserError as exc:  # "<file> is not a valid spec:" then one line per problem: say the first
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         more = f" (and {len(lines) - 2} more; `subsetctl validate` lists them)" if len(lines) > 2 else ""
-        return {"stale": [], "previous": [], "missing_outputs": {}, "damaged": [], "not_run": [], "unfinished": [],
+        return {"stale": [], "stale_reasons": {}, "previous": [], "missing_outputs": {}, "damaged": [], "not_run": [],
+                "unfinished": [],
                 "report_by_earlier_subsetctl": False, "report_names_overrides_since_held": False,
                 "stale_by_earlier_subsetctl": False,
                 "spec_problem": " ".join(lines[:2]) + more, "name": None,
@@ -183,7 +185,8 @@ def _checked_against_spec(root: Path, overrides: list[str] | None, stages: dict[
     by_another = any(said_of_another_subsetctl(s.reasons) for s in statuses if s.name in stale)
     # up to date only once `run` swaps their previous results in: the results shown are of other inputs
     swapped = [s.name for s in statuses if s.put_back_from == "previous" and s.name in stages]
-    return {"stale": stale, "previous": swapped, "missing_outputs": missing,
+    return {"stale": stale, "stale_reasons": {s.name: list(s.reasons) for s in statuses if s.name in stale},
+            "previous": swapped, "missing_outputs": missing,
             "damaged": [s.name for s in statuses if s.state == "corrupt"],
             "not_run": [s.name for s in statuses if s.state == "never run" and s.name not in stages],
             "unfinished": [s.name for s in statuses if s.state == "unfinished"],
@@ -231,9 +234,13 @@ def outdated_note(data: dict[str, Any], overrides: list[str] | None = None) -> s
     if stale:
         how = (", or this subsetctl reads them otherwise than the earlier one that made these results"
                if data.get("stale_by_earlier_subsetctl") else "")
-        notes.append(f"The spec or its input files changed since these results{how}: {', '.join(stale)} would re-run "
-                     f"(`subsetctl plan {folder}` says why; a run with key=value overrides counts as "
-                     "a change of the spec for the next run without them).")
+        reasons = (data.get("stale_reasons") or {}).get(stale[0]) or []  # plan's words for the first
+        why = "; ".join(reasons)
+        plan = f"`subsetctl plan {folder}` says why{' of each' if len(stale) > 1 else ''}; "
+        notes.append(f"The spec or its input files changed since these results{how}: {', '.join(stale)} would re-run"
+                     + (f": {why} (" if why and len(stale) == 1 else f" ({stale[0]}: {why}; {plan}" if why
+                        else f" ({plan}")
+                     + "a run with key=value overrides counts as a change of the spec for the next run without them).")
     missing = data.get("missing_outputs") or {}
     # report.md or report.json deleted since: "Deleted since the last run" below says so, not that it was written
     kept = [f for f in ("report.md", "report.json") if f not in missing.get("report", [])]
