@@ -278,6 +278,39 @@ def generate_answers(
     return answers
 
 
+#: a causal LM's target whose train split has at most this many distinct answers, ...
+ANSWER_CLASSES_AT_MOST = 20
+#: ... each of at most this many words, answers with class words ("positive", "not entailment"):
+#: its report gives macro-F1 over the exact answers beside exact match (:func:`answer_classes`)
+ANSWER_CLASS_WORDS = 3
+
+
+def answer_classes(answers: Sequence[str]) -> list[str] | None:
+    """The distinct answers (as :func:`normalize_answer` writes them) of a causal LM's target's
+    train split where they form a small closed set, a classification task asked in words: 2 to
+    :data:`ANSWER_CLASSES_AT_MOST` of them, each of 1 to :data:`ANSWER_CLASS_WORDS` words, each
+    given twice on average (10 rows of 10 answers are no closed set, only a small split); else
+    None (free answers: sums, sentences, a text source's whole texts), where a class of each
+    answer would be noise. With them, exact match alone hid what a classifier's report shows: a
+    pick answering "positive" to every row scored its share of the test split."""
+    distinct = sorted({normalize_answer(a) for a in answers})
+    if not 2 <= len(distinct) <= min(ANSWER_CLASSES_AT_MOST, len(answers) / 2):
+        return None
+    return distinct if all(1 <= len(a.split()) <= ANSWER_CLASS_WORDS for a in distinct) else None
+
+
+def answers_macro_f1(predictions: Sequence[str], golds: Sequence[str]) -> float:
+    """Macro-F1 of generated answers over the classes of the gold answers (:func:`macro_f1`),
+    an answer of a class where :func:`exact_match` takes it for that gold answer ("Positive.",
+    "positive"), any other answer a miss of the true class, as a classifier's stray class is."""
+    classes = sorted({normalize_answer(g) for g in golds})
+
+    def as_class(text: str) -> int:
+        return next((i for i, c in enumerate(classes) if exact_match(text, c)), -1)
+
+    return macro_f1([as_class(str(p)) for p in predictions], [classes.index(normalize_answer(g)) for g in golds])
+
+
 # --------------------------------------------------------------------------- classifier metrics
 
 

@@ -317,6 +317,9 @@ class EvaluateStage(common.ModelStage):
             warnings.append(one_class)
         for w in warnings:  # (the report lists them under the test metrics)
             ctx.reporter.warn(ShownInResults(w))
+        if spec.model.kind != "classifier":  # answers in class words: macro-F1 over them, as a classifier's
+            _with_answers_macro_f1(ctx, per_run, keys)
+            atomic_write_json(per_run_path, per_run)
         table: dict[str, Any] = {}
         for label, ks in labels.items():
             scores = np.array([per_run[k]["score"] for k in ks], dtype=float)
@@ -328,7 +331,7 @@ class EvaluateStage(common.ModelStage):
                 "seeds": len(ks), "n_test": per_run[ks[0]]["n"],
             }
             f1 = [per_run[k].get("metrics", {}).get("macro_f1") for k in ks]
-            if all(v is not None for v in f1):  # classifiers: macro-F1 beside accuracy
+            if all(v is not None for v in f1):  # classifiers (and answers in class words): macro-F1 beside the score
                 table[label]["macro_f1_mean"] = float(np.mean(f1))
                 table[label]["macro_f1_std"] = float(np.std(f1)) if len(ks) > 1 else None
         atomic_write_json(ctx.out_dir / "metrics.json", {"metrics": table, "warnings": warnings})
@@ -336,6 +339,24 @@ class EvaluateStage(common.ModelStage):
         # summary is in no fingerprint or output digest)
         return {"metrics": {k: round(v["score_mean"], 4) for k, v in table.items()}, "n_test": len(test),
                 "reused": reused, "adapters": len(keys)}
+
+
+def _with_answers_macro_f1(ctx: StageContext, per_run: dict[str, Any], keys: list[str]) -> None:
+    """A causal LM's results given ``macro_f1`` among their metrics, over the exact answers
+    (:func:`~subsetctl.modeling.evaluate.answers_macro_f1`), where the target's train answers
+    form a small closed set (:func:`~subsetctl.modeling.evaluate.answer_classes`: "positive" /
+    "negative"); taken from each result's kept predictions, so a result from the cache or an
+    earlier subsetctl has it too, nothing generated again. Else the results are left as they are."""
+    from subsetctl.modeling.evaluate import answer_classes, answers_macro_f1
+
+    train = common.examples(ctx, ctx.spec.target.name, "train")
+    if answer_classes([str(row.get("response", "")) for row in train]) is None:
+        return
+    for key in keys:
+        predictions = per_run[key].get("predictions") or []
+        if predictions and all(isinstance(p, dict) and "prediction" in p and "gold" in p for p in predictions):
+            f1 = answers_macro_f1([p["prediction"] for p in predictions], [str(p["gold"]) for p in predictions])
+            per_run[key]["metrics"] = {**(per_run[key].get("metrics") or {}), "macro_f1": f1}
 
 
 def one_class_warning(labels: dict[str, list[str]], per_run: dict[str, Any], classes: list[str] | None) -> str | None:

@@ -355,3 +355,28 @@ def test_a_one_token_text_with_no_bos_or_eos_is_left_out_of_the_test_loss(monkey
     assert said.startswith("1 of 4 test examples have no token to score ('one': 1)") and "left out of the test loss" in said
     with pytest.raises(UserError, match="None of the 1 examples"):
         evaluate_loss(model, tok, rows[3:], "causal-lm", 32)
+
+
+def test_answers_in_class_words_are_a_closed_set_free_answers_are_not() -> None:
+    """A causal LM's target answered in class words ("positive"/"negative", as README's
+    classification section writes it) gets macro-F1 over the exact answers; sums, sentences
+    and a split whose answers do not repeat (10 rows, 10 answers) do not."""
+    from subsetctl.modeling.evaluate import answer_classes
+
+    assert answer_classes(["Positive", "negative.", "positive ", "negative"]) == ["negative", "positive"]
+    assert answer_classes(["not entailment", "entailment"] * 3) == ["entailment", "not entailment"]
+    assert answer_classes([str(i) for i in range(10)]) is None  # each answer once: no closed set
+    assert answer_classes([str(i % 25) for i in range(100)]) is None  # more than 20 distinct
+    assert answer_classes(["the cat sat on the mat", "a dog ran"] * 5) is None  # sentences
+    assert answer_classes(["yes"] * 6) is None  # one answer: no classes to average over
+
+
+def test_answers_macro_f1_counts_an_answer_no_gold_class_has_as_a_miss() -> None:
+    from subsetctl.modeling.evaluate import answers_macro_f1, macro_f1
+
+    golds = ["positive", "positive", "positive", "negative"]
+    # all "positive": exact match 0.75, macro-F1 (0.857 + 0) / 2
+    assert answers_macro_f1(["Positive."] * 4, golds) == pytest.approx(macro_f1([1, 1, 1, 1], [1, 1, 1, 0]))
+    assert answers_macro_f1(["positive", "positive", "positive", "negative"], golds) == 1.0
+    assert answers_macro_f1(["positive", "maybe", "positive", "negative"], golds) == \
+        pytest.approx(macro_f1([1, -1, 1, 0], [1, 1, 1, 0]))
