@@ -1775,3 +1775,48 @@ def test_the_class_balance_of_the_rows_each_selection_learned_from_is_reported()
                     "rows; all 'neg' 15%, 'pos' 60%, 'x' 25% of 40 rows.")
     assert class_balance({"target": "t"}, finetuned) is None  # a causal LM's data, or counted by no subsetctl
     assert class_balance_line({"final": "pick"}) is None
+
+
+def _sized_sources_report(rows: dict[str, int]) -> dict[str, Any]:
+    """Sources of the given train rows, 'exhaustive' picking the first, beside a target of 10."""
+    sources = list(rows)
+    row = {"selected": sources[:1], "scores": {s: 0.001 for s in sources}, "estimated_loss_raw": 1.4}
+    return {"project": "p", "final": "exhaustive", "sources": sources,
+            "calibration": {"enabled": False, "estimator": "fast", "lam": 1.0},
+            "strategies": {"exhaustive": row}, "stages": {}, "train_rows": rows, "target_train_rows": 10}
+
+
+def test_score_tables_say_how_many_rows_each_source_score_rests_on() -> None:
+    """A source of 1 row picked by the search, beside one of 20,000: the score tables showed
+    no sizes, so a score (and a pick) resting on one row read like any other."""
+    report = _sized_sources_report({"one": 1, "two": 2, "big": 20000})
+    buffer = io.StringIO()
+    render_full_report(report, Console(file=buffer, width=200))
+    terminal = " ".join(buffer.getvalue().split())
+    assert "┃ source ┃ rows ┃ exhaustive ┃" in terminal and "│ big │ 20,000 │" in terminal and "│ one │ 1 │" in terminal
+    markdown = render_markdown(report, {})
+    assert "| source | rows | exhaustive |" in markdown and "| one | 1 | 0.001 ✓ |" in markdown
+    for text in (terminal, " ".join(markdown.split())):
+        assert "2 sources with fewer than 10 train rows: 'one' (1 row), 'two' (2 rows)" in text
+        assert "(the target has 10)" in text and "the final pick (exhaustive) takes 'one'" in text
+
+
+def test_score_tables_of_sources_of_many_rows_have_no_few_rows_note() -> None:
+    report = _sized_sources_report({"a": 10, "big": 20000})
+    buffer = io.StringIO()
+    render_full_report(report, Console(file=buffer, width=200))
+    assert "fewer than 10 train rows" not in buffer.getvalue()
+    assert "fewer than 10 train rows" not in render_markdown(report, {})
+    del report["train_rows"]  # a report of an earlier subsetctl: no rows column
+    assert "| source | exhaustive |" in render_markdown(report, {})
+
+
+def test_report_sources_csv_lists_each_sources_rows_beside_its_scores() -> None:
+    from subsetctl.report.markdown import sources_csv
+
+    report = _many_sources_report(300)
+    report["train_rows"] = {s: i + 1 for i, s in enumerate(report["sources"])}
+    lines = (sources_csv(report) or "").splitlines()
+    assert lines[0] == "source,rows,forward,forward selected" and lines[1] == "s0299,300,299.0,true"
+    del report["train_rows"]
+    assert (sources_csv(report) or "").splitlines()[0] == "source,forward,forward selected"

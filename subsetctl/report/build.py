@@ -33,8 +33,9 @@ from subsetctl.report.paired import paired_comparison
 #: bytes at thousands of sources; 14: report.md's per-source
 #: scores of more than 200 sources, the highest and lowest, all in report_sources.csv beside it;
 #: 15: ``final_vs_baselines``' ``paired``, the pick against each baseline row by row on the test split;
-#: 16: a classifier's ``class_balance``, the rows per class of its test split and of each selection's fine-tunes
-REPORT_FORMAT = 16
+#: 16: a classifier's ``class_balance``, the rows per class of its test split and of each selection's fine-tunes;
+#: 17: ``train_rows`` and ``target_train_rows``, the rows each per-source score rests on (a column beside the scores)
+REPORT_FORMAT = 17
 
 #: what each :data:`REPORT_FORMAT` added, as `plan` names it for a report an earlier one wrote
 FORMAT_ADDITIONS = {2: "final_vs_baselines", 3: "final_vs_baselines' stds",
@@ -52,7 +53,8 @@ FORMAT_ADDITIONS = {2: "final_vs_baselines", 3: "final_vs_baselines' stds",
                         "columns (about half the bytes at thousands of sources)",
                     14: "report_sources.csv (every source's scores, of more than 200)",
                     15: "final_vs_baselines' paired (the pick against each baseline row by row on the test rows)",
-                    16: "a classifier's class_balance (the rows per class each selection was fine-tuned on)"}
+                    16: "a classifier's class_balance (the rows per class each selection was fine-tuned on)",
+                    17: "train_rows (each source's train rows, beside its scores)"}
 
 
 #: the additions a project gets only with more sources than these (report_sources.csv: of more
@@ -1088,6 +1090,12 @@ def build_report(
     data = None if "data" in skip else _read(project.results_dir("data") / "data.json")
     if data and data.get("warnings"):  # leaked held-out rows, dropped blank rows, ...: true of every result
         report["data_warnings"] = data["warnings"]
+    if data and isinstance(data.get("counts"), dict):  # each source's train rows: what its score rests on
+        counts = {name: c["train"] for name, c in data["counts"].items()
+                  if isinstance(c, dict) and isinstance(c.get("train"), int)}
+        if data.get("target") in counts:
+            report["target_train_rows"] = counts.pop(data["target"])
+        report["train_rows"] = counts
     if data and data.get("target_test_from"):  # the test scores' rows: a test set of the target's own
         report["target_test_from"] = data["target_test_from"]
     selections = None if "search" in skip else _read(project.results_dir("search") / "selections.json")

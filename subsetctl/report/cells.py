@@ -164,6 +164,41 @@ def strategy_notes(report: dict[str, Any]) -> list[str]:
                          *(f"{label}: {fit}" for fit in _surrogate_fit(r))]]
 
 
+#: a source with fewer train rows than this is noted under the per-source scores (as the data
+#: stage warns of a target with fewer than 10 validation rows)
+FEW_ROWS = 10
+FEW_ROWS_SHOWN = 5
+
+
+def rows_cell(report: dict[str, Any], source: str) -> str:
+    """A source's train rows for the per-source score tables ("–" where the data stage's
+    counts are not in the report)."""
+    rows = (report.get("train_rows") or {}).get(source)
+    return f"{rows:,}" if isinstance(rows, int) else "–"
+
+
+def few_rows_notes(report: dict[str, Any]) -> list[str]:
+    """A note naming the sources of fewer than :data:`FEW_ROWS` train rows: each source
+    weighs in the estimates by its rows, so such a source's score rests on one or a few
+    rows (how adding them moves the estimate), which says little of the data it stands
+    for; a pick of one is read so too."""
+    rows = report.get("train_rows") or {}
+    few = [s for s in report.get("sources", []) if isinstance(rows.get(s), int) and rows[s] < FEW_ROWS]
+    if not few or not any(v.get("scores") for v in report.get("strategies", {}).values()):
+        return []
+    named = ", ".join(f"'{s}' ({rows[s]:,} row{'s' if rows[s] != 1 else ''})" for s in few[:FEW_ROWS_SHOWN])
+    more = f" and {len(few) - FEW_ROWS_SHOWN} more" if len(few) > FEW_ROWS_SHOWN else ""
+    final = (report.get("strategies", {}).get(report.get("final") or "") or {}).get("selected") or []
+    picked = [s for s in few if s in final]
+    target = report.get("target_train_rows")
+    beside = f" (the target has {target:,})" if isinstance(target, int) else ""
+    return [(f"{len(few)} source{'s' if len(few) != 1 else ''} with fewer than {FEW_ROWS} train rows: {named}{more}. "
+             f"Every train row weighs the same in the estimates and the fine-tunes{beside}, so such a source's "
+             "score measures what its few rows do, which says little of the data the source stands for"
+             + (f"; the final pick ({report.get('final')}) takes {', '.join(repr(s) for s in picked)}" if picked else "")
+             + ". Give such a source more rows or leave it out (README: how sources of different sizes weigh).")]
+
+
 def _surrogate_fit(result: dict[str, Any]) -> list[str]:
     """How well a surrogate's linear fit predicts the subsets its ``holdout`` kept out (R² and
     Spearman, from its diagnostics): what ``holdout`` is for, which only report.json held."""

@@ -19,6 +19,7 @@ from subsetctl.report.cells import (
     calibration_state,
     class_balance_line,
     estimates_checked,
+    few_rows_notes,
     final_vs_baselines_line,
     loss_cell,
     macro_f1_cell,
@@ -27,6 +28,7 @@ from subsetctl.report.cells import (
     plugins_line,
     repeats_cell,
     reproduce_facts,
+    rows_cell,
     score_ranking,
     score_table_rows,
     selected_cell,
@@ -147,8 +149,8 @@ _PER_SEED = ("one per seed, `project.seed`'s first, then `project.seed` + 1's, .
 def sources_csv(report: dict[str, Any]) -> str | None:
     """:data:`~subsetctl.report.cells.SOURCES_FILE`'s text: every source of a report of more
     than :data:`~subsetctl.report.cells.SOURCES_IN_REPORT_MD`, in the order of report.md's
-    per-source table (ranked as the terminal ranks them), a row a source: ``source``, then
-    each scoring strategy's score (as report.json holds it; empty for none) and whether it
+    per-source table (ranked as the terminal ranks them), a row a source: ``source``, its
+    train ``rows`` (where the report has them), then each scoring strategy's score (as report.json holds it; empty for none) and whether it
     picked the source (``<label> selected``: true or false). None for fewer sources, or no
     strategy with scores (report.md's table lists them all). Thousands of table rows were
     most of report.md (188 KB at 5,000 sources), at its end, which a reader scrolled past."""
@@ -162,9 +164,11 @@ def sources_csv(report: dict[str, Any]) -> str | None:
     selected = [set(v["selected"]) for v in scored.values()]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["source", *(column for label in scored for column in (label, f"{label} selected"))])
+    counts = report.get("train_rows") or {}  # each source's train rows, as report.md's rows column
+    writer.writerow(["source", *(["rows"] if counts else []),
+                     *(column for label in scored for column in (label, f"{label} selected"))])
     for name in rows:
-        cells: list[Any] = [name]
+        cells: list[Any] = [name, *([counts.get(name, "")] if counts else [])]
         for entry, chosen in zip(scored.values(), selected):
             score = entry["scores"].get(name)
             cells += ["" if score is None else repr(float(score)), "true" if name in chosen else "false"]
@@ -250,17 +254,19 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
                         f"sources by {md_name(ranking)}'s score (those it did not score count as lowest); all of "
                         f"them, with each strategy's score and pick, are in [{SOURCES_FILE}]({SOURCES_FILE}), "
                         "beside this file, in this order.")
+            counted = bool(report.get("train_rows"))  # a rows column: what each score rests on
             table = [f"## Per-source scores (higher = more helpful; {order})", "", *([note, ""] if ranked else []),
-                     "| source | " + " | ".join(md_name(k) for k in scored) + " |",
-                     "|---|" + "---|" * len(scored)]
+                     "| source | " + ("rows | " if counted else "") + " | ".join(md_name(k) for k in scored) + " |",
+                     "|---|" + "---:|" * counted + "---|" * len(scored)]
             selected = [set(v["selected"]) for v in scored.values()]  # not a list scan per source and strategy
             for s in rows:
                 if s is None:  # the sources between the highest and the lowest
-                    table.append(f"| … {left_out:,} more ({SOURCES_FILE}) |" + " … |" * len(scored))
+                    table.append(f"| … {left_out:,} more ({SOURCES_FILE}) |" + " … |" * (len(scored) + counted))
                     continue
-                table.append(f"| {md_name(s)} | " + " | ".join(_fmt(v["scores"].get(s)) + (" ✓" if s in chosen else "")
+                table.append(f"| {md_name(s)} | " + (f"{rows_cell(report, s)} | " if counted else "") + " | ".join(_fmt(v["scores"].get(s)) + (" ✓" if s in chosen else "")
                                                            for v, chosen in zip(scored.values(), selected)) + " |")
             table.append("")
+            table += [line for note in few_rows_notes(report) for line in (f"> {note}", "")]
             if ranked and not apart:  # hundreds of rows: last, so that verify, the test metrics and the plots are not below them
                 appendix = table
                 lines += [(f"> Per-source scores: all {len(rows):,} sources are listed at the end of this file"

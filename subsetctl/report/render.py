@@ -19,6 +19,7 @@ from subsetctl.report.cells import (
     calibration_state,
     class_balance_line,
     estimates_checked,
+    few_rows_notes,
     final_vs_baselines_line,
     loss_cell,
     macro_f1_cell,
@@ -27,6 +28,7 @@ from subsetctl.report.cells import (
     plugins_line,
     repeats_cell,
     reproduce_facts,
+    rows_cell,
     score_ranking,
     score_table_rows,
     selected_cell,
@@ -167,7 +169,10 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
                      for s in rows if s is not None}
             score_width = max((cell_len(c) for row_cells in cells.values() for c in row_cells), default=1)
             labels = [f"… {left_out} more" if s is None else s for s in rows]  # as the source column shows them
-            groups = score_column_groups(len(names), score_width, labels, console.width)
+            counted = bool(report.get("train_rows"))  # a rows column: what each score rests on
+            row_cells = {s: rows_cell(report, s) for s in rows if s is not None} if counted else {}
+            rows_width = max([len("rows"), *map(len, row_cells.values())]) + 3 if counted else 0
+            groups = score_column_groups(len(names), score_width, labels, console.width - rows_width)
             for number, group in enumerate(groups, 1):
                 which = (f"strategies {group[0] + 1}–{group[-1] + 1}" if len(group) > 1
                          else f"strategy {group[0] + 1}")
@@ -175,14 +180,18 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
                 t = Table(title=f"per-source scores (higher = more helpful; ✓ selected{part})", title_justify="left",
                           caption=caption if number == len(groups) else None, caption_justify="left")
                 t.add_column("source", overflow="fold")  # fold long names, never cut them (…_v1 and …_v2 looked alike)
+                if counted:
+                    t.add_column("rows", justify="right", no_wrap=True)
                 for i in group:  # scores never fold ("-0.88" / "4"): too many columns go to another table
                     t.add_column(names[i], justify="right", overflow="fold", min_width=score_width)
                 for s in rows:
                     if s is None:
-                        t.add_row(f"[dim]… {left_out} more[/dim]", *["[dim]…[/dim]"] * len(group))
+                        t.add_row(f"[dim]… {left_out} more[/dim]", *["[dim]…[/dim]"] * (len(group) + counted))
                     else:
-                        t.add_row(s, *[cells[s][i] for i in group])
+                        t.add_row(s, *([row_cells[s]] if counted else []), *[cells[s][i] for i in group])
                 console.print(t)
+            for note in few_rows_notes(report):
+                console.print(f"[dim]scores: {escape(note)}[/dim]")
     if report.get("verify"):
         t = Table(title="estimated vs. true (verify)", title_justify="left")
         t.caption = ("LOO: leave-one-out median relative error of the calibrated estimate; "
