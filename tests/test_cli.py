@@ -2573,10 +2573,28 @@ def test_plan_counts_the_rows_the_gradients_stage_would_compute(jsonl_project: P
     counts = json.loads((jsonl_project / ".subsetctl" / "data" / "data.json").read_text())["counts"]
     rows = {"target": counts["target"]["train"] + counts["target"]["validation"],
             "a": counts["a"]["train"], "b": counts["b"]["train"]}
-    largest = max(rows, key=lambda name: rows[name])
-    assert gradients_work().endswith(f": {sum(rows.values()):,} rows (the most from {largest!r}: {rows[largest]:,}; "
-                                     "`max_examples` on a source caps its rows)")
+    assert gradients_work().endswith(f": {sum(rows.values()):,} rows (the most from 'target': {rows['target']}; then "
+                                     f"'a': {rows['a']}, 'b': {rows['b']}; `max_examples` on a source caps its rows)")
     assert "rows" not in gradients_work("sources[0].max_examples=1")  # the data stage runs again first
+
+
+def test_plan_says_the_largest_sources_rows_and_which_its_max_examples_cut(jsonl_project: Path) -> None:
+    """Sources of 1 to 20,000 rows: plan named the largest alone ("the most from 'big': 40"),
+    neither whether the max_examples the user gave it is what cut it there nor how the
+    other sources compare."""
+    from conftest import write_jsonl
+
+    write_jsonl(jsonl_project / "big.jsonl", [{"prompt": f"{i}+3=", "response": str(i + 3)} for i in range(100)])
+    write_jsonl(jsonl_project / "one.jsonl", [{"prompt": "7+7=", "response": "14"}])
+    spec = yaml.safe_load((jsonl_project / "subsetctl.yaml").read_text())
+    spec["sources"] += [{"name": "one", "loader": {"type": "jsonl", "path": "one.jsonl"}},
+                        {"name": "big", "loader": {"type": "jsonl", "path": "big.jsonl"}, "max_examples": 40}]
+    (jsonl_project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    assert CliRunner().invoke(main, ["run", str(jsonl_project), "--until", "data"]).exit_code == 0
+    result = CliRunner().invoke(main, ["plan", str(jsonl_project), "--format", "json"])
+    work = {s["stage"]: s for s in json.loads(result.stdout)}["gradients"]["work"]
+    assert work.endswith(": 76 rows (the most from 'big': 40, its max_examples; then 'target': 15, 'a': 10, 'b': 10, "
+                         "and 1 more with 1; `max_examples` on a source caps its rows)"), work
 
 
 def test_the_shipped_example_specs_validate_without_a_warning() -> None:

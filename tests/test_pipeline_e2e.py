@@ -345,7 +345,8 @@ def test_plan_counts_the_gradient_rows_a_stopped_run_computed(tiny_project_ran) 
     del written
     gradients = {s.name: s for s in plan_project(tiny_project)[2]}["gradients"]
     assert gradients.state == "unfinished", gradients
-    assert str(gradients.work).endswith(f": {rows} rows (the most from 'target': 15; `max_examples` on a source caps "
+    assert str(gradients.work).endswith(f": {rows} rows (the most from 'target': 15; then 'a': 10, 'b': 10, 'bad': 10, its max_examples; "
+                                        "`max_examples` on a source caps "
                                         f"its rows); {kept} of {rows} done by the run that stopped partway, kept"), \
         gradients.work
     run_project(tiny_project, until="gradients")

@@ -99,6 +99,24 @@ class BatchMaker:
             self.counted[indices[k]] = 1
 
 
+#: the largest sources plan names with their rows (the rest counted together)
+LARGEST_NAMED = 4
+
+
+def _largest_rows(spec: Spec, rows: dict[str, int]) -> str:
+    """The largest of ``rows`` (the target and each source, as the data stage prepared them)
+    with their counts, the first saying whether its ``max_examples`` cut it to that: of
+    sources of 1 to 20,000 rows, naming the largest alone left unsaid how the rest compare
+    and whether the cap the user set is what bounds the stage."""
+    caps = {spec.target.name: spec.target.max_examples, **{s.name: s.max_examples for s in spec.sources}}
+    ranked = sorted(rows, key=lambda name: -rows[name])  # stable: the spec's order among equals
+    named = [f"{name!r}: {rows[name]:,}" + (", its max_examples" if caps.get(name) == rows[name] else "")
+             for name in ranked[:LARGEST_NAMED]]
+    rest = ranked[LARGEST_NAMED:]
+    more = f", and {len(rest):,} more with {sum(rows[name] for name in rest):,}" if rest else ""
+    return f"the most from {named[0]}" + (f"; then {', '.join(named[1:])}{more}" if len(named) > 1 else "")
+
+
 class GradientsStage(common.ModelStage):
     name = "gradients"
     description = "per-example f and projected gradients at theta*"
@@ -133,11 +151,9 @@ class GradientsStage(common.ModelStage):
                     for name in [spec.target.name, *(source.name for source in spec.sources)]}
         except (OSError, ValueError, KeyError, TypeError):  # no data stage yet, or one of other sources
             return work
-        largest = max(rows, key=lambda name: rows[name])
         total = sum(rows.values())
         kept = self._rows_kept(project, total) if resumes and not forced else 0
-        return (f"{work}: {total:,} rows (the most from {largest!r}: {rows[largest]:,}; "
-                "`max_examples` on a source caps its rows)"
+        return (f"{work}: {total:,} rows ({_largest_rows(spec, rows)}; `max_examples` on a source caps its rows)"
                 + (f"; {kept:,} of {total:,} done by the run that stopped partway, kept" if kept else ""))
 
     def _rows_kept(self, project: Project, total: int) -> int:
