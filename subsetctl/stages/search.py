@@ -511,6 +511,25 @@ def _run_strategy(cls: Any, name: str, label: str, estimator: Any, context: Any,
     return result
 
 
+def _leave_out_empty_sources(result: Any, features: Any) -> None:
+    """Take the sources with no train rows (a split that gave a 1-row source's row to
+    validation, a ``where`` matching nothing in train) out of ``result``'s pick, with a
+    notice: fine-tuning on them adds nothing and their estimate is the pick's without them,
+    but a strategy could pick one (random_ensemble's score of a source sampled in good
+    subsets by chance), and the report listed it as chosen."""
+    empty = {name for name, rows in zip(features.sources, features.source_train_x, strict=True) if not len(rows)}
+    dropped = [name for name in result.selected if name in empty]
+    if not dropped:
+        return
+    result.selected = [name for name in result.selected if name not in empty]
+    one = len(dropped) == 1
+    it, its = ("it", "its") if one else ("them", "their")
+    result.notices = [*result.notices, (
+        f"left {', '.join(map(repr, dropped))} out of its pick: {'it has' if one else 'they have'} no train rows "
+        f"(all {its} rows went to validation or test), so fine-tuning on {it} adds nothing; the pick's estimate "
+        f"is the same without {it}.")]
+
+
 def _checked_notices(notices: Any, where: str) -> list[str]:
     """A plugin strategy's ``notices`` as a list of texts (once: a generator is used up by
     reading it), or a UserError naming the strategy (``where``) and what they must be: a
@@ -921,6 +940,7 @@ def _run_strategies(ctx: StageContext, features: Any, cached: Any, cal: Any,
                 progress=_progress_on(task, i), label=entry.label,
             )
             result = _run_strategy(cls, entry.name, label, cached, search_ctx, params, estimator_failed)
+            _leave_out_empty_sources(result, features)
             for notice in shown_notices(label, result.notices):
                 ctx.reporter.warn(ShownInResults(notice))  # the report's search notes
             record = result.to_dict(trace_limit=TRACE_KEPT, trace_names_limit=TRACE_NAMES_KEPT)

@@ -104,3 +104,25 @@ def test_a_strategys_result_over_thousands_of_sources_is_checked_in_linear_time(
     with pytest.raises(UserError, match=r"selected 's00007' more than once"):
         _PicksAll.run = lambda self, e, c, p: StrategyResult("x", [*names[:10], "s00007"])  # type: ignore[method-assign]
         _run_strategy(_PicksAll, "all", "all", _FailingEstimator(), SearchContext(sources=names), StrategyParams())
+
+
+def test_a_source_with_no_train_rows_is_left_out_of_a_pick_with_a_notice() -> None:
+    """A source whose split gave its one row to validation has no train rows: random_ensemble
+    scored it by chance and picked it, and the report listed it as chosen though fine-tuning
+    on it adds nothing. It is taken out of the pick, with a notice; other picks are kept."""
+    from subsetctl.estimate.base import FeatureSet
+    from subsetctl.stages.search import _leave_out_empty_sources
+
+    rows = [np.zeros((3, 2)), np.zeros((0, 2)), np.zeros((1, 2))]
+    features = FeatureSet(target="t", sources=["a", "one", "b"], target_train_x=np.zeros((2, 2)),
+                          target_train_f=np.zeros(2), source_train_x=rows, source_train_f=[r[:, 0] for r in rows],
+                          val_x=np.zeros((1, 2)), val_f=np.zeros(1))
+    result = StrategyResult("random_ensemble", ["a", "one", "b"], notices=["earlier"])
+    _leave_out_empty_sources(result, features)
+    assert result.selected == ["a", "b"]
+    assert result.notices == ["earlier", "left 'one' out of its pick: it has no train rows (all its rows went to "
+                              "validation or test), so fine-tuning on it adds nothing; the pick's estimate is the same "
+                              "without it."]
+    kept = StrategyResult("forward", ["a"])
+    _leave_out_empty_sources(kept, features)
+    assert kept.selected == ["a"] and kept.notices == []
