@@ -1369,12 +1369,13 @@ def _report(directory: Path | None, overrides: tuple[str, ...], fmt: str, all_so
         render_report(project.root, _console(), all_sources=all_sources, overrides=list(overrides))
 
 
-@main.command(name="ls", short_help="List loaders, strategies, estimators, projectors and models.",
+@main.command(name="ls", short_help="List loaders, strategies, models; a folder's projects.",
               context_settings={"allow_extra_args": True},  # (an override after the folder: _folder_not_override)
-              epilog=_examples("subsetctl ls", "subsetctl ls myproject --format json"))
+              epilog=_examples("subsetctl ls", "subsetctl ls myproject --format json", "subsetctl ls sweep"))
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="json: every kind's entries with description, parameters and origin, for scripts; on an error "
+              help="json: every kind's entries with description, parameters and origin (of a folder of projects, "
+                   "a list of one object a project, each with json_format), for scripts; on an error "
                    "(a user or usage error, Ctrl-C, a bug) {json_format, \"error\": {kind, message, exit_code}} instead.")
 @_no_plugins_option("list them, with their files, as \"not imported\" instead of what they register")
 @_json_alone_on_stdout
@@ -1385,13 +1386,28 @@ def ls_command(directory: Path | None, fmt: str, no_plugins: bool) -> None:
     project or its spec file), else the current directory's subsetctl.yaml when there is
     one (in a project's subfolder, it names the project when its spec has plugins). Installed
     plugins that fail to import are listed with the reason. With --no-plugins the spec's
-    plugins are listed as "not imported", with their files, not what they register."""
+    plugins are listed as "not imported", with their files, not what they register.
+
+    DIRECTORY a folder of projects (no project itself, with projects right inside it: a
+    sweep's variants): one row per project instead, read-only (nothing is loaded or run):
+    its state (up to date; stale, with the stages `run` would redo; partial, after `run
+    --until`; not run; running now; error, with the reason), final pick and its number of
+    sources, test loss and score, the command-line overrides its results were made with,
+    and when it last ran."""
     from rich.markup import escape
     from rich.table import Table
 
     from subsetctl.api import list_plugins
+    from subsetctl.overview import holds_projects, overview_rows, print_overview
 
     directory = _folder_not_override(directory)
+    if holds_projects(directory):  # a folder of projects (a sweep's variants): one row each instead
+        rows = overview_rows(directory, import_plugins=not no_plugins)
+        if fmt == "json":
+            _echo_json(rows)
+        else:
+            print_overview(rows, directory, _console())
+        return
     if directory is None and Path("subsetctl.yaml").is_file():  # the current directory is a project
         try:
             plugins = list_plugins(Path.cwd(), import_plugins=not no_plugins)

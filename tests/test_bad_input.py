@@ -534,14 +534,15 @@ def test_a_command_run_above_its_project_names_the_project(tmp_path: Path, monke
 
 
 def test_a_folder_of_many_projects_says_how_many_it_does_not_name(tmp_path: Path, monkeypatch) -> None:
-    """`subsetctl ls .` (or plan, run, validate) in a sweep's folder of 6 project copies said
-    "v0, v1, v2 are projects", as if those were all of them: it names 3, then how many more."""
+    """`subsetctl plan` (or run, report, validate) in a sweep's folder of 6 project copies said
+    "v0, v1, v2 are projects", as if those were all of them: it names 3, then how many more.
+    (`ls .` there lists them, one row each: tests/test_overview.py.)"""
     spec = yaml.safe_dump({"project": {"name": "p"}})
     for i in range(6):
         (tmp_path / f"v{i}").mkdir()
         (tmp_path / f"v{i}" / "subsetctl.yaml").write_text(spec)
     monkeypatch.chdir(tmp_path)
-    for command in (["ls", "."], ["plan"], ["validate"]):
+    for command in (["report"], ["plan"], ["validate"]):
         said = " ".join(CliRunner().invoke(main, command).output.split())
         assert "but v0, v1, v2 and 3 more are projects" in said, (command, said)
 

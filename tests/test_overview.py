@@ -1,0 +1,79 @@
+"""`subsetctl ls FOLDER` of a folder of projects (a sweep's variants): one row per project."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import yaml
+from click.testing import CliRunner
+
+from subsetctl.cli import main
+from subsetctl.project import Project
+
+
+def _sweep(tmp_path: Path, tiny_project_ran) -> Path:
+    """A sweep's folder: v2 (run, its spec edited since), v10 (run with an override), fresh
+    (never run), broken (a spec that is no YAML) and a folder that is no project."""
+    sweep = tmp_path / "sweep"
+    v2, v10 = tiny_project_ran(into=sweep / "v2"), tiny_project_ran(into=sweep / "v10")
+    spec = yaml.safe_load((v2 / "subsetctl.yaml").read_text())
+    spec["finetune"]["steps"] += 1
+    (v2 / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    from subsetctl.api import run_project
+
+    run_project(v10, overrides=[f"finetune.steps={spec['finetune']['steps']}"])
+    shutil.copytree(v2, sweep / "fresh", ignore=shutil.ignore_patterns(".subsetctl", "report*", "plots"))
+    (sweep / "broken").mkdir()
+    (sweep / "broken" / "subsetctl.yaml").write_text("project: [\n")
+    (sweep / "notes").mkdir()
+    return sweep
+
+
+def test_ls_of_a_folder_of_projects_is_one_row_each(tmp_path: Path, tiny_project_ran) -> None:
+    """`ls sweep` of a folder holding project copies was an error ("v0, v1, v2 and 3 more are
+    projects"): it lists each (v2 before v10) with its state, final pick, test figures, the
+    overrides its results were made with and when it last ran; a broken spec is its row's
+    error, not the command's."""
+    sweep = _sweep(tmp_path, tiny_project_ran)
+    result = CliRunner().invoke(main, ["ls", str(sweep), "--format", "json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    rows = {row["project"]: row for row in json.loads(result.output)}
+    assert list(rows) == ["broken", "fresh", "v2", "v10"]
+    assert all(row["json_format"] == 1 for row in rows.values())
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8").split())
+    listed = readme[readme.index("subsetctl ls sweep [--format json]"):].split("}", 1)[0] + ","
+    assert [key for key in rows["v2"] if f" {key}," not in listed and f"{{{key}," not in listed] == [], listed
+    broken = rows["broken"]
+    assert broken["state"] == "error" and "malformed YAML" in broken["error"] and "\n" not in broken["error"]
+    assert rows["fresh"]["state"] == "not run" and rows["fresh"]["final"] is None and rows["fresh"]["last_run"] is None
+    v2, v10 = rows["v2"], rows["v10"]
+    report = json.loads((sweep / "v2" / "report.json").read_text())
+    final = report["final"]
+    assert v2["state"] == "stale" and v2["stale"] == ["finetune", "evaluate", "report"] and v2["overrides"] == {}
+    assert v2["final"] == final and v2["test_loss"] == report["test_metrics"][final]["loss_mean"]
+    assert v2["score"] == report["test_metrics"][final]["score_mean"] and v2["metric"] == "exact_match"
+    assert v2["sources"] == {**report["strategies"], **report["baselines"]}[final]["selected"]
+    assert v2["last_run"] == Project(sweep / "v2").read_manifest("report")["written_at"]  # the last stage's
+    # its results are the override's: the spec file holds other values (stale without them, as `report` says)
+    assert list(v10["overrides"]) == ["finetune.steps=3"] and v10["state"] == "stale"
+    assert v10["last_run"] > v2["last_run"]
+
+    text = CliRunner().invoke(main, ["ls", str(sweep)], env={"COLUMNS": "200"})
+    assert text.exit_code == 0, text.output
+    lines = text.output.splitlines()
+    row_of = {name: next(line for line in lines if line.startswith(f"│ {name} ")) for name in rows}
+    assert "up to date" not in text.output  # (none of them is)
+    assert "stale: finetune, evaluate, report" in row_of["v2"] and "finetune.steps=3" in row_of["v10"]
+    assert "not run" in row_of["fresh"] and "error" in row_of["broken"]
+    assert any(line.startswith("broken: ") and "malformed YAML" in line for line in lines)
+
+
+def test_ls_of_a_folder_of_projects_says_up_to_date(tmp_path: Path, tiny_project_ran) -> None:
+    """A project as its run left it is "up to date", with its final pick's figures in the row."""
+    tiny_project_ran(into=tmp_path / "sweep" / "v0")
+    result = CliRunner().invoke(main, ["ls", str(tmp_path / "sweep")], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.output.splitlines() if line.startswith("│ v0 "))
+    assert "up to date" in row and "exact_match" in result.output
