@@ -120,9 +120,9 @@ def test_a_source_with_no_train_rows_is_left_out_of_a_pick_with_a_notice() -> No
     result = StrategyResult("random_ensemble", ["a", "one", "b"], notices=["earlier"])
     _leave_out_empty_sources(result, features)
     assert result.selected == ["a", "b"]
-    assert result.notices == ["earlier", "left 'one' out of its pick: it has no train rows (all its rows went to "
-                              "validation or test), so fine-tuning on it adds nothing; the pick's estimate is the same "
-                              "without it."]
+    assert result.notices == ["earlier", ("left 'one' out of its pick: it has no train rows (all its rows went to "
+                                          "validation or test), so fine-tuning on it adds nothing; the pick's "
+                                          "estimate is the same without it.")]
     kept = StrategyResult("forward", ["a"])
     _leave_out_empty_sources(kept, features)
     assert kept.selected == ["a"] and kept.notices == []
