@@ -266,7 +266,9 @@ def _label_warnings(target: str, prepared: dict[str, dict[str, Dataset]],
     is the target's (0/1 beside the target's 'negative'/'positive') gets told so, and
     pointed to ``label_map``: nothing else maps one file's classes onto another's. A label
     that a key of the source's ``label_map`` (``label_maps``: source -> its map) looks like
-    misspelt is left to that key's warning (:func:`map_labels`), which says what to write.
+    misspelt is left to that key's warning (:func:`map_labels`), which says what to write; not
+    one the map renames rows into (a used key is no typo: ``{'POSITIVE': 'Positive'}`` beside a
+    target's 'positive' is warned of as before).
     ``test_loader``: the target's test rows are its ``target.test_loader``'s."""
     target_labels = {t for ds in prepared[target].values() for t in label_texts(ds)}
     by_spelling = {_label_spelling(t): t for t in sorted(target_labels)}
@@ -275,7 +277,11 @@ def _label_warnings(target: str, prepared: dict[str, dict[str, Dataset]],
         if name == target:
             continue
         labels = {t for ds in splits.values() for t in label_texts(ds)}
-        extra = sorted(labels - target_labels - set(misspelt_keys((label_maps or {}).get(name) or {}, labels).values()))
+        # (the labels are those after the map: a class it renamed rows into, {'POSITIVE': 'Positive'}, is the
+        # map's work, not a label keeping its name beside a misspelt key, and its warning stays)
+        label_map = (label_maps or {}).get(name) or {}
+        misspelt = set(misspelt_keys(label_map, labels).values()) - set(label_map.values())
+        extra = sorted(labels - target_labels - misspelt)
         if extra:
             shown = ", ".join(repr(t) for t in extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
             alike = [(t, by_spelling[_label_spelling(t)]) for t in extra if _label_spelling(t) in by_spelling]
@@ -294,7 +300,7 @@ def _label_warnings(target: str, prepared: dict[str, dict[str, Dataset]],
                         "its rows teach only classes the target's test never asks for (predicting one is a miss). "
                         f"If they are the target's classes ({named}) under other names, map them onto those with "
                         f"the source's label_map (e.g. label_map: {{{extra[0]}: {ours[0]}}}).")
-            elif (label_map := (label_maps or {}).get(name)) and not set(extra) & set(label_map.values()):
+            elif label_map and not set(extra) & set(label_map.values()):
                 hint = _unmapped_hint(label_map, extra, splits, target_labels)
             else:
                 hint = (" Its rows of those classes teach classes the target's test never asks for (predicting one "

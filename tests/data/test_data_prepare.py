@@ -328,6 +328,28 @@ def test_a_misspelt_label_map_key_is_said_once_with_the_key_to_write(tmp_path: P
     assert "labels the target never uses: 'entailment'" in other  # lack, as before)
 
 
+def test_a_label_map_key_that_renamed_rows_is_no_misspelt_key(tmp_path: Path, make_ctx) -> None:
+    """A key that renames rows into a class close to its own spelling ('POSITIVE' -> 'Positive',
+    'contradiction' -> 'contradicts') was taken for a misspelt key by the data stage, which then
+    said nothing of the classes the target lacks ('Positive' beside the target's 'positive')."""
+    from datasets import Dataset
+
+    from subsetctl.data.stage import _label_warnings
+
+    write_jsonl(tmp_path / "d.jsonl", [{"text": f"t{i}", "y": ["POSITIVE", "NEGATIVE", "contradiction"][i % 3]}
+                                       for i in range(12)])
+    source = SourceSpec(name="s", loader={"type": "jsonl", "path": "d.jsonl", "prompt_field": "text",
+                                          "label_field": "y"},
+                        label_map={"POSITIVE": "Positive", "NEGATIVE": "Negative", "contradiction": "contradicts"})
+    warnings: list[str] = []
+    splits = prepare_source(source, make_ctx(kind="classifier"), warnings)
+    assert warnings == []  # (every key renamed rows)
+    target = {"train": Dataset.from_dict({"label_text": ["positive", "negative", "contradiction"]})}
+    (said,) = _label_warnings("t", {"t": target, "s": splits}, {"s": source.label_map})
+    assert said.startswith("Source 's' has labels the target never uses: 'Negative', 'Positive', 'contradicts'.")
+    assert "'Positive' (the target's 'positive')" in said
+
+
 def test_label_map_renames_a_classifier_sources_labels_to_the_targets_classes(tmp_path: Path, make_ctx) -> None:
     """Classes are matched across files by name, and nothing mapped one file's onto
     another's: an SST-2-style source labelled 0/1 beside a target labelled
