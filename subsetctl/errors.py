@@ -565,7 +565,8 @@ def environment_error(error: BaseException) -> EnvironmentUserError | None:
                    "project.keep_previous_gb)")
     if exc.errno == errno.ENOMEM:  # outside a stage's own work (which names its memory settings): its bookkeeping
         return EnvironmentUserError(
-            f"Out of memory ({exc.strerror}{f', at{where}' if where else ''}{_address_space_limit()}). Free memory "
+            f"Out of memory ({exc.strerror}{f', at{where}' if exc.filename else f',{where}' if where else ''}"
+            f"{_address_space_limit()}). Free memory "
             "(or use a larger machine) "
             "and run again: finished stages are kept.")
     if exc.errno == errno.ENOSPC:

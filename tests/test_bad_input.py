@@ -1938,6 +1938,11 @@ def test_out_of_memory_outside_a_stage_and_no_thread_left_are_user_errors(monkey
         "Out of memory (Cannot allocate memory, at /p/.subsetctl; this process's address space limit, `ulimit -v`, is "
         "1,500 MiB: raise it (`ulimit -v unlimited`) first). Free memory (or use a larger machine) and run again: "
         "finished stages are kept.")
+    noted = OSError(errno.ENOMEM, "Cannot allocate memory")  # (no file: the pipeline's note names the stage)
+    noted.add_note("stage search, under /p/.subsetctl/search")
+    assert str(environment_error(noted)).startswith(
+        "Out of memory (Cannot allocate memory, in stage search, under /p/.subsetctl/search; this process's address "
+        "space limit")  # (it said "at in stage search")
     no_thread = environment_error(RuntimeError("can't start new thread"))
     assert str(no_thread) == (
         "Cannot start a thread (\"can't start new thread\"): the process is short of memory or of threads; this "
