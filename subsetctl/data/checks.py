@@ -647,22 +647,27 @@ def _check_answers_not_all_blank(loader: LoaderBase, path: Path, loc: tuple[Any,
     """A JSON Lines or CSV file of at most :data:`LABEL_ROWS_READ` rows (read whole) whose
     every row's answer (a classifier's label) is empty or only whitespace: the data stage
     leaves such rows out, and stops on a source left with none ("is empty in every row"),
-    after the sources before it; validate passed it. A file whose rows are not all read, or
-    a row lacking the answer (the data stage's error naming it), is left to the data stage;
+    after the sources before it; validate passed it. A file that cannot be read through
+    (a line that is no JSON: the rows before it were taken for all there are), or a row
+    lacking the answer (the data stage's error naming it), is left to the data
+    stage, and a line not UTF-8 is no row, as the data stage leaves it out;
     ``columns``: the file's, as its head shows them (one it lacks is an issue of its own)."""
     (key, option, column), = _wanted_columns(loader, kind)[-1:]
     if option not in ("response_field", "label_field") or column not in columns or loader.type not in ("jsonl", "csv"):
         return
     values: list[Any] = []
-    with contextlib.suppress(Exception):  # unreadable: the file checks and the data stage say why
+    try:
         if loader.type == "csv":
             head = _csv_head(loader, path, LABEL_ROWS_READ + 1)  # type: ignore[arg-type]
             values = head[column].tolist() if column in head.columns else []
-        else:
-            with _open_text(path) as handle:
-                for line in islice((line for line in handle if line.strip()), LABEL_ROWS_READ + 1):
+        else:  # (a line not UTF-8 is no row, as the data stage leaves it out)
+            with _open_text(path, errors="surrogateescape") as handle:
+                for line in islice((line for line in handle if line.strip() and not has_escaped_bytes(line)),
+                                   LABEL_ROWS_READ + 1):
                     record = json.loads(line)
                     values.append(record.get(column) if isinstance(record, dict) else None)
+    except Exception:  # noqa: BLE001 - unreadable: the file checks and the data stage say why
+        return  # (no verdict on the rows read before it: a later one may have its answer)
     if not values or len(values) > LABEL_ROWS_READ or not all(isinstance(v, str) and not v.strip() for v in values):
         return
     what = "a class label" if kind == "classifier" else "a gold response"

@@ -196,6 +196,23 @@ def test_validate_finds_a_source_whose_every_answer_is_blank(tmp_path: Path) -> 
                                                                   "row (2 rows)")
 
 
+
+def test_a_file_read_to_a_line_not_utf8_is_not_called_blank_in_every_row(tmp_path: Path) -> None:
+    """A JSON Lines file whose first 400 answers are blank, then a line not UTF-8 (which the
+    data stage leaves out), then rows with answers: validate read its rows up to that line,
+    past the first block the decoder took, and refused the file as "empty in every row (237
+    rows)", though the data stage keeps its 10 answered rows."""
+    blank = b"".join(b'{"prompt": "q%d", "response": ""}\n' % i for i in range(400))
+    answered = b"".join(b'{"prompt": "p%d", "response": "a"}\n' % i for i in range(10))
+    _, issues = _issues_of_files(tmp_path, "jsonl", {"late": blank + b'{"prompt": "x\x81y", "response": "z"}\n'
+                                                     + answered})
+    assert "sources[1].loader.response_field" not in issues, issues
+    also = tmp_path / "also"
+    also.mkdir()
+    _, issues = _issues_of_files(also, "jsonl", {"late": blank + b'{"prompt": "x\x81y", "response": ""}\n'})
+    assert issues["sources[1].loader.response_field"].message.startswith(  # (the line left out is no row)
+        "late.jsonl: column 'response' is empty in every row (400 rows)")
+
 def test_validate_finds_a_csv_quote_never_closed(tmp_path: Path) -> None:
     """A stray quote makes the rest of a CSV file one cell, which the data stage refuses
     (pandas: "EOF inside string"); validate, reading the header only, passed the spec. A
