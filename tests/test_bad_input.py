@@ -1181,7 +1181,9 @@ def test_max_length_past_a_rope_scalings_reach_is_warned_and_one_it_cannot_read_
     assert warned(4096, {"rope_type": "longrope", "long_factor": [1.0], "short_factor": [1.0]}, 4096) == []
     # a scaling whose reach it cannot tell: said plainly, past the declared positions only
     for scaling, words in (({"rope_type": "linear"}, "rope_scaling of type 'linear', with no factor)"),
-                           ({"rope_type": "mystery", "factor": 3.0}, "rope_scaling of type 'mystery')")):
+                           ({"rope_type": "mystery", "factor": 3.0}, "rope_scaling of type 'mystery')"),
+                           # (no type at all: it said "with no rope_scaling" and to give the model one)
+                           ({"factor": 3.0}, "rope_scaling as written, with no type)")):
         assert warned(256, scaling, 256) == []
         (warning,) = warned(256, scaling, 1000)
         assert ("past the 256 token positions the model 'x' declares (max_position_embeddings in its config.json), "

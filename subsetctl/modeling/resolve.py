@@ -640,6 +640,8 @@ def rope_scaling_of(config: Mapping[str, Any]) -> Mapping[str, Any] | None:
             return scaling
         if key == "rope_scaling" and scaling is not None and not isinstance(scaling, Mapping):
             return {}  # (something else: a scaling it cannot read)
+        if key == "rope_scaling" and isinstance(scaling, Mapping) and scaling and not {"rope_type", "type"} & set(scaling):
+            return scaling  # (settings of no type, ``{"factor": 4.0}``: a scaling it cannot read, not none)
     return None
 
 
@@ -694,7 +696,7 @@ def max_length_past_trained_positions(config: Mapping[str, Any], max_length: int
         kind = scaling.get("rope_type") or scaling.get("type")
         return (f"model.max_length is {max_length}, past the {positions} token positions {where} declares "
                 f"(max_position_embeddings in its config.json), and subsetctl cannot tell how far its RoPE scaling "
-                f"(rope_scaling {f'of type {kind!r}' if kind else 'as written'}"
+                f"(rope_scaling {f'of type {kind!r}' if kind else 'as written, with no type' if scaling else 'as written'}"
                 f"{'' if _positive(scaling.get('factor')) else ', with no factor'}) stretches them: past what it "
                 "reads, a rotary model runs on without an error but its outputs degrade. Check the length the "
                 "model's card gives, and keep model.max_length within it.")
