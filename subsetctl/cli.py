@@ -27,6 +27,7 @@ import click
 from subsetctl import __version__
 from subsetctl.errors import UserError, cli_wording, environment_error, project_arg, run_command, shell_arg
 from subsetctl.templates import TEMPLATES
+from subsetctl.user_paths import expand_home
 
 
 def _console(stderr: bool = False) -> Any:
@@ -724,9 +725,9 @@ def validate(specs: tuple[str, ...], fmt: str, no_plugins: bool) -> None:
     from subsetctl.api import validate_spec_file
     from subsetctl.spec import SPEC_FILENAME
 
-    split = [a for a in specs if a.startswith("=") and not _exists(Path(a).expanduser())]
+    split = [a for a in specs if a.startswith("=") and not _exists(expand_home(a))]
     if split:  # `validate gradients.d = 32`: each file name would be "no such spec file"
-        joined = _joined_overrides(specs, frozenset(a for a in specs if _exists(Path(a).expanduser())))
+        joined = _joined_overrides(specs, frozenset(a for a in specs if _exists(expand_home(a))))
         keyless = [a for a in joined.split(" ") if a.startswith("=")]
         if keyless:  # `validate m1 =3` with m1 a project: the value has no key to join
             before = "the argument before it is a spec file or project folder, not a key" if joined[0] != "=" \
@@ -740,8 +741,8 @@ def validate(specs: tuple[str, ...], fmt: str, no_plugins: bool) -> None:
                                f"as one argument, key=value without spaces around '=': "
                                f"`subsetctl validate{_given_options()} {joined}`.")
     # as typed (a Path would drop "//"); a path holding "=" (/data/x=1/subsetctl.yaml) stays a path
-    overrides = [a for a in specs if _OVERRIDE_KEY.match(a) and not _exists(Path(a).expanduser())]
-    paths = [Path(a).expanduser() for a in specs if a not in overrides]
+    overrides = [a for a in specs if _OVERRIDE_KEY.match(a) and not _exists(expand_home(a))]
+    paths = [expand_home(a) for a in specs if a not in overrides]
     overrides = [a.lstrip() for a in overrides]  # ` gradients.d=8`, pasted with a space
     reports = []
     for spec in paths or [Path(".")]:
@@ -982,7 +983,7 @@ def _folder_not_override(directory: Path | None) -> Path | None:
     argument is click's usage error still."""
     ctx = click.get_current_context()
     given = ([] if directory is None else [str(directory)]) + [str(arg) for arg in ctx.args]
-    overrides = [arg for arg in given if _OVERRIDE_KEY.match(arg) and not _exists(Path(arg).expanduser())]
+    overrides = [arg for arg in given if _OVERRIDE_KEY.match(arg) and not _exists(expand_home(arg))]
     if overrides:
         folder = [arg for arg in given if arg not in overrides][:1]
         shown = " ".join(shell_arg(arg) for arg in [*folder, *overrides])
@@ -1327,7 +1328,7 @@ def _report(directory: Path | None, overrides: tuple[str, ...], fmt: str, all_so
         raise click.UsageError("--compare sets two variants' results side by side as they are: it takes no "
                                "key=value overrides. Leave them out.")
     if other is not None and directory is not None and directory.suffix == ".json" \
-            and (directory.is_file() or not _exists(directory.expanduser())):  # (missing: said as no report.json)
+            and (directory.is_file() or not _exists(expand_home(directory))):  # (missing: said as no report.json)
         _compare(directory, other, fmt)  # two report.json copies kept from a sweep's variants: no project
         return
     project = Project.find(directory)

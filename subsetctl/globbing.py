@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 from subsetctl.errors import as_typed
+from subsetctl.user_paths import expand_home
 
 
 def glob_without_loops(pattern: str, root_dir: Path) -> set[str]:
@@ -73,7 +74,7 @@ def literal_folder_note(pattern: str, root_dir: Path) -> str:
     ``runs [v2]/``, a folder a download or a sync tool named ``data [1]``), so that
     ``/data/runs [v2]/*.jsonl`` looked in ``runs v/`` or ``runs 2/``: the pattern with those
     characters escaped (``[[]``, as :func:`glob.escape` writes them); "" otherwise."""
-    parts = Path(pattern).expanduser().parts
+    parts = expand_home(pattern).parts
     for i in range(len(parts) - 1, 0, -1):  # the longest folder part that is there as written
         folder = Path(*parts[:i])
         if any(glob.has_magic(part) for part in parts[:i]) and (Path(root_dir) / folder).is_dir():
@@ -88,7 +89,7 @@ def folder_as_pattern_note(pattern: str, root_dir: Path, suffix: str) -> str:
     (``files: data/shards``), what to write instead, as a pattern of the folder's files
     (``suffix``: the group's loader's, ``.jsonl``) or a source reading the folder whole; a
     folder matches no file, and "Check the pattern" left the reader to guess why. "" otherwise."""
-    folder = Path(pattern).expanduser()
+    folder = expand_home(pattern)
     if glob.has_magic(pattern) or not (Path(root_dir) / folder).is_dir():
         return ""
     files = str(folder).rstrip("/") + f"/*{suffix}"
@@ -104,7 +105,7 @@ def missing_folder_note(pattern: str, root_dir: Path) -> str:
     :func:`~subsetctl.errors.missing_path_note` of that folder; "" otherwise."""
     from subsetctl.errors import missing_path_note
 
-    parts = Path(pattern).expanduser().parts
+    parts = expand_home(pattern).parts
     fixed = next((i for i, part in enumerate(parts) if glob.has_magic(part)), len(parts) - 1)
     if fixed == 0:
         return ""

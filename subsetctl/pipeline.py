@@ -67,6 +67,7 @@ from subsetctl.project import (
 )
 from subsetctl.reporter import Reporter, SilentReporter, StageWarnings
 from subsetctl.spec import Spec, as_written, fingerprint_dump, neutralized, with_neutral_values_of
+from subsetctl.user_paths import expand_home
 
 #: how `plan` names a stage's kept results (:meth:`Pipeline._kept_candidates`), by where they wait
 KEPT_WHAT = {
@@ -752,7 +753,7 @@ class Pipeline:
             return None
 
         def where(source: str) -> Path:
-            path = Path(source).expanduser()
+            path = expand_home(source)
             return path if path.is_absolute() else self.project.root / path
 
         slice_ = old_inputs.get("slice")

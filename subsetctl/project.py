@@ -65,6 +65,7 @@ from subsetctl.file_locks import (
     write_holder,
 )
 from subsetctl.spec import SPEC_FILENAME
+from subsetctl.user_paths import expand_home
 
 #: under the state folder: each stage's last finished results while a run with other
 #: inputs re-runs it; put back if the spec returns to their inputs before that run commits
@@ -649,7 +650,7 @@ def path_argument(value: Any, what: str, example: str) -> Path:
     if not isinstance(value, str | os.PathLike):
         raise UserError(f"{what} must be a str or pathlib.Path (e.g. {example!r}), not {value!r} "
                         f"({type(value).__name__}).")
-    return Path(value).expanduser()
+    return expand_home(value)
 
 
 @dataclass

@@ -22,6 +22,7 @@ from typing import Any
 
 from subsetctl.errors import PluginNotImported, UserError, as_typed, joined_names, name_too_long_problem
 from subsetctl.spec import SourceSpec, Spec, SpecIssue, format_path, key_lines
+from subsetctl.user_paths import expand_home
 
 
 def code_the_spec_runs(spec: Spec, imported: bool = True) -> list[str]:
@@ -186,7 +187,7 @@ def _model_source_issues(spec: Spec, spec_path: Path, issue: _AddIssue) -> None:
     data stage has run), and a model.max_length beyond what that folder's model takes."""
     from subsetctl.modeling.resolve import check_max_length_fits_folder, check_model_folder
 
-    too_long = name_too_long_problem(spec_path.parent / Path(spec.model.source).expanduser())
+    too_long = name_too_long_problem(spec_path.parent / expand_home(spec.model.source))
     if too_long is not None:  # (every look at it would raise "File name too long")
         issue(("model", "source"), f"folder {too_long}")
         return

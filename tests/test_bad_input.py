@@ -349,6 +349,18 @@ def test_an_uncached_hub_id_of_a_packaged_model_names_the_packaged_model(tmp_pat
     assert "Use a packaged model (`subsetctl ls`) or a local model folder, or run" in warning.message, warning.message
 
 
+@pytest.mark.parametrize("key", ["model.source", "sources[0].loader.path"])
+def test_a_path_starting_with_the_home_of_no_user_is_a_problem_of_its_key(jsonl_project: Path, key: str) -> None:
+    """`model.source: ~nosuchuser/model` (a user of another machine) was "internal error:
+    RuntimeError: Could not determine home directory" (pathlib's expanduser); it stays as
+    written, as the shell leaves it, a path not found, said of its key (exit 1)."""
+    for command in ("validate", "plan"):
+        result = CliRunner().invoke(main, [command, str(jsonl_project), f"{key}=~nosuchuser/x.jsonl"])
+        shown = " ".join(result.output.split())
+        assert result.exit_code == 1 and "internal error" not in shown and "~nosuchuser/x.jsonl" in shown, shown
+        assert key in shown, shown
+
+
 def test_a_mistyped_spec_name_points_to_the_projects_spec_not_to_init(jsonl_project: Path) -> None:
     """`run proj/subsetctl.yml` (the .yml spelling) advised `subsetctl init proj/subsetctl.yml`,
     which would make a project folder of that name, and `validate proj/subsetctl.yml` "Create

@@ -36,6 +36,7 @@ from typing import Any
 
 from subsetctl.errors import UserError, as_os_error, owner_note, shell_arg
 from subsetctl.registry import PACKAGED_MODELS
+from subsetctl.user_paths import expand_home
 
 Progress = Callable[[str], None]
 
@@ -73,10 +74,10 @@ def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """The folder holding converted models: ``cache_dir`` if given, else
     ``$SUBSETCTL_CACHE/models``, else ``~/.cache/subsetctl/models``."""
     if cache_dir is not None:
-        return Path(cache_dir).expanduser()
+        return expand_home(cache_dir)
     env = os.environ.get("SUBSETCTL_CACHE")
     if env:
-        return Path(env).expanduser() / "models"
+        return expand_home(env) / "models"
     try:
         return Path.home() / ".cache" / "subsetctl" / "models"
     except RuntimeError:  # a job or container with no HOME whose user the system does not know

@@ -25,6 +25,7 @@ from typing import Any, Literal
 from subsetctl.errors import UserError, as_typed, owner_note, path_not_found_note, shell_arg
 from subsetctl.hub import cache_looked_in, cache_write_problem, hub_reachable, model_cached
 from subsetctl.registry import PACKAGED_MODELS
+from subsetctl.user_paths import expand_home
 
 Kind = Literal["causal-lm", "classifier"]
 KINDS: tuple[str, ...] = ("causal-lm", "classifier")
@@ -483,7 +484,7 @@ def model_location(source: str, spec_dir: Path | None) -> str:
     absolute paths and hub ids come back unchanged."""
     if source in packaged_names() or spec_dir is None:
         return source
-    path = Path(source).expanduser()
+    path = expand_home(source)
     if not path.is_absolute() and (Path(spec_dir) / path).is_dir():
         return str((Path(spec_dir) / path).resolve())
     return source
@@ -514,10 +515,10 @@ def adapter_base_model_name(source: str, spec_dir: Path | None) -> str:
     packaged model's converted copy in the user cache), else its absolute path."""
     if source in packaged_names():
         return source
-    location = Path(model_location(source, spec_dir)).expanduser()
+    location = expand_home(model_location(source, spec_dir))
     if not location.is_dir():
         return source  # a hub id
-    written = Path(source).expanduser()
+    written = expand_home(source)
     if not written.is_absolute() and spec_dir is not None and (Path(spec_dir) / written).is_dir():
         return written.as_posix()
     return str(location.resolve())
@@ -532,7 +533,7 @@ def adapter_base_model_folder(source: str, spec_dir: Path | None) -> str | None:
 
         found = present_folder(source)
         return str(found) if found is not None else None
-    location = Path(model_location(source, spec_dir)).expanduser()
+    location = expand_home(model_location(source, spec_dir))
     return str(location.resolve()) if location.is_dir() else None
 
 
@@ -544,7 +545,7 @@ def adapter_base_model_revision(source: str, spec_dir: Path | None) -> str | Non
     None for a packaged model, a local folder, or a hub id the cache does not hold."""
     if source in packaged_names() or not _HUB_ID.match(source):
         return None
-    if Path(model_location(source, spec_dir)).expanduser().is_dir():
+    if expand_home(model_location(source, spec_dir)).is_dir():
         return None
     from subsetctl.hub import cached_revision
 
@@ -558,7 +559,7 @@ def folder_a_hub_id_shadows(source: str, spec_dir: Path | None) -> Path | None:
     that happens to share a local folder's name, so ``validate`` warns about it."""
     if source in packaged_names() or not _HUB_ID.match(source):
         return None
-    if Path(model_location(source, spec_dir)).expanduser().is_dir():
+    if expand_home(model_location(source, spec_dir)).is_dir():
         return None
     first = source.split("/", 1)[0]
     for base in ([Path(spec_dir)] if spec_dir is not None else []) + [Path.cwd()]:
@@ -733,7 +734,7 @@ def check_model_folder(source: str, spec_dir: Path | None, kind: str | None = No
             _refuse_non_causal(*cached)
     if origin != "local":
         return
-    folder = Path(location).expanduser().resolve()
+    folder = expand_home(location).resolve()
     if not (folder / "config.json").is_file():
         try:
             inside = sorted(p.name for p in folder.iterdir() if (p / "config.json").is_file())[:5]
@@ -889,7 +890,7 @@ def _config_validate_reads(source: str, spec_dir: Path | None) -> tuple[dict[str
                 return config, where[0].lower() + where[1:]
             if origin != "local":
                 return None
-            folder = Path(location).expanduser().resolve()
+            folder = expand_home(location).resolve()
     except (UserError, OSError):  # (OSError: a name too long to look at, a problem of model.source)
         return None
     config = _folder_config(folder)
@@ -902,7 +903,7 @@ def _local_model_folder(source: str, spec_dir: Path | None) -> Path | None:
     no model folder)."""
     if source in packaged_names():
         return None
-    folder = Path(model_location(source, spec_dir)).expanduser()
+    folder = expand_home(model_location(source, spec_dir))
     return folder if (folder / "config.json").is_file() else None
 
 
@@ -1021,7 +1022,7 @@ def classify_model_source(source: str, spec_dir: Path | None = None) -> str:
     or in the working directory whose name differs in letter case or Unicode form is named."""
     if source in packaged_names():
         return "packaged"
-    path = Path(source).expanduser()
+    path = expand_home(source)
     looked_in = [path] if path.is_absolute() else [*([Path(spec_dir) / path] if spec_dir is not None else []), path]
     file = next((p for p in looked_in if p.exists() and not p.is_dir()), None)
     if file is not None and (path.exists() or not _HUB_ID.match(source)):  # (model.source: ./model/config.json)
@@ -1105,7 +1106,7 @@ def model_in_another_project_note(source: str, spec_dir: Path) -> str | None:
     its absolute path (A/model) leaves B reading A's model, silently, until A is gone (then
     :func:`_moved_project_note` says it). None otherwise: a model another project's folder
     holds and this one has no copy of is shared on purpose."""
-    path = Path(source).expanduser()
+    path = expand_home(source)
     if source in packaged_names() or not path.is_absolute() or not (path / "config.json").is_file():
         return None
     try:
@@ -1187,7 +1188,7 @@ def resolve_model(
         _refuse_unreadable_files(folder, f"The converted copy of the packaged model {as_typed(source)}, {folder},")
         model, tokenizer, replaced_head, new_layers = _load(location, kind, dtype, trust_remote_code, num_labels, where=where)
     elif origin == "local":
-        folder = Path(source).expanduser().resolve()
+        folder = expand_home(source).resolve()
         if not (folder / "config.json").is_file():
             raise UserError(
                 f"The folder {folder} has no config.json, so it is not a Hugging Face model "

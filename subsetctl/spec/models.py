@@ -33,6 +33,7 @@ from pydantic import (
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 
 from subsetctl.globbing import glob_without_loops
+from subsetctl.user_paths import expand_home
 
 SPEC_FILENAME = "subsetctl.yaml"
 
@@ -799,7 +800,7 @@ class SourceFilesSpec(SourceSettings):
     def matching_files(self, spec_dir: Path) -> list[Path]:
         """The files the glob matches, sorted: relative to ``spec_dir`` as written (``..``
         included), or absolute for an absolute pattern; hidden files are skipped."""
-        matches = glob_without_loops(str(Path(self.files).expanduser()), Path(spec_dir))
+        matches = glob_without_loops(str(expand_home(self.files)), Path(spec_dir))
         return sorted(Path(m) for m in matches if (Path(spec_dir) / m).is_file())
 
     def source_name(self, relative: Path) -> str:
@@ -807,7 +808,7 @@ class SourceFilesSpec(SourceSettings):
         leading folders (``data/sources`` for ``data/sources/**/*.jsonl``), without the
         extension (and a ``.gz`` after it), ``/`` as ``.``; characters a name cannot hold become ``_``."""
         fixed: list[str] = []
-        for part in Path(self.files).expanduser().parts[:-1]:
+        for part in expand_home(self.files).parts[:-1]:
             if any(c in part for c in "*?["):
                 break
             fixed.append(part)

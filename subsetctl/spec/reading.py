@@ -34,6 +34,7 @@ from subsetctl.spec.issues import _MERGE_TAG, SpecIssue, issues_from_validation,
 from subsetctl.spec.models import SPEC_FILENAME, SourceFilesSpec, Spec, where_text
 from subsetctl.spec.overrides import apply_overrides, indexed_overrides, parse_key_path
 from subsetctl.spec.yaml_depth import FlowDepthLimitedLoader, FlowTooDeepError
+from subsetctl.user_paths import expand_home
 
 
 def _missing_spec_advice(path: Path) -> str:
@@ -426,8 +427,8 @@ def _resolved(path: str, spec_dir: Path, folders: dict[Path, Path] | None = None
     the folders resolved so far (:func:`~subsetctl.globbing.resolved_by_folder`), for a
     group's many files."""
     if folders is None:
-        return (Path(spec_dir) / Path(path).expanduser()).resolve()
-    return resolved_by_folder(Path(spec_dir) / Path(path).expanduser(), folders)
+        return (Path(spec_dir) / expand_home(path)).resolve()
+    return resolved_by_folder(Path(spec_dir) / expand_home(path), folders)
 
 
 def _targets_file(target_picks: dict[Path, list[dict[str, Any] | None]], entry: dict[str, Any], by: str | None,
@@ -573,7 +574,7 @@ def _message_template(message: str, path: str, base_dir: Path | None) -> tuple[s
     """``message`` with the file it is about (``path``, as written or as ``base_dir`` makes
     it, or its name alone) taken out and its numbers marked: the same template is the same
     problem of two files of one group. Also the numbers, in order."""
-    file = Path(path).expanduser()
+    file = expand_home(path)
     full = file if file.is_absolute() or base_dir is None else Path(base_dir) / file
     forms = sorted({path, str(full), *([str(full.resolve())] if base_dir is not None else [])}, key=len, reverse=True)
     # a message naming the file alone ("x_1.jsonl: line 2 is not JSON"), not inside another path or word

@@ -30,6 +30,7 @@ from subsetctl.errors import UserError, as_typed, path_not_found_note, shell_arg
 from subsetctl.globbing import literal_folder_note, missing_folder_note
 from subsetctl.registry import LOADERS
 from subsetctl.spec import CsvLoader, HuggingFaceLoader, JsonlLoader, ParquetLoader, where_text
+from subsetctl.user_paths import expand_home
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 
 def resolve_path(path: str, base_dir: Path) -> Path:
     """``path`` with ``~`` expanded, made absolute against ``base_dir`` if relative."""
-    p = Path(path).expanduser()
+    p = expand_home(path)
     return p if p.is_absolute() else (base_dir / p)
 
 
@@ -72,7 +73,7 @@ def data_files_by_entry(options: HuggingFaceLoader, base_dir: Path) -> list[list
         if "://" in entry:
             entries.append([entry])
         elif own_files and is_glob(entry) and not resolved.is_file():  # x [1].jsonl: that file
-            expanded = Path(entry).expanduser()  # the spec's folder as it is, not a pattern: /x/exp [2]/
+            expanded = expand_home(entry)  # the spec's folder as it is, not a pattern: /x/exp [2]/
             entries.append(_files_matching(expanded if expanded.is_absolute() else _glob_escaped(base_dir) / expanded))
         else:
             entries.append([str(resolved) if resolved.exists() else entry])
