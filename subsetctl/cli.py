@@ -1271,8 +1271,8 @@ def _print_report(root: Path, console: Any, overrides: list[str] | None = None) 
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
 @click.argument("overrides", nargs=-1)
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True,
-              help="json: {json_format (the version of its keys), project (its folder), stages, outdated, stale, previous, missing_outputs, damaged, "
-                   "not_run, unfinished, switched_off, switched_off_moved_past, report_by_earlier_subsetctl, "
+              help="json: {json_format (the version of its keys), project (its folder), stages, outdated, stale, stale_reasons, previous, missing_outputs, "
+                   "damaged, not_run, unfinished, switched_off, switched_off_moved_past, report_by_earlier_subsetctl, "
                    "report_names_overrides_since_held, stale_by_earlier_subsetctl, spec_problem, "
                    "report (report.json's content, "
                    "or the same from the stages' results when it is not current); running while a run is in "
@@ -1286,8 +1286,10 @@ def _print_report(root: Path, console: Any, overrides: list[str] | None = None) 
                    "of more than 200 shows the 20 highest and 10 lowest, report_sources.csv beside it listing all.")
 @click.option("--compare", "other", type=click.Path(path_type=Path), default=None, metavar="OTHER",
               help="Another variant to set beside this one: a project folder, or a report.json kept from an "
-                   "earlier run. Shows the settings that differ, the lambda, each selection's sources and "
-                   "estimated loss, and the test metrics (text or json; default: no comparison).")
+                   "earlier run. Shows the settings that differ (and each side's command-line overrides, and a "
+                   "folder whose spec moved past its results), the lambda, each selection's sources and "
+                   "estimated loss (each side's headed cal., raw or real), and the test metrics (text or json; "
+                   "default: no comparison).")
 @_json_alone_on_stdout
 def report(directory: Path | None, overrides: tuple[str, ...], fmt: str, all_sources: bool,
            other: Path | None) -> None:
