@@ -661,10 +661,12 @@ class SearchStage(Stage):
                      resumes: bool = False) -> str | None:
         """:meth:`work`, saying how many estimates the store `run` opens holds when the
         stages deciding its key (gradients, calibrate) are not re-run: "8 of 8 stored,
-        reused" when the search may ask for every subset there is, else "120 stored" (which
-        of them a greedy strategy asks for again is known only as it runs). Read from the
-        store's ``completed`` columns alone (:func:`~subsetctl.estimate.results.stored_count`),
-        changing nothing on disk; the plain line when they cannot be read."""
+        reused" when the search may ask for every subset there is, else "120 stored, 7 of the
+        12 it asks for in any case among them (...)" (:func:`known_subsets`: the baselines and a
+        greedy strategy's start and first step; its later steps are known only as it runs). Read
+        from the store's ``completed`` columns alone (:func:`~subsetctl.estimate.results.stored_count`,
+        :func:`~subsetctl.estimate.results.stored_among`), changing nothing on disk; the plain line
+        when they cannot be read."""
         from subsetctl.errors import UserError
         from subsetctl.estimate.results import stored_among, stored_count
         from subsetctl.registry import ESTIMATORS
