@@ -389,7 +389,7 @@ def test_report_json_gives_each_seeds_test_figures_in_the_adapters_order(tiny_pr
         assert row["loss_mean"] == pytest.approx(statistics.fmean(row["loss_per_seed"]))
         assert row["loss_std"] == pytest.approx(statistics.pstdev(row["loss_per_seed"]))  # README: ddof 0
     assert load_report_data(folder)["report"]["test_metrics"] == report["test_metrics"]
-    assert "`score_per_seed`, `loss_per_seed`, a classifier's `macro_f1_per_seed`" in readme_report_json_keys()
+    assert "`score_per_seed`, `loss_per_seed`, with `macro_f1_mean` also `macro_f1_per_seed`" in readme_report_json_keys()
 
 
 def test_readme_names_every_key_the_report_builders_write() -> None:

@@ -159,9 +159,9 @@ def whole_counts(value: Any) -> Any:
 
 def with_per_seed(table: dict[str, Any], finetuned: dict[str, Any] | None, per_run: Any) -> dict[str, Any]:
     """The test metrics ``table`` with each selection's per-seed figures beside its mean and
-    std: ``score_per_seed`` and ``loss_per_seed`` (a classifier's also ``macro_f1_per_seed``),
-    one a fine-tune in the order of its ``adapters`` (seeds project.seed, project.seed + 1,
-    ...). A script pairing selections by seed, or taking another std than numpy's ddof-0
+    std: ``score_per_seed`` and ``loss_per_seed`` (with ``macro_f1_mean``, a classifier's or a
+    causal LM's answering in class words, also ``macro_f1_per_seed``), one a fine-tune in the
+    order of its ``adapters`` (seeds project.seed, project.seed + 1, ...). A script pairing selections by seed, or taking another std than numpy's ddof-0
     one, needs them; they were only in the evaluate stage's per_run.json, keyed by run id.
     A selection whose runs the evaluate stage's results do not all hold is left as it is."""
     labels = finetuned.get("labels") if isinstance(finetuned, dict) else None
