@@ -1141,7 +1141,9 @@ class EvaluateSpec(StrictModel):
         "auto", description="Task metric; auto picks accuracy for a classifier, else reasoning_gym when every "
         "test row has reasoning-gym metadata, exact_match when none has, and 'mixed' (each row by its own) "
         "otherwise. exact_match compares answers stripped, lowercased, with whitespace collapsed and one "
-        "trailing period dropped, and numbers by value (4.0 = 4, 1,000 = 1000)."
+        "trailing period dropped, and numbers by value (4.0 = 4, 1,000 = 1000). Beside it the report gives "
+        "macro-F1 over the classes for a classifier, and for a causal LM whose train answers are a few short "
+        "class words."
     )
 
 
