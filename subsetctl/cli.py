@@ -880,7 +880,7 @@ def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, 
         for s in statuses:  # the cost of the run, before it starts
             last = (f"its last run took {_seconds_text(s.last_seconds)}"
                     + (f", for {s.last_work}" if s.last_work else "") if s.last_seconds is not None else None)
-            line = "; ".join(part for part in (s.work, last) if part)
+            line = "; ".join(part for part in (s.work, last, s.memory) if part)
             if s.will_run and line:
                 console.print(f"[dim]  {s.name}: {escape(line)}[/dim]")
     else:  # with --until: the stages it plans, not the whole pipeline (later ones may never have run)

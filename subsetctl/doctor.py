@@ -368,6 +368,41 @@ def check_device(spec: Any) -> Check | None:
     return Check("device", True, f"model.device: {device}")
 
 
+def check_memory(spec: Any, folder: Path) -> Check | None:
+    """The stage that takes the most memory (:mod:`subsetctl.modeling.footprint`'s estimate)
+    against the memory a new process may take now, where the model stages run on the CPU
+    (a GPU holds the model there): a run that needs more is killed or stops partway with
+    "out of memory", so doctor fails on it and says what to lower. None where nothing is
+    estimated (the model's weights are not read without loading it) or the memory free is
+    not known."""
+    from subsetctl.errors import UserError
+    from subsetctl.modeling.footprint import MODEL_STAGES, available_memory, estimate
+    from subsetctl.project import size_text
+    from subsetctl.stages.common import device_for
+
+    try:
+        if device_for(spec) != "cpu":
+            return None
+    except (ImportError, UserError):  # no torch, or no GPU for `cuda`: their own checks say so
+        return None
+    stages = [s for s in MODEL_STAGES if (s != "verify" or spec.verify.enabled)
+              and (s not in ("finetune", "evaluate") or spec.finetune.enabled)]
+    estimates = [(found, stage) for stage in stages if (found := estimate(stage, spec, folder)) is not None]
+    free = available_memory()
+    if not estimates or free is None:
+        return None
+    (peak, words), stage = max(estimates, key=lambda e: e[0][0])
+    detail = f"{stage} needs {words}; {size_text(free[0])} {free[1]}"
+    if peak <= free[0]:
+        return Check("memory", True, detail)
+    halve = ("; `model.dtype: bfloat16` halves the weights and activations (the CPU has bfloat16 instructions "
+             "where validate does not warn of it)" if spec.model.dtype == "float32" else "")
+    return Check("memory", False, detail,
+                 f"Free memory or use a larger machine, or lower what {stage}'s memory grows with: its batch size, "
+                 f"model.max_length (now {spec.model.max_length}), model.lora.r" + halve + " (plan gives each stage's "
+                 "estimate; a rough guide: see README's Measured).")
+
+
 def dask_importable() -> bool:
     """dask and distributed are installed (found without importing them)."""
     return dask_missing() is None
@@ -520,7 +555,8 @@ def run_checks(directory: Path | None = None, import_plugins: bool = True) -> li
             hub = check_hub(spec, folder) if spec is not None else None
             if hub is not None:
                 checks.append(hub)
-            for check in ((check_hub_cache(spec, folder), check_datasets_cache(spec, folder), check_device(spec))
+            for check in ((check_hub_cache(spec, folder), check_datasets_cache(spec, folder), check_device(spec),
+                           check_memory(spec, folder))
                           if spec is not None else ()):
                 if check is not None:
                     checks.append(check)

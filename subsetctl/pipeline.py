@@ -294,6 +294,13 @@ class Stage(ABC):
         bounds (finetune's fine-tunes, one per distinct pick) says that count instead."""
         return self.work(spec)
 
+    def memory_estimate(self, spec: Spec, project: Project) -> tuple[int, str] | None:
+        """The peak memory a run of this stage is estimated to take with ``spec``, in bytes,
+        and what that is in words, for ``plan`` and ``doctor``; None when it is not
+        estimated (a stage that loads no model, or a model whose weights cannot be read
+        without loading it: see :mod:`subsetctl.modeling.footprint`)."""
+        return None
+
     def extra_inputs(self, spec: Spec, project: Project) -> dict[str, Any]:
         """Inputs outside the spec that should invalidate the stage (file hashes...)."""
         return {}
@@ -429,12 +436,17 @@ class StageStatus:
     #: (:attr:`Stage.shows_stage_seconds`): nothing of its own changed, nor, necessarily, of
     #: the spec (those stages may run because their results are damaged)
     for_time_table: bool = False
+    #: the peak memory a run of it is estimated to take, in bytes (:meth:`Stage.memory_estimate`),
+    #: and that in words, for a stage `run` would run; None where it is not estimated
+    memory_bytes: int | None = None
+    memory: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The status as ``plan --format json`` prints it (numbered by :data:`PLAN_FORMAT`)."""
         return {"stage": self.name, "state": self.state, "reasons": self.reasons, "will_run": self.will_run,
                 "conditional": self.conditional, "put_back": self.put_back, "work": self.work,
                 "last_seconds": self.last_seconds, "last_work": self.last_work,
+                "memory_bytes": self.memory_bytes, "memory": self.memory,
                 "left_stale_by_until": self.left_stale_by_until, "plan_format": PLAN_FORMAT}
 
 
@@ -913,6 +925,9 @@ class Pipeline:
                                         self._last_work(stage, last_spec_digest, last_summary, last_specs, planned)
                                         if shown_seconds else None,
                                         reached_until and state != "up to date", for_time_table))
+            if will_run:
+                statuses[-1].memory_bytes, statuses[-1].memory = (stage.memory_estimate(self.spec, self.project)
+                                                                  or (None, None))
             if until is not None and stage.name == until:
                 reached_until = True
         return statuses

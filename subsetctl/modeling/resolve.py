@@ -869,6 +869,18 @@ def _config_validate_reads(source: str, spec_dir: Path | None) -> tuple[dict[str
     messages name its model: a local folder's, a packaged model's shipped as a plain folder,
     or a hub id's in the local Hugging Face cache; None for the rest (hub models not cached,
     packaged models converted on first use, a source :func:`check_model_folder` refuses)."""
+    found = folder_read_without_loading(source, spec_dir)
+    if found is None:
+        return None
+    config = _folder_config(found[0])
+    return None if config is None else (config, found[1])
+
+
+def folder_read_without_loading(source: str, spec_dir: Path | None) -> tuple[Path, str] | None:
+    """The model folder whose files can be read for ``model.source`` without loading or
+    converting anything (:func:`_config_validate_reads`'s, also for ``plan``'s memory estimate),
+    and how messages name its model; None where there is none (see there)."""
+    from subsetctl.hub import cached_snapshot
     from subsetctl.registry import PACKAGED_MODELS
 
     try:
@@ -878,23 +890,22 @@ def _config_validate_reads(source: str, spec_dir: Path | None) -> tuple[dict[str
                 return None
             from subsetctl.modeling.packaged import locate_packaged
 
-            folder = locate_packaged(source)  # finds the shipped folder, nothing more
+            folder = Path(locate_packaged(source))  # finds the shipped folder, nothing more
         else:
             location = model_location(source, spec_dir)
             origin = classify_model_source(location)
             if origin == "hub":
-                cached = _cached_hub_config(location)
-                if cached is None:
+                snapshot = cached_snapshot(location)
+                if snapshot is None:
                     return None
-                config, where = cached
-                return config, where[0].lower() + where[1:]
+                return snapshot, (f"the hub model {as_typed(location)} (its copy in the local Hugging Face "
+                                  f"cache, {snapshot})")
             if origin != "local":
                 return None
             folder = expand_home(location).resolve()
     except (UserError, OSError):  # (OSError: a name too long to look at, a problem of model.source)
         return None
-    config = _folder_config(folder)
-    return None if config is None else (config, f"the model folder {folder}")
+    return folder, f"the model folder {folder}"
 
 
 def _local_model_folder(source: str, spec_dir: Path | None) -> Path | None:

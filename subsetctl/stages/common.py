@@ -35,6 +35,12 @@ class ModelStage(Stage):
         return {**model_fingerprint_inputs(spec.model.source, project.root),
                 **answer_tokenization_inputs(spec.model.source, project.root, spec.model.kind)}
 
+    def memory_estimate(self, spec: Spec, project: Project) -> tuple[int, str] | None:
+        """:func:`subsetctl.modeling.footprint.estimate` of this stage."""
+        from subsetctl.modeling.footprint import estimate
+
+        return estimate(self.name, spec, project.root)
+
 
 #: What a cache key holds in place of a local model folder's path: the folder is known
 #: by its files (``model_files``), so the same checkpoint under another path finds it.

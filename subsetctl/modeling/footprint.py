@@ -1,0 +1,214 @@
+"""How much memory a model stage will take, estimated before it runs (``plan``, ``doctor``).
+
+Read without torch or loading anything: the parameter count and shapes from the headers of
+the model folder's safetensors files (a few KB each), its config.json for the layer sizes,
+and the spec's dtype, batch sizes, ``model.max_length``, LoRA rank and projection. The
+estimate is the peak resident memory of the ``run`` process while the stage runs:
+
+- the libraries (torch, transformers, peft, the tokenizer): :data:`LIBRARIES_BYTES`;
+- the base model's weights, held in ``model.dtype`` whatever the files store; while it
+  loads, also the files' own bytes where they store another dtype (they are mapped while
+  copied: bfloat16 does not lower the peak of a float32 checkpoint);
+- a batch's activations kept for the backward pass (training stages and gradients) or
+  those of one forward pass and the generation's cache (evaluate), from the tokens a batch
+  holds (batch size times ``model.max_length``) and the layer sizes;
+- gradients: each example's LoRA gradient (batch x p floats, twice over while projected)
+  and the projection matrix, never more than ``gradients.memory_budget_mb``.
+
+The constants were measured with ``/usr/bin/time -v`` on a random 0.47B Llama (24 layers,
+hidden 1024, vocabulary 32,000; see README's Measured); a rough guide, meant to tell a
+machine that is far too small before a run, not to the last 10%.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+#: resident memory of a model stage's process before the model loads: Python, torch,
+#: transformers, peft and the tokenizer (measured: 0.53 GB for a 2-layer model's meta_init)
+LIBRARIES_BYTES = int(0.55 * 2**30)
+
+#: bytes a parameter or activation takes in each ``model.dtype``
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+
+#: the stages that load the model, whose memory :func:`stage_peak_bytes` estimates
+MODEL_STAGES = ("meta_init", "gradients", "verify", "finetune", "evaluate")
+
+#: activation values kept per token and layer for the backward pass, as multiples of the
+#: hidden size and of the MLP's intermediate size (the attention's and the MLP's inputs and
+#: outputs, norms, the gated activation), calibrated on the measured run
+_HIDDEN_PER_LAYER = 10.0
+_INTERMEDIATE_PER_LAYER = 2.5
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What the estimate needs of a model: its parameter count, the bytes its files store
+    them in, the LoRA parameters a
+    target module list gives per unit of rank (None when the targets are not known without
+    loading it), and its layer sizes (0 where config.json does not say)."""
+
+    params: int
+    stored_bytes: int
+    lora_per_rank: int | None
+    layers: int
+    hidden: int
+    intermediate: int
+    vocab: int
+
+
+#: bytes an element of each safetensors dtype takes (others count as 4)
+_STORED_BYTES = {"F64": 8, "F32": 4, "BF16": 2, "F16": 2, "I64": 8, "I32": 4, "I8": 1, "U8": 1, "BOOL": 1}
+
+
+def _safetensors_shapes(path: Path) -> dict[str, tuple[list[int], int]]:
+    """Tensor name -> shape and bytes an element, from a safetensors file's header alone
+    (8 bytes of length, then JSON); {} for a file that is not one."""
+    try:
+        with path.open("rb") as f:
+            (length,) = struct.unpack("<Q", f.read(8))
+            if length > 100 * 2**20:
+                return {}
+            header = json.loads(f.read(length))
+    except (OSError, ValueError, struct.error):
+        return {}
+    return {name: (list(entry["shape"]), _STORED_BYTES.get(str(entry.get("dtype")), 4))
+            for name, entry in header.items() if isinstance(entry, dict) and isinstance(entry.get("shape"), list)}
+
+
+def read_shape(folder: Path, target_modules: list[str] | None) -> ModelShape | None:
+    """The :class:`ModelShape` of the model in ``folder`` (its ``*.safetensors`` files and
+    config.json), with LoRA on ``target_modules`` (None: subsetctl's default for the model
+    type, where it has one); None when the folder holds no safetensors weights (a
+    ``pytorch_model.bin`` checkpoint is not read: unpickling it is loading it)."""
+    from subsetctl.modeling.lora import DEFAULT_TARGETS
+
+    found: dict[str, tuple[list[int], int]] = {}
+    for file in sorted(folder.glob("*.safetensors")):
+        found.update(_safetensors_shapes(file))
+    if not found:
+        return None
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        config = {}
+    config = config if isinstance(config, dict) else {}
+    text = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
+
+    def size(*keys: str) -> int:
+        value = next((text[k] for k in keys if isinstance(text.get(k), int)), 0)
+        return int(value)
+
+    hidden = size("hidden_size", "n_embd", "d_model", "dim")
+    targets = target_modules if target_modules is not None else DEFAULT_TARGETS.get(str(config.get("model_type")))
+    shapes = {name: shape for name, (shape, _) in found.items()}
+    lora = None
+    if targets is not None:
+        lora = sum(shape[0] + shape[1] for name, shape in shapes.items()
+                   if len(shape) == 2 and name.endswith(".weight") and name.split(".")[-2] in targets)
+    return ModelShape(
+        params=sum(math.prod(shape) for shape in shapes.values()),
+        stored_bytes=sum(math.prod(shape) * width for shape, width in found.values()),
+        lora_per_rank=lora,
+        layers=size("num_hidden_layers", "n_layer", "num_layers", "n_layers"),
+        hidden=hidden,
+        intermediate=size("intermediate_size", "n_inner", "ffn_dim") or 4 * hidden,
+        vocab=size("vocab_size"),
+    )
+
+
+def stage_peak_bytes(stage: str, spec: Any, shape: ModelShape) -> int:
+    """The estimated peak resident memory of ``run`` while ``stage`` (one of
+    :data:`MODEL_STAGES`) runs with ``spec`` on a model of ``shape`` (see the module's
+    docstring for what it counts)."""
+    width = DTYPE_BYTES.get(spec.model.dtype, 4)
+    length = spec.model.max_length
+    per_token_training = (shape.layers * (_HIDDEN_PER_LAYER * shape.hidden
+                                          + _INTERMEDIATE_PER_LAYER * shape.intermediate) * width
+                          + 3 * 4 * shape.vocab)  # the logits, their log-softmax and its gradient, in float32
+    total = LIBRARIES_BYTES + shape.params * width
+    lora = (shape.lora_per_rank or 0) * spec.model.lora.r
+    if stage == "meta_init":
+        total += spec.meta_init.batch_size * length * per_token_training + 4 * 4 * lora  # + AdamW's state
+    elif stage == "finetune":
+        total += spec.finetune.batch_size * length * per_token_training + 4 * 4 * lora
+    elif stage == "verify":
+        total += spec.verify.batch_size * length * per_token_training + 4 * 4 * lora
+    elif stage == "gradients":
+        batch = spec.gradients.batch_size
+        budget = spec.gradients.memory_budget_mb * 2**20
+        projection = (min(budget, math.ceil(lora / 1024) * 1024 * spec.gradients.d * 4) if shape.lora_per_rank
+                      else budget)
+        total += batch * length * per_token_training + 2 * batch * lora * 4 + projection
+    elif stage == "evaluate":
+        tokens = spec.evaluate.batch_size * (length + spec.evaluate.max_new_tokens)
+        total += tokens * (2 * shape.layers * shape.hidden * width + 4 * shape.vocab * 2)  # the cache, the logits
+    return int(max(total, loading_bytes(spec, shape)))
+
+
+def loading_bytes(spec: Any, shape: ModelShape) -> int:
+    """The peak while the model loads: its files are memory-mapped, and weights stored in
+    another dtype than ``model.dtype`` are copied into it, both held at once (float32 files
+    loaded as bfloat16 peak higher than as float32, whose tensors are the mapped files)."""
+    weights = shape.params * DTYPE_BYTES.get(spec.model.dtype, 4)
+    return LIBRARIES_BYTES + shape.stored_bytes + (weights if shape.stored_bytes != weights else 0)
+
+
+def estimate(stage: str, spec: Any, spec_dir: Path) -> tuple[int, str] | None:
+    """``stage``'s estimated peak memory with ``spec`` (:func:`stage_peak_bytes`) and that in
+    words ("about 2.9 GB at its peak, 1.9 GB of it the weights: 468M parameters in float32"),
+    for the model in the folder read without loading anything
+    (:func:`~subsetctl.modeling.resolve.folder_read_without_loading`); None for a stage that
+    loads no model, or a model that cannot be read so (a hub id not cached, a packaged
+    model not converted yet, a checkpoint without safetensors files)."""
+    from subsetctl.modeling.resolve import folder_read_without_loading
+    from subsetctl.project import size_text
+
+    if stage not in MODEL_STAGES:
+        return None
+    found = folder_read_without_loading(spec.model.source, spec_dir)
+    shape = read_shape(found[0], spec.model.lora.target_modules) if found is not None else None
+    if shape is None:
+        return None
+    peak = stage_peak_bytes(stage, spec, shape)
+    weights = shape.params * DTYPE_BYTES.get(spec.model.dtype, 4)
+    stored = (" (while the model loads: its files, in another dtype, stay mapped as they are converted)" if (
+        peak == loading_bytes(spec, shape) and shape.stored_bytes != weights) else "")
+    return peak, (f"about {size_text(peak)} of memory at its peak{stored}, {size_text(weights)} of it the weights "
+                  f"({_count_text(shape.params)} parameters in {spec.model.dtype})")
+
+
+def _count_text(n: int) -> str:
+    """A parameter count as model cards write it: "468M", "1.2B", "135K"."""
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f}{unit}" if n < 10 * scale else f"{n / scale:.0f}{unit}"
+    return str(n)
+
+
+def available_memory() -> tuple[int, str] | None:
+    """The memory a new process may take now, in bytes, and what it is in words: Linux's
+    ``MemAvailable`` (free memory plus what the page cache gives back), lowered to what a
+    cgroup's ``memory.max`` (a container's or a batch job's limit) leaves; None where
+    neither can be read (not Linux)."""
+    found: list[tuple[int, str]] = []
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                found.append((int(line.split()[1]) * 1024, "available on this machine (MemAvailable)"))
+    except (OSError, ValueError, IndexError):
+        pass
+    cgroup = Path("/sys/fs/cgroup")
+    try:
+        limit = (cgroup / "memory.max").read_text().strip()
+        if limit.isdigit():
+            used = int((cgroup / "memory.current").read_text().strip())
+            found.append((max(0, int(limit) - used), "left under this container's or job's limit (cgroup memory.max)"))
+    except (OSError, ValueError):
+        pass
+    return min(found) if found else None
