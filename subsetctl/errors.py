@@ -430,15 +430,18 @@ def out_of_memory_error(exc: BaseException, stage: str, settings: dict[str, obje
     if not (isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
             or (isinstance(exc, OSError) and exc.errno == errno.ENOMEM)  # a fork, an mmap the system refused
             or "can't allocate memory" in text or "out of memory" in text.lower()
+            or "cannot allocate memory" in text.lower()  # (torch's mmap of a model file: "unable to mmap ...")
             or "CUBLAS_STATUS_ALLOC_FAILED" in text
             or (isinstance(exc, ImportError) and _LIBRARY_NOT_MAPPED in text)):  # a library a stage loads late
         return None
-    tried = re.search(r"(?:[Tt]ried|Unable) to allocate ([\d.]+) ?([A-Za-z]+)", text)
+    tried = re.search(r"(?:[Tt]ried|Unable|unable) to (?:allocate|mmap) ([\d.]+) ?([A-Za-z]+)", text)
     size = ""
     if tried:
         amount, unit = tried.groups()
         size = (f": it tried to allocate {float(amount) / 2**20:,.0f} MiB at once" if unit == "bytes"
                 else f": it tried to allocate {amount} {unit} at once")
+        if "mmap" in text:  # loading the model: no batch size helps with that part
+            size += " to map a model file as it loads (the model alone needs that much; `plan` estimates each stage's memory)"
     return OutOfMemoryUserError(
         f"Stage {stage} ran out of memory{size} ({type(exc).__name__}{_address_space_limit()}). {advice}: "
         "finished stages are kept.")

@@ -1561,6 +1561,8 @@ def test_an_override_typed_under_a_c_locale_is_read_as_utf8_and_bytes_not_utf8_a
     MemoryError("Unable to allocate 1.00 PiB for an array with shape (140737488355328,) and data type float64"),
     "TerminatedWorkerError",
     OSError(12, "Cannot allocate memory"),  # errno.ENOMEM: a fork or mmap the system refused
+    # loading a model file under `ulimit -v` or on a full machine: it read "internal error ... a bug in subsetctl"
+    RuntimeError("unable to mmap 1872982408 bytes from file </m/model.safetensors>: Cannot allocate memory (12)"),
     RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"),
     ImportError("/venv/scipy/special/cython_special.so: failed to map segment from shared object"),  # `ulimit -v`
     RuntimeError("something else went wrong"),
@@ -1605,9 +1607,11 @@ def test_a_stage_that_runs_out_of_memory_names_the_settings_to_lower(tiny_projec
                                   "killed it, most likely for lack of memory."), message
         return
     assert message.startswith("Stage meta_init ran out of memory")
-    sizes = {"20.00 MiB": "20.00 MiB", "230400000 bytes": "220 MiB", "1.00 PiB": "1.00 PiB"}
+    sizes = {"20.00 MiB": "20.00 MiB", "230400000 bytes": "220 MiB", "1.00 PiB": "1.00 PiB",
+             "1872982408 bytes": "1,786 MiB"}
     said = [f"it tried to allocate {shown} at once" for size, shown in sizes.items() if size in str(raised)]
     assert (said[0] in message) if said else ("tried to allocate" not in message), message
+    assert ("to map a model file as it loads" in message) == ("mmap" in str(raised)), message
     assert json.loads((tiny_project / ".subsetctl" / "data" / "manifest.json").read_text())["stage"] == "data"
 
 
