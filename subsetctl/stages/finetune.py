@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import hashlib
 import json
 import math
@@ -533,6 +534,10 @@ class FinetuneStage(common.ModelStage):
                                            spec.finetune.steps) as progress:
                     result = train_lora(model, tokenizer, train, config, run_dir, kind=spec.model.kind,
                                         eval_examples=validation, progress=progress)
+                # the next fine-tune loads the base model afresh: holding this one meanwhile made the
+                # stage peak at two models (peft's wrappers hold reference cycles: collected now)
+                del model, tokenizer
+                gc.collect()
                 for notice in result.notices:
                     ctx.reporter.warn(f"finetune {'/'.join(job['labels'])} (seed {job['seed']}): {notice}")
                 if result.resumed_from:
