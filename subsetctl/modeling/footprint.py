@@ -81,6 +81,20 @@ def _safetensors_shapes(path: Path) -> dict[str, tuple[list[int], int]]:
             for name, entry in header.items() if isinstance(entry, dict) and isinstance(entry.get("shape"), list)}
 
 
+def _weight_files(folder: Path) -> list[Path]:
+    """The safetensors files transformers loads from ``folder``: those its
+    ``model.safetensors.index.json`` lists, else ``model.safetensors``, else every
+    ``*.safetensors`` (not a ``consolidated.safetensors`` beside the shards, as some hub
+    repositories keep for other tools, which would count the weights twice)."""
+    try:
+        index = json.loads((folder / "model.safetensors.index.json").read_text(encoding="utf-8"))
+        return [folder / name for name in sorted(set(index["weight_map"].values()))]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    single = folder / "model.safetensors"
+    return [single] if single.is_file() else sorted(folder.glob("*.safetensors"))
+
+
 def read_shape(folder: Path, target_modules: list[str] | None) -> ModelShape | None:
     """The :class:`ModelShape` of the model in ``folder`` (its ``*.safetensors`` files and
     config.json), with LoRA on ``target_modules`` (None: subsetctl's default for the model
@@ -89,7 +103,7 @@ def read_shape(folder: Path, target_modules: list[str] | None) -> ModelShape | N
     from subsetctl.modeling.lora import DEFAULT_TARGETS
 
     found: dict[str, tuple[list[int], int]] = {}
-    for file in sorted(folder.glob("*.safetensors")):
+    for file in _weight_files(folder):
         found.update(_safetensors_shapes(file))
     if not found:
         return None

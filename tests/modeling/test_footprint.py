@@ -91,3 +91,17 @@ def test_doctor_fails_when_the_largest_stage_needs_more_memory_than_there_is(tin
     assert check is not None and not check.ok
     assert "model.max_length" in check.advice and "bfloat16" in check.advice
     assert json.dumps(check.__dict__)  # (as doctor --format json prints it)
+
+
+def test_a_sharded_checkpoint_counts_the_shards_its_index_lists_once(tmp_path: Path, tiny_llama: Path) -> None:
+    """A hub repository may keep a consolidated.safetensors beside the shards (Mistral's):
+    only what transformers loads counts."""
+    import shutil
+
+    from transformers import AutoModelForCausalLM
+
+    whole = read_shape(tiny_llama, None)
+    AutoModelForCausalLM.from_pretrained(tiny_llama).save_pretrained(tmp_path, max_shard_size="100KB")
+    assert (tmp_path / "model.safetensors.index.json").is_file()
+    shutil.copy(next(tmp_path.glob("model-*.safetensors")), tmp_path / "consolidated.safetensors")
+    assert read_shape(tmp_path, None) == whole
