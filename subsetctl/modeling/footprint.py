@@ -161,7 +161,9 @@ def stage_peak_bytes(stage: str, spec: Any, shape: ModelShape) -> int:
         total += batch * length * per_token_training + 2 * batch * lora * 4 + projection
     elif stage == "evaluate":
         tokens = spec.evaluate.batch_size * (length + spec.evaluate.max_new_tokens)
-        total += tokens * (2 * shape.layers * shape.hidden * width + 4 * shape.vocab * 2)  # the cache, the logits
+        # the generation's key-value cache (at most hidden numbers a token and layer, each of keys and values);
+        # the head runs on the last position of each row (and the test loss's on its answer's alone)
+        total += tokens * 2 * shape.layers * shape.hidden * width + spec.evaluate.batch_size * shape.vocab * 4 * 2
     return int(max(total, loading_bytes(spec, shape)))
 
 
@@ -179,14 +181,16 @@ def estimate(stage: str, spec: Any, spec_dir: Path) -> tuple[int, str] | None:
     for the model in the folder read without loading anything
     (:func:`~subsetctl.modeling.resolve.folder_read_without_loading`); None for a stage that
     loads no model, or a model that cannot be read so (a hub id not cached, a packaged
-    model not converted yet, a checkpoint without safetensors files)."""
+    model not converted yet, a checkpoint without safetensors files); a packaged model
+    converted already is read from its converted folder."""
     from subsetctl.modeling.resolve import folder_read_without_loading
     from subsetctl.project import size_text
 
     if stage not in MODEL_STAGES:
         return None
     found = folder_read_without_loading(spec.model.source, spec_dir)
-    shape = read_shape(found[0], spec.model.lora.target_modules) if found is not None else None
+    folder = found[0] if found is not None else _converted_packaged(spec.model.source)
+    shape = read_shape(folder, spec.model.lora.target_modules) if folder is not None else None
     if shape is None:
         return None
     peak = stage_peak_bytes(stage, spec, shape)
@@ -195,6 +199,15 @@ def estimate(stage: str, spec: Any, spec_dir: Path) -> tuple[int, str] | None:
         peak == loading_bytes(spec, shape) and shape.stored_bytes != weights) else "")
     return peak, (f"about {size_text(peak)} of memory at its peak{stored}, {size_text(weights)} of it the weights "
                   f"({_count_text(shape.params)} parameters in {spec.model.dtype})")
+
+
+def _converted_packaged(source: str) -> Path | None:
+    """The folder a packaged model shipped as GGUF was converted into on this machine (the
+    quickstart's SmolLM2), or None (another source, or not converted yet)."""
+    from subsetctl.modeling.packaged import present_folder
+    from subsetctl.modeling.resolve import packaged_names
+
+    return present_folder(source) if source in packaged_names() else None
 
 
 def _count_text(n: int) -> str:

@@ -105,3 +105,16 @@ def test_a_sharded_checkpoint_counts_the_shards_its_index_lists_once(tmp_path: P
     assert (tmp_path / "model.safetensors.index.json").is_file()
     shutil.copy(next(tmp_path.glob("model-*.safetensors")), tmp_path / "consolidated.safetensors")
     assert read_shape(tmp_path, None) == whole
+
+
+def test_a_packaged_model_converted_already_is_estimated_from_its_converted_folder(tiny_llama: Path,
+                                                                                   monkeypatch) -> None:
+    from subsetctl.modeling import packaged
+
+    spec = _spec(tiny_llama)
+    spec.model.source = "smollm2-135m-instruct"
+    monkeypatch.setattr(packaged, "present_folder", lambda name, cache_dir=None: None)
+    assert estimate("meta_init", spec, tiny_llama) is None  # not converted yet: nothing to read
+    monkeypatch.setattr(packaged, "present_folder", lambda name, cache_dir=None: tiny_llama)
+    found = estimate("meta_init", spec, tiny_llama)
+    assert found is not None and "parameters in float32" in found[1]
