@@ -2584,7 +2584,8 @@ def test_plan_says_the_largest_sources_rows_and_which_its_max_examples_cut(jsonl
     """Sources of 1 to 20,000 rows: plan named the largest alone ("the most from 'big': 40"),
     neither whether the max_examples the user gave it is what cut it there nor how the
     other sources compare."""
-    from conftest import write_jsonl
+    def write_jsonl(path: Path, rows: list[dict]) -> None:  # (not conftest's by name: a whole run finds another)
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
 
     write_jsonl(jsonl_project / "big.jsonl", [{"prompt": f"{i}+3=", "response": str(i + 3)} for i in range(100)])
     write_jsonl(jsonl_project / "one.jsonl", [{"prompt": "7+7=", "response": "14"}])
