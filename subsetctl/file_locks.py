@@ -58,6 +58,25 @@ def flocked(
 
 
 @contextlib.contextmanager
+def brief_file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive flock on ``path`` (created if missing) for a short read-modify-write
+    of files beside it that several processes share (a cache's file of hashes, a store of
+    estimates), waiting for another holder; where the lock cannot be taken (a read-only
+    folder, a file system without locks) the block runs unlocked, as it did before."""
+    try:
+        handle = open(path, "a")  # noqa: SIM115 - closed below
+    except OSError:
+        yield
+        return
+    try:
+        with contextlib.suppress(OSError):
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        yield
+    finally:
+        handle.close()
+
+
+@contextlib.contextmanager
 def exclusive_file_lock(path: Path, busy_message: str) -> Iterator[None]:
     """Hold an exclusive flock on ``path`` (created if missing) for the block; raise
     LockedError(``busy_message``) if another process holds it (through a momentary

@@ -8,7 +8,10 @@ seconds, and fingerprints are computed by every `plan` and several times per `ru
 :class:`HashCache` therefore remembers each file's sha256 under its (path, size,
 modification and change times, inode) and hashes again only when one of those changes. The cache
 lives in the project's state folder (``.subsetctl/cache/file_hashes.json``, safe to
-delete), written once when the command exits; a project that has never run gets an
+delete), written once when the command exits, merged under a short lock with what other
+processes wrote meanwhile (projects whose ``cache/`` links to one folder share it); an entry
+not looked up for :data:`UNUSED_DAYS` days is dropped, as are the oldest-used beyond
+:data:`MAX_ENTRIES`; a project that has never run gets an
 in-memory cache only, so `plan` and `validate` leave a fresh folder untouched. What is
 derived from a file's content (the digest of each task's rows of a Parquet file its
 sources read with ``where``) is kept beside it, under the file's sha256
@@ -21,17 +24,28 @@ import atexit
 import contextlib
 import json
 import os
+import time
 import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from stat import S_ISREG
 from typing import Any
 
+from subsetctl.file_locks import brief_file_lock
 from subsetctl.project import STATE_DIRNAME, atomic_write_json, sha256_file
 
 CACHE_FILE = ("cache", "file_hashes.json")
+#: held while the cache is merged with what is on disk and written back (:meth:`HashCache.flush`)
+CACHE_LOCK_FILE = ("cache", "file_hashes.json.lock")
 #: what :meth:`HashCache.derived` keeps, by file content
 DERIVED_FILE = ("cache", "derived.json")
+
+#: an entry of the hash cache not looked up for this many days is dropped when the cache is written:
+#: copies of a project (``cp -a``) whose files still exist left theirs for good (30,018 entries, 7.2 MB
+#: read by every command, after two copies)
+UNUSED_DAYS = 30
+#: the most entries the hash cache keeps (those looked up longest ago go first)
+MAX_ENTRIES = 100_000
 
 #: each project's cache, by its root resolved, and by an absolute root as given (resolving it again for
 #: each file fingerprinted took a stat per folder of its path)
@@ -45,6 +59,7 @@ class HashCache:
         self.path = root / STATE_DIRNAME / Path(*CACHE_FILE) if root is not None else None
         self.entries: dict[str, dict[str, Any]] = _read_json_dict(self.path)
         self.dirty = False
+        self._touched: set[str] = set()  # keys this process hashed or looked up (its own, at a merge)
         self._derived: dict[str, Any] | None = None  # read when first asked (few projects have any)
         self.derived_dirty = False
         self._folders: dict[Path, Path] = {}  # a folder -> itself resolved (:meth:`_resolved`)
@@ -60,10 +75,16 @@ class HashCache:
         key = self._resolved(path)
         stamp = self._stamp(stat if stat is not None else path.stat())
         entry = self.entries.get(key)
+        today = _today()
         if isinstance(entry, dict) and entry.get("stat") == stamp and isinstance(entry.get("sha256"), str):
+            if entry.get("used") != today:  # (written once a day at most, not by every command)
+                entry["used"] = today
+                self._touched.add(key)
+                self.dirty = True
             return entry["sha256"]
         digest = sha256_file(path)
-        self.entries[key] = {"stat": stamp, "sha256": digest}
+        self.entries[key] = {"stat": stamp, "sha256": digest, "used": today}
+        self._touched.add(key)
         self.dirty = True
         return digest
 
@@ -103,21 +124,48 @@ class HashCache:
         if (not self.dirty and not self.derived_dirty) or self.path is None \
                 or not self.path.parent.parent.is_dir():  # no state folder
             return
-        # files since deleted or renamed (an old data file, a replaced model folder) are dropped, so the
-        # cache holds the files the project reads, not every file it ever read; and so is what was
-        # derived from content no such file holds now
-        self.entries = {key: entry for key, entry in self.entries.items() if os.path.isfile(key)}
         try:
-            if self.dirty:
-                atomic_write_json(self.path, self.entries)
-                self.dirty = False
-            if self.derived_dirty:
-                held = {entry.get("sha256") for entry in self.entries.values() if isinstance(entry, dict)}
-                kept = {key: value for key, value in self._derived_entries().items() if key.partition(":")[0] in held}
-                atomic_write_json(self.path.with_name(DERIVED_FILE[-1]), kept)
-                self.derived_dirty = False
+            self.path.parent.mkdir(exist_ok=True)
+            with brief_file_lock(self.path.with_name(CACHE_LOCK_FILE[-1])):
+                if self.dirty:
+                    atomic_write_json(self.path, self._merged_entries())
+                    self._touched.clear()
+                    self.dirty = False
+                if self.derived_dirty:
+                    held = {entry.get("sha256") for entry in self.entries.values() if isinstance(entry, dict)}
+                    derived_path = self.path.with_name(DERIVED_FILE[-1])
+                    derived = {**_read_json_dict(derived_path), **self._derived_entries()}  # (others' too)
+                    kept = {key: value for key, value in derived.items() if key.partition(":")[0] in held}
+                    atomic_write_json(derived_path, kept)
+                    self.derived_dirty = False
         except OSError:  # read-only project: hashing still works, only slower next time
             pass
+
+    def _merged_entries(self) -> dict[str, dict[str, Any]]:
+        """What to write: the entries on disk now (another project sharing this cache, or a
+        `plan` beside a `run`, may have written since this process read it; writing this
+        process's alone lost theirs) with those this process hashed or looked up over them;
+        less files since deleted or renamed (an old data file, a replaced model folder), and
+        entries not looked up for :data:`UNUSED_DAYS` days (copies of a project whose files
+        still exist), and beyond :data:`MAX_ENTRIES` those looked up longest ago."""
+        merged = _read_json_dict(self.path)
+        merged.update({key: self.entries[key] for key in self._touched if key in self.entries})
+        today = _today()
+        for entry in merged.values():
+            if isinstance(entry, dict) and not isinstance(entry.get("used"), int):  # (by an earlier subsetctl)
+                entry["used"] = today
+        merged = {key: entry for key, entry in merged.items() if isinstance(entry, dict)
+                  and today - entry["used"] <= UNUSED_DAYS and os.path.isfile(key)}
+        if len(merged) > MAX_ENTRIES:
+            kept = sorted(merged, key=lambda key: merged[key]["used"], reverse=True)[:MAX_ENTRIES]
+            merged = {key: merged[key] for key in kept}
+        self.entries = merged
+        return merged
+
+
+def _today() -> int:
+    """Days since 1970 (an entry's ``used``: a day is fine enough, and keeps the file small)."""
+    return int(time.time() // 86400)
 
 
 def _read_json_dict(path: Path | None) -> dict[str, Any]:

@@ -1327,7 +1327,7 @@ class Project:
         project. The state folder and its cache folder may each be a link (to a bigger
         disk) while the folder it points to holds only what subsetctl writes there (or
         nothing)."""
-        from subsetctl.filehash import CACHE_FILE, DERIVED_FILE
+        from subsetctl.filehash import CACHE_FILE, CACHE_LOCK_FILE, DERIVED_FILE
         from subsetctl.modeling.special_text import COUNTS_CACHE_FILE
         from subsetctl.stages import all_stages
 
@@ -1335,7 +1335,8 @@ class Project:
         linkable = {  # a folder that may be a link -> the names subsetctl writes in it
             state: {stage.name for stage in all_stages()} | {"cache", SPECS_DIRNAME, "lock", SET_ASIDE_DIRNAME,
                                                              PREVIOUS_DIRNAME},
-            state / "cache": {*self.CACHE_KINDS, CACHE_FILE[-1], DERIVED_FILE[-1], COUNTS_CACHE_FILE[-1], "matplotlib",
+            state / "cache": {*self.CACHE_KINDS, CACHE_FILE[-1], CACHE_LOCK_FILE[-1], DERIVED_FILE[-1],
+                              COUNTS_CACHE_FILE[-1], "matplotlib",
                               ".run-started"},
         }
         if state.is_symlink() and state.is_dir():

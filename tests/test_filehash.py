@@ -125,3 +125,45 @@ def test_the_cache_keys_files_by_their_resolved_path_through_linked_folders_and_
     keys = json.loads((tmp_path / ".subsetctl" / "cache" / "file_hashes.json").read_text())
     assert sorted(keys) == [str((real / "a.jsonl").resolve()), str((real / "b.jsonl").resolve())]
     assert file_fingerprint(tmp_path / "linked", tmp_path) == {"missing": True}  # a folder is no file
+
+
+def test_two_processes_sharing_the_cache_keep_each_others_entries(tmp_path: Path, monkeypatch) -> None:
+    """Projects whose cache/ links to one folder (or a plan beside a run) each write the cache at
+    exit: the last writer kept its own entries alone, and the other hashed its files again."""
+    (tmp_path / ".subsetctl").mkdir()
+    first, second = tmp_path / "a.bin", tmp_path / "b.bin"
+    first.write_bytes(b"a")
+    second.write_bytes(b"b")
+    one = filehash.HashCache(tmp_path)  # both read the (empty) cache before either writes
+    other = filehash.HashCache(tmp_path)
+    one.sha256(first)
+    other.sha256(second)
+    one.flush()
+    other.flush()
+    kept = json.loads((tmp_path / ".subsetctl" / "cache" / "file_hashes.json").read_text())
+    assert set(kept) == {str(first.resolve()), str(second.resolve())}
+
+
+def test_entries_not_looked_up_for_a_month_leave_the_cache(tmp_path: Path, monkeypatch) -> None:
+    """An earlier copy of a project whose files still exist (`cp -a`) kept its entries for good."""
+    (tmp_path / ".subsetctl").mkdir()
+    old, new = tmp_path / "old.bin", tmp_path / "new.bin"
+    old.write_bytes(b"o")
+    new.write_bytes(b"n")
+    day = filehash._today()
+    monkeypatch.setattr(filehash, "_today", lambda: day - filehash.UNUSED_DAYS - 1)
+    file_fingerprint(old, tmp_path)
+    filehash.flush_hash_caches()
+    monkeypatch.setattr(filehash, "_today", lambda: day)
+    monkeypatch.setattr(filehash, "_CACHES", {})
+    file_fingerprint(new, tmp_path)
+    filehash.flush_hash_caches()
+    kept = json.loads((tmp_path / ".subsetctl" / "cache" / "file_hashes.json").read_text())
+    assert set(kept) == {str(new.resolve())}
+    monkeypatch.setattr(filehash, "MAX_ENTRIES", 1)  # and beyond the cap, the oldest-used go first
+    monkeypatch.setattr(filehash, "_today", lambda: day + 1)
+    cache = filehash.HashCache(tmp_path)
+    cache.sha256(old)
+    cache.flush()
+    kept = json.loads((tmp_path / ".subsetctl" / "cache" / "file_hashes.json").read_text())
+    assert set(kept) == {str(old.resolve())}

@@ -516,7 +516,7 @@ def test_a_state_folder_linked_to_an_empty_folder_or_its_own_results_is_taken(tm
     (scratch / "cache").symlink_to(tmp_path / "cache", target_is_directory=True)
     with project.lock():
         pass
-    for name in ("file_hashes.json", "derived.json", "special_text.json"):  # and the files the cache keeps
+    for name in ("file_hashes.json", "file_hashes.json.lock", "derived.json", "special_text.json"):  # and the files the cache keeps
         (tmp_path / "cache" / name).write_text("{}")
     with project.lock():
         pass
