@@ -33,7 +33,12 @@ Layout of the store folder:
   times the store's size in all, not the store once per chunk (format 1 rewrote
   ``subsets.npz`` whole each time: 100 steps of a backward search over 1,000 sources
   took 54.1 s, 2.5 s now). Every file is written through a temporary file and
-  ``os.replace``, so a crash leaves old or new files, never torn ones.
+  ``os.replace``, so a crash leaves old or new files, never torn ones;
+* ``store.lock``: held (``flock``) while the store is opened and while rows are added:
+  projects whose caches link to one folder, searching with the same key at once, share the
+  store, and each, finding files another wrote since it last read them, reads them again
+  before it adds its rows (both numbered their segments from what they had read, and the
+  second's segment replaced the first's: its results were lost).
 
 A format-1 store (``masks`` as booleans, no segments) or format-2 one (``packed_masks``
 (M, ceil(n/8)), each subset's mask whole) is read and kept; its masks are kept as
@@ -42,7 +47,9 @@ changes from then on, and its main file is rewritten so at its next save.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
@@ -54,6 +61,7 @@ import numpy as np
 from subsetctl.errors import UserError
 from subsetctl.estimate.base import EstimateBatch, SubsetEstimator
 from subsetctl.estimate.rowindex import POPCOUNT, DeltaRows, RowIndex, distinct_rows, flipped, grown
+from subsetctl.file_locks import brief_file_lock
 from subsetctl.project import atomic_write, remove_tree
 
 FORMAT_VERSION = 3
@@ -61,6 +69,7 @@ FORMAT_VERSION = 3
 #: and 2 (each mask saved whole, packed)
 READABLE_FORMATS = (1, 2, 3)
 META_FILE = "store.json"
+LOCK_FILE = "store.lock"
 DATA_FILE = "subsets.npz"
 _SEGMENT_NAME = re.compile(r"subsets\.(\d+)\.npz")
 #: segment files at most before the main file is rewritten with them (a search estimating in
@@ -336,7 +345,35 @@ class SubsetResultsStore:
         self._upgrade = False  # an earlier format read: the main file is rewritten at the next save
         # packed mask -> row (a hash table over self._rows' masks: no copy of them)
         self._index = RowIndex(lambda rows: self._rows.masks.take(rows))
-        self._open()
+        self._read_state: list[tuple[str, int, int, int]] = []  # the files as last read or written (:meth:`_files_state`)
+        with self._locked():
+            self._open()
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the store's lock for the block, having first read again what another process
+        sharing the store (a project whose cache links to the same folder) wrote since this
+        one last read or wrote it; the files' state is taken again at the end."""
+        with brief_file_lock(self.path / LOCK_FILE):
+            if self._read_state and self._files_state() != self._read_state:
+                self._rows = _Rows(len(self.sources))
+                self._merged_through = self._main_rows = 0
+                self._segments = []
+                self._upgrade = False
+                self._versions, self._threads = [], []
+                self._index = RowIndex(lambda rows: self._rows.masks.take(rows))
+                self._open()
+            try:
+                yield
+            finally:
+                self._read_state = self._files_state()
+
+    def _files_state(self) -> list[tuple[str, int, int, int]]:
+        """Name, inode, modification time and size of each file of the store but its lock: files are
+        replaced whole (a new inode), so any write by another process changes it."""
+        with os.scandir(self.path) as entries:
+            return sorted((entry.name, entry.inode(), entry.stat().st_mtime_ns, entry.stat().st_size)
+                          for entry in entries if entry.name != LOCK_FILE)
 
     # -- loading --------------------------------------------------------------------
 
@@ -595,10 +632,11 @@ class SubsetResultsStore:
         """Register masks about to be estimated (not completed), so that a crash leaves
         a record of the plan (:meth:`pending`)."""
         masks = _as_masks(masks, len(self.sources))
-        before = self._rows.count
-        self._rows_for(masks)
-        if self._rows.count != before:
-            self._save(np.arange(before, self._rows.count))
+        with self._locked():
+            before = self._rows.count
+            self._rows_for(masks)
+            if self._rows.count != before:
+                self._save(np.arange(before, self._rows.count))
 
     def add(self, masks: np.ndarray, batch: EstimateBatch) -> np.ndarray:
         """Store the results of ``masks`` (completed) and save atomically. Returns their
@@ -606,22 +644,23 @@ class SubsetResultsStore:
         masks = _as_masks(masks, len(self.sources))
         if len(batch.loss) != len(masks):
             raise ValueError(f"{len(masks)} masks but {len(batch.loss)} results")
-        rows = self._rows_for(masks)
-        self._rows["loss"][rows] = batch.loss
-        self._rows["w_norm"][rows] = batch.w_norm
-        self._rows["iterations"][rows] = batch.iterations
-        self._rows["converged"][rows] = batch.converged
-        self._rows["completed"][rows] = True
-        if self.versions is not None:
-            made = list(zip(self._versions, self._threads, strict=True))
-            if (self.versions, self.threads) not in made:
-                self._versions.append(self.versions)
-                self._threads.append(self.threads)
-                self._write_meta()
-                made.append((self.versions, self.threads))
-            self._rows["computed_with"][rows] = made.index((self.versions, self.threads))
-        self._save(rows)
-        return rows
+        with self._locked():
+            rows = self._rows_for(masks)
+            self._rows["loss"][rows] = batch.loss
+            self._rows["w_norm"][rows] = batch.w_norm
+            self._rows["iterations"][rows] = batch.iterations
+            self._rows["converged"][rows] = batch.converged
+            self._rows["completed"][rows] = True
+            if self.versions is not None:
+                made = list(zip(self._versions, self._threads, strict=True))
+                if (self.versions, self.threads) not in made:
+                    self._versions.append(self.versions)
+                    self._threads.append(self.threads)
+                    self._write_meta()
+                    made.append((self.versions, self.threads))
+                self._rows["computed_with"][rows] = made.index((self.versions, self.threads))
+            self._save(rows)
+            return rows
 
     def rows_of(self, masks: np.ndarray) -> np.ndarray:
         """The rows of ``masks`` that are completed (their order in the store)."""

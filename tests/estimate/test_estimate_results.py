@@ -650,3 +650,44 @@ def test_stored_among_counts_the_completed_rows_holding_given_subsets(tmp_path: 
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == files  # nothing on disk changes
     store.add(singles[3:5], _small_batch(2))  # the reserved rows estimated
     assert stored_among(tmp_path, sources, ["k"], known) == 6 == len(known) - (n_sources - 5)
+
+
+def _append_beside_another(path: str, seed: int, ready, go) -> None:
+    """One of two processes sharing a store: open it, wait for the other to have opened it too,
+    then add its own subsets a few at a time."""
+    sources = [f"s{i}" for i in range(12)]
+    store = SubsetResultsStore(path, sources, key="k")
+    ready.set()
+    go.wait(30)
+    masks = _distinct_masks(40, 12, seed)
+    for start in range(0, 40, 8):
+        chunk = masks[start : start + 8]
+        store.add(chunk, EstimateBatch(np.full(len(chunk), float(seed)), np.ones(len(chunk)),
+                                       np.ones(len(chunk), dtype=np.int64), np.ones(len(chunk), dtype=bool)))
+
+
+def test_two_processes_adding_to_one_store_keep_every_result(tmp_path: Path) -> None:
+    """Projects sharing a cache with the same search key append to one store at once: each
+    numbered its segments from what it had read, so the second's segment replaced the first's
+    (or added rows after rows it had never seen), and results were lost or the store reset."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    events = [(context.Event(), context.Event()) for _ in range(2)]
+    workers = [context.Process(target=_append_beside_another, args=(str(tmp_path / "store"), seed, ready, go))
+               for seed, (ready, go) in zip((1, 2), events, strict=True)]
+    for worker in workers:
+        worker.start()
+    for ready, _ in events:
+        assert ready.wait(60)
+    for _, go in events:
+        go.set()
+    for worker in workers:
+        worker.join(60)
+        assert worker.exitcode == 0
+    store = SubsetResultsStore(tmp_path / "store", [f"s{i}" for i in range(12)], key="k")
+    assert store.reset_reason is None
+    for seed in (1, 2):
+        masks = _distinct_masks(40, 12, seed)
+        found, _ = store.lookup(masks)
+        assert found.all(), f"{int((~found).sum())} of the 40 subsets of process {seed} lost"
