@@ -350,6 +350,21 @@ def check_hub_cache(spec: Any, spec_dir: Path) -> Check | None:
                         "(or HF_HOME) to a writable folder, or use a packaged model or local copies.")
 
 
+def check_model_files(spec: Any, spec_dir: Path) -> Check | None:
+    """The spec's local model folder holds no file this user may not read (a teammate's
+    checkpoint saved 0o600: `plan` and `run` stop on it); None for a packaged model or a hub id."""
+    from subsetctl.modeling.resolve import local_model_folder, unreadable_model_files_note
+
+    folder = local_model_folder(spec.model.source, spec_dir)
+    if folder is None:
+        return None
+    note = unreadable_model_files_note(spec.model.source, spec_dir)
+    if note is not None:
+        detail, _, advice = note.partition(". Its owner")
+        return Check("model files", False, detail, f"Its owner{advice}")
+    return Check("model files", True, f"{folder.resolve()}: every file readable")
+
+
 def check_device(spec: Any) -> Check | None:
     """The spec's ``model.device`` is there (`run` stops at its first model stage if not);
     None for ``auto``, which the torch check reports."""
@@ -555,8 +570,8 @@ def run_checks(directory: Path | None = None, import_plugins: bool = True) -> li
             hub = check_hub(spec, folder) if spec is not None else None
             if hub is not None:
                 checks.append(hub)
-            for check in ((check_hub_cache(spec, folder), check_datasets_cache(spec, folder), check_device(spec),
-                           check_memory(spec, folder))
+            for check in ((check_model_files(spec, folder), check_hub_cache(spec, folder),
+                           check_datasets_cache(spec, folder), check_device(spec), check_memory(spec, folder))
                           if spec is not None else ()):
                 if check is not None:
                     checks.append(check)

@@ -412,6 +412,7 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
     warn = _issue_collector(spec_path, text, found)
     _warn_model_settings(spec, spec_path, warn)
     _warn_max_length_past_trained_positions(spec, spec_path, warn)
+    _warn_unreadable_model_files(spec, spec_path, warn)
     _warn_hub_data(spec, spec_path, warn)
     _warn_dask_missing(spec, warn)
     _warn_packaged_model_unavailable(spec, warn)
@@ -491,6 +492,18 @@ def _warn_max_length_past_trained_positions(spec: Spec, spec_path: Path, warn: _
     note = max_length_note_for_folder(spec.model.source, spec_path.parent, spec.model.max_length)
     if note is not None:
         warn(("model", "max_length"), note)
+
+
+def _warn_unreadable_model_files(spec: Spec, spec_path: Path, warn: _AddIssue) -> None:
+    """A local model folder holding files this user may not read (another user's checkpoint,
+    ``chmod 600``): `plan` and `run` stop on it, and `validate` said the spec was valid. A
+    warning, not an error, as for a packaged model's missing package: the files' owner may
+    fix it, or the spec be meant for another user."""
+    from subsetctl.modeling.resolve import unreadable_model_files_note
+
+    note = unreadable_model_files_note(spec.model.source, spec_path.parent)
+    if note is not None:
+        warn(("model", "source"), note.replace("; then run again.", ": `plan` and `run` here stop on them."))
 
 
 def _warn_unread_answer_column(spec: Spec, loc: tuple[Any, ...], loader: Any, warn: _AddIssue) -> None:

@@ -788,6 +788,20 @@ def _refuse_unreadable_files(folder: Path, where: str) -> None:
         )
 
 
+def unreadable_model_files_note(source: str, spec_dir: Path | None) -> str | None:
+    """What `plan` and `run` stop with (:func:`_refuse_unreadable_files`) when ``source`` is a
+    local model folder holding files this user may not read (a teammate's checkpoint saved
+    0o600), for `validate` to warn of and `doctor` to fail on; None otherwise (nothing loaded)."""
+    folder = local_model_folder(source, spec_dir)
+    if folder is None:
+        return None
+    try:
+        _refuse_unreadable_files(folder.resolve(), f"The model folder {folder.resolve()}")
+    except UserError as exc:
+        return str(exc)
+    return None
+
+
 #: Tokenizers of characters or bytes, which save no vocabulary file (only tokenizer_config.json)
 _FILELESS_TOKENIZERS = ("CanineTokenizer", "ByT5Tokenizer", "PerceiverTokenizer")
 #: ``model_type``s whose tokenizer (AutoTokenizer's choice from config.json) is one of them
@@ -908,7 +922,7 @@ def folder_read_without_loading(source: str, spec_dir: Path | None) -> tuple[Pat
     return folder, f"the model folder {folder}"
 
 
-def _local_model_folder(source: str, spec_dir: Path | None) -> Path | None:
+def local_model_folder(source: str, spec_dir: Path | None) -> Path | None:
     """The model folder ``model.source`` names when it is a local one (a folder with a
     config.json, not a packaged model's name), else None (a packaged model, a hub id, or
     no model folder)."""
@@ -929,7 +943,7 @@ def model_fingerprint_inputs(source: str, spec_dir: Path | None) -> dict[str, An
     package = PACKAGED_MODELS.package(source) if source in packaged_names() else None
     if package is not None:
         return {"model_package": package}
-    folder = _local_model_folder(source, spec_dir)
+    folder = local_model_folder(source, spec_dir)
     if folder is None:  # not a model folder: nothing to hash (validate and the model stages say what
         return {}  # is wrong; never hash a whole unrelated tree)
     from subsetctl.filehash import tree_fingerprint
@@ -1023,7 +1037,7 @@ def answer_tokenization_inputs(source: str, spec_dir: Path | None, kind: str) ->
 
         folder = present_folder(source)
     else:
-        folder = _local_model_folder(source, spec_dir)  # (None: a hub id, or no model folder)
+        folder = local_model_folder(source, spec_dir)  # (None: a hub id, or no model folder)
     return dict(ANSWER_TOKENIZATION) if folder is not None and tokenizer_marks_first_word(folder) else {}
 
 

@@ -957,3 +957,27 @@ def test_a_long_text_prints_no_indexing_errors_warning_of_transformers(tmp_path:
     assert encoded.truncated and len(encoded.input_ids) == 32
     printed = capfd.readouterr()
     assert "indexing errors" not in printed.err + printed.out
+
+
+def test_validate_warns_and_doctor_fails_of_a_model_file_the_user_may_not_read(
+        tiny_project: Path, tiny_llama: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another user's checkpoint saved 0o600 in the model folder stopped `plan` and `run`,
+    while `validate` said the spec was valid with nothing more and `doctor` passed every check."""
+    import os
+
+    from subsetctl.api import validate_spec_file
+    from subsetctl.doctor import run_checks
+    from subsetctl.errors import shell_arg
+
+    real_access = os.access
+    # (root reads anything: deny as the OS would a user other than the owner)
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: Path(path).name != "model.safetensors"
+                        and real_access(path, mode, **kw))
+    report = validate_spec_file(tiny_project / "subsetctl.yaml")
+    assert report.ok
+    assert any("holds files you may not read: model.safetensors" in w.render() and "`plan` and `run` here stop"
+               in w.render() for w in report.warnings), [w.render() for w in report.warnings]
+    failed = [check for check in run_checks(tiny_project) if not check.ok]
+    assert [check.name for check in failed] == ["model files"], failed
+    assert "model.safetensors" in failed[0].detail
+    assert f"chmod -R a+rX {shell_arg(tiny_llama.resolve())}" in failed[0].advice
