@@ -350,6 +350,19 @@ def check_hub_cache(spec: Any, spec_dir: Path) -> Check | None:
                         "(or HF_HOME) to a writable folder, or use a packaged model or local copies.")
 
 
+def check_umask(folder: Path) -> Check | None:
+    """A umask that keeps what subsetctl writes from the group of a group-writable (team-shared)
+    project folder (:meth:`~subsetctl.project.Project.umask_hides_from_team`), which `run` warns
+    of: its files stop teammates' `plan`, `report` and `run` afterwards; None where all is well."""
+    from subsetctl.project import Project
+
+    hidden = Project(folder).umask_hides_from_team()
+    if hidden is None:
+        return None
+    detail, _, advice = hidden.partition(" Run subsetctl under")
+    return Check("umask", False, detail, f"Run subsetctl under{advice}")
+
+
 def check_model_files(spec: Any, spec_dir: Path) -> Check | None:
     """The spec's local model folder holds no file this user may not read (a teammate's
     checkpoint saved 0o600: `plan` and `run` stop on it); None for a packaged model or a hub id."""
@@ -576,6 +589,8 @@ def run_checks(directory: Path | None = None, import_plugins: bool = True) -> li
                 if check is not None:
                     checks.append(check)
             checks.append(check_writable(folder))
+            if (umask := check_umask(folder)) is not None:
+                checks.append(umask)
     checks.append(check_dask(spec))
     if spec is not None and (scheduler := check_dask_scheduler(spec)) is not None:
         checks.append(scheduler)

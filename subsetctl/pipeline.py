@@ -1177,11 +1177,11 @@ class Pipeline:
         self._check_stage_options(until, force)
         check_arrow_can_open(self.project.root)
         forget_notices_given()  # said once per run, not once per process (a notebook's second run)
+        if (hidden := self.project.umask_hides_from_team()) is not None:  # (a `--shard` run's too)
+            self.reporter.warn(hidden)
         if options.get("shard") is not None:
             return self._run_shard(until, force, options, on_stage)
         with self.project.lock(notice=self.reporter.warn):
-            if (hidden := self.project.umask_hides_from_team()) is not None:
-                self.reporter.warn(hidden)
             started = self._cache_clock()
             results = self._run_stages(until, force, options, on_stage)
             self._trim_kept(started)

@@ -1263,16 +1263,19 @@ class Project:
         ``umask 077`` (or 022) the stage folders and files it made stopped every teammate's
         `plan`, `report` and `run` afterwards ("Permission denied"), and nothing had said so
         to the user who made them. None where the folder is not the group's to write, or the
-        umask lets the group read and write."""
+        umask lets the group read and write, and where it is a world-writable folder with the
+        sticky bit (1777, as /tmp): everyone's to write, each keeping their own files, no team's."""
+        import stat
+
         from subsetctl.errors import group_name
 
         try:
             info = self.root.stat()
         except OSError:
             return None
-        if not info.st_mode & 0o020 or (new_file_mode() & 0o060) == 0o060:
+        if not info.st_mode & 0o020 or (new_file_mode() & 0o060) == 0o060 \
+                or (info.st_mode & stat.S_ISVTX and info.st_mode & 0o002):
             return None
-        import stat
 
         mode = stat.filemode(stat.S_IFREG | new_file_mode())
         return (f"The project folder {self.root} is shared with its group {group_name(info.st_gid)} (group-writable), "

@@ -1042,3 +1042,41 @@ def test_the_stale_lock_notice_names_the_stage_a_run_ended_without_a_word_in(tmp
     with Project(tmp_path).lock(notice=messages.append):
         pass
     assert messages == [f"Took over a stale lock left by PID {dead.pid}, which is no longer running."]
+
+
+def test_a_world_writable_sticky_folder_is_no_team_project_for_the_umask_warning(tmp_path: Path) -> None:
+    """A project in a 1777 folder (as /tmp: everyone's to write, each keeping their own files)
+    was warned of as a team's shared project under every usual umask."""
+    project = Project(tmp_path)
+    old = os.umask(0o022)
+    try:
+        tmp_path.chmod(0o1777)
+        assert project.umask_hides_from_team() is None
+        tmp_path.chmod(0o0777)  # (without the sticky bit, teammates can delete each other's files: a shared folder)
+        assert project.umask_hides_from_team() is not None
+    finally:
+        os.umask(old)
+        tmp_path.chmod(0o755)
+
+
+def test_a_shard_run_and_doctor_warn_of_a_umask_hiding_a_team_projects_files(
+        tiny_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only a plain `run` said so: `run --shard` (which writes the gradient shards a team's
+    runs merge) and `doctor` were silent."""
+    from subsetctl.doctor import run_checks
+    from subsetctl.pipeline import Pipeline
+    from subsetctl.reporter import SilentReporter
+
+    monkeypatch.setattr(Pipeline, "_run_shard", lambda self, *args: [])  # (the warning alone is tested)
+    old = os.umask(0o077)
+    try:
+        tiny_project.chmod(0o2775)
+        reporter = SilentReporter()
+        run_project(tiny_project, reporter=reporter, options={"shard": (0, 2)})
+        assert any("is shared with its group" in w for w in reporter.warnings), reporter.warnings
+        failed = [check for check in run_checks(tiny_project) if not check.ok]
+        assert [check.name for check in failed] == ["umask"], failed
+        assert "umask 002" in failed[0].advice
+    finally:
+        os.umask(old)
+        tiny_project.chmod(0o755)
