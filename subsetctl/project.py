@@ -353,6 +353,20 @@ def replace_dir(src: Path, dst: Path, aside: Path | None = None) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+#: the name :func:`replace_dir` gives the old folder it sets aside (by default)
+_SET_ASIDE_LEFTOVER = re.compile(r"\..+\.old-[0-9a-f]{8}")
+
+
+def _remove_leftover(path: Path, before_ns: int) -> None:
+    """Delete the folder ``path`` :func:`replace_dir` set aside, where it was set aside (its
+    change time: renaming renews it, not the modification time) before ``before_ns``."""
+    try:
+        if path.lstat().st_ctime_ns < before_ns and path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+    except OSError:
+        pass
+
+
 def remove_tree(path: Path) -> None:
     """``shutil.rmtree(path)``, raising the first error with the full path of the file it
     could not delete: rmtree deletes through folder descriptors, so its OSError named the
@@ -976,6 +990,11 @@ class Project:
     #: the cache folders :meth:`prune_caches` trims, one entry (file or folder) per cached result
     CACHE_KINDS = ("finetune", "verify", "evaluate", "search")
 
+    #: how long an old entry :func:`replace_dir` set aside (``.<key>.old-<hex>``) may stay before
+    #: :meth:`prune_caches` deletes it: the run that set it aside deletes it itself at once, unless
+    #: it was killed or the deletion failed (a reader inside it, a race with another run)
+    LEFTOVER_AGE_NS = 3600 * 1_000_000_000
+
     #: how much earlier than a run's start (by the file system's clock) cache entries count as
     #: used by it: covers file systems that store whole seconds
     CACHE_CLOCK_MARGIN_NS = 2_000_000_000
@@ -999,7 +1018,10 @@ class Project:
         results, subset estimates) until the caches take at most ``limit_bytes``; entries
         used or written since ``keep_since_ns`` (this run, :meth:`cache_clock`) are never
         deleted. Entries are dated by their modification time, which a cache hit renews
-        (:func:`touch`). Half-written entries a killed run left (``*.partial``) go too.
+        (:func:`touch`). Half-written entries a killed run left (``*.partial``) go too, and
+        old entries :func:`replace_dir` set aside (``.<key>.old-<hex>``) more than
+        :data:`LEFTOVER_AGE_NS` ago that it failed to delete (they are hidden, never used, and
+        were kept for good).
         Returns (entries deleted, bytes freed): an entry that could not be deleted (another
         user's, in a project folder a team shares) is not counted: the run said it had deleted it."""
         entries: list[tuple[int, int, Path]] = []
@@ -1011,6 +1033,8 @@ class Project:
                 continue
             for child in children:
                 if child.name.startswith("."):
+                    if _SET_ASIDE_LEFTOVER.fullmatch(child.name):
+                        _remove_leftover(child, keep_since_ns - self.LEFTOVER_AGE_NS)
                     continue
                 try:
                     mtime = child.stat().st_mtime_ns

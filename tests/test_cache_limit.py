@@ -111,3 +111,17 @@ def test_the_trim_says_how_much_it_freed_in_a_unit_that_shows_it(jsonl_project: 
     reporter = SilentReporter()
     run_project(jsonl_project, overrides=["project.cache_limit_gb=0.000000001"], until="data", reporter=reporter)
     assert any("deleted 1 entry" in m and "(12 kB)" in m for m in reporter.messages)
+
+
+def test_an_old_entry_replace_dir_left_aside_goes_after_an_hour(tmp_path: Path) -> None:
+    """A hidden `.<key>.old-<hex>` folder replace_dir set aside and failed to delete (a race with
+    another run; killed between its steps) was never trimmed: hidden, it was skipped for good."""
+    project = Project(tmp_path)
+    cache = project.state_dir / "cache" / "finetune"
+    leftover = cache / ".0123abcd.old-89abcdef"
+    _entry(leftover / "adapter", "weights.bin", 100, 10)
+    kept = _entry(cache / ".notes", "mine.txt", 10, 10)  # (other hidden files are not the cache's)
+    project.prune_caches(limit_bytes=10**9, keep_since_ns=time.time_ns() - 10**9)
+    assert leftover.exists()  # set aside just now: the run that did so may be deleting it
+    project.prune_caches(limit_bytes=10**9, keep_since_ns=time.time_ns() + 2 * 3600 * 10**9)  # (an hour on)
+    assert not leftover.exists() and kept.exists()
