@@ -394,7 +394,8 @@ def test_report_with_a_runs_overrides_judges_its_results_against_them(jsonl_proj
     same = invoke("report", root, "sources[0].max_examples=4", "--format", "json")
     assert same.exit_code == 0 and json.loads(same.output)["stale"] == [] and json.loads(same.output)["spec_problem"] is None
     other = " ".join(invoke("report", root, "sources[0].max_examples=5").output.split())
-    assert f"`subsetctl plan {root} 'sources[0].max_examples=5'` says why" in other, other
+    assert "data would re-run: spec changed: sources: changed a (max_examples)" in other, other  # plan's reason
+    assert "(set on this command line: sources[0].max_examples=5)" in other, other
     assert f"`subsetctl run {root} 'sources[0].max_examples=5'` runs them" in other, other
     markdown = " ".join(invoke("report", root, "--format", "markdown", "sources[0].max_examples=4").output.split())
     assert "changed since" not in markdown and f"`subsetctl run {root} 'sources[0].max_examples=4'` runs" in markdown
