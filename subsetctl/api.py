@@ -83,13 +83,25 @@ SCHEMA_FILENAME = "subsetctl.schema.json"
 
 
 def init_project(directory: str | Path, template: str = "quickstart", force: bool = False,
-                 kept: list[str] | None = None, backups: list[Path] | None = None) -> Path:
+                 kept: list[str] | None = None, backups: list[Path] | None = None,
+                 from_report: str | Path | None = None, said: list[str] | None = None) -> Path:
     """Create ``directory`` with a commented ``subsetctl.yaml`` (and the JSON schema it
     points editors at); never overwrites a spec unless ``force``, nor ever a data file
     the template would write (their names are appended to ``kept``). A spec ``force``
     overwrites is first copied to ``subsetctl.yaml.bak`` (``.bak.1``, ... when that
-    exists; the path is appended to ``backups``): it may hold hours of edits."""
-    text = template_text(template)
+    exists; the path is appended to ``backups``): it may hold hours of edits.
+
+    With ``from_report`` (a report.json, or the project folder holding one), the spec is
+    the one that report's results were made with instead of a template's
+    (:func:`~subsetctl.spec.from_report.spec_from_report`); what it says of the paths and
+    its warnings (what the report cannot hold, data files not the report's) are appended
+    to ``said``, each with "warning: " before it."""
+    text = template_text(template) if from_report is None else ""
+    if from_report is not None:  # (refused before a folder is made: no report.json, one too old)
+        from subsetctl.spec.from_report import read_report, report_json_path, spec_from_report
+
+        from_report = report_json_path(path_argument(from_report, "--from-report", "report.json"))
+        read_report(from_report)
     # (expanded: `init '~/q'` made ./~/q, which `plan ~/q` then did not find; not a str or path,
     # bytes among them: a UserError, not a TypeError from Path())
     directory = path_argument(directory, "directory (the project folder)", "myproject")
@@ -112,6 +124,10 @@ def init_project(directory: str | Path, template: str = "quickstart", force: boo
         raise UserError(f"{spec_path} already exists; pass {worded('--force', 'force=True')} to overwrite it.")
     try:
         directory.mkdir(parents=True, exist_ok=True)
+        if from_report is not None:  # (in the folder made: its paths are checked from there)
+            text, notes, warnings = spec_from_report(Path(from_report), directory)
+            if said is not None:
+                said += [*notes, *(f"warning: {warning}" for warning in warnings)]
         # editors validate and complete the spec against the schema of the installed version,
         # written next to it (no network needed; `subsetctl schema` regenerates it after an upgrade)
         body = text.split("\n", 1)[1] if text.startswith("# yaml-language-server") else text
@@ -121,7 +137,7 @@ def init_project(directory: str | Path, template: str = "quickstart", force: boo
             backups.append(backup)
         atomic_write_text(spec_path, new_text)
         atomic_write_text(directory / SCHEMA_FILENAME, schema_text())  # generated: always this version's
-        for extra in _template_files(template):
+        for extra in _template_files(template) if from_report is None else ():
             target = directory / extra.name
             if not target.exists() and not target.is_symlink():  # a dangling link: written through, outside
                 target.write_bytes(extra.read_bytes())

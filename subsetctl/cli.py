@@ -675,7 +675,8 @@ def _require_posix_locks() -> None:
         )
 
 
-@main.command(epilog=_examples("subsetctl init myproject", "subsetctl init myproject --template minimal"))
+@main.command(epilog=_examples("subsetctl init myproject", "subsetctl init myproject --template minimal",
+                               "subsetctl init variant7 --from-report sweep/v7/report.json"))
 @click.argument("directory", type=click.Path(path_type=Path))  # a file: init_project's UserError (exit 1)
 @click.option("--template", "-t", type=click.Choice(TEMPLATES), default="quickstart", show_default=True,
               help="The commented spec to start from: quickstart (reasoning-gym sources, no files), minimal "
@@ -684,16 +685,28 @@ def _require_posix_locks() -> None:
                    "datasets on GPUs: specs/hub-llama-gpu.yaml).")
 @click.option("--force", is_flag=True, help="Overwrite an existing subsetctl.yaml (kept as subsetctl.yaml.bak, or "
               ".bak.1, ... when that exists).")
-def init(directory: Path, template: str, force: bool) -> None:
-    """Create a project directory with a commented spec."""
+@click.option("--from-report", "from_report", type=click.Path(path_type=Path), default=None,
+              help="Instead of a template (default: a template), write the spec a report's results were made with: PATH is a "
+                   "report.json (format 8 or later) or the project folder holding one. Every setting it records, "
+                   "command-line overrides folded in; paths made relative to DIRECTORY (kept where DIRECTORY holds "
+                   "the file; absolute ones stay absolute); the data files checked against its input_files' "
+                   "sha256. What it cannot hold (plugin code, executor and report settings) is named in a warning.")
+def init(directory: Path, template: str, force: bool, from_report: Path | None) -> None:
+    """Create a project directory with a commented spec.
+
+    With --from-report, the spec is the one a report's results were made with."""
     from subsetctl.api import init_project
 
     kept: list[str] = []
     backups: list[Path] = []
-    path = init_project(directory, template, force, kept, backups)
+    said: list[str] = []
+    path = init_project(directory, template, force, kept, backups, from_report, said)
     console = _console()
-    console.print(f"Created {path} (template {template}) and its schema for editors, subsetctl.schema.json.",
+    made_from = f"from {from_report}" if from_report is not None else f"template {template}"
+    console.print(f"Created {path} ({made_from}) and its schema for editors, subsetctl.schema.json.",
                   highlight=False, markup=False)
+    for line in said:
+        console.print(line, highlight=False, markup=False)
     for backup in backups:
         console.print(f"The spec it replaced is kept as {backup} (rename it back to {path.name} to use it again).",
                       highlight=False, markup=False)

@@ -1,0 +1,246 @@
+"""A spec written back from a report: `subsetctl init NEWDIR --from-report PATH`.
+
+report.json's ``settings`` hold every setting the shown results were made with, as the
+stages recorded them (command-line overrides folded in; a setting every source shares once,
+as ``sources[*].<key>``, or ``sources[{name}].<key>``). Of a sweep's variants, their project
+overwritten since, the report is all that is left: this turns those settings back into a
+spec whose stages' spec slices (what their fingerprints count) are those the results were
+made with. What the report cannot hold is named in a warning: the settings no result depends
+on (``executor``, ``report``, a checkpoint's spacing: written at their defaults), the
+``plugins:`` list and its code, and the data files' contents, which are checked against
+``input_files``' sha256 where NEWDIR's paths lead to them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from subsetctl.errors import UserError, shown_path
+
+#: the first report format holding ``settings`` (:data:`~subsetctl.report.build.REPORT_FORMAT` 8)
+FIRST_FORMAT_WITH_SETTINGS = 8
+
+#: the spec's sections no stage's results depend on, so report.json's settings never hold them:
+#: the written spec has them at their defaults
+NOT_IN_SETTINGS = ("executor", "report", "plugins")
+
+
+def report_json_path(path: Path) -> Path:
+    """The report.json ``path`` names: the file itself, or the one in the project folder it
+    names. A UserError when there is none."""
+    found = path / "report.json" if path.is_dir() else path
+    if not found.is_file():
+        where = f"{shown_path(path)} holds no report.json" if path.is_dir() else f"{shown_path(path)} does not exist"
+        raise UserError(f"--from-report: {where}. Name a report.json (a variant's, kept aside) or the project folder "
+                        "whose report.json `subsetctl run` wrote.")
+    return found
+
+
+def read_report(path: Path) -> dict[str, Any]:
+    """report.json at ``path`` as JSON; a UserError when it is not one, or of a format too old
+    to hold ``settings`` (written before subsetctl recorded what results were made with)."""
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"--from-report: {shown_path(path)} cannot be read as a report.json ({exc}). Name the "
+                        "report.json `subsetctl run` wrote.") from None
+    if not isinstance(report, dict):
+        raise UserError(f"--from-report: {shown_path(path)} is not a report.json (not a JSON object).")
+    fmt = report.get("report_format")
+    settings = report.get("settings")
+    if not isinstance(settings, dict) or not settings or not isinstance(fmt, int) or fmt < FIRST_FORMAT_WITH_SETTINGS:
+        said = f"format {fmt}" if isinstance(fmt, int) else "no recorded format"
+        raise UserError(f"--from-report: {shown_path(path)} is a report.json of {said}, written before subsetctl "
+                        f"recorded the settings its results were made with (format {FIRST_FORMAT_WITH_SETTINGS} and "
+                        "later hold them as `settings`), so no spec can be written back from it. If its project "
+                        "still holds the results, `subsetctl run` on it with the same spec and overrides writes "
+                        "the report again (nothing else re-runs); else write the spec by hand from report.md.")
+    return report
+
+
+def spec_data(settings: dict[str, Any]) -> dict[str, Any]:
+    """report.json's ``settings`` (dotted keys, ``sources[*]`` and ``sources[{name}]`` ones
+    too) as a nested spec mapping, sections in the spec's order."""
+    from subsetctl.report.build import expand_source_settings
+    from subsetctl.spec import Spec
+    from subsetctl.spec.overrides import parse_key_path
+
+    data: dict[str, Any] = {}
+    for key, value in expand_source_settings(settings).items():
+        parts = parse_key_path(key)
+        node: Any = data
+        for part, after in itertools.pairwise(parts):
+            empty: Any = [] if isinstance(after, int) else {}
+            if isinstance(part, int):
+                node.extend(None for _ in range(part + 1 - len(node)))
+                node[part] = empty if node[part] is None else node[part]
+                node = node[part]
+            else:
+                node = node.setdefault(str(part), empty)
+        last = parts[-1]
+        if isinstance(last, int):
+            node.extend(None for _ in range(last + 1 - len(node)))
+            node[last] = value
+        else:
+            node[str(last)] = value
+    order = list(Spec.model_fields)
+    return dict(sorted(data.items(), key=lambda item: order.index(item[0]) if item[0] in order else len(order)))
+
+
+def without_defaults(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` without those of a section (not the target's nor a source's) at their
+    schema default, of the same type (``1.0`` is not ``1``): the written spec holds what
+    was set, as a user writes one, and resolves to the same."""
+    from subsetctl.report.build import _compared, _schema_default
+
+    def at_default(key: str, value: Any) -> bool:  # (a list's defaults are its items': lambda_grid[0], ...)
+        if isinstance(value, list) and value:
+            return _schema_default(f"{key}[{len(value)}]") is None and all(
+                at_default(f"{key}[{i}]", item) for i, item in enumerate(value))
+        default = _schema_default(key)
+        return default is not None and _compared(default[0]) == _compared(value)
+
+    return {key: value for key, value in settings.items() if not at_default(key, value)}
+
+
+def _loaders(data: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(where, loader) of every loader in the spec mapping ``data``: the target's (and its
+    test_loader), each source's; a plugin loader's ``options`` as the loader holding a path."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    target = data.get("target") if isinstance(data.get("target"), dict) else {}
+    named = [("target", target), *((f"sources[{i}]", s) for i, s in enumerate(data.get("sources") or []))]
+    for where, source in named:
+        for key in ("loader", "test_loader"):
+            loader = source.get(key) if isinstance(source, dict) else None
+            if isinstance(loader, dict):
+                out.append((f"{where}.{key}", loader))
+                if isinstance(loader.get("options"), dict):
+                    out.append((f"{where}.{key}.options", loader["options"]))
+    return out
+
+
+def _path_from(path: str, origin: Path, newdir: Path) -> str:
+    """A loader's (or model's) relative ``path`` as the spec in ``newdir`` names the file the
+    report's project (``origin``) read: as it is where ``newdir`` holds that path (the data
+    copied along: the data stage's fingerprint, which counts paths as written, is the same),
+    else relative from ``newdir`` to it where it is beside the report; an absolute path, a hub
+    id or a name found in neither, as it is."""
+    if not path or Path(path).is_absolute() or (newdir / path).exists() or not (origin / path).exists():
+        return path
+    return Path(os.path.relpath((origin / path).resolve(), newdir.resolve())).as_posix()
+
+
+def with_paths_from(data: dict[str, Any], origin: Path, newdir: Path) -> list[str]:
+    """Rewrite the loaders' ``path`` and ``model.source`` of ``data`` in place for a spec in
+    ``newdir`` (:func:`_path_from`); the paths rewritten, as written now."""
+    moved: list[str] = []
+    model = data.get("model") if isinstance(data.get("model"), dict) else {}
+    places: list[tuple[str, dict[str, Any], str]] = [("model", model, "source")]
+    places += [(where, loader, "path") for where, loader in _loaders(data)]
+    for where, holder, key in places:
+        value = holder.get(key)
+        if isinstance(value, str) and (new := _path_from(value, origin, newdir)) != value:
+            holder[key] = new
+            moved.append(new)
+    return moved
+
+
+def data_file_differences(spec: Any, report: dict[str, Any], newdir: Path) -> list[str]:
+    """A line for each source whose input files, as the spec in ``newdir`` reads them, are not
+    those report.json's ``input_files`` records (sha256): another file, or none there."""
+    from subsetctl.data.fingerprint import source_fingerprint_inputs
+    from subsetctl.report.build import expand_input_files
+
+    files = report.get("input_files")
+    recorded = expand_input_files(files).get("data") if isinstance(files, dict) else None
+    if not isinstance(recorded, dict):
+        return []
+    out = []
+    for source in [spec.target, *spec.sources]:
+        if source.name not in recorded:
+            continue
+        want = _sha256s(recorded[source.name])
+        if not want:
+            continue
+        try:
+            have = _sha256s(source_fingerprint_inputs(source, newdir))
+        except (UserError, OSError, ValueError) as exc:
+            out.append(f"{source.name}: its files cannot be read from {shown_path(newdir)} ({exc})")
+            continue
+        if have != want:
+            out.append(f"{source.name}: its files' sha256 ({', '.join(sorted(have)) or 'none'}) are not the "
+                       f"report's ({', '.join(sorted(want))})")
+    return out
+
+
+def _sha256s(record: Any) -> set[str]:
+    """Every ``sha256`` value in an ``input_files`` record (a file's, a glob's files', rows')."""
+    if isinstance(record, dict):
+        return {v for k, v in record.items() if k == "sha256" and isinstance(v, str)} | {
+            s for v in record.values() for s in _sha256s(v)}
+    if isinstance(record, list):
+        return {s for v in record for s in _sha256s(v)}
+    return set()
+
+
+def spec_from_report(path: Path, newdir: Path) -> tuple[str, list[str], list[str]]:
+    """The text of ``newdir``'s subsetctl.yaml written back from the report ``path`` names
+    (:func:`report_json_path`), the lines `init` says of its data paths, and its warnings
+    (what the report cannot hold, data files other than the report's). A UserError for a
+    report too old, or settings that are no valid spec."""
+    from subsetctl.spec import SPEC_FILENAME
+    from subsetctl.spec.dumps import spec_json
+    from subsetctl.spec.reading import validate_data
+
+    report_path = report_json_path(path)
+    report = read_report(report_path)
+    file = str(newdir / SPEC_FILENAME)
+    specs = []
+    for settings in (report["settings"], without_defaults(report["settings"])):
+        data = spec_data(settings)
+        if isinstance(report.get("project"), str):  # (project.name changes no result: not among the settings)
+            data = {"project": {"name": report["project"], **(data.get("project") or {})},
+                    **{key: value for key, value in data.items() if key != "project"}}
+        moved = with_paths_from(data, report_path.parent, newdir)
+        spec, issues = validate_data(data, file)
+        if spec is None:
+            raise UserError(f"--from-report: the settings of {shown_path(report_path)} do not make a valid spec "
+                            "(a subsetctl of another version wrote them?):\n"
+                            + "\n".join("  " + issue.render() for issue in issues))
+        specs.append((data, spec))
+    (whole, spec), (trimmed, short) = specs
+    if spec_json(short) == spec_json(spec):  # (the defaults left out resolve to the same spec)
+        data = trimmed
+    else:
+        data = whole
+    warnings = [(f"not in the report, written at their defaults: {', '.join(NOT_IN_SETTINGS)} (no result depends on "
+                "them), and a checkpoint's spacing and gradients.memory_budget_mb (neither changes a result)")]
+    if isinstance(report.get("plugins"), dict) and report["plugins"]:
+        warnings.append(f"the results were made with plugin code the report names but cannot hold "
+                        f"({', '.join(sorted(report['plugins']))}): add the `plugins:` list and their files, and "
+                        "check their sha256 against report.json's `plugins`")
+    if isinstance(report.get("left_out"), list) and report["left_out"]:
+        warnings.append(f"the report left out the results of {', '.join(map(str, report['left_out']))} (outdated): "
+                        "their settings are not in it, and are written at their defaults")
+    different = data_file_differences(spec, report, newdir)
+    if different:
+        warnings.append("the data files differ from those the results were made with (report.json's "
+                        "input_files): " + "; ".join(different) + ". Put the report's files in their place "
+                        "before `subsetctl run`, or the results will not be the report's")
+    elif not isinstance(report.get("input_files"), dict):
+        warnings.append("the report holds no input_files (written before format 10): the data files' contents "
+                        "are not checked")
+    header = (f"# Written by `subsetctl init --from-report` from {report_path.resolve()}\n"
+              f"# (report format {report['report_format']}): the settings its results were made with, "
+              "overrides folded in.\n")
+    notes = [(f"Paths: {len(moved)} made relative to {shown_path(newdir)}, to the files beside the report "
+             f"({moved[0]}{', ...' if len(moved) > 1 else ''}; the data stage then prepares them again once, as its "
+             "fingerprint counts paths as written); those the folder holds are kept as the report names them; "
+             "absolute ones stay absolute.")] if moved else []
+    return header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True), notes, warnings

@@ -1,0 +1,90 @@
+"""`subsetctl init NEWDIR --from-report PATH`: the spec a report's results were made with."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import yaml
+from click.testing import CliRunner
+
+from subsetctl.cli import main
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_a_variant_made_with_overrides_is_written_back_up_to_date(tmp_path: Path, tiny_llama: Path) -> None:
+    """A variant run with overrides, its spec since overwritten: the spec written back from its
+    report, in a folder holding the same data and the variant's .subsetctl, is up to date at
+    every stage (the report stage rewrites only its overrides line); from a folder without
+    the data, its paths lead to the files beside the report."""
+    from conftest import _write_jsonl_data
+    from tinymodels import tiny_project_spec
+
+    from subsetctl.api import plan_project, run_project
+
+    variant = tmp_path / "v7"
+    variant.mkdir()
+    _write_jsonl_data(variant)
+    (variant / "subsetctl.yaml").write_text(yaml.safe_dump(tiny_project_spec(tiny_llama), sort_keys=False))
+    run_project(variant, ["sources.a.max_examples=5", "gradients.d=8"])
+    (variant / "subsetctl.yaml").write_text((variant / "subsetctl.yaml").read_text().replace("d: 16", "d: 32"))
+
+    again = tmp_path / "again"
+    again.mkdir()
+    for data in variant.glob("*.jsonl"):
+        shutil.copy(data, again)
+    result = invoke("init", str(again), "--from-report", str(variant / "report.json"))
+    assert result.exit_code == 0, result.output
+    text = (again / "subsetctl.yaml").read_text()
+    assert f"from {variant / 'report.json'}" in text
+    written = yaml.safe_load(text)
+    assert written["gradients"]["d"] == 8
+    assert next(s for s in written["sources"] if s["name"] == "a")["max_examples"] == 5
+    assert {s["loader"]["path"] for s in written["sources"]} == {"a.jsonl", "b.jsonl", "target.jsonl"}
+    shutil.copytree(variant / ".subsetctl", again / ".subsetctl")
+    _, _, statuses = plan_project(again)
+    assert {s.name: s.state for s in statuses if s.name != "report"} == {
+        "data": "up to date", "meta_init": "up to date", "gradients": "up to date", "verify": "disabled",
+        "calibrate": "up to date", "search": "up to date", "finetune": "up to date", "evaluate": "up to date"}
+
+    apart = tmp_path / "apart"
+    result = invoke("init", str(apart), "--from-report", str(variant))
+    assert result.exit_code == 0, result.output
+    assert "../v7/a.jsonl" in (apart / "subsetctl.yaml").read_text()
+    assert "Paths: " in result.output and "differ" not in result.output
+
+    (variant / "b.jsonl").write_text((variant / "b.jsonl").read_text() + '{"prompt": "x", "response": "y"}\n')
+    result = invoke("init", str(tmp_path / "edited"), "--from-report", str(variant))
+    assert result.exit_code == 0
+    assert "the data files differ" in result.output and "b: its files' sha256" in result.output
+
+
+def test_compact_source_settings_are_written_out_per_source() -> None:
+    """``sources[*]`` and ``sources[{name}]`` keys become each source's settings; a list of
+    strategies, and a list of plain values, come back as lists."""
+    from subsetctl.spec.from_report import spec_data
+
+    data = spec_data({"sources[*].loader.type": "jsonl", "sources[{name}].loader.path": "pool/{name}.jsonl",
+                      "sources[0].name": "a", "sources[1].name": "b", "sources[1].max_examples": 3,
+                      "search.strategies[0].name": "greedy", "search.strategies[1].name": "exhaustive",
+                      "calibrate.lambda_grid": [0.1, 1.0], "target.name": "t"})
+    assert data["sources"] == [{"loader": {"path": "pool/a.jsonl", "type": "jsonl"}, "name": "a"},
+                               {"loader": {"path": "pool/b.jsonl", "type": "jsonl"}, "max_examples": 3, "name": "b"}]
+    assert data["search"] == {"strategies": [{"name": "greedy"}, {"name": "exhaustive"}]}
+    assert data["calibrate"] == {"lambda_grid": [0.1, 1.0]}
+    assert list(data) == ["target", "sources", "calibrate", "search"]
+
+
+def test_a_report_too_old_to_hold_settings_is_refused(tmp_path: Path) -> None:
+    old = tmp_path / "report.json"
+    old.write_text(json.dumps({"report_format": 7, "final": {}}))
+    result = invoke("init", str(tmp_path / "new"), "--from-report", str(old))
+    assert result.exit_code == 1
+    assert "format 7" in result.output and "settings" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "new").exists()
+    result = invoke("init", str(tmp_path / "new"), "--from-report", str(tmp_path / "nowhere"))
+    assert result.exit_code == 1 and "does not exist" in result.output
