@@ -71,9 +71,12 @@ def test_compact_source_settings_are_written_out_per_source() -> None:
     data = spec_data({"sources[*].loader.type": "jsonl", "sources[{name}].loader.path": "pool/{name}.jsonl",
                       "sources[0].name": "a", "sources[1].name": "b", "sources[1].max_examples": 3,
                       "search.strategies[0].name": "greedy", "search.strategies[1].name": "exhaustive",
-                      "calibrate.lambda_grid": [0.1, 1.0], "target.name": "t"})
+                      "calibrate.lambda_grid": [0.1, 1.0], "target.name": "t", "target.label_map.v1.2": "yes",
+                      "sources[1].loader.where.task[0]": "x"})
     assert data["sources"] == [{"loader": {"path": "pool/a.jsonl", "type": "jsonl"}, "name": "a"},
-                               {"loader": {"path": "pool/b.jsonl", "type": "jsonl"}, "max_examples": 3, "name": "b"}]
+                               {"loader": {"path": "pool/b.jsonl", "type": "jsonl", "where": {"task[0]": "x"}},
+                                "max_examples": 3, "name": "b"}]
+    assert data["target"] == {"name": "t", "label_map": {"v1.2": "yes"}}
     assert data["search"] == {"strategies": [{"name": "greedy"}, {"name": "exhaustive"}]}
     assert data["calibrate"] == {"lambda_grid": [0.1, 1.0]}
     assert list(data) == ["target", "sources", "calibrate", "search"]

@@ -69,11 +69,10 @@ def spec_data(settings: dict[str, Any]) -> dict[str, Any]:
     too) as a nested spec mapping, sections in the spec's order."""
     from subsetctl.report.build import expand_source_settings
     from subsetctl.spec import Spec
-    from subsetctl.spec.overrides import parse_key_path
 
     data: dict[str, Any] = {}
     for key, value in expand_source_settings(settings).items():
-        parts = parse_key_path(key)
+        parts = _key_parts(key)
         node: Any = data
         for part, after in itertools.pairwise(parts):
             empty: Any = [] if isinstance(after, int) else {}
@@ -91,6 +90,23 @@ def spec_data(settings: dict[str, Any]) -> dict[str, Any]:
             node[str(last)] = value
     order = list(Spec.model_fields)
     return dict(sorted(data.items(), key=lambda item: order.index(item[0]) if item[0] in order else len(order)))
+
+
+#: the settings whose keys are names of the user's (a label, a column), of plain values: the
+#: rest of a dotted key after them is one name, dots and brackets included (``label_map.v1.2``)
+NAMED_KEYS = ("label_map", "where")
+
+
+def _key_parts(key: str) -> list[str | int]:
+    """A dotted setting ``key`` as its parts (:func:`~subsetctl.spec.overrides.parse_key_path`),
+    the rest after a :data:`NAMED_KEYS` setting one name."""
+    from subsetctl.spec.overrides import parse_key_path
+
+    for named in NAMED_KEYS:
+        head, found, name = key.partition(f".{named}.")
+        if found and name:
+            return [*parse_key_path(head), named, name]
+    return parse_key_path(key)
 
 
 def without_defaults(settings: dict[str, Any]) -> dict[str, Any]:
