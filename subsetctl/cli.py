@@ -697,6 +697,9 @@ def init(directory: Path, template: str, force: bool, from_report: Path | None) 
     With --from-report, the spec is the one a report's results were made with."""
     from subsetctl.api import init_project
 
+    if from_report is not None and click.get_current_context().get_parameter_source("template") is not (
+            click.core.ParameterSource.DEFAULT):
+        raise click.UsageError("--template and --from-report each give the spec: pass one of them.")
     kept: list[str] = []
     backups: list[Path] = []
     said: list[str] = []

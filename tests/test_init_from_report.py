@@ -91,3 +91,5 @@ def test_a_report_too_old_to_hold_settings_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "new").exists()
     result = invoke("init", str(tmp_path / "new"), "--from-report", str(tmp_path / "nowhere"))
     assert result.exit_code == 1 and "does not exist" in result.output
+    result = CliRunner().invoke(main, ["init", str(tmp_path / "new"), "-t", "minimal", "--from-report", str(old)])
+    assert result.exit_code == 2 and "pass one of them" in result.output
