@@ -93,3 +93,16 @@ def test_a_report_too_old_to_hold_settings_is_refused(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "does not exist" in result.output
     result = CliRunner().invoke(main, ["init", str(tmp_path / "new"), "-t", "minimal", "--from-report", str(old)])
     assert result.exit_code == 2 and "pass one of them" in result.output
+
+
+def test_a_list_items_setting_at_the_default_lists_value_is_kept() -> None:
+    """A strategy named as the default list's first one (``search.strategies[0].name``) is
+    kept: left out as "at its default", the strategy had no name and the spec was refused."""
+    from subsetctl.spec import SearchSpec
+    from subsetctl.spec.from_report import without_defaults
+
+    first = SearchSpec().strategies[0]
+    settings = {"search.strategies[0].name": first.name, "search.strategies[0].label": first.label,
+                "calibrate.lambda_grid": [0.5], "project.seed": 0}
+    assert without_defaults(settings) == {"search.strategies[0].name": first.name,
+                                          "search.strategies[0].label": first.label, "calibrate.lambda_grid": [0.5]}

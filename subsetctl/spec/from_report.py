@@ -116,9 +116,12 @@ def without_defaults(settings: dict[str, Any]) -> dict[str, Any]:
     from subsetctl.report.build import _compared, _schema_default
 
     def at_default(key: str, value: Any) -> bool:  # (a list's defaults are its items': lambda_grid[0], ...)
+        if "[" in key:  # an item's of a list (search.strategies[0].name): the default list's item is another
+            return False
         if isinstance(value, list) and value:
             return _schema_default(f"{key}[{len(value)}]") is None and all(
-                at_default(f"{key}[{i}]", item) for i, item in enumerate(value))
+                (default := _schema_default(f"{key}[{i}]")) is not None and _compared(default[0]) == _compared(item)
+                for i, item in enumerate(value))
         default = _schema_default(key)
         return default is not None and _compared(default[0]) == _compared(value)
 
@@ -225,16 +228,16 @@ def spec_from_report(path: Path, newdir: Path) -> tuple[str, list[str], list[str
                     **{key: value for key, value in data.items() if key != "project"}}
         moved = with_paths_from(data, report_path.parent, newdir)
         spec, issues = validate_data(data, file)
+        if spec is None and specs:  # (the defaults left out: the whole settings make the spec)
+            break
         if spec is None:
             raise UserError(f"--from-report: the settings of {shown_path(report_path)} do not make a valid spec "
                             "(a subsetctl of another version wrote them?):\n"
                             + "\n".join("  " + issue.render() for issue in issues))
         specs.append((data, spec))
-    (whole, spec), (trimmed, short) = specs
-    if spec_json(short) == spec_json(spec):  # (the defaults left out resolve to the same spec)
-        data = trimmed
-    else:
-        data = whole
+    (data, spec), *trimmed = specs
+    if trimmed and spec_json(trimmed[0][1]) == spec_json(spec):  # (the defaults left out resolve to the same spec)
+        data = trimmed[0][0]
     warnings = [(f"not in the report, written at their defaults: {', '.join(NOT_IN_SETTINGS)} (no result depends on "
                 "them), and a checkpoint's spacing and gradients.memory_budget_mb (neither changes a result)")]
     if isinstance(report.get("plugins"), dict) and report["plugins"]:
