@@ -122,10 +122,16 @@ def init_project(directory: str | Path, template: str = "quickstart", force: boo
                         "again.")
     if spec_path.exists() and not force:
         raise UserError(f"{spec_path} already exists; pass {worded('--force', 'force=True')} to overwrite it.")
+    existed = directory.exists()
     try:
         directory.mkdir(parents=True, exist_ok=True)
         if from_report is not None:  # (in the folder made: its paths are checked from there)
-            text, notes, warnings = spec_from_report(Path(from_report), directory)
+            try:
+                text, notes, warnings = spec_from_report(Path(from_report), directory)
+            except UserError:  # (settings that make no valid spec: no empty folder left behind)
+                if not existed:
+                    directory.rmdir()
+                raise
             if said is not None:
                 said += [*notes, *(f"warning: {warning}" for warning in warnings)]
         # editors validate and complete the spec against the schema of the installed version,

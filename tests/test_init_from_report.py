@@ -91,6 +91,11 @@ def test_a_report_too_old_to_hold_settings_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "new").exists()
     result = invoke("init", str(tmp_path / "new"), "--from-report", str(tmp_path / "nowhere"))
     assert result.exit_code == 1 and "does not exist" in result.output
+    invalid = tmp_path / "invalid.json"
+    invalid.write_text(json.dumps({"report_format": 17, "settings": {"target.name": "t", "model.max_length": -1}}))
+    result = invoke("init", str(tmp_path / "new"), "--from-report", str(invalid))
+    assert result.exit_code == 1 and "do not make a valid spec" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "new").exists()
     result = CliRunner().invoke(main, ["init", str(tmp_path / "new"), "-t", "minimal", "--from-report", str(old)])
     assert result.exit_code == 2 and "pass one of them" in result.output
 
