@@ -1390,15 +1390,18 @@ def _report(directory: Path | None, overrides: tuple[str, ...], fmt: str, all_so
 
 @main.command(name="ls", short_help="List loaders, strategies, models; a folder's projects.",
               context_settings={"allow_extra_args": True},  # (an override after the folder: _folder_not_override)
-              epilog=_examples("subsetctl ls", "subsetctl ls myproject --format json", "subsetctl ls sweep"))
+              epilog=_examples("subsetctl ls", "subsetctl ls myproject --format json", "subsetctl ls sweep",
+                               "subsetctl ls --registries"))
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: every kind's entries with description, parameters and origin (of a folder of projects, "
                    "a list of one object a project, each with json_format), for scripts; on an error "
                    "(a user or usage error, Ctrl-C, a bug) {json_format, \"error\": {kind, message, exit_code}} instead.")
 @_no_plugins_option("list them, with their files, as \"not imported\" instead of what they register")
+@click.option("--registries", is_flag=True,
+              help="In (or of) a folder of projects: list the loaders, strategies, ... as elsewhere, not the projects.")
 @_json_alone_on_stdout
-def ls_command(directory: Path | None, fmt: str, no_plugins: bool) -> None:
+def ls_command(directory: Path | None, fmt: str, no_plugins: bool, registries: bool) -> None:
     """List registered loaders, strategies, estimators, projectors and packaged models.
 
     Also the plugins the `plugins:` list of a project's spec registers: DIRECTORY's (a
@@ -1407,8 +1410,10 @@ def ls_command(directory: Path | None, fmt: str, no_plugins: bool) -> None:
     plugins that fail to import are listed with the reason. With --no-plugins the spec's
     plugins are listed as "not imported", with their files, not what they register.
 
-    DIRECTORY a folder of projects (no project itself, with projects right inside it: a
-    sweep's variants): one row per project instead, read-only (nothing is loaded or run):
+    DIRECTORY a folder of projects (no project itself, with projects right inside it or one
+    level deeper, sweep/lam0.1/seed0: a sweep's variants), or the current directory with
+    projects right inside it (--registries lists the registries instead): one row per project,
+    read-only (nothing is loaded or run), named by its path in the folder:
     its state (up to date; stale, with the stages `run` would redo; partial, after `run
     --until`; not run; running now; error, with the reason), final pick and its number of
     sources, test loss and score, the command-line overrides its results were made with,
@@ -1417,15 +1422,23 @@ def ls_command(directory: Path | None, fmt: str, no_plugins: bool) -> None:
     from rich.table import Table
 
     from subsetctl.api import list_plugins
-    from subsetctl.overview import holds_projects, overview_rows, print_overview
+    from subsetctl.overview import LOOKED_AT, holds_projects, overview_rows, print_overview
 
     directory = _folder_not_override(directory)
-    if holds_projects(directory):  # a folder of projects (a sweep's variants): one row each instead
-        rows = overview_rows(directory, import_plugins=not no_plugins)
+    folder = Path(".") if directory is None else directory
+    if not registries and holds_projects(folder, nested=directory is not None):  # a folder of projects (a sweep's variants): one row each instead
+        rows, skipped = overview_rows(folder, import_plugins=not no_plugins)
         if fmt == "json":
             _echo_json(rows)
+            if skipped:  # (stdout is the list alone)
+                _console(stderr=True).print(f"warning: {skipped} more entries of {folder} (or of its subfolders) "
+                                            f"not looked at: only the first {LOOKED_AT} of each folder are.",
+                                            markup=False)
         else:
-            print_overview(rows, directory, _console())
+            print_overview(rows, folder, _console(), skipped)
+            if directory is None:  # (the registries were what `ls` alone listed)
+                _console().print("(`subsetctl ls --registries` lists the loaders, strategies, estimators, projectors "
+                                 "and models instead.)", markup=False, highlight=False)
         return
     if directory is None and Path("subsetctl.yaml").is_file():  # the current directory is a project
         try:

@@ -9,6 +9,8 @@ report.json, checked against the spec as `plan` checks it), so it is current dur
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import re
 from pathlib import Path
 from typing import Any
@@ -16,30 +18,75 @@ from typing import Any
 from subsetctl.errors import UserError
 from subsetctl.project import SPEC_FILENAME, projects_below
 
+#: the entries of a folder (and of each subfolder) `ls FOLDER` looks at, as
+#: :func:`~subsetctl.project.projects_below` does (a home folder may hold thousands)
+LOOKED_AT = 500
+
 #: the version of each object `ls FOLDER --format json` prints (its ``json_format``): raised
 #: whenever a subsetctl removes or renames one of its keys or changes what one means.
 #: 1: the first numbered
 OVERVIEW_JSON_FORMAT = 1
 
 
-def holds_projects(folder: Path | None) -> bool:
-    """Whether ``folder`` is no project itself but has project folders right inside it
-    (:func:`~subsetctl.project.projects_below`): `ls` of it lists them, not the registries."""
-    return (folder is not None and folder.is_dir() and not (folder / SPEC_FILENAME).exists()
-            and bool(projects_below(folder)))
+def holds_projects(folder: Path | None, *, nested: bool = True) -> bool:
+    """Whether ``folder`` is no project itself but has project folders inside it, right there
+    or (``nested``) one level deeper (:func:`sweep_projects`): `ls` of it lists them, not the
+    registries. `ls` with no folder asks for projects right inside the current one: a checkout
+    of subsetctl (examples/quickstart) or a home folder (code/myproject) is no sweep."""
+    if folder is None or not folder.is_dir() or (folder / SPEC_FILENAME).exists():
+        return False
+    return bool(sweep_projects(folder)[0] if nested else projects_below(folder, LOOKED_AT))
+
+
+def sweep_projects(folder: Path, looked_at: int | None = None) -> tuple[list[Path], int]:
+    """The project folders of a sweep's ``folder``: those right inside it and, for a subfolder
+    that is no project, those right inside that (``sweep/lam0.1/seed0``: a nested sweep was
+    not found), in natural order of their paths; and how many entries were not looked at, the
+    first ``looked_at`` (:data:`LOOKED_AT`) of each folder being (a folder of thousands listed
+    some silently)."""
+    looked_at = looked_at or LOOKED_AT
+    found: list[Path] = []
+    skipped = 0
+    for entry in _first_entries(folder, looked_at):
+        with contextlib.suppress(OSError):
+            if (entry / SPEC_FILENAME).is_file():
+                found.append(entry)
+            elif entry.is_dir() and (inside := projects_below(entry, looked_at)):
+                found += inside
+                skipped += _entries_after(entry, looked_at)
+    skipped += _entries_after(folder, looked_at)
+    return sorted(found, key=lambda path: _natural_key(path.relative_to(folder))), skipped
+
+
+def _first_entries(folder: Path, looked_at: int) -> list[Path]:
+    with contextlib.suppress(OSError):
+        return list(itertools.islice(folder.iterdir(), looked_at))
+    return []
+
+
+def _entries_after(folder: Path, looked_at: int) -> int:
+    """How many entries of ``folder`` come after its first ``looked_at`` (names only: no stat)."""
+    with contextlib.suppress(OSError):
+        return sum(1 for _ in itertools.islice(folder.iterdir(), looked_at, None))
+    return 0
 
 
 def _natural_key(path: Path) -> list[Any]:
-    """``v2`` before ``v10``, as a sweep's variants are numbered (a plain sort put v10 first)."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+    """``v2`` before ``v10``, as a sweep's variants are numbered (a plain sort put v10 first);
+    a nested path part by part (``lam0.1/seed2`` before ``lam0.1/seed10``)."""
+    return [[int(piece) if piece.isdigit() else piece for piece in re.split(r"(\d+)", part)] for part in path.parts]
 
 
-def overview_rows(folder: Path, *, import_plugins: bool = True) -> list[dict[str, Any]]:
-    """One row per project right inside ``folder``, in natural order of their names (see
-    :func:`project_row`). ``import_plugins=False`` (``--no-plugins``): no spec's plugins are
-    imported; a stage that needs one is not checked."""
-    return [project_row(path, import_plugins=import_plugins)
-            for path in sorted(projects_below(folder), key=_natural_key)]
+def overview_rows(folder: Path, *, import_plugins: bool = True) -> tuple[list[dict[str, Any]], int]:
+    """One row per project of ``folder`` (:func:`sweep_projects`), its ``project`` the path
+    relative to ``folder`` (see :func:`project_row`), and how many entries were not looked at.
+    ``import_plugins=False`` (``--no-plugins``): no spec's plugins are imported; a stage that
+    needs one is not checked."""
+    paths, skipped = sweep_projects(folder)
+    rows = [project_row(path, import_plugins=import_plugins) for path in paths]
+    for row, path in zip(rows, paths, strict=True):
+        row["project"] = path.relative_to(folder).as_posix()
+    return rows, skipped
 
 
 def project_row(path: Path, *, import_plugins: bool = True) -> dict[str, Any]:
@@ -126,9 +173,10 @@ def state_cell(row: dict[str, Any]) -> str:
     return row["state"]
 
 
-def print_overview(rows: list[dict[str, Any]], folder: Path, console: Any) -> None:
+def print_overview(rows: list[dict[str, Any]], folder: Path, console: Any, skipped: int = 0) -> None:
     """The rows as one table, a project a line; the reasons of the projects in error under
-    it, one a line (a spec error's text names its file and line: too long for a cell)."""
+    it, one a line (a spec error's text names its file and line: too long for a cell); then
+    how many entries were not looked at (``skipped``), if any."""
     from rich.markup import escape
     from rich.table import Table
 
@@ -156,3 +204,7 @@ def print_overview(rows: list[dict[str, Any]], folder: Path, console: Any) -> No
     for row in rows:
         if row["state"] == "error":
             console.print(f"{row['project']}: {row['error']}", markup=False, highlight=False)
+    if skipped:
+        console.print(f"{skipped} more entr{'y' if skipped == 1 else 'ies'} of {folder} (or of its subfolders) not looked "
+                      f"at: only the first {LOOKED_AT} of each folder are; list a subfolder of it to see its projects.",
+                      markup=False, highlight=False)

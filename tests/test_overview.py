@@ -77,3 +77,49 @@ def test_ls_of_a_folder_of_projects_says_up_to_date(tmp_path: Path, tiny_project
     assert result.exit_code == 0, result.output
     row = next(line for line in result.output.splitlines() if line.startswith("│ v0 "))
     assert "up to date" in row and "exact_match" in result.output
+
+
+def test_ls_finds_a_nested_sweep_and_lists_the_projects_of_the_current_folder(
+        tmp_path: Path, tiny_project_ran, monkeypatch) -> None:
+    """A nested sweep (sweep/lam0.1/seed0) was not found: `ls sweep` said nothing of it, and
+    `ls` with no argument in a folder of projects listed the registries. Each project is named
+    by its path in the folder (seed2 before seed10); `--registries` lists the registries."""
+    sweep = tmp_path / "sweep"
+    for name in ("lam0.1/seed10", "lam0.1/seed2", "lam1/seed0"):
+        tiny_project_ran(into=sweep / name)
+    (sweep / "notes").mkdir()
+    result = CliRunner().invoke(main, ["ls", str(sweep), "--format", "json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert [row["project"] for row in rows] == ["lam0.1/seed2", "lam0.1/seed10", "lam1/seed0"]
+    assert all(row["state"] == "up to date" for row in rows)
+    assert rows[0]["path"] == str(sweep / "lam0.1" / "seed2")
+
+    monkeypatch.chdir(sweep / "lam0.1")
+    text = CliRunner().invoke(main, ["ls"], env={"COLUMNS": "200"})
+    assert text.exit_code == 0, text.output
+    assert any(line.startswith("│ seed10 ") for line in text.output.splitlines()), text.output
+    assert "`subsetctl ls --registries`" in text.output and "random_ensemble" not in text.output
+    registries = CliRunner().invoke(main, ["ls", "--registries"], env={"COLUMNS": "200"})
+    assert registries.exit_code == 0 and "random_ensemble" in registries.output and "seed10" not in registries.output
+    # `ls` alone looks right inside the current folder only: a checkout's examples/quickstart is no sweep
+    monkeypatch.chdir(sweep)
+    assert "random_ensemble" in CliRunner().invoke(main, ["ls"], env={"COLUMNS": "200"}).output
+
+
+def test_ls_of_a_folder_says_how_many_entries_were_not_looked_at(
+        tmp_path: Path, tiny_project_ran, monkeypatch) -> None:
+    """Only the first entries of a folder are looked at (a home folder may hold thousands):
+    the rest were left out silently; the table now says how many."""
+    from subsetctl import overview
+
+    monkeypatch.setattr(overview, "LOOKED_AT", 2)
+    sweep = tmp_path / "sweep"
+    for name in ("v0", "v1", "v2", "v3"):
+        tiny_project_ran(into=sweep / name)
+    result = CliRunner().invoke(main, ["ls", str(sweep)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert result.output.count("up to date") == 2
+    assert "2 more entries of" in result.output and "not looked at" in result.output
+    as_json = CliRunner().invoke(main, ["ls", str(sweep), "--format", "json"])
+    assert len(json.loads(as_json.stdout)) == 2 and "2 more entries" in as_json.stderr
