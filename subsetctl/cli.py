@@ -1363,7 +1363,7 @@ def _report(directory: Path | None, overrides: tuple[str, ...], fmt: str, all_so
         if not data["stages"]:
             raise UserError(nothing_to_report(project.root))
     elif fmt == "markdown":
-        from subsetctl.report.markdown import render_markdown
+        from subsetctl.report.markdown import md_heading, render_markdown
         from subsetctl.report.terminal import outdated_note
 
         data = load_report_data(project.root, list(overrides))
@@ -1379,8 +1379,11 @@ def _report(directory: Path | None, overrides: tuple[str, ...], fmt: str, all_so
         if current:
             with contextlib.suppress(UnicodeDecodeError):
                 text = path.read_text(encoding="utf-8")
+            heading = md_heading(data["report"]["project"], project.root.name)
+            if text is not None and text.startswith("# subsetctl report: ") and not text.startswith(heading + "\n"):
+                text = heading + "".join(text.partition("\n")[1:])  # a copy's report.md names the folder it ran in
         if text is None:
-            text = render_markdown(data["report"], {})
+            text = render_markdown(data["report"], {}, project.root.name)
         note = outdated_note(data, list(overrides))
         quoted = "\n".join(f"> {line}" for line in note.splitlines()) if note else ""
         click.echo(text + (f"\n{quoted}\n" if note else ""))

@@ -1172,6 +1172,25 @@ def test_the_terminal_report_names_its_project_as_report_md_does() -> None:
     assert buffer.getvalue().splitlines()[0] == "subsetctl report: p"  # the folder is the name: said once
 
 
+def test_report_md_names_the_folder_where_it_is_not_the_project_name(tiny_project_ran, tmp_path: Path) -> None:
+    """A sweep's 15 copies of a project each titled report.md "subsetctl report: tiny": the
+    heading adds the folder's name where it differs (a copy's report.md, written in another
+    folder, is shown with its own by `report --format markdown`); report.json's `project` is
+    still `project.name`."""
+    from click.testing import CliRunner
+
+    from subsetctl.cli import main
+
+    assert render_markdown(_report(False), {}, "v3").startswith("# subsetctl report: p (v3)\n")
+    assert render_markdown(_report(False), {}, "p").startswith("# subsetctl report: p\n")
+    ran = tiny_project_ran()
+    assert (ran / "report.md").read_text().startswith("# subsetctl report: tiny (tiny-project-ran-")  # where it ran
+    assert json.loads((ran / "report.json").read_text())["project"] == "tiny"
+    copy = tiny_project_ran(into=tmp_path / "sweep" / "lam0.1")
+    shown = CliRunner().invoke(main, ["report", str(copy), "--format", "markdown"])
+    assert shown.exit_code == 0 and shown.output.startswith("# subsetctl report: tiny (lam0.1)\n"), shown.output[:200]
+
+
 def test_a_base_model_path_with_backticks_stays_one_code_span_in_report_md() -> None:
     """report.md wrote the base model's path between single backticks: a path holding one
     (a folder named `exp`1) broke the span and the rest of the line rendered as code."""

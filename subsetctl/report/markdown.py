@@ -194,10 +194,18 @@ def tokens_by_source_lines(report: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
-def render_markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
+def md_heading(name: str, folder: str | None = None) -> str:
+    """report.md's first line: the project's name and, where it differs, the ``folder``'s
+    (a sweep's 15 copies of a project were each "subsetctl report: tiny")."""
+    return f"# subsetctl report: {md_title(name)}" + (f" ({md_title(folder)})" if folder and folder != name else "")
+
+
+def render_markdown(report: dict[str, Any], plots: dict[str, str], folder: str | None = None) -> str:
+    """report.md's text; ``folder``: the project folder's name, in the heading where it is
+    not the project's name (:func:`md_heading`)."""
     report = in_spec_order(report)
     appendix: list[str] = []  # the per-source scores of many sources, at the end
-    lines = [f"# subsetctl report: {md_title(report['project'])}", ""]
+    lines = [md_heading(report["project"], folder), ""]
     overrides = overrides_line(report)
     if overrides:
         lines += [f"> Results {overrides}.", ""]

@@ -118,7 +118,7 @@ class ReportStage(Stage):
             _keep_a_file_of_the_users(ctx, ctx.project.root / name)
         text = compact_json_file_text(report)  # (thousands of sources: one line a small record)
         atomic_write_text(ctx.project.root / "report.json", text)
-        atomic_write_text(ctx.project.root / "report.md", render_markdown(report, written))
+        atomic_write_text(ctx.project.root / "report.md", render_markdown(report, written, ctx.project.root.name))
         atomic_write_text(ctx.out_dir / "report.json", text)
         # every source's scores of a report of hundreds, beside report.md (its table: the highest and lowest)
         table, path = sources_csv(report), ctx.project.root / SOURCES_FILE
