@@ -1172,6 +1172,33 @@ def test_the_terminal_report_names_its_project_as_report_md_does() -> None:
     assert buffer.getvalue().splitlines()[0] == "subsetctl report: p"  # the folder is the name: said once
 
 
+def test_report_md_and_the_terminal_list_the_verify_subsets_with_their_losses() -> None:
+    """Each verify subset's real loss, raw and calibrated estimate were only in report.json
+    and the PNG (whose points on a small project fall on one another): a table lists them,
+    at most 12 of all kinds together, and counts the rest."""
+    def entry(k: int) -> dict[str, Any]:
+        return {"estimator": "fast", "subsets": [[], ["a"], *[["a", "b"]] * (k - 2)],
+                "true": [2.0, None, *[1.6] * (k - 2)], "raw": [1.5, 1.4, *[1.3] * (k - 2)],
+                "calibrated": [2.2, 1.9, *[1.5] * (k - 2)],
+                "calibration": {"lam": 1.0, "spearman": 0.8, "loo_median_rel_err": 0.0391}}
+
+    report = {**_report(True), "verify": {"ce": entry(4)}}
+    markdown = render_markdown(report, {})
+    section = markdown[markdown.index("### Verify subsets"):]
+    assert "| fine-tune | subset | real loss | raw estimate | calibrated estimate | error (calibrated) |" in section
+    assert "| ce | (none) | 2.000 | 1.500 | 2.200 | +10% |" in section  # (2.2 - 2.0) / 2.0
+    assert "| ce | a | – | 1.400 | 1.900 | – |" in section  # a fine-tune that diverged: no real loss
+    assert "| ce | a, b | 1.600 | 1.300 | 1.500 | -6.3% |" in section and "more" not in section.split("\n\n")[1]
+    many = render_markdown({**report, "verify": {"ce": entry(10), "surrogate": entry(9)}}, {})
+    rows = [line for line in many.split("### Verify subsets")[1].split("\n\n")[1].splitlines()[2:]]
+    assert len(rows) == 13 and rows[-1].startswith("| ... 7 more (report.json's `verify`) |"), rows
+    assert sum(row.startswith("| surrogate |") for row in rows) == 6
+    buffer = io.StringIO()
+    render_full_report(report, Console(file=buffer, width=200))
+    text = buffer.getvalue()
+    assert "verify subsets" in text and "+10%" in text and "-6.3%" in text
+
+
 def test_report_md_names_the_folder_where_it_is_not_the_project_name(tiny_project_ran, tmp_path: Path) -> None:
     """A sweep's 15 copies of a project each titled report.md "subsetctl report: tiny": the
     heading adds the folder's name where it differs (a copy's report.md, written in another

@@ -789,3 +789,38 @@ def token_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]], int
              *([fmt(stats.get("mean_answer_tokens"))] if causal else []),
              f"{stats['cut']:,} ({100 * stats['cut'] / max(1, stats['examples']):.0f}%)"] for name, stats in shown]
     return header, rows, len(sources) - len(shown), record.get("max_length", "?")
+
+
+#: the verify subsets report.md and the terminal list (of all kinds together); report.json's
+#: ``verify`` holds every one
+VERIFY_SUBSET_ROWS = 12
+
+
+def verify_subset_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]], int] | None:
+    """The "verify subsets" table of report.md and the terminal: its header, one row of cells
+    a fine-tuned subset of each verify kind (its sources, the real loss, the raw and the
+    calibrated estimate, and the calibrated one's error relative to the real loss), in the
+    order verify ran them, at most :data:`VERIFY_SUBSET_ROWS` (shared among the kinds), and how
+    many are left out; from report.json's ``verify``. Only the PNG scatter showed them, whose
+    points on a small project fall on one another. None without verify."""
+    verify = report.get("verify")
+    if not isinstance(verify, dict) or not verify:
+        return None
+    each = max(1, -(-VERIFY_SUBSET_ROWS // len(verify)))  # (rounded up)
+    rows: list[list[str]] = []
+    more = 0
+    for kind, entry in verify.items():
+        subsets = entry.get("subsets") or []
+        true, raw, calibrated = (list(entry.get(key) or []) for key in ("true", "raw", "calibrated"))
+        digits = loss_digits([*true, *raw, *calibrated])
+        for i, subset in enumerate(subsets[:each]):
+            real = true[i] if i < len(true) else None
+            raw_i = raw[i] if i < len(raw) else None
+            cal_i = calibrated[i] if i < len(calibrated) else None
+            error = ((cal_i - real) / real if isinstance(cal_i, float) and isinstance(real, float) and real
+                     else None)
+            rows.append([kind, selected_cell(subset), loss_cell(real, digits), loss_cell(raw_i, digits),
+                         loss_cell(cal_i, digits), ("+" if error is not None and error > 0 else "") + percent_cell(error)])
+        more += max(0, len(subsets) - each)
+    header = ["fine-tune", "subset", "real loss", "raw estimate", "calibrated estimate", "error (calibrated)"]
+    return header, rows, more

@@ -43,6 +43,7 @@ from subsetctl.report.cells import (
     token_table,
     verify_k_cell,
     verify_notes,
+    verify_subset_table,
     versions_line,
 )
 from subsetctl.report.cells import fmt as _fmt
@@ -194,6 +195,20 @@ def tokens_by_source_lines(report: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def _verify_subsets_md(report: dict[str, Any]) -> list[str]:
+    """The verify subsets, one a row (:func:`~subsetctl.report.cells.verify_subset_table`),
+    with how many more report.json holds."""
+    table = verify_subset_table(report)
+    if table is None or not table[1]:
+        return []
+    header, rows, more = table
+    lines = ["### Verify subsets", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(md_name(cell) for cell in row) + " |" for row in rows]
+    if more:
+        lines.append(f"| ... {more:,} more (report.json's `verify`) |" + " |" * (len(header) - 1))
+    return [*lines, ""]
+
+
 def md_heading(name: str, folder: str | None = None) -> str:
     """report.md's first line: the project's name and, where it differs, the ``folder``'s
     (a sweep's 15 copies of a project were each "subsetctl report: tiny")."""
@@ -288,6 +303,7 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str], folder: str |
             lines.append(f"| {kind} | {v.get('estimator') or '-'} | {_fmt(c['lam'])} | {_fmt(c['spearman'], 3)} | {percent_cell(c['loo_median_rel_err'])} | {percent_cell(v.get('loo_median_rel_err_with_selection'))} | {verify_k_cell(v)} | {repeats_cell(v)} |")
         lines.append("")
         lines += [f"> verify {note}" for note in verify_notes(report)] + ([""] if verify_notes(report) else [])
+        lines += _verify_subsets_md(report)
     if report.get("test_metrics"):
         f1 = any("macro_f1_mean" in m for m in report["test_metrics"].values())
         lines += ["## Test metrics", "", "| selection | metric | score |" + (" macro-F1 |" if f1 else "")

@@ -43,6 +43,7 @@ from subsetctl.report.cells import (
     token_table,
     verify_k_cell,
     verify_notes,
+    verify_subset_table,
     versions_line,
 )
 from subsetctl.report.cells import fmt as _f
@@ -212,6 +213,19 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
         console.print(t)
         for note in verify_notes(report):
             console.print(f"[dim]verify {escape(note)}[/dim]")
+        subsets = verify_subset_table(report)
+        if subsets is not None and subsets[1]:
+            header, rows, more = subsets
+            t = Table(title="verify subsets", title_justify="left")
+            for col in header:
+                t.add_column(col, justify="left" if col in ("fine-tune", "subset") else "right", overflow="fold",
+                             min_width=max(map(len, col.split())))  # (headers wrap between words only)
+            for row in rows:
+                t.add_row(*map(escape, row))
+            if more:
+                t.caption = f"{more:,} more in report.json's verify"
+                t.caption_justify = "left"
+            console.print(t)
     if report.get("test_metrics"):
         held_out = ("target.test_loader's rows" if report.get("target_test_from") == "test_loader"
                     else "target's held-out split")
