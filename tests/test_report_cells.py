@@ -1866,3 +1866,20 @@ def test_report_sources_csv_lists_each_sources_rows_beside_its_scores() -> None:
     assert lines[0] == "source,rows,forward,forward selected" and lines[1] == "s0299,300,299.0,true"
     del report["train_rows"]
     assert (sources_csv(report) or "").splitlines()[0] == "source,forward,forward selected"
+
+
+def test_rows_with_no_token_to_score_are_counted_apart_in_the_reports_tables() -> None:
+    """report.json's tokens_by_source and the scores table's train rows counted rows with no
+    token to score, which the gradients stage leaves out: the tables say them apart."""
+    from subsetctl.report.cells import few_rows_notes, rows_cell, token_table
+
+    report = {**_report(False), "train_rows": {"a": 11, "b": 5}, "target_train_rows": 9,
+              "tokens_by_source": {"max_length": 64, "sources": {
+                  "a": {"examples": 9, "mean_tokens": 5.0, "max_tokens": 9, "cut": 0, "no_token_to_score": 2},
+                  "b": {"examples": 5, "mean_tokens": 4.0, "max_tokens": 6, "cut": 0}}}}
+    report["strategies"]["forward"]["scores"] = {"a": 0.1, "b": 0.2}
+    assert rows_cell(report, "a") == "9 (+2 left out: no token to score)" and rows_cell(report, "b") == "5"
+    header, rows, _, _ = token_table(report)
+    assert header[-1] == "left out: no token to score" and [row[-1] for row in rows] == ["2", "0"]
+    assert "'a' (9 rows)" in few_rows_notes(report)[0]  # (11 train rows: 9 used)
+    assert "| a | 9 (+2 left out: no token to score) |" in render_markdown(report, {})

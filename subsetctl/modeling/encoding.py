@@ -74,9 +74,11 @@ class TruncationCounts:
         for example, row in zip(encoded, rows):
             self.seen += 1
             source = str(row.get("source", "?"))
-            self._tally(source, len(example.input_ids), sum(example.response_mask))
-            if not any(example.response_mask):
+            if not any(example.response_mask):  # left out where it is used: counted apart, not in the lengths
                 self.unscored[source] += 1
+                self.lengths.setdefault(source, [0, 0, 0, 0])
+            else:
+                self._tally(source, len(example.input_ids), sum(example.response_mask))
             if example.answer_cut and is_text_row(row):  # a text trained on whole: cut at its end, as it reads
                 self.text_cut[source] += 1
             elif example.answer_cut:
@@ -112,13 +114,17 @@ class TruncationCounts:
         (in any way, as :meth:`notice` counts them) and, for a causal LM, the mean answer
         tokens scored (f's and the loss's, EOS included). What a user checks against
         ``model.max_length`` when one source is tweets and another books; the gradients
-        stage records it for every row and the report shows it."""
+        stage records it for every row and the report shows it. A causal LM's examples with
+        no token to score, which the gradients stage and the fine-tunes leave out, are not
+        among them: their count is ``no_token_to_score`` (only where there are some; they
+        were counted as examples of one token, so the table's rows were not those used)."""
         out: dict[str, dict[str, Any]] = {}
         for source, (n, tokens, most, scored) in self.lengths.items():
             cut = sum(counts[source] for counts in (self.preamble_cut, self.context_cut, self.prompt_cut,
                                                     self.answer_cut, self.text_cut))
-            out[source] = {"examples": n, "mean_tokens": round(tokens / n, 1), "max_tokens": most, "cut": cut,
-                           **({"mean_answer_tokens": round(scored / n, 1)} if scored else {})}
+            out[source] = {"examples": n, "mean_tokens": round(tokens / max(1, n), 1), "max_tokens": most, "cut": cut,
+                           **({"mean_answer_tokens": round(scored / n, 1)} if scored else {}),
+                           **({"no_token_to_score": self.unscored[source]} if self.unscored[source] else {})}
         return out
 
     def unscored_notice(self, examples: str = "examples", counted: str = "they carry no loss and no gradient") -> \

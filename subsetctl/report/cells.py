@@ -170,11 +170,33 @@ FEW_ROWS = 10
 FEW_ROWS_SHOWN = 5
 
 
-def rows_cell(report: dict[str, Any], source: str) -> str:
-    """A source's train rows for the per-source score tables ("–" where the data stage's
-    counts are not in the report)."""
+def unscored_rows(report: dict[str, Any], source: str) -> int:
+    """A source's train rows with no token to score (a causal LM's text of one token with no
+    BOS and no EOS), which the gradients stage left out: report.json's ``tokens_by_source``
+    counts them apart (a source's rows there are its train rows; the target's, its
+    validation rows too, but ``train_rows`` holds no target)."""
+    record = report.get("tokens_by_source")
+    stats = (record.get("sources") or {}).get(source) if isinstance(record, dict) else None
+    count = stats.get("no_token_to_score") if isinstance(stats, dict) else None
+    return count if isinstance(count, int) else 0
+
+
+def used_train_rows(report: dict[str, Any], source: str) -> int | None:
+    """A source's train rows that its score rests on: the data stage's, less those with no
+    token to score (:func:`unscored_rows`); None where the data stage's counts are not in
+    the report."""
     rows = (report.get("train_rows") or {}).get(source)
-    return f"{rows:,}" if isinstance(rows, int) else "–"
+    return rows - unscored_rows(report, source) if isinstance(rows, int) else None
+
+
+def rows_cell(report: dict[str, Any], source: str) -> str:
+    """A source's train rows for the per-source score tables, those used (:func:`used_train_rows`),
+    with the rows left out for having no token to score counted apart ("–" where the data
+    stage's counts are not in the report)."""
+    rows, left_out = used_train_rows(report, source), unscored_rows(report, source)
+    if rows is None:
+        return "–"
+    return f"{rows:,}" + (f" (+{left_out:,} left out: no token to score)" if left_out else "")
 
 
 def few_rows_notes(report: dict[str, Any]) -> list[str]:
@@ -182,7 +204,7 @@ def few_rows_notes(report: dict[str, Any]) -> list[str]:
     weighs in the estimates by its rows, so such a source's score rests on one or a few
     rows (how adding them moves the estimate), which says little of the data it stands
     for; a pick of one is read so too."""
-    rows = report.get("train_rows") or {}
+    rows = {s: used_train_rows(report, s) for s in report.get("sources", [])}
     few = [s for s in report.get("sources", []) if isinstance(rows.get(s), int) and rows[s] < FEW_ROWS]
     if not few or not any(v.get("scores") for v in report.get("strategies", {}).values()):
         return []
@@ -773,7 +795,8 @@ def token_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]], int
     :data:`TOKEN_TABLE_ROWS`, those cut most), how many sources are left out and
     ``model.max_length``; from report.json's ``tokens_by_source`` (the gradients stage's
     count of every row: examples as trained, mean and most tokens, mean answer tokens scored,
-    how many ``max_length`` cut). None without that record."""
+    how many ``max_length`` cut; and, where some are, the rows left out for having no token
+    to score, which the other figures leave out). None without that record."""
     record = report.get("tokens_by_source")
     if not isinstance(record, dict) or not record.get("sources"):
         return None
@@ -781,13 +804,15 @@ def token_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]], int
     sources = {**{n: v for n, v in record["sources"].items() if n not in named},
                **{n: record["sources"][n] for n in named}}
     causal = any("mean_answer_tokens" in stats for stats in sources.values())
+    unscored = any(stats.get("no_token_to_score") for stats in sources.values())
     shown = sorted(sources.items(), key=lambda item: -item[1]["cut"] / max(1, item[1]["examples"]))[:TOKEN_TABLE_ROWS] \
         if len(sources) > TOKEN_TABLE_ROWS else list(sources.items())
     header = ["source", "examples", "mean tokens", "max tokens", *(["mean answer tokens"] if causal else []),
-              "cut by max_length"]
+              "cut by max_length", *(["left out: no token to score"] if unscored else [])]
     rows = [[name, f"{stats['examples']:,}", fmt(stats["mean_tokens"]), f"{stats['max_tokens']:,}",
              *([fmt(stats.get("mean_answer_tokens"))] if causal else []),
-             f"{stats['cut']:,} ({100 * stats['cut'] / max(1, stats['examples']):.0f}%)"] for name, stats in shown]
+             f"{stats['cut']:,} ({100 * stats['cut'] / max(1, stats['examples']):.0f}%)",
+             *([f"{stats.get('no_token_to_score', 0):,}"] if unscored else [])] for name, stats in shown]
     return header, rows, len(sources) - len(shown), record.get("max_length", "?")
 
 

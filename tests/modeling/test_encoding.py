@@ -273,3 +273,19 @@ def test_truncation_counts_give_each_sources_token_lengths_and_cuts() -> None:
     classifier = TruncationCounts()
     classifier.add_classifier(tok, [{"source": "s", "prompt": "x" * 40}, {"source": "s", "prompt": "xy"}], 16)
     assert classifier.by_source() == {"s": {"examples": 2, "mean_tokens": 9.0, "max_tokens": 16, "cut": 1}}
+
+
+def test_truncation_counts_count_rows_with_no_token_to_score_apart() -> None:
+    """A one-token text with no BOS and no EOS, which the gradients stage leaves out, was
+    counted among a source's examples (as a row of one token): the token table's figures
+    were not those of the rows used. It is counted apart as ``no_token_to_score``."""
+    from subsetctl.modeling.encoding import EncodedExample, TruncationCounts
+
+    rows = [{"source": "s"}, {"source": "s"}, {"source": "only"}]
+    counts = TruncationCounts()
+    counts.add([EncodedExample([1, 2, 3], [0, 1, 1], False), EncodedExample([7], [0], False),
+                EncodedExample([8], [0], False)], rows)
+    assert counts.by_source() == {
+        "s": {"examples": 1, "mean_tokens": 3.0, "max_tokens": 3, "cut": 0, "mean_answer_tokens": 2.0,
+              "no_token_to_score": 1},
+        "only": {"examples": 0, "mean_tokens": 0.0, "max_tokens": 0, "cut": 0, "no_token_to_score": 1}}
