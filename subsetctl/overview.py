@@ -59,6 +59,7 @@ def sweep_projects(folder: Path, looked_at: int | None = None) -> tuple[list[Pat
 
 
 def _first_entries(folder: Path, looked_at: int) -> list[Path]:
+    """The first ``looked_at`` entries of ``folder`` (none of an unreadable one)."""
     with contextlib.suppress(OSError):
         return list(itertools.islice(folder.iterdir(), looked_at))
     return []
