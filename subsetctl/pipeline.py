@@ -522,6 +522,35 @@ def _digests_of(stage: str, manifest: dict[str, Any] | None) -> dict[str, str | 
             **{f"{stage}:{part}": output_digest(manifest, part) for part in (parts if isinstance(parts, dict) else {})}}
 
 
+def _upstream_inputs(stage: Stage, spec: Spec, digests: dict[str, str | None],
+                     by_name: dict[str, Stage]) -> dict[str, str | None]:
+    """The ``upstream`` of ``stage``'s inputs: for each stage before it that ``spec`` switches
+    on (of ``by_name``), the digest (of ``digests``, :func:`_digests_of`'s entries) of the
+    part of its results it reads (:attr:`Stage.reads_parts`), else of the whole."""
+    def digest(name: str) -> str | None:
+        part = stage.reads_parts.get(name)
+        return digests.get(f"{name}:{part}", digests.get(name)) if part else digests.get(name)
+
+    return {name: digest(name) for name in stage.after if by_name[name].enabled(spec)}
+
+
+def _inputs(stage: Stage, spec: Spec, project: Project, upstream: dict[str, str | None]) -> dict[str, Any]:
+    """The inputs `run` records for ``stage`` (its fingerprint's), its upstream digests ``upstream``."""
+    return {"slice": stage.spec_slice(spec), "upstream": upstream,
+            "extra": stage.extra_inputs(spec, project), "version": RESULTS_VERSION}
+
+
+def inputs_as_results_stand(stage: Stage, spec: Spec, project: Project, stages: list[Stage]) -> dict[str, Any]:
+    """The inputs `run` would record for ``stage`` now (of the pipeline ``stages``) were the
+    stages before it left as they are: those :meth:`Pipeline._current` computes from their
+    results' manifests as they stand (a stage that reads a part of them runs over that part's digest)."""
+    by_name = {s.name: s for s in stages}
+    digests: dict[str, str | None] = {}
+    for name in stage.after:
+        digests.update(_digests_of(name, project.read_manifest(name)))
+    return _inputs(stage, spec, project, _upstream_inputs(stage, spec, digests, by_name))
+
+
 def _rerun_reaching(stage: Stage, rerun: set[str], inputs: dict[str, Any]) -> list[str]:
     """The stages before ``stage`` that `run` re-runs (``rerun``, as `plan` found them so far)
     whose re-run may change what it reads (``inputs``, :meth:`Pipeline._current`'s): all
@@ -687,21 +716,12 @@ class Pipeline:
         """The fingerprint a stage would have now (None when an upstream has no output yet),
         and its inputs. Kept while :func:`run_checks_reused` is on; ``reuse``: taken from
         there when held (:meth:`plan`)."""
-        def digest(name: str) -> str | None:  # of the part of its output the stage reads, where it reads one
-            part = stage.reads_parts.get(name)
-            return digests.get(f"{name}:{part}", digests.get(name)) if part else digests.get(name)
-
-        upstream = {name: digest(name) for name in stage.after if self.by_name[name].enabled(self.spec)}
+        upstream = _upstream_inputs(stage, self.spec, digests, self.by_name)
         held = _run_checks.held
         key = (stage.name, id(self.spec), str(self.project.root), tuple(upstream.items()))
         if reuse and held is not None and key in held and held[key][0] is self.spec:
             return held[key][1]
-        inputs = {
-            "slice": stage.spec_slice(self.spec),
-            "upstream": upstream,
-            "extra": stage.extra_inputs(self.spec, self.project),
-            "version": RESULTS_VERSION,
-        }
+        inputs = _inputs(stage, self.spec, self.project, upstream)
         current = (None if any(v is None for v in upstream.values()) else fingerprint(inputs)), inputs
         if held is not None:
             held[key] = (self.spec, current)

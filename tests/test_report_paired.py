@@ -127,6 +127,30 @@ def _recorded_before_row_losses(stage: Path) -> None:
         (stage / name).write_text(json.dumps(record))
 
 
+@pytest.mark.parametrize("reads", [{}, {"data": "train"}])
+def test_evaluates_inputs_for_the_upgrade_are_those_the_pipeline_computes(
+        tiny_project_ran, monkeypatch: pytest.MonkeyPatch, reads: dict[str, str]) -> None:
+    """EvaluateStage.inputs_now (how `plan` and `run` tell the stage's results of an earlier
+    subsetctl from others) is the pipeline's own computation of its inputs, not a copy that
+    drifts: the inputs its run recorded, and, were it to read a part of the data stage's
+    results only, that part's digest as the pipeline takes it."""
+    from subsetctl.api import load_project, make_pipeline
+    from subsetctl.pipeline import _digests_of
+    from subsetctl.stages.evaluate import EvaluateStage
+
+    folder: Path = tiny_project_ran()
+    project, spec = load_project(folder)
+    pipeline = make_pipeline(project, spec)
+    stage = pipeline.by_name["evaluate"]
+    if not reads:
+        assert stage.inputs_now(spec, project) == project.read_manifest("evaluate")["inputs"]
+    monkeypatch.setattr(EvaluateStage, "reads_parts", reads)
+    digests: dict = {}
+    for name in stage.after:
+        digests.update(_digests_of(name, project.read_manifest(name)))
+    assert stage.inputs_now(spec, project) == pipeline._current(stage, digests)[1]
+
+
 @pytest.mark.parametrize("cache", ["kept", "deleted"])
 def test_results_an_earlier_subsetctl_kept_get_their_row_losses_without_being_evaluated_again(
         tiny_project_ran, monkeypatch: pytest.MonkeyPatch, cache: str) -> None:

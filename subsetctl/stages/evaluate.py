@@ -241,11 +241,10 @@ class EvaluateStage(common.ModelStage):
     def inputs_now(self, spec: Spec, project: Project) -> dict[str, Any]:
         """The stage's inputs as `run` would record them now, its upstream stages' results
         as they are (:meth:`planned_work` reads them only when none of those re-runs)."""
-        from subsetctl.pipeline import output_digest
+        from subsetctl.pipeline import inputs_as_results_stand
+        from subsetctl.stages import all_stages
 
-        return {"slice": self.spec_slice(spec),
-                "upstream": {name: output_digest(project.read_manifest(name)) for name in self.after},
-                "extra": self.extra_inputs(spec, project), "version": RESULTS_VERSION}
+        return inputs_as_results_stand(self, spec, project, all_stages())
 
     def enabled(self, spec: Any) -> bool:
         return bool(spec.finetune.enabled)
