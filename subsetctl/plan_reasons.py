@@ -15,20 +15,32 @@ from subsetctl.errors import UserError, worded
 from subsetctl.project import Project
 
 
-def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    """{'a': {'b': [1, 2]}} -> {'a.b[0]': 1, 'a.b[1]': 2}."""
+def flatten(data: Any, prefix: str = "", quoted: bool = False) -> dict[str, Any]:
+    """{'a': {'b': [1, 2]}} -> {'a.b[0]': 1, 'a.b[1]': 2}. ``quoted``: a key that would not read
+    back as one part of an override's key (``v1.2``) is written in quotes, as such a key is
+    (``label_map."v1.2"``, not ``label_map.v1.2``, which reads as two keys); the top level's
+    keys are not (a stage's spec slice is keyed by paths, ``gradients.d``)."""
     out: dict[str, Any] = {}
     if isinstance(data, dict):
         for key, value in data.items():
-            out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+            part = _key_part(str(key)) if quoted and prefix else str(key)  # (a slice's own keys are paths)
+            out.update(flatten(value, f"{prefix}.{part}" if prefix else part, quoted))
     elif isinstance(data, list):
         if not data:
             out[prefix] = []
         for i, value in enumerate(data):
-            out.update(flatten(value, f"{prefix}[{i}]"))
+            out.update(flatten(value, f"{prefix}[{i}]", quoted))
     else:
         out[prefix] = data
     return out
+
+
+def _key_part(key: str) -> str:
+    """``key`` as a part of an override's key (:func:`~subsetctl.spec.overrides.name_in_key`:
+    in quotes where it holds a dot, bracket or the like; digits stay bare, a name there)."""
+    from subsetctl.spec.overrides import name_in_key
+
+    return key if key.isdigit() else name_in_key(key) or key
 
 
 def changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -39,7 +51,8 @@ def changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     described as ``sources: renamed d -> e (...); added a; removed b; changed c`` (or
     ``reordered``); a source removed and one added with the same settings are a rename.
     The search strategies likewise, by label (``search.strategies: added forward``): a
-    strategy added at position 2 was "search.strategies[2].label, search.strategies[2].name"."""
+    strategy added at position 2 was "search.strategies[2].label, search.strategies[2].name".
+    A key that holds a dot is in quotes, as an override writes it (``label_map."v1.2"``)."""
     old_sources, new_sources = old.get("sources"), new.get("sources")
     described: list[str] = []
     if isinstance(old_sources, list) and isinstance(new_sources, list) and old_sources != new_sources:
@@ -53,7 +66,7 @@ def changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
             described.append(_describe_strategies(old_list, new_list))
             old = {**old, "search": {k: v for k, v in old_search.items() if k != "strategies"}}
             new = {**new, "search": {k: v for k, v in new_search.items() if k != "strategies"}}
-    a, b = flatten(old), flatten(new)
+    a, b = flatten(old, quoted=True), flatten(new, quoted=True)
     keys = {k for k in set(a) | set(b) if a.get(k, "<unset>") != b.get(k, "<unset>")}
     # an empty list on one side is a key of its own: `plugins` stands for `plugins[0]` etc.
     return described + sorted(k for k in keys if not any(k.startswith((p + "[", p + ".")) for p in keys))

@@ -304,7 +304,8 @@ def test_run_says_a_files_lines_not_utf8_once_and_plan_and_validate_say_them(jso
 def test_plan_of_a_quoted_dotted_label_map_key_says_up_to_date_when_it_is_the_specs(jsonl_project: Path) -> None:
     """An override of a label_map key holding a dot (`label_map."v1.2"`) set to the spec's own
     value was refused when the source was named (its key lost the quotes: label_map.v1 = {'2': x}),
-    and set to another value it was not said to be "set on this command line"."""
+    and set to another value it was not said to be "set on this command line"; the key is named
+    in its quotes there too (label_map.v1.2 read as two keys)."""
     spec = yaml.safe_load((jsonl_project / "subsetctl.yaml").read_text(encoding="utf-8"))
     spec["sources"][0]["label_map"] = {"v1.2": "x"}
     (jsonl_project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
@@ -315,7 +316,7 @@ def test_plan_of_a_quoted_dotted_label_map_key_says_up_to_date_when_it_is_the_sp
         assert plan.exit_code == 0 and json.loads(plan.stdout)[0]["state"] == "up to date", (same, plan.output)
     changed = json.loads(invoke("plan", root, "--until", "data", 'sources.a.label_map."v1.2"=q', "--format", "json").stdout)[0]
     assert changed["state"] == "stale" and changed["reasons"] == [
-        "spec changed: sources: changed a (label_map.v1.2) (set on this command line: sources.a.label_map.\"v1.2\"=q)"]
+        "spec changed: sources: changed a (label_map.\"v1.2\") (set on this command line: sources.a.label_map.\"v1.2\"=q)"]
 
 
 def test_run_override_is_recorded(jsonl_project: Path) -> None:

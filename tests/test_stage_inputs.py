@@ -207,6 +207,22 @@ def test_a_list_filled_from_empty_is_said_once_in_a_plan_reason() -> None:
     assert changed_keys({"x": {"a": 1, "b": [1]}}, {"x": {"a": 2, "b": []}}) == ["x.a", "x.b"]
 
 
+def test_a_changed_key_holding_a_dot_is_named_in_quotes_as_its_override_writes_it() -> None:
+    """A label_map key v1.2 changed read "changed a (label_map.v1.2)", two keys to the eye:
+    it is named as an override writes it (label_map."v1.2"), and the override behind it is
+    still found for plan's "(set on this command line: ...)" note."""
+    from subsetctl.plan_reasons import changed_keys, overrides_note
+
+    def sources(value: str) -> dict:
+        return {"sources": [{"name": "a", "label_map": {"v1.2": value, "2": value}}]}
+
+    assert changed_keys(sources("y"), sources("x")) == ['sources: changed a (label_map."v1.2", label_map.2)']
+    keys = changed_keys({"target": {"label_map": {"v1.2": "y"}}}, {"target": {"label_map": {"v1.2": "x"}}})
+    assert keys == ['target.label_map."v1.2"']
+    assert overrides_note(['target.label_map."v1.2"=x'], keys, planned=True).endswith(
+        ': target.label_map."v1.2"=x)')
+
+
 def test_plan_names_the_strategies_added_removed_renamed_or_reordered() -> None:
     """Adding a third strategy said "spec changed: search.strategies[2].label,
     search.strategies[2].name" (removing one said the same), and swapping the first two

@@ -518,9 +518,16 @@ def override_keys(overrides: list[str]) -> list[tuple[str, str]]:
 def overrides_under(overrides: list[str], keys: list[str]) -> list[str]:
     """The ``overrides`` that set one of ``keys`` (spec key paths, or `plan`'s
     ``sources: ...`` or ``search.strategies: ...`` description of a changed list) or a key above or below one: a
-    ``source_files`` override counts for ``sources``, which that group expands into."""
+    ``source_files`` override counts for ``sources``, which that group expands into. A key
+    with a part in quotes (``label_map."v1.2"``, as `plan` names it) is that of the override."""
+    def plain(key: str) -> str:  # label_map."v1.2" -> label_map.v1.2, as override_keys has it
+        try:
+            return format_path(tuple(parse_key_path(key)))
+        except SpecError:
+            return key
+
     return [item for key, item in override_keys(overrides)
-            if any(same_branch(key, k) or same_branch(key, k.split(":", 1)[0])  # "search.strategies: added x"
+            if any(same_branch(key, plain(k)) or same_branch(key, k.split(":", 1)[0])  # "search.strategies: added x"
                    or (k.split(":", 1)[0] == "sources" and key.startswith("source_files"))
                    for k in keys)]
 
