@@ -353,10 +353,10 @@ def check_hub_cache(spec: Any, spec_dir: Path) -> Check | None:
 def check_umask(folder: Path) -> Check | None:
     """A umask that keeps what subsetctl writes from the group of a group-writable (team-shared)
     project folder (:meth:`~subsetctl.project.Project.umask_hides_from_team`), which `run` warns
-    of: its files stop teammates' `plan`, `report` and `run` afterwards; None where all is well."""
+    of: its files stop teammates' `run` afterwards (under 077 their `plan` and `report` too); None where all is well."""
     from subsetctl.project import Project
 
-    hidden = Project(folder).umask_hides_from_team()
+    hidden = Project(folder).umask_hides_from_team(checking=True)
     if hidden is None:
         return None
     detail, _, advice = hidden.partition(" Run subsetctl under")

@@ -1281,14 +1281,16 @@ class Project:
         except OSError:
             return "unknown"
 
-    def umask_hides_from_team(self) -> str | None:
+    def umask_hides_from_team(self, checking: bool = False) -> str | None:
         """A warning for a `run` whose umask keeps what it writes from the project folder's
-        group, where that folder is group-writable (a project a team shares): under
-        ``umask 077`` (or 022) the stage folders and files it made stopped every teammate's
-        `plan`, `report` and `run` afterwards ("Permission denied"), and nothing had said so
-        to the user who made them. None where the folder is not the group's to write, or the
-        umask lets the group read and write, and where it is a world-writable folder with the
-        sticky bit (1777, as /tmp): everyone's to write, each keeping their own files, no team's."""
+        group, where that folder is group-writable (a project a team shares): under ``umask
+        022`` a teammate's `run` stopped afterwards on the stage folders and files it made
+        ("Permission denied"; their `plan` and `report`, which write nothing there, still
+        work), under ``umask 077`` their `plan` and `report` too, and nothing had said so to
+        the user who made them. ``checking``: worded for `doctor`, of this shell's umask, not
+        a run's. None where the folder is not the group's to write, or the umask lets the
+        group read and write, and where it is a world-writable folder with the sticky bit
+        (1777, as /tmp): everyone's to write, each keeping their own files, no team's."""
         import stat
 
         from subsetctl.errors import group_name
@@ -1302,10 +1304,16 @@ class Project:
             return None
 
         mode = stat.filemode(stat.S_IFREG | new_file_mode())
-        return (f"The project folder {self.root} is shared with its group {group_name(info.st_gid)} (group-writable), "
-                f"but this run's umask keeps what it writes from the group (its files get {mode}): a teammate's `plan`, "
-                "`report` and `run` stop on it afterwards (Permission denied). Run subsetctl under `umask 002` (and "
-                f"`chmod -R g+rwX {shell_arg(self.root)}` once for what it wrote so far).")
+        stops = ("a teammate's `run` stops on it afterwards (Permission denied; their `plan` and `report` still work)"
+                 if new_file_mode() & 0o040 else
+                 "a teammate's `plan`, `report` and `run` stop on it afterwards (Permission denied)")
+        shared = f"The project folder {self.root} is shared with its group {group_name(info.st_gid)} (group-writable), "
+        chmod = f"`chmod -R g+rwX {shell_arg(self.root)}`"
+        if checking:
+            return (f"{shared}but the umask here keeps what subsetctl writes from the group (its files would get "
+                    f"{mode}): {stops}. Run subsetctl under `umask 002` (and {chmod} once for what earlier runs wrote).")
+        return (f"{shared}but this run's umask keeps what it writes from the group (its files get {mode}): {stops}. "
+                f"Run subsetctl under `umask 002` (and {chmod} once for what it wrote so far).")
 
     def running_whose(self) -> str:
         """Where and whose the `run` holding the lock is, as its lock file says: " on HOST"

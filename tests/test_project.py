@@ -998,8 +998,11 @@ def test_a_umask_that_keeps_a_team_projects_files_from_the_group_is_warned_of(tm
         warning = project.umask_hides_from_team()
         assert warning is not None and f"The project folder {tmp_path} is shared with its group " in warning
         assert "(its files get -rw-------)" in warning and "Run subsetctl under `umask 002`" in warning
-        os.umask(0o022)
-        assert "(its files get -rw-r--r--)" in (project.umask_hides_from_team() or "")
+        assert "a teammate's `plan`, `report` and `run` stop on it afterwards (Permission denied)." in warning
+        os.umask(0o022)  # the group reads what it writes: a teammate's `plan` and `report` work, their `run` stops
+        warning = project.umask_hides_from_team() or ""
+        assert "(its files get -rw-r--r--): a teammate's `run` stops on it afterwards (Permission denied; their " \
+               "`plan` and `report` still work)." in warning and "`plan`, `report` and `run` stop" not in warning
         os.umask(0o002)
         assert project.umask_hides_from_team() is None
         os.umask(0o077)
@@ -1077,6 +1080,10 @@ def test_a_shard_run_and_doctor_warn_of_a_umask_hiding_a_team_projects_files(
         failed = [check for check in run_checks(tiny_project) if not check.ok]
         assert [check.name for check in failed] == ["umask"], failed
         assert "umask 002" in failed[0].advice
+        # doctor's own words: of the umask here, not of "this run's" (it runs nothing)
+        assert "but the umask here keeps what subsetctl writes from the group (its files would get -rw-------)" \
+            in failed[0].detail and "this run" not in failed[0].detail, failed[0].detail
+        assert "once for what earlier runs wrote" in failed[0].advice, failed[0].advice
     finally:
         os.umask(old)
         tiny_project.chmod(0o755)
