@@ -403,7 +403,8 @@ class OutOfMemoryUserError(UserError):
 
 
 def out_of_memory_error(exc: BaseException, stage: str, settings: dict[str, object],
-                        accumulation: tuple[str, str, object] | None = None) -> OutOfMemoryUserError | None:
+                        accumulation: tuple[str, str, object] | None = None, half_dtype: bool = False,
+                        resumable: tuple[str, tuple[str, ...]] | None = None) -> OutOfMemoryUserError | None:
     """A UserError for a stage that ran out of memory (Python's MemoryError, torch's
     OutOfMemoryError on a GPU, or its CPU allocator refusing a tensor), naming the spec
     ``settings`` that bound the stage's memory (``{"meta_init.batch_size": 8, ...}``, as
@@ -412,10 +413,31 @@ def out_of_memory_error(exc: BaseException, stage: str, settings: dict[str, obje
     ``accumulation``: for a stage that trains in micro-batches, its batch size key, its
     ``grad_accum`` key and that one's value: lowering the batch size alone also changes
     how many examples each optimizer step takes (the training itself), so the advice says
-    to raise ``grad_accum`` as much to keep them."""
+    to raise ``grad_accum`` as much to keep them. ``half_dtype``: the model's files store
+    16-bit weights that ``model.dtype: float32`` holds at twice the size, so the advice
+    names ``model.dtype: bfloat16`` too (of a float32 checkpoint it would not lower the
+    peak). ``resumable``: for a stage that keeps its work as it goes (meta_init's
+    checkpoints, the gradients' rows), that work in words and the settings named that
+    leave its inputs as they are: the message says a run with the same settings resumes
+    it, and that changing another starts the stage over (its inputs changed)."""
     text = str(exc)
     lower = " or ".join(f"{key} (now {value})" for key, value in settings.items())
-    advice = f"Lower {lower}, then run again" if lower else "Free memory (or use a larger machine), then run again"
+    dtype = ("set model.dtype: bfloat16 (now float32: the model's files store 16-bit weights, which float32 "
+             "holds at twice their size)" if half_dtype else "")
+    if lower:
+        advice = f"Lower {lower}{', or ' + dtype if dtype else ''}, then run again"
+    elif dtype:
+        advice = f"{dtype[0].upper()}{dtype[1:]}, then run again"
+    else:
+        advice = "Free memory (or use a larger machine), then run again"
+    kept = "finished stages are kept."
+    if resumable is not None:
+        work, neutral = resumable
+        changed = [key for key in settings if key not in neutral] + (["model.dtype"] if half_dtype else [])
+        kept = (f"finished stages are kept, and so is what this one computed before it stopped, if anything "
+                f"({work}): a run with the same settings resumes from it"
+                + (f"; changing {' or '.join(changed)} changes the stage's inputs, so it starts over" if changed
+                   else "") + ".")
     if accumulation is not None and accumulation[0] in settings:
         batch_key, accum_key, accum = accumulation
         advice += (f" (to keep the training as it is, divide {batch_key} by a number and multiply {accum_key} "
@@ -443,8 +465,7 @@ def out_of_memory_error(exc: BaseException, stage: str, settings: dict[str, obje
         if "mmap" in text:  # loading the model: no batch size helps with that part
             size += " to map a model file as it loads (the model alone needs that much; `plan` estimates each stage's memory)"
     return OutOfMemoryUserError(
-        f"Stage {stage} ran out of memory{size} ({type(exc).__name__}{_address_space_limit()}). {advice}: "
-        "finished stages are kept.")
+        f"Stage {stage} ran out of memory{size} ({type(exc).__name__}{_address_space_limit()}). {advice}: {kept}")
 
 
 #: how the loader says it had no memory for a shared library (dlopen's ENOMEM): a stage

@@ -254,6 +254,9 @@ class Stage(ABC):
     #: still applies: only for a stage each piece of whose work records the inputs it was made
     #: from and is checked against them (the data stage's sources); other stages start over
     partial_work_keyed: bool = False
+    #: the work it keeps as it goes, which a run with the same inputs resumes, in words
+    #: ("its checkpoints ..."), for the out-of-memory message (:func:`out_of_memory_error`); None: none
+    resumable_work: ClassVar[str | None] = None
     #: the upstream stages of which it reads a part only (one of their :meth:`output_parts`),
     #: -> that part's name: its inputs hold that part's digest (:func:`output_digest`), so a
     #: change to the rest of their output leaves it up to date (meta_init reads no test rows:
@@ -1776,14 +1779,24 @@ class Pipeline:
 
     def _out_of_memory(self, stage: Stage, exc: BaseException) -> UserError | None:
         """The user error for ``stage`` when ``exc`` says it ran out of memory (see
-        :func:`out_of_memory_error`), naming its memory settings as they are; else None."""
+        :func:`out_of_memory_error`), naming its memory settings as they are (and
+        ``model.dtype: bfloat16`` for a 16-bit checkpoint held in float32) and what of its
+        work a run resumes; else None."""
         dumped = self.spec.model_dump(mode="json")
         settings = {key: value for key in stage.memory_settings(self.spec) if (value := _dig(dumped, key)) is not None}
         accumulation = None
         if stage.accumulation_keys is not None:
             batch_key, accum_key = stage.accumulation_keys
             accumulation = (batch_key, accum_key, _dig(dumped, accum_key))
-        return out_of_memory_error(exc, stage.name, settings, accumulation)
+        from subsetctl.modeling.footprint import MODEL_STAGES, stored_in_16_bits
+        from subsetctl.spec.fingerprints import RESULT_NEUTRAL
+
+        half_dtype = stage.name in MODEL_STAGES and stored_in_16_bits(self.spec, self.project.root)
+        resumable = None
+        if stage.resumable_work is not None:  # the settings that leave its work's inputs as they are
+            neutral = tuple(f"{section}.{key}" for section, keys in RESULT_NEUTRAL.items() for key in keys)
+            resumable = (stage.resumable_work, neutral)
+        return out_of_memory_error(exc, stage.name, settings, accumulation, half_dtype, resumable)
 
     def _project_gone(self, stage: Stage, before: tuple[int, int] | None) -> UserError | None:
         """The user error for the project's state folder gone while ``stage`` ran (the project

@@ -1654,13 +1654,60 @@ def test_running_out_of_memory_in_a_fine_tune_says_to_keep_the_examples_per_step
     message = str(caught.value)
     assert ("Lower meta_init.batch_size (now 4) or model.max_length (now 32), then run again (to keep the training "
             "as it is, divide meta_init.batch_size by a number and multiply meta_init.grad_accum (now 2) by the same "
-            "one: each optimizer step then averages over as many examples): finished stages are kept.") in message, \
-        message
+            "one: each optimizer step then averages over as many examples): finished stages are kept, and so is") \
+        in message, message
     from subsetctl.stages.finetune import FinetuneStage
     from subsetctl.stages.verify import VerifyStage
 
     assert FinetuneStage.accumulation_keys == ("finetune.batch_size", "finetune.grad_accum")
     assert VerifyStage.accumulation_keys is None  # verify's fine-tunes take no grad_accum
+
+
+def test_running_out_of_memory_says_what_a_run_resumes_and_names_bfloat16_for_a_16_bit_checkpoint(
+        tiny_project_ran, tiny_llama: Path, tmp_path: Path, monkeypatch) -> None:
+    """The advice named the batch size, max_length and memory budget only: a checkpoint saved
+    in bfloat16, which ``model.dtype: float32`` holds at twice its size, was not told that
+    ``model.dtype: bfloat16`` halves its weights (a float32 checkpoint's peak it does not
+    lower, so it is not named there); and "finished stages are kept" left unsaid whether the
+    rows or steps the stage computed before it ran out are: a run with the same settings
+    resumes them, one with a lowered batch size starts over (its inputs changed), one with
+    a lowered gradients.memory_budget_mb (result-neutral) does not."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from subsetctl.api import run_project
+    from subsetctl.stages.gradients import GradientsStage
+    from subsetctl.stages.meta_init import MetaInitStage
+
+    def out_of_memory(self, ctx):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB.")
+
+    project = tiny_project_ran("meta_init")
+    monkeypatch.setattr(GradientsStage, "run", out_of_memory)
+    with pytest.raises(UserError) as caught:
+        run_project(project, until="gradients")
+    message = str(caught.value)
+    assert "model.dtype" not in message, message  # tiny_llama is saved in float32
+    assert message.endswith(
+        "then run again: finished stages are kept, and so is what this one computed before it stopped, if anything "
+        "(the rows computed so far, stored batch by batch): a run with the same settings resumes from it; changing "
+        "gradients.batch_size or model.max_length changes the stage's inputs, so it starts over."), message
+
+    half = tmp_path / "half"
+    AutoModelForCausalLM.from_pretrained(tiny_llama, torch_dtype=torch.bfloat16).save_pretrained(half)
+    for file in tiny_llama.iterdir():
+        if file.name.startswith(("tokenizer", "special_tokens")):
+            shutil.copy(file, half / file.name)
+    monkeypatch.setattr(MetaInitStage, "run", out_of_memory)
+    with pytest.raises(UserError) as caught:
+        run_project(project, [f"model.source={half}"], until="meta_init")
+    message = str(caught.value)
+    assert ("Lower meta_init.batch_size (now 4) or model.max_length (now 32), or set model.dtype: bfloat16 (now "
+            "float32: the model's files store 16-bit weights, which float32 holds at twice their size), then run "
+            "again") in message, message
+    assert ("(its checkpoints, saved every meta_init.checkpoint_every steps): a run with the same settings resumes "
+            "from it; changing meta_init.batch_size or model.max_length or model.dtype changes the stage's inputs, "
+            "so it starts over.") in message, message
 
 
 @pytest.mark.parametrize("variable", ["HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"])

@@ -201,6 +201,23 @@ def estimate(stage: str, spec: Any, spec_dir: Path) -> tuple[int, str] | None:
                   f"({_count_text(shape.params)} parameters in {spec.model.dtype})")
 
 
+def stored_in_16_bits(spec: Any, spec_dir: Path) -> bool:
+    """Whether the model's files (read as :func:`estimate` reads them) store its weights in
+    16 bits (bfloat16 or float16) while ``model.dtype`` is float32, which holds them at
+    twice that: ``model.dtype: bfloat16`` then halves the weights' memory, which
+    out-of-memory advice names. (A float32 checkpoint's peak it does not lower: the files
+    stay mapped while they are converted.)"""
+    if spec.model.dtype != "float32":
+        return False
+    from subsetctl.modeling.resolve import folder_read_without_loading
+
+    found = folder_read_without_loading(spec.model.source, spec_dir)
+    folder = found[0] if found is not None else _converted_packaged(spec.model.source)
+    shape = read_shape(folder, spec.model.lora.target_modules) if folder is not None else None
+    # (a few float32 buffers beside 16-bit weights still count as a 16-bit checkpoint)
+    return shape is not None and shape.params > 0 and shape.stored_bytes < 2.5 * shape.params
+
+
 def _converted_packaged(source: str) -> Path | None:
     """The folder a packaged model shipped as GGUF was converted into on this machine (the
     quickstart's SmolLM2), or None (another source, or not converted yet)."""

@@ -411,6 +411,7 @@ class FinetuneStage(common.ModelStage):
     reads_parts: ClassVar[dict[str, str]] = {**common.TRAIN_SIDE, **common.PICKS}
     memory_keys = ("finetune.batch_size", "model.max_length")
     accumulation_keys = ("finetune.batch_size", "finetune.grad_accum")
+    resumable_work = "the fine-tunes it finished, and checkpoints every finetune.checkpoint_every steps"
     spec_keys = ("project.seed", "model", "finetune")
     # peft writes the base model's path into each adapter's config, and the model card names
     # the spec's model.source: where the model was, not what was trained (moving the project

@@ -125,6 +125,7 @@ class GradientsStage(common.ModelStage):
     #: the shards merged and the library versions their `run --shard` computed them with
     describes_only = (common.PROVENANCE,)
     memory_keys = ("gradients.batch_size", "model.max_length", "gradients.memory_budget_mb")
+    resumable_work = "the rows computed so far, stored batch by batch"
     spec_keys = ("project.seed", "model", "gradients")
 
     def work(self, spec: Spec, forced: bool = False) -> str:

@@ -27,6 +27,7 @@ class MetaInitStage(common.ModelStage):
     reads_parts = common.TRAIN_SIDE  # no test rows: editing them re-runs it not
     memory_keys = ("meta_init.batch_size", "model.max_length")
     accumulation_keys = ("meta_init.batch_size", "meta_init.grad_accum")
+    resumable_work = "its checkpoints, saved every meta_init.checkpoint_every steps"
     spec_keys = ("project.seed", "model", "meta_init")
 
     def work(self, spec: Spec, forced: bool = False) -> str:
