@@ -392,8 +392,9 @@ class Stage(ABC):
 
 #: the version of what `plan --format json` prints (:meth:`StageStatus.to_dict`'s ``plan_format``),
 #: raised whenever a subsetctl changes its keys or their meaning: a script checks it has the keys
-#: it reads, as report.json's ``report_format`` lets it. 1: the first numbered
-PLAN_FORMAT = 1
+#: it reads, as report.json's ``report_format`` lets it. 1: the first numbered; 2: each model
+#: stage's estimated peak memory, ``memory_bytes`` and ``memory`` (keys added raise it too)
+PLAN_FORMAT = 2
 
 
 @dataclass
