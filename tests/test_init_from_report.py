@@ -82,6 +82,31 @@ def test_compact_source_settings_are_written_out_per_source() -> None:
     assert list(data) == ["target", "sources", "calibrate", "search"]
 
 
+def test_a_loader_options_or_config_key_holding_dots_is_written_back_as_one_key(tmp_path: Path,
+                                                                                 monkeypatch) -> None:
+    """A plugin loader's ``options`` (or reasoning_gym's ``config``) key holding dots (a
+    Hugging Face ``data_files`` split, ``train.v2``) was written to report.json's settings as
+    ``options.train.v2``, which --from-report split into nested keys: another option, and the
+    data stage's fingerprint another. report.json writes such a key in quotes, as an
+    override names it; a nested mapping stays nested, and a label_map's name holding dots
+    is one name, quoted or not (reports written before)."""
+    from types import SimpleNamespace
+
+    from subsetctl.report import build
+    from subsetctl.spec.from_report import spec_data
+
+    loader = {"type": "plugin", "name": "hf", "options": {"train.v2": "t.json", "nested": {"a": 1}}}
+    gym = {"type": "reasoning_gym", "task": "x", "config": {"min.digits": 2}}
+    recorded = {"target": {"name": "t", "loader": loader, "label_map": {"v1.2": "yes"}},
+                "sources": [{"name": "a", "loader": gym}]}
+    monkeypatch.setattr(build, "_shown_results", lambda project, skip: iter([(None, {"inputs": {"slice": recorded}})]))
+    settings = build.results_settings(SimpleNamespace(root=tmp_path))
+    assert settings["target.loader.options.\"train.v2\""] == "t.json", settings
+    data = spec_data(settings)
+    assert data["target"] == recorded["target"] and data["sources"] == recorded["sources"], data
+    assert spec_data({"target.label_map.v1.2": "yes"})["target"]["label_map"] == {"v1.2": "yes"}
+
+
 def test_a_report_too_old_to_hold_settings_is_refused(tmp_path: Path) -> None:
     old = tmp_path / "report.json"
     old.write_text(json.dumps({"report_format": 7, "final": {}}))

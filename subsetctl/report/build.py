@@ -653,16 +653,20 @@ def results_settings(project: Project, skip: frozenset[str] | set[str] = frozens
     pipeline order (both ran with one value unless one's results are outdated). A model
     folder inside the project is named relative to it (:func:`in_project_terms`; as ``spec``,
     the spec now, names it where that is the same folder: :func:`model_source_now`), and a
-    setting every listed source shares is written once (:func:`compact_source_settings`)."""
+    setting every listed source shares is written once (:func:`compact_source_settings`). A
+    mapping's key that a dotted key would split (a loader's ``options`` or ``config`` key, a
+    label holding dots) is written in quotes, as an override names it: ``options."a.b"``."""
     from subsetctl.spec import RESULT_NEUTRAL
     from subsetctl.spec.fingerprints import KIND_NEUTRAL
+    from subsetctl.spec.overrides import name_in_key
 
     out: dict[str, Any] = {}
 
     def walk(value: Any, path: str) -> None:  # a list of plain values (lambda_grid) stays one setting
         if isinstance(value, dict) and value:
-            for key, child in value.items():
-                walk(child, f"{path}.{key}" if path else str(key))
+            for key, child in value.items():  # (a slice's own keys are key paths: project.seed, model)
+                part = (name_in_key(str(key)) or str(key)) if path else str(key)  # (options."a.b": one key)
+                walk(child, f"{path}.{part}" if path else part)
         elif isinstance(value, list) and any(isinstance(item, dict | list) for item in value):
             for i, child in enumerate(value):
                 walk(child, f"{path}[{i}]")

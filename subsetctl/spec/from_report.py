@@ -98,14 +98,22 @@ NAMED_KEYS = ("label_map", "where")
 
 
 def _key_parts(key: str) -> list[str | int]:
-    """A dotted setting ``key`` as its parts (:func:`~subsetctl.spec.overrides.parse_key_path`),
-    the rest after a :data:`NAMED_KEYS` setting one name."""
-    from subsetctl.spec.overrides import parse_key_path
+    """A dotted setting ``key`` as its parts (:func:`~subsetctl.spec.overrides.parse_key_path`:
+    a name in quotes, as report.json writes a mapping's key holding dots, ``options."a.b"``, is
+    one), the rest after a :data:`NAMED_KEYS` setting one name (in quotes or not: report.json
+    written before it quoted them)."""
+    from subsetctl.errors import SpecError
+    from subsetctl.spec.overrides import QuotedName, parse_key_path
 
     for named in NAMED_KEYS:
         head, found, name = key.partition(f".{named}.")
         if found and name:
-            return [*parse_key_path(head), named, name]
+            try:
+                quoted = parse_key_path(name)
+            except SpecError:
+                quoted = []
+            return [*parse_key_path(head), named,
+                    str(quoted[0]) if len(quoted) == 1 and isinstance(quoted[0], QuotedName) else name]
     return parse_key_path(key)
 
 
