@@ -107,6 +107,28 @@ def test_a_loader_options_or_config_key_holding_dots_is_written_back_as_one_key(
     assert spec_data({"target.label_map.v1.2": "yes"})["target"]["label_map"] == {"v1.2": "yes"}
 
 
+def test_a_relative_model_folder_found_neither_in_newdir_nor_beside_the_report_is_warned_of(tmp_path: Path) -> None:
+    """A relative ``model.source`` (a model folder inside the report's project) that leads to
+    no folder from NEWDIR, nor beside the report, was kept silently: `run` from NEWDIR then
+    failed on it, or took ``models/tiny`` for a hub id. It is warned of, with the path to
+    write; a folder found, a packaged model and a hub id (no local files recorded) are not."""
+    from subsetctl.spec.from_report import model_source_not_found
+
+    origin, newdir = tmp_path / "v7", tmp_path / "new"
+    (origin / "kept").mkdir(parents=True)
+    newdir.mkdir()
+    local = {"input_files": {"model": {"model_files": {"config.json": {"sha256": "0"}}}}}
+    warning = model_source_not_found({"model": {"source": "models/tiny"}}, local, origin, newdir)
+    assert warning is not None and "model.source 'models/tiny'" in warning, warning
+    assert str(newdir / "subsetctl.yaml") in warning and str(origin / "models/tiny") in warning, warning
+    assert model_source_not_found({"model": {"source": "tiny"}}, {}, origin, newdir) is not None
+    assert model_source_not_found({"model": {"source": "org/name"}}, {}, origin, newdir) is None  # a hub id
+    assert model_source_not_found({"model": {"source": "kept"}}, local, origin, newdir) is None
+    (newdir / "models" / "tiny").mkdir(parents=True)
+    assert model_source_not_found({"model": {"source": "models/tiny"}}, local, origin, newdir) is None
+    assert model_source_not_found({"model": {"source": "smollm2-135m-instruct"}}, {}, origin, newdir) is None
+
+
 def test_a_report_too_old_to_hold_settings_is_refused(tmp_path: Path) -> None:
     old = tmp_path / "report.json"
     old.write_text(json.dumps({"report_format": 7, "final": {}}))

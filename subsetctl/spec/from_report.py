@@ -178,6 +178,32 @@ def with_paths_from(data: dict[str, Any], origin: Path, newdir: Path) -> list[st
     return moved
 
 
+def model_source_not_found(data: dict[str, Any], report: dict[str, Any], origin: Path, newdir: Path) -> str | None:
+    """The warning for a relative ``model.source`` of ``data`` (after :func:`with_paths_from`)
+    that leads to no folder from ``newdir`` nor beside the report (``origin``): a model folder
+    moved or deleted since, which `run` from ``newdir`` would not find (or would take for a hub
+    id of that name). None for one found, an absolute path or ``~`` one (its own error at
+    `run`), a packaged model, and a name of a hub id's form unless the report's
+    ``input_files`` record it as a local folder's files."""
+    from subsetctl.modeling.resolve import _HUB_ID, packaged_names
+
+    model = data.get("model") if isinstance(data.get("model"), dict) else {}
+    source = model.get("source")
+    if (not isinstance(source, str) or not source or source.startswith("~") or Path(source).is_absolute()
+            or source in packaged_names() or (newdir / source).exists() or (origin / source).exists()):
+        return None
+    files = report.get("input_files")
+    recorded = files.get("model") if isinstance(files, dict) else None
+    local = isinstance(recorded, dict) and "model_files" in recorded and "model_package" not in recorded
+    if _HUB_ID.match(source) and not local:
+        return None
+    return (f"model.source {source!r} is a model folder the report's project named relative to itself, and it is "
+            f"neither in {shown_path(newdir)} ({shown_path(newdir / source)}) nor beside the report "
+            f"({shown_path(origin / source)}): write the folder's path where it is now as model.source in "
+            f"{shown_path(newdir / 'subsetctl.yaml')} (relative to {shown_path(newdir)}, or absolute), or put the "
+            f"folder at {shown_path(newdir / source)}, before `subsetctl run`")
+
+
 def data_file_differences(spec: Any, report: dict[str, Any], newdir: Path) -> list[str]:
     """A line for each source whose input files, as the spec in ``newdir`` reads them, are not
     those report.json's ``input_files`` records (sha256): another file, or none there."""
@@ -255,6 +281,8 @@ def spec_from_report(path: Path, newdir: Path) -> tuple[str, list[str], list[str
     if isinstance(report.get("left_out"), list) and report["left_out"]:
         warnings.append(f"the report left out the results of {', '.join(map(str, report['left_out']))} (outdated): "
                         "their settings are not in it, and are written at their defaults")
+    if (missing := model_source_not_found(data, report, report_path.parent, newdir)) is not None:
+        warnings.append(missing)
     different = data_file_differences(spec, report, newdir)
     if different:
         warnings.append("the data files differ from those the results were made with (report.json's "
