@@ -63,7 +63,7 @@ def _settings_block(settings: Any) -> list[str]:
     element; of more than :data:`SETTINGS_SHOWN`, a line saying where they are."""
     if not isinstance(settings, dict) or not settings:
         return []
-    title = ("every setting these results were made with, command-line overrides included (report.json's "
+    title = ("every setting these results were made with, key=value overrides of `run` included (report.json's "
              "`settings`: dotted keys, `sources[*].x` the value of every source not listed with its own)")
     if len(settings) > SETTINGS_SHOWN:
         return [f"- {len(settings):,} settings: {title}", ""]
