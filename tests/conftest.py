@@ -75,6 +75,14 @@ def _write_jsonl_data(folder: Path) -> None:
 
 
 @pytest.fixture
+def jsonl_data_writer():
+    """:func:`_write_jsonl_data`, for a test writing the JSONL project's data into a folder of
+    its own: `from conftest import` in a test finds whichever conftest.py a whole run
+    imported first (tests/search's, tests/modeling's), not this one."""
+    return _write_jsonl_data
+
+
+@pytest.fixture
 def jsonl_project(tmp_path: Path) -> Path:
     """A project with a JSONL target and two JSONL sources (no model needed for data)."""
     _write_jsonl_data(tmp_path)

@@ -16,19 +16,19 @@ def invoke(*args: str):
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
-def test_a_variant_made_with_overrides_is_written_back_up_to_date(tmp_path: Path, tiny_llama: Path) -> None:
+def test_a_variant_made_with_overrides_is_written_back_up_to_date(tmp_path: Path, tiny_llama: Path,
+                                                                  jsonl_data_writer) -> None:
     """A variant run with overrides, its spec since overwritten: the spec written back from its
     report, in a folder holding the same data and the variant's .subsetctl, is up to date at
     every stage (the report stage rewrites only its overrides line); from a folder without
     the data, its paths lead to the files beside the report."""
-    from conftest import _write_jsonl_data
     from tinymodels import tiny_project_spec
 
     from subsetctl.api import plan_project, run_project
 
     variant = tmp_path / "v7"
     variant.mkdir()
-    _write_jsonl_data(variant)
+    jsonl_data_writer(variant)
     (variant / "subsetctl.yaml").write_text(yaml.safe_dump(tiny_project_spec(tiny_llama), sort_keys=False))
     run_project(variant, ["sources.a.max_examples=5", "gradients.d=8"])
     (variant / "subsetctl.yaml").write_text((variant / "subsetctl.yaml").read_text().replace("d: 16", "d: 32"))

@@ -791,8 +791,12 @@ def _refuse_unreadable_files(folder: Path, where: str) -> None:
 def unreadable_model_files_note(source: str, spec_dir: Path | None) -> str | None:
     """What `plan` and `run` stop with (:func:`_refuse_unreadable_files`) when ``source`` is a
     local model folder holding files this user may not read (a teammate's checkpoint saved
-    0o600), for `validate` to warn of and `doctor` to fail on; None otherwise (nothing loaded)."""
-    folder = local_model_folder(source, spec_dir)
+    0o600), for `validate` to warn of and `doctor` to fail on; None otherwise (nothing loaded),
+    and where the folder cannot be looked at (a name too long: a problem of model.source already)."""
+    try:
+        folder = local_model_folder(source, spec_dir)
+    except OSError:
+        return None
     if folder is None:
         return None
     try:
