@@ -173,7 +173,18 @@ class LockHolder:
     @property
     def where_whose(self) -> str:
         """:attr:`on_host`, and ", user NAME" when another user started the holder."""
-        return self.on_host + (f", user {self.user}" if self.user and self.user != user_name(os.geteuid()) else "")
+        return self.on_host + (f", user {self.user}" if self.others else "")
+
+    @property
+    def others(self) -> bool:
+        """Whether another user started the holder (a process this one may not stop)."""
+        return bool(self.user) and self.user != user_name(os.geteuid())
+
+    @property
+    def stop_it(self) -> str:
+        """How a refused user ends the holder: "stop that process", or "ask NAME to stop it"
+        where it is another user's (told to stop a process not theirs to stop)."""
+        return f"ask {self.user} to stop it" if self.others else "stop that process"
 
 
 def write_holder(handle: IO[str], text: str) -> None:

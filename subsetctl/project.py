@@ -1436,9 +1436,9 @@ class Project:
             holder = LockHolder.read(text)
             who = ("running `subsetctl run --shard` processes. Wait for them to finish or stop them" if not holder.pid
                    else f"a `subsetctl run --shard` (PID {holder.pid}{holder.where_whose}) running the stages before "
-                   "gradients. Wait for it to finish or stop that process" if holder.shard else
-                   f"a running `subsetctl run` (PID {holder.pid}{holder.where_whose}). Wait for it to finish or stop "
-                   "that process")
+                   f"gradients. Wait for it to finish or {holder.stop_it}" if holder.shard else
+                   f"a running `subsetctl run` (PID {holder.pid}{holder.where_whose}). Wait for it to finish or "
+                   f"{holder.stop_it}")
             return LockedError(f"Project {self.root} is locked by {who}; `plan` and `report` work meanwhile.",
                                holder="run" if holder.pid else "shards")
 

@@ -40,7 +40,8 @@ def test_the_lock_names_the_machine_and_the_user_of_a_run_on_another(tmp_path: P
         me = os.geteuid()
         monkeypatch.setattr(os, "geteuid", lambda: me + 4242)  # as another user sees it
         with pytest.raises(LockedError, match=rf"a running `subsetctl run` \(PID {holder.pid} on {here}, user "
-                                              rf"{pwd.getpwuid(me).pw_name}\)\. Wait"), Project(tmp_path).lock():
+                                              rf"{pwd.getpwuid(me).pw_name}\)\. Wait for it to finish or ask "
+                                              rf"{pwd.getpwuid(me).pw_name} to stop it;"), Project(tmp_path).lock():
             pass
         # and plan's "A `subsetctl run` (PID N, user NAME) is working on this project now"
         assert Project(tmp_path).running_whose() == f" on {here}, user {pwd.getpwuid(me).pw_name}"
