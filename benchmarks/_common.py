@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,48 @@ def stored_masks(store: Any) -> tuple[Any, int]:
     if hasattr(rows, "masks"):
         return store._index._take(np.arange(rows.count)), int(rows.masks.nbytes)
     return rows["packed_masks"], int(rows["packed_masks"].nbytes)
+
+
+@contextlib.contextmanager
+def forward_search(n: int, steps: int, loss_of: Callable[[np.ndarray, np.ndarray], np.ndarray]
+                   ) -> Iterator[tuple[Any, dict[str, Any], Any, float, float]]:
+    """``forward`` for ``steps`` steps over ``n`` sources as the search stage runs it (through a
+    :class:`~subsetctl.estimate.results.CachedEstimator`, chunks of 256, sequential, a fresh
+    results store), with a free estimator: ``loss_of(masks, effects)`` of each source's effect
+    (all positive: every step adds a source), so that what is measured is the search's own work.
+    Yields the strategy's result, its record (selections.json's, trace cut to 10,000), the
+    store (its folder is deleted after), the search's seconds and the process's peak RSS in MB."""
+    import resource
+    import time
+
+    from subsetctl.estimate.base import EstimateBatch, SubsetEstimator
+    from subsetctl.estimate.results import CachedEstimator, SubsetResultsStore
+    from subsetctl.search.base import SearchContext, run_strategy
+
+    class Free(SubsetEstimator):
+        def __init__(self) -> None:
+            self.effects = np.random.default_rng(0).uniform(0.1, 1.0, n) / n
+            self._sources = [f"source_{i:05d}" for i in range(n)]
+
+        @property
+        def sources(self) -> list[str]:
+            return self._sources
+
+        def estimate(self, masks: np.ndarray) -> EstimateBatch:
+            m = len(masks)
+            return EstimateBatch(loss_of(masks, self.effects), np.zeros(m), np.zeros(m, dtype=int),
+                                 np.ones(m, dtype=bool))
+
+    with tempfile.TemporaryDirectory() as folder:
+        estimator = Free()
+        store = SubsetResultsStore(Path(folder) / "store", estimator.sources, "bench")
+        cached = CachedEstimator(estimator, store, {"backend": "sequential"}, chunk_size=256)
+        started = time.perf_counter()
+        result = run_strategy("forward", cached, SearchContext(sources=list(estimator.sources)), {"max_steps": steps})
+        record = result.to_dict(trace_limit=10_000)
+        seconds = time.perf_counter() - started
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        yield result, record, store, seconds, peak
 
 
 def work_dir() -> Path:

@@ -28,11 +28,9 @@ import argparse
 import hashlib
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +38,7 @@ if not os.environ.get("PYTHONPATH"):  # this checkout's code unless told otherwi
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
-from _common import ROOT, case_in_child, revision_before, stored_masks
+from _common import ROOT, case_in_child, forward_search, revision_before, stored_masks
 
 #: the commit whose parent is the old code by default (found by its message: hashes change on a rebase)
 _CHANGE = "make forward and backward selection's candidates a chunk at a time"
@@ -48,33 +46,10 @@ _CHANGE = "make forward and backward selection's candidates a chunk at a time"
 
 def _case(n: int, steps: int) -> dict[str, Any]:
     """One forward search of ``steps`` steps over ``n`` sources, in this process."""
-    from subsetctl.estimate.base import EstimateBatch, SubsetEstimator
-    from subsetctl.estimate.results import CachedEstimator, SubsetResultsStore
-    from subsetctl.search.base import SearchContext, run_strategy
+    def loss_of(masks: np.ndarray, effects: np.ndarray) -> np.ndarray:
+        return 1.0 - np.array([effects[row].sum() for row in masks])  # (row by row: no copy of the masks)
 
-    class PerRow(SubsetEstimator):
-        def __init__(self) -> None:
-            self.effects = np.random.default_rng(0).uniform(0.1, 1.0, n) / n
-            self._sources = [f"source_{i:05d}" for i in range(n)]
-
-        @property
-        def sources(self) -> list[str]:
-            return self._sources
-
-        def estimate(self, masks: np.ndarray) -> EstimateBatch:
-            m = len(masks)
-            loss = 1.0 - np.array([self.effects[row].sum() for row in masks])
-            return EstimateBatch(loss, np.zeros(m), np.zeros(m, dtype=int), np.ones(m, dtype=bool))
-
-    with tempfile.TemporaryDirectory() as folder:
-        estimator = PerRow()
-        store = SubsetResultsStore(Path(folder) / "store", estimator.sources, "bench")
-        cached = CachedEstimator(estimator, store, {"backend": "sequential"}, chunk_size=256)
-        started = time.perf_counter()
-        result = run_strategy("forward", cached, SearchContext(sources=list(estimator.sources)), {"max_steps": steps})
-        record = result.to_dict(trace_limit=10_000)
-        seconds = time.perf_counter() - started
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    with forward_search(n, steps, loss_of) as (_result, record, store, seconds, peak):
         (masks, masks_bytes), loss = stored_masks(store), store._rows["loss"]
         digest = hashlib.sha256(json.dumps(record, sort_keys=True).encode())
         digest.update(masks.tobytes())
