@@ -196,17 +196,18 @@ class GradientsStage(common.ModelStage):
         busy = (f"Shard {index}/{count} of the gradients is already being computed by another "
                 f"`subsetctl run --shard {index}/{count}` on {ctx.project.root}; start a different shard.")
         with exclusive_file_lock(path.with_name(path.name + ".lock"), busy):
-            finished = self._empty_shard(ctx, shard) or self._finished_shard(ctx, shard, path)
-            return finished if finished is not None else self._compute(ctx)
+            table = row_table(ctx)  # (once: every example of every source, read for each check below)
+            finished = self._empty_shard(ctx, shard, len(table[0])) or self._finished_shard(ctx, shard, path, table[0])
+            return finished if finished is not None else self._compute(ctx, table)
 
-    def _empty_shard(self, ctx: StageContext, shard: tuple[int, int]) -> dict[str, Any] | None:
+    def _empty_shard(self, ctx: StageContext, shard: tuple[int, int], total: int) -> dict[str, Any] | None:
         """:meth:`_compute_shard`'s answer for a shard dealt no rows (more shards than
         batches of ``gradients.batch_size``), said before loading the model (which such a run
         only loaded to find nothing to do); None where the shard holds rows."""
         from subsetctl.gradients.store import shard_rows
 
         index, count = shard
-        total, batch_size = len(row_table(ctx)[0]), ctx.spec.gradients.batch_size
+        batch_size = ctx.spec.gradients.batch_size
         if shard_rows(total, index, count, batch_size):
             return None
         ctx.reporter.info(
@@ -215,7 +216,8 @@ class GradientsStage(common.ModelStage):
         )
         return {"incomplete": True, "shard": [index, count], "rows": 0}
 
-    def _finished_shard(self, ctx: StageContext, shard: tuple[int, int], path: Path) -> dict[str, Any] | None:
+    def _finished_shard(self, ctx: StageContext, shard: tuple[int, int], path: Path,
+                        rows: list[dict[str, Any]]) -> dict[str, Any] | None:
         """:meth:`_compute_shard`'s answer for a shard an earlier ``run --shard`` finished, of
         what this run's would be as far as it is known without the model (:meth:`_known_info`),
         said without loading the model: loading it (25 s for SmolLM2-135M on a CPU, minutes for
@@ -232,7 +234,7 @@ class GradientsStage(common.ModelStage):
         if not store.complete:
             return None
         info, earlier = self._known_info(ctx, {"source": model_location(ctx.spec.model.source, ctx.project.root)},
-                                         ctx.upstream_dir("meta_init") / "adapter", row_table(ctx)[0])
+                                         ctx.upstream_dir("meta_init") / "adapter", rows)
         if store.info_differences(*_with_data(info, earlier, ctx.upstream_manifest("data"))):
             return None
         index, count = shard
@@ -242,8 +244,9 @@ class GradientsStage(common.ModelStage):
         )
         return {"incomplete": True, "shard": [index, count], "rows": store.n_rows}
 
-    def _compute(self, ctx: StageContext) -> dict[str, Any]:
-        """The work of :meth:`run`."""
+    def _compute(self, ctx: StageContext,
+                 table: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None) -> dict[str, Any]:
+        """The work of :meth:`run` (``table``: :func:`row_table`'s, where the caller read it)."""
         from subsetctl.gradients.engine import PerExampleGradientEngine
         from subsetctl.gradients.projectors import make_projector
         from subsetctl.modeling.lora import count_trainable
@@ -251,7 +254,7 @@ class GradientsStage(common.ModelStage):
         spec = ctx.spec
         seed = spec.gradients.seed if spec.gradients.seed is not None else spec.project.seed
         adapter = ctx.upstream_dir("meta_init") / "adapter"
-        rows, items = row_table(ctx)
+        rows, items = table or row_table(ctx)
         model, tokenizer, model_info = common.lora_model(ctx, adapter_dir=adapter, trainable=True)
         model.eval()
         p = count_trainable(model)
