@@ -851,7 +851,14 @@ def _cached_hub_config(source: str) -> tuple[dict[str, Any], str] | None:
     config = _folder_config(snapshot) if snapshot is not None else None
     if config is None:
         return None
-    return config, f"The hub model {as_typed(source)} (its copy in the local Hugging Face cache, {snapshot})"
+    where = _hub_copy_named(source, snapshot)
+    return config, where[0].upper() + where[1:]
+
+
+def _hub_copy_named(source: str, snapshot: Path) -> str:
+    """How messages name the hub model ``source`` read from ``snapshot``, its copy in the
+    local Hugging Face cache (mid-sentence: "the hub model ...")."""
+    return f"the hub model {as_typed(source)} (its copy in the local Hugging Face cache, {snapshot})"
 
 
 def _folder_config(folder: Path) -> dict[str, Any] | None:
@@ -916,8 +923,7 @@ def folder_read_without_loading(source: str, spec_dir: Path | None) -> tuple[Pat
                 snapshot = cached_snapshot(location)
                 if snapshot is None:
                     return None
-                return snapshot, (f"the hub model {as_typed(location)} (its copy in the local Hugging Face "
-                                  f"cache, {snapshot})")
+                return snapshot, _hub_copy_named(location, snapshot)
             if origin != "local":
                 return None
             folder = expand_home(location).resolve()
