@@ -272,7 +272,11 @@ def open_decompressed(path: Path) -> IO[bytes]:
     import gzip
 
     whole = _held_bytes(path)
-    head = whole[:10] if whole is not None else first_bytes(path, 10)
+    if whole is not None:
+        head = whole[:10]
+    else:  # (not held: first_bytes would look it up again)
+        with open(path, "rb") as raw:
+            head = raw.read(10)
     spreadsheet = _spreadsheet_kind(path, head)
     if spreadsheet is not None:
         raise SpreadsheetFile(path, spreadsheet)
