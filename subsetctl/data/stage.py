@@ -217,10 +217,7 @@ def _one_class_spelt_apart(target: str, splits: dict[str, list[str]]) -> tuple[l
     ``label_map`` that makes them one class each: onto the spelling most rows have (ties:
     the first sorted). Also returns that map (each other spelling -> its class's spelling),
     by which the target's other label warnings take the spellings as one class."""
-    counts: dict[str, int] = {}
-    for labels in splits.values():
-        for text in labels:
-            counts[text] = counts.get(text, 0) + 1
+    counts = Counter(text for labels in splits.values() for text in labels)
     alike: dict[str, list[str]] = {}
     for text in sorted(counts):
         alike.setdefault(_label_spelling(text), []).append(text)
