@@ -799,8 +799,9 @@ def unreadable_model_files_note(source: str, spec_dir: Path | None) -> str | Non
         return None
     if folder is None:
         return None
+    folder = folder.resolve()
     try:
-        _refuse_unreadable_files(folder.resolve(), f"The model folder {folder.resolve()}")
+        _refuse_unreadable_files(folder, f"The model folder {folder}")
     except UserError as exc:
         return str(exc)
     return None
