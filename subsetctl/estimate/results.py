@@ -328,8 +328,6 @@ class SubsetResultsStore:
         self.path = Path(path)
         self.versions = versions
         self.threads = threads
-        self._versions: list[Any] = []  # store.json's list of the versions that computed rows
-        self._threads: list[Any] = []  # the thread counts beside each (None: not recorded)
         self.sources = list(sources)
         self.key = str(key)
         self.earlier_keys = tuple(str(k) for k in earlier_keys)
@@ -338,6 +336,15 @@ class SubsetResultsStore:
             self.path.unlink()
             self.reset_reason = f"The subset results store at {self.path} was reset: it was a file, not a folder."
         self.path.mkdir(parents=True, exist_ok=True)
+        self._clear()
+        self._read_state: list[tuple[str, int, int, int]] = []  # the files as last read or written (:meth:`_files_state`)
+        with self._locked():
+            self._open()
+
+    def _clear(self) -> None:
+        """No rows in memory, nothing read: the state before :meth:`_open` reads the files."""
+        self._versions: list[Any] = []  # store.json's list of the versions that computed rows
+        self._threads: list[Any] = []  # the thread counts beside each (None: not recorded)
         self._rows = _Rows(len(self.sources))
         self._merged_through = 0  # the last segment number folded into DATA_FILE
         self._main_rows = 0  # the rows DATA_FILE holds
@@ -345,9 +352,6 @@ class SubsetResultsStore:
         self._upgrade = False  # an earlier format read: the main file is rewritten at the next save
         # packed mask -> row (a hash table over self._rows' masks: no copy of them)
         self._index = RowIndex(lambda rows: self._rows.masks.take(rows))
-        self._read_state: list[tuple[str, int, int, int]] = []  # the files as last read or written (:meth:`_files_state`)
-        with self._locked():
-            self._open()
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -356,12 +360,7 @@ class SubsetResultsStore:
         one last read or wrote it; the files' state is taken again at the end."""
         with brief_file_lock(self.path / LOCK_FILE):
             if self._read_state and self._files_state() != self._read_state:
-                self._rows = _Rows(len(self.sources))
-                self._merged_through = self._main_rows = 0
-                self._segments = []
-                self._upgrade = False
-                self._versions, self._threads = [], []
-                self._index = RowIndex(lambda rows: self._rows.masks.take(rows))
+                self._clear()
                 self._open()
             try:
                 yield
@@ -428,13 +427,7 @@ class SubsetResultsStore:
                     remove_tree(segment)
                 else:
                     segment.unlink()
-            self._rows = _Rows(len(self.sources))
-            self._merged_through = 0
-            self._main_rows = 0
-            self._segments = []
-            self._upgrade = False
-            self._versions = []
-            self._threads = []
+            self._clear()
             self._write_meta()
         self._index.build(self._rows.count)
 
