@@ -473,7 +473,7 @@ class GradientsStage(common.ModelStage):
         # a shard dealt no rows (more shards than batches): `run --shard` for it computes nothing
         empty = [i for i in left if _holds_no_rows(i, count, spans.get(count, {}), spec)]
         named, one = [f"{i}/{count}" for i in empty], len(empty) == 1
-        no_rows = (f"{' and '.join(filter(None, (', '.join(named[:-1]), named[-1])))} need{'s' if one else ''} "
+        no_rows = (f"{_and_joined(named)} need{'s' if one else ''} "
                    f"no `run --shard`: {'it holds' if one else 'they hold'} no rows (more shards than batches "
                    "of gradients)") if empty else ""
         if done == count:
@@ -494,13 +494,13 @@ class GradientsStage(common.ModelStage):
             if have:
                 named = [f"{i}/{count}" for i in sorted(have)]
                 one = len(named) == 1
-                note += (f"; {' and '.join(filter(None, (', '.join(named[:-1]), named[-1])))} need"
+                note += (f"; {_and_joined(named)} need"
                          f"{'s' if one else ''} no `run --shard`: shards of another count have "
                          f"{'its' if one else 'their'} rows, which the merge takes")
             if to_compute:
                 one, commands = len(to_compute) == 1, [f"`run --shard {i}/{count}`" for i, _ in to_compute]
                 note += (f"; left: {', '.join(f'{i}/{count} ({left})' for i, left in to_compute)}; "
-                         + " and ".join(filter(None, (", ".join(commands[:-1]), commands[-1])))
+                         + _and_joined(commands)
                          + f" compute{'s it' if one else ' them'}, then `run` merges them (it computes any rows still "
                          "missing itself)")
             else:
@@ -681,6 +681,11 @@ def shard_label(folder: str) -> str:
     the shard); any other name as it is."""
     numbers = shard_numbers(folder)
     return folder if numbers is None else f"{numbers[0]}/{numbers[1]}"
+
+
+def _and_joined(items: list[str]) -> str:
+    """``items`` (one at least) as a note lists them: "a", "a and b", "a, b and c"."""
+    return " and ".join(filter(None, (", ".join(items[:-1]), items[-1])))
 
 
 def shard_finished(project: Project, index: int, count: int) -> bool:
