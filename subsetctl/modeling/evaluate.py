@@ -573,10 +573,8 @@ def _texts_cut(tokenizer: Any, examples: list[dict], kind: str, max_length: int)
     counts = TruncationCounts()
     if kind == "classifier":
         counts.add_classifier(tokenizer, examples, max_length)
-    else:
-        counts.add(encode_rows(tokenizer, examples, kind, max_length), examples)
-    if kind == "classifier":
         return counts.notice(max_length, "test examples")
+    counts.add(encode_rows(tokenizer, examples, kind, max_length), examples)
     if not (counts.prompt_cut or counts.answer_cut):  # only a system prompt or earlier chat messages: text whole
         return None
     return counts.notice(max_length, "test examples as the test loss reads them", learns="the test loss scores")
