@@ -316,8 +316,8 @@ class EvaluateStage(common.ModelStage):
             warnings.append(one_class)
         for w in warnings:  # (the report lists them under the test metrics)
             ctx.reporter.warn(ShownInResults(w))
-        if spec.model.kind != "classifier":  # answers in class words: macro-F1 over them, as a classifier's
-            _with_answers_macro_f1(ctx, per_run, keys)
+        # answers in class words: macro-F1 over them, as a classifier's (per_run.json rewritten only then)
+        if spec.model.kind != "classifier" and _with_answers_macro_f1(ctx, per_run, keys):
             atomic_write_json(per_run_path, per_run)
         table: dict[str, Any] = {}
         for label, ks in labels.items():
@@ -340,22 +340,26 @@ class EvaluateStage(common.ModelStage):
                 "reused": reused, "adapters": len(keys)}
 
 
-def _with_answers_macro_f1(ctx: StageContext, per_run: dict[str, Any], keys: list[str]) -> None:
+def _with_answers_macro_f1(ctx: StageContext, per_run: dict[str, Any], keys: list[str]) -> bool:
     """A causal LM's results given ``macro_f1`` among their metrics, over the exact answers
     (:func:`~subsetctl.modeling.evaluate.answers_macro_f1`), where the target's train answers
     form a small closed set (:func:`~subsetctl.modeling.evaluate.answer_classes`: "positive" /
     "negative"); taken from each result's kept predictions, so a result from the cache or an
-    earlier subsetctl has it too, nothing generated again. Else the results are left as they are."""
+    earlier subsetctl has it too, nothing generated again. Else the results are left as they are.
+    Whether it gave any result ``macro_f1``."""
     from subsetctl.modeling.evaluate import answer_classes, answers_macro_f1
 
     train = common.examples(ctx, ctx.spec.target.name, "train")
     if answer_classes([str(row.get("response", "")) for row in train]) is None:
-        return
+        return False
+    given = False
     for key in keys:
         predictions = per_run[key].get("predictions") or []
         if predictions and all(isinstance(p, dict) and "prediction" in p and "gold" in p for p in predictions):
             f1 = answers_macro_f1([p["prediction"] for p in predictions], [str(p["gold"]) for p in predictions])
             per_run[key]["metrics"] = {**(per_run[key].get("metrics") or {}), "macro_f1": f1}
+            given = True
+    return given
 
 
 def one_class_warning(labels: dict[str, list[str]], per_run: dict[str, Any], classes: list[str] | None) -> str | None:
