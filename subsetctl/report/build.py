@@ -235,6 +235,13 @@ def model_folder_now(recorded: Any, named: Any, root: Path) -> Any:
     return in_project_terms(recorded, root)
 
 
+def _recorded_model_source(manifest: dict[str, Any]) -> Any:
+    """``model.source`` as a stage's results (``manifest``) record it in their spec slice; None
+    where they record none."""
+    recorded = manifest.get("inputs", {}).get("slice", {}).get("model")
+    return recorded.get("source") if isinstance(recorded, dict) else None
+
+
 def model_source_now(project: Project, manifest: dict[str, Any], spec: Any) -> str | None:
     """``model.source`` as ``spec`` (the spec now) names it, where a model stage's results
     (``manifest``) recorded another path for a local model folder whose files are the same
@@ -247,8 +254,7 @@ def model_source_now(project: Project, manifest: dict[str, Any], spec: Any) -> s
     from subsetctl.pipeline import same_model_folder_as_recorded
 
     source = getattr(getattr(spec, "model", None), "source", None)
-    recorded = manifest.get("inputs", {}).get("slice", {}).get("model")
-    named = recorded.get("source") if isinstance(recorded, dict) else None
+    named = _recorded_model_source(manifest)
     if not isinstance(source, str) or not isinstance(named, str) or len(
             {in_project_terms(model_location(name, project.root), project.root) for name in (source, named)}) == 1:
         return None  # (nothing to hash: the same folder, or no spec)
@@ -282,8 +288,7 @@ def models_moved_outside(project: Project) -> dict[str, str]:
     base = _read(project.results_dir("finetune") / BASE_MODEL_FILE) if project.read_results_manifest("finetune") else None
     read: dict[str, tuple[Any, Any]] = {}  # stage -> (the folder it read, model.source as it named it)
     for stage, manifest in _shown_results(project, frozenset()):
-        recorded = manifest.get("inputs", {}).get("slice", {}).get("model")
-        named = recorded.get("source") if isinstance(recorded, dict) else None
+        named = _recorded_model_source(manifest)
         summary = manifest.get("summary")
         model = summary.get("model") if isinstance(summary, dict) else None
         if isinstance(model, dict) and "path" in model:
@@ -328,8 +333,7 @@ def _summary(project: Project, manifest: dict[str, Any], spec: Any = None) -> An
     model = summary.get("model") if isinstance(summary, dict) else None
     if not isinstance(model, dict):
         return summary
-    recorded = manifest.get("inputs", {}).get("slice", {}).get("model")
-    named = recorded.get("source") if isinstance(recorded, dict) else None
+    named = _recorded_model_source(manifest)
     now = model_source_now(project, manifest, spec)
     model = {**model, **{key: model_folder_now(model[key] if now is None else model_location(now, project.root),
                                                named if now is None else now, project.root)
