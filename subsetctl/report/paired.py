@@ -112,6 +112,7 @@ def paired_comparison(comparison: dict[str, Any], finetuned: Any, per_run: Any, 
         runs = labels.get(label)
         return _per_row(per_run, runs, key) if isinstance(runs, list) and runs else None
 
+    picked = {key: rows(final, key) for key in ("loss", "score")}  # (the pick's, once for every baseline)
     gains: dict[tuple[str, str], np.ndarray] = {}
     shared: dict[str, Any] = {}
     for baseline in comparison["scores"]:
@@ -120,12 +121,12 @@ def paired_comparison(comparison: dict[str, Any], finetuned: Any, per_run: Any, 
         if isinstance(labels.get(final), list) and labels[final] and sorted(labels[final]) == sorted(
                 labels.get(baseline) or []):
             shared[baseline] = {"same_finetune": True}
-            n = next((len(r) for r in (rows(final, key) for key in ("loss", "score")) if r is not None), None)
+            n = next((len(r) for r in picked.values() if r is not None), None)
             if n is not None:
                 shared[baseline]["n"] = n
             continue
         for key in ("loss", "score"):
-            pick, other = rows(final, key), rows(baseline, key)
+            pick, other = picked[key], rows(baseline, key)
             if pick is None or other is None or len(pick) != len(other):
                 continue
             gain = other - pick if key == "loss" else pick - other
