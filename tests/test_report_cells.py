@@ -1883,3 +1883,10 @@ def test_rows_with_no_token_to_score_are_counted_apart_in_the_reports_tables() -
     assert header[-1] == "left out: no token to score" and [row[-1] for row in rows] == ["2", "0"]
     assert "'a' (9 rows)" in few_rows_notes(report)[0]  # (11 train rows: 9 used)
     assert "| a | 9 (+2 left out: no token to score) |" in render_markdown(report, {})
+    buffer = io.StringIO()  # nothing cut: the terminal prints no token table (it read the last column as the cuts)
+    render_full_report(report, Console(file=buffer, width=200))
+    assert "token lengths" not in buffer.getvalue()
+    report["tokens_by_source"]["sources"]["b"]["cut"] = 1
+    buffer = io.StringIO()
+    render_full_report(report, Console(file=buffer, width=200))
+    assert "token lengths by source, as trained (model.max_length=64)" in buffer.getvalue()

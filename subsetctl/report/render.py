@@ -277,9 +277,12 @@ def _print_token_table(console: Any, report: dict[str, Any]) -> None:
     from rich.table import Table
 
     table = token_table(report)
-    if table is None or not any(not row[-1].startswith("0 ") for row in table[1]):
+    if table is None:
         return
     header, rows, more, max_length = table
+    cut = header.index("cut by max_length")  # (not the last column where rows had no token to score)
+    if all(row[cut].startswith("0 ") for row in rows):
+        return
     t = Table(title=f"token lengths by source, as trained (model.max_length={max_length})", title_justify="left")
     for i, col in enumerate(header):
         t.add_column(col, justify="left" if i == 0 else "right", overflow="fold")
