@@ -238,6 +238,25 @@ def _completed_rows(completed: np.ndarray, rows: np.ndarray | None, done: np.nda
     return completed
 
 
+def _read_settled(path: Path, read: Callable[[], int]) -> int | None:
+    """``read()`` of the store at ``path`` (a count `plan` gives), changing nothing on disk;
+    read once more under the store's lock where the first try fails, as it does when a
+    search sharing the store merges its segments meanwhile (it removes the files the count
+    was reading); None when that fails too (a damaged file: the store says why when the
+    search opens it)."""
+    reading_errors = (OSError, ValueError, KeyError, IndexError, zipfile.BadZipFile)
+    try:
+        return read()
+    except reading_errors:
+        if not (path / LOCK_FILE).is_file():
+            return None
+    try:
+        with brief_file_lock(path / LOCK_FILE):
+            return read()
+    except reading_errors:
+        return None
+
+
 def stored_count(path: Path, sources: list[str], keys: Sequence[str]) -> int | None:
     """How many completed subsets the store at ``path`` holds for ``sources`` under one of
     ``keys`` (today's, then earlier spellings), read without opening it: only its
@@ -245,13 +264,13 @@ def stored_count(path: Path, sources: list[str], keys: Sequence[str]) -> int | N
     say "8 of 8 stored" at 10,000 sources in a blink; nothing on disk changes. 0 when there
     is no store, or one :class:`SubsetResultsStore` would reset (another key, other sources);
     None when a file cannot be read (the store says why when the search opens it)."""
-    completed = np.zeros(0, dtype=bool)
-    try:
+    def count() -> int:
+        completed = np.zeros(0, dtype=bool)
         for rows, data in _store_files(Path(path), sources, keys):
             completed = _completed_rows(completed, rows, data["completed"].astype(bool))
-    except (OSError, ValueError, KeyError, IndexError, zipfile.BadZipFile):
-        return None
-    return int(completed.sum())
+        return int(completed.sum())
+
+    return _read_settled(Path(path), count)
 
 
 def stored_among(path: Path, sources: list[str], keys: Sequence[str], wanted: np.ndarray) -> int | None:
@@ -265,9 +284,10 @@ def stored_among(path: Path, sources: list[str], keys: Sequence[str], wanted: np
     wanted = np.asarray(wanted, dtype=np.uint8)
     index = {row.tobytes(): i for i, row in enumerate(wanted)}
     sizes = np.unique(POPCOUNT[wanted].sum(axis=1, dtype=np.int64))
-    completed = np.zeros(0, dtype=bool)
-    found: dict[int, int] = {}  # row number -> the wanted subset it holds
-    try:
+
+    def among() -> int:
+        completed = np.zeros(0, dtype=bool)
+        found: dict[int, int] = {}  # row number -> the wanted subset it holds
         for rows, data in _store_files(Path(path), sources, keys):
             done = data["completed"].astype(bool)
             numbers = np.arange(len(done), dtype=np.int64) if rows is None else rows
@@ -282,9 +302,9 @@ def stored_among(path: Path, sources: list[str], keys: Sequence[str], wanted: np
                 if at is not None:
                     found[number] = at
             completed = _completed_rows(completed, rows, done)
-    except (OSError, ValueError, KeyError, IndexError, zipfile.BadZipFile):
-        return None
-    return len({at for number, at in found.items() if number < len(completed) and completed[number]})
+        return len({at for number, at in found.items() if number < len(completed) and completed[number]})
+
+    return _read_settled(Path(path), among)
 
 
 def _file_masks(data: Any, n_sources: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

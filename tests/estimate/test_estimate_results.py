@@ -624,6 +624,35 @@ def test_stored_count_reads_the_completed_rows_of_the_main_file_and_segments_wit
     assert stored_count(tmp_path, fast.sources, [key]) is None  # unreadable: plan says no count
 
 
+def test_stored_count_reads_again_under_the_lock_when_a_merge_removes_a_file_meanwhile(
+        tmp_path: Path, fast: FastEstimator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A search sharing the store merges its segments while `plan` counts (it removes the
+    segment the count was about to read): the count is read once more under the store's
+    lock, not given up ("no count")."""
+    from subsetctl.estimate import results
+    from subsetctl.file_locks import file_lock_held
+
+    masks = _distinct_masks(20, len(fast.sources), seed=5)
+    key = fast.fingerprint()
+    store = SubsetResultsStore(tmp_path, fast.sources, key)
+    store.add(masks[:10], _small_batch(10))
+    store.add(masks[10:13], _small_batch(3))
+    files_now = results._store_files
+    reads: list[bool] = []
+
+    def merged_meanwhile(*args: object):
+        reads.append(file_lock_held(tmp_path / results.LOCK_FILE))
+        if len(reads) in (1, 3):
+            raise FileNotFoundError(2, "No such file or directory", str(tmp_path / "subsets.1.npz"))
+        yield from files_now(*args)
+
+    monkeypatch.setattr(results, "_store_files", merged_meanwhile)
+    assert stored_count(tmp_path, fast.sources, [key]) == 13
+    packed = np.packbits(masks[:12], axis=1)
+    assert stored_among(tmp_path, fast.sources, [key], packed) == 12
+    assert reads == [False, True, False, True]  # the second try of each under the lock
+
+
 @pytest.mark.parametrize("n_sources", [5, 200])  # masks kept whole; kept as one source changed of an anchor
 def test_stored_among_counts_the_completed_rows_holding_given_subsets(tmp_path: Path, n_sources: int) -> None:
     """What `plan` says of the subsets a greedy search asks for in any case ("2 of the 7 it
