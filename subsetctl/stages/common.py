@@ -14,6 +14,7 @@ from typing import Any
 from subsetctl.errors import UserError, as_typed, shell_arg
 from subsetctl.library_imports import MODEL_LIBRARIES
 from subsetctl.pipeline import Stage, StageContext
+from subsetctl.plan_reasons import before_last_clause
 from subsetctl.project import Project
 from subsetctl.reporter import AboutThisRun, resume_at
 from subsetctl.spec import Spec, TrainSpec
@@ -662,9 +663,10 @@ def cached_count_work(stage: Stage, spec: Spec, forced: bool, project: Project, 
         return work
     ctx = planned_context(spec, project, stage.name, resumes)
     try:
-        head = known(ctx) if known is not None else work[:work.rindex("; ")] if "; " in work else work
+        size = before_last_clause(work)  # the clause after it (which results are reused) outside parentheses
+        head = known(ctx) if known is not None else size
         if forced:  # nothing reused: the count as the upstream results tell it, with --force's clause
-            return head + work[work.rindex("; "):] if "; " in work else head
+            return head + work[len(size):]
         kept, cached, total = count(ctx)
     except (UserError, OSError, ValueError, KeyError, TypeError, AttributeError):
         return work
