@@ -404,7 +404,7 @@ def check_memory(spec: Any, folder: Path) -> Check | None:
     estimated (the model's weights are not read without loading it) or the memory free is
     not known."""
     from subsetctl.errors import UserError
-    from subsetctl.modeling.footprint import MODEL_STAGES, available_memory, estimate
+    from subsetctl.modeling.footprint import MODEL_STAGES, available_memory, estimate, loads_model
     from subsetctl.project import size_text
     from subsetctl.stages.common import device_for
 
@@ -415,6 +415,7 @@ def check_memory(spec: Any, folder: Path) -> Check | None:
         return None
     stages = [s for s in MODEL_STAGES if (s != "verify" or spec.verify.enabled)
               and (s not in ("finetune", "evaluate") or spec.finetune.enabled)]
+    stages += ["search"] if loads_model("search", spec) else []  # (its estimator fine-tunes for real)
     estimates = [(found, stage) for stage in stages if (found := estimate(stage, spec, folder)) is not None]
     free = available_memory()
     if not estimates or free is None:

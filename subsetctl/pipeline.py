@@ -1789,10 +1789,10 @@ class Pipeline:
         if stage.accumulation_keys is not None:
             batch_key, accum_key = stage.accumulation_keys
             accumulation = (batch_key, accum_key, _dig(dumped, accum_key))
-        from subsetctl.modeling.footprint import MODEL_STAGES, stored_in_16_bits
+        from subsetctl.modeling.footprint import loads_model, stored_in_16_bits
         from subsetctl.spec.fingerprints import RESULT_NEUTRAL
 
-        half_dtype = stage.name in MODEL_STAGES and stored_in_16_bits(self.spec, self.project.root)
+        half_dtype = loads_model(stage.name, self.spec) and stored_in_16_bits(self.spec, self.project.root)
         resumable = None
         if stage.resumable_work is not None:  # the settings that leave its work's inputs as they are
             neutral = tuple(f"{section}.{key}" for section, keys in RESULT_NEUTRAL.items() for key in keys)

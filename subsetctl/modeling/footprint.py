@@ -39,6 +39,17 @@ DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 #: the stages that load the model, whose memory :func:`stage_peak_bytes` estimates
 MODEL_STAGES = ("meta_init", "gradients", "verify", "finetune", "evaluate")
 
+
+def loads_model(stage: str, spec: Any) -> bool:
+    """Whether ``stage`` loads the model with ``spec``: the :data:`MODEL_STAGES`, and the
+    search whose estimator fine-tunes for real (``true_finetune``: one subset at a time, in
+    this process, with verify's batch size and budget)."""
+    if stage in MODEL_STAGES:
+        return True
+    from subsetctl.registry import ESTIMATORS
+
+    return stage == "search" and bool(getattr(ESTIMATORS.get(spec.estimate.estimator), "needs_model", False))
+
 #: activation values kept per token and layer for the backward pass, as multiples of the
 #: hidden size and of the MLP's intermediate size (the attention's and the MLP's inputs and
 #: outputs, norms, the gated activation), calibrated on the measured run
@@ -137,8 +148,8 @@ def read_shape(folder: Path, target_modules: list[str] | None) -> ModelShape | N
 
 
 def stage_peak_bytes(stage: str, spec: Any, shape: ModelShape) -> int:
-    """The estimated peak resident memory of ``run`` while ``stage`` (one of
-    :data:`MODEL_STAGES`) runs with ``spec`` on a model of ``shape`` (see the module's
+    """The estimated peak resident memory of ``run`` while ``stage`` (one that
+    :func:`loads_model`) runs with ``spec`` on a model of ``shape`` (see the module's
     docstring for what it counts)."""
     width = DTYPE_BYTES.get(spec.model.dtype, 4)
     length = spec.model.max_length
@@ -151,7 +162,7 @@ def stage_peak_bytes(stage: str, spec: Any, shape: ModelShape) -> int:
         total += spec.meta_init.batch_size * length * per_token_training + 4 * 4 * lora  # + AdamW's state
     elif stage == "finetune":
         total += spec.finetune.batch_size * length * per_token_training + 4 * 4 * lora
-    elif stage == "verify":
+    elif stage in ("verify", "search"):  # (the search's real fine-tunes take verify's budget)
         total += spec.verify.batch_size * length * per_token_training + 4 * 4 * lora
     elif stage == "gradients":
         batch = spec.gradients.batch_size
@@ -186,7 +197,7 @@ def estimate(stage: str, spec: Any, spec_dir: Path) -> tuple[int, str] | None:
     from subsetctl.modeling.resolve import folder_read_without_loading
     from subsetctl.project import size_text
 
-    if stage not in MODEL_STAGES:
+    if not loads_model(stage, spec):
         return None
     found = folder_read_without_loading(spec.model.source, spec_dir)
     folder = found[0] if found is not None else _converted_packaged(spec.model.source)

@@ -701,6 +701,14 @@ class SearchStage(Stage):
                     f"in any case among them ({'; '.join(what)}), reused; the others where asked for again")
         return work.replace(STORED_REUSED, said)
 
+    def memory_estimate(self, spec: Spec, project: Project) -> tuple[int, str] | None:
+        """The peak memory of a search whose estimator fine-tunes for real (true_finetune:
+        the model loaded in this process, as verify's); None for an estimator on the
+        cached gradients (no model loaded)."""
+        from subsetctl.modeling.footprint import estimate
+
+        return estimate(self.name, spec, project.root)
+
     def memory_settings(self, spec: Spec) -> tuple[str, ...]:
         """A model-backed estimator (true_finetune) fine-tunes in this process, one subset at
         a time, with verify's budget: its batch size and the length bound the memory, not

@@ -77,6 +77,28 @@ def test_plan_gives_each_model_stage_its_memory(tiny_project: Path) -> None:
     assert by_stage["data"]["memory_bytes"] is None and by_stage["search"]["memory"] is None
 
 
+def test_a_search_that_fine_tunes_for_real_is_estimated_as_verify_and_doctor_weighs_it(tiny_project: Path,
+                                                                                       monkeypatch) -> None:
+    """true_finetune loads the model in the search's process and fine-tunes with verify's
+    batch size: plan gave that search no memory, doctor left it out, and running out of
+    memory there did not name model.dtype: bfloat16 for a 16-bit checkpoint."""
+    from subsetctl.api import plan_project
+    from subsetctl.doctor import check_memory
+
+    overrides = ["estimate.estimator=true_finetune", "verify.batch_size=512"]
+    _, _, statuses = plan_project(tiny_project, overrides)
+    by_stage = {s.name: s.to_dict() for s in statuses}
+    assert by_stage["search"]["memory_bytes"] > by_stage["finetune"]["memory_bytes"] > footprint.LIBRARIES_BYTES
+    assert "of it the weights" in by_stage["search"]["memory"]
+    spec = Spec.model_validate(yaml.safe_load((tiny_project / "subsetctl.yaml").read_text()))
+    assert not footprint.loads_model("search", spec) and footprint.loads_model("verify", spec)
+    spec.estimate.estimator, spec.verify.batch_size, spec.model.device = "true_finetune", 512, "cpu"
+    assert footprint.loads_model("search", spec)
+    monkeypatch.setattr(footprint, "available_memory", lambda: (10 * 2**30, "available"))
+    check = check_memory(spec, tiny_project)
+    assert check is not None and check.detail.startswith("search needs about"), check.detail
+
+
 def test_doctor_fails_when_the_largest_stage_needs_more_memory_than_there_is(tiny_project: Path,
                                                                              monkeypatch) -> None:
     from subsetctl.doctor import check_memory
