@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -95,7 +96,7 @@ def project_row(path: Path, *, import_plugins: bool = True) -> dict[str, Any]:
     ``stale`` that `run` would redo; "partial", with ``not_run`` the stages `run --until` left
     out; "not run"; "running", with the ``running`` stage; "error", with ``error`` the one-line
     reason: a spec that cannot be read, whose results are still shown), the ``final`` pick and
-    its ``sources``, its ``test_loss`` and ``score`` (of ``metric``, the mean over fine-tune
+    its ``sources`` (the last finished report's while a run redoes a stage before them), its ``test_loss`` and ``score`` (of ``metric``, the mean over fine-tune
     seeds), the command-line ``overrides`` its results were made with (each with the stages
     that read it, as report.json's) and ``last_run``, the latest stage's ``written_at``."""
     from subsetctl.plugin_loading import plugins_not_imported
@@ -113,7 +114,9 @@ def project_row(path: Path, *, import_plugins: bool = True) -> dict[str, Any]:
     stages = data["stages"]
     written = [entry["written_at"] for entry in stages.values() if entry.get("written_at")]
     row["last_run"] = max(written) if written else None
-    row.update(_pick(data.get("report") or {}))
+    # a stage rerun (by `run` now, or stopped) leaves the stages after it without current results: the
+    # figures of the last report the project finished, as the state says how current they are
+    row.update(_pick(data.get("report") or {}) or _pick(_last_finished_report(path)))
     # every stage `run` would redo: results the spec moved past, out of date, damaged, stopped partway,
     # a deleted output, or set aside for previous results it would put back
     redo = {*data["stale"], *data["outdated"], *data["damaged"], *data["unfinished"], *data["missing_outputs"],
@@ -133,6 +136,20 @@ def project_row(path: Path, *, import_plugins: bool = True) -> dict[str, Any]:
     else:
         row["state"] = "up to date"
     return row
+
+
+def _last_finished_report(path: Path) -> dict[str, Any]:
+    """The report.json the report stage last finished (in its folder, or set aside while a
+    run redoes the stages before it), so a project being run shows the figures it had, not
+    "–" until its run ends; {} where there is none or it cannot be read."""
+    from subsetctl.project import Project
+
+    with contextlib.suppress(OSError, ValueError, UserError):
+        project = Project(path)
+        if project.read_results_manifest("report"):
+            report = json.loads((project.results_dir("report") / "report.json").read_text(encoding="utf-8"))
+            return report if isinstance(report, dict) else {}
+    return {}
 
 
 def _stage_order() -> list[str]:

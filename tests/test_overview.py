@@ -123,3 +123,26 @@ def test_ls_of_a_folder_says_how_many_entries_were_not_looked_at(
     assert "2 more entries of" in result.output and "not looked at" in result.output
     as_json = CliRunner().invoke(main, ["ls", str(sweep), "--format", "json"])
     assert len(json.loads(as_json.stdout)) == 2 and "2 more entries" in as_json.stderr
+
+
+def test_ls_of_a_project_being_run_shows_its_last_finished_figures(
+        tmp_path: Path, tiny_project_ran, monkeypatch) -> None:
+    """A run redoing an early stage (its spec's meta_init edited) leaves the stages after it
+    without current results: its row showed "–" for the pick and its figures until the run
+    ended; it shows the last finished report's, with the stage being run."""
+    from subsetctl.api import run_project
+
+    v0 = tiny_project_ran(into=tmp_path / "sweep" / "v0")
+    report = json.loads((v0 / "report.json").read_text())
+    spec = yaml.safe_load((v0 / "subsetctl.yaml").read_text())
+    spec["meta_init"]["steps"] += 2
+    (v0 / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    run_project(v0, until="meta_init")  # as a run is while it computes gradients
+    monkeypatch.setattr(Project, "run_in_progress", lambda self: "4242")
+    monkeypatch.setattr(Project, "stage_in_progress", lambda self, pid: "gradients")
+    result = CliRunner().invoke(main, ["ls", str(tmp_path / "sweep"), "--format", "json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    [row] = json.loads(result.output)
+    assert row["state"] == "running" and row["running"] == "gradients"
+    final = report["final"]
+    assert row["final"] == final and row["test_loss"] == report["test_metrics"][final]["loss_mean"]
