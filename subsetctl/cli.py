@@ -1420,7 +1420,7 @@ def ls_command(directory: Path | None, fmt: str, no_plugins: bool, registries: b
     its state (up to date; stale, with the stages `run` would redo; partial, after `run
     --until`; not run; running now; error, with the reason), final pick and its number of
     sources, test loss and score, the command-line overrides its results were made with,
-    and when it last ran."""
+    and when it last ran. Exit status 1 when a row is an error (all rows still listed)."""
     from rich.markup import escape
     from rich.table import Table
 
@@ -1442,6 +1442,11 @@ def ls_command(directory: Path | None, fmt: str, no_plugins: bool, registries: b
             if directory is None:  # (the registries were what `ls` alone listed)
                 _console().print("(`subsetctl ls --registries` lists the loaders, strategies, estimators, projectors "
                                  "and models instead.)", markup=False, highlight=False)
+        if errors := [row["project"] for row in rows if row["state"] == "error"]:  # (a sweep's script checks the status)
+            _console(stderr=True).print(f"error: {len(errors)} of {len(rows)} projects in {folder} could not be read "
+                                        f"({', '.join(errors[:3])}{' ...' if len(errors) > 3 else ''}): each row in "
+                                        f"error says why; fix or move them and list the folder again.", markup=False)
+            sys.exit(1)
         return
     if directory is None and Path("subsetctl.yaml").is_file():  # the current directory is a project
         try:

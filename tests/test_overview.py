@@ -38,8 +38,10 @@ def test_ls_of_a_folder_of_projects_is_one_row_each(tmp_path: Path, tiny_project
     error, not the command's."""
     sweep = _sweep(tmp_path, tiny_project_ran)
     result = CliRunner().invoke(main, ["ls", str(sweep), "--format", "json"], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    rows = {row["project"]: row for row in json.loads(result.output)}
+    # a row in error fails the command (a sweep's script saw exit 0), the list still printed in full
+    assert result.exit_code == 1, result.output
+    assert "1 of 4 projects" in result.stderr and "(broken)" in result.stderr
+    rows = {row["project"]: row for row in json.loads(result.stdout)}
     assert list(rows) == ["broken", "fresh", "v2", "v10"]
     assert all(row["json_format"] == 1 for row in rows.values())
     readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8").split())
@@ -61,7 +63,7 @@ def test_ls_of_a_folder_of_projects_is_one_row_each(tmp_path: Path, tiny_project
     assert v10["last_run"] > v2["last_run"]
 
     text = CliRunner().invoke(main, ["ls", str(sweep)], env={"COLUMNS": "200"})
-    assert text.exit_code == 0, text.output
+    assert text.exit_code == 1, text.output
     lines = text.output.splitlines()
     row_of = {name: next(line for line in lines if line.startswith(f"│ {name} ")) for name in rows}
     assert "up to date" not in text.output  # (none of them is)
