@@ -365,6 +365,12 @@ def test_calibration_against_a_kind_verify_did_not_run_is_recorded_and_reported(
     assert "> calibration: calibrate.against is 'ce'" in (tiny_project / "report.md").read_text()
     text = CliRunner().invoke(main, ["report", str(tiny_project)])
     assert "calibration: calibrate.against is 'ce'" in text.output
+    assert "set calibrate.against: surrogate, or add ce to verify.kinds" in text.output  # what to set
+    # left at its default, against follows verify.kinds: no note of a key the spec never wrote
+    run_project(tiny_project, [o for o in overrides if not o.startswith("calibrate.against")], force="calibrate")
+    calibration = json.loads((tiny_project / ".subsetctl" / "calibrate" / "calibration.json").read_text())
+    assert calibration["against"] == "surrogate" and not any("against" in n for n in calibration["primary"]["notes"])
+    assert "calibrate.against is" not in (tiny_project / "report.md").read_text()
 
 
 def test_a_replaced_local_model_makes_the_model_stages_stale_and_relative_paths_follow_the_spec(

@@ -144,9 +144,12 @@ class CalibrateStage(Stage):
                 ctx.reporter.warn(ShownInResults(f"calibration ({', '.join(kinds)}): {note}"))  # the report's notes
             against = spec.calibrate.against if spec.calibrate.against in out["kinds"] else next(iter(out["kinds"]))
             primary = Calibration.from_dict(out["kinds"][against]["calibration"])
-            if against != spec.calibrate.against:
+            # (the default 'ce' left unwritten follows verify.kinds: `kinds: [surrogate]` calibrates against
+            # the one kind it has, as plan says, without a note that a key the spec never wrote is wrong)
+            if against != spec.calibrate.against and "against" in spec.calibrate.model_fields_set:
                 primary.notes.append(f"calibrate.against is {spec.calibrate.against!r}, but verify ran no such "
-                                     f"fine-tunes: calibrated against the {against!r} ones instead")
+                                     f"fine-tunes: calibrated against the {against!r} ones instead (set "
+                                     f"calibrate.against: {against}, or add {spec.calibrate.against} to verify.kinds)")
             if not spec.calibrate.enabled:
                 # the identity map, as whenever calibration is off: a reader applying slope and intercept
                 # must get the raw estimates the search uses (the fit stays in the kind's entry)
