@@ -414,3 +414,16 @@ def test_the_calibrated_estimates_are_the_raw_ones_through_the_chosen_map() -> N
     assert cal["enabled"] and cal["slope"] == pytest.approx(0.5)
     np.testing.assert_allclose(out["calibrated"], [cal["slope"] * r + cal["intercept"] for r in out["raw"]], rtol=1e-12)
     np.testing.assert_allclose(out["calibrated"], truth, rtol=1e-9)
+
+
+def test_too_few_verify_subsets_say_why_their_spearman_is_not_shown() -> None:
+    """With fewer than 4 usable fine-tuned subsets the verify table's Spearman is "–" (one
+    over 3 points picks by chance): the note said calibration was off, but not why no
+    Spearman was shown beside it, which the report's reader took for a missing figure."""
+    from subsetctl.estimate.calibrate import calibrate
+
+    truth = np.array([0.5, 0.7, 0.6])
+    cal = calibrate(truth, {0.1: truth * 2})
+    assert not cal.enabled and np.isnan(cal.spearman)
+    [note] = cal.notes
+    assert "3 usable fine-tuned subsets" in note and "Spearman is not shown" in note and "fewer than 4" in note

@@ -272,7 +272,8 @@ def calibrate(
             n_diverged = int((~valid).sum())
             notes.append(
                 f"Calibration is off: {n_usable} usable fine-tuned subsets, at least {MIN_K} are "
-                "needed to fit and check the affine map; estimates are reported raw. "
+                "needed to fit and check the affine map; estimates are reported raw, and their Spearman is not "
+                f"shown (over fewer than {MIN_K} subsets a rank agreement comes out high or low by chance). "
                 + ("Raise verify.k (6-10 is typical)." if n_usable == len(y) else
                    f"{len(y) - n_usable} of the {len(y)} fine-tunes are not usable (the notes say why); "
                    + (f"{n_diverged} diverged: lower {lr_key or 'the learning rate of these fine-tunes'} first (more "
