@@ -730,7 +730,9 @@ class Project:
                     f"{p} is not a subsetctl project: it has no {SPEC_FILENAME}, but it is inside the project "
                     f"{enclosing}. Name that folder ({shell_arg(enclosing)}), or create a project here with "
                     f"`subsetctl init {shell_arg(p)}`.")
-            below = projects_below(p)
+            from subsetctl.overview import sweep_projects
+
+            below = sweep_projects(p)[0]  # (a sweep's nested variants too, sweep/lam0.1/seed0, as `ls` finds them)
             if below:  # run from the folder `subsetctl init myproject` was typed in: the project is below it
                 names = projects_named(below)
                 raise NotFoundError(

@@ -2016,3 +2016,18 @@ def test_out_of_memory_outside_a_stage_and_no_thread_left_are_user_errors(monkey
         "and torch and the BLAS reserve far more than they use. Raise the limit (or free memory) and run again: "
         "finished stages are kept.")
     assert environment_error(RuntimeError("something else")) is None  # stays an internal error
+
+
+def test_a_command_run_above_a_nested_sweep_names_its_projects(tmp_path: Path, monkeypatch) -> None:
+    """`subsetctl plan` (or run, report, validate) in a folder of a nested sweep (lam0.1/seed0,
+    as `ls` lists it) said "Create one with `subsetctl init .`": the projects one level down
+    were not looked for. It names them, in the order `ls` lists them."""
+    spec = yaml.safe_dump({"project": {"name": "p"}})
+    for name in ("lam0.1/seed10", "lam0.1/seed2"):
+        (tmp_path / name).mkdir(parents=True)
+        (tmp_path / name / "subsetctl.yaml").write_text(spec)
+    monkeypatch.chdir(tmp_path)
+    for command in (["run"], ["plan"], ["report"], ["validate"]):
+        result = CliRunner().invoke(main, command)
+        said = " ".join(result.output.split())
+        assert result.exit_code == 1 and "but lam0.1/seed2, lam0.1/seed10 are projects" in said, (command, said)

@@ -44,7 +44,8 @@ def _missing_spec_advice(path: Path) -> str:
     suffix (a project folder not made yet), the `init` of that folder; "DIR" otherwise. A path
     written as on Windows (``proj\\v2``) gets the path to write instead: `init` refuses it."""
     from subsetctl.errors import shell_arg, standard_input_note, windows_path_note
-    from subsetctl.project import enclosing_project, projects_below, projects_named, spec_beside
+    from subsetctl.overview import sweep_projects
+    from subsetctl.project import enclosing_project, projects_named, spec_beside
 
     if standard_input_note(path):
         return f"{standard_input_note(path)}."
@@ -63,7 +64,7 @@ def _missing_spec_advice(path: Path) -> str:
         return (f": {folder} is inside the project {enclosing}. Name that one "
                 f"(`subsetctl validate {shell_arg(enclosing)}`), or create a project here with "
                 f"`subsetctl init {shell_arg(folder)}`.")
-    below = projects_below(folder) if folder.is_dir() else []
+    below = sweep_projects(folder)[0] if folder.is_dir() else []  # (nested too: sweep/lam0.1/seed0, as `ls` finds them)
     if below:  # `validate` in the folder `subsetctl init myproject` was typed in
         return (f", but {projects_named(below)} {'is a project' if len(below) == 1 else 'are projects'}"
                 f" in {folder}: name {'it' if len(below) == 1 else 'one'} (`subsetctl validate {shell_arg(below[0])}`), "
