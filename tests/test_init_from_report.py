@@ -30,7 +30,7 @@ def test_a_variant_made_with_overrides_is_written_back_up_to_date(tmp_path: Path
     variant.mkdir()
     jsonl_data_writer(variant)
     (variant / "subsetctl.yaml").write_text(yaml.safe_dump(tiny_project_spec(tiny_llama), sort_keys=False))
-    run_project(variant, ["sources.a.max_examples=5", "gradients.d=8"])
+    run_project(variant, ["sources.a.max_examples=5", "gradients.d=8", "gradients.memory_budget_mb=64"])
     (variant / "subsetctl.yaml").write_text((variant / "subsetctl.yaml").read_text().replace("d: 16", "d: 32"))
 
     again = tmp_path / "again"
@@ -43,6 +43,9 @@ def test_a_variant_made_with_overrides_is_written_back_up_to_date(tmp_path: Path
     assert f"from {variant / 'report.json'}" in text
     written = yaml.safe_load(text)
     assert written["gradients"]["d"] == 8
+    # the settings no result depends on, as the run had them (they were written at their defaults, and warned of)
+    assert written["gradients"]["memory_budget_mb"] == 64 and written["meta_init"]["checkpoint_every"] == 2
+    assert written["executor"] == {"backend": "sequential", "n_jobs": 1} and "at their defaults" not in result.output
     assert next(s for s in written["sources"] if s["name"] == "a")["max_examples"] == 5
     assert {s["loader"]["path"] for s in written["sources"]} == {"a.jsonl", "b.jsonl", "target.jsonl"}
     shutil.copytree(variant / ".subsetctl", again / ".subsetctl")

@@ -34,8 +34,9 @@ from subsetctl.report.paired import paired_comparison
 #: scores of more than 200 sources, the highest and lowest, all in report_sources.csv beside it;
 #: 15: ``final_vs_baselines``' ``paired``, the pick against each baseline row by row on the test split;
 #: 16: a classifier's ``class_balance``, the rows per class of its test split and of each selection's fine-tunes;
-#: 17: ``train_rows`` and ``target_train_rows``, the rows each per-source score rests on (a column beside the scores)
-REPORT_FORMAT = 17
+#: 17: ``train_rows`` and ``target_train_rows``, the rows each per-source score rests on (a column beside the scores);
+#: 18: ``run_settings``, the settings no result depends on of the run that wrote it (:func:`run_settings`)
+REPORT_FORMAT = 18
 
 #: what each :data:`REPORT_FORMAT` added, as `plan` names it for a report an earlier one wrote
 FORMAT_ADDITIONS = {2: "final_vs_baselines", 3: "final_vs_baselines' stds",
@@ -54,7 +55,9 @@ FORMAT_ADDITIONS = {2: "final_vs_baselines", 3: "final_vs_baselines' stds",
                     14: "report_sources.csv (every source's scores, of more than 200)",
                     15: "final_vs_baselines' paired (the pick against each baseline row by row on the test rows)",
                     16: "a classifier's class_balance (the rows per class each selection was fine-tuned on)",
-                    17: "train_rows (each source's train rows, beside its scores)"}
+                    17: "train_rows (each source's train rows, beside its scores)",
+                    18: "run_settings (the executor, report, plugins and checkpoint spacing `init --from-report` "
+                        "writes back)"}
 
 
 #: the additions a project gets only with more sources than these (report_sources.csv: of more
@@ -694,6 +697,24 @@ def results_settings(project: Project, skip: frozenset[str] | set[str] = frozens
     return compact_source_settings({key: value for key, value in sorted(out.items()) if key not in neutral})
 
 
+def run_settings(spec: Any) -> dict[str, Any]:
+    """Dotted setting -> value of the spec ``spec`` (the run writing the report) that no
+    result depends on, so ``settings`` never holds them: the ``executor`` and ``report``
+    sections, the ``plugins`` list and the :data:`~subsetctl.spec.RESULT_NEUTRAL` ones (a
+    checkpoint's spacing, gradients.memory_budget_mb): report.json's ``run_settings``, which
+    `init --from-report` writes back (it wrote them at their defaults)."""
+    from subsetctl.spec import RESULT_NEUTRAL
+    from subsetctl.spec.dumps import spec_json
+
+    data = spec_json(spec)
+    out: dict[str, Any] = {f"{section}.{key}": value for section in ("executor", "report")
+                           for key, value in (data.get(section) or {}).items()}
+    out["plugins"] = data.get("plugins") or []
+    for section, keys in RESULT_NEUTRAL.items():
+        out.update({f"{section}.{key}": data[section][key] for key in keys if key in (data.get(section) or {})})
+    return out
+
+
 #: in report.json's ``settings``, the key before a setting that every listed source shares
 #: (``sources[*].loader.type``), where a source of its own value has ``sources[3].loader.type``
 ALL_SOURCES = "sources[*]"
@@ -1080,6 +1101,8 @@ def build_report(
         report["stage_warnings"] = warnings
     # what made the results, as each stage recorded it: a report.json kept aside says which variant it is
     report["settings"] = results_settings(project, skip, spec)
+    if spec is not None:  # (the spec of the run writing it: `init --from-report` writes them back)
+        report["run_settings"] = run_settings(spec)
     overrides = results_overrides(project, skip, spec)
     if overrides:  # results made under command-line overrides say so (not the spec alone)
         report["overrides"], recorded = _as_typed(overrides, project, skip)

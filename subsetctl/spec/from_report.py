@@ -5,10 +5,11 @@ stages recorded them (command-line overrides folded in; a setting every source s
 as ``sources[*].<key>``, or ``sources[{name}].<key>``). Of a sweep's variants, their project
 overwritten since, the report is all that is left: this turns those settings back into a
 spec whose stages' spec slices (what their fingerprints count) are those the results were
-made with. What the report cannot hold is named in a warning: the settings no result depends
-on (``executor``, ``report``, a checkpoint's spacing: written at their defaults), the
-``plugins:`` list and its code, and the data files' contents, which are checked against
-``input_files``' sha256 where NEWDIR's paths lead to them.
+made with. The settings no result depends on (``executor``, ``report``, the ``plugins:`` list,
+a checkpoint's spacing) come from ``run_settings``, the run's that wrote the report (report
+format 18; an earlier report's are written at their defaults, with a warning). What the report
+cannot hold is named in a warning: the plugins' code, and the data files' contents, which are
+checked against ``input_files``' sha256 where NEWDIR's paths lead to them.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from subsetctl.errors import UserError, shown_path
 FIRST_FORMAT_WITH_SETTINGS = 8
 
 #: the spec's sections no stage's results depend on, so report.json's settings never hold them:
-#: the written spec has them at their defaults
+#: its run_settings do (format 18); from an earlier report the written spec has them at their defaults
 NOT_IN_SETTINGS = ("executor", "report", "plugins")
 
 
@@ -164,14 +165,16 @@ def _path_from(path: str, origin: Path, newdir: Path) -> str:
 
 
 def with_paths_from(data: dict[str, Any], origin: Path, newdir: Path) -> list[str]:
-    """Rewrite the loaders' ``path`` and ``model.source`` of ``data`` in place for a spec in
+    """Rewrite the loaders' ``path``, ``model.source`` and the ``plugins`` files of ``data`` in place for a spec in
     ``newdir`` (:func:`_path_from`); the paths rewritten, as written now."""
     moved: list[str] = []
     model = data.get("model") if isinstance(data.get("model"), dict) else {}
-    places: list[tuple[str, dict[str, Any], str]] = [("model", model, "source")]
+    places: list[tuple[str, Any, Any]] = [("model", model, "source")]
     places += [(where, loader, "path") for where, loader in _loaders(data)]
+    if isinstance(data.get("plugins"), list):  # (a plugin file's path, from report.json's run_settings)
+        places += [("plugins", data["plugins"], i) for i in range(len(data["plugins"]))]
     for where, holder, key in places:
-        value = holder.get(key)
+        value = holder[key] if isinstance(holder, list) else holder.get(key)
         if isinstance(value, str) and (new := _path_from(value, origin, newdir)) != value:
             holder[key] = new
             moved.append(new)
@@ -254,8 +257,10 @@ def spec_from_report(path: Path, newdir: Path) -> tuple[str, list[str], list[str
     report_path = report_json_path(path)
     report = read_report(report_path)
     file = str(newdir / SPEC_FILENAME)
+    # the settings no result depends on, as the run that wrote the report had them (since report format 18)
+    ran = report.get("run_settings") if isinstance(report.get("run_settings"), dict) else {}
     specs = []
-    for settings in (report["settings"], without_defaults(report["settings"])):
+    for settings in ({**ran, **report["settings"]}, without_defaults({**ran, **report["settings"]})):
         data = spec_data(settings)
         if isinstance(report.get("project"), str):  # (project.name changes no result: not among the settings)
             data = {"project": {"name": report["project"], **(data.get("project") or {})},
@@ -272,12 +277,16 @@ def spec_from_report(path: Path, newdir: Path) -> tuple[str, list[str], list[str
     (data, spec), *trimmed = specs
     if trimmed and spec_json(trimmed[0][1]) == spec_json(spec):  # (the defaults left out resolve to the same spec)
         data = trimmed[0][0]
-    warnings = [(f"not in the report, written at their defaults: {', '.join(NOT_IN_SETTINGS)} (no result depends on "
-                "them), and a checkpoint's spacing and gradients.memory_budget_mb (neither changes a result)")]
+    warnings = [] if ran else [
+        (f"not in the report (written before report format 18), written at their defaults: {', '.join(NOT_IN_SETTINGS)} "
+         "(no result depends on them), and a checkpoint's spacing and gradients.memory_budget_mb (neither changes a "
+         "result)")]
     if isinstance(report.get("plugins"), dict) and report["plugins"]:
         warnings.append(f"the results were made with plugin code the report names but cannot hold "
-                        f"({', '.join(sorted(report['plugins']))}): add the `plugins:` list and their files, and "
-                        "check their sha256 against report.json's `plugins`")
+                        f"({', '.join(sorted(report['plugins']))}): "
+                        + ("check the files the `plugins:` list names" if "plugins" in ran else
+                           "add the `plugins:` list and their files, and check their sha256")
+                        + " against report.json's `plugins`")
     if isinstance(report.get("left_out"), list) and report["left_out"]:
         warnings.append(f"the report left out the results of {', '.join(map(str, report['left_out']))} (outdated): "
                         "their settings are not in it, and are written at their defaults")
