@@ -161,3 +161,20 @@ def test_a_list_items_setting_at_the_default_lists_value_is_kept() -> None:
                 "calibrate.lambda_grid": [0.5], "project.seed": 0}
     assert without_defaults(settings) == {"search.strategies[0].name": first.name,
                                           "search.strategies[0].label": first.label, "calibrate.lambda_grid": [0.5]}
+
+
+def test_a_plugin_option_named_where_or_label_map_is_split_as_any_other_key() -> None:
+    """The rest of a key after the first ``.where.`` or ``.label_map.`` anywhere in it was
+    taken as one name: a plugin loader's option named so, holding a mapping (``options.where.a.b``),
+    came back as ``where: {"a.b": ...}``, another option. Only a loader's ``where`` and a
+    source's ``label_map`` are names to the end of the key."""
+    from subsetctl.spec.from_report import spec_data
+
+    settings = {"target.name": "t", "target.loader.type": "plugin", "target.loader.name": "hf",
+                "target.loader.options.where.a.b": 1, "target.loader.options.label_map.c.d": 2,
+                "sources[0].name": "s", "sources[0].loader.type": "jsonl", "sources[0].loader.path": "s.jsonl",
+                "sources[0].loader.where.task.v1": "x", "sources[0].label_map.v1.2": "yes"}
+    data = spec_data(settings)
+    assert data["target"]["loader"]["options"] == {"where": {"a": {"b": 1}}, "label_map": {"c": {"d": 2}}}
+    source = data["sources"][0]
+    assert source["loader"]["where"] == {"task.v1": "x"} and source["label_map"] == {"v1.2": "yes"}

@@ -102,20 +102,38 @@ def _key_parts(key: str) -> list[str | int]:
     """A dotted setting ``key`` as its parts (:func:`~subsetctl.spec.overrides.parse_key_path`:
     a name in quotes, as report.json writes a mapping's key holding dots, ``options."a.b"``, is
     one), the rest after a :data:`NAMED_KEYS` setting one name (in quotes or not: report.json
-    written before it quoted them)."""
+    written before it quoted them). Only where the spec has that setting (a source's
+    ``label_map``, a loader's ``where``): a plugin loader's option of that name
+    (``options.where.x``) is split as any other key."""
     from subsetctl.errors import SpecError
     from subsetctl.spec.overrides import QuotedName, parse_key_path
 
     for named in NAMED_KEYS:
-        head, found, name = key.partition(f".{named}.")
-        if found and name:
+        at = key.find(f".{named}.")
+        while at > 0:
+            head, name = key[:at], key[at + len(named) + 2:]
             try:
-                quoted = parse_key_path(name)
+                parts = parse_key_path(head)
             except SpecError:
-                quoted = []
-            return [*parse_key_path(head), named,
-                    str(quoted[0]) if len(quoted) == 1 and isinstance(quoted[0], QuotedName) else name]
+                parts = []
+            if name and _holds_setting(parts, named):
+                try:
+                    quoted = parse_key_path(name)
+                except SpecError:
+                    quoted = []
+                return [*parts, named, str(quoted[0]) if len(quoted) == 1 and isinstance(quoted[0], QuotedName) else name]
+            at = key.find(f".{named}.", at + 1)
     return parse_key_path(key)
+
+
+def _holds_setting(parts: list[str | int], named: str) -> bool:
+    """Whether the spec's key ``parts`` (``["sources", 2]``) is where a ``named`` setting of
+    :data:`NAMED_KEYS` is: a source's (the target's) ``label_map``, its loaders' ``where``."""
+    size = {"target": 1, "sources": 2}.get(str(parts[0])) if parts else None  # (target; sources[2])
+    if size is None:
+        return False
+    return len(parts) == size if named == "label_map" else (len(parts) == size + 1
+                                                            and parts[-1] in ("loader", "test_loader"))
 
 
 def without_defaults(settings: dict[str, Any]) -> dict[str, Any]:
