@@ -35,6 +35,25 @@ def flatten(data: Any, prefix: str = "", quoted: bool = False) -> dict[str, Any]
     return out
 
 
+def quoted_key(key: str) -> str:
+    """An override's (or a spec's) dotted ``key`` as :func:`flatten` with ``quoted`` writes a
+    setting's: each name in quotes only where it holds a dot, bracket or the like
+    (``label_map."v1.2"``; ``label_map."v1"`` as ``label_map.v1``), so the two compare as keys
+    (unquoted, ``label_map.v1.2`` lay under ``label_map.v1``). A key that does not parse is
+    returned as it is."""
+    from subsetctl.errors import SpecError
+    from subsetctl.spec.overrides import parse_key_path
+
+    try:
+        parts = parse_key_path(key)
+    except SpecError:
+        return key
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + _key_part(str(part))
+    return out
+
+
 def _key_part(key: str) -> str:
     """``key`` as a part of an override's key (:func:`~subsetctl.spec.overrides.name_in_key`:
     in quotes where it holds a dot, bracket or the like; digits stay bare, a name there)."""

@@ -1890,3 +1890,22 @@ def test_rows_with_no_token_to_score_are_counted_apart_in_the_reports_tables() -
     buffer = io.StringIO()
     render_full_report(report, Console(file=buffer, width=200))
     assert "token lengths by source, as trained (model.max_length=64)" in buffer.getvalue()
+
+
+def test_an_override_held_by_the_spec_is_compared_on_its_own_key_not_a_label_holding_a_dot() -> None:
+    """Whether the spec file now holds what an override set compared the settings under the
+    override's key flattened unquoted: a label `v1.2`'s key (`label_map.v1.2`) lay under the
+    override `target.label_map.v1=a`'s, so a changed `v1.2` kept `v1=a` in the "made with
+    command-line overrides" line though the spec file holds it. Both are quoted alike now."""
+    from types import SimpleNamespace
+
+    from subsetctl.report.build import _held_by_the_spec
+
+    def sliced(v12: str) -> dict:
+        return {"target": {"name": "t", "label_map": {"v1": "a", "v1.2": v12}}}
+
+    stage = SimpleNamespace(spec_slice=lambda spec: sliced("c"))  # the spec file now: v1.2 edited since
+    manifest = {"inputs": {"slice": sliced("b")}}
+    spec = SimpleNamespace(command_line_overrides=[])
+    assert _held_by_the_spec(stage, spec, manifest, "target.label_map.v1=a")
+    assert not _held_by_the_spec(stage, spec, manifest, 'target.label_map."v1.2"=b')

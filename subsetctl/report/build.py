@@ -484,8 +484,8 @@ def _held_by_the_spec(stage: Any, spec: Any, manifest: dict[str, Any], override:
     stage's settings under the override's key, as its manifest records them, are the
     spec's now) and this command does not override that key: the results are then what
     the spec alone gives, and no longer "made with command-line overrides"."""
-    from subsetctl.plan_reasons import flatten
-    from subsetctl.spec import override_keys, same_branch
+    from subsetctl.plan_reasons import flatten, quoted_key
+    from subsetctl.spec import override_keys, same_branch, split_override
 
     ((key, _),) = override_keys([override]) or ((None, None),)
     if key is None or any(same_branch(key, k) for k, _ in override_keys(spec.command_line_overrides)):
@@ -493,9 +493,11 @@ def _held_by_the_spec(stage: Any, spec: Any, manifest: dict[str, Any], override:
     recorded = manifest.get("inputs", {}).get("slice")
     if not isinstance(recorded, dict):
         return False
+    # both quoted alike: unquoted, a label `v1.2`'s key lay under the override `label_map.v1=...`'s
+    quoted = quoted_key(split_override(override)[0])
 
     def under_key(settings: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in flatten(settings).items() if same_branch(k, key)}
+        return {k: v for k, v in flatten(settings, quoted=True).items() if same_branch(k, quoted)}
 
     return under_key(recorded) == under_key(stage.spec_slice(spec))
 
