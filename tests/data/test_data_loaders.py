@@ -2182,3 +2182,26 @@ def test_a_csv_file_of_mixed_line_ends_has_its_cells_read_as_written(tmp_path: P
     (tmp_path / "split.csv").write_bytes(split)
     (tmp_path / "split_lf.csv").write_bytes(split + b"q,c\n")
     assert crlf_lines(tmp_path / "split.csv") and not crlf_lines(tmp_path / "split_lf.csv")
+
+
+def test_the_line_ends_of_more_csv_files_than_eight_are_read_once(tmp_path: Path, make_ctx) -> None:
+    """A cache of 8 files read a CRLF file through again for each of the fingerprint, the loader
+    and validate once a spec had more CSV files than that (a 200 MB one three times, 0.5 s
+    each): each file's line ends are read once while it is unchanged, and again once edited."""
+    from subsetctl.data.fingerprint import source_fingerprint_inputs
+    from subsetctl.data.loaders import files
+    from subsetctl.spec import SourceSpec
+
+    sources = []
+    for i in range(12):
+        (tmp_path / f"s{i}.csv").write_bytes(b'prompt,response\r\nq,"a\r\nb"\r\n')
+        sources.append(SourceSpec.model_validate({"name": f"s{i}", "loader": {"type": "csv", "path": f"s{i}.csv"}}))
+    files._line_ends.cache_clear()
+    for _ in range(2):  # (the fingerprint of every source, then the loader of each: the data stage's order)
+        for source in sources:
+            assert source_fingerprint_inputs(source, tmp_path)["cells"] == "CRLF as LF"
+        for source in sources:
+            assert load_csv(source.loader, make_ctx())["response"] == ["a\nb"]
+    assert files._line_ends.cache_info().misses == 12
+    (tmp_path / "s0.csv").write_bytes(b"prompt,response\nq,a\n")
+    assert "cells" not in source_fingerprint_inputs(sources[0], tmp_path)

@@ -866,33 +866,70 @@ def crlf_lines(path: Path) -> bool:
     makes it no such file, and its cells are read as written, CRLF and all: which of them
     was a conversion is not known, and an answer is not changed on a guess (the header's line
     end alone decided it before). A carriage return alone (in a cell, or ending a line) is
-    neither. False when it cannot be read (the loader says why). Kept while the file's size
-    and modification time stay (the loader, the fingerprint and validate each ask)."""
+    neither. False when it cannot be read (the loader
+    says why). From :func:`line_ends`, which reads a file of CRLF lines once a process."""
+    found = line_ends(path)
+    return found is not None and found.crlf > 0 and found.lf == 0
+
+
+@dataclass(frozen=True)
+class LineEnds:
+    """How the lines of a text file end, as :func:`line_ends` counts them: ``crlf`` lines with
+    a carriage return and a line feed, ``lf`` with a line feed alone, ``first_crlf`` the first
+    CRLF line (1 the first line; 0 none); ``whole``: counted through the file (else up to its
+    first line feed alone, no CRLF before it: not a CRLF file, its later lines not counted)."""
+
+    crlf: int
+    lf: int
+    first_crlf: int
+    whole: bool
+
+
+#: files whose :class:`LineEnds` a process keeps (a few numbers each): a cache of 8 read a
+#: 200 MB CRLF file through again for each of the loader, the fingerprint and validate once a
+#: spec had more CSV files than that
+LINE_ENDS_KEPT = 1 << 16
+
+
+def line_ends(path: Path, whole: bool = False) -> LineEnds | None:
+    """The :class:`LineEnds` of text file ``path`` (decompressed), kept while its size and
+    modification time stay (the loader, the fingerprint and validate each ask); ``whole``:
+    counted through the file, also when its first lines end with a line feed alone (a file
+    whose later lines end with CRLF is one of mixed line ends). None when it cannot be read."""
     try:
         stat = path.stat()
     except OSError:
-        return False
-    return _crlf_lines(path.resolve(), stat.st_size, stat.st_mtime_ns)
+        return None
+    key = (path.resolve(), stat.st_size, stat.st_mtime_ns)
+    found = _line_ends(*key, whole=False)
+    if whole and found is not None and not found.whole:
+        found = _line_ends(*key, whole=True)
+    return found
 
 
-@functools.lru_cache(maxsize=8)
-def _crlf_lines(path: Path, size: int, mtime_ns: int) -> bool:
-    """:func:`crlf_lines` of the file ``path`` with that size and time (the key): its bytes
+@functools.lru_cache(maxsize=LINE_ENDS_KEPT)
+def _line_ends(path: Path, size: int, mtime_ns: int, whole: bool) -> LineEnds | None:
+    """:func:`line_ends` of the file ``path`` with that size and time (the key): its bytes
     read a MB at a time, the line feeds and CRLFs counted by C (a CRLF split between two
-    reads counted too), stopping at the first line feed alone."""
+    reads counted too); unless ``whole``, stopping at the first line feed alone when no CRLF
+    came before it (a file of LF lines: one MB read, not the whole file)."""
     import zlib
 
-    crlf, after_cr = 0, False
+    crlf = lf = first = 0
+    after_cr = False
     try:
         with open_decompressed(path) as handle:
             while chunk := handle.read(1 << 20):
-                pairs = chunk.count(b"\r\n") + (after_cr and chunk.startswith(b"\n"))
-                if chunk.count(b"\n") != pairs:
-                    return False
-                crlf, after_cr = crlf + pairs, chunk.endswith(b"\r")
+                joined = after_cr and chunk.startswith(b"\n")  # (a CRLF split between two reads)
+                pairs = chunk.count(b"\r\n") + joined
+                if pairs and not first:  # its line: the line feeds before it, plus one
+                    first = crlf + lf + (0 if joined else chunk.count(b"\n", 0, chunk.index(b"\r\n"))) + 1
+                crlf, lf, after_cr = crlf + pairs, lf + chunk.count(b"\n") - pairs, chunk.endswith(b"\r")
+                if lf and not crlf and not whole:
+                    return LineEnds(crlf, lf, first, whole=False)
     except (OSError, EOFError, zlib.error, UserError):
-        return False
-    return crlf > 0
+        return None
+    return LineEnds(crlf, lf, first, whole=True)
 
 
 def lf_cells(frame: Any) -> Any:
@@ -1274,6 +1311,7 @@ def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
     # (a ``where``'s: the file's cells, said alike by each task's source, looked for once)
     ctx.notices.extend(csv_stray_cell_notices(path, options.delimiter, source if keep is None else None))
     return dataset
+
 
 
 def _is_json_type(arrow_type: Any) -> bool:
