@@ -955,14 +955,16 @@ def _warn_file_bytes(spec: Spec, spec_path: Path, warn: _AddIssue) -> None:
     the data stage leaves them out with a warning, said here in its words before any run (a
     file whose such lines make it refused is an error of the file checks); once for a file
     whose tasks ``where`` reads, as the data stage says it. A CSV file's cells holding a
-    byte-order mark past its start or a NUL byte are said so too."""
-    from subsetctl.data.checks import lines_not_utf8_notice, stray_cell_notices
+    byte-order mark past its start or a NUL byte are said so too, and its lines ending some
+    with CRLF, some with LF alone."""
+    from subsetctl.data.checks import line_ends_notice, lines_not_utf8_notice, stray_cell_notices
 
     said: set[str] = set()  # (a file a ``where`` reads a task of: once for all its tasks, as the data stage says it)
     for path, source in _target_and_sources(spec):
         name = None if getattr(source.loader, "where", None) is not None else source.name
-        not_utf8 = lines_not_utf8_notice(source.loader, spec_path.parent, name)
-        for notice in ([] if not_utf8 is None else [not_utf8]) + stray_cell_notices(source.loader, spec_path.parent, name):
+        single = [lines_not_utf8_notice(source.loader, spec_path.parent, name),
+                  line_ends_notice(source.loader, spec_path.parent, name)]
+        for notice in [n for n in single if n is not None] + stray_cell_notices(source.loader, spec_path.parent, name):
             if notice not in said:
                 said.add(notice)
                 warn((*path, "loader", "path"), notice)

@@ -227,6 +227,25 @@ def stray_cell_notices(loader: Any, base_dir: Path, name: str | None) -> list[st
         return []
 
 
+def line_ends_notice(loader: Any, base_dir: Path, name: str | None) -> str | None:
+    """The data stage's warning on a CSV file of ``loader`` whose lines end some with CRLF and
+    some with a line feed alone (:func:`~subsetctl.data.loaders.files.mixed_line_ends_notice`,
+    of the source ``name``; None: of every task a ``where`` reads from the file), for validate
+    to say it before any run; None for any other loader or file, or one larger than
+    :data:`LINES_COUNTED_MB` (the data stage has the last word)."""
+    from subsetctl.data.loaders.files import mixed_line_ends_notice
+
+    if not isinstance(loader, CsvLoader):
+        return None
+    path = resolve_path(loader.path, base_dir)
+    try:
+        if not path.is_file() or path.stat().st_size > LINES_COUNTED_MB * 2**20:
+            return None
+    except OSError:
+        return None
+    return mixed_line_ends_notice(path, name)
+
+
 def _not_utf8_refusal(path: Path, line: int | None = None, delimiter: str | None = None) -> str | None:
     """Why the data stage refuses text file ``path``, some of whose lines are not UTF-8 (its
     words: a Latin-1 line, too many such lines, a UTF-16 file), or None when it leaves them

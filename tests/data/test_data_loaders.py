@@ -2184,6 +2184,38 @@ def test_a_csv_file_of_mixed_line_ends_has_its_cells_read_as_written(tmp_path: P
     assert crlf_lines(tmp_path / "split.csv") and not crlf_lines(tmp_path / "split_lf.csv")
 
 
+
+def test_a_csv_file_of_mixed_line_ends_is_said_with_its_crlf_lines(tmp_path: Path, make_ctx) -> None:
+    """A file of mixed line ends kept its cells' CRLF as written, unsaid: the data stage and
+    validate say how many lines end with CRLF, the first of them, what it means (rows read
+    alike, no cell keeping a trailing CR; a quoted cell's line breaks as written) and the fix;
+    a file of CRLF lines alone, or of LF lines alone, is said nothing of."""
+    import yaml
+
+    from subsetctl.api import spec_warnings
+    from subsetctl.spec import load_spec
+
+    files = {"mixed": b'prompt,response\nq1,"a\r\nb"\r\nq2,r2\r\nq3,"c\nd"\n',
+             "crlf": b'prompt,response\r\nq1,"a\r\nb"\r\n', "lf": b'prompt,response\nq1,"a\nb"\n'}
+    said = {}
+    for name, data in files.items():
+        (tmp_path / f"{name}.csv").write_bytes(data)
+        ctx = make_ctx(name)
+        rows = load_csv(CsvLoader(type="csv", path=f"{name}.csv"), ctx)
+        said[name] = [n for n in ctx.notices if "line end" in n]
+    assert rows is not None and said["crlf"] == said["lf"] == []
+    (notice,) = said["mixed"]
+    assert notice.startswith("Source 'mixed': file ") and (
+        "mixed.csv: 3 of its 6 lines end with CRLF (the first: line 2), the others with a line feed (LF) alone" in notice)
+    assert "no cell keeps a trailing carriage return" in notice and "`dos2unix " in notice
+    spec = {"target": {"name": "mixed", "loader": {"type": "csv", "path": "mixed.csv"},
+                       "split": {"train": 1, "validation": 1, "test": 1}},
+            "sources": [{"name": "crlf", "loader": {"type": "csv", "path": "crlf.csv"}}]}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
+    warned = [w.message for w in spec_warnings(load_spec(tmp_path / "s.yaml"), tmp_path / "s.yaml")
+              if "line end" in w.message]
+    assert [w.split(": ", 2)[2] for w in warned] == [notice.split(": ", 2)[2]]
+
 def test_the_line_ends_of_more_csv_files_than_eight_are_read_once(tmp_path: Path, make_ctx) -> None:
     """A cache of 8 files read a CRLF file through again for each of the fingerprint, the loader
     and validate once a spec had more CSV files than that (a 200 MB one three times, 0.5 s

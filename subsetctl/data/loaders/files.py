@@ -865,8 +865,8 @@ def crlf_lines(path: Path) -> bool:
     file of mixed line ends: rows appended by another program, a header edited on Windows)
     makes it no such file, and its cells are read as written, CRLF and all: which of them
     was a conversion is not known, and an answer is not changed on a guess (the header's line
-    end alone decided it before). A carriage return alone (in a cell, or ending a line) is
-    neither. False when it cannot be read (the loader
+    end alone decided it before; :func:`mixed_line_ends_notice` says so). A carriage return
+    alone (in a cell, or ending a line) is neither. False when it cannot be read (the loader
     says why). From :func:`line_ends`, which reads a file of CRLF lines once a process."""
     found = line_ends(path)
     return found is not None and found.crlf > 0 and found.lf == 0
@@ -930,6 +930,25 @@ def _line_ends(path: Path, size: int, mtime_ns: int, whole: bool) -> LineEnds | 
     except (OSError, EOFError, zlib.error, UserError):
         return None
     return LineEnds(crlf, lf, first, whole=True)
+
+
+def mixed_line_ends_notice(path: Path, source: str | None) -> str | None:
+    """The data stage's warning for CSV file ``path`` whose lines end some with CRLF and some
+    with a line feed alone (rows appended by another program, a part saved on Windows), which
+    validate says too; None for any other file. Its rows are read alike either way (pandas
+    takes CRLF and LF alike as a row's end: no cell keeps a trailing carriage return), but a
+    quoted cell's line breaks are read as written (:func:`crlf_lines`): CRLF in some cells, LF
+    in others. ``source`` None: said of the file alone, for every task a ``where`` reads."""
+    found = line_ends(path, whole=True)
+    if found is None or not (found.crlf and found.lf):
+        return None
+    said = f"Source {source!r}: file" if source is not None else "File"
+    return (f"{said} {shown_path(path)}: {found.crlf} of its {found.crlf + found.lf} lines end with CRLF (the first: "
+            f"line {found.first_crlf}), the others with a line feed (LF) alone: mixed line ends, as when rows are "
+            "added by another program or part of the file was saved on Windows. Its rows are read alike either way "
+            "(no cell keeps a trailing carriage return), but the line breaks inside quoted cells are read as "
+            "written, CRLF in some cells and LF in others, which the model sees as different text. Give the file "
+            f"one line end: `dos2unix {shell_arg(shown_path(path))}` (LF; `unix2dos` for CRLF).")
 
 
 def lf_cells(frame: Any) -> Any:
@@ -1248,6 +1267,7 @@ def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
             ctx.notices.append(found_rows.not_utf8.notice(None, path))
         _note_duplicate_csv_columns(path, options.delimiter, columns, ctx)
         ctx.notices.extend(csv_stray_cell_notices(path, options.delimiter, None))
+        _note_mixed_line_ends(path, None, ctx)
         return dataset
     builder: CommonColumns | None = None
     columns: list[str] = []
@@ -1310,8 +1330,16 @@ def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
     _note_duplicate_csv_columns(path, options.delimiter, columns, ctx)
     # (a ``where``'s: the file's cells, said alike by each task's source, looked for once)
     ctx.notices.extend(csv_stray_cell_notices(path, options.delimiter, source if keep is None else None))
+    _note_mixed_line_ends(path, source if keep is None else None, ctx)
     return dataset
 
+
+def _note_mixed_line_ends(path: Path, source: str | None, ctx: LoadContext) -> None:
+    """The data stage's :func:`mixed_line_ends_notice` of CSV file ``path``, if any, of the
+    source ``source`` (None: of the file, for every task a ``where`` reads, said alike by each)."""
+    notice = mixed_line_ends_notice(path, source)
+    if notice is not None and notice not in ctx.notices:
+        ctx.notices.append(notice)
 
 
 def _is_json_type(arrow_type: Any) -> bool:
