@@ -57,6 +57,7 @@ from subsetctl.spec import (
 from subsetctl.spec.dumps import dumps_once
 from subsetctl.spec_checks import (
     code_the_spec_runs,
+    data_stage_words,
     listed_parts_issues,
     param_issues_of_an_invalid_spec,
     semantic_issues,
@@ -393,7 +394,9 @@ def _validate_spec_file(path: str | Path, overrides: str | list[str] | None, imp
             found = semantic_issues(spec, path, text)
             warnings = spec_warnings(spec, path, text)
         report.issues.extend(blame_source_files(found, spec.source_origins, lines, path.parent))
-        spec._checked_warnings = [w.message for w in warnings if not w.note]  # (blame_source_files may merge them)
+        # (blame_source_files may merge them; the data stage's words kept too: data_stage_words)
+        spec._checked_warnings = list(dict.fromkeys(m for w in warnings if not w.note
+                                                    for m in (w.message, data_stage_words(w.message))))
         report.warnings.extend(blame_source_files(warnings, spec.source_origins, lines, path.parent))
         report.runs_code = code_the_spec_runs(spec, import_plugins)
     report.not_checked = [i for i in report.issues if is_not_checked(i.message)]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -950,24 +951,51 @@ def _note_max_examples_above_the_rows(spec: Spec, spec_path: Path, note: _AddIss
                  "in case a cap was meant: lower it to cap the rows, or remove it.")
 
 
+#: the sources a warning on a file read by several names (the rest are counted)
+_READERS_NAMED = 5
+
+#: what :func:`_warn_file_bytes` adds to the data stage's words on a file several sources read: who reads it
+_READ_BY = re.compile(r" Read by sources? [^\n]*\.$")
+
+
+def data_stage_words(message: str) -> str:
+    """A warning of validate's as the data stage words it: a file's problem without the sources
+    :func:`_warn_file_bytes` names (the data stage, which reads one source at a time, says it of
+    the file alone), so that a run prints it once, as it begins, not again as the stage ends."""
+    return _READ_BY.sub("", message)
+
+
 def _warn_file_bytes(spec: Spec, spec_path: Path, warn: _AddIssue) -> None:
     """A JSON Lines or CSV file of the target or a source with a few lines that are not UTF-8:
     the data stage leaves them out with a warning, said here in its words before any run (a
-    file whose such lines make it refused is an error of the file checks); once for a file
-    whose tasks ``where`` reads, as the data stage says it. A CSV file's cells holding a
-    byte-order mark past its start or a NUL byte are said so too, and its lines ending some
-    with CRLF, some with LF alone."""
+    file whose such lines make it refused is an error of the file checks). A CSV file's cells
+    holding a byte-order mark past its start or a NUL byte are said so too, and its lines
+    ending some with CRLF, some with LF alone. Each problem is said once for a file, at the
+    key of its first reader: of a source reading it alone in its words, else (several sources
+    or a ``where``'s tasks reading it) of the file, naming every source that reads it (the
+    sources' own words differed, two warnings for one problem, and a ``where``'s named none)."""
     from subsetctl.data.checks import line_ends_notice, lines_not_utf8_notice, stray_cell_notices
+    from subsetctl.data.loaders import resolve_path
 
-    said: set[str] = set()  # (a file a ``where`` reads a task of: once for all its tasks, as the data stage says it)
+    readers: dict[tuple[Any, ...], list[tuple[tuple[Any, ...], SourceSpec]]] = {}
     for path, source in _target_and_sources(spec):
-        name = None if getattr(source.loader, "where", None) is not None else source.name
-        single = [lines_not_utf8_notice(source.loader, spec_path.parent, name),
-                  line_ends_notice(source.loader, spec_path.parent, name)]
-        for notice in [n for n in single if n is not None] + stray_cell_notices(source.loader, spec_path.parent, name):
-            if notice not in said:
-                said.add(notice)
-                warn((*path, "loader", "path"), notice)
+        loader = source.loader
+        if loader.type in ("jsonl", "csv"):
+            file = (resolve_path(loader.path, spec_path.parent).absolute(), loader.type, getattr(loader, "delimiter", None))
+            readers.setdefault(file, []).append((path, source))
+    for who in readers.values():
+        (path, source), shared = who[0], len(who) > 1 or getattr(who[0][1].loader, "where", None) is not None
+        name = None if shared else source.name
+        found = [lines_not_utf8_notice(source.loader, spec_path.parent, name),
+                 line_ends_notice(source.loader, spec_path.parent, name),
+                 *stray_cell_notices(source.loader, spec_path.parent, name)]
+        named = [repr(s.name) for _, s in who[:_READERS_NAMED]] + (
+            [f"{len(who) - _READERS_NAMED:,} more"] if len(who) > _READERS_NAMED else [])
+        for notice in found:
+            if notice is not None:
+                # (the data stage's words, and who reads the file: data_stage_words takes them apart)
+                warn((*path, "loader", "path"), f"{notice} Read by {'source' if len(who) == 1 else 'sources'} "
+                                                f"{joined_names(named)}." if shared else notice)
 
 
 #: above it, an AdamW learning rate is surely a slip (1e3 for 1e-3): each step moves every

@@ -1603,7 +1603,7 @@ def test_a_where_source_leaves_out_jsonl_lines_that_are_not_utf8_as_the_whole_fi
     assert sorted(ds["prompt"]) == sorted(f"q{i}" for i in range(1, 40, 2) if i != 21)
     (notice,) = ctx.notices
     assert re.search(r"tasks\.jsonl: 1 of 40 lines are not valid UTF-8 \(line 22; the first at byte \d+\); they are "
-                     r"left out of every task read from it \(loader\.where\)\.", notice), notice
+                     r"left out of every source reading it\.", notice), notice
 
 
 def test_a_byte_order_mark_or_a_nul_byte_in_a_csv_cell_is_said(tmp_path: Path, make_ctx) -> None:

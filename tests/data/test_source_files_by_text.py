@@ -309,10 +309,11 @@ def test_a_few_lines_not_utf8_are_left_out_of_every_task_said_once(tmp_path: Pat
     byte = len(b"".join(lines[:3])) + bad.index(b"\x81")
     counted = f"{len(lines) + 1} lines" if kind == "jsonl" else f"{len(lines)} rows"  # (a CSV file's header: no row)
     notice = (f"File {data}: 1 of {counted} are not valid UTF-8 (line 4; the first at byte "
-              f"{byte}); they are left out of every task read from it "
-              "(loader.where). If the file was saved in another encoding, re-save it as UTF-8.")
+              f"{byte}); they are left out of every source reading it. If the file was saved in another "
+              "encoding, re-save it as UTF-8.")
     said = [w.message for w in spec_warnings(spec, path) if "not valid UTF-8" in w.message]
-    assert said == [notice.replace(str(data), "data/" + data.name)] or said == [notice]
+    read_by = " Read by sources 'flan-a' and 'flan-b'."  # (validate names them: each task's key is not the file's)
+    assert said == [notice.replace(str(data), "data/" + data.name) + read_by] or said == [notice + read_by]
     source = spec.sources[0]
     drawn = LOADERS[kind](source.loader, _ctx(tmp_path, source.name, keep_at_most=5))
     assert len(drawn) == 5 and all(p.startswith("a q") for p in drawn["prompt"])
@@ -340,4 +341,30 @@ def test_csv_cells_with_a_bom_or_a_nul_are_said_once_for_the_file(tmp_path: Path
     assert len(said) == 1 and said[0].startswith("File ") and "1 cell(s) hold a NUL byte (line 8, column 'prompt')" in said[0]
     run_project(tmp_path, until="data", reporter=SilentReporter())
     summary = json.loads((tmp_path / ".subsetctl" / "data" / "data.json").read_text())
-    assert [w for w in summary["warnings"] if "NUL" in w] == said
+    read_by = " Read by sources 'flan-a' and 'flan-b'."  # (validate names them; the data stage, the file alone)
+    assert [w + read_by for w in summary["warnings"] if "NUL" in w] == said
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "csv"])
+def test_a_file_a_source_and_a_wheres_tasks_read_is_warned_of_once_naming_every_source(tmp_path: Path,
+                                                                                       kind: str) -> None:
+    """A file read by a listed source and by a ``where``'s tasks got two warnings of different
+    words for one problem (the source's, and the file's), and the tasks' named none of them (its
+    key was the first task's alone): one warning now, naming every source that reads the file,
+    whose words without them are the data stage's (a run prints it once, as it begins)."""
+    from subsetctl.api import spec_warnings, validate_spec_file
+
+    path = _project(tmp_path, kind, _rows(["a", "b"], per_task=20))
+    data = tmp_path / "data" / f"tasks.{kind}"
+    lines = data.read_bytes().splitlines(keepends=True)
+    bad = b'{"task": "a", "prompt": "x\x81", "response": "y"}\n' if kind == "jsonl" else b"a,x\x81,y\n"
+    data.write_bytes(b"".join(lines[:3]) + bad + b"".join(lines[3:]))
+    spec = yaml.safe_load(path.read_text())
+    spec["sources"] = [{"name": "whole", "loader": {"type": kind, "path": f"data/tasks.{kind}"}}]
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    said = [w for w in spec_warnings(load_spec(path), path) if "not valid UTF-8" in w.message]
+    assert len(said) == 1 and said[0].key == "sources[0].loader.path", said
+    assert said[0].message.startswith("File ") and "left out of every source reading it" in said[0].message
+    assert said[0].message.endswith(" Read by sources 'whole', 'flan-a' and 'flan-b'.")
+    checked = validate_spec_file(path).spec.checked_warnings
+    assert said[0].message.removesuffix(" Read by sources 'whole', 'flan-a' and 'flan-b'.") in checked

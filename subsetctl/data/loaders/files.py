@@ -404,10 +404,10 @@ class NotUtf8Lines:
 
     def notice(self, source: str | None, path: Path) -> str:
         """The data stage's warning that the lines are left out, naming the file and the lines;
-        ``source`` None: of every task a ``where`` reads from the file, said once for the file
+        ``source`` None: of every source reading the file (a ``where``'s tasks, or several), said once for it
         (the same words from each of its sources)."""
         said = f"Source {source!r}: file" if source is not None else "File"
-        whose = "" if source is not None else " of every task read from it (loader.where)"
+        whose = "" if source is not None else " of every source reading it"
         total, unit = self.counted()
         return (f"{said} {shown_path(path)}: {self.count} of {total} {unit} are not valid UTF-8 "
                 f"({self.shown()}; the first at byte {self.byte}); they are left out{whose}. If the file was saved "
