@@ -655,45 +655,103 @@ def _check_columns(loader: LoaderBase, path: Path, loc: tuple[Any, ...], kind: s
     if rowless:
         issues.add(loc + ("path",), f"{path.name}: the file has {'a schema' if loader.type == 'parquet' else 'a header'} "
                                     "but no rows: give a file with at least one example")
-    elif getattr(loader, "where", None) is not None:
-        _check_where(loader, path, loc, issues, base_dir)
-    else:
-        _check_answers_not_all_blank(loader, path, loc, kind, columns, issues)
+    elif getattr(loader, "where", None) is None or _check_where(loader, path, loc, issues, base_dir):
+        _check_answers_not_all_blank(loader, path, loc, kind, columns, issues, base_dir)
 
 
 def _check_answers_not_all_blank(loader: LoaderBase, path: Path, loc: tuple[Any, ...], kind: str,
-                                 columns: list[str], issues: _Issues) -> None:
-    """A JSON Lines or CSV file of at most :data:`LABEL_ROWS_READ` rows (read whole) whose
-    every row's answer (a classifier's label) is empty or only whitespace: the data stage
-    leaves such rows out, and stops on a source left with none ("is empty in every row"),
-    after the sources before it; validate passed it. A file that cannot be read through
-    (a line that is no JSON: the rows before it were taken for all there are), or a row
-    lacking the answer (the data stage's error naming it), is left to the data
-    stage, and a line not UTF-8 is no row, as the data stage leaves it out;
-    ``columns``: the file's, as its head shows them (one it lacks is an issue of its own)."""
+                                 columns: list[str], issues: _Issues, base_dir: Path) -> None:
+    """A JSON Lines, CSV or Parquet file whose every row's answer (a classifier's label), of the
+    rows its ``where`` picks if any, is empty or only whitespace: the data stage leaves such rows
+    out, and stops on a source left with none ("is empty in every row"), after the sources
+    before it; validate passed it. The answers are read as a stream (:func:`_answers`), up to
+    the first that is not blank: one row of most files, whatever their size (the first 1,000
+    rows of a JSON Lines or CSV file alone were read before, read whole, and a larger file,
+    a Parquet file or a ``where``'s rows were not looked at). A file that cannot be read through
+    (a line that is no JSON: the rows before it were taken for all there are), or a row lacking
+    the answer (the data stage's error naming it), is left to the data stage, and a line not
+    UTF-8 is no row, as the data stage leaves it out; ``columns``: the file's, as its head shows
+    them (one it lacks is an issue of its own); ``base_dir``: the spec's folder (the project's,
+    whose cache keeps a JSON Lines or CSV file's ``where`` listing, :func:`_blank_rows_where`)."""
     (key, option, column), = _wanted_columns(loader, kind)[-1:]
-    if option not in ("response_field", "label_field") or column not in columns or loader.type not in ("jsonl", "csv"):
+    if option not in ("response_field", "label_field") or column not in columns:
         return
-    values: list[Any] = []
-    try:
-        if loader.type == "csv":
-            head = _csv_head(loader, path, LABEL_ROWS_READ + 1)  # type: ignore[arg-type]
-            values = head[column].tolist() if column in head.columns else []
-        else:  # (a line not UTF-8 is no row, as the data stage leaves it out)
-            with _open_text(path, errors="surrogateescape") as handle:
-                for line in islice((line for line in handle if line.strip() and not has_escaped_bytes(line)),
-                                   LABEL_ROWS_READ + 1):
-                    record = json.loads(line)
-                    values.append(record.get(column) if isinstance(record, dict) else None)
-    except Exception:  # noqa: BLE001 - unreadable: the file checks and the data stage say why
-        return  # (no verdict on the rows read before it: a later one may have its answer)
-    if not values or len(values) > LABEL_ROWS_READ or not all(isinstance(v, str) and not v.strip() for v in values):
+    rows = 0
+    if getattr(loader, "where", None) is not None and loader.type != "parquet":
+        rows = _blank_rows_where(loader, path, column, base_dir)
+    else:
+        try:
+            for value in _answers(loader, path, column):
+                if not isinstance(value, str) or value.strip():
+                    return
+                rows += 1
+        except Exception:  # noqa: BLE001 - unreadable: the file checks and the data stage say why
+            return  # (no verdict on the rows read before it: a later one may have its answer)
+    if not rows:
         return
     what = "a class label" if kind == "classifier" else "a gold response"
-    issues.add(loc + key, f"{path.name}: column {column!r} is empty in every row ({len(values)} row"
-                          f"{'' if len(values) == 1 else 's'}): the data stage leaves such rows out and stops on a "
+    where = "" if getattr(loader, "where", None) is None else f" {where_text(loader.where)}"
+    issues.add(loc + key, f"{path.name}: column {column!r} is empty in every row{where} ({rows:,} row"
+                          f"{'' if rows == 1 else 's'}): the data stage leaves such rows out and stops on a "
                           f"source left with none. Every row needs {what}: check that {option} names the column "
                           "that holds them, or fill it in")
+
+
+def _blank_rows_where(loader: Any, path: Path, column: str, base_dir: Path) -> int:
+    """How many rows a JSON Lines or CSV file's ``where`` picks when ``column`` is blank in each
+    (else 0), from the file's listing (:func:`~subsetctl.data.fingerprint.blank_columns`, found by
+    the parse that lists its values, kept in the project's cache with them): not parsed again for
+    each task, nor by a `plan` of the file unchanged; 0 for a listing kept before it said them."""
+    from subsetctl.data.fingerprint import blank_columns
+
+    (by, value), = loader.where.items()
+    try:
+        blank = blank_columns(path, by, loader, base_dir)
+        if blank is None or column not in blank.get(value, ()):
+            return 0
+        return listed_values(path, by, loader, base_dir)[0].get(value, 0)
+    except UserError:  # _check_where says why
+        return 0
+
+
+def _answers(loader: LoaderBase, path: Path, column: str) -> Iterator[Any]:
+    """The values of ``column`` in the rows of file ``path`` its loader reads, in file order and
+    read as they are asked for: a JSON Lines file's lines a line at a time (a line not UTF-8
+    left out, as the data stage leaves it out), a CSV file's cells of that column alone
+    :data:`LABEL_ROWS_READ` rows at a time, a Parquet file's column alone a batch at a time; of a
+    Parquet file's ``where``'s rows only (a JSON Lines or CSV file's: :func:`_blank_rows_where`).
+    Nothing for a Parquet file naming the column twice (the loader reads the last; left to it)."""
+    where = getattr(loader, "where", None)
+    if loader.type == "parquet":
+        import pyarrow.parquet as pq
+
+        parquet = pq.ParquetFile(path)
+        if parquet.schema_arrow.names.count(column) != 1:
+            return
+        if where is not None:
+            (by, value), = where.items()
+            rows = value_rows(path, by).rows.get(value)
+            if rows is not None:
+                yield from _label_column(path, column, None, *_stamp(path)).take(rows).to_pylist()
+            return
+        for batch in parquet.iter_batches(batch_size=LABEL_ROWS_READ, columns=[column]):
+            yield from batch.column(0).to_pylist()
+    elif loader.type == "csv":
+        import pandas as pd
+
+        from subsetctl.data.loaders.files import csv_text_options
+
+        with open_decompressed(path) as handle, pd.read_csv(
+                handle, sep=loader.delimiter, usecols=[column], chunksize=LABEL_ROWS_READ,
+                **csv_text_options()) as frames:
+            for frame in frames:
+                yield from frame[column].tolist()
+    elif loader.type == "jsonl":
+        with _open_text(path, errors="surrogateescape") as handle:
+            for line in handle:
+                if line.strip() and not has_escaped_bytes(line):
+                    record = json.loads(line)
+                    yield record.get(column) if isinstance(record, dict) else None
 
 
 def _sometimes_columns(loader: LoaderBase, kind: str) -> list[str]:
@@ -705,20 +763,23 @@ def _sometimes_columns(loader: LoaderBase, kind: str) -> list[str]:
     return [] if isinstance(loader.prompt_field, str) else list(loader.prompt_field)
 
 
-def _check_where(loader: Any, path: Path, loc: tuple[Any, ...], issues: _Issues, base_dir: Path) -> None:
+def _check_where(loader: Any, path: Path, loc: tuple[Any, ...], issues: _Issues, base_dir: Path) -> bool:
     """A file loader's ``where`` names a column of the file holding text or whole numbers,
     and a value some row holds (the data stage would stop on the source otherwise); a text
-    file's values from the project's cache once listed (:func:`listed_values`)."""
+    file's values from the project's cache once listed (:func:`listed_values`). Whether it
+    does (its rows can be looked at)."""
     (column, value), = loader.where.items()
     try:
         found = listed_values(path, column, loader, base_dir)[0]
     except UserError as exc:
         issues.add(loc + ("where",), f"{path.name}: {exc}")
-        return
+        return False
     if value not in found:
         some = ", ".join(repr(v) for v in list(found)[:10]) + (f" and {len(found) - 10} more" if len(found) > 10 else "")
         issues.add(loc + ("where",), f"{path.name}: no row has {column} = {value!r} (a value is taken as written: "
                                      f"the text '1' is not the number 1); its values are {some or 'none'}")
+        return False
+    return True
 
 
 def _columns_source(kind: str) -> str:

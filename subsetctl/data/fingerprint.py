@@ -228,18 +228,36 @@ def listed_values(path: Path, column: str, loader: Any, spec_dir: Path) -> tuple
     Raises:
         UserError: as :func:`value_rows` (no such column, a value that is no text or whole
         number, a file its loader cannot read)."""
+    found = _listing(path, column, loader, spec_dir)
+    return {value: int(count) for value, count in found["values"]}, int(found["left_out"])
+
+
+def blank_columns(path: Path, column: str, loader: Any, spec_dir: Path) -> dict[str | int, list[str]] | None:
+    """The columns empty or only whitespace in every row of each value of ``column`` in JSON
+    Lines or CSV file ``path`` (values with none left out), found by the same parse as
+    :func:`listed_values` and kept with them; None where the cache holds a listing kept before
+    they were (not known: said after the file changes).
+
+    Raises:
+        UserError: as :func:`listed_values`."""
+    found = _listing(path, column, loader, spec_dir)
+    return None if "blank" not in found else {value: list(columns) for value, columns in found["blank"]}
+
+
+def _listing(path: Path, column: str, loader: Any, spec_dir: Path) -> dict[str, Any]:
+    """:func:`listed_values`' listing as kept: ``values`` and ``left_out``, and a text file's
+    ``blank`` (:func:`blank_columns`), as pairs (JSON keys are text, a value may be a number)."""
     from subsetctl.data.loaders.files import TEXT_ROW_LOADERS, value_rows
     from subsetctl.filehash import hash_cache
 
-    def listed(p: Path) -> dict[str, Any]:  # (pairs: JSON keys are text, a value may be a number)
+    def listed(p: Path) -> dict[str, Any]:
         found = value_rows(p, column, loader)
-        return {"values": [[value, len(rows)] for value, rows in found.rows.items()], "left_out": found.left_out}
+        return {"values": [[value, len(rows)] for value, rows in found.rows.items()], "left_out": found.left_out,
+                "blank": [[value, columns] for value, columns in getattr(found, "blank", {}).items()]}
 
     if getattr(loader, "type", "parquet") in TEXT_ROW_LOADERS:
-        found = hash_cache(spec_dir).derived(path, _derived_name("values", column, loader, path), listed)
-    else:
-        found = listed(path)
-    return {value: int(count) for value, count in found["values"]}, int(found["left_out"])
+        return hash_cache(spec_dir).derived(path, _derived_name("values", column, loader, path), listed)
+    return listed(path)
 
 
 def plugin_fingerprint_inputs(source: SourceSpec, loader: PluginLoader, spec_dir: Path,

@@ -197,6 +197,56 @@ def test_validate_finds_a_source_whose_every_answer_is_blank(tmp_path: Path) -> 
 
 
 
+
+def test_every_answer_blank_is_found_past_1000_rows_in_parquet_and_in_a_wheres_rows(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check read JSON Lines and CSV files of at most 1,000 rows (read whole): a larger one,
+    a Parquet file and a ``where``'s rows were passed, and the data stage stopped on them. Each
+    is looked at now, the answers read as a stream up to the first that is not blank: a large
+    file whose first row has its answer is not read further."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from subsetctl.data import checks
+
+    blank_jsonl = b"".join(b'{"prompt": "q%d", "response": " "}\n' % i for i in range(1500))
+    blank_csv = b"prompt,response\n" + b"".join(b"q%d,\n" % i for i in range(1500))
+    rows = [{"task": "a" if i % 2 else "b", "prompt": f"q{i}", "response": "" if i % 2 else "r"} for i in range(40)]
+    for kind, data in (("jsonl", blank_jsonl), ("csv", blank_csv)):
+        folder = tmp_path / kind
+        folder.mkdir()
+        _, issues = _issues_of_files(folder, kind, {"big": data})
+        assert issues["sources[1].loader.response_field"].message.startswith(
+            f"big.{kind}: column 'response' is empty in every row (1,500 rows)"), issues
+    folder = tmp_path / "parquet"
+    folder.mkdir()
+    (folder / "data").mkdir()
+    write_jsonl(folder / "data" / "t.jsonl", qa_rows(4))
+    pq.write_table(pa.Table.from_pylist([{"prompt": f"q{i}", "response": ""} for i in range(3)]),
+                   folder / "data" / "blank.parquet")
+    pq.write_table(pa.Table.from_pylist(rows), folder / "data" / "tasks.parquet")
+    (folder / "data" / "tasks.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    (folder / "data" / "tasks.csv").write_text("task,prompt,response\n" + "".join(
+        f"{row['task']},{row['prompt']},{row['response']}\n" for row in rows))
+    text = GOOD + "  - name: blank\n    loader: {type: parquet, path: data/blank.parquet}\n" + "".join(
+        f"  - name: {kind}-{task}\n    loader: {{type: {kind}, path: data/tasks.{kind}, where: {{task: {task}}}}}\n"
+        for kind in ("parquet", "jsonl", "csv") for task in ("a", "b"))
+    issues = check_issues(folder, text)
+    assert {key: issue.message.split(": the data stage")[0] for key, issue in issues.items()} == {
+        "sources[1].loader.response_field": "blank.parquet: column 'response' is empty in every row (3 rows)",
+        "sources[2].loader.response_field": "tasks.parquet: column 'response' is empty in every row (task = 'a') (20 rows)",
+        "sources[4].loader.response_field": "tasks.jsonl: column 'response' is empty in every row (task = 'a') (20 rows)",
+        "sources[6].loader.response_field": "tasks.csv: column 'response' is empty in every row (task = 'a') (20 rows)"}
+    answered = tmp_path / "answered"
+    answered.mkdir()
+    parsed: list[str] = []
+    real = checks.json.loads
+    monkeypatch.setattr(checks.json, "loads", lambda line, *a, **k: parsed.append(line) or real(line, *a, **k))
+    _, issues = _issues_of_files(answered, "jsonl", {"big": b'{"prompt": "q", "response": "a"}\n' + blank_jsonl})
+    assert "sources[1].loader.response_field" not in issues and len(parsed) < 10, len(parsed)
+
 def test_a_file_read_to_a_line_not_utf8_is_not_called_blank_in_every_row(tmp_path: Path) -> None:
     """A JSON Lines file whose first 400 answers are blank, then a line not UTF-8 (which the
     data stage leaves out), then rows with answers: validate read its rows up to that line,

@@ -1621,6 +1621,9 @@ class TextValueRows(ValueRows):
     digests: dict[str, str]
     #: the file's lines that are not UTF-8, left out of every value's rows (none: None)
     not_utf8: NotUtf8Lines | None = None
+    #: the columns empty or only whitespace in every row of a value (values with none left out): a
+    #: ``where``'s answers that are, which the data stage stops on, said by validate from the listing
+    blank: dict[str | int, list[str]] = dataclass_field(default_factory=dict)
 
 
 #: the records of a text file looked at for the columns a message lists (a key the rows lack)
@@ -1649,6 +1652,7 @@ def _text_value_rows(path: Path, column: str, kind: str, delimiter: str, size: i
     lines = array("q")
     found: dict[str | int, int] = {}
     digests: list[Any] = []
+    blank: list[set[str]] = []  # by value's code: the columns blank in each of its rows so far
     keys: dict[str, None] = {}  # the columns of the first records, for a message
     count = left_out = 0
     named = False  # some record has the column
@@ -1671,6 +1675,9 @@ def _text_value_rows(path: Path, column: str, kind: str, delimiter: str, size: i
         code = found.setdefault(value, len(found))
         if code == len(digests):
             digests.append(hashlib.sha256(kind.encode()))
+            blank.append({key for key, cell in record.items() if isinstance(cell, str) and not cell.strip()})
+        elif blank[code]:  # (most values' rows have every column given: an empty set, not looked at again)
+            blank[code] = {key for key in blank[code] if isinstance(cell := record.get(key), str) and not cell.strip()}
         digests[code].update(b"\n" + json.dumps(record, ensure_ascii=False, default=repr).encode())
         records.append(count - 1)
         codes.append(code)
@@ -1688,7 +1695,8 @@ def _text_value_rows(path: Path, column: str, kind: str, delimiter: str, size: i
     ordered = dict(sorted(rows.items(), key=lambda item: (isinstance(item[0], str), item[0])))  # numbers first
     return TextValueRows(ordered, left_out, lines,
                          {json.dumps(value): digests[found[value]].hexdigest() for value in ordered},
-                         not_utf8 if not_utf8.count else None)
+                         not_utf8 if not_utf8.count else None,
+                         {value: sorted(blank[found[value]]) for value in ordered if blank[found[value]]})
 
 
 def _text_records(path: Path, kind: str, delimiter: str, lines: Any, duplicates: DuplicateKeys | None = None,
