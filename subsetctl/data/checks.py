@@ -38,7 +38,6 @@ from subsetctl.data.loaders import (
     UnsupportedCompression,
     compressed_again_note,
     compressed_parquet_problem,
-    count_csv_rows_not_utf8,
     evals_file,
     first_bytes,
     gzip_damage,
@@ -46,6 +45,7 @@ from subsetctl.data.loaders import (
     jq_rows_command,
     json_document_advice,
     json_kind,
+    lines_not_utf8,
     not_utf8_fix,
     open_decompressed,
     parquet_read_as_text,
@@ -178,12 +178,8 @@ def _jsonl_not_utf8_of(path: Path, size: int, mtime_ns: int, delimiter: str | No
         return None
     except Exception:  # noqa: BLE001, S110 - not UTF-8, or a gzip file cut short (after lines that may not be)
         pass
-    not_utf8 = NotUtf8Lines(csv=delimiter is not None)
-    try:
-        for _ in text_lines(path, "", not_utf8):
-            pass
-        if delimiter is not None and not_utf8.header_error() is None:  # (a header not UTF-8: refused, as it is)
-            count_csv_rows_not_utf8(path, delimiter, not_utf8)
+    try:  # (a CSV header not UTF-8: returned, its callers refuse it as the file's problem)
+        not_utf8 = lines_not_utf8(path, "", delimiter=delimiter, refuse_header=False)
     except NotUtf8 as exc:
         return exc.problem
     except UserError:  # unreadable, or a gzip file cut short: said otherwise
@@ -516,23 +512,22 @@ def _file_head(loader: LoaderBase, path: Path) -> tuple[list[str] | None, str | 
             return None, ("the file is empty: give a JSON Lines file with at least one example "
                           "(a JSON object a line)"), False
         if loader.type == "csv":
-            try:
-                with _open_text(path) as handle:
-                    rows = (row for row in csv.reader(_past_blank_lines(handle, loader.delimiter),
-                                                      delimiter=loader.delimiter) if row)  # pandas skips blank lines before the header too
-                    header = next(rows, None)
-                    if header and any("\x00" in cell for cell in header):
-                        return None, _nul_problem(None), False
-                    rowless = header is not None and _no_row_follows(rows)
-            except UnicodeDecodeError:  # rows not UTF-8: the data stage leaves them out, or refuses the file
-                refused = _not_utf8_refusal(path, delimiter=loader.delimiter)
-                if refused is not None:
-                    return None, refused, False
-                with _open_text(path, errors="surrogateescape") as handle:
-                    rows = (row for row in csv.reader(_past_blank_lines(handle, loader.delimiter),
-                                                      delimiter=loader.delimiter) if row)
-                    header = next(rows, None)
-                    rowless = header is not None and _no_row_follows(rows)
+            # read strictly; rows not UTF-8 (the data stage leaves them out, or refuses the file): read
+            # again with them as surrogate escapes, once the file is not refused
+            for errors in ("strict", "surrogateescape"):
+                try:
+                    with _open_text(path, errors=errors) as handle:
+                        rows = (row for row in csv.reader(_past_blank_lines(handle, loader.delimiter),
+                                                          delimiter=loader.delimiter) if row)  # pandas skips blank lines before the header too
+                        header = next(rows, None)
+                        if header and any("\x00" in cell for cell in header):
+                            return None, _nul_problem(None), False
+                        rowless = header is not None and _no_row_follows(rows)
+                    break
+                except UnicodeDecodeError:  # (strict only: surrogateescape decodes any byte)
+                    refused = _not_utf8_refusal(path, delimiter=loader.delimiter)
+                    if refused is not None:
+                        return None, refused, False
             if not header:
                 return None, "the file is empty: give a CSV file with a header row and at least one example", False
             return header, None, rowless

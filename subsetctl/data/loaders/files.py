@@ -420,22 +420,26 @@ def has_escaped_bytes(text: str) -> bool:
 
 
 def lines_not_utf8(path: Path, source: str, not_utf8: NotUtf8Lines | None = None,
-                   delimiter: str | None = None) -> NotUtf8Lines:
+                   delimiter: str | None = None, refuse_header: bool = True) -> NotUtf8Lines:
     """The lines of text file ``path`` that are not UTF-8, as :func:`text_lines` leaves them
     out (read through for them, counted in ``not_utf8`` if given); for a CSV file pandas
     refused as not UTF-8 (``delimiter``, its loader's: counted by rows,
-    :func:`count_csv_rows_not_utf8`).
+    :func:`count_csv_rows_not_utf8`). ``refuse_header`` False: a first line (a CSV header)
+    not UTF-8 is no error, its lines returned uncounted by rows, for the caller to ask
+    :meth:`NotUtf8Lines.header_error` (validate, which says it as the file's problem).
 
     Raises:
         NotUtf8: the file is taken for one in another encoding (a Latin-1 line, too many
         such lines), as :func:`text_lines` refuses it, or its first line (a CSV header) is
-        not UTF-8.
+        not UTF-8 (unless ``refuse_header`` is False).
         UserError: it cannot be read."""
     not_utf8 = NotUtf8Lines() if not_utf8 is None else not_utf8
     not_utf8.csv = delimiter is not None
     for _ in text_lines(path, source, not_utf8):
         pass
     if (header := not_utf8.header_error()) is not None:
+        if not refuse_header:
+            return not_utf8
         raise header
     if delimiter is not None:
         count_csv_rows_not_utf8(path, delimiter, not_utf8)
