@@ -950,7 +950,7 @@ def mixed_line_ends_notice(path: Path, source: str | None) -> str | None:
     return (f"{said} {shown_path(path)}: {found.crlf} of its {found.crlf + found.lf} lines end with CRLF (the first: "
             f"line {found.first_crlf}), the others with a line feed (LF) alone: mixed line ends, as when rows are "
             "added by another program or part of the file was saved on Windows. Its rows are read alike either way "
-            "(no cell keeps a trailing carriage return), but the line breaks inside quoted cells are read as "
+            "(no cell keeps a trailing carriage return), but a line break inside a quoted cell, if any, is read as "
             "written, CRLF in some cells and LF in others, which the model sees as different text. Give the file "
             f"one line end: `dos2unix {shell_arg(shown_path(path))}` (LF; `unix2dos` for CRLF).")
 
