@@ -1278,22 +1278,49 @@ def test_a_project_path_pyarrow_cannot_open_is_a_user_error_before_any_stage(tin
     assert result.exit_code == 1 and "has bytes that are not UTF-8" in result.output, result.output
 
 
+def _validate_under_an_ascii_locale(project: Path) -> subprocess.CompletedProcess[bytes]:
+    """`subsetctl validate PROJECT` of this checkout under LC_ALL=C with UTF-8 mode off, where
+    Python's file system encoding (and stdout's) is ascii."""
+    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0",
+           "PYTHONPATH": str(Path(subsetctl.__file__).parent.parent)}
+    env.pop("PYTHONIOENCODING", None)
+    command = "import sys; from subsetctl.cli import main; sys.argv[0] = 'subsetctl'; main()"
+    return subprocess.run([sys.executable, "-c", command, "validate", str(project)], env=env, check=False,
+                          capture_output=True, timeout=600)
+
+
 def test_a_data_file_name_the_locale_cannot_encode_is_named_as_such_not_only_missing(jsonl_project: Path) -> None:
     """Under LC_ALL=C (UTF-8 mode off) a spec naming `é.jsonl`, which is there, said only that the
     file does not exist: Python cannot write its name in the file system encoding (ascii)."""
     (jsonl_project / "a.jsonl").rename(jsonl_project / "\u00e9.jsonl")
     spec_path = jsonl_project / "subsetctl.yaml"
     spec_path.write_text(spec_path.read_text().replace("path: a.jsonl", "path: \u00e9.jsonl"), encoding="utf-8")
-    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0",
-           "PYTHONPATH": str(Path(subsetctl.__file__).parent.parent)}
-    env.pop("PYTHONIOENCODING", None)
-    command = "import sys; from subsetctl.cli import main; sys.argv[0] = 'subsetctl'; main()"
-    done = subprocess.run([sys.executable, "-c", command, "validate", str(jsonl_project)], env=env, check=False,
-                          capture_output=True, timeout=600)
+    done = _validate_under_an_ascii_locale(jsonl_project)
     assert done.returncode == 1, done.stderr
     text = " ".join(done.stdout.decode().split())
     assert "\\xe9.jsonl does not exist" in text and "cannot be written in Python's file system encoding (ascii" in text
     assert "PYTHONUTF8=1" in text, text
+
+
+def test_a_target_file_name_the_locale_cannot_encode_beside_a_source_files_group_is_no_internal_error(
+        jsonl_project: Path) -> None:
+    """Under LC_ALL=C (UTF-8 mode off) a spec with a `source_files` group and a target reading
+    `データ/目標.jsonl` was an internal error (UnicodeEncodeError) in validate, plan, run and
+    `ls` of its folder: telling the target's files among the group's resolved the target's
+    path, which Python cannot write in the file system encoding (ascii)."""
+    (jsonl_project / "\u30c7\u30fc\u30bf").mkdir()
+    (jsonl_project / "target.jsonl").rename(jsonl_project / "\u30c7\u30fc\u30bf" / "\u76ee\u6a19.jsonl")
+    (jsonl_project / "pool").mkdir()
+    (jsonl_project / "a.jsonl").rename(jsonl_project / "pool" / "a.jsonl")
+    spec = yaml.safe_load((jsonl_project / "subsetctl.yaml").read_text(encoding="utf-8"))
+    spec["target"]["loader"]["path"] = "\u30c7\u30fc\u30bf/\u76ee\u6a19.jsonl"
+    spec["sources"] = [s for s in spec["sources"] if s["name"] == "b"]
+    spec["source_files"] = [{"files": "pool/*.jsonl", "loader": {"type": "jsonl"}}]
+    (jsonl_project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, allow_unicode=True), encoding="utf-8")
+    done = _validate_under_an_ascii_locale(jsonl_project)
+    text = " ".join(done.stdout.decode().split())
+    assert done.returncode == 1 and b"internal error" not in done.stderr + done.stdout, (done.stdout, done.stderr)
+    assert "\\u76ee\\u6a19.jsonl does not exist" in text and "PYTHONUTF8=1" in text, text
 
 
 def test_debug_shows_where_a_plugins_own_code_failed(tiny_project_ran, monkeypatch) -> None:

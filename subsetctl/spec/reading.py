@@ -6,6 +6,7 @@ encodings refused with the line), validated into a :class:`Spec` with its issues
 from __future__ import annotations
 
 import errno
+import os
 import re
 import unicodedata
 from collections import Counter
@@ -426,10 +427,15 @@ def _all_taken_message(group: SourceFilesSpec, matches: list[dict[str, Any]], va
 def _resolved(path: str, spec_dir: Path, folders: dict[Path, Path] | None = None) -> Path:
     """A loader's ``path`` as a file, to tell the target's files among a group's; ``folders``:
     the folders resolved so far (:func:`~subsetctl.globbing.resolved_by_folder`), for a
-    group's many files."""
-    if folders is None:
-        return (Path(spec_dir) / expand_home(path)).resolve()
-    return resolved_by_folder(Path(spec_dir) / expand_home(path), folders)
+    group's many files. A path whose name Python's file system encoding cannot write (a
+    non-ASCII name under ``LC_ALL=C`` with UTF-8 mode off) names no file there: it is made
+    absolute, unresolved, and the loader's check says why it cannot be opened (resolving
+    it raised UnicodeEncodeError, an internal error)."""
+    joined = Path(spec_dir) / expand_home(path)
+    try:
+        return joined.resolve() if folders is None else resolved_by_folder(joined, folders)
+    except UnicodeEncodeError:
+        return Path(os.path.abspath(joined))
 
 
 def _targets_file(target_picks: dict[Path, list[dict[str, Any] | None]], entry: dict[str, Any], by: str | None,
