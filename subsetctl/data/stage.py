@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import unicodedata
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -48,8 +49,12 @@ from subsetctl.data.loaders import (
 )
 from subsetctl.data.overlap import OverlapCheck, overlap_warnings
 from subsetctl.data.prepare import (
+    OTHER_UNICODE_FORM,
     SPLITS,
+    folded_label,
     group_label_map_warnings,
+    in_another_form,
+    label_shown,
     label_texts,
     misspelt_keys,
     prepare_source,
@@ -116,8 +121,9 @@ def _with_label_ids(dataset: Dataset, ids: Any) -> Dataset:
 
 def _label_spelling(text: str) -> str:
     """A label as a number or truth value would read in any file format: "1.0", "1" and
-    "True" (a CSV cell) all read "1", as JSON's 1.0, 1 and true already do."""
-    folded = text.strip().lower()
+    "True" (a CSV cell) all read "1", as JSON's 1.0, 1 and true already do; letter case and
+    Unicode form aside ('négatif' with its 'é' as one character or as 'e' + an accent)."""
+    folded = folded_label(text.strip())
     if folded in ("true", "false"):
         return "1" if folded == "true" else "0"
     try:
@@ -215,7 +221,7 @@ def _one_class_spelt_apart(target: str, splits: dict[str, list[str]]) -> tuple[l
     (a source's labels are compared with the target's in :func:`_label_warnings`).
     ``splits``: each split's labels. It names each spelling's rows and the one
     ``label_map`` that makes them one class each: onto the spelling most rows have (ties:
-    the first sorted). Also returns that map (each other spelling -> its class's spelling),
+    the one in composed Unicode form, NFC, then the first sorted). Also returns that map (each other spelling -> its class's spelling),
     by which the target's other label warnings take the spellings as one class."""
     counts = Counter(text for labels in splits.values() for text in labels)
     alike: dict[str, list[str]] = {}
@@ -224,17 +230,19 @@ def _one_class_spelt_apart(target: str, splits: dict[str, list[str]]) -> tuple[l
     groups, mapping = [], {}
     for spellings in alike.values():
         if len(spellings) > 1:
-            main = min(spellings, key=lambda t: (-counts[t], t))
-            groups.append(", ".join(f"{t!r} ({counts[t]} row{'' if counts[t] == 1 else 's'})" for t in spellings))
+            main = min(spellings, key=lambda t: (-counts[t], not unicodedata.is_normalized("NFC", t), t))
+            groups.append(", ".join(f"{label_shown(t)} ({counts[t]} row{'' if counts[t] == 1 else 's'})"
+                                    for t in spellings))
             mapping.update({t: main for t in spellings if t != main})
     if not mapping:
         return [], {}
     first = next(iter(mapping))
-    written = ", ".join(f"{k!r}: {v!r}" for k, v in mapping.items())
-    return [(f"Target {target!r} has labels that differ only in case or in the way a number is written: "
+    written = ", ".join(f"{label_shown(k)}: {label_shown(v)}" for k, v in mapping.items())
+    form = f", in Unicode form ({OTHER_UNICODE_FORM})" if any(in_another_form(k, v) for k, v in mapping.items()) else ""
+    return [(f"Target {target!r} has labels that differ only in case{form} or in the way a number is written: "
             f"{'; '.join(groups)}. Each is a class of its own: the head learns them apart, and a test row labelled "
-            f"{first!r} counts a prediction of {mapping[first]!r} as a miss. If they are one class, add to the "
-            f"target's label_map: {{{written}}} (or write the labels alike in the file).")], mapping
+            f"{label_shown(first)} counts a prediction of {label_shown(mapping[first])} as a miss. If they are one "
+            f"class, add to the target's label_map: {{{written}}} (or write the labels alike in the file).")], mapping
 
 
 def _fractional_labels(labels: set[str]) -> list[str]:
@@ -280,16 +288,18 @@ def _label_warnings(target: str, prepared: dict[str, dict[str, Dataset]],
         misspelt = set(misspelt_keys(label_map, labels).values()) - set(label_map.values())
         extra = sorted(labels - target_labels - misspelt)
         if extra:
-            shown = ", ".join(repr(t) for t in extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
+            shown = ", ".join(map(label_shown, extra[:5])) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
             alike = [(t, by_spelling[_label_spelling(t)]) for t in extra if _label_spelling(t) in by_spelling]
             hint = ""
             if alike:
-                pairs = ", ".join(f"{a!r} (the target's {b!r})" for a, b in alike[:5])
+                pairs = ", ".join(f"{label_shown(a)} (the target's {label_shown(b)})" for a, b in alike[:5])
                 a, b = alike[0]
+                form = (", and an accented letter is one character or, as macOS writes it, a letter and an accent"
+                        if any(in_another_form(a, b) for a, b in alike) else "")
                 hint = (f" {pairs} look like the target's labels written another way, but each is a class of its "
                         "own: write the labels the same way in every file (a CSV column of floats gives '1.0', "
-                        "CSV True/False stay text, JSON true/false read '1'/'0'), or map them with the source's "
-                        f"label_map (e.g. label_map: {{{a!r}: {b!r}}}).")
+                        f"CSV True/False stay text, JSON true/false read '1'/'0'{form}), or map them with the "
+                        f"source's label_map (e.g. label_map: {{{label_shown(a)}: {label_shown(b)}}}).")
             elif not labels & target_labels:
                 ours = sorted(target_labels)
                 named = ", ".join(repr(t) for t in ours[:5]) + (f" and {len(ours) - 5} more" if len(ours) > 5 else "")

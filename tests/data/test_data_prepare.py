@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from data_helpers import qa_rows, write_jsonl
 
 from subsetctl.data.loaders import COLUMNS
@@ -326,6 +327,33 @@ def test_a_misspelt_label_map_key_is_said_once_with_the_key_to_write(tmp_path: P
     assert _label_warnings("t", {"t": target, "nli": splits}, {"nli": source.label_map}) == []  # said above
     (other,) = _label_warnings("t", {"t": target, "nli": splits})  # (without the map: the class is the target's
     assert "labels the target never uses: 'entailment'" in other  # lack, as before)
+
+
+def test_a_label_map_key_in_another_unicode_form_than_the_label_is_said_so(tmp_path: Path, make_ctx) -> None:
+    """A key 'négatif' typed in the spec (its 'é' one character) beside a file from macOS whose
+    label is 'ne' + a combining accent renamed nothing: the warning said the key "looks like its
+    label 'négatif' misspelt" and to write {'négatif': ...} instead, the same text twice; a
+    one-letter label in the other form ('é') was not even found alike."""
+    composed, decomposed = "n\u00e9gatif", "ne\u0301gatif"
+    write_jsonl(tmp_path / "d.jsonl", [{"text": f"t{i}", "y": [decomposed, "positif", "e\u0301"][i % 3]}
+                                       for i in range(12)])
+    source = SourceSpec(name="fr", loader={"type": "jsonl", "path": "d.jsonl", "prompt_field": "text",
+                                           "label_field": "y"},
+                        label_map={composed: "\u5426\u5b9a", "positif": "\u80af\u5b9a"})
+    warnings: list[str] = []
+    prepare_source(source, make_ctx(kind="classifier"), warnings)
+    (unused,) = warnings
+    assert unused == ("Source 'fr': label_map names 'n\u00e9gatif', which no row of it has as its label (its labels: "
+                      '"e\\u0301", "ne\\u0301gatif", \'positif\'); those keys rename nothing. The key \'n\u00e9gatif\' is '
+                      'its label "ne\\u0301gatif" in another Unicode form (an accented letter written as one character, '
+                      "or as a letter and an accent, as macOS writes them); the 4 rows whose label is "
+                      '"ne\\u0301gatif" keep it: write label_map: {"ne\\u0301gatif": \'\u5426\u5b9a\'} instead.')
+    written = unused.split("write label_map: ")[1].removesuffix(" instead.")
+    assert yaml.safe_load(written) == {decomposed: "\u5426\u5b9a"}  # as YAML reads it, the data's label
+    warnings.clear()
+    prepare_source(SourceSpec(name="fr", loader=source.loader, label_map={"\u00e9": "x"}), make_ctx(kind="classifier"),
+                   warnings)
+    assert 'The key \'\u00e9\' is its label "e\\u0301" in another Unicode form' in warnings[0], warnings
 
 
 def test_a_label_map_key_that_renamed_rows_is_no_misspelt_key(tmp_path: Path, make_ctx) -> None:

@@ -502,6 +502,32 @@ def test_the_targets_own_labels_written_two_ways_are_warned_about_once() -> None
     assert _label_warnings("t", {"t": {"train": Dataset.from_dict({"label_text": ["pos", "neg"] * 2})}}) == []
 
 
+def test_labels_that_differ_only_in_unicode_form_are_told_apart_in_the_warnings() -> None:
+    """A target labelled 'négatif' on some rows and 'ne' + a combining accent on others (rows
+    from macOS) had two classes that print alike, and no warning but that its validation split
+    "has no row of the class 'négatif'"; a source's decomposed 'négatif' beside the target's
+    was "a label the target never uses: 'négatif'", the target's own label to the eye."""
+    from subsetctl.data.stage import _label_warnings
+
+    composed, decomposed = "n\u00e9gatif", "ne\u0301gatif"
+    target = {"train": Dataset.from_dict({"label_text": [composed, decomposed, "positif"] * 2}),
+              "validation": Dataset.from_dict({"label_text": [composed, "positif"]})}
+    (spelt,) = _label_warnings("t", {"t": target})
+    assert spelt == ("Target 't' has labels that differ only in case, in Unicode form (an accented letter written as "
+                     "one character, or as a letter and an accent, as macOS writes them) or in the way a number is "
+                     'written: "ne\\u0301gatif" (2 rows), \'n\u00e9gatif\' (3 rows). Each is a class of its own: the head '
+                     'learns them apart, and a test row labelled "ne\\u0301gatif" counts a prediction of \'n\u00e9gatif\' '
+                     'as a miss. If they are one class, add to the target\'s label_map: {"ne\\u0301gatif": \'n\u00e9gatif\'} '
+                     "(or write the labels alike in the file).")
+    source = {"train": Dataset.from_dict({"label_text": [decomposed, "positif"]})}
+    (extra,) = _label_warnings("t", {"t": {"train": Dataset.from_dict({"label_text": [composed, "positif"]})},
+                                     "s": source})
+    assert extra.startswith("Source 's' has labels the target never uses: \"ne\\u0301gatif\". \"ne\\u0301gatif\" (the "
+                            "target's 'n\u00e9gatif') look like the target's labels written another way"), extra
+    assert extra.endswith("and an accented letter is one character or, as macOS writes it, a letter and an accent), "
+                          'or map them with the source\'s label_map (e.g. label_map: {"ne\\u0301gatif": \'n\u00e9gatif\'}).')
+
+
 def test_a_target_class_its_test_or_validation_split_lacks_is_warned_about() -> None:
     """A rare class that the seeded split left out of the target's test split (or its
     validation split) passed without a word, though test accuracy and macro-F1 (over the
