@@ -11,6 +11,7 @@ import contextvars
 import errno
 import re
 import shlex
+import unicodedata
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -275,6 +276,30 @@ def printable(text: str) -> str:
     """``text`` as a message can print it: bytes that were not UTF-8 (kept as surrogate
     escapes by Python's decoding of file names and arguments) shown as \ufffd."""
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+#: what an accented letter in "another Unicode form" is, for the warnings that say a key or label is one
+OTHER_UNICODE_FORM = ("an accented letter written as one character, or as a letter and an accent, as macOS "
+                      "writes them")
+
+
+def shown_text(text: str) -> str:
+    """A text from the user's data (a label, a ``label_map`` key, a column's value, a file name)
+    quoted for a message, as ``repr`` writes it; one not in Unicode's composed form (NFC: 'e' + a
+    combining accent, as macOS writes names) with its combining marks escaped, in double quotes as
+    YAML reads them ("ne\\u0301gatif"), so that two texts differing only in form do not print alike
+    and the one shown can be written in a spec. Other scripts stay as they are ('データ', not
+    '\\u30c7\\u30fc\\u30bf' as ``ascii`` writes them)."""
+    if unicodedata.is_normalized("NFC", text):
+        return repr(text)
+    escaped = "".join(f"\\u{ord(c):04x}" if unicodedata.combining(c) else "\\" + c if c in '"\\' else c
+                      for c in text)
+    return f'"{escaped}"'
+
+
+def in_another_form(a: str, b: str) -> bool:
+    """Whether texts ``a`` and ``b`` differ, but only in Unicode form (see :func:`shown_text`)."""
+    return a != b and unicodedata.normalize("NFC", a) == unicodedata.normalize("NFC", b)
 
 
 #: what to do when Python's file system encoding cannot write a path (a locale that is not UTF-8)

@@ -46,7 +46,7 @@ from subsetctl.data.loaders import (
     empty_dataset,
     sample_order,
 )
-from subsetctl.errors import UserError
+from subsetctl.errors import OTHER_UNICODE_FORM, UserError, in_another_form, shown_text
 from subsetctl.registry import LOADERS
 from subsetctl.spec import SourceSpec, Spec, SplitSpec, TargetSpec
 
@@ -223,32 +223,10 @@ def _group_label_map_warning(g: int, members: list[SourceSpec], said: dict[str, 
 #: the most distinct labels (answers) among which :func:`misspelt_keys` looks for a key's label
 MISSPELT_AMONG = 1000
 
-#: what an accented letter in "another Unicode form" is, for the warnings that say a key or label is one
-OTHER_UNICODE_FORM = ("an accented letter written as one character, or as a letter and an accent, as macOS "
-                      "writes them")
-
-
 def folded_label(text: str) -> str:
     """``text`` as labels that differ only in letter case or Unicode form ('é' as one character
     or as 'e' + an accent; a full-width 'Ａ') read alike, to tell such labels apart from others."""
     return unicodedata.normalize("NFKC", text).lower()
-
-
-def label_shown(text: str) -> str:
-    """A label (or ``label_map`` key) quoted for a message, as ``repr`` writes it; a label not in
-    Unicode's composed form (NFC: 'e' + a combining accent, as macOS writes names) with its
-    combining marks escaped, in double quotes as YAML reads them ("ne\\u0301gatif"), so that two
-    labels differing only in form do not print alike and the one shown can be written in a spec."""
-    if unicodedata.is_normalized("NFC", text):
-        return repr(text)
-    escaped = "".join(f"\\u{ord(c):04x}" if unicodedata.combining(c) else "\\" + c if c in '"\\' else c
-                      for c in text)
-    return f'"{escaped}"'
-
-
-def in_another_form(a: str, b: str) -> bool:
-    """Whether labels ``a`` and ``b`` differ, but only in Unicode form (see :func:`label_shown`)."""
-    return a != b and unicodedata.normalize("NFC", a) == unicodedata.normalize("NFC", b)
 
 
 def misspelt_keys(label_map: dict[str, str | None], labels: set[str]) -> dict[str, str]:
@@ -292,9 +270,9 @@ def map_labels(dataset: Dataset, source: SourceSpec, warnings: list[str] | None,
     if unused and warnings is not None:
         misspelt = misspelt_keys(label_map, set(keys))
         there = sorted(set(texts))
-        shown = ", ".join(map(label_shown, there[:10])) + (f" and {len(there) - 10} more" if len(there) > 10 else "")
+        shown = ", ".join(map(shown_text, there[:10])) + (f" and {len(there) - 10} more" if len(there) > 10 else "")
         warnings.append(f"{'Target' if isinstance(source, TargetSpec) else 'Source'} {source.name!r}: label_map names "
-                        f"{', '.join(map(label_shown, unused))}, which no row of it has as its {what} (its {what}s: "
+                        f"{', '.join(map(shown_text, unused))}, which no row of it has as its {what} (its {what}s: "
                         f"{shown or 'none'}); those keys rename nothing. "
                         + _misspelt_hint(label_map, misspelt, keys, what)
                         + ("" if set(misspelt) == set(unused) else f"{' ' if misspelt else ''}Write each key as the "
@@ -325,17 +303,17 @@ def _misspelt_hint(label_map: dict[str, str | None], misspelt: dict[str, str], k
     write instead; empty when none does."""
     if not misspelt:
         return ""
-    written = ", ".join(f"{label_shown(text)}: {'null' if label_map[key] is None else label_shown(label_map[key])}"
+    written = ", ".join(f"{shown_text(text)}: {'null' if label_map[key] is None else shown_text(label_map[key])}"
                         for key, text in misspelt.items())
     forms = [key for key, text in misspelt.items() if in_another_form(key, text)]
     if len(misspelt) == 1:
         (key, text), = misspelt.items()
-        looks = f"is its {what} {label_shown(text)} in another Unicode form ({OTHER_UNICODE_FORM})" if forms else \
-            f"looks like its {what} {label_shown(text)} misspelt"
-        said = (f"The key {label_shown(key)} {looks}; the {_rows(keys.count(text))} whose {what} is "
-                f"{label_shown(text)} keep it")
+        looks = f"is its {what} {shown_text(text)} in another Unicode form ({OTHER_UNICODE_FORM})" if forms else \
+            f"looks like its {what} {shown_text(text)} misspelt"
+        said = (f"The key {shown_text(key)} {looks}; the {_rows(keys.count(text))} whose {what} is "
+                f"{shown_text(text)} keep it")
     else:
-        named = ", ".join(f"{label_shown(key)} (its {what} {label_shown(text)}, {_rows(keys.count(text))})"
+        named = ", ".join(f"{shown_text(key)} (its {what} {shown_text(text)}, {_rows(keys.count(text))})"
                           for key, text in misspelt.items())
         said = f"The keys {named} look misspelt{' or are in another Unicode form' if forms else ''}; those rows " \
             f"keep their {what}s"

@@ -49,12 +49,9 @@ from subsetctl.data.loaders import (
 )
 from subsetctl.data.overlap import OverlapCheck, overlap_warnings
 from subsetctl.data.prepare import (
-    OTHER_UNICODE_FORM,
     SPLITS,
     folded_label,
     group_label_map_warnings,
-    in_another_form,
-    label_shown,
     label_texts,
     misspelt_keys,
     prepare_source,
@@ -62,7 +59,7 @@ from subsetctl.data.prepare import (
     split_summary,
 )
 from subsetctl.data.saving import save_split
-from subsetctl.errors import UserError
+from subsetctl.errors import OTHER_UNICODE_FORM, UserError, in_another_form, shown_text
 from subsetctl.plugin_loading import load_plugin_string
 from subsetctl.plugin_scoping import plugin_scope
 from subsetctl.project import atomic_write_json, json_file_text, read_json_object, replace_dir, sha256_file
@@ -231,17 +228,17 @@ def _one_class_spelt_apart(target: str, splits: dict[str, list[str]]) -> tuple[l
     for spellings in alike.values():
         if len(spellings) > 1:
             main = min(spellings, key=lambda t: (-counts[t], not unicodedata.is_normalized("NFC", t), t))
-            groups.append(", ".join(f"{label_shown(t)} ({counts[t]} row{'' if counts[t] == 1 else 's'})"
+            groups.append(", ".join(f"{shown_text(t)} ({counts[t]} row{'' if counts[t] == 1 else 's'})"
                                     for t in spellings))
             mapping.update({t: main for t in spellings if t != main})
     if not mapping:
         return [], {}
     first = next(iter(mapping))
-    written = ", ".join(f"{label_shown(k)}: {label_shown(v)}" for k, v in mapping.items())
+    written = ", ".join(f"{shown_text(k)}: {shown_text(v)}" for k, v in mapping.items())
     form = f", in Unicode form ({OTHER_UNICODE_FORM})" if any(in_another_form(k, v) for k, v in mapping.items()) else ""
     return [(f"Target {target!r} has labels that differ only in case{form} or in the way a number is written: "
             f"{'; '.join(groups)}. Each is a class of its own: the head learns them apart, and a test row labelled "
-            f"{label_shown(first)} counts a prediction of {label_shown(mapping[first])} as a miss. If they are one "
+            f"{shown_text(first)} counts a prediction of {shown_text(mapping[first])} as a miss. If they are one "
             f"class, add to the target's label_map: {{{written}}} (or write the labels alike in the file).")], mapping
 
 
@@ -288,18 +285,18 @@ def _label_warnings(target: str, prepared: dict[str, dict[str, Dataset]],
         misspelt = set(misspelt_keys(label_map, labels).values()) - set(label_map.values())
         extra = sorted(labels - target_labels - misspelt)
         if extra:
-            shown = ", ".join(map(label_shown, extra[:5])) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
+            shown = ", ".join(map(shown_text, extra[:5])) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
             alike = [(t, by_spelling[_label_spelling(t)]) for t in extra if _label_spelling(t) in by_spelling]
             hint = ""
             if alike:
-                pairs = ", ".join(f"{label_shown(a)} (the target's {label_shown(b)})" for a, b in alike[:5])
+                pairs = ", ".join(f"{shown_text(a)} (the target's {shown_text(b)})" for a, b in alike[:5])
                 a, b = alike[0]
                 form = (", and an accented letter is one character or, as macOS writes it, a letter and an accent"
                         if any(in_another_form(a, b) for a, b in alike) else "")
                 hint = (f" {pairs} look like the target's labels written another way, but each is a class of its "
                         "own: write the labels the same way in every file (a CSV column of floats gives '1.0', "
                         f"CSV True/False stay text, JSON true/false read '1'/'0'{form}), or map them with the "
-                        f"source's label_map (e.g. label_map: {{{label_shown(a)}: {label_shown(b)}}}).")
+                        f"source's label_map (e.g. label_map: {{{shown_text(a)}: {shown_text(b)}}}).")
             elif not labels & target_labels:
                 ours = sorted(target_labels)
                 named = ", ".join(repr(t) for t in ours[:5]) + (f" and {len(ours) - 5} more" if len(ours) > 5 else "")
