@@ -17,13 +17,16 @@ import yaml
 from pydantic import ValidationError
 
 from subsetctl.errors import (
+    OTHER_UNICODE_FORM,
     SpecError,
     SpecFileError,
     as_typed,
+    in_another_form,
     missing_path_note,
     name_too_long_note,
     name_too_long_problem,
     path_not_found_note,
+    shown_text,
 )
 from subsetctl.globbing import (
     folder_as_pattern_note,
@@ -490,15 +493,24 @@ def _expanded_by_values(
             value = source["loader"]["where"][group.by]
             other = named.setdefault(source["name"].casefold(), (rel.as_posix(), value))
             if other != (rel.as_posix(), value):
+                forms = isinstance(value, str) and isinstance(other[1], str) and in_another_form(other[1], value)
+                why = (f"they differ only in Unicode form ({OTHER_UNICODE_FORM}), which print alike: write them in one "
+                       "form in the file" if forms else "a name holds letters, digits and _.-, and names that differ "
+                       "only in case are one folder): rename one value in its file")
                 issues.append(SpecIssue(
                     file=file, line=line_of_key(("source_files", g, "by"), lines), key=f"source_files[{g}].by",
-                    message=f"{group.by} values {other[1]!r} ({other[0]}) and {value!r} ({rel.as_posix()}) both make "
-                            f"the source name {source['name']!r} (a name holds letters, digits and _.-, and names "
-                            "that differ only in case are one folder): rename one value in its file, or give the "
-                            "files separate groups with different name_prefix"))
+                    message=f"{group.by} values {_value_shown(other[1])} ({other[0]}) and {_value_shown(value)} "
+                            f"({rel.as_posix()}) both make the source name {source['name']!r} ({why}"
+                            + (")" if forms else "") + ("" if other[0] == rel.as_posix() else
+                                                        ", or give the files separate groups with different name_prefix")))
                 continue
             entries.append(source)
     return entries, issues
+
+
+def _value_shown(value: str | int) -> str:
+    """A ``by`` column's value quoted for a message (:func:`~subsetctl.errors.shown_text`; a number as ``repr``)."""
+    return shown_text(value) if isinstance(value, str) else repr(value)
 
 
 def _line_of(group: tuple[Any, ...], suffix: str, lines: dict[tuple[Any, ...], int]) -> int | None:
@@ -541,8 +553,10 @@ def blame_source_files(
             if issue.key == "(top level)":
                 g, path = origin[named_indices[0]]
                 issue.key, issue.line = f"source_files[{g}] ({path})", lines.get(("source_files", g))
-        issue.message += _same_looking_paths_note(named)
-        if named and issue.message.startswith("duplicate source name"):  # a file's name, not one written
+        same_looking = _same_looking_paths_note(named)
+        issue.message += same_looking
+        # (a file's name, not one written; files whose names differ only in Unicode form get no other by a prefix)
+        if named and issue.message.startswith("duplicate source name") and not same_looking:
             after = ("the values of its `by` column" if all(_BY_VALUE_ORIGIN.search(n) for n in named)
                      else "their files")
             issue.message += (f"; a source_files group names its sources after {after}: set the group's "
@@ -667,9 +681,8 @@ def _same_looking_paths_note(paths: list[str]) -> str:
     for path in paths:
         other = forms.setdefault(unicodedata.normalize("NFC", path), path)
         if other != path:
-            return (f". The two file names look alike but differ in Unicode form ({other!a} and {path!a}: "
-                    "an accented letter written as one character, or as a letter and an accent, as macOS writes "
-                    "them), which Linux takes as two names; remove or rename one")
+            return (f". The two file names look alike but differ in Unicode form ({shown_text(other)} and "
+                    f"{shown_text(path)}: {OTHER_UNICODE_FORM}), which Linux takes as two names; remove or rename one")
     return ""
 
 

@@ -97,6 +97,23 @@ def test_problems_name_the_group_the_file_and_the_columns(tmp_path: Path) -> Non
         load_spec(_listed(tmp_path / "e", {"a": "x", "b": "y"}))
 
 
+def test_values_that_differ_only_in_unicode_form_are_said_so(tmp_path: Path) -> None:
+    """A `by` column holding 'café' on some rows and 'cafe' + a combining accent on others (rows
+    from macOS) said "task values 'café' (...) and 'café' (...) both make the source name" with the
+    two printing alike, and to give "the files separate groups": the two values are of one file."""
+    from subsetctl.api import validate_spec_file
+
+    values = ["caf\u00e9", "cafe\u0301", "\u7ffb\u8a33"]
+    (issue,) = validate_spec_file(_project(tmp_path, [{"task": t, "prompt": "p", "response": "r"} for t in values])).issues
+    assert issue.message == (
+        'task values "cafe\\u0301" (data/tasks.parquet) and \'caf\u00e9\' (data/tasks.parquet) both make the source name '
+        "'flan-cafe' (they differ only in Unicode form (an accented letter written as one character, or as a letter "
+        "and an accent, as macOS writes them), which print alike: write them in one form in the file)")
+    clash = _project(tmp_path / "b", [{"task": t, "prompt": "p", "response": "r"} for t in ("a b", "a_b")])
+    (issue,) = validate_spec_file(clash).issues  # (one file: no "separate groups" for its two values)
+    assert issue.message.endswith("one folder): rename one value in its file"), issue.message
+
+
 def test_a_loader_without_where_dumps_as_before(tmp_path: Path) -> None:
     """Specs without ``by`` keep their fingerprints: no ``where`` key in a Parquet loader's dump."""
     assert "where" not in ParquetLoader(type="parquet", path="x.parquet").model_dump(mode="json")
