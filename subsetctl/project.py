@@ -423,6 +423,18 @@ def json_text(data: Any, **kwargs: Any) -> str:
     return json.dumps(finite_json(data), allow_nan=False, default=str, **kwargs)
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def readable_json(value: Any, **kwargs: Any) -> str:
+    """``json.dumps(value)`` with text in other scripts as it is (``"データ/目標.jsonl"``), not
+    ``\\u`` escapes, for files people read (report.md, report.json) and write as UTF-8; a lone
+    surrogate (a file name's bytes that are not UTF-8, kept as Python decodes them) stays
+    escaped, as UTF-8 cannot write it."""
+    text = json.dumps(value, ensure_ascii=False, **kwargs)
+    return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 def json_file_text(data: Any) -> str:
     """The text of a JSON file subsetctl writes: strict JSON, indented, keys sorted."""
     return json_text(data, indent=2, sort_keys=True) + "\n"
@@ -439,7 +451,7 @@ def compact_json_file_text(data: Any, width: int = 120) -> str:
     data = finite_json(data)
 
     def dumps(value: Any) -> str:
-        return json.dumps(value, allow_nan=False, default=str, sort_keys=True)
+        return readable_json(value, allow_nan=False, default=str, sort_keys=True)
 
     def text(value: Any, indent: int) -> str:
         one = dumps(value)

@@ -1716,6 +1716,25 @@ def test_compact_json_file_text_is_the_same_json_one_line_a_small_record() -> No
     assert text.endswith("}\n") and lines[0] == "{" and len(lines) < 25
 
 
+def test_report_json_and_report_mds_settings_write_other_scripts_as_they_are() -> None:
+    """report.json and report.md's settings wrote every character outside ASCII as a \\u escape:
+    a project's Japanese paths and label classes read "\\u30c7\\u30fc\\u30bf/\\u76ee\\u6a19.jsonl" and
+    "\\u80af\\u5b9a" in the files people open. A file name's bytes that are not UTF-8 (a lone
+    surrogate as Python decodes them) stay escaped, as UTF-8 cannot write them."""
+    from subsetctl.project import compact_json_file_text
+    from subsetctl.report.markdown import _settings_block
+
+    settings = {"target.loader.path": "\u30c7\u30fc\u30bf/\u76ee\u6a19.jsonl", "sources[0].label_map.\"0\"": "\u80af\u5b9a",
+                "sources[1].loader.path": "pr\udcf6j.jsonl"}
+    text = compact_json_file_text({"project": "\u5206\u985e \U0001f600", "settings": settings})
+    assert '"project": "\u5206\u985e \U0001f600"' in text and '"\u80af\u5b9a"' in text, text
+    assert '"pr\\udcf6j.jsonl"' in text and json.loads(text)["settings"] == settings
+    text.encode("utf-8")  # (what atomic_write writes)
+    block = "\n".join(_settings_block(settings))
+    assert '  "target.loader.path": "\u30c7\u30fc\u30bf/\u76ee\u6a19.jsonl",' in block and '"pr\\udcf6j.jsonl"' in block
+    block.encode("utf-8")
+
+
 def test_markdown_of_thousands_of_sources_lists_the_extremes_and_a_csv_file_all_of_them() -> None:
     """report.md's per-source table of 5,000 sources was 188 KB, most of the file: beyond 200
     sources it shows the 20 highest and 10 lowest in its place (the terminal's rows), a line

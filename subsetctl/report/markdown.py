@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import PurePath
 from typing import Any
 
+from subsetctl.project import readable_json
 from subsetctl.report.build import in_spec_order
 from subsetctl.report.cells import (
     SCORE_ROWS_BOTTOM,
@@ -67,7 +67,7 @@ def _settings_block(settings: Any) -> list[str]:
              "`settings`: dotted keys, `sources[*].x` the value of every source not listed with its own)")
     if len(settings) > SETTINGS_SHOWN:
         return [f"- {len(settings):,} settings: {title}", ""]
-    body = ",\n".join(f"  {json.dumps(key)}: {json.dumps(value)}" for key, value in settings.items())
+    body = ",\n".join(f"  {readable_json(key)}: {readable_json(value)}" for key, value in settings.items())
     return [f"<details><summary>{len(settings)} settings: {title}</summary>", "", "```json", "{", body, "}", "```",
             "", "</details>", ""]
 
