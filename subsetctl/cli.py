@@ -596,11 +596,31 @@ def _print_code_the_spec_runs(console: Any, notes: list[str]) -> None:
 
 def _echo_json(data: Any) -> None:
     """Print strict JSON (NaN as null, so jq and JavaScript can read it), on the command's
-    own stdout (see :func:`_json_alone_on_stdout`)."""
+    own stdout (see :func:`_json_alone_on_stdout`), its text as UTF-8 spells it (see
+    :func:`_as_spelt`)."""
     from subsetctl.project import json_text
 
-    click.echo(json_text(data, indent=2), file=_JSON_STDOUT.get())
+    click.echo(json_text(_as_spelt(data), indent=2), file=_JSON_STDOUT.get())
     _JSON_ECHOED.set(True)
+
+
+def _as_spelt(data: Any) -> Any:
+    """``data`` with each text holding surrogate escapes (a path under LC_ALL=C with UTF-8 mode
+    off: Python decodes `分類` as six escapes, one a byte) as the text its bytes spell in UTF-8:
+    `--format json` wrote "project": "/x/\\udce5\\udc88..." for "/x/\\u5206\\u985e", which no
+    reader takes for the folder's name. Bytes that are not UTF-8 stay escaped."""
+    if isinstance(data, str):
+        if not any("\udc80" <= c <= "\udcff" for c in data):
+            return data
+        try:
+            return data.encode("utf-8", "surrogateescape").decode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # (another lone surrogate, from a JSON file's \\ud800)
+            return data
+    if isinstance(data, dict):
+        return {_as_spelt(key): _as_spelt(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_as_spelt(item) for item in data]
+    return data
 
 
 #: the libraries whose versions `--version` prints after subsetctl's (what a bug report needs first)

@@ -1278,14 +1278,14 @@ def test_a_project_path_pyarrow_cannot_open_is_a_user_error_before_any_stage(tin
     assert result.exit_code == 1 and "has bytes that are not UTF-8" in result.output, result.output
 
 
-def _validate_under_an_ascii_locale(project: Path) -> subprocess.CompletedProcess[bytes]:
-    """`subsetctl validate PROJECT` of this checkout under LC_ALL=C with UTF-8 mode off, where
-    Python's file system encoding (and stdout's) is ascii."""
+def _validate_under_an_ascii_locale(project: Path, *options: str) -> subprocess.CompletedProcess[bytes]:
+    """`subsetctl validate PROJECT [OPTIONS]` of this checkout under LC_ALL=C with UTF-8 mode off,
+    where Python's file system encoding (and stdout's) is ascii."""
     env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0",
            "PYTHONPATH": str(Path(subsetctl.__file__).parent.parent)}
     env.pop("PYTHONIOENCODING", None)
     command = "import sys; from subsetctl.cli import main; sys.argv[0] = 'subsetctl'; main()"
-    return subprocess.run([sys.executable, "-c", command, "validate", str(project)], env=env, check=False,
+    return subprocess.run([sys.executable, "-c", command, "validate", str(project), *options], env=env, check=False,
                           capture_output=True, timeout=600)
 
 
@@ -1321,6 +1321,18 @@ def test_a_target_file_name_the_locale_cannot_encode_beside_a_source_files_group
     text = " ".join(done.stdout.decode().split())
     assert done.returncode == 1 and b"internal error" not in done.stderr + done.stdout, (done.stdout, done.stderr)
     assert "\\u76ee\\u6a19.jsonl does not exist" in text and "PYTHONUTF8=1" in text, text
+
+
+def test_json_output_under_an_ascii_locale_spells_a_non_ascii_path_as_its_name(jsonl_project: Path) -> None:
+    """Under LC_ALL=C (UTF-8 mode off) Python decodes a folder named `分類` as six surrogate
+    escapes, one a byte: `validate --format json` (and report's, plan's, ls's) wrote "file":
+    "/.../\\udce5\\udc88\\udc86\\udce9\\udca1\\udc9e/subsetctl.yaml", which no JSON reader takes
+    for the folder's name (jq prints replacement characters)."""
+    moved = jsonl_project.parent / "\u5206\u985e"
+    shutil.copytree(jsonl_project, moved)
+    done = _validate_under_an_ascii_locale(moved, "--format", "json")
+    (checked,) = json.loads(done.stdout)
+    assert checked["file"] == str(moved / "subsetctl.yaml") and checked["valid"], (checked, done.stderr)
 
 
 def test_debug_shows_where_a_plugins_own_code_failed(tiny_project_ran, monkeypatch) -> None:
