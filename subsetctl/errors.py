@@ -242,8 +242,8 @@ def missing_path_note(path: Path, written_by: str = "the spec") -> str:
             return _extension_note(folder, name, written_by) if folder / name == absolute else ""
         there = found[0]
         if unicodedata.normalize("NFC", there) == unicodedata.normalize("NFC", name):
-            return (f". {folder / there} is there: the same name in another Unicode form (accented letters as macOS "
-                    f"writes them), which Linux takes as another name. Rename it to the name {written_by} gives")
+            return (f". {shown_text(str(folder / there))} is there: the same name in another Unicode form "
+                    f"({OTHER_UNICODE_FORM}), which Linux takes as another name. Rename it to the name {written_by} gives")
         if len(found) > 1:  # (Train.jsonl and train.jsonl: which one was meant, macOS could not have told either)
             return (f". {joined_names([str(folder / f) for f in found])} are there: the same name in other letter "
                     "cases, which Linux takes as different files (macOS and Windows as one). Write the name of the "
@@ -278,9 +278,9 @@ def printable(text: str) -> str:
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
-#: what an accented letter in "another Unicode form" is, for the warnings that say a key or label is one
-OTHER_UNICODE_FORM = ("an accented letter written as one character, or as a letter and an accent, as macOS "
-                      "writes them")
+#: what "another Unicode form" is, for the messages that say a name, key or label is in one
+OTHER_UNICODE_FORM = ("an accented letter or a kana with its voicing mark, é or デ, written as one character, or "
+                      "as the letter and its mark, as macOS writes them")
 
 
 def shown_text(text: str) -> str:

@@ -226,8 +226,10 @@ def test_a_path_found_only_in_another_unicode_form_or_case_or_a_broken_link_says
     issues = _issues(_spec_file(tmp_path, data))
     assert len(issues) == 3, issues
     nfd = tmp_path / "cafe\u0301.jsonl"
-    assert (f". {nfd} is there: the same name in another Unicode form (accented letters "
-            "as macOS writes them), which Linux takes as another name. Rename it") in issues[0]
+    shown = '"' + str(nfd).replace("\u0301", "\\u0301") + '"'  # (apart from the name written, which prints alike)
+    assert (f". {shown} is there: the same name in another Unicode form (an accented letter or a kana with its "
+            "voicing mark, \u00e9 or \u30c7, written as one character, or as the letter and its mark, as macOS writes "
+            "them), which Linux takes as another name. Rename it") in issues[0]
     assert f". {tmp_path / 'Data'} is there: the same name in other letter case" in issues[1]
     assert ". It is a symbolic link to nowhere.jsonl, which does not exist: fix the link or the path" in issues[2]
     (tmp_path / "x.jsonl").symlink_to("y.jsonl")  # a loop of links: y.jsonl is there, as a link back
@@ -490,12 +492,23 @@ def test_a_model_folder_or_source_files_named_in_another_unicode_form_or_case_sa
         issues = _issues(_spec_file(tmp_path, {**BASE, "model": {"source": written}}))
         assert len(issues) == 1 and "Unknown model" in issues[0], issues
         other = "other letter case" if written.startswith("./m") else "another Unicode form"
-        assert f"{folder} is there: the same name in {other}" in issues[0]
+        shown = str(folder) if written.startswith("./m") else '"' + str(folder).replace("\u0300", "\\u0300") + '"'
+        assert f"{shown} is there: the same name in {other}" in issues[0]
     issues = _issues(_spec_file(tmp_path, {**BASE, "source_files": [{"files": "src/*.jsonl", "loader": {"type": "jsonl"}}]}))
     assert len(issues) == 1 and "duplicate source name 'cafe'" in issues[0], issues
     assert ("The two file names look alike but differ in Unicode form (\"src/cafe\\u0301.jsonl\" and "
             "'src/caf\u00e9.jsonl'") in issues[0]
     assert "name_prefix" not in issues[0]  # (a prefix makes the two names no different)
+
+
+def test_a_decomposed_japanese_name_is_shown_apart_from_the_composed_one() -> None:
+    """macOS writes `データ` as `テ` + a combining voicing mark (U+3099) and the rest: the note that
+    such a folder "is there" printed it as the name written, and spoke of accented letters only."""
+    from subsetctl.errors import OTHER_UNICODE_FORM, shown_text
+
+    assert shown_text("\u30c6\u3099\u30fc\u30bf/\u76ee\u6a19.jsonl") == '"\u30c6\\u3099\u30fc\u30bf/\u76ee\u6a19.jsonl"'
+    assert shown_text("\u30c7\u30fc\u30bf") == "'\u30c7\u30fc\u30bf'"  # (composed: as repr writes it)
+    assert "kana with its voicing mark" in OTHER_UNICODE_FORM
 
 
 def test_a_project_or_spec_named_in_another_unicode_form_or_case_says_which_is_there(jsonl_project: Path) -> None:
@@ -505,7 +518,8 @@ def test_a_project_or_spec_named_in_another_unicode_form_or_case_says_which_is_t
     shutil.copytree(jsonl_project, nfd, ignore=shutil.ignore_patterns("work"))
     result = CliRunner().invoke(main, ["plan", str(nfd.parent / "proj\u00e9")])
     assert result.exit_code == 1, result.output
-    assert f"does not exist. {nfd} is there: the same name in another Unicode form" in result.output
+    shown = '"' + str(nfd).replace("\u0301", "\\u0301") + '"'  # (apart from the name given, which prints alike)
+    assert f"does not exist. {shown} is there: the same name in another Unicode form" in result.output
     assert "Rename it to the name the command gives" in result.output
     result = CliRunner().invoke(main, ["validate", str(nfd / "Subsetctl.yaml")])
     assert result.exit_code == 1, result.output

@@ -14,7 +14,7 @@ from data_helpers import qa_rows, write_jsonl
 from subsetctl.data.loaders import COLUMNS
 from subsetctl.data.prepare import derangement, prepare_source, split_counts
 from subsetctl.data.stage import source_context
-from subsetctl.errors import UserError
+from subsetctl.errors import OTHER_UNICODE_FORM, UserError
 from subsetctl.spec import SourceSpec, Spec, SplitSpec, TargetSpec
 
 
@@ -345,9 +345,8 @@ def test_a_label_map_key_in_another_unicode_form_than_the_label_is_said_so(tmp_p
     (unused,) = warnings
     assert unused == ("Source 'fr': label_map names 'n\u00e9gatif', which no row of it has as its label (its labels: "
                       '"e\\u0301", "ne\\u0301gatif", \'positif\'); those keys rename nothing. The key \'n\u00e9gatif\' is '
-                      'its label "ne\\u0301gatif" in another Unicode form (an accented letter written as one character, '
-                      "or as a letter and an accent, as macOS writes them); the 4 rows whose label is "
-                      '"ne\\u0301gatif" keep it: write label_map: {"ne\\u0301gatif": \'\u5426\u5b9a\'} instead.')
+                      f'its label "ne\\u0301gatif" in another Unicode form ({OTHER_UNICODE_FORM}); the 4 rows whose label '
+                      'is "ne\\u0301gatif" keep it: write label_map: {"ne\\u0301gatif": \'\u5426\u5b9a\'} instead.')
     written = unused.split("write label_map: ")[1].removesuffix(" instead.")
     assert yaml.safe_load(written) == {decomposed: "\u5426\u5b9a"}  # as YAML reads it, the data's label
     warnings.clear()

@@ -21,7 +21,7 @@ from subsetctl.data.stage import (
     source_context,
     split_columns,
 )
-from subsetctl.errors import UserError
+from subsetctl.errors import OTHER_UNICODE_FORM, UserError
 from subsetctl.spec import SourceSpec, Spec
 
 
@@ -513,8 +513,8 @@ def test_labels_that_differ_only_in_unicode_form_are_told_apart_in_the_warnings(
     target = {"train": Dataset.from_dict({"label_text": [composed, decomposed, "positif"] * 2}),
               "validation": Dataset.from_dict({"label_text": [composed, "positif"]})}
     (spelt,) = _label_warnings("t", {"t": target})
-    assert spelt == ("Target 't' has labels that differ only in case, in Unicode form (an accented letter written as "
-                     "one character, or as a letter and an accent, as macOS writes them) or in the way a number is "
+    assert spelt == (f"Target 't' has labels that differ only in case, in Unicode form ({OTHER_UNICODE_FORM}) or in "
+                     "the way a number is "
                      'written: "ne\\u0301gatif" (2 rows), \'n\u00e9gatif\' (3 rows). Each is a class of its own: the head '
                      'learns them apart, and a test row labelled "ne\\u0301gatif" counts a prediction of \'n\u00e9gatif\' '
                      'as a miss. If they are one class, add to the target\'s label_map: {"ne\\u0301gatif": \'n\u00e9gatif\'} '

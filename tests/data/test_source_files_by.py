@@ -14,7 +14,7 @@ from data_helpers import run_data_as_counted_before
 
 from subsetctl.data.loaders import files
 from subsetctl.data.loaders.files import load_parquet
-from subsetctl.errors import SpecError, UserError
+from subsetctl.errors import OTHER_UNICODE_FORM, SpecError, UserError
 from subsetctl.spec import ParquetLoader, Spec, load_spec
 
 
@@ -107,8 +107,8 @@ def test_values_that_differ_only_in_unicode_form_are_said_so(tmp_path: Path) -> 
     (issue,) = validate_spec_file(_project(tmp_path, [{"task": t, "prompt": "p", "response": "r"} for t in values])).issues
     assert issue.message == (
         'task values "cafe\\u0301" (data/tasks.parquet) and \'caf\u00e9\' (data/tasks.parquet) both make the source name '
-        "'flan-cafe' (they differ only in Unicode form (an accented letter written as one character, or as a letter "
-        "and an accent, as macOS writes them), which print alike: write them in one form in the file)")
+        f"'flan-cafe' (they differ only in Unicode form ({OTHER_UNICODE_FORM}), which print alike: write them in one "
+        "form in the file)")
     clash = _project(tmp_path / "b", [{"task": t, "prompt": "p", "response": "r"} for t in ("a b", "a_b")])
     (issue,) = validate_spec_file(clash).issues  # (one file: no "separate groups" for its two values)
     assert issue.message.endswith("one folder): rename one value in its file"), issue.message
