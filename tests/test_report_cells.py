@@ -1840,6 +1840,11 @@ def test_the_class_balance_of_the_rows_each_selection_learned_from_is_reported()
                     "rows; all 'neg' 15%, 'pos' 60%, 'x' 25% of 40 rows.")
     assert class_balance({"target": "t"}, finetuned) is None  # a causal LM's data, or counted by no subsetctl
     assert class_balance_line({"final": "pick"}) is None
+    # two classes differing only in Unicode form (rows from macOS) printed alike: 'négatif' 40%, 'négatif' 10%
+    forms = {"n\u00e9gatif": 4, "ne\u0301gatif": 1, "\u80af\u5b9a": 5}
+    line = class_balance_line({"class_balance": {"test": forms, "train": {"pick": forms}}, "final": "pick"})
+    assert line.startswith("Rows per class: the target's test split 'n\u00e9gatif' 40%, \"ne\\u0301gatif\" 10%, "
+                           "'\u80af\u5b9a' 50% of 10 rows;"), line
 
 
 def _sized_sources_report(rows: dict[str, int]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from subsetctl.errors import shown_text
 from subsetctl.report import BASELINES
 
 
@@ -501,12 +502,13 @@ CLASSES_SHOWN = 6
 
 def _class_shares(counts: dict[str, int], name: Callable[[str], str] = str) -> str:
     """Rows per class as shares ("'negative' 30%, 'positive' 70% of 40 rows"), the most
-    common :data:`CLASSES_SHOWN` first when there are more (the others summed)."""
+    common :data:`CLASSES_SHOWN` first when there are more (the others summed); two classes
+    differing only in Unicode form told apart (:func:`~subsetctl.errors.shown_text`)."""
     total = sum(counts.values())
     if not total:
         return "no rows"
     ranked = sorted(counts.items(), key=lambda item: -item[1]) if len(counts) > CLASSES_SHOWN else list(counts.items())
-    shown = ", ".join(f"{name(repr(label))} {percent_cell(n / total)}" for label, n in ranked[:CLASSES_SHOWN])
+    shown = ", ".join(f"{name(shown_text(label))} {percent_cell(n / total)}" for label, n in ranked[:CLASSES_SHOWN])
     rest = sum(n for _, n in ranked[CLASSES_SHOWN:])
     if rest:
         shown += f", {len(ranked) - CLASSES_SHOWN} other classes {percent_cell(rest / total)}"
