@@ -537,12 +537,15 @@ def run_data_stage(
     if spec.model.kind != "classifier":  # each source written as soon as it is prepared: memory for one
         counts: dict[str, Any] = {}
         check: OverlapCheck | None = None
+        answer_set: list[str] | None = None  # a target answering in class words: its classes
+        answer_counts: dict[str, dict[str, dict[str, int]]] = {}
         for done, source in enumerate(everything, start=1):
             if reading is not None:
                 reading(source.name)
             splits, record, found = _prepare_or_reuse(spec, source, spec_dir, out_dir, earlier, warnings, reused)
             if check is None:  # the target comes first
                 check = OverlapCheck(spec.target.name, splits, spec.model.kind, controls)
+                answer_set = _answer_classes(splits)
             else:
                 check.add(source.name, splits)
             if found is None:
@@ -553,13 +556,16 @@ def run_data_stage(
             if found is not None and read_json_object(out_dir / source.name / SOURCE_FILE) != record:
                 atomic_write_json(out_dir / source.name / SOURCE_FILE, record)  # an earlier key: today's
             counts[source.name] = split_summary(splits)
+            if answer_set is not None:
+                answer_counts[source.name] = _answer_counts(splits, answer_set)
             del splits
             if progress is not None:
                 progress(done, len(everything))
         assert check is not None
         release_whole_file()
         warnings.extend(check.warnings())
-        return _write_summary(out_dir, spec, counts, None, group_label_map_warnings(spec, warnings), reused)
+        return _write_summary(out_dir, spec, counts, None, group_label_map_warnings(spec, warnings), reused,
+                              answer_counts if answer_set is not None else None)
     prepared: dict[str, dict[str, Dataset]] = {}  # classifiers: the label vocabulary needs every source first
     records: dict[str, dict[str, Any]] = {}
     found_at: dict[str, Path | None] = {}  # where each source's saved rows are: None, saved by this run
@@ -593,12 +599,48 @@ def run_data_stage(
                           labels, group_label_map_warnings(spec, warnings), reused, classes)
 
 
+def _normalized(answers: list[str]) -> list[str]:
+    """Causal-LM answers as the test metrics compare them (:func:`~subsetctl.modeling.evaluate.
+    normalize_answer`: case, spaces and a trailing period aside)."""
+    from subsetctl.modeling.evaluate import normalize_answer
+
+    return [normalize_answer(a) for a in answers]
+
+
+def _answer_classes(splits: dict[str, Dataset]) -> list[str] | None:
+    """The classes of a causal LM's target whose train answers are class words
+    (:func:`~subsetctl.modeling.evaluate.answer_classes`, by which evaluate gives it macro-F1),
+    else None (free answers)."""
+    from subsetctl.modeling.evaluate import answer_classes
+
+    train = splits.get("train")
+    return answer_classes(label_texts(train, "response")) if train is not None else None
+
+
+def _answer_counts(splits: dict[str, Dataset], classes: list[str]) -> dict[str, dict[str, int]]:
+    """A causal LM's rows per class (split -> class -> rows) where the target answers in class
+    words (``classes``), as a classifier's data.json ``classes`` are, for the report's class
+    balance: each answer that is one of them (as the test metrics compare answers), the others
+    summed under :data:`~subsetctl.report.OTHER_ANSWERS` (a source's free answers, thousands of
+    them, are no classes to list)."""
+    from subsetctl.report import OTHER_ANSWERS
+
+    known = set(classes)
+    out = {}
+    for split, ds in splits.items():
+        if len(ds):
+            rows = Counter(a if a in known else OTHER_ANSWERS for a in _normalized(label_texts(ds, "response")))
+            out[split] = dict(sorted(rows.items()))
+    return out
+
+
 def _write_summary(out_dir: Path, spec: Spec, counts: dict[str, Any], labels: list[str] | None,
                    warnings: list[str], reused: list[str],
                    classes: dict[str, dict[str, dict[str, int]]] | None = None) -> dict[str, Any]:
     """Write and return data.json (see :func:`run_data_stage`); a classifier's ``classes``
-    (source -> split -> label -> rows) let the report say the class balance each selection
-    was fine-tuned on (they follow from the rows, so they are no part of the output's digest)."""
+    (source -> split -> label -> rows; a causal LM's whose target answers in class words, by
+    :func:`_answer_counts`) let the report say the class balance each selection was
+    fine-tuned on (they follow from the rows, so they are no part of the output's digest)."""
     summary = {
         "target": spec.target.name,
         "kind": spec.model.kind,

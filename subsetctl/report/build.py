@@ -1038,8 +1038,9 @@ def class_balance(data: Any, finetuned: Any) -> dict[str, Any] | None:
     """A classifier's rows per class (report.json's ``class_balance``): ``test``, the
     target's test split's, and ``train``, selection -> those of the rows its fine-tunes
     learned from (the target's train split and its sources'), from data.json's ``classes``
-    and the finetune stage's selections; None without both (a causal LM, data prepared by a
-    subsetctl that did not count them). Training is plain cross-entropy, so a pick of
+    and the finetune stage's selections (a causal LM's target answering in class words has
+    them too); None without both (a causal LM of free answers, data prepared by a subsetctl
+    that did not count them). Training is plain cross-entropy, so a pick of
     sources labelled 95% one class teaches that balance, which accuracy alone hides."""
     classes = data.get("classes") if isinstance(data, dict) else None
     selections = finetuned.get("selections") if isinstance(finetuned, dict) else None

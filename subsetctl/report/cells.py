@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from subsetctl.errors import shown_text
-from subsetctl.report import BASELINES
+from subsetctl.report import BASELINES, OTHER_ANSWERS
 
 
 def fmt(value: Any, digits: int = 4) -> str:
@@ -508,7 +508,8 @@ def _class_shares(counts: dict[str, int], name: Callable[[str], str] = str) -> s
     if not total:
         return "no rows"
     ranked = sorted(counts.items(), key=lambda item: -item[1]) if len(counts) > CLASSES_SHOWN else list(counts.items())
-    shown = ", ".join(f"{name(shown_text(label))} {percent_cell(n / total)}" for label, n in ranked[:CLASSES_SHOWN])
+    shown = ", ".join(f"{label if label == OTHER_ANSWERS else name(shown_text(label))} {percent_cell(n / total)}"
+                      for label, n in ranked[:CLASSES_SHOWN])
     rest = sum(n for _, n in ranked[CLASSES_SHOWN:])
     if rest:
         shown += f", {len(ranked) - CLASSES_SHOWN} other classes {percent_cell(rest / total)}"
@@ -520,8 +521,9 @@ def class_balance_line(report: dict[str, Any], name: Callable[[str], str] = str)
     those of the target's test split and of the rows the final pick and the baselines were
     fine-tuned on. Fine-tuning has no class weights, so a pick whose sources are labelled
     95% one class learns that balance, and its accuracy then says little without it; the
-    report said nothing of it. None without the counts (a causal LM; data prepared by an
-    earlier subsetctl) or a final pick."""
+    report said nothing of it. A causal LM's target answering in class words gets it too (its
+    answers as classes, a source's other answers counted as one). None without the counts (a
+    causal LM of free answers; data prepared by an earlier subsetctl) or a final pick."""
     balance, final = report.get("class_balance"), report.get("final")
     if not isinstance(balance, dict) or not isinstance(balance.get("train"), dict) or final not in balance["train"]:
         return None

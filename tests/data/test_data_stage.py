@@ -159,6 +159,35 @@ def test_crash_keeps_previous_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert not [p for p in out.iterdir() if p.name.startswith(".tmp-")]
 
 
+def test_a_causal_lm_answering_in_class_words_counts_its_rows_per_class(tmp_path: Path) -> None:
+    """A causal LM's target whose answers are a few class words got macro-F1 as a classifier
+    does, but no "Rows per class" (class_balance) in the report, and its imbalance was not
+    warned of: the data stage counts each source's rows per class (answers as the test
+    metrics compare them, the others summed), which the report's class balance reads."""
+    from subsetctl.report import OTHER_ANSWERS
+    from subsetctl.report.build import class_balance
+    from subsetctl.report.cells import class_balance_line
+
+    write_jsonl(tmp_path / "t.jsonl", [{"prompt": f"t{i}", "response": "negative" if i % 20 == 0 else "positive"}
+                                       for i in range(100)])
+    write_jsonl(tmp_path / "s.jsonl", [{"prompt": f"s{i}", "response": ["Negative.", "positive", "42"][i % 3]}
+                                       for i in range(6)])
+    spec = Spec.model_validate({
+        "target": {"name": "t", "loader": {"type": "jsonl", "path": "t.jsonl"}, "split": {"train": 0.9, "test": 0.1}},
+        "sources": [{"name": "s", "loader": {"type": "jsonl", "path": "s.jsonl"}}]})
+    run_data_stage(spec, tmp_path, tmp_path / "out")
+    data = json.loads((tmp_path / "out" / "data.json").read_text())
+    assert data["classes"]["s"] == {"train": {OTHER_ANSWERS: 2, "negative": 2, "positive": 2}}
+    assert sum(data["classes"]["t"]["train"].values()) == 90
+    balance = class_balance(data, {"selections": {"all": ["s"], "target_only": []}})
+    line = class_balance_line({"class_balance": balance, "final": "all"})
+    assert line is not None and "all (the final pick) (other answers) 2.1%, " in line
+    # free answers: no classes (the report has no class balance)
+    write_jsonl(tmp_path / "t.jsonl", [{"prompt": f"t{i}", "response": f"{i} apples"} for i in range(100)])
+    run_data_stage(spec, tmp_path, tmp_path / "out2")
+    assert "classes" not in json.loads((tmp_path / "out2" / "data.json").read_text())
+
+
 def test_classifier_shares_one_vocabulary(tmp_path: Path) -> None:
     write_jsonl(tmp_path / "t.jsonl", [{"text": f"t{i}", "y": ["neg", "pos"][i % 2]} for i in range(8)])
     write_jsonl(tmp_path / "s.jsonl", [{"text": f"s{i}", "y": ["pos", "neutral"][i % 2]} for i in range(4)])
