@@ -169,6 +169,7 @@ def _label_setup_warnings(target: str, prepared: dict[str, dict[str, Dataset]], 
                                "seeded split draws each class in proportion only on average)."))
     spelt, as_one = _one_class_spelt_apart(target, splits)  # (its spellings are one class below: said once)
     warnings.extend(spelt)
+    warnings.extend(imbalance_warnings(target, Counter(splits.get("train", []))))
     missing_use = {
         "validation": "the search's estimated loss (on the validation rows) does not count it, so no selection is "
                       "chosen for it",
@@ -208,6 +209,54 @@ def _label_setup_warnings(target: str, prepared: dict[str, dict[str, Dataset]], 
             warnings.append(f"{who} has {distinct} distinct labels "
                             f"over {len(labels)} rows: loader.label_field is probably a text column, not the class.")
     return warnings
+
+
+#: a target's train split is imbalanced when one class holds at least this share of its rows ...
+IMBALANCED_SHARE = 0.9
+#: ... or when a class has fewer train rows than this (:func:`imbalance_warnings`), ...
+FEW_CLASS_ROWS = 5
+#: ... in a train split of at least this many rows (in a smaller one every class has few: a small
+#: target, not an imbalance)
+FEW_CLASS_ROWS_AMONG = 50
+
+
+def imbalance_warnings(target: str, train: Counter[str], classifier: bool = True) -> list[str]:
+    """The warning, once, for a target whose train split (``train``: class -> its rows) is
+    heavily imbalanced: one class holds :data:`IMBALANCED_SHARE` of the rows or more, or a
+    class has fewer than :data:`FEW_CLASS_ROWS` (of :data:`FEW_CLASS_ROWS_AMONG` or more). Fine-tuning has no class weights, so a
+    fine-tune learns that balance, and accuracy (a causal LM's exact match, ``classifier``
+    False: its classes are the answers of a class-word target) rewards predicting the common
+    class; only the test metrics' note on a fine-tune predicting one class said so, after
+    every fine-tune had run. Nothing for fewer than two classes (their own warnings)."""
+    total = sum(train.values())
+    if len(train) < 2 or not total:
+        return []
+    common, most = min(train.items(), key=lambda item: (-item[1], item[0]))
+    rare = sorted((t for t, n in train.items() if n < FEW_CLASS_ROWS and total >= FEW_CLASS_ROWS_AMONG),
+                  key=lambda t: (train[t], t))
+    heavy = most / total >= IMBALANCED_SHARE
+    if not heavy and not rare:
+        return []
+    what, whats, score = ("class", "classes", "accuracy") if classifier else ("answer", "answers", "exact match")
+    said = []
+    if heavy:
+        said.append(f"the {what} {common!r} has {most:,} of its {total:,} rows ({most / total:.0%})")
+    if rare:
+        shown = ", ".join(f"{t!r} ({train[t]} row{'' if train[t] == 1 else 's'})" for t in rare[:5]) + (
+            f" and {len(rare) - 5} more" if len(rare) > 5 else "")
+        said.append(f"the {whats if len(rare) > 1 else what} {shown} ha{'ve' if len(rare) > 1 else 's'} fewer than "
+                    f"{FEW_CLASS_ROWS} rows")
+    meaning = []
+    if heavy:
+        meaning.append(f"a fine-tune learns this balance, and {score} rewards predicting {common!r}: "
+                       f"answering it to every row scores about {most / total:.0%} on a test split drawn alike, "
+                       f"while macro-F1, which counts each class alike, shows the other {whats} missed")
+    if rare:
+        meaning.append(f"a {what} of so few rows is hardly learnt, and the seeded split leaves few of its rows (or "
+                       "none) for validation and test, where its part of macro-F1 rests on a handful of rows")
+    return [(f"Target {target!r}: its train split is imbalanced: {'; '.join(said)}. Fine-tuning has no class "
+             f"weights: {'; and '.join(meaning)}. Judge the selections by macro-F1 beside {score}, and add rows of "
+             f"the rare {what if len(rare) == 1 else whats} where you can (more target rows, or a source of them).")]
 
 
 def _one_class_spelt_apart(target: str, splits: dict[str, list[str]]) -> tuple[list[str], dict[str, str]]:
@@ -546,6 +595,9 @@ def run_data_stage(
             if check is None:  # the target comes first
                 check = OverlapCheck(spec.target.name, splits, spec.model.kind, controls)
                 answer_set = _answer_classes(splits)
+                if answer_set is not None:
+                    warnings.extend(imbalance_warnings(spec.target.name, Counter(
+                        _normalized(label_texts(splits["train"], "response"))), classifier=False))
             else:
                 check.add(source.name, splits)
             if found is None:

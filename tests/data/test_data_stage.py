@@ -163,7 +163,8 @@ def test_a_causal_lm_answering_in_class_words_counts_its_rows_per_class(tmp_path
     """A causal LM's target whose answers are a few class words got macro-F1 as a classifier
     does, but no "Rows per class" (class_balance) in the report, and its imbalance was not
     warned of: the data stage counts each source's rows per class (answers as the test
-    metrics compare them, the others summed), which the report's class balance reads."""
+    metrics compare them, the others summed), which the report's class balance reads, and
+    warns of a target 95% one class."""
     from subsetctl.report import OTHER_ANSWERS
     from subsetctl.report.build import class_balance
     from subsetctl.report.cells import class_balance_line
@@ -175,17 +176,21 @@ def test_a_causal_lm_answering_in_class_words_counts_its_rows_per_class(tmp_path
     spec = Spec.model_validate({
         "target": {"name": "t", "loader": {"type": "jsonl", "path": "t.jsonl"}, "split": {"train": 0.9, "test": 0.1}},
         "sources": [{"name": "s", "loader": {"type": "jsonl", "path": "s.jsonl"}}]})
-    run_data_stage(spec, tmp_path, tmp_path / "out")
+    summary = run_data_stage(spec, tmp_path, tmp_path / "out")
     data = json.loads((tmp_path / "out" / "data.json").read_text())
     assert data["classes"]["s"] == {"train": {OTHER_ANSWERS: 2, "negative": 2, "positive": 2}}
     assert sum(data["classes"]["t"]["train"].values()) == 90
+    (imbalanced,) = [w for w in summary["warnings"] if "imbalanced" in w]
+    assert imbalanced.startswith("Target 't': its train split is imbalanced: the answer 'positive' has ")
+    assert "exact match rewards predicting 'positive'" in imbalanced
     balance = class_balance(data, {"selections": {"all": ["s"], "target_only": []}})
     line = class_balance_line({"class_balance": balance, "final": "all"})
     assert line is not None and "all (the final pick) (other answers) 2.1%, " in line
-    # free answers: no classes (the report has no class balance)
+    # free answers: no classes (the report has no class balance), no imbalance warning
     write_jsonl(tmp_path / "t.jsonl", [{"prompt": f"t{i}", "response": f"{i} apples"} for i in range(100)])
-    run_data_stage(spec, tmp_path, tmp_path / "out2")
+    summary = run_data_stage(spec, tmp_path, tmp_path / "out2")
     assert "classes" not in json.loads((tmp_path / "out2" / "data.json").read_text())
+    assert not [w for w in summary["warnings"] if "imbalanced" in w]
 
 
 def test_classifier_shares_one_vocabulary(tmp_path: Path) -> None:
@@ -587,6 +592,33 @@ def test_a_target_class_its_test_or_validation_split_lacks_is_warned_about() -> 
     (single,) = _label_warnings("t", {"t": splits(["pos", "neg"], ["pos", "neg"], ["pos", "pos"])}, test_loader=True)
     assert single.endswith("not telling the classes apart. Add rows of the other classes to the file "
                            "target.test_loader reads.")
+
+
+def test_a_heavily_imbalanced_target_is_warned_about_at_the_data_stage() -> None:
+    """A target whose train split was 95% one class (or had a class of 3 rows) was warned of
+    only by the test metrics' note on a fine-tune predicting one class, after every fine-tune
+    had run: the data stage says it once, naming the class, its rows, and what it means for
+    accuracy beside macro-F1."""
+    from subsetctl.data.stage import _label_warnings
+
+    def splits(train: list[str]) -> dict[str, Dataset]:
+        return {"train": Dataset.from_dict({"label_text": train}),
+                "test": Dataset.from_dict({"label_text": sorted(set(train)) * 5})}
+
+    (heavy,) = _label_warnings("t", {"t": splits(["pos"] * 95 + ["neg"] * 5)})
+    assert heavy == ("Target 't': its train split is imbalanced: the class 'pos' has 95 of its 100 rows (95%). "
+                     "Fine-tuning has no class weights: a fine-tune learns this balance, and accuracy rewards predicting 'pos': "
+                     "answering it to every row scores about 95% on a test split drawn alike, while macro-F1, which "
+                     "counts each class alike, shows the other classes missed. Judge the selections by macro-F1 "
+                     "beside accuracy, and add rows of the rare classes where you can (more target rows, or a "
+                     "source of them).")
+    (rare,) = _label_warnings("t", {"t": splits(["pos"] * 30 + ["neg"] * 27 + ["neu"] * 3)})
+    assert rare.startswith("Target 't': its train split is imbalanced: the class 'neu' (3 rows) has fewer than 5 "
+                           "rows. Fine-tuning has no class weights: a class of so few rows is hardly learnt")
+    assert "rows of the rare class where" in rare
+    # balanced, or a small target (every class has few rows): nothing
+    assert _label_warnings("t", {"t": splits(["pos"] * 89 + ["neg"] * 11)}) == []
+    assert _label_warnings("t", {"t": splits(["pos"] * 4 + ["neg"] * 3)}) == []
 
 
 def test_a_label_column_of_fractional_scores_is_warned_about() -> None:
