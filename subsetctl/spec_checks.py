@@ -432,6 +432,7 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
     _warn_split_of_one(spec, warn)
     _note_max_examples_above_the_rows(spec, spec_path, _issue_collector(spec_path, text, found, note=True))
     _warn_file_bytes(spec, spec_path, warn)
+    _warn_label_map_labels(spec, spec_path, warn)
     _warn_adamw_lr_slips(spec, warn)
     _warn_shared_generated_entries(spec, warn)
     if spec.verify.enabled:
@@ -963,6 +964,74 @@ def data_stage_words(message: str) -> str:
     :func:`_warn_file_bytes` names (the data stage, which reads one source at a time, says it of
     the file alone), so that a run prints it once, as it begins, not again as the stage ends."""
     return _READ_BY.sub("", message)
+
+
+#: rows of each JSON Lines, CSV or Parquet file whose labels validate reads to check a classifier's
+#: ``label_map`` against (:func:`_warn_label_map_labels`): a bounded read, about a second per 100k rows
+LABEL_MAP_ROWS_READ = 100_000
+
+
+def _warn_label_map_labels(spec: Spec, spec_path: Path, warn: _AddIssue) -> None:
+    """A classifier's ``label_map`` typos that the data stage warns of, minutes in, said by
+    validate in its words (once; a ``source_files`` group's merged): a key that no row's label
+    is (:func:`~subsetctl.data.prepare.map_labels`), and a label of a source the target lacks
+    that the source's map does not name (:func:`~subsetctl.data.stage.labels_the_target_lacks`).
+    Labels are read as the loaders read them, from the first :data:`LABEL_MAP_ROWS_READ` rows
+    of JSON Lines, CSV and Parquet files (their ``where`` value's); where rows are left unread
+    the warning says so, as a later row may hold the key, and the target's labels are then
+    not taken as all its classes (no "labels the target never uses" from its first rows)."""
+    if spec.model.kind != "classifier":
+        return
+    entries = _target_and_sources(spec)
+    if not any(source.label_map for _, source in entries):
+        return
+    from datasets import Dataset
+
+    from subsetctl.data.checks import head_label_texts
+    from subsetctl.data.loaders import resolve_path
+    from subsetctl.data.prepare import label_texts, map_labels, quiet_datasets
+    from subsetctl.data.stage import labels_the_target_lacks
+
+    def read(loader: Any) -> tuple[Any, bool] | None:
+        """A loader's labels as a prepared split holds them, and whether rows were left unread."""
+        if getattr(loader, "type", None) not in ("jsonl", "csv", "parquet") or not getattr(loader, "label_field", None):
+            return None
+        path = resolve_path(loader.path, spec_path.parent)
+        if not path.is_file():
+            return None  # (the file checks say so)
+        texts, more = head_label_texts(loader, path, LABEL_MAP_ROWS_READ)
+        # (a second column: map_labels replaces label_text, which a table of no other column cannot take)
+        return Dataset.from_dict({"label_text": texts, "row": list(range(len(texts)))}), more
+
+    def unread(more: bool) -> str:
+        return (f" Validate read the first {LABEL_MAP_ROWS_READ:,} rows of its file: a later row may have it (the "
+                "data stage reads them all).") if more else ""
+
+    target_labels: set[str] | None = set()
+    with quiet_datasets():
+        for path, source in entries:
+            if path != ("target",) and not source.label_map:
+                continue
+            found = read(source.loader)
+            if found is None:
+                if path == ("target",):
+                    target_labels = None  # (not read here: the target's classes are not known)
+                continue
+            said: list[str] = []
+            mapped = map_labels(found[0], source, said) if source.label_map else found[0]
+            for warning in said:
+                warn((*path, "label_map"), warning + unread(found[1]))
+            if path == ("target",):
+                test = read(spec.target.test_loader) if spec.target.test_loader is not None else None
+                if found[1] or (spec.target.test_loader is not None and (test is None or test[1])):
+                    target_labels = None
+                else:
+                    target_labels = set(label_texts(mapped)) | (
+                        set(label_texts(map_labels(test[0], source, None))) if test is not None else set())
+            elif target_labels:
+                for warning in labels_the_target_lacks(source.name, {"train": mapped}, target_labels,
+                                                       source.label_map or {}):
+                    warn((*path, "label_map"), warning + unread(found[1]))
 
 
 def _warn_file_bytes(spec: Spec, spec_path: Path, warn: _AddIssue) -> None:

@@ -1791,10 +1791,10 @@ def check_sources(spec: Spec, spec_path: Path, text: str | None = None) -> list[
 LABEL_ROWS_READ = 1000
 
 
-def _first_rows_where(loader: Any, path: Path) -> list[dict[str, Any]]:
-    """The first :data:`LABEL_ROWS_READ` records of a JSON Lines or CSV file its loader's
-    ``where`` picks, as the loader reads them: from the file kept in memory (one read for
-    all its tasks' sources), or read up to the last of them."""
+def _first_rows_where(loader: Any, path: Path, at_most: int = LABEL_ROWS_READ) -> list[dict[str, Any]]:
+    """The first ``at_most`` records of a JSON Lines or CSV file its loader's ``where``
+    picks, as the loader reads them: from the file kept in memory (one read for all its
+    tasks' sources), or read up to the last of them."""
     from subsetctl.data.loaders.files import _text_file_in_memory, _text_records
 
     (by, value), = loader.where.items()
@@ -1802,7 +1802,7 @@ def _first_rows_where(loader: Any, path: Path) -> list[dict[str, Any]]:
     rows = found.rows.get(value)
     if rows is None:
         return []
-    wanted = rows[:LABEL_ROWS_READ].tolist()
+    wanted = rows[:at_most].tolist()
     memory = _text_file_in_memory(path, loader.type, getattr(loader, "delimiter", ","), len(found.lines))
     if memory is not None:
         return [memory.records[i] for i in wanted]
@@ -1812,11 +1812,17 @@ def _first_rows_where(loader: Any, path: Path) -> list[dict[str, Any]]:
 
 
 def _head_labels(loader: LoaderBase, path: Path) -> set[str]:
-    """The label texts of a classifier file's first :data:`LABEL_ROWS_READ` rows, as the
+    """The label texts of a classifier file's first :data:`LABEL_ROWS_READ` rows (see
+    :func:`head_label_texts`)."""
+    return set(head_label_texts(loader, path)[0])
+
+
+def head_label_texts(loader: LoaderBase, path: Path, at_most: int = LABEL_ROWS_READ) -> tuple[list[str], bool]:
+    """The label texts of a classifier file's first ``at_most`` rows, one a row, as the
     loaders read them (:func:`~subsetctl.data.loaders.label_to_text`; blank and missing
     labels, which the data stage leaves out or refuses, are not counted); what could be
     read of them when the file cannot be read that far (the other checks and the data
-    stage say why)."""
+    stage say why). Also whether rows may be left unread (``at_most`` of them read)."""
     from itertools import islice
 
     from subsetctl.data.loaders import _missing, label_to_text
@@ -1826,15 +1832,15 @@ def _head_labels(loader: LoaderBase, path: Path) -> set[str]:
     # unreadable or not what it claims: the file checks and the loader say why
     with contextlib.suppress(Exception):
         if loader.type in ("jsonl", "csv") and loader.where is not None:  # that value's first rows, not the file's
-            values = [record.get(field) for record in _first_rows_where(loader, path)]
+            values = [record.get(field) for record in _first_rows_where(loader, path, at_most)]
         elif loader.type == "jsonl":
             with _open_text(path) as handle:
-                for line in islice((line for line in handle if line.strip()), LABEL_ROWS_READ):
+                for line in islice((line for line in handle if line.strip()), at_most):
                     record = json.loads(line)
                     if isinstance(record, dict):
                         values.append(record.get(field))
         elif loader.type == "csv":
-            head = _csv_head(loader, path, LABEL_ROWS_READ)
+            head = _csv_head(loader, path, at_most)
             values = head[field].tolist() if field in head.columns else []
         elif loader.type == "parquet":
             import pyarrow.parquet as pq
@@ -1852,25 +1858,25 @@ def _head_labels(loader: LoaderBase, path: Path) -> set[str]:
                     column = _label_column(path, field, at if twice else None, *_stamp(path))
                     (by, value), = loader.where.items()
                     rows = value_rows(path, by).rows.get(value)
-                    picked = column.take(rows[:LABEL_ROWS_READ]) if rows is not None else column.slice(0, 0)
+                    picked = column.take(rows[:at_most]) if rows is not None else column.slice(0, 0)
                     values, arrow_type = picked.to_pylist(), column.type
                 else:
-                    batch = next(parquet.iter_batches(batch_size=LABEL_ROWS_READ, columns=None if twice else [field]),
+                    batch = next(parquet.iter_batches(batch_size=at_most, columns=None if twice else [field]),
                                  None)
                     values = batch.column(at).to_pylist() if batch is not None else []
                     arrow_type = batch.schema.field(at).type if batch is not None else None
                 # a column datasets 5 wrote as JSON text (values of mixed types): its values, as the loader reads
                 decode = _json_decoder(arrow_type) if arrow_type is not None else None
                 values = [decode(v) for v in values] if decode is not None else values
-    texts: set[str] = set()
+    texts: list[str] = []
     for value in values:
         if _missing(value):
             continue
         try:
-            texts.add(label_to_text(value))
+            texts.append(label_to_text(value))
         except UnicodeDecodeError:  # bytes that are not UTF-8 text: the data stage names the row
             continue
-    return {t for t in texts if t.strip()}
+    return [t for t in texts if t.strip()], len(values) >= at_most
 
 
 def _csv_head(loader: CsvLoader, path: Path, rows: int) -> Any:

@@ -322,43 +322,51 @@ def _label_warnings(target: str, prepared: dict[str, dict[str, Dataset]],
     target's 'positive' is warned of as before).
     ``test_loader``: the target's test rows are its ``target.test_loader``'s."""
     target_labels = {t for ds in prepared[target].values() for t in label_texts(ds)}
-    by_spelling = {_label_spelling(t): t for t in sorted(target_labels)}
     warnings = _label_setup_warnings(target, prepared, test_loader)
     for name, splits in prepared.items():
-        if name == target:
-            continue
-        labels = {t for ds in splits.values() for t in label_texts(ds)}
-        # (the labels are those after the map: a class it renamed rows into, {'POSITIVE': 'Positive'}, is the
-        # map's work, not a label keeping its name beside a misspelt key, and its warning stays)
-        label_map = (label_maps or {}).get(name) or {}
-        misspelt = set(misspelt_keys(label_map, labels).values()) - set(label_map.values())
-        extra = sorted(labels - target_labels - misspelt)
-        if extra:
-            shown = ", ".join(map(shown_text, extra[:5])) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
-            alike = [(t, by_spelling[_label_spelling(t)]) for t in extra if _label_spelling(t) in by_spelling]
-            hint = ""
-            if alike:
-                pairs = ", ".join(f"{shown_text(a)} (the target's {shown_text(b)})" for a, b in alike[:5])
-                a, b = alike[0]
-                form = (", and an accented letter is one character or, as macOS writes it, a letter and an accent"
-                        if any(in_another_form(a, b) for a, b in alike) else "")
-                hint = (f" {pairs} look like the target's labels written another way, but each is a class of its "
-                        "own: write the labels the same way in every file (a CSV column of floats gives '1.0', "
-                        f"CSV True/False stay text, JSON true/false read '1'/'0'{form}), or map them with the "
-                        f"source's label_map (e.g. label_map: {{{shown_text(a)}: {shown_text(b)}}}).")
-            elif not labels & target_labels:
-                ours = sorted(target_labels)
-                named = ", ".join(repr(t) for t in ours[:5]) + (f" and {len(ours) - 5} more" if len(ours) > 5 else "")
-                hint = (" None of its labels is the target's: classes are matched across files by their names, so "
-                        "its rows teach only classes the target's test never asks for (predicting one is a miss). "
-                        f"If they are the target's classes ({named}) under other names, map them onto those with "
-                        f"the source's label_map (e.g. label_map: {{{extra[0]}: {ours[0]}}}).")
-            elif label_map and not set(extra) & set(label_map.values()):
-                hint = _unmapped_hint(label_map, extra, splits, target_labels)
-            else:
-                hint = (" Its rows of those classes teach classes the target's test never asks for (predicting one "
-                        "is a miss); if one is a target class under another name, map it with the source's label_map.")
-            warnings.append(f"Source {name!r} has labels the target never uses: {shown}.{hint}")
+        if name != target:
+            warnings.extend(labels_the_target_lacks(name, splits, target_labels, (label_maps or {}).get(name) or {}))
+    return warnings
+
+
+def labels_the_target_lacks(name: str, splits: dict[str, Dataset], target_labels: set[str],
+                            label_map: dict[str, str | None]) -> list[str]:
+    """:func:`_label_warnings`' warning about source ``name`` (``splits``: its rows, the
+    ``label_map`` applied), whose classes the target's (``target_labels``) lack; validate says
+    it of the first rows of the files (:func:`subsetctl.spec_checks._warn_label_map_labels`)."""
+    warnings = []
+    by_spelling = {_label_spelling(t): t for t in sorted(target_labels)}
+    labels = {t for ds in splits.values() for t in label_texts(ds)}
+    # (the labels are those after the map: a class it renamed rows into, {'POSITIVE': 'Positive'}, is the
+    # map's work, not a label keeping its name beside a misspelt key, and its warning stays)
+    misspelt = set(misspelt_keys(label_map, labels).values()) - set(label_map.values())
+    extra = sorted(labels - target_labels - misspelt)
+    if extra:
+        shown = ", ".join(map(shown_text, extra[:5])) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
+        alike = [(t, by_spelling[_label_spelling(t)]) for t in extra if _label_spelling(t) in by_spelling]
+        hint = ""
+        if alike:
+            pairs = ", ".join(f"{shown_text(a)} (the target's {shown_text(b)})" for a, b in alike[:5])
+            a, b = alike[0]
+            form = (", and an accented letter is one character or, as macOS writes it, a letter and an accent"
+                    if any(in_another_form(a, b) for a, b in alike) else "")
+            hint = (f" {pairs} look like the target's labels written another way, but each is a class of its "
+                    "own: write the labels the same way in every file (a CSV column of floats gives '1.0', "
+                    f"CSV True/False stay text, JSON true/false read '1'/'0'{form}), or map them with the "
+                    f"source's label_map (e.g. label_map: {{{shown_text(a)}: {shown_text(b)}}}).")
+        elif not labels & target_labels:
+            ours = sorted(target_labels)
+            named = ", ".join(repr(t) for t in ours[:5]) + (f" and {len(ours) - 5} more" if len(ours) > 5 else "")
+            hint = (" None of its labels is the target's: classes are matched across files by their names, so "
+                    "its rows teach only classes the target's test never asks for (predicting one is a miss). "
+                    f"If they are the target's classes ({named}) under other names, map them onto those with "
+                    f"the source's label_map (e.g. label_map: {{{extra[0]}: {ours[0]}}}).")
+        elif label_map and not set(extra) & set(label_map.values()):
+            hint = _unmapped_hint(label_map, extra, splits, target_labels)
+        else:
+            hint = (" Its rows of those classes teach classes the target's test never asks for (predicting one "
+                    "is a miss); if one is a target class under another name, map it with the source's label_map.")
+        warnings.append(f"Source {name!r} has labels the target never uses: {shown}.{hint}")
     return warnings
 
 

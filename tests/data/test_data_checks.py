@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from data_helpers import check_issues, fake_cached_hub_dataset, qa_rows, write_jsonl
@@ -1434,3 +1435,42 @@ def test_validate_reads_each_small_source_file_from_disk_once(tmp_path: Path, mo
         first = open_decompressed(tmp_path / "data" / "a.jsonl").read()
         write_jsonl(tmp_path / "data" / "a.jsonl", qa_rows(7))
         assert open_decompressed(tmp_path / "data" / "a.jsonl").read() != first
+
+
+def test_validate_says_the_label_map_typos_the_data_stage_warns_of(tmp_path: Path, monkeypatch: Any) -> None:
+    """A classifier's label_map key that no label in the data is ('entailement'), and a source
+    label the target lacks that the map leaves out, were warned of by the data stage only,
+    minutes into a run: validate says them in the data stage's words, once, from the labels
+    the loader reads in the first rows; where rows are left unread it says so (a later row
+    may have the key), and takes no first rows for all the target's classes."""
+    import yaml
+
+    from subsetctl import spec_checks
+    from subsetctl.api import validate_spec_file
+    from subsetctl.spec import Spec
+
+    write_jsonl(tmp_path / "t.jsonl", [{"text": f"t{i}", "y": ["neg", "pos"][i % 2]} for i in range(40)])
+    write_jsonl(tmp_path / "s.jsonl", [{"text": f"s{i}", "y": [0, 1, 2][i % 3]} for i in range(30)])
+    write_jsonl(tmp_path / "e.jsonl", [{"text": f"e{i}", "y": ["entailment", "neutral"][i % 2]} for i in range(30)])
+    loader = {"type": "jsonl", "prompt_field": "text", "label_field": "y"}
+    spec = {"model": {"kind": "classifier"}, "target": {"name": "t", "loader": {**loader, "path": "t.jsonl"}},
+            "sources": [{"name": "s", "loader": {**loader, "path": "s.jsonl"}, "label_map": {0: "neg", 1: "pos", 3: None}},
+                        {"name": "e", "loader": {**loader, "path": "e.jsonl"},
+                         "label_map": {"entailement": "pos", "neutral": "neg"}}]}
+    (tmp_path / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    report = validate_spec_file(tmp_path / "subsetctl.yaml")
+    assert report.ok, report.issues
+    said = [(w.key, w.message) for w in report.warnings if w.key.endswith("label_map")]
+    # the data stage's own warnings, word for word
+    from subsetctl.data.stage import run_data_stage
+
+    stage = run_data_stage(Spec.model_validate(spec), tmp_path, tmp_path / "out")["warnings"]
+    assert sorted(said) == sorted([("sources[0].label_map", stage[0]), ("sources[1].label_map", stage[1]),
+                                   ("sources[0].label_map", stage[2])]), (said, stage)
+    assert "label_map names '3'" in stage[0] and "'entailement' looks like its label 'entailment'" in stage[1]
+    assert "labels the target never uses: '2'" in stage[2]
+    # rows left unread: said, and the target's first rows are not taken for all its classes
+    monkeypatch.setattr(spec_checks, "LABEL_MAP_ROWS_READ", 20)
+    said = [w.message for w in validate_spec_file(tmp_path / "subsetctl.yaml").warnings if w.key.endswith("label_map")]
+    assert len(said) == 2 and all(m.endswith("Validate read the first 20 rows of its file: a later row may have it "
+                                             "(the data stage reads them all).") for m in said), said
