@@ -595,6 +595,7 @@ def run_data_stage(
         counts: dict[str, Any] = {}
         check: OverlapCheck | None = None
         answer_set: list[str] | None = None  # a target answering in class words: its classes
+        target_test: Dataset | None = None
         answer_counts: dict[str, dict[str, dict[str, int]]] = {}
         for done, source in enumerate(everything, start=1):
             if reading is not None:
@@ -603,6 +604,7 @@ def run_data_stage(
             if check is None:  # the target comes first
                 check = OverlapCheck(spec.target.name, splits, spec.model.kind, controls)
                 answer_set = _answer_classes(splits)
+                target_test = splits.get("test")
                 if answer_set is not None:
                     warnings.extend(imbalance_warnings(spec.target.name, Counter(
                         _normalized(label_texts(splits["train"], "response"))), classifier=False))
@@ -624,6 +626,7 @@ def run_data_stage(
         assert check is not None
         release_whole_file()
         warnings.extend(check.warnings())
+        warnings.extend(answers_past_generation(spec, spec_dir, target_test))
         return _write_summary(out_dir, spec, counts, None, group_label_map_warnings(spec, warnings), reused,
                               answer_counts if answer_set is not None else None)
     prepared: dict[str, dict[str, Dataset]] = {}  # classifiers: the label vocabulary needs every source first
@@ -657,6 +660,42 @@ def run_data_stage(
                for name, splits in prepared.items()}
     return _write_summary(out_dir, spec, {name: split_summary(splits) for name, splits in prepared.items()},
                           labels, group_label_map_warnings(spec, warnings), reused, classes)
+
+
+#: the longest test answers (by characters) whose tokens :func:`answers_past_generation` counts
+LONG_ANSWERS_COUNTED = 200
+
+
+def answers_past_generation(spec: Spec, spec_dir: Path, test: Dataset | None) -> list[str]:
+    """evaluate's warning of a causal LM's test answers longer than ``evaluate.max_new_tokens``
+    (:func:`~subsetctl.modeling.evaluate.answers_longer_than`, its words), said by the data
+    stage, before hours of fine-tunes whose scores it caps alike: the tokens of the
+    :data:`LONG_ANSWERS_COUNTED` longest answers of the target's ``test`` split (by characters: a
+    bounded cost), counted with the model's tokenizer where its files are here to read (a model
+    folder, a packaged model's, a hub id's cached copy); nothing where they are not, or the
+    tokenizer does not load (evaluate says it then)."""
+    if spec.model.kind != "causal-lm" or test is None or not len(test):
+        return []
+    from subsetctl.modeling.resolve import folder_read_without_loading, quiet_transformers
+
+    found = folder_read_without_loading(spec.model.source, spec_dir)
+    if found is None:
+        return []
+    from transformers import AutoTokenizer
+
+    from subsetctl.modeling.evaluate import answers_longer_than
+
+    try:
+        with quiet_transformers():
+            tokenizer = AutoTokenizer.from_pretrained(str(found[0]), trust_remote_code=spec.model.trust_remote_code,
+                                                      local_files_only=True)
+    except Exception:  # noqa: BLE001 - a tokenizer that does not load here: the model stages say why
+        return []
+    answers = label_texts(test, "response")
+    longest = sorted(range(len(answers)), key=lambda i: -len(answers[i]))[:LONG_ANSWERS_COUNTED]
+    warning = answers_longer_than(tokenizer, [test[i] for i in longest], spec.evaluate.max_new_tokens,
+                                  of=len(answers))
+    return [warning] if warning else []
 
 
 def _normalized(answers: list[str]) -> list[str]:

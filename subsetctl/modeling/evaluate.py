@@ -416,8 +416,8 @@ def _prompts_cut_for_generation(tokenizer: Any, prompts: Sequence[str], max_leng
     return f"{opening}, so their scores may not reflect the task. {fix}"
 
 
-def _answers_longer_than(tokenizer: Any, examples: Sequence[dict], max_new_tokens: int,
-                         contexts: Sequence[list[dict[str, str]] | None] | None = None) -> str | None:
+def answers_longer_than(tokenizer: Any, examples: Sequence[dict], max_new_tokens: int,
+                        contexts: Sequence[list[dict[str, str]] | None] | None = None, of: int | None = None) -> str | None:
     """A warning when some gold answers take more tokens than generation may produce,
     even in the shortest form that matches: they can never be answered in full, whatever
     the fine-tune, so the score understates every selection alike and hides the
@@ -427,7 +427,9 @@ def _answers_longer_than(tokenizer: Any, examples: Sequence[dict], max_new_token
     (:func:`tokenize_responses`). Tokenized alone, a Metaspace tokenizer (Llama, Mistral)
     starts it with "▁", one token more, and an answer that fits exactly was warned about.
     All forms take one batch; ``max_length`` is set so that none is cut (its count is exact).
-    ``contexts``: each example's chat context, read from its metadata when not given."""
+    ``contexts``: each example's chat context, read from its metadata when not given. ``of``:
+    the test rows ``examples`` are the longest answers of (the data stage counts those alone),
+    which the warning counts them among ("at least" where every one counted is too long)."""
     forms = [_shortest_matching_forms(str(e.get("response", ""))) for e in examples]
     contexts = contexts if contexts is not None else [row_context(e) for e in examples]
     rendered = [render_prompt(tokenizer, str(e.get("prompt", "")), c) for e, c in zip(examples, contexts)]
@@ -438,7 +440,9 @@ def _answers_longer_than(tokenizer: Any, examples: Sequence[dict], max_new_token
     longer = [n for n in lengths if n > max_new_tokens]
     if not longer:
         return None
-    return (f"{len(longer)} of {len(examples)} test answers are longer than evaluate.max_new_tokens="
+    total = len(examples) if of is None else of
+    least = "at least " if total > len(examples) and len(longer) == len(examples) else ""
+    return (f"{least}{len(longer)} of {total} test answers are longer than evaluate.max_new_tokens="
             f"{max_new_tokens} tokens, even written as briefly as they match (the longest has {max(longer)}): "
             f"generation stops before they are complete, so they cannot be answered in full. Raise "
             f"evaluate.max_new_tokens to at least {max(longer)} (and model.max_length with it, to leave room "
@@ -590,7 +594,7 @@ def _score_generations(
     "mixed"). Answers that cannot fit ``max_new_tokens`` and prompts cut for generation
     are added to ``warnings``."""
     contexts = [row_context(e) for e in examples]
-    too_long = _answers_longer_than(tokenizer, examples, max_new_tokens, contexts)
+    too_long = answers_longer_than(tokenizer, examples, max_new_tokens, contexts)
     if too_long:
         warnings.append(too_long)
     cut = _prompts_cut_for_generation(tokenizer, [str(e["prompt"]) for e in examples], max_length, max_new_tokens,

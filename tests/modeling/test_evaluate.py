@@ -292,9 +292,9 @@ def test_answers_are_counted_as_generated_after_their_prompt(monkeypatch) -> Non
     calls = []
     real_call = type(tok).__call__
     monkeypatch.setattr(type(tok), "__call__", lambda self, *a, **k: calls.append(a) or real_call(self, *a, **k))
-    assert ev._answers_longer_than(tok, rows[:1], 2) is None
+    assert ev.answers_longer_than(tok, rows[:1], 2) is None
     assert len(calls) <= 3  # batched: the contexts and the joined texts, not a call per answer
-    warning = ev._answers_longer_than(tok, rows, 2)
+    warning = ev.answers_longer_than(tok, rows, 2)
     assert warning is not None and warning.startswith("1 of 2 test answers are longer than evaluate.max_new_tokens=2")
     assert "the longest has 3" in warning
 
@@ -380,3 +380,34 @@ def test_answers_macro_f1_counts_an_answer_no_gold_class_has_as_a_miss() -> None
     assert answers_macro_f1(["positive", "positive", "positive", "negative"], golds) == 1.0
     assert answers_macro_f1(["positive", "maybe", "positive", "negative"], golds) == \
         pytest.approx(macro_f1([1, -1, 1, 0], [1, 1, 1, 0]))
+
+
+def test_the_data_stage_warns_of_test_answers_longer_than_generation_may_produce(tiny_llama_dir, tmp_path,
+                                                                               monkeypatch) -> None:
+    """Answers longer than evaluate.max_new_tokens were warned of only by evaluate, after
+    hours of fine-tunes whose scores they cap alike: the data stage says it, in evaluate's
+    words, counting the tokens of the longest test answers (a bounded number of them) with
+    the model's tokenizer."""
+    import yaml
+
+    from subsetctl.data import stage
+    from subsetctl.spec import Spec
+
+    (tmp_path / "t.jsonl").write_text("".join(json.dumps({"prompt": f"q{i}", "response": "12345" if i % 2 else "7"})
+                                              + "\n" for i in range(20)))
+    spec = Spec.model_validate(yaml.safe_load(f"""
+model: {{source: {tiny_llama_dir}}}
+target: {{name: t, loader: {{type: jsonl, path: t.jsonl}}, split: {{train: 0.5, test: 0.5}}}}
+evaluate: {{max_new_tokens: 3}}
+sources: [{{name: s, loader: {{type: jsonl, path: t.jsonl}}}}]
+"""))
+    warnings = stage.run_data_stage(spec, tmp_path, tmp_path / "out")["warnings"]
+    test = stage.load_split(tmp_path / "out", "t", "test")
+    long = sum(r == "12345" for r in test["response"])
+    assert f"{long} of 10 test answers are longer than evaluate.max_new_tokens=3 tokens" in " ".join(warnings)
+    monkeypatch.setattr(stage, "LONG_ANSWERS_COUNTED", 2)  # the longest 2 counted: at least those
+    warnings = stage.run_data_stage(spec, tmp_path, tmp_path / "out2")["warnings"]
+    assert "at least 2 of 10 test answers are longer than evaluate.max_new_tokens=3" in " ".join(warnings)
+    # answers that fit: nothing
+    spec = Spec.model_validate({**spec.model_dump(exclude_unset=True), "evaluate": {"max_new_tokens": 8}})
+    assert not [w for w in stage.run_data_stage(spec, tmp_path, tmp_path / "out3")["warnings"] if "max_new" in w]
