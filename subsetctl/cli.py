@@ -915,7 +915,8 @@ def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, 
                          if maybe else "") + (f"; {back}" if back else ""))
         for s in statuses:  # the cost of the run, before it starts
             last = (f"its last run took {_seconds_text(s.last_seconds)}"
-                    + (f", for {s.last_work}" if s.last_work else "") if s.last_seconds is not None else None)
+                    + (f", for {s.last_work}" if s.last_work else "") if s.last_seconds is not None else
+                    f"about {_seconds_text(s.rough_seconds)}, {s.rough}" if s.rough_seconds is not None else None)
             line = "; ".join(part for part in (s.work, last, s.memory) if part)
             if s.will_run and line:
                 console.print(f"[dim]  {s.name}: {escape(line)}[/dim]")

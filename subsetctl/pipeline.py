@@ -304,6 +304,12 @@ class Stage(ABC):
         without loading it: see :mod:`subsetctl.modeling.footprint`)."""
         return None
 
+    def time_estimate(self, spec: Spec, project: Project) -> tuple[float, str] | None:
+        """A rough duration of a run of this stage with ``spec``, in seconds, and what it
+        assumes, for ``plan`` before the stage's first run (after it, the last run's seconds
+        say more); None when it is not estimated (see :mod:`subsetctl.modeling.duration`)."""
+        return None
+
     def extra_inputs(self, spec: Spec, project: Project) -> dict[str, Any]:
         """Inputs outside the spec that should invalidate the stage (file hashes...)."""
         return {}
@@ -393,8 +399,9 @@ class Stage(ABC):
 #: the version of what `plan --format json` prints (:meth:`StageStatus.to_dict`'s ``plan_format``),
 #: raised whenever a subsetctl changes its keys or their meaning: a script checks it has the keys
 #: it reads, as report.json's ``report_format`` lets it. 1: the first numbered; 2: each model
-#: stage's estimated peak memory, ``memory_bytes`` and ``memory`` (keys added raise it too)
-PLAN_FORMAT = 2
+#: stage's estimated peak memory, ``memory_bytes`` and ``memory`` (keys added raise it too); 3: a
+#: rough duration before a stage's first run, ``rough_seconds`` and ``rough``
+PLAN_FORMAT = 3
 
 
 @dataclass
@@ -444,6 +451,10 @@ class StageStatus:
     #: and that in words, for a stage `run` would run; None where it is not estimated
     memory_bytes: int | None = None
     memory: str | None = None
+    #: a rough duration of a run of it, in seconds (:meth:`Stage.time_estimate`), and what that
+    #: assumes, for a stage `run` would run that has no last run's seconds; None where not estimated
+    rough_seconds: float | None = None
+    rough: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The status as ``plan --format json`` prints it (numbered by :data:`PLAN_FORMAT`)."""
@@ -451,6 +462,7 @@ class StageStatus:
                 "conditional": self.conditional, "put_back": self.put_back, "work": self.work,
                 "last_seconds": self.last_seconds, "last_work": self.last_work,
                 "memory_bytes": self.memory_bytes, "memory": self.memory,
+                "rough_seconds": self.rough_seconds, "rough": self.rough,
                 "left_stale_by_until": self.left_stale_by_until, "plan_format": PLAN_FORMAT}
 
 
@@ -952,6 +964,9 @@ class Pipeline:
             if will_run:
                 statuses[-1].memory_bytes, statuses[-1].memory = (stage.memory_estimate(self.spec, self.project)
                                                                   or (None, None))
+                if statuses[-1].last_seconds is None:  # (a last run's seconds say more)
+                    statuses[-1].rough_seconds, statuses[-1].rough = (stage.time_estimate(self.spec, self.project)
+                                                                      or (None, None))
             if until is not None and stage.name == until:
                 reached_until = True
         return statuses

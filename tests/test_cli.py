@@ -258,8 +258,8 @@ def test_plan_run_until_data_then_noop_then_change_one_source(jsonl_project: Pat
                                           "conditional": False, "put_back": False,
                                           "work": "the target and 2 sources (none of the 3 prepared before: each loaded; "
                                                   "the target counted)", "last_seconds": None, "last_work": None,
-                                          "memory_bytes": None, "memory": None,
-                                          "left_stale_by_until": False, "plan_format": 2}
+                                          "memory_bytes": None, "memory": None, "rough_seconds": None, "rough": None,
+                                          "left_stale_by_until": False, "plan_format": 3}
     assert not (jsonl_project / ".subsetctl").exists()  # plan has no side effects
 
     first = invoke("run", root, "--until", "data", "-q")
@@ -642,8 +642,11 @@ def test_plan_says_how_much_work_each_stage_to_run_is(jsonl_project: Path, monke
             "meta_init.grad_accum=2"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
-    # (a model stage's memory estimate ends its line where the model's files are there to read: left out here)
-    lines = [re.sub(r"; about \S+ [GMk]B of memory at its peak.*", "", line.strip()) for line in result.output.splitlines()]
+    # (a model stage's rough time and memory estimate end its line where the model's files are there to read:
+    # left out here)
+    lines = [re.sub(r"; about \S+ [GMk]B of memory at its peak.*", "", re.sub(
+        r"; about [^;]*, a rough guess before its first run: .*? busy cores several times more", "", line.strip()))
+        for line in result.output.splitlines()]
     assert "meta_init: 40 steps of 2 × 8 examples" in lines, result.output
     assert ("verify: 12 real fine-tunes (3 subsets × 2 kinds × 2 repeats) of 15 steps of 8 examples; "
             "those in the cache are reused") in lines

@@ -194,14 +194,11 @@ def estimate(stage: str, spec: Any, spec_dir: Path) -> tuple[int, str] | None:
     loads no model, or a model that cannot be read so (a hub id not cached, a packaged
     model not converted yet, a checkpoint without safetensors files); a packaged model
     converted already is read from its converted folder."""
-    from subsetctl.modeling.resolve import folder_read_without_loading
     from subsetctl.project import size_text
 
     if not loads_model(stage, spec):
         return None
-    found = folder_read_without_loading(spec.model.source, spec_dir)
-    folder = found[0] if found is not None else _converted_packaged(spec.model.source)
-    shape = read_shape(folder, spec.model.lora.target_modules) if folder is not None else None
+    shape = model_shape(spec, spec_dir)
     if shape is None:
         return None
     peak = stage_peak_bytes(stage, spec, shape)
@@ -210,6 +207,17 @@ def estimate(stage: str, spec: Any, spec_dir: Path) -> tuple[int, str] | None:
         peak == loading_bytes(spec, shape) and shape.stored_bytes != weights) else "")
     return peak, (f"about {size_text(peak)} of memory at its peak{stored}, {size_text(weights)} of it the weights "
                   f"({_count_text(shape.params)} parameters in {spec.model.dtype})")
+
+
+def model_shape(spec: Any, spec_dir: Path) -> ModelShape | None:
+    """The :class:`ModelShape` of ``spec``'s model, from the folder read without loading
+    anything (:func:`~subsetctl.modeling.resolve.folder_read_without_loading`; a packaged
+    model converted already, from its converted folder); None where it cannot be read so."""
+    from subsetctl.modeling.resolve import folder_read_without_loading
+
+    found = folder_read_without_loading(spec.model.source, spec_dir)
+    folder = found[0] if found is not None else _converted_packaged(spec.model.source)
+    return read_shape(folder, spec.model.lora.target_modules) if folder is not None else None
 
 
 def stored_in_16_bits(spec: Any, spec_dir: Path) -> bool:

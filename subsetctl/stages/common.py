@@ -42,6 +42,12 @@ class ModelStage(Stage):
 
         return estimate(self.name, spec, project.root)
 
+    def time_estimate(self, spec: Spec, project: Project) -> tuple[float, str] | None:
+        """:func:`subsetctl.modeling.duration.rough_time` of this stage."""
+        from subsetctl.modeling.duration import rough_time
+
+        return rough_time(self.name, spec, project.root)
+
 
 #: What a cache key holds in place of a local model folder's path: the folder is known
 #: by its files (``model_files``), so the same checkpoint under another path finds it.
