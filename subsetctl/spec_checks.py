@@ -989,8 +989,8 @@ def _warn_label_map_labels(spec: Spec, spec_path: Path, warn: _AddIssue) -> None
 
     from subsetctl.data.checks import head_label_texts
     from subsetctl.data.loaders import resolve_path
-    from subsetctl.data.prepare import label_texts, map_labels, quiet_datasets
-    from subsetctl.data.stage import labels_the_target_lacks
+    from subsetctl.data.prepare import group_label_map_warnings, label_texts, map_labels, quiet_datasets
+    from subsetctl.data.stage import UNMAPPED_LABELS, labels_the_target_lacks
 
     def read(loader: Any) -> tuple[Any, bool] | None:
         """A loader's labels as a prepared split holds them, and whether rows were left unread."""
@@ -1008,6 +1008,7 @@ def _warn_label_map_labels(spec: Spec, spec_path: Path, warn: _AddIssue) -> None
                 "data stage reads them all).") if more else ""
 
     target_labels: set[str] | None = set()
+    found_here: list[tuple[tuple[Any, ...], str]] = []  # (key, warning)
     with quiet_datasets():
         for path, source in entries:
             if path != ("target",) and not source.label_map:
@@ -1019,8 +1020,7 @@ def _warn_label_map_labels(spec: Spec, spec_path: Path, warn: _AddIssue) -> None
                 continue
             said: list[str] = []
             mapped = map_labels(found[0], source, said) if source.label_map else found[0]
-            for warning in said:
-                warn((*path, "label_map"), warning + unread(found[1]))
+            found_here += [((*path, "label_map"), warning + unread(found[1])) for warning in said]
             if path == ("target",):
                 test = read(spec.target.test_loader) if spec.target.test_loader is not None else None
                 if found[1] or (spec.target.test_loader is not None and (test is None or test[1])):
@@ -1028,10 +1028,16 @@ def _warn_label_map_labels(spec: Spec, spec_path: Path, warn: _AddIssue) -> None
                 else:
                     target_labels = set(label_texts(mapped)) | (
                         set(label_texts(map_labels(test[0], source, None))) if test is not None else set())
-            elif target_labels:
-                for warning in labels_the_target_lacks(source.name, {"train": mapped}, target_labels,
-                                                       source.label_map or {}):
-                    warn((*path, "label_map"), warning + unread(found[1]))
+            elif target_labels:  # (a label the map leaves out, beside others it renames: "a data label matching no key")
+                found_here += [((*path, "label_map"), warning + unread(found[1])) for warning in labels_the_target_lacks(
+                    source.name, {"train": mapped}, target_labels, source.label_map or {}) if UNMAPPED_LABELS in warning]
+    # a source_files group's map, the same for each of its sources (a `by` group's every task): one warning, as
+    # the data stage merges them (group_label_map_warnings), at the group's label_map
+    where = {warning: path for path, warning in found_here}
+    groups = {f"source_files[{g}]: ": g for g in {g for g, _ in spec.source_origins.values()}}
+    for warning in group_label_map_warnings(spec, [warning for _, warning in found_here]):
+        g = next((g for head, g in groups.items() if warning.startswith(head)), None)
+        warn(where.get(warning, ("source_files", g, "label_map")), warning)
 
 
 def _warn_file_bytes(spec: Spec, spec_path: Path, warn: _AddIssue) -> None:

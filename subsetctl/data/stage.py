@@ -370,6 +370,10 @@ def labels_the_target_lacks(name: str, splits: dict[str, Dataset], target_labels
     return warnings
 
 
+#: how :func:`_unmapped_hint` says a source's labels the target lacks are ones its label_map leaves out
+UNMAPPED_LABELS = "Its label_map, which renames others, does not name them"
+
+
 def _unmapped_hint(label_map: dict[str, str | None], extra: list[str], splits: dict[str, Dataset],
                    target_labels: set[str]) -> str:
     """What :func:`_label_warnings` says of a source's labels the target lacks that its
@@ -382,7 +386,7 @@ def _unmapped_hint(label_map: dict[str, str | None], extra: list[str], splits: d
     named = ", ".join(repr(t) for t in ours[:5]) + (f" and {len(ours) - 5} more" if len(ours) > 5 else "")
     written = ", ".join([*(f"{k!r}: {'null' if v is None else repr(v)}" for k, v in label_map.items()),
                          *(f"{t!r}: null" for t in extra[:5])])
-    return (f" Its label_map, which renames others, does not name them ({shown}): its rows of those classes teach "
+    return (f" {UNMAPPED_LABELS} ({shown}): its rows of those classes teach "
             "classes the target's test never asks for (predicting one is a miss). Map each onto one of the "
             f"target's classes ({named}), or drop its rows with null: label_map: {{{written}}}.")
 

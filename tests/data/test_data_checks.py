@@ -1474,3 +1474,27 @@ def test_validate_says_the_label_map_typos_the_data_stage_warns_of(tmp_path: Pat
     said = [w.message for w in validate_spec_file(tmp_path / "subsetctl.yaml").warnings if w.key.endswith("label_map")]
     assert len(said) == 2 and all(m.endswith("Validate read the first 20 rows of its file: a later row may have it "
                                              "(the data stage reads them all).") for m in said), said
+
+
+def test_validate_says_a_groups_label_map_typo_once_as_the_data_stage_does(tmp_path: Path) -> None:
+    """A `by` group's label_map meant for one task named keys no row of the other tasks has:
+    validate said it once per task (5 lines saying one thing); it says the data stage's one
+    merged warning, at the group's label_map."""
+    import yaml
+
+    from subsetctl.api import validate_spec_file
+    from subsetctl.data.stage import run_data_stage
+
+    write_jsonl(tmp_path / "t.jsonl", [{"text": f"t{i}", "y": ["neg", "pos"][i % 2]} for i in range(40)])
+    write_jsonl(tmp_path / "mix.jsonl", [{"task": f"k{k}", "text": f"{k}-{i}", "y": [0, 1][i % 2] if k == 0 else
+                                          ["neg", "pos"][i % 2]} for k in range(6) for i in range(12)])
+    loader = {"type": "jsonl", "prompt_field": "text", "label_field": "y"}
+    spec = {"model": {"kind": "classifier"}, "target": {"name": "t", "loader": {**loader, "path": "t.jsonl"}},
+            "source_files": [{"files": "mix.jsonl", "by": "task", "name_prefix": "m-", "loader": loader,
+                              "label_map": {0: "neg", 1: "pos"}}]}
+    (tmp_path / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    report = validate_spec_file(tmp_path / "subsetctl.yaml")
+    said = [(w.key, w.message) for w in report.warnings if "label_map" in w.key]
+    stage = [w for w in run_data_stage(report.spec, tmp_path, tmp_path / "out")["warnings"] if "label_map" in w]
+    assert said == [("source_files[0].label_map", stage[0])] and len(stage) == 1, (said, stage)
+    assert stage[0].startswith("source_files[0]: the group's label_map ('0', '1') applies to each of its 6 sources")
