@@ -676,14 +676,15 @@ def answers_past_generation(spec: Spec, spec_dir: Path, test: Dataset | None) ->
     stage, before hours of fine-tunes whose scores it caps alike: the tokens of the
     :data:`LONG_ANSWERS_COUNTED` longest answers of the target's ``test`` split (by characters: a
     bounded cost), counted with the model's tokenizer where its files are here to read (a model
-    folder, a packaged model's, a hub id's cached copy); nothing where they are not, or the
+    folder, a packaged model's, converted or shipped, a hub id's cached copy); nothing where they are not, or the
     tokenizer does not load (evaluate says it then)."""
     if spec.model.kind != "causal-lm" or test is None or not len(test):
         return []
-    from subsetctl.modeling.resolve import folder_read_without_loading, quiet_transformers
+    from subsetctl.modeling.footprint import model_folder
+    from subsetctl.modeling.resolve import quiet_transformers
 
-    found = folder_read_without_loading(spec.model.source, spec_dir)
-    if found is None:
+    folder = model_folder(spec.model.source, spec_dir)
+    if folder is None:
         return []
     from transformers import AutoTokenizer
 
@@ -691,7 +692,7 @@ def answers_past_generation(spec: Spec, spec_dir: Path, test: Dataset | None) ->
 
     try:
         with quiet_transformers():
-            tokenizer = AutoTokenizer.from_pretrained(str(found[0]), trust_remote_code=spec.model.trust_remote_code,
+            tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=spec.model.trust_remote_code,
                                                       local_files_only=True)
     except Exception:  # noqa: BLE001 - a tokenizer that does not load here: the model stages say why
         return []

@@ -209,14 +209,20 @@ def estimate(stage: str, spec: Any, spec_dir: Path) -> tuple[int, str] | None:
                   f"({_count_text(shape.params)} parameters in {spec.model.dtype})")
 
 
-def model_shape(spec: Any, spec_dir: Path) -> ModelShape | None:
-    """The :class:`ModelShape` of ``spec``'s model, from the folder read without loading
+def model_folder(source: str, spec_dir: Path) -> Path | None:
+    """The folder of model ``source`` whose files can be read without loading or converting
     anything (:func:`~subsetctl.modeling.resolve.folder_read_without_loading`; a packaged
-    model converted already, from its converted folder); None where it cannot be read so."""
+    model converted already, its converted folder); None where there is none."""
     from subsetctl.modeling.resolve import folder_read_without_loading
 
-    found = folder_read_without_loading(spec.model.source, spec_dir)
-    folder = found[0] if found is not None else _converted_packaged(spec.model.source)
+    found = folder_read_without_loading(source, spec_dir)
+    return found[0] if found is not None else _converted_packaged(source)
+
+
+def model_shape(spec: Any, spec_dir: Path) -> ModelShape | None:
+    """The :class:`ModelShape` of ``spec``'s model, from its :func:`model_folder`; None where
+    there is none."""
+    folder = model_folder(spec.model.source, spec_dir)
     return read_shape(folder, spec.model.lora.target_modules) if folder is not None else None
 
 
@@ -228,11 +234,7 @@ def stored_in_16_bits(spec: Any, spec_dir: Path) -> bool:
     stay mapped while they are converted.)"""
     if spec.model.dtype != "float32":
         return False
-    from subsetctl.modeling.resolve import folder_read_without_loading
-
-    found = folder_read_without_loading(spec.model.source, spec_dir)
-    folder = found[0] if found is not None else _converted_packaged(spec.model.source)
-    shape = read_shape(folder, spec.model.lora.target_modules) if folder is not None else None
+    shape = model_shape(spec, spec_dir)
     # (a few float32 buffers beside 16-bit weights still count as a 16-bit checkpoint)
     return shape is not None and shape.params > 0 and shape.stored_bytes < 2.5 * shape.params
 
