@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -60,6 +61,18 @@ def revision_before(message: str) -> str:
     if not found:
         raise SystemExit(f"No commit of this checkout says {message!r}: give the old code with --old REV.")
     return f"{found}^"
+
+
+def old_against_new_arguments(description: str | None, sources: int, rows: int) -> argparse.Namespace:
+    """The command line of a benchmark of a project of many sources, timed with this checkout's
+    code against an old revision's: ``--sources``, ``--rows`` (examples per source),
+    ``--repeats`` and ``--old`` (the old code's git revision; None: the script's default)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--sources", type=int, default=sources)
+    parser.add_argument("--rows", type=int, default=rows, help="examples per source")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--old", help="git revision of the old code (default: the one before the change)")
+    return parser.parse_args()
 
 
 @contextlib.contextmanager

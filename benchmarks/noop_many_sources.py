@@ -14,7 +14,6 @@ each way, and the ratios.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -24,7 +23,7 @@ import time
 from pathlib import Path
 
 import yaml
-from _common import ROOT, fresh_work_dir, revision_before
+from _common import ROOT, fresh_work_dir, old_against_new_arguments, revision_before
 from many_sources import build
 
 #: the commit whose parent is the old code by default (found by its message: hashes change on a rebase)
@@ -43,12 +42,7 @@ def _subsetctl(code: Path, *args: str) -> tuple[float, str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sources", type=int, default=2000)
-    parser.add_argument("--rows", type=int, default=5, help="examples per source")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--old", help="git revision of the old code (default: the one before the change)")
-    args = parser.parse_args()
+    args = old_against_new_arguments(__doc__, sources=2000, rows=5)
 
     folder = fresh_work_dir("noop_many_sources")
     build(folder, args.sources, args.rows)
