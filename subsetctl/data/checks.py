@@ -36,6 +36,7 @@ from subsetctl.data.loaders import (
     NotUtf8,
     NotUtf8Lines,
     UnsupportedCompression,
+    close_column,
     compressed_again_note,
     compressed_parquet_problem,
     evals_file,
@@ -1514,6 +1515,11 @@ def _check_named_columns(loader: LoaderBase, columns: list[str], where: str, loc
                            "first starts with a space, and so do the cells of its first row (the answers too, "
                            f"which the model would learn): re-save the file with {loader.delimiter!r} alone (or set "
                            f"{option}: {json.dumps(value)}, keeping those spaces)")
+            elif (near := close_column(column, columns)) is not None and not (note or headerless):
+                value = near  # 'questoin', 'answers': the column a typo meant, as the option to write
+                if len(key) == 2:
+                    value = [near if i == key[1] else c for i, c in enumerate(getattr(loader, option))]
+                fix = f"; did you mean {near!r}? set {option}: {json.dumps(value)}, or fix the data"
             else:
                 fix = "" if note or headerless else f"; set {option} to one of them or fix the data"
             issues.add(loc + key, f"{what} has no column {column!r} ({where} {listed}){hint}{fix}")

@@ -617,7 +617,7 @@ def test_the_files_a_json_csv_or_parquet_builder_reads_are_checked_for_the_colum
     assert set(issues) == {f"sources[{i}].loader.prompt_field" for i in range(1, 6)}
     message = issues["sources[1].loader.prompt_field"].message
     assert message == (f"data file {tmp_path / 'data' / 'parts' / 'a.jsonl'} has no column 'promt' (its first row has "
-                       "'prompt', 'response', 'extra'); set prompt_field to one of them or fix the data")
+                       "'prompt', 'response', 'extra'); did you mean 'prompt'? set prompt_field: \"prompt\", or fix the data")
     assert "no column 'promt' (its first row has 'prompt', 'response', 'extra')" in issues[
         "sources[2].loader.prompt_field"].message
     assert "(its header has 'prompt', 'response', 'extra')" in issues["sources[3].loader.prompt_field"].message
@@ -1126,6 +1126,38 @@ def test_a_plain_local_folder_of_data_files_has_its_columns_checked(tmp_path: Pa
         "(their heads have 'prompt', 'response', 'extra'); 'response' differs from it only in letter case")
     assert "data file " + str(tmp_path / "data" / "split" / "train.csv") in issues[
         "sources[2].loader.response_field"].message
+
+
+def test_a_mistyped_column_is_told_the_column_spelled_like_it(tmp_path: Path, make_ctx) -> None:
+    """`prompt_field: questoin` on a dataset of 'question' and 'answer' columns listed the
+    columns and said to pick one: among a hub dataset's twenty the one a typo meant was left
+    to be found. validate and the data stage name it; a name like none of them is told only
+    the list, as before."""
+    from datasets import Dataset, DatasetDict
+
+    from subsetctl.data.loaders.huggingface import load_huggingface
+    from subsetctl.spec import HuggingFaceLoader
+
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
+    rows = Dataset.from_list([{"question": f"q{i}?", "answer": f"a{i}"} for i in range(3)])
+    DatasetDict({"train": rows, "test": rows}).save_to_disk(str(tmp_path / "data" / "saved"))
+    spec = GOOD + "  - {name: s, loader: {type: huggingface, path: ./data/saved, prompt_field: questoin, " \
+                  "response_field: answers}}\n"
+    issues = check_issues(tmp_path, spec)
+    assert set(issues) == {"sources[1].loader.prompt_field", "sources[1].loader.response_field"}, issues
+    assert issues["sources[1].loader.prompt_field"].message.endswith(
+        "has no column 'questoin' (its features are 'question', 'answer'); did you mean 'question'? set "
+        'prompt_field: "question", or fix the data')
+    assert "did you mean 'answer'? set response_field: \"answer\"" in issues["sources[1].loader.response_field"].message
+    far = check_issues(tmp_path, spec.replace("questoin", "text").replace("answers", "answer"))
+    assert far["sources[1].loader.prompt_field"].message.endswith("set prompt_field to one of them or fix the data")
+    loader = HuggingFaceLoader(type="huggingface", path=str(tmp_path / "data" / "saved"), prompt_field="questoin",
+                               response_field="answer")
+    with pytest.raises(UserError, match=r"has no column 'questoin' \(asked for by loader\.prompt_field\)\. Available "
+                                        r"columns: 'answer', 'question'\. Did you mean 'question'\? Set "
+                                        r"loader\.prompt_field to one of them"):
+        load_huggingface(loader, make_ctx())
 
 
 def test_a_local_hub_dataset_copys_configuration_and_split_are_checked(tmp_path: Path) -> None:

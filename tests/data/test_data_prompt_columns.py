@@ -142,7 +142,8 @@ def test_validate_finds_a_listed_column_past_the_first_row(tmp_path: Path) -> No
     assert set(issues) == {"target.loader.prompt_field[1]"}
     message = issues["target.loader.prompt_field[1]"].message
     assert "has no column 'inptu' (its first 9 rows have 'instruction', 'output', 'input', 'id')" in message
-    assert "set prompt_field to one of them" in message and issues["target.loader.prompt_field[1]"].line == 6
+    assert message.endswith("did you mean 'input'? set prompt_field: [\"instruction\", \"input\"], or fix the data")
+    assert issues["target.loader.prompt_field[1]"].line == 6
 
 
 def test_validate_finds_a_listed_column_past_the_head_or_a_bad_line(tmp_path: Path) -> None:

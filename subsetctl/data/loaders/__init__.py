@@ -59,6 +59,7 @@ from subsetctl.data.loaders.common import (  # noqa: F401
     _required_fields,
     _where,
     build_common,
+    close_column,
     close_names,
     dataset_features,
     dataset_from_columns,

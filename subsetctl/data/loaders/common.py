@@ -266,9 +266,11 @@ def _missing_column(
             f"loader.text_field: {text} (in place of prompt_field and response_field), each row's text trained "
             "on whole; or give each row a prompt and a response."
         )
+    near = close_column(column, names)
     return UserError(
         f"Source {source!r}: {where} has no column {column!r} (asked for by loader.{option}). "
-        f"Available columns: {listed}. Set loader.{option} to one of them or fix the data."
+        f"Available columns: {listed}. {'' if near is None else f'Did you mean {near!r}? '}"
+        f"Set loader.{option} to one of them or fix the data."
     )
 
 
@@ -1113,6 +1115,18 @@ def _note_blank_answers(blank: list[int], blank_count: int, total: int, ctx: Loa
 def one_based_row(i: int) -> str:
     """Where row ``i`` (0-based) of a table is, counted from 1 as JSONL and CSV lines are."""
     return f"row {i + 1}"
+
+
+def close_column(column: str, columns: Iterable[str]) -> str | None:
+    """The one of ``columns`` spelled most like ``column`` (``question`` for ``questoin``,
+    ``answer`` for ``answers``), letter case aside, when one is close enough to be what was
+    meant; else None. The errors of a column the data lacks listed the columns there are,
+    and among many (a hub dataset's twenty) the one a typo meant was left to be found."""
+    by_folded: dict[str, str] = {}
+    for name in columns:
+        by_folded.setdefault(name.casefold(), name)
+    close = difflib.get_close_matches(column.casefold(), list(by_folded), n=1, cutoff=0.8)
+    return by_folded[close[0]] if close else None
 
 
 def close_names(name: str, names: Iterable[str], n: int = 5) -> str:
