@@ -70,7 +70,7 @@ def _as_before() -> Iterator[None]:
     with (mock.patch.object(stage, "save_split", _old_save), mock.patch.object(stage, "_write_record", _old_record),
           mock.patch.object(overlap, "_row_keys", _old_row_keys),
           mock.patch.object(overlap, "_key_batches", lambda dataset, kind: iter([_old_row_keys(dataset, kind)])),
-          mock.patch.object(stage, "_load_saved_split", lambda path: None)):  # load_from_disk for every split
+          mock.patch.object(stage, "load_saved", lambda path: None)):  # load_from_disk for every split
         yield
 
 

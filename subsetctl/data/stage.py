@@ -58,7 +58,7 @@ from subsetctl.data.prepare import (
     quiet_datasets,
     split_summary,
 )
-from subsetctl.data.saving import save_split
+from subsetctl.data.saving import load_saved, save_split
 from subsetctl.errors import OTHER_UNICODE_FORM, UserError, in_another_form, shown_text
 from subsetctl.plugin_loading import load_plugin_string
 from subsetctl.plugin_scoping import plugin_scope
@@ -785,37 +785,11 @@ def load_split(data_dir: Path, name: str, split: str) -> Dataset:
         return empty_dataset()  # empty splits are not saved (see the module docstring)
     if not (path / "dataset_info.json").is_file():
         raise _missing_data(data_dir, f"{name!r} split {split!r}")
-    dataset = _load_saved_split(path)
+    dataset = load_saved(path)
     if dataset is not None:
         return dataset
     with quiet_datasets():
         return Dataset.load_from_disk(str(path))
-
-
-def _load_saved_split(path: Path) -> Dataset | None:
-    """What ``Dataset.load_from_disk`` gives for the local ``save_to_disk`` folder
-    ``path``, built as it builds it but without the thread pool it starts to open the
-    files (about 5 ms a split, which re-running the data stage of 2,000 sources after
-    adding one paid for every source it reused). None when ``datasets`` is told to keep
-    small datasets in memory (``HF_DATASETS_IN_MEMORY_MAX_SIZE``) or the folder cannot be
-    read so (a damaged split): left to ``load_from_disk`` and its errors."""
-    import pyarrow as pa
-    from datasets import DatasetInfo, Split, config
-    from datasets.table import MemoryMappedTable, concat_tables
-
-    if config.IN_MEMORY_MAX_SIZE:  # load_from_disk may copy a small one into memory
-        return None
-    try:
-        state = json.loads((path / "state.json").read_text(encoding="utf-8"))
-        info = DatasetInfo.from_dict(json.loads((path / "dataset_info.json").read_text(encoding="utf-8")))
-        table = concat_tables([MemoryMappedTable.from_file(str(path / data_file["filename"]))
-                               for data_file in state["_data_files"]])
-        split = Split(state["_split"]) if state["_split"] is not None else None
-        dataset = Dataset(table, info=info, split=split, fingerprint=state["_fingerprint"])
-        return dataset.with_format(type=state["_format_type"], format_kwargs=state["_format_kwargs"],
-                                   columns=state["_format_columns"], output_all_columns=state["_output_all_columns"])
-    except (OSError, ValueError, KeyError, TypeError, pa.ArrowException):
-        return None
 
 
 def split_columns(data_dir: Path, name: str, split: str) -> dict[str, list[Any]]:

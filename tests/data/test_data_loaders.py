@@ -1145,6 +1145,25 @@ def test_a_saved_datasets_format_and_feature_decoding_do_not_change_its_rows(tmp
 
 
 
+def test_a_save_to_disk_folder_saved_with_a_format_of_a_library_not_installed_is_read(
+        tmp_path: Path, make_ctx) -> None:
+    """A dataset saved after `set_format("tensorflow")` (on a machine with TensorFlow), a
+    DatasetDict's split too, was refused where TensorFlow is not installed: load_from_disk
+    sets the saved format ("Tensorflow needs to be installed to be able to return Tensorflow
+    tensors"), though the rows are read as Arrow whatever the format. They are read."""
+    from datasets import Dataset, DatasetDict
+
+    rows = Dataset.from_dict({"prompt": ["p0", "p1"], "response": ["5", "7"]})
+    rows.save_to_disk(str(tmp_path / "one"))
+    DatasetDict({"train": rows, "test": rows}).save_to_disk(str(tmp_path / "dict"))
+    for state in (tmp_path / "one" / "state.json", tmp_path / "dict" / "test" / "state.json"):
+        saved = json.loads(state.read_text())
+        state.write_text(json.dumps({**saved, "_format_type": "a library not installed"}))
+    assert load_huggingface(HuggingFaceLoader(type="huggingface", path="one"), make_ctx())["response"] == ["5", "7"]
+    read = load_huggingface(HuggingFaceLoader(type="huggingface", path="dict", split="test"), make_ctx())
+    assert read["prompt"] == ["p0", "p1"]
+
+
 def test_a_json_column_of_mixed_values_gives_the_values_not_their_json_text(tmp_path: Path, make_ctx) -> None:
     """datasets stores a column whose values mix types as JSON text (a ``Json`` feature):
     read as stored, the answer "forty" was '"forty"', quotes included."""

@@ -4,6 +4,7 @@ with class names and JSON columns turned into text and hub access refused offlin
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Callable, Iterator
@@ -213,6 +214,29 @@ def _check_single_split(
     )
 
 
+def _load_from_disk(folder: Path) -> Any:
+    """``datasets.load_from_disk(folder)`` (a ``Dataset`` or a ``DatasetDict``) without the
+    output format each dataset was saved with: the rows are read as Arrow batches whatever
+    it is, and a folder saved after ``set_format("tensorflow")`` (or ``"jax"``) was refused
+    where that library is not installed ("Tensorflow needs to be installed ..."). A folder
+    :func:`~subsetctl.data.saving.load_saved` cannot read goes to ``load_from_disk`` and its errors."""
+    import datasets
+
+    from subsetctl.data.saving import load_saved
+
+    if (folder / "dataset_dict.json").is_file():
+        try:
+            splits = [str(split) for split in json.loads((folder / "dataset_dict.json").read_text("utf-8"))["splits"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            splits = []
+        read = {split: load_saved(folder / split, formatted=False) for split in splits}
+        if read and all(dataset is not None for dataset in read.values()):
+            return datasets.DatasetDict(read)
+    elif (dataset := load_saved(folder, formatted=False)) is not None:
+        return dataset
+    return datasets.load_from_disk(str(folder))
+
+
 def saved_split_slice_note(split: str, splits: list[str]) -> str:
     """What to add where ``split`` is not one of the ``splits`` of a ``DatasetDict`` written
     by ``save_to_disk`` but names one of them with a slice or a sum (``train[:10%]``,
@@ -388,7 +412,7 @@ def load_huggingface(options: HuggingFaceLoader, ctx: LoadContext) -> Dataset:
     failed = _FailedFiles()
     try:
         if is_saved_to_disk(local):  # written by Dataset(Dict).save_to_disk, which load_dataset refuses
-            loaded = datasets.load_from_disk(str(local))
+            loaded = _load_from_disk(local)
             if isinstance(loaded, datasets.DatasetDict):
                 if options.split not in loaded:
                     raise UserError(
