@@ -904,11 +904,12 @@ def _check_saved_to_disk(loader: HuggingFaceLoader, folder: Path, loc: tuple[Any
                          issues: _Issues) -> None:
     """A folder written by ``save_to_disk``: a ``DatasetDict``'s has ``loader.split``, and the
     dataset read has the columns the loader asks for, from the metadata ``datasets`` saved
-    with it (``dataset_dict.json``, ``dataset_info.json``). Unreadable metadata is left to
-    the data stage."""
+    with it (``dataset_dict.json``, ``dataset_info.json``); metadata ``load_from_disk`` would
+    refuse is an issue (:func:`~subsetctl.data.loaders.huggingface.saved_dataset_problem`).
+    Metadata unreadable otherwise is left to the data stage."""
     from datasets import DatasetInfo
 
-    from subsetctl.data.loaders import saved_split_slice_note
+    from subsetctl.data.loaders import saved_dataset_problem, saved_split_slice_note
 
     dataset = folder
     try:
@@ -920,6 +921,9 @@ def _check_saved_to_disk(loader: HuggingFaceLoader, folder: Path, loc: tuple[Any
                                              f"{saved_split_slice_note(loader.split, splits)}")
                 return
             dataset = folder / loader.split
+        if (problem := saved_dataset_problem(folder, loader.split if dataset != folder else None)) is not None:
+            issues.add(loc + ("path",), problem)
+            return
         features = DatasetInfo.from_directory(str(dataset)).features
     except (OSError, ValueError, KeyError, TypeError):
         return

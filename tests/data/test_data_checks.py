@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -1158,6 +1159,47 @@ def test_a_mistyped_column_is_told_the_column_spelled_like_it(tmp_path: Path, ma
                                         r"columns: 'answer', 'question'\. Did you mean 'question'\? Set "
                                         r"loader\.prompt_field to one of them"):
         load_huggingface(loader, make_ctx())
+
+
+def test_a_save_to_disk_folder_load_from_disk_would_refuse_is_told_by_validate_and_the_data_stage(
+        tmp_path: Path, make_ctx) -> None:
+    """A save_to_disk folder copied without its dataset_info.json, a DatasetDict without a
+    split's folder, or features of a type a newer datasets wrote passed validate (unreadable
+    metadata was left to the data stage), which then said "datasets.load_dataset could not
+    load ...: neither a `Dataset` directory nor a `DatasetDict` directory" and to check
+    loader.name and data_files. Each is an issue at loader.path saying what is missing and
+    what to do, and the data stage's error says the same of load_from_disk."""
+    from datasets import Dataset, DatasetDict
+
+    from subsetctl.data.loaders.huggingface import load_huggingface
+    from subsetctl.spec import HuggingFaceLoader
+
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
+    rows = Dataset.from_list(qa_rows(3))
+    for name in ("noinfo", "newer"):
+        rows.save_to_disk(str(tmp_path / "data" / name))
+    DatasetDict({"train": rows, "test": rows}).save_to_disk(str(tmp_path / "data" / "nosplit"))
+    (tmp_path / "data" / "noinfo" / "dataset_info.json").unlink()
+    shutil.rmtree(tmp_path / "data" / "nosplit" / "train")
+    info = json.loads((tmp_path / "data" / "newer" / "dataset_info.json").read_text())
+    info["features"]["response"] = {"dtype": "string", "_type": "TextOfTomorrow"}
+    (tmp_path / "data" / "newer" / "dataset_info.json").write_text(json.dumps(info))
+    names = ("noinfo", "newer", "nosplit")
+    spec = GOOD + "".join(f"  - {{name: {n}, loader: {{type: huggingface, path: ./data/{n}}}}}\n" for n in names)
+    issues = check_issues(tmp_path, spec)
+    assert set(issues) == {f"sources[{i}].loader.path" for i in (1, 2, 3)}, issues
+    told = {name: issues[f"sources[{i}].loader.path"].message for i, name in enumerate(names, 1)}
+    assert told["noinfo"].endswith("noinfo has no dataset_info.json, which datasets.load_from_disk reads beside the "
+                                   "data files: copy the folder whole, or save the dataset again with save_to_disk")
+    assert "holds features datasets " in told["newer"] and "(Feature type 'TextOfTomorrow' not found), as a folder " \
+        "written by a newer datasets may: upgrade datasets" in told["newer"]
+    assert "dataset_dict.json names the split 'train', but it has no folder 'train'" in told["nosplit"]
+    for name in names:
+        with pytest.raises(UserError) as err:
+            load_huggingface(HuggingFaceLoader(type="huggingface", path=f"data/{name}"), make_ctx())
+        assert "datasets.load_from_disk could not read" in str(err.value)
+        assert told[name] in str(err.value) and "loader.data_files" not in str(err.value)
 
 
 def test_a_local_hub_dataset_copys_configuration_and_split_are_checked(tmp_path: Path) -> None:

@@ -143,6 +143,7 @@ from subsetctl.data.loaders.huggingface import (  # noqa: F401
     file_as_dataset_path_problem,
     file_builder_options,
     load_huggingface,
+    saved_dataset_problem,
     saved_split_slice_note,
 )
 from subsetctl.data.loaders.plugin import (  # noqa: F401

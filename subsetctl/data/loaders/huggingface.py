@@ -26,7 +26,7 @@ from subsetctl.data.loaders.files import (
     struct_decoder,
     with_decoded,
 )
-from subsetctl.errors import UserError, as_typed
+from subsetctl.errors import UserError, as_typed, shown_path
 from subsetctl.hub import cache_write_problem
 from subsetctl.registry import LOADERS
 from subsetctl.spec import HuggingFaceLoader
@@ -212,6 +212,46 @@ def _check_single_split(
         f"{options.split!r} does not apply, so all its rows are read. Remove loader.split, or save a "
         "DatasetDict (DatasetDict.save_to_disk) with that split."
     )
+
+
+def saved_dataset_problem(folder: Path, split: str | None = None) -> str | None:
+    """What keeps ``datasets.load_from_disk`` from reading the ``save_to_disk`` folder
+    ``folder`` (a ``DatasetDict``'s split ``split``), as its metadata shows: the split's
+    folder, its ``state.json`` or ``dataset_info.json`` missing (a folder copied without
+    them), metadata that is not JSON, features this ``datasets`` cannot read (a feature
+    type a newer one wrote), a data file ``state.json`` lists missing. None when none of
+    these shows. ``load_from_disk`` said only that the folder "is neither a `Dataset`
+    directory nor a `DatasetDict` directory", or "Feature type 'X' not found", and validate
+    passed such a folder."""
+    import datasets
+
+    dataset = folder / split if split is not None else folder
+    again = "copy the folder whole, or save the dataset again with save_to_disk"
+    if not dataset.is_dir():
+        return f"{shown_path(folder)}'s dataset_dict.json names the split {split!r}, but it has no folder {split!r}: {again}"
+    missing = [name for name in ("state.json", "dataset_info.json") if not (dataset / name).is_file()]
+    if missing:
+        return (f"{shown_path(dataset)} has no {' and no '.join(missing)}, which datasets.load_from_disk reads "
+                f"beside the data files: {again}")
+    try:
+        state = json.loads((dataset / "state.json").read_text(encoding="utf-8"))
+        info = json.loads((dataset / "dataset_info.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return f"{shown_path(dataset)}'s state.json or dataset_info.json cannot be read as JSON ({exc}): {again}"
+    try:
+        if isinstance(info, dict) and info.get("features") is not None:
+            datasets.Features.from_dict(info["features"])
+    except (ValueError, KeyError, TypeError) as exc:
+        said = " ".join(str(exc).split(". Available")[0].split())
+        return (f"{shown_path(dataset / 'dataset_info.json')} holds features datasets {datasets.__version__} (installed) "
+                f"cannot read ({said}), as a folder written by a newer datasets may: upgrade datasets "
+                "(pip install -U datasets), or save the dataset again with this version")
+    listed = state.get("_data_files") if isinstance(state, dict) else None
+    lost = [entry["filename"] for entry in listed or [] if isinstance(entry, dict) and "filename" in entry
+            and not (dataset / str(entry["filename"])).is_file()]
+    if lost:
+        return f"{shown_path(dataset)} lacks the data file {lost[0]} its state.json lists: {again}"
+    return None
 
 
 def _load_from_disk(folder: Path) -> Any:
@@ -434,6 +474,13 @@ def load_huggingface(options: HuggingFaceLoader, ctx: LoadContext) -> Dataset:
     except UserError:
         raise
     except Exception as exc:  # noqa: BLE001  (load_dataset fails in many library-specific ways)
+        if is_saved_to_disk(local):  # not load_dataset's, nor anything of its options
+            in_dict = options.split if (local / "dataset_dict.json").is_file() else None
+            problem = saved_dataset_problem(local, in_dict) or (
+                f"{describe_exception(exc)} (datasets {datasets.__version__} is installed; copy the folder whole, or "
+                "save the dataset again with save_to_disk)")
+            raise UserError(f"Source {ctx.source_name!r}: datasets.load_from_disk could not read {where}, a folder "
+                            f"written by save_to_disk: {problem}.") from None
         if (cache_problem := cache_write_problem(exc, default="datasets")) is not None:
             raise UserError(f"Source {ctx.source_name!r}: datasets.load_dataset could not write its cache while "
                             f"loading {where}: {cache_problem} Nothing in the spec needs changing.") from None
