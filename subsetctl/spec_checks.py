@@ -431,6 +431,7 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
     _warn_names_windows_refuses(spec, warn)
     _warn_split_of_one(spec, warn)
     _note_max_examples_above_the_rows(spec, spec_path, _issue_collector(spec_path, text, found, note=True))
+    _note_dataset_dict_split_by_default(spec, spec_path, _issue_collector(spec_path, text, found, note=True))
     _warn_file_bytes(spec, spec_path, warn)
     _warn_label_map_labels(spec, spec_path, warn)
     _warn_adamw_lr_slips(spec, warn)
@@ -1038,6 +1039,51 @@ def _warn_label_map_labels(spec: Spec, spec_path: Path, warn: _AddIssue) -> None
     for warning in group_label_map_warnings(spec, [warning for _, warning in found_here]):
         g = next((g for head, g in groups.items() if warning.startswith(head)), None)
         warn(where.get(warning, ("source_files", g, "label_map")), warning)
+
+
+def _note_dataset_dict_split_by_default(spec: Spec, spec_path: Path, note: _AddIssue) -> None:
+    """A ``huggingface`` loader of the target or a listed source that writes no ``split`` on a
+    ``DatasetDict`` folder written by ``save_to_disk`` holding several splits reads its
+    ``train`` split (the default), which nothing said: a target's own validation and test
+    splits are then not read (its ``split`` settings cut train's rows), and a source's other
+    splits are left out. Said once, as a note naming how many more sources read so (500 such
+    sources would be 500 lines); a ``source_files`` group's sources, whose ``split`` cannot be
+    told written or not, are left out."""
+    from subsetctl.data.loaders import resolve_path
+    from subsetctl.plan_reasons import listed_briefly
+    from subsetctl.spec import HuggingFaceLoader
+
+    found = []
+    for path, source in _target_and_sources(spec):
+        loader = source.loader
+        if (not isinstance(loader, HuggingFaceLoader) or "split" in loader.model_fields_set
+                or (path[0] == "sources" and path[1] in spec.source_origins)):
+            continue
+        listing = resolve_path(loader.path, spec_path.parent) / "dataset_dict.json"
+        try:
+            splits = [str(split) for split in json.loads(listing.read_text(encoding="utf-8"))["splits"]]
+        except (OSError, ValueError, KeyError, TypeError):  # (not such a folder; a broken one is an error of its own)
+            continue
+        if len(splits) > 1 and loader.split in splits:
+            found.append((path, source, listing.parent, splits))
+    target = [entry for entry in found if entry[0] == ("target",)]
+    sources = [entry for entry in found if entry[0] != ("target",)]
+    for path, _, folder, splits in target:
+        note((*path, "loader"),
+             f"loader.split is not set, so the target reads the split {spec.target.loader.split!r} of the DatasetDict "
+             f"saved in {folder} (its splits: {', '.join(splits)}), and its split settings cut that split's rows "
+             "into train, validation and test: the DatasetDict's other splits are not read. A note, not a problem "
+             "(validate passes): write `split: train` to say so; target.test_loader with the same path and "
+             "`split: test` reads the test rows from its test split.")
+    if sources:
+        path, source, folder, splits = sources[0]
+        more = "" if len(sources) == 1 else (f"; {len(sources) - 1} more source(s) read a DatasetDict's "
+                                            f"{source.loader.split!r} split so too ("
+                                            f"{listed_briefly([s.name for _, s, _, _ in sources[1:]], 3)})")
+        note((*path, "loader"),
+             f"loader.split is not set, so source {source.name!r} reads the split {source.loader.split!r} of the "
+             f"DatasetDict saved in {folder} (its splits: {', '.join(splits)}){more}. A note, not a problem "
+             "(validate passes): write `split: train` to say so, or name the split meant.")
 
 
 def _warn_file_bytes(spec: Spec, spec_path: Path, warn: _AddIssue) -> None:

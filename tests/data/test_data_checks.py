@@ -1202,6 +1202,38 @@ def test_a_save_to_disk_folder_load_from_disk_would_refuse_is_told_by_validate_a
         assert told[name] in str(err.value) and "loader.data_files" not in str(err.value)
 
 
+def test_a_dataset_dicts_split_read_by_default_is_said_in_a_note(tmp_path: Path) -> None:
+    """A huggingface loader with no `split` on a DatasetDict folder of train, validation and
+    test splits read its train split, which nothing said: a target's own validation and test
+    splits were not read (its split settings cut train's rows). A note says so, for the
+    target and once for the sources (counting the others); a written `split`, or a dict of
+    one split, is not said."""
+    import yaml
+    from datasets import Dataset, DatasetDict
+
+    from subsetctl.api import validate_spec_file
+
+    rows = Dataset.from_list(qa_rows(8))
+    DatasetDict({"train": rows, "validation": rows, "test": rows}).save_to_disk(str(tmp_path / "three"))
+    DatasetDict({"train": rows}).save_to_disk(str(tmp_path / "one"))
+    read = {"type": "huggingface", "path": "./three"}
+    spec = {"target": {"name": "t", "loader": read},
+            "sources": [{"name": "a", "loader": read}, {"name": "b", "loader": read},
+                        {"name": "c", "loader": {**read, "split": "train"}},
+                        {"name": "d", "loader": {"type": "huggingface", "path": "./one"}}]}
+    (tmp_path / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    report = validate_spec_file(tmp_path / "subsetctl.yaml")
+    assert report.ok, report.issues
+    said = {w.key: w.message for w in report.warnings if "loader.split is not set" in w.message}
+    assert set(said) == {"target.loader", "sources[0].loader"}, said
+    assert all(w.note for w in report.warnings if w.key in said)
+    assert said["target.loader"].startswith(
+        f"loader.split is not set, so the target reads the split 'train' of the DatasetDict saved in {tmp_path / 'three'} "
+        "(its splits: train, validation, test), and its split settings cut that split's rows")
+    assert "source 'a' reads the split 'train'" in said["sources[0].loader"]
+    assert "; 1 more source(s) read a DatasetDict's 'train' split so too (b)." in said["sources[0].loader"]
+
+
 def test_a_local_hub_dataset_copys_configuration_and_split_are_checked(tmp_path: Path) -> None:
     """A hub dataset's local copy (its README.md's `configs:`, as gsm8k's main and socratic)
     passed validate with a configuration it lacks, none chosen of several, or a split the
