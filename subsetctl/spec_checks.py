@@ -432,6 +432,7 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
     _warn_split_of_one(spec, warn)
     _note_max_examples_above_the_rows(spec, spec_path, _issue_collector(spec_path, text, found, note=True))
     _note_dataset_dict_split_by_default(spec, spec_path, _issue_collector(spec_path, text, found, note=True))
+    _warn_label_map_of_class_ids(spec, spec_path, warn)
     _warn_file_bytes(spec, spec_path, warn)
     _warn_label_map_labels(spec, spec_path, warn)
     _warn_adamw_lr_slips(spec, warn)
@@ -1084,6 +1085,42 @@ def _note_dataset_dict_split_by_default(spec: Spec, spec_path: Path, note: _AddI
              f"loader.split is not set, so source {source.name!r} reads the split {source.loader.split!r} of the "
              f"DatasetDict saved in {folder} (its splits: {', '.join(splits)}){more}. A note, not a problem "
              "(validate passes): write `split: train` to say so, or name the split meant.")
+
+
+def _warn_label_map_of_class_ids(spec: Spec, spec_path: Path, warn: _AddIssue) -> None:
+    """``label_map`` keys that are class ids (``0``, ``1``) of the answer's ``ClassLabel``
+    column in a ``huggingface`` loader's ``save_to_disk`` folder: its rows are read as the
+    class names (``neg``, ``pos``), so those keys rename nothing. The data stage warned so
+    after reading every row, with the names but not why; said before any run, naming the
+    names to write. A folder whose features cannot be read is left to the other checks."""
+    from subsetctl.data.loaders import is_saved_to_disk, resolve_path
+    from subsetctl.spec import HuggingFaceLoader
+
+    for path, source in _target_and_sources(spec):
+        loader, label_map = source.loader, source.label_map or {}
+        if not label_map or not isinstance(loader, HuggingFaceLoader):
+            continue
+        folder = resolve_path(loader.path, spec_path.parent)
+        if not is_saved_to_disk(folder):
+            continue
+        dataset = folder / loader.split if (folder / "dataset_dict.json").is_file() else folder
+        column = loader.label_field if spec.model.kind == "classifier" else loader.response_field
+        from datasets import ClassLabel, DatasetInfo  # (only for such a folder)
+
+        try:
+            feature = (DatasetInfo.from_directory(str(dataset)).features or {}).get(column)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if not isinstance(feature, ClassLabel):
+            continue
+        ids = [key for key in label_map if key not in feature.names and key.isdigit() and int(key) < feature.num_classes]
+        if ids:
+            names = {feature.int2str(int(key)): label_map[key] for key in ids}
+            warn((*path, "label_map"),
+                 f"{', '.join(repr(key) for key in ids)} {'is a class id' if len(ids) == 1 else 'are class ids'} of "
+                 f"the ClassLabel column {column!r} of the dataset saved in {dataset}, whose rows are read as the class "
+                 f"names ({', '.join(repr(n) for n in feature.names[:10])}{', ...' if feature.num_classes > 10 else ''}):"
+                 f" such keys rename nothing. Write the names: label_map: {json.dumps(names)}.")
 
 
 def _warn_file_bytes(spec: Spec, spec_path: Path, warn: _AddIssue) -> None:

@@ -1234,6 +1234,34 @@ def test_a_dataset_dicts_split_read_by_default_is_said_in_a_note(tmp_path: Path)
     assert "; 1 more source(s) read a DatasetDict's 'train' split so too (b)." in said["sources[0].loader"]
 
 
+def test_label_map_keys_that_are_class_ids_of_a_classlabel_column_are_warned_of(tmp_path: Path) -> None:
+    """A save_to_disk dataset whose answer column is a ClassLabel (ids stored, with names)
+    is read as the names: `label_map: {0: negative, 1: positive}` renamed nothing, which
+    only the data stage said, after reading every row, without saying why. validate warns,
+    naming the names to write; keys that are the names are not warned of."""
+    import yaml
+    from datasets import ClassLabel, Dataset, Features, Value
+
+    from subsetctl.api import validate_spec_file
+
+    features = Features({"prompt": Value("string"), "response": ClassLabel(names=["neg", "pos"])})
+    Dataset.from_dict({"prompt": ["a", "b"], "response": [0, 1]}, features=features).save_to_disk(str(tmp_path / "cls"))
+    write_jsonl(tmp_path / "t.jsonl", qa_rows(8))
+    read = {"type": "huggingface", "path": "./cls"}
+    spec = {"target": {"name": "t", "loader": {"type": "jsonl", "path": "t.jsonl"}},
+            "sources": [{"name": "ids", "loader": read, "label_map": {0: "negative", 1: "positive"}},
+                        {"name": "names", "loader": read, "label_map": {"neg": "negative", "pos": "positive"}}]}
+    (tmp_path / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    report = validate_spec_file(tmp_path / "subsetctl.yaml")
+    assert report.ok, report.issues
+    said = {w.key: w.message for w in report.warnings if w.key.endswith("label_map")}
+    assert set(said) == {"sources[0].label_map"}, said
+    assert said["sources[0].label_map"] == (
+        f"'0', '1' are class ids of the ClassLabel column 'response' of the dataset saved in {tmp_path / 'cls'}, whose "
+        "rows are read as the class names ('neg', 'pos'): such keys rename nothing. Write the names: label_map: "
+        '{"neg": "negative", "pos": "positive"}.')
+
+
 def test_a_local_hub_dataset_copys_configuration_and_split_are_checked(tmp_path: Path) -> None:
     """A hub dataset's local copy (its README.md's `configs:`, as gsm8k's main and socratic)
     passed validate with a configuration it lacks, none chosen of several, or a split the
