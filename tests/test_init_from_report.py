@@ -178,3 +178,40 @@ def test_a_plugin_option_named_where_or_label_map_is_split_as_any_other_key() ->
     assert data["target"]["loader"]["options"] == {"where": {"a": {"b": 1}}, "label_map": {"c": {"d": 2}}}
     source = data["sources"][0]
     assert source["loader"]["where"] == {"task.v1": "x"} and source["label_map"] == {"v1.2": "yes"}
+
+
+def test_code_running_settings_a_report_never_holds_are_left_out(tmp_path: Path) -> None:
+    """A report.json is data a teammate shares; subsetctl records no ``plugins``, ``executor``
+    or ``report`` settings in it. One holding them (edited by hand) had them written into the
+    new spec, a module to import and a Dask cluster whose pickled results `run` loads, while
+    the warning said they were written at their defaults: they are left out, and named."""
+    from subsetctl.spec.from_report import NOT_IN_SETTINGS
+
+    settings = {"target.name": "t", "target.loader.type": "jsonl", "target.loader.path": "t.jsonl",
+                "sources[0].name": "a", "sources[0].loader.type": "jsonl", "sources[0].loader.path": "a.jsonl",
+                "plugins": ["evil_mod"], "plugins[0]": "evil_mod", "executor.backend": "dask",
+                "executor.address": "tcp://203.0.113.5:8786", "report.plots": False}
+    shared = tmp_path / "report.json"
+    shared.write_text(json.dumps({"report_format": 17, "settings": settings}))
+    result = invoke("init", str(tmp_path / "new"), "--from-report", str(shared))
+    assert result.exit_code == 0, result.output
+    written = yaml.safe_load((tmp_path / "new" / "subsetctl.yaml").read_text())
+    assert not set(written) & set(NOT_IN_SETTINGS), written
+    assert "left out: report.json's settings hold plugins, plugins[0], executor.backend, executor.address" in (
+        " ".join(result.output.split())), result.output
+
+
+def test_the_dask_clusters_address_in_run_settings_is_left_out_and_named(tmp_path: Path) -> None:
+    """report.json's ``run_settings`` give the new spec the executor the report's run had, but
+    not its Dask cluster's address: `run` loads what a cluster sends back, and a shared report
+    must not choose one; the warning names it, to be written by hand."""
+    settings = {"target.name": "t", "target.loader.type": "jsonl", "target.loader.path": "t.jsonl",
+                "sources[0].name": "a", "sources[0].loader.type": "jsonl", "sources[0].loader.path": "a.jsonl"}
+    ran = {"executor.backend": "dask", "executor.address": "tcp://203.0.113.5:8786", "executor.n_jobs": 3}
+    shared = tmp_path / "report.json"
+    shared.write_text(json.dumps({"report_format": 18, "settings": settings, "run_settings": ran}))
+    result = invoke("init", str(tmp_path / "new"), "--from-report", str(shared))
+    assert result.exit_code == 0, result.output
+    written = yaml.safe_load((tmp_path / "new" / "subsetctl.yaml").read_text())
+    assert written["executor"]["n_jobs"] == 3 and "address" not in written["executor"], written
+    assert "left out: executor.address 'tcp://203.0.113.5:8786'" in " ".join(result.output.split()), result.output

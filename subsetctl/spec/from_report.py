@@ -136,6 +136,19 @@ def _holds_setting(parts: list[str | int], named: str) -> bool:
                                                             and parts[-1] in ("loader", "test_loader"))
 
 
+def settings_a_report_holds(settings: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """report.json's ``settings`` without those of the :data:`NOT_IN_SETTINGS` sections, and
+    the keys left out. subsetctl never records them, so such a key comes from a report edited
+    by hand or made elsewhere, and a report is data a teammate shares: written back, its
+    ``plugins:`` would have every command on the new spec import a module it names, and its
+    ``executor.address`` have `run` load what a cluster of its choosing sends back pickled."""
+    def section(key: str) -> str:
+        return key.split(".", 1)[0].split("[", 1)[0]
+
+    foreign = [key for key in settings if section(key) in NOT_IN_SETTINGS]
+    return {key: value for key, value in settings.items() if key not in foreign}, foreign
+
+
 def without_defaults(settings: dict[str, Any]) -> dict[str, Any]:
     """``settings`` without those of a section (not the target's nor a source's) at their
     schema default, of the same type (``1.0`` is not ``1``): the written spec holds what
@@ -275,10 +288,14 @@ def spec_from_report(path: Path, newdir: Path) -> tuple[str, list[str], list[str
     report_path = report_json_path(path)
     report = read_report(report_path)
     file = str(newdir / SPEC_FILENAME)
-    # the settings no result depends on, as the run that wrote the report had them (since report format 18)
+    held, foreign = settings_a_report_holds(report["settings"])
+    # the settings no result depends on, as the run that wrote the report had them (since report format 18),
+    # but a Dask cluster's address: the cluster of that machine's run, whose pickled results `run` would load
     ran = report.get("run_settings") if isinstance(report.get("run_settings"), dict) else {}
+    address = ran.get("executor.address")
+    ran = {key: value for key, value in ran.items() if key != "executor.address"}
     specs = []
-    for settings in ({**ran, **report["settings"]}, without_defaults({**ran, **report["settings"]})):
+    for settings in ({**ran, **held}, without_defaults({**ran, **held})):
         data = spec_data(settings)
         if isinstance(report.get("project"), str):  # (project.name changes no result: not among the settings)
             data = {"project": {"name": report["project"], **(data.get("project") or {})},
@@ -299,10 +316,18 @@ def spec_from_report(path: Path, newdir: Path) -> tuple[str, list[str], list[str
         (f"not in the report (written before report format 18), written at their defaults: {', '.join(NOT_IN_SETTINGS)} "
          "(no result depends on them), and a checkpoint's spacing and gradients.memory_budget_mb (neither changes a "
          "result)")]
+    if address:
+        warnings.append(f"left out: executor.address {address!r}, the Dask cluster the report's run used (`run` loads "
+                        "what a cluster sends back): write it into the spec yourself to run on that cluster")
+    if foreign:
+        warnings.append(f"left out: report.json's settings hold {', '.join(foreign)}, which no report subsetctl writes "
+                        "holds (it was edited by hand or made elsewhere); a plugin module, a Dask cluster's address "
+                        "or the report's settings are written into the spec by you, not taken from a report")
     if isinstance(report.get("plugins"), dict) and report["plugins"]:
         warnings.append(f"the results were made with plugin code the report names but cannot hold "
                         f"({', '.join(sorted(report['plugins']))}): "
-                        + ("check the files the `plugins:` list names" if "plugins" in ran else
+                        + ("check the modules and files the `plugins:` list names (every command on the spec, "
+                           "validate too, imports them: their code runs)" if "plugins" in ran else
                            "add the `plugins:` list and their files, and check their sha256")
                         + " against report.json's `plugins`")
     if isinstance(report.get("left_out"), list) and report["left_out"]:
