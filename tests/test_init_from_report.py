@@ -215,3 +215,19 @@ def test_the_dask_clusters_address_in_run_settings_is_left_out_and_named(tmp_pat
     written = yaml.safe_load((tmp_path / "new" / "subsetctl.yaml").read_text())
     assert written["executor"]["n_jobs"] == 3 and "address" not in written["executor"], written
     assert "left out: executor.address 'tcp://203.0.113.5:8786'" in " ".join(result.output.split()), result.output
+
+
+def test_a_report_folder_named_with_line_breaks_writes_no_line_into_the_spec(tmp_path: Path) -> None:
+    """The header names the report's path: a shared folder named ``x\\nplugins: [evil]\\n#``
+    wrote a `plugins:` line into the new spec, which every command on it then imported. A path
+    that is not one printable line is named escaped, in the comment."""
+    shared = tmp_path / "x\nplugins: [evil_mod]\n#"
+    shared.mkdir()
+    (shared / "report.json").write_text(json.dumps({"report_format": 17, "settings": {
+        "target.name": "t", "target.loader.type": "jsonl", "target.loader.path": "t.jsonl",
+        "sources[0].name": "a", "sources[0].loader.type": "jsonl", "sources[0].loader.path": "a.jsonl"}}))
+    result = invoke("init", str(tmp_path / "new"), "--from-report", str(shared))
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "new" / "subsetctl.yaml").read_text()
+    assert "plugins" not in yaml.safe_load(text), text
+    assert "\\nplugins: [evil_mod]\\n#" in text

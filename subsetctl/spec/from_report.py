@@ -343,7 +343,8 @@ def spec_from_report(path: Path, newdir: Path) -> tuple[str, list[str], list[str
     elif not isinstance(report.get("input_files"), dict):
         warnings.append("the report holds no input_files (written before format 10): the data files' contents "
                         "are not checked")
-    header = (f"# Written by `subsetctl init --from-report` from {report_path.resolve()}\n"
+    named = str(report_path.resolve())  # one comment line: a folder name's line break would start a line of YAML
+    header = (f"# Written by `subsetctl init --from-report` from {named if named.isprintable() else ascii(named)}\n"
               f"# (report format {report['report_format']}): the settings its results were made with, "
               "overrides folded in.\n")
     notes = [(f"Paths: {len(moved)} made relative to {shown_path(newdir)}, to the files beside the report "
