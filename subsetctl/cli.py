@@ -31,11 +31,9 @@ from subsetctl.user_paths import expand_home
 
 
 def _console(stderr: bool = False) -> Any:
-    from rich.console import Console
+    from subsetctl.reporter import new_console
 
-    from subsetctl.reporter import console_width
-
-    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=console_width())
+    return new_console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
 class _UntilReaderLeaves:
@@ -1516,10 +1514,10 @@ def _print_hanging(console: Any, lead: str, text: str) -> None:
         return
     from rich.text import Text
 
-    first = Text.from_markup(lead)
+    first = console.render_str(lead)  # (as Text.from_markup, its text shown as new_console shows it)
     indent = first.cell_len + 1
     # (a path longer than the line is folded, not cut; no trailing spaces, as a table's cells had)
-    for i, line in enumerate(Text.from_markup(text).wrap(console, max(console.width - indent, 20), overflow="fold")):
+    for i, line in enumerate(console.render_str(text).wrap(console, max(console.width - indent, 20), overflow="fold")):
         line.rstrip()
         console.print(Text.assemble(first if i == 0 else " " * (indent - 1), " ", line), soft_wrap=True)
 

@@ -9,6 +9,7 @@ messages, so tests can assert on notices).
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -262,6 +263,40 @@ def console_width() -> int | None:
     return shutil.get_terminal_size().columns or 80  # (it takes COLUMNS=0 for unset; a 0-column terminal too)
 
 
+#: characters a terminal acts on instead of showing: C0 controls but tab and newline, DEL, C1
+_TERMINAL_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def visible(text: str) -> str:
+    """``text`` with each character a terminal would act on (ESC opening an ANSI or OSC
+    sequence, a carriage return, a bell) written as its escape (``\\x1b``), so that it is
+    shown, not obeyed: the name of a folder or file from someone else (a project in a shared
+    sweep that `ls` lists, a data file a warning names) could hold a sequence that retitles the
+    terminal, hides the rest of the line or, where the terminal allows it, writes the clipboard."""
+    return _TERMINAL_CONTROLS.sub(lambda found: found.group().encode("unicode_escape").decode("ascii"), text)
+
+
+_console_class: Any = None
+
+
+def new_console(**options: Any) -> Any:
+    """A rich ``Console`` (``options`` as rich's, ``width`` by default :func:`console_width`'s)
+    that shows every text it prints or lays out in a table :func:`visible`: rich passes an
+    escape sequence in a string through to the terminal as it is. rich's own styling, added
+    after, is untouched."""
+    global _console_class
+    if _console_class is None:
+        from rich.console import Console
+
+        class VisibleTextConsole(Console):
+            def render_str(self, text: str, **kwargs: Any) -> Any:
+                return super().render_str(visible(text), **kwargs)
+
+        _console_class = VisibleTextConsole
+    options.setdefault("width", console_width())
+    return _console_class(**options)
+
+
 def _stderr_console() -> Any:
     """rich's console on stderr, interactive (bars redrawn in place) only on a terminal that
     can redraw: not on TERM=dumb (rich's rule), and not on a file or pipe that FORCE_COLOR
@@ -271,9 +306,7 @@ def _stderr_console() -> Any:
     import os
     import sys
 
-    from rich.console import Console
-
-    console = Console(stderr=True, width=console_width())
+    console = new_console(stderr=True)
     if console.is_interactive and os.environ.get("TTY_INTERACTIVE") != "1":
         try:
             console.is_interactive = sys.stderr.isatty()

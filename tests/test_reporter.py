@@ -187,3 +187,35 @@ def test_a_log_shows_a_strategys_new_message_within_seconds_not_only_every_30() 
         assert len(log.getvalue().splitlines()) == shown, log.getvalue()
         task.update(1, now="done")
     assert log.getvalue().splitlines()[-1].startswith("search: 1/1")
+
+
+def test_a_terminal_escape_sequence_in_a_name_is_shown_escaped_not_sent_to_the_terminal(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A folder or file from someone else can be named with an escape sequence (OSC retitles
+    the terminal or writes its clipboard; CSI hides the rest of a line): rich printed it as
+    it was, in a notice and in a table's cell (`ls` of a shared sweep lists its folders'
+    names). Every console the CLI prints through shows it as its escape; rich's own styling
+    still reaches a terminal."""
+    from click.testing import CliRunner
+    from rich.table import Table
+
+    from subsetctl.cli import main
+
+    name = "\x1b]52;c;ZWNobyBoaQ==\x07\x1b[8mhidden\rX\x9b"
+    project = tmp_path / name
+    project.mkdir()
+    (project / "subsetctl.yaml").write_text("project: {name: x}\n")
+    result = CliRunner().invoke(main, ["validate", str(project)])
+    assert "\x1b]" not in result.output and "\\x1b]52;c;" in result.output, result.output
+
+    from subsetctl.reporter import new_console
+
+    out = io.StringIO()
+    console = new_console(file=out, force_terminal=True, color_system="standard", width=200, highlight=False)
+    table = Table("project")
+    table.add_row(name)
+    console.print(table)
+    console.print(f"[yellow]warning:[/yellow] {name}")
+    shown = out.getvalue()
+    assert "\x1b]" not in shown and "\x07" not in shown and "\r" not in shown and "\x9b" not in shown, repr(shown)
+    assert shown.count("\\x1b]52;c;ZWNobyBoaQ==\\x07\\x1b[8mhidden\\rX\\x9b") == 2, shown
+    assert "\x1b[33m" in shown  # (the warning's own color)
