@@ -1933,3 +1933,19 @@ def test_an_override_held_by_the_spec_is_compared_on_its_own_key_not_a_label_hol
     spec = SimpleNamespace(command_line_overrides=[])
     assert _held_by_the_spec(stage, spec, manifest, "target.label_map.v1=a")
     assert not _held_by_the_spec(stage, spec, manifest, 'target.label_map."v1.2"=b')
+
+
+def test_a_model_or_data_file_named_with_markdown_is_one_cell_shown_as_written() -> None:
+    """The "Reproducing the selection" tables name the files of the model's folder and of a
+    source's folder, which come from someone else: a ``|`` in a name split the row (the
+    digest in a third column), ``<img ...>`` was HTML a Markdown viewer renders, a backtick
+    opened a code span and a line break ended the row. Each name is one cell, escaped."""
+    name = "x|y <img src=x onerror=alert(1)> `t\nz.json"
+    report = _report(False)
+    report["stages"]["search"] = {"seconds": 1.0}
+    report["input_files"] = {"model": {"model_files": {"files": {name: {"sha256": "a" * 64}}}},
+                             "data": {"s": {"path": "pool", "files": {"c|d.jsonl": {"sha256": "b" * 64}}}}}
+    md = render_markdown(report, {})
+    rows = [line for line in md.splitlines() if "`" + "a" * 64 + "`" in line or "`" + "b" * 64 + "`" in line]
+    assert rows == ["| x\\|y &lt;img src=x onerror=alert(1)> \\`t\\\\nz.json | `" + "a" * 64 + "` |",
+                    "| s/c\\|d.jsonl | `" + "b" * 64 + "` |"], rows

@@ -106,6 +106,16 @@ def md_title(name: str) -> str:
     return md_text(re.sub(r"([\\`*_\[\]~#])", r"\\\1", str(name)))
 
 
+def md_cell(name: str) -> str:
+    """A name not of subsetctl's making (a file in the model's folder or a source's folder) as
+    one Markdown table cell that shows it as written: :func:`md_title`'s escapes, a ``|``
+    escaped (a bare one ends the cell, inside a code span too, and shifted the row's digest
+    into a column of its own), and a character that is not printable (a line break, which
+    ended the row) as its escape (``\\n``)."""
+    shown = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(name))
+    return md_title(shown).replace("|", "\\|")
+
+
 #: a selection of more sources than these, by a strategy that scores sources, is not listed
 #: in its Selections cell: the per-source score table marks each of its sources ✓
 SELECTED_LISTED = 100
@@ -369,7 +379,7 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str], folder: str |
     if facts:  # what a reviewer given the folder needs to produce the same selection
         lines += ["## Reproducing the selection", "", *(f"- {md_text(fact)}" for fact in facts), ""]
         for title, rows, more in tables:
-            lines += [f"| {title} | sha256 |", "|---|---|", *(f"| {md_name(name) if name else '-'} | `{digest}` |"
+            lines += [f"| {title} | sha256 |", "|---|---|", *(f"| {md_cell(name) if name else '-'} | `{digest}` |"
                                                             for name, digest in rows)]
             lines += [f"| ... {more:,} more (report.json's `input_files`) | |"] if more else []
             lines.append("")
