@@ -27,6 +27,20 @@ def test_each_adapters_model_card_names_its_own_seed_and_the_step_kept(tmp_path:
     assert "weights kept" not in no_validation and "seed 1" in no_validation, no_validation
 
 
+def test_a_model_card_shows_the_project_name_and_model_path_as_written(tmp_path: Path) -> None:
+    """The card is Markdown a user may push to a model hub: the project name went in as it
+    was, so a name from someone else's spec holding ``<script>`` or ``[x](http://...)`` was
+    HTML and a link there, and a model path holding a backtick closed its code span."""
+    from tinymodels import tiny_project_spec
+
+    spec = tiny_project_spec(tmp_path / "mo`del")
+    spec["project"]["name"] = "<script>alert(1)</script> [x](http://evil.example)"
+    ctx = SimpleNamespace(spec=Spec.model_validate(spec))
+    card = model_card(["exhaustive"], ["a"], ctx, {"subset": ["a"], "seed": 0, "steps": 4, "last_train_loss": 4.0})
+    assert "- project: &lt;script>alert(1)&lt;/script> \\[x\\](http://evil.example), seed 0\n" in card, card
+    assert f"for ``{tmp_path / 'mo`del'}``, fine-tuned" in card, card
+
+
 def test_each_adapters_model_card_names_the_versions_and_spec_that_made_it(tiny_project_ran) -> None:
     """An adapter folder copied out of the project said nothing of the library versions that
     trained it nor of the spec: its card names both (a cached run's own versions)."""

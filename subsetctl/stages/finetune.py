@@ -320,6 +320,8 @@ def model_card(label_list: list[str], subset: list[str], ctx: StageContext, reco
     ``versions`` that trained it (a cached run's own; left out where unknown) and the digest
     of the resolved spec the stage ran with (``.subsetctl/specs/<digest>.json``): an adapter
     folder copied out of the project says what made it."""
+    from subsetctl.report.markdown import md_code, md_title
+
     spec = ctx.spec
     made = ", ".join(f"{name} {versions[name]}" for name in CARD_LIBRARIES
                      if isinstance(versions, dict) and versions.get(name))
@@ -333,13 +335,13 @@ def model_card(label_list: list[str], subset: list[str], ctx: StageContext, reco
             if best and isinstance(best_loss, float) else "")
     return (
         f"# subsetctl adapter: {', '.join(label_list)}\n\n"
-        f"LoRA adapter (peft format) for `{spec.model.source}`, fine-tuned by subsetctl on the target "
+        f"LoRA adapter (peft format) for {md_code(spec.model.source)}, fine-tuned by subsetctl on the target "
         f"`{spec.target.name}` plus {len(subset)} selected source(s): {', '.join(subset) or '(none)'}.\n\n"
         f"- steps: {record['steps']}, batch size: {spec.finetune.batch_size}, lr: {spec.finetune.lr}\n"
         f"- LoRA: r={spec.model.lora.r}, alpha={spec.model.lora.alpha}\n"
         f"- final train loss: {record['last_train_loss'] if record['last_train_loss'] is not None else 'n/a'}\n"
         f"{kept}"
-        f"- project: {spec.project.name}, seed {seed}\n"
+        f"- project: {md_title(spec.project.name)}, seed {seed}\n"
         f"{provenance}\n"
         f"{load} Test metrics are in the project's report.md.\n"
     )
