@@ -14,7 +14,12 @@ import yaml
 
 from subsetctl.errors import SpecError, printable, worded
 from subsetctl.spec.issues import SpecIssue, format_path
-from subsetctl.spec.yaml_depth import FlowTooDeepError, safe_load_limited
+from subsetctl.spec.yaml_depth import (
+    _MAX_ALIAS_EXPANSION,
+    AliasesExpandTooFarError,
+    FlowTooDeepError,
+    safe_load_limited,
+)
 
 _TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 _QUOTED = re.compile(r"\"([^\"]+)\"|'([^']+)'")
@@ -156,6 +161,11 @@ def override_value(raw_value: str) -> Any:
     except (RecursionError, FlowTooDeepError):  # `[[[[...`: as a spec file nested so deeply, a user error, not an internal one
         shown = raw_value if len(raw_value) <= 40 else raw_value[:40] + "..."
         raise SpecError(f"Override value {shown!r} is nested too deeply to be a spec value.") from None
+    except AliasesExpandTooFarError:
+        shown = raw_value if len(raw_value) <= 40 else raw_value[:40] + "..."
+        raise SpecError(f"Override value {shown!r}: its aliases (*name) repeat what they refer to into more than "
+                        f"{_MAX_ALIAS_EXPANSION:,} values, far more than any spec value holds. Write the value out, "
+                        "or use each anchor only where it is needed.") from None
     return raw_value if "#" in raw_value and _yaml_drops_a_comment(raw_value) else value
 
 

@@ -37,7 +37,12 @@ from subsetctl.globbing import (
 from subsetctl.spec.issues import _MERGE_TAG, SpecIssue, issues_from_validation, key_lines, line_of_key
 from subsetctl.spec.models import SPEC_FILENAME, SourceFilesSpec, Spec, where_text
 from subsetctl.spec.overrides import apply_overrides, indexed_overrides, parse_key_path
-from subsetctl.spec.yaml_depth import FlowDepthLimitedLoader, FlowTooDeepError
+from subsetctl.spec.yaml_depth import (
+    _MAX_ALIAS_EXPANSION,
+    FlowDepthLimitedLoader,
+    FlowTooDeepError,
+    _expanded_size,
+)
 from subsetctl.user_paths import expand_home
 
 
@@ -175,28 +180,6 @@ def _parser_advice(problem: str, line: int, opened: int | None = None) -> str:
                 "that lacks its colon (`split {train: 0.5}` for `split: {train: 0.5}`), a line indented deeper "
                 "than the keys it belongs with, or a value holding ': ' that needs quotes)")
     return ""
-
-
-_MAX_ALIAS_EXPANSION = 1_000_000  # values a spec's aliases may add beyond those written
-
-
-def _expanded_size(root: yaml.Node) -> int:
-    """How many values the aliases of the document at ``root`` add beyond the nodes written:
-    an alias is the node it refers to, so a few lines of nested aliases (a "billion laughs")
-    stand for billions of values that every walk over the spec would visit. Counted without
-    visiting them: each node's size once. An alias inside what it refers to (``a: &a [*a]``)
-    repeats it without end: it counts as over any limit."""
-    sizes: dict[int, int] = {}
-
-    def size(node: yaml.Node) -> int:
-        if id(node) not in sizes:
-            sizes[id(node)] = _MAX_ALIAS_EXPANSION + 1  # until counted: met again inside itself, a cycle
-            children = ([n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode)
-                        else node.value if isinstance(node, yaml.SequenceNode) else [])
-            sizes[id(node)] = 1 + sum(size(child) for child in children)
-        return sizes[id(node)]
-
-    return size(root) - len(sizes)
 
 
 class _DuplicateKeyError(yaml.YAMLError):
