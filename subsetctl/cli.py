@@ -1384,6 +1384,7 @@ def _report(directory: Path | None, overrides: tuple[str, ...], fmt: str, all_so
     elif fmt == "markdown":
         from subsetctl.report.markdown import md_heading, render_markdown
         from subsetctl.report.terminal import outdated_note
+        from subsetctl.reporter import visible
 
         data = load_report_data(project.root, list(overrides))
         path = project.root / "report.md"
@@ -1405,7 +1406,7 @@ def _report(directory: Path | None, overrides: tuple[str, ...], fmt: str, all_so
             text = render_markdown(data["report"], {}, project.root.name)
         note = outdated_note(data, list(overrides))
         quoted = "\n".join(f"> {line}" for line in note.splitlines()) if note else ""
-        click.echo(text + (f"\n{quoted}\n" if note else ""))
+        click.echo(visible(text + (f"\n{quoted}\n" if note else "")))  # (a copied project's report.md: control characters shown)
     else:
         render_report(project.root, _console(), all_sources=all_sources, overrides=list(overrides))
 

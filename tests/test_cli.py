@@ -2814,3 +2814,20 @@ def test_ctrl_c_while_the_command_first_imports_its_modules_exits_130() -> None:
     stopped = subprocess.run([sys.executable, "-c", _CTRL_C_WHILE_IMPORTED], check=False, capture_output=True,
                              text=True, timeout=60)
     assert (stopped.returncode, stopped.stderr, stopped.stdout) == (130, "interrupted.\n", "")
+
+
+def test_report_markdown_shows_a_control_character_of_a_folder_name_or_report_md_escaped(jsonl_project: Path,
+                                                                                       monkeypatch) -> None:
+    """`report --format markdown` prints report.md to the terminal: a project folder named with
+    an escape sequence put it raw into the heading (md_title escaped Markdown only), and a
+    copied project's report.md holding one was printed as it was. Both are shown escaped."""
+    from subsetctl.report import terminal
+    from subsetctl.report.markdown import md_heading
+
+    assert md_heading("tiny", "v\x1b]0;X\x07\n") == "# subsetctl report: tiny (v\\\\x1b\\]0;X\\\\x07\\\\n)"
+    current = {"project": str(jsonl_project), "stages": {"report": {}}, "outdated": [], "damaged": [],
+               "report": {"project": "t", "stages": {}}}
+    monkeypatch.setattr(terminal, "load_report_data", lambda root, overrides=None: current)
+    (jsonl_project / "report.md").write_text("# notes\n\x1b]52;c;ZWNobw==\x07\x1b[8mhidden\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["report", str(jsonl_project), "--format", "markdown"])
+    assert result.output == "# notes\n\\x1b]52;c;ZWNobw==\\x07\\x1b[8mhidden\n\n", result.output

@@ -98,12 +98,15 @@ def md_code(text: str) -> str:
 
 
 def md_title(name: str) -> str:
-    """The project's name (any one printable line) as the heading's Markdown text: besides
-    :func:`md_text`'s ``<``, each character that Markdown reads as markup (`` ` ``, ``*``,
-    ``_``, ``[``, ``]``, ``~``, ``#``, ``\\``) is escaped, so ``run `2` *b*`` is shown as
-    written, not as code and italics, and a ``#`` at its end is not taken for the
-    heading's closing one. (Warnings keep their backticks: they mark commands as code.)"""
-    return md_text(re.sub(r"([\\`*_\[\]~#])", r"\\\1", str(name)))
+    """The project's name (any one printable line) or its folder's as the heading's Markdown
+    text: besides :func:`md_text`'s ``<``, each character that Markdown reads as markup (`` ` ``,
+    ``*``, ``_``, ``[``, ``]``, ``~``, ``#``, ``\\``) is escaped, so ``run `2` *b*`` is shown
+    as written, not as code and italics, and a ``#`` at its end is not taken for the
+    heading's closing one; a character that is not printable (a folder's name can hold an
+    escape sequence, or a line break, which ended the heading) is written as its escape
+    (``\\x1b``). (Warnings keep their backticks: they mark commands as code.)"""
+    shown = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(name))
+    return md_text(re.sub(r"([\\`*_\[\]~#])", r"\\\1", shown))
 
 
 def md_cell(name: str) -> str:
@@ -112,8 +115,7 @@ def md_cell(name: str) -> str:
     escaped (a bare one ends the cell, inside a code span too, and shifted the row's digest
     into a column of its own), and a character that is not printable (a line break, which
     ended the row) as its escape (``\\n``)."""
-    shown = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(name))
-    return md_title(shown).replace("|", "\\|")
+    return md_title(name).replace("|", "\\|")
 
 
 #: a selection of more sources than these, by a strategy that scores sources, is not listed
