@@ -213,10 +213,27 @@ def cache_looked_in(what: str) -> str:
     told the id is "not in the local Hugging Face cache" without saying which folder that was."""
     import huggingface_hub.constants as hub_constants
 
+    hub_cache = f"{hub_constants.HF_HUB_CACHE}{_missing_folder_note(Path(hub_constants.HF_HUB_CACHE))}"
     if what == "model":
-        return f"looked in {hub_constants.HF_HUB_CACHE}; HF_HOME or HF_HUB_CACHE name another"
-    return (f"looked in {hub_constants.HF_HUB_CACHE} and {datasets_cache_dir()}; HF_HOME, HF_HUB_CACHE or "
-            "HF_DATASETS_CACHE name others")
+        return f"looked in {hub_cache}; HF_HOME or HF_HUB_CACHE name another"
+    datasets_cache = f"{datasets_cache_dir()}{_missing_folder_note(datasets_cache_dir())}"
+    return f"looked in {hub_cache} and {datasets_cache}; HF_HOME, HF_HUB_CACHE or HF_DATASETS_CACHE name others"
+
+
+#: The variables that move the Hugging Face caches, as the environment may set them.
+_CACHE_VARIABLES = ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_DATASETS_CACHE", "HF_HOME")
+
+
+def _missing_folder_note(folder: Path) -> str:
+    """" (no such folder: HF_HOME=/x is set here; check its path)" for a cache folder that does
+    not exist, naming the variables the environment sets; "" for one that exists. A job whose
+    HF_HOME is misspelt, or names a scratch folder another node mounts, was told its hub id "is
+    not in the local Hugging Face cache", as if the cache had been looked through and lacked it."""
+    if folder.is_dir():
+        return ""
+    named = [f"{v}={os.environ[v]}" for v in _CACHE_VARIABLES if os.environ.get(v)]
+    return (f" (no such folder: {', '.join(named)} {'is' if len(named) == 1 else 'are'} set here; check the path)"
+            if named else " (no such folder)")
 
 
 def datasets_cache_dir() -> Path:

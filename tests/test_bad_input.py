@@ -918,6 +918,7 @@ def test_hub_ids_that_cannot_be_loaded_offline_are_said_at_once(tmp_path: Path, 
     hub_cache, datasets_cache = tmp_path / "hub", tmp_path / "datasets"
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(hub_cache))
     monkeypatch.setenv("HF_DATASETS_CACHE", str(datasets_cache))
+    hub_cache.mkdir(), datasets_cache.mkdir()  # (caches that are there, holding neither id)
     reachable = {"now": False}
     monkeypatch.setattr("subsetctl.hub.hub_reachable", lambda timeout=3.0: reachable["now"])
     data = {**BASE, "model": {"source": "some-org/some-model"},

@@ -166,6 +166,7 @@ def test_unreachable_hub_fails_fast_without_retries(monkeypatch, tmp_path) -> No
     monkeypatch.setattr(hc, "HF_HUB_OFFLINE", False, raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    (tmp_path / "hub").mkdir()  # (a cache that is there, without the model)
 
     def no_network(*args, **kwargs):
         raise OSError("network is unreachable")
@@ -257,6 +258,39 @@ def test_a_hub_model_cached_in_part_is_not_said_to_be_missing_from_the_cache(mon
     text = str(err.value)
     assert "holds only part of the model" in text and "model.safetensors" in text, text
     assert "not in the local" not in text
+
+
+def _offline_with_cache(monkeypatch, cache: Path) -> None:
+    """HF_HUB_OFFLINE set, and the hub cache at ``cache``, as a cluster job runs."""
+    import huggingface_hub.constants as hc
+
+    from subsetctl.modeling import resolve
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True, raising=False)
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(resolve, "hub_reachable", lambda timeout=3.0: False)
+
+
+def test_a_hub_cache_folder_that_does_not_exist_is_said_to_be_missing(monkeypatch, tmp_path) -> None:
+    """HF_HOME naming a folder that is not there (misspelt, or a scratch folder another node
+    mounts) was told "not in the local Hugging Face cache (looked in X/hub...)", as if the
+    cache had been looked through; it now says there is no such folder and which variable
+    named it. A cache folder that exists gets no such note."""
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_CACHE", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "nothere"))
+    _offline_with_cache(monkeypatch, tmp_path / "nothere" / "hub")
+    with pytest.raises(UserError) as err:
+        resolve_model("someorg/somemodel", "causal-lm")
+    text = " ".join(str(err.value).split())
+    assert (f"looked in {tmp_path / 'nothere' / 'hub'} (no such folder: HF_HOME={tmp_path / 'nothere'} is set here; "
+            "check the path); HF_HOME or HF_HUB_CACHE name another") in text, text
+    (tmp_path / "nothere" / "hub").mkdir(parents=True)
+    with pytest.raises(UserError) as err:
+        resolve_model("someorg/somemodel", "causal-lm")
+    assert "no such folder" not in str(err.value), str(err.value)
 
 
 # --------------------------------------------------------------------------- classifier heads
