@@ -236,6 +236,42 @@ def _missing_folder_note(folder: Path) -> str:
             if named else " (no such folder)")
 
 
+def cached_model_ids() -> list[str]:
+    """The hub model ids the local Hugging Face cache holds a snapshot of (its
+    ``models--org--name/snapshots/*`` folders), sorted; found from the folder names alone."""
+    import huggingface_hub.constants as hub_constants
+
+    try:
+        folders = list(Path(hub_constants.HF_HUB_CACHE).glob("models--*"))
+    except OSError:
+        return []
+    found = []
+    for folder in folders:
+        try:
+            if any((folder / "snapshots").iterdir()):
+                found.append(folder.name.removeprefix("models--").replace("--", "/"))
+        except OSError:
+            continue
+    return sorted(found)
+
+
+def cached_model_guess(repo_id: str) -> str:
+    """" The local Hugging Face cache holds 'Org/Name', close to it: did you mean that?" for a hub
+    model id the cache does not hold where it holds one spelt alike (in other letter case, as
+    the hub's pages write it, or one or two letters apart); "" where it holds none. The cache's
+    folders are named in the id's own case, so offline `huggingfacetb/smollm2-135m` does not
+    find `HuggingFaceTB/SmolLM2-135M`, and a typo was told only that the id is not cached."""
+    import difflib
+
+    cached = {name.lower(): name for name in cached_model_ids() if name != repo_id}
+    close = [cached[name] for name in difflib.get_close_matches(repo_id.lower(), list(cached), n=3, cutoff=0.8)]
+    if not close:
+        return ""
+    listed = " or ".join(repr(name) for name in close)
+    return (f" The local Hugging Face cache holds {listed}, close to it: did you mean "
+            f"{'that' if len(close) == 1 else 'one of them'}?")
+
+
 def datasets_cache_dir() -> Path:
     """Where ``datasets.load_dataset`` prepares its tables (``HF_DATASETS_CACHE``, else
     ``$HF_HOME/datasets``), found without importing datasets."""

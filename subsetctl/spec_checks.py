@@ -328,7 +328,13 @@ def unreachable_hub_ids(spec: Spec, spec_dir: Path) -> list[tuple[tuple[Any, ...
     is set: datasets then asks no hub): ``(key, message)`` pairs. The network is probed only
     when there is such an id it is asked for (a TCP connect, at most 3 s)."""
     from subsetctl.data.checks import uncached_hub_datasets
-    from subsetctl.hub import cache_looked_in, datasets_offline_reason, hub_reachable, unreachable_reason
+    from subsetctl.hub import (
+        cache_looked_in,
+        cached_model_guess,
+        datasets_offline_reason,
+        hub_reachable,
+        unreachable_reason,
+    )
     from subsetctl.modeling.resolve import uncached_hub_model
 
     needed: list[tuple[tuple[Any, ...], str, str]] = []
@@ -348,7 +354,8 @@ def unreachable_hub_ids(spec: Spec, spec_dir: Path) -> list[tuple[tuple[Any, ...
                    f"{reasons[what]}: a stage that still has to load it will fail. Use "
                    f"{(_packaged_copy(name) if what == 'model' else None) or instead[what]}, or "
                    f"{'unset HF_DATASETS_OFFLINE and ' if reasons[what] == datasets_offline else ''}"
-                   "run once where the hub is reachable (it then loads offline from the cache)."))
+                   "run once where the hub is reachable (it then loads offline from the cache)."
+                   f"{cached_model_guess(name) if what == 'model' else ''}"))
             for loc, name, what in needed if what in reasons]
 
 

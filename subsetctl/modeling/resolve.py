@@ -23,7 +23,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from subsetctl.errors import UserError, as_typed, owner_note, path_not_found_note, shell_arg
-from subsetctl.hub import cache_looked_in, cache_write_problem, hub_reachable, model_cached
+from subsetctl.hub import (
+    cache_looked_in,
+    cache_write_problem,
+    cached_model_guess,
+    hub_reachable,
+    model_cached,
+)
 from subsetctl.registry import PACKAGED_MODELS
 from subsetctl.user_paths import expand_home
 
@@ -1274,7 +1280,7 @@ def resolve_model(
             raise UserError(
                 f"Could not load {as_typed(source)} from the Hugging Face hub ({where}). If this machine "
                 f"is offline, set model.source to a packaged model ({_packaged_hint()}) or the path of a local "
-                "model folder; if the id is misspelled, fix it."
+                f"model folder; if the id is misspelled, fix it.{cached_model_guess(source) if offline else ''}"
             ) from exc
 
     if replaced_head is not None and first_notice(("head re-initialized", location, replaced_head,

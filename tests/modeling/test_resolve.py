@@ -272,6 +272,33 @@ def _offline_with_cache(monkeypatch, cache: Path) -> None:
     monkeypatch.setattr(resolve, "hub_reachable", lambda timeout=3.0: False)
 
 
+@pytest.mark.parametrize("written", ["tinyorg/tinyllama", "tinyorg/TinyLama"])
+def test_a_hub_id_not_cached_names_the_cached_one_spelt_alike(monkeypatch, tmp_path, tiny_llama_dir,
+                                                               written: str) -> None:
+    """Offline, a hub id in other letter case than the cache's folder (the cache is case-sensitive,
+    the hub's pages are not) or one letter off was told only that it is not in the local cache;
+    validate and the load now name the cached id it is close to. An id like none names none."""
+    import json
+
+    from subsetctl.api import validate_spec_file
+
+    _hub_cache_holding(tmp_path / "cache", "TinyOrg/TinyLlama", tiny_llama_dir)
+    _offline_with_cache(monkeypatch, tmp_path / "cache")
+    guess = "The local Hugging Face cache holds 'TinyOrg/TinyLlama', close to it: did you mean that?"
+    (tmp_path / "t.jsonl").write_text('{"prompt": "a", "response": "b"}\n')
+    spec = {"model": {"source": written}, "target": {"name": "t", "loader": {"type": "jsonl", "path": "t.jsonl"}},
+            "sources": [{"name": "s", "loader": {"type": "jsonl", "path": "t.jsonl"}}]}
+    (tmp_path / "subsetctl.yaml").write_text(json.dumps(spec))
+    (warning,) = [w for w in validate_spec_file(tmp_path / "subsetctl.yaml").warnings if "model.source" in w.render()]
+    assert guess in warning.message, warning.message
+    with pytest.raises(UserError) as err:
+        resolve_model(written, "causal-lm")
+    assert guess in " ".join(str(err.value).split()), str(err.value)
+    with pytest.raises(UserError) as err:
+        resolve_model("otherorg/othermodel", "causal-lm")
+    assert "did you mean" not in str(err.value), str(err.value)
+
+
 def test_a_hub_cache_folder_that_does_not_exist_is_said_to_be_missing(monkeypatch, tmp_path) -> None:
     """HF_HOME naming a folder that is not there (misspelt, or a scratch folder another node
     mounts) was told "not in the local Hugging Face cache (looked in X/hub...)", as if the
