@@ -325,7 +325,9 @@ def _estimator_and_projector_issues(spec: Spec, issue: _AddIssue, failed_plugins
 def unreachable_hub_ids(spec: Spec, spec_dir: Path) -> list[tuple[tuple[Any, ...], str]]:
     """The hub ids (model and datasets) the spec needs that the local Hugging Face cache
     does not hold, when the hub cannot be reached (a dataset's also when ``HF_DATASETS_OFFLINE``
-    is set: datasets then asks no hub): ``(key, message)`` pairs. The network is probed only
+    is set: datasets then asks no hub), and a hub model it holds only in part then
+    (:func:`~subsetctl.modeling.resolve.partly_cached_hub_model`: the data stage ran before
+    meta_init stopped on it): ``(key, message)`` pairs. The network is probed only
     when there is such an id it is asked for (a TCP connect, at most 3 s)."""
     from subsetctl.data.checks import uncached_hub_datasets
     from subsetctl.hub import (
@@ -335,28 +337,37 @@ def unreachable_hub_ids(spec: Spec, spec_dir: Path) -> list[tuple[tuple[Any, ...
         hub_reachable,
         unreachable_reason,
     )
-    from subsetctl.modeling.resolve import uncached_hub_model
+    from subsetctl.modeling.resolve import partly_cached_hub_model, uncached_hub_model
 
     needed: list[tuple[tuple[Any, ...], str, str]] = []
     model = uncached_hub_model(spec.model.source, spec_dir)
     if model is not None:
         needed.append((("model", "source"), model, "model"))
+    partial = partly_cached_hub_model(spec.model.source, spec_dir) if model is None else None
     needed += [(loc, path, "dataset") for loc, path in uncached_hub_datasets(spec, spec_dir)]
     datasets_offline = datasets_offline_reason()  # (datasets asks no hub then; a model still does)
     reasons = {"dataset": datasets_offline} if datasets_offline else {}
-    if any(what not in reasons for _, _, what in needed) and not hub_reachable():
+    if (partial or any(what not in reasons for _, _, what in needed)) and not hub_reachable():
         reasons.setdefault("dataset", unreachable_reason())
         reasons["model"] = unreachable_reason()
     instead = {"model": "a packaged model (`subsetctl ls`) or a local model folder",
                "dataset": "a local copy (a save_to_disk folder, or its files with the jsonl, csv or parquet loader)"}
-    return [(loc, (f"{name!r} is a Hugging Face hub id that is not in the local Hugging Face cache "
-                   f"({cache_looked_in(what)}), and "
-                   f"{reasons[what]}: a stage that still has to load it will fail. Use "
-                   f"{(_packaged_copy(name) if what == 'model' else None) or instead[what]}, or "
-                   f"{'unset HF_DATASETS_OFFLINE and ' if reasons[what] == datasets_offline else ''}"
-                   "run once where the hub is reachable (it then loads offline from the cache)."
-                   f"{cached_model_guess(name) if what == 'model' else ''}"))
-            for loc, name, what in needed if what in reasons]
+    issues = [(loc, (f"{name!r} is a Hugging Face hub id that is not in the local Hugging Face cache "
+                     f"({cache_looked_in(what)}), and "
+                     f"{reasons[what]}: a stage that still has to load it will fail. Use "
+                     f"{(_packaged_copy(name) if what == 'model' else None) or instead[what]}, or "
+                     f"{'unset HF_DATASETS_OFFLINE and ' if reasons[what] == datasets_offline else ''}"
+                     "run once where the hub is reachable (it then loads offline from the cache)."
+                     f"{cached_model_guess(name) if what == 'model' else ''}"))
+              for loc, name, what in needed if what in reasons]
+    if partial is not None and "model" in reasons:
+        name, snapshot, lacks = partial
+        issues.insert(0, (("model", "source"), (
+            f"{name!r} is in the local Hugging Face cache only in part: its copy there, {snapshot}, lacks {lacks} "
+            f"(a download cut short, or blobs deleted from the cache), and {reasons['model']}: a stage that still "
+            "has to load it will fail. Load it once where the hub is reachable to download the rest, or use "
+            f"{_packaged_copy(name) or instead['model']}.")))
+    return issues
 
 
 def _packaged_copy(hub_id: str) -> str | None:

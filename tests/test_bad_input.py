@@ -945,7 +945,8 @@ def test_hub_ids_that_cannot_be_loaded_offline_are_said_at_once(tmp_path: Path, 
                          LoadContext(source_name="hf", base_dir=tmp_path, kind="causal-lm", seed=0))
     (datasets_cache / "org___data").mkdir(parents=True)  # prepared earlier: datasets falls back to it
     (hub_cache / "models--some-org--some-model" / "snapshots" / "abc").mkdir(parents=True)
-    (hub_cache / "models--some-org--some-model" / "snapshots" / "abc" / "config.json").write_text("{}")
+    for name in ("config.json", "model.safetensors", "tokenizer.json"):  # (config.json alone: cached in part)
+        (hub_cache / "models--some-org--some-model" / "snapshots" / "abc" / name).write_text("{}")
     (hub_cache / "models--some-org--some-model" / "refs").mkdir()
     (hub_cache / "models--some-org--some-model" / "refs" / "main").write_text("abc")
     assert validate_spec_file(path).warnings == []

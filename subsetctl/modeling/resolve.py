@@ -512,6 +512,64 @@ def uncached_hub_model(source: str, spec_dir: Path | None) -> str | None:
     return None
 
 
+#: Weights files ``from_pretrained`` reads from a model folder, one of which it needs (an index
+#: names shards that must be there too).
+_WEIGHTS_FILES = ("model.safetensors", "pytorch_model.bin")
+_WEIGHTS_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+
+
+def snapshot_lacks(snapshot: Path) -> str | None:
+    """What a hub model's snapshot folder in the local Hugging Face cache lacks for
+    ``from_pretrained`` to load it offline, in words ("model.safetensors (a link to a blob that
+    is not there)", "a weights file (...)", "tokenizer files (...)"); None when it holds a
+    weights file (and every shard its index names) and tokenizer files. A snapshot's files
+    are links into the repo's ``blobs``: a download cut short, or blobs deleted to free space,
+    leave links to nothing, which the folder still lists."""
+    try:
+        names = sorted(p.name for p in snapshot.iterdir())
+    except OSError:
+        return None  # (loading says what is wrong with it)
+    present = {name for name in names if (snapshot / name).is_file()}
+    dangling = [name for name in names if name not in present and (snapshot / name).is_symlink()]
+    lacking = [f"{name} (a link to a blob that is not there)" for name in dangling]
+    listed = present | set(dangling)
+    if not listed & {*_WEIGHTS_FILES, *_WEIGHTS_INDEXES}:
+        lacking.append(f"a weights file (one of {', '.join(_WEIGHTS_FILES)}; it holds {', '.join(names) or 'nothing'})")
+    for index in listed & set(_WEIGHTS_INDEXES):
+        try:
+            weight_map = json.loads((snapshot / index).read_text(encoding="utf-8")).get("weight_map") or {}
+            shards = sorted({str(f) for f in weight_map.values()} - listed)
+        except (OSError, ValueError, AttributeError, TypeError):
+            continue  # (a dangling index is said above; loading says what is wrong with another)
+        if shards:
+            lacking.append(f"{len(shards)} of the weights shards {index} names ({', '.join(shards[:3])}"
+                           f"{', ...' if len(shards) > 3 else ''})")
+    if not listed & set(TOKENIZER_FILES) and not _tokenizer_needs_no_files(snapshot):
+        lacking.append(f"tokenizer files (one of {', '.join(TOKENIZER_FILES)})")
+    return "; ".join(lacking) or None
+
+
+def partly_cached_hub_model(source: str, spec_dir: Path | None) -> tuple[str, Path, str] | None:
+    """For a ``model.source`` naming a hub id whose config.json the local Hugging Face cache
+    holds but not all it needs to load (:func:`snapshot_lacks`): the id, its snapshot folder
+    and what that lacks; None otherwise (a complete snapshot, an id not cached at all, not a
+    hub id). Loading it where the hub can be reached downloads the rest."""
+    from subsetctl.hub import cached_snapshot
+
+    try:
+        location = model_location(source, spec_dir)
+        if classify_model_source(location) != "hub":
+            return None
+    except UserError:
+        return None
+    except OSError as exc:  # a name too long to look at: validate's model.source issue says so
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+        return None
+    snapshot = cached_snapshot(location)
+    lacks = snapshot_lacks(snapshot) if snapshot is not None else None
+    return (location, snapshot, lacks) if snapshot is not None and lacks is not None else None
+
 def adapter_base_model_name(source: str, spec_dir: Path | None) -> str:
     """The base model a saved adapter names (its adapter_config.json's
     ``base_model_name_or_path``): ``model.source`` as the spec names it, so that a copied
@@ -1271,9 +1329,11 @@ def resolve_model(
             if not offline:
                 where = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'}"
             elif model_cached(source):  # validate found its config.json: say what the cache lacks
+                partial = partly_cached_hub_model(source, None)
+                lacks = (f"its copy there, {partial[1]}, lacks {partial[2]}" if partial is not None
+                         else _first_line(exc).rstrip("."))
                 where = ("the hub is unreachable from this machine and the local Hugging Face cache holds only "
-                         f"part of the model: {_first_line(exc).rstrip('.')}; load it once where the hub is "
-                         "reachable to download the rest")
+                         f"part of the model: {lacks}; load it once where the hub is reachable to download the rest")
             else:
                 where = ("the hub is unreachable from this machine and the model is not in the local "
                          f"Hugging Face cache, {cache_looked_in('model')}")

@@ -299,6 +299,78 @@ def test_a_hub_id_not_cached_names_the_cached_one_spelt_alike(monkeypatch, tmp_p
     assert "did you mean" not in str(err.value), str(err.value)
 
 
+def _hub_cache_linking(cache: Path, repo_id: str, folder: Path) -> Path:
+    """A hub cache holding ``folder``'s files as the hub client lays them out: each file of
+    ``snapshots/<commit>`` a relative link to its blob in ``blobs``. Returns the snapshot."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / "0123456789abcdef"
+    snapshot.mkdir(parents=True)
+    (repo / "blobs").mkdir()
+    for i, file in enumerate(sorted(folder.iterdir())):
+        (repo / "blobs" / f"blob{i}").write_bytes(file.read_bytes())
+        (snapshot / file.name).symlink_to(f"../../blobs/blob{i}")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123456789abcdef")
+    return snapshot
+
+
+@pytest.mark.parametrize("damage, said", [
+    ("blob of model.safetensors deleted", "lacks model.safetensors (a link to a blob that is not there)"),
+    ("model.safetensors never downloaded", ("lacks a weights file (one of model.safetensors, pytorch_model.bin; it "
+                                           "holds config.json, generation_config.json, tokenizer.json")),
+    ("tokenizer never downloaded", "lacks tokenizer files (one of tokenizer.json"),
+    ("a shard never downloaded", ("lacks 1 of the weights shards model.safetensors.index.json names "
+                                 "(model-00002-of-00002.safetensors)")),
+])
+def test_a_hub_model_cached_in_part_is_said_by_validate_offline(monkeypatch, tmp_path, tiny_llama_dir, damage: str,
+                                                                said: str) -> None:
+    """Offline, a hub id whose snapshot in the local cache holds config.json but not all it
+    needs (a weights link to a deleted blob, no weights or tokenizer file, a shard its index
+    names) passed validate and plan, and the run stopped at meta_init, after the data stage, on
+    transformers' "does not appear to have a file named ..." or "Couldn't instantiate the
+    backend tokenizer from one of:". validate (so plan, run and doctor) now warns at once,
+    naming the snapshot and what it lacks, and the load says the same; a complete snapshot, or
+    one the reachable hub completes, is not warned about."""
+    import json
+
+    from subsetctl.api import validate_spec_file
+    from subsetctl.modeling import resolve
+
+    snapshot = _hub_cache_linking(tmp_path / "cache", "tinyorg/partial", tiny_llama_dir)
+    _hub_cache_linking(tmp_path / "cache", "tinyorg/whole", tiny_llama_dir)
+    if damage == "blob of model.safetensors deleted":
+        (snapshot / "model.safetensors").resolve().unlink()
+    elif damage == "model.safetensors never downloaded":
+        (snapshot / "model.safetensors").unlink()
+    elif damage == "tokenizer never downloaded":
+        (snapshot / "tokenizer.json").unlink()
+    else:
+        (snapshot / "model.safetensors").unlink()
+        (snapshot / "model-00001-of-00002.safetensors").write_bytes(b"")
+        (snapshot / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {
+            "a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}))
+    _offline_with_cache(monkeypatch, tmp_path / "cache")
+    (tmp_path / "t.jsonl").write_text('{"prompt": "a", "response": "b"}\n')
+
+    def model_warnings(source: str) -> list[str]:
+        spec = {"model": {"source": source}, "target": {"name": "t", "loader": {"type": "jsonl", "path": "t.jsonl"}},
+                "sources": [{"name": "s", "loader": {"type": "jsonl", "path": "t.jsonl"}}]}
+        (tmp_path / "subsetctl.yaml").write_text(json.dumps(spec))
+        return [w.message for w in validate_spec_file(tmp_path / "subsetctl.yaml").warnings
+                if w.key == "model.source"]
+
+    (warning,) = model_warnings("tinyorg/partial")
+    assert (f"'tinyorg/partial' is in the local Hugging Face cache only in part: its copy there, {snapshot}, "
+            f"{said}") in warning and "HF_HUB_OFFLINE is set: a stage that still has to load it will fail" in warning
+    assert model_warnings("tinyorg/whole") == []
+    with pytest.raises(UserError) as err:
+        resolve_model("tinyorg/partial", "causal-lm")
+    assert f"holds only part of the model: its copy there, {snapshot}, {said}" in str(err.value), str(err.value)
+    monkeypatch.setattr("subsetctl.hub.hub_reachable", lambda timeout=3.0: True)  # the hub downloads the rest
+    monkeypatch.setattr(resolve, "hub_reachable", lambda timeout=3.0: True)
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    assert model_warnings("tinyorg/partial") == []
+
 def test_a_hub_cache_folder_that_does_not_exist_is_said_to_be_missing(monkeypatch, tmp_path) -> None:
     """HF_HOME naming a folder that is not there (misspelt, or a scratch folder another node
     mounts) was told "not in the local Hugging Face cache (looked in X/hub...)", as if the
