@@ -1538,6 +1538,26 @@ def test_load_dataset_options_the_huggingface_loader_takes_not_say_what_to_do_in
     _, issues = validate_data(data, "x.yaml")
     assert [i.message for i in issues] == ["unknown key (check its spelling; `subsetctl schema` lists the keys)"]
 
+
+@pytest.mark.parametrize("revision, folder", [("v1.0", "COMMIT"), ("a" * 40, "a" * 40)])
+def test_a_model_revision_says_how_to_pin_the_revision_of_a_hub_model(monkeypatch, tmp_path, revision: str,
+                                                                      folder: str) -> None:
+    """`model.revision` (from_pretrained's option, written for a hub id) was "unknown key (check
+    its spelling ...)", though spelt right, with no word of what a hub id loads or how to pin
+    a revision: its snapshot folder in the local cache, as a local model folder."""
+    import copy
+
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
+    data = copy.deepcopy(MINIMAL)
+    data["model"] = {"source": "org/name", "revision": revision}
+    _, issues = validate_data(data, "x.yaml")
+    (issue,) = [i for i in issues if i.key == "model.revision"]
+    assert issue.message.startswith("model takes no revision: a hub id loads the revision the local Hugging Face "
+                                    "cache holds as its `main`"), issue.message
+    assert (f"point model.source at that commit's snapshot folder in the cache, {tmp_path / 'hub'}/models--ORG--NAME/"
+            f"snapshots/{folder} (a local folder") in issue.message, issue.message
+
+
 def test_a_value_out_of_its_range_is_shown_beside_the_bound() -> None:
     """`max_examples: -1` said "Input should be greater than or equal to 1" without the value
     written (a strategy's params said "(got -5)"); the key's other messages show it too."""
