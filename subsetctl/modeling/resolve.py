@@ -1140,12 +1140,43 @@ def classify_model_source(source: str, spec_dir: Path | None = None) -> str:
     note = next((n for n in (path_not_found_note(source, p) for p in looked_in) if n), "")
     if path.is_absolute() and spec_dir is not None:
         note += _moved_project_note(path, Path(spec_dir))
+    note += next((n for n in (_uncached_snapshot_note(p) for p in looked_in) if n), "")
     raise UserError(
         f"Unknown model {as_typed(source)}: it is not a packaged model{_packaged_guess(source)}, not an existing "
         f"folder{where} and not a hub id of the form 'org/name'. Packaged models: {_packaged_hint()}. Or give the "
         f"path of a local Hugging Face model folder{note}."
     )
 
+
+def _uncached_snapshot_note(path: Path) -> str:
+    """For a missing ``path`` of the form ``.../models--ORG--NAME/snapshots/COMMIT`` (a hub
+    model's revision pinned by its folder in the local Hugging Face cache, one the cache does
+    not hold): the commits it holds, each with the branch or tag names its ``refs`` give it,
+    and their folders; "" for any other path. Without it a revision never downloaded here was
+    told only "Unknown model ..."."""
+    repo = path.parent.parent
+    if path.parent.name != "snapshots" or not repo.name.startswith("models--"):
+        return ""
+    try:
+        commits = sorted(p.name for p in path.parent.iterdir() if p.is_dir())
+        refs = sorted((f.relative_to(repo / "refs").as_posix(), f.read_text(encoding="utf-8").strip())
+                      for f in (repo / "refs").rglob("*") if f.is_file())  # (branch or tag, commit)
+    except OSError:
+        commits, refs = [], []
+    hub_id = repo.name.removeprefix("models--").replace("--", "/")
+    if not commits:
+        return (f". The local Hugging Face cache holds no revision of {hub_id!r} ({repo} has no snapshot): "
+                "load it once where the hub is reachable")
+    named = next((c for ref, c in refs if ref == path.name and c in commits), None)
+    if named is not None:  # snapshots/main: a branch or tag, whose commit names the folder
+        return (f". {path.name!r} is a branch or tag of {hub_id!r}, not a folder: the local Hugging Face cache "
+                f"holds it as commit {named}, so write model.source: {path.parent / named}")
+    names = {c: ", ".join(ref for ref, commit in refs if commit == c) for c in commits}
+    held = ", ".join(f"{c}{f' ({names[c]})' if names[c] else ''}" for c in commits[:5])
+    return (f". The local Hugging Face cache holds {len(commits)} revision{'s' if len(commits) > 1 else ''} of "
+            f"{hub_id!r}, not {path.name!r}: {held}{', ...' if len(commits) > 5 else ''}, each a folder in "
+            f"{path.parent}; the one you mean is downloaded with `from_pretrained({hub_id!r}, revision=...)` where "
+            "the hub is reachable")
 
 def _recorded_model_files(project_dir: Path) -> Any:
     """The model folder's files (``model_files``: sizes and sha256) that the first of the

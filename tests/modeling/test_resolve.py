@@ -371,6 +371,29 @@ def test_a_hub_model_cached_in_part_is_said_by_validate_offline(monkeypatch, tmp
     monkeypatch.delenv("HF_HUB_OFFLINE")
     assert model_warnings("tinyorg/partial") == []
 
+def test_a_snapshot_folder_the_cache_lacks_names_the_revisions_it_holds(tmp_path, tiny_llama_dir) -> None:
+    """A hub model's revision pinned as its snapshot folder in the local cache (what
+    `model.revision`'s message advises), one the cache does not hold, or written with its
+    branch name (`snapshots/main`), was only "Unknown model ...": the commits the cache holds
+    are named, with their refs, and a branch's folder is given."""
+    from subsetctl.modeling.resolve import check_model_folder
+
+    snapshots = _hub_cache_linking(tmp_path / "hub", "tinyorg/tinyllama", tiny_llama_dir).parent
+    (snapshots.parent / "refs" / "v1.0").write_text("0123456789abcdef")
+    with pytest.raises(UserError) as err:
+        check_model_folder(str(snapshots / "fedcba9876543210"), tmp_path, "causal-lm")
+    text = " ".join(str(err.value).split())
+    assert ("The local Hugging Face cache holds 1 revision of 'tinyorg/tinyllama', not 'fedcba9876543210': "
+            "0123456789abcdef (main, v1.0)") in text and f"each a folder in {snapshots}" in text, text
+    with pytest.raises(UserError) as err:
+        check_model_folder(str(snapshots / "main"), tmp_path, "causal-lm")
+    text = " ".join(str(err.value).split())
+    assert ("'main' is a branch or tag of 'tinyorg/tinyllama', not a folder: the local Hugging Face cache holds it as "
+            f"commit 0123456789abcdef, so write model.source: {snapshots / '0123456789abcdef'}") in text, text
+    with pytest.raises(UserError) as err:
+        check_model_folder(str(tmp_path / "elsewhere" / "model"), tmp_path, "causal-lm")
+    assert "revision" not in str(err.value), str(err.value)
+
 def test_a_hub_cache_folder_that_does_not_exist_is_said_to_be_missing(monkeypatch, tmp_path) -> None:
     """HF_HOME naming a folder that is not there (misspelt, or a scratch folder another node
     mounts) was told "not in the local Hugging Face cache (looked in X/hub...)", as if the
