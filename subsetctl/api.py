@@ -461,6 +461,15 @@ def warn_edited_plugins(reporter: Reporter, spec: Spec) -> None:
                       "the module, to use the edit.")
 
 
+def warn_hub_revision_changed(reporter: Reporter, project: Project, spec: Spec) -> None:
+    """Say where the results were made from another commit of the spec's hub model than the
+    local Hugging Face cache serves now (:func:`subsetctl.report.build.hub_revision_changed_note`)."""
+    from subsetctl.report.build import hub_revision_changed_note
+
+    note = hub_revision_changed_note(project, spec)
+    if note is not None:
+        reporter.warn(note)
+
 @plugin_scope()
 def plan_project(
     directory: str | Path | None, overrides: str | list[str] | None = None, until: str | None = None,
@@ -480,6 +489,7 @@ def plan_project(
         pipeline = make_pipeline(project, spec)
         if reporter is not None:
             warn_edited_plugins(reporter, spec)
+            warn_hub_revision_changed(reporter, project, spec)
             try:  # a link in the state folder: said before `run` stops on it
                 project.refuse_links()
             except UserError as exc:
@@ -554,6 +564,7 @@ def run_project(
         project, spec = load_project(directory, overrides, rep)
         pipeline = make_pipeline(project, spec, reporter)
         warn_edited_plugins(rep, spec)
+        warn_hub_revision_changed(rep, project, spec)
     with environment_errors_as_user_errors(), _callers_random_state(), manifests_read_once(), dumps_once():
         return pipeline.run(
             until=until,

@@ -2400,3 +2400,38 @@ def test_finetune_lets_go_of_one_fine_tunes_model_before_it_loads_the_next(tiny_
     run_project(tiny_project, until="finetune")
     assert len(alive_at_load) >= 2, alive_at_load
     assert alive_at_load == [0] * len(alive_at_load), alive_at_load
+
+
+def test_plan_says_when_the_hub_cache_now_serves_another_commit_than_the_results_were_made_from(
+        tiny_project: Path, tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> None:
+    """A project on a hub id stays up to date when a newer revision is downloaded into the
+    local cache (a hub id is known by its name), so a stage that runs again later (a new
+    source, more seeds) loaded the new commit beside results of the old, and nothing said so.
+    The model stages now record the commit they loaded, and `plan` and `run` warn where the
+    cache serves another, with the snapshot folder that keeps the old; not while it is the same."""
+    import huggingface_hub.constants as hc
+
+    cache = tmp_path_factory.mktemp("hub")
+    repo = cache / "models--tinyorg--tinyllama"
+    for commit in ("a" * 40, "b" * 40):
+        shutil.copytree(tiny_llama, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("a" * 40)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True, raising=False)
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(cache))
+    overrides = ["model.source=tinyorg/tinyllama"]
+    run_project(tiny_project, overrides, until="meta_init")
+    reporter = SilentReporter()
+    plan_project(tiny_project, overrides, reporter=reporter)
+    assert not [w for w in reporter.warnings if "commit" in w], reporter.warnings
+    (repo / "refs" / "main").write_text("b" * 40)  # a newer revision downloaded since
+    for check in (lambda r: plan_project(tiny_project, overrides, reporter=r),
+                  lambda r: run_project(tiny_project, overrides, until="meta_init", reporter=r)):
+        reporter = SilentReporter()
+        check(reporter)
+        (said,) = [w for w in reporter.warnings if "commit" in w]
+        assert said.startswith(f"The meta_init stage's results (and those after it) were made from 'tinyorg/tinyllama' "
+                               f"at commit {'a' * 40}, but the local Hugging Face cache now serves commit {'b' * 40}: "
+                               "the stages stay up to date"), said
+        assert f"set model.source to its snapshot folder, {repo / 'snapshots' / ('a' * 40)}" in said, said

@@ -1299,7 +1299,9 @@ def resolve_model(
         token, and ``info`` holds source, origin, path, kind, dtype, architecture,
         config_hash, num_parameters, and where they apply lora_targets (the default LoRA
         targets of a packaged model), hub_offline (a hub id: whether the hub was out of
-        reach) and new_layers (a classifier's newly initialized linear layers).
+        reach), revision (a hub id: the commit the local cache serves once loaded,
+        :func:`subsetctl.hub.cached_revision`) and new_layers (a classifier's newly
+        initialized linear layers).
     """
     if kind not in KINDS:
         raise UserError(f"Unknown model kind {kind!r}; use one of: {', '.join(KINDS)}.")
@@ -1396,6 +1398,8 @@ def resolve_model(
             said.append(f"{', '.join(other)} ({'not a linear layer' if one else 'not linear layers'}) "
                         f"{'keeps its' if one else 'keep their'} initial values")
         (progress or (lambda m: _notify(m, warn, None)))("; ".join(said) + ".")
+    if origin == "hub" and (revision := adapter_base_model_revision(source, None)) is not None:
+        info["revision"] = revision  # (what plan compares with the cache's later: hub_revision_changed_note)
     info["path"] = location
     info["architecture"] = getattr(model.config, "model_type", "unknown")
     info["config_hash"] = config_hash(model.config)

@@ -265,6 +265,45 @@ def model_source_now(project: Project, manifest: dict[str, Any], spec: Any) -> s
     return source if same_model_folder_as_recorded(inputs, manifest) is not None else None
 
 
+def hub_revision_changed_note(project: Project, spec: Any) -> str | None:
+    """What to say where ``spec``'s ``model.source`` is a hub id whose model stages' results were
+    made from another commit than the one the local Hugging Face cache serves now (a newer
+    revision downloaded since, ``refs/main`` moved): the stages stay up to date, as a hub id
+    is known by its name, but a stage that runs again (a new source, ``finetune.seeds``
+    raised) loads the new commit beside results of the old, and nothing said so. The
+    results' commit is the first model stage's record of it (the model's ``revision`` in its
+    summary, the finetune stage's base-model record). None where they match, or where
+    either is not known (a local folder, results from before revisions were recorded)."""
+    from subsetctl.modeling.resolve import adapter_base_model_revision
+    from subsetctl.stages.finetune import BASE_MODEL_FILE
+
+    source = getattr(getattr(spec, "model", None), "source", None)
+    now = adapter_base_model_revision(source, project.root) if isinstance(source, str) else None
+    if now is None:  # not a hub id, or one the cache does not hold
+        return None
+    made_from = None
+    for stage, manifest in _shown_results(project, frozenset()):
+        summary = manifest.get("summary")
+        model = summary.get("model") if isinstance(summary, dict) else None
+        record = (model if isinstance(model, dict) else
+                  _read(project.results_dir(stage.name) / BASE_MODEL_FILE) if stage.name == "finetune" else None)
+        if isinstance(record, dict) and _recorded_model_source(manifest) == source \
+                and isinstance(record.get("revision"), str):
+            made_from = (stage.name, record["revision"])
+            break
+    if made_from is None or now == made_from[1]:
+        return None
+    stage_name, old = made_from
+    import huggingface_hub.constants as hub_constants
+
+    folder = Path(hub_constants.HF_HUB_CACHE) / f"models--{source.replace('/', '--')}" / "snapshots" / old
+    keep = (f"to keep the old, set model.source to its snapshot folder, {folder} (the model stages then run again "
+            "once, from those same files)" if folder.is_dir() else "the cache no longer holds the old commit")
+    return (f"The {stage_name} stage's results (and those after it) were made from {source!r} at commit {old}, but "
+            f"the local Hugging Face cache now serves commit {now}: the stages stay up to date (a hub id is known by "
+            "its name), but one that runs again loads the new commit beside results of the old. To redo them all "
+            f"from it, `subsetctl run --force meta_init`; {keep}.")
+
 def models_named_anew(project: Project, spec: Any) -> dict[str, str]:
     """Stage -> the model folder ``spec`` names now, in project terms (``model``), for the
     stages whose results recorded another path for the same model folder
