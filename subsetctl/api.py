@@ -470,6 +470,7 @@ def warn_hub_revision_changed(reporter: Reporter, project: Project, spec: Spec) 
     if note is not None:
         reporter.warn(note)
 
+
 @plugin_scope()
 def plan_project(
     directory: str | Path | None, overrides: str | list[str] | None = None, until: str | None = None,

@@ -570,6 +570,7 @@ def partly_cached_hub_model(source: str, spec_dir: Path | None) -> tuple[str, Pa
     lacks = snapshot_lacks(snapshot) if snapshot is not None else None
     return (location, snapshot, lacks) if snapshot is not None and lacks is not None else None
 
+
 def adapter_base_model_name(source: str, spec_dir: Path | None) -> str:
     """The base model a saved adapter names (its adapter_config.json's
     ``base_model_name_or_path``): ``model.source`` as the spec names it, so that a copied
@@ -1177,6 +1178,7 @@ def _uncached_snapshot_note(path: Path) -> str:
             f"{hub_id!r}, not {path.name!r}: {held}{', ...' if len(commits) > 5 else ''}, each a folder in "
             f"{path.parent}; the one you mean is downloaded with `from_pretrained({hub_id!r}, revision=...)` where "
             "the hub is reachable")
+
 
 def _recorded_model_files(project_dir: Path) -> Any:
     """The model folder's files (``model_files``: sizes and sha256) that the first of the

@@ -274,6 +274,8 @@ def hub_revision_changed_note(project: Project, spec: Any) -> str | None:
     results' commit is the first model stage's record of it (the model's ``revision`` in its
     summary, the finetune stage's base-model record). None where they match, or where
     either is not known (a local folder, results from before revisions were recorded)."""
+    import huggingface_hub.constants as hub_constants
+
     from subsetctl.modeling.resolve import adapter_base_model_revision
     from subsetctl.stages.finetune import BASE_MODEL_FILE
 
@@ -294,8 +296,6 @@ def hub_revision_changed_note(project: Project, spec: Any) -> str | None:
     if made_from is None or now == made_from[1]:
         return None
     stage_name, old = made_from
-    import huggingface_hub.constants as hub_constants
-
     folder = Path(hub_constants.HF_HUB_CACHE) / f"models--{source.replace('/', '--')}" / "snapshots" / old
     keep = (f"to keep the old, set model.source to its snapshot folder, {folder} (the model stages then run again "
             "once, from those same files)" if folder.is_dir() else "the cache no longer holds the old commit")
@@ -303,6 +303,7 @@ def hub_revision_changed_note(project: Project, spec: Any) -> str | None:
             f"the local Hugging Face cache now serves commit {now}: the stages stay up to date (a hub id is known by "
             "its name), but one that runs again loads the new commit beside results of the old. To redo them all "
             f"from it, `subsetctl run --force meta_init`; {keep}.")
+
 
 def models_named_anew(project: Project, spec: Any) -> dict[str, str]:
     """Stage -> the model folder ``spec`` names now, in project terms (``model``), for the

@@ -286,6 +286,7 @@ def _model_revision_not_taken(value: Any) -> str:
             f"{commit} (a local folder: the stages know it by its files), or at a folder `save_pretrained` wrote; "
             "or remove revision")
 
+
 def plain_error_message(err: Any) -> str:
     """A pydantic error's message in the spec's terms: what is wrong and what to write."""
     kind, value, message = err["type"], err.get("input"), err["msg"]

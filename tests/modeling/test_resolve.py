@@ -371,6 +371,7 @@ def test_a_hub_model_cached_in_part_is_said_by_validate_offline(monkeypatch, tmp
     monkeypatch.delenv("HF_HUB_OFFLINE")
     assert model_warnings("tinyorg/partial") == []
 
+
 def test_a_snapshot_folder_the_cache_lacks_names_the_revisions_it_holds(tmp_path, tiny_llama_dir) -> None:
     """A hub model's revision pinned as its snapshot folder in the local cache (what
     `model.revision`'s message advises), one the cache does not hold, or written with its
@@ -393,6 +394,7 @@ def test_a_snapshot_folder_the_cache_lacks_names_the_revisions_it_holds(tmp_path
     with pytest.raises(UserError) as err:
         check_model_folder(str(tmp_path / "elsewhere" / "model"), tmp_path, "causal-lm")
     assert "revision" not in str(err.value), str(err.value)
+
 
 def test_a_hub_cache_folder_that_does_not_exist_is_said_to_be_missing(monkeypatch, tmp_path) -> None:
     """HF_HOME naming a folder that is not there (misspelt, or a scratch folder another node
