@@ -11,7 +11,9 @@ Layout of a store directory::
     repr.npy      (N, h) float32 mean last-layer hidden states (absent when h is 0)
     written.npy   (N,)   bool, True once a row's data is flushed to disk
 
-``write`` flushes the data before it marks the bitmap, so a killed run never marks a row
+The arrays' disk blocks are allocated when the store is opened to write (made, or resumed),
+so a disk that fills later stops nothing: the memory map writes into room
+it holds. ``write`` flushes the data before it marks the bitmap, so a killed run never marks a row
 it did not finish; ``compute_store`` computes only the batches holding an unwritten row. A
 large job can be split into shards (``shard_rows``) that write their own stores, whose
 rows ``take_shard_rows`` copies into the store of all rows (shards of any count, finished
@@ -20,8 +22,10 @@ or not); the rows no shard has are then computed there.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +70,29 @@ def _load_array(path: Path, shape: tuple[int, ...], mode: Literal["r", "r+"]) ->
     return np.load(path, mmap_mode=mode)
 
 
+def _reserve(path: Path) -> None:
+    """Allocate the disk blocks of the array file ``path`` now, where it has holes (numpy's
+    ``open_memmap`` makes a sparse file: the size, no blocks). A memory map writing into a
+    hole takes the block then, and on a full disk the kernel kills the process with SIGBUS
+    ("Bus error", exit 135): a run days into the gradients stage died without a word when
+    another job filled the disk. A full disk (or quota) here is an OSError naming the file,
+    said as one (:func:`subsetctl.errors.environment_error`); the rows written before are
+    kept. A file system that allocates no blocks ahead (EOPNOTSUPP, EINVAL) is left as it was."""
+    if not hasattr(os, "posix_fallocate"):  # (not on macOS or Windows)
+        return
+    stat = path.stat()
+    if stat.st_blocks * 512 >= stat.st_size:  # every block there already (a store made by this version)
+        return
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, stat.st_size)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+    finally:
+        os.close(fd)
+
+
 class GradientStore:
     """A directory of per-row gradient features; open with :meth:`create` or :meth:`open`."""
 
@@ -80,6 +107,9 @@ class GradientStore:
         self.outputs = _load_array(self.path / OUTPUTS, (self.n_rows,), mode)
         self.repr = _load_array(self.path / REPR, (self.n_rows, self.h), mode) if self.h else None
         self.written = _load_array(self.path / WRITTEN, (self.n_rows,), mode)
+        if mode == "r+":  # before any row goes in: a new store's, and one an earlier subsetctl left sparse
+            for name in (FEATURES, OUTPUTS, WRITTEN) + ((REPR,) if self.h else ()):
+                _reserve(self.path / name)
 
     # ----------------------------------------------------------------- lifecycle
     @classmethod

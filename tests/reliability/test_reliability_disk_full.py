@@ -155,3 +155,59 @@ def test_a_file_size_limit_or_a_used_up_quota_is_a_user_error(
     full = ("/p/a/w.bin", "/p/b/w.bin", f"[Errno {code}] {strerror}: '/p/a/w.bin' -> '/p/b/w.bin'")
     error = as_os_error(shutil.Error([unreadable, full]))
     assert error is not None and error.errno == code and error.filename == "/p/b/w.bin"
+
+
+def _holes_supported(folder: Path) -> bool:
+    """Whether files in ``folder`` can be sparse (a size with no blocks behind it)."""
+    probe = folder / "probe"
+    with open(probe, "wb") as handle:
+        handle.seek(1 << 20)
+        handle.write(b"\0")
+    sparse = probe.stat().st_blocks * 512 < probe.stat().st_size
+    probe.unlink()
+    return sparse
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_fallocate"), reason="needs posix_fallocate")
+def test_a_gradient_store_holds_its_disk_blocks_before_any_row_is_written(tmp_path: Path) -> None:
+    """numpy's open_memmap made the store's arrays sparse: a row written into a hole after
+    another job filled the disk killed the run with SIGBUS ("Bus error", exit 135, no
+    message), days into the gradients stage."""
+    from subsetctl.gradients.store import FEATURES, OUTPUTS, WRITTEN, GradientStore
+
+    if not _holes_supported(tmp_path):
+        pytest.skip("this file system makes no sparse files")
+    rows = [{"source": "t", "split": "train", "index": i} for i in range(4000)]
+    store = GradientStore.create(tmp_path / "store", rows, d=64, h=0, info={})
+    for name in (FEATURES, OUTPUTS, WRITTEN):
+        stat = (store.path / name).stat()
+        assert stat.st_blocks * 512 >= stat.st_size, name
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_fallocate"), reason="needs posix_fallocate")
+def test_a_full_disk_when_a_gradient_store_takes_its_room_names_the_file_and_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The full disk is said when the store takes its room, naming the file, and the store
+    is opened (its room taken) by the next run, once there is room."""
+    import numpy as np
+
+    from subsetctl.errors import environment_error
+    from subsetctl.gradients.store import FEATURES, GradientStore
+
+    def full(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.ENOSPC, FULL)
+
+    if not _holes_supported(tmp_path):
+        pytest.skip("this file system makes no sparse files")
+    rows = [{"source": "t", "split": "train", "index": i} for i in range(4000)]
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "posix_fallocate", full)
+        with pytest.raises(OSError) as caught:
+            GradientStore.create(tmp_path / "store", rows, d=64, h=0, info={})
+    assert caught.value.filename == str(tmp_path / "store" / FEATURES)
+    message = str(environment_error(caught.value))
+    assert f"writing {tmp_path / 'store' / FEATURES})" in message and "finished work is kept" in message, message
+    store = GradientStore.open(tmp_path / "store", writable=True)  # room again: the next run goes on
+    store.write(range(4000), np.ones(4000), np.ones((4000, 64)))
+    assert store.complete
