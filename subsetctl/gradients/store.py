@@ -93,6 +93,20 @@ def _reserve(path: Path) -> None:
         os.close(fd)
 
 
+def held_bytes(path: str | Path) -> int:
+    """The disk bytes the arrays of the store at ``path`` hold now (their allocated blocks, at
+    most each file's size; 0 where there is no store): room a store made or resumed there
+    takes again, as it is recreated in its place or written into it."""
+    held = 0
+    for name in (FEATURES, OUTPUTS, REPR, WRITTEN):
+        try:
+            stat = (Path(path) / name).stat()
+        except OSError:
+            continue
+        held += min(stat.st_blocks * 512, stat.st_size) if hasattr(stat, "st_blocks") else stat.st_size
+    return held
+
+
 class GradientStore:
     """A directory of per-row gradient features; open with :meth:`create` or :meth:`open`."""
 

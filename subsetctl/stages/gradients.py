@@ -655,15 +655,26 @@ class GradientsStage(common.ModelStage):
 
     @staticmethod
     def _check_disk(folder: Path, n_rows: int, d: int, hidden: int) -> None:
+        """Refuse to begin when the disk holding ``folder`` lacks room for the store (twice
+        over: room for a merge copy). What the store there already holds counts: a run
+        resumed on a disk others filled since was refused for the whole store again (a
+        store days in the making, which takes nothing more), and told to lower gradients.d,
+        which computes every row again."""
         import shutil
 
-        need = n_rows * (d + hidden + 2) * 4 * 2  # store, plus room for a merge copy
+        from subsetctl.gradients.store import held_bytes
+
+        store = n_rows * (d + hidden + 2) * 4
+        held = held_bytes(folder / "store")
+        need = 2 * max(0, store - held)  # store, plus room for a merge copy
         folder.mkdir(parents=True, exist_ok=True)
         free = shutil.disk_usage(folder).free
         if free < need:
+            kept = f" ({size_text(held)} of it is there already: the rows computed so far are kept)" if held else ""
             raise UserError(
-                f"The gradient store needs about {size_text(need)} but only {size_text(free)} is free "
-                f"in {folder}. Free disk space or lower gradients.d."
+                f"The gradient store needs about {size_text(need)}{' more' if held else ''} but only "
+                f"{size_text(free)} is free in {folder}{kept}. Free disk space there and run again (finished stages are kept), or lower "
+                "gradients.d, which computes every row again."
             )
 
 

@@ -286,11 +286,8 @@ def test_names_and_labels_cannot_escape_the_project(data_project: Path, path: tu
     assert not (data_project / ".subsetctl" / "data").exists()
 
 
-def test_low_disk_space_stops_the_gradient_store_with_the_size_needed(
-    tmp_path: Path, tiny_llama: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    project = rf.make_project(tmp_path / "p", rf.small_spec(tiny_llama))
-    run_project(project, until="meta_init")
+def _leave_1000_bytes_free(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Have every disk report 1,000 bytes free."""
     real = shutil.disk_usage
 
     def little(path: object) -> object:
@@ -298,6 +295,14 @@ def test_low_disk_space_stops_the_gradient_store_with_the_size_needed(
         return type(usage)(usage.total, usage.total - 1000, 1000)
 
     monkeypatch.setattr(shutil, "disk_usage", little)
+
+
+def test_low_disk_space_stops_the_gradient_store_with_the_size_needed(
+    tmp_path: Path, tiny_llama: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = rf.make_project(tmp_path / "p", rf.small_spec(tiny_llama))
+    run_project(project, until="meta_init")
+    _leave_1000_bytes_free(monkeypatch)
     result = CliRunner().invoke(main, ["run", str(project), "--until", "gradients", "-q"])
     assert result.exit_code == 1, result.output
     # in units that show the sizes (a small store's "about 0.00 GB" said neither)
@@ -305,3 +310,18 @@ def test_low_disk_space_stops_the_gradient_store_with_the_size_needed(
     assert "0.00 GB" not in result.output and "Traceback" not in result.output
     assert not (project / ".subsetctl" / "gradients" / "store").exists()
     assert not (project / ".subsetctl" / "gradients" / "manifest.json").exists()
+
+
+def test_a_resumed_gradient_store_needs_no_room_again(
+    tmp_path: Path, tiny_llama: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store that holds its rows' room (a run stopped in the gradients stage after it made
+    the store) resumes on a disk others filled since: it was refused for the whole store's
+    size again, and told to lower gradients.d, which computes every row again."""
+    project = rf.make_project(tmp_path / "p", rf.small_spec(tiny_llama))
+    run_project(project, until="gradients")
+    (project / ".subsetctl" / "gradients" / "manifest.json").unlink()  # stopped before the stage was done
+    _leave_1000_bytes_free(monkeypatch)
+    result = CliRunner().invoke(main, ["run", str(project), "--until", "gradients", "-q"])
+    assert result.exit_code == 0, result.output
+    assert (project / ".subsetctl" / "gradients" / "manifest.json").exists()
