@@ -3,7 +3,8 @@
 Checks: the Python version, torch and the device it will use, the packaged models (and
 whether SmolLM2's one-time GGUF conversion is cached, or else its cache folder can take
 it), the installed plugins (each imports, and a plugin package's packaged model finds its
-folder), and free disk space where the project lives. Given a project directory, also: that
+folder), and free disk space where the project lives (given a project whose data stage has
+counted the rows, against what its gradients stage will ask for). Given a project directory, also: that
 it is a folder (or its subsetctl.yaml) and its spec is valid, that the hub ids it names
 load here, that the hub and datasets caches can take what `run` writes there, that its
 ``model.device`` is there, that the folder and its stage folders are writable, and that dask is importable when
@@ -173,14 +174,43 @@ def _short_of_room(folder: Path) -> str | None:
     return f"only {free_gb:.2f} GB free in {where} (the converted copy takes {SMOLLM2_CONVERTED_GB} GB)"
 
 
-def check_disk(folder: Path) -> Check:
-    """Free space where the project's artifacts go (``folder`` may not exist yet)."""
+def check_disk(folder: Path, spec: Any = None) -> Check:
+    """Free space where the project's artifacts go (``folder`` may not exist yet); with the
+    project's ``spec``, also against what its gradients stage will ask for (once the data
+    stage has counted the rows): a store larger than the free disk stops `run` there, maybe
+    days in, though more than :data:`MIN_FREE_GB` is free."""
     where = _nearest_existing(folder)
     free_gb = shutil.disk_usage(where).free / 1e9
+    room = _gradients_room(spec, folder) if spec is not None else None
+    if room is not None and room[0] > room[1]:
+        from subsetctl.project import size_text
+
+        need, free, rows = room
+        return Check("disk", False, f"{size_text(free)} free in {where}; the gradients stage asks for about "
+                                    f"{size_text(need)} for its store of {rows:,} rows",
+                     "Free disk space there or move the project to a larger disk (or lower gradients.d): `run` "
+                     "stops at the gradients stage until there is room.")
     ok = free_gb >= MIN_FREE_GB
     return Check("disk", ok, f"{free_gb:.1f} GB free in {where}",  # the folder itself may not exist yet
                  "" if ok else f"Free disk space ({MIN_FREE_GB:.0f} GB or more) or move the project to "
                                "a larger disk; the gradient store and checkpoints need room.")
+
+
+def _gradients_room(spec: Any, folder: Path) -> tuple[int, int, int] | None:
+    """What the gradients stage of the project in ``folder`` will ask for (bytes), the free
+    disk there and its rows, where the data stage has counted them and the model's shape is
+    read without loading it (:func:`subsetctl.stages.gradients.planned_room`); None otherwise."""
+    from subsetctl.errors import UserError
+    from subsetctl.project import Project
+    from subsetctl.stages.gradients import planned_room, prepared_rows
+
+    try:
+        project = Project.find(folder)
+        rows = prepared_rows(spec, project)
+        room = planned_room(spec, project, sum(rows.values()), forced=False) if rows is not None else None
+    except (UserError, OSError):  # (a project it cannot read: the other checks say so)
+        return None
+    return (room[0], room[1], sum(rows.values())) if room is not None and rows is not None else None
 
 
 def check_writable(folder: Path) -> Check:
@@ -595,5 +625,5 @@ def run_checks(directory: Path | None = None, import_plugins: bool = True) -> li
     checks.append(check_dask(spec))
     if spec is not None and (scheduler := check_dask_scheduler(spec)) is not None:
         checks.append(scheduler)
-    checks.append(check_disk(folder))
+    checks.append(check_disk(folder, spec))
     return checks

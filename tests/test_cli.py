@@ -2619,8 +2619,9 @@ def test_plan_counts_the_rows_the_gradients_stage_would_compute(jsonl_project: P
     counts = json.loads((jsonl_project / ".subsetctl" / "data" / "data.json").read_text())["counts"]
     rows = {"target": counts["target"]["train"] + counts["target"]["validation"],
             "a": counts["a"]["train"], "b": counts["b"]["train"]}
-    assert gradients_work().endswith(f": {sum(rows.values()):,} rows (the most from 'target': {rows['target']}; then "
-                                     f"'a': {rows['a']}, 'b': {rows['b']}; `max_examples` on a source caps its rows)")
+    said = (f": {sum(rows.values()):,} rows (the most from 'target': {rows['target']}; then 'a': {rows['a']}, "
+            f"'b': {rows['b']}; `max_examples` on a source caps its rows)")
+    assert re.search(re.escape(said) + r"; its store needs about [\d.]+ kB of disk$", gradients_work())
     assert "rows" not in gradients_work("sources[0].max_examples=1")  # the data stage runs again first
 
 
@@ -2640,8 +2641,9 @@ def test_plan_says_the_largest_sources_rows_and_which_its_max_examples_cut(jsonl
     assert CliRunner().invoke(main, ["run", str(jsonl_project), "--until", "data"]).exit_code == 0
     result = CliRunner().invoke(main, ["plan", str(jsonl_project), "--format", "json"])
     work = {s["stage"]: s for s in json.loads(result.stdout)}["gradients"]["work"]
-    assert work.endswith(": 76 rows (the most from 'big': 40, its max_examples; then 'target': 15, 'a': 10, 'b': 10, "
-                         "and 1 more with 1; `max_examples` on a source caps its rows)"), work
+    said = (": 76 rows (the most from 'big': 40, its max_examples; then 'target': 15, 'a': 10, 'b': 10, and 1 more "
+            "with 1; `max_examples` on a source caps its rows)")
+    assert re.search(re.escape(said) + r"; its store needs about [\d.]+ kB of disk$", work), work
 
 
 def test_the_shipped_example_specs_validate_without_a_warning() -> None:

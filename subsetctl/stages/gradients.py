@@ -99,6 +99,19 @@ class BatchMaker:
             self.counted[indices[k]] = 1
 
 
+def _room_note(room: tuple[int, int, Path] | None) -> str:
+    """What plan says of the disk the gradients stage asks for (:func:`planned_room`): "; its
+    store needs about 1.2 GB of disk", and where less is free, that `run` stops there: a run
+    of days stopped at its gradients stage for want of room the plan could have named."""
+    if room is None:
+        return ""
+    need, free, where = room
+    if free >= need:
+        return f"; its store needs about {size_text(need)} of disk" if need else ""
+    return (f"; its store needs about {size_text(need)} of disk, and only {size_text(free)} is free in {where}: "
+            "`run` would stop at this stage until there is room (free disk space there, or lower gradients.d)")
+
+
 #: the largest sources plan names with their rows (the rest counted together)
 LARGEST_NAMED = 4
 
@@ -142,20 +155,14 @@ class GradientsStage(common.ModelStage):
         which `run` keeps ("16 of 40 done by the run that stopped partway, kept", as `run`
         then says "resuming; 16 of 40 rows are computed already")."""
         work = self.work(spec, forced)
-        if "data" in rerun:  # its rows are yet to be prepared
-            return work
-        try:
-            # data.json: the data stage's SUMMARY_FILE (its module imports datasets, which plan must not)
-            counts = json.loads((project.stage_dir("data") / "data.json").read_text(encoding="utf-8"))["counts"]
-            rows = {name: sum(int(counts[name][split]) for split in
-                              (TARGET_SPLITS if name == spec.target.name else SOURCE_SPLITS))
-                    for name in [spec.target.name, *(source.name for source in spec.sources)]}
-        except (OSError, ValueError, KeyError, TypeError):  # no data stage yet, or one of other sources
+        rows = prepared_rows(spec, project) if "data" not in rerun else None  # (else its rows are yet to be prepared)
+        if rows is None:
             return work
         total = sum(rows.values())
         kept = self._rows_kept(project, total) if resumes and not forced else 0
         return (f"{work}: {total:,} rows ({_largest_rows(spec, rows)}; `max_examples` on a source caps its rows)"
-                + (f"; {kept:,} of {total:,} done by the run that stopped partway, kept" if kept else ""))
+                + (f"; {kept:,} of {total:,} done by the run that stopped partway, kept" if kept else "")
+                + _room_note(planned_room(spec, project, total, forced)))
 
     def _rows_kept(self, project: Project, total: int) -> int:
         """The rows the store a run that stopped partway left holds, which `run` resumes
@@ -664,9 +671,8 @@ class GradientsStage(common.ModelStage):
 
         from subsetctl.gradients.store import held_bytes
 
-        store = n_rows * (d + hidden + 2) * 4
         held = held_bytes(folder / "store")
-        need = 2 * max(0, store - held)  # store, plus room for a merge copy
+        need = room_needed(n_rows, d, hidden, held)
         folder.mkdir(parents=True, exist_ok=True)
         free = shutil.disk_usage(folder).free
         if free < need:
@@ -676,6 +682,46 @@ class GradientsStage(common.ModelStage):
                 f"{size_text(free)} is free in {folder}{kept}. Free disk space there and run again (finished stages are kept), or lower "
                 "gradients.d, which computes every row again."
             )
+
+
+def prepared_rows(spec: Spec, project: Project) -> dict[str, int] | None:
+    """The rows the gradients stage computes, by the target and each source, as the data
+    stage last prepared them; None where it has not (or prepared other sources)."""
+    try:
+        # data.json: the data stage's SUMMARY_FILE (its module imports datasets, which plan must not)
+        counts = json.loads((project.stage_dir("data") / "data.json").read_text(encoding="utf-8"))["counts"]
+        return {name: sum(int(counts[name][split]) for split in
+                          (TARGET_SPLITS if name == spec.target.name else SOURCE_SPLITS))
+                for name in [spec.target.name, *(source.name for source in spec.sources)]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def room_needed(n_rows: int, d: int, hidden: int, held: int) -> int:
+    """The free disk the gradients stage asks for before it begins (:meth:`GradientsStage._check_disk`):
+    the store of ``n_rows`` rows of ``d`` projected and ``hidden`` hidden-state floats (and
+    f and the written flag), twice over (room for a merge copy), less the ``held`` bytes the
+    store there already holds (:func:`~subsetctl.gradients.store.held_bytes`)."""
+    return 2 * max(0, n_rows * (d + hidden + 2) * 4 - held)
+
+
+def planned_room(spec: Spec, project: Project, n_rows: int, forced: bool) -> tuple[int, int, Path] | None:
+    """For ``plan`` and ``doctor``, before the model loads: the free disk the gradients stage
+    of ``n_rows`` rows will ask for (:func:`room_needed`, with the hidden size config.json
+    gives), the free disk there and where that is; None where the model's shape cannot be
+    read without loading it. ``forced``: the store there is made anew, its room counted again."""
+    import shutil
+
+    from subsetctl.gradients.store import held_bytes
+    from subsetctl.modeling.footprint import model_shape
+
+    shape = model_shape(spec, project.root)
+    if shape is None:
+        return None
+    folder = project.stage_dir("gradients")
+    held = 0 if forced else held_bytes(folder / "store")
+    where = next(p for p in (folder, *folder.parents) if p.exists())  # (made by the run)
+    return room_needed(n_rows, spec.gradients.d, shape.hidden, held), shutil.disk_usage(where).free, where
 
 
 def shard_numbers(name: str) -> tuple[int, int] | None:

@@ -73,6 +73,28 @@ def test_doctor_low_disk_exits_1_with_advice(healthy: None, tmp_path: Path, monk
     assert "→ Free disk space" in result.output
 
 
+def test_plan_and_doctor_say_when_the_gradient_store_would_not_fit(
+    healthy: None, tmp_path: Path, tiny_llama: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the rows counted (the data stage done), `plan` gives the disk the gradients stage
+    asks for and says when less is free, and `doctor`'s disk check fails on it: a run stopped
+    there for want of room, maybe days in, which neither said (doctor checked 2 GB, whatever
+    the project)."""
+    from subsetctl.api import run_project
+
+    project = rf.make_project(tmp_path / "p", rf.small_spec(tiny_llama))
+    run_project(project, until="data")
+    plan = CliRunner().invoke(main, ["plan", str(project)])
+    assert "its store needs about" in plan.output and "is free in" not in plan.output, plan.output
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: type(real(p))(10**12, 10**12 - 1000, 1000))
+    plan = " ".join(CliRunner().invoke(main, ["plan", str(project)]).output.split())
+    assert "and only 1 kB is free in" in plan and "`run` would stop at this stage until there is room" in plan, plan
+    result = CliRunner().invoke(main, ["doctor", str(project)])
+    assert result.exit_code == 1, result.output
+    assert "the gradients stage asks for about" in result.output and "store of" in result.output, result.output
+
+
 def test_doctor_dask_needed_by_spec_but_missing(healthy: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     spec = rf.data_spec()
     spec["executor"] = {"backend": "dask"}
