@@ -127,6 +127,45 @@ def _recorded_before_row_losses(stage: Path) -> None:
         (stage / name).write_text(json.dumps(record))
 
 
+@pytest.mark.parametrize("also_row_losses", [False, True])
+def test_results_scored_before_answers_were_compared_in_nfkc_are_evaluated_again(
+        tiny_project_ran, monkeypatch: pytest.MonkeyPatch, also_row_losses: bool) -> None:
+    """Test results a subsetctl comparing answers otherwise scored ('東京。' not '東京', NFD
+    'café' not NFC) are not up to date: `plan` says why, and neither the cache entries it
+    kept nor (also made before the per-row losses) its own results are reused."""
+    from subsetctl.api import plan_project
+    from subsetctl.project import fingerprint
+    from subsetctl.stages import evaluate as evaluate_stage
+
+    folder: Path = tiny_project_ran()
+    state = folder / ".subsetctl"
+    for name in ("manifest.json", "work.json"):  # its inputs as that subsetctl recorded them
+        record = json.loads((state / "evaluate" / name).read_text())
+        del record["inputs"]["extra"]["exact_match_answers"]
+        if also_row_losses:
+            del record["inputs"]["extra"]["per_row_test_losses"]
+        record["fingerprint"] = fingerprint(record["inputs"])
+        (state / "evaluate" / name).write_text(json.dumps(record))
+    seen: list = []
+    keys_now = evaluate_stage.result_cache_keys
+    monkeypatch.setattr(evaluate_stage, "result_cache_keys", lambda ctx, runs: seen.append(ctx) or keys_now(ctx, runs))
+    plan_project(folder)
+    runs = list(json.loads((state / "evaluate" / "per_run.json").read_text()))
+    now = keys_now(seen[-1], runs)
+    with monkeypatch.context() as patched:  # the keys that subsetctl cached them by
+        patched.setattr(evaluate_stage, "fingerprint",
+                        lambda inputs: fingerprint({k: v for k, v in inputs.items() if k != "answers"}))
+        before = keys_now(seen[-1], runs)
+    cache = state / "cache" / "evaluate"
+    for run in runs:
+        (cache / f"{now[run][0]}.json").rename(cache / f"{before[run][0]}.json")
+    evaluate = {s.name: s for s in plan_project(folder)[2]}["evaluate"]
+    assert evaluate.will_run and any("exact match now compares answers in one Unicode form (NFKC" in r
+                                     for r in evaluate.reasons), evaluate.reasons
+    assert not any("row by row" in r for r in evaluate.reasons), evaluate.reasons  # (no 'one loss pass': all again)
+    assert "none cached" in evaluate.work, evaluate.work
+
+
 @pytest.mark.parametrize("reads", [{}, {"data": "train"}])
 def test_evaluates_inputs_for_the_upgrade_are_those_the_pipeline_computes(
         tiny_project_ran, monkeypatch: pytest.MonkeyPatch, reads: dict[str, str]) -> None:

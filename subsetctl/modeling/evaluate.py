@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import itertools
 import json
 import re
 import sys
 import threading
+import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -45,12 +47,56 @@ _WS = re.compile(r"\s+")
 # --------------------------------------------------------------------------- exact match
 
 
+#: the sentence-final marks (as Unicode NFKC writes them) a trailing run of which an answer
+#: drops: the full stop, and other scripts' full stops, question and exclamation marks ('東京。',
+#: Devanagari's danda, Arabic's full stop and question mark, Ethiopic, Armenian, Myanmar, Khmer)
+_FINAL_MARKS = frozenset(".!?。।॥۔؟።։။។")
+#: compatibility forms NFKC would turn into other text that means something else: '10²' is
+#: 100, not '102'; 'H₂O' is not 'H2O' written otherwise; '½' is not '1⁄2' (kept as written)
+_KEPT_FORMS = ("<super>", "<sub>", "<fraction>")
+
+
+def _final_mark(char: str) -> bool:
+    """Whether ``char`` is a sentence-final mark an answer drops at its end: one of
+    :data:`_FINAL_MARKS` in any width ('．', '！', '？', '｡', '…'), but an ASCII '!' or '?',
+    which English answers keep as they did ('5!' is a factorial, not 5)."""
+    if char in "!?":
+        return False
+    folded = unicodedata.normalize("NFKC", char)
+    return bool(folded) and all(c in _FINAL_MARKS for c in folded)
+
+
+def _drop_final_marks(text: str) -> str:
+    """``text`` (stripped) without its trailing sentence-final marks (:func:`_final_mark`),
+    and the whitespace between them: 'yes . .' -> 'yes'. An answer of marks alone ('...')
+    is kept as it is: an empty prediction does not match it."""
+    kept = text
+    while kept and _final_mark(kept[-1]):
+        kept = kept[:-1].rstrip()
+    return kept or text
+
+
+def _kept_form(char: str) -> bool:
+    """Whether ``char`` is a superscript, subscript or vulgar fraction (:data:`_KEPT_FORMS`)."""
+    return unicodedata.decomposition(char).startswith(_KEPT_FORMS)
+
+
+def _compatibility_folded(text: str) -> str:
+    """``text`` in Unicode NFKC (one form for NFC and NFD 'café', full-width '１２' as '12',
+    ligatures 'ﬁ' as 'fi'), but superscripts, subscripts and vulgar fractions
+    (:func:`_kept_form`), which NFKC would make other text of, in NFC as written."""
+    return "".join(unicodedata.normalize("NFC" if kept else "NFKC", "".join(run))
+                   for kept, run in itertools.groupby(text, key=_kept_form))
+
+
 def normalize_answer(text: str) -> str:
-    """Strip, lowercase, collapse whitespace and drop one trailing period."""
-    text = _WS.sub(" ", str(text).strip().lower())
-    if text.endswith("."):
-        text = text[:-1].rstrip()
-    return text
+    """The answer as exact match compares it: in Unicode NFKC (superscripts, subscripts and
+    fractions aside, :func:`_compatibility_folded`), lowercased, whitespace collapsed, without
+    its trailing sentence-final marks (a '.', '。', full-width '！'/'？'; :func:`_final_mark`).
+    Idempotent: a normalized answer normalizes to itself."""
+    text = _drop_final_marks(str(text).strip())
+    text = _compatibility_folded(_compatibility_folded(text).lower())
+    return _drop_final_marks(_WS.sub(" ", text.strip()))
 
 
 def _number_text(text: str) -> str | None:

@@ -1140,8 +1140,11 @@ class EvaluateSpec(StrictModel):
     metric: Literal["auto", "exact_match", "reasoning_gym", "accuracy"] = Field(
         "auto", description="Task metric; auto picks accuracy for a classifier, else reasoning_gym when every "
         "test row has reasoning-gym metadata, exact_match when none has, and 'mixed' (each row by its own) "
-        "otherwise. exact_match compares answers stripped, lowercased, with whitespace collapsed and one "
-        "trailing period dropped, and numbers by value (4.0 = 4, 1,000 = 1000). Beside it the report gives "
+        "otherwise. exact_match compares answers in Unicode NFKC (NFC and NFD 'café' alike, full-width '１２' "
+        "= '12', ligatures unfolded; superscripts, subscripts and fractions kept as written: '10²' is not '102'), "
+        "stripped, lowercased, with whitespace collapsed and trailing sentence-final marks dropped (a '.', "
+        "'。', '．', '！', '？', '।', '؟'; an ASCII '!' or '?' is kept: '5!' is not 5), and numbers by value "
+        "(4.0 = 4, 1,000 = 1000). Beside it the report gives "
         "macro-F1 over the classes for a classifier, and for a causal LM whose train answers are a few short "
         "class words."
     )

@@ -25,6 +25,10 @@ RESULT_CACHE = ("cache", "evaluate")
 PER_RUN = "per_run.json"
 #: the extra input saying results hold their per-row test losses (:meth:`EvaluateStage.extra_inputs`)
 ROW_LOSSES = "per_row_test_losses"
+#: the extra input saying a causal LM's answers were compared in Unicode NFKC, other scripts'
+#: sentence-final marks dropped (:func:`~subsetctl.modeling.evaluate.normalize_answer`): results
+#: scored before ('東京。' not '東京') are not up to date, and `plan` says why
+ANSWERS_COMPARED = "exact_match_answers"
 #: what every test result has, of these types (a cached or recorded one without them is
 #: damaged: evaluated again); ``loss_ce`` is null where it was not finite
 RESULT_KEYS = {"score": common.NUMBER, "loss_ce": common.NUMBER_OR_NULL, "metric": str, "n": int,
@@ -46,6 +50,7 @@ def result_cache_keys(ctx: StageContext, runs: list[str]) -> dict[str, list[str]
         base["texts_cut"] = "warned"
     else:  # exact_match compares numbers exactly (a float tolerance matched 1234567891 to 1234567890): likewise,
         base["numbers"] = "exact"  # and generation's prompt cut is warned about
+        base["answers"] = "NFKC"  # and answers are compared in Unicode NFKC ('１２' = '12', '東京。' = '東京')
     today, earlier = common.model_key(ctx)
 
     def adapter(run: str, with_config: bool) -> dict[str, str]:
@@ -155,8 +160,10 @@ class EvaluateStage(common.ModelStage):
         """The model's files, and that each result holds its per-row test losses (``losses``,
         which the report compares the pick and the baselines on row by row): results an
         earlier subsetctl kept without them are completed once (:meth:`run`), so `plan`
-        says why the stage runs again."""
-        return {**super().extra_inputs(spec, project), ROW_LOSSES: "recorded"}
+        says why the stage runs again; and for a causal LM, that its answers are compared in
+        Unicode NFKC (:data:`ANSWERS_COMPARED`): results scored before are evaluated again."""
+        compared = {} if spec.model.kind == "classifier" else {ANSWERS_COMPARED: "NFKC"}
+        return {**super().extra_inputs(spec, project), ROW_LOSSES: "recorded", **compared}
 
     def memory_settings(self, spec: Spec) -> tuple[str, ...]:
         """A classifier generates nothing: its max_new_tokens bounds no memory."""

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from modelfixtures import causal_rows, classifier_rows
 
 import subsetctl.modeling.evaluate as ev
@@ -45,7 +48,59 @@ def test_exact_match(pred, gold, expected) -> None:
 def test_normalize_answer() -> None:
     assert normalize_answer("  A  B.  ") == "a b"
     assert normalize_answer("3.") == "3"
-    assert normalize_answer("...") == ".."
+    assert normalize_answer("...") == normalize_answer(" ... ") == "..."  # marks alone are the answer
+    assert exact_match("", ".") == 0.0
+
+
+@pytest.mark.parametrize(
+    "pred, gold",
+    [
+        ("東京。", "東京"),  # the CJK full stop is dropped as '.' is
+        ("caf\u00e9", "cafe\u0301"),  # NFC and NFD (macOS) forms of one word
+        ("１２", "12"), ("１２．０", "12"), ("ＡＢＣ", "abc"),  # full-width digits and letters
+        ("はい！", "はい"), ("なに？", "なに"), ("12．", "12"), ("はい｡", "はい"),  # full- and half-width marks
+        ("नमस्ते।", "नमस्ते"), ("مرحبا؟", "مرحبا"), ("ok…", "ok"), ("\ufb01ne", "fine"),  # other scripts; ellipsis; ligature
+    ],
+)
+def test_exact_match_of_non_english_answers(pred, gold) -> None:
+    """Answers in other scripts and Unicode forms match as English ones do: before, each
+    of these scored 0 (the '。' kept, NFD 'é' two code points, '１２' not '12')."""
+    assert exact_match(pred, gold) == exact_match(gold, pred) == 1.0
+
+
+@pytest.mark.parametrize(
+    "pred, gold, expected",
+    [
+        ("Paris.", "paris", 1.0), ("  Yes .", "yes", 1.0), ("3.", "3", 1.0), ("New\tYork", "new york", 1.0),
+        ("5!", "5", 0.0), ("why?", "why", 0.0), ("10\u00b2", "102", 0.0), ("H\u2082O", "h2o", 0.0),
+        ("\u00bd", "1/2", 0.0), ("\u00bd", "\u00bd", 1.0), ("x\u00b2", "X\u00b2", 1.0), ("paris, france", "paris", 0.0),
+        ("e.g.", "e.g", 1.0), ("a.b", "ab", 0.0), ("Ç", "ç", 1.0), ("1,000.", "1000", 1.0), ("-4.", "-4", 1.0),
+    ],
+)
+def test_english_answers_score_as_before(pred, gold, expected) -> None:
+    """NFKC changes nothing ASCII, and English answers keep what they meant: an ASCII '!'
+    or '?' stays ('5!' is a factorial), superscripts, subscripts and fractions are kept as
+    written ('10²' is 100, not '102')."""
+    assert exact_match(pred, gold) == expected
+
+
+@given(st.text(max_size=12))
+@settings(max_examples=400, deadline=None)
+def test_normalize_answer_is_idempotent(text) -> None:
+    once = normalize_answer(text)
+    assert normalize_answer(once) == once
+    assert exact_match(text, once) == 1.0
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=127), max_size=12))
+@settings(max_examples=300, deadline=None)
+def test_normalize_of_ascii_is_as_before_but_for_a_run_of_final_periods(text) -> None:
+    """On ASCII text the normalization is the one before (strip, lowercase, collapse
+    whitespace, drop one trailing '.') wherever the text does not end in two or more."""
+    before = re.sub(r"\s+", " ", text.strip().lower())
+    before = before[:-1].rstrip() if before.endswith(".") else before
+    if not before.endswith(".") and before:
+        assert normalize_answer(text) == before
 
 
 def _rg_rows(task: str, n: int, seed: int = 7) -> list[dict]:
