@@ -191,6 +191,39 @@ def state_cell(row: dict[str, Any]) -> str:
     return row["state"]
 
 
+#: `ls`'s table's columns, in order
+_COLUMNS = ("project", "state", "final pick", "sources", "test loss", "score", "overrides", "last run")
+#: the least the text columns beside the project's take (their cells fold to it); the
+#: numbers' columns do not fold
+_LEAST = {"state": 6, "final pick": 6, "overrides": 4, "last run": 5}
+#: the columns left out, in this order, where the project names would not fit whole beside them
+_LEFT_OUT_FIRST = ("last run", "sources", "overrides")
+
+
+def _table_layout(names: list[str], numbers: dict[str, list[str]], width: int) -> tuple[list[str], int]:
+    """The columns of `ls`'s table on a terminal ``width`` wide, and the project column's
+    width: its longest name whole (how a project is told apart; a sweep's variants have long
+    ones), the other text columns folding to their least (:data:`_LEAST`), the numbers'
+    (``numbers``: a column's cells) as wide as their header or longest cell. Where even so the
+    names do not fit, the columns of :data:`_LEFT_OUT_FIRST` are left out, one at a time, and
+    then the names fold. A fixed narrow column broke every name mid-word at 80 columns
+    ("projec/t")."""
+    from rich.cells import cell_len
+
+    longest = max(map(cell_len, ["project", *names]))
+    columns = list(_COLUMNS)
+
+    def room() -> int:  # (3 a column of borders and padding, and the last border)
+        beside = [_LEAST.get(c) or max(map(cell_len, [c, *numbers[c]])) for c in columns if c != "project"]
+        return width - 3 * len(columns) - 1 - sum(beside)
+
+    for column in _LEFT_OUT_FIRST:
+        if longest <= room():
+            break
+        columns.remove(column)
+    return columns, max(len("project"), min(longest, room()))
+
+
 def print_overview(rows: list[dict[str, Any]], folder: Path, console: Any, skipped: int = 0) -> None:
     """The rows as one table, a project a line; the reasons of the projects in error under
     it, one a line (a spec error's text names its file and line: too long for a cell); then
@@ -204,21 +237,28 @@ def print_overview(rows: list[dict[str, Any]], folder: Path, console: Any, skipp
     one_metric = next(iter(metrics)) if len(metrics) == 1 else None  # named once, in the heading
     heading = f"projects in {folder}" + (f" (score: {one_metric})" if one_metric else "")
     table = Table(title=heading, title_justify="left")
-    widths = {"project": 6, "state": 12, "final pick": 10, "overrides": 9, "last run": 10}  # (80 columns folded
-    for name in ("project", "state", "final pick", "sources", "test loss", "score", "overrides", "last run"):  # each to a letter a line)
-        numbers = name in ("sources", "test loss", "score")
-        table.add_column(name, justify="right" if numbers else "left", overflow="fold", no_wrap=numbers,
-                         min_width=widths.get(name))
-    for row in rows:
+    numbers = {"sources": ["–" if row["sources"] is None else str(len(row["sources"])) for row in rows],
+               "test loss": [loss_cell(row["test_loss"]) for row in rows],
+               "score": [fmt(row["score"], 3) + (f" {row['metric']}" if row["metric"] and not one_metric else "")
+                         for row in rows]}
+    columns, project_width = _table_layout([row["project"] for row in rows], numbers, console.width)
+    for name in columns:  # (the project's a fixed width: rich narrows the widest column first)
+        table.add_column(name, justify="right" if name in numbers else "left", overflow="fold",
+                         no_wrap=name in numbers, min_width=_LEAST.get(name),
+                         width=project_width if name == "project" else None)
+    for i, row in enumerate(rows):
         state = escape(state_cell(row) if row["state"] != "error" else "error (below)")
         if row["state"] != "up to date":
             state = f"[{'red' if row['state'] == 'error' else 'yellow'}]{state}[/]"
-        score = fmt(row["score"], 3) + (f" {row['metric']}" if row["metric"] and not one_metric else "")
-        table.add_row(escape(row["project"]), state, escape(row["final"] or "–"),
-                      "–" if row["sources"] is None else str(len(row["sources"])), loss_cell(row["test_loss"]),
-                      escape(score), escape("; ".join(row["overrides"])) or "–",
-                      (row["last_run"] or "–")[:16].replace("T", " "))  # to the minute: its time zone is the run's
+        cells = {"project": escape(row["project"]), "state": state, "final pick": escape(row["final"] or "–"),
+                 **{name: escape(numbers[name][i]) for name in numbers},
+                 "overrides": escape("; ".join(row["overrides"])) or "–",
+                 "last run": (row["last_run"] or "–")[:16].replace("T", " ")}  # to the minute: its time zone is the run's
+        table.add_row(*(cells[name] for name in columns))
     console.print(table)
+    if left_out := [name for name in _COLUMNS if name not in columns]:
+        console.print(f"(Left out for the project names to fit {console.width} columns: {', '.join(left_out)}; a wider "
+                      "terminal, or `--format json`, gives them.)", markup=False, highlight=False)
     for row in rows:
         if row["state"] == "error":
             console.print(f"{row['project']}: {row['error']}", markup=False, highlight=False)

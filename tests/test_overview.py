@@ -148,3 +148,49 @@ def test_ls_of_a_project_being_run_shows_its_last_finished_figures(
     assert row["state"] == "running" and row["running"] == "gradients"
     final = report["final"]
     assert row["final"] == final and row["test_loss"] == report["test_metrics"][final]["loss_mean"]
+
+
+_LONG_NAMES = ["multilingual-qa-finetune-ablation-2026", "tiny", "sentiment-classifier-baseline-xl",
+               "reasoning-gym-arith-sweep", "code-completion-python-v3", "medical-qa-subset-search",
+               "project-with-a-very-long-name-indeed", "ja-東京-qa-プロジェクト"]
+
+
+def _overview_text(names: list[str], width: int) -> str:
+    """`ls`'s table of projects named ``names`` (all run, one with an override) on a terminal ``width`` wide."""
+    import io
+
+    from rich.console import Console
+
+    from subsetctl.overview import print_overview
+
+    rows = [{"project": name, "state": "stale" if i % 3 else "up to date", "stale": ["search", "finetune"],
+             "not_run": [], "running": None, "error": None, "final": "gradient_similarity" if i % 2 else "all",
+             "sources": ["a", "b"], "test_loss": 1.2345, "score": 0.5, "metric": "exact_match",
+             "overrides": ["finetune.steps=5"] if i == 2 else [], "last_run": "2026-12-05T10:02:52+00:00"}
+            for i, name in enumerate(names)]
+    out = io.StringIO()
+    print_overview(rows, Path("sweep"), Console(file=out, width=width, force_terminal=False))
+    return out.getvalue()
+
+
+def test_ls_keeps_project_names_whole_beside_the_other_columns() -> None:
+    """The project column has priority: at 80 and 120 columns 8 long names are each whole on
+    one line (the other columns fold, and at 80 those that leave no room for them are left
+    out, which a line says); at 60 the header is whole and the table is not cut at the right
+    edge. A fixed 6-wide column made "projec/t" and broke every name mid-word at 80."""
+    from rich.cells import cell_len
+
+    for width in (60, 80, 120):
+        text = _overview_text(_LONG_NAMES, width)
+        lines = text.splitlines()
+        assert all(cell_len(line.rstrip()) <= width for line in lines), text
+        table = [line for line in lines if line[:1] in "┏┃┡│└"]
+        assert all(line.rstrip()[-1] in "┓┃┩│┘" for line in table), text  # (its right border drawn: not cropped)
+        assert any(line.startswith("┃ project ") for line in table), text
+        if width >= 80:
+            assert all(any(f"│ {name} " in line for line in table) for name in _LONG_NAMES), text
+        if width == 80:
+            assert "Left out for the project names to fit 80 columns: sources, overrides, last run" in text
+    assert "Left out" not in _overview_text(_LONG_NAMES, 120)
+    short = _overview_text(["v1", "v2", "v3"], 80)  # (names that fit beside every column)
+    assert "Left out" not in short and short.splitlines()[1].count("┳") == 7  # (all 8 columns)
