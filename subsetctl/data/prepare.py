@@ -143,9 +143,10 @@ def _few_answers_renamed(source: SourceSpec, keys: list[str], texts: list[str]) 
     hits = [(text, label_map[key]) for key, text in zip(keys, texts, strict=True) if key in label_map]
     if not hits or 2 * len(hits) >= len(texts):
         return []
-    pairs = ", ".join(f"{a!r} -> {b!r}" if b is not None else f"{a!r} dropped" for a, b in dict.fromkeys(hits))
+    pairs = ", ".join(f"{shown_text(a)} -> {shown_text(b)}" if b is not None else f"{shown_text(a)} dropped"
+                      for a, b in dict.fromkeys(hits))
     others = sorted({text for key, text in zip(keys, texts, strict=True) if key not in label_map})
-    shown = ", ".join(repr(t) for t in others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+    shown = ", ".join(map(shown_text, others[:5])) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
     return [(f"Source {source.name!r}: label_map renamed {len(hits)} of its {len(texts)} answers ({pairs}), the "
             f"others being no key ({shown}): answers that only happen to equal a key are "
             f"{'rewritten or dropped' if any(b is None for _, b in hits) else 'rewritten'} (a "

@@ -381,11 +381,11 @@ def _unmapped_hint(label_map: dict[str, str | None], extra: list[str], splits: d
     forgotten (a 4-star rating beside 0-3 mapped): their rows, and the map to write, each
     onto a target class or to null, which drops its rows."""
     rows = Counter(t for ds in splits.values() for t in label_texts(ds))
-    shown = ", ".join(f"{t!r} ({rows[t]} row{'' if rows[t] == 1 else 's'})" for t in extra[:5])
+    shown = ", ".join(f"{shown_text(t)} ({rows[t]} row{'' if rows[t] == 1 else 's'})" for t in extra[:5])
     ours = sorted(target_labels)
-    named = ", ".join(repr(t) for t in ours[:5]) + (f" and {len(ours) - 5} more" if len(ours) > 5 else "")
-    written = ", ".join([*(f"{k!r}: {'null' if v is None else repr(v)}" for k, v in label_map.items()),
-                         *(f"{t!r}: null" for t in extra[:5])])
+    named = ", ".join(map(shown_text, ours[:5])) + (f" and {len(ours) - 5} more" if len(ours) > 5 else "")
+    written = ", ".join([*(f"{shown_text(k)}: {'null' if v is None else shown_text(v)}" for k, v in label_map.items()),
+                         *(f"{shown_text(t)}: null" for t in extra[:5])])
     return (f" {UNMAPPED_LABELS} ({shown}): its rows of those classes teach "
             "classes the target's test never asks for (predicting one is a miss). Map each onto one of the "
             f"target's classes ({named}), or drop its rows with null: label_map: {{{written}}}.")

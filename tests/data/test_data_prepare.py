@@ -247,6 +247,24 @@ def test_label_map_renaming_few_of_a_causal_lm_sources_answers_is_warned_about(t
     assert found[1] == []  # 0 and 1 mapped, 2 (neutral) kept: 8 of 12 renamed, as meant
 
 
+def test_label_map_renaming_few_answers_shows_them_apart_from_their_other_unicode_form(tmp_path: Path) -> None:
+    """The few-answers-renamed warning quotes answers as the other label messages do
+    (shown_text): an NFD answer 'ne\u0301gatif' (no key) beside the NFC key 'négatif' it
+    was renamed from printed alike, as if the key had matched it."""
+    composed, decomposed = "n\u00e9gatif", "ne\u0301gatif"
+    answers = [composed] + [decomposed] * 3
+    write_jsonl(tmp_path / "d.jsonl", [{"prompt": f"p{i}", "y": answer} for i, answer in enumerate(answers)])
+    spec = Spec.model_validate({
+        "target": {"name": "t", "loader": {"type": "jsonl", "path": "d.jsonl"}},
+        "sources": [{"name": "s", "loader": {"type": "jsonl", "path": "d.jsonl", "response_field": "y"},
+                     "label_map": {composed: "non"}}]})
+    warnings: list[str] = []
+    prepare_source(spec.sources[0], source_context(spec, spec.sources[0], tmp_path), warnings)
+    (warning,) = [w for w in warnings if "label_map renamed" in w]
+    assert f"label_map renamed 1 of its 4 answers ('{composed}' -> 'non'), the others being no key " \
+           '("ne\\u0301gatif")' in warning, warning
+
+
 def test_label_map_to_null_drops_a_classifier_sources_rows_before_the_draw(tmp_path: Path, make_ctx) -> None:
     """A 3-class source (0/1/2, 2 neutral) beside a 2-class target: ``{2: null}`` drops the
     neutral rows (a class the target never uses widened the head, and nothing could remove

@@ -510,6 +510,21 @@ def test_a_label_a_sources_label_map_leaves_out_is_told_with_its_rows_and_the_ma
     assert "if one is a target class under another name, map it with the source's label_map" in without
 
 
+def test_a_label_a_sources_label_map_leaves_out_is_shown_apart_from_its_other_unicode_form() -> None:
+    """The unmapped label, the target's classes and the map to write quote labels as the
+    other label messages do (shown_text): NFD labels (as macOS writes them, 'e\u0301chec')
+    printed as their NFC twins would, and the map to write named a key no row has."""
+    from subsetctl.data.stage import _label_warnings
+
+    target = {"train": Dataset.from_dict({"label_text": ["re\u0301ussi", "oui"]})}
+    source = {"train": Dataset.from_dict({"label_text": ["e\u0301chec", "oui", "oui"]})}
+    (warning,) = _label_warnings("t", {"t": target, "s": source}, {"s": {"1": "oui"}})
+    assert ('does not name them ("e\\u0301chec" (1 row))' in warning
+            and "target's classes ('oui', \"re\\u0301ussi\")" in warning
+            and 'label_map: {\'1\': \'oui\', "e\\u0301chec": null}' in warning), warning
+
+
+
 def test_label_setups_that_cannot_mean_what_was_meant_are_warned_about() -> None:
     """A one-class target, target test classes its train split never has, and a
     label_field pointing at a text column all passed with "labels the target never uses"."""
