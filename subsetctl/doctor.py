@@ -1,6 +1,7 @@
 """`subsetctl doctor`: check the environment and say what to do about each problem.
 
-Checks: the Python version, torch and the device it will use, the packaged models (and
+Checks: the Python version, a writable temporary folder (torch and datasets need one as they
+are imported), torch and the device it will use, the packaged models (and
 whether SmolLM2's one-time GGUF conversion is cached, or else its cache folder can take
 it), the installed plugins (each imports, and a plugin package's packaged model finds its
 folder), and free disk space where the project lives (given a project whose data stage has
@@ -53,6 +54,22 @@ class Check:
 def check_python() -> Check:
     ok = sys.version_info >= (3, 11)
     return Check("python", ok, sys.version.split()[0], "" if ok else "Use Python 3.11 or newer.")
+
+
+def check_temp_folder() -> Check:
+    """A writable temporary folder, which torch and datasets need as they are imported (dill
+    asks for one) and joblib's workers as they run: with none (a container started with
+    ``--read-only`` and no tmpfs on /tmp) doctor stopped with that error instead of saying so."""
+    from subsetctl.errors import _NO_TEMP_FOLDER, NO_TEMP_FOLDER_ADVICE, no_temp_folder_found
+
+    try:
+        folder = tempfile.gettempdir()
+    except FileNotFoundError as exc:
+        if not str(exc.strerror).startswith(_NO_TEMP_FOLDER):
+            raise
+        return Check("temporary folder", False, f"{no_temp_folder_found(str(exc.strerror))}: torch, datasets and "
+                     "joblib need one, and the other checks import them", NO_TEMP_FOLDER_ADVICE)
+    return Check("temporary folder", True, folder)
 
 
 def check_torch() -> Check:
@@ -593,7 +610,9 @@ def run_checks(directory: Path | None = None, import_plugins: bool = True) -> li
     """Every check, in display order; ``directory`` is an optional project folder, whose
     spec's ``plugins:`` are not imported with ``import_plugins=False`` (``--no-plugins``;
     installed plugins are imported all the same: checking that they import is doctor's job)."""
-    checks = [check_python(), check_torch(), *check_packaged_models(), *check_installed_plugins()]
+    if not (temp := check_temp_folder()).ok:  # (importing torch, datasets or a plugin would fail on it)
+        return [check_python(), temp]
+    checks = [check_python(), temp, check_torch(), *check_packaged_models(), *check_installed_plugins()]
     spec = None
     folder = Path.cwd()  # the project's folder (``directory`` may name its spec file)
     if directory is not None:

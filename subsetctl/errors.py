@@ -588,6 +588,8 @@ def environment_error(error: BaseException) -> EnvironmentUserError | None:
             "folder (a HOME or cache folder, or the project's .subsetctl/, that is a file); move that file aside "
             "and run again."
         )
+    if exc.errno == errno.ENOENT and not exc.filename and str(exc.strerror).startswith(_NO_TEMP_FOLDER):
+        return EnvironmentUserError(no_temp_folder_message(str(exc.strerror)))
     if exc.errno == errno.ENOENT and exc.filename and (target := dangling_link_target(str(exc.filename))):
         return EnvironmentUserError(
             f"Cannot use {exc.filename}: it is a symbolic link to {target}, which cannot be made (a folder on its "
@@ -635,6 +637,43 @@ def environment_error(error: BaseException) -> EnvironmentUserError | None:
             "that holds larger files, and run again: finished work is kept and resumed."
         )
     return None
+
+
+#: how Python's ``tempfile`` says no folder it tries takes a file (``$TMPDIR``, ``/tmp``, ``/var/tmp``,
+#: ``/usr/tmp``, the current folder): a container with a read-only root file system and no tmpfs
+_NO_TEMP_FOLDER = "No usable temporary directory found in "
+
+
+def no_temp_folder_found(strerror: str) -> str:
+    """What ``tempfile`` found, in words, from its ``strerror`` (which lists the folders it tried
+    as a Python list): "no writable temporary folder: Python tried /tmp, ... (TMPDIR is not set)"."""
+    import ast
+    import os
+
+    listed = strerror[len(_NO_TEMP_FOLDER):]
+    try:
+        tried = ", ".join(map(str, ast.literal_eval(listed)))
+    except (ValueError, SyntaxError, TypeError):
+        tried = listed
+    tmpdir = os.environ.get("TMPDIR")
+    return (f"no writable temporary folder: Python tried {tried} and could write in none "
+            f"({f'TMPDIR is {tmpdir}' if tmpdir else 'TMPDIR is not set'})")
+
+
+#: what to do about no writable temporary folder (:func:`no_temp_folder_found`)
+NO_TEMP_FOLDER_ADVICE = (
+    "Set TMPDIR to a writable folder (`mkdir -p /scratch/tmp && export TMPDIR=/scratch/tmp`; in a container with "
+    "a read-only file system, mount a tmpfs on /tmp: `docker run --read-only --tmpfs /tmp ...`) and run again.")
+
+
+def no_temp_folder_message(strerror: str) -> str:
+    """The message for ``tempfile`` finding no writable temporary folder (``strerror``, which
+    lists the folders it tried). The libraries the stages use need one (``datasets``, as it is
+    imported; joblib's workers; torch), so a run in a container started with ``--read-only``
+    stopped with an internal error, "This is a bug in subsetctl"; the user gives it one."""
+    found = no_temp_folder_found(strerror)
+    return (f"{found[0].upper()}{found[1:]}. The libraries subsetctl runs (datasets, joblib, torch) need one. "
+            f"{NO_TEMP_FOLDER_ADVICE} Finished stages are kept.")
 
 
 def name_too_long_note(exc: OSError) -> str:

@@ -68,3 +68,43 @@ def test_a_file_system_without_locks_is_not_taken_for_a_running_run(tmp_path: Pa
     assert "does not support file locks (flock)" in str(caught.value) and "no other run holds it" in str(caught.value)
     assert not file_lock_held(project.state_dir / "lock")
     project.restamp_manifest_when_idle("data", {"x": [1]})  # (plan, report: nothing to restamp, no error)
+
+
+def _no_temp_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Python's ``tempfile`` finds no writable temporary folder, as in a container started with
+    ``--read-only`` and no tmpfs on /tmp (the folders it tries here: one that is not there)."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)  # (it keeps the folder it found)
+    monkeypatch.setattr(tempfile, "_candidate_tempdir_list", lambda: [str(tmp_path / "no-such-tmp")])
+    monkeypatch.delenv("TMPDIR", raising=False)
+
+
+def test_no_writable_temporary_folder_is_a_user_error_naming_tmpdir(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """datasets (through dill, as it is imported), torch and joblib ask ``tempfile`` for a
+    folder; with none writable the run stopped with "internal error: FileNotFoundError: No
+    usable temporary directory found in [...] This is a bug in subsetctl"."""
+    import tempfile
+
+    project = rf.make_project(tmp_path / "p", rf.data_spec())
+    _no_temp_folder(tmp_path, monkeypatch)
+    monkeypatch.setattr(DataStage, "run", lambda self, ctx: tempfile.mkdtemp())  # (as a library does)
+    result = CliRunner().invoke(main, ["run", str(project), "--until", "data", "-q"])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1 and "internal error" not in text, result.output
+    assert (f"No writable temporary folder: Python tried {tmp_path / 'no-such-tmp'} and could write in none "
+            "(TMPDIR is not set)") in text
+    assert "Set TMPDIR to a writable folder" in text and "Finished stages are kept." in text
+
+
+def test_doctor_says_there_is_no_writable_temporary_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """doctor stopped with the error that importing torch raised instead of reporting it."""
+    project = rf.make_project(tmp_path / "p", rf.data_spec())
+    _no_temp_folder(tmp_path, monkeypatch)
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "no-such-tmp"))
+    result = CliRunner().invoke(main, ["doctor", str(project)])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1 and "error:" not in text, result.output
+    assert "✗ temporary folder: no writable temporary folder" in text and "(TMPDIR is " in text
+    assert "→ Set TMPDIR to a writable folder" in text
