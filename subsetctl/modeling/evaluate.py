@@ -232,8 +232,9 @@ class ReasoningGymScorer:
     def _dataset(self, task: str, config: dict[str, Any] | None = None) -> Any:
         key = f"{task}|{json.dumps(config or {}, sort_keys=True, default=str)}"
         if key not in self._by_task:
-            import reasoning_gym
+            from subsetctl.data.loaders.reasoning_gym import import_reasoning_gym
 
+            reasoning_gym = import_reasoning_gym()
             try:
                 self._by_task[key] = reasoning_gym.create_dataset(task, size=1, seed=0, **(config or {}))
             except Exception as exc:

@@ -12,16 +12,25 @@ from typing import Any
 from subsetctl.report.cells import percent_cell, ranked_by_score
 
 
-def import_matplotlib(fallback: Path) -> None:
+def import_matplotlib(fallback: Path | None = None) -> None:
     """Import matplotlib with ``fallback`` as its config and cache folder where its own
     (``$MPLCONFIGDIR``, else ``$XDG_CONFIG_HOME``/``$XDG_CACHE_HOME`` or ``~/.config``/``~/.cache``,
     ``/matplotlib``) cannot be written: a batch job whose HOME is read-only got matplotlib's
     "mkdir -p failed ... Matplotlib created a temporary cache directory ... it is highly
     recommended to set the MPLCONFIGDIR environment variable" in its log, and rebuilt the
     font cache in a temporary folder each run. matplotlib reads the variable once, as it is
-    imported: it is set for the import only. Nothing is done once matplotlib is imported."""
+    imported: it is set for the import only. Nothing is done once matplotlib is imported.
+    Without ``fallback`` (a command that writes nothing into the project: validate, plan), a
+    temporary folder deleted as the process exits, as matplotlib makes itself, without its words."""
     if "matplotlib" in sys.modules or os.environ.get("MPLCONFIGDIR") or _own_dirs_writable():
         return
+    if fallback is None:
+        import atexit
+        import shutil
+        import tempfile
+
+        fallback = Path(tempfile.mkdtemp(prefix="subsetctl-matplotlib-"))
+        atexit.register(shutil.rmtree, fallback, ignore_errors=True)
     fallback.mkdir(parents=True, exist_ok=True)
     os.environ["MPLCONFIGDIR"] = str(fallback)
     try:

@@ -864,6 +864,36 @@ def test_reasoning_gym_metadata_rebuilds_and_scores(make_ctx) -> None:
     assert generator.score_answer(ds["response"][3], entry) == 1.0
 
 
+@pytest.mark.parametrize("home", ["read-only", "none"])
+def test_reasoning_gym_with_an_unwritable_home_leaves_no_matplotlib_noise(tmp_path: Path, home: str) -> None:
+    """reasoning-gym imports matplotlib.pyplot (through cellpylib): where HOME cannot be written
+    (a batch job's, a container's) or is not set, `validate`, `plan` and `run` of the quickstart
+    printed matplotlib's "mkdir -p failed ... Matplotlib created a temporary cache directory ...
+    it is highly recommended to set the MPLCONFIGDIR environment variable" into the log. The
+    temporary folder given to it instead is gone once the process exits."""
+    import subprocess
+    import sys
+
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")  # a folder under a file cannot be made, whoever runs the test
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    code = ("from subsetctl.data.loaders.reasoning_gym import reasoning_gym_tasks\n"
+            "import os; print(len(reasoning_gym_tasks()) > 0, 'MPLCONFIGDIR' in os.environ)\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("MPLCONFIGDIR", "HOME")}
+    env.update(XDG_CONFIG_HOME=str(blocked / "config"), XDG_CACHE_HOME=str(blocked / "c"), TMPDIR=str(temp),
+               PYTHONPATH=os.pathsep.join(sys.path))
+    if home == "read-only":
+        env["HOME"] = str(blocked / "home")
+    else:  # no HOME, and no entry in the user list: matplotlib finds no home folder
+        code = "import pwd; pwd.getpwuid = lambda uid: (_ for _ in ()).throw(KeyError(uid))\n" + code
+    done = subprocess.run([sys.executable, "-c", code], check=False, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert done.stdout.split() == ["True", "False"]  # (the variable was set for the import only)
+    assert list(temp.iterdir()) == [], list(temp.iterdir())
+
+
 def test_reasoning_gym_seed_option_overrides_context(make_ctx) -> None:
     a = load_reasoning_gym(
         ReasoningGymLoader(type="reasoning_gym", task="leg_counting", size=3, seed=1), make_ctx(seed=5)

@@ -4,6 +4,7 @@ for the reasoning-gym scorer).
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 from subsetctl.data.loaders.common import LoadContext, build_common, close_names
@@ -15,9 +16,24 @@ if TYPE_CHECKING:
     from datasets import Dataset
 
 
+def import_reasoning_gym() -> ModuleType:
+    """``reasoning_gym``, imported with matplotlib given a folder of its own where HOME cannot be
+    written (:func:`subsetctl.report.plots.import_matplotlib`): reasoning-gym imports
+    matplotlib.pyplot (through cellpylib), so with a read-only HOME, or none, `validate`,
+    `plan` and `run` of a spec with a reasoning-gym source (the quickstart's) printed
+    matplotlib's "mkdir -p failed ... it is highly recommended to set the MPLCONFIGDIR
+    environment variable" into the log, ahead of the report stage that keeps it quiet."""
+    from subsetctl.report.plots import import_matplotlib
+
+    import_matplotlib()
+    import reasoning_gym
+
+    return reasoning_gym
+
+
 def reasoning_gym_tasks() -> list[str]:
     """Names of reasoning-gym's registered task generators."""
-    import reasoning_gym  # noqa: F401  (importing registers the generators)
+    import_reasoning_gym()  # (importing registers the generators)
     from reasoning_gym.factory import DATASETS
 
     return sorted(DATASETS)
@@ -39,8 +55,7 @@ def load_reasoning_gym(options: ReasoningGymLoader, ctx: LoadContext) -> Dataset
     ``rg_size``, ``rg_index`` and ``rg_config``: enough to rebuild the exact entry
     (``reasoning_gym.create_dataset(rg_task, size=rg_size, seed=rg_seed,
     **rg_config)[rg_index]``) and score an answer with its ``score_answer``."""
-    import reasoning_gym
-
+    reasoning_gym = import_reasoning_gym()
     tasks = reasoning_gym_tasks()
     if options.task not in tasks:
         raise UserError(
