@@ -217,6 +217,22 @@ def test_the_dask_clusters_address_in_run_settings_is_left_out_and_named(tmp_pat
     assert "left out: executor.address 'tcp://203.0.113.5:8786'" in " ".join(result.output.split()), result.output
 
 
+def test_a_plugins_list_in_run_settings_is_warned_of_even_without_plugin_code_named(tmp_path: Path) -> None:
+    """report.json's ``run_settings`` give the new spec its ``plugins:`` list, a module every
+    command on it imports: a hand-edited shared report naming a module there, and no plugin
+    code in ``plugins``, had it written into the spec without a word."""
+    settings = {"target.name": "t", "target.loader.type": "jsonl", "target.loader.path": "t.jsonl",
+                "sources[0].name": "a", "sources[0].loader.type": "jsonl", "sources[0].loader.path": "a.jsonl"}
+    shared = tmp_path / "report.json"
+    shared.write_text(json.dumps({"report_format": 18, "settings": settings, "plugins": {},
+                                  "run_settings": {"plugins": ["evil_mod"]}}))
+    result = invoke("init", str(tmp_path / "new"), "--from-report", str(shared))
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load((tmp_path / "new" / "subsetctl.yaml").read_text())["plugins"] == ["evil_mod"]
+    assert ("written from report.json's run_settings: plugins 'evil_mod', which every command on the new spec, "
+            "validate too, imports") in " ".join(result.output.split()), result.output
+
+
 def test_a_report_folder_named_with_line_breaks_writes_no_line_into_the_spec(tmp_path: Path) -> None:
     """The header names the report's path: a shared folder named ``x\\nplugins: [evil]\\n#``
     wrote a `plugins:` line into the new spec, which every command on it then imported. A path

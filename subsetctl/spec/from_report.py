@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from subsetctl.errors import UserError, shown_path
+from subsetctl.errors import UserError, shown_path, shown_text
 
 #: the first report format holding ``settings`` (:data:`~subsetctl.report.build.REPORT_FORMAT` 8)
 FIRST_FORMAT_WITH_SETTINGS = 8
@@ -323,13 +323,18 @@ def spec_from_report(path: Path, newdir: Path) -> tuple[str, list[str], list[str
         warnings.append(f"left out: report.json's settings hold {', '.join(foreign)}, which no report subsetctl writes "
                         "holds (it was edited by hand or made elsewhere); a plugin module, a Dask cluster's address "
                         "or the report's settings are written into the spec by you, not taken from a report")
-    if isinstance(report.get("plugins"), dict) and report["plugins"]:
+    code = report["plugins"] if isinstance(report.get("plugins"), dict) else {}
+    listed = data["plugins"] if isinstance(data.get("plugins"), list) else []
+    if listed:  # (from run_settings: said even where report.json's `plugins` names no code, as a hand-edited one may)
+        warnings.append(f"written from report.json's run_settings: plugins {', '.join(shown_text(str(p)) for p in listed)}, "
+                        "which every command on the new spec, validate too, imports (their code runs): read them "
+                        "before any command"
+                        + (f", and check their files against report.json's `plugins` ({', '.join(sorted(code))}), "
+                           "the plugin code the results were made with, which the report cannot hold" if code else ""))
+    elif code:
         warnings.append(f"the results were made with plugin code the report names but cannot hold "
-                        f"({', '.join(sorted(report['plugins']))}): "
-                        + ("check the modules and files the `plugins:` list names (every command on the spec, "
-                           "validate too, imports them: their code runs)" if "plugins" in ran else
-                           "add the `plugins:` list and their files, and check their sha256")
-                        + " against report.json's `plugins`")
+                        f"({', '.join(sorted(code))}): add the `plugins:` list and their files, and check their "
+                        "sha256 against report.json's `plugins`")
     if isinstance(report.get("left_out"), list) and report["left_out"]:
         warnings.append(f"the report left out the results of {', '.join(map(str, report['left_out']))} (outdated): "
                         "their settings are not in it, and are written at their defaults")
