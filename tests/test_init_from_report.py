@@ -233,6 +233,22 @@ def test_a_plugins_list_in_run_settings_is_warned_of_even_without_plugin_code_na
             "validate too, imports") in " ".join(result.output.split()), result.output
 
 
+def test_a_plugin_module_whose_package_folder_is_beside_the_report_is_written_as_named(tmp_path: Path) -> None:
+    """A ``plugins:`` entry is a module found on PYTHONPATH, not a path: one whose package folder
+    sits beside the report (the project's folder on PYTHONPATH) was rewritten as a path to it
+    from NEWDIR (``../shared/mine``), which names no module."""
+    shared = tmp_path / "shared"
+    (shared / "mine").mkdir(parents=True)
+    (shared / "mine" / "__init__.py").write_text("")
+    settings = {"target.name": "t", "target.loader.type": "jsonl", "target.loader.path": "t.jsonl",
+                "sources[0].name": "a", "sources[0].loader.type": "jsonl", "sources[0].loader.path": "a.jsonl"}
+    (shared / "report.json").write_text(json.dumps({"report_format": 18, "settings": settings,
+                                                    "run_settings": {"plugins": ["mine"]}}))
+    result = invoke("init", str(tmp_path / "new"), "--from-report", str(shared / "report.json"))
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load((tmp_path / "new" / "subsetctl.yaml").read_text())["plugins"] == ["mine"]
+
+
 def test_a_report_folder_named_with_line_breaks_writes_no_line_into_the_spec(tmp_path: Path) -> None:
     """The header names the report's path: a shared folder named ``x\\nplugins: [evil]\\n#``
     wrote a `plugins:` line into the new spec, which every command on it then imported. A path

@@ -196,14 +196,13 @@ def _path_from(path: str, origin: Path, newdir: Path) -> str:
 
 
 def with_paths_from(data: dict[str, Any], origin: Path, newdir: Path) -> list[str]:
-    """Rewrite the loaders' ``path``, ``model.source`` and the ``plugins`` files of ``data`` in place for a spec in
-    ``newdir`` (:func:`_path_from`); the paths rewritten, as written now."""
+    """Rewrite the loaders' ``path`` and ``model.source`` of ``data`` in place for a spec in ``newdir``
+    (:func:`_path_from`); the paths rewritten, as written now. ``plugins`` entries are modules, found on
+    ``PYTHONPATH``, not paths: a package's folder beside the report made one ``../x/mine``, no module."""
     moved: list[str] = []
     model = data.get("model") if isinstance(data.get("model"), dict) else {}
     places: list[tuple[str, Any, Any]] = [("model", model, "source")]
     places += [(where, loader, "path") for where, loader in _loaders(data)]
-    if isinstance(data.get("plugins"), list):  # (a plugin file's path, from report.json's run_settings)
-        places += [("plugins", data["plugins"], i) for i in range(len(data["plugins"]))]
     for where, holder, key in places:
         value = holder[key] if isinstance(holder, list) else holder.get(key)
         if isinstance(value, str) and (new := _path_from(value, origin, newdir)) != value:
