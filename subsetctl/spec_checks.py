@@ -28,7 +28,7 @@ from subsetctl.user_paths import expand_home
 
 def code_the_spec_runs(spec: Spec, imported: bool = True) -> list[str]:
     """What ``spec`` makes run besides subsetctl and the libraries it uses, one line each:
-    its ``plugins:`` modules (imported by validate, plan, ls, doctor and run alike: their registrations
+    its ``plugins:`` modules (imported by validate, plan, ls, doctor, report and run alike: their registrations
     are what the checks look up), a model's own code (``model.trust_remote_code``), and a
     Dask cluster named by ``executor.address``, whose results this process unpickles.
     validate and plan say it, so that a spec from someone else is not run unread; the
@@ -40,8 +40,8 @@ def code_the_spec_runs(spec: Spec, imported: bool = True) -> list[str]:
     for i, plugin in enumerate(spec.plugins):
         module = plugin.partition(":")[0]
         file = getattr(sys.modules.get(module), "__file__", None) or module_file(module)
-        how = ("which validate, plan, ls, doctor and run import" if imported else
-               f"not imported now ({no_plugins_option()}); validate, plan, ls and doctor without it, and run, import it")
+        how = ("which validate, plan, ls, doctor, report and run import" if imported else
+               f"not imported now ({no_plugins_option()}); validate, plan, ls and doctor without it, and report and run, import it")
         notes.append(f"plugins[{i}]: the Python module {module!r}{f' ({file})' if file else ''}, {how}")
     if spec.model.trust_remote_code:
         notes.append(f"model.trust_remote_code: the Python files of the model {as_typed(spec.model.source)}, whenever a "

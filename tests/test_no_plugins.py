@@ -136,7 +136,7 @@ def test_each_commands_help_and_the_code_lines_say_what_it_does(stranger_project
     assert "and call the stages that use what they would register" in said["plan"]
     assert "and report what they would register as not checked" in said["validate"]
     (report,) = json.loads(_cli("validate", "--no-plugins", str(stranger_project), "--format", "json")[1])
-    assert "validate, plan, ls and doctor without it, and run, import it" in report["runs_code"][0]
+    assert "validate, plan, ls and doctor without it, and report and run, import it" in report["runs_code"][0]
     assert not (stranger_project / "marker").exists()
 
 
