@@ -446,6 +446,14 @@ class _StageOption(click.Option):
         return record[0], f"{record[1]} Stages, in order: {', '.join(stage_names())}."
 
 
+def _plugins_imported_all_the_same(command: str) -> str:
+    """The warning of `run` and `report`, which take no --no-plugins, under ``SUBSETCTL_NO_PLUGINS``:
+    exported for safety, it is not honoured, and must not look as if it were."""
+    return (f"SUBSETCTL_NO_PLUGINS is set, but `{command}` imports the spec's plugins: modules all the same (it "
+            "needs their code): check a spec you did not write with `subsetctl validate --no-plugins` "
+            f"before {'running it' if command == 'run' else 'using it'}.")
+
+
 def _no_plugins_asked() -> bool:
     """Whether ``SUBSETCTL_NO_PLUGINS`` holds a true value, read by click's own boolean
     type, as the other commands' flag reads it (``1``, ``true``, ``yes``, ``on``; a value
@@ -1136,9 +1144,7 @@ def run(
         options["shard"] = (index, count)
     reporter = RichReporter(quiet=quiet)
     if _no_plugins_asked():  # exported for safety: `run` cannot honour it, and must not look as if it did
-        reporter.warn("SUBSETCTL_NO_PLUGINS is set, but `run` imports the spec's plugins: modules all the same (it "
-                      "needs their code): check a spec you did not write with `subsetctl validate --no-plugins` "
-                      "before running it.")
+        reporter.warn(_plugins_imported_all_the_same("run"))
     # the run and its report read each manifest once and dump each source once, and its report checks
     # the results against the spec the run validated, with the inputs and checksums the run worked out
     # (unless stages ran since; a shard run plans between its stages: nothing reused)
@@ -1369,6 +1375,8 @@ def _report(directory: Path | None, overrides: tuple[str, ...], fmt: str, all_so
         _compare(directory, other, fmt)  # two report.json copies kept from a sweep's variants: no project
         return
     project = Project.find(directory)
+    if _no_plugins_asked():  # (the report checks its results against the spec, whose plugins it imports)
+        _console(stderr=True).print(f"warning: {_plugins_imported_all_the_same('report')}", markup=False)
     if overrides:  # a mistyped override is an error, as plan's, not results "not checked against the spec"
         from subsetctl.api import load_project
 

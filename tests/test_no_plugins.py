@@ -230,3 +230,14 @@ def test_run_with_the_environment_variable_set_says_it_imports_the_plugins_all_t
         " ".join(out.split())
     code, out = _cli("run", str(stranger_project), "--until", "data", env={"SUBSETCTL_NO_PLUGINS": "0"})
     assert code == 0 and "SUBSETCTL_NO_PLUGINS" not in out, out
+
+
+def test_report_with_the_environment_variable_set_says_it_imports_the_plugins_all_the_same(
+        stranger_project: Path) -> None:
+    """`report` takes no --no-plugins either, and imports the spec's plugins to check its
+    results against the spec: with SUBSETCTL_NO_PLUGINS exported for safety it did so unsaid."""
+    code, out = _cli("run", str(stranger_project), "--until", "data")
+    assert code == 0, out
+    code, out = _cli("report", str(stranger_project), env={"SUBSETCTL_NO_PLUGINS": "1"})
+    assert "SUBSETCTL_NO_PLUGINS is set, but `report` imports the spec's plugins: modules all the same" in \
+        " ".join(out.split()), out
