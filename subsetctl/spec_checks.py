@@ -1149,17 +1149,15 @@ def _warn_file_bytes(spec: Spec, spec_path: Path, warn: _AddIssue) -> None:
     ending some with CRLF, some with LF alone. Each problem is said once for a file, at the
     key of its first reader: of a source reading it alone in its words, else (several sources
     or a ``where``'s tasks reading it) of the file, naming every source that reads it (the
-    sources' own words differed, two warnings for one problem, and a ``where``'s named none)."""
+    sources' own words differed, two warnings for one problem, and a ``where``'s named none); the
+    data stage says it of the file then too (:attr:`~subsetctl.data.loaders.common.LoadContext.
+    file_shared`), so that a run prints it once, as it begins (:func:`data_stage_words`)."""
     from subsetctl.data.checks import line_ends_notice, lines_not_utf8_notice, stray_cell_notices
-    from subsetctl.data.loaders import resolve_path
+    from subsetctl.data.loaders import text_file_readers
 
-    readers: dict[tuple[Any, ...], list[tuple[tuple[Any, ...], SourceSpec]]] = {}
-    for path, source in _target_and_sources(spec):
-        loader = source.loader
-        if loader.type in ("jsonl", "csv"):
-            file = (resolve_path(loader.path, spec_path.parent).absolute(), loader.type, getattr(loader, "delimiter", None))
-            readers.setdefault(file, []).append((path, source))
-    for who in readers.values():
+    entries = _target_and_sources(spec)
+    for at in text_file_readers([source.loader for _, source in entries], spec_path.parent).values():
+        who = [entries[i] for i in at]
         (path, source), shared = who[0], len(who) > 1 or getattr(who[0][1].loader, "where", None) is not None
         name = None if shared else source.name
         found = [lines_not_utf8_notice(source.loader, spec_path.parent, name),

@@ -380,12 +380,13 @@ def source_dump(spec: Any, source: SourceSpec, label_field_counted: bool = False
     return dumped
 
 
-def source_context(spec: Spec, source: SourceSpec, spec_dir: Path) -> LoadContext:
-    """The load context of ``source``: its seed is ``source.seed`` or the project seed."""
+def source_context(spec: Spec, source: SourceSpec, spec_dir: Path, file_shared: bool = False) -> LoadContext:
+    """The load context of ``source``: its seed is ``source.seed`` or the project seed;
+    ``file_shared``: its file is read by other sources too (:attr:`LoadContext.file_shared`)."""
     seed = source.seed if source.seed is not None else spec.project.seed
     renamed = frozenset(source.label_map or ()) if spec.model.kind == "causal-lm" else frozenset()
     return LoadContext(source_name=source.name, base_dir=Path(spec_dir), kind=spec.model.kind, seed=seed,
-                       renamed_answers=renamed)
+                       renamed_answers=renamed, file_shared=file_shared)
 
 
 def source_key(spec: Spec, source: SourceSpec, spec_dir: Path, before_plugins_left_out: bool = False,

@@ -45,6 +45,7 @@ from subsetctl.data.loaders import (
     encode_labels,
     label_vocabulary,
     release_whole_file,
+    text_file_readers,
     whole_file_released,
 )
 from subsetctl.data.overlap import OverlapCheck, overlap_warnings
@@ -489,11 +490,12 @@ def _copy_source(found: Path, out_dir: Path, name: str) -> None:
 
 
 def _prepare_or_reuse(spec: Spec, source: SourceSpec, spec_dir: Path, out_dir: Path, reuse_from: list[Path],
-                      warnings: list[str], reused: list[str],
+                      warnings: list[str], reused: list[str], file_shared: bool = False,
                       ) -> tuple[dict[str, Dataset], dict[str, Any], Path | None]:
     """One source's splits, its record (key, warnings) and the folder of an earlier run's
     copy it was read from: when one prepared it from the same key (its warnings said
-    again; its name added to ``reused``); else prepared now (not yet saved; no folder)."""
+    again; its name added to ``reused``); else prepared now (not yet saved; no folder).
+    ``file_shared``: its file is read by other sources too (:func:`text_file_readers`)."""
     passes = reuse_keys(spec, source, spec_dir)
     key = passes[0][0]
     found = next(filter(None, (_prepared_earlier([out_dir, *reuse_from], source.name, keys) for keys in passes)), None)
@@ -505,7 +507,7 @@ def _prepare_or_reuse(spec: Spec, source: SourceSpec, spec_dir: Path, out_dir: P
         return {split: load_split(folder.parent, source.name, split) for split in SPLITS}, record, folder
     before = len(warnings)
     try:
-        splits = prepare_source(source, source_context(spec, source, spec_dir), warnings)
+        splits = prepare_source(source, source_context(spec, source, spec_dir, file_shared), warnings)
     except UserError as exc:
         if source is spec.target and len(exc.args) == 1 and isinstance(exc.args[0], str):
             exc.args = (_of_the_target(exc.args[0], source.name),)
@@ -595,6 +597,8 @@ def run_data_stage(
         for source in everything:
             shutil.rmtree(out_dir / source.name, ignore_errors=True)
     controls = [s.name for s in spec.sources if s.corrupt.shuffle_responses]
+    shared = {everything[i].name for readers in text_file_readers([s.loader for s in everything], spec_dir).values()
+              if len(readers) > 1 for i in readers}  # (a file several read: its problems said of it, as validate does)
     if spec.model.kind != "classifier":  # each source written as soon as it is prepared: memory for one
         counts: dict[str, Any] = {}
         check: OverlapCheck | None = None
@@ -604,7 +608,8 @@ def run_data_stage(
         for done, source in enumerate(everything, start=1):
             if reading is not None:
                 reading(source.name)
-            splits, record, found = _prepare_or_reuse(spec, source, spec_dir, out_dir, earlier, warnings, reused)
+            splits, record, found = _prepare_or_reuse(spec, source, spec_dir, out_dir, earlier, warnings, reused,
+                                                      source.name in shared)
             if check is None:  # the target comes first
                 check = OverlapCheck(spec.target.name, splits, spec.model.kind, controls)
                 answer_set = _answer_classes(splits)
@@ -640,7 +645,7 @@ def run_data_stage(
         if reading is not None:
             reading(source.name)
         prepared[source.name], records[source.name], found = _prepare_or_reuse(
-            spec, source, spec_dir, out_dir, earlier, warnings, reused)
+            spec, source, spec_dir, out_dir, earlier, warnings, reused, source.name in shared)
         found_at[source.name] = found
         if found is None:  # saved now, labels not yet in the shared vocabulary, so that a run stopped
             with quiet_datasets():  # partway keeps it (a reused source is re-encoded from label_text)

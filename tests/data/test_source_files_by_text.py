@@ -368,3 +368,37 @@ def test_a_file_a_source_and_a_wheres_tasks_read_is_warned_of_once_naming_every_
     assert said[0].message.endswith(" Read by sources 'whole', 'flan-a' and 'flan-b'.")
     checked = validate_spec_file(path).spec.checked_warnings
     assert said[0].message.removesuffix(" Read by sources 'whole', 'flan-a' and 'flan-b'.") in checked
+
+
+@pytest.mark.parametrize(("kind", "problem"), [("jsonl", "not valid UTF-8"), ("csv", "not valid UTF-8"),
+                                               ("csv", "NUL byte"), ("csv", "mixed line ends")])
+def test_a_file_two_listed_sources_read_is_warned_of_by_the_data_stage_as_validate_did(
+        tmp_path: Path, kind: str, problem: str) -> None:
+    """A file two listed sources read (no ``where``): validate warns once of its problem, of the
+    file ("Read by sources 'a' and 'b'."), and a run prints that as it begins; the data stage
+    said it again in each source's words ("Source 'a': file ..."), which are not validate's, so
+    a run printed one problem three times. It says it of the file now, as validate does."""
+    from subsetctl.api import run_project, validate_spec_file
+    from subsetctl.reporter import SilentReporter
+
+    path = _project(tmp_path, kind, _rows(["a", "b"], per_task=20))
+    data = tmp_path / "data" / f"tasks.{kind}"
+    lines = data.read_bytes().splitlines(keepends=True)
+    if problem == "not valid UTF-8":
+        lines[3] = b'{"task": "a", "prompt": "x\x81", "response": "y"}\n' if kind == "jsonl" else b"a,x\x81,y\n"
+    elif problem == "NUL byte":
+        lines[3] = b"a,x\x00,y\n"
+    else:
+        lines = [line.replace(b"\n", b"\r\n") if i % 3 == 0 else line for i, line in enumerate(lines)]
+    data.write_bytes(b"".join(lines))
+    spec = yaml.safe_load(path.read_text())
+    del spec["source_files"]
+    spec["sources"] = [{"name": name, "loader": {"type": kind, "path": f"data/tasks.{kind}"}} for name in ("a", "b")]
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    report = validate_spec_file(path)
+    said = [w.message for w in report.warnings if problem in w.message]
+    assert len(said) == 1 and said[0].endswith(" Read by sources 'a' and 'b'."), said
+    run_project(tmp_path, until="data", reporter=SilentReporter())
+    summary = json.loads((tmp_path / ".subsetctl" / "data" / "data.json").read_text())
+    stage = [w for w in summary["warnings"] if problem in w]
+    assert len(stage) == 1 and stage[0] in report.spec.checked_warnings, stage  # (a run prints none of them again)

@@ -125,6 +125,7 @@ from subsetctl.data.loaders.files import (  # noqa: F401
     parse_jsonl,
     release_whole_file,
     resolve_path,
+    text_file_readers,
     text_lines,
     unmatched_glob_message,
     utf16_note,

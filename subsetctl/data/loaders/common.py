@@ -83,6 +83,10 @@ class LoadContext:
     #: a causal LM's answers the source's ``label_map`` renames (its keys): a whole number
     #: held as a float among them ('1.0', the key 1) is renamed, not learned as written
     renamed_answers: frozenset[str] = frozenset()
+    #: the source's JSON Lines or CSV file is read by other sources too (:func:`~subsetctl.data.
+    #: loaders.files.text_file_readers`): a problem of the file (lines not UTF-8, stray cells, mixed
+    #: line ends) is said of the file, alike by each, as validate says it once for all its readers
+    file_shared: bool = dataclass_field(default=False, compare=False)
 
 
 #: the random stream of :func:`sample_order` under the source's seed

@@ -783,8 +783,8 @@ def load_jsonl(options: JsonlLoader, ctx: LoadContext) -> Dataset:
     if memory is not None or only is not None:  # a ``where``'s: the file's lines, said alike by each task's source
         if found.not_utf8 is not None:
             ctx.notices.append(found.not_utf8.notice(None, path))
-    elif not_utf8.count:
-        ctx.notices.append(not_utf8.notice(ctx.source_name, path))
+    elif not_utf8.count:  # (a file other sources read too: said of it, alike by each)
+        ctx.notices.append(not_utf8.notice(None if ctx.file_shared else ctx.source_name, path))
     if duplicates.count:
         ctx.notices.append(duplicates.notice(ctx.source_name, path))
     return dataset
@@ -1329,13 +1329,28 @@ def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
     if builder is None:  # a header and no rows
         raise UserError(f"Source {source!r}: {_where(path)} has no examples. Give a file with at least one row.")
     dataset = builder.finish()
-    if escaped is not None and escaped.count:  # (a ``where``'s: the file's lines, said alike by each task's source)
-        ctx.notices.append(escaped.notice(source if keep is None else None, path))
+    # (a ``where``'s, or a file other sources read too: the file's problems, said alike by each source)
+    of_source = source if keep is None and not ctx.file_shared else None
+    if escaped is not None and escaped.count:
+        ctx.notices.append(escaped.notice(of_source, path))
     _note_duplicate_csv_columns(path, options.delimiter, columns, ctx)
-    # (a ``where``'s: the file's cells, said alike by each task's source, looked for once)
-    ctx.notices.extend(csv_stray_cell_notices(path, options.delimiter, source if keep is None else None))
-    _note_mixed_line_ends(path, source if keep is None else None, ctx)
+    ctx.notices.extend(csv_stray_cell_notices(path, options.delimiter, of_source))  # (a file's: looked for once)
+    _note_mixed_line_ends(path, of_source, ctx)
     return dataset
+
+
+def text_file_readers(loaders: Iterable[Any], base_dir: Path) -> dict[tuple[Any, ...], list[int]]:
+    """The JSON Lines and CSV files that ``loaders`` (the target's and the sources', in order)
+    read, each with the positions of the loaders reading it: a file's problems (lines not UTF-8,
+    stray cells, mixed line ends) are said once for all its readers, by validate (naming them)
+    and by the data stage (of the file, :attr:`~subsetctl.data.loaders.common.LoadContext.
+    file_shared`). A file is told by its absolute path, its loader type and delimiter."""
+    readers: dict[tuple[Any, ...], list[int]] = {}
+    for i, loader in enumerate(loaders):
+        if getattr(loader, "type", None) in ("jsonl", "csv"):
+            file = (resolve_path(loader.path, base_dir).absolute(), loader.type, getattr(loader, "delimiter", None))
+            readers.setdefault(file, []).append(i)
+    return readers
 
 
 def _note_mixed_line_ends(path: Path, source: str | None, ctx: LoadContext) -> None:
