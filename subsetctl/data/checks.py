@@ -1830,7 +1830,9 @@ def _head_labels(loader: LoaderBase, path: Path) -> set[str]:
 def head_label_texts(loader: LoaderBase, path: Path, at_most: int = LABEL_ROWS_READ) -> tuple[list[str], bool]:
     """The label texts of a classifier file's first ``at_most`` rows, one a row, as the
     loaders read them (:func:`~subsetctl.data.loaders.label_to_text`; blank and missing
-    labels, which the data stage leaves out or refuses, are not counted); what could be
+    labels, which the data stage leaves out or refuses, are not counted, nor rows not UTF-8,
+    which it leaves out: a read that stopped on one took the rows before it, or none, for the
+    file's, and validate warned that a later row's label_map key renamed nothing); what could be
     read of them when the file cannot be read that far (the other checks and the data
     stage say why). Also whether rows may be left unread (``at_most`` of them read)."""
     from itertools import islice
@@ -1843,14 +1845,20 @@ def head_label_texts(loader: LoaderBase, path: Path, at_most: int = LABEL_ROWS_R
     with contextlib.suppress(Exception):
         if loader.type in ("jsonl", "csv") and loader.where is not None:  # that value's first rows, not the file's
             values = [record.get(field) for record in _first_rows_where(loader, path, at_most)]
-        elif loader.type == "jsonl":
-            with _open_text(path) as handle:
-                for line in islice((line for line in handle if line.strip()), at_most):
+        elif loader.type == "jsonl":  # (a line not UTF-8 is no row, as the data stage leaves it out)
+            with _open_text(path, errors="surrogateescape") as handle:
+                for line in islice((line for line in handle if line.strip() and not has_escaped_bytes(line)),
+                                   at_most):
                     record = json.loads(line)
                     if isinstance(record, dict):
                         values.append(record.get(field))
         elif loader.type == "csv":
-            head = _csv_head(loader, path, at_most)
+            try:
+                head = _csv_head(loader, path, at_most)
+            except UnicodeDecodeError:  # rows not UTF-8: no rows, as the data stage leaves them out
+                head = _csv_head(loader, path, at_most, escaped=True)
+                head = head[[not any(isinstance(cell, str) and has_escaped_bytes(cell) for cell in row)
+                             for row in head.itertuples(index=False)]]
             values = head[field].tolist() if field in head.columns else []
         elif loader.type == "parquet":
             import pyarrow.parquet as pq
@@ -1889,18 +1897,19 @@ def head_label_texts(loader: LoaderBase, path: Path, at_most: int = LABEL_ROWS_R
     return [t for t in texts if t.strip()], len(values) >= at_most
 
 
-def _csv_head(loader: CsvLoader, path: Path, rows: int) -> Any:
+def _csv_head(loader: CsvLoader, path: Path, rows: int, escaped: bool = False) -> Any:
     """The first ``rows`` rows of CSV file ``path`` as its loader reads them: a pandas frame
     of text cells, a CRLF file's line breaks inside cells as LF (:func:`~subsetctl.data.loaders.
     files.csv_text_frame`), so that a label or an answer reads as the data stage reads it
     (validate's own csv module read kept ``"very\r\ngood"``, which a ``label_map`` key
-    ``"very\ngood"`` did not map)."""
+    ``"very\ngood"`` did not map); ``escaped``: bytes that are not UTF-8 as surrogate escapes
+    (:func:`~subsetctl.data.loaders.files.csv_text_options`), not refused."""
     import pandas as pd
 
     from subsetctl.data.loaders.files import crlf_lines, csv_text_frame, csv_text_options
 
     with open_decompressed(path) as handle:
-        frame = pd.read_csv(handle, sep=loader.delimiter, nrows=rows, **csv_text_options())
+        frame = pd.read_csv(handle, sep=loader.delimiter, nrows=rows, **csv_text_options(escaped))
     return csv_text_frame(frame, crlf_lines(path))
 
 

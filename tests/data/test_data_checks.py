@@ -1632,3 +1632,34 @@ def test_validate_says_a_groups_label_map_typo_once_as_the_data_stage_does(tmp_p
     stage = [w for w in run_data_stage(report.spec, tmp_path, tmp_path / "out")["warnings"] if "label_map" in w]
     assert said == [("source_files[0].label_map", stage[0])] and len(stage) == 1, (said, stage)
     assert stage[0].startswith("source_files[0]: the group's label_map ('0', '1') applies to each of its 6 sources")
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "csv"])
+def test_validate_takes_no_label_map_key_for_unused_past_a_line_not_utf8(tmp_path: Path, kind: str) -> None:
+    """A file with a line that is not UTF-8 (the data stage leaves it out, with a warning, and
+    reads on): validate's read of its labels stopped there, took the rows before it for all the
+    file's, and warned that the label_map key of a later row's label ('neutral') renamed
+    nothing, which the data stage does not say."""
+    import yaml
+
+    from subsetctl.api import validate_spec_file
+    from subsetctl.data.stage import run_data_stage
+
+    write_jsonl(tmp_path / "t.jsonl", [{"text": f"t{i}", "y": ["neg", "pos"][i % 2]} for i in range(40)])
+    labels = ["entailment"] * 10 + ["neutral"] * 10
+    if kind == "jsonl":
+        lines = [json.dumps({"text": f"e{i}", "y": y}).encode() + b"\n" for i, y in enumerate(labels)]
+        lines.insert(5, b'{"text": "x\x81", "y": "entailment"}\n')
+    else:
+        lines = [b"text,y\n"] + [f"e{i},{y}\n".encode() for i, y in enumerate(labels)]
+        lines.insert(6, b"x\x81,entailment\n")
+    (tmp_path / f"e.{kind}").write_bytes(b"".join(lines))
+    loader = {"type": "jsonl", "prompt_field": "text", "label_field": "y"}
+    spec = {"model": {"kind": "classifier"}, "target": {"name": "t", "loader": {**loader, "path": "t.jsonl"}},
+            "sources": [{"name": "e", "loader": {**loader, "type": kind, "path": f"e.{kind}"},
+                         "label_map": {"entailment": "pos", "neutral": "neg"}}]}
+    (tmp_path / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    report = validate_spec_file(tmp_path / "subsetctl.yaml")
+    stage = run_data_stage(report.spec, tmp_path, tmp_path / "out")["warnings"]
+    assert not [w for w in stage if "label_map" in w], stage
+    assert not [w.message for w in report.warnings if w.key.endswith("label_map")]
