@@ -995,7 +995,7 @@ def _warn_label_map_labels(spec: Spec, spec_path: Path, warn: _AddIssue) -> None
     """A classifier's ``label_map`` typos that the data stage warns of, minutes in, said by
     validate in its words (once; a ``source_files`` group's merged): a key that no row's label
     is (:func:`~subsetctl.data.prepare.map_labels`), and a label of a source the target lacks
-    that the source's map does not name (:func:`~subsetctl.data.stage.labels_the_target_lacks`).
+    that the source's map does not name (:func:`~subsetctl.data.prepare.labels_the_target_lacks`).
     Labels are read as the loaders read them, from the first :data:`LABEL_MAP_ROWS_READ` rows
     of JSON Lines, CSV and Parquet files (their ``where`` value's); where rows are left unread
     the warning says so, as a later row may hold the key, and the target's labels are then
@@ -1005,23 +1005,28 @@ def _warn_label_map_labels(spec: Spec, spec_path: Path, warn: _AddIssue) -> None
     entries = _target_and_sources(spec)
     if not any(source.label_map for _, source in entries):
         return
-    from datasets import Dataset
-
     from subsetctl.data.checks import head_label_texts
     from subsetctl.data.loaders import resolve_path
-    from subsetctl.data.prepare import group_label_map_warnings, label_texts, map_labels, quiet_datasets
-    from subsetctl.data.stage import UNMAPPED_LABELS, labels_the_target_lacks
+    from subsetctl.data.prepare import (
+        UNMAPPED_LABELS,
+        group_label_map_warnings,
+        labels_the_target_lacks,
+        unused_keys_warning,
+    )
 
-    def read(loader: Any) -> tuple[Any, bool] | None:
+    def read(loader: Any) -> tuple[list[str], bool] | None:
         """A loader's labels as a prepared split holds them, and whether rows were left unread."""
         if getattr(loader, "type", None) not in ("jsonl", "csv", "parquet") or not getattr(loader, "label_field", None):
             return None
         path = resolve_path(loader.path, spec_path.parent)
         if not path.is_file():
             return None  # (the file checks say so)
-        texts, more = head_label_texts(loader, path, LABEL_MAP_ROWS_READ)
-        # (a second column: map_labels replaces label_text, which a table of no other column cannot take)
-        return Dataset.from_dict({"label_text": texts, "row": list(range(len(texts)))}), more
+        return head_label_texts(loader, path, LABEL_MAP_ROWS_READ)
+
+    def mapped(texts: list[str], label_map: dict[str, str | None]) -> list[str]:
+        """The labels as :func:`~subsetctl.data.prepare.map_labels` leaves them (a label mapped to
+        null: its row dropped), from the texts alone: validate imports no datasets."""
+        return [label for label in (label_map.get(text, text) for text in texts) if label is not None]
 
     def unread(more: bool) -> str:
         return (f" Validate read the first {LABEL_MAP_ROWS_READ:,} rows of its file: a later row may have it (the "
@@ -1029,28 +1034,28 @@ def _warn_label_map_labels(spec: Spec, spec_path: Path, warn: _AddIssue) -> None
 
     target_labels: set[str] | None = set()
     found_here: list[tuple[tuple[Any, ...], str]] = []  # (key, warning)
-    with quiet_datasets():
-        for path, source in entries:
-            if path != ("target",) and not source.label_map:
-                continue
-            found = read(source.loader)
-            if found is None:
-                if path == ("target",):
-                    target_labels = None  # (not read here: the target's classes are not known)
-                continue
-            said: list[str] = []
-            mapped = map_labels(found[0], source, said) if source.label_map else found[0]
-            found_here += [((*path, "label_map"), warning + unread(found[1])) for warning in said]
+    for path, source in entries:
+        if path != ("target",) and not source.label_map:
+            continue
+        found = read(source.loader)
+        if found is None:
             if path == ("target",):
-                test = read(spec.target.test_loader) if spec.target.test_loader is not None else None
-                if found[1] or (spec.target.test_loader is not None and (test is None or test[1])):
-                    target_labels = None
-                else:
-                    target_labels = set(label_texts(mapped)) | (
-                        set(label_texts(map_labels(test[0], source, None))) if test is not None else set())
-            elif target_labels:  # (a label the map leaves out, beside others it renames: "a data label matching no key")
-                found_here += [((*path, "label_map"), warning + unread(found[1])) for warning in labels_the_target_lacks(
-                    source.name, {"train": mapped}, target_labels, source.label_map or {}) if UNMAPPED_LABELS in warning]
+                target_labels = None  # (not read here: the target's classes are not known)
+            continue
+        texts, more = found
+        label_map = source.label_map or {}
+        said = unused_keys_warning(source, texts, texts) if label_map else None
+        found_here += [((*path, "label_map"), said + unread(more))] if said is not None else []
+        if path == ("target",):
+            test = read(spec.target.test_loader) if spec.target.test_loader is not None else None
+            if more or (spec.target.test_loader is not None and (test is None or test[1])):
+                target_labels = None
+            else:
+                target_labels = set(mapped(texts, label_map)) | (
+                    set(mapped(test[0], label_map)) if test is not None else set())
+        elif target_labels:  # (a label the map leaves out, beside others it renames: "a data label matching no key")
+            found_here += [((*path, "label_map"), warning + unread(more)) for warning in labels_the_target_lacks(
+                source.name, mapped(texts, label_map), target_labels, label_map) if UNMAPPED_LABELS in warning]
     # a source_files group's map, the same for each of its sources (a `by` group's every task): one warning, as
     # the data stage merges them (group_label_map_warnings), at the group's label_map
     where = {warning: path for path, warning in found_here}

@@ -32,6 +32,7 @@ import json
 import math
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -230,6 +231,84 @@ def folded_label(text: str) -> str:
     return unicodedata.normalize("NFKC", text).lower()
 
 
+def label_spelling(text: str) -> str:
+    """A label as a number or truth value would read in any file format: "1.0", "1" and
+    "True" (a CSV cell) all read "1", as JSON's 1.0, 1 and true already do; letter case and
+    Unicode form aside ('négatif' with its 'é' as one character or as 'e' + an accent)."""
+    folded = folded_label(text.strip())
+    if folded in ("true", "false"):
+        return "1" if folded == "true" else "0"
+    try:
+        value = float(folded)
+    except ValueError:
+        return folded
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+
+def labels_the_target_lacks(name: str, texts: list[str], target_labels: set[str],
+                            label_map: dict[str, str | None]) -> list[str]:
+    """The data stage's warning about source ``name`` (``texts``: its rows' labels, one a row,
+    the ``label_map`` applied), whose classes the target's (``target_labels``) lack; validate says
+    it of the first rows of the files (:func:`subsetctl.spec_checks._warn_label_map_labels`).
+    Here, not in :mod:`subsetctl.data.stage`: validate reads plain label texts, without datasets."""
+    warnings = []
+    by_spelling = {label_spelling(t): t for t in sorted(target_labels)}
+    labels = set(texts)
+    # (the labels are those after the map: a class it renamed rows into, {'POSITIVE': 'Positive'}, is the
+    # map's work, not a label keeping its name beside a misspelt key, and its warning stays)
+    misspelt = set(misspelt_keys(label_map, labels).values()) - set(label_map.values())
+    extra = sorted(labels - target_labels - misspelt)
+    if extra:
+        shown = ", ".join(map(shown_text, extra[:5])) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
+        alike = [(t, by_spelling[label_spelling(t)]) for t in extra if label_spelling(t) in by_spelling]
+        hint = ""
+        if alike:
+            pairs = ", ".join(f"{shown_text(a)} (the target's {shown_text(b)})" for a, b in alike[:5])
+            a, b = alike[0]
+            form = (", and an accented letter is one character or, as macOS writes it, a letter and an accent"
+                    if any(in_another_form(a, b) for a, b in alike) else "")
+            hint = (f" {pairs} look like the target's labels written another way, but each is a class of its "
+                    "own: write the labels the same way in every file (a CSV column of floats gives '1.0', "
+                    f"CSV True/False stay text, JSON true/false read '1'/'0'{form}), or map them with the "
+                    f"source's label_map (e.g. label_map: {{{shown_text(a)}: {shown_text(b)}}}).")
+        elif not labels & target_labels:
+            ours = sorted(target_labels)
+            named = ", ".join(repr(t) for t in ours[:5]) + (f" and {len(ours) - 5} more" if len(ours) > 5 else "")
+            hint = (" None of its labels is the target's: classes are matched across files by their names, so "
+                    "its rows teach only classes the target's test never asks for (predicting one is a miss). "
+                    f"If they are the target's classes ({named}) under other names, map them onto those with "
+                    f"the source's label_map (e.g. label_map: {{{extra[0]}: {ours[0]}}}).")
+        elif label_map and not set(extra) & set(label_map.values()):
+            hint = _unmapped_hint(label_map, extra, texts, target_labels)
+        else:
+            hint = (" Its rows of those classes teach classes the target's test never asks for (predicting one "
+                    "is a miss); if one is a target class under another name, map it with the source's label_map.")
+        warnings.append(f"Source {name!r} has labels the target never uses: {shown}.{hint}")
+    return warnings
+
+
+#: how :func:`_unmapped_hint` says a source's labels the target lacks are ones its label_map leaves out
+UNMAPPED_LABELS = "Its label_map, which renames others, does not name them"
+
+
+def _unmapped_hint(label_map: dict[str, str | None], extra: list[str], texts: list[str],
+                   target_labels: set[str]) -> str:
+    """What :func:`labels_the_target_lacks` says of a source's labels the target lacks that its
+    ``label_map`` (which maps others onto the target's classes) leaves out, a class
+    forgotten (a 4-star rating beside 0-3 mapped): their rows, and the map to write, each
+    onto a target class or to null, which drops its rows."""
+    rows = Counter(texts)
+    shown = ", ".join(f"{shown_text(t)} ({rows[t]} row{'' if rows[t] == 1 else 's'})" for t in extra[:5])
+    ours = sorted(target_labels)
+    named = ", ".join(map(shown_text, ours[:5])) + (f" and {len(ours) - 5} more" if len(ours) > 5 else "")
+    written = ", ".join([*(f"{shown_text(k)}: {'null' if v is None else shown_text(v)}" for k, v in label_map.items()),
+                         *(f"{shown_text(t)}: null" for t in extra[:5])])
+    return (f" {UNMAPPED_LABELS} ({shown}): its rows of those classes teach "
+            "classes the target's test never asks for (predicting one is a miss). Map each onto one of the "
+            f"target's classes ({named}), or drop its rows with null: label_map: {{{written}}}.")
+
+
 def misspelt_keys(label_map: dict[str, str | None], labels: set[str]) -> dict[str, str]:
     """Each key of ``label_map`` that no label in ``labels`` is, but that looks like one the
     map does not name (a typo, 'entailement' for 'entailment'; another case, 'Entailment'):
@@ -261,25 +340,14 @@ def map_labels(dataset: Dataset, source: SourceSpec, warnings: list[str] | None,
     with); a key that no row's label is (a typo, '1.0' for the '1' subsetctl reads) is
     warned about, with the labels there are."""
     classifier = kind == "classifier"
-    column, what = ("label_text", "label") if classifier else ("response", "answer")
+    column = "label_text" if classifier else "response"
     label_map = source.label_map or {}
     texts = label_texts(dataset, column)
     # (an answer '1.0', a whole number a float column holds, is the key 1, and 'true' the key true, read '1':
     # a key is read as labels are; an answer the map names as written, a quoted 'true', is that key)
     keys = texts if classifier else [t if t in label_map else _answer_key(t) for t in texts]
-    unused = sorted(set(label_map) - set(keys))
-    if unused and warnings is not None:
-        misspelt = misspelt_keys(label_map, set(keys))
-        there = sorted(set(texts))
-        shown = ", ".join(map(shown_text, there[:10])) + (f" and {len(there) - 10} more" if len(there) > 10 else "")
-        warnings.append(f"{'Target' if isinstance(source, TargetSpec) else 'Source'} {source.name!r}: label_map names "
-                        f"{', '.join(map(shown_text, unused))}, which no row of it has as its {what} (its {what}s: "
-                        f"{shown or 'none'}); those keys rename nothing. "
-                        + _misspelt_hint(label_map, misspelt, keys, what)
-                        + ("" if set(misspelt) == set(unused) else f"{' ' if misspelt else ''}Write each key as the "
-                           f"{what} is read " + (
-                            "(JSON 1, 1.0 and true read '1'; a CSV cell as written)." if classifier else
-                            "(the whole answer; 1.0 matches the key 1, true the key true).")))
+    if warnings is not None and (unused := unused_keys_warning(source, texts, keys, kind)) is not None:
+        warnings.append(unused)
     digest = hashlib.sha256(json.dumps(label_map, sort_keys=True).encode()).hexdigest()
     renamed = [label_map.get(key, text) for key, text in zip(keys, texts, strict=True)]
     if not classifier and warnings is not None:
@@ -295,6 +363,30 @@ def map_labels(dataset: Dataset, source: SourceSpec, warnings: list[str] | None,
     # a label mapped to null: its rows are dropped (before the seeded draw, so max_examples counts rows kept)
     return mapped.select(kept, new_fingerprint=hashlib.sha256(
         f"{mapped._fingerprint}|dropped|{len(kept)}".encode()).hexdigest()[:16])
+
+
+def unused_keys_warning(source: SourceSpec, texts: list[str], keys: list[str], kind: str = "classifier") -> str | None:
+    """:func:`map_labels`' warning of ``source.label_map`` keys that no row's label (a causal
+    LM's answer, ``kind``) is, with the labels there are (``texts``: each row's, as read;
+    ``keys``: each as a key of the map), or None; from plain texts, for validate to say it of a
+    file's first rows without datasets (:func:`~subsetctl.spec_checks._warn_label_map_labels`)."""
+    label_map = source.label_map or {}
+    classifier = kind == "classifier"
+    what = "label" if classifier else "answer"
+    unused = sorted(set(label_map) - set(keys))
+    if not unused:
+        return None
+    misspelt = misspelt_keys(label_map, set(keys))
+    there = sorted(set(texts))
+    shown = ", ".join(map(shown_text, there[:10])) + (f" and {len(there) - 10} more" if len(there) > 10 else "")
+    return (f"{'Target' if isinstance(source, TargetSpec) else 'Source'} {source.name!r}: label_map names "
+            f"{', '.join(map(shown_text, unused))}, which no row of it has as its {what} (its {what}s: "
+            f"{shown or 'none'}); those keys rename nothing. "
+            + _misspelt_hint(label_map, misspelt, keys, what)
+            + ("" if set(misspelt) == set(unused) else f"{' ' if misspelt else ''}Write each key as the "
+               f"{what} is read " + (
+                "(JSON 1, 1.0 and true read '1'; a CSV cell as written)." if classifier else
+                "(the whole answer; 1.0 matches the key 1, true the key true).")))
 
 
 def _misspelt_hint(label_map: dict[str, str | None], misspelt: dict[str, str], keys: list[str], what: str) -> str:

@@ -51,10 +51,10 @@ from subsetctl.data.loaders import (
 from subsetctl.data.overlap import OverlapCheck, overlap_warnings
 from subsetctl.data.prepare import (
     SPLITS,
-    folded_label,
     group_label_map_warnings,
+    label_spelling,
     label_texts,
-    misspelt_keys,
+    labels_the_target_lacks,
     prepare_source,
     quiet_datasets,
     split_summary,
@@ -115,20 +115,6 @@ def _with_label_ids(dataset: Dataset, ids: Any) -> Dataset:
 
     table = dataset.with_format("arrow")[:].combine_chunks()  # only this split's rows
     return dataset_from_table(table.set_column(COLUMNS.index("label"), "label", pa.array(ids, type=pa.int64())))
-
-
-def _label_spelling(text: str) -> str:
-    """A label as a number or truth value would read in any file format: "1.0", "1" and
-    "True" (a CSV cell) all read "1", as JSON's 1.0, 1 and true already do; letter case and
-    Unicode form aside ('négatif' with its 'é' as one character or as 'e' + an accent)."""
-    folded = folded_label(text.strip())
-    if folded in ("true", "false"):
-        return "1" if folded == "true" else "0"
-    try:
-        value = float(folded)
-    except ValueError:
-        return folded
-    return str(int(value)) if value.is_integer() else repr(value)
 
 
 MANY_CLASSES = 50
@@ -273,7 +259,7 @@ def _one_class_spelt_apart(target: str, splits: dict[str, list[str]]) -> tuple[l
     counts = Counter(text for labels in splits.values() for text in labels)
     alike: dict[str, list[str]] = {}
     for text in sorted(counts):
-        alike.setdefault(_label_spelling(text), []).append(text)
+        alike.setdefault(label_spelling(text), []).append(text)
     groups, mapping = [], {}
     for spellings in alike.values():
         if len(spellings) > 1:
@@ -326,70 +312,9 @@ def _label_warnings(target: str, prepared: dict[str, dict[str, Dataset]],
     warnings = _label_setup_warnings(target, prepared, test_loader)
     for name, splits in prepared.items():
         if name != target:
-            warnings.extend(labels_the_target_lacks(name, splits, target_labels, (label_maps or {}).get(name) or {}))
+            warnings.extend(labels_the_target_lacks(name, [t for ds in splits.values() for t in label_texts(ds)],
+                                                    target_labels, (label_maps or {}).get(name) or {}))
     return warnings
-
-
-def labels_the_target_lacks(name: str, splits: dict[str, Dataset], target_labels: set[str],
-                            label_map: dict[str, str | None]) -> list[str]:
-    """:func:`_label_warnings`' warning about source ``name`` (``splits``: its rows, the
-    ``label_map`` applied), whose classes the target's (``target_labels``) lack; validate says
-    it of the first rows of the files (:func:`subsetctl.spec_checks._warn_label_map_labels`)."""
-    warnings = []
-    by_spelling = {_label_spelling(t): t for t in sorted(target_labels)}
-    labels = {t for ds in splits.values() for t in label_texts(ds)}
-    # (the labels are those after the map: a class it renamed rows into, {'POSITIVE': 'Positive'}, is the
-    # map's work, not a label keeping its name beside a misspelt key, and its warning stays)
-    misspelt = set(misspelt_keys(label_map, labels).values()) - set(label_map.values())
-    extra = sorted(labels - target_labels - misspelt)
-    if extra:
-        shown = ", ".join(map(shown_text, extra[:5])) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
-        alike = [(t, by_spelling[_label_spelling(t)]) for t in extra if _label_spelling(t) in by_spelling]
-        hint = ""
-        if alike:
-            pairs = ", ".join(f"{shown_text(a)} (the target's {shown_text(b)})" for a, b in alike[:5])
-            a, b = alike[0]
-            form = (", and an accented letter is one character or, as macOS writes it, a letter and an accent"
-                    if any(in_another_form(a, b) for a, b in alike) else "")
-            hint = (f" {pairs} look like the target's labels written another way, but each is a class of its "
-                    "own: write the labels the same way in every file (a CSV column of floats gives '1.0', "
-                    f"CSV True/False stay text, JSON true/false read '1'/'0'{form}), or map them with the "
-                    f"source's label_map (e.g. label_map: {{{shown_text(a)}: {shown_text(b)}}}).")
-        elif not labels & target_labels:
-            ours = sorted(target_labels)
-            named = ", ".join(repr(t) for t in ours[:5]) + (f" and {len(ours) - 5} more" if len(ours) > 5 else "")
-            hint = (" None of its labels is the target's: classes are matched across files by their names, so "
-                    "its rows teach only classes the target's test never asks for (predicting one is a miss). "
-                    f"If they are the target's classes ({named}) under other names, map them onto those with "
-                    f"the source's label_map (e.g. label_map: {{{extra[0]}: {ours[0]}}}).")
-        elif label_map and not set(extra) & set(label_map.values()):
-            hint = _unmapped_hint(label_map, extra, splits, target_labels)
-        else:
-            hint = (" Its rows of those classes teach classes the target's test never asks for (predicting one "
-                    "is a miss); if one is a target class under another name, map it with the source's label_map.")
-        warnings.append(f"Source {name!r} has labels the target never uses: {shown}.{hint}")
-    return warnings
-
-
-#: how :func:`_unmapped_hint` says a source's labels the target lacks are ones its label_map leaves out
-UNMAPPED_LABELS = "Its label_map, which renames others, does not name them"
-
-
-def _unmapped_hint(label_map: dict[str, str | None], extra: list[str], splits: dict[str, Dataset],
-                   target_labels: set[str]) -> str:
-    """What :func:`_label_warnings` says of a source's labels the target lacks that its
-    ``label_map`` (which maps others onto the target's classes) leaves out, a class
-    forgotten (a 4-star rating beside 0-3 mapped): their rows, and the map to write, each
-    onto a target class or to null, which drops its rows."""
-    rows = Counter(t for ds in splits.values() for t in label_texts(ds))
-    shown = ", ".join(f"{shown_text(t)} ({rows[t]} row{'' if rows[t] == 1 else 's'})" for t in extra[:5])
-    ours = sorted(target_labels)
-    named = ", ".join(map(shown_text, ours[:5])) + (f" and {len(ours) - 5} more" if len(ours) > 5 else "")
-    written = ", ".join([*(f"{shown_text(k)}: {'null' if v is None else shown_text(v)}" for k, v in label_map.items()),
-                         *(f"{shown_text(t)}: null" for t in extra[:5])])
-    return (f" {UNMAPPED_LABELS} ({shown}): its rows of those classes teach "
-            "classes the target's test never asks for (predicting one is a miss). Map each onto one of the "
-            f"target's classes ({named}), or drop its rows with null: label_map: {{{written}}}.")
 
 
 def _clean_leftovers(out_dir: Path, names: set[str]) -> None:

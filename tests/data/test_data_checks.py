@@ -1663,3 +1663,29 @@ def test_validate_takes_no_label_map_key_for_unused_past_a_line_not_utf8(tmp_pat
     stage = run_data_stage(report.spec, tmp_path, tmp_path / "out")["warnings"]
     assert not [w for w in stage if "label_map" in w], stage
     assert not [w.message for w in report.warnings if w.key.endswith("label_map")]
+
+
+def test_validate_checks_a_label_map_without_importing_datasets(tmp_path: Path) -> None:
+    """validate's label_map check (a key no label is, a label the map leaves out) built its
+    labels into a datasets Dataset and imported the data stage's module: validating any
+    classifier spec with a label_map imported datasets (1-2 s, half of validate's time), which
+    validate otherwise does not need. Its warnings are found without it."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    write_jsonl(tmp_path / "t.jsonl", [{"text": f"t{i}", "y": ["neg", "pos"][i % 2]} for i in range(40)])
+    write_jsonl(tmp_path / "s.jsonl", [{"text": f"s{i}", "y": [0, 1, 2][i % 3]} for i in range(30)])
+    loader = {"type": "jsonl", "prompt_field": "text", "label_field": "y"}
+    spec = {"model": {"kind": "classifier"}, "target": {"name": "t", "loader": {**loader, "path": "t.jsonl"}},
+            "sources": [{"name": "s", "loader": {**loader, "path": "s.jsonl"}, "label_map": {0: "neg", 1: "pos", 3: None}}]}
+    (tmp_path / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    probe = ("import sys; from subsetctl.api import validate_spec_file; "
+             "print([w.message[:60] for w in validate_spec_file(sys.argv[1]).warnings if 'label' in w.message]); "
+             "print('datasets' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "subsetctl.yaml")], capture_output=True,
+                          text=True, check=True, timeout=120, cwd=Path(__file__).resolve().parents[2])
+    said, imported = done.stdout.strip().splitlines()[-2:]
+    assert "label_map names '3'" in said and "labels the target never uses" in said, done.stdout + done.stderr
+    assert imported == "False", done.stdout + done.stderr
