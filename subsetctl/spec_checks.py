@@ -1136,7 +1136,7 @@ def _warn_label_map_of_class_ids(spec: Spec, spec_path: Path, warn: _AddIssue) -
             continue
         if not isinstance(feature, ClassLabel):
             continue
-        ids = [key for key in label_map if key not in feature.names and key.isdigit() and int(key) < feature.num_classes]
+        ids = [key for key in label_map if key not in feature.names and key.isdecimal() and int(key) < feature.num_classes]
         if ids:
             names = {feature.int2str(int(key)): label_map[key] for key in ids}
             warn((*path, "label_map"),

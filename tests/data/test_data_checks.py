@@ -1689,3 +1689,24 @@ def test_validate_checks_a_label_map_without_importing_datasets(tmp_path: Path) 
     said, imported = done.stdout.strip().splitlines()[-2:]
     assert "label_map names '3'" in said and "labels the target never uses" in said, done.stdout + done.stderr
     assert imported == "False", done.stdout + done.stderr
+
+
+def test_a_label_map_key_of_other_digits_beside_a_classlabel_column_is_no_traceback(tmp_path: Path) -> None:
+    """validate's check of label_map keys that are a save_to_disk ClassLabel column's ids took
+    any key whose characters are digits for an id: int('²') ('²'.isdigit() is true) raised a
+    ValueError out of validate, a traceback for a label_map key."""
+    import yaml
+    from datasets import ClassLabel, Dataset, Features, Value
+
+    from subsetctl.api import validate_spec_file
+
+    features = Features({"prompt": Value("string"), "response": ClassLabel(names=["neg", "pos"])})
+    Dataset.from_dict({"prompt": ["a", "b"], "response": [0, 1]}, features=features).save_to_disk(str(tmp_path / "cls"))
+    write_jsonl(tmp_path / "t.jsonl", qa_rows(8))
+    spec = {"target": {"name": "t", "loader": {"type": "jsonl", "path": "t.jsonl"}},
+            "sources": [{"name": "ids", "loader": {"type": "huggingface", "path": "./cls"},
+                         "label_map": {"²": "negative", "1": "positive"}}]}
+    (tmp_path / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True))
+    report = validate_spec_file(tmp_path / "subsetctl.yaml")
+    said = [w.message for w in report.warnings if w.key.endswith("label_map")]
+    assert len(said) == 1 and said[0].startswith("'1' is a class id of the ClassLabel column 'response'"), said
