@@ -263,3 +263,36 @@ def test_a_report_folder_named_with_line_breaks_writes_no_line_into_the_spec(tmp
     text = (tmp_path / "new" / "subsetctl.yaml").read_text()
     assert "plugins" not in yaml.safe_load(text), text
     assert "\\nplugins: [evil_mod]\\n#" in text
+
+
+def test_run_settings_keys_subsetctl_never_writes_there_are_left_out_and_plugins_warned_of(tmp_path: Path) -> None:
+    """``run_settings`` is data a teammate shares too: only the keys :func:`run_settings`
+    writes come back. A whole ``executor`` mapping or a quoted ``executor."address"`` wrote
+    a Dask cluster's address into the new spec past the left-out check, ``model.source`` or
+    ``finetune.lr`` there changed what the spec runs, all unsaid; and a ``plugins`` list was
+    written without a word where the report named no plugin code."""
+    settings = {"target.name": "t", "target.loader.type": "jsonl", "target.loader.path": "t.jsonl",
+                "sources[0].name": "a", "sources[0].loader.type": "jsonl", "sources[0].loader.path": "a.jsonl"}
+    cases = {"mapping": {"executor": {"backend": "dask", "address": "tcp://203.0.113.5:8786"}},
+             "quoted": {"executor.backend": "dask", 'executor."address"': "tcp://203.0.113.5:8786"},
+             "results": {"model.source": "org/other", "finetune.lr": 0.5, "executor.n_jobs": 3}}
+    for name, ran in cases.items():
+        shared = tmp_path / name / "report.json"
+        shared.parent.mkdir()
+        shared.write_text(json.dumps({"report_format": 18, "settings": settings, "run_settings": ran}))
+        result = invoke("init", str(tmp_path / f"new_{name}"), "--from-report", str(shared))
+        assert result.exit_code == 0, result.output
+        written = yaml.safe_load((tmp_path / f"new_{name}" / "subsetctl.yaml").read_text())
+        assert "address" not in (written.get("executor") or {}), (name, written)
+        assert "model" not in written and "finetune" not in written, (name, written)
+        output = " ".join(result.output.split())
+        assert "left out: report.json's run_settings hold" in output and "before report format 18" not in output
+    assert written["executor"] == {"n_jobs": 3}
+
+    shared = tmp_path / "plugins" / "report.json"
+    shared.parent.mkdir()
+    shared.write_text(json.dumps({"report_format": 18, "settings": settings, "run_settings": {"plugins": ["evil_mod"]}}))
+    result = invoke("init", str(tmp_path / "new_plugins"), "--from-report", str(shared))
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load((tmp_path / "new_plugins" / "subsetctl.yaml").read_text())["plugins"] == ["evil_mod"]
+    assert "written from report.json's run_settings (evil_mod)" in " ".join(result.output.split()), result.output

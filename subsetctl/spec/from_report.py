@@ -149,6 +149,24 @@ def settings_a_report_holds(settings: dict[str, Any]) -> tuple[dict[str, Any], l
     return {key: value for key, value in settings.items() if key not in foreign}, foreign
 
 
+def run_settings_a_report_holds(ran: Any) -> tuple[dict[str, Any], list[str]]:
+    """report.json's ``run_settings`` (:func:`subsetctl.report.build.run_settings`) as
+    `init --from-report` writes them back, and the keys left out: only the keys that function
+    writes, each spelt as it writes them (``executor.n_jobs``, ``plugins``), but the Dask
+    cluster's ``executor.address`` (whose pickled results `run` would load). A report is data
+    a teammate shares: a key edited in by hand (``model.source``, a whole ``executor`` mapping,
+    ``executor."address"``) would otherwise be written into the new spec unsaid."""
+    from subsetctl.spec import RESULT_NEUTRAL, Spec
+
+    if not isinstance(ran, dict):
+        return {}, []
+    taken = {"plugins", *(f"{section}.{key}" for section, keys in RESULT_NEUTRAL.items() for key in keys)}
+    taken |= {f"{section}.{key}" for section in ("executor", "report")
+              for key in Spec.model_fields[section].annotation.model_fields if key != "address"}
+    return ({key: value for key, value in ran.items() if key in taken},
+            [key for key in ran if key not in taken and key != "executor.address"])
+
+
 def without_defaults(settings: dict[str, Any]) -> dict[str, Any]:
     """``settings`` without those of a section (not the target's nor a source's) at their
     schema default, of the same type (``1.0`` is not ``1``): the written spec holds what
@@ -292,7 +310,7 @@ def spec_from_report(path: Path, newdir: Path) -> tuple[str, list[str], list[str
     # but a Dask cluster's address: the cluster of that machine's run, whose pickled results `run` would load
     ran = report.get("run_settings") if isinstance(report.get("run_settings"), dict) else {}
     address = ran.get("executor.address")
-    ran = {key: value for key, value in ran.items() if key != "executor.address"}
+    ran, strange = run_settings_a_report_holds(ran)
     specs = []
     for settings in ({**ran, **held}, without_defaults({**ran, **held})):
         data = spec_data(settings)
@@ -311,7 +329,7 @@ def spec_from_report(path: Path, newdir: Path) -> tuple[str, list[str], list[str
     (data, spec), *trimmed = specs
     if trimmed and spec_json(trimmed[0][1]) == spec_json(spec):  # (the defaults left out resolve to the same spec)
         data = trimmed[0][0]
-    warnings = [] if ran else [
+    warnings = [] if isinstance(report.get("run_settings"), dict) else [
         (f"not in the report (written before report format 18), written at their defaults: {', '.join(NOT_IN_SETTINGS)} "
          "(no result depends on them), and a checkpoint's spacing and gradients.memory_budget_mb (neither changes a "
          "result)")]
@@ -322,6 +340,10 @@ def spec_from_report(path: Path, newdir: Path) -> tuple[str, list[str], list[str
         warnings.append(f"left out: report.json's settings hold {', '.join(foreign)}, which no report subsetctl writes "
                         "holds (it was edited by hand or made elsewhere); a plugin module, a Dask cluster's address "
                         "or the report's settings are written into the spec by you, not taken from a report")
+    if strange:
+        warnings.append(f"left out: report.json's run_settings hold {', '.join(strange)}, which no report subsetctl "
+                        "writes holds there (it was edited by hand or made elsewhere); write such settings into "
+                        "the spec yourself")
     code = report["plugins"] if isinstance(report.get("plugins"), dict) else {}
     listed = data["plugins"] if isinstance(data.get("plugins"), list) else []
     if listed:  # (from run_settings: said even where report.json's `plugins` names no code, as a hand-edited one may)
