@@ -1514,3 +1514,32 @@ def test_a_plugin_named_without_its_attr_is_told_what_to_write() -> None:
                                         r"and a class or function it defines \(e\.g\. 'my\.plugs:MyStrategy' for a "
                                         r"class MyStrategy in my/plugs\.py, its folder on PYTHONPATH\)\."):
         load_plugin_string("my.plugs")
+
+
+def test_doctor_checks_a_project_whose_estimator_is_a_spec_plugin(tiny_project: Path, monkeypatch) -> None:
+    """doctor's memory check asks whether the search's estimator loads the model, after its
+    spec check's plugin scope has ended: an estimator a spec's plugin registers was unknown
+    there, and doctor stopped with "Unknown estimator" (exit 1) before its last checks."""
+    import yaml
+    from click.testing import CliRunner
+
+    from subsetctl.cli import main
+
+    (tiny_project / "doctor_est_plugin.py").write_text(
+        "from subsetctl.estimate.solvers import FastEstimator\n"
+        "from subsetctl.registry import ESTIMATORS\n\n\n"
+        "@ESTIMATORS.register('doctor_est', 'fast, as a plugin')\n"
+        "class DoctorEstimator(FastEstimator):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tiny_project))
+    spec = yaml.safe_load((tiny_project / "subsetctl.yaml").read_text())
+    spec["plugins"] = ["doctor_est_plugin:DoctorEstimator"]
+    spec["estimate"] = {**spec.get("estimate", {}), "estimator": "doctor_est"}
+    (tiny_project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    try:
+        for options in ([], ["--no-plugins"]):
+            result = CliRunner().invoke(main, ["doctor", *options, str(tiny_project)])
+            assert "Unknown estimator" not in result.output, result.output
+            assert "disk:" in result.output, result.output  # (every check ran)
+    finally:
+        sys.modules.pop("doctor_est_plugin", None)
+        ESTIMATORS._entries.pop("doctor_est", None)

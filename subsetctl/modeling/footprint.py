@@ -43,12 +43,22 @@ MODEL_STAGES = ("meta_init", "gradients", "verify", "finetune", "evaluate")
 def loads_model(stage: str, spec: Any) -> bool:
     """Whether ``stage`` loads the model with ``spec``: the :data:`MODEL_STAGES`, and the
     search whose estimator fine-tunes for real (``true_finetune``: one subset at a time, in
-    this process, with verify's batch size and budget)."""
+    this process, with verify's batch size and budget). An estimator not registered here (a
+    spec's plugin not imported now: `doctor` checks memory after its spec check's plugin scope
+    ends, or with ``--no-plugins``) loads none as far as this says: the spec check says why it
+    is unknown, and this raised it from doctor's memory check, ending every check after it."""
     if stage in MODEL_STAGES:
         return True
+    if stage != "search":
+        return False
+    from subsetctl.errors import UserError
     from subsetctl.registry import ESTIMATORS
 
-    return stage == "search" and bool(getattr(ESTIMATORS.get(spec.estimate.estimator), "needs_model", False))
+    try:
+        estimator = ESTIMATORS.get(spec.estimate.estimator)
+    except UserError:
+        return False
+    return bool(getattr(estimator, "needs_model", False))
 
 #: activation values kept per token and layer for the backward pass, as multiples of the
 #: hidden size and of the MLP's intermediate size (the attention's and the MLP's inputs and
