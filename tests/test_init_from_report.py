@@ -296,3 +296,19 @@ def test_run_settings_keys_subsetctl_never_writes_there_are_left_out_and_plugins
     assert result.exit_code == 0, result.output
     assert yaml.safe_load((tmp_path / "new_plugins" / "subsetctl.yaml").read_text())["plugins"] == ["evil_mod"]
     assert "written from report.json's run_settings (evil_mod)" in " ".join(result.output.split()), result.output
+
+
+def test_a_report_of_installed_plugins_alone_is_not_said_to_have_written_a_plugins_list(tmp_path: Path) -> None:
+    """A format-18 report whose run listed no ``plugins:`` (its plugin an installed package)
+    wrote no list, but the warning told to "check the modules and files the `plugins:` list
+    names", as if it had."""
+    settings = {"target.name": "t", "target.loader.type": "jsonl", "target.loader.path": "t.jsonl",
+                "sources[0].name": "a", "sources[0].loader.type": "jsonl", "sources[0].loader.path": "a.jsonl"}
+    shared = tmp_path / "report.json"
+    shared.write_text(json.dumps({"report_format": 18, "settings": settings, "run_settings": {"plugins": []},
+                                  "plugins": {"strategy best": {"stages": ["search"], "package": "myplug 0.1.0"}}}))
+    result = invoke("init", str(tmp_path / "new"), "--from-report", str(shared))
+    assert result.exit_code == 0, result.output
+    assert "plugins" not in yaml.safe_load((tmp_path / "new" / "subsetctl.yaml").read_text())
+    output = " ".join(result.output.split())
+    assert "the `plugins:` list names" not in output and "install the packages it names" in output, output

@@ -155,7 +155,8 @@ def run_settings_a_report_holds(ran: Any) -> tuple[dict[str, Any], list[str]]:
     writes, each spelt as it writes them (``executor.n_jobs``, ``plugins``), but the Dask
     cluster's ``executor.address`` (whose pickled results `run` would load). A report is data
     a teammate shares: a key edited in by hand (``model.source``, a whole ``executor`` mapping,
-    ``executor."address"``) would otherwise be written into the new spec unsaid."""
+    ``executor."address"``) would otherwise be written into the new spec unsaid. An empty
+    ``plugins`` list is left out (the default: it wrote ``plugins: []`` into every spec)."""
     from subsetctl.spec import RESULT_NEUTRAL, Spec
 
     if not isinstance(ran, dict):
@@ -163,7 +164,7 @@ def run_settings_a_report_holds(ran: Any) -> tuple[dict[str, Any], list[str]]:
     taken = {"plugins", *(f"{section}.{key}" for section, keys in RESULT_NEUTRAL.items() for key in keys)}
     taken |= {f"{section}.{key}" for section in ("executor", "report")
               for key in Spec.model_fields[section].annotation.model_fields if key != "address"}
-    return ({key: value for key, value in ran.items() if key in taken},
+    return ({key: value for key, value in ran.items() if key in taken and (key != "plugins" or value != [])},
             [key for key in ran if key not in taken and key != "executor.address"])
 
 
@@ -354,8 +355,11 @@ def spec_from_report(path: Path, newdir: Path) -> tuple[str, list[str], list[str
                            "the plugin code the results were made with, which the report cannot hold" if code else ""))
     elif code:
         warnings.append(f"the results were made with plugin code the report names but cannot hold "
-                        f"({', '.join(sorted(code))}): add the `plugins:` list and their files, and check their "
-                        "sha256 against report.json's `plugins`")
+                        f"({', '.join(sorted(code))}): "
+                        + ("install the packages it names (the run's spec listed no `plugins:`), and check their "
+                           "releases and sha256" if isinstance(report.get("run_settings"), dict) else
+                           "add the `plugins:` list and their files, and check their sha256")
+                        + " against report.json's `plugins`")
     if isinstance(report.get("left_out"), list) and report["left_out"]:
         warnings.append(f"the report left out the results of {', '.join(map(str, report['left_out']))} (outdated): "
                         "their settings are not in it, and are written at their defaults")
