@@ -289,12 +289,21 @@ def shown_text(text: str) -> str:
     combining accent, as macOS writes names) with its combining marks escaped, in double quotes as
     YAML reads them ("ne\\u0301gatif"), so that two texts differing only in form do not print alike
     and the one shown can be written in a spec. Other scripts stay as they are ('データ', not
-    '\\u30c7\\u30fc\\u30bf' as ``ascii`` writes them)."""
+    '\\u30c7\\u30fc\\u30bf' as ``ascii`` writes them). Escaped too: a character NFC replaces
+    (U+212B ANGSTROM SIGN, which prints as U+00C5 'Å') and Hangul's conjoining jamo, which
+    print as the syllable they spell ('한' decomposed), though neither is a combining mark."""
     if unicodedata.is_normalized("NFC", text):
         return repr(text)
-    escaped = "".join(f"\\u{ord(c):04x}" if unicodedata.combining(c) else "\\" + c if c in '"\\' else c
+    escaped = "".join(f"\\u{ord(c):04x}" if _in_another_form_alone(c) else "\\" + c if c in '"\\' else c
                       for c in text)
     return f'"{escaped}"'
+
+
+def _in_another_form_alone(c: str) -> bool:
+    """Whether the character ``c`` prints as part of another one that NFC would write in its
+    place: a combining mark, a character NFC replaces, a Hangul conjoining jamo."""
+    return (bool(unicodedata.combining(c)) or unicodedata.normalize("NFC", c) != c
+            or "\u1100" <= c <= "\u11ff" or "\ua960" <= c <= "\ua97f" or "\ud7b0" <= c <= "\ud7ff")
 
 
 def in_another_form(a: str, b: str) -> bool:

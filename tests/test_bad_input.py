@@ -511,6 +511,23 @@ def test_a_decomposed_japanese_name_is_shown_apart_from_the_composed_one() -> No
     assert "kana with its voicing mark" in OTHER_UNICODE_FORM
 
 
+
+def test_a_hangul_or_singleton_name_in_another_form_is_shown_apart_too() -> None:
+    """Only combining marks were escaped: decomposed Hangul (conjoining jamo, no combining
+    marks) and U+212B ANGSTROM SIGN (which NFC replaces by U+00C5) printed exactly as the
+    composed text, so "they differ only in Unicode form" showed two alike names."""
+    import unicodedata
+
+    from subsetctl.errors import in_another_form, shown_text
+
+    for composed in ("\ud55c\uad6d.jsonl", "\u00c5ngstr\u00f6m"):
+        other = unicodedata.normalize("NFD", composed).replace("\u00c5", "\u212b").replace("A\u030a", "\u212b")
+        assert in_another_form(other, composed)
+        # (texts print alike where their composed forms are the same)
+        assert unicodedata.normalize("NFC", shown_text(other).strip("\"'")) != shown_text(composed).strip("\"'")
+    assert shown_text(unicodedata.normalize("NFD", "\ud55c")) == '"\\u1112\\u1161\\u11ab"'
+    assert shown_text("\u212b") == '"\\u212b"'
+
 def test_a_project_or_spec_named_in_another_unicode_form_or_case_says_which_is_there(jsonl_project: Path) -> None:
     """`subsetctl plan projé` for a folder unpacked from a macOS archive (`proje` + a combining
     accent), or `validate proj/Subsetctl.yaml`, said only "does not exist" / "no such spec file"."""
