@@ -1160,8 +1160,8 @@ def _uncached_snapshot_note(path: Path) -> str:
         return ""
     try:
         commits = sorted(p.name for p in path.parent.iterdir() if p.is_dir())
-        refs = sorted((f.relative_to(repo / "refs").as_posix(), f.read_text(encoding="utf-8").strip())
-                      for f in (repo / "refs").rglob("*") if f.is_file())  # (branch or tag, commit)
+        refs = sorted((f.relative_to(repo / "refs").as_posix(), commit)  # (branch or tag, commit)
+                      for f in (repo / "refs").rglob("*") if f.is_file() and (commit := _ref_commit(f)) is not None)
     except OSError:
         commits, refs = [], []
     hub_id = repo.name.removeprefix("models--").replace("--", "/")
@@ -1178,6 +1178,16 @@ def _uncached_snapshot_note(path: Path) -> str:
             f"{hub_id!r}, not {path.name!r}: {held}{', ...' if len(commits) > 5 else ''}, each a folder in "
             f"{path.parent}; the one you mean is downloaded with `from_pretrained({hub_id!r}, revision=...)` where "
             "the hub is reachable")
+
+
+def _ref_commit(ref: Path) -> str | None:
+    """The commit a hub cache's ``refs`` file names; None for one that cannot be read as text
+    (a damaged cache: its bytes not UTF-8 raised UnicodeDecodeError, an internal error, where
+    the model's source was to be named unknown)."""
+    try:
+        return ref.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def _recorded_model_files(project_dir: Path) -> Any:

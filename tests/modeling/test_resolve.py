@@ -394,6 +394,10 @@ def test_a_snapshot_folder_the_cache_lacks_names_the_revisions_it_holds(tmp_path
     with pytest.raises(UserError) as err:
         check_model_folder(str(tmp_path / "elsewhere" / "model"), tmp_path, "causal-lm")
     assert "revision" not in str(err.value), str(err.value)
+    (snapshots.parent / "refs" / "broken").write_bytes(b"\xff\xfe")  # (a damaged ref: not UTF-8) left out
+    with pytest.raises(UserError) as err:
+        check_model_folder(str(snapshots / "fedcba9876543210"), tmp_path, "causal-lm")
+    assert "0123456789abcdef (main, v1.0)" in " ".join(str(err.value).split()), str(err.value)
 
 
 def test_a_hub_cache_folder_that_does_not_exist_is_said_to_be_missing(monkeypatch, tmp_path) -> None:
