@@ -312,3 +312,18 @@ def test_a_report_of_installed_plugins_alone_is_not_said_to_have_written_a_plugi
     assert "plugins" not in yaml.safe_load((tmp_path / "new" / "subsetctl.yaml").read_text())
     output = " ".join(result.output.split())
     assert "the `plugins:` list names" not in output and "install the packages it names" in output, output
+
+
+def test_plugins_from_run_settings_stay_module_names(tmp_path: Path) -> None:
+    """The ``plugins:`` list names modules (PYTHONPATH finds them), never files: a package
+    folder ``mypkg`` beside the report turned the plugin ``mypkg`` into ``../rp/mypkg``, which
+    every command then refused as a plugin naming a file."""
+    settings = {"target.name": "t", "target.loader.type": "jsonl", "target.loader.path": "t.jsonl",
+                "sources[0].name": "a", "sources[0].loader.type": "jsonl", "sources[0].loader.path": "a.jsonl"}
+    (tmp_path / "rp" / "mypkg").mkdir(parents=True)
+    (tmp_path / "rp" / "mypkg" / "__init__.py").write_text("")
+    (tmp_path / "rp" / "report.json").write_text(json.dumps({
+        "report_format": 18, "settings": settings, "run_settings": {"plugins": ["mypkg", "mypkg:Best"]}}))
+    result = invoke("init", str(tmp_path / "new"), "--from-report", str(tmp_path / "rp"))
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load((tmp_path / "new" / "subsetctl.yaml").read_text())["plugins"] == ["mypkg", "mypkg:Best"]

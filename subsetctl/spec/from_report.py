@@ -220,10 +220,10 @@ def with_paths_from(data: dict[str, Any], origin: Path, newdir: Path) -> list[st
     ``PYTHONPATH``, not paths: a package's folder beside the report made one ``../x/mine``, no module."""
     moved: list[str] = []
     model = data.get("model") if isinstance(data.get("model"), dict) else {}
-    places: list[tuple[str, Any, Any]] = [("model", model, "source")]
+    places: list[tuple[str, dict[str, Any], str]] = [("model", model, "source")]
     places += [(where, loader, "path") for where, loader in _loaders(data)]
     for where, holder, key in places:
-        value = holder[key] if isinstance(holder, list) else holder.get(key)
+        value = holder.get(key)
         if isinstance(value, str) and (new := _path_from(value, origin, newdir)) != value:
             holder[key] = new
             moved.append(new)
