@@ -610,13 +610,17 @@ def _echo_json(data: Any) -> None:
     _JSON_ECHOED.set(True)
 
 
+#: a byte that is not ASCII, as Python decodes a path's bytes under a locale that is not UTF-8
+_SURROGATE_ESCAPE = re.compile("[\udc80-\udcff]")
+
+
 def _as_spelt(data: Any) -> Any:
     """``data`` with each text holding surrogate escapes (a path under LC_ALL=C with UTF-8 mode
     off: Python decodes `分類` as six escapes, one a byte) as the text its bytes spell in UTF-8:
     `--format json` wrote "project": "/x/\\udce5\\udc88..." for "/x/\\u5206\\u985e", which no
     reader takes for the folder's name. Bytes that are not UTF-8 stay escaped."""
     if isinstance(data, str):
-        if not any("\udc80" <= c <= "\udcff" for c in data):
+        if not _SURROGATE_ESCAPE.search(data):  # (a regex: a character loop in Python took 0.3 s at 10,000 sources)
             return data
         try:
             return data.encode("utf-8", "surrogateescape").decode("utf-8", "surrogateescape")
