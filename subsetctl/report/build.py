@@ -746,9 +746,9 @@ def run_settings(spec: Any) -> dict[str, Any]:
     checkpoint's spacing, gradients.memory_budget_mb): report.json's ``run_settings``, which
     `init --from-report` writes back (it wrote them at their defaults)."""
     from subsetctl.spec import RESULT_NEUTRAL
-    from subsetctl.spec.dumps import spec_json
 
-    data = spec_json(spec)
+    # (those sections alone: the whole spec's dump took 0.16 s a report at 10,000 sources)
+    data = spec.model_dump(mode="json", include={"executor", "report", "plugins", *RESULT_NEUTRAL})
     out: dict[str, Any] = {f"{section}.{key}": value for section in ("executor", "report")
                            for key, value in (data.get(section) or {}).items()}
     out["plugins"] = data.get("plugins") or []
