@@ -295,7 +295,7 @@ def test_run_settings_keys_subsetctl_never_writes_there_are_left_out_and_plugins
     result = invoke("init", str(tmp_path / "new_plugins"), "--from-report", str(shared))
     assert result.exit_code == 0, result.output
     assert yaml.safe_load((tmp_path / "new_plugins" / "subsetctl.yaml").read_text())["plugins"] == ["evil_mod"]
-    assert "written from report.json's run_settings (evil_mod)" in " ".join(result.output.split()), result.output
+    assert "written from report.json's run_settings: plugins 'evil_mod', which every command" in " ".join(result.output.split()), result.output
 
 
 def test_a_report_of_installed_plugins_alone_is_not_said_to_have_written_a_plugins_list(tmp_path: Path) -> None:
