@@ -1660,3 +1660,24 @@ def test_a_spec_file_without_read_permission_says_what_to_do(tmp_path: Path, mon
     monkeypatch.setattr(Path, "read_bytes", denied)
     with pytest.raises(SpecFileError, match=r"Permission denied: give your user read permission on it \(`chmod a\+r`\)"):
         read_yaml(path)
+
+
+def test_a_source_files_pattern_walking_too_many_folders_stops_with_what_to_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`files: /**/*.zzzjsonl` walked every folder of the disk: validate was killed after
+    60 s still walking. The walk stops past a number of folders (lowered here) with an issue
+    on the group's key naming the pattern, where it walked and what to write instead."""
+    from subsetctl import globbing
+    from subsetctl.api import validate_spec_file
+
+    path = _files_project(tmp_path, [{"files": f"{tmp_path}/**/*.zzzjsonl", "loader": {"type": "jsonl"}}])
+    for i in range(30):
+        (tmp_path / "many" / f"f{i}").mkdir(parents=True)
+    monkeypatch.setattr(globbing, "FOLDER_LIMIT", 20)
+    (issue,) = validate_spec_file(path).issues
+    assert issue.key == "source_files[0].files" and issue.line is not None, issue
+    assert f"{tmp_path}/**/*.zzzjsonl" in issue.message and "walked 20 folders below" in issue.message, issue.message
+    assert "Start the pattern at the folder that holds the files" in issue.message
+    narrower = validate_spec_file(path, ["source_files[0].files=data/sources/**/*.jsonl"])
+    assert narrower.ok, narrower.issues  # a pattern walking fewer folders than that is unaffected

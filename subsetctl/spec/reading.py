@@ -29,6 +29,7 @@ from subsetctl.errors import (
     shown_text,
 )
 from subsetctl.globbing import (
+    TooManyFolders,
     folder_as_pattern_note,
     literal_folder_note,
     missing_folder_note,
@@ -315,7 +316,12 @@ def expand_source_files(
     left_to_others: list[tuple[int, str]] = []  # (group, note) on the values the target or listed sources read
     folders: dict[Path, Path] = {}  # each folder of the groups' files, resolved once
     for g, group in enumerate(spec.source_files):
-        matches = group.expand(spec_dir)
+        try:
+            matches = group.expand(spec_dir)
+        except TooManyFolders as walk:  # files: /**/*.jsonl walked the whole disk
+            issues.append(SpecIssue(file=file, line=lines.get(("source_files", g, "files")),
+                                    key=f"source_files[{g}].files", message=str(walk)))
+            continue
         expanded = [e for e in matches if not _targets_file(target_picks, e, group.by, spec_dir, folders)]
         taken_by_others = False  # every value of a `by` group's files read by the target or a listed source
         if group.by is not None and expanded:
