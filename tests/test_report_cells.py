@@ -1949,3 +1949,19 @@ def test_a_model_or_data_file_named_with_markdown_is_one_cell_shown_as_written()
     rows = [line for line in md.splitlines() if "`" + "a" * 64 + "`" in line or "`" + "b" * 64 + "`" in line]
     assert rows == ["| x\\|y &lt;img src=x onerror=alert(1)> \\`t\\\\nz.json | `" + "a" * 64 + "` |",
                     "| s/c\\|d.jsonl | `" + "b" * 64 + "` |"], rows
+
+
+def test_a_data_warning_quoting_a_markdown_link_is_shown_as_written_in_report_md() -> None:
+    """A data warning quoting a row's `[click here](http://evil.example)` put a live link into
+    report.md's "Data warnings" (md_text escaped only `<`): Markdown's markup in untrusted text
+    is escaped outside code spans, which subsetctl's own backticks keep as they are."""
+    from subsetctl.report.markdown import md_text
+
+    warning = ("source 'web': row 3's prompt is '[click here](http://evil.example) ![x](http://e.example/p.png) "
+               "**bold** _it_ &lt;b&gt; \\[', see `subsetctl ls [dir]`; snake_case and C:\\data stay")
+    markdown = render_markdown({**_report(False), "data_warnings": [warning]}, {})
+    bullet = next(line for line in markdown.splitlines() if line.startswith("- source 'web'"))
+    assert bullet == "- " + md_text(warning)
+    assert ("\\[click here\\](http://evil.example) !\\[x\\](http://e.example/p.png) \\*\\*bold\\*\\* \\_it\\_ "
+            "&amp;lt;b&amp;gt; \\\\\\[") in bullet, bullet
+    assert "`subsetctl ls [dir]`; snake_case and C:\\data stay" in bullet, bullet

@@ -80,11 +80,40 @@ def md_name(name: str) -> str:
     return re.sub(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])", r"\\_", name)
 
 
+#: a code span (CommonMark: a run of backticks, then text, then a run of as many): inside one,
+#: Markdown and HTML are shown as written, and a backslash would be shown too
+_CODE_SPAN = re.compile(r"(?<!`)(`+)(?!`).*?(?<!`)\1(?!`)", re.DOTALL)
+
+
+def _html_escaped(text: str) -> str:
+    """``text`` with a ``<`` that would open an HTML tag, comment or autolink written ``&lt;``
+    (``(< 10)`` stays as it is, readable as plain text too)."""
+    return re.sub(r"<(?=[A-Za-z/!?])", "&lt;", text)
+
+
+def _markup_escaped(text: str) -> str:
+    """Text outside code spans, Markdown's markup in it escaped: ``[`` and ``]`` (a link or an
+    image, ``[click here](http://x)`` from a data row), ``*`` and an ``_`` at a word's edge
+    (emphasis; ``snake_case`` stays as it is), a ``\\`` before punctuation (``\\[`` would undo
+    the ``[``'s escape; ``C:\\data`` stays), ``&`` opening an entity (``&lt;`` is shown as
+    written) and :func:`_html_escaped`'s ``<``."""
+    text = re.sub(r"\\(?=[!-/:-@\[-`{-~])", r"\\\\", text)
+    text = re.sub(r"([\[\]*])|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])", lambda m: "\\" + m.group(0), text)
+    return _html_escaped(re.sub(r"&(?=#?[A-Za-z0-9]+;)", "&amp;", text))
+
+
 def md_text(text: str) -> str:
-    """Free text (the project's name, a warning naming files) as Markdown text: a ``<``
-    that would open an HTML tag or comment becomes ``&lt;``, so a name like ``<b>x</b>`` is
-    shown, not rendered (``(< 10)`` stays as it is, readable as plain text too)."""
-    return re.sub(r"<(?=[A-Za-z/!?])", "&lt;", str(text))
+    """Free text (a warning, which may quote a data row, a file name or a label; a line of the
+    report's notes) as Markdown text that shows it as written: outside its code spans (the
+    backticks subsetctl's warnings put round a command or a key), Markdown's markup and HTML
+    are escaped (:func:`_markup_escaped`), so a row's ``[click here](http://evil.example)`` is
+    not a link in report.md, nor ``<b>x</b>`` bold; inside one, text is shown as it is."""
+    text, end = str(text), 0
+    shown: list[str] = []
+    for span in _CODE_SPAN.finditer(text):
+        shown += [_markup_escaped(text[end:span.start()]), span.group(0)]
+        end = span.end()
+    return "".join([*shown, _markup_escaped(text[end:])])
 
 
 def md_code(text: str) -> str:
@@ -99,14 +128,14 @@ def md_code(text: str) -> str:
 
 def md_title(name: str) -> str:
     """The project's name (any one printable line) or its folder's as the heading's Markdown
-    text: besides :func:`md_text`'s ``<``, each character that Markdown reads as markup (`` ` ``,
+    text: besides :func:`_html_escaped`'s ``<``, each character that Markdown reads as markup (`` ` ``,
     ``*``, ``_``, ``[``, ``]``, ``~``, ``#``, ``\\``) is escaped, so ``run `2` *b*`` is shown
     as written, not as code and italics, and a ``#`` at its end is not taken for the
     heading's closing one; a character that is not printable (a folder's name can hold an
     escape sequence, or a line break, which ended the heading) is written as its escape
     (``\\x1b``). (Warnings keep their backticks: they mark commands as code.)"""
     shown = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(name))
-    return md_text(re.sub(r"([\\`*_\[\]~#])", r"\\\1", shown))
+    return _html_escaped(re.sub(r"([\\`*_\[\]~#])", r"\\\1", shown))
 
 
 def md_cell(name: str) -> str:
@@ -330,12 +359,13 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str], folder: str |
         shared = shared_finetune_line(report)
         if shared:
             lines.append(f"\n> {md_text(shared)}")
-        verdict = final_vs_baselines_line(report.get("final_vs_baselines"), estimates_checked(report), md_name)
+        # names as they are: md_text escapes an `_` at a word's edge as md_name does (and a label's `[` too)
+        verdict = final_vs_baselines_line(report.get("final_vs_baselines"), estimates_checked(report))
         if verdict:
             lines.append(f"\n> {md_text(verdict)}")
-        for line in paired_lines(report.get("final_vs_baselines"), md_name):
+        for line in paired_lines(report.get("final_vs_baselines")):
             lines.append(f"\n> {md_text(line)}")
-        balance = class_balance_line(report, md_name)
+        balance = class_balance_line(report)
         if balance:
             lines.append(f"\n> {md_text(balance)}")
         lines.append("")
