@@ -240,7 +240,7 @@ def line_ends_notice(loader: Any, base_dir: Path, name: str | None) -> str | Non
             return None
     except OSError:
         return None
-    return mixed_line_ends_notice(path, name)
+    return mixed_line_ends_notice(path, name, loader.delimiter)
 
 
 def _not_utf8_refusal(path: Path, line: int | None = None, delimiter: str | None = None) -> str | None:

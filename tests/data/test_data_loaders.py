@@ -2234,15 +2234,28 @@ def test_a_csv_file_of_mixed_line_ends_has_its_cells_read_as_written(tmp_path: P
 
 
 
+def _line_end_warnings(tmp_path: Path, target_file: str, source_file: str) -> list[str]:
+    """validate's warnings on line ends of a spec whose target reads ``target_file`` and whose
+    one source reads ``source_file`` (CSV files in ``tmp_path``)."""
+    import yaml
+
+    from subsetctl.api import spec_warnings
+    from subsetctl.spec import load_spec
+
+    spec = {"target": {"name": "t", "loader": {"type": "csv", "path": target_file},
+                       "split": {"train": 1, "validation": 1, "test": 1}},
+            "sources": [{"name": "s", "loader": {"type": "csv", "path": source_file}}]}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
+    return [w.message for w in spec_warnings(load_spec(tmp_path / "s.yaml"), tmp_path / "s.yaml")
+            if "line end" in w.message]
+
+
 def test_a_csv_file_of_mixed_line_ends_is_said_with_its_crlf_lines(tmp_path: Path, make_ctx) -> None:
     """A file of mixed line ends kept its cells' CRLF as written, unsaid: the data stage and
     validate say how many lines end with CRLF, the first of them, what it means (rows read
     alike, no cell keeping a trailing CR; a quoted cell's line breaks as written) and the fix;
     a file of CRLF lines alone, or of LF lines alone, is said nothing of."""
-    import yaml
 
-    from subsetctl.api import spec_warnings
-    from subsetctl.spec import load_spec
 
     files = {"mixed": b'prompt,response\nq1,"a\r\nb"\r\nq2,r2\r\nq3,"c\nd"\n',
              "crlf": b'prompt,response\r\nq1,"a\r\nb"\r\n', "lf": b'prompt,response\nq1,"a\nb"\n'}
@@ -2257,13 +2270,30 @@ def test_a_csv_file_of_mixed_line_ends_is_said_with_its_crlf_lines(tmp_path: Pat
     assert notice.startswith("Source 'mixed': file ") and (
         "mixed.csv: 3 of its 6 lines end with CRLF (the first: line 2), the others with a line feed (LF) alone" in notice)
     assert "no cell keeps a trailing carriage return" in notice and "`dos2unix " in notice
-    spec = {"target": {"name": "mixed", "loader": {"type": "csv", "path": "mixed.csv"},
-                       "split": {"train": 1, "validation": 1, "test": 1}},
-            "sources": [{"name": "crlf", "loader": {"type": "csv", "path": "crlf.csv"}}]}
-    (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
-    warned = [w.message for w in spec_warnings(load_spec(tmp_path / "s.yaml"), tmp_path / "s.yaml")
-              if "line end" in w.message]
+    warned = _line_end_warnings(tmp_path, "mixed.csv", "crlf.csv")
     assert [w.split(": ", 2)[2] for w in warned] == [notice.split(": ", 2)[2]]
+
+
+def test_mixed_line_ends_are_said_only_where_a_cell_holds_a_line_break(tmp_path: Path, make_ctx) -> None:
+    """A CSV file of mixed line ends was warned of although none of its cells spans lines,
+    where the line ends change nothing (pandas reads CRLF and LF alike at a row's end): the
+    data stage and validate say it only where a quoted cell holds a line break; and of a gzip
+    file the fix is `zcat | dos2unix | gzip` (dos2unix does not read one)."""
+    import gzip
+
+    files = {"plain.csv": b'prompt,response\r\nq1,r1\nq2,"r, 2"\r\n\nq3,r3\n',
+             "cells.csv.gz": gzip.compress(b'prompt,response\r\nq1,"a\nb"\nq2,r2\n')}
+    said = {}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+        ctx = make_ctx(name)
+        load_csv(CsvLoader(type="csv", path=name), ctx)
+        said[name] = [n for n in ctx.notices if "line end" in n]
+    assert said["plain.csv"] == [], said
+    (notice,) = said["cells.csv.gz"]
+    assert "a quoted cell holds a line break" in notice and "| dos2unix | gzip > fixed.csv.gz`" in notice, notice
+    warned = _line_end_warnings(tmp_path, "plain.csv", "cells.csv.gz")
+    assert len(warned) == 1 and "cells.csv.gz" in warned[0] and "zcat " in warned[0], warned
 
 def test_the_line_ends_of_more_csv_files_than_eight_are_read_once(tmp_path: Path, make_ctx) -> None:
     """A cache of 8 files read a CRLF file through again for each of the fingerprint, the loader

@@ -936,23 +936,63 @@ def _line_ends(path: Path, size: int, mtime_ns: int, whole: bool) -> LineEnds | 
     return LineEnds(crlf, lf, first, whole=True)
 
 
-def mixed_line_ends_notice(path: Path, source: str | None) -> str | None:
+def mixed_line_ends_notice(path: Path, source: str | None, delimiter: str = ",") -> str | None:
     """The data stage's warning for CSV file ``path`` whose lines end some with CRLF and some
-    with a line feed alone (rows appended by another program, a part saved on Windows), which
-    validate says too; None for any other file. Its rows are read alike either way (pandas
-    takes CRLF and LF alike as a row's end: no cell keeps a trailing carriage return), but a
-    quoted cell's line breaks are read as written (:func:`crlf_lines`): CRLF in some cells, LF
-    in others. ``source`` None: said of the file alone, for every task a ``where`` reads."""
+    with a line feed alone (rows appended by another program, a part saved on Windows) and
+    one of whose quoted cells spans lines (:func:`csv_cell_spans_lines`), which validate says
+    too; None for any other file. Its rows are read alike either way (pandas takes CRLF and LF
+    alike as a row's end: no cell keeps a trailing carriage return), so a file none of whose
+    cells holds a line break reads as with one line end, and is said nothing of; but a quoted
+    cell's line breaks are read as written (:func:`crlf_lines`): CRLF in some cells, LF in
+    others. ``source`` None: said of the file alone, for every task a ``where`` reads."""
     found = line_ends(path, whole=True)
-    if found is None or not (found.crlf and found.lf):
+    if found is None or not (found.crlf and found.lf) or not csv_cell_spans_lines(path, delimiter):
         return None
     said = f"Source {source!r}: file" if source is not None else "File"
+    shown = shell_arg(shown_path(path))
+    fix = (f"`zcat {shown} | dos2unix | gzip > fixed.csv.gz`, then put fixed.csv.gz in its place (LF; `unix2dos` "
+           "for CRLF)" if first_bytes(path, 2) == GZIP_MAGIC else f"`dos2unix {shown}` (LF; `unix2dos` for CRLF)")
     return (f"{said} {shown_path(path)}: {found.crlf} of its {found.crlf + found.lf} lines end with CRLF (the first: "
             f"line {found.first_crlf}), the others with a line feed (LF) alone: mixed line ends, as when rows are "
             "added by another program or part of the file was saved on Windows. Its rows are read alike either way "
-            "(no cell keeps a trailing carriage return), but a line break inside a quoted cell, if any, is read as "
-            "written, CRLF in some cells and LF in others, which the model sees as different text. Give the file "
-            f"one line end: `dos2unix {shell_arg(shown_path(path))}` (LF; `unix2dos` for CRLF).")
+            "(no cell keeps a trailing carriage return), but a quoted cell holds a line break, read as written, "
+            "CRLF in some cells and LF in others, which the model sees as different text. Give the file one line "
+            f"end: {fix}.")
+
+
+def csv_cell_spans_lines(path: Path, delimiter: str = ",") -> bool:
+    """Whether a quoted cell of CSV file ``path`` holds a line break (a row read by the csv
+    module spans more than one line), read up to the first such row. False when the csv
+    module cannot read it (the loader says why)."""
+    import csv
+
+    try:
+        with csv_rows(path, delimiter) as reader:
+            previous = 0
+            for _ in reader:
+                if reader.line_num > previous + 1:
+                    return True
+                previous = reader.line_num
+    except (csv.Error, TypeError, ValueError, OSError, EOFError, UserError):
+        return False
+    return False
+
+
+@contextlib.contextmanager
+def csv_rows(path: Path, delimiter: str) -> Iterator[Any]:
+    """A ``csv.reader`` over CSV file ``path`` (decompressed, a byte-order mark at its start
+    dropped, bytes that are not UTF-8 as surrogate escapes), with no limit on a cell's size
+    while it is open (a long multi-line cell is no error; the limit is put back after)."""
+    import csv
+
+    limit = csv.field_size_limit()
+    try:
+        csv.field_size_limit(2**31 - 1)
+        with io.TextIOWrapper(open_decompressed(path), encoding="utf-8-sig", newline="",
+                              errors="surrogateescape") as handle:
+            yield csv.reader(handle, delimiter=delimiter)
+    finally:
+        csv.field_size_limit(limit)
 
 
 def lf_cells(frame: Any) -> Any:
@@ -1139,13 +1179,9 @@ def _stray_cell_notices(path: Path, delimiter: str, said: str) -> list[str]:
     if not _holds_stray_bytes(path):
         return []
     boms, nuls = _StrayCells(), _StrayCells()
-    limit = csv.field_size_limit()
     try:
-        csv.field_size_limit(2**31 - 1)
         # (rows not UTF-8, which the loader leaves out, as surrogate escapes: the others' cells still said)
-        with io.TextIOWrapper(open_decompressed(path), encoding="utf-8-sig", newline="",
-                              errors="surrogateescape") as handle:
-            reader = csv.reader(handle, delimiter=delimiter)
+        with csv_rows(path, delimiter) as reader:
             header = next(reader, [])
             previous = reader.line_num
             for row in reader:
@@ -1160,8 +1196,6 @@ def _stray_cell_notices(path: Path, delimiter: str, said: str) -> list[str]:
                     boms.headers.append(line)
     except (csv.Error, UnicodeDecodeError, ValueError, OSError, EOFError):  # (pandas read it: a doubt, said nothing of)
         return []
-    finally:
-        csv.field_size_limit(limit)
     notices = []
     if boms.count:
         lines = ", ".join(str(n) for n in boms.headers)
@@ -1271,7 +1305,7 @@ def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
             ctx.notices.append(found_rows.not_utf8.notice(None, path))
         _note_duplicate_csv_columns(path, options.delimiter, columns, ctx)
         ctx.notices.extend(csv_stray_cell_notices(path, options.delimiter, None))
-        _note_mixed_line_ends(path, None, ctx)
+        _note_mixed_line_ends(path, None, options.delimiter, ctx)
         return dataset
     builder: CommonColumns | None = None
     columns: list[str] = []
@@ -1335,7 +1369,7 @@ def load_csv(options: CsvLoader, ctx: LoadContext) -> Dataset:
         ctx.notices.append(escaped.notice(of_source, path))
     _note_duplicate_csv_columns(path, options.delimiter, columns, ctx)
     ctx.notices.extend(csv_stray_cell_notices(path, options.delimiter, of_source))  # (a file's: looked for once)
-    _note_mixed_line_ends(path, of_source, ctx)
+    _note_mixed_line_ends(path, of_source, options.delimiter, ctx)
     return dataset
 
 
@@ -1353,10 +1387,10 @@ def text_file_readers(loaders: Iterable[Any], base_dir: Path) -> dict[tuple[Any,
     return readers
 
 
-def _note_mixed_line_ends(path: Path, source: str | None, ctx: LoadContext) -> None:
+def _note_mixed_line_ends(path: Path, source: str | None, delimiter: str, ctx: LoadContext) -> None:
     """The data stage's :func:`mixed_line_ends_notice` of CSV file ``path``, if any, of the
     source ``source`` (None: of the file, for every task a ``where`` reads, said alike by each)."""
-    notice = mixed_line_ends_notice(path, source)
+    notice = mixed_line_ends_notice(path, source, delimiter)
     if notice is not None and notice not in ctx.notices:
         ctx.notices.append(notice)
 
