@@ -1667,7 +1667,8 @@ def test_a_source_files_pattern_walking_too_many_folders_stops_with_what_to_writ
 ) -> None:
     """`files: /**/*.zzzjsonl` walked every folder of the disk: validate was killed after
     60 s still walking. The walk stops past a number of folders (lowered here) with an issue
-    on the group's key naming the pattern, where it walked and what to write instead."""
+    on the group's key naming the pattern, where it walked and what to write instead; so does
+    a huggingface loader's `data_files` glob."""
     from subsetctl import globbing
     from subsetctl.api import validate_spec_file
 
@@ -1681,3 +1682,10 @@ def test_a_source_files_pattern_walking_too_many_folders_stops_with_what_to_writ
     assert "Start the pattern at the folder that holds the files" in issue.message
     narrower = validate_spec_file(path, ["source_files[0].files=data/sources/**/*.jsonl"])
     assert narrower.ok, narrower.issues  # a pattern walking fewer folders than that is unaffected
+    spec = yaml.safe_load(path.read_text())  # a huggingface loader's data_files glob: the same walk
+    spec["source_files"] = []
+    spec["sources"] = [{"name": "hf", "loader": {"type": "huggingface", "path": "json",
+                                                 "data_files": [f"{tmp_path}/**/*.zzzjsonl"]}}]
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    found = [i for i in validate_spec_file(path).issues if "walked 20 folders" in i.message]
+    assert [i.key for i in found] == ["sources[0].loader.data_files"], validate_spec_file(path).issues
