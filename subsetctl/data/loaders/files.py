@@ -962,8 +962,19 @@ def mixed_line_ends_notice(path: Path, source: str | None, delimiter: str = ",")
 
 def csv_cell_spans_lines(path: Path, delimiter: str = ",") -> bool:
     """Whether a quoted cell of CSV file ``path`` holds a line break (a row read by the csv
-    module spans more than one line), read up to the first such row. False when the csv
-    module cannot read it (the loader says why)."""
+    module spans more than one line), read up to the first such row, once while the file is
+    unchanged (each task a ``where`` reads from a file asks). False when the csv module cannot
+    read it (the loader says why)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return False
+    return _cell_spans_lines(path.resolve(), delimiter, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=LINE_ENDS_KEPT)
+def _cell_spans_lines(path: Path, delimiter: str, size: int, mtime_ns: int) -> bool:
+    """:func:`csv_cell_spans_lines` of the file ``path`` with that size and time (the key)."""
     import csv
 
     try:
