@@ -388,8 +388,9 @@ def test_a_file_two_listed_sources_read_is_warned_of_by_the_data_stage_as_valida
         lines[3] = b'{"task": "a", "prompt": "x\x81", "response": "y"}\n' if kind == "jsonl" else b"a,x\x81,y\n"
     elif problem == "NUL byte":
         lines[3] = b"a,x\x00,y\n"
-    else:
+    else:  # (a quoted cell holding a line break: what mixed line ends change)
         lines = [line.replace(b"\n", b"\r\n") if i % 3 == 0 else line for i, line in enumerate(lines)]
+        lines.append(b'b,"two\nlines",y\n')
     data.write_bytes(b"".join(lines))
     spec = yaml.safe_load(path.read_text())
     del spec["source_files"]
