@@ -390,7 +390,7 @@ def check_hub_cache(spec: Any, spec_dir: Path) -> Check | None:
     from subsetctl.data.checks import uncached_hub_datasets
     from subsetctl.modeling.resolve import uncached_hub_model
 
-    if uncached_hub_model(spec.model.source, spec_dir) is None and not uncached_hub_datasets(spec, spec_dir):
+    if uncached_hub_model(spec.model.source, spec_dir, spec.model.revision) is None and not uncached_hub_datasets(spec, spec_dir):
         return None
     return _cache_check("hub cache", Path(hub_constants.HF_HUB_CACHE), "the hub ids' downloads",
                         "The hub ids the spec names that are not cached yet are downloaded there: set HF_HUB_CACHE "

@@ -118,36 +118,77 @@ def hub_host() -> str:
     return urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
 
 
-def model_cached(repo_id: str) -> bool:
+def model_cached(repo_id: str, revision: str | None = None) -> bool:
     """Whether the local Hugging Face cache holds the config of the hub model ``repo_id``
-    (so ``from_pretrained`` can load it offline)."""
-    from huggingface_hub import try_to_load_from_cache
-
-    try:
-        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
-    except ValueError:  # not a valid repo id: loading says so
-        return False
+    (at ``revision``, a commit or a branch or tag its ``refs`` name; None: its ``main``), so
+    ``from_pretrained`` can load it offline."""
+    return cached_snapshot(repo_id, revision) is not None
 
 
-def cached_snapshot(repo_id: str) -> Path | None:
+def cached_snapshot(repo_id: str, revision: str | None = None) -> Path | None:
     """The folder of the hub model ``repo_id``'s files that the local Hugging Face cache
-    serves now (the snapshot its config.json is in: the revision ``from_pretrained`` last
-    downloaded, or loads offline); None when the cache does not hold its config.json.
-    Asks no network."""
+    serves now for ``revision`` (a commit, or a branch or tag its ``refs`` name; None: the
+    revision ``from_pretrained`` last downloaded, or loads offline): the snapshot its
+    config.json is in; None when the cache does not hold its config.json there. Asks no
+    network."""
     from huggingface_hub import try_to_load_from_cache
 
     try:
-        found = try_to_load_from_cache(repo_id, "config.json")
+        found = try_to_load_from_cache(repo_id, "config.json", revision=revision)
     except ValueError:  # not a valid repo id
         return None
     return Path(found).parent if isinstance(found, str) else None
 
 
-def cached_revision(repo_id: str) -> str | None:
-    """The commit of the hub model ``repo_id`` that the local Hugging Face cache serves
-    (its snapshot folder's name, :func:`cached_snapshot`); None when it is not cached."""
-    snapshot = cached_snapshot(repo_id)
+def cached_revision(repo_id: str, revision: str | None = None) -> str | None:
+    """The commit of the hub model ``repo_id`` that the local Hugging Face cache serves for
+    ``revision`` (its snapshot folder's name, :func:`cached_snapshot`); None when it is not cached."""
+    snapshot = cached_snapshot(repo_id, revision)
     return snapshot.name if snapshot is not None else None
+
+
+def cached_model_revisions(repo_folder: Path) -> tuple[list[str], list[tuple[str, str]]]:
+    """The commits a hub model's folder in the local Hugging Face cache
+    (``models--ORG--NAME``) holds a snapshot of, sorted, and the branches and tags its
+    ``refs`` name, as (name, commit) pairs; both empty where it holds none (or cannot be read)."""
+    try:
+        commits = sorted(p.name for p in (repo_folder / "snapshots").iterdir() if p.is_dir())
+        refs = sorted((f.relative_to(repo_folder / "refs").as_posix(), commit)  # (branch or tag, commit)
+                      for f in (repo_folder / "refs").rglob("*") if f.is_file() and (commit := _ref_commit(f)) is not None)
+    except OSError:
+        return [], []
+    return commits, refs
+
+
+def _ref_commit(ref: Path) -> str | None:
+    """The commit a hub cache's ``refs`` file names; None for one that cannot be read as text
+    (a damaged cache: its bytes not UTF-8 raised UnicodeDecodeError, an internal error, where
+    the model's source was to be named unknown)."""
+    try:
+        return ref.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def cached_model_revisions_text(repo_id: str) -> str:
+    """The revisions of the hub model ``repo_id`` the local Hugging Face cache holds, for
+    messages: "2 revisions: COMMIT (main), COMMIT (v1.0)" (each commit with the branches and
+    tags naming it, five at most), or "no revision" (with the folder looked in)."""
+    import huggingface_hub.constants as hub_constants
+
+    repo = Path(hub_constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}"
+    commits, refs = cached_model_revisions(repo)
+    if not commits:
+        return f"no revision of it ({cache_looked_in('model')})"
+    return f"{len(commits)} revision{'s' if len(commits) > 1 else ''} of it: {revisions_listed(commits, refs)}"
+
+
+def revisions_listed(commits: list[str], refs: list[tuple[str, str]]) -> str:
+    """``commits`` (of :func:`cached_model_revisions`), five at most, each with the branches and
+    tags of ``refs`` naming it, for messages: "COMMIT (main, v1.0), COMMIT"."""
+    names = {c: ", ".join(ref for ref, commit in refs if commit == c) for c in commits}
+    return ", ".join(f"{c}{f' ({names[c]})' if names[c] else ''}" for c in commits[:5]) + (
+        ", ..." if len(commits) > 5 else "")
 
 
 def is_file_builder(path: str) -> bool:

@@ -185,19 +185,33 @@ def _plugin_issues(spec: Spec, spec_path: Path, issue: _AddIssue) -> list[str]:
 
 def _model_source_issues(spec: Spec, spec_path: Path, issue: _AddIssue) -> None:
     """A local model folder that is not one (a mistyped path shows here, not after the
-    data stage has run), and a model.max_length beyond what that folder's model takes."""
-    from subsetctl.modeling.resolve import check_max_length_fits_folder, check_model_folder
+    data stage has run), a model.revision for a source that is no hub id, and a
+    model.max_length beyond what that folder's model takes."""
+    from subsetctl.modeling.resolve import (
+        check_max_length_fits_folder,
+        check_model_folder,
+        classify_model_source,
+        model_location,
+        revision_refused,
+    )
 
     too_long = name_too_long_problem(spec_path.parent / expand_home(spec.model.source))
     if too_long is not None:  # (every look at it would raise "File name too long")
         issue(("model", "source"), f"folder {too_long}")
         return
     try:  # a mistyped local folder shows here, not after the data stage has run
-        check_model_folder(spec.model.source, spec_path.parent, spec.model.kind)
+        check_model_folder(spec.model.source, spec_path.parent, spec.model.kind, spec.model.revision)
     except UserError as exc:
         issue(("model", "source"), str(exc))
+    if spec.model.revision is not None:  # a packaged model or a local folder has no revisions
+        try:
+            origin = classify_model_source(model_location(spec.model.source, spec_path.parent))
+        except UserError:  # (said under model.source above)
+            origin = "hub"
+        if origin != "hub":
+            issue(("model", "revision"), revision_refused(spec.model.source, origin))
     try:
-        check_max_length_fits_folder(spec.model.source, spec_path.parent, spec.model.max_length)
+        check_max_length_fits_folder(spec.model.source, spec_path.parent, spec.model.max_length, spec.model.revision)
     except UserError as exc:
         issue(("model", "max_length"), str(exc))
 
@@ -337,13 +351,14 @@ def unreachable_hub_ids(spec: Spec, spec_dir: Path) -> list[tuple[tuple[Any, ...
         hub_reachable,
         unreachable_reason,
     )
-    from subsetctl.modeling.resolve import partly_cached_hub_model, uncached_hub_model
+    from subsetctl.modeling.resolve import partly_cached_hub_model, revision_not_cached, uncached_hub_model
 
     needed: list[tuple[tuple[Any, ...], str, str]] = []
-    model = uncached_hub_model(spec.model.source, spec_dir)
+    revision = spec.model.revision
+    model = uncached_hub_model(spec.model.source, spec_dir, revision)
     if model is not None:
-        needed.append((("model", "source"), model, "model"))
-    partial = partly_cached_hub_model(spec.model.source, spec_dir) if model is None else None
+        needed.append((("model", "source" if revision is None else "revision"), model, "model"))
+    partial = partly_cached_hub_model(spec.model.source, spec_dir, revision) if model is None else None
     needed += [(loc, path, "dataset") for loc, path in uncached_hub_datasets(spec, spec_dir)]
     datasets_offline = datasets_offline_reason()  # (datasets asks no hub then; a model still does)
     reasons = {"dataset": datasets_offline} if datasets_offline else {}
@@ -352,7 +367,8 @@ def unreachable_hub_ids(spec: Spec, spec_dir: Path) -> list[tuple[tuple[Any, ...
         reasons["model"] = unreachable_reason()
     instead = {"model": "a packaged model (`subsetctl ls`) or a local model folder",
                "dataset": "a local copy (a save_to_disk folder, or its files with the jsonl, csv or parquet loader)"}
-    issues = [(loc, (f"{name!r} is a Hugging Face hub id that is not in the local Hugging Face cache "
+    issues = [(loc, revision_not_cached(name, revision)) if what == "model" and revision is not None else
+              (loc, (f"{name!r} is a Hugging Face hub id that is not in the local Hugging Face cache "
                      f"({cache_looked_in(what)}), and "
                      f"{reasons[what]}: a stage that still has to load it will fail. Use "
                      f"{(_packaged_copy(name) if what == 'model' else None) or instead[what]}, or "
@@ -511,7 +527,8 @@ def _warn_max_length_past_trained_positions(spec: Spec, spec_path: Path, warn: _
     loads the model says it again, for every model (:func:`~subsetctl.stages.common.base_model`)."""
     from subsetctl.modeling.resolve import max_length_note_for_folder
 
-    note = max_length_note_for_folder(spec.model.source, spec_path.parent, spec.model.max_length)
+    note = max_length_note_for_folder(spec.model.source, spec_path.parent, spec.model.max_length,
+                                      spec.model.revision)
     if note is not None:
         warn(("model", "max_length"), note)
 

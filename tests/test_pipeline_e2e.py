@@ -2402,13 +2402,10 @@ def test_finetune_lets_go_of_one_fine_tunes_model_before_it_loads_the_next(tiny_
     assert alive_at_load == [0] * len(alive_at_load), alive_at_load
 
 
-def test_plan_says_when_the_hub_cache_now_serves_another_commit_than_the_results_were_made_from(
-        tiny_project: Path, tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> None:
-    """A project on a hub id stays up to date when a newer revision is downloaded into the
-    local cache (a hub id is known by its name), so a stage that runs again later (a new
-    source, more seeds) loaded the new commit beside results of the old, and nothing said so.
-    The model stages now record the commit they loaded, and `plan` and `run` warn where the
-    cache serves another, with the snapshot folder that keeps the old; not while it is the same."""
+def _offline_hub_cache_of_two_commits(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch,
+                                      main: str) -> Path:
+    """HF_HUB_OFFLINE set and a local hub cache built by hand holding `tinyorg/tinyllama` at
+    commits a...a and b...b (the tiny model's files), ``main`` its refs/main: its repo folder."""
     import huggingface_hub.constants as hc
 
     cache = tmp_path_factory.mktemp("hub")
@@ -2416,10 +2413,44 @@ def test_plan_says_when_the_hub_cache_now_serves_another_commit_than_the_results
     for commit in ("a" * 40, "b" * 40):
         shutil.copytree(tiny_llama, repo / "snapshots" / commit)
     (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text("a" * 40)
+    (repo / "refs" / "main").write_text(main)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True, raising=False)
     monkeypatch.setattr(hc, "HF_HUB_CACHE", str(cache))
+    return repo
+
+
+def test_model_revision_pins_the_commit_the_model_stages_load_and_is_among_their_inputs(
+        tiny_project: Path, tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> None:
+    """`model.revision` loads that revision of a hub id from the local cache offline (a tag
+    through its refs), not the cache's main; meta_init records the commit it loaded, the stages
+    are up to date with it, and setting or unsetting it makes them stale (it is among their
+    inputs where set)."""
+    from subsetctl.project import Project
+
+    repo = _offline_hub_cache_of_two_commits(tiny_llama, tmp_path_factory, monkeypatch, main="b" * 40)
+    (repo / "refs" / "v1").write_text("a" * 40)
+    pinned = ["model.source=tinyorg/tinyllama", "model.revision=v1"]
+    run_project(tiny_project, pinned, until="meta_init")
+    summary = Project(tiny_project).read_results_manifest("meta_init")["summary"]
+    assert summary["model"]["revision"] == "a" * 40, summary["model"]
+
+    def meta_init(overrides: list[str]) -> str:
+        return {s.name: s for s in plan_project(tiny_project, overrides)[2]}["meta_init"].state
+
+    assert meta_init(pinned) == "up to date"
+    assert meta_init(pinned[:1]) != "up to date"  # unset: the cache's main, another input
+    assert meta_init([*pinned[:1], "model.revision=" + "a" * 40]) != "up to date"  # (known by the spec's words)
+
+
+def test_plan_says_when_the_hub_cache_now_serves_another_commit_than_the_results_were_made_from(
+        tiny_project: Path, tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> None:
+    """A project on a hub id stays up to date when a newer revision is downloaded into the
+    local cache (a hub id is known by its name), so a stage that runs again later (a new
+    source, more seeds) loaded the new commit beside results of the old, and nothing said so.
+    The model stages now record the commit they loaded, and `plan` and `run` warn where the
+    cache serves another, with the snapshot folder that keeps the old; not while it is the same."""
+    repo = _offline_hub_cache_of_two_commits(tiny_llama, tmp_path_factory, monkeypatch, main="a" * 40)
     overrides = ["model.source=tinyorg/tinyllama"]
     run_project(tiny_project, overrides, until="meta_init")
     reporter = SilentReporter()

@@ -168,6 +168,22 @@ def test_markdown_names_the_revision_of_a_hub_base_model() -> None:
     assert "revision" not in text and f"The base model is `{hub}`" in text, text
 
 
+@pytest.mark.parametrize("pinned, said", [("v2", ("the commit of the spec's model.revision `v2` when the finetune "
+                                                  "stage ran")),
+                                          ("fe8a4ea1", "the spec's model.revision")])
+def test_markdown_says_the_revision_of_a_hub_base_model_was_the_specs(pinned: str, said: str) -> None:
+    """With `model.revision` set (report.json's settings), report.md says the adapters' base
+    revision is the one the spec pinned (a branch or tag: the commit it named then), not
+    whatever the local cache held."""
+    hub = "TinyLlama/TinyLlama-1.1B-Chat-v1.0"
+    report = {**_report(True), "adapters": {"forward": [".subsetctl/finetune/runs/r/adapter"]},
+              "adapter_base_model": hub, "adapter_base_model_revision": "fe8a4ea1",
+              "settings": {"model.source": hub, "model.revision": pinned}}
+    text = " ".join(render_markdown(report, {}).split())
+    assert f"at revision `fe8a4ea1`, {said}: `from_pretrained('{hub}', revision='fe8a4ea1')`" in text, text
+    assert "as the local Hugging Face cache held it" not in text, text
+
+
 def test_selected_cell_summarizes_long_selections() -> None:
     assert selected_cell([]) == "(none)"
     assert selected_cell(["a", "b"]) == "a, b"

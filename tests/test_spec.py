@@ -1539,23 +1539,29 @@ def test_load_dataset_options_the_huggingface_loader_takes_not_say_what_to_do_in
     assert [i.message for i in issues] == ["unknown key (check its spelling; `subsetctl schema` lists the keys)"]
 
 
-@pytest.mark.parametrize("revision, folder", [("v1.0", "COMMIT"), ("a" * 40, "a" * 40)])
-def test_a_model_revision_says_how_to_pin_the_revision_of_a_hub_model(monkeypatch, tmp_path, revision: str,
-                                                                      folder: str) -> None:
-    """`model.revision` (from_pretrained's option, written for a hub id) was "unknown key (check
-    its spelling ...)", though spelt right, with no word of what a hub id loads or how to pin
-    a revision: its snapshot folder in the local cache, as a local model folder."""
+@pytest.mark.parametrize("revision", ["v1.0", "a" * 40])
+def test_model_revision_is_taken_for_a_hub_id_and_dumped_only_when_set(monkeypatch, tmp_path, revision: str) -> None:
+    """`model.revision` (a hub id's commit, branch or tag) was refused as a key subsetctl does
+    not take; it is now taken, and is in the model's dump (so the model stages' inputs) only
+    where set: the dumps of a spec without it are as before, so its projects stay up to date."""
     import copy
+
+    from subsetctl.spec import Spec
+    from subsetctl.stages import all_stages
 
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
     data = copy.deepcopy(MINIMAL)
     data["model"] = {"source": "org/name", "revision": revision}
-    _, issues = validate_data(data, "x.yaml")
-    (issue,) = [i for i in issues if i.key == "model.revision"]
-    assert issue.message.startswith("model takes no revision: a hub id loads the revision the local Hugging Face "
-                                    "cache holds as its `main`"), issue.message
-    assert (f"point model.source at that commit's snapshot folder in the cache, {tmp_path / 'hub'}/models--ORG--NAME/"
-            f"snapshots/{folder} (a local folder") in issue.message, issue.message
+    spec, issues = validate_data(data, "x.yaml")
+    assert [i for i in issues if i.key.startswith("model.")] == [], issues
+    assert spec is not None and spec.model.revision == revision
+    meta_init = next(s for s in all_stages() if s.name == "meta_init")
+    assert meta_init.spec_slice(spec)["model"]["revision"] == revision
+    unset = Spec.model_validate({**data, "model": {"source": "org/name"}})
+    assert "revision" not in unset.model_dump(mode="json")["model"]
+    assert "revision" not in meta_init.spec_slice(unset)["model"]
+    _, issues = validate_data({**data, "model": {"source": "org/name", "revision": "v 1"}}, "x.yaml")
+    assert [i.key for i in issues] == ["model.revision"], issues
 
 
 def test_a_value_out_of_its_range_is_shown_beside_the_bound() -> None:

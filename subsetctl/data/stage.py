@@ -613,7 +613,7 @@ def answers_past_generation(spec: Spec, spec_dir: Path, test: Dataset | None) ->
     from subsetctl.modeling.footprint import model_folder
     from subsetctl.modeling.resolve import quiet_transformers
 
-    folder = model_folder(spec.model.source, spec_dir)
+    folder = model_folder(spec.model.source, spec_dir, spec.model.revision)
     if folder is None:
         return []
     from transformers import AutoTokenizer

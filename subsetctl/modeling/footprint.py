@@ -219,20 +219,21 @@ def estimate(stage: str, spec: Any, spec_dir: Path) -> tuple[int, str] | None:
                   f"({_count_text(shape.params)} parameters in {spec.model.dtype})")
 
 
-def model_folder(source: str, spec_dir: Path) -> Path | None:
+def model_folder(source: str, spec_dir: Path, revision: str | None = None) -> Path | None:
     """The folder of model ``source`` whose files can be read without loading or converting
-    anything (:func:`~subsetctl.modeling.resolve.folder_read_without_loading`; a packaged
-    model converted already, its converted folder); None where there is none."""
+    anything (:func:`~subsetctl.modeling.resolve.folder_read_without_loading`, a hub id's at
+    ``revision``, ``model.revision``; a packaged model converted already, its converted
+    folder); None where there is none."""
     from subsetctl.modeling.resolve import folder_read_without_loading
 
-    found = folder_read_without_loading(source, spec_dir)
+    found = folder_read_without_loading(source, spec_dir, revision)
     return found[0] if found is not None else _converted_packaged(source)
 
 
 def model_shape(spec: Any, spec_dir: Path) -> ModelShape | None:
     """The :class:`ModelShape` of ``spec``'s model, from its :func:`model_folder`; None where
     there is none."""
-    folder = model_folder(spec.model.source, spec_dir)
+    folder = model_folder(spec.model.source, spec_dir, spec.model.revision)
     return read_shape(folder, spec.model.lora.target_modules) if folder is not None else None
 
 

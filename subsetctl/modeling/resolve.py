@@ -405,6 +405,7 @@ def _load(
     num_labels: int | None,
     local_files_only: bool = False,
     where: str | None = None,
+    revision: str | None = None,
 ) -> tuple[Any, Any, int | None, tuple[list[str], list[str]]]:
     """``from_pretrained`` for the tokenizer and the model of the requested kind.
 
@@ -415,7 +416,8 @@ def _load(
     fine-tuned sentiment or NLI model) gets a new head; the third value returned is then
     the checkpoint's label count, else None. The fourth is a classifier's layers outside
     its head that the checkpoint has no weights for (:func:`newly_initialized_layers`).
-    ``where`` names the model in messages.
+    ``where`` names the model in messages; ``revision`` (a hub id's commit, branch or tag)
+    is passed to each ``from_pretrained`` where it is set.
     """
     import torch
     from transformers import (
@@ -429,20 +431,22 @@ def _load(
     replaced_head: int | None = None
     new_layers: tuple[list[str], list[str]] = ([], [])
 
+    pinned: dict[str, Any] = {"revision": revision} if revision is not None else {}
     kwargs: dict[str, Any] = {
         "dtype": _torch_dtype(dtype),
         "trust_remote_code": trust_remote_code,
         "local_files_only": local_files_only,
+        **pinned,
     }
     if local_files_only:  # transformers looks for a hub id's adapter_config.json without it: 5 retries, ~25 s a load
         kwargs["adapter_kwargs"] = {"local_files_only": True}
     with quiet_transformers(), torch.random.fork_rng(devices=[]):
         tokenizer = AutoTokenizer.from_pretrained(
-            location, trust_remote_code=trust_remote_code, local_files_only=local_files_only
+            location, trust_remote_code=trust_remote_code, local_files_only=local_files_only, **pinned
         )
         torch.manual_seed(0)
         config = AutoConfig.from_pretrained(
-            location, trust_remote_code=trust_remote_code, local_files_only=local_files_only
+            location, trust_remote_code=trust_remote_code, local_files_only=local_files_only, **pinned
         )
         _refuse_unsupported_architecture(config, kind, where)
         if kind == "causal-lm":
@@ -496,13 +500,14 @@ def model_location(source: str, spec_dir: Path | None) -> str:
     return source
 
 
-def uncached_hub_model(source: str, spec_dir: Path | None) -> str | None:
+def uncached_hub_model(source: str, spec_dir: Path | None, revision: str | None = None) -> str | None:
     """The hub id ``model.source`` names when the local Hugging Face cache does not hold it
-    (loading it downloads it); None for a packaged model, a local folder, a cached hub id,
-    or no model source at all (:func:`check_model_folder` says so)."""
+    (at ``revision``, ``model.revision``, where set; loading it downloads it); None for a
+    packaged model, a local folder, a cached hub id, or no model source at all
+    (:func:`check_model_folder` says so)."""
     try:
         location = model_location(source, spec_dir)
-        if classify_model_source(location) == "hub" and not model_cached(location):
+        if classify_model_source(location) == "hub" and not model_cached(location, revision):
             return location
     except UserError:
         pass
@@ -549,11 +554,13 @@ def snapshot_lacks(snapshot: Path) -> str | None:
     return "; ".join(lacking) or None
 
 
-def partly_cached_hub_model(source: str, spec_dir: Path | None) -> tuple[str, Path, str] | None:
+def partly_cached_hub_model(source: str, spec_dir: Path | None,
+                            revision: str | None = None) -> tuple[str, Path, str] | None:
     """For a ``model.source`` naming a hub id whose config.json the local Hugging Face cache
     holds but not all it needs to load (:func:`snapshot_lacks`): the id, its snapshot folder
     and what that lacks; None otherwise (a complete snapshot, an id not cached at all, not a
-    hub id). Loading it where the hub can be reached downloads the rest."""
+    hub id). Loading it where the hub can be reached downloads the rest. ``revision``:
+    ``model.revision``, the snapshot looked at where set."""
     from subsetctl.hub import cached_snapshot
 
     try:
@@ -566,7 +573,7 @@ def partly_cached_hub_model(source: str, spec_dir: Path | None) -> tuple[str, Pa
         if exc.errno != errno.ENAMETOOLONG:
             raise
         return None
-    snapshot = cached_snapshot(location)
+    snapshot = cached_snapshot(location, revision)
     lacks = snapshot_lacks(snapshot) if snapshot is not None else None
     return (location, snapshot, lacks) if snapshot is not None and lacks is not None else None
 
@@ -602,19 +609,20 @@ def adapter_base_model_folder(source: str, spec_dir: Path | None) -> str | None:
     return str(location.resolve()) if location.is_dir() else None
 
 
-def adapter_base_model_revision(source: str, spec_dir: Path | None) -> str | None:
+def adapter_base_model_revision(source: str, spec_dir: Path | None, revision: str | None = None) -> str | None:
     """For a hub id, the revision (commit) of it that the local Hugging Face cache serves
-    (:func:`subsetctl.hub.cached_revision`): a hub id has no revision setting, and a newer
-    revision downloaded later leaves the stages up to date, so ``from_pretrained(id)`` may
-    later load other weights than the adapters were trained on; the report names this one.
-    None for a packaged model, a local folder, or a hub id the cache does not hold."""
+    (:func:`subsetctl.hub.cached_revision`) for ``revision`` (``model.revision``: a commit, or
+    the branch or tag the cache's refs resolve; None: its main): a newer revision downloaded
+    later leaves the stages up to date, so ``from_pretrained(id)`` may later load other
+    weights than the adapters were trained on; the report names this one. None for a
+    packaged model, a local folder, or a hub id the cache does not hold (at ``revision``)."""
     if source in packaged_names() or not _HUB_ID.match(source):
         return None
     if expand_home(model_location(source, spec_dir)).is_dir():
         return None
     from subsetctl.hub import cached_revision
 
-    return cached_revision(source)
+    return cached_revision(source, revision)
 
 
 def folder_a_hub_id_shadows(source: str, spec_dir: Path | None) -> Path | None:
@@ -775,7 +783,8 @@ def max_length_past_trained_positions(config: Mapping[str, Any], max_length: int
             f"{limit}.")
 
 
-def check_model_folder(source: str, spec_dir: Path | None, kind: str | None = None) -> None:
+def check_model_folder(source: str, spec_dir: Path | None, kind: str | None = None,
+                       revision: str | None = None) -> None:
     """Raise the UserError :func:`resolve_model` would, for what validate can see without
     loading anything: a source that is no packaged model, folder or hub id, a packaged
     model that does not load as ``kind``, a folder without config.json (``.``, a parent
@@ -783,7 +792,8 @@ def check_model_folder(source: str, spec_dir: Path | None, kind: str | None = No
     config.json describes an encoder-only or encoder-decoder model
     (:func:`not_a_causal_lm`; only json is read, transformers is not imported), or a plugin
     package's packaged model whose ``locate`` fails (one not converted on first use, which
-    only finds its shipped folder)."""
+    only finds its shipped folder). A hub id's cached config.json is read at ``revision``
+    (``model.revision``) where set."""
     if kind is not None and source in packaged_names():
         _check_packaged_kind(source, kind)
     if source in packaged_names() and PACKAGED_MODELS.origin(source) != "built-in" \
@@ -794,7 +804,7 @@ def check_model_folder(source: str, spec_dir: Path | None, kind: str | None = No
     location = model_location(source, spec_dir)
     origin = classify_model_source(location, spec_dir)
     if origin == "hub" and kind == "causal-lm":  # its cached config.json, where the cache has one
-        cached = _cached_hub_config(location)
+        cached = _cached_hub_config(location, revision)
         if cached is not None:
             _refuse_non_causal(*cached)
     if origin != "local":
@@ -905,15 +915,16 @@ def _adapter_hint(folder: Path) -> str:
             "trains its own adapter on the base model.")
 
 
-def _cached_hub_config(source: str) -> tuple[dict[str, Any], str] | None:
+def _cached_hub_config(source: str, revision: str | None = None) -> tuple[dict[str, Any], str] | None:
     """The config.json of the hub model ``source`` as the local Hugging Face cache holds it,
     and how messages name it; None when the cache holds none (or one that cannot be read).
     ``validate`` checks it as a local folder's, offline too, so a hub id that names an
     encoder, or a max_length past its positions, is said before the data stage runs, not at
-    meta_init. Only config.json: a cache holding part of the model is left to loading it."""
+    meta_init. Only config.json: a cache holding part of the model is left to loading it.
+    ``revision``: ``model.revision``, where set."""
     from subsetctl.hub import cached_snapshot
 
-    snapshot = cached_snapshot(source)
+    snapshot = cached_snapshot(source, revision)
     config = _folder_config(snapshot) if snapshot is not None else None
     if config is None:
         return None
@@ -937,40 +948,45 @@ def _folder_config(folder: Path) -> dict[str, Any] | None:
     return config if isinstance(config, dict) else None
 
 
-def check_max_length_fits_folder(source: str, spec_dir: Path | None, max_length: int) -> None:
+def check_max_length_fits_folder(source: str, spec_dir: Path | None, max_length: int,
+                                 revision: str | None = None) -> None:
     """:func:`refuse_max_length_beyond_positions` for a local model folder, a packaged
     model shipped as a plain folder, or a hub id the local Hugging Face cache holds, from
     its config.json alone (validate); hub models not cached and packaged models that are
     converted on first use are checked when a stage loads them. Nothing is said here about
-    a source :func:`check_model_folder` refuses."""
-    found = _config_validate_reads(source, spec_dir)
+    a source :func:`check_model_folder` refuses. ``revision``: ``model.revision``, where set."""
+    found = _config_validate_reads(source, spec_dir, revision)
     if found is not None:
         refuse_max_length_beyond_positions(found[0], max_length, found[1])
 
 
-def max_length_note_for_folder(source: str, spec_dir: Path | None, max_length: int) -> str | None:
+def max_length_note_for_folder(source: str, spec_dir: Path | None, max_length: int,
+                               revision: str | None = None) -> str | None:
     """:func:`max_length_past_trained_positions` for the model whose config.json validate
     reads (:func:`check_max_length_fits_folder`'s), or None."""
-    found = _config_validate_reads(source, spec_dir)
+    found = _config_validate_reads(source, spec_dir, revision)
     return None if found is None else max_length_past_trained_positions(found[0], max_length, found[1])
 
 
-def _config_validate_reads(source: str, spec_dir: Path | None) -> tuple[dict[str, Any], str] | None:
+def _config_validate_reads(source: str, spec_dir: Path | None,
+                           revision: str | None = None) -> tuple[dict[str, Any], str] | None:
     """The config.json validate reads for ``model.source`` without loading anything, and how
     messages name its model: a local folder's, a packaged model's shipped as a plain folder,
     or a hub id's in the local Hugging Face cache; None for the rest (hub models not cached,
     packaged models converted on first use, a source :func:`check_model_folder` refuses)."""
-    found = folder_read_without_loading(source, spec_dir)
+    found = folder_read_without_loading(source, spec_dir, revision)
     if found is None:
         return None
     config = _folder_config(found[0])
     return None if config is None else (config, found[1])
 
 
-def folder_read_without_loading(source: str, spec_dir: Path | None) -> tuple[Path, str] | None:
+def folder_read_without_loading(source: str, spec_dir: Path | None,
+                                revision: str | None = None) -> tuple[Path, str] | None:
     """The model folder whose files can be read for ``model.source`` without loading or
     converting anything (:func:`_config_validate_reads`'s, also for ``plan``'s memory estimate),
-    and how messages name its model; None where there is none (see there)."""
+    and how messages name its model; None where there is none (see there). A hub id's
+    snapshot is that of ``revision`` (``model.revision``) where set."""
     from subsetctl.hub import cached_snapshot
     from subsetctl.registry import PACKAGED_MODELS
 
@@ -986,7 +1002,7 @@ def folder_read_without_loading(source: str, spec_dir: Path | None) -> tuple[Pat
             location = model_location(source, spec_dir)
             origin = classify_model_source(location)
             if origin == "hub":
-                snapshot = cached_snapshot(location)
+                snapshot = cached_snapshot(location, revision)
                 if snapshot is None:
                     return None
                 return snapshot, _hub_copy_named(location, snapshot)
@@ -1158,12 +1174,9 @@ def _uncached_snapshot_note(path: Path) -> str:
     repo = path.parent.parent
     if path.parent.name != "snapshots" or not repo.name.startswith("models--"):
         return ""
-    try:
-        commits = sorted(p.name for p in path.parent.iterdir() if p.is_dir())
-        refs = sorted((f.relative_to(repo / "refs").as_posix(), commit)  # (branch or tag, commit)
-                      for f in (repo / "refs").rglob("*") if f.is_file() and (commit := _ref_commit(f)) is not None)
-    except OSError:
-        commits, refs = [], []
+    from subsetctl.hub import cached_model_revisions, revisions_listed
+
+    commits, refs = cached_model_revisions(repo)
     hub_id = repo.name.removeprefix("models--").replace("--", "/")
     if not commits:
         return (f". The local Hugging Face cache holds no revision of {hub_id!r} ({repo} has no snapshot): "
@@ -1172,22 +1185,10 @@ def _uncached_snapshot_note(path: Path) -> str:
     if named is not None:  # snapshots/main: a branch or tag, whose commit names the folder
         return (f". {path.name!r} is a branch or tag of {hub_id!r}, not a folder: the local Hugging Face cache "
                 f"holds it as commit {named}, so write model.source: {path.parent / named}")
-    names = {c: ", ".join(ref for ref, commit in refs if commit == c) for c in commits}
-    held = ", ".join(f"{c}{f' ({names[c]})' if names[c] else ''}" for c in commits[:5])
     return (f". The local Hugging Face cache holds {len(commits)} revision{'s' if len(commits) > 1 else ''} of "
-            f"{hub_id!r}, not {path.name!r}: {held}{', ...' if len(commits) > 5 else ''}, each a folder in "
+            f"{hub_id!r}, not {path.name!r}: {revisions_listed(commits, refs)}, each a folder in "
             f"{path.parent}; the one you mean is downloaded with `from_pretrained({hub_id!r}, revision=...)` where "
             "the hub is reachable")
-
-
-def _ref_commit(ref: Path) -> str | None:
-    """The commit a hub cache's ``refs`` file names; None for one that cannot be read as text
-    (a damaged cache: its bytes not UTF-8 raised UnicodeDecodeError, an internal error, where
-    the model's source was to be named unknown)."""
-    try:
-        return ref.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError):
-        return None
 
 
 def _recorded_model_files(project_dir: Path) -> Any:
@@ -1271,6 +1272,29 @@ def model_in_another_project_note(source: str, spec_dir: Path) -> str | None:
             f"{_kept_results_note(relative, here)}.")
 
 
+def revision_refused(source: str, origin: str) -> str:
+    """Why ``model.revision`` cannot be set for ``source``, a packaged model or a local folder
+    (``origin``): only a hub id has revisions to choose from; the folder is loaded as it is."""
+    what = ("the packaged model" if origin == "packaged" else "the local model folder")
+    return (f"model.revision is set, but model.source {as_typed(source)} is {what}, which has no revisions: "
+            "model.revision pins a Hugging Face hub id's commit, branch or tag (model.source: org/name). "
+            "Remove model.revision, or point model.source at the hub id whose revision you mean.")
+
+
+def revision_not_cached(source: str, revision: str) -> str:
+    """What to say where the hub cannot be reached and the local Hugging Face cache does
+    not hold ``revision`` of the hub model ``source``: the revisions it holds, each commit with
+    the branches and tags its refs give it, so the one meant (a tag never downloaded here, a
+    commit mistyped) can be told apart."""
+    from subsetctl.hub import cached_model_revisions_text, unreachable_reason
+
+    return (f"model.revision {as_typed(revision)} of the hub model {as_typed(source)} is not in the local Hugging Face "
+            f"cache, and {unreachable_reason()}: loading it would fail. The cache holds "
+            f"{cached_model_revisions_text(source)}. Set model.revision to one of those commits or the branch or "
+            "tag naming it, or remove model.revision to load the cache's main; or load the revision once where "
+            "the hub is reachable (it then loads offline from the cache).")
+
+
 def _packaged_guess(source: str) -> str:
     """" (did you mean 'smollm2-135m-instruct'?)" for a model name close to a packaged one's,
     in any letter case (`SmolLM2-135M-Instruct`, as the model card writes it, or the name cut
@@ -1289,6 +1313,7 @@ def resolve_model(
     cache_dir: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
     warn: Callable[[str], None] | None = None,
+    revision: str | None = None,
 ) -> tuple[Any, Any, dict[str, Any]]:
     """Load ``source`` as a model of ``kind`` plus its tokenizer.
 
@@ -1305,20 +1330,24 @@ def resolve_model(
         warn: receives one-line warnings (a replaced classification head, once per
             run: :func:`first_notice`); without it they go to ``progress``, else to
             :func:`warnings.warn`.
+        revision: a hub id's commit, branch or tag (``model.revision``; offline a branch or
+            tag is resolved through the local cache's refs); a UserError for any other source.
 
     Returns:
         ``(model, tokenizer, info)``; the model is in eval mode, the tokenizer has a pad
         token, and ``info`` holds source, origin, path, kind, dtype, architecture,
         config_hash, num_parameters, and where they apply lora_targets (the default LoRA
         targets of a packaged model), hub_offline (a hub id: whether the hub was out of
-        reach), revision (a hub id: the commit the local cache serves once loaded,
-        :func:`subsetctl.hub.cached_revision`) and new_layers (a classifier's newly
+        reach), revision (a hub id: the commit the local cache serves once loaded, for
+        ``revision`` where set, :func:`subsetctl.hub.cached_revision`) and new_layers (a classifier's newly
         initialized linear layers).
     """
     if kind not in KINDS:
         raise UserError(f"Unknown model kind {kind!r}; use one of: {', '.join(KINDS)}.")
     _torch_dtype(dtype)
     origin = classify_model_source(source)
+    if revision is not None and origin != "hub":
+        raise UserError(revision_refused(source, origin))
     info: dict[str, Any] = {"source": source, "origin": origin, "kind": kind, "dtype": dtype}
 
     if origin == "packaged":
@@ -1363,7 +1392,7 @@ def resolve_model(
         where = f"The hub model {as_typed(source)}"
         try:
             model, tokenizer, replaced_head, new_layers = _load(
-                location, kind, dtype, trust_remote_code, num_labels, offline, where=where
+                location, kind, dtype, trust_remote_code, num_labels, offline, where=where, revision=revision
             )
         except UserError:
             raise
@@ -1373,8 +1402,10 @@ def resolve_model(
                                 f"local cache: {cache_problem}") from exc
             if not offline:
                 where = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'}"
-            elif model_cached(source):  # validate found its config.json: say what the cache lacks
-                partial = partly_cached_hub_model(source, None)
+            elif revision is not None and not model_cached(source, revision):
+                raise UserError(revision_not_cached(source, revision)) from exc
+            elif model_cached(source, revision):  # validate found its config.json: say what the cache lacks
+                partial = partly_cached_hub_model(source, None, revision)
                 lacks = (f"its copy there, {partial[1]}, lacks {partial[2]}" if partial is not None
                          else _first_line(exc).rstrip("."))
                 where = ("the hub is unreachable from this machine and the local Hugging Face cache holds only "
@@ -1410,8 +1441,8 @@ def resolve_model(
             said.append(f"{', '.join(other)} ({'not a linear layer' if one else 'not linear layers'}) "
                         f"{'keeps its' if one else 'keep their'} initial values")
         (progress or (lambda m: _notify(m, warn, None)))("; ".join(said) + ".")
-    if origin == "hub" and (revision := adapter_base_model_revision(source, None)) is not None:
-        info["revision"] = revision  # (what plan compares with the cache's later: hub_revision_changed_note)
+    if origin == "hub" and (commit := adapter_base_model_revision(source, None, revision)) is not None:
+        info["revision"] = commit  # (what plan compares with the cache's later: hub_revision_changed_note)
     info["path"] = location
     info["architecture"] = getattr(model.config, "model_type", "unknown")
     info["config_hash"] = config_hash(model.config)

@@ -280,7 +280,8 @@ def hub_revision_changed_note(project: Project, spec: Any) -> str | None:
     from subsetctl.stages.finetune import BASE_MODEL_FILE
 
     source = getattr(getattr(spec, "model", None), "source", None)
-    now = adapter_base_model_revision(source, project.root) if isinstance(source, str) else None
+    pinned = getattr(getattr(spec, "model", None), "revision", None)
+    now = adapter_base_model_revision(source, project.root, pinned) if isinstance(source, str) else None
     if now is None:  # not a hub id, or one the cache does not hold
         return None
     made_from = None

@@ -386,9 +386,14 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str], folder: str |
                     "model, load the base model from where it is now).")
         elif base and report.get("adapter_base_model_revision"):  # a hub id
             revision = report["adapter_base_model_revision"]
+            pinned = (report.get("settings") or {}).get("model.revision")
+            held = (f"the commit of the spec's model.revision {md_code(pinned)} when the finetune stage ran"
+                    if isinstance(pinned, str) and pinned != revision else
+                    "the spec's model.revision" if pinned == revision else
+                    "as the local Hugging Face cache held it when the finetune stage ran")
             how += (f" The base model is the hub model {md_code(base)} (each adapter_config.json's "
-                    f"`base_model_name_or_path`), at revision {md_code(revision)}, as the local Hugging Face cache held "
-                    f"it when the finetune stage ran: {md_code(f'from_pretrained({base!r}, revision={revision!r})')} loads "
+                    f"`base_model_name_or_path`), at revision {md_code(revision)}, {held}: "
+                    f"{md_code(f'from_pretrained({base!r}, revision={revision!r})')} loads "
                     "those weights, while `from_pretrained` without a revision takes the latest, which may be "
                     "newer (a newer revision does not make the stages re-run).")
         elif base:

@@ -272,21 +272,6 @@ _HUGGINGFACE_OPTIONS_NOT_TAKEN = {
 }
 
 
-def _model_revision_not_taken(value: Any) -> str:
-    """What to do instead of ``model.revision`` (``from_pretrained``'s option, which a hub
-    user writes): a bare "unknown key (check its spelling)" said nothing of a key spelled
-    right, nor how to pin the revision a hub id loads."""
-    import huggingface_hub.constants as hub_constants
-
-    commit = value if isinstance(value, str) and re.fullmatch(r"[0-9a-f]{40}", value) else "COMMIT"
-    return ("model takes no revision: a hub id loads the revision the local Hugging Face cache holds as its "
-            "`main` (where the hub cannot be reached) or the hub's latest, and report.json's "
-            "adapter_base_model_revision records the commit the fine-tunes used. To pin one, point model.source at "
-            f"that commit's snapshot folder in the cache, {hub_constants.HF_HUB_CACHE}/models--ORG--NAME/snapshots/"
-            f"{commit} (a local folder: the stages know it by its files), or at a folder `save_pretrained` wrote; "
-            "or remove revision")
-
-
 def plain_error_message(err: Any) -> str:
     """A pydantic error's message in the spec's terms: what is wrong and what to write."""
     kind, value, message = err["type"], err.get("input"), err["msg"]
@@ -305,8 +290,6 @@ def plain_error_message(err: Any) -> str:
                     "task of a local file holding many): read the data from such a file, or remove where")
         if loc[-2:-1] == ["huggingface"] and loc[-1] in _HUGGINGFACE_OPTIONS_NOT_TAKEN:  # load_dataset's own
             return _HUGGINGFACE_OPTIONS_NOT_TAKEN[loc[-1]]
-        if loc == ["model", "revision"]:  # from_pretrained's own
-            return _model_revision_not_taken(value)
         allowed = sorted(_keys_at(loc[:-1]) - {str(loc[-1])}) if loc else []  # never the key just refused
         hidden = _hidden_characters(str(loc[-1])) if loc else ""
         if hidden:

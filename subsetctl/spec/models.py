@@ -242,6 +242,12 @@ class ModelSpec(StrictModel):
     num_labels: int | None = Field(
         None, ge=2, description="Classifier only: number of classes (default: from the data)."
     )
+    revision: str | None = Field(
+        None, min_length=1, pattern=r"^\S+$",
+        description="Hub ids only: the revision to load, a commit sha or a branch or tag name (resolved through "
+        "the local Hugging Face cache's refs where the hub cannot be reached). Part of the model stages' inputs "
+        "when set. Unset: the cache's main (offline) or the hub's latest.",
+    )
     trust_remote_code: bool = Field(
         False, description="Allow model code from the model folder/hub. Off unless you trust it."
     )
@@ -249,6 +255,12 @@ class ModelSpec(StrictModel):
         "auto", description="auto = CUDA when available, else CPU."
     )
     lora: LoraSpec = Field(default_factory=LoraSpec, description="LoRA adapter settings.")
+
+    @model_serializer(mode="wrap")
+    def _dump_without_unset_revision(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """The dump without ``revision`` when it is unset (:func:`_without_unset`): the model
+        stages of a project computed before it existed stay up to date."""
+        return _without_unset(handler(self), ("revision",))
 
 
 # ------------------------------------------------------------------------------ data

@@ -437,6 +437,7 @@ def base_model(ctx: StageContext) -> tuple[Any, Any, dict[str, Any]]:
         num_labels=num_labels(ctx),
         progress=lambda message: ctx.reporter.info(escape(message)),  # plain text (paths), not rich markup
         warn=ctx.reporter.warn,
+        revision=spec.revision,
     )
     # validate reads local folders' configs; a packaged or hub model's is known only now
     config = model.config.to_dict()

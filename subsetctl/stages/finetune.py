@@ -568,7 +568,7 @@ class FinetuneStage(common.ModelStage):
         atomic_write_json(ctx.out_dir / "labels.json", {"labels": labels, "selections": picks, **head})
         # the base model the adapters name, where this machine read it from, and a hub id's
         # revision in the local cache (the report says them)
-        revision = adapter_base_model_revision(spec.model.source, ctx.project.root)
+        revision = adapter_base_model_revision(spec.model.source, ctx.project.root, spec.model.revision)
         atomic_write_json(ctx.out_dir / BASE_MODEL_FILE, {
             "name": base_name,
             "folder": adapter_base_model_folder(spec.model.source, ctx.project.root),

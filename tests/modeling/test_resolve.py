@@ -497,7 +497,7 @@ def test_a_kept_head_with_the_classes_in_another_order_is_reordered(tiny_bert_2_
         resolve.forget_notices_given()
         reporter = SilentReporter()
         model = SimpleNamespace(source=str(folder), kind="classifier", dtype="float32", device="cpu", trust_remote_code=False,
-                                num_labels=None, max_length=32)
+                                num_labels=None, max_length=32, revision=None)
         ctx = SimpleNamespace(spec=SimpleNamespace(model=model), project=SimpleNamespace(root=tmp_path),
                               reporter=reporter, upstream_dir=lambda stage: tmp_path)
         loaded = common.base_model(ctx)[0].eval()
@@ -1143,3 +1143,92 @@ def test_validate_warns_and_doctor_fails_of_a_model_file_the_user_may_not_read(
     assert [check.name for check in failed] == ["model files"], failed
     assert "model.safetensors" in failed[0].detail
     assert f"chmod -R a+rX {shell_arg(tiny_llama.resolve())}" in failed[0].advice
+
+
+def _hub_cache_of_two_commits(cache: Path, folder: Path) -> tuple[str, str]:
+    """A local hub cache holding ``tinyorg/tinyllama`` at two commits built by hand: the
+    first as ``main``, the second (another config.json, so another config_hash) tagged ``v2``."""
+    import json
+    import shutil
+
+    repo = cache / "models--tinyorg--tinyllama"
+    first, second = "a" * 40, "b" * 40
+    shutil.copytree(folder, repo / "snapshots" / first)
+    shutil.copytree(folder, repo / "snapshots" / second)
+    config = json.loads((repo / "snapshots" / second / "config.json").read_text())
+    (repo / "snapshots" / second / "config.json").write_text(json.dumps({**config, "rms_norm_eps": 1e-3}))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(first)
+    (repo / "refs" / "v2").write_text(second)
+    return first, second
+
+
+@pytest.mark.parametrize("revision", [None, "main", "v2", "b" * 40])
+def test_model_revision_loads_that_revision_of_a_hub_id_offline(monkeypatch, tmp_path, tiny_llama_dir,
+                                                                revision: str | None) -> None:
+    """`model.revision` (a commit, or a branch or tag the cache's refs resolve) loads that
+    revision of a hub id from the local cache offline; unset, the cache's main, as before.
+    The commit loaded is the one recorded (info's revision, the adapters' record)."""
+    from subsetctl.modeling.resolve import adapter_base_model_revision
+
+    first, second = _hub_cache_of_two_commits(tmp_path / "cache", tiny_llama_dir)
+    _offline_with_cache(monkeypatch, tmp_path / "cache")
+    expected = first if revision in (None, "main") else second
+    _model, _tok, info = resolve_model("tinyorg/tinyllama", "causal-lm", revision=revision)
+    _, _, other = resolve_model("tinyorg/tinyllama", "causal-lm", revision=first if expected == second else second)
+    assert info["revision"] == expected, info
+    assert info["config_hash"] != other["config_hash"]  # the files of that revision were read
+    assert adapter_base_model_revision("tinyorg/tinyllama", tmp_path, revision) == expected
+
+
+def test_a_model_revision_the_cache_lacks_offline_names_the_revisions_it_holds(monkeypatch, tmp_path,
+                                                                               tiny_llama_dir) -> None:
+    """Offline, a `model.revision` the local cache does not hold (a tag never downloaded here,
+    a commit mistyped) is one error naming the commits it holds and their branches and tags,
+    from `validate` (a warning under model.revision, as for a hub id not cached) and the load."""
+    import json
+
+    from subsetctl.api import validate_spec_file
+
+    first, second = _hub_cache_of_two_commits(tmp_path / "cache", tiny_llama_dir)
+    _offline_with_cache(monkeypatch, tmp_path / "cache")
+    with pytest.raises(UserError) as err:
+        resolve_model("tinyorg/tinyllama", "causal-lm", revision="v3")
+    text = str(err.value)
+    assert text.startswith("model.revision 'v3' of the hub model 'tinyorg/tinyllama' is not in the local Hugging "
+                           "Face cache, and HF_HUB_OFFLINE is set"), text
+    assert f"The cache holds 2 revisions of it: {first} (main), {second} (v2). Set model.revision" in text, text
+    (tmp_path / "t.jsonl").write_text('{"prompt": "a", "response": "b"}\n')
+    for revision, said in (("v3", [text]), ("v2", [])):
+        spec = {"model": {"source": "tinyorg/tinyllama", "revision": revision},
+                "target": {"name": "t", "loader": {"type": "jsonl", "path": "t.jsonl"}},
+                "sources": [{"name": "s", "loader": {"type": "jsonl", "path": "t.jsonl"}}]}
+        (tmp_path / "subsetctl.yaml").write_text(json.dumps(spec))
+        report = validate_spec_file(tmp_path / "subsetctl.yaml")
+        assert [i for i in report.issues if i.key.startswith("model.")] == [], report.issues
+        assert [w.message for w in report.warnings if w.key.startswith("model.")] == said, report.warnings
+
+
+@pytest.mark.parametrize("source", ["smollm2-135m-instruct", "local"])
+def test_model_revision_is_refused_for_a_packaged_model_or_a_local_folder(tmp_path, tiny_llama_dir,
+                                                                          source: str) -> None:
+    """`model.revision` pins a hub id's revision: a packaged model or a local folder has none,
+    so validate refuses it under model.revision (and the load too), saying what to do."""
+    import json
+
+    from subsetctl.api import validate_spec_file
+
+    source = str(tiny_llama_dir) if source == "local" else source
+    what = "the local model folder" if source == str(tiny_llama_dir) else "the packaged model"
+    expected = (f"model.revision is set, but model.source '{source}' is {what}, which has no revisions: "
+                "model.revision pins a Hugging Face hub id's commit, branch or tag")
+    (tmp_path / "t.jsonl").write_text('{"prompt": "a", "response": "b"}\n')
+    spec = {"model": {"source": source, "revision": "main"},
+            "target": {"name": "t", "loader": {"type": "jsonl", "path": "t.jsonl"}},
+            "sources": [{"name": "s", "loader": {"type": "jsonl", "path": "t.jsonl"}}]}
+    (tmp_path / "subsetctl.yaml").write_text(json.dumps(spec))
+    issues = [i for i in validate_spec_file(tmp_path / "subsetctl.yaml").issues if i.key.startswith("model.")]
+    assert [i.key for i in issues] == ["model.revision"], issues
+    assert issues[0].message.startswith(expected), issues[0].message
+    with pytest.raises(UserError, match=re.escape(expected)):
+        resolve_model(source, "causal-lm", revision="main")
