@@ -1184,11 +1184,12 @@ def _uncached_snapshot_note(path: Path) -> str:
     named = next((c for ref, c in refs if ref == path.name and c in commits), None)
     if named is not None:  # snapshots/main: a branch or tag, whose commit names the folder
         return (f". {path.name!r} is a branch or tag of {hub_id!r}, not a folder: the local Hugging Face cache "
-                f"holds it as commit {named}, so write model.source: {path.parent / named}")
+                f"holds it as commit {named}, so write model.source: {path.parent / named}, or model.source: "
+                f"{hub_id} with model.revision: {path.name}")
     return (f". The local Hugging Face cache holds {len(commits)} revision{'s' if len(commits) > 1 else ''} of "
             f"{hub_id!r}, not {path.name!r}: {revisions_listed(commits, refs)}, each a folder in "
-            f"{path.parent}; the one you mean is downloaded with `from_pretrained({hub_id!r}, revision=...)` where "
-            "the hub is reachable")
+            f"{path.parent}; or write model.source: {hub_id} with model.revision: {path.name}, which loads it where the "
+            "hub is reachable (and offline once downloaded)")
 
 
 def _recorded_model_files(project_dir: Path) -> Any:

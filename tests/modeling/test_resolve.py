@@ -386,11 +386,13 @@ def test_a_snapshot_folder_the_cache_lacks_names_the_revisions_it_holds(tmp_path
     text = " ".join(str(err.value).split())
     assert ("The local Hugging Face cache holds 1 revision of 'tinyorg/tinyllama', not 'fedcba9876543210': "
             "0123456789abcdef (main, v1.0)") in text and f"each a folder in {snapshots}" in text, text
+    assert "or write model.source: tinyorg/tinyllama with model.revision: fedcba9876543210, which loads it" in text, text
     with pytest.raises(UserError) as err:
         check_model_folder(str(snapshots / "main"), tmp_path, "causal-lm")
     text = " ".join(str(err.value).split())
     assert ("'main' is a branch or tag of 'tinyorg/tinyllama', not a folder: the local Hugging Face cache holds it as "
-            f"commit 0123456789abcdef, so write model.source: {snapshots / '0123456789abcdef'}") in text, text
+            f"commit 0123456789abcdef, so write model.source: {snapshots / '0123456789abcdef'}, or model.source: "
+            "tinyorg/tinyllama with model.revision: main") in text, text
     with pytest.raises(UserError) as err:
         check_model_folder(str(tmp_path / "elsewhere" / "model"), tmp_path, "causal-lm")
     assert "revision" not in str(err.value), str(err.value)
