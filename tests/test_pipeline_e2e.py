@@ -2465,4 +2465,5 @@ def test_plan_says_when_the_hub_cache_now_serves_another_commit_than_the_results
         assert said.startswith(f"The meta_init stage's results (and those after it) were made from 'tinyorg/tinyllama' "
                                f"at commit {'a' * 40}, but the local Hugging Face cache now serves commit {'b' * 40}: "
                                "the stages stay up to date"), said
-        assert f"set model.source to its snapshot folder, {repo / 'snapshots' / ('a' * 40)}" in said, said
+        assert (f"to keep the old, set model.revision: {'a' * 40} (or model.source to its snapshot folder, "
+                f"{repo / 'snapshots' / ('a' * 40)}; the model stages") in said, said

@@ -298,8 +298,9 @@ def hub_revision_changed_note(project: Project, spec: Any) -> str | None:
         return None
     stage_name, old = made_from
     folder = Path(hub_constants.HF_HUB_CACHE) / f"models--{source.replace('/', '--')}" / "snapshots" / old
-    keep = (f"to keep the old, set model.source to its snapshot folder, {folder} (the model stages then run again "
-            "once, from those same files)" if folder.is_dir() else "the cache no longer holds the old commit")
+    keep = (f"to keep the old, set model.revision: {old} (or model.source to its snapshot folder, {folder}; the model "
+            "stages then run again once, from those same files)" if folder.is_dir()
+            else "the cache no longer holds the old commit")
     return (f"The {stage_name} stage's results (and those after it) were made from {source!r} at commit {old}, but "
             f"the local Hugging Face cache now serves commit {now}: the stages stay up to date (a hub id is known by "
             "its name), but one that runs again loads the new commit beside results of the old. To redo them all "
