@@ -7,6 +7,7 @@ validating a spec checks beyond its schema is :mod:`subsetctl.spec_checks`'s.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import numbers
 import os
@@ -34,6 +35,7 @@ from subsetctl.plugin_scoping import plugin_scope
 from subsetctl.project import (
     CommandMemo,
     Project,
+    atomic_write,
     atomic_write_text,
     keep_as_backup,
     manifests_read_once,
@@ -147,15 +149,38 @@ def init_project(directory: str | Path, template: str = "quickstart", force: boo
         for extra in _template_files(template) if from_report is None else ():
             target = directory / extra.name
             if not target.exists() and not target.is_symlink():  # a dangling link: written through, outside
-                target.write_bytes(extra.read_bytes())
+                # (atomically: a full disk left a truncated file, which `init --force` then kept
+                # as the user's and `run` read)
+                data = extra.read_bytes()
+                atomic_write(target, lambda handle: handle.write(data), mode="wb")  # noqa: B023 (called at once)
             elif kept is not None:
                 kept.append(extra.name)
     except OSError as exc:  # a path that cannot be a folder, a read-only or missing parent
+        if exc.errno in _OUT_OF_ROOM:
+            raise UserError(_init_out_of_room(exc, directory, spec_path, force)) from None
         raise UserError(
             f"Cannot create the project in {directory}: {exc.strerror or exc}. Choose a folder you can write to "
             "(it is created if missing, with its parents)."
         ) from None
     return spec_path
+
+
+_OUT_OF_ROOM = {errno.ENOSPC: "the disk is full", getattr(errno, "EDQUOT", 122): "your disk quota is used up"}
+
+
+def _init_out_of_room(exc: OSError, directory: Path, spec_path: Path, force: bool) -> str:
+    """What `init` says when the disk (or the user's quota) is full: that, and the file it was
+    writing, rather than "choose a folder you can write to", which the folder is. Each file is
+    written whole or not at all, so running `init` again (with --force once the spec is
+    there) writes the rest and keeps what was written."""
+    filename = str(exc.filename or "")
+    if Path(filename).name.startswith(".") and ".tmp-" in filename:  # (the temporary file of an atomic write: the file it makes)
+        filename = str(Path(filename).parent / Path(filename).name[1:].split(".tmp-")[0])
+    writing = f" (writing {filename})" if filename else ""
+    again = (f"`subsetctl init` again with {worded('--force', 'force=True')}" if spec_path.exists() and not force
+             else "`subsetctl init` again")
+    return (f"Cannot create the project in {directory}: {_OUT_OF_ROOM[exc.errno]}{writing}. Free disk space there "
+            f"and run {again}: no file is left half written, and the files already written are kept.")
 
 
 def _refuse_a_new_windows_path(directory: Path) -> None:

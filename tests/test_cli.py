@@ -156,6 +156,51 @@ def test_init_writes_no_template_file_through_a_link_to_a_file_not_there(tmp_pat
     assert not (tmp_path / "elsewhere.jsonl").exists() and (tmp_path / "m" / "target.jsonl").is_symlink()
 
 
+def test_init_on_a_full_disk_leaves_no_truncated_data_file_and_says_the_disk_is_full(tmp_path: Path,
+                                                                                   monkeypatch) -> None:
+    """init wrote the template's data files in place: a full disk left half a target.jsonl, which
+    `init --force` kept as the user's file and `run` read; the message said "Choose a folder you
+    can write to"."""
+    import errno
+    import io
+
+    real_open = io.open
+
+    class HalfWriter:  # writes half of what it is given, then the disk is full
+        def __init__(self, handle) -> None:
+            self.handle = handle
+
+        def write(self, data: bytes) -> int:
+            self.handle.write(data[: len(data) // 2])
+            self.handle.flush()
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name: str):
+            return getattr(self.handle, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc) -> None:
+            self.handle.close()
+
+    def full_disk_open(file, mode="r", *args, **kwargs):  # (Path.write_bytes and os.fdopen both open through it)
+        handle = real_open(file, mode, *args, **kwargs)
+        return HalfWriter(handle) if "w" in mode and "b" in mode else handle
+
+    monkeypatch.setattr(io, "open", full_disk_open)
+    failed = invoke("init", str(tmp_path / "m"), "--template", "minimal")
+    monkeypatch.setattr(io, "open", real_open)
+    assert failed.exit_code == 1, failed.output
+    assert "the disk is full" in failed.output and ".jsonl" in failed.output, failed.output
+    assert "Choose a folder" not in failed.output and "--force" in failed.output
+    assert not [p.name for p in (tmp_path / "m").iterdir() if p.suffix == ".jsonl" or ".tmp-" in p.name]
+    again = invoke("init", str(tmp_path / "m"), "--template", "minimal", "--force")
+    assert again.exit_code == 0 and "Kept the existing" not in again.output, again.output
+    template = Path(subsetctl.__file__).parent / "templates" / "minimal_files" / "target.jsonl"
+    assert (tmp_path / "m" / "target.jsonl").read_bytes() == template.read_bytes()
+
+
 def test_validate_without_arguments_checks_the_current_directory(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     missing = invoke("validate")
