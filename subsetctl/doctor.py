@@ -384,15 +384,32 @@ def check_datasets_cache(spec: Any, spec_dir: Path) -> Check | None:
 
 def check_hub_cache(spec: Any, spec_dir: Path) -> Check | None:
     """The Hugging Face hub cache takes the downloads of the hub model and datasets the spec
-    names that it does not hold yet; None when there are none."""
+    names that it does not hold yet; None when there are none. Where the hub cannot be
+    reached (HF_HUB_OFFLINE set, no network), nothing is downloaded into it: it is only
+    read, and the check says which of the spec's ids it lacks (the hub access check says
+    what to do) rather than that it "takes the hub ids' downloads"."""
     import huggingface_hub.constants as hub_constants
 
     from subsetctl.data.checks import uncached_hub_datasets
+    from subsetctl.errors import joined_names
+    from subsetctl.hub import datasets_offline_reason, hub_reachable, unreachable_reason
     from subsetctl.modeling.resolve import uncached_hub_model
 
-    if uncached_hub_model(spec.model.source, spec_dir, spec.model.revision) is None and not uncached_hub_datasets(spec, spec_dir):
+    model = uncached_hub_model(spec.model.source, spec_dir, spec.model.revision)
+    datasets = [path for _, path in uncached_hub_datasets(spec, spec_dir)]
+    if model is None and not datasets:
         return None
-    return _cache_check("hub cache", Path(hub_constants.HF_HUB_CACHE), "the hub ids' downloads",
+    folder = Path(hub_constants.HF_HUB_CACHE)
+    downloaded = [model] if model is not None else []
+    if datasets_offline_reason() is None:  # (datasets asks no hub then: a model still downloads)
+        downloaded += datasets
+    if not downloaded or not hub_reachable():
+        lacking = [f"model {model!r}"] if model is not None else []
+        lacking += [f"dataset {path!r}" for path in datasets]
+        reason = unreachable_reason() if downloaded else datasets_offline_reason()
+        return Check("hub cache", True, f"{folder} is only read here ({reason}: nothing is downloaded into it); "
+                                        f"it does not hold the spec's {joined_names(lacking)} (see hub access)")
+    return _cache_check("hub cache", folder, "the hub ids' downloads",
                         "The hub ids the spec names that are not cached yet are downloaded there: set HF_HUB_CACHE "
                         "(or HF_HOME) to a writable folder, or use a packaged model or local copies.")
 

@@ -415,6 +415,26 @@ def test_doctor_checks_the_hub_cache_takes_what_the_spec_downloads(healthy: None
     assert result.exit_code == 0 and "✓ hub cache" in result.output, result.output
 
 
+def test_doctor_says_the_hub_cache_is_only_read_while_offline(healthy: None, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """With HF_HUB_OFFLINE=1 nothing can be downloaded, yet doctor said "✓ hub cache: .../hub
+    takes the hub ids' downloads" (and failed a cache that nothing would be written to)."""
+    import huggingface_hub.constants as hub_constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    home = tmp_path / "home"
+    home.write_text("not a folder")  # (unwritable: nothing is written there offline)
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(home / "hub"))
+    spec = rf.data_spec()
+    spec["model"] = {"source": "some-org/some-model"}
+    project = rf.make_project(tmp_path / "p", spec)
+    result = CliRunner().invoke(main, ["doctor", str(project)])
+    assert "✗ hub access" in result.output, result.output  # (what to do is said there)
+    assert (f"✓ hub cache: {home / 'hub'} is only read here (HF_HUB_OFFLINE is set: nothing is downloaded into "
+            "it); it does not hold the spec's model 'some-org/some-model' (see hub access)") in result.output
+    assert "downloads" not in result.output and "✗ hub cache" not in result.output
+
+
 def test_doctor_says_run_refuses_a_folder_whose_path_holds_two_colons(healthy: None, tmp_path: Path) -> None:
     """A project under a path with '::' (which datasets reads as a chained URL) passed
     every check, and `run` refused it."""
