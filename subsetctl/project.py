@@ -1019,11 +1019,17 @@ class Project:
         the process clock can run ahead of it (a coarse kernel clock; a file server behind
         the machine), which would make entries this run used look older than its start.
         None when the marker cannot be written (then nothing is trimmed)."""
+        now = self._cache_now()
+        return None if now is None else now - self.CACHE_CLOCK_MARGIN_NS
+
+    def _cache_now(self) -> int | None:
+        """Now, by the clock of the file system that dates the cache entries: the
+        modification time of a marker file written now (None when it cannot be written)."""
         marker = self.state_dir / "cache" / ".run-started"
         try:
             marker.parent.mkdir(parents=True, exist_ok=True)
             marker.write_text(str(os.getpid()))
-            return marker.stat().st_mtime_ns - self.CACHE_CLOCK_MARGIN_NS
+            return marker.stat().st_mtime_ns
         except OSError:
             return None
 
@@ -1035,7 +1041,9 @@ class Project:
         (:func:`touch`). Half-written entries a killed run left (``*.partial``) go too, and
         old entries :func:`replace_dir` set aside (``.<key>.old-<hex>``) more than
         :data:`LEFTOVER_AGE_NS` ago that it failed to delete (they are hidden, never used, and
-        were kept for good).
+        were kept for good). An entry dated in the future (written before the clock was set
+        back) counts as used now for its order, but is not protected as this run's: it was
+        kept over the limit until the clock caught up.
         Returns (entries deleted, bytes freed): an entry that could not be deleted (another
         user's, in a project folder a team shares) is not counted: the run said it had deleted it."""
         entries: list[tuple[int, int, Path]] = []
@@ -1060,10 +1068,16 @@ class Project:
                 except OSError:
                     continue
         total = sum(size for _, size, _ in entries)
+        if total <= limit_bytes:
+            return 0, 0
+        now = self._cache_now()  # (what lies beyond it, with a coarse file system's rounding, is no use of this run's)
+        future = 2**63 if now is None else now + self.CACHE_CLOCK_MARGIN_NS
         removed = freed = 0
-        for mtime, size, path in sorted(entries, key=lambda e: e[0]):
-            if total <= limit_bytes or mtime >= keep_since_ns:
+        for mtime, size, path in sorted(entries, key=lambda e: min(e[0], future)):
+            if total <= limit_bytes:
                 break
+            if keep_since_ns <= mtime <= future:  # used or written by this run
+                continue
             if path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)
             else:

@@ -125,3 +125,20 @@ def test_an_old_entry_replace_dir_left_aside_goes_after_an_hour(tmp_path: Path) 
     assert leftover.exists()  # set aside just now: the run that did so may be deleting it
     project.prune_caches(limit_bytes=10**9, keep_since_ns=time.time_ns() + 2 * 3600 * 10**9)  # (an hour on)
     assert not leftover.exists() and kept.exists()
+
+
+def test_an_entry_dated_in_the_future_is_ordered_as_now_but_not_kept_as_this_runs(tmp_path: Path) -> None:
+    """After the clock was set back, entries written before were dated in the future: they
+    counted as used by this run, so the trim kept them over cache_limit_gb until real time
+    caught up (a day's jump: a day of a cache over its limit)."""
+    project = Project(tmp_path)
+    cache = project.state_dir / "cache"
+    old = _entry(cache / "evaluate", "old.json", 400, 3600)
+    ahead = _entry(cache / "verify", "ahead.json", 400, -86400)  # dated a day ahead
+    started = project.cache_clock()
+    assert started is not None
+    mine = _entry(cache / "search", "mine.json", 400, 0)  # used by this run
+    assert project.prune_caches(limit_bytes=900, keep_since_ns=started) == (1, 400)  # the oldest first
+    assert not old.exists() and ahead.exists() and mine.exists()
+    assert project.prune_caches(limit_bytes=0, keep_since_ns=started) == (1, 400)
+    assert not ahead.exists() and mine.exists()
