@@ -193,41 +193,62 @@ def _short_of_room(folder: Path) -> str | None:
 
 def check_disk(folder: Path, spec: Any = None) -> Check:
     """Free space where the project's artifacts go (``folder`` may not exist yet); with the
-    project's ``spec``, also against what its gradients stage will ask for (once the data
-    stage has counted the rows): a store larger than the free disk stops `run` there, maybe
-    days in, though more than :data:`MIN_FREE_GB` is free."""
+    project's ``spec``, also against what its stages still to run write (:func:`_planned_disk`:
+    the gradient store once the data stage has counted the rows, meta_init's checkpoints, the
+    fine-tunes' adapters): a store or adapters larger than the free disk stop `run` there,
+    maybe days in, though more than :data:`MIN_FREE_GB` is free."""
+    from subsetctl.errors import joined_names
+    from subsetctl.project import size_text
+
     where = _nearest_existing(folder)
     free_gb = shutil.disk_usage(where).free / 1e9
-    room = _gradients_room(spec, folder) if spec is not None else None
-    if room is not None and room[0] > room[1]:
-        from subsetctl.project import size_text
-
-        need, free, rows = room
-        return Check("disk", False, f"{size_text(free)} free in {where}; the gradients stage asks for about "
-                                    f"{size_text(need)} for its store of {rows:,} rows",
-                     "Free disk space there or move the project to a larger disk (or lower gradients.d): `run` "
-                     "stops at the gradients stage until there is room.")
+    planned = _planned_disk(spec, folder) if spec is not None else None
+    if planned is not None and planned[0] > planned[1]:
+        need, free, parts = planned
+        return Check("disk", False, f"{size_text(free)} free in {where}; the stages still to run ask for about "
+                                    f"{size_text(need)}: {joined_names(parts)}",
+                     "Free disk space there or move the project to a larger disk (or lower gradients.d, or "
+                     "model.lora.r): `run` stops at the stage that finds no room.")
     ok = free_gb >= MIN_FREE_GB
-    return Check("disk", ok, f"{free_gb:.1f} GB free in {where}",  # the folder itself may not exist yet
+    needs = (f"; the stages still to run ask for about {size_text(planned[0])} ({joined_names(planned[2])})"
+             if planned is not None and planned[2] else "")
+    return Check("disk", ok, f"{free_gb:.1f} GB free in {where}{needs}",  # the folder itself may not exist yet
                  "" if ok else f"Free disk space ({MIN_FREE_GB:.0f} GB or more) or move the project to "
                                "a larger disk; the gradient store and checkpoints need room.")
 
 
-def _gradients_room(spec: Any, folder: Path) -> tuple[int, int, int] | None:
-    """What the gradients stage of the project in ``folder`` will ask for (bytes), the free
-    disk there and its rows, where the data stage has counted them and the model's shape is
-    read without loading it (:func:`subsetctl.stages.gradients.planned_room`); None otherwise."""
+def _planned_disk(spec: Any, folder: Path) -> tuple[int, int, list[str]] | None:
+    """The disk the stages of the project in ``folder`` that have no results yet will take
+    (bytes), the free disk there, and those of them over
+    :data:`~subsetctl.stages.common.DISK_NOTE_SHARE` of it in words ("the gradients stage's
+    store of 1,200 rows (1.2 GB)"): the gradients stage's store, where the data stage has
+    counted the rows (:func:`subsetctl.stages.gradients.planned_room`, which counts what a
+    store there holds already), and meta_init's checkpoints and the fine-tunes' adapters
+    (:func:`subsetctl.stages.common.lora_disk`), each read without loading the model; None
+    where none of them can be told. Stages with results have taken their room already."""
     from subsetctl.errors import UserError
-    from subsetctl.project import Project
+    from subsetctl.project import Project, size_text
+    from subsetctl.stages.common import DISK_NOTE_SHARE, lora_disk
     from subsetctl.stages.gradients import planned_room, prepared_rows
 
+    parts: list[tuple[int, int, str]] = []
     try:
         project = Project.find(folder)
         rows = prepared_rows(spec, project)
         room = planned_room(spec, project, sum(rows.values()), forced=False) if rows is not None else None
+        if room is not None and rows is not None:
+            parts.append((room[0], room[1], f"the gradients stage's store of {sum(rows.values()):,} rows"))
+        for stage, what in (("meta_init", "meta_init's checkpoints and adapter"),
+                            ("finetune", "the fine-tunes' adapters and checkpoints")):
+            if project.read_manifest(stage) is None and (lora := lora_disk(stage, spec, project)) is not None:
+                parts.append((lora[0], lora[1], what))
     except (UserError, OSError):  # (a project it cannot read: the other checks say so)
         return None
-    return (room[0], room[1], sum(rows.values())) if room is not None and rows is not None else None
+    if not parts:
+        return None
+    free = parts[0][1]
+    return (sum(need for need, _, _ in parts), free,
+            [f"{what} ({size_text(need)})" for need, _, what in parts if need > DISK_NOTE_SHARE * free])
 
 
 def check_writable(folder: Path) -> Check:

@@ -196,6 +196,36 @@ def loading_bytes(spec: Any, shape: ModelShape) -> int:
     return LIBRARIES_BYTES + shape.stored_bytes + (weights if shape.stored_bytes != weights else 0)
 
 
+#: the stages whose LoRA weights on disk :func:`disk_bytes` counts
+DISK_STAGES = ("meta_init", "finetune")
+
+#: checkpoints of one training run on disk at once: the last, the best by validation, and the
+#: next one while it is written (:func:`~subsetctl.modeling.train.train_lora` keeps the last two)
+_CHECKPOINTS_AT_ONCE = 3
+
+
+def disk_bytes(stage: str, spec: Any, shape: ModelShape) -> int:
+    """The disk ``stage`` writes of LoRA weights with ``spec`` on a model of ``shape`` at
+    most (bytes): each adapter is its LoRA parameters (``lora_per_rank`` x ``model.lora.r``)
+    in float32, as peft keeps them whatever ``model.dtype``, and a checkpoint that and
+    AdamW's two moments. meta_init: its checkpoints (:data:`_CHECKPOINTS_AT_ONCE`) and its
+    adapter; finetune: an adapter in its folder and one in the cache for each fine-tune
+    (selections x ``finetune.seeds``, alike picks counted apart: an upper bound), and the
+    checkpoints of the one that trains. 0 for other stages (verify's fine-tunes keep only
+    their losses), for a switched-off finetune, and where the LoRA targets are not known
+    without loading the model. (A classifier's head, saved beside, is left out: small.)"""
+    if stage not in DISK_STAGES or shape.lora_per_rank is None:
+        return 0
+    adapter = shape.lora_per_rank * spec.model.lora.r * 4
+    checkpoints = _CHECKPOINTS_AT_ONCE * 3 * adapter  # (the adapter, AdamW's exp_avg and exp_avg_sq)
+    if stage == "meta_init":
+        return checkpoints + adapter
+    if not spec.finetune.enabled:
+        return 0
+    runs = (len(spec.search.strategies) + len(spec.finetune.baselines)) * spec.finetune.seeds
+    return checkpoints + 2 * runs * adapter
+
+
 def estimate(stage: str, spec: Any, spec_dir: Path) -> tuple[int, str] | None:
     """``stage``'s estimated peak memory with ``spec`` (:func:`stage_peak_bytes`) and that in
     words ("about 2.9 GB at its peak, 1.9 GB of it the weights: 468M parameters in float32"),

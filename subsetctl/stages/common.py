@@ -49,6 +49,52 @@ class ModelStage(Stage):
         return rough_time(self.name, spec, project.root)
 
 
+#: the share of the free disk above which `plan` names the disk a stage's LoRA weights take
+#: (:func:`lora_disk_note`): below it, a note on every plan would say nothing worth reading
+DISK_NOTE_SHARE = 0.01
+
+
+def free_disk_at(folder: Path) -> tuple[int, Path]:
+    """The free disk (bytes) where ``folder`` is or would be made (the nearest folder of its
+    path that exists, as a run makes it), and that folder."""
+    import shutil
+
+    where = next(p for p in (folder, *folder.parents) if p.exists())
+    return shutil.disk_usage(where).free, where
+
+
+def lora_disk(stage: str, spec: Spec, project: Project) -> tuple[int, int, Path] | None:
+    """For ``plan`` and ``doctor``, before the model loads: the disk ``stage``'s LoRA
+    checkpoints and adapters take at most (:func:`~subsetctl.modeling.footprint.disk_bytes`),
+    the free disk where they go and where that is; None where the model's shape cannot be read
+    without loading it."""
+    from subsetctl.modeling.footprint import disk_bytes, model_shape
+
+    shape = model_shape(spec, project.root)
+    if shape is None:
+        return None
+    return (disk_bytes(stage, spec, shape), *free_disk_at(project.stage_dir(stage)))
+
+
+def lora_disk_note(stage: str, spec: Spec, project: Project) -> str:
+    """What plan says of the disk ``stage``'s LoRA weights take (:func:`lora_disk`), where it
+    is over :data:`DISK_NOTE_SHARE` of the free disk: "; its adapters and checkpoints need up
+    to 3.1 GB of disk", and where less is free, that `run` would stop there for want of room
+    (a large model's fine-tunes, 0.6 GB an adapter, found it hours in); "" otherwise."""
+    from subsetctl.project import size_text
+
+    room = lora_disk(stage, spec, project)
+    if room is None or room[0] <= DISK_NOTE_SHARE * room[1]:
+        return ""
+    need, free, where = room
+    what = "its checkpoints and adapter" if stage == "meta_init" else "its adapters and checkpoints"
+    note = f"; {what} need up to {size_text(need)} of disk"
+    if free >= need:
+        return note
+    return (f"{note}, and only {size_text(free)} is free in {where}: `run` would stop at this stage for want of room "
+            "(free disk space there, or lower model.lora.r)")
+
+
 #: What a cache key holds in place of a local model folder's path: the folder is known
 #: by its files (``model_files``), so the same checkpoint under another path finds it.
 LOCAL_MODEL_SOURCE = "a local folder, known by its files"

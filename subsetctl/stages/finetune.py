@@ -456,7 +456,8 @@ class FinetuneStage(common.ModelStage):
         cached, reused") when the stages that decide them (data, search) are not re-run, and
         those a run that stopped partway finished (its runs.json, which `run` keeps when it
         resumes), and how many fine-tunes the search's picks make: one per distinct subset
-        (:meth:`_distinct_work`). Nothing on disk changes."""
+        (:meth:`_distinct_work`), and the disk its adapters and checkpoints take where that
+        matters (:func:`~subsetctl.stages.common.lora_disk_note`). Nothing on disk changes."""
         def count(ctx: StageContext) -> tuple[int, int, int]:
             cache = AdapterCache(ctx)
             jobs = {run_key(subset, seed): (subset, seed) for subset in selections(ctx).values()
@@ -465,8 +466,9 @@ class FinetuneStage(common.ModelStage):
             return (sum(key in done for key in jobs), sum(cache.holds(*job) for key, job in jobs.items() if key not in done),
                     len(jobs))
 
-        return common.cached_count_work(self, spec, forced, project, rerun, count, resumes,
-                                        lambda ctx: self._distinct_work(spec, selections(ctx)))
+        return (common.cached_count_work(self, spec, forced, project, rerun, count, resumes,
+                                         lambda ctx: self._distinct_work(spec, selections(ctx)))
+                + common.lora_disk_note(self.name, spec, project))
 
     def enabled(self, spec: Any) -> bool:
         return bool(spec.finetune.enabled)

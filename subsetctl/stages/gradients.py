@@ -710,8 +710,6 @@ def planned_room(spec: Spec, project: Project, n_rows: int, forced: bool) -> tup
     of ``n_rows`` rows will ask for (:func:`room_needed`, with the hidden size config.json
     gives), the free disk there and where that is; None where the model's shape cannot be
     read without loading it. ``forced``: the store there is made anew, its room counted again."""
-    import shutil
-
     from subsetctl.gradients.store import held_bytes
     from subsetctl.modeling.footprint import model_shape
 
@@ -720,8 +718,7 @@ def planned_room(spec: Spec, project: Project, n_rows: int, forced: bool) -> tup
         return None
     folder = project.stage_dir("gradients")
     held = 0 if forced else held_bytes(folder / "store")
-    where = next(p for p in (folder, *folder.parents) if p.exists())  # (made by the run)
-    return room_needed(n_rows, spec.gradients.d, shape.hidden, held), shutil.disk_usage(where).free, where
+    return (room_needed(n_rows, spec.gradients.d, shape.hidden, held), *common.free_disk_at(folder))
 
 
 def shard_numbers(name: str) -> tuple[int, int] | None:

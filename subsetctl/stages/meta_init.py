@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from subsetctl.pipeline import StageContext
+from subsetctl.project import Project
 from subsetctl.spec import Spec
 from subsetctl.stages import common
 
@@ -33,6 +34,12 @@ class MetaInitStage(common.ModelStage):
     def work(self, spec: Spec, forced: bool = False) -> str:
         m = spec.meta_init
         return common.steps_work(m.steps, m.batch_size, m.grad_accum)
+
+    def planned_work(self, spec: Spec, forced: bool, project: Project, rerun: set[str],
+                     resumes: bool = False) -> str | None:
+        """:meth:`work`, and the disk its checkpoints and adapter take where that matters
+        (:func:`~subsetctl.stages.common.lora_disk_note`)."""
+        return self.work(spec, forced) + common.lora_disk_note(self.name, spec, project)
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         from subsetctl.modeling.lora import adapter_fingerprint, count_trainable

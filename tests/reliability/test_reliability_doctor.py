@@ -92,7 +92,39 @@ def test_plan_and_doctor_say_when_the_gradient_store_would_not_fit(
     assert "and only 1 kB is free in" in plan and "`run` would stop at this stage until there is room" in plan, plan
     result = CliRunner().invoke(main, ["doctor", str(project)])
     assert result.exit_code == 1, result.output
-    assert "the gradients stage asks for about" in result.output and "store of" in result.output, result.output
+    assert "the stages still to run ask for about" in result.output, result.output
+    assert "the gradients stage's store of" in result.output, result.output
+
+
+def test_plan_and_doctor_count_meta_inits_checkpoints_and_the_fine_tunes_adapters(
+    healthy: None, tmp_path: Path, tiny_llama: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk plan and doctor gave was the gradient store's alone: meta_init's checkpoints
+    and the fine-tunes' adapters (0.6 GB each for a 7B model at r=64, two copies a fine-tune)
+    were left out, so a disk with room for the store passed and `run` stopped hours on."""
+    from subsetctl.modeling.footprint import disk_bytes, model_shape
+    from subsetctl.spec import load_spec
+
+    project = rf.make_project(tmp_path / "p", rf.small_spec(tiny_llama))
+    spec = load_spec(project / "subsetctl.yaml")
+    shape = model_shape(spec, project)
+    assert shape is not None and shape.lora_per_rank
+    adapter = shape.lora_per_rank * spec.model.lora.r * 4
+    meta_init, finetune = disk_bytes("meta_init", spec, shape), disk_bytes("finetune", spec, shape)
+    assert meta_init == 10 * adapter  # three checkpoints (adapter and AdamW's two moments) and the adapter
+    assert finetune == 9 * adapter + 2 * 3 * adapter  # exhaustive, all, target_only: in runs/ and the cache
+    real = shutil.disk_usage
+    free = meta_init + finetune - 1  # (the gradients stage's rows are not counted yet: no data stage)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: type(real(p))(10**12, 10**12 - free, free))
+    plan = " ".join(CliRunner().invoke(main, ["plan", str(project)]).output.split())
+    assert "its checkpoints and adapter need up to" in plan and "its adapters and checkpoints need up to" in plan, plan
+    result = CliRunner().invoke(main, ["doctor", str(project)])
+    assert result.exit_code == 1, result.output
+    detail = " ".join(result.output.split())
+    assert "meta_init's checkpoints and adapter" in detail and "the fine-tunes' adapters" in detail, detail
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: type(real(p))(10**14, 10**13, 10**13))  # 10 TB free
+    plan = CliRunner().invoke(main, ["plan", str(project)]).output
+    assert "need up to" not in plan, plan  # under 1% of the free disk: not worth a word
 
 
 def test_doctor_dask_needed_by_spec_but_missing(healthy: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
