@@ -100,8 +100,9 @@ def test_plan_and_doctor_count_meta_inits_checkpoints_and_the_fine_tunes_adapter
     healthy: None, tmp_path: Path, tiny_llama: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The disk plan and doctor gave was the gradient store's alone: meta_init's checkpoints
-    and the fine-tunes' adapters (0.6 GB each for a 7B model at r=64, two copies a fine-tune)
-    were left out, so a disk with room for the store passed and `run` stopped hours on."""
+    and the fine-tunes' adapters (0.6 GB each for a 7B Llama at r=64 on every linear layer,
+    two copies a fine-tune) were left out, so a disk with room for the store passed and `run`
+    stopped hours on."""
     from subsetctl.modeling.footprint import disk_bytes, model_shape
     from subsetctl.spec import load_spec
 
