@@ -4,10 +4,12 @@ Checks: the Python version, a writable temporary folder (torch and datasets need
 are imported), torch and the device it will use, the packaged models (and
 whether SmolLM2's one-time GGUF conversion is cached, or else its cache folder can take
 it), the installed plugins (each imports, and a plugin package's packaged model finds its
-folder), and free disk space where the project lives (given a project whose data stage has
-counted the rows, against what its gradients stage will ask for). Given a project directory, also: that
+folder), and free disk space where the project lives (given a project, against what its
+stages still to run write: the gradient store once the data stage has counted the rows,
+meta_init's checkpoints, the fine-tunes' adapters). Given a project directory, also: that
 it is a folder (or its subsetctl.yaml) and its spec is valid, that the hub ids it names
-load here, that the hub and datasets caches can take what `run` writes there, that its
+load here, that the hub and datasets caches can take what `run` writes there (the hub
+cache is only read where the hub cannot be reached), that its
 ``model.device`` is there, that the folder and its stage folders are writable, and that dask is importable when
 the spec asks for ``executor.backend: dask`` (and its ``executor.address``, if any, takes
 a connection); a packaged model the spec does not name is
