@@ -743,7 +743,7 @@ def test_plan_says_how_much_work_the_last_run_took_its_seconds_for(tiny_project_
     text = " ".join(CliRunner().invoke(main, args).output.split())
     assert re.search(r"meta_init: 40 steps of 4 examples; its last run took [\d.]+ m?s, for 4 steps of 4 examples",
                      text), text
-    assert re.search(r"projected to d = 64: [\d,]+ rows \(.*?caps its rows\); its last run took", text), text
+    assert re.search(r"projected to d = 64: [\d,]+ rows \(.*?caps its rows\)(; its store needs about [^;]* of disk)?; its last run took", text), text
     assert re.search(r"its last run took [\d.]+ m?s, for one gradient per example of the target and the 3 sources, "
                      r"in batches of 4, projected to d = 16", text), text
     statuses = {s["stage"]: s for s in json.loads(CliRunner().invoke(main, [*args, "--format", "json"]).stdout)}
