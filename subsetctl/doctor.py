@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from subsetctl.errors import shell_arg, standard_input_note, teammate_note
+from subsetctl.plugin_scoping import plugin_scope
 
 #: the version of what `doctor --format json` prints (its ``doctor_format``), raised whenever a
 #: subsetctl changes its keys or their meaning, as ``validate_format`` and ``plan_format`` are
@@ -646,10 +647,13 @@ def _unless_unused(check: Check, spec: Any) -> Check:
     return Check(check.name, True, f"{check.detail} (not needed: the project's model.source is {spec.model.source})")
 
 
+@plugin_scope()
 def run_checks(directory: Path | None = None, import_plugins: bool = True) -> list[Check]:
     """Every check, in display order; ``directory`` is an optional project folder, whose
     spec's ``plugins:`` are not imported with ``import_plugins=False`` (``--no-plugins``;
-    installed plugins are imported all the same: checking that they import is doctor's job)."""
+    installed plugins are imported all the same: checking that they import is doctor's job).
+    One plugin scope for all of them: the spec check's plugins stay registered for the checks
+    after it (a plugin estimator's ``needs_model`` gives the search a memory estimate)."""
     if not (temp := check_temp_folder()).ok:  # (importing torch, datasets or a plugin would fail on it)
         return [check_python(), temp]
     checks = [check_python(), temp, check_torch(), *check_packaged_models(), *check_installed_plugins()]

@@ -43,10 +43,10 @@ MODEL_STAGES = ("meta_init", "gradients", "verify", "finetune", "evaluate")
 def loads_model(stage: str, spec: Any) -> bool:
     """Whether ``stage`` loads the model with ``spec``: the :data:`MODEL_STAGES`, and the
     search whose estimator fine-tunes for real (``true_finetune``: one subset at a time, in
-    this process, with verify's batch size and budget). An estimator not registered here (a
-    spec's plugin not imported now: `doctor` checks memory after its spec check's plugin scope
-    ends, or with ``--no-plugins``) loads none as far as this says: the spec check says why it
-    is unknown, and this raised it from doctor's memory check, ending every check after it."""
+    this process, with verify's batch size and budget; a plugin's that sets ``needs_model``).
+    An estimator not registered here (a spec's plugin not imported, with ``--no-plugins``)
+    loads none as far as this says: the spec check says why it is unknown, and this raised it
+    from doctor's memory check, ending every check after it."""
     if stage in MODEL_STAGES:
         return True
     if stage != "search":

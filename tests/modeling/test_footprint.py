@@ -140,3 +140,34 @@ def test_a_packaged_model_converted_already_is_estimated_from_its_converted_fold
     monkeypatch.setattr(packaged, "present_folder", lambda name, cache_dir=None: tiny_llama)
     found = estimate("meta_init", spec, tiny_llama)
     assert found is not None and "parameters in float32" in found[1]
+
+
+def test_doctor_weighs_a_plugin_estimator_that_loads_the_model(tiny_project: Path, monkeypatch) -> None:
+    """doctor checked memory after its spec check's plugin scope had ended, so a spec's plugin
+    estimator setting ``needs_model`` was unknown there: its search got no estimate."""
+    import sys
+
+    from subsetctl.doctor import run_checks
+
+    (tiny_project / "model_est_plugin.py").write_text('''
+from subsetctl.estimate.solvers import FastEstimator
+from subsetctl.registry import ESTIMATORS
+
+@ESTIMATORS.register("model_est", "fine-tunes in the search's process")
+class ModelEst(FastEstimator):
+    needs_model = True
+''')
+    monkeypatch.syspath_prepend(str(tiny_project))
+    spec = yaml.safe_load((tiny_project / "subsetctl.yaml").read_text())
+    spec.update(plugins=["model_est_plugin:ModelEst"], estimate={"estimator": "model_est"})
+    spec["model"]["device"] = "cpu"
+    spec.setdefault("verify", {})["batch_size"] = 512  # (the search's fine-tunes take verify's: the peak)
+    (tiny_project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    monkeypatch.setattr(footprint, "available_memory", lambda: (64 * 2**30, "available"))
+    try:
+        checks = run_checks(tiny_project)
+    finally:
+        sys.modules.pop("model_est_plugin", None)
+    assert [c.name for c in checks if not c.ok] == [], [c for c in checks if not c.ok]
+    (memory,) = [c for c in checks if c.name == "memory"] or [None]
+    assert memory is not None and memory.detail.startswith("search needs about"), [c.name for c in checks]
