@@ -272,7 +272,8 @@ def hub_revision_changed_note(project: Project, spec: Any) -> str | None:
     is known by its name, but a stage that runs again (a new source, ``finetune.seeds``
     raised) loads the new commit beside results of the old, and nothing said so. The
     results' commit is the first model stage's record of it (the model's ``revision`` in its
-    summary, the finetune stage's base-model record). None where they match, or where
+    summary, the finetune stage's base-model record), and that stage is the one to force
+    (meta_init's results from before revisions were recorded may have none). None where they match, or where
     either is not known (a local folder, results from before revisions were recorded)."""
     import huggingface_hub.constants as hub_constants
 
@@ -304,7 +305,7 @@ def hub_revision_changed_note(project: Project, spec: Any) -> str | None:
     return (f"The {stage_name} stage's results (and those after it) were made from {source!r} at commit {old}, but "
             f"the local Hugging Face cache now serves commit {now}: the stages stay up to date (a hub id is known by "
             "its name), but one that runs again loads the new commit beside results of the old. To redo them all "
-            f"from it, `subsetctl run --force meta_init`; {keep}.")
+            f"from it, `subsetctl run --force {stage_name}`; {keep}.")
 
 
 def models_named_anew(project: Project, spec: Any) -> dict[str, str]:

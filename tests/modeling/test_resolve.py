@@ -1234,3 +1234,26 @@ def test_model_revision_is_refused_for_a_packaged_model_or_a_local_folder(tmp_pa
     assert issues[0].message.startswith(expected), issues[0].message
     with pytest.raises(UserError, match=re.escape(expected)):
         resolve_model(source, "causal-lm", revision="main")
+
+
+def test_the_hub_revision_warning_forces_the_first_stage_that_recorded_a_commit(monkeypatch, tmp_path) -> None:
+    """Where meta_init's results record no commit (made before commits were recorded) and a later
+    model stage's do, the warning named that stage's results but advised `run --force meta_init`."""
+    from types import SimpleNamespace
+
+    from subsetctl.modeling import resolve
+    from subsetctl.report import build
+
+    source = "tinyorg/tinyllama"
+    manifests = [("meta_init", {"summary": {"model": {"name": source}}}),
+                 ("gradients", {"summary": {"model": {"revision": "a" * 40}}}),
+                 ("verify", {"summary": {"model": {"revision": "c" * 40}}})]
+    monkeypatch.setattr(build, "_shown_results",
+                        lambda project, skip: [(SimpleNamespace(name=n), m) for n, m in manifests])
+    monkeypatch.setattr(build, "_recorded_model_source", lambda manifest: source)
+    monkeypatch.setattr(resolve, "adapter_base_model_revision", lambda source, root, pinned: "b" * 40)
+    spec = SimpleNamespace(model=SimpleNamespace(source=source, revision=None))
+    note = build.hub_revision_changed_note(SimpleNamespace(root=tmp_path), spec)
+    assert note is not None and note.startswith(f"The gradients stage's results (and those after it) were made from "
+                                                f"{source!r} at commit {'a' * 40}"), note
+    assert "`subsetctl run --force gradients`" in note and "meta_init" not in note, note
