@@ -291,12 +291,26 @@ def shown_text(text: str) -> str:
     and the one shown can be written in a spec. Other scripts stay as they are ('データ', not
     '\\u30c7\\u30fc\\u30bf' as ``ascii`` writes them). Escaped too: a character NFC replaces
     (U+212B ANGSTROM SIGN, which prints as U+00C5 'Å') and Hangul's conjoining jamo, which
-    print as the syllable they spell ('한' decomposed), though neither is a combining mark."""
+    print as the syllable they spell ('한' decomposed), though neither is a combining mark; and,
+    as ``repr`` escapes them, the characters that do not print (a line break: "e\\u0301\\n")."""
     if unicodedata.is_normalized("NFC", text):
         return repr(text)
-    escaped = "".join(f"\\u{ord(c):04x}" if _in_another_form_alone(c) else "\\" + c if c in '"\\' else c
-                      for c in text)
+    escaped = "".join(_yaml_escape(c) if _in_another_form_alone(c) or not c.isprintable()
+                      else "\\" + c if c in '"\\' else c for c in text)
     return f'"{escaped}"'
+
+
+#: the short escapes of YAML's double-quoted scalars (and Python's) for the control characters a label may hold
+_SHORT_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def _yaml_escape(c: str) -> str:
+    """``c`` as an escape YAML's double-quoted scalars read (``\\n``, ``\\x07``, ``\\u0301``): a
+    line break or other character ``repr`` escapes would break or hide the quoted text."""
+    code = ord(c)
+    if c in _SHORT_ESCAPES:
+        return _SHORT_ESCAPES[c]
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 def _in_another_form_alone(c: str) -> bool:

@@ -528,6 +528,17 @@ def test_a_hangul_or_singleton_name_in_another_form_is_shown_apart_too() -> None
     assert shown_text(unicodedata.normalize("NFD", "\ud55c")) == '"\\u1112\\u1161\\u11ab"'
     assert shown_text("\u212b") == '"\\u212b"'
 
+def test_a_text_in_another_form_shows_its_control_characters_escaped() -> None:
+    """A label "e\u0301\n" (another form, and a line break) printed its line break raw, breaking
+    the message's line, where repr escapes it in a composed text: escaped as YAML reads them."""
+    import yaml
+
+    from subsetctl.errors import shown_text
+
+    for text, shown in (("e\u0301\n", '"e\\u0301\\n"'), ("e\u0301\t\x07\u2028", '"e\\u0301\\t\\x07\\u2028"')):
+        assert shown_text(text) == shown and yaml.safe_load(shown_text(text)) == text, shown_text(text)
+
+
 def test_a_project_or_spec_named_in_another_unicode_form_or_case_says_which_is_there(jsonl_project: Path) -> None:
     """`subsetctl plan projé` for a folder unpacked from a macOS archive (`proje` + a combining
     accent), or `validate proj/Subsetctl.yaml`, said only "does not exist" / "no such spec file"."""
