@@ -1951,6 +1951,27 @@ def test_an_override_held_by_the_spec_is_compared_on_its_own_key_not_a_label_hol
     assert not _held_by_the_spec(stage, spec, manifest, 'target.label_map."v1.2"=b')
 
 
+def test_a_source_files_override_is_held_by_the_spec_only_where_the_sources_it_made_are_the_spec_files() -> None:
+    """`run source_files[0].max_examples=3`: the stages record no `source_files` (the group's sources
+    instead), so nothing lay under the override's key on either side and `{} == {}` took it as held by
+    the spec file: the report dropped it from "made with command-line overrides" though the file does
+    not hold it. The group's sources are compared; a key nothing recorded is not held."""
+    from types import SimpleNamespace
+
+    from subsetctl.report.build import _held_by_the_spec
+
+    def sliced(n: int | None) -> dict:
+        return {"sources": [{"name": "x", "max_examples": n}]}
+
+    manifest = {"inputs": {"slice": sliced(3)}}
+    spec = SimpleNamespace(command_line_overrides=[])
+    for now, held in ((None, False), (3, True)):
+        stage = SimpleNamespace(spec_slice=lambda spec, now=now: sliced(now))
+        assert _held_by_the_spec(stage, spec, manifest, "source_files[0].max_examples=3") is held, now
+    stage = SimpleNamespace(spec_slice=lambda spec: sliced(3))
+    assert not _held_by_the_spec(stage, spec, manifest, "finetune.steps=5")  # (not recorded: not known held)
+
+
 def test_a_model_or_data_file_named_with_markdown_is_one_cell_shown_as_written() -> None:
     """The "Reproducing the selection" tables name the files of the model's folder and of a
     source's folder, which come from someone else: a ``|`` in a name split the row (the

@@ -538,11 +538,15 @@ def _held_by_the_spec(stage: Any, spec: Any, manifest: dict[str, Any], override:
         return False
     # both quoted alike: unquoted, a label `v1.2`'s key lay under the override `label_map.v1=...`'s
     quoted = quoted_key(split_override(override)[0])
+    if same_branch("source_files", quoted):  # a group's setting: recorded in the sources it expands into
+        quoted = "sources"
 
     def under_key(settings: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in flatten(settings, quoted=True).items() if same_branch(k, quoted)}
 
-    return under_key(recorded) == under_key(stage.spec_slice(spec))
+    held = under_key(recorded)
+    # (none recorded under the key: nothing says the file holds it, where {} == {} said it always did)
+    return bool(held) and held == under_key(stage.spec_slice(spec))
 
 
 def results_plugins(project: Project, skip: frozenset[str] | set[str] = frozenset()) -> dict[str, dict[str, Any]]:
