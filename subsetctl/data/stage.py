@@ -590,7 +590,10 @@ def run_data_stage(
     with quiet_datasets():  # one source at a time: memory for one source's re-encoded copy
         for name, splits in prepared.items():
             _save_in_vocabulary(out_dir, name, splits, records[name], labels, found_at[name])
-    classes = {name: {split: dict(sorted(Counter(label_texts(ds)).items())) for split, ds in splits.items() if len(ds)}
+    from subsetctl.report import class_key
+
+    classes = {name: {split: dict(sorted(Counter(map(class_key, label_texts(ds))).items()))
+                      for split, ds in splits.items() if len(ds)}
                for name, splits in prepared.items()}
     return _write_summary(out_dir, spec, {name: split_summary(splits) for name, splits in prepared.items()},
                           labels, group_label_map_warnings(spec, warnings), reused, classes)
@@ -656,14 +659,16 @@ def _answer_counts(splits: dict[str, Dataset], classes: list[str]) -> dict[str, 
     words (``classes``), as a classifier's data.json ``classes`` are, for the report's class
     balance: each answer that is one of them (as the test metrics compare answers), the others
     summed under :data:`~subsetctl.report.OTHER_ANSWERS` (a source's free answers, thousands of
-    them, are no classes to list)."""
-    from subsetctl.report import OTHER_ANSWERS
+    them, are no classes to list); a class literally so named under its own key (:func:`~subsetctl.
+    report.class_key`), apart from them."""
+    from subsetctl.report import OTHER_ANSWERS, class_key
 
     known = set(classes)
     out = {}
     for split, ds in splits.items():
         if len(ds):
-            rows = Counter(a if a in known else OTHER_ANSWERS for a in _normalized(label_texts(ds, "response")))
+            rows = Counter(class_key(a) if a in known else OTHER_ANSWERS
+                           for a in _normalized(label_texts(ds, "response")))
             out[split] = dict(sorted(rows.items()))
     return out
 

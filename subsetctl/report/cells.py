@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from subsetctl.errors import shown_text
-from subsetctl.report import BASELINES, OTHER_ANSWERS
+from subsetctl.report import BASELINES, OTHER_ANSWERS, class_of_key
 
 
 def fmt(value: Any, digits: int = 4) -> str:
@@ -503,12 +503,14 @@ CLASSES_SHOWN = 6
 def _class_shares(counts: dict[str, int], name: Callable[[str], str] = str) -> str:
     """Rows per class as shares ("'negative' 30%, 'positive' 70% of 40 rows"), the most
     common :data:`CLASSES_SHOWN` first when there are more (the others summed); two classes
-    differing only in Unicode form told apart (:func:`~subsetctl.errors.shown_text`)."""
+    differing only in Unicode form told apart (:func:`~subsetctl.errors.shown_text`); the others'
+    answers' count (:data:`~subsetctl.report.OTHER_ANSWERS`) unquoted, a class so named quoted."""
     total = sum(counts.values())
     if not total:
         return "no rows"
     ranked = sorted(counts.items(), key=lambda item: -item[1]) if len(counts) > CLASSES_SHOWN else list(counts.items())
-    shown = ", ".join(f"{label if label == OTHER_ANSWERS else name(shown_text(label))} {percent_cell(n / total)}"
+    shown = ", ".join(f"{label if label == OTHER_ANSWERS else name(shown_text(class_of_key(label)))} "
+                      f"{percent_cell(n / total)}"
                       for label, n in ranked[:CLASSES_SHOWN])
     rest = sum(n for _, n in ranked[CLASSES_SHOWN:])
     if rest:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -159,6 +160,37 @@ def test_crash_keeps_previous_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert not [p for p in out.iterdir() if p.name.startswith(".tmp-")]
 
 
+def _answers_project(tmp_path: Path, target_answer: Callable[[int], str], source_answers: list[str]) -> Spec:
+    """A causal LM's spec: target ``t`` of 100 rows answering ``target_answer(i)`` (split 90/10)
+    and source ``s`` of 6 rows answering ``source_answers`` in turn, written into ``tmp_path``."""
+    write_jsonl(tmp_path / "t.jsonl", [{"prompt": f"t{i}", "response": target_answer(i)} for i in range(100)])
+    write_jsonl(tmp_path / "s.jsonl", [{"prompt": f"s{i}", "response": source_answers[i % len(source_answers)]}
+                                       for i in range(6)])
+    return Spec.model_validate({
+        "target": {"name": "t", "loader": {"type": "jsonl", "path": "t.jsonl"}, "split": {"train": 0.9, "test": 0.1}},
+        "sources": [{"name": "s", "loader": {"type": "jsonl", "path": "s.jsonl"}}]})
+
+
+def test_a_class_named_like_the_others_answers_is_counted_and_shown_apart_from_them(tmp_path: Path) -> None:
+    """A class-word answer literally "(other answers)" was counted under the key of the answers
+    that are no class (and shown, unquoted, as them); a classifier's label so named printed
+    unquoted too: each keeps its own key, shown quoted, beside the others' count."""
+    from subsetctl.report import OTHER_ANSWERS
+    from subsetctl.report.build import class_balance
+    from subsetctl.report.cells import class_balance_line
+
+    spec = _answers_project(tmp_path, lambda i: "(other answers)" if i % 2 else "positive",
+                            ["(Other answers).", "positive", "42"])
+    run_data_stage(spec, tmp_path, tmp_path / "out")
+    data = json.loads((tmp_path / "out" / "data.json").read_text())
+    assert data["classes"]["s"]["train"][OTHER_ANSWERS] == 2 and sum(data["classes"]["s"]["train"].values()) == 6
+    line = class_balance_line({"class_balance": class_balance(data, {"selections": {"all": ["s"]}}), "final": "all"})
+    assert line is not None and "(the final pick) '(other answers)' " in line and ", (other answers) 2.1%, " in line, line
+    classifier = {"test": {OTHER_ANSWERS: 1, "b": 1}, "train": {"all": {"\x00" + OTHER_ANSWERS: 1, "b": 1}}}
+    line = class_balance_line({"class_balance": classifier, "final": "all"})
+    assert line is not None and "all (the final pick) '(other answers)' 50%" in line, line
+
+
 def test_a_causal_lm_answering_in_class_words_counts_its_rows_per_class(tmp_path: Path) -> None:
     """A causal LM's target whose answers are a few class words got macro-F1 as a classifier
     does, but no "Rows per class" (class_balance) in the report, and its imbalance was not
@@ -169,13 +201,7 @@ def test_a_causal_lm_answering_in_class_words_counts_its_rows_per_class(tmp_path
     from subsetctl.report.build import class_balance
     from subsetctl.report.cells import class_balance_line
 
-    write_jsonl(tmp_path / "t.jsonl", [{"prompt": f"t{i}", "response": "negative" if i % 20 == 0 else "positive"}
-                                       for i in range(100)])
-    write_jsonl(tmp_path / "s.jsonl", [{"prompt": f"s{i}", "response": ["Negative.", "positive", "42"][i % 3]}
-                                       for i in range(6)])
-    spec = Spec.model_validate({
-        "target": {"name": "t", "loader": {"type": "jsonl", "path": "t.jsonl"}, "split": {"train": 0.9, "test": 0.1}},
-        "sources": [{"name": "s", "loader": {"type": "jsonl", "path": "s.jsonl"}}]})
+    spec = _answers_project(tmp_path, lambda i: "negative" if i % 20 == 0 else "positive", ["Negative.", "positive", "42"])
     summary = run_data_stage(spec, tmp_path, tmp_path / "out")
     data = json.loads((tmp_path / "out" / "data.json").read_text())
     assert data["classes"]["s"] == {"train": {OTHER_ANSWERS: 2, "negative": 2, "positive": 2}}
