@@ -1846,6 +1846,7 @@ def head_label_texts(loader: LoaderBase, path: Path, at_most: int = LABEL_ROWS_R
 
     field = loader.label_field
     values: list[Any] = []
+    read: int | None = None  # rows read, where some are left out of ``values`` (a CSV file's rows not UTF-8)
     # unreadable or not what it claims: the file checks and the loader say why
     with contextlib.suppress(Exception):
         if loader.type in ("jsonl", "csv") and loader.where is not None:  # that value's first rows, not the file's
@@ -1862,6 +1863,7 @@ def head_label_texts(loader: LoaderBase, path: Path, at_most: int = LABEL_ROWS_R
                 head = _csv_head(loader, path, at_most)
             except UnicodeDecodeError:  # rows not UTF-8: no rows, as the data stage leaves them out
                 head = _csv_head(loader, path, at_most, escaped=True)
+                read = len(head)  # (rows past them are unread though fewer are kept)
                 head = head[[not any(isinstance(cell, str) and has_escaped_bytes(cell) for cell in row)
                              for row in head.itertuples(index=False)]]
             values = head[field].tolist() if field in head.columns else []
@@ -1899,7 +1901,7 @@ def head_label_texts(loader: LoaderBase, path: Path, at_most: int = LABEL_ROWS_R
             texts.append(label_to_text(value))
         except UnicodeDecodeError:  # bytes that are not UTF-8 text: the data stage names the row
             continue
-    return [t for t in texts if t.strip()], len(values) >= at_most
+    return [t for t in texts if t.strip()], (len(values) if read is None else read) >= at_most
 
 
 def _csv_head(loader: CsvLoader, path: Path, rows: int, escaped: bool = False) -> Any:

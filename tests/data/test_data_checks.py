@@ -1710,3 +1710,19 @@ def test_a_label_map_key_of_other_digits_beside_a_classlabel_column_is_no_traceb
     report = validate_spec_file(tmp_path / "subsetctl.yaml")
     said = [w.message for w in report.warnings if w.key.endswith("label_map")]
     assert len(said) == 1 and said[0].startswith("'1' is a class id of the ClassLabel column 'response'"), said
+
+
+def test_head_label_texts_says_rows_are_left_unread_past_a_csv_row_not_utf8(tmp_path: Path) -> None:
+    """A CSV file longer than the rows read, one of them not UTF-8 (left out, as the data stage
+    leaves it out): the rows past those read are still unread. Counting the rows kept said all
+    were read, so validate took the first rows' labels for the target's every class and said
+    no "a later row may have it" beside a label_map key those rows lack."""
+    from subsetctl.data.checks import head_label_texts
+    from subsetctl.spec import CsvLoader
+
+    lines = [b"text,y\n"] + [f"e{i},{'ab'[i % 2]}\n".encode() for i in range(10)]
+    lines.insert(2, b"x\x81,a\n")
+    (tmp_path / "e.csv").write_bytes(b"".join(lines))
+    loader = CsvLoader(type="csv", path=str(tmp_path / "e.csv"), prompt_field="text", label_field="y")
+    texts, more = head_label_texts(loader, tmp_path / "e.csv", 4)
+    assert texts == ["a", "b", "a"] and more, (texts, more)
