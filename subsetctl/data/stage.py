@@ -638,7 +638,7 @@ def answers_past_generation(spec: Spec, spec_dir: Path, test: Dataset | None) ->
 
 def _normalized(answers: list[str]) -> list[str]:
     """Causal-LM answers as the test metrics compare them (:func:`~subsetctl.modeling.evaluate.
-    normalize_answer`: case, spaces and a trailing period aside)."""
+    normalize_answer`: Unicode form, case, spaces and trailing sentence-final marks aside)."""
     from subsetctl.modeling.evaluate import normalize_answer
 
     return [normalize_answer(a) for a in answers]
