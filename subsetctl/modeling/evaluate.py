@@ -84,7 +84,12 @@ def _kept_form(char: str) -> bool:
 def _compatibility_folded(text: str) -> str:
     """``text`` in Unicode NFKC (one form for NFC and NFD 'café', full-width '１２' as '12',
     ligatures 'ﬁ' as 'fi'), but superscripts, subscripts and vulgar fractions
-    (:func:`_kept_form`), which NFKC would make other text of, in NFC as written."""
+    (:func:`_kept_form`), which NFKC would make other text of, in NFC as written. Text in NFKC
+    already (most answers: it holds no such form, which NFKC changes) is returned as it is, with
+    no pass over each character in Python (the data stage normalizes every answer of every
+    source where the target's are class words)."""
+    if unicodedata.is_normalized("NFKC", text):
+        return text
     return "".join(unicodedata.normalize("NFC" if kept else "NFKC", "".join(run))
                    for kept, run in itertools.groupby(text, key=_kept_form))
 

@@ -103,6 +103,21 @@ def test_normalize_of_ascii_is_as_before_but_for_a_run_of_final_periods(text) ->
         assert normalize_answer(text) == before
 
 
+def test_normalize_answer_of_text_in_nfkc_makes_no_pass_over_each_character(monkeypatch) -> None:
+    """An answer in NFKC already (English text, most CJK text) is folded with no Python call per
+    character: the data stage normalizes every answer of every source where the target's are
+    class words, and that pass made it 7 times slower (20,000 answers of 180 characters: 0.2 s
+    before NFKC, 1.5 s with it). A superscript still takes the per-character pass, and is kept."""
+    def per_character(char: str) -> bool:
+        raise AssertionError(f"a per-character pass over {char!r}")
+
+    monkeypatch.setattr(ev, "_kept_form", per_character)
+    assert normalize_answer("  The Quick  Brown fox. ") == "the quick brown fox"
+    assert normalize_answer("東京タワー。") == "東京タワー"
+    monkeypatch.undo()
+    assert normalize_answer("10²") == "10²"
+
+
 def _rg_rows(task: str, n: int, seed: int = 7) -> list[dict]:
     import reasoning_gym
 
