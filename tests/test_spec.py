@@ -1584,6 +1584,21 @@ def test_model_revision_is_taken_for_a_hub_id_and_dumped_only_when_set(monkeypat
     assert [i.key for i in issues] == ["model.revision"], issues
 
 
+@pytest.mark.parametrize("revision", ["v 1", ""])
+def test_a_model_revision_with_a_space_or_empty_says_what_a_revision_is(revision: str) -> None:
+    """`model.revision: "v1.0 "` (a space) or "" was refused in pydantic's words, "String should
+    match pattern '^\\S+$'", which said nothing of what to write."""
+    import copy
+
+    data = copy.deepcopy(MINIMAL)
+    data["model"] = {"source": "org/name", "revision": revision}
+    _, issues = validate_data(data, "x.yaml")
+    assert [(i.key, i.message) for i in issues] == [("model.revision", (
+        f"the text {revision!r} is no revision: write a commit sha, or a branch or tag name, none of which holds a "
+        "space (model.revision: main, v1.0, or the commit's 40 hex digits), or remove model.revision to load the "
+        "cache's main or the hub's latest"))]
+
+
 def test_a_value_out_of_its_range_is_shown_beside_the_bound() -> None:
     """`max_examples: -1` said "Input should be greater than or equal to 1" without the value
     written (a strategy's params said "(got -5)"); the key's other messages show it too."""

@@ -347,6 +347,11 @@ def plain_error_message(err: Any) -> str:
     if kind == "list_type":  # `search.strategies=exhaustive`
         return (f"expected a list, got {_describe_value(value)} (in YAML `[a, b]`, or one `- item` per "
                 "line)")
+    if tuple(err["loc"]) == ("model", "revision") and kind in ("string_pattern_mismatch", "string_too_short"):
+        # (pydantic's "String should match pattern '^\\S+$'" said nothing of what a revision is)
+        return (f"{_describe_value(value)} is no revision: write a commit sha, or "
+                "a branch or tag name, none of which holds a space (model.revision: main, v1.0, or the commit's 40 "
+                "hex digits), or remove model.revision to load the cache's main or the hub's latest")
     if kind == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == NAME_PATTERN:
         hint = ""
         if isinstance(value, str) and not value.isascii():  # 'café' is letters, but not ASCII ones
