@@ -274,11 +274,11 @@ def labels_the_target_lacks(name: str, texts: list[str], target_labels: set[str]
                     f"source's label_map (e.g. label_map: {{{shown_text(a)}: {shown_text(b)}}}).")
         elif not labels & target_labels:
             ours = sorted(target_labels)
-            named = ", ".join(repr(t) for t in ours[:5]) + (f" and {len(ours) - 5} more" if len(ours) > 5 else "")
+            named = ", ".join(map(shown_text, ours[:5])) + (f" and {len(ours) - 5} more" if len(ours) > 5 else "")
             hint = (" None of its labels is the target's: classes are matched across files by their names, so "
                     "its rows teach only classes the target's test never asks for (predicting one is a miss). "
                     f"If they are the target's classes ({named}) under other names, map them onto those with "
-                    f"the source's label_map (e.g. label_map: {{{extra[0]}: {ours[0]}}}).")
+                    f"the source's label_map (e.g. label_map: {{{shown_text(extra[0])}: {shown_text(ours[0])}}}).")
         elif label_map and not set(extra) & set(label_map.values()):
             hint = _unmapped_hint(label_map, extra, texts, target_labels)
         else:

@@ -508,7 +508,7 @@ def test_a_source_with_none_of_the_targets_labels_is_told_they_are_matched_by_na
                     "classes are matched across files by their names, so its rows teach only classes the target's "
                     "test never asks for (predicting one is a miss). If they are the target's classes ('negative', "
                     "'positive') under other names, map them onto those with the source's label_map (e.g. "
-                    "label_map: {0: negative}).")
+                    "label_map: {'0': 'negative'}).")  # (quoted: a label 'a: b' unquoted was no YAML)
     assert some == ("Source 'some' has labels the target never uses: 'mixed'. Its rows of those classes teach "
                     "classes the target's test never asks for (predicting one is a miss); if one is a target class "
                     "under another name, map it with the source's label_map.")  # shares 'positive'
