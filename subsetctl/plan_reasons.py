@@ -356,7 +356,8 @@ def changed_inputs(old: Any, new: dict[str, Any], earlier_model: tuple[str, str]
     if rescored:  # the evaluate stage's
         parts.append("exact match now compares answers in one Unicode form (NFKC: NFC and NFD 'café' alike, "
                      "full-width '１２' as '12') and drops other scripts' sentence-final marks ('東京。' = '東京'): "
-                     "the test answers kept were scored otherwise, so each adapter is evaluated again")
+                     "the test answers kept were scored otherwise: they are re-scored from the kept answers, nothing "
+                     "generated (an adapter whose answers are not kept is evaluated again)")
     if report_format in new and old.get(report_format) != new[report_format]:
         from subsetctl.report.build import added_since
 

@@ -1056,8 +1056,8 @@ def test_cached_runs_follow_the_model_files_not_their_folder(tiny_project_ran, t
         return {"model": fingerprint_dump(ctx.spec)["model"],
                 **model_fingerprint_inputs(ctx.spec.model.source, ctx.project.root)}, []
 
-    def evaluate_keys_as_before(ctx, runs: list[str]) -> dict[str, list[str]]:  # with the adapter's config
-        return {run: keys[1:] for run, keys in result_cache_keys(ctx, runs).items()}
+    def evaluate_keys_as_before(ctx, runs: list[str], **kw) -> dict[str, list[str]]:  # with the adapter's config
+        return {run: keys[1:] for run, keys in result_cache_keys(ctx, runs, **kw).items()}
 
     result_cache_keys = evaluate_stage.result_cache_keys
     with monkeypatch.context() as patched:  # an earlier subsetctl

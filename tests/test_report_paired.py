@@ -127,43 +127,93 @@ def _recorded_before_row_losses(stage: Path) -> None:
         (stage / name).write_text(json.dumps(record))
 
 
-@pytest.mark.parametrize("also_row_losses", [False, True])
-def test_results_scored_before_answers_were_compared_in_nfkc_are_evaluated_again(
-        tiny_project_ran, monkeypatch: pytest.MonkeyPatch, also_row_losses: bool) -> None:
+@pytest.mark.parametrize(("cache", "also_row_losses"), [("kept", False), ("deleted", False), ("kept", True)])
+def test_results_scored_before_answers_were_compared_in_nfkc_are_scored_again_without_generating(
+        tiny_project_ran, monkeypatch: pytest.MonkeyPatch, cache: str, also_row_losses: bool) -> None:
     """Test results a subsetctl comparing answers otherwise scored ('東京。' not '東京', NFD
-    'café' not NFC) are not up to date: `plan` says why, and neither the cache entries it
-    kept nor (also made before the per-row losses) its own results are reused."""
-    from subsetctl.api import plan_project
+    'café' not NFC) are not up to date: `plan` says why and that their kept answers are
+    re-scored, and `run` scores each row's kept prediction again without loading the model
+    (it re-generated every adapter's answers): the figures a fresh evaluation gives, the
+    answer kept in full-width digits now a match. From the cache entries it kept by their
+    keys then, or (the cache deleted) its own results; made before the per-row losses too,
+    those come from one loss pass, nothing generated."""
+    import shutil
+
+    import subsetctl.modeling.evaluate as evaluate_module
+    from subsetctl.api import plan_project, run_project
     from subsetctl.project import fingerprint
+    from subsetctl.stages import common
     from subsetctl.stages import evaluate as evaluate_stage
 
     folder: Path = tiny_project_ran()
     state = folder / ".subsetctl"
+    fresh = json.loads((state / "evaluate" / "per_run.json").read_text())
+    runs = sorted(fresh)
+    wide = str.maketrans("0123456789", "０１２３４５６７８９")
+    kept = json.loads(json.dumps(fresh))  # as that subsetctl scored them: one answer in full-width digits a miss
+    row = kept[runs[0]]["predictions"][0]
+    row["prediction"], row["score"] = str(row["gold"]).translate(wide), 0.0
+    assert row["prediction"] != str(row["gold"]) and row["scorer"] == "exact_match"
+    for result in kept.values():
+        result["score"] = float(np.mean([p["score"] for p in result["predictions"]]))
+        if also_row_losses:
+            del result["losses"]
+    (state / "evaluate" / "per_run.json").write_text(json.dumps(kept))
     for name in ("manifest.json", "work.json"):  # its inputs as that subsetctl recorded them
         record = json.loads((state / "evaluate" / name).read_text())
         del record["inputs"]["extra"]["exact_match_answers"]
         if also_row_losses:
             del record["inputs"]["extra"]["per_row_test_losses"]
         record["fingerprint"] = fingerprint(record["inputs"])
+        if "artifacts" in record:
+            record["artifacts"]["per_run.json"] = {
+                "sha256": hashlib.sha256((state / "evaluate" / "per_run.json").read_bytes()).hexdigest(),
+                "size": (state / "evaluate" / "per_run.json").stat().st_size}
         (state / "evaluate" / name).write_text(json.dumps(record))
     seen: list = []
     keys_now = evaluate_stage.result_cache_keys
-    monkeypatch.setattr(evaluate_stage, "result_cache_keys", lambda ctx, runs: seen.append(ctx) or keys_now(ctx, runs))
+    monkeypatch.setattr(evaluate_stage, "result_cache_keys",
+                        lambda ctx, runs, **kw: seen.append(ctx) or keys_now(ctx, runs, **kw))
     plan_project(folder)
-    runs = list(json.loads((state / "evaluate" / "per_run.json").read_text()))
     now = keys_now(seen[-1], runs)
     with monkeypatch.context() as patched:  # the keys that subsetctl cached them by
         patched.setattr(evaluate_stage, "fingerprint",
                         lambda inputs: fingerprint({k: v for k, v in inputs.items() if k != "answers"}))
         before = keys_now(seen[-1], runs)
-    cache = state / "cache" / "evaluate"
+    assert now[runs[0]][0] != before[runs[0]][0]
+    entries = state / "cache" / "evaluate"
     for run in runs:
-        (cache / f"{now[run][0]}.json").rename(cache / f"{before[run][0]}.json")
+        (entries / f"{now[run][0]}.json").unlink()
+        (entries / f"{before[run][0]}.json").write_text(json.dumps(kept[run]))
+    if cache == "deleted":
+        shutil.rmtree(entries)
     evaluate = {s.name: s for s in plan_project(folder)[2]}["evaluate"]
     assert evaluate.will_run and any("exact match now compares answers in one Unicode form (NFKC" in r
+                                     and "re-scored from the kept answers, nothing generated" in r
                                      for r in evaluate.reasons), evaluate.reasons
-    assert not any("row by row" in r for r in evaluate.reasons), evaluate.reasons  # (no 'one loss pass': all again)
-    assert "none cached" in evaluate.work, evaluate.work
+    assert not any("row by row" in r for r in evaluate.reasons), evaluate.reasons
+    assert f"{len(runs)} of {len(runs)} cached, reused ({len(runs)} re-scored from the kept answers, nothing " \
+           "generated)" in evaluate.work, evaluate.work
+    monkeypatch.setattr(evaluate_module, "evaluate_model", lambda *a, **k: pytest.fail("evaluated again"))
+    monkeypatch.setattr(evaluate_module, "generate_answers", lambda *a, **k: pytest.fail("generated again"))
+    if not also_row_losses:
+        monkeypatch.setattr(common, "lora_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    run_project(folder)
+    after = json.loads((state / "evaluate" / "per_run.json").read_text())
+    expected = json.loads(json.dumps(fresh))
+    expected[runs[0]]["predictions"][0]["prediction"] = row["prediction"]
+    expected[runs[0]]["predictions"][0]["score"] = 1.0
+    expected[runs[0]]["score"] = float(np.mean([p["score"] for p in expected[runs[0]]["predictions"]]))
+    expected[runs[0]]["metrics"]["exact_match"] = expected[runs[0]]["score"]
+    assert after.keys() == expected.keys()
+    for run in runs:
+        assert after[run]["losses"] == pytest.approx(expected[run]["losses"], rel=1e-5)
+        assert {k: v for k, v in after[run].items() if k != "losses"} == {
+            k: v for k, v in expected[run].items() if k != "losses"}
+    assert after[runs[0]]["score"] > fresh[runs[0]]["score"]  # (the full-width answer a match now)
+    for run in runs:  # kept by today's keys, with their losses: a second run reuses them as they are
+        assert json.loads((entries / f"{now[run][0]}.json").read_text())["score"] == after[run]["score"]
+    assert not {s.name: s for s in plan_project(folder)[2]}["evaluate"].will_run
 
 
 @pytest.mark.parametrize("reads", [{}, {"data": "train"}])

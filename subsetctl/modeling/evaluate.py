@@ -686,3 +686,27 @@ def _score_generations(
     else:
         used = "reasoning_gym" if all(has_rg) else "mixed"
     return predictions, metrics, used
+
+
+def rescored_answers(result: dict[str, Any]) -> dict[str, Any] | None:
+    """A causal LM's test ``result`` (:func:`evaluate_model`'s) with its kept answers scored
+    again as :func:`exact_match` compares them now (each row's ``prediction`` against its
+    ``gold``, where its ``scorer`` was exact match; reasoning-gym's scores kept): ``score``
+    and ``metrics`` recomputed, the losses and warnings as they were, nothing generated, so
+    results scored before answers were compared in Unicode NFKC need not load the model.
+    ``macro_f1`` is left out (the evaluate stage gives it from the answers). None when the
+    result does not keep every row's prediction, gold and scorer: it is evaluated again."""
+    predictions = result.get("predictions")
+    if not isinstance(predictions, list) or not predictions or len(predictions) != result.get("n") or not all(
+            isinstance(p, dict) and isinstance(p.get("prediction"), str)
+            and p.get("scorer") in ("exact_match", "reasoning_gym") and isinstance(p.get("score"), (int, float))
+            for p in predictions):
+        return None
+    rows, em_scores = [], []
+    for p in predictions:
+        em = exact_match(p["prediction"], "" if p.get("gold") is None else str(p["gold"]))
+        em_scores.append(em)
+        rows.append({**p, "score": em if p["scorer"] == "exact_match" else p["score"]})
+    metrics = {k: v for k, v in (result.get("metrics") or {}).items() if k != "macro_f1"}
+    return {**result, "predictions": rows, "score": float(np.mean([p["score"] for p in rows])),
+            "metrics": {**metrics, "exact_match": float(np.mean(em_scores))}}

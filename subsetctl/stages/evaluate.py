@@ -35,13 +35,15 @@ RESULT_KEYS = {"score": common.NUMBER, "loss_ce": common.NUMBER_OR_NULL, "metric
                "metrics": dict, "warnings": list}
 
 
-def result_cache_keys(ctx: StageContext, runs: list[str]) -> dict[str, list[str]]:
+def result_cache_keys(ctx: StageContext, runs: list[str], compared: bool = True) -> dict[str, list[str]]:
     """run -> the keys of its result in the cache, today's first, then those earlier
     versions wrote (with the adapter's config, and keyed by the model folder's path, see
     :func:`common.model_key`): everything one adapter's test result depends on, i.e. the
     adapter's weights (their checksums in the finetune manifest; the model card and the
     config, which name where the model was, aside), the target's data (its test split is
-    what is scored), the model and the evaluate settings."""
+    what is scored), the model and the evaluate settings. ``compared=False``: the keys a
+    subsetctl comparing answers before Unicode NFKC kept a causal LM's results by, whose
+    kept answers are scored again (:func:`rescored_entry`)."""
     artifacts = ctx.upstream_manifest("finetune").get("artifacts", {})
     base = {"data": common.DataFiles(ctx).of([ctx.spec.target.name]),  # the target's test split is read
             "evaluate": fingerprint_dump(ctx.spec)["evaluate"], "version": RESULTS_VERSION}  # a classifier's max_new_tokens aside
@@ -50,7 +52,8 @@ def result_cache_keys(ctx: StageContext, runs: list[str]) -> dict[str, list[str]
         base["texts_cut"] = "warned"
     else:  # exact_match compares numbers exactly (a float tolerance matched 1234567891 to 1234567890): likewise,
         base["numbers"] = "exact"  # and generation's prompt cut is warned about
-        base["answers"] = "NFKC"  # and answers are compared in Unicode NFKC ('１２' = '12', '東京。' = '東京')
+        if compared:
+            base["answers"] = "NFKC"  # and answers are compared in Unicode NFKC ('１２' = '12', '東京。' = '東京')
     today, earlier = common.model_key(ctx)
 
     def adapter(run: str, with_config: bool) -> dict[str, str]:
@@ -105,6 +108,19 @@ def _cached_result(entry: Path) -> dict[str, Any] | None:
     return result if common.is_record(result, RESULT_KEYS) else None
 
 
+def rescored_entry(cache: Path, keys: list[str]) -> dict[str, Any] | None:
+    """The first test result the cache entries ``keys`` (:func:`result_cache_keys` with
+    ``compared=False``) hold, its kept answers scored again as exact match compares them now
+    (:func:`~subsetctl.modeling.evaluate.rescored_answers`); None when none holds one."""
+    from subsetctl.modeling.evaluate import rescored_answers
+
+    for key in keys:
+        result = _cached_result(cache / f"{key}.json")
+        if result is not None and (rescored := rescored_answers(result)) is not None:
+            return rescored
+    return None
+
+
 def _holds_row_losses(result: dict[str, Any]) -> bool:
     """Whether a test result holds a loss (a number, or null where not finite) for each of
     its test rows, as this subsetctl records them: one an earlier subsetctl kept has none."""
@@ -118,7 +134,7 @@ def results_before_row_losses(ctx: StageContext) -> dict[str, Any]:
     those were made with this run's inputs but for the per-row test losses
     (:func:`results_without_row_losses`): a cache deleted before the upgrade left them the
     only copy, so the adapters were evaluated again, generating, though `plan` said one
-    loss pass."""
+    loss pass. Likewise those scored before answers were compared in NFKC, scored again."""
     return results_without_row_losses(ctx.project.set_aside_dir(ctx.out_dir.name),
                                       ctx.project.read_work_marker(ctx.out_dir.name).get("inputs"))
 
@@ -126,20 +142,29 @@ def results_before_row_losses(ctx: StageContext) -> dict[str, Any]:
 def results_without_row_losses(folder: Path, now: Any) -> dict[str, Any]:
     """run -> the test result the stage's results in ``folder`` hold (per_run.json), where
     they were made with the inputs ``now`` but for the per-row test losses (:data:`ROW_LOSSES`,
-    which an earlier subsetctl did not record): what a run with ``now`` would compute, less
-    the losses. Empty otherwise (other inputs, or none there). Each with the ``versions`` and
-    ``threads`` that computed it, as a cache entry has them: its provenance's, else that run's."""
+    which an earlier subsetctl did not record), or but that a causal LM's answers were
+    compared in Unicode NFKC (:data:`ANSWERS_COMPARED`: those results' kept answers are scored
+    again, :func:`~subsetctl.modeling.evaluate.rescored_answers`, those without them left
+    out): what a run with ``now`` would compute, less the losses where they lack them. Empty
+    otherwise (other inputs, or none there). Each with the ``versions`` and ``threads`` that
+    computed it, as a cache entry has them: its provenance's, else that run's."""
+    from subsetctl.modeling.evaluate import rescored_answers
+
     manifest = read_json_object(folder / MANIFEST) or {}
     old = manifest.get("inputs")
     if not isinstance(old, dict) or not isinstance(now, dict) or not isinstance(old.get("extra"), dict) \
-            or not isinstance(now.get("extra"), dict) or ROW_LOSSES in old["extra"]:
+            or not isinstance(now.get("extra"), dict):
         return {}
-    extra = {key: value for key, value in now["extra"].items() if key != ROW_LOSSES}
-    if {**now, "extra": extra} != old:
+    added = {key for key in (ROW_LOSSES, ANSWERS_COMPARED) if key in now["extra"] and key not in old["extra"]}
+    extra = {key: value for key, value in now["extra"].items() if key not in added}
+    if not added or {**now, "extra": extra} != old:
         return {}
     results, provenance = (read_json_object(folder / name) or {} for name in (PER_RUN, common.PROVENANCE))
     computed_with, threads = (provenance.get(key) if isinstance(provenance.get(key), dict) else {}
                               for key in ("computed_with", "threads"))
+    if ANSWERS_COMPARED in added:
+        results = {run: rescored_answers(result) if common.is_record(result, RESULT_KEYS) else None
+                   for run, result in results.items()}
     return {run: {**result, "versions": computed_with.get(run, manifest.get("versions")),
                   "threads": threads.get(run, None if run in computed_with else manifest.get("threads"))}
             for run, result in results.items() if common.is_record(result, RESULT_KEYS)}
@@ -234,16 +259,33 @@ class EvaluateStage(common.ModelStage):
                     if ctx.options.get("resumes") else {})
             # (the stage's own results, made by an earlier subsetctl with these inputs but for the
             # per-row losses, which `run` completes: set aside as it starts)
-            before = {} if done else results_without_row_losses(ctx.out_dir, self.inputs_now(spec, project))
+            now = self.inputs_now(spec, project)
+            before = {} if done else results_without_row_losses(ctx.out_dir, now)
+            old = (read_json_object(ctx.out_dir / MANIFEST) or {}).get("inputs")
+            before_nfkc = spec.model.kind != "classifier" and ANSWERS_COMPARED not in ((old or {}).get("extra") or {}) if isinstance(old, dict) else False
             cache = project.state_dir.joinpath(*RESULT_CACHE)
             cached = 0
-            for run, keys in result_cache_keys(ctx, [run for run in runs if run not in done]).items():
+            todo = [run for run in runs if run not in done]
+            earlier = result_cache_keys(ctx, todo, compared=False) if spec.model.kind != "classifier" else {}
+            for run, keys in result_cache_keys(ctx, todo).items():
                 # the entry `run` reads: today's, else an earlier key's
                 entry = next((path for path in (cache / f"{k}.json" for k in keys) if path.exists()), None)
-                cached += (entry is not None and _cached_result(entry) is not None) or run in before
+                if entry is not None and _cached_result(entry) is not None:
+                    cached += 1
+                elif run in before:
+                    cached += 1
+                    if before_nfkc:
+                        rescored.append(run)
+                elif run in earlier and rescored_entry(cache, earlier[run]) is not None:
+                    cached += 1  # (kept answers scored before NFKC: scored again, nothing generated)
+                    rescored.append(run)
             return sum(run in done for run in runs), cached, len(runs)
 
-        return common.cached_count_work(self, spec, forced, project, rerun, count, resumes, known)
+        rescored: list[str] = []
+        line = common.cached_count_work(self, spec, forced, project, rerun, count, resumes, known)
+        if rescored and line.endswith("cached, reused"):
+            line += f" ({len(rescored)} re-scored from the kept answers, nothing generated)"
+        return line
 
     def inputs_now(self, spec: Spec, project: Project) -> dict[str, Any]:
         """The stage's inputs as `run` would record them now, its upstream stages' results
@@ -271,6 +313,9 @@ class EvaluateStage(common.ModelStage):
         cache = ctx.project.state_dir.joinpath(*RESULT_CACHE)
         cache_writes = common.CacheWrites(ctx.reporter, cache)
         cache_keys = result_cache_keys(ctx, [k for k in keys if k not in per_run])
+        # (a causal LM's results kept before answers were compared in NFKC: their answers scored again)
+        earlier = ({} if spec.model.kind == "classifier" or ctx.options.get("forced")
+                   else result_cache_keys(ctx, [k for k in keys if k not in per_run], compared=False))
         before = results_before_row_losses(ctx)
         model = tokenizer = None
         provenance = common.Provenance(ctx)
@@ -285,9 +330,15 @@ class EvaluateStage(common.ModelStage):
                 common.drop_misshapen_entry(ctx.reporter, cached, folder=False)
                 # this adapter was evaluated before (a damaged result is evaluated again): in the cache,
                 # else (a cache deleted) in the results an earlier subsetctl made with these inputs
-                result = None if ctx.options.get("forced") else _cached_result(cached) or before.get(key)
+                result = None if ctx.options.get("forced") else _cached_result(cached)
+                kept_before = result is None and not ctx.options.get("forced")
+                if kept_before:  # (scored before answers were compared in NFKC: their answers scored again)
+                    result = before.get(key) or (rescored_entry(cache, earlier[key]) if key in earlier else None)
                 if result is not None:
                     versions = common.take_versions(result)
+                    if kept_before and _holds_row_losses(result):  # cached by today's key (else with the losses below)
+                        entry = {**result, "versions": versions[0], "threads": versions[1]}
+                        cache_writes(lambda: atomic_write_json(cached, entry))  # noqa: B023
                     provenance.reused(key, *versions)
                     if not _holds_row_losses(result):  # kept by an earlier subsetctl (or damaged): its
                         if model is None:  # per-row losses, one forward pass over the rows (nothing generated)
