@@ -1863,6 +1863,33 @@ def test_the_class_balance_of_the_rows_each_selection_learned_from_is_reported()
                            "'\u80af\u5b9a' 50% of 10 rows;"), line
 
 
+def test_a_report_without_rows_per_class_says_the_data_was_prepared_before_and_how_to_get_them() -> None:
+    """An upgraded project whose data an earlier subsetctl prepared (a classifier's before
+    report format 16, a causal LM's answering in class words before it counted them) never
+    got "Rows per class", and neither the terminal nor report.md said why: both say it in one
+    line, with `run --force data`. A causal LM of free answers (no macro-F1) is told nothing."""
+    from subsetctl.report.cells import class_balance_line
+
+    report = json.loads(json.dumps(_report(False)))
+    report["stages"] = {**report.get("stages", {}), "data": {"summary": {}, "seconds": 1.0}}
+    report["test_metrics"] = {label: {"metric": "exact_match", "score_mean": 0.5, "score_std": None, "loss_mean": 1.0,
+                                      "loss_std": None, "seeds": 1, "n_test": 4} for label in ("forward", "all")}
+    assert class_balance_line(report) is None  # free answers: no classes to count
+    for metrics in report["test_metrics"].values():  # class words (or a classifier): macro-F1 beside the score
+        metrics["macro_f1_mean"], metrics["macro_f1_std"] = 0.5, None
+    line = class_balance_line(report)
+    assert line is not None and line.startswith("Rows per class: not shown, as the data stage's results were "
+                                                "prepared by an earlier subsetctl") and "run --force data" in line
+    buffer = io.StringIO()
+    render_full_report(report, Console(file=buffer, width=400))
+    assert line in buffer.getvalue()
+    markdown = render_markdown(report, {})
+    assert "> Rows per class: not shown, as the data stage's results were prepared by an earlier" in markdown
+    assert "run --force data" in markdown
+    assert class_balance_line({**report, "class_balance": {"test": {}, "train": {report["final"]: {}}}}) != line
+    assert class_balance_line({**report, "stages": {}}) is None  # the data stage's results not read (outdated)
+
+
 def _sized_sources_report(rows: dict[str, int]) -> dict[str, Any]:
     """Sources of the given train rows, 'exhaustive' picking the first, beside a target of 10."""
     sources = list(rows)

@@ -524,17 +524,39 @@ def class_balance_line(report: dict[str, Any], name: Callable[[str], str] = str)
     fine-tuned on. Fine-tuning has no class weights, so a pick whose sources are labelled
     95% one class learns that balance, and its accuracy then says little without it; the
     report said nothing of it. A causal LM's target answering in class words gets it too (its
-    answers as classes, a source's other answers counted as one). None without the counts (a
-    causal LM of free answers; data prepared by an earlier subsetctl) or a final pick."""
+    answers as classes, a source's other answers counted as one). Where the project gets it but
+    its data was prepared by an earlier subsetctl, which did not count the rows per class
+    (:func:`class_balance_lacking`), the line says so and how to get it: nothing said why an
+    upgraded project never got it. None without the counts otherwise (a causal LM of free
+    answers) or a final pick."""
     balance, final = report.get("class_balance"), report.get("final")
     if not isinstance(balance, dict) or not isinstance(balance.get("train"), dict) or final not in balance["train"]:
-        return None
+        return class_balance_lacking(report)
     rows = [f"{name(final)} (the final pick) {_class_shares(balance['train'][final], name)}"]
     rows += [f"{name(label)} {_class_shares(balance['train'][label], name)}"
              for label in BASELINES if label in balance["train"] and label != final]
     return (f"Rows per class: the target's test split {_class_shares(balance.get('test') or {}, name)}; fine-tuned on "
             f"(the target's train split and the selected sources'; no class weights, so each learns this balance): "
             f"{'; '.join(rows)}.")
+
+
+def class_balance_lacking(report: dict[str, Any]) -> str | None:
+    """The line saying a project's report has no rows per class because its data stage's
+    results were prepared by an earlier subsetctl (data.json without ``classes``: a classifier's
+    before report format 16, a causal LM's answering in class words before it counted them),
+    and that `run --force data` adds them: the data stage runs again, the stages reading its
+    train side stay up to date (the rows per class are no part of its output's digest),
+    evaluate takes its results from its cache, and the report is written again. Told from the report alone: test metrics with macro-F1 (a classifier's, or class
+    words') and the data stage's results read, but no ``class_balance``. None otherwise."""
+    metrics = report.get("test_metrics")
+    if report.get("class_balance") is not None or not report.get("final") or not isinstance(metrics, dict) \
+            or "data" not in (report.get("stages") or {}):
+        return None
+    if not any(isinstance(m, dict) and m.get("macro_f1_mean") is not None for m in metrics.values()):
+        return None
+    return ("Rows per class: not shown, as the data stage's results were prepared by an earlier subsetctl, which "
+            "did not count them; `subsetctl run --force data` adds them (it prepares the data again from its files "
+            "and writes the report again; nothing is estimated, fine-tuned or generated again).")
 
 
 def final_vs_baselines(report: dict[str, Any]) -> dict[str, Any] | None:
