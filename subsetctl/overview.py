@@ -193,35 +193,61 @@ def state_cell(row: dict[str, Any]) -> str:
 
 #: `ls`'s table's columns, in order
 _COLUMNS = ("project", "state", "final pick", "sources", "test loss", "score", "overrides", "last run")
-#: the least the text columns beside the project's take (their cells fold to it); the
-#: numbers' columns do not fold
-_LEAST = {"state": 6, "final pick": 6, "overrides": 4, "last run": 5}
 #: the columns left out, in this order, where the project names would not fit whole beside them
 _LEFT_OUT_FIRST = ("last run", "sources", "overrides")
+#: the least the text columns beside the project's fold to (mid-word) where, even with the
+#: columns of :data:`_LEFT_OUT_FIRST` left out, the project names do not fit whole beside
+#: their words; the numbers' columns do not fold
+_LEAST = {"state": 6, "final pick": 6, "overrides": 4, "last run": 5}
 
 
-def _table_layout(names: list[str], numbers: dict[str, list[str]], width: int) -> tuple[list[str], int]:
-    """The columns of `ls`'s table on a terminal ``width`` wide, and the project column's
-    width: its longest name whole (how a project is told apart; a sweep's variants have long
-    ones), the other text columns folding to their least (:data:`_LEAST`), the numbers'
-    (``numbers``: a column's cells) as wide as their header or longest cell. Where even so the
-    names do not fit, the columns of :data:`_LEFT_OUT_FIRST` are left out, one at a time, and
-    then the names fold. A fixed narrow column broke every name mid-word at 80 columns
-    ("projec/t")."""
+def _longest_word(texts: list[str]) -> int:
+    """The widest word of ``texts`` (split at whitespace, where rich folds a cell's lines:
+    "stale: search, finetune" at "search,"), in terminal cells."""
     from rich.cells import cell_len
 
-    longest = max(map(cell_len, ["project", *names]))
+    return max((cell_len(word) for text in texts for word in text.split()), default=1)
+
+
+def _table_layout(cells: dict[str, list[str]], width: int) -> tuple[list[str], dict[str, int]]:
+    """The columns of `ls`'s table on a terminal ``width`` wide, and each one's width, from
+    the text of their cells (``cells``: a column's, as shown, its header aside): the project
+    column as wide as its longest name (how a project is told apart; a sweep's variants have
+    long ones), every other column at least as wide as its widest word, header's included
+    ("gradient_similarity", "2026-12-05", "finetune.steps=5": folded only between words), and
+    the room left given to them up to their longest line, those needing least first (a
+    column whole on one line for each). Where the names and those
+    words do not fit, the columns of :data:`_LEFT_OUT_FIRST` are left out, one at a time; then
+    the widest text columns fold mid-word (to :data:`_LEAST`), and last the names. Folding at a fixed least width broke words mid-word at 80 columns
+    ("gradien/t_simil/arity", "overri/des", "2026-12/-05") even beside short names."""
+    from rich.cells import cell_len
+
+    least = {name: max(_longest_word([name]), _longest_word(cells[name])) for name in _COLUMNS}
+    least["project"] = max(map(cell_len, ["project", *cells["project"]]))
+    longest = {name: max(map(cell_len, [name, *cells[name]])) for name in _COLUMNS}
     columns = list(_COLUMNS)
 
     def room() -> int:  # (3 a column of borders and padding, and the last border)
-        beside = [_LEAST.get(c) or max(map(cell_len, [c, *numbers[c]])) for c in columns if c != "project"]
-        return width - 3 * len(columns) - 1 - sum(beside)
+        return width - 3 * len(columns) - 1
 
     for column in _LEFT_OUT_FIRST:
-        if longest <= room():
+        if sum(least[c] for c in columns) <= room():
             break
         columns.remove(column)
-    return columns, max(len("project"), min(longest, room()))
+    widths = {name: least[name] for name in columns}
+    while sum(widths.values()) > room():  # names whole: the widest text column narrower, to its least
+        wide = max((c for c in columns if widths[c] > _LEAST.get(c, widths[c])), key=widths.__getitem__, default=None)
+        if wide is None:
+            break
+        widths[wide] = max(_LEAST[wide], widths[wide] - (sum(widths.values()) - room()))
+    beside = sum(widths[c] for c in columns if c != "project")
+    widths["project"] = max(len("project"), min(widths["project"], room() - beside))
+    spare = room() - sum(widths.values())
+    for name in sorted(columns, key=lambda c: longest[c] - widths[c]):  # (sorted is stable: else in order)
+        more = max(0, min(spare, longest[name] - widths[name]))
+        widths[name] += more
+        spare -= more
+    return columns, widths
 
 
 def print_overview(rows: list[dict[str, Any]], folder: Path, console: Any, skipped: int = 0) -> None:
@@ -241,24 +267,24 @@ def print_overview(rows: list[dict[str, Any]], folder: Path, console: Any, skipp
                "test loss": [loss_cell(row["test_loss"]) for row in rows],
                "score": [fmt(row["score"], 3) + (f" {row['metric']}" if row["metric"] and not one_metric else "")
                          for row in rows]}
-    columns, project_width = _table_layout([row["project"] for row in rows], numbers, console.width)
-    for name in columns:  # (the project's a fixed width: rich narrows the widest column first)
-        table.add_column(name, justify="right" if name in numbers else "left", overflow="fold",
-                         no_wrap=name in numbers, min_width=_LEAST.get(name),
-                         width=project_width if name == "project" else None)
+    texts = {"project": [row["project"] for row in rows],
+             "state": [state_cell(row) if row["state"] != "error" else "error (below)" for row in rows],
+             "final pick": [row["final"] or "–" for row in rows], **numbers,
+             "overrides": ["; ".join(row["overrides"]) or "–" for row in rows],
+             "last run": [(row["last_run"] or "–")[:16].replace("T", " ") for row in rows]}  # to the minute: its time zone is the run's
+    columns, widths = _table_layout(texts, console.width)
+    for name in columns:  # (each a fixed width: rich narrows the widest column first, mid-word)
+        table.add_column(name, justify="right" if name in numbers else "left", overflow="fold", width=widths[name])
     for i, row in enumerate(rows):
-        state = escape(state_cell(row) if row["state"] != "error" else "error (below)")
+        cells = {name: escape(texts[name][i]) for name in columns}
         if row["state"] != "up to date":
-            state = f"[{'red' if row['state'] == 'error' else 'yellow'}]{state}[/]"
-        cells = {"project": escape(row["project"]), "state": state, "final pick": escape(row["final"] or "–"),
-                 **{name: escape(numbers[name][i]) for name in numbers},
-                 "overrides": escape("; ".join(row["overrides"])) or "–",
-                 "last run": (row["last_run"] or "–")[:16].replace("T", " ")}  # to the minute: its time zone is the run's
+            cells["state"] = f"[{'red' if row['state'] == 'error' else 'yellow'}]{cells['state']}[/]"
         table.add_row(*(cells[name] for name in columns))
     console.print(table)
     if left_out := [name for name in _COLUMNS if name not in columns]:
-        console.print(f"(Left out for the project names to fit {console.width} columns: {', '.join(left_out)}; a wider "
-                      "terminal, or `--format json`, gives them.)", markup=False, highlight=False)
+        console.print(f"(Left out for the project names and words to fit {console.width} columns whole: "
+                      f"{', '.join(left_out)}; a wider terminal, or `--format json`, gives them.)",
+                      markup=False, highlight=False)
     for row in rows:
         if row["state"] == "error":
             console.print(f"{row['project']}: {row['error']}", markup=False, highlight=False)

@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 import yaml
 from click.testing import CliRunner
 
@@ -190,7 +191,35 @@ def test_ls_keeps_project_names_whole_beside_the_other_columns() -> None:
         if width >= 80:
             assert all(any(f"│ {name} " in line for line in table) for name in _LONG_NAMES), text
         if width == 80:
-            assert "Left out for the project names to fit 80 columns: sources, overrides, last run" in text
-    assert "Left out" not in _overview_text(_LONG_NAMES, 120)
-    short = _overview_text(["v1", "v2", "v3"], 80)  # (names that fit beside every column)
+            assert " ".join(text.split()).count("Left out for the project names and words to fit 80 columns whole: "
+                                                "sources, overrides, last run") == 1, text
+    short = _overview_text(["v1", "v2", "v3"], 160)  # (names that fit beside every column)
     assert "Left out" not in short and short.splitlines()[1].count("┳") == 7  # (all 8 columns)
+
+
+@pytest.mark.parametrize("width", [60, 80, 120])
+def test_ls_of_a_sweep_with_short_names_folds_its_cells_between_words(width: int) -> None:
+    """At 80 columns a sweep of 6 short-named projects broke words mid-word ("gradien/t_simil/arity",
+    "overri/des", "2026-12/-05", "finetun/e"): each text column folded to a fixed least width.
+    Every column is now as wide as its widest word, header's included, and where those do not
+    fit the columns `ls` leaves out first go (a line says which); the table stays within the
+    terminal's width."""
+    from rich.cells import cell_len
+
+    text = _overview_text(["v0", "v1", "v2", "lam0.1", "lam1", "seeds3"], width)
+    lines = text.splitlines()
+    assert all(cell_len(line.rstrip()) <= width for line in lines), text
+    table = [line for line in lines if line[:1] in "┏┃┡│└"]
+    header = [word for line in table if line.startswith("┃") for cell in line.strip("┃").split("┃")
+              for word in cell.split()]
+    shown = {name for name in ("project", "state", "final", "pick", "sources", "test", "loss", "score", "overrides",
+                               "last", "run") if name in header}
+    assert {"project", "state", "final", "pick", "score"} <= shown, text  # (each header word whole)
+    words = {"gradient_similarity", "search,", "finetune", "up", "date"}
+    words |= {"finetune.steps=5"} if "overrides" in shown else set()
+    words |= {"2026-12-05", "10:02"} if "last" in shown else set()
+    cells = {cell.strip() for line in table if line.startswith("│") for cell in line.strip("│").split("│")}
+    found = {word for cell in cells for word in cell.split()}
+    assert words <= found, (sorted(words - found), text)
+    if width == 120:
+        assert "Left out" not in text and {"sources", "overrides", "last"} <= shown, text
