@@ -348,8 +348,9 @@ def changed_inputs(old: Any, new: dict[str, Any], earlier_model: tuple[str, str]
     if "answer_tokenization" in new and "answer_tokenization" not in old:
         parts.append("answers are now tokenized after the prompt: an older subsetctl tokenized each alone, "
                      "and this model's SentencePiece-style tokenizer gave them other ids then")
-    rescored = "exact_match_answers" in new and "exact_match_answers" not in old  # (the losses come with that)
-    if "per_row_test_losses" in new and "per_row_test_losses" not in old and not rescored:  # the evaluate stage's
+    rescored = "exact_match_answers" in new and "exact_match_answers" not in old
+    losses = "per_row_test_losses" in new and "per_row_test_losses" not in old
+    if losses and not rescored:  # the evaluate stage's
         parts.append("the report now compares the final pick and the baselines row by row on the test split: "
                      "test results kept without their per-row losses get them (one pass over the test rows per "
                      "adapter, nothing generated or fine-tuned again)")
@@ -357,7 +358,9 @@ def changed_inputs(old: Any, new: dict[str, Any], earlier_model: tuple[str, str]
         parts.append("exact match now compares answers in one Unicode form (NFKC: NFC and NFD 'café' alike, "
                      "full-width '１２' as '12') and drops other scripts' sentence-final marks ('東京。' = '東京'): "
                      "the test answers kept were scored otherwise: they are re-scored from the kept answers, nothing "
-                     "generated (an adapter whose answers are not kept is evaluated again)")
+                     "generated (an adapter whose answers are not kept is evaluated again)"
+                     + ("; those kept without their per-row test losses get them, one pass over the test rows per "
+                        "adapter" if losses else ""))
     if report_format in new and old.get(report_format) != new[report_format]:
         from subsetctl.report.build import added_since
 

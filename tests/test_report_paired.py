@@ -192,6 +192,7 @@ def test_results_scored_before_answers_were_compared_in_nfkc_are_scored_again_wi
                                      and "re-scored from the kept answers, nothing generated" in r
                                      for r in evaluate.reasons), evaluate.reasons
     assert not any("row by row" in r for r in evaluate.reasons), evaluate.reasons
+    assert any("one pass over the test rows" in r for r in evaluate.reasons) == also_row_losses, evaluate.reasons
     assert f"{len(runs)} of {len(runs)} cached, reused ({len(runs)} re-scored from the kept answers, nothing " \
            "generated)" in evaluate.work, evaluate.work
     monkeypatch.setattr(evaluate_module, "evaluate_model", lambda *a, **k: pytest.fail("evaluated again"))
