@@ -258,11 +258,13 @@ class EvaluateStage(common.ModelStage):
             done = (common.read_work_record(ctx, ctx.out_dir / PER_RUN, dict, RESULT_KEYS)
                     if ctx.options.get("resumes") else {})
             # (the stage's own results, made by an earlier subsetctl with these inputs but for the
-            # per-row losses, which `run` completes: set aside as it starts)
-            now = self.inputs_now(spec, project)
-            before = {} if done else results_without_row_losses(ctx.out_dir, now)
-            old = (read_json_object(ctx.out_dir / MANIFEST) or {}).get("inputs")
-            before_nfkc = spec.model.kind != "classifier" and ANSWERS_COMPARED not in ((old or {}).get("extra") or {}) if isinstance(old, dict) else False
+            # per-row losses, which `run` completes, or for answers compared in NFKC, which it scores
+            # again: set aside as it starts)
+            before = {} if done else results_without_row_losses(ctx.out_dir, self.inputs_now(spec, project))
+            recorded = (read_json_object(ctx.out_dir / MANIFEST) or {}).get("inputs")
+            recorded_extra = recorded.get("extra") if isinstance(recorded, dict) else None
+            before_nfkc = (spec.model.kind != "classifier" and isinstance(recorded_extra, dict)
+                           and ANSWERS_COMPARED not in recorded_extra)
             cache = project.state_dir.joinpath(*RESULT_CACHE)
             cached = 0
             todo = [run for run in runs if run not in done]
