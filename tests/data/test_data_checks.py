@@ -1657,12 +1657,15 @@ def test_validate_takes_no_label_map_key_for_unused_past_a_line_not_utf8(tmp_pat
     loader = {"type": "jsonl", "prompt_field": "text", "label_field": "y"}
     spec = {"model": {"kind": "classifier"}, "target": {"name": "t", "loader": {**loader, "path": "t.jsonl"}},
             "sources": [{"name": "e", "loader": {**loader, "type": kind, "path": f"e.{kind}"},
-                         "label_map": {"entailment": "pos", "neutral": "neg"}}]}
+                         "label_map": {"entailment": "pos", "neutral": "neg", "contradiction": "neg"}}]}
     (tmp_path / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     report = validate_spec_file(tmp_path / "subsetctl.yaml")
     stage = run_data_stage(report.spec, tmp_path, tmp_path / "out")["warnings"]
-    assert not [w for w in stage if "label_map" in w], stage
-    assert not [w.message for w in report.warnings if w.key.endswith("label_map")]
+    # only the key no row has is said, by both; 'neutral', a label past the line, is read
+    said = [w.message for w in report.warnings if w.key.endswith("label_map")]
+    assert len(said) == 1 and said[0].startswith("Source 'e': label_map names 'contradiction', which no row of it "
+                                                  "has as its label (its labels: 'entailment', 'neutral')"), said
+    assert [w for w in stage if "label_map" in w] == said, stage
 
 
 def test_validate_checks_a_label_map_without_importing_datasets(tmp_path: Path) -> None:
