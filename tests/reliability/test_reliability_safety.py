@@ -312,14 +312,11 @@ def test_low_disk_space_stops_the_gradient_store_with_the_size_needed(
     assert not (project / ".subsetctl" / "gradients" / "manifest.json").exists()
 
 
-def test_a_resumed_gradient_store_needs_no_room_again(
-    tmp_path: Path, tiny_llama: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_resumed_gradient_store_needs_no_room_again(tiny_project_ran, monkeypatch: pytest.MonkeyPatch) -> None:
     """A store that holds its rows' room (a run stopped in the gradients stage after it made
     the store) resumes on a disk others filled since: it was refused for the whole store's
     size again, and told to lower gradients.d, which computes every row again."""
-    project = rf.make_project(tmp_path / "p", rf.small_spec(tiny_llama))
-    run_project(project, until="gradients")
+    project = tiny_project_ran("gradients")  # a copy of the session's run: its store is this test's own
     (project / ".subsetctl" / "gradients" / "manifest.json").unlink()  # stopped before the stage was done
     _leave_1000_bytes_free(monkeypatch)
     result = CliRunner().invoke(main, ["run", str(project), "--until", "gradients", "-q"])
