@@ -25,6 +25,7 @@ ids stay is copied, as a causal LM's is).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -614,26 +615,51 @@ def answers_past_generation(spec: Spec, spec_dir: Path, test: Dataset | None) ->
     if spec.model.kind != "causal-lm" or test is None or not len(test):
         return []
     from subsetctl.modeling.footprint import model_folder
-    from subsetctl.modeling.resolve import quiet_transformers
 
     folder = model_folder(spec.model.source, spec_dir, spec.model.revision)
     if folder is None:
         return []
-    from transformers import AutoTokenizer
-
     from subsetctl.modeling.evaluate import answers_longer_than
 
-    try:
-        with quiet_transformers():
-            tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=spec.model.trust_remote_code,
-                                                      local_files_only=True)
-    except Exception:  # noqa: BLE001 - a tokenizer that does not load here: the model stages say why
+    tokenizer = _answers_tokenizer(*_tokenizer_key(Path(folder)), spec.model.trust_remote_code)
+    if tokenizer is None:  # a tokenizer that does not load here: the model stages say why
         return []
     answers = label_texts(test, "response")
     longest = sorted(range(len(answers)), key=lambda i: -len(answers[i]))[:LONG_ANSWERS_COUNTED]
     warning = answers_longer_than(tokenizer, [test[i] for i in longest], spec.evaluate.max_new_tokens,
                                   of=len(answers))
     return [warning] if warning else []
+
+
+def _tokenizer_key(folder: Path) -> tuple[str, tuple[tuple[str, int, int], ...]]:
+    """``folder`` and the name, size and time of each file in it: the key of
+    :func:`_answers_tokenizer`, which a file replaced or edited there changes."""
+    files: list[tuple[str, int, int]] = []
+    try:
+        for entry in os.scandir(folder):
+            if entry.is_file():
+                stat = entry.stat()
+                files.append((entry.name, stat.st_size, stat.st_mtime_ns))
+    except OSError:
+        pass
+    return str(folder.resolve()), tuple(sorted(files))
+
+
+@functools.lru_cache(maxsize=2)
+def _answers_tokenizer(folder: str, files: tuple[tuple[str, int, int], ...], trust_remote_code: bool) -> Any:
+    """The tokenizer of the model folder ``folder`` (its files as ``files``, the key), or None
+    where it does not load: loaded once while those files are unchanged (a packaged model's
+    took 0.2-0.4 s, most of a small data stage's time, again at every run of it in one process:
+    an API caller's sweep, or the test suite's hundreds of data stages)."""
+    from transformers import AutoTokenizer
+
+    from subsetctl.modeling.resolve import quiet_transformers
+
+    try:
+        with quiet_transformers():
+            return AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code, local_files_only=True)
+    except Exception:  # noqa: BLE001 - a tokenizer that does not load here: the model stages say why
+        return None
 
 
 def _normalized(answers: list[str]) -> list[str]:

@@ -779,3 +779,40 @@ def test_a_loader_problem_of_the_target_is_said_of_the_target(tmp_path: Path) ->
     with pytest.raises(UserError) as raised:
         run_data_stage(spec, tmp_path, tmp_path / "out")
     assert str(raised.value).startswith("Source 'aux': "), str(raised.value)
+
+
+def test_the_data_stage_loads_the_models_tokenizer_once_while_its_files_are_unchanged(
+        tmp_path: Path, tiny_llama: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The data stage counts the longest test answers' tokens with the model's tokenizer: it
+    loaded it at every run (0.2-0.4 s of a packaged model's, most of a small data stage: the
+    test suite's data stages took three times as long). It is loaded once while the model
+    folder's files are unchanged, and again once one is replaced."""
+    import shutil
+
+    import yaml
+    from transformers import AutoTokenizer
+
+    from subsetctl.data import stage
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_llama, model)
+    write_jsonl(tmp_path / "t.jsonl", [{"prompt": f"q{i}", "response": "12345" if i % 2 else "7"} for i in range(20)])
+    spec = Spec.model_validate(yaml.safe_load(f"""
+model: {{source: {model}}}
+target: {{name: t, loader: {{type: jsonl, path: t.jsonl}}, split: {{train: 0.5, test: 0.5}}}}
+evaluate: {{max_new_tokens: 3}}
+sources: [{{name: s, loader: {{type: jsonl, path: t.jsonl}}}}]
+"""))
+    loads: list[str] = []
+    real = AutoTokenizer.from_pretrained
+    monkeypatch.setattr(AutoTokenizer, "from_pretrained", lambda folder, **kw: loads.append(folder) or real(folder, **kw))
+    getattr(getattr(stage, "_answers_tokenizer", None), "cache_clear", lambda: None)()  # (what earlier tests loaded)
+
+    def warned(out: str) -> bool:
+        return any("longer than evaluate.max_new_tokens=3" in w for w in run_data_stage(spec, tmp_path, tmp_path / out)
+                   ["warnings"])
+
+    assert warned("out1") and warned("out2") and len(loads) == 1, loads
+    config = model / "tokenizer_config.json"
+    config.write_text(config.read_text() + " ")  # (another size: a tokenizer file replaced)
+    assert warned("out3") and len(loads) == 2, loads
