@@ -22,11 +22,31 @@ from subsetctl.user_paths import expand_home
 # times a big data set kept as files (20,000 files in 2,000 folders); walking them took 15 s on 2
 # busy cores (plain folders; 73 to 180 s for the first 100,000 below `/`, whose /sys links are slow),
 # and `files: /**/*.jsonl` had walked the whole disk, validate killed after 60 s still walking.
+# SUBSETCTL_GLOB_FOLDER_LIMIT raises (or lowers) it for a data tree that really holds more folders.
 FOLDER_LIMIT = 100_000
+FOLDER_LIMIT_ENV = "SUBSETCTL_GLOB_FOLDER_LIMIT"
+
+
+def allowed_folders() -> int:
+    """The folders one pattern may enter: ``$SUBSETCTL_GLOB_FOLDER_LIMIT`` where set (a
+    legitimate data tree may hold more than :data:`FOLDER_LIMIT`, and was refused with advice
+    to start the pattern lower that did not apply), else :data:`FOLDER_LIMIT`. A value that is
+    not a whole number above 0 is a UserError naming the variable."""
+    raw = os.environ.get(FOLDER_LIMIT_ENV, "").strip()
+    if not raw:
+        return FOLDER_LIMIT
+    try:
+        value = int(raw.replace("_", "").replace(",", ""))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise UserError(f"{FOLDER_LIMIT_ENV}={raw!r} is not a whole number above 0: set it to the number of folders "
+                        f"a '**' pattern may walk (the default is {FOLDER_LIMIT:,}), or unset it.")
+    return value
 
 
 class TooManyFolders(UserError):
-    """A pattern's ``**`` entered more than :data:`FOLDER_LIMIT` folders (``/**/*.jsonl``)."""
+    """A pattern's ``**`` entered more than :func:`allowed_folders` folders (``/**/*.jsonl``)."""
 
     def __init__(self, pattern: str, start: Path, stopped_in: Path, limit: int) -> None:
         self.pattern = pattern
@@ -34,7 +54,9 @@ class TooManyFolders(UserError):
             f"pattern {as_typed(pattern)} walked {limit:,} folders below {shown_path(start)} and stopped before "
             f"the end (it was in {shown_path(stopped_in)}): a '**' reads every folder below the folder it starts "
             "from, and one so near the top of the disk takes minutes. Start the pattern at the folder that holds "
-            "the files (data/sources/**/*.jsonl, /home/me/pool/**/*.jsonl) rather than / or your home folder.")
+            "the files (data/sources/**/*.jsonl, /home/me/pool/**/*.jsonl) rather than / or your home folder; "
+            f"if that folder really holds more than {limit:,} folders, set {FOLDER_LIMIT_ENV} to a larger number "
+            f"({FOLDER_LIMIT_ENV}={limit * 10}).")
 
 
 def glob_without_loops(pattern: str, root_dir: Path, folder_limit: int | None = None) -> set[str]:
@@ -43,10 +65,10 @@ def glob_without_loops(pattern: str, root_dir: Path, folder_limit: int | None = 
     symbolic link to a folder it is already inside: glob follows ``data/sub/up -> ..`` until
     the paths are too long, matching the same files once per turn, and two such links in
     one folder double the paths at each turn (a hang). Raises :class:`TooManyFolders` past
-    ``folder_limit`` folders listed (:data:`FOLDER_LIMIT`): ``/**/*.jsonl`` walked the whole disk."""
+    ``folder_limit`` folders listed (:func:`allowed_folders`): ``/**/*.jsonl`` walked the whole disk."""
     parts = Path(pattern).parts
     found: set[str] = set()
-    limit = FOLDER_LIMIT if folder_limit is None else folder_limit
+    limit = allowed_folders() if folder_limit is None else folder_limit
     listed = 0
 
     def entries(folder: Path) -> list[os.DirEntry[str]]:

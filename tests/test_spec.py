@@ -1730,3 +1730,30 @@ def test_a_source_files_pattern_walking_too_many_folders_stops_with_what_to_writ
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     found = [i for i in validate_spec_file(path).issues if "walked 20 folders" in i.message]
     assert [i.key for i in found] == ["sources[0].loader.data_files"], validate_spec_file(path).issues
+
+
+def test_the_folder_limit_of_a_pattern_is_raised_by_an_environment_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A legitimate data tree with more folders than the walk's limit was refused with advice
+    (start the pattern lower) that did not apply, and nothing raised the limit: the message
+    names SUBSETCTL_GLOB_FOLDER_LIMIT, which raises it; a value that is no number is a
+    UserError naming the variable."""
+    from subsetctl import globbing
+    from subsetctl.errors import UserError
+
+    for i in range(30):
+        (tmp_path / "many" / f"f{i}").mkdir(parents=True)
+    (tmp_path / "many" / "f7" / "a.jsonl").write_text("{}\n")
+    monkeypatch.setattr(globbing, "FOLDER_LIMIT", 20)
+    monkeypatch.delenv("SUBSETCTL_GLOB_FOLDER_LIMIT", raising=False)
+    with pytest.raises(globbing.TooManyFolders, match="set SUBSETCTL_GLOB_FOLDER_LIMIT to a larger number"):
+        globbing.glob_without_loops("many/**/*.jsonl", tmp_path)
+    monkeypatch.setenv("SUBSETCTL_GLOB_FOLDER_LIMIT", "1_000")
+    assert globbing.glob_without_loops("many/**/*.jsonl", tmp_path) == {"many/f7/a.jsonl"}
+    monkeypatch.setenv("SUBSETCTL_GLOB_FOLDER_LIMIT", "5")
+    with pytest.raises(globbing.TooManyFolders, match="walked 5 folders"):
+        globbing.glob_without_loops("many/**/*.jsonl", tmp_path)
+    monkeypatch.setenv("SUBSETCTL_GLOB_FOLDER_LIMIT", "lots")
+    with pytest.raises(UserError, match="SUBSETCTL_GLOB_FOLDER_LIMIT='lots' is not a whole number above 0"):
+        globbing.glob_without_loops("many/**/*.jsonl", tmp_path)
