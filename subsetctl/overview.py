@@ -250,6 +250,26 @@ def _table_layout(cells: dict[str, list[str]], width: int) -> tuple[list[str], d
     return columns, widths
 
 
+def _left_out_note(cells: dict[str, list[str]], columns: list[str], width: int) -> str:
+    """The line under `ls`'s table naming the columns :func:`_table_layout` left out
+    (``columns``: those it kept), by why: the project names (short names would have left room
+    for them), the other columns' words alone (names as short as "project" would not), or
+    both; "" when none is. It said "for the project names" beside names of two letters."""
+    left_out = [name for name in _COLUMNS if name not in columns]
+    if not left_out:
+        return ""
+    short_names, _ = _table_layout({**cells, "project": []}, width)  # (the project column as wide as its header)
+    by_words = [name for name in left_out if name not in short_names]
+    if not by_words:
+        why = "for the project names to fit whole beside the other columns"
+    elif by_words == left_out:
+        why = "for the columns to fit with their words whole"
+    else:
+        why = "for the project names and the columns' words to fit whole"
+    return (f"(Left out {why} in {width} terminal columns: {', '.join(left_out)}; a wider terminal, or "
+            "`--format json`, gives them.)")
+
+
 def print_overview(rows: list[dict[str, Any]], folder: Path, console: Any, skipped: int = 0) -> None:
     """The rows as one table, a project a line; the reasons of the projects in error under
     it, one a line (a spec error's text names its file and line: too long for a cell); then
@@ -281,10 +301,8 @@ def print_overview(rows: list[dict[str, Any]], folder: Path, console: Any, skipp
             cells["state"] = f"[{'red' if row['state'] == 'error' else 'yellow'}]{cells['state']}[/]"
         table.add_row(*(cells[name] for name in columns))
     console.print(table)
-    if left_out := [name for name in _COLUMNS if name not in columns]:
-        console.print(f"(Left out for the project names and words to fit {console.width} columns whole: "
-                      f"{', '.join(left_out)}; a wider terminal, or `--format json`, gives them.)",
-                      markup=False, highlight=False)
+    if note := _left_out_note(texts, columns, console.width):
+        console.print(note, markup=False, highlight=False, soft_wrap=False)  # (folded at the width, as the table)
     for row in rows:
         if row["state"] == "error":
             console.print(f"{row['project']}: {row['error']}", markup=False, highlight=False)

@@ -170,7 +170,7 @@ def _overview_text(names: list[str], width: int) -> str:
              "overrides": ["finetune.steps=5"] if i == 2 else [], "last_run": "2026-12-05T10:02:52+00:00"}
             for i, name in enumerate(names)]
     out = io.StringIO()
-    print_overview(rows, Path("sweep"), Console(file=out, width=width, force_terminal=False))
+    print_overview(rows, Path("sweep"), Console(file=out, width=width, force_terminal=False, soft_wrap=True))  # (as cli's)
     return out.getvalue()
 
 
@@ -191,8 +191,8 @@ def test_ls_keeps_project_names_whole_beside_the_other_columns() -> None:
         if width >= 80:
             assert all(any(f"│ {name} " in line for line in table) for name in _LONG_NAMES), text
         if width == 80:
-            assert " ".join(text.split()).count("Left out for the project names and words to fit 80 columns whole: "
-                                                "sources, overrides, last run") == 1, text
+            assert " ".join(text.split()).count("Left out for the project names and the columns' words to fit whole in "
+                                                "80 terminal columns: sources, overrides, last run") == 1, text
     short = _overview_text(["v1", "v2", "v3"], 160)  # (names that fit beside every column)
     assert "Left out" not in short and short.splitlines()[1].count("┳") == 7  # (all 8 columns)
 
@@ -202,8 +202,9 @@ def test_ls_of_a_sweep_with_short_names_folds_its_cells_between_words(width: int
     """At 80 columns a sweep of 6 short-named projects broke words mid-word ("gradien/t_simil/arity",
     "overri/des", "2026-12/-05", "finetun/e"): each text column folded to a fixed least width.
     Every column is now as wide as its widest word, header's included, and where those do not
-    fit the columns `ls` leaves out first go (a line says which); the table stays within the
-    terminal's width."""
+    fit the columns `ls` leaves out first go (a line says which, and why: not "for the project
+    names" beside names this short, and folded at the width, not one 150-character line); the
+    table stays within the terminal's width."""
     from rich.cells import cell_len
 
     text = _overview_text(["v0", "v1", "v2", "lam0.1", "lam1", "seeds3"], width)
@@ -223,3 +224,6 @@ def test_ls_of_a_sweep_with_short_names_folds_its_cells_between_words(width: int
     assert words <= found, (sorted(words - found), text)
     if width == 120:
         assert "Left out" not in text and {"sources", "overrides", "last"} <= shown, text
+    else:  # (the names are short: the columns' words alone leave no room)
+        assert "(Left out for the columns to fit with their words whole in " in text, text
+        assert "project names" not in text, text
