@@ -226,6 +226,13 @@ def imbalance_warnings(target: str, train: Counter[str], classifier: bool = True
     if not heavy and not rare:
         return []
     what, whats, score = ("class", "classes", "accuracy") if classifier else ("answer", "answers", "exact match")
+    # worded for the case at hand: "the other classes" beside two, "the rare classes" beside none rare
+    other = next(t for t in sorted(train) if t != common)
+    others = f"{what} {other!r}" if len(train) == 2 else whats
+    if rare:
+        wanted = f"the rare {what if len(rare) == 1 else whats}"
+    else:
+        wanted = repr(other) if len(train) == 2 else f"the {whats} other than {common!r}"
     said = []
     if heavy:
         said.append(f"the {what} {common!r} has {most:,} of its {total:,} rows ({most / total:.0%})")
@@ -238,13 +245,13 @@ def imbalance_warnings(target: str, train: Counter[str], classifier: bool = True
     if heavy:
         meaning.append(f"a fine-tune learns this balance, and {score} rewards predicting {common!r}: "
                        f"answering it to every row scores about {most / total:.0%} on a test split drawn alike, "
-                       f"while macro-F1, which counts each class alike, shows the other {whats} missed")
+                       f"while macro-F1, which counts each class alike, shows the other {others} missed")
     if rare:
         meaning.append(f"a {what} of so few rows is hardly learnt, and the seeded split leaves few of its rows (or "
                        "none) for validation and test, where its part of macro-F1 rests on a handful of rows")
     return [(f"Target {target!r}: its train split is imbalanced: {'; '.join(said)}. Fine-tuning has no class "
              f"weights: {'; and '.join(meaning)}. Judge the selections by macro-F1 beside {score}, and add rows of "
-             f"the rare {what if len(rare) == 1 else whats} where you can (more target rows, or a source of them).")]
+             f"{wanted} where you can (more target rows, or a source of them).")]
 
 
 def _one_class_spelt_apart(target: str, splits: dict[str, list[str]]) -> tuple[list[str], dict[str, str]]:

@@ -662,7 +662,8 @@ def test_a_heavily_imbalanced_target_is_warned_about_at_the_data_stage() -> None
     """A target whose train split was 95% one class (or had a class of 3 rows) was warned of
     only by the test metrics' note on a fine-tune predicting one class, after every fine-tune
     had run: the data stage says it once, naming the class, its rows, and what it means for
-    accuracy beside macro-F1."""
+    accuracy beside macro-F1, worded for the case (two classes; none rare: it said "the other
+    classes" and "add rows of the rare classes" beside two classes, none of them rare)."""
     from subsetctl.data.stage import _label_warnings
 
     def splits(train: list[str]) -> dict[str, Dataset]:
@@ -673,9 +674,12 @@ def test_a_heavily_imbalanced_target_is_warned_about_at_the_data_stage() -> None
     assert heavy == ("Target 't': its train split is imbalanced: the class 'pos' has 95 of its 100 rows (95%). "
                      "Fine-tuning has no class weights: a fine-tune learns this balance, and accuracy rewards predicting 'pos': "
                      "answering it to every row scores about 95% on a test split drawn alike, while macro-F1, which "
-                     "counts each class alike, shows the other classes missed. Judge the selections by macro-F1 "
-                     "beside accuracy, and add rows of the rare classes where you can (more target rows, or a "
-                     "source of them).")
+                     "counts each class alike, shows the other class 'neg' missed. Judge the selections by macro-F1 "
+                     "beside accuracy, and add rows of 'neg' where you can (more target rows, or a "
+                     "source of them).")  # (two classes, none rare: not "the other classes", "the rare classes")
+    (three,) = _label_warnings("t", {"t": splits(["pos"] * 90 + ["neg"] * 5 + ["neu"] * 5)})
+    assert "shows the other classes missed" in three, three
+    assert "add rows of the classes other than 'pos' where" in three and "rare" not in three, three
     (rare,) = _label_warnings("t", {"t": splits(["pos"] * 30 + ["neg"] * 27 + ["neu"] * 3)})
     assert rare.startswith("Target 't': its train split is imbalanced: the class 'neu' (3 rows) has fewer than 5 "
                            "rows. Fine-tuning has no class weights: a class of so few rows is hardly learnt")
