@@ -1086,7 +1086,8 @@ def _note_dataset_dict_split_by_default(spec: Spec, spec_path: Path, note: _AddI
     """A ``huggingface`` loader of the target or a listed source that writes no ``split`` on a
     ``DatasetDict`` folder written by ``save_to_disk`` holding several splits reads its
     ``train`` split (the default), which nothing said: a target's own validation and test
-    splits are then not read (its ``split`` settings cut train's rows), and a source's other
+    splits are then not read (its ``split`` settings cut train's rows: into train and validation
+    beside a ``test_loader``, whose split is read), and a source's other
     splits are left out. Said once, as a note naming how many more sources read so (500 such
     sources would be 500 lines); a ``source_files`` group's sources, whose ``split`` cannot be
     told written or not, are left out."""
@@ -1110,12 +1111,27 @@ def _note_dataset_dict_split_by_default(spec: Spec, spec_path: Path, note: _AddI
     target = [entry for entry in found if entry[0] == ("target",)]
     sources = [entry for entry in found if entry[0] != ("target",)]
     for path, _, folder, splits in target:
+        test_loader = spec.target.test_loader
+        if test_loader is None:
+            note((*path, "loader"),
+                 f"loader.split is not set, so the target reads the split {spec.target.loader.split!r} of the DatasetDict "
+                 f"saved in {folder} (its splits: {', '.join(splits)}), and its split settings cut that split's rows "
+                 "into train, validation and test: the DatasetDict's other splits are not read. A note, not a problem "
+                 "(validate passes): write `split: train` to say so; target.test_loader with the same path and "
+                 "`split: test` reads the test rows from its test split.")
+            continue
+        # with a test_loader its split settings cut train and validation only: "train, validation and
+        # test" and the advice to add a test_loader were wrong; a split that test_loader reads is read
+        read_by_test = (test_loader.split if isinstance(test_loader, HuggingFaceLoader)
+                        and resolve_path(test_loader.path, spec_path.parent) == folder else None)
+        unread = [split for split in splits if split not in (spec.target.loader.split, read_by_test)]
         note((*path, "loader"),
              f"loader.split is not set, so the target reads the split {spec.target.loader.split!r} of the DatasetDict "
              f"saved in {folder} (its splits: {', '.join(splits)}), and its split settings cut that split's rows "
-             "into train, validation and test: the DatasetDict's other splits are not read. A note, not a problem "
-             "(validate passes): write `split: train` to say so; target.test_loader with the same path and "
-             "`split: test` reads the test rows from its test split.")
+             "into train and validation (its test rows are target.test_loader's)"
+             + (f": the DatasetDict's {listed_briefly(unread, 3)} split{'s are' if len(unread) > 1 else ' is'} "
+                "not read" if unread else "")
+             + ". A note, not a problem (validate passes): write `split: train` to say so.")
     if sources:
         path, source, folder, splits = sources[0]
         more = "" if len(sources) == 1 else (f"; {len(sources) - 1} more source(s) read a DatasetDict's "

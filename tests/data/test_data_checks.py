@@ -1234,6 +1234,31 @@ def test_a_dataset_dicts_split_read_by_default_is_said_in_a_note(tmp_path: Path)
     assert "; 1 more source(s) read a DatasetDict's 'train' split so too (b)." in said["sources[0].loader"]
 
 
+def test_a_dataset_dicts_split_read_by_default_beside_a_test_loader_is_said_as_it_is(tmp_path: Path) -> None:
+    """A target with a test_loader was told that its split settings cut train, validation
+    and test, and to add a test_loader: they cut train and validation, and a split the
+    test_loader reads is read."""
+    import yaml
+    from datasets import Dataset, DatasetDict
+
+    from subsetctl.api import validate_spec_file
+
+    rows = Dataset.from_list(qa_rows(8))
+    DatasetDict({"train": rows, "validation": rows, "test": rows}).save_to_disk(str(tmp_path / "three"))
+    read = {"type": "huggingface", "path": "./three"}
+    spec = {"target": {"name": "t", "loader": read, "test_loader": {**read, "split": "test"}},
+            "sources": [{"name": n, "loader": {**read, "split": "train"}} for n in ("a", "b")]}
+    (tmp_path / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    report = validate_spec_file(tmp_path / "subsetctl.yaml")
+    assert report.ok, report.issues
+    (said,) = [w.message for w in report.warnings if "loader.split is not set" in w.message]
+    assert said == (
+        f"loader.split is not set, so the target reads the split 'train' of the DatasetDict saved in {tmp_path / 'three'} "
+        "(its splits: train, validation, test), and its split settings cut that split's rows into train and "
+        "validation (its test rows are target.test_loader's): the DatasetDict's validation split is not read. "
+        "A note, not a problem (validate passes): write `split: train` to say so."), said
+
+
 def test_label_map_keys_that_are_class_ids_of_a_classlabel_column_are_warned_of(tmp_path: Path) -> None:
     """A save_to_disk dataset whose answer column is a ClassLabel (ids stored, with names)
     is read as the names: `label_map: {0: negative, 1: positive}` renamed nothing, which
