@@ -44,8 +44,10 @@ from subsetctl.data.loaders import (
     dataset_from_table,
     empty_dataset,
     encode_labels,
+    file_notice_worded,
     label_vocabulary,
     release_whole_file,
+    resolve_path,
     text_file_readers,
     whole_file_released,
 )
@@ -435,7 +437,8 @@ def _prepare_or_reuse(spec: Spec, source: SourceSpec, spec_dir: Path, out_dir: P
     if found is not None:
         folder, record = found
         record = {**record, "key": key}  # (an earlier key: recorded as today's once the source is in place)
-        warnings.extend(_in_folder(w, spec_dir) for w in record["warnings"])
+        warnings.extend(_reworded(_in_folder(w, spec_dir), source, spec_dir, file_shared, source is spec.target)
+                        for w in record["warnings"])
         reused.append(source.name)
         return {split: load_split(folder.parent, source.name, split) for split in SPLITS}, record, folder
     before = len(warnings)
@@ -453,6 +456,25 @@ def _prepare_or_reuse(spec: Spec, source: SourceSpec, spec_dir: Path, out_dir: P
             "they are as they should be (the sources prepared so far are reused)."
         )
     return splits, {"key": key, "warnings": [_folder_free(w, spec_dir) for w in warnings[before:]]}, None
+
+
+def _reworded(warning: str, source: SourceSpec, spec_dir: Path, file_shared: bool, is_target: bool) -> str:
+    """A reused source's kept warning, a problem of its JSON Lines or CSV file worded by
+    today's sharing (:func:`~subsetctl.data.loaders.files.file_notice_worded`): of the file
+    where other sources read it too (``file_shared``) or a ``where`` reads its tasks, else of
+    the source (``is_target``: "The target 't'", as :func:`_of_the_target` words it). The words are not part of the source's key (preparing the data again for
+    them alone would be waste), so a source prepared while it read the file alone kept its
+    own words once a second source read the file (and the other way round, once that source
+    was removed), and a run printed the problem twice: validate's words and the kept ones."""
+    loader = source.loader
+    if getattr(loader, "type", None) not in ("jsonl", "csv"):
+        return warning
+    of_file = file_shared or getattr(loader, "where", None) is not None
+    target = f"The target {source.name!r}"  # (the target's own words: _of_the_target's, put back after)
+    if is_target and warning.startswith(target):
+        warning = f"Source {source.name!r}" + warning[len(target):]
+    worded = file_notice_worded(warning, source.name, resolve_path(loader.path, spec_dir), of_file)
+    return _of_the_target(worded, source.name) if is_target else worded
 
 
 def _of_the_target(message: str, name: str) -> str:

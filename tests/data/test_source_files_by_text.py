@@ -403,3 +403,44 @@ def test_a_file_two_listed_sources_read_is_warned_of_by_the_data_stage_as_valida
     summary = json.loads((tmp_path / ".subsetctl" / "data" / "data.json").read_text())
     stage = [w for w in summary["warnings"] if problem in w]
     assert len(stage) == 1 and stage[0] in report.spec.checked_warnings, stage  # (a run prints none of them again)
+
+
+@pytest.mark.parametrize("shared_first", [True, False])
+@pytest.mark.parametrize(("kind", "problem"), [("jsonl", "not valid UTF-8"), ("csv", "NUL byte")])
+def test_a_reused_sources_file_problem_is_worded_by_todays_sharing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str, problem: str, shared_first: bool) -> None:
+    """A source's kept warnings kept the words of the run that prepared it: prepared while it
+    read its file alone, it said the file's problem in its own words once a second source read
+    the file too (validate: of the file), and prepared while the two read it, of the file once
+    the second was removed (validate: of the source); a run printed the problem twice. A reused
+    source's file problems are now worded by today's sharing, without preparing it again."""
+    from subsetctl.api import run_project, validate_spec_file
+    from subsetctl.data import stage
+    from subsetctl.reporter import SilentReporter
+
+    path = _project(tmp_path, kind, _rows(["a", "b"], per_task=20))
+    data = tmp_path / "data" / f"tasks.{kind}"
+    lines = data.read_bytes().splitlines(keepends=True)
+    lines[3] = b'{"task": "a", "prompt": "x\x81", "response": "y"}\n' if problem != "NUL byte" else b"a,x\x00,y\n"
+    data.write_bytes(b"".join(lines))
+    _write(tmp_path / "other.jsonl", _rows(["c"], per_task=20))
+    spec = yaml.safe_load(path.read_text())
+    del spec["source_files"]
+    listed = {name: {"name": name, "loader": {"type": kind, "path": f"data/tasks.{kind}"}} for name in ("a", "b")}
+    listed["c"] = {"name": "c", "loader": {"type": "jsonl", "path": "other.jsonl"}}
+    prepared: list[str] = []
+    real_prepare = stage.prepare_source
+    monkeypatch.setattr(stage, "prepare_source", lambda source, *a, **k: prepared.append(source.name)
+                        or real_prepare(source, *a, **k))
+    for names in (["a", "b", "c"], ["a", "c"]) if shared_first else (["a", "c"], ["a", "b", "c"]):
+        spec["sources"] = [listed[name] for name in names]
+        path.write_text(yaml.safe_dump(spec, sort_keys=False))
+        prepared.clear()
+        run_project(tmp_path, until="data", reporter=SilentReporter())
+    assert "a" not in prepared, prepared  # (reused: the words alone do not prepare it again)
+    report = validate_spec_file(path)
+    said = [w.message for w in report.warnings if problem in w.message]
+    assert len(said) == 1, said
+    summary = json.loads((tmp_path / ".subsetctl" / "data" / "data.json").read_text())
+    stage_said = [w for w in summary["warnings"] if problem in w]
+    assert len(stage_said) == 1 and stage_said[0] in report.spec.checked_warnings, (stage_said, said)

@@ -106,6 +106,7 @@ from subsetctl.data.loaders.files import (  # noqa: F401
     csv_record_lines,
     data_files_by_entry,
     expand_data_files,
+    file_notice_worded,
     first_bytes,
     gzip_damage,
     has_escaped_bytes,

@@ -1175,6 +1175,36 @@ def csv_stray_cell_notices(path: Path, delimiter: str, source: str | None) -> li
     return _stray_cell_notices(path, delimiter, f"Source {source!r}: file {shown_path(path)}")
 
 
+#: words only the notices of a text file's problems have (lines not UTF-8, stray cells, mixed
+#: line ends), said of one source or of the file (:func:`file_notice_worded`)
+_FILE_PROBLEM_WORDS = ("are not valid UTF-8 (", "hold a byte-order mark (U+FEFF)", "hold a NUL byte (",
+                       "lines end with CRLF (the first: ")
+#: a not-UTF-8 notice's words said of one source, and of the file
+_LEFT_OUT, _LEFT_OUT_OF_EVERY = "; they are left out. ", "; they are left out of every source reading it. "
+
+
+def file_notice_worded(notice: str, source: str, path: Path, of_file: bool) -> str:
+    """A kept notice of the problem of the file ``path`` that source ``source`` reads (lines
+    not UTF-8, stray cells, mixed line ends), worded as a run today words it: of the file where
+    ``of_file`` (several sources, or a ``where``'s tasks, read it: :func:`text_file_readers`),
+    else of the source. A reused source keeps the words of the run that prepared it, when
+    another set of sources read the file: said once by validate in one wording, a run printed
+    it again in the other. Any other notice is returned as it is."""
+    if not any(words in notice for words in _FILE_PROBLEM_WORDS):
+        return notice
+    own = f"Source {source!r}: file "
+    # (a file's stray cells are said of its resolved path: csv_stray_cell_notices looks once a file)
+    stray = "hold a byte-order mark" in notice or "hold a NUL byte" in notice
+    shown, resolved = shown_path(path), shown_path(path.resolve()) if stray else shown_path(path)
+    if of_file and notice.startswith(own + shown + ":"):
+        rest = notice[len(own + shown):].replace(_LEFT_OUT, _LEFT_OUT_OF_EVERY, 1)
+        return f"File {resolved}{rest}"
+    if not of_file and notice.startswith(f"File {resolved}:"):
+        rest = notice[len(f"File {resolved}"):].replace(_LEFT_OUT_OF_EVERY, _LEFT_OUT, 1)
+        return f"{own}{shown}{rest}"
+    return notice
+
+
 @functools.lru_cache(maxsize=8)
 def _file_stray_cell_notices(path: Path, delimiter: str, size: int, mtime_ns: int) -> tuple[str, ...]:
     """:func:`csv_stray_cell_notices` of the file ``path`` with that size and time (the key),
