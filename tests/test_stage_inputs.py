@@ -302,3 +302,29 @@ def test_a_gradients_seed_written_as_the_project_seed_makes_nothing_stale() -> N
     assert "gradients" in stages_changed_by("gradients.seed=4", seeded)
     assert stages_changed_by("project.seed=4", {**seeded, "gradients": {"seed": 3}}) >= {"data", "verify"}
     assert "gradients" in stages_changed_by("project.seed=4", {**seeded, "gradients": {"seed": 3}})
+
+
+def test_answers_compared_in_nfkc_mark_evaluate_only_where_exact_match_scores_a_test_row(tiny_project) -> None:
+    """evaluate's inputs say answers are compared in Unicode NFKC only where exact match can
+    score a test row: metric exact_match, or auto with a row that carries no reasoning-gym
+    rg_task (as the data stage's results hold them). A reasoning-gym target's scores cannot
+    change, so a project an earlier subsetctl ran is not shown stale over exact match."""
+    import yaml
+
+    from subsetctl.api import load_project, run_project
+    from subsetctl.stages.evaluate import ANSWERS_COMPARED, EvaluateStage
+
+    def marked(overrides: list[str]) -> bool:
+        project, spec = load_project(tiny_project, overrides)
+        return ANSWERS_COMPARED in EvaluateStage().extra_inputs(spec, project)
+
+    assert marked([])  # before the data stage ran: as exact match would
+    run_project(tiny_project, until="data")
+    assert marked([]) and marked(["evaluate.metric=exact_match"])  # JSONL rows: exact match scores them
+    spec_file = tiny_project / "subsetctl.yaml"
+    spec = yaml.safe_load(spec_file.read_text())
+    spec["target"]["loader"] = {"type": "reasoning_gym", "task": "basic_arithmetic", "size": 20, "seed": 1}
+    spec_file.write_text(yaml.safe_dump(spec, sort_keys=False))
+    run_project(tiny_project, until="data")
+    assert not marked([]) and not marked(["evaluate.metric=reasoning_gym"])  # every test row reasoning-gym's
+    assert marked(["evaluate.metric=exact_match"])

@@ -37,6 +37,7 @@ from subsetctl.modeling.encoding import (
 )
 from subsetctl.modeling.outputs import surrogate_loss
 from subsetctl.modeling.train import per_example_outputs
+from subsetctl.row_metadata import is_reasoning_gym_row, row_metadata
 
 METRICS: tuple[str, ...] = ("auto", "exact_match", "reasoning_gym", "accuracy")
 MIN_TEST_EXAMPLES = 10
@@ -141,19 +142,6 @@ def exact_match(prediction: str, gold: str) -> float:
 # --------------------------------------------------------------------------- reasoning-gym
 
 
-def _metadata(example: dict) -> dict[str, Any]:
-    raw = example.get("metadata")
-    if isinstance(raw, dict):
-        return raw
-    if not raw:
-        return {}
-    try:
-        value = json.loads(raw)
-    except (TypeError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 #: the most a shift or a power in a scorer's ``eval`` may take as its right operand (the
 #: left of a power must be a number too): 1 << 10**9 or 9**9**9 would never finish
 _MAX_EXPONENT = 1024
@@ -251,7 +239,7 @@ class ReasoningGymScorer:
 
     def score(self, prediction: str, example: dict) -> float:
         """Score in [0, 1] of ``prediction`` for a row whose metadata names ``rg_task``."""
-        meta = _metadata(example)
+        meta = row_metadata(example)
         task = meta.get("rg_task")
         if not task:
             raise UserError(
@@ -660,7 +648,7 @@ def _score_generations(
         contexts,
     )
     rg_scorer = ReasoningGymScorer()
-    has_rg = [bool(_metadata(e).get("rg_task")) for e in examples]
+    has_rg = [is_reasoning_gym_row(e) for e in examples]
     if metric == "reasoning_gym" and not all(has_rg):
         raise UserError(
             "Metric 'reasoning_gym' needs every test row to carry rg_task in its metadata; "

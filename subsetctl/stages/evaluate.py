@@ -16,6 +16,7 @@ from subsetctl import RESULTS_VERSION
 from subsetctl.pipeline import StageContext
 from subsetctl.project import MANIFEST, Project, atomic_write_json, fingerprint, read_json_object, touch
 from subsetctl.reporter import ShownInResults
+from subsetctl.row_metadata import is_reasoning_gym_row
 from subsetctl.spec import Spec, fingerprint_dump
 from subsetctl.stages import common
 from subsetctl.stages.finetune import adapter_relpath
@@ -35,6 +36,32 @@ RESULT_KEYS = {"score": common.NUMBER, "loss_ce": common.NUMBER_OR_NULL, "metric
                "metrics": dict, "warnings": list}
 
 
+def exact_match_scores(spec: Spec, project: Project) -> bool:
+    """Whether exact match scores any of the target's test rows (so comparing answers in
+    Unicode NFKC, :data:`ANSWERS_COMPARED`, can change a result): a causal LM's, with
+    ``evaluate.metric`` exact_match, or auto where a test row carries no reasoning-gym
+    ``rg_task`` (:func:`~subsetctl.row_metadata.is_reasoning_gym_row`), as the data stage's
+    results hold them (read from its files, no loader run); reasoning_gym scores every row
+    with reasoning-gym's scorer (a run refuses rows without rg_task). True where the data
+    stage's test split cannot be read yet: the stage's inputs are taken again once it has run."""
+    from subsetctl.data.stage import split_columns
+    from subsetctl.errors import UserError
+
+    if spec.model.kind == "classifier" or spec.evaluate.metric == "reasoning_gym":
+        return False
+    if spec.evaluate.metric != "auto":
+        return True
+    data = project.stage_dir("data")
+    if not (data / spec.target.name).is_dir():
+        return True
+    try:
+        columns = split_columns(data, spec.target.name, "test")
+    except (UserError, OSError, ValueError):  # damaged: the run says so; until then, as exact match would
+        return True
+    n = len(next(iter(columns.values()), []))
+    return not all(is_reasoning_gym_row({"metadata": raw}) for raw in columns.get("metadata", [None] * n))
+
+
 def result_cache_keys(ctx: StageContext, runs: list[str], compared: bool = True) -> dict[str, list[str]]:
     """run -> the keys of its result in the cache, today's first, then those earlier
     versions wrote (with the adapter's config, and keyed by the model folder's path, see
@@ -52,7 +79,7 @@ def result_cache_keys(ctx: StageContext, runs: list[str], compared: bool = True)
         base["texts_cut"] = "warned"
     else:  # exact_match compares numbers exactly (a float tolerance matched 1234567891 to 1234567890): likewise,
         base["numbers"] = "exact"  # and generation's prompt cut is warned about
-        if compared:
+        if compared and exact_match_scores(ctx.spec, ctx.project):
             base["answers"] = "NFKC"  # and answers are compared in Unicode NFKC ('１２' = '12', '東京。' = '東京')
     today, earlier = common.model_key(ctx)
 
@@ -186,8 +213,10 @@ class EvaluateStage(common.ModelStage):
         which the report compares the pick and the baselines on row by row): results an
         earlier subsetctl kept without them are completed once (:meth:`run`), so `plan`
         says why the stage runs again; and for a causal LM, that its answers are compared in
-        Unicode NFKC (:data:`ANSWERS_COMPARED`): results scored before are evaluated again."""
-        compared = {} if spec.model.kind == "classifier" else {ANSWERS_COMPARED: "NFKC"}
+        Unicode NFKC (:data:`ANSWERS_COMPARED`), where exact match scores a test row
+        (:func:`exact_match_scores`): results scored before are scored again. A target whose
+        rows reasoning-gym's scorer scores alone keeps its results, whose scores cannot change."""
+        compared = {ANSWERS_COMPARED: "NFKC"} if exact_match_scores(spec, project) else {}
         return {**super().extra_inputs(spec, project), ROW_LOSSES: "recorded", **compared}
 
     def memory_settings(self, spec: Spec) -> tuple[str, ...]:
@@ -263,12 +292,12 @@ class EvaluateStage(common.ModelStage):
             before = {} if done else results_without_row_losses(ctx.out_dir, self.inputs_now(spec, project))
             recorded = (read_json_object(ctx.out_dir / MANIFEST) or {}).get("inputs")
             recorded_extra = recorded.get("extra") if isinstance(recorded, dict) else None
-            before_nfkc = (spec.model.kind != "classifier" and isinstance(recorded_extra, dict)
-                           and ANSWERS_COMPARED not in recorded_extra)
+            compared = exact_match_scores(spec, project)
+            before_nfkc = compared and isinstance(recorded_extra, dict) and ANSWERS_COMPARED not in recorded_extra
             cache = project.state_dir.joinpath(*RESULT_CACHE)
             cached = 0
             todo = [run for run in runs if run not in done]
-            earlier = result_cache_keys(ctx, todo, compared=False) if spec.model.kind != "classifier" else {}
+            earlier = result_cache_keys(ctx, todo, compared=False) if compared else {}
             for run, keys in result_cache_keys(ctx, todo).items():
                 # the entry `run` reads: today's, else an earlier key's
                 entry = next((path for path in (cache / f"{k}.json" for k in keys) if path.exists()), None)
@@ -316,7 +345,7 @@ class EvaluateStage(common.ModelStage):
         cache_writes = common.CacheWrites(ctx.reporter, cache)
         cache_keys = result_cache_keys(ctx, [k for k in keys if k not in per_run])
         # (a causal LM's results kept before answers were compared in NFKC: their answers scored again)
-        earlier = ({} if spec.model.kind == "classifier" or ctx.options.get("forced")
+        earlier = ({} if not exact_match_scores(spec, ctx.project) or ctx.options.get("forced")
                    else result_cache_keys(ctx, [k for k in keys if k not in per_run], compared=False))
         before = results_before_row_losses(ctx)
         model = tokenizer = None
