@@ -7,7 +7,7 @@ process failed ("Could not import module 'LlamaForCausalLM'", "partially initial
 Their first import is therefore made with SIGINT held back (:func:`interrupts_held`), and the
 interrupt raised as soon as it is done: the run stops as it would have, and the next one
 finds them whole. So are the other signals a Python handler takes: a notebook's own handler
-(a cell's time limit on SIGALRM) may raise KeyboardInterrupt as well. Each stage names what it imports so (:attr:`subsetctl.pipeline.Stage.imports_first`).
+(a cell's time limit on SIGALRM) may raise KeyboardInterrupt as well. Each stage names what it imports so (:attr:`subsetctl.pipeline.Stage.imports_first`; a run that needs fewer, :meth:`subsetctl.pipeline.Stage.imports_for`).
 """
 
 from __future__ import annotations

@@ -310,6 +310,13 @@ class Stage(ABC):
         say more); None when it is not estimated (see :mod:`subsetctl.modeling.duration`)."""
         return None
 
+    def imports_for(self, ctx: StageContext) -> tuple[str, ...]:
+        """The large libraries this run of the stage (``ctx``) is to import whole before it
+        starts (:func:`subsetctl.library_imports.import_whole`): :attr:`imports_first`, or
+        fewer where the run will not use them (evaluate only re-scoring kept answers loads
+        no model: importing transformers whole took 7 s of its 8)."""
+        return self.imports_first
+
     def extra_inputs(self, spec: Spec, project: Project) -> dict[str, Any]:
         """Inputs outside the spec that should invalidate the stage (file hashes...)."""
         return {}
@@ -1864,10 +1871,10 @@ class Pipeline:
         recorder = StageWarnings(self.reporter)  # what it warns of goes into its manifest: the report shows it
         ctx = StageContext(self.spec, self.project, recorder, out_dir, options)
         try:
-            if stage.imports_first:  # (a notebook's interrupt while they import leaves them half imported)
+            if libraries := stage.imports_for(ctx):  # (a notebook's interrupt while they import leaves them half imported)
                 from subsetctl.library_imports import import_whole
 
-                import_whole(stage.imports_first)
+                import_whole(libraries)
             summary = stage.run(ctx)
         except Exception as exc:  # (torch's OutOfMemoryError is a RuntimeError)
             if (gone := self._project_gone(stage, state_folder)) is not None:  # whatever failed for want of its files

@@ -136,10 +136,12 @@ def test_results_scored_before_answers_were_compared_in_nfkc_are_scored_again_wi
     (it re-generated every adapter's answers): the figures a fresh evaluation gives, the
     answer kept in full-width digits now a match. From the cache entries it kept by their
     keys then, or (the cache deleted) its own results; made before the per-row losses too,
-    those come from one loss pass, nothing generated."""
+    those come from one loss pass, nothing generated. Only that pass imports the model
+    libraries (transformers) whole before the stage runs."""
     import shutil
 
     import subsetctl.modeling.evaluate as evaluate_module
+    from subsetctl import library_imports
     from subsetctl.api import plan_project, run_project
     from subsetctl.project import fingerprint
     from subsetctl.stages import common
@@ -199,7 +201,10 @@ def test_results_scored_before_answers_were_compared_in_nfkc_are_scored_again_wi
     monkeypatch.setattr(evaluate_module, "generate_answers", lambda *a, **k: pytest.fail("generated again"))
     if not also_row_losses:
         monkeypatch.setattr(common, "lora_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    imported: list = []  # what the pipeline imports whole before each stage: transformers took 7 s of a re-scoring's 8
+    monkeypatch.setattr(library_imports, "import_whole", imported.append)
     run_project(folder)
+    assert ("transformers" in {name for libraries in imported for name in libraries}) == also_row_losses, imported
     after = json.loads((state / "evaluate" / "per_run.json").read_text())
     expected = json.loads(json.dumps(fresh))
     expected[runs[0]]["predictions"][0]["prediction"] = row["prediction"]

@@ -329,6 +329,32 @@ class EvaluateStage(common.ModelStage):
     def enabled(self, spec: Any) -> bool:
         return bool(spec.finetune.enabled)
 
+    def imports_for(self, ctx: StageContext) -> tuple[str, ...]:
+        """None where every adapter's test result is kept with its per-row losses (the run's
+        per_run.json, the cache, or results an earlier subsetctl scored before NFKC, whose
+        kept answers are re-scored): the run loads no model, and importing transformers
+        whole took 7 s of its 8. The model libraries otherwise (:meth:`run` decides alike;
+        where it does load the model after all, only the interrupt guard is lost)."""
+        if ctx.options.get("forced"):
+            return self.imports_first
+        try:
+            labels = json.loads((ctx.upstream_dir("finetune") / "labels.json").read_text())["labels"]
+            runs = sorted({run for each in labels.values() for run in each})
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return self.imports_first
+        done = read_json_object(ctx.out_dir / PER_RUN) or {}
+        todo = [run for run in runs if not (run in done and common.is_record(done[run], RESULT_KEYS))]
+        cache = ctx.project.state_dir.joinpath(*RESULT_CACHE)
+        earlier = (result_cache_keys(ctx, todo, compared=False) if todo and exact_match_scores(ctx.spec, ctx.project)
+                   else {})
+        before = results_before_row_losses(ctx) if todo else {}
+        for run, keys in result_cache_keys(ctx, todo).items():
+            result = next((r for r in (_cached_result(cache / f"{k}.json") for k in keys) if r is not None),
+                          None) or before.get(run) or (rescored_entry(cache, earlier[run]) if run in earlier else None)
+            if result is None or not _holds_row_losses(result):
+                return self.imports_first
+        return ()
+
     def run(self, ctx: StageContext) -> dict[str, Any]:
         from subsetctl.modeling.evaluate import evaluate_model, test_losses
         from subsetctl.modeling.lora import load_adapter_weights
