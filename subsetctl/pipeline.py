@@ -545,6 +545,12 @@ def _digests_of(stage: str, manifest: dict[str, Any] | None) -> dict[str, str | 
             **{f"{stage}:{part}": output_digest(manifest, part) for part in (parts if isinstance(parts, dict) else {})}}
 
 
+def _outputs_named(stages: list[str]) -> str:
+    """The output of ``stages`` as a plan reason names it: "the data stage's output", "the
+    output of data or meta_init"."""
+    return f"the {stages[0]} stage's output" if len(stages) == 1 else f"the output of {' or '.join(stages)}"
+
+
 def _upstream_inputs(stage: Stage, spec: Spec, digests: dict[str, str | None],
                      by_name: dict[str, Stage]) -> dict[str, str | None]:
     """The ``upstream`` of ``stage``'s inputs: for each stage before it that ``spec`` switches
@@ -873,6 +879,10 @@ class Pipeline:
         last_specs: dict[str, Spec | None] = {}  # the specs stages last ran with, by digest: parsed once
         not_checked: set[str] = set()  # stages whose inputs hold the code of a plugin not imported (--no-plugins)
         part_notes: dict[str, str] = {}  # "stage:part" -> when a re-run of the stage changes it (Stage.parts_change_note)
+        # a stage that will re-run -> the stages sure to re-run whose output decides whether it does (itself
+        # where it is sure to; those upstream where it re-runs only if their output changes)
+        deciding: dict[str, set[str]] = {}
+        order = list(self.by_name)
         for stage in self.stages:
             if not stage.enabled(self.spec):
                 statuses.append(self._disabled_status(stage))
@@ -928,12 +938,25 @@ class Pipeline:
                 state = "stale"
             upstream_only = [f"upstream {u} will re-run" for u in reaching]
             conditional = conditional_aside or (will_run and state == "stale" and set(reasons) <= set(upstream_only))
+            unsure = [u for u in reaching if deciding.get(u, {u}) != {u}]  # upstream that re-run only if others' output changes
+            sure_of = sorted(set().union(*(deciding.get(u, {u}) for u in reaching)), key=order.index)
             if conditional and not conditional_aside:  # nothing of its own changed: re-runs if that upstream's output does
                 whose = "its" if len(reaching) == 1 else "their"
                 notes = [f"{u}'s {note}" if len(reaching) > 1 else note for u in reaching
                          if (note := part_notes.get(f"{u}:{stage.reads_parts.get(u)}"))]
-                reasons = [f"upstream {', '.join(reaching)} will re-run (skipped if {whose} output is unchanged"
-                           + "".join(f"; {note}" for note in notes) + ")"]
+                if unsure:  # (they too are skipped unless that output changes: "will re-run" overstated it)
+                    sure = [u for u in reaching if u not in unsure]
+                    said = [*([f"upstream {', '.join(sure)} will re-run"] if sure else []),
+                            f"{'' if sure else 'upstream '}{', '.join(unsure)} only if it does"]
+                    reasons = [f"re-runs only if {_outputs_named(sure_of)} changes ({'; '.join([*said, *notes])})"]
+                else:
+                    reasons = [f"upstream {', '.join(reaching)} will re-run (skipped if {whose} output is unchanged"
+                               + "".join(f"; {note}" for note in notes) + ")"]
+            elif unsure:  # runs anyway: its upstream that re-run only if others' output changes said so
+                worded_as = {f"upstream {u} will re-run":
+                             f"upstream {u} re-runs only if {_outputs_named(sorted(deciding[u], key=order.index))} changes"
+                             for u in unsure}
+                reasons = [worded_as.get(reason, reason) for reason in reasons]
                 if stage.name not in force and self._kept_if_upstream_as_before(stage, inputs, rerun):
                     reasons[0] += (f"; if {whose} output comes out as the one this stage's previous results were "
                                    "made from, `run` puts those back instead")
@@ -947,6 +970,7 @@ class Pipeline:
                             "is unchanged)")]
             if will_run:
                 rerun.add(stage.name)
+                deciding[stage.name] = set(sure_of) if conditional and reaching else {stage.name}
                 digests[stage.name] = None
                 if state == "stale" and kept is None and manifest and stage.name not in force:
                     # what a re-run gives again: the stages reading those parts alone stay as they are

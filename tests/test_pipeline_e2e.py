@@ -2112,7 +2112,8 @@ def test_settings_an_earlier_subsetctl_recorded_as_written_are_not_said_to_have_
     statuses = {s.name: s for s in plan_project(tiny_project, overrides, until="search")[2]}
     assert statuses["meta_init"].reasons[0] == "spec changed: meta_init.steps (given in overrides: meta_init.steps=3)"
     assert not any("spec changed" in reason for reason in statuses["search"].reasons), statuses["search"].reasons
-    assert statuses["search"].reasons[0].startswith("upstream gradients, calibrate will re-run")
+    assert statuses["search"].reasons[0].startswith("re-runs only if the meta_init stage's output changes (upstream "
+                                                    "gradients, calibrate only if it does")
 
 
 def test_report_says_results_are_outdated_by_the_upgrade_not_only_by_the_spec(tiny_project_ran) -> None:

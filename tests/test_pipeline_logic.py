@@ -97,6 +97,20 @@ def test_an_upstream_rerun_that_changes_nothing_leaves_the_stages_after_it_up_to
                                                               "third": "up to date"}
 
 
+def test_plan_says_a_stage_after_a_conditional_one_reruns_only_if_the_sure_ones_output_changes(tmp_path: Path) -> None:
+    """A stage that re-runs only if the output of one sure to re-run changes is said so by
+    the stages after it (`plan --force data` said "upstream meta_init will re-run" of
+    gradients, and evaluate's "upstream finetune will re-run", where `run` re-ran neither)."""
+    _pipeline(tmp_path).run()
+    statuses = {s.name: s for s in _pipeline(tmp_path).plan(force={"first"})}
+    assert statuses["third"].conditional
+    assert statuses["third"].reasons == ["re-runs only if the first stage's output changes (upstream second only if it does)"]
+    statuses = {s.name: s for s in _pipeline(tmp_path, "verify.steps=3").plan(force={"first"})}
+    assert statuses["third"].will_run and not statuses["third"].conditional  # its own setting changed: it runs anyway
+    assert statuses["third"].reasons == ["spec changed: verify.steps",
+                                         "upstream second re-runs only if the first stage's output changes"]
+
+
 def test_a_forced_stage_runs_and_says_why(tmp_path: Path) -> None:
     _pipeline(tmp_path).run()
     statuses = {s.name: s for s in _pipeline(tmp_path).plan(force={"second"})}
