@@ -137,8 +137,10 @@ def test_results_scored_before_answers_were_compared_in_nfkc_are_scored_again_wi
     answer kept in full-width digits now a match. From the cache entries it kept by their
     keys then, or (the cache deleted) its own results; made before the per-row losses too,
     those come from one loss pass, nothing generated. Only that pass imports the model
-    libraries (transformers) whole before the stage runs."""
+    libraries: re-scoring alone imports neither torch nor transformers."""
     import shutil
+    import subprocess
+    import sys
 
     import subsetctl.modeling.evaluate as evaluate_module
     from subsetctl import library_imports
@@ -199,12 +201,18 @@ def test_results_scored_before_answers_were_compared_in_nfkc_are_scored_again_wi
            "generated)" in evaluate.work, evaluate.work
     monkeypatch.setattr(evaluate_module, "evaluate_model", lambda *a, **k: pytest.fail("evaluated again"))
     monkeypatch.setattr(evaluate_module, "generate_answers", lambda *a, **k: pytest.fail("generated again"))
-    if not also_row_losses:
+    if also_row_losses:  # the loss pass loads the model: its libraries are imported whole first
+        imported: list = []
+        monkeypatch.setattr(library_imports, "import_whole", imported.append)
+        run_project(folder)
+        assert "transformers" in {name for libraries in imported for name in libraries}, imported
+    else:  # in a process of its own: re-scoring imports neither torch nor transformers (7 s of the stage's 8)
         monkeypatch.setattr(common, "lora_model", lambda *a, **k: pytest.fail("the model was loaded"))
-    imported: list = []  # what the pipeline imports whole before each stage: transformers took 7 s of a re-scoring's 8
-    monkeypatch.setattr(library_imports, "import_whole", imported.append)
-    run_project(folder)
-    assert ("transformers" in {name for libraries in imported for name in libraries}) == also_row_losses, imported
+        probe = ("import sys; from subsetctl.api import run_project; run_project(sys.argv[1]); "
+                 "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+        done = subprocess.run([sys.executable, "-c", probe, str(folder)], capture_output=True, text=True,
+                              check=False, timeout=120, cwd=Path(__file__).resolve().parents[1])
+        assert done.returncode == 0 and done.stdout.strip().splitlines()[-1] == "[]", done.stdout + done.stderr
     after = json.loads((state / "evaluate" / "per_run.json").read_text())
     expected = json.loads(json.dumps(fresh))
     expected[runs[0]]["predictions"][0]["prediction"] = row["prediction"]

@@ -694,16 +694,16 @@ def _answers_tokenizer(folder: str, files: tuple[tuple[str, int, int], ...], tru
 def _normalized(answers: list[str]) -> list[str]:
     """Causal-LM answers as the test metrics compare them (:func:`~subsetctl.modeling.evaluate.
     normalize_answer`: Unicode form, case, spaces and trailing sentence-final marks aside)."""
-    from subsetctl.modeling.evaluate import normalize_answer
+    from subsetctl.modeling.answers import normalize_answer
 
     return [normalize_answer(a) for a in answers]
 
 
 def _answer_classes(splits: dict[str, Dataset]) -> list[str] | None:
     """The classes of a causal LM's target whose train answers are class words
-    (:func:`~subsetctl.modeling.evaluate.answer_classes`, by which evaluate gives it macro-F1),
+    (:func:`~subsetctl.modeling.answers.answer_classes`, by which evaluate gives it macro-F1),
     else None (free answers)."""
-    from subsetctl.modeling.evaluate import answer_classes
+    from subsetctl.modeling.answers import answer_classes
 
     train = splits.get("train")
     return answer_classes(label_texts(train, "response")) if train is not None else None

@@ -27,7 +27,7 @@ PER_RUN = "per_run.json"
 #: the extra input saying results hold their per-row test losses (:meth:`EvaluateStage.extra_inputs`)
 ROW_LOSSES = "per_row_test_losses"
 #: the extra input saying a causal LM's answers were compared in Unicode NFKC, other scripts'
-#: sentence-final marks dropped (:func:`~subsetctl.modeling.evaluate.normalize_answer`): results
+#: sentence-final marks dropped (:func:`~subsetctl.modeling.answers.normalize_answer`): results
 #: scored before ('東京。' not '東京') are not up to date, and `plan` says why
 ANSWERS_COMPARED = "exact_match_answers"
 #: what every test result has, of these types (a cached or recorded one without them is
@@ -138,8 +138,8 @@ def _cached_result(entry: Path) -> dict[str, Any] | None:
 def rescored_entry(cache: Path, keys: list[str]) -> dict[str, Any] | None:
     """The first test result the cache entries ``keys`` (:func:`result_cache_keys` with
     ``compared=False``) hold, its kept answers scored again as exact match compares them now
-    (:func:`~subsetctl.modeling.evaluate.rescored_answers`); None when none holds one."""
-    from subsetctl.modeling.evaluate import rescored_answers
+    (:func:`~subsetctl.modeling.answers.rescored_answers`); None when none holds one."""
+    from subsetctl.modeling.answers import rescored_answers
 
     for key in keys:
         result = _cached_result(cache / f"{key}.json")
@@ -171,11 +171,11 @@ def results_without_row_losses(folder: Path, now: Any) -> dict[str, Any]:
     they were made with the inputs ``now`` but for the per-row test losses (:data:`ROW_LOSSES`,
     which an earlier subsetctl did not record), or but that a causal LM's answers were
     compared in Unicode NFKC (:data:`ANSWERS_COMPARED`: those results' kept answers are scored
-    again, :func:`~subsetctl.modeling.evaluate.rescored_answers`, those without them left
+    again, :func:`~subsetctl.modeling.answers.rescored_answers`, those without them left
     out): what a run with ``now`` would compute, less the losses where they lack them. Empty
     otherwise (other inputs, or none there). Each with the ``versions`` and ``threads`` that
     computed it, as a cache entry has them: its provenance's, else that run's."""
-    from subsetctl.modeling.evaluate import rescored_answers
+    from subsetctl.modeling.answers import rescored_answers
 
     manifest = read_json_object(folder / MANIFEST) or {}
     old = manifest.get("inputs")
@@ -356,9 +356,6 @@ class EvaluateStage(common.ModelStage):
         return ()
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
-        from subsetctl.modeling.evaluate import evaluate_model, test_losses
-        from subsetctl.modeling.lora import load_adapter_weights
-
         spec = ctx.spec
         ft = ctx.upstream_dir("finetune")
         finetuned = json.loads((ft / "labels.json").read_text())
@@ -398,6 +395,9 @@ class EvaluateStage(common.ModelStage):
                         cache_writes(lambda: atomic_write_json(cached, entry))  # noqa: B023
                     provenance.reused(key, *versions)
                     if not _holds_row_losses(result):  # kept by an earlier subsetctl (or damaged): its
+                        from subsetctl.modeling.evaluate import test_losses  # (torch: only for the model)
+                        from subsetctl.modeling.lora import load_adapter_weights
+
                         if model is None:  # per-row losses, one forward pass over the rows (nothing generated)
                             model, tokenizer, _ = common.lora_model(ctx, trainable=False)
                         load_adapter_weights(model, ft / adapter_relpath(key))
@@ -411,6 +411,9 @@ class EvaluateStage(common.ModelStage):
                     atomic_write_json(per_run_path, per_run)
                     task.update(sum(k in per_run for k in keys))
                     continue
+                from subsetctl.modeling.evaluate import evaluate_model  # (torch: only where the model runs)
+                from subsetctl.modeling.lora import load_adapter_weights
+
                 if model is None:
                     model, tokenizer, _ = common.lora_model(ctx, trainable=False)
                 load_adapter_weights(model, ft / adapter_relpath(key))
@@ -457,12 +460,12 @@ class EvaluateStage(common.ModelStage):
 
 def _with_answers_macro_f1(ctx: StageContext, per_run: dict[str, Any], keys: list[str]) -> bool:
     """A causal LM's results given ``macro_f1`` among their metrics, over the exact answers
-    (:func:`~subsetctl.modeling.evaluate.answers_macro_f1`), where the target's train answers
-    form a small closed set (:func:`~subsetctl.modeling.evaluate.answer_classes`: "positive" /
+    (:func:`~subsetctl.modeling.answers.answers_macro_f1`), where the target's train answers
+    form a small closed set (:func:`~subsetctl.modeling.answers.answer_classes`: "positive" /
     "negative"); taken from each result's kept predictions, so a result from the cache or an
     earlier subsetctl has it too, nothing generated again. Else the results are left as they are.
     Whether it gave any result ``macro_f1``."""
-    from subsetctl.modeling.evaluate import answer_classes, answers_macro_f1
+    from subsetctl.modeling.answers import answer_classes, answers_macro_f1
 
     train = common.examples(ctx, ctx.spec.target.name, "train")
     if answer_classes([str(row.get("response", "")) for row in train]) is None:

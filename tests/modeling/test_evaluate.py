@@ -111,7 +111,9 @@ def test_normalize_answer_of_text_in_nfkc_makes_no_pass_over_each_character(monk
     def per_character(char: str) -> bool:
         raise AssertionError(f"a per-character pass over {char!r}")
 
-    monkeypatch.setattr(ev, "_kept_form", per_character)
+    from subsetctl.modeling import answers
+
+    monkeypatch.setattr(answers, "_kept_form", per_character)
     assert normalize_answer("  The Quick  Brown fox. ") == "the quick brown fox"
     assert normalize_answer("東京タワー。") == "東京タワー"
     monkeypatch.undo()
@@ -431,7 +433,7 @@ def test_answers_in_class_words_are_a_closed_set_free_answers_are_not() -> None:
     """A causal LM's target answered in class words ("positive"/"negative", as README's
     classification section writes it) gets macro-F1 over the exact answers; sums, sentences
     and a split whose answers do not repeat (10 rows, 10 answers) do not."""
-    from subsetctl.modeling.evaluate import answer_classes
+    from subsetctl.modeling.answers import answer_classes
 
     assert answer_classes(["Positive", "negative.", "positive ", "negative"]) == ["negative", "positive"]
     assert answer_classes(["not entailment", "entailment"] * 3) == ["entailment", "not entailment"]
@@ -442,7 +444,7 @@ def test_answers_in_class_words_are_a_closed_set_free_answers_are_not() -> None:
 
 
 def test_answers_macro_f1_counts_an_answer_no_gold_class_has_as_a_miss() -> None:
-    from subsetctl.modeling.evaluate import answers_macro_f1, macro_f1
+    from subsetctl.modeling.answers import answers_macro_f1, macro_f1
 
     golds = ["positive", "positive", "positive", "negative"]
     # all "positive": exact match 0.75, macro-F1 (0.857 + 0) / 2
