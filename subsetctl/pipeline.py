@@ -952,14 +952,14 @@ class Pipeline:
                 else:
                     reasons = [f"upstream {', '.join(reaching)} will re-run (skipped if {whose} output is unchanged"
                                + "".join(f"; {note}" for note in notes) + ")"]
+                if stage.name not in force and self._kept_if_upstream_as_before(stage, inputs, rerun):
+                    reasons[0] += (f"; if {whose} output comes out as the one this stage's previous results were "
+                                   "made from, `run` puts those back instead")
             elif unsure:  # runs anyway: its upstream that re-run only if others' output changes said so
                 worded_as = {f"upstream {u} will re-run":
                              f"upstream {u} re-runs only if {_outputs_named(sorted(deciding[u], key=order.index))} changes"
                              for u in unsure}
                 reasons = [worded_as.get(reason, reason) for reason in reasons]
-                if stage.name not in force and self._kept_if_upstream_as_before(stage, inputs, rerun):
-                    reasons[0] += (f"; if {whose} output comes out as the one this stage's previous results were "
-                                   "made from, `run` puts those back instead")
             for_time_table = False
             if stage.shows_stage_seconds and rerun and not reached_until and (conditional or not will_run):
                 # its time table shows how long they took this time, whatever their output

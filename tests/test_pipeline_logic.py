@@ -111,6 +111,36 @@ def test_plan_says_a_stage_after_a_conditional_one_reruns_only_if_the_sure_ones_
                                          "upstream second re-runs only if the first stage's output changes"]
 
 
+def test_plan_says_a_conditional_stage_whose_previous_results_come_back_if_upstream_does(tmp_path: Path) -> None:
+    """A stage re-run only if its upstream's output changes says its previous results are put
+    back if that output comes out as the one they were made from (a merge moved that aside
+    under the branch of a stage that runs anyway, where it used a name not yet set)."""
+    _pipeline(tmp_path).run()
+    _pipeline(tmp_path, "gradients.d=8").run()  # second and third re-run: their first results are previous
+    shutil.rmtree(Project(tmp_path).previous_dir("second"))  # second must re-run to go back
+    statuses = {s.name: s for s in _pipeline(tmp_path).plan()}
+    assert statuses["second"].will_run and statuses["third"].will_run and statuses["third"].conditional
+    assert statuses["third"].reasons == [("upstream second will re-run (skipped if its output is unchanged); if its "
+                                         "output comes out as the one this stage's previous results were made "
+                                         "from, `run` puts those back instead")]
+    assert _ran(_pipeline(tmp_path).run()) == {"first": "up to date", "second": "ran", "third": "up to date"}
+
+
+def test_plan_of_kept_results_waiting_on_a_stage_that_waits_too_does_not_fail(tmp_path: Path) -> None:
+    """Kept results of two stages in a row, each waiting on the re-run upstream of it (their
+    own results gone): `plan --force first` raised UnboundLocalError ('whose'), the note on
+    kept results put back having moved under the stages that run anyway."""
+    _pipeline(tmp_path).run()
+    _pipeline(tmp_path, "gradients.d=8").run()  # the first results of second and third are previous ones now
+    for name in ("second", "third"):
+        shutil.rmtree(Project(tmp_path).stage_dir(name))
+    statuses = {s.name: s for s in _pipeline(tmp_path).plan(force={"first"})}
+    assert statuses["third"].will_run and statuses["third"].conditional
+    assert statuses["third"].reasons[0].endswith("`run` then puts them back, else runs it"), statuses["third"].reasons
+    assert _ran(_pipeline(tmp_path).run(force={"first"})) == {"first": "ran", "second": "up to date",
+                                                              "third": "up to date"}
+
+
 def test_a_forced_stage_runs_and_says_why(tmp_path: Path) -> None:
     _pipeline(tmp_path).run()
     statuses = {s.name: s for s in _pipeline(tmp_path).plan(force={"second"})}
