@@ -293,8 +293,9 @@ def test_a_run_with_nothing_to_do_imports_neither_datasets_nor_torch(tiny_projec
     from subsetctl.api import run_project
 
     run_project(tiny_project)
-    probe = ("import sys; from subsetctl.api import run_project; run_project(sys.argv[1]); "
-             "print(sorted(m for m in ('datasets', 'torch') if m in sys.modules))")
+    # (nor does `plan` of it: the evaluate stage's inputs read the target's test rows with pyarrow alone)
+    probe = ("import sys; from subsetctl.api import plan_project, run_project; run_project(sys.argv[1]); "
+             "plan_project(sys.argv[1]); print(sorted(m for m in ('datasets', 'torch') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", probe, str(tiny_project)], capture_output=True, text=True,
                           check=True, timeout=120, cwd=Path(__file__).resolve().parents[1])
     assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout + done.stderr

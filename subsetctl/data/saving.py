@@ -116,3 +116,31 @@ def load_saved(path: Path, formatted: bool = True) -> Dataset | None:
                                    columns=state["_format_columns"], output_all_columns=state["_output_all_columns"])
     except (OSError, ValueError, KeyError, TypeError, pa.ArrowException):
         return None
+
+
+def plain_split_columns(path: Path) -> dict[str, list[Any]] | None:
+    """The columns of the ``save_to_disk`` folder ``path`` read with pyarrow, or None when
+    ``datasets`` would give other values (a format set, a feature that decodes, such as an
+    image) or the folder cannot be read so. (Here, not in the data stage's module, which imports
+    ``datasets``: the evaluate stage's inputs read the target's test rows so, and `plan` or a
+    `run` with nothing to do took a second longer importing it.)"""
+    import pyarrow as pa
+
+    try:
+        state = json.loads((path / "state.json").read_text(encoding="utf-8"))
+        features = json.loads((path / "dataset_info.json").read_text(encoding="utf-8"))["features"]
+        plain = (state.get("_format_type") is None and not state.get("_format_columns")
+                 and not state.get("_format_kwargs") and isinstance(features, dict)
+                 and all(isinstance(f, dict) and f.get("_type") == "Value" for f in features.values()))
+        if not plain:
+            return None
+        tables = []
+        for data_file in state["_data_files"]:
+            with pa.memory_map(str(path / data_file["filename"])) as stream:
+                tables.append(pa.ipc.open_stream(stream).read_all())
+        table = pa.concat_tables(tables)
+    except (OSError, ValueError, KeyError, TypeError, pa.ArrowException):
+        return None
+    if list(table.column_names) != list(features):
+        return None
+    return table.to_pydict()

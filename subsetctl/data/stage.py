@@ -62,7 +62,7 @@ from subsetctl.data.prepare import (
     quiet_datasets,
     split_summary,
 )
-from subsetctl.data.saving import load_saved, save_split
+from subsetctl.data.saving import load_saved, plain_split_columns, save_split
 from subsetctl.errors import OTHER_UNICODE_FORM, UserError, in_another_form, shown_text
 from subsetctl.plugin_loading import load_plugin_string
 from subsetctl.plugin_scoping import plugin_scope
@@ -794,37 +794,11 @@ def split_columns(data_dir: Path, name: str, split: str) -> dict[str, list[Any]]
         path = Path(data_dir) / name / split
         if Path(data_dir, name).is_dir() and not path.exists():
             return {}  # an empty split is not saved (see the module docstring)
-        columns = _plain_split_columns(path)
+        columns = plain_split_columns(path)
         if columns is not None:
             return columns
     dataset = load_split(data_dir, name, split)
     return dataset[:] if len(dataset) else {}
-
-
-def _plain_split_columns(path: Path) -> dict[str, list[Any]] | None:
-    """The columns of the ``save_to_disk`` folder ``path`` read with pyarrow, or None when
-    ``datasets`` would give other values (a format set, a feature that decodes, such as an
-    image) or the folder cannot be read so."""
-    import pyarrow as pa
-
-    try:
-        state = json.loads((path / "state.json").read_text(encoding="utf-8"))
-        features = json.loads((path / "dataset_info.json").read_text(encoding="utf-8"))["features"]
-        plain = (state.get("_format_type") is None and not state.get("_format_columns")
-                 and not state.get("_format_kwargs") and isinstance(features, dict)
-                 and all(isinstance(f, dict) and f.get("_type") == "Value" for f in features.values()))
-        if not plain:
-            return None
-        tables = []
-        for data_file in state["_data_files"]:
-            with pa.memory_map(str(path / data_file["filename"])) as stream:
-                tables.append(pa.ipc.open_stream(stream).read_all())
-        table = pa.concat_tables(tables)
-    except (OSError, ValueError, KeyError, TypeError, pa.ArrowException):
-        return None
-    if list(table.column_names) != list(features):
-        return None
-    return table.to_pydict()
 
 
 def load_all(data_dir: Path, spec: Spec) -> dict[str, dict[str, Dataset]]:
