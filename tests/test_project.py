@@ -50,9 +50,7 @@ def test_the_lock_names_the_machine_and_the_user_of_a_run_on_another(tmp_path: P
     finally:
         holder.kill()
         holder.wait()
-    messages: list[str] = []
-    with Project(tmp_path).lock(notice=messages.append):
-        pass
+    messages = _notices_taking_the_lock(Project(tmp_path))
     # (from another machine, where no PID can be looked up: said dead by its free file lock alone, which a file
     # system sharing no locks between machines gives a live run too: two runs of one project, said "no longer running")
     assert messages == [(f"Took over the lock left by PID {holder.pid} on {here}: no process holds its file lock, so "
@@ -113,9 +111,7 @@ def test_second_lock_names_holder_pid(tmp_path: Path) -> None:
         holder.kill()
         holder.wait()
     assert project.run_in_progress() is None  # the holder died: nothing runs (its PID is still in the file)
-    messages: list[str] = []
-    with project.lock(notice=messages.append):
-        pass
+    messages = _notices_taking_the_lock(project)
     assert messages and "stale lock" in messages[0] and str(holder.pid) in messages[0]
 
 
@@ -749,6 +745,14 @@ def test_a_project_path_holding_a_double_colon_is_refused_before_datasets_loses_
     assert Project.find(tmp_path / "exp:2").root == (tmp_path / "exp:2").resolve()  # one colon is fine
 
 
+def _notices_taking_the_lock(project: Project) -> list[str]:
+    """What taking (and at once letting go of) ``project``'s lock said: a stale lock's notice."""
+    messages: list[str] = []
+    with project.lock(notice=messages.append):
+        pass
+    return messages
+
+
 def _a_dead_pid() -> int:
     return int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                               text=True, check=True).stdout)
@@ -1022,30 +1026,25 @@ def test_the_stale_lock_notice_names_the_stage_a_run_ended_without_a_word_in(tmp
 
     from subsetctl.errors import user_name
 
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
+    dead = _a_dead_pid()
     state = tmp_path / ".subsetctl"
     (state / "meta_init").mkdir(parents=True)
     (state / "data").mkdir()
     (state / "data" / "manifest.json").write_text("{}")  # finished: its marker's PID is no matter
-    (state / "data" / "work.json").write_text(json.dumps({"fingerprint": "f", "pid": dead.pid}))
-    (state / "lock").write_text(f"{dead.pid} run {socket.gethostname()} {user_name(os.geteuid())}")
-    marker = {"fingerprint": "f", "inputs": {}, "pid": dead.pid, "host": socket.gethostname()}
+    (state / "data" / "work.json").write_text(json.dumps({"fingerprint": "f", "pid": dead}))
+    (state / "lock").write_text(f"{dead} run {socket.gethostname()} {user_name(os.geteuid())}")
+    marker = {"fingerprint": "f", "inputs": {}, "pid": dead, "host": socket.gethostname()}
     (state / "meta_init" / "work.json").write_text(json.dumps(marker))
-    messages: list[str] = []
-    with Project(tmp_path).lock(notice=messages.append):
-        pass
-    assert messages == [(f"Took over a stale lock left by PID {dead.pid}, which is no longer running. It ended while "
+    messages = _notices_taking_the_lock(Project(tmp_path))
+    assert messages == [(f"Took over a stale lock left by PID {dead}, which is no longer running. It ended while "
                          "computing meta_init without letting the lock go: killed outright (SIGKILL, the "
                          "out-of-memory killer, a scheduler's hard limit), ended by a library (OpenBLAS giving up "
                          "on memory under a `ulimit -v`) or too short of memory to clean up. Finished stages are "
                          "kept, and meta_init resumes from what it had saved.")]
-    (state / "meta_init" / "work.json").write_text(json.dumps({**marker, "pid": dead.pid + 1}))  # another's
-    (state / "lock").write_text(f"{dead.pid} run {socket.gethostname()} {user_name(os.geteuid())}")
-    messages.clear()
-    with Project(tmp_path).lock(notice=messages.append):
-        pass
-    assert messages == [f"Took over a stale lock left by PID {dead.pid}, which is no longer running."]
+    (state / "meta_init" / "work.json").write_text(json.dumps({**marker, "pid": dead + 1}))  # another's
+    (state / "lock").write_text(f"{dead} run {socket.gethostname()} {user_name(os.geteuid())}")
+    messages = _notices_taking_the_lock(Project(tmp_path))
+    assert messages == [f"Took over a stale lock left by PID {dead}, which is no longer running."]
 
 
 def test_a_world_writable_sticky_folder_is_no_team_project_for_the_umask_warning(tmp_path: Path) -> None:
