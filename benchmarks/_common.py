@@ -190,6 +190,19 @@ def stage_seconds(folder: Path) -> dict[str, float]:
     return out
 
 
+def child_json(code: Path, script: str, *args: object, what: str, cwd: Path | None = None) -> Any:
+    """The JSON its last line prints of the Python ``script`` (``python -P -c script args``) run
+    in a fresh process with the package in ``code`` (this checkout, or a worktree of the old
+    code): one side of an old-against-new benchmark. ``what`` names the work in the message a
+    failed run stops the benchmark with."""
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    done = subprocess.run([sys.executable, "-P", "-c", script, *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=env, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{what} with {code} failed (exit {done.returncode}):\n{done.stdout}{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def case_in_child(script: str, code: Path, n: int, steps: int) -> dict[str, Any]:
     """The benchmark ``script``'s case of ``n`` sources and ``steps`` steps (``script --child n
     --steps steps``) in a fresh process running the package in ``code`` (this checkout, or a

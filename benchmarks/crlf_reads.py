@@ -18,13 +18,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-from _common import ROOT, old_worktree, revision_before
+from _common import ROOT, child_json, old_worktree, revision_before
 
 CHILD = r"""
 import functools, json, sys, time
@@ -94,12 +91,7 @@ def write_project(folder: Path, mb: float, small: int) -> Path:
 
 
 def run_side(code: Path, spec: Path) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(code)}
-    result = subprocess.run([sys.executable, "-P", "-c", CHILD, str(spec)], capture_output=True, text=True,
-                            cwd=spec.parent, env=env, check=False)
-    if result.returncode != 0:
-        raise SystemExit(f"{code}: {result.stderr[-2000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return child_json(code, CHILD, spec, what="reading the files", cwd=spec.parent)
 
 
 def main() -> None:

@@ -15,12 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-from _common import ROOT, old_worktree, revision_before
+from _common import ROOT, child_json, old_worktree, revision_before
 
 #: the commit whose parent is the old code by default (found by its message: hashes change on a rebase)
 _FIRST_CHANGE = "draws the bootstrap's resamples once"
@@ -48,12 +45,7 @@ print(json.dumps({"seconds": round(best, 3), "vs": paired["vs"]}))
 
 def timed(code: Path, n: int, repeats: int) -> dict:
     """What :data:`_TIME` prints with the package in ``code``."""
-    env = {**os.environ, "PYTHONPATH": str(code)}
-    done = subprocess.run([sys.executable, "-P", "-c", _TIME, str(n), str(repeats)], capture_output=True, text=True,
-                          env=env, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"timing the comparison with {code} failed:\n{done.stdout}{done.stderr}")
-    return json.loads(done.stdout)
+    return child_json(code, _TIME, n, repeats, what="timing the comparison")
 
 
 def main() -> None:

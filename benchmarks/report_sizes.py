@@ -18,14 +18,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import random
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-from _common import ROOT, fresh_work_dir, revision_before
+from _common import ROOT, child_json, fresh_work_dir, old_worktree, revision_before
 
 #: the commit whose parent is the old code by default (found by its message: hashes change on a rebase)
 _FIRST_CHANGE = "report.json about half as long at thousands of sources"
@@ -95,12 +92,7 @@ def build(folder: Path, n: int) -> None:
 
 def sizes(code: Path, folder: Path) -> dict[str, int]:
     """What :data:`_SIZES` prints with the package in ``code``."""
-    env = {**os.environ, "PYTHONPATH": str(code)}
-    done = subprocess.run([sys.executable, "-P", "-c", _SIZES, str(folder)], capture_output=True, text=True, env=env,
-                          check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"building the report with {code} failed:\n{done.stdout}{done.stderr}")
-    return json.loads(done.stdout)
+    return child_json(code, _SIZES, folder, what="building the report")
 
 
 def main() -> None:
@@ -111,16 +103,11 @@ def main() -> None:
 
     old = args.old or revision_before(_FIRST_CHANGE)
     out: dict[str, dict[str, dict[str, int]]] = {}
-    with tempfile.TemporaryDirectory() as scratch:
-        tree = Path(scratch) / "old"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(tree), old], check=True)
-        try:
-            for n in args.sources:
-                folder = fresh_work_dir(f"report_sizes_{n}")
-                build(folder, n)
-                out[str(n)] = {"old": sizes(tree, folder), "new": sizes(ROOT, folder)}
-        finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
+    with old_worktree(old) as tree:
+        for n in args.sources:
+            folder = fresh_work_dir(f"report_sizes_{n}")
+            build(folder, n)
+            out[str(n)] = {"old": sizes(tree, folder), "new": sizes(ROOT, folder)}
     print(json.dumps({
         "sources": args.sources,
         **{f"{key}_bytes": {n: {way: figures[way][key] for way in ("old", "new")} for n, figures in out.items()}
