@@ -48,22 +48,26 @@ def sweep_projects(folder: Path, looked_at: int | None = None) -> tuple[list[Pat
     looked_at = looked_at or LOOKED_AT
     found: list[Path] = []
     skipped = 0
-    for entry in _first_entries(folder, looked_at):
+    entries, skipped = _first_entries(folder, looked_at)
+    for entry in entries:
         with contextlib.suppress(OSError):
             if (entry / SPEC_FILENAME).is_file():
                 found.append(entry)
             elif entry.is_dir() and (inside := projects_below(entry, looked_at)):
                 found += inside
                 skipped += _entries_after(entry, looked_at)
-    skipped += _entries_after(folder, looked_at)
     return sorted(found, key=lambda path: _natural_key(path.relative_to(folder))), skipped
 
 
-def _first_entries(folder: Path, looked_at: int) -> list[Path]:
-    """The first ``looked_at`` entries of ``folder`` (none of an unreadable one)."""
+def _first_entries(folder: Path, looked_at: int) -> tuple[list[Path], int]:
+    """The first ``looked_at`` entries of ``folder`` (none of an unreadable one) and how many
+    come after them (:func:`_entries_after`), from one listing of it."""
+    first: list[Path] = []
     with contextlib.suppress(OSError):
-        return list(itertools.islice(folder.iterdir(), looked_at))
-    return []
+        entries = folder.iterdir()
+        first = list(itertools.islice(entries, looked_at))
+        return first, sum(1 for _ in entries)
+    return first, 0
 
 
 def _entries_after(folder: Path, looked_at: int) -> int:
