@@ -147,6 +147,14 @@ def cached_revision(repo_id: str, revision: str | None = None) -> str | None:
     return snapshot.name if snapshot is not None else None
 
 
+def model_cache_folder(repo_id: str) -> Path:
+    """The hub model ``repo_id``'s folder in the local Hugging Face cache (``models--ORG--NAME``),
+    whether or not it is there."""
+    import huggingface_hub.constants as hub_constants
+
+    return Path(hub_constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}"
+
+
 def cached_model_revisions(repo_folder: Path) -> tuple[list[str], list[tuple[str, str]]]:
     """The commits a hub model's folder in the local Hugging Face cache
     (``models--ORG--NAME``) holds a snapshot of, sorted, and the branches and tags its
@@ -174,10 +182,7 @@ def cached_model_revisions_text(repo_id: str) -> str:
     """The revisions of the hub model ``repo_id`` the local Hugging Face cache holds, for
     messages: "2 revisions: COMMIT (main), COMMIT (v1.0)" (each commit with the branches and
     tags naming it, five at most), or "no revision" (with the folder looked in)."""
-    import huggingface_hub.constants as hub_constants
-
-    repo = Path(hub_constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}"
-    commits, refs = cached_model_revisions(repo)
+    commits, refs = cached_model_revisions(model_cache_folder(repo_id))
     if not commits:
         return f"no revision of it ({cache_looked_in('model')})"
     return f"{len(commits)} revision{'s' if len(commits) > 1 else ''} of it: {revisions_listed(commits, refs)}"

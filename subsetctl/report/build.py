@@ -275,8 +275,7 @@ def hub_revision_changed_note(project: Project, spec: Any) -> str | None:
     summary, the finetune stage's base-model record), and that stage is the one to force
     (meta_init's results from before revisions were recorded may have none). None where they match, or where
     either is not known (a local folder, results from before revisions were recorded)."""
-    import huggingface_hub.constants as hub_constants
-
+    from subsetctl.hub import model_cache_folder
     from subsetctl.modeling.resolve import adapter_base_model_revision
     from subsetctl.stages.finetune import BASE_MODEL_FILE
 
@@ -298,7 +297,7 @@ def hub_revision_changed_note(project: Project, spec: Any) -> str | None:
     if made_from is None or now == made_from[1]:
         return None
     stage_name, old = made_from
-    folder = Path(hub_constants.HF_HUB_CACHE) / f"models--{source.replace('/', '--')}" / "snapshots" / old
+    folder = model_cache_folder(source) / "snapshots" / old
     keep = (f"to keep the old, set model.revision: {old} (or model.source to its snapshot folder, {folder}; the model "
             "stages then run again once, from those same files)" if folder.is_dir()
             else "the cache no longer holds the old commit")
