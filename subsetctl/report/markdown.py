@@ -343,7 +343,8 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str], folder: str |
             c = v["calibration"]
             lines.append(f"| {kind} | {v.get('estimator') or '-'} | {_fmt(c['lam'])} | {_fmt(c['spearman'], 3)} | {percent_cell(c['loo_median_rel_err'])} | {percent_cell(v.get('loo_median_rel_err_with_selection'))} | {verify_k_cell(v)} | {repeats_cell(v)} |")
         lines.append("")
-        lines += [f"> verify {note}" for note in verify_notes(report)] + ([""] if verify_notes(report) else [])
+        notes = verify_notes(report)
+        lines += [f"> verify {note}" for note in notes] + ([""] if notes else [])
         lines += _verify_subsets_md(report)
     if report.get("test_metrics"):
         f1 = any("macro_f1_mean" in m for m in report["test_metrics"].values())
