@@ -123,7 +123,6 @@ from subsetctl.spec.overrides import (  # noqa: F401
 from subsetctl.spec.reading import (  # noqa: F401
     _MAX_ALIAS_EXPANSION,
     _DuplicateKeyError,
-    _expanded_size,
     _line_of,
     _UniqueKeyLoader,
     blame_source_files,
@@ -132,3 +131,4 @@ from subsetctl.spec.reading import (  # noqa: F401
     read_yaml,
     validate_data,
 )
+from subsetctl.spec.yaml_depth import _expanded_size  # noqa: F401

@@ -40,9 +40,10 @@ from subsetctl.spec.models import SPEC_FILENAME, SourceFilesSpec, Spec, where_te
 from subsetctl.spec.overrides import apply_overrides, indexed_overrides, parse_key_path
 from subsetctl.spec.yaml_depth import (
     _MAX_ALIAS_EXPANSION,
+    AliasesExpandTooFarError,
     FlowDepthLimitedLoader,
     FlowTooDeepError,
-    _expanded_size,
+    safe_load_limited,
 )
 from subsetctl.user_paths import expand_home
 
@@ -110,17 +111,12 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
                                   "text without a byte-order mark has, or a file that is not text. Save it as "
                                   "UTF-8.", text.count("\n", 0, at) + 1)
     try:
-        loader = _UniqueKeyLoader(text)
-        try:
-            root = loader.get_single_node()
-            if root is not None and _expanded_size(root) > _MAX_ALIAS_EXPANSION:
-                raise SpecFileError(
-                    path, f"its aliases (*name) repeat what they refer to into more than {_MAX_ALIAS_EXPANSION:,} "
-                    "values, far more than any spec holds (nested aliases grow exponentially; an alias inside "
-                    "its own anchor repeats without end). Use each anchor only where it is needed.")
-            data = loader.construct_document(root) if root is not None else None
-        finally:
-            loader.dispose()
+        data = safe_load_limited(text, _UniqueKeyLoader)
+    except AliasesExpandTooFarError:
+        raise SpecFileError(
+            path, f"its aliases (*name) repeat what they refer to into more than {_MAX_ALIAS_EXPANSION:,} "
+            "values, far more than any spec holds (nested aliases grow exponentially; an alias inside "
+            "its own anchor repeats without end). Use each anchor only where it is needed.") from None
     except _DuplicateKeyError as exc:
         raise SpecFileError(
             path, f"key {exc.key_path!r} appears twice in one mapping (lines {exc.first_line} and {exc.line}); "

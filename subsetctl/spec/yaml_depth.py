@@ -54,12 +54,13 @@ class AliasesExpandTooFarError(Exception):
     """A document whose aliases expand past :data:`_MAX_ALIAS_EXPANSION` values."""
 
 
-def safe_load_limited(text: str) -> Any:
-    """``yaml.safe_load`` with :class:`FlowDepthLimitedLoader`, refusing a document whose
+def safe_load_limited(text: str, loader_class: type[FlowDepthLimitedLoader] = FlowDepthLimitedLoader) -> Any:
+    """``yaml.safe_load`` with :class:`FlowDepthLimitedLoader` (or ``loader_class``, one of its
+    kind: the spec file's, which refuses duplicate keys), refusing a document whose
     aliases expand past :data:`_MAX_ALIAS_EXPANSION` values (``AliasesExpandTooFarError``):
     an override's value of nested aliases, a few hundred characters, took 0.5 GB and 18 s to
     be refused at 8 levels, and ten times that at each level more."""
-    loader = FlowDepthLimitedLoader(text)
+    loader = loader_class(text)
     try:
         root = loader.get_single_node()
         if root is not None and _expanded_size(root) > _MAX_ALIAS_EXPANSION:
