@@ -241,7 +241,7 @@ def missing_path_note(path: Path, written_by: str = "the spec") -> str:
         if not found:
             return _extension_note(folder, name, written_by) if folder / name == absolute else ""
         there = found[0]
-        if unicodedata.normalize("NFC", there) == unicodedata.normalize("NFC", name):
+        if in_another_form(there, name):  # (found holds no name equal to it)
             return (f". {shown_text(str(folder / there))} is there: the same name in another Unicode form "
                     f"({OTHER_UNICODE_FORM}), which Linux takes as another name. Rename it to the name {written_by} gives")
         if len(found) > 1:  # (Train.jsonl and train.jsonl: which one was meant, macOS could not have told either)
