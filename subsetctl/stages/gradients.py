@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from subsetctl.errors import UserError
+from subsetctl.errors import UserError, joined_names
 from subsetctl.pipeline import StageContext
 from subsetctl.project import Project, fingerprint, size_text
 from subsetctl.reporter import resume_at
@@ -480,7 +480,7 @@ class GradientsStage(common.ModelStage):
         # a shard dealt no rows (more shards than batches): `run --shard` for it computes nothing
         empty = [i for i in left if _holds_no_rows(i, count, spans.get(count, {}), spec)]
         named, one = [f"{i}/{count}" for i in empty], len(empty) == 1
-        no_rows = (f"{_and_joined(named)} need{'s' if one else ''} "
+        no_rows = (f"{joined_names(named)} need{'s' if one else ''} "
                    f"no `run --shard`: {'it holds' if one else 'they hold'} no rows (more shards than batches "
                    "of gradients)") if empty else ""
         if done == count:
@@ -501,13 +501,13 @@ class GradientsStage(common.ModelStage):
             if have:
                 named = [f"{i}/{count}" for i in sorted(have)]
                 one = len(named) == 1
-                note += (f"; {_and_joined(named)} need"
+                note += (f"; {joined_names(named)} need"
                          f"{'s' if one else ''} no `run --shard`: shards of another count have "
                          f"{'its' if one else 'their'} rows, which the merge takes")
             if to_compute:
                 one, commands = len(to_compute) == 1, [f"`run --shard {i}/{count}`" for i, _ in to_compute]
                 note += (f"; left: {', '.join(f'{i}/{count} ({left})' for i, left in to_compute)}; "
-                         + _and_joined(commands)
+                         + joined_names(commands)
                          + f" compute{'s it' if one else ' them'}, then `run` merges them (it computes any rows still "
                          "missing itself)")
             else:
@@ -735,11 +735,6 @@ def shard_label(folder: str) -> str:
     the shard); any other name as it is."""
     numbers = shard_numbers(folder)
     return folder if numbers is None else f"{numbers[0]}/{numbers[1]}"
-
-
-def _and_joined(items: list[str]) -> str:
-    """``items`` (one at least) as a note lists them: "a", "a and b", "a, b and c"."""
-    return " and ".join(filter(None, (", ".join(items[:-1]), items[-1])))
 
 
 def shard_finished(project: Project, index: int, count: int) -> bool:
