@@ -1327,13 +1327,14 @@ class Project:
             info = self.root.stat()
         except OSError:
             return None
-        if not info.st_mode & 0o020 or (new_file_mode() & 0o060) == 0o060 \
+        file_mode = new_file_mode()  # (read once: /proc/self/status each time)
+        if not info.st_mode & 0o020 or (file_mode & 0o060) == 0o060 \
                 or (info.st_mode & stat.S_ISVTX and info.st_mode & 0o002):
             return None
 
-        mode = stat.filemode(stat.S_IFREG | new_file_mode())
+        mode = stat.filemode(stat.S_IFREG | file_mode)
         stops = ("a teammate's `run` stops on it afterwards (Permission denied; their `plan` and `report` still work)"
-                 if new_file_mode() & 0o040 else
+                 if file_mode & 0o040 else
                  "a teammate's `plan`, `report` and `run` stop on it afterwards (Permission denied)")
         shared = f"The project folder {self.root} is shared with its group {group_name(info.st_gid)} (group-writable), "
         chmod = f"`chmod -R g+rwX {shell_arg(self.root)}`"
