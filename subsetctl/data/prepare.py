@@ -147,7 +147,7 @@ def _few_answers_renamed(source: SourceSpec, keys: list[str], texts: list[str]) 
     pairs = ", ".join(f"{shown_text(a)} -> {shown_text(b)}" if b is not None else f"{shown_text(a)} dropped"
                       for a, b in dict.fromkeys(hits))
     others = sorted({text for key, text in zip(keys, texts, strict=True) if key not in label_map})
-    shown = ", ".join(map(shown_text, others[:5])) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+    shown = _shown_some(others)
     return [(f"Source {source.name!r}: label_map renamed {len(hits)} of its {len(texts)} answers ({pairs}), the "
             f"others being no key ({shown}): answers that only happen to equal a key are "
             f"{'rewritten or dropped' if any(b is None for _, b in hits) else 'rewritten'} (a "
@@ -260,7 +260,7 @@ def labels_the_target_lacks(name: str, texts: list[str], target_labels: set[str]
     misspelt = set(misspelt_keys(label_map, labels).values()) - set(label_map.values())
     extra = sorted(labels - target_labels - misspelt)
     if extra:
-        shown = ", ".join(map(shown_text, extra[:5])) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
+        shown = _shown_some(extra)
         alike = [(t, by_spelling[label_spelling(t)]) for t in extra if label_spelling(t) in by_spelling]
         hint = ""
         if alike:
@@ -274,7 +274,7 @@ def labels_the_target_lacks(name: str, texts: list[str], target_labels: set[str]
                     f"source's label_map (e.g. label_map: {{{shown_text(a)}: {shown_text(b)}}}).")
         elif not labels & target_labels:
             ours = sorted(target_labels)
-            named = ", ".join(map(shown_text, ours[:5])) + (f" and {len(ours) - 5} more" if len(ours) > 5 else "")
+            named = _shown_some(ours)
             hint = (" None of its labels is the target's: classes are matched across files by their names, so "
                     "its rows teach only classes the target's test never asks for (predicting one is a miss). "
                     f"If they are the target's classes ({named}) under other names, map them onto those with "
@@ -301,7 +301,7 @@ def _unmapped_hint(label_map: dict[str, str | None], extra: list[str], texts: li
     rows = Counter(texts)
     shown = ", ".join(f"{shown_text(t)} ({rows[t]} row{'' if rows[t] == 1 else 's'})" for t in extra[:5])
     ours = sorted(target_labels)
-    named = ", ".join(map(shown_text, ours[:5])) + (f" and {len(ours) - 5} more" if len(ours) > 5 else "")
+    named = _shown_some(ours)
     written = ", ".join([*(f"{shown_text(k)}: {'null' if v is None else shown_text(v)}" for k, v in label_map.items()),
                          *(f"{shown_text(t)}: null" for t in extra[:5])])
     return (f" {UNMAPPED_LABELS} ({shown}): its rows of those classes teach "
@@ -378,7 +378,7 @@ def unused_keys_warning(source: SourceSpec, texts: list[str], keys: list[str], k
         return None
     misspelt = misspelt_keys(label_map, set(keys))
     there = sorted(set(texts))
-    shown = ", ".join(map(shown_text, there[:10])) + (f" and {len(there) - 10} more" if len(there) > 10 else "")
+    shown = _shown_some(there, 10)
     return (f"{'Target' if isinstance(source, TargetSpec) else 'Source'} {source.name!r}: label_map names "
             f"{', '.join(map(shown_text, unused))}, which no row of it has as its {what} (its {what}s: "
             f"{shown or 'none'}); those keys rename nothing. "
@@ -411,6 +411,12 @@ def _misspelt_hint(label_map: dict[str, str | None], misspelt: dict[str, str], k
         said = f"The keys {named} look misspelt{' or are in another Unicode form' if forms else ''}; those rows " \
             f"keep their {what}s"
     return f"{said}: write label_map: {{{written}}} instead."
+
+
+def _shown_some(texts: list[str], limit: int = 5) -> str:
+    """The first ``limit`` of ``texts`` as :func:`~subsetctl.errors.shown_text` shows them, and
+    how many more ("'a', 'b' and 3 more")."""
+    return ", ".join(map(shown_text, texts[:limit])) + (f" and {len(texts) - limit} more" if len(texts) > limit else "")
 
 
 def _rows(n: int) -> str:
