@@ -914,12 +914,12 @@ def _check_saved_to_disk(loader: HuggingFaceLoader, folder: Path, loc: tuple[Any
     Metadata unreadable otherwise is left to the data stage."""
     from datasets import DatasetInfo
 
-    from subsetctl.data.loaders import saved_dataset_problem, saved_split_slice_note
+    from subsetctl.data.loaders import saved_dataset_problem, saved_dict_splits, saved_split_slice_note
 
     dataset = folder
     try:
         if (folder / "dataset_dict.json").is_file():
-            splits = [str(s) for s in json.loads((folder / "dataset_dict.json").read_text(encoding="utf-8"))["splits"]]
+            splits = saved_dict_splits(folder)
             if loader.split not in splits:
                 issues.add(loc + ("split",), f"the DatasetDict saved in {shown_path(folder)} has the splits "
                                              f"{', '.join(splits)}, not {loader.split!r}; set split to one of them"

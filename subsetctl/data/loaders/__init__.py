@@ -146,6 +146,7 @@ from subsetctl.data.loaders.huggingface import (  # noqa: F401
     file_builder_options,
     load_huggingface,
     saved_dataset_problem,
+    saved_dict_splits,
     saved_split_slice_note,
 )
 from subsetctl.data.loaders.plugin import (  # noqa: F401

@@ -254,6 +254,15 @@ def saved_dataset_problem(folder: Path, split: str | None = None) -> str | None:
     return None
 
 
+def saved_dict_splits(folder: Path) -> list[str]:
+    """The splits a ``DatasetDict``'s ``save_to_disk`` folder ``folder`` lists in its
+    ``dataset_dict.json``.
+
+    Raises:
+        OSError, ValueError, KeyError, TypeError: no such file, or not such a listing."""
+    return [str(split) for split in json.loads((folder / "dataset_dict.json").read_text(encoding="utf-8"))["splits"]]
+
+
 def _load_from_disk(folder: Path) -> Any:
     """``datasets.load_from_disk(folder)`` (a ``Dataset`` or a ``DatasetDict``) without the
     output format each dataset was saved with: the rows are read as Arrow batches whatever
@@ -266,7 +275,7 @@ def _load_from_disk(folder: Path) -> Any:
 
     if (folder / "dataset_dict.json").is_file():
         try:
-            splits = [str(split) for split in json.loads((folder / "dataset_dict.json").read_text("utf-8"))["splits"]]
+            splits = saved_dict_splits(folder)
         except (OSError, ValueError, KeyError, TypeError):
             splits = []
         read = {split: load_saved(folder / split, formatted=False) for split in splits}
