@@ -154,9 +154,7 @@ def _label_setup_warnings(target: str, prepared: dict[str, dict[str, Dataset]], 
         if len(held) == 1 and len(classes) > 1 and len(splits[name]) > 1:  # 1 row: the small split's warning
             warnings.append(f"Target {target!r} has a single class ({next(iter(held))!r}) in its {name} split "
                             f"({len(splits[name])} rows), of its {len(classes)} classes: {used}. "
-                            + ("Add rows of the other classes to the file target.test_loader reads."
-                               if name == "test" and test_loader else f"Give target.split.{name} more rows (the "
-                               "seeded split draws each class in proportion only on average)."))
+                            + _more_rows_advice(name, test_loader, "the other classes"))
     spelt, as_one = _one_class_spelt_apart(target, splits)  # (its spellings are one class below: said once)
     warnings.extend(spelt)
     warnings.extend(imbalance_warnings(target, Counter(splits.get("train", []))))
@@ -174,9 +172,7 @@ def _label_setup_warnings(target: str, prepared: dict[str, dict[str, Dataset]], 
                               for t, n in rows.items()) + (" ..." if len(missing) > 5 else "")
             warnings.append(f"Target {target!r}: its {name} split ({len(splits[name])} rows) has no row of the "
                             f"class{'es' if len(missing) > 1 else ''} {shown}, which its other splits have: {used}. "
-                            + ("Add rows of it to the file target.test_loader reads." if name == "test" and test_loader
-                               else f"Give target.split.{name} more rows (the seeded split draws each class in "
-                                    "proportion only on average)."))
+                            + _more_rows_advice(name, test_loader, "it"))
     unseen = sorted({as_one.get(t, t) for name in ("validation", "test") for t in splits.get(name, [])}
                     - {as_one.get(t, t) for t in splits.get("train", [])})
     if unseen and len(classes) > 1:
@@ -199,6 +195,16 @@ def _label_setup_warnings(target: str, prepared: dict[str, dict[str, Dataset]], 
             warnings.append(f"{who} has {distinct} distinct labels "
                             f"over {len(labels)} rows: loader.label_field is probably a text column, not the class.")
     return warnings
+
+
+def _more_rows_advice(split: str, test_loader: bool, rows_of: str) -> str:
+    """What :func:`_label_setup_warnings` advises for a target ``split`` short of a class's rows
+    (``rows_of``: of which): rows added to the file ``target.test_loader`` reads, for a test split
+    it reads (``test_loader``), else more rows drawn for the split."""
+    if split == "test" and test_loader:
+        return f"Add rows of {rows_of} to the file target.test_loader reads."
+    return (f"Give target.split.{split} more rows (the seeded split draws each class in proportion only on "
+            "average).")
 
 
 #: a target's train split is imbalanced when one class holds at least this share of its rows ...
