@@ -164,10 +164,11 @@ def _label_setup_warnings(target: str, prepared: dict[str, dict[str, Dataset]], 
         "test": "test accuracy and macro-F1 (over the test split's classes) say nothing about how well a selection "
                 "tells it apart",
     }
+    in_all = Counter(as_one.get(t, t) for labels in splits.values() for t in labels)  # (spellings as one class)
     for name, used in missing_use.items():
-        missing = sorted({as_one.get(t, t) for t in classes} - {as_one.get(t, t) for t in splits.get(name, [])})
+        missing = sorted(set(in_all) - {as_one.get(t, t) for t in splits.get(name, [])})
         if missing and len(set(splits.get(name, []))) > 1:  # one class there: its own warning above
-            rows = {t: sum(as_one.get(u, u) == t for labels in splits.values() for u in labels) for t in missing[:5]}
+            rows = {t: in_all[t] for t in missing[:5]}
             shown = ", ".join(f"{t!r} ({n} row{'' if n == 1 else 's'} in all)"
                               for t, n in rows.items()) + (" ..." if len(missing) > 5 else "")
             warnings.append(f"Target {target!r}: its {name} split ({len(splits[name])} rows) has no row of the "
