@@ -1091,7 +1091,7 @@ def _note_dataset_dict_split_by_default(spec: Spec, spec_path: Path, note: _AddI
     splits are left out. Said once, as a note naming how many more sources read so (500 such
     sources would be 500 lines); a ``source_files`` group's sources, whose ``split`` cannot be
     told written or not, are left out."""
-    from subsetctl.data.loaders import resolve_path
+    from subsetctl.data.loaders import resolve_path, saved_dict_splits
     from subsetctl.plan_reasons import listed_briefly
     from subsetctl.spec import HuggingFaceLoader
 
@@ -1101,13 +1101,13 @@ def _note_dataset_dict_split_by_default(spec: Spec, spec_path: Path, note: _AddI
         if (not isinstance(loader, HuggingFaceLoader) or "split" in loader.model_fields_set
                 or (path[0] == "sources" and path[1] in spec.source_origins)):
             continue
-        listing = resolve_path(loader.path, spec_path.parent) / "dataset_dict.json"
+        folder = resolve_path(loader.path, spec_path.parent)
         try:
-            splits = [str(split) for split in json.loads(listing.read_text(encoding="utf-8"))["splits"]]
+            splits = saved_dict_splits(folder)
         except (OSError, ValueError, KeyError, TypeError):  # (not such a folder; a broken one is an error of its own)
             continue
         if len(splits) > 1 and loader.split in splits:
-            found.append((path, source, listing.parent, splits))
+            found.append((path, source, folder, splits))
     target = [entry for entry in found if entry[0] == ("target",)]
     sources = [entry for entry in found if entry[0] != ("target",)]
     for path, _, folder, splits in target:
