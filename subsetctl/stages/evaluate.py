@@ -6,7 +6,9 @@ the evaluate settings, so re-running the stage evaluates only adapters it has no
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +46,6 @@ def exact_match_scores(spec: Spec, project: Project) -> bool:
     results hold them (read from its files, no loader run); reasoning_gym scores every row
     with reasoning-gym's scorer (a run refuses rows without rg_task). True where the data
     stage's test split cannot be read yet: the stage's inputs are taken again once it has run."""
-    from subsetctl.data.saving import plain_split_columns
-    from subsetctl.errors import UserError
-
     if spec.model.kind == "classifier" or spec.evaluate.metric == "reasoning_gym":
         return False
     if spec.evaluate.metric != "auto":
@@ -54,7 +53,30 @@ def exact_match_scores(spec: Spec, project: Project) -> bool:
     data = project.stage_dir("data")
     if not (data / spec.target.name).is_dir():
         return True
-    test = data / spec.target.name / "test"
+    return not _every_test_row_reasoning_gym(str(data), spec.target.name,
+                                             _files_stamps(data / spec.target.name / "test"))
+
+
+def _files_stamps(folder: Path) -> tuple[tuple[str, int, int, int], ...]:
+    """Each file in ``folder`` with its size and :func:`~subsetctl.project.stamp_of` (empty
+    where there is no such folder): what a split saved there changes when written again."""
+    try:
+        entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+        return tuple((e.name, (st := e.stat()).st_size, st.st_mtime_ns, st.st_ino) for e in entries if e.is_file())
+    except OSError:
+        return ()
+
+
+@functools.lru_cache(maxsize=8)
+def _every_test_row_reasoning_gym(data: str, target: str, stamps: tuple[tuple[str, int, int, int], ...]) -> bool:
+    """Whether every row of the data stage's test split of ``target`` (in the stage folder
+    ``data``) carries reasoning-gym's ``rg_task``: read once while its files (``stamps``, the
+    key) are unchanged, not at each of the several calls a `plan` or `run` makes of
+    :func:`exact_match_scores` (its inputs, the cache keys, the results to score again)."""
+    from subsetctl.data.saving import plain_split_columns
+    from subsetctl.errors import UserError
+
+    test = Path(data) / target / "test"
     # (read with pyarrow alone where it can: the data stage's module imports datasets, a second
     # that `plan`, and a `run` with nothing to do, did not take)
     columns = plain_split_columns(test) if test.exists() else {}  # (an empty split is not saved)
@@ -62,11 +84,11 @@ def exact_match_scores(spec: Spec, project: Project) -> bool:
         from subsetctl.data.stage import split_columns
 
         try:
-            columns = split_columns(data, spec.target.name, "test")
+            columns = split_columns(Path(data), target, "test")
         except (UserError, OSError, ValueError):  # damaged: the run says so; until then, as exact match would
-            return True
+            return False
     n = len(next(iter(columns.values()), []))
-    return not all(is_reasoning_gym_row({"metadata": raw}) for raw in columns.get("metadata", [None] * n))
+    return all(is_reasoning_gym_row({"metadata": raw}) for raw in columns.get("metadata", [None] * n))
 
 
 def result_cache_keys(ctx: StageContext, runs: list[str], compared: bool = True) -> dict[str, list[str]]:
