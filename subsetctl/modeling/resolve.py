@@ -1403,14 +1403,14 @@ def resolve_model(
                                 f"local cache: {cache_problem}") from exc
             if not offline:
                 where = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'}"
-            elif revision is not None and not model_cached(source, revision):
-                raise UserError(revision_not_cached(source, revision)) from exc
             elif model_cached(source, revision):  # validate found its config.json: say what the cache lacks
                 partial = partly_cached_hub_model(source, None, revision)
                 lacks = (f"its copy there, {partial[1]}, lacks {partial[2]}" if partial is not None
                          else _first_line(exc).rstrip("."))
                 where = ("the hub is unreachable from this machine and the local Hugging Face cache holds only "
                          f"part of the model: {lacks}; load it once where the hub is reachable to download the rest")
+            elif revision is not None:
+                raise UserError(revision_not_cached(source, revision)) from exc
             else:
                 where = ("the hub is unreachable from this machine and the model is not in the local "
                          f"Hugging Face cache, {cache_looked_in('model')}")
