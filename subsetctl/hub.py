@@ -259,10 +259,10 @@ def cache_looked_in(what: str) -> str:
     told the id is "not in the local Hugging Face cache" without saying which folder that was."""
     import huggingface_hub.constants as hub_constants
 
-    hub_cache = f"{hub_constants.HF_HUB_CACHE}{_missing_folder_note(Path(hub_constants.HF_HUB_CACHE))}"
+    hub_cache = _folder_looked_in(hub_constants.HF_HUB_CACHE)
     if what == "model":
         return f"looked in {hub_cache}; HF_HOME or HF_HUB_CACHE name another"
-    datasets_cache = f"{datasets_cache_dir()}{_missing_folder_note(datasets_cache_dir())}"
+    datasets_cache = _folder_looked_in(datasets_cache_dir())
     return f"looked in {hub_cache} and {datasets_cache}; HF_HOME, HF_HUB_CACHE or HF_DATASETS_CACHE name others"
 
 
@@ -270,16 +270,16 @@ def cache_looked_in(what: str) -> str:
 _CACHE_VARIABLES = ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_DATASETS_CACHE", "HF_HOME")
 
 
-def _missing_folder_note(folder: Path) -> str:
-    """" (no such folder: HF_HOME=/x is set here; check its path)" for a cache folder that does
-    not exist, naming the variables the environment sets; "" for one that exists. A job whose
+def _folder_looked_in(folder: str | Path) -> str:
+    """The cache ``folder`` as written, and where it does not exist " (no such folder: HF_HOME=/x
+    is set here; check the path)", naming the variables the environment sets. A job whose
     HF_HOME is misspelt, or names a scratch folder another node mounts, was told its hub id "is
     not in the local Hugging Face cache", as if the cache had been looked through and lacked it."""
-    if folder.is_dir():
-        return ""
+    if Path(folder).is_dir():
+        return str(folder)
     named = [f"{v}={os.environ[v]}" for v in _CACHE_VARIABLES if os.environ.get(v)]
-    return (f" (no such folder: {', '.join(named)} {'is' if len(named) == 1 else 'are'} set here; check the path)"
-            if named else " (no such folder)")
+    return (f"{folder} (no such folder: {', '.join(named)} {'is' if len(named) == 1 else 'are'} set here; check the "
+            "path)" if named else f"{folder} (no such folder)")
 
 
 def cached_model_ids() -> list[str]:
