@@ -64,9 +64,10 @@ def rough_seconds(stage: str, spec: Any, params: int) -> float | None:
         m = spec.meta_init
         return META_INIT_SECONDS + _training_seconds(params, m.steps, m.batch_size * m.grad_accum, length)
     if stage == "finetune":
+        from subsetctl.modeling.footprint import fine_tunes_at_most
+
         f = spec.finetune
-        fine_tunes = (len(spec.search.strategies) + len(f.baselines)) * f.seeds
-        return FINETUNE_STAGE_SECONDS + fine_tunes * (FINETUNE_SECONDS + _training_seconds(
+        return FINETUNE_STAGE_SECONDS + fine_tunes_at_most(spec) * (FINETUNE_SECONDS + _training_seconds(
             params, f.steps, f.batch_size * f.grad_accum, length))
     return None
 

@@ -222,8 +222,14 @@ def disk_bytes(stage: str, spec: Any, shape: ModelShape) -> int:
         return checkpoints + adapter
     if not spec.finetune.enabled:
         return 0
-    runs = (len(spec.search.strategies) + len(spec.finetune.baselines)) * spec.finetune.seeds
-    return checkpoints + 2 * runs * adapter
+    return checkpoints + 2 * fine_tunes_at_most(spec) * adapter
+
+
+def fine_tunes_at_most(spec: Any) -> int:
+    """The fine-tunes the finetune stage trains with ``spec`` at most: each selection (the
+    search's strategies and ``finetune.baselines``) once per ``finetune.seeds``, alike picks
+    counted apart (they are trained once)."""
+    return (len(spec.search.strategies) + len(spec.finetune.baselines)) * spec.finetune.seeds
 
 
 def estimate(stage: str, spec: Any, spec_dir: Path) -> tuple[int, str] | None:
