@@ -377,7 +377,7 @@ def evaluate_model(
     if progress:
         progress(f"Computing test losses on {len(examples)} examples")
     outputs = per_example_outputs(model, tokenizer, examples, kind, max_length, batch_size)
-    scored = np.isfinite(outputs["ce"])  # (rows with no token to score have no loss: left out, said below)
+    scored = outputs["scored"]  # (rows with no token to score have no loss: left out, said below)
     loss_ce = float(outputs["ce"][scored].mean()) if scored.any() else float("nan")
     loss_sur = float(surrogate_loss(torch.from_numpy(outputs["f"][scored])).mean()) if scored.any() else float("nan")
 

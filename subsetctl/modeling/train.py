@@ -187,14 +187,16 @@ def per_example_outputs(
 ) -> dict[str, np.ndarray]:
     """f and token/class cross-entropy per example, no gradients, in input order; NaN for
     a causal-LM example with no token to score (a text of one token with no BOS before it
-    and no EOS after it): it has no loss, where a loss of 0 lowered the mean.
+    and no EOS after it): it has no loss, where a loss of 0 lowered the mean. ``scored``
+    says which examples have one, from their encoding: a loss that is NaN for another
+    reason (a diverged model's) is not taken for no token to score.
 
     Examples are batched by length to waste little padding; the model's train/eval mode
     is restored afterwards.
     """
     _check_kind(kind)
     if not examples:
-        return {"f": np.zeros(0), "ce": np.zeros(0)}
+        return {"f": np.zeros(0), "ce": np.zeros(0), "scored": np.zeros(0, dtype=bool)}
     items = encode_rows(tokenizer, examples, kind, max_length)
     lengths = [len(it.input_ids) if kind == "causal-lm" else len(str(it["prompt"])) for it in items]
     order = np.argsort(lengths, kind="stable")
@@ -213,10 +215,9 @@ def per_example_outputs(
                 ce_out[idx] = ce.double().cpu().numpy()
     finally:
         model.train(was_training)
-    if kind == "causal-lm":
-        unscored = np.array([not any(it.response_mask) for it in items])
-        f_out[unscored] = ce_out[unscored] = np.nan
-    return {"f": f_out, "ce": ce_out}
+    scored = np.array([any(it.response_mask) for it in items]) if kind == "causal-lm" else np.ones(len(items), bool)
+    f_out[~scored] = ce_out[~scored] = np.nan
+    return {"f": f_out, "ce": ce_out, "scored": scored}
 
 
 def compute_f(
@@ -242,7 +243,7 @@ def evaluate_loss(
     if not examples:
         raise UserError("Cannot evaluate a loss on zero examples; the validation split is empty.")
     out = per_example_outputs(model, tokenizer, examples, kind, max_length, batch_size)
-    scored = np.isfinite(out["ce"])  # (a text of one token, no BOS, no EOS, has no loss: left out)
+    scored = out["scored"]  # (a text of one token, no BOS, no EOS, has no loss: left out)
     if not scored.any():
         raise UserError(f"None of the {len(examples)} examples the loss is taken over has a token to score: each is "
                         "a text of one token, with no BOS token before it and no EOS token after it. Give the target "

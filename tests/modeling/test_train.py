@@ -237,6 +237,17 @@ def test_compute_f_matches_surrogate_and_single_token_ce(tiny_llama_dir) -> None
     assert ce > 0 and ce != pytest.approx(sur)
 
 
+def test_a_diverged_models_loss_is_nan_not_taken_for_rows_with_no_token_to_score(tiny_llama_dir) -> None:
+    """A model whose weights went NaN (a step that diverged) has a NaN validation loss, which
+    train_lora takes for divergence: its rows are not ones with no token to score (left out of
+    the mean, and none left: a UserError blaming one-token texts)."""
+    model, tok = _llama(tiny_llama_dir)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(float("nan"))
+    assert math.isnan(evaluate_loss(model, tok, causal_rows(), "causal-lm", 32, objective="ce"))
+
+
 def test_classifier_training_and_f(tiny_bert_dir, tmp_path) -> None:
     model, tok, _ = resolve_model(str(tiny_bert_dir), "classifier", num_labels=2)
     model = apply_lora(model, r=4, kind="classifier")
