@@ -238,9 +238,10 @@ def _planned_disk(spec: Any, folder: Path) -> tuple[int, int, list[str]] | None:
     try:
         project = Project.find(folder)
         rows = prepared_rows(spec, project)
-        room = planned_room(spec, project, sum(rows.values()), forced=False) if rows is not None else None
-        if room is not None and rows is not None:
-            parts.append((room[0], room[1], f"the gradients stage's store of {sum(rows.values()):,} rows"))
+        total = sum(rows.values()) if rows is not None else None
+        room = planned_room(spec, project, total, forced=False) if total is not None else None
+        if room is not None:
+            parts.append((room[0], room[1], f"the gradients stage's store of {total:,} rows"))
         for stage, what in (("meta_init", "meta_init's checkpoints and adapter"),
                             ("finetune", "the fine-tunes' adapters and checkpoints")):
             if project.read_manifest(stage) is None and (lora := lora_disk(stage, spec, project)) is not None:
