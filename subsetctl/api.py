@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from subsetctl.errors import (
+    EDQUOT,
     PluginNotImported,
     SpecError,
     SpecFileError,
@@ -165,7 +166,7 @@ def init_project(directory: str | Path, template: str = "quickstart", force: boo
     return spec_path
 
 
-_OUT_OF_ROOM = {errno.ENOSPC: "the disk is full", getattr(errno, "EDQUOT", 122): "your disk quota is used up"}
+_OUT_OF_ROOM = {errno.ENOSPC: "the disk is full", EDQUOT: "your disk quota is used up"}
 
 
 def _init_out_of_room(exc: OSError, directory: Path, spec_path: Path, force: bool) -> str:

@@ -532,8 +532,8 @@ def _address_space_limit() -> str:
             "(`ulimit -v unlimited`) first")
 
 
-_EDQUOT = getattr(errno, "EDQUOT", 122)  # (not in errno on every platform; Linux's number)
-_OUT_OF_SPACE = frozenset({errno.ENOSPC, _EDQUOT, errno.EFBIG})
+EDQUOT = getattr(errno, "EDQUOT", 122)  # (not in errno on every platform; Linux's number)
+_OUT_OF_SPACE = frozenset({errno.ENOSPC, EDQUOT, errno.EFBIG})
 """ENOSPC (the disk is full), EDQUOT (the user's disk quota is used up: on a shared machine
 the usual way to run out) and EFBIG (a file reached the process's file size limit,
 ``ulimit -f``, or the file system's largest file): the writes that fail for want of room,
@@ -648,7 +648,7 @@ def environment_error(error: BaseException) -> EnvironmentUserError | None:
             f"No space left on the device (writing{where}). Free disk space {large_files} and run again: "
             "finished work is kept and resumed."
         )
-    if exc.errno == _EDQUOT:
+    if exc.errno == EDQUOT:
         return EnvironmentUserError(
             f"Disk quota exceeded (writing{where}): your quota on this file system is used up. Free space in it "
             f"{large_files}, or ask for a larger quota, and run again: finished work is kept and resumed."
