@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from stat import S_ISREG, S_IWUSR, S_IXUSR
+from stat import S_ISREG, S_IWGRP, S_IWOTH, S_IWUSR, S_IXUSR
 from typing import IO, Any, Generic, TypeVar
 
 from subsetctl.errors import (
@@ -1389,8 +1389,9 @@ class Project:
         run's writes (the lock file's PID, a stage's files) and deletions (a stage re-run,
         the cache and spec cleanups) would then reach the files they point to, outside the
         project. The state folder and its cache folder may each be a link (to a bigger
-        disk) while the folder it points to holds only what subsetctl writes there (or
-        nothing)."""
+        disk) while no one the project does not trust could have made the link or could write
+        the folder it points to (:meth:`_refuse_a_link_others_could_plant`) and that folder
+        holds only what subsetctl writes there (or nothing)."""
         from subsetctl.filehash import CACHE_FILE, CACHE_LOCK_FILE, DERIVED_FILE
         from subsetctl.modeling.special_text import COUNTS_CACHE_FILE
         from subsetctl.stages import all_stages
@@ -1404,6 +1405,7 @@ class Project:
                               ".run-started"},
         }
         if state.is_symlink() and state.is_dir():
+            self._refuse_a_link_others_could_plant(state)
             self._refuse_a_link_to_other_files(state, linkable[state])
         if (self.root / "plots").is_symlink():  # the report stage refuses it (:meth:`inside`): said before the work
             self.inside(self.root / "plots")
@@ -1418,6 +1420,7 @@ class Project:
                 continue
             for entry in entries:
                 if entry.is_symlink() and (link := linkable_at.get(entry.path)) is not None and entry.is_dir():
+                    self._refuse_a_link_others_could_plant(link)
                     self._refuse_a_link_to_other_files(link, linkable[link])
                 elif entry.is_symlink():
                     raise UserError(
@@ -1428,6 +1431,34 @@ class Project:
                         "run again.")
                 if entry.is_dir():  # (a link only where it was taken above)
                     pending.append(entry.path)
+
+    def _refuse_a_link_others_could_plant(self, link: Path) -> None:
+        """UserError when the state (or cache) folder ``link`` is a link someone the project
+        does not trust could have made or could write through: the link another user's, or
+        the folder it points to another user's or writable by its group, unless the project
+        folder is a team's (group-writable, not by everyone) and that folder is the team
+        group's; a folder everyone may write, never. On a shared machine such a user could
+        otherwise point the run at a folder of theirs (empty, so taken) and, after the check,
+        put links in it that the run writes and deletes through, reaching the user's files.
+        (A teammate who may write the project folder may write its state folder anyway.)"""
+        if not hasattr(os, "getuid"):  # (no owners to compare on Windows)
+            return
+        me, made_by, target, project = os.getuid(), os.lstat(link).st_uid, os.stat(link), self.root.stat()
+        team = bool(project.st_mode & S_IWGRP) and not project.st_mode & S_IWOTH
+        teams = team and target.st_gid == project.st_gid  # the folder linked to is the team group's
+        real = os.path.realpath(link)
+        why = (f"{real} is writable by everyone" if target.st_mode & S_IWOTH else
+               f"the link is another user's (uid {made_by})" if made_by != me and not team else
+               f"{real} is another user's (uid {target.st_uid})" if target.st_uid != me and not teams else
+               f"{real} is writable by its group" if target.st_mode & S_IWGRP and not teams else None)
+        if why is not None:
+            raise UserError(
+                f"Refusing to run: {link} is a link to {real}, and {why}; a run writes into that folder and deletes "
+                "there, and on a shared machine whoever else may write the link or the folder could send those "
+                f"writes elsewhere. Remove the link (`rm {shell_arg(link)}`, which leaves the folder it points to "
+                "alone) and let the run make the folder, or link it to a folder of your own that only you can write "
+                f"(`chmod go-w {shell_arg(real)}`; a team's project, group-writable, may link to a folder of the "
+                "team's group), then run again.")
 
     @staticmethod
     def _refuse_a_link_to_other_files(link: Path, own: set[str]) -> None:

@@ -493,6 +493,46 @@ def test_a_state_folder_linked_to_a_folder_of_other_files_is_refused(tmp_path: P
     assert sorted(p.name for p in home.rglob("*")) == ["mine.json", "notes.txt", "specs"]
 
 
+@pytest.mark.skipif(not hasattr(os, "getuid"), reason="POSIX owners")
+def test_a_state_folder_link_someone_else_could_have_planted_is_refused(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a shared machine a `.subsetctl` link to an empty folder was followed whoever made it
+    and whoever could write that folder, who could put links in it after the check, sending the
+    run's writes and deletions to the user's files. It is refused unless the link and the folder
+    are yours, or the project is a team's (group-writable) and the folder the team group's;
+    a folder everyone may write, never."""
+    from subsetctl.errors import UserError
+
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (tmp_path / "proj").mkdir(mode=0o755)
+    (tmp_path / "proj").chmod(0o755)
+    project = Project(tmp_path / "proj")
+    project.state_dir.symlink_to(theirs, target_is_directory=True)
+    for mode, said in ((0o777, "theirs is writable by everyone"), (0o775, "theirs is writable by its group")):
+        theirs.chmod(mode)
+        with pytest.raises(UserError, match=rf"{said}; .*`chmod go-w "), project.lock():
+            pass
+    theirs.chmod(0o755)
+    real_uid = os.getuid()
+    monkeypatch.setattr(os, "getuid", lambda: real_uid + 1)  # as if the link and the folder were another user's
+    with pytest.raises(UserError, match=r"the link is another user's \(uid \d+\)"), project.lock():
+        pass
+    assert list(theirs.iterdir()) == []
+    (tmp_path / "proj").chmod(0o2775)  # a team's project: a teammate's link to the group's folder is taken
+    theirs.chmod(0o2775)
+    with project.lock():
+        pass
+    theirs.chmod(0o777)  # but not to a folder everyone may write
+    with pytest.raises(UserError, match="theirs is writable by everyone"), project.lock():
+        pass
+    monkeypatch.setattr(os, "getuid", lambda: real_uid)
+    theirs.chmod(0o755)
+    (tmp_path / "proj").chmod(0o755)
+    with project.lock():  # yours, and only yours to write: taken
+        pass
+
+
 def test_a_state_folder_linked_to_an_empty_folder_or_its_own_results_is_taken(tmp_path: Path) -> None:
     """The state folder linked to a bigger disk is a user's choice, not a danger."""
     from subsetctl.errors import UserError
