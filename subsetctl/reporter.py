@@ -125,7 +125,8 @@ class _RichTask:
         from rich.markup import escape
 
         # (the info column reads markup: a strategy's progress message "[a, b]" vanished, "[/x]" raised)
-        self._progress.update(self._task_id, completed=completed, info=escape(_fields_text(fields)))
+        # (made visible before rich lays it out, so that a control character's escape is not cut to its width)
+        self._progress.update(self._task_id, completed=completed, info=escape(visible(_fields_text(fields))))
 
     def resume(self, completed: int) -> None:
         """Start the bar at ``completed`` with its clock and speed afresh: the jump from 0
@@ -282,15 +283,27 @@ _console_class: Any = None
 def new_console(**options: Any) -> Any:
     """A rich ``Console`` (``options`` as rich's, ``width`` by default :func:`console_width`'s)
     that shows every text it prints or lays out in a table :func:`visible`: rich passes an
-    escape sequence in a string through to the terminal as it is. rich's own styling, added
-    after, is untouched."""
+    escape sequence in a string through to the terminal as it is. A string is made visible
+    before it is laid out; what reaches the terminal some other way (a rich ``Text`` made
+    from data, a progress bar's description or fields, which rich's columns turn into
+    ``Text`` themselves) is made visible as it is rendered, every segment but rich's own
+    control ones (cursor moves, a live display's redraws). rich's own styling, added after,
+    is untouched."""
     global _console_class
     if _console_class is None:
         from rich.console import Console
+        from rich.segment import Segment
 
         class VisibleTextConsole(Console):
             def render_str(self, text: str, **kwargs: Any) -> Any:
                 return super().render_str(visible(text), **kwargs)
+
+            def render(self, renderable: Any, options: Any = None) -> Any:
+                for segment in super().render(renderable, options):
+                    if segment.control or not _TERMINAL_CONTROLS.search(segment.text):
+                        yield segment
+                    else:
+                        yield Segment(visible(segment.text), segment.style)
 
         _console_class = VisibleTextConsole
     options.setdefault("width", console_width())
@@ -362,6 +375,9 @@ class RichReporter:
             finally:
                 task.close()
             return
+        from rich.markup import escape
+
+        description = escape(visible(description))  # (the description column reads markup, as the info one)
         if self._active is not None:
             task_id = self._active.add_task(description, total=total, info="")
             yield _RichTask(self._active, task_id)

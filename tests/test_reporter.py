@@ -219,3 +219,26 @@ def test_a_terminal_escape_sequence_in_a_name_is_shown_escaped_not_sent_to_the_t
     assert "\x1b]" not in shown and "\x07" not in shown and "\r" not in shown and "\x9b" not in shown, repr(shown)
     assert shown.count("\\x1b]52;c;ZWNobyBoaQ==\\x07\\x1b[8mhidden\\rX\\x9b") == 2, shown
     assert "\x1b[33m" in shown  # (the warning's own color)
+
+
+def test_an_escape_sequence_in_a_rich_text_or_a_progress_bar_is_shown_escaped() -> None:
+    """new_console made a string visible as rich read it, but a rich ``Text`` made from data,
+    and a progress bar's description and fields (which rich's columns make ``Text`` of
+    themselves), reached the terminal with their escape sequences as they were: a file or
+    label named ``\\x1b]0;...\\x07`` retitled the terminal from a bar."""
+    from rich.text import Text
+
+    from subsetctl.reporter import new_console
+
+    name = "src\x1b]0;pwned\x07\x1b[8mhidden"
+    out = io.StringIO()
+    console = new_console(file=out, force_terminal=True, force_interactive=True, color_system="standard", width=200)
+    console.print(Text.assemble("file ", name))
+    with RichReporter(console).progress(f"reading {name}", total=2) as task:
+        task.update(1, reading=name)
+        task._progress.refresh()  # drawn now, in this thread
+    shown = out.getvalue()
+    assert "\x1b]" not in shown and "\x07" not in shown and "\x1b[8m" not in shown, repr(shown)
+    assert "file src\\x1b]0;pwned\\x1b[8mhidden" in shown, repr(shown)  # (rich's Text drops the bell itself)
+    assert "reading src\\x1b]0;pwned\\x07\\x1b[8mhidden" in shown, repr(shown)  # the bar's description, whole
+    assert "reading=src\\x1b]0;pwned\\x07\\x1b[8mhidden" in shown, repr(shown)  # and its field
