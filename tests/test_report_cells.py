@@ -2026,6 +2026,28 @@ def test_a_data_warning_quoting_a_markdown_link_is_shown_as_written_in_report_md
     markdown = render_markdown({**_report(False), "data_warnings": [warning]}, {})
     bullet = next(line for line in markdown.splitlines() if line.startswith("- source 'web'"))
     assert bullet == "- " + md_text(warning)
-    assert ("\\[click here\\](http://evil.example) !\\[x\\](http://e.example/p.png) \\*\\*bold\\*\\* \\_it\\_ "
+    assert ("\\[click here\\](http\\://evil.example) !\\[x\\](http\\://e.example/p.png) \\*\\*bold\\*\\* \\_it\\_ "
             "&amp;lt;b&amp;gt; \\\\\\[") in bullet, bullet
     assert "`subsetctl ls [dir]`; snake_case and C:\\data stay" in bullet, bullet
+
+
+def test_a_bare_url_from_data_or_a_file_name_is_no_link_in_report_md() -> None:
+    """GitHub (and a renderer that "linkifies") made a link of a bare ``https://...`` or
+    ``www.`` in report.md: a data row a warning quotes, a file's name or the project's could
+    put one there that a reader clicks. Its ``:`` (``www``'s ``.``) is escaped, shown as
+    written; subsetctl's own code spans are left as they are."""
+    from markdown_it import MarkdownIt
+
+    from subsetctl.report.markdown import md_cell, md_name, md_text, md_title
+
+    warning = "row 3's prompt is 'log in at https://evil.example/login or WWW.evil.example (ftp://f.example)', see `https://x.example`"
+    assert md_text(warning) == ("row 3's prompt is 'log in at https\\://evil.example/login or WWW\\.evil.example "
+                                "(ftp\\://f.example)', see `https://x.example`")
+    assert md_title("https://evil.example") == "https\\://evil.example"
+    assert md_cell("www.evil.example|x") == "www\\.evil.example\\|x"
+    assert md_name("www.evil.example") == "www\\.evil.example"
+    assert md_text("thewww.example and xhttps://a") == "thewww.example and xhttps://a"  # (no URL's start there)
+    html = MarkdownIt("commonmark").render(md_text(warning))  # the escapes are shown as the text they escape
+    assert "https://evil.example/login or WWW.evil.example (ftp://f.example)" in html and "<a" not in html, html
+    markdown = render_markdown({**_report(False), "data_warnings": [warning]}, {})
+    assert "- " + md_text(warning) in markdown.splitlines()

@@ -37,7 +37,7 @@ def test_a_model_card_shows_the_project_name_and_model_path_as_written(tmp_path:
     spec["project"]["name"] = "<script>alert(1)</script> [x](http://evil.example)"
     ctx = SimpleNamespace(spec=Spec.model_validate(spec))
     card = model_card(["exhaustive"], ["a"], ctx, {"subset": ["a"], "seed": 0, "steps": 4, "last_train_loss": 4.0})
-    assert "- project: &lt;script>alert(1)&lt;/script> \\[x\\](http://evil.example), seed 0\n" in card, card
+    assert "- project: &lt;script>alert(1)&lt;/script> \\[x\\](http\\://evil.example), seed 0\n" in card, card
     assert f"for ``{tmp_path / 'mo`del'}``, fine-tuned" in card, card
 
 

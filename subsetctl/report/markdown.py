@@ -72,12 +72,26 @@ def _settings_block(settings: Any) -> list[str]:
             "", "</details>", ""]
 
 
+#: the start of a bare URL that GitHub (GFM's extended autolinks) and other renderers' "linkify"
+#: make a link of: a scheme's ``:`` (``https://``, ``ftp://``) or ``www``'s ``.``
+_BARE_URL = re.compile(r"(?i)(?<![A-Za-z0-9])(?:(https?|ftp)(?=://)|(www)(?=\.))")
+
+
+def _no_autolinks(text: str) -> str:
+    """``text`` (already escaped, outside code spans) with the ``:`` of ``https://`` and the
+    ``.`` of ``www.`` escaped (``https\\://``, ``www\\.``): shown as written, but no bare URL a
+    renderer links, so a data row's or a file's ``https://evil.example/login`` is text in
+    report.md, not a link that takes a reader there."""
+    return _BARE_URL.sub(lambda m: m.group(0) + "\\", text)
+
+
 def md_name(name: str) -> str:
     """A source or selection name as Markdown text: an ``_`` next to punctuation or at an
     end is escaped, else ``x.__init__`` reads as x.**init** and ``a._b, c_`` puts both
     names in italics (names hold letters, digits, ``_``, ``.`` and ``-`` only; an ``_``
-    inside a word is no emphasis and is left as it is)."""
-    return re.sub(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])", r"\\_", name)
+    inside a word is no emphasis and is left as it is), and a name made from a file's,
+    ``www.example.com``, is no link (:func:`_no_autolinks`)."""
+    return _no_autolinks(re.sub(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])", r"\\_", name))
 
 
 #: a code span (CommonMark: a run of backticks, then text, then a run of as many): inside one,
@@ -96,10 +110,10 @@ def _markup_escaped(text: str) -> str:
     image, ``[click here](http://x)`` from a data row), ``*`` and an ``_`` at a word's edge
     (emphasis; ``snake_case`` stays as it is), a ``\\`` before punctuation (``\\[`` would undo
     the ``[``'s escape; ``C:\\data`` stays), ``&`` opening an entity (``&lt;`` is shown as
-    written) and :func:`_html_escaped`'s ``<``."""
+    written), :func:`_html_escaped`'s ``<`` and :func:`_no_autolinks`' bare URLs."""
     text = re.sub(r"\\(?=[!-/:-@\[-`{-~])", r"\\\\", text)
     text = re.sub(r"([\[\]*])|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])", lambda m: "\\" + m.group(0), text)
-    return _html_escaped(re.sub(r"&(?=#?[A-Za-z0-9]+;)", "&amp;", text))
+    return _no_autolinks(_html_escaped(re.sub(r"&(?=#?[A-Za-z0-9]+;)", "&amp;", text)))
 
 
 def md_text(text: str) -> str:
@@ -133,9 +147,10 @@ def md_title(name: str) -> str:
     as written, not as code and italics, and a ``#`` at its end is not taken for the
     heading's closing one; a character that is not printable (a folder's name can hold an
     escape sequence, or a line break, which ended the heading) is written as its escape
-    (``\\x1b``). (Warnings keep their backticks: they mark commands as code.)"""
+    (``\\x1b``), and a bare URL is no link (:func:`_no_autolinks`). (Warnings keep their backticks: they
+    mark commands as code.)"""
     shown = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(name))
-    return _html_escaped(re.sub(r"([\\`*_\[\]~#])", r"\\\1", shown))
+    return _no_autolinks(_html_escaped(re.sub(r"([\\`*_\[\]~#])", r"\\\1", shown)))
 
 
 def md_cell(name: str) -> str:
