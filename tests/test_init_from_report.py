@@ -218,6 +218,34 @@ def test_the_dask_clusters_address_in_run_settings_is_left_out_and_named(tmp_pat
     assert "left out: executor.address 'tcp://203.0.113.5:8786'" in " ".join(result.output.split()), result.output
 
 
+def test_run_settings_record_that_a_dask_cluster_was_set_not_its_address(tmp_path: Path) -> None:
+    """report.json's ``run_settings`` held ``executor.address`` as the spec had it: a private
+    cluster's address went into every shared report.json. They say only that one was set, and
+    `init --from-report` says the spec it writes runs on none."""
+    from tinymodels import tiny_project_spec
+
+    from subsetctl.report.build import run_settings
+    from subsetctl.spec import Spec
+
+    data = tiny_project_spec(tmp_path / "model")
+    data["executor"] = {"backend": "dask", "address": "tcp://10.0.3.7:8786", "n_jobs": 3}
+    ran = run_settings(Spec.model_validate(data))
+    assert "10.0.3.7" not in json.dumps(ran) and ran["executor.address_set"] is True, ran
+    assert run_settings(Spec.model_validate({**data, "executor": {"backend": "dask"}}))["executor.address_set"] is False
+    settings = {"target.name": "t", "target.loader.type": "jsonl", "target.loader.path": "t.jsonl",
+                "sources[0].name": "a", "sources[0].loader.type": "jsonl", "sources[0].loader.path": "a.jsonl"}
+    shared = tmp_path / "report.json"
+    shared.write_text(json.dumps({"report_format": 18, "settings": settings, "run_settings": ran}))
+    result = invoke("init", str(tmp_path / "new"), "--from-report", str(shared))
+    assert result.exit_code == 0, result.output
+    written = yaml.safe_load((tmp_path / "new" / "subsetctl.yaml").read_text())
+    assert written["executor"]["n_jobs"] == 3 and "address" not in written["executor"], written
+    said = " ".join(result.output.split())
+    assert "left out: executor.address, the Dask cluster the report's run used, which the report does not record" in (
+        said), said
+    assert "run_settings hold" not in said, said  # (a key subsetctl writes, not one edited in)
+
+
 def test_a_plugins_list_in_run_settings_is_warned_of_even_without_plugin_code_named(tmp_path: Path) -> None:
     """report.json's ``run_settings`` give the new spec its ``plugins:`` list, a module every
     command on it imports: a hand-edited shared report naming a module there, and no plugin

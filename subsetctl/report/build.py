@@ -745,18 +745,26 @@ def results_settings(project: Project, skip: frozenset[str] | set[str] = frozens
     return compact_source_settings({key: value for key, value in sorted(out.items()) if key not in neutral})
 
 
+#: the key of :func:`run_settings` saying whether the spec set a Dask cluster's ``executor.address`` (left out)
+ADDRESS_SET = "executor.address_set"
+
+
 def run_settings(spec: Any) -> dict[str, Any]:
     """Dotted setting -> value of the spec ``spec`` (the run writing the report) that no
     result depends on, so ``settings`` never holds them: the ``executor`` and ``report``
     sections, the ``plugins`` list and the :data:`~subsetctl.spec.RESULT_NEUTRAL` ones (a
     checkpoint's spacing, gradients.memory_budget_mb): report.json's ``run_settings``, which
-    `init --from-report` writes back (it wrote them at their defaults)."""
+    `init --from-report` writes back (it wrote them at their defaults). The Dask cluster's
+    ``executor.address`` is not among them, only whether one was set (``executor.address_set``):
+    a report is shared, and a private cluster's address (``tcp://10.0.3.7:8786``) is no reader's
+    business; `init --from-report` never wrote it back."""
     from subsetctl.spec import RESULT_NEUTRAL
 
     # (those sections alone: the whole spec's dump took 0.16 s a report at 10,000 sources)
     data = spec.model_dump(mode="json", include={"executor", "report", "plugins", *RESULT_NEUTRAL})
     out: dict[str, Any] = {f"{section}.{key}": value for section in ("executor", "report")
                            for key, value in (data.get(section) or {}).items()}
+    out[ADDRESS_SET] = bool(out.pop("executor.address", None))
     out["plugins"] = data.get("plugins") or []
     for section, keys in RESULT_NEUTRAL.items():
         out.update({f"{section}.{key}": data[section][key] for key in keys if key in (data.get(section) or {})})

@@ -153,10 +153,12 @@ def run_settings_a_report_holds(ran: Any) -> tuple[dict[str, Any], list[str]]:
     """report.json's ``run_settings`` (:func:`subsetctl.report.build.run_settings`) as
     `init --from-report` writes them back, and the keys left out: only the keys that function
     writes, each spelt as it writes them (``executor.n_jobs``, ``plugins``), but the Dask
-    cluster's ``executor.address`` (whose pickled results `run` would load). A report is data
+    cluster's ``executor.address`` (whose pickled results `run` would load; a report of an
+    earlier subsetctl holds it, a newer one only ``executor.address_set``). A report is data
     a teammate shares: a key edited in by hand (``model.source``, a whole ``executor`` mapping,
     ``executor."address"``) would otherwise be written into the new spec unsaid. An empty
     ``plugins`` list is left out (the default: it wrote ``plugins: []`` into every spec)."""
+    from subsetctl.report.build import ADDRESS_SET
     from subsetctl.spec import RESULT_NEUTRAL, Spec
 
     if not isinstance(ran, dict):
@@ -165,7 +167,7 @@ def run_settings_a_report_holds(ran: Any) -> tuple[dict[str, Any], list[str]]:
     taken |= {f"{section}.{key}" for section in ("executor", "report")
               for key in Spec.model_fields[section].annotation.model_fields if key != "address"}
     return ({key: value for key, value in ran.items() if key in taken and (key != "plugins" or value != [])},
-            [key for key in ran if key not in taken and key != "executor.address"])
+            [key for key in ran if key not in taken and key not in ("executor.address", ADDRESS_SET)])
 
 
 def without_defaults(settings: dict[str, Any]) -> dict[str, Any]:
@@ -299,6 +301,7 @@ def spec_from_report(path: Path, newdir: Path) -> tuple[str, list[str], list[str
     (:func:`report_json_path`), the lines `init` says of its data paths, and its warnings
     (what the report cannot hold, data files other than the report's). A UserError for a
     report too old, or settings that are no valid spec."""
+    from subsetctl.report.build import ADDRESS_SET
     from subsetctl.spec import SPEC_FILENAME
     from subsetctl.spec.dumps import spec_json
     from subsetctl.spec.reading import validate_data
@@ -310,7 +313,8 @@ def spec_from_report(path: Path, newdir: Path) -> tuple[str, list[str], list[str
     # the settings no result depends on, as the run that wrote the report had them (since report format 18),
     # but a Dask cluster's address: the cluster of that machine's run, whose pickled results `run` would load
     ran = report.get("run_settings") if isinstance(report.get("run_settings"), dict) else {}
-    address = ran.get("executor.address")
+    address = ran.get("executor.address")  # (a report of an earlier subsetctl; since, whether one was set alone)
+    address_set = ran.get(ADDRESS_SET) is True
     ran, strange = run_settings_a_report_holds(ran)
     specs = []
     for settings in ({**ran, **held}, without_defaults({**ran, **held})):
@@ -337,6 +341,10 @@ def spec_from_report(path: Path, newdir: Path) -> tuple[str, list[str], list[str
     if address:
         warnings.append(f"left out: executor.address {address!r}, the Dask cluster the report's run used (`run` loads "
                         "what a cluster sends back): write it into the spec yourself to run on that cluster")
+    elif address_set:
+        warnings.append("left out: executor.address, the Dask cluster the report's run used, which the report does not "
+                        "record (a shared report keeps a cluster's address private): write one into the spec yourself "
+                        "to run on a cluster")
     if foreign:
         warnings.append(f"left out: report.json's settings hold {', '.join(foreign)}, which no report subsetctl writes "
                         "holds (it was edited by hand or made elsewhere); a plugin module, a Dask cluster's address "
