@@ -4,7 +4,8 @@ the folder limit (:data:`subsetctl.globbing.FOLDER_LIMIT`) leaves such a tree al
 Builds FILES ``.jsonl`` files spread over FOLDERS folders (20,000 in 2,000 by default, a big
 data set kept as files) in a temporary folder, matches ``**/*.jsonl`` there (best of
 ``--repeat``), then times a walk stopped by a lowered limit to give the seconds per 100,000
-folders, what ``files: /**/*.jsonl`` spends before its error. Prints one JSON line.
+folders, what a ``**`` over a tree too big (``files: /home/**/*.jsonl``) spends before its error
+(one from ``/`` is refused before any walk). Prints one JSON line.
 
     python benchmarks/glob_walk.py [--files 20000] [--folders 2000] [--repeat 5]
 """

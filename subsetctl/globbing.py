@@ -21,7 +21,8 @@ from subsetctl.user_paths import expand_home
 # same answer on a fast disk and a slow network one, and a test can pin it. 100,000 folders is 50
 # times a big data set kept as files (20,000 files in 2,000 folders); walking them took 15 s on 2
 # busy cores (plain folders; 73 to 180 s for the first 100,000 below `/`, whose /sys links are slow),
-# and `files: /**/*.jsonl` had walked the whole disk, validate killed after 60 s still walking.
+# and `files: /**/*.jsonl` had walked the whole disk, validate killed after 60 s still walking (a `**` from `/`
+# or in /proc, /sys or /dev is now refused before any walk: :class:`WalkFromTheTop`).
 # SUBSETCTL_GLOB_FOLDER_LIMIT raises (or lowers) it for a data tree that really holds more folders.
 FOLDER_LIMIT = 100_000
 FOLDER_LIMIT_ENV = "SUBSETCTL_GLOB_FOLDER_LIMIT"
@@ -45,8 +46,31 @@ def allowed_folders() -> int:
     return value
 
 
-class TooManyFolders(UserError):
-    """A pattern's ``**`` entered more than :func:`allowed_folders` folders (``/**/*.jsonl``)."""
+#: folders a ``**`` is refused in: the kernel's and devices' (Linux's /proc and /sys, /dev), which hold no data
+#: and were most of the time `/**` took before :data:`FOLDER_LIMIT` stopped it (/sys's links are slow to list)
+SYSTEM_FOLDERS = ("/proc", "/sys", "/dev")
+
+
+class UnwalkablePattern(UserError):
+    """A pattern whose ``**`` the walk refuses (:class:`TooManyFolders`, :class:`WalkFromTheTop`)."""
+
+
+class WalkFromTheTop(UnwalkablePattern):
+    """A pattern's ``**`` reached at the top of the disk (``/``, a drive) or in a :data:`SYSTEM_FOLDERS`
+    one: refused at once, not after the tens of seconds to minutes :data:`FOLDER_LIMIT`'s walk took there."""
+
+    def __init__(self, pattern: str, folder: str) -> None:
+        self.pattern = pattern
+        where = ("the top of the disk, every folder on it" if os.path.dirname(folder) == folder else
+                 "a system folder of the kernel's or the devices', which holds no data")
+        super().__init__(
+            f"pattern {as_typed(pattern)} has '**' read every folder below {shown_path(Path(folder))} ({where}): "
+            "subsetctl refuses that rather than walk for minutes. Start the pattern at the folder that holds the "
+            "files (data/sources/**/*.jsonl, /home/me/pool/**/*.jsonl).")
+
+
+class TooManyFolders(UnwalkablePattern):
+    """A pattern's ``**`` entered more than :func:`allowed_folders` folders (``/home/**/*.jsonl``)."""
 
     def __init__(self, pattern: str, start: Path, stopped_in: Path, limit: int) -> None:
         self.pattern = pattern
@@ -65,7 +89,8 @@ def glob_without_loops(pattern: str, root_dir: Path, folder_limit: int | None = 
     symbolic link to a folder it is already inside: glob follows ``data/sub/up -> ..`` until
     the paths are too long, matching the same files once per turn, and two such links in
     one folder double the paths at each turn (a hang). Raises :class:`TooManyFolders` past
-    ``folder_limit`` folders listed (:func:`allowed_folders`): ``/**/*.jsonl`` walked the whole disk."""
+    ``folder_limit`` folders listed (:func:`allowed_folders`), and :class:`WalkFromTheTop` for a
+    ``**`` that starts at ``/`` or in /proc, /sys or /dev: ``/**/*.jsonl`` walked the whole disk."""
     parts = Path(pattern).parts
     found: set[str] = set()
     limit = allowed_folders() if folder_limit is None else folder_limit
@@ -106,6 +131,9 @@ def glob_without_loops(pattern: str, root_dir: Path, folder_limit: int | None = 
             walk(parts[0], inside, 1)
         elif parts[i] == "**":  # here and every folder below, each real folder once per path
             real = os.path.realpath(here) if real is None else real
+            if not inside and (os.path.dirname(real) == real or
+                               any(real == top or real.startswith(top + os.sep) for top in SYSTEM_FOLDERS)):
+                raise WalkFromTheTop(pattern, real)
             inside = inside | {real}
             walk(rel, inside, i + 1, real)
             for entry in entries(here):

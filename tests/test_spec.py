@@ -1732,6 +1732,35 @@ def test_a_source_files_pattern_walking_too_many_folders_stops_with_what_to_writ
     assert [i.key for i in found] == ["sources[0].loader.data_files"], validate_spec_file(path).issues
 
 
+def test_a_pattern_walking_from_the_top_of_the_disk_or_a_system_folder_is_refused_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`files: /**/*.jsonl` walked tens of seconds to minutes (/sys's links are slow) before the
+    folder limit stopped it: a '**' starting at / (written so, or reached by `..`) or in /proc,
+    /sys or /dev is refused before any folder is listed, as an issue on the group's key; one
+    lower down walks as before. (The limit is lowered so that, walked, each would stop at once.)"""
+    from subsetctl import globbing
+    from subsetctl.api import validate_spec_file
+
+    monkeypatch.setenv("SUBSETCTL_GLOB_FOLDER_LIMIT", "50")
+    listed: list[str] = []
+    real_scandir = os.scandir
+    monkeypatch.setattr(globbing.os, "scandir", lambda folder: listed.append(str(folder)) or real_scandir(folder))
+    up = "../" * len(tmp_path.resolve().parts)
+    for pattern, top in (("/**/*.jsonl", "/"), (f"{up}**/*.jsonl", "/"), ("/sys/**/*.jsonl", "/sys"),
+                         ("/proc/**", "/proc")):
+        with pytest.raises(globbing.WalkFromTheTop, match=rf"has '\*\*' read every folder below {top} "):
+            globbing.glob_without_loops(pattern, tmp_path)
+    assert listed == [], listed
+    (tmp_path / "pool" / "a").mkdir(parents=True)
+    (tmp_path / "pool" / "a" / "x.jsonl").write_text("{}\n")
+    assert globbing.glob_without_loops(f"{tmp_path}/pool/**/*.jsonl", tmp_path) == {f"{tmp_path}/pool/a/x.jsonl"}
+    path = _files_project(tmp_path, [{"files": "/**/*.zzzjsonl", "loader": {"type": "jsonl"}}])
+    (issue,) = validate_spec_file(path).issues
+    assert issue.key == "source_files[0].files" and "Start the pattern at the folder that holds the files" in (
+        issue.message), issue.message
+
+
 def test_the_folder_limit_of_a_pattern_is_raised_by_an_environment_variable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -369,7 +369,7 @@ def _check_file_loader(
             is_saved_to_disk,
             unmatched_glob_message,
         )
-        from subsetctl.globbing import TooManyFolders
+        from subsetctl.globbing import UnwalkablePattern
 
         local = resolve_path(loader.path, base_dir)
         if looks_local(loader.path) and not local.exists():
@@ -390,7 +390,7 @@ def _check_file_loader(
         # a save_to_disk folder is read whole: its data_files are ignored (validate warns), not files to find
         try:
             by_entry = [] if is_saved_to_disk(local) else data_files_by_entry(loader, base_dir)
-        except TooManyFolders as walk:  # data_files: [/**/*.json] walked the whole disk
+        except UnwalkablePattern as walk:  # data_files: [/**/*.json] walked the whole disk
             issues.add(loc + ("data_files",), str(walk))
             return
         found = len(issues.found)

@@ -29,7 +29,7 @@ from subsetctl.errors import (
     shown_text,
 )
 from subsetctl.globbing import (
-    TooManyFolders,
+    UnwalkablePattern,
     folder_as_pattern_note,
     literal_folder_note,
     missing_folder_note,
@@ -314,7 +314,7 @@ def expand_source_files(
     for g, group in enumerate(spec.source_files):
         try:
             matches = group.expand(spec_dir)
-        except TooManyFolders as walk:  # files: /**/*.jsonl walked the whole disk
+        except UnwalkablePattern as walk:  # files: /**/*.jsonl walked the whole disk
             issues.append(SpecIssue(file=file, line=lines.get(("source_files", g, "files")),
                                     key=f"source_files[{g}].files", message=str(walk)))
             continue
