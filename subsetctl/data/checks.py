@@ -732,8 +732,10 @@ def _answers(loader: LoaderBase, path: Path, column: str) -> Iterator[Any]:
         if where is not None:
             (by, value), = where.items()
             rows = value_rows(path, by).rows.get(value)
-            if rows is not None:
-                yield from _label_column(path, column, None, *_stamp(path)).take(rows).to_pylist()
+            if rows is not None:  # a batch of the picked rows at a time, as the file's batches below
+                answers = _label_column(path, column, None, *_stamp(path))
+                for start in range(0, len(rows), LABEL_ROWS_READ):
+                    yield from answers.take(rows[start:start + LABEL_ROWS_READ]).to_pylist()
             return
         for batch in parquet.iter_batches(batch_size=LABEL_ROWS_READ, columns=[column]):
             yield from batch.column(0).to_pylist()

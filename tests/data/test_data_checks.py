@@ -249,6 +249,40 @@ def test_every_answer_blank_is_found_past_1000_rows_in_parquet_and_in_a_wheres_r
     _, issues = _issues_of_files(answered, "jsonl", {"big": b'{"prompt": "q", "response": "a"}\n' + blank_jsonl})
     assert "sources[1].loader.response_field" not in issues and len(parsed) < 10, len(parsed)
 
+def test_a_parquet_wheres_answers_are_read_a_batch_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The answers of the rows a Parquet file's ``where`` picks are taken LABEL_ROWS_READ at a
+    time, up to the first that is not blank, as a whole file's batches are: every picked row's
+    answer was made a Python string before the first was looked at (a task of a million rows)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from subsetctl.data import checks
+    from subsetctl.spec.models import ParquetLoader
+
+    picked = 3 * LABEL_ROWS_READ
+    path = tmp_path / "tasks.parquet"
+    pq.write_table(pa.Table.from_pylist([{"task": "a", "prompt": f"q{i}", "response": "" if i else "r"}
+                                         for i in range(picked)] + [{"task": "b", "prompt": "q", "response": ""}]), path)
+    taken: list[int] = []
+    real = checks._label_column
+
+    class Counted:
+        """The answer column, counting the rows each take asks for."""
+
+        def __init__(self, column: Any) -> None:
+            self.column = column
+
+        def take(self, rows: Any) -> Any:
+            taken.append(len(rows))
+            return self.column.take(rows)
+
+    monkeypatch.setattr(checks, "_label_column", lambda *args: Counted(real(*args)))
+    loader = ParquetLoader(type="parquet", path=str(path), where={"task": "a"})
+    answers = checks._answers(loader, path, "response")
+    assert next(answers) == "r" and taken == [LABEL_ROWS_READ]
+    assert sum(1 for _ in answers) == picked - 1 and taken == [LABEL_ROWS_READ] * 3
+
+
 def test_a_file_read_to_a_line_not_utf8_is_not_called_blank_in_every_row(tmp_path: Path) -> None:
     """A JSON Lines file whose first 400 answers are blank, then a line not UTF-8 (which the
     data stage leaves out), then rows with answers: validate read its rows up to that line,
