@@ -177,6 +177,25 @@ def rescored_entry(cache: Path, keys: list[str]) -> dict[str, Any] | None:
     return None
 
 
+def kept_result(cache: Path, keys: list[str], before: dict[str, Any] | None,
+                earlier: list[str] | None) -> tuple[dict[str, Any] | None, str]:
+    """The test result an adapter's evaluation is kept in, and where (what `plan` counts as
+    cached, what decides whether the run loads the model, and what the run reuses):
+    ``"cache"``, the first existing of its cache entries ``keys`` (:func:`result_cache_keys`;
+    one damaged is evaluated again); else ``"before"``, ``before`` (the stage's own results an
+    earlier subsetctl made with these inputs but for the per-row losses or NFKC, set aside as
+    the run starts); else ``"rescored"``, the result a cache entry of the keys ``earlier``
+    (``compared=False``) holds, its kept answers scored again. ``(None, "")`` where none."""
+    entry = next((path for path in (cache / f"{k}.json" for k in keys) if path.exists()), None)
+    if entry is not None and (result := _cached_result(entry)) is not None:
+        return result, "cache"
+    if before is not None:
+        return before, "before"
+    if earlier and (result := rescored_entry(cache, earlier)) is not None:
+        return result, "rescored"
+    return None, ""
+
+
 def _holds_row_losses(result: dict[str, Any]) -> bool:
     """Whether a test result holds a loss (a number, or null where not finite) for each of
     its test rows, as this subsetctl records them: one an earlier subsetctl kept has none."""
@@ -328,17 +347,11 @@ class EvaluateStage(common.ModelStage):
             todo = [run for run in runs if run not in done]
             earlier = result_cache_keys(ctx, todo, compared=False) if compared else {}
             for run, keys in result_cache_keys(ctx, todo).items():
-                # the entry `run` reads: today's, else an earlier key's
-                entry = next((path for path in (cache / f"{k}.json" for k in keys) if path.exists()), None)
-                if entry is not None and _cached_result(entry) is not None:
-                    cached += 1
-                elif run in before:
-                    cached += 1
-                    if before_nfkc:
-                        rescored.append(run)
-                elif run in earlier and rescored_entry(cache, earlier[run]) is not None:
-                    cached += 1  # (kept answers scored before NFKC: scored again, nothing generated)
-                    rescored.append(run)
+                # the entry `run` reads: today's, else an earlier key's (which it adopts as today's)
+                result, where = kept_result(cache, keys, before.get(run), earlier.get(run))
+                cached += result is not None
+                if where == "rescored" or (where == "before" and before_nfkc):
+                    rescored.append(run)  # (kept answers scored before NFKC: scored again, nothing generated)
             return sum(run in done for run in runs), cached, len(runs)
 
         rescored: list[str] = []
@@ -378,8 +391,7 @@ class EvaluateStage(common.ModelStage):
                    else {})
         before = results_before_row_losses(ctx) if todo else {}
         for run, keys in result_cache_keys(ctx, todo).items():
-            result = next((r for r in (_cached_result(cache / f"{k}.json") for k in keys) if r is not None),
-                          None) or before.get(run) or (rescored_entry(cache, earlier[run]) if run in earlier else None)
+            result, _ = kept_result(cache, keys, before.get(run), earlier.get(run))
             if result is None or not _holds_row_losses(result):
                 return self.imports_first
         return ()
@@ -413,10 +425,10 @@ class EvaluateStage(common.ModelStage):
                 common.drop_misshapen_entry(ctx.reporter, cached, folder=False)
                 # this adapter was evaluated before (a damaged result is evaluated again): in the cache,
                 # else (a cache deleted) in the results an earlier subsetctl made with these inputs
-                result = None if ctx.options.get("forced") else _cached_result(cached)
-                kept_before = result is None and not ctx.options.get("forced")
-                if kept_before:  # (scored before answers were compared in NFKC: their answers scored again)
-                    result = before.get(key) or (rescored_entry(cache, earlier[key]) if key in earlier else None)
+                # (today's key alone: an earlier key's entry is adopted as today's above)
+                result, where = ((None, "") if ctx.options.get("forced")
+                                 else kept_result(cache, cache_keys[key][:1], before.get(key), earlier.get(key)))
+                kept_before = where in ("before", "rescored")  # (NFKC: the answers scored again)
                 if result is not None:
                     versions = common.take_versions(result)
                     if kept_before and _holds_row_losses(result):  # cached by today's key (else with the losses below)
