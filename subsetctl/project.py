@@ -353,6 +353,13 @@ def replace_dir(src: Path, dst: Path, aside: Path | None = None) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+#: how long a cache entry's half-written copy (``*.partial``) or an old entry :func:`replace_dir`
+#: set aside (``.<key>.old-<hex>``) is left to the run at work on it (which deletes it itself at
+#: once, unless it was killed or the deletion failed) before it counts as a leftover and is
+#: deleted: a younger one may be another process's at work (another project's run sharing the
+#: cache, on another machine too)
+ABANDONED_AFTER_NS = 3600 * 1_000_000_000
+
 #: the name :func:`replace_dir` gives the old folder it sets aside (by default)
 _SET_ASIDE_LEFTOVER = re.compile(r"\..+\.old-[0-9a-f]{8}")
 
@@ -1004,11 +1011,6 @@ class Project:
     #: the cache folders :meth:`prune_caches` trims, one entry (file or folder) per cached result
     CACHE_KINDS = ("finetune", "verify", "evaluate", "search")
 
-    #: how long an old entry :func:`replace_dir` set aside (``.<key>.old-<hex>``) may stay before
-    #: :meth:`prune_caches` deletes it: the run that set it aside deletes it itself at once, unless
-    #: it was killed or the deletion failed (a reader inside it, a race with another run)
-    LEFTOVER_AGE_NS = 3600 * 1_000_000_000
-
     #: how much earlier than a run's start (by the file system's clock) cache entries count as
     #: used by it: covers file systems that store whole seconds
     CACHE_CLOCK_MARGIN_NS = 2_000_000_000
@@ -1040,7 +1042,7 @@ class Project:
         deleted. Entries are dated by their modification time, which a cache hit renews
         (:func:`touch`). Half-written entries a killed run left (``*.partial``) go too, and
         old entries :func:`replace_dir` set aside (``.<key>.old-<hex>``) more than
-        :data:`LEFTOVER_AGE_NS` ago that it failed to delete (they are hidden, never used, and
+        :data:`ABANDONED_AFTER_NS` ago that it failed to delete (they are hidden, never used, and
         were kept for good). An entry dated in the future (written before the clock was set
         back) counts as used now for its order, but is not protected as this run's: it was
         kept over the limit until the clock caught up.
@@ -1056,7 +1058,7 @@ class Project:
             for child in children:
                 if child.name.startswith("."):
                     if _SET_ASIDE_LEFTOVER.fullmatch(child.name):
-                        _remove_leftover(child, keep_since_ns - self.LEFTOVER_AGE_NS)
+                        _remove_leftover(child, keep_since_ns - ABANDONED_AFTER_NS)
                     continue
                 try:
                     mtime = child.stat().st_mtime_ns

@@ -27,6 +27,7 @@ from subsetctl import RESULTS_VERSION
 from subsetctl.errors import UserError
 from subsetctl.pipeline import StageContext
 from subsetctl.project import (
+    ABANDONED_AFTER_NS,
     Project,
     artifact_checksums,
     artifacts_shape_ok,
@@ -211,20 +212,17 @@ class AdapterCache:
             shutil.rmtree(partial, ignore_errors=True)
 
 
-#: how long a half-written copy of a cache entry (``*.partial``) is left to the run writing it
-ABANDONED_AFTER_S = 3600
-
-
 def _drop_abandoned_copies(entry: Path) -> None:
     """Delete the half-written copies of ``entry`` that a killed run left beside it (each
     run writes its own, ``<entry>.<pid>-<random>.partial``, and ``<entry>.partial`` as
-    earlier versions did), once they are an hour old: a younger one may be another
-    process's at work (another project's run sharing the cache, on another machine too)."""
+    earlier versions did), once they are an hour old (:data:`ABANDONED_AFTER_NS`): a
+    younger one may be another process's at work (another project's run sharing the
+    cache, on another machine too)."""
     import time
 
     for leftover in entry.parent.glob(f"{entry.name}*.partial"):
         with contextlib.suppress(OSError):
-            if time.time() - leftover.stat().st_mtime > ABANDONED_AFTER_S:
+            if time.time_ns() - leftover.stat().st_mtime_ns > ABANDONED_AFTER_NS:
                 shutil.rmtree(leftover, ignore_errors=True)
 
 
