@@ -1041,8 +1041,10 @@ class Project:
         used or written since ``keep_since_ns`` (this run, :meth:`cache_clock`) are never
         deleted. Entries are dated by their modification time, which a cache hit renews
         (:func:`touch`). Half-written entries a killed run left (``*.partial``) go too, and
-        old entries :func:`replace_dir` set aside (``.<key>.old-<hex>``) more than
-        :data:`ABANDONED_AFTER_NS` ago that it failed to delete (they are hidden, never used, and
+        old entries :func:`replace_dir` set aside (``.<key>.old-<hex>``) that it failed to
+        delete, each :data:`ABANDONED_AFTER_NS` older than the run's start (a younger copy may
+        be another process's at work, as finetune's store leaves it: one merely older than
+        the run's start was deleted under a run sharing the cache) (they are hidden, never used, and
         were kept for good). An entry dated in the future (written before the clock was set
         back) counts as used now for its order, but is not protected as this run's: it was
         kept over the limit until the clock caught up.
@@ -1063,7 +1065,7 @@ class Project:
                 try:
                     mtime = child.stat().st_mtime_ns
                     if child.name.endswith(".partial"):  # half-written by a run that was killed: never used
-                        if mtime < keep_since_ns:
+                        if mtime < keep_since_ns - ABANDONED_AFTER_NS:  # (a younger one: maybe another run's at work)
                             shutil.rmtree(child, ignore_errors=True)
                         continue
                     entries.append((mtime, _size_of(child), child))

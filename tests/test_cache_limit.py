@@ -86,13 +86,18 @@ def test_an_entry_used_right_after_the_run_started_is_kept(tmp_path: Path) -> No
     assert entry.exists()
 
 
-def test_half_written_entries_of_a_killed_run_go(tmp_path: Path) -> None:
+def test_half_written_entries_of_a_killed_run_go_once_old_and_another_runs_at_work_stays(tmp_path: Path) -> None:
+    """A half-written copy (``*.partial``) an hour older than the run's start is a killed
+    run's, and goes; a younger one may be another process's writing it now (a cache folder
+    projects share), as finetune's store leaves it: one merely older than the run's start
+    was deleted from under it."""
     project = Project(tmp_path)
-    partial = project.state_dir / "cache" / "finetune" / "abc.partial"
-    _entry(partial / "adapter", "weights.bin", 100, 10)
-    os.utime(partial, (time.time() - 10, time.time() - 10))
+    old, young = (project.state_dir / "cache" / "finetune" / f"{name}.partial" for name in ("abc", "def"))
+    for partial, age in ((old, 7200), (young, 10)):
+        _entry(partial / "adapter", "weights.bin", 100, age)
+        os.utime(partial, (time.time() - age, time.time() - age))
     project.prune_caches(limit_bytes=10**9, keep_since_ns=time.time_ns() - 10**9)
-    assert not partial.exists()
+    assert not old.exists() and young.exists()
 
 
 def test_an_absurdly_large_limit_is_no_limit(jsonl_project: Path) -> None:
