@@ -562,10 +562,14 @@ def run_data_stage(
     shared = {everything[i].name for readers in text_file_readers([s.loader for s in everything], spec_dir).values()
               if len(readers) > 1 for i in readers}  # (a file several read: its problems said of it, as validate does)
     if spec.model.kind != "classifier":  # each source written as soon as it is prepared: memory for one
+        from subsetctl.modeling.answers import answer_classes
+
         counts: dict[str, Any] = {}
         check: OverlapCheck | None = None
         answer_set: list[str] | None = None  # a target answering in class words: its classes
         target_test: Dataset | None = None
+        target_normalized: dict[str, list[str]] = {}  # its answers by split as the test metrics compare them
+        test_answers: list[str] | None = None  # its test answers, where read already (class words)
         answer_counts: dict[str, dict[str, dict[str, int]]] = {}
         for done, source in enumerate(everything, start=1):
             if reading is not None:
@@ -574,11 +578,18 @@ def run_data_stage(
                                                       source.name in shared)
             if check is None:  # the target comes first
                 check = OverlapCheck(spec.target.name, splits, spec.model.kind, controls)
-                answer_set = _answer_classes(splits)
+                # (its answers read once: the train split's for its classes, then, where they are class
+                # words, every split's for the balance, the counts and the long test answers below)
+                train = label_texts(splits["train"], "response") if "train" in splits else []
+                answer_set = answer_classes(train)
                 target_test = splits.get("test")
                 if answer_set is not None:
-                    warnings.extend(imbalance_warnings(spec.target.name, Counter(
-                        _normalized(label_texts(splits["train"], "response"))), classifier=False))
+                    target_answers = {split: train if split == "train" else label_texts(ds, "response")
+                                      for split, ds in splits.items() if len(ds)}
+                    test_answers = target_answers.get("test", [])
+                    target_normalized = {split: _normalized(answers) for split, answers in target_answers.items()}
+                    warnings.extend(imbalance_warnings(spec.target.name, Counter(target_normalized["train"]),
+                                                       classifier=False))
             else:
                 check.add(source.name, splits)
             if found is None:
@@ -590,14 +601,15 @@ def run_data_stage(
                 atomic_write_json(out_dir / source.name / SOURCE_FILE, record)  # an earlier key: today's
             counts[source.name] = split_summary(splits)
             if answer_set is not None:
-                answer_counts[source.name] = _answer_counts(splits, answer_set)
+                answer_counts[source.name] = _answer_counts(target_normalized if done == 1 else _normalized_answers(splits),
+                                                            answer_set)
             del splits
             if progress is not None:
                 progress(done, len(everything))
         assert check is not None
         release_whole_file()
         warnings.extend(check.warnings())
-        warnings.extend(answers_past_generation(spec, spec_dir, target_test))
+        warnings.extend(answers_past_generation(spec, spec_dir, target_test, test_answers))
         return _write_summary(out_dir, spec, counts, None, group_label_map_warnings(spec, warnings), reused,
                               answer_counts if answer_set is not None else None)
     prepared: dict[str, dict[str, Dataset]] = {}  # classifiers: the label vocabulary needs every source first
@@ -640,11 +652,13 @@ def run_data_stage(
 LONG_ANSWERS_COUNTED = 200
 
 
-def answers_past_generation(spec: Spec, spec_dir: Path, test: Dataset | None) -> list[str]:
+def answers_past_generation(spec: Spec, spec_dir: Path, test: Dataset | None,
+                            answers: list[str] | None = None) -> list[str]:
     """evaluate's warning of a causal LM's test answers longer than ``evaluate.max_new_tokens``
     (:func:`~subsetctl.modeling.evaluate.answers_longer_than`, its words), said by the data
     stage, before hours of fine-tunes whose scores it caps alike: the tokens of the
-    :data:`LONG_ANSWERS_COUNTED` longest answers of the target's ``test`` split (by characters: a
+    :data:`LONG_ANSWERS_COUNTED` longest answers of the target's ``test`` split (``answers``
+    where read already, else read here; by characters: a
     bounded cost), counted with the model's tokenizer where its files are here to read (a model
     folder, a packaged model's, converted or shipped, a hub id's cached copy); nothing where they are not, or the
     tokenizer does not load (evaluate says it then)."""
@@ -660,7 +674,7 @@ def answers_past_generation(spec: Spec, spec_dir: Path, test: Dataset | None) ->
     tokenizer = _answers_tokenizer(*_tokenizer_key(Path(folder)), spec.model.trust_remote_code)
     if tokenizer is None:  # a tokenizer that does not load here: the model stages say why
         return []
-    answers = label_texts(test, "response")
+    answers = label_texts(test, "response") if answers is None else answers
     longest = sorted(range(len(answers)), key=lambda i: -len(answers[i]))[:LONG_ANSWERS_COUNTED]
     warning = answers_longer_than(tokenizer, [test[i] for i in longest], spec.evaluate.max_new_tokens,
                                   of=len(answers))
@@ -706,33 +720,25 @@ def _normalized(answers: list[str]) -> list[str]:
     return [normalize_answer(a) for a in answers]
 
 
-def _answer_classes(splits: dict[str, Dataset]) -> list[str] | None:
-    """The classes of a causal LM's target whose train answers are class words
-    (:func:`~subsetctl.modeling.answers.answer_classes`, by which evaluate gives it macro-F1),
-    else None (free answers)."""
-    from subsetctl.modeling.answers import answer_classes
-
-    train = splits.get("train")
-    return answer_classes(label_texts(train, "response")) if train is not None else None
+def _normalized_answers(splits: dict[str, Dataset]) -> dict[str, list[str]]:
+    """A causal LM's answers (``response``) of each of ``splits`` that has rows, read from its
+    Arrow table (:func:`label_texts`), as the test metrics compare them (:func:`_normalized`)."""
+    return {split: _normalized(label_texts(ds, "response")) for split, ds in splits.items() if len(ds)}
 
 
-def _answer_counts(splits: dict[str, Dataset], classes: list[str]) -> dict[str, dict[str, int]]:
+def _answer_counts(normalized: dict[str, list[str]], classes: list[str]) -> dict[str, dict[str, int]]:
     """A causal LM's rows per class (split -> class -> rows) where the target answers in class
     words (``classes``), as a classifier's data.json ``classes`` are, for the report's class
-    balance: each answer that is one of them (as the test metrics compare answers), the others
+    balance, from the ``normalized`` answers of each split with rows (:func:`_normalized_answers`):
+    each answer that is one of them (as the test metrics compare answers), the others
     summed under :data:`~subsetctl.report.OTHER_ANSWERS` (a source's free answers, thousands of
     them, are no classes to list); a class literally so named under its own key (:func:`~subsetctl.
     report.class_key`), apart from them."""
     from subsetctl.report import OTHER_ANSWERS, class_key
 
     known = set(classes)
-    out = {}
-    for split, ds in splits.items():
-        if len(ds):
-            rows = Counter(class_key(a) if a in known else OTHER_ANSWERS
-                           for a in _normalized(label_texts(ds, "response")))
-            out[split] = dict(sorted(rows.items()))
-    return out
+    return {split: dict(sorted(Counter(class_key(a) if a in known else OTHER_ANSWERS for a in answers).items()))
+            for split, answers in normalized.items()}
 
 
 def _write_summary(out_dir: Path, spec: Spec, counts: dict[str, Any], labels: list[str] | None,
