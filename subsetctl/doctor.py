@@ -22,7 +22,6 @@ from __future__ import annotations
 import errno
 import importlib.util
 import os
-import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -162,17 +161,11 @@ def conversion_cache_problem(target: Path) -> tuple[str, str] | None:
     return None
 
 
-def _nearest_existing(folder: Path) -> Path:
-    """``folder``, or the nearest folder above it that exists (where it would be made)."""
-    where = folder
-    while not where.exists() and where != where.parent:
-        where = where.parent
-    return where
-
-
 def _unwritable(folder: Path) -> str | None:
     """Why ``folder`` (or the folder it would be made in) cannot be written; None if it can."""
-    where = _nearest_existing(folder)
+    from subsetctl.project import nearest_existing
+
+    where = nearest_existing(folder)
     if not where.is_dir():
         return f"{where} is not a folder"
     if not os.access(where, os.W_OK | os.X_OK):
@@ -187,8 +180,10 @@ def _unwritable(folder: Path) -> str | None:
 def _short_of_room(folder: Path) -> str | None:
     """Why SmolLM2's conversion would not fit in ``folder`` (or where it would be made);
     None if it fits."""
-    where = _nearest_existing(folder)
-    free_gb = shutil.disk_usage(where).free / 1e9
+    from subsetctl.project import free_disk_at
+
+    free, where = free_disk_at(folder)
+    free_gb = free / 1e9
     if free_gb >= SMOLLM2_CONVERTED_GB:
         return None
     return f"only {free_gb:.2f} GB free in {where} (the converted copy takes {SMOLLM2_CONVERTED_GB} GB)"
@@ -201,10 +196,10 @@ def check_disk(folder: Path, spec: Any = None) -> Check:
     fine-tunes' adapters): a store or adapters larger than the free disk stop `run` there,
     maybe days in, though more than :data:`MIN_FREE_GB` is free."""
     from subsetctl.errors import joined_names
-    from subsetctl.project import size_text
+    from subsetctl.project import free_disk_at, size_text
 
-    where = _nearest_existing(folder)
-    free_gb = shutil.disk_usage(where).free / 1e9
+    free, where = free_disk_at(folder)
+    free_gb = free / 1e9
     planned = _planned_disk(spec, folder) if spec is not None else None
     if planned is not None and planned[0] > planned[1]:
         need, free, parts = planned
@@ -383,7 +378,9 @@ def _cache_check(name: str, folder: Path, what: str, advice: str) -> Check:
     made or written."""
     blocked = _unwritable(folder)
     if blocked:
-        owner = _ask_the_owner(_nearest_existing(folder))  # a cache a team shares, made under another's umask
+        from subsetctl.project import nearest_existing
+
+        owner = _ask_the_owner(nearest_existing(folder))  # a cache a team shares, made under another's umask
         return Check(name, False, f"{folder} cannot be made or written: {blocked}",
                      f"{owner}. {advice}" if owner else advice)
     return Check(name, True, f"{folder} takes {what}")

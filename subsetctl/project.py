@@ -249,6 +249,18 @@ def _size_of(path: Path) -> int:
     return sum(stat.st_size for stat in _regular_files(path))
 
 
+def nearest_existing(folder: Path) -> Path:
+    """``folder``, or the nearest folder above it that exists (where a run would make it)."""
+    return next((p for p in (folder, *folder.parents) if p.exists()), folder)
+
+
+def free_disk_at(folder: Path) -> tuple[int, Path]:
+    """The free disk (bytes) where ``folder`` is or would be made (:func:`nearest_existing`),
+    and that folder."""
+    where = nearest_existing(folder)
+    return shutil.disk_usage(where).free, where
+
+
 def size_text(nbytes: float) -> str:
     """Bytes as a person reads them: "1.2 GB", "340.0 MB", "12 kB" (a figure in GB alone
     read "0.00 GB" for a small project's files)."""

@@ -54,21 +54,13 @@ class ModelStage(Stage):
 DISK_NOTE_SHARE = 0.01
 
 
-def free_disk_at(folder: Path) -> tuple[int, Path]:
-    """The free disk (bytes) where ``folder`` is or would be made (the nearest folder of its
-    path that exists, as a run makes it), and that folder."""
-    import shutil
-
-    where = next(p for p in (folder, *folder.parents) if p.exists())
-    return shutil.disk_usage(where).free, where
-
-
 def lora_disk(stage: str, spec: Spec, project: Project) -> tuple[int, int, Path] | None:
     """For ``plan`` and ``doctor``, before the model loads: the disk ``stage``'s LoRA
     checkpoints and adapters take at most (:func:`~subsetctl.modeling.footprint.disk_bytes`),
     the free disk where they go and where that is; None where the model's shape cannot be read
     without loading it."""
     from subsetctl.modeling.footprint import disk_bytes, model_shape
+    from subsetctl.project import free_disk_at
 
     shape = model_shape(spec, project.root)
     if shape is None:

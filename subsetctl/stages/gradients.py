@@ -16,7 +16,7 @@ from typing import Any
 
 from subsetctl.errors import UserError, joined_names
 from subsetctl.pipeline import StageContext
-from subsetctl.project import Project, fingerprint, size_text
+from subsetctl.project import Project, fingerprint, free_disk_at, size_text
 from subsetctl.reporter import resume_at
 from subsetctl.spec import Spec
 from subsetctl.stages import common
@@ -718,7 +718,7 @@ def planned_room(spec: Spec, project: Project, n_rows: int, forced: bool) -> tup
         return None
     folder = project.stage_dir("gradients")
     held = 0 if forced else held_bytes(folder / "store")
-    return (room_needed(n_rows, spec.gradients.d, shape.hidden, held), *common.free_disk_at(folder))
+    return (room_needed(n_rows, spec.gradients.d, shape.hidden, held), *free_disk_at(folder))
 
 
 def shard_numbers(name: str) -> tuple[int, int] | None:
