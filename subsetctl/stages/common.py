@@ -68,23 +68,30 @@ def lora_disk(stage: str, spec: Spec, project: Project) -> tuple[int, int, Path]
     return (disk_bytes(stage, spec, shape), *free_disk_at(project.stage_dir(stage)))
 
 
-def lora_disk_note(stage: str, spec: Spec, project: Project) -> str:
-    """What plan says of the disk ``stage``'s LoRA weights take (:func:`lora_disk`), where it
-    is over :data:`DISK_NOTE_SHARE` of the free disk: "; its adapters and checkpoints need up
-    to 3.1 GB of disk", and where less is free, that `run` would stop there for want of room
-    (a large model's fine-tunes, 0.6 GB an adapter, found it hours in); "" otherwise."""
+def disk_note(needs: str, need: int, free: int, where: Path, lower: str) -> str:
+    """What plan says of the disk a stage asks for: "; {needs} {need} of disk" ("its store
+    needs about 1.2 GB of disk"), and where less is ``free`` in ``where``, that `run` would
+    stop at this stage until there is room, and what frees it (the setting to ``lower``): a
+    run stopped there for want of room, maybe days in, that the plan could have named."""
     from subsetctl.project import size_text
 
+    note = f"; {needs} {size_text(need)} of disk"
+    if free >= need:
+        return note
+    return (f"{note}, and only {size_text(free)} is free in {where}: `run` would stop at this stage until there is "
+            f"room (free disk space there, or lower {lower})")
+
+
+def lora_disk_note(stage: str, spec: Spec, project: Project) -> str:
+    """What plan says of the disk ``stage``'s LoRA weights take (:func:`lora_disk`), where it
+    is over :data:`DISK_NOTE_SHARE` of the free disk (:func:`disk_note`): "; its adapters and
+    checkpoints need up to 3.1 GB of disk", and where less is free, that `run` would stop
+    there (a large model's fine-tunes, 0.6 GB an adapter, found it hours in); "" otherwise."""
     room = lora_disk(stage, spec, project)
     if room is None or room[0] <= DISK_NOTE_SHARE * room[1]:
         return ""
-    need, free, where = room
     what = "its checkpoints and adapter" if stage == "meta_init" else "its adapters and checkpoints"
-    note = f"; {what} need up to {size_text(need)} of disk"
-    if free >= need:
-        return note
-    return (f"{note}, and only {size_text(free)} is free in {where}: `run` would stop at this stage for want of room "
-            "(free disk space there, or lower model.lora.r)")
+    return disk_note(f"{what} need up to", *room, lower="model.lora.r")
 
 
 #: What a cache key holds in place of a local model folder's path: the folder is known

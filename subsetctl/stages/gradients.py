@@ -102,14 +102,11 @@ class BatchMaker:
 def _room_note(room: tuple[int, int, Path] | None) -> str:
     """What plan says of the disk the gradients stage asks for (:func:`planned_room`): "; its
     store needs about 1.2 GB of disk", and where less is free, that `run` stops there: a run
-    of days stopped at its gradients stage for want of room the plan could have named."""
-    if room is None:
+    of days stopped at its gradients stage for want of room the plan could have named
+    (:func:`~subsetctl.stages.common.disk_note`); "" where it asks for none."""
+    if room is None or not room[0]:
         return ""
-    need, free, where = room
-    if free >= need:
-        return f"; its store needs about {size_text(need)} of disk" if need else ""
-    return (f"; its store needs about {size_text(need)} of disk, and only {size_text(free)} is free in {where}: "
-            "`run` would stop at this stage until there is room (free disk space there, or lower gradients.d)")
+    return common.disk_note("its store needs about", *room, lower="gradients.d")
 
 
 #: the largest sources plan names with their rows (the rest counted together)
