@@ -200,6 +200,21 @@ def flush_hash_caches() -> None:
         cache.flush()
 
 
+def folder_stamps(folder: Path) -> tuple[str, tuple[tuple[str, int, int], ...]]:
+    """``folder`` (resolved) and the name, size and modification time of each file in it:
+    the key of what is read from a model folder's files and kept for the process (its
+    tokenizer, its shape), which a file replaced or edited there changes."""
+    files: list[tuple[str, int, int]] = []
+    try:
+        for entry in os.scandir(folder):
+            if entry.is_file():
+                stat = entry.stat()
+                files.append((entry.name, stat.st_size, stat.st_mtime_ns))
+    except OSError:
+        pass
+    return str(folder.resolve()), tuple(sorted(files))
+
+
 def file_fingerprint(path: Path, root: Path | None = None) -> dict[str, Any]:
     """Size and sha256 of a local file, or that it is missing. The path itself is left
     out (the spec holds it, relative to the spec), so a moved project stays valid."""

@@ -669,9 +669,10 @@ def answers_past_generation(spec: Spec, spec_dir: Path, test: Dataset | None,
     folder = model_folder(spec.model.source, spec_dir, spec.model.revision)
     if folder is None:
         return []
+    from subsetctl.filehash import folder_stamps
     from subsetctl.modeling.evaluate import answers_longer_than
 
-    tokenizer = _answers_tokenizer(*_tokenizer_key(Path(folder)), spec.model.trust_remote_code)
+    tokenizer = _answers_tokenizer(*folder_stamps(Path(folder)), spec.model.trust_remote_code)
     if tokenizer is None:  # a tokenizer that does not load here: the model stages say why
         return []
     answers = label_texts(test, "response") if answers is None else answers
@@ -681,23 +682,10 @@ def answers_past_generation(spec: Spec, spec_dir: Path, test: Dataset | None,
     return [warning] if warning else []
 
 
-def _tokenizer_key(folder: Path) -> tuple[str, tuple[tuple[str, int, int], ...]]:
-    """``folder`` and the name, size and time of each file in it: the key of
-    :func:`_answers_tokenizer`, which a file replaced or edited there changes."""
-    files: list[tuple[str, int, int]] = []
-    try:
-        for entry in os.scandir(folder):
-            if entry.is_file():
-                stat = entry.stat()
-                files.append((entry.name, stat.st_size, stat.st_mtime_ns))
-    except OSError:
-        pass
-    return str(folder.resolve()), tuple(sorted(files))
-
-
 @functools.lru_cache(maxsize=2)
 def _answers_tokenizer(folder: str, files: tuple[tuple[str, int, int], ...], trust_remote_code: bool) -> Any:
-    """The tokenizer of the model folder ``folder`` (its files as ``files``, the key), or None
+    """The tokenizer of the model folder ``folder`` (its files as ``files``, the key:
+    :func:`~subsetctl.filehash.folder_stamps`), or None
     where it does not load: loaded once while those files are unchanged (a packaged model's
     took 0.2-0.4 s, most of a small data stage's time, again at every run of it in one process:
     an API caller's sweep, or the test suite's hundreds of data stages)."""

@@ -22,6 +22,7 @@ machine that is far too small before a run, not to the last 10%.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import struct
@@ -268,9 +269,24 @@ def model_folder(source: str, spec_dir: Path, revision: str | None = None) -> Pa
 
 def model_shape(spec: Any, spec_dir: Path) -> ModelShape | None:
     """The :class:`ModelShape` of ``spec``'s model, from its :func:`model_folder`; None where
-    there is none."""
+    there is none. Read once while the folder's files stay (:func:`_kept_shape`): a `plan`
+    asks for it about 8 times (each model stage's memory and disk, the gradient store, the
+    durations), each a read of every weight file's header."""
+    from subsetctl.filehash import folder_stamps
+
     folder = model_folder(spec.model.source, spec_dir, spec.model.revision)
-    return read_shape(folder, spec.model.lora.target_modules) if folder is not None else None
+    if folder is None:
+        return None
+    targets = spec.model.lora.target_modules
+    return _kept_shape(*folder_stamps(Path(folder)), None if targets is None else tuple(targets))
+
+
+@functools.lru_cache(maxsize=4)
+def _kept_shape(folder: str, files: tuple[tuple[str, int, int], ...],
+                targets: tuple[str, ...] | None) -> ModelShape | None:
+    """:func:`read_shape` of ``folder`` with LoRA on ``targets``, kept while its ``files``
+    (:func:`~subsetctl.filehash.folder_stamps`, the key) stay unchanged."""
+    return read_shape(Path(folder), None if targets is None else list(targets))
 
 
 def stored_in_16_bits(spec: Any, spec_dir: Path) -> bool:

@@ -171,3 +171,27 @@ class ModelEst(FastEstimator):
     assert [c.name for c in checks if not c.ok] == [], [c for c in checks if not c.ok]
     (memory,) = [c for c in checks if c.name == "memory"] or [None]
     assert memory is not None and memory.detail.startswith("search needs about"), [c.name for c in checks]
+
+
+def test_the_shape_is_read_once_while_the_model_folders_files_stay(tmp_path: Path, tiny_llama: Path,
+                                                                   monkeypatch) -> None:
+    """A `plan` asked for the model's shape 8 times (each model stage's memory and disk, the
+    gradient store, the durations), each a read of every weight file's header: it is read
+    once now while the folder's files stay, and again when one changes (or the targets do)."""
+    import shutil
+
+    folder = shutil.copytree(tiny_llama, tmp_path / "model")
+    spec = _spec(folder)
+    reads: list[Path] = []
+    real = footprint.read_shape
+    monkeypatch.setattr(footprint, "read_shape", lambda path, targets: reads.append(path) or real(path, targets))
+    footprint._kept_shape.cache_clear()
+    first = footprint.model_shape(spec, tmp_path)
+    assert first is not None and all(footprint.model_shape(spec, tmp_path) == first for _ in range(8))
+    assert len(reads) == 1
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "intermediate_size": 256}))
+    changed = footprint.model_shape(spec, tmp_path)
+    assert len(reads) == 2 and changed is not None and changed.intermediate == 256
+    assert footprint.model_shape(_spec(folder, lora={"target_modules": ["q_proj"]}), tmp_path).lora_per_rank \
+        < changed.lora_per_rank and len(reads) == 3
