@@ -442,11 +442,10 @@ def check_umask(folder: Path) -> Check | None:
     of: its files stop teammates' `run` afterwards (under 077 their `plan` and `report` too); None where all is well."""
     from subsetctl.project import Project
 
-    hidden = Project(folder).umask_hides_from_team(checking=True)
+    hidden = Project(folder).umask_hidden_parts(checking=True)
     if hidden is None:
         return None
-    detail, _, advice = hidden.partition(" Run subsetctl under")
-    return Check("umask", False, detail, f"Run subsetctl under{advice}")
+    return Check("umask", False, *hidden)
 
 
 def check_model_files(spec: Any, spec_dir: Path) -> Check | None:
@@ -459,8 +458,8 @@ def check_model_files(spec: Any, spec_dir: Path) -> Check | None:
         return None
     note = unreadable_model_files_note(spec.model.source, spec_dir)
     if note is not None:
-        detail, _, advice = note.partition(". Its owner")
-        return Check("model files", False, detail, f"Its owner{advice}")
+        what, advice = note
+        return Check("model files", False, what, f"{advice}; then run again.")
     return Check("model files", True, f"{folder.resolve()}: every file readable")
 
 

@@ -1335,6 +1335,12 @@ class Project:
         a run's. None where the folder is not the group's to write, or the umask lets the
         group read and write, and where it is a world-writable folder with the sticky bit
         (1777, as /tmp): everyone's to write, each keeping their own files, no team's."""
+        parts = self.umask_hidden_parts(checking)
+        return None if parts is None else " ".join(parts)
+
+    def umask_hidden_parts(self, checking: bool = False) -> tuple[str, str] | None:
+        """:meth:`umask_hides_from_team`'s warning as what is wrong and what to do, apart (as
+        `doctor`'s umask check gives them); None where all is well."""
         import stat
 
         from subsetctl.errors import group_name
@@ -1355,9 +1361,9 @@ class Project:
         shared = f"The project folder {self.root} is shared with its group {group_name(info.st_gid)} (group-writable), "
         chmod = f"`chmod -R g+rwX {shell_arg(self.root)}`"
         if checking:
-            return (f"{shared}but the umask here keeps what subsetctl writes from the group (its files would get "
-                    f"{mode}): {stops}. Run subsetctl under `umask 002` (and {chmod} once for what earlier runs wrote).")
-        return (f"{shared}but this run's umask keeps what it writes from the group (its files get {mode}): {stops}. "
+            what = f"{shared}but the umask here keeps what subsetctl writes from the group (its files would get {mode})"
+            return f"{what}: {stops}.", f"Run subsetctl under `umask 002` (and {chmod} once for what earlier runs wrote)."
+        return (f"{shared}but this run's umask keeps what it writes from the group (its files get {mode}): {stops}.",
                 f"Run subsetctl under `umask 002` (and {chmod} once for what it wrote so far).")
 
     def running_whose(self) -> str:

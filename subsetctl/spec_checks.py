@@ -542,7 +542,8 @@ def _warn_unreadable_model_files(spec: Spec, spec_path: Path, warn: _AddIssue) -
 
     note = unreadable_model_files_note(spec.model.source, spec_path.parent)
     if note is not None:
-        warn(("model", "source"), note.replace("; then run again.", ": `plan` and `run` here stop on them."))
+        what, advice = note
+        warn(("model", "source"), f"{what}. {advice}: `plan` and `run` here stop on them.")
 
 
 def _warn_unread_answer_column(spec: Spec, loc: tuple[Any, ...], loader: Any, warn: _AddIssue) -> None:

@@ -1102,6 +1102,26 @@ def test_a_world_writable_sticky_folder_is_no_team_project_for_the_umask_warning
         tmp_path.chmod(0o755)
 
 
+def test_doctors_umask_check_keeps_a_project_path_holding_its_advices_words_whole(tmp_path: Path) -> None:
+    """doctor split the umask warning at its first " Run subsetctl under": a project folder
+    whose path holds those words was cut there, the rest of the warning taken for advice."""
+    from subsetctl.doctor import check_umask
+
+    folder = tmp_path / "team Run subsetctl under here"
+    folder.mkdir()
+    old = os.umask(0o077)
+    try:
+        folder.chmod(0o2775)
+        check = check_umask(folder)
+        assert check is not None and not check.ok
+        assert str(folder) in check.detail and check.detail.endswith("stop on it afterwards (Permission denied)."), \
+            check.detail
+        assert check.advice.startswith("Run subsetctl under `umask 002` (and `chmod -R g+rwX"), check.advice
+    finally:
+        os.umask(old)
+        folder.chmod(0o755)
+
+
 def test_a_shard_run_and_doctor_warn_of_a_umask_hiding_a_team_projects_files(
         tiny_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Only a plain `run` said so: `run --shard` (which writes the gradient shards a team's

@@ -846,28 +846,39 @@ def _refuse_unreadable_files(folder: Path, where: str) -> None:
     teammate saved, whose safetensors weights file is 0o600; a converted copy an earlier
     subsetctl wrote so into a shared SUBSETCTL_CACHE): transformers said "No such file or
     directory" of the weights file, which is there, and, for a packaged model, stopped the
-    run with an internal error. Names the first such file, its owner and the command."""
+    run with an internal error. Names the first such file, its owner and the command
+    (:func:`_unreadable_files`)."""
+    found = _unreadable_files(folder, where)
+    if found is not None:
+        what, advice = found
+        raise UserError(f"{what}. {advice}; then run again.")
+
+
+def _unreadable_files(folder: Path, where: str) -> tuple[str, str] | None:
+    """Of a model folder ``folder`` (named ``where``) holding files this user may not read:
+    what is wrong (the first such file, how many more, its owner) and what to do (its
+    owner's ``chmod``), apart, as `validate`'s warning and `doctor`'s check give them; None
+    where every file is readable, or the folder cannot be listed (the load says so)."""
     import os
 
     try:
         refused = sorted(p for p in folder.iterdir() if p.is_file() and not os.access(p, os.R_OK))
-    except OSError:  # the folder itself may not be listed: the load says so
-        return
-    if refused:
-        more = f" and {len(refused) - 1} more" if len(refused) > 1 else ""
-        whose = f" ({note})" if (note := owner_note(refused[0])) else ""
-        raise UserError(
-            f"{where} holds files you may not read: {refused[0].name}{more}{whose}. Its "
-            f"owner can make them readable with `chmod -R a+rX {shell_arg(folder)}` (or `g+rX`, for their group "
-            "alone); then run again."
-        )
+    except OSError:
+        return None
+    if not refused:
+        return None
+    more = f" and {len(refused) - 1} more" if len(refused) > 1 else ""
+    whose = f" ({note})" if (note := owner_note(refused[0])) else ""
+    return (f"{where} holds files you may not read: {refused[0].name}{more}{whose}",
+            f"Its owner can make them readable with `chmod -R a+rX {shell_arg(folder)}` (or `g+rX`, for their group alone)")
 
 
-def unreadable_model_files_note(source: str, spec_dir: Path | None) -> str | None:
+def unreadable_model_files_note(source: str, spec_dir: Path | None) -> tuple[str, str] | None:
     """What `plan` and `run` stop with (:func:`_refuse_unreadable_files`) when ``source`` is a
     local model folder holding files this user may not read (a teammate's checkpoint saved
-    0o600), for `validate` to warn of and `doctor` to fail on; None otherwise (nothing loaded),
-    and where the folder cannot be looked at (a name too long: a problem of model.source already)."""
+    0o600), for `validate` to warn of and `doctor` to fail on: what is wrong and what to do
+    (:func:`_unreadable_files`); None otherwise (nothing loaded), and where the folder cannot
+    be looked at (a name too long: a problem of model.source already)."""
     try:
         folder = local_model_folder(source, spec_dir)
     except OSError:
@@ -875,11 +886,7 @@ def unreadable_model_files_note(source: str, spec_dir: Path | None) -> str | Non
     if folder is None:
         return None
     folder = folder.resolve()
-    try:
-        _refuse_unreadable_files(folder, f"The model folder {folder}")
-    except UserError as exc:
-        return str(exc)
-    return None
+    return _unreadable_files(folder, f"The model folder {folder}")
 
 
 #: Tokenizers of characters or bytes, which save no vocabulary file (only tokenizer_config.json)
