@@ -22,6 +22,7 @@ from subsetctl.data.loaders import (
     evals_data_dir,
     evals_file,
     expand_data_files,
+    is_saved_to_disk,
     resolve_path,
 )
 from subsetctl.errors import UserError
@@ -59,7 +60,8 @@ def source_fingerprint_inputs(source: SourceSpec, spec_dir: Path, whole_files: b
     editing or adding another task of the file prepares that one alone.
     A ``huggingface`` loader's local dataset folder counts the files its configuration and
     split read (:func:`folder_files_read`): editing another configuration's files leaves it
-    up to date. ``whole_files``: the whole file (or folder) instead, as subsetctl counted it
+    up to date; a ``save_to_disk`` folder counts its files but not the ``_fingerprint`` that
+    each save writes anew (:func:`saved_to_disk_fingerprint`). ``whole_files``: the whole file (or folder) instead, as subsetctl counted it
     before (to recognise data prepared then)."""
     test_loader = getattr(source, "test_loader", None)
     if test_loader is not None:
@@ -74,7 +76,8 @@ def counted_otherwise_before(source: SourceSpec, spec_dir: Path) -> bool:
     earlier subsetctl counted (its ``whole_files``): a file loader's ``where``
     (:func:`reads_rows_where`), or a ``huggingface`` loader (or a target's test_loader)
     whose local folder is fingerprinted by the files its configuration and split read
-    (:func:`folder_files_read`), not whole; a ``type: plugin`` loader naming the built-in
+    (:func:`folder_files_read`), not whole, or whose ``save_to_disk`` folder is counted without
+    its ``_fingerprint`` (:func:`saved_to_disk_fingerprint`); a ``type: plugin`` loader naming the built-in
     ``huggingface`` (:func:`plugin_fingerprint_inputs`) too."""
     from pydantic import ValidationError
 
@@ -86,10 +89,14 @@ def counted_otherwise_before(source: SourceSpec, spec_dir: Path) -> bool:
                 return None
         return loader
 
+    def folder_counted_otherwise(loader: HuggingFaceLoader) -> bool:
+        folder = resolve_path(loader.path, Path(spec_dir))
+        return is_saved_to_disk(folder) or folder_files_read(loader, folder) is not None
+
     loaders = [built_in(loader) for loader in (source.loader, getattr(source, "test_loader", None))]
     return reads_rows_where(source) or any(
-        isinstance(loader, HuggingFaceLoader) and not loader.data_files
-        and folder_files_read(loader, resolve_path(loader.path, Path(spec_dir))) is not None for loader in loaders)
+        isinstance(loader, HuggingFaceLoader) and not loader.data_files and folder_counted_otherwise(loader)
+        for loader in loaders)
 
 
 def folder_files_read(loader: HuggingFaceLoader, folder: Path) -> list[Path] | None:
@@ -123,6 +130,30 @@ def folder_files_read(loader: HuggingFaceLoader, folder: Path) -> list[Path] | N
     return sorted(read)
 
 
+#: what a ``save_to_disk`` folder's ``state.json`` holds that names no data: the fingerprint ``datasets``
+#: gives the dataset's history of transforms (new each save of a dataset whose history it cannot hash, for
+#: the same rows), which the folder's ``.arrow`` files, counted by content, make needless
+_SAVED_STATE_LEFT_OUT = ("_fingerprint",)
+
+
+def saved_to_disk_fingerprint(folder: Path, spec_dir: Path) -> dict[str, Any]:
+    """The fingerprint of a ``save_to_disk`` folder (a ``Dataset``'s or a ``DatasetDict``'s):
+    every file's, as :func:`~subsetctl.filehash.tree_fingerprint` gives them, but each
+    ``state.json`` by its content less ``_fingerprint`` (:data:`_SAVED_STATE_LEFT_OUT`), so
+    that saving the same rows again prepares nothing again, and changed rows (other
+    ``.arrow`` files) or settings (format, split, files listed) do. A ``state.json`` that
+    is not a JSON object counts by its bytes."""
+    tree = tree_fingerprint(folder, spec_dir)
+    for name in [name for name in tree.get("files", {}) if Path(name).name == "state.json"]:
+        try:
+            state = json.loads((folder / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(state, dict):
+            tree["files"][name] = {"state": {k: v for k, v in state.items() if k not in _SAVED_STATE_LEFT_OUT}}
+    return tree
+
+
 def reads_rows_where(source: SourceSpec) -> bool:
     """Whether ``source`` (its loader, or a target's test_loader) reads one task's rows of
     a file (``where``): its fingerprint inputs differ from those subsetctl counted
@@ -148,6 +179,8 @@ def _loader_inputs(source: SourceSpec, spec_dir: Path, whole_files: bool = False
         read = None if whole_files or loader.data_files else folder_files_read(loader, local)
         if read is not None:
             out["path"] = {"files": {f.relative_to(local).as_posix(): file_fingerprint(f, spec_dir) for f in read}}
+        elif not whole_files and is_saved_to_disk(local):
+            out["path"] = saved_to_disk_fingerprint(local, spec_dir)
         elif local.exists():
             out["path"] = tree_fingerprint(local, spec_dir)
         if loader.data_files:

@@ -482,3 +482,73 @@ def test_a_data_stage_that_counted_the_whole_dataset_folder_stays_up_to_date(
     assert prepared_calls == ["t"]
     assert "b/train.jsonl" not in inputs(json.loads((tmp_path / ".subsetctl" / "data" / "manifest.json").read_text())[
         "inputs"]["extra"]["a"])["path"]["files"]
+
+
+def _saved_to_disk_project(tmp_path: Path, rows: int = 6) -> Path:
+    """A project whose source ``s`` reads a folder written by ``save_to_disk`` (``j``: a JSON Lines file)."""
+    import datasets
+    import yaml
+
+    folder = tmp_path / "saved"
+    datasets.Dataset.from_list(qa_rows(rows, "s")).save_to_disk(str(folder))
+    write_jsonl(tmp_path / "t.jsonl", qa_rows(8, "t"))
+    write_jsonl(tmp_path / "j.jsonl", qa_rows(6, "j"))
+    (tmp_path / "subsetctl.yaml").write_text(yaml.safe_dump({
+        "target": {"name": "t", "loader": {"type": "jsonl", "path": "t.jsonl"},
+                   "split": {"train": 4, "validation": 2, "test": 2}},
+        "sources": [{"name": "s", "loader": {"type": "huggingface", "path": "./saved"}},
+                    {"name": "j", "loader": {"type": "jsonl", "path": "j.jsonl"}}]}, sort_keys=False))
+    return folder
+
+
+def _new_save_fingerprint(folder: Path) -> None:
+    """``folder``'s ``state.json`` as ``save_to_disk`` writes it on saving the same rows of a
+    dataset whose history it cannot hash: a new ``_fingerprint``."""
+    state = json.loads((folder / "state.json").read_text())
+    state["_fingerprint"] = "0123456789abcdef" if state["_fingerprint"] != "0123456789abcdef" else "fedcba9876543210"
+    (folder / "state.json").write_text(json.dumps(state, indent=2))
+
+
+def test_a_save_to_disk_folder_saved_again_with_the_same_rows_is_not_prepared_again(
+        tmp_path: Path, prepared_calls: list[str]) -> None:
+    """save_to_disk writes a new ``_fingerprint`` in state.json at each save of a dataset whose
+    history it cannot hash: its source was prepared again though no row changed. Its rows (the
+    .arrow files) count, not the fingerprint; changed rows still prepare it again."""
+    from subsetctl.api import plan_project, run_project
+    from subsetctl.reporter import SilentReporter
+
+    folder = _saved_to_disk_project(tmp_path)
+    run_project(tmp_path, until="data", reporter=SilentReporter())
+    assert sorted(prepared_calls) == ["j", "s", "t"]
+    _new_save_fingerprint(folder)
+    assert not {s.name: s for s in plan_project(tmp_path)[2]}["data"].will_run
+    prepared_calls.clear()
+    run_project(tmp_path, until="data", reporter=SilentReporter())
+    assert prepared_calls == []
+    import datasets
+
+    datasets.Dataset.from_list(qa_rows(7, "s")).save_to_disk(str(tmp_path / "other"))  # other rows, saved there
+    import shutil
+
+    shutil.rmtree(folder)
+    shutil.move(tmp_path / "other", folder)
+    assert {s.name: s for s in plan_project(tmp_path)[2]}["data"].reasons == ["input files changed: s"]
+    run_project(tmp_path, until="data", reporter=SilentReporter())
+    assert prepared_calls == ["s"]
+
+
+def test_a_save_to_disk_source_prepared_while_its_fingerprint_counted_is_reused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prepared_calls: list[str]) -> None:
+    """A data stage run while state.json counted whole (an earlier subsetctl) stays up to date,
+    and its save_to_disk source is reused when another source changes."""
+    from subsetctl.api import plan_project, run_project
+    from subsetctl.reporter import SilentReporter
+
+    _saved_to_disk_project(tmp_path)
+    recorded = run_data_as_counted_before(tmp_path, monkeypatch)
+    assert "sha256" in recorded["s"]["path"]["files"]["state.json"]
+    assert not {s.name: s for s in plan_project(tmp_path)[2]}["data"].will_run
+    write_jsonl(tmp_path / "t.jsonl", qa_rows(9, "t"))
+    prepared_calls.clear()
+    run_project(tmp_path, until="data", reporter=SilentReporter())
+    assert prepared_calls == ["t"]
