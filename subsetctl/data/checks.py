@@ -1834,14 +1834,15 @@ def _head_labels(loader: LoaderBase, path: Path) -> set[str]:
     return set(head_label_texts(loader, path)[0])
 
 
-def head_label_texts(loader: LoaderBase, path: Path, at_most: int = LABEL_ROWS_READ) -> tuple[list[str], bool]:
+def head_label_texts(loader: LoaderBase, path: Path, at_most: int = LABEL_ROWS_READ) -> tuple[list[str], int]:
     """The label texts of a classifier file's first ``at_most`` rows, one a row, as the
     loaders read them (:func:`~subsetctl.data.loaders.label_to_text`; blank and missing
     labels, which the data stage leaves out or refuses, are not counted, nor rows not UTF-8,
     which it leaves out: a read that stopped on one took the rows before it, or none, for the
     file's, and validate warned that a later row's label_map key renamed nothing); what could be
     read of them when the file cannot be read that far (the other checks and the data
-    stage say why). Also whether rows may be left unread (``at_most`` of them read)."""
+    stage say why). Also how many rows were read: rows may be left unread where that is
+    ``at_most``."""
     from itertools import islice
 
     from subsetctl.data.loaders import _missing, label_to_text
@@ -1903,7 +1904,7 @@ def head_label_texts(loader: LoaderBase, path: Path, at_most: int = LABEL_ROWS_R
             texts.append(label_to_text(value))
         except UnicodeDecodeError:  # bytes that are not UTF-8 text: the data stage names the row
             continue
-    return [t for t in texts if t.strip()], (len(values) if read is None else read) >= at_most
+    return [t for t in texts if t.strip()], len(values) if read is None else read
 
 
 def _csv_head(loader: CsvLoader, path: Path, rows: int, escaped: bool = False) -> Any:
