@@ -1219,9 +1219,10 @@ def _warn_file_bytes(spec: Spec, spec_path: Path, warn: _AddIssue) -> None:
     or a ``where``'s tasks reading it) of the file, naming every source that reads it (the
     sources' own words differed, two warnings for one problem, and a ``where``'s named none); the
     data stage says it of the file then too (:attr:`~subsetctl.data.loaders.common.LoadContext.
-    file_shared`), so that a run prints it once, as it begins (:func:`data_stage_words`)."""
+    file_shared`), so that a run prints it once, as it begins (:func:`data_stage_words`); the
+    target's, of it alone, as "The target 't'" (:func:`~subsetctl.data.loaders.files.of_the_target`)."""
     from subsetctl.data.checks import line_ends_notice, lines_not_utf8_notice, stray_cell_notices
-    from subsetctl.data.loaders import text_file_readers
+    from subsetctl.data.loaders import of_the_target, text_file_readers
 
     entries = _target_and_sources(spec)
     for at in text_file_readers([source.loader for _, source in entries], spec_path.parent).values():
@@ -1231,6 +1232,8 @@ def _warn_file_bytes(spec: Spec, spec_path: Path, warn: _AddIssue) -> None:
         found = [lines_not_utf8_notice(source.loader, spec_path.parent, name),
                  line_ends_notice(source.loader, spec_path.parent, name),
                  *stray_cell_notices(source.loader, spec_path.parent, name)]
+        if path == ("target",) and name is not None:  # (the data stage's words of the target: "The target 't'")
+            found = [of_the_target(notice, name) if notice is not None else None for notice in found]
         named = [repr(s.name) for _, s in who[:_READERS_NAMED]] + (
             [f"{len(who) - _READERS_NAMED:,} more"] if len(who) > _READERS_NAMED else [])
         for notice in found:

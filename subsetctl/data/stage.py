@@ -46,6 +46,7 @@ from subsetctl.data.loaders import (
     encode_labels,
     file_notice_worded,
     label_vocabulary,
+    of_the_target,
     release_whole_file,
     resolve_path,
     text_file_readers,
@@ -453,10 +454,10 @@ def _prepare_or_reuse(spec: Spec, source: SourceSpec, spec_dir: Path, out_dir: P
         splits = prepare_source(source, source_context(spec, source, spec_dir, file_shared), warnings)
     except UserError as exc:
         if source is spec.target and len(exc.args) == 1 and isinstance(exc.args[0], str):
-            exc.args = (_of_the_target(exc.args[0], source.name),)
+            exc.args = (of_the_target(exc.args[0], source.name),)
         raise
     if source is spec.target:
-        warnings[before:] = [_of_the_target(w, source.name) for w in warnings[before:]]
+        warnings[before:] = [of_the_target(w, source.name) for w in warnings[before:]]
     if source_key(spec, source, spec_dir) != key:  # its files changed as they were read: the rows may be of
         raise UserError(  # either version, and would be reused as made from the first whenever it came back
             f"Source {source.name!r}: its input files changed while the data stage read them. Run again once "
@@ -469,27 +470,20 @@ def _reworded(warning: str, source: SourceSpec, spec_dir: Path, file_shared: boo
     """A reused source's kept warning, a problem of its JSON Lines or CSV file worded by
     today's sharing (:func:`~subsetctl.data.loaders.files.file_notice_worded`): of the file
     where other sources read it too (``file_shared``) or a ``where`` reads its tasks, else of
-    the source (``is_target``: "The target 't'", as :func:`_of_the_target` words it). The words are not part of the source's key (preparing the data again for
-    them alone would be waste), so a source prepared while it read the file alone kept its
+    the source (``is_target``: "The target 't'", as :func:`~subsetctl.data.loaders.files.of_the_target`
+    words it). The words are not part of the source's key (preparing the data again for them alone would
+    be waste), so a source prepared while it read the file alone kept its
     own words once a second source read the file (and the other way round, once that source
     was removed), and a run printed the problem twice: validate's words and the kept ones."""
     loader = source.loader
     if getattr(loader, "type", None) not in ("jsonl", "csv"):
         return warning
     of_file = file_shared or getattr(loader, "where", None) is not None
-    target = f"The target {source.name!r}"  # (the target's own words: _of_the_target's, put back after)
+    target = f"The target {source.name!r}"  # (the target's own words: of_the_target's, put back after)
     if is_target and warning.startswith(target):
         warning = f"Source {source.name!r}" + warning[len(target):]
     worded = file_notice_worded(warning, source.name, resolve_path(loader.path, spec_dir), of_file)
-    return _of_the_target(worded, source.name) if is_target else worded
-
-
-def _of_the_target(message: str, name: str) -> str:
-    """A loader's message about the target, which loaders word as of any source ("Source
-    'gsm8k': ... is a Hugging Face hub dataset id"), said of the target: the spec key to
-    change is under ``target``, not ``sources``."""
-    said = f"Source {name!r}"
-    return f"The target {name!r}" + message[len(said):] if message.startswith(said) else message
+    return of_the_target(worded, source.name) if is_target else worded
 
 
 _SPEC_DIR = "{spec_dir}"

@@ -405,6 +405,36 @@ def test_a_file_two_listed_sources_read_is_warned_of_by_the_data_stage_as_valida
     assert len(stage) == 1 and stage[0] in report.spec.checked_warnings, stage  # (a run prints none of them again)
 
 
+@pytest.mark.parametrize(("kind", "problem"), [("jsonl", "not valid UTF-8"), ("csv", "NUL byte")])
+def test_a_problem_of_the_targets_file_is_worded_as_the_data_stage_words_it(tmp_path: Path, kind: str,
+                                                                            problem: str) -> None:
+    """The target's file problem (of its file alone) was "Source 't': file ..." in validate's
+    words and "The target 't': file ..." in the data stage's, so a run printed it twice (as it
+    began, and as the data stage ended). Validate words it as the data stage does."""
+    from subsetctl.api import run_project, validate_spec_file
+    from subsetctl.reporter import SilentReporter
+
+    path = _project(tmp_path, kind, _rows(["a", "b"], per_task=20))
+    data = tmp_path / "data" / f"t.{kind}"
+    _write(data, _rows(["t"], per_task=40))
+    lines = data.read_bytes().splitlines(keepends=True)
+    lines[3] = (b'{"task": "t", "prompt": "x\x81", "response": "y"}\n' if kind == "jsonl" else
+                b"t,x\x81,y\n" if problem == "not valid UTF-8" else b"t,x\x00,y\n")
+    data.write_bytes(b"".join(lines))
+    spec = yaml.safe_load(path.read_text())
+    spec["target"]["loader"] = {"type": kind, "path": f"data/t.{kind}"}
+    spec["source_files"][0]["files"] = f"data/tasks.{kind}"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    report = validate_spec_file(path)
+    said = [w for w in report.warnings if problem in w.message]
+    assert len(said) == 1 and said[0].key == "target.loader.path", said
+    assert said[0].message.startswith("The target 't': file "), said
+    run_project(tmp_path, until="data", reporter=SilentReporter())
+    summary = json.loads((tmp_path / ".subsetctl" / "data" / "data.json").read_text())
+    assert [w for w in summary["warnings"] if problem in w] == [said[0].message]
+    assert said[0].message in report.spec.checked_warnings  # (a run prints it once, as it begins)
+
+
 @pytest.mark.parametrize("shared_first", [True, False])
 @pytest.mark.parametrize(("kind", "problem"), [("jsonl", "not valid UTF-8"), ("csv", "NUL byte")])
 def test_a_reused_sources_file_problem_is_worded_by_todays_sharing(

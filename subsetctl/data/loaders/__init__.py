@@ -121,6 +121,7 @@ from subsetctl.data.loaders.files import (  # noqa: F401
     load_jsonl,
     load_parquet,
     not_utf8_fix,
+    of_the_target,
     open_decompressed,
     parquet_read_as_text,
     parse_jsonl,

@@ -1205,6 +1205,16 @@ def file_notice_worded(notice: str, source: str, path: Path, of_file: bool) -> s
     return notice
 
 
+def of_the_target(message: str, name: str) -> str:
+    """A loader's message about the target, which loaders word as of any source ("Source
+    'gsm8k': ... is a Hugging Face hub dataset id"), said of the target: the spec key to
+    change is under ``target``, not ``sources``. The data stage and validate word the
+    target's messages so alike (validate said "Source 't'" of a problem of the target's file,
+    which a run printed again in the data stage's words)."""
+    said = f"Source {name!r}"
+    return f"The target {name!r}" + message[len(said):] if message.startswith(said) else message
+
+
 @functools.lru_cache(maxsize=8)
 def _file_stray_cell_notices(path: Path, delimiter: str, size: int, mtime_ns: int) -> tuple[str, ...]:
     """:func:`csv_stray_cell_notices` of the file ``path`` with that size and time (the key),
