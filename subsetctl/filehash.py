@@ -96,16 +96,19 @@ class HashCache:
 
         return str(resolved_by_folder(path, self._folders))
 
-    def derived(self, path: Path, what: str, compute: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
+    def derived(self, path: Path, what: str, compute: Callable[[Path], dict[str, Any]],
+                holds: Iterable[str] = ()) -> dict[str, Any]:
         """``compute(path)``, kept under the file's sha256 and ``what`` (say, the column it
         is by): computed again only when the file's content changes, so that `plan` and
         `validate` need not read a large file each time. Not kept when the file changed
-        while it was computed (it may be of either version)."""
+        while it was computed (it may be of either version). ``holds``: the keys a kept value
+        must have, else it is computed again (one an earlier subsetctl kept, before it
+        computed them, is replaced)."""
         digest = self.sha256(path)
         key = f"{digest}:{what}"
         derived = self._derived_entries()
         found = derived.get(key)
-        if isinstance(found, dict):
+        if isinstance(found, dict) and all(part in found for part in holds):
             return found
         value = compute(path)
         if self.sha256(path) == digest:

@@ -702,13 +702,14 @@ def _blank_rows_where(loader: Any, path: Path, column: str, base_dir: Path) -> i
     """How many rows a JSON Lines or CSV file's ``where`` picks when ``column`` is blank in each
     (else 0), from the file's listing (:func:`~subsetctl.data.fingerprint.blank_columns`, found by
     the parse that lists its values, kept in the project's cache with them): not parsed again for
-    each task, nor by a `plan` of the file unchanged; 0 for a listing kept before it said them."""
+    each task, nor by a `plan` of the file unchanged (a listing kept before it said them is made
+    again)."""
     from subsetctl.data.fingerprint import blank_columns
 
     (by, value), = loader.where.items()
     try:
         blank = blank_columns(path, by, loader, base_dir)
-        if blank is None or column not in blank.get(value, ()):
+        if column not in blank.get(value, ()):
             return 0
         return listed_values(path, by, loader, base_dir)[0].get(value, 0)
     except UserError:  # _check_where says why

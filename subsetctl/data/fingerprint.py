@@ -272,21 +272,22 @@ def listed_values(path: Path, column: str, loader: Any, spec_dir: Path) -> tuple
     return {value: int(count) for value, count in found["values"]}, int(found["left_out"])
 
 
-def blank_columns(path: Path, column: str, loader: Any, spec_dir: Path) -> dict[str | int, list[str]] | None:
+def blank_columns(path: Path, column: str, loader: Any, spec_dir: Path) -> dict[str | int, list[str]]:
     """The columns empty or only whitespace in every row of each value of ``column`` in JSON
     Lines or CSV file ``path`` (values with none left out), found by the same parse as
-    :func:`listed_values` and kept with them; None where the cache holds a listing kept before
-    they were (not known: said after the file changes).
+    :func:`listed_values` and kept with them (a listing kept before they were is made again).
 
     Raises:
         UserError: as :func:`listed_values`."""
     found = _listing(path, column, loader, spec_dir)
-    return None if "blank" not in found else {value: list(columns) for value, columns in found["blank"]}
+    return {value: list(columns) for value, columns in found["blank"]}
 
 
 def _listing(path: Path, column: str, loader: Any, spec_dir: Path) -> dict[str, Any]:
     """:func:`listed_values`' listing as kept: ``values`` and ``left_out``, and a text file's
-    ``blank`` (:func:`blank_columns`), as pairs (JSON keys are text, a value may be a number)."""
+    ``blank`` (:func:`blank_columns`), as pairs (JSON keys are text, a value may be a number).
+    A text file's listing kept by an earlier subsetctl, without ``blank``, is made again: the
+    blank-answers check of its ``where`` sources was silent on it until the file changed."""
     from subsetctl.data.loaders.files import TEXT_ROW_LOADERS, value_rows
     from subsetctl.filehash import hash_cache
 
@@ -296,7 +297,8 @@ def _listing(path: Path, column: str, loader: Any, spec_dir: Path) -> dict[str, 
                 "blank": [[value, columns] for value, columns in getattr(found, "blank", {}).items()]}
 
     if getattr(loader, "type", "parquet") in TEXT_ROW_LOADERS:
-        return hash_cache(spec_dir).derived(path, _derived_name("values", column, loader, path), listed)
+        return hash_cache(spec_dir).derived(path, _derived_name("values", column, loader, path), listed,
+                                            holds=("values", "left_out", "blank"))
     return listed(path)
 
 

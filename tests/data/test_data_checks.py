@@ -283,6 +283,29 @@ def test_a_parquet_wheres_answers_are_read_a_batch_at_a_time(tmp_path: Path, mon
     assert sum(1 for _ in answers) == picked - 1 and taken == [LABEL_ROWS_READ] * 3
 
 
+def test_a_wheres_blank_answers_are_found_from_a_listing_kept_before_it_said_them(tmp_path: Path) -> None:
+    """A JSON Lines file's ``where`` listing kept in the project's cache by an earlier subsetctl
+    held no ``blank`` columns: the blank-answers check of its ``where`` sources was silent until
+    the file changed, and the data stage stopped on them. Such a listing is made again."""
+    from subsetctl.data.fingerprint import _derived_name, listed_values
+    from subsetctl.filehash import hash_cache
+    from subsetctl.spec import JsonlLoader
+
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
+    rows = [{"task": "a" if i % 2 else "b", "prompt": f"q{i}", "response": "" if i % 2 else "r"} for i in range(40)]
+    write_jsonl(tmp_path / "data" / "tasks.jsonl", rows)
+    path, loader = tmp_path / "data" / "tasks.jsonl", JsonlLoader(type="jsonl", path="data/tasks.jsonl")
+    hash_cache(tmp_path).derived(path, _derived_name("values", "task", loader, path),  # (as kept then)
+                                 lambda _: {"values": [["b", 20], ["a", 20]], "left_out": 0})
+    text = GOOD + "".join(f"  - name: {task}\n    loader: {{type: jsonl, path: data/tasks.jsonl, where: {{task: {task}}}}}\n"
+                          for task in ("a", "b"))
+    issues = check_issues(tmp_path, text)
+    assert {key: issue.message.split(": the data stage")[0] for key, issue in issues.items()} == {
+        "sources[1].loader.response_field": "tasks.jsonl: column 'response' is empty in every row (task = 'a') (20 rows)"}
+    assert listed_values(path, "task", loader, tmp_path) == ({"b": 20, "a": 20}, 0)
+
+
 def test_a_file_read_to_a_line_not_utf8_is_not_called_blank_in_every_row(tmp_path: Path) -> None:
     """A JSON Lines file whose first 400 answers are blank, then a line not UTF-8 (which the
     data stage leaves out), then rows with answers: validate read its rows up to that line,
