@@ -90,13 +90,12 @@ def counted_otherwise_before(source: SourceSpec, spec_dir: Path) -> bool:
         return loader
 
     def folder_counted_otherwise(loader: HuggingFaceLoader) -> bool:
-        folder = resolve_path(loader.path, Path(spec_dir))
-        return is_saved_to_disk(folder) or folder_files_read(loader, folder) is not None
+        folder = resolve_path(loader.path, Path(spec_dir))  # (a save_to_disk folder's data_files are ignored)
+        return is_saved_to_disk(folder) or (not loader.data_files and folder_files_read(loader, folder) is not None)
 
     loaders = [built_in(loader) for loader in (source.loader, getattr(source, "test_loader", None))]
     return reads_rows_where(source) or any(
-        isinstance(loader, HuggingFaceLoader) and not loader.data_files and folder_counted_otherwise(loader)
-        for loader in loaders)
+        isinstance(loader, HuggingFaceLoader) and folder_counted_otherwise(loader) for loader in loaders)
 
 
 def folder_files_read(loader: HuggingFaceLoader, folder: Path) -> list[Path] | None:

@@ -484,8 +484,9 @@ def test_a_data_stage_that_counted_the_whole_dataset_folder_stays_up_to_date(
         "inputs"]["extra"]["a"])["path"]["files"]
 
 
-def _saved_to_disk_project(tmp_path: Path, rows: int = 6) -> Path:
-    """A project whose source ``s`` reads a folder written by ``save_to_disk`` (``j``: a JSON Lines file)."""
+def _saved_to_disk_project(tmp_path: Path, rows: int = 6, data_files: bool = False) -> Path:
+    """A project whose source ``s`` reads a folder written by ``save_to_disk`` (``j``: a JSON Lines file);
+    ``data_files``: with ``data_files`` naming its .arrow file (ignored: the folder is read whole)."""
     import datasets
     import yaml
 
@@ -496,7 +497,8 @@ def _saved_to_disk_project(tmp_path: Path, rows: int = 6) -> Path:
     (tmp_path / "subsetctl.yaml").write_text(yaml.safe_dump({
         "target": {"name": "t", "loader": {"type": "jsonl", "path": "t.jsonl"},
                    "split": {"train": 4, "validation": 2, "test": 2}},
-        "sources": [{"name": "s", "loader": {"type": "huggingface", "path": "./saved"}},
+        "sources": [{"name": "s", "loader": {"type": "huggingface", "path": "./saved", **(
+                        {"data_files": ["saved/data-00000-of-00001.arrow"]} if data_files else {})}},
                     {"name": "j", "loader": {"type": "jsonl", "path": "j.jsonl"}}]}, sort_keys=False))
     return folder
 
@@ -537,14 +539,16 @@ def test_a_save_to_disk_folder_saved_again_with_the_same_rows_is_not_prepared_ag
     assert prepared_calls == ["s"]
 
 
+@pytest.mark.parametrize("data_files", [False, True])
 def test_a_save_to_disk_source_prepared_while_its_fingerprint_counted_is_reused(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prepared_calls: list[str]) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prepared_calls: list[str], data_files: bool) -> None:
     """A data stage run while state.json counted whole (an earlier subsetctl) stays up to date,
-    and its save_to_disk source is reused when another source changes."""
+    and its save_to_disk source is reused when another source changes (with data_files too, which
+    such a folder ignores)."""
     from subsetctl.api import plan_project, run_project
     from subsetctl.reporter import SilentReporter
 
-    _saved_to_disk_project(tmp_path)
+    _saved_to_disk_project(tmp_path, data_files=data_files)
     recorded = run_data_as_counted_before(tmp_path, monkeypatch)
     assert "sha256" in recorded["s"]["path"]["files"]["state.json"]
     assert not {s.name: s for s in plan_project(tmp_path)[2]}["data"].will_run
