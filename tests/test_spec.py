@@ -1672,6 +1672,26 @@ def test_macro_f1_asked_for_as_the_metric_is_told_it_is_reported_beside_accuracy
                              "(macro_f1_mean)")
 
 
+def test_the_schema_takes_the_booleans_validate_takes() -> None:
+    """`enabled: yes` (or `on`, `off`, `no`) is a boolean to PyYAML (YAML 1.1) and validate
+    takes it, but an editor's YAML 1.2 reads the text "yes", which the schema refused, so
+    editors flagged a valid spec; validate also takes 0 and 1. Text that is no boolean both
+    refuse."""
+    for value in ("yes", "No", "ON", "off", "y", "n", "true", "False", "1", "0", 1, 0, True, False):
+        for section, key in (("verify", "enabled"), ("report", "plots"), ("model", "trust_remote_code"),
+                             ("project", "keep_previous")):
+            if section == "project" and isinstance(value, str) and not value.isdigit():
+                continue  # keep_previous: yes unquoted is PyYAML's true; validate refuses the quoted text
+            data = {**MINIMAL, section: {key: value}}
+            Spec.model_validate(data)
+            assert _schema_errors(data) == [], (section, key, value)
+    for wrong in ("maybe", "", "yes please", 2, -1, 0.5):
+        data = {**MINIMAL, "verify": {"enabled": wrong}}
+        with pytest.raises(ValueError, match="enabled"):
+            Spec.model_validate(data)
+        assert _schema_errors(data), wrong
+
+
 def test_the_schema_takes_the_label_map_values_validate_takes() -> None:
     """`label_map: {negative: 0}` (onto a target labelled 0/1) and `{yes: true}` are valid:
     validate reads the values as labels; the schema wanted text, so editors flagged them."""

@@ -50,6 +50,10 @@ QUOTED_INTEGER_PATTERN = r"^\s*[+-]?[0-9]+(_[0-9]+)*(\.0+)?\s*$"
 #: and so PyYAML read as text: a float needs a dot there). A little wider than pydantic
 #: about ``_``: the schema must not flag a spec validate accepts.
 QUOTED_NUMBER_PATTERN = r"^\s*[+-]?([0-9][0-9_]*\.?[0-9_]*|\.[0-9][0-9_]*)([eE][+-]?[0-9_]*[0-9][0-9_]*)?\s*$"
+#: a boolean written as text, as validate takes it (pydantic's lax mode, any case): YAML 1.1,
+#: and so PyYAML, reads ``enabled: yes`` (``no``, ``on``, ``off``) as a boolean, where an
+#: editor's YAML 1.2 reads the text "yes"
+QUOTED_BOOLEAN_PATTERN = r"^([01]|[Tt]([Rr][Uu][Ee])?|[Ff]([Aa][Ll][Ss][Ee])?|[Yy]([Ee][Ss])?|[Nn][Oo]?|[Oo]([Nn]|[Ff][Ff]))$"
 
 
 def _ascii_form(text: str) -> str:
@@ -1374,13 +1378,20 @@ class _SchemaWithFactoryDefaults(GenerateJsonSchema):
 
     A number may be given as text (``steps: "5"``, ``lr: 1e-4``, which PyYAML reads as
     text): validate takes it, so the schema takes text that reads as a number too, or
-    editors would flag specs that are valid (its range is left to validate)."""
+    editors would flag specs that are valid (its range is left to validate). So with a
+    boolean: ``yes``/``on`` (YAML 1.1's, which editors read as text), 0 and 1."""
 
     def int_schema(self, schema: Any) -> JsonSchemaValue:
         return _or_quoted(super().int_schema(schema), QUOTED_INTEGER_PATTERN)
 
     def float_schema(self, schema: Any) -> JsonSchemaValue:
         return _or_quoted(super().float_schema(schema), QUOTED_NUMBER_PATTERN)
+
+    def bool_schema(self, schema: Any) -> JsonSchemaValue:
+        # a boolean, 0 or 1, or text validate reads as one: `enabled: yes` (a boolean to
+        # PyYAML, the text "yes" to an editor's YAML 1.2) is no error of the spec
+        return {"anyOf": [super().bool_schema(schema), {"type": "integer", "minimum": 0, "maximum": 1},
+                          {"type": "string", "pattern": QUOTED_BOOLEAN_PATTERN}]}
 
     def default_schema(self, schema: Any) -> JsonSchemaValue:
         factory = schema.get("default_factory")
