@@ -1543,3 +1543,22 @@ def test_doctor_checks_a_project_whose_estimator_is_a_spec_plugin(tiny_project: 
     finally:
         sys.modules.pop("doctor_est_plugin", None)
         ESTIMATORS._entries.pop("doctor_est", None)
+
+
+def test_the_schema_offers_the_built_in_names_of_each_registry_a_spec_names_from() -> None:
+    """The schema lists each registry's built-in names as its key's `examples` (what editors
+    complete a value from); they are written out in the spec's models, which import no torch,
+    so a built-in added or renamed there must be here too."""
+    from subsetctl.registry import PACKAGED_MODELS, PROJECTORS
+    from subsetctl.spec import json_schema
+
+    defs = json_schema()["$defs"]
+    estimators = defs["EstimateSpec"]["properties"]["estimator"]["examples"]
+    assert defs["CalibrateSpec"]["properties"]["estimators"]["items"]["examples"] == estimators
+    for registry, examples in ((PACKAGED_MODELS, defs["ModelSpec"]["properties"]["source"]["examples"]),
+                               (PROJECTORS, defs["GradientsSpec"]["properties"]["projector"]["examples"]),
+                               (ESTIMATORS, estimators),
+                               (STRATEGIES, defs["StrategySpec"]["properties"]["name"]["examples"])):
+        built_in = {entry.name for entry in registry.entries() if entry.origin == "built-in"}
+        assert built_in <= set(examples), (registry.kind, built_in - set(examples))
+        assert all(name in built_in for name in examples if "/" not in name), (registry.kind, examples)

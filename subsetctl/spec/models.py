@@ -37,6 +37,15 @@ from subsetctl.user_paths import expand_home
 
 SPEC_FILENAME = "subsetctl.yaml"
 
+#: the built-in names of the registries a spec names from, which editors offer as the keys'
+#: ``examples`` (not an enum: a plugin may register more); the registries import torch, so
+#: they are written out here, and a test keeps them equal to the registries'
+BUILTIN_PACKAGED_MODELS = ("smollm2-135m-instruct", "all-minilm-l6-v2")
+BUILTIN_PROJECTORS = ("rademacher", "gaussian")
+BUILTIN_ESTIMATORS = ("fast", "exact", "linear_sgd", "true_finetune")
+BUILTIN_STRATEGIES = ("random_ensemble", "surrogate", "forward", "backward", "exhaustive", "gradient_similarity",
+                      "representation_similarity", "random", "all", "target_only")
+
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 #: names a source (or the target) cannot take: the data stage keeps one folder per source
 #: next to these files of its own
@@ -226,6 +235,7 @@ class ModelSpec(StrictModel):
         min_length=1,
         description="A packaged model name (see `subsetctl ls`), a local folder, or a "
         "Hugging Face hub id (read from the local Hugging Face cache where the hub cannot be reached).",
+        examples=[*BUILTIN_PACKAGED_MODELS, "TinyLlama/TinyLlama-1.1B-Chat-v1.0", "./models/my-model"],
     )
     kind: Literal["causal-lm", "classifier"] = Field(
         "causal-lm", description="causal-lm: prompt -> response; classifier: text -> label."
@@ -1036,7 +1046,8 @@ class GradientsSpec(StrictModel):
         description="Projection dimension: each example's LoRA gradient is projected to d numbers. At most "
         "the number of trainable LoRA parameters (the gradients stage names it when d is larger).",
     )
-    projector: str = Field("rademacher", description="Registered projector name.")
+    projector: str = Field("rademacher", description="Registered projector name: rademacher or gaussian (a plugin "
+                           "may register more; `subsetctl ls` lists them).", examples=list(BUILTIN_PROJECTORS))
     batch_size: int = Field(8, ge=1, description="Examples per gradient batch.")
     memory_budget_mb: float = Field(
         256, gt=0, description="Most memory the projection matrix may hold at once."
@@ -1064,7 +1075,8 @@ class SimulatedFinetuneSpec(StrictModel):
 
 class EstimateSpec(StrictModel):
     estimator: str = Field(
-        "fast", description="Registered estimator: fast, exact, linear_sgd, true_finetune."
+        "fast", description="Registered estimator: fast, exact, linear_sgd, true_finetune.",
+        examples=list(BUILTIN_ESTIMATORS),
     )
     lam: float = Field(
         1.0, gt=0, description="L2 regularization lambda (replaced by calibration when on)."
@@ -1092,7 +1104,7 @@ class CalibrateSpec(StrictModel):
     against: Literal["ce", "surrogate"] = Field(
         "ce", description="Which verify fine-tune to calibrate against."
     )
-    estimators: list[str] = Field(
+    estimators: list[Annotated[str, Field(examples=list(BUILTIN_ESTIMATORS))]] = Field(
         default_factory=list,
         description="Estimators to choose from together with lambda, by the same rank agreement "
         "(e.g. [fast, linear_sgd]); empty: only estimate.estimator.",
@@ -1112,8 +1124,9 @@ class CalibrateSpec(StrictModel):
 
 
 class StrategySpec(StrictModel):
-    name: str = Field(description="Registered strategy name (see `subsetctl ls`).")
-    params: dict[str, Any] = Field(default_factory=dict, description="Strategy parameters.")
+    name: str = Field(description="Registered strategy name (see `subsetctl ls`).", examples=list(BUILTIN_STRATEGIES))
+    params: dict[str, Any] = Field(default_factory=dict, description="Strategy parameters.",
+                                   examples=[{"m": 1000, "alpha": 0.5, "select": "sign"}])
     label: str | None = Field(
         None, description="Name to report it under (default: name).", pattern=NAME_PATTERN
     )
@@ -1222,7 +1235,7 @@ class ExecutorSpec(StrictModel):
     )
     n_jobs: int = Field(2, ge=1, le=4096, description="Parallel workers.")
     address: str | None = Field(
-        None, description="Dask scheduler address; none starts a LocalCluster."
+        None, description="Dask scheduler address; none starts a LocalCluster.", examples=["tcp://scheduler:8786"]
     )
     batch_size: int | None = Field(None, ge=1, description="Subsets per task (default: automatic).")
     connect_timeout: float = Field(
