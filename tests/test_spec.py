@@ -1692,6 +1692,74 @@ def test_the_schema_takes_the_booleans_validate_takes() -> None:
         assert _schema_errors(data), wrong
 
 
+#: specs validate refuses (for a mistake a spec's author makes), each as YAML over MINIMAL's keys
+_REFUSED_BY_BOTH = (
+    "finetune: {stpes: 5}",  # unknown key
+    "colour: blue",  # unknown top-level key
+    "target: {name: t, loader: {type: jsonl, path: t.jsonl}, splitt: {train: 1}}",
+    "finetune: {steps: [5]}",  # wrong type
+    "finetune: {steps: five}",
+    "model: {max_length: 64.5}",
+    "model: {source: [a]}",
+    "verify: {enabled: maybe}",
+    "report: {plots: 2}",
+    "project: {seed: yes}",  # a boolean for a number
+    "model: {kind: seq2seq}",  # bad enum
+    "model: {dtype: float64}",
+    "model: {device: tpu}",
+    "executor: {backend: ray}",
+    "verify: {kinds: [ce, mse]}",
+    "finetune: {baselines: [none]}",
+    "evaluate: {metric: bleu}",
+    "calibrate: {lambda_grid: [0, 0.1]}",  # non-positive lambda grid
+    "calibrate: {lambda_grid: [-1]}",
+    "calibrate: {lambda_grid: []}",
+    "estimate: {lam: 0}",
+    "finetune: {steps: 0}",
+    "model: {lora: {dropout: 1}}",
+    "sources: [{name: s, loader: {type: tsv, path: s.tsv}}]",  # unknown loader type
+    "sources: [{name: s, loader: {path: s.jsonl}}]",  # loader without type
+    "sources: [{name: s}]",  # source without loader
+    "sources: [{name: bad name, loader: {type: jsonl, path: s.jsonl}}]",
+    "sources: []",  # no source at all
+    "search: {strategies: [{params: {m: 5}}]}",  # strategy without a name
+)
+#: specs validate takes, written as an editor's user writes them
+_TAKEN_BY_BOTH = (
+    "finetune: {steps: 5, lr: 1e-4}",
+    "finetune: {steps: '5', seeds: 2}",
+    "verify: {enabled: yes, kinds: [surrogate]}",
+    "report: {plots: off}",
+    "model: {trust_remote_code: false, kind: classifier, num_labels: 3, dtype: bfloat16, device: cuda}",
+    "model: {lora: {r: 4, alpha: 8, dropout: 0.1, target_modules: [q_proj, v_proj]}}",
+    "project: {keep_previous: 5, cache_limit_gb: 20}",
+    "project: {keep_previous: false}",
+    "calibrate: {lambda_grid: [0.1], estimators: [fast, linear_sgd]}",
+    "executor: {backend: dask, address: 'tcp://scheduler:8786', n_jobs: 8}",
+    "evaluate: {metric: exact_match}",
+    "search: {strategies: [{name: forward}, {name: random_ensemble, params: {m: 1000}, label: re}], final: re}",
+    "sources: [{name: s, loader: {type: csv, path: s.csv, delimiter: tab, prompt_field: [a, b]}}]",
+    "sources: [{name: s, loader: {type: huggingface, path: json, data_files: 'data/*.jsonl'}}]",
+    "sources: [{name: s, loader: {type: reasoning_gym, task: chain_sum, size: 50}, split: {train: 40}}]",
+    "target: {name: t, loader: {type: jsonl, path: t.jsonl}, test_loader: {type: jsonl, path: u.jsonl}}",
+)
+
+
+@pytest.mark.parametrize("text", _REFUSED_BY_BOTH + _TAKEN_BY_BOTH)
+def test_the_schema_refuses_what_validate_refuses_and_takes_what_it_takes(text: str) -> None:
+    """An editor checking a spec against the schema flags the mistakes validate refuses and
+    none of the specs it takes (`enabled: yes`, YAML 1.1's boolean, was flagged), read as the
+    editor's YAML 1.2 reads them where the two differ: `yes` and `off` are text there."""
+    data = {**MINIMAL, **yaml.safe_load(text)}
+    _, issues = validate_data(data, "x.yaml")
+    as_an_editor_reads_it = yaml.safe_load(re.sub(r"\b(yes|off)\b", r"'\1'", text))
+    flagged = _schema_errors({**MINIMAL, **as_an_editor_reads_it})
+    if text in _REFUSED_BY_BOTH:
+        assert issues and flagged, (issues, flagged)
+    else:
+        assert not issues and not flagged, ([i.message for i in issues], flagged)
+
+
 def test_the_schema_takes_the_label_map_values_validate_takes() -> None:
     """`label_map: {negative: 0}` (onto a target labelled 0/1) and `{yes: true}` are valid:
     validate reads the values as labels; the schema wanted text, so editors flagged them."""
