@@ -21,7 +21,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from subsetctl.errors import PluginNotImported, UserError, as_typed, joined_names, name_too_long_problem
+from subsetctl.errors import (
+    PluginNotImported,
+    UserError,
+    as_typed,
+    joined_names,
+    name_too_long_problem,
+    shell_arg,
+)
 from subsetctl.spec import SourceSpec, Spec, SpecIssue, format_path, key_lines
 from subsetctl.user_paths import expand_home
 
@@ -466,6 +473,7 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
     _warn_split_of_one(spec, warn)
     _note_max_examples_above_the_rows(spec, spec_path, _issue_collector(spec_path, text, found, note=True))
     _note_dataset_dict_split_by_default(spec, spec_path, _issue_collector(spec_path, text, found, note=True))
+    found += _note_editor_schema_of_another_version(spec_path, text)
     _warn_label_map_of_class_ids(spec, spec_path, warn)
     _warn_file_bytes(spec, spec_path, warn)
     _warn_label_map_labels(spec, spec_path, warn, _issue_collector(spec_path, text, found, note=True))
@@ -968,6 +976,41 @@ def _warn_split_of_one(spec: Spec, warn: _AddIssue) -> None:
                 warn((*path, "split", key),
                      f"{key}: 1 is a count, so {who} gets one {key} example; a fraction is written with a "
                      f"decimal point ({key}: 1.0 is every example). Write {key}: 1.0 if every example was meant.")
+
+
+#: the modeline yaml-language-server (VS Code's YAML extension) reads a spec's schema from, on
+#: any comment line: ``# yaml-language-server: $schema=subsetctl.schema.json`` (what `init` writes)
+_SCHEMA_MODELINE = re.compile(r"^#\s+yaml-language-server\s*:.*?\$schema=(\S+)")
+
+
+def _note_editor_schema_of_another_version(spec_path: Path, text: str) -> list[SpecIssue]:
+    """A note where the spec's modeline points editors at a local copy of subsetctl's schema
+    that is not this version's: `init` writes the schema beside the spec, and after an upgrade
+    editors go on checking the spec against the old one, flagging keys this version takes
+    (or passing ones it refuses) with nothing to say why. A schema that is not subsetctl's,
+    a URL or a file that cannot be read is left alone."""
+    from subsetctl.spec import json_schema
+
+    for number, line in enumerate(text.splitlines(), 1):
+        found = _SCHEMA_MODELINE.match(line)
+        if found is None:
+            continue
+        named = found.group(1)
+        if re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:", named):  # a URL (http:, file:): not fetched here
+            return []
+        path = spec_path.parent / expand_home(named)
+        try:
+            schema = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return []
+        if not isinstance(schema, dict) or schema.get("title") != "subsetctl spec" or schema == json_schema():
+            return []
+        return [SpecIssue(file=str(spec_path), line=number, key="(file)", note=True, message=(
+            f"the schema this line points editors at, {named}, is not this subsetctl version's (another version's "
+            "`init` or `subsetctl schema` wrote it, or it was edited): editors check the spec against it, and may "
+            f"flag keys this version takes or pass ones it refuses. `subsetctl schema > {shell_arg(path)}` writes "
+            "this version's. A note, not a problem (validate passes)."))]
+    return []
 
 
 def _note_max_examples_above_the_rows(spec: Spec, spec_path: Path, note: _AddIssue) -> None:

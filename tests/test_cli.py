@@ -39,6 +39,27 @@ def test_init_writes_schema_line_and_valid_spec(tmp_path: Path) -> None:
     assert again.exit_code == 1 and "already exists" in again.output
 
 
+def test_validate_notes_a_schema_beside_the_spec_that_is_another_versions(tmp_path: Path) -> None:
+    """`init` writes the schema the spec's first line points editors at; after an upgrade that
+    copy was the old version's, and editors flagged keys the new one takes with nothing saying
+    why. validate now says so, as a note (exit 0), naming the command that writes this version's."""
+    assert invoke("init", str(tmp_path / "demo"), "--template", "minimal").exit_code == 0
+    spec, schema_file = tmp_path / "demo" / "subsetctl.yaml", tmp_path / "demo" / "subsetctl.schema.json"
+    assert "note:" not in invoke("validate", str(spec)).output  # this version's
+    old = json.loads(schema_file.read_text())
+    del old["$defs"]["ReportSpec"]["properties"]["plots"]  # a key this version has and the old one lacked
+    schema_file.write_text(json.dumps(old))
+    result = invoke("validate", str(spec))
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "subsetctl.yaml:1: (file): the schema this line points editors at, subsetctl.schema.json, is not this " \
+           "subsetctl version's" in said, said
+    assert f"`subsetctl schema > {schema_file}` writes this version's" in said, said
+    for other in ({"title": "another tool's schema"}, "not json"):  # not subsetctl's, or unreadable: not said
+        schema_file.write_text(json.dumps(other) if isinstance(other, dict) else other)
+        assert "note:" not in invoke("validate", str(spec)).output, other
+
+
 def test_init_where_no_folder_can_be_made_is_a_user_error(tmp_path: Path) -> None:
     """A path under a file (or /proc) was an internal error or advice about finished stages."""
     (tmp_path / "afile").write_text("x")
