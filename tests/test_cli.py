@@ -39,6 +39,17 @@ def test_init_writes_schema_line_and_valid_spec(tmp_path: Path) -> None:
     assert again.exit_code == 1 and "already exists" in again.output
 
 
+def test_every_template_points_editors_at_the_schema_init_writes_beside_it() -> None:
+    """Two templates pointed editors at the schema of a GitHub main branch (no installed
+    version's, and never fetched offline); init replaces the line, but a template read from
+    the package is the spec a user may copy."""
+    from subsetctl.api import SCHEMA_FILENAME, template_text
+    from subsetctl.templates import TEMPLATES
+
+    for name in TEMPLATES:
+        assert template_text(name).splitlines()[0] == f"# yaml-language-server: $schema={SCHEMA_FILENAME}", name
+
+
 def test_validate_notes_a_schema_beside_the_spec_that_is_another_versions(tmp_path: Path) -> None:
     """`init` writes the schema the spec's first line points editors at; after an upgrade that
     copy was the old version's, and editors flagged keys the new one takes with nothing saying
