@@ -1723,6 +1723,9 @@ _REFUSED_BY_BOTH = (
     "sources: [{name: bad name, loader: {type: jsonl, path: s.jsonl}}]",
     "sources: []",  # no source at all
     "search: {strategies: [{params: {m: 5}}]}",  # strategy without a name
+    "sources: [{name: s, loader: {type: jsonl, path: s.jsonl}, split: {validation: 0.1}}]",  # train, left out, is 1.0
+    "sources: [{name: s, loader: {type: jsonl, path: s.jsonl}, split: {test: 20}}]",
+    "target: {name: t, loader: {type: jsonl, path: t.jsonl}, split: {validation: 0.2, test: 0.2}}",
 )
 #: specs validate takes, written as an editor's user writes them
 _TAKEN_BY_BOTH = (
@@ -1741,6 +1744,8 @@ _TAKEN_BY_BOTH = (
     "sources: [{name: s, loader: {type: csv, path: s.csv, delimiter: tab, prompt_field: [a, b]}}]",
     "sources: [{name: s, loader: {type: huggingface, path: json, data_files: 'data/*.jsonl'}}]",
     "sources: [{name: s, loader: {type: reasoning_gym, task: chain_sum, size: 50}, split: {train: 40}}]",
+    "sources: [{name: s, loader: {type: jsonl, path: s.jsonl}, split: {train: 0.8, validation: 0.2}}]",
+    "sources: [{name: s, loader: {type: jsonl, path: s.jsonl}, split: {validation: 0, test: '0'}}]",
     "target: {name: t, loader: {type: jsonl, path: t.jsonl}, test_loader: {type: jsonl, path: u.jsonl}}",
 )
 

@@ -629,8 +629,20 @@ def _names_a_file(text: str) -> bool:
         re.search(r"\.(jsonl|json|csv|tsv|parquet|txt|gz|arrow)$", text, re.IGNORECASE))
 
 
+#: for editors: validation or test rows with train left out are refused (train defaults to
+#: the fraction 1.0, every row, so there are none left for them); a size written as text is
+#: left to validate, as "0" is none
+_SPLIT_WITHOUT_TRAIN_SCHEMA: dict[str, Any] = {
+    "if": {"anyOf": [{"required": [name], "properties": {name: {"type": "number", "exclusiveMinimum": 0}}}
+                     for name in ("validation", "test")]},
+    "then": {"required": ["train"]},
+}
+
+
 class SplitSpec(StrictModel):
     """Split sizes: an int is a count, a float in [0, 1] a fraction of the examples."""
+
+    model_config = ConfigDict(json_schema_extra=_SPLIT_WITHOUT_TRAIN_SCHEMA)
 
     train: SplitSize = Field(1.0, description="Training examples (count or fraction).")
     validation: SplitSize = Field(0, description="Validation examples (count or fraction).")
