@@ -1726,6 +1726,8 @@ _REFUSED_BY_BOTH = (
     "sources: [{name: s, loader: {type: jsonl, path: s.jsonl}, split: {validation: 0.1}}]",  # train, left out, is 1.0
     "sources: [{name: s, loader: {type: jsonl, path: s.jsonl}, split: {test: 20}}]",
     "target: {name: t, loader: {type: jsonl, path: t.jsonl}, split: {validation: 0.2, test: 0.2}}",
+    "target: {name: t, loader: {type: jsonl, path: t.jsonl, text_field: text}}",  # sources only
+    "target: {name: t, loader: {type: jsonl, path: t.jsonl}, test_loader: {type: csv, path: u.csv, text_field: x}}",
 )
 #: specs validate takes, written as an editor's user writes them
 _TAKEN_BY_BOTH = (
@@ -1747,6 +1749,8 @@ _TAKEN_BY_BOTH = (
     "sources: [{name: s, loader: {type: jsonl, path: s.jsonl}, split: {train: 0.8, validation: 0.2}}]",
     "sources: [{name: s, loader: {type: jsonl, path: s.jsonl}, split: {validation: 0, test: '0'}}]",
     "target: {name: t, loader: {type: jsonl, path: t.jsonl}, test_loader: {type: jsonl, path: u.jsonl}}",
+    "target: {name: t, loader: {type: jsonl, path: t.jsonl, text_field: null}}",
+    "sources: [{name: s, loader: {type: jsonl, path: s.jsonl, text_field: text}}]",
 )
 
 

@@ -939,6 +939,10 @@ _TARGET_TEST_SCHEMA: dict[str, Any] = {
     "if": {"required": ["test_loader"], "properties": {"test_loader": {"type": "object"}}},
     "then": {"properties": {"split": {"properties": {"test": {"const": 0}}}}},
     "else": {"properties": {"split": {"required": ["test"], "properties": {"test": {"not": {"const": 0}}}}}},
+    # the target's rows need a prompt and an answer (TargetSpec._not_plain_text): no loader's text_field
+    "allOf": [{"properties": {key: {"properties": {"text_field": {
+        "type": "null", "description": "For sources only: the target's rows need a prompt and an answer."}}}
+        for key in ("loader", "test_loader")}}],
 }
 
 
