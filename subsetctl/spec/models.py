@@ -1141,8 +1141,9 @@ class CalibrateSpec(StrictModel):
 
 class StrategySpec(StrictModel):
     name: str = Field(description="Registered strategy name (see `subsetctl ls`).", examples=list(BUILTIN_STRATEGIES))
-    params: dict[str, Any] = Field(default_factory=dict, description="Strategy parameters.",
-                                   examples=[{"m": 1000, "alpha": 0.5, "select": "sign"}])
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Strategy parameters, each strategy's own (`subsetctl ls` lists them with "
+        "their defaults), e.g. random_ensemble's {m: 1000, alpha: 0.5, select: sign}.")
     label: str | None = Field(
         None, description="Name to report it under (default: name).", pattern=NAME_PATTERN
     )
