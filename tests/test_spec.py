@@ -1769,6 +1769,18 @@ def test_the_schema_refuses_what_validate_refuses_and_takes_what_it_takes(text: 
         assert not issues and not flagged, ([i.message for i in issues], flagged)
 
 
+def test_a_date_given_for_text_says_to_quote_it() -> None:
+    """`name: 2024-01-01` is a date to PyYAML (YAML 1.1) and text to an editor's YAML 1.2, so
+    only validate refuses it; it said "expected text, got the date datetime.date(2024, 1, 1)",
+    not what to write, as it does for a number."""
+    for written, said in (("2024-01-01", "the date 2024-01-01"), ("2024-01-01 10:30:00", "the time 2024-01-01 10:30:00")):
+        text = f"project: {{name: {written}}}\n" + yaml.safe_dump(MINIMAL)
+        _, issues = validate_data(yaml.safe_load(text), "x.yaml", text)
+        assert [i.key for i in issues] == ["project.name"], issues
+        assert issues[0].message == (f"expected text, got {said} (YAML reads an unquoted date as a date: quote it to "
+                                     f'keep it text, e.g. "{said.split(" ", 2)[2]}")'), issues[0].message
+
+
 def test_the_schema_takes_the_label_map_values_validate_takes() -> None:
     """`label_map: {negative: 0}` (onto a target labelled 0/1) and `{yes: true}` are valid:
     validate reads the values as labels; the schema wanted text, so editors flagged them."""

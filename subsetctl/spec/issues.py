@@ -5,6 +5,7 @@ pydantic's errors turned into messages that name the file, the line and the key 
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import functools
 import re
@@ -343,6 +344,9 @@ def plain_error_message(err: Any) -> str:
         if isinstance(value, (int, float)):
             return (f"expected text, got the number {value!r} (YAML reads unquoted numbers as numbers: quote "
                     f'it to keep it text, e.g. "{value}")')
+        if isinstance(value, datetime.date):  # `name: 2024-01-01`, which an editor's YAML 1.2 reads as text
+            return (f"expected text, got the {'time' if isinstance(value, datetime.datetime) else 'date'} {value} "
+                    f'(YAML reads an unquoted date as a date: quote it to keep it text, e.g. "{value}")')
         return f"expected text, got {_describe_value(value)}"
     if kind == "list_type":  # `search.strategies=exhaustive`
         return (f"expected a list, got {_describe_value(value)} (in YAML `[a, b]`, or one `- item` per "
