@@ -235,7 +235,7 @@ class ModelSpec(StrictModel):
         min_length=1,
         description="A packaged model name (see `subsetctl ls`), a local folder, or a "
         "Hugging Face hub id (read from the local Hugging Face cache where the hub cannot be reached).",
-        examples=[*BUILTIN_PACKAGED_MODELS, "TinyLlama/TinyLlama-1.1B-Chat-v1.0", "./models/my-model"],
+        examples=[*BUILTIN_PACKAGED_MODELS, "TinyLlama/TinyLlama-1.1B-Chat-v1.0"],
     )
     kind: Literal["causal-lm", "classifier"] = Field(
         "causal-lm", description="causal-lm: prompt -> response; classifier: text -> label."
