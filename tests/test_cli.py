@@ -722,7 +722,7 @@ def test_plan_says_how_much_work_each_stage_to_run_is(jsonl_project: Path, monke
     # (a model stage's rough time and memory estimate end its line where the model's files are there to read:
     # left out here)
     lines = [re.sub(r"; about \S+ [GMk]B of memory at its peak.*", "", re.sub(
-        r"; about [^;]*, a rough guess before its first run: .*? busy cores several times more", "", line.strip()))
+        r"; about [^;]*, a rough guess before its first run: .*?; shorter rows take less, a GPU far less", "", line.strip()))
         for line in result.output.splitlines()]
     assert "meta_init: 40 steps of 2 × 8 examples" in lines, result.output
     assert ("verify: 12 real fine-tunes (3 subsets × 2 kinds × 2 repeats) of 15 steps of 8 examples; "

@@ -11,26 +11,42 @@ stages reached on the 2-core CPU they were calibrated on.
 
 Calibration (this project's 2-core CPU, nothing else running): the tiny 2-layer Llama of the
 tests, whose arithmetic is nothing, took 9.9 s for meta-init (4 steps) and 3.5 s for 2
-fine-tunes of 2 steps: the fixed times (the finetune stage's split as 0.5 s and 1.5 s a fine-tune). The packaged SmolLM2-135M quickstart took 40 s for
-meta-init (30 steps of 8 rows of at most 64 tokens, 135M parameters: 1.2e13 operations) and
-89 s for 4 fine-tunes of 20 steps (README's Measured): 4.0e11 operations a second, which
-puts the fine-tunes at 88 s. The stages not estimated (gradients, evaluate) depend on row
-counts the data stage decides.
+fine-tunes of 2 steps: the fixed times (the finetune stage's split as 0.5 s and 1.5 s a
+fine-tune). The
+packaged SmolLM2-135M quickstart took 40 s for meta-init (30 steps of 8 rows of at most 64
+tokens, 135M parameters: 1.2e13 operations) and 89 s for 4 fine-tunes of 20 steps (README's
+Measured): 4.0e11 operations a second, which puts the fine-tunes at 88 s. The stages not
+estimated (gradients, evaluate) depend on row counts the data stage decides.
+
+The CPU this process runs on scales it (:class:`Cpu`): the threads torch computes with (the
+cores this process may use, fewer where ``OMP_NUM_THREADS`` or torch says so) each at half
+the calibrated rate; where other processes keep the cores busy (the 1-minute load average
+above the cores the threads leave), each thread's fair share of them slows every part, and
+torch's threads spinning as they wait slow its arithmetic :data:`SPINNING_SLOWDOWN` times
+more: the quickstart's meta-init took 7 times its free time with another process busy on its
+2 cores, 2.6 times with ``OMP_WAIT_POLICY=PASSIVE`` (README's Measured), and 30 times with
+the load average at 11 (2 steps of 30 in 4 min 33 s, 2026-12-05), while the tiny model's
+fixed times grew less (2 to 6 times).
 
 What it assumes, which ``plan`` says: every row fills ``model.max_length`` (shorter rows
-take less: batches are padded to their longest row), the cores were free (busy ones made
-meta-init up to 7 times slower), and a CPU like that one (a GPU, or more cores, take far
-less). A guide to minutes against hours, not a forecast.
+take less: batches are padded to their longest row), a CPU like the calibrated one (a GPU
+takes far less), and the load as it is when ``plan`` runs (it comes and goes). A guide to
+minutes against hours, not a forecast.
 """
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 #: floating-point operations a second the training stages reached on the 2-core CPU they were
 #: calibrated on (SmolLM2-135M's meta-init in the quickstart; see the module's docstring)
 OPERATIONS_PER_SECOND = 4.0e11
+
+#: the cores (torch threads) :data:`OPERATIONS_PER_SECOND` was reached with, free
+CALIBRATED_CORES = 2
 
 #: operations per parameter and token of a training step (forward and backward)
 OPERATIONS_PER_PARAMETER_TOKEN = 6
@@ -47,44 +63,122 @@ FINETUNE_SECONDS = 1.5
 #: the stages :func:`rough_time` estimates
 ESTIMATED_STAGES = ("meta_init", "finetune")
 
+#: how many times slower than its fair share of busy cores a stage's arithmetic ran where torch's
+#: waiting threads spin (no ``OMP_WAIT_POLICY=PASSIVE``): the quickstart's meta-init took 7 times its
+#: time on free cores with another process busy on its 2 cores (a share of 1.5 to 2), 30 times with
+#: the load average at 11 (a share of 6.5)
+SPINNING_SLOWDOWN = 4.5
 
-def _training_seconds(params: int, steps: int, rows_per_step: int, max_length: int) -> float:
+
+@dataclass(frozen=True)
+class Cpu:
+    """The CPU a rough time counts on: the ``threads`` torch computes with, the ``cores``
+    this process may use, the 1-minute ``load`` average (None where it cannot be read) and
+    whether ``OMP_WAIT_POLICY=PASSIVE`` keeps torch's waiting threads from spinning."""
+
+    threads: int
+    cores: int
+    load: float | None
+    passive: bool
+
+    @property
+    def share(self) -> float:
+        """How many times slower than on free cores a thread runs: 1 while the load leaves
+        the threads their cores, else their fair share of them ((threads + load) / cores)."""
+        return max(1.0, (self.threads + (self.load or 0.0)) / self.cores)
+
+    @property
+    def spinning(self) -> bool:
+        """Whether torch's threads spin on busy cores: not ``passive``, and the load takes a
+        core's worth or more of those the threads need."""
+        return not self.passive and self.threads + (self.load or 0.0) >= self.cores + 1
+
+    @property
+    def rate(self) -> float:
+        """Floating-point operations a second: :data:`OPERATIONS_PER_SECOND` per
+        :data:`CALIBRATED_CORES` threads, slowed by the :attr:`share` and, where they are
+        :attr:`spinning`, :data:`SPINNING_SLOWDOWN`."""
+        return (OPERATIONS_PER_SECOND * self.threads / CALIBRATED_CORES / self.share
+                / (SPINNING_SLOWDOWN if self.spinning else 1))
+
+    def text(self) -> str:
+        """What the rough time assumed of this CPU, in words, for ``plan``."""
+        cores = f"{self.cores} core{'s' if self.cores != 1 else ''}"
+        rate = (f"{self.threads} CPU thread{'s' if self.threads != 1 else ''} of the {cores} this process may use, "
+                f"at the rate calibrated on {CALIBRATED_CORES} free cores")
+        if self.load is None:
+            return f"{rate}, the cores free (the load is not known; busy cores take several times more)"
+        if self.share == 1:
+            return f"{rate}, the cores free now (load average {self.load:.1f})"
+        busy = f"{rate}, the cores busy now (load average {self.load:.1f}): {self.share:.1f} times slower, the threads' share"
+        return (f"{busy}, and the arithmetic {SPINNING_SLOWDOWN:g} times more again, torch's threads spinning as they "
+                "wait (OMP_WAIT_POLICY=PASSIVE stops that)" if self.spinning else busy)
+
+
+def this_cpu() -> Cpu:
+    """The :class:`Cpu` of this process now: the cores it may use
+    (:func:`~subsetctl.spec_checks.usable_cores`, its affinity), the threads torch uses where
+    this process has loaded it (:func:`~subsetctl.pipeline.thread_counts`; loading it here
+    would take seconds), else ``OMP_NUM_THREADS`` where set, else one a core; the load from
+    ``os.getloadavg`` (runnable processes, this one among them: ``plan`` itself is short)."""
+    from subsetctl.pipeline import thread_counts
+    from subsetctl.spec_checks import usable_cores
+
+    cores = usable_cores()[0]
+    counts = thread_counts()
+    threads = counts.get("torch", counts.get("OMP_NUM_THREADS", cores))
+    try:
+        threads = max(1, min(cores, int(threads)))
+    except ValueError:  # (an OMP_NUM_THREADS such as "4,2", a list for nested regions)
+        threads = cores
+    try:
+        load: float | None = os.getloadavg()[0]
+    except (AttributeError, OSError):  # (Windows)
+        load = None
+    passive = os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE"
+    return Cpu(threads, cores, load, passive)
+
+
+def _training_operations(params: int, steps: int, rows_per_step: int, max_length: int) -> float:
     """The arithmetic of ``steps`` training steps of ``rows_per_step`` rows of ``max_length``
-    tokens on a model of ``params`` parameters, in seconds at :data:`OPERATIONS_PER_SECOND`."""
-    tokens = steps * rows_per_step * max_length
-    return OPERATIONS_PER_PARAMETER_TOKEN * params * tokens / OPERATIONS_PER_SECOND
+    tokens on a model of ``params`` parameters, in floating-point operations."""
+    return OPERATIONS_PER_PARAMETER_TOKEN * params * steps * rows_per_step * max_length
 
 
-def rough_seconds(stage: str, spec: Any, params: int) -> float | None:
-    """``stage``'s rough duration with ``spec`` on a model of ``params`` parameters (see the
-    module's docstring); None for a stage not estimated. Finetune counts every selection
-    and seed, as many as its work says "up to" (alike picks are trained once)."""
+def rough_seconds(stage: str, spec: Any, params: int, cpu: Cpu | None = None) -> float | None:
+    """``stage``'s rough duration with ``spec`` on a model of ``params`` parameters and
+    ``cpu`` (:func:`this_cpu` when None; see the module's docstring); None for a stage not
+    estimated. Finetune counts every selection and seed, as many as its work says "up to"
+    (alike picks are trained once)."""
+    from subsetctl.modeling.footprint import fine_tunes_at_most
+
     length = spec.model.max_length
     if stage == "meta_init":
         m = spec.meta_init
-        return META_INIT_SECONDS + _training_seconds(params, m.steps, m.batch_size * m.grad_accum, length)
-    if stage == "finetune":
-        from subsetctl.modeling.footprint import fine_tunes_at_most
-
+        fixed, work = META_INIT_SECONDS, _training_operations(params, m.steps, m.batch_size * m.grad_accum, length)
+    elif stage == "finetune":
         f = spec.finetune
-        return FINETUNE_STAGE_SECONDS + fine_tunes_at_most(spec) * (FINETUNE_SECONDS + _training_seconds(
-            params, f.steps, f.batch_size * f.grad_accum, length))
-    return None
+        fixed = FINETUNE_STAGE_SECONDS + fine_tunes_at_most(spec) * FINETUNE_SECONDS
+        work = fine_tunes_at_most(spec) * _training_operations(params, f.steps, f.batch_size * f.grad_accum, length)
+    else:
+        return None
+    cpu = cpu or this_cpu()
+    return fixed * cpu.share + work / cpu.rate
 
 
 def rough_time(stage: str, spec: Any, spec_dir: Path) -> tuple[float, str] | None:
-    """``stage``'s rough duration (:func:`rough_seconds`) and what ``plan`` says of it, what
-    it assumes; None for a stage not estimated, or a model whose size cannot be read without
-    loading it (as for the memory estimate: a hub id not cached, a packaged model not
-    converted yet, a checkpoint without safetensors files)."""
+    """``stage``'s rough duration (:func:`rough_seconds`, on :func:`this_cpu`) and what
+    ``plan`` says of it, what it assumes; None for a stage not estimated, or a model whose
+    size cannot be read without loading it (as for the memory estimate: a hub id not cached,
+    a packaged model not converted yet, a checkpoint without safetensors files)."""
     from subsetctl.modeling.footprint import model_shape
 
     if stage not in ESTIMATED_STAGES:
         return None
     shape = model_shape(spec, spec_dir)
-    seconds = rough_seconds(stage, spec, shape.params) if shape is not None else None
+    cpu = this_cpu()
+    seconds = rough_seconds(stage, spec, shape.params, cpu) if shape is not None else None
     if seconds is None:
         return None
-    return seconds, ("a rough guess before its first run: it assumes rows filling model.max_length and 2 free CPU "
-                     "cores, as calibrated; shorter rows, a GPU or more cores take less, busy cores several times "
-                     "more")
+    return seconds, (f"a rough guess before its first run: it assumes rows filling model.max_length, and "
+                     f"{cpu.text()}; shorter rows take less, a GPU far less")
