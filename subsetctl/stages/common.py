@@ -43,10 +43,30 @@ class ModelStage(Stage):
         return estimate(self.name, spec, project.root)
 
     def time_estimate(self, spec: Spec, project: Project) -> tuple[float, str] | None:
-        """:func:`subsetctl.modeling.duration.rough_time` of this stage."""
+        """:func:`subsetctl.modeling.duration.rough_time` of this stage, with its
+        :meth:`rough_rows`."""
         from subsetctl.modeling.duration import rough_time
 
-        return rough_time(self.name, spec, project.root)
+        return rough_time(self.name, spec, project.root, self.rough_rows(spec, project))
+
+    def rough_rows(self, spec: Spec, project: Project) -> int | None:
+        """The rows this stage works through, for its rough time, where they are what the
+        data stage prepared (:data:`~subsetctl.modeling.duration.ROW_STAGES`); None here."""
+        return None
+
+
+def prepared_counts(project: Project) -> dict[str, dict[str, int]] | None:
+    """The rows the data stage last prepared, by the target and each source and then split
+    (``{"target": {"train": 10, "validation": 5, "test": 5}, ...}``, from its data.json, read
+    without importing the data stage's module: it imports datasets, which plan must not);
+    None where it has not prepared any, or the file is damaged."""
+    import json
+
+    try:
+        counts = json.loads((project.stage_dir("data") / "data.json").read_text(encoding="utf-8"))["counts"]
+        return {str(name): {str(split): int(n) for split, n in splits.items()} for name, splits in counts.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 #: the share of the free disk above which `plan` names the disk a stage's LoRA weights take

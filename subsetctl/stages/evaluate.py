@@ -295,6 +295,11 @@ class EvaluateStage(common.ModelStage):
         generate = "" if spec.model.kind == "classifier" else f", generating up to {spec.evaluate.max_new_tokens} tokens"
         return f"the target's test split{f' ({rows})' if rows else ''} through {adapters}{generate}"
 
+    def rough_rows(self, spec: Spec, project: Project) -> int | None:
+        """The target's test rows the data stage last prepared (each goes through every adapter)."""
+        counts = common.prepared_counts(project)
+        return counts.get(spec.target.name, {}).get("test") if counts else None
+
     def planned_work(self, spec: Spec, forced: bool, project: Project, rerun: set[str],
                      resumes: bool = False) -> str | None:
         """:meth:`work`, saying how many of the adapters' test results the cache holds ("3 of

@@ -9,7 +9,6 @@ machine) into ``shards/``; a later plain ``run`` takes every row the shards comp
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -160,6 +159,11 @@ class GradientsStage(common.ModelStage):
         return (f"{work}: {total:,} rows ({_largest_rows(spec, rows)}; `max_examples` on a source caps its rows)"
                 + (f"; {kept:,} of {total:,} done by the run that stopped partway, kept" if kept else "")
                 + _room_note(planned_room(spec, project, total, forced)))
+
+    def rough_rows(self, spec: Spec, project: Project) -> int | None:
+        """The rows the data stage last prepared for it (:func:`prepared_rows`), all of them."""
+        rows = prepared_rows(spec, project)
+        return sum(rows.values()) if rows is not None else None
 
     def _rows_kept(self, project: Project, total: int) -> int:
         """The rows the store a run that stopped partway left holds, which `run` resumes
@@ -684,13 +688,12 @@ class GradientsStage(common.ModelStage):
 def prepared_rows(spec: Spec, project: Project) -> dict[str, int] | None:
     """The rows the gradients stage computes, by the target and each source, as the data
     stage last prepared them; None where it has not (or prepared other sources)."""
+    counts = common.prepared_counts(project)
     try:
-        # data.json: the data stage's SUMMARY_FILE (its module imports datasets, which plan must not)
-        counts = json.loads((project.stage_dir("data") / "data.json").read_text(encoding="utf-8"))["counts"]
-        return {name: sum(int(counts[name][split]) for split in
+        return {name: sum(counts[name][split] for split in
                           (TARGET_SPLITS if name == spec.target.name else SOURCE_SPLITS))
-                for name in [spec.target.name, *(source.name for source in spec.sources)]}
-    except (OSError, ValueError, KeyError, TypeError):
+                for name in [spec.target.name, *(source.name for source in spec.sources)]} if counts else None
+    except KeyError:
         return None
 
 

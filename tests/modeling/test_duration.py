@@ -24,18 +24,23 @@ def _quickstart() -> Spec:
 
 def test_the_rough_time_meets_the_quickstarts_measured_stages() -> None:
     """Calibrated on README's measured quickstart (meta-init 40 s; 4 distinct fine-tunes
-    89 s) and the tiny model's fixed times: within a fifth of those, on the free cores
-    calibrated on."""
+    89 s; gradients of 328 rows 43 s; evaluate of 64 test rows through 4 adapters 28 s) and
+    the tiny model's fixed times: within a fifth of those, on the free cores calibrated on."""
     spec = _quickstart()
     assert abs(rough_seconds("meta_init", spec, SMOLLM2_PARAMS, cpu=FREE) - 40) < 8
     # the spec's 3 strategies and 2 baselines picked 4 distinct subsets: as many fine-tunes
     four = spec.model_copy(update={"finetune": spec.finetune.model_copy(update={"baselines": ["all"]})})
     assert abs(rough_seconds("finetune", four, SMOLLM2_PARAMS, cpu=FREE) - 89) < 18
-    # it grows with the steps, rows and model; stages that depend on the data's rows are not estimated
+    assert abs(rough_seconds("gradients", spec, SMOLLM2_PARAMS, 328, FREE) - 43) < 9
+    assert abs(rough_seconds("evaluate", four, SMOLLM2_PARAMS, 64, FREE) - 28) < 6
+    # it grows with the steps, rows and model; the stages of the data's rows need their count
     longer = spec.model_copy(update={"meta_init": spec.meta_init.model_copy(update={"steps": 300})})
     assert (rough_seconds("meta_init", longer, SMOLLM2_PARAMS, cpu=FREE)
             > 7 * rough_seconds("meta_init", spec, SMOLLM2_PARAMS, cpu=FREE))
+    assert (rough_seconds("gradients", spec, SMOLLM2_PARAMS, 3280, FREE)
+            > 7 * rough_seconds("gradients", spec, SMOLLM2_PARAMS, 328, FREE))
     assert rough_seconds("gradients", spec, SMOLLM2_PARAMS, cpu=FREE) is None
+    assert rough_seconds("evaluate", spec, SMOLLM2_PARAMS, cpu=FREE) is None
 
 
 def test_the_rough_time_counts_the_cores_this_process_may_use_and_the_load(monkeypatch) -> None:
@@ -80,5 +85,19 @@ def test_plan_gives_a_training_stage_never_run_a_rough_time(tiny_project: Path) 
         assert by_stage[stage]["rough"].startswith("a rough guess before its first run: it assumes rows filling "
                                                    "model.max_length, and ")
         assert "CPU thread" in by_stage[stage]["rough"] and "load average" in by_stage[stage]["rough"]
-    assert by_stage["gradients"]["rough_seconds"] is None and by_stage["data"]["rough"] is None
+    # the stages of the data's rows, before the data stage prepared them: not estimated
+    assert by_stage["gradients"]["rough_seconds"] is None and by_stage["evaluate"]["rough_seconds"] is None
+    assert by_stage["data"]["rough"] is None
 
+
+def test_plan_gives_gradients_and_evaluate_a_rough_time_once_the_data_stage_prepared_their_rows(
+        tiny_project: Path) -> None:
+    """gradients and evaluate had no rough time before their first run (their rows are the
+    data stage's): once it has prepared them, they have, counting those rows."""
+    from subsetctl.api import plan_project, run_project
+
+    run_project(tiny_project, until="data")
+    by_stage = {s.name: s.to_dict() for s in plan_project(tiny_project)[2]}
+    assert by_stage["gradients"]["rough_seconds"] > 0 and by_stage["evaluate"]["rough_seconds"] > 0
+    assert ", the 45 rows the data stage prepared last, and " in by_stage["gradients"]["rough"]
+    assert ", the 5 test rows the data stage prepared last, and " in by_stage["evaluate"]["rough"]
