@@ -88,14 +88,15 @@ def lora_disk(stage: str, spec: Spec, project: Project) -> tuple[int, int, Path]
     return (disk_bytes(stage, spec, shape), *free_disk_at(project.stage_dir(stage)))
 
 
-def disk_note(needs: str, need: int, free: int, where: Path, lower: str) -> str:
+def disk_note(needs: str, need: int, free: int, where: Path, lower: str, counted: str = "") -> str:
     """What plan says of the disk a stage asks for: "; {needs} {need} of disk" ("its store
     needs about 1.2 GB of disk"), and where less is ``free`` in ``where``, that `run` would
     stop at this stage until there is room, and what frees it (the setting to ``lower``): a
-    run stopped there for want of room, maybe days in, that the plan could have named."""
+    run stopped there for want of room, maybe days in, that the plan could have named.
+    ``counted`` (" (an adapter of ...)"), how the need was counted, follows the size."""
     from subsetctl.project import size_text
 
-    note = f"; {needs} {size_text(need)} of disk"
+    note = f"; {needs} {size_text(need)} of disk{counted}"
     if free >= need:
         return note
     return (f"{note}, and only {size_text(free)} is free in {where}: `run` would stop at this stage until there is "
@@ -105,13 +106,20 @@ def disk_note(needs: str, need: int, free: int, where: Path, lower: str) -> str:
 def lora_disk_note(stage: str, spec: Spec, project: Project) -> str:
     """What plan says of the disk ``stage``'s LoRA weights take (:func:`lora_disk`), where it
     is over :data:`DISK_NOTE_SHARE` of the free disk (:func:`disk_note`): "; its adapters and
-    checkpoints need up to 3.1 GB of disk", and where less is free, that `run` would stop
-    there (a large model's fine-tunes, 0.6 GB an adapter, found it hours in); "" otherwise."""
+    checkpoints need up to 3.1 GB of disk (an adapter of 0.6 GB in its folder and one in the
+    cache for each of up to 5 fine-tunes ...)", saying how it counts
+    (:func:`~subsetctl.modeling.footprint.disk_counted`: "up to" counts alike picks apart, which
+    are trained once), and where less is free, that `run` would stop there (a large model's
+    fine-tunes, 0.6 GB an adapter, found it hours in); "" otherwise."""
     room = lora_disk(stage, spec, project)
     if room is None or room[0] <= DISK_NOTE_SHARE * room[1]:
         return ""
+    from subsetctl.modeling.footprint import disk_counted, model_shape
+
+    shape = model_shape(spec, project.root)  # (read as lora_disk read it: its counted text)
+    counted = f" ({disk_counted(stage, spec, shape)})" if shape is not None else ""
     what = "its checkpoints and adapter" if stage == "meta_init" else "its adapters and checkpoints"
-    return disk_note(f"{what} need up to", *room, lower="model.lora.r")
+    return disk_note(f"{what} need up to", *room, lower="model.lora.r", counted=counted)
 
 
 #: What a cache key holds in place of a local model folder's path: the folder is known

@@ -104,6 +104,7 @@ def test_plan_and_doctor_count_meta_inits_checkpoints_and_the_fine_tunes_adapter
     two copies a fine-tune) were left out, so a disk with room for the store passed and `run`
     stopped hours on."""
     from subsetctl.modeling.footprint import disk_bytes, model_shape
+    from subsetctl.project import size_text
     from subsetctl.spec import load_spec
 
     project = rf.make_project(tmp_path / "p", rf.small_spec(tiny_llama))
@@ -119,6 +120,13 @@ def test_plan_and_doctor_count_meta_inits_checkpoints_and_the_fine_tunes_adapter
     monkeypatch.setattr(shutil, "disk_usage", lambda p: type(real(p))(10**12, 10**12 - free, free))
     plan = " ".join(CliRunner().invoke(main, ["plan", str(project)]).output.split())
     assert "its checkpoints and adapter need up to" in plan and "its adapters and checkpoints need up to" in plan, plan
+    # how it counts: finetune's "up to" counted every selection apart, though alike picks are trained once
+    size = size_text(adapter)
+    assert (f"(its adapter of {size} and up to 3 checkpoints, each the adapter and AdamW's two moments)"
+            in plan), plan
+    assert (f"(an adapter of {size} in its folder and one in the cache for each of up to 3 fine-tunes (alike picks, "
+            "trained once, take less), and up to 3 checkpoints of the one that trains, each the adapter and AdamW's "
+            "two moments)") in plan, plan
     result = CliRunner().invoke(main, ["doctor", str(project)])
     assert result.exit_code == 1, result.output
     detail = " ".join(result.output.split())
