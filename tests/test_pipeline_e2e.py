@@ -1816,6 +1816,21 @@ def test_a_report_json_cut_short_is_listed_as_damaged_and_written_again(tiny_pro
     assert "Damaged saved results: report" in text and "shown rebuilt" in text and "not shown" not in text, text
 
 
+def test_a_plot_replaced_by_hand_is_listed_as_damaged_and_drawn_again(tiny_project_ran) -> None:
+    """report.md shows plots/*.png as the results' figures, but only their presence was checked:
+    a plot replaced by hand (another run's copied in) left `plan` saying the report was up to
+    date. The report stage records each plot's sha256; one drawn otherwise is damaged, drawn again."""
+    project = tiny_project_ran()
+    plot = project / "plots" / "test_metric.png"
+    drawn = plot.read_bytes()
+    plot.write_bytes((project / "plots" / "source_scores.png").read_bytes())  # another figure in its place
+    reasons = {s.name: s.reasons for s in plan_project(project)[2]}["report"]
+    assert reasons == ["outputs damaged (not what it wrote; cut short or edited): plots/test_metric.png"], reasons
+    assert [r["stage"] for r in run_project(project) if r["action"] == "ran"] == ["report"]
+    assert plot.read_bytes() == drawn
+    assert {s.name: s.state for s in plan_project(project)[2]}["report"] == "up to date"
+
+
 def test_a_project_computed_with_gradients_seed_written_out_stays_up_to_date(tiny_project: Path, monkeypatch) -> None:
     """A project run with ``gradients.seed`` written as the project seed's value, before that
     counted as unset, is still up to date under the same spec (a project run now is up to

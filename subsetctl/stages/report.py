@@ -14,6 +14,7 @@ from subsetctl.project import (
     compact_json_file_text,
     keep_as_backup,
     naming_os_errors,
+    sha256_file,
 )
 
 #: how report.md begins (:func:`~subsetctl.report.markdown.render_markdown`)
@@ -69,11 +70,24 @@ class ReportStage(Stage):
         """report.md, report.json and the plots the last run wrote, if deleted since; report.json
         also when it is there but no report (cut short to ``{``, emptied): a script reading it
         failed while `plan` said the report was up to date and `report` showed it whole, from the
-        stage's own copy. (report.md is the user's to annotate: an edit there is no damage.)"""
+        stage's own copy; and a plot whose bytes are not those it drew (its summary's
+        ``plot_sha256``): report.md shows it as the results' figure, so one replaced or edited by
+        hand (another run's copied in) went unnoticed. Hashing the few PNGs (tens of kB each) is
+        cheap; a summary without the digests (an earlier subsetctl's) checks only that they are
+        there. (report.md is the user's to annotate: an edit there is no damage.)"""
         summary = manifest.get("summary", {})
         written = ["report.md", "report.json", *summary.get("plots", []), *summary.get("files", [])]
+        digests = summary.get("plot_sha256") if isinstance(summary.get("plot_sha256"), dict) else {}
+
+        def drawn_otherwise(name: str) -> bool:
+            try:
+                return name in digests and sha256_file(project.root / name) != digests[name]
+            except OSError:  # (unreadable: what it drew cannot be told there)
+                return True
+
         return [name for name in written if not (project.root / name).is_file()
-                or (name == "report.json" and not _written_by_subsetctl(project.root / name))]
+                or (name == "report.json" and not _written_by_subsetctl(project.root / name))
+                or drawn_otherwise(name)]
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         from subsetctl.report import plots
@@ -129,7 +143,8 @@ class ReportStage(Stage):
             atomic_write_text(path, table)
         elif path.is_file() and _written_by_subsetctl(path):  # an earlier run's, of more sources than now
             path.unlink()
-        return {"plots": list(written.values()), **({"files": [SOURCES_FILE]} if table is not None else {})}
+        return {"plots": list(written.values()), **({"files": [SOURCES_FILE]} if table is not None else {}),
+                "plot_sha256": {name: sha256_file(ctx.project.root / name) for name in written.values()}}
 
 
 def _calibrate_grid_figures(project: Project) -> str | None:
