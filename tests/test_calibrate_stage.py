@@ -221,7 +221,9 @@ def test_a_new_lambda_grid_keeping_the_choice_does_not_rerun_the_finetune_stage(
     """A value added to calibrate.lambda_grid that calibration does not choose changes the
     search's selections.json (its calibration lists every lambda's figures) and nothing it
     picks, yet re-ran the finetune stage (every adapter restored from its cache, `plan`
-    saying it runs): the finetune stage reads only the search's picks now, which `plan` says."""
+    saying it runs): the finetune stage reads only the search's picks now, which `plan` says.
+    It re-ran the search too, for the same estimates from its store: the search reads only
+    calibrate's choice (estimator, lambda, map) now, and report.json the figures from calibrate."""
     import json
 
     import yaml
@@ -244,8 +246,14 @@ def test_a_new_lambda_grid_keeping_the_choice_does_not_rerun_the_finetune_stage(
     wider = ["calibrate.lambda_grid=[0.01,0.1,1000]"]
     [finetune] = [status for status in plan_project(tiny_project, wider)[2] if status.name == "finetune"]
     assert finetune.conditional and "only its picks count" in " ".join(finetune.reasons), finetune.reasons
-    assert ran(wider) == ["calibrate", "search", "report"]
-    assert chosen() == before  # the same choice (what the test is about), listed beside 1000's figures
+    # nor the search (it re-ran, from its store, for the same estimates: it reads calibrate's choice alone)
+    [search] = [status for status in plan_project(tiny_project, wider)[2] if status.name == "search"]
+    assert search.conditional and "only its choice of estimator, lambda and map counts" in " ".join(search.reasons)
+    assert ran(wider) == ["calibrate", "report"]
+    assert chosen() == before  # the same choice (what the test is about)
+    # report.json's calibration is calibrate's as it is now: 1000's figures beside the others
+    calibration = json.loads((tiny_project / "report.json").read_text())["calibration"]
+    assert [row["lam"] for row in calibration["per_lambda"]] == [0.01, 0.1, 1000.0] and calibration["lam"] == before
 
 
 def test_a_search_recorded_with_estimate_lam_stays_up_to_date(tiny_project) -> None:

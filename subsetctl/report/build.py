@@ -1203,6 +1203,12 @@ def build_report(
         report["baselines"] = selections["baselines"]
         report["calibration"] = whole_counts(selections["calibration"])
     calibrate = None if "calibrate" in skip else _read(project.results_dir("calibrate") / "calibration.json")
+    if selections and calibrate and isinstance(calibrate.get("primary"), dict) and (
+            report["calibration"].get("lam") is not None):  # (a search fine-tuning for real has no lambda: its own)
+        # the calibration's figures as calibrate has them now: the search reads its choice alone (estimator,
+        # lambda, map), so a new lambda grid that chose the same re-runs it not, and selections.json keeps the
+        # figures (each lambda's rows, the notes) of the grid it ran with
+        report["calibration"] = whole_counts(calibrate["primary"])
     if calibrate and calibrate.get("kinds"):
         from subsetctl.stages.calibrate import GRID_FIGURES
 

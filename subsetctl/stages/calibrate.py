@@ -90,6 +90,21 @@ class CalibrateStage(Stage):
         names = candidate_estimators(spec) if spec.verify.enabled else []
         return with_unread_estimator_keys_at_defaults(super().spec_slice(spec), spec, names)
 
+    def output_parts(self, outputs: dict[str, str], summary: dict[str, Any]) -> dict[str, Any]:
+        """The ``choice`` part, which the search reads alone (its ``reads_parts``): the
+        estimator, lambda and map the search applies (the summary's), not the figures of each
+        lambda of the grid, the notes and the held-out errors in calibration.json (report.json
+        takes those from it): a new ``calibrate.lambda_grid`` whose choice stayed the same re-ran
+        the search, from its store, for the same estimates. None for a summary without them."""
+        keys = ("estimator", "lambda", "calibrated", "slope", "intercept")
+        return {"choice": {key: summary[key] for key in keys}} if all(key in summary for key in keys) else {}
+
+    def parts_change_note(self, spec: Spec, project: Any, manifest: dict[str, Any],
+                          inputs: dict[str, Any]) -> dict[str, str]:
+        """The ``choice`` part, whenever calibrate re-runs: `plan` says the search runs "if
+        its output" changes, though a new lambda grid or verify k seldom changes the choice."""
+        return {"choice": "only its choice of estimator, lambda and map counts, not its figures for each lambda"}
+
     def settings_not_taken(self, manifest: dict[str, Any]) -> tuple[str, ...]:
         """estimate.lam when calibration chose lambda from calibrate.lambda_grid (its summary
         says "calibrated"): the spec's lambda is then only the fallback, and results made

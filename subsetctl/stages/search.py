@@ -20,7 +20,7 @@ import shutil
 from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -622,6 +622,8 @@ class SearchStage(Stage):
     name = "search"
     description = "estimate subsets and run the search strategies"
     after = ("gradients", "calibrate")
+    #: calibrate's choice alone (estimator, lambda, map): its figures for each lambda are the report's
+    reads_parts: ClassVar[dict[str, str]] = {"calibrate": "choice"}
     memory_keys = ("executor.n_jobs", "executor.batch_size")
     # not "executor": every backend gives the same estimates (only how fast)
     # verify's budget: what linear_sgd simulates by default (true_finetune's: extra_inputs)
@@ -770,8 +772,8 @@ class SearchStage(Stage):
     def output_parts(self, outputs: dict[str, str], summary: dict[str, Any]) -> dict[str, Any]:
         """The ``picks`` part, which the finetune stage reads alone (:data:`~subsetctl.stages.common.PICKS`):
         each strategy's selected sources, by label (the summary's ``strategies``). The rest of
-        selections.json (estimates, scores, the calibration with every lambda's figures) is the
-        report's: a new ``calibrate.lambda_grid`` whose choice stayed the same changed it, and
+        selections.json (estimates, scores, the calibration) is the report's: a new lambda that
+        left the picks as they were (estimate.lam, or calibration's choice) changed it, and
         re-ran the finetune stage (restoring every adapter from its cache) for the same picks."""
         strategies = summary.get("strategies")
         return {"picks": {"strategies": strategies}} if isinstance(strategies, dict) else {}
@@ -779,8 +781,8 @@ class SearchStage(Stage):
     def parts_change_note(self, spec: Spec, project: Project, manifest: dict[str, Any],
                           inputs: dict[str, Any]) -> dict[str, str]:
         """The ``picks`` part, whenever the search re-runs: `plan` said the finetune stage runs
-        "if its output" changes, and a new lambda grid or verify k always changes it (the
-        calibration's figures), though the picks seldom do."""
+        "if its output" changes, and a new lambda or estimator always changes it (the
+        estimates), though the picks seldom do."""
         return {"picks": "only its picks count, not its estimates or calibration figures"}
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
