@@ -30,9 +30,9 @@ the calibrated rate; where other processes keep the cores busy (the 1-minute loa
 above the cores the threads leave), each thread's fair share of them slows every part, and
 torch's threads spinning as they wait slow its arithmetic :data:`SPINNING_SLOWDOWN` times
 more: the quickstart's meta-init took 7 times its free time with another process busy on its
-2 cores, 2.6 times with ``OMP_WAIT_POLICY=PASSIVE`` (README's Measured), and 30 times with
-the load average at 11 (2 steps of 30 in 4 min 33 s, 2026-12-05), while the tiny model's
-fixed times grew less (2 to 6 times).
+2 cores, 2.6 times with ``OMP_WAIT_POLICY=PASSIVE`` (README's Measured), and its steps 23 to
+46 times with the load average at 11 (its second step took 30 to 61 s, 1.3 s free; 2026-12-05,
+the run stopped there), while the tiny model's fixed times grew less (2 to 6 times).
 
 What it assumes, which ``plan`` says: every row fills ``model.max_length`` (shorter rows
 take less: batches are padded to their longest row), a CPU like the calibrated one (a GPU
@@ -86,8 +86,8 @@ ROW_STAGES = ("gradients", "evaluate")
 
 #: how many times slower than its fair share of busy cores a stage's arithmetic ran where torch's
 #: waiting threads spin (no ``OMP_WAIT_POLICY=PASSIVE``): the quickstart's meta-init took 7 times its
-#: time on free cores with another process busy on its 2 cores (a share of 1.5 to 2), 30 times with
-#: the load average at 11 (a share of 6.5)
+#: time on free cores with another process busy on its 2 cores (a share of 1.5 to 2), its steps 23
+#: to 46 times with the load average at 11 (a share of 6.5)
 SPINNING_SLOWDOWN = 4.5
 
 
