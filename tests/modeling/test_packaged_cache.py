@@ -174,12 +174,34 @@ def test_no_home_folder_is_a_user_error_naming_subsetctl_cache(monkeypatch: pyte
         raise RuntimeError("Could not determine home directory.")
 
     monkeypatch.delenv("SUBSETCTL_CACHE", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.setattr(Path, "home", staticmethod(no_home))
     with pytest.raises(UserError, match=r"No home folder is known here .* set SUBSETCTL_CACHE to a writable folder"):
         packaged.cache_root()
     smollm = next(c for c in check_packaged_models() if packaged.SMOLLM2_NAME in c.name)
     assert not smollm.ok and smollm.detail.endswith("but no home folder is known"), smollm
     assert "set SUBSETCTL_CACHE" in smollm.advice, smollm
+
+
+def test_the_cache_follows_xdg_cache_home_and_keeps_one_converted_before(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """XDG_CACHE_HOME was not followed: converted models went to ~/.cache/subsetctl whatever it
+    said. It is now, except where ~/.cache/subsetctl/models holds a conversion made before it was
+    set and the XDG folder none (not stranded, not converted again); SUBSETCTL_CACHE comes first,
+    and a relative XDG_CACHE_HOME is ignored, as the convention says."""
+    home, xdg = tmp_path / "home", tmp_path / "xdg"
+    monkeypatch.setattr(Path, "home", staticmethod(lambda: home))
+    monkeypatch.delenv("SUBSETCTL_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(xdg))
+    assert packaged.cache_root() == xdg / "subsetctl" / "models"
+    (home / ".cache" / "subsetctl" / "models").mkdir(parents=True)  # converted before XDG_CACHE_HOME was set
+    assert packaged.cache_root() == home / ".cache" / "subsetctl" / "models"
+    (xdg / "subsetctl" / "models").mkdir(parents=True)  # the XDG one in use: it wins
+    assert packaged.cache_root() == xdg / "subsetctl" / "models"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")
+    assert packaged.cache_root() == home / ".cache" / "subsetctl" / "models"
+    monkeypatch.setenv("SUBSETCTL_CACHE", str(tmp_path / "own"))
+    assert packaged.cache_root() == tmp_path / "own" / "models"
 
 
 def test_the_converted_weights_are_readable_by_the_users_sharing_the_cache(
