@@ -15,6 +15,7 @@ import contextvars
 import dataclasses
 import errno
 import functools
+import io
 import os
 import re
 import sys
@@ -82,12 +83,12 @@ class _UntilReaderLeaves:
         disk full), which is kept in :attr:`lost` for the command to say at its end: a
         progress line that could not be logged stopped a run's work there, exit 1, and with
         stderr the full one, without a word. Any other error is raised."""
-        if exc.errno in _OUTPUT_LOST:
+        if exc.errno in _OUTPUT_LOST or exc.errno == errno.EBADF:  # (EBADF: kept for stdout alone, :func:`_say_output_lost`)
             where = ""
             with contextlib.suppress(OSError, ValueError, AttributeError):  # (Linux's /proc only)
                 where = os.readlink(f"/proc/self/fd/{self._stream.fileno()}")
             self.lost = (exc, where)
-        elif not isinstance(exc, BrokenPipeError) and exc.errno != errno.EBADF:
+        elif not isinstance(exc, BrokenPipeError):
             raise exc
         self.reader_gone = True
         with contextlib.suppress(OSError, ValueError):  # the interpreter's last flush writes nowhere too
@@ -97,6 +98,27 @@ class _UntilReaderLeaves:
 
     def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding, ... as the stream has them
         return getattr(self._stream, name)
+
+
+class _ClosedStream(io.TextIOBase):
+    """What ``sys.stdout`` (``sys.stderr``) is where the command was started with it closed
+    (``>&-``; Python gives None): each write fails with EBADF, as a wrapper script's read-only
+    file there does, so :class:`_UntilReaderLeaves` drops it and, for stdout, the command says
+    what it printed is lost and exits 1 (it wrote nowhere and exited 0, as if it had printed
+    what was asked: GNU tools say "write error: Bad file descriptor", exit 1). A command that
+    prints nothing there is not affected."""
+
+    encoding = "utf-8"
+    errors = "strict"
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
 
 
 #: errors writing stdout or stderr that say where the stream goes can take no more (its disk
@@ -111,12 +133,20 @@ def _say_output_lost() -> bool:
     streams = {"stdout": sys.stdout, "stderr": sys.stderr}
     lost = {name: (getattr(stream, "_buffer", None) and stream._buffer.lost) or getattr(stream, "lost", None)
             for name, stream in streams.items() if isinstance(stream, _UntilReaderLeaves)}
-    lost = {name: why for name, why in lost.items() if why}
+    # (a closed stderr, `2>&-`, is closed on purpose: nothing is lost that was asked for)
+    lost = {name: why for name, why in lost.items() if why and not (name == "stderr" and why[0].errno == errno.EBADF)}
     for name, (exc, where) in lost.items():
         if name == "stderr" and _STDOUT_IS_JSON.get():  # (stdout holds the JSON alone, then nothing)
             continue
         other = streams["stderr" if name == "stdout" else "stdout"]
         with contextlib.suppress(OSError, ValueError, AttributeError):
+            if exc.errno == errno.EBADF:
+                other.write(f"error: {name} is closed (the command was started with `>&-`, or with a read-only "
+                            "file there), so what the command printed there is lost. The command itself went on "
+                            "to its end: a run's stages and report files are kept (`subsetctl report` prints the "
+                            "report again). Send stdout somewhere (`> FILE`, or `> /dev/null` to drop it).\n")
+                other.flush()
+                continue
             other.write(f"error: {name} could not be written from some point on: {exc.strerror}"
                         f"{f' ({where})' if where else ''}, so what the command printed there after it is "
                         "lost. The command itself went on to its end: a run's stages and report files are "
@@ -241,11 +271,11 @@ class _Group(click.Group):
             if (getattr(stream, "encoding", None) or "utf-8").lower().replace("-", "") != "utf8":
                 with contextlib.suppress(AttributeError, ValueError):
                     stream.reconfigure(errors=_ASCII_MARKS_ERRORS)
-        # (None: started with the stream closed, `>&-`; rich and click write nowhere then)
-        if sys.stdout is not None and not isinstance(sys.stdout, _UntilReaderLeaves):
-            sys.stdout = _UntilReaderLeaves(sys.stdout)
-        if sys.stderr is not None and not isinstance(sys.stderr, _UntilReaderLeaves):
-            sys.stderr = _UntilReaderLeaves(sys.stderr)
+        # (None: started with the stream closed, `>&-`: a write there is lost, :class:`_ClosedStream`)
+        if not isinstance(sys.stdout, _UntilReaderLeaves):
+            sys.stdout = _UntilReaderLeaves(_ClosedStream() if sys.stdout is None else sys.stdout)
+        if not isinstance(sys.stderr, _UntilReaderLeaves):
+            sys.stderr = _UntilReaderLeaves(_ClosedStream() if sys.stderr is None else sys.stderr)
         _STDOUT_IS_JSON.set(False)
         given = kwargs.get("args", args[0] if args else None)
         _ARGS.set(tuple(given) if given is not None else tuple(sys.argv[1:]))
@@ -503,7 +533,7 @@ def _json_alone_on_stdout(command: Any) -> Any:
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("fmt") != "json" or sys.stdout is None:  # (None: started with stdout closed, `>&-`)
+        if kwargs.get("fmt") != "json":
             return command(*args, **kwargs)
         token, echoed = _JSON_STDOUT.set(sys.stdout), _JSON_ECHOED.set(False)
         _STDOUT_IS_JSON.set(True)

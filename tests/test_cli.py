@@ -1232,7 +1232,9 @@ def test_python_dash_m_subsetctl_imports_no_module_of_the_current_folder_unasked
 def test_a_command_started_with_stdout_or_stderr_closed_runs_as_usual(tiny_project: Path) -> None:
     """`subsetctl report DIR >&-` was "internal error: AttributeError: 'NoneType' object has
     no attribute 'write'" and exit 120: Python gives a closed stream as None, which rich and
-    click write nowhere, but the guard for a reader that leaves wrapped it."""
+    click write nowhere, but the guard for a reader that leaves wrapped it. Then it exited 0,
+    its report lost unsaid: a closed stdout written to says so and exits 1 (as GNU tools do);
+    a closed stderr (`2>&-`, closed on purpose) stays quiet, and `| head` stays exit 0."""
     command = "import sys; from subsetctl.cli import main; sys.argv[0] = 'subsetctl'; main()"
 
     def started_with_closed(fd: int, *args: str) -> subprocess.CompletedProcess:
@@ -1242,7 +1244,9 @@ def test_a_command_started_with_stdout_or_stderr_closed_runs_as_usual(tiny_proje
     assert invoke("run", str(tiny_project), "--until", "data", "-q").exit_code == 0
     for args in (["report", str(tiny_project)], ["schema"], ["plan", str(tiny_project), "--format", "json"]):
         done = started_with_closed(1, *args)
-        assert (done.returncode, done.stderr) == (0, ""), (args, done.stderr)
+        assert done.returncode == 1 and done.stderr.startswith("error: stdout is closed (the command was started "
+                                                               "with `>&-`"), (args, done.stderr)
+        assert "what the command printed there is lost" in done.stderr and "Traceback" not in done.stderr
     ran = started_with_closed(2, "run", str(tiny_project), "--until", "meta_init")
     assert ran.returncode == 0 and "Ran meta_init" in ran.stdout, ran.stdout
     assert started_with_closed(2, "plan", str(tiny_project), "gradients.d=-1").returncode == 1
@@ -1253,7 +1257,7 @@ def test_a_stream_left_unwritable_by_a_wrapper_script_is_written_nowhere(jsonl_p
     its own read-only file where the closed stream was: Python takes it for stderr (stdout),
     each write fails with EBADF, and `run` was "internal error: OSError: [Errno 9] Bad file
     descriptor" with the stage left unfinished (`schema` the same). It is written nowhere,
-    as a closed stream is."""
+    as a closed stream is: stderr quietly, stdout saying its output is lost (exit 1)."""
     from subsetctl.api import plan_project
 
     command = "import sys; from subsetctl.cli import main; sys.argv[0] = 'subsetctl'; main()"
@@ -1266,7 +1270,7 @@ def test_a_stream_left_unwritable_by_a_wrapper_script_is_written_nowhere(jsonl_p
                               preexec_fn=read_only, timeout=600)
 
     done = started_read_only(1, "schema")
-    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    assert done.returncode == 1 and done.stderr.startswith("error: stdout is closed"), done.stderr
     ran = started_read_only(2, "run", str(jsonl_project), "--until", "data")
     assert ran.returncode == 0 and "Ran data" in ran.stdout, ran.stdout
     assert plan_project(jsonl_project, until="data")[2][0].state == "up to date"
