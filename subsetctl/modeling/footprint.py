@@ -82,6 +82,9 @@ class ModelShape:
     hidden: int
     intermediate: int
     vocab: int
+    #: read from config.json alone (a hub cache that holds the config, not the weights): the
+    #: counts are worked out from its layer sizes, so rougher
+    from_config: bool = False
 
 
 #: bytes an element of each safetensors dtype takes (others count as 4)
@@ -127,13 +130,13 @@ def read_shape(folder: Path, target_modules: list[str] | None) -> ModelShape | N
     found: dict[str, tuple[list[int], int]] = {}
     for file in _weight_files(folder):
         found.update(_safetensors_shapes(file))
-    if not found:
-        return None
     try:
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         config = {}
     config = config if isinstance(config, dict) else {}
+    if not found:
+        return _shape_from_config(config, target_modules)
     text = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
 
     def size(*keys: str) -> int:
@@ -156,6 +159,51 @@ def read_shape(folder: Path, target_modules: list[str] | None) -> ModelShape | N
         intermediate=size("intermediate_size", "n_inner", "ffn_dim") or 4 * hidden,
         vocab=size("vocab_size"),
     )
+
+
+#: decoder-only model types whose MLP is gated (three matrices: gate, up, down), as
+#: :func:`_shape_from_config` counts them
+_GATED_MLP_TYPES = frozenset({"llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text",
+                              "phi3", "olmo", "olmo2", "granite", "smollm3"})
+
+#: bytes an element of each config.json ``torch_dtype`` (``dtype``) takes
+_CONFIG_DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+
+
+def _shape_from_config(config: dict[str, Any], target_modules: list[str] | None) -> ModelShape | None:
+    """A :class:`ModelShape` worked out from a decoder's config.json alone (embeddings, the
+    attention's four projections with grouped key-value heads, a gated or plain MLP, an untied
+    head), for a folder without safetensors weights: the local Hugging Face cache holds a hub
+    id's config.json where only it was downloaded (`hf download ID config.json`, a download cut short),
+    and plan gave no estimate. LoRA's per-rank count covers the Llama-style projection names.
+    None where the config does not give the sizes."""
+    from subsetctl.modeling.lora import DEFAULT_TARGETS
+
+    text = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
+
+    def size(*keys: str) -> int:
+        return int(next((text[k] for k in keys if isinstance(text.get(k), int) and text[k] > 0), 0))
+
+    hidden, layers, vocab = size("hidden_size"), size("num_hidden_layers"), size("vocab_size")
+    if not (hidden and layers and vocab):
+        return None
+    heads = size("num_attention_heads") or 1
+    head_dim = size("head_dim") or hidden // heads
+    kv = (size("num_key_value_heads") or heads) * head_dim
+    intermediate = size("intermediate_size") or 4 * hidden
+    gated = config.get("model_type") in _GATED_MLP_TYPES
+    per_layer = {"q_proj": (hidden, heads * head_dim), "k_proj": (hidden, kv), "v_proj": (hidden, kv),
+                 "o_proj": (heads * head_dim, hidden), "up_proj": (hidden, intermediate),
+                 "down_proj": (intermediate, hidden), **({"gate_proj": (hidden, intermediate)} if gated else {})}
+    tied = config.get("tie_word_embeddings", text.get("tie_word_embeddings", True)) is not False
+    params = (vocab * hidden * (1 if tied else 2)
+              + layers * (sum(a * b for a, b in per_layer.values()) + 2 * hidden) + hidden)
+    targets = target_modules if target_modules is not None else DEFAULT_TARGETS.get(str(config.get("model_type")))
+    lora = (layers * sum(sum(per_layer[t]) for t in targets)
+            if targets is not None and set(targets) <= set(per_layer) else None)
+    stored = _CONFIG_DTYPE_BYTES.get(str(config.get("torch_dtype") or config.get("dtype")), 4)
+    return ModelShape(params=params, stored_bytes=params * stored, lora_per_rank=lora, layers=layers, hidden=hidden,
+                      intermediate=intermediate, vocab=vocab, from_config=True)
 
 
 def stage_peak_bytes(stage: str, spec: Any, shape: ModelShape) -> int:
@@ -277,8 +325,27 @@ def estimate(stage: str, spec: Any, spec_dir: Path) -> tuple[int, str] | None:
     weights = shape.params * DTYPE_BYTES.get(spec.model.dtype, 4)
     stored = (" (while the model loads: its files, in another dtype, stay mapped as they are converted)" if (
         peak == loading_bytes(spec, shape) and shape.stored_bytes != weights) else "")
+    rough = (", worked out from its config.json alone: the local Hugging Face cache holds no weights of it"
+             if shape.from_config else "")
     return peak, (f"about {size_text(peak)} of memory at its peak{stored}, {size_text(weights)} of it the weights "
-                  f"({_count_text(shape.params)} parameters in {spec.model.dtype})")
+                  f"({_count_text(shape.params)} parameters in {spec.model.dtype}{rough})")
+
+
+def no_estimate_reason(spec: Any, spec_dir: Path) -> str | None:
+    """Why ``plan`` gives the model stages no memory estimate, and what to do, where the model
+    is a hub id the local Hugging Face cache holds no config.json of (at ``model.revision``):
+    the estimate reads the model's files without downloading anything, and plan left the
+    estimate out without a word. None for any other model (or one it can estimate)."""
+    from subsetctl.modeling.resolve import uncached_hub_model
+
+    name = uncached_hub_model(spec.model.source, spec_dir, spec.model.revision)
+    if name is None:
+        return None
+    at = f" --revision {spec.model.revision}" if spec.model.revision else ""
+    return (f"no memory estimate for the model stages: the hub id {name} is not in the local Hugging Face cache, "
+            "and plan reads a model's config.json and weights' headers from there, downloading nothing. "
+            f"`hf download {name}{at} config.json` fetches its config (a few KB) for a rough estimate; the first "
+            "`run` downloads the whole model, after which plan estimates from its files.")
 
 
 def model_folder(source: str, spec_dir: Path, revision: str | None = None) -> Path | None:

@@ -36,10 +36,51 @@ def test_the_shape_is_the_models_parameters_and_lora_ones_as_peft_makes_them(tin
     assert shape.lora_per_rank * 4 == sum(p.numel() for p in lora.parameters() if p.requires_grad)
 
 
-def test_a_folder_without_safetensors_weights_is_not_estimated(tmp_path: Path, tiny_llama: Path) -> None:
+def test_a_folder_without_safetensors_weights_is_estimated_from_its_config(tmp_path: Path, tiny_llama: Path) -> None:
+    """A folder holding config.json and no safetensors weights (a hub cache's snapshot where only
+    the config was downloaded) was not estimated: its shape is worked out from the config, the
+    same counts as the weights' headers give for a Llama, and the estimate says so."""
     (tmp_path / "config.json").write_text((tiny_llama / "config.json").read_text())
-    assert read_shape(tmp_path, None) is None
-    assert estimate("meta_init", _spec(tmp_path), tmp_path) is None
+    shape, weighed = read_shape(tmp_path, None), read_shape(tiny_llama, None)
+    assert shape is not None and weighed is not None and shape.from_config and not weighed.from_config
+    assert (shape.params, shape.lora_per_rank, shape.layers, shape.hidden, shape.intermediate, shape.vocab) == (
+        weighed.params, weighed.lora_per_rank, weighed.layers, weighed.hidden, weighed.intermediate, weighed.vocab)
+    found = estimate("meta_init", _spec(tmp_path), tmp_path)
+    assert found is not None and "worked out from its config.json alone" in found[1], found
+    (tmp_path / "config.json").write_text("{}")  # nothing to work it out from
+    assert read_shape(tmp_path, None) is None and estimate("meta_init", _spec(tmp_path), tmp_path) is None
+
+
+def test_plan_says_why_an_uncached_hub_id_has_no_memory_estimate_and_uses_a_cached_config(
+        tmp_path: Path, tiny_llama: Path, tiny_project: Path, monkeypatch) -> None:
+    """A hub id the local Hugging Face cache lacks got no memory estimate, without a word of
+    why: plan says the cache does not hold it and the command that fetches its config.json;
+    where the cache holds the config alone (no weights), the estimate is worked out from it."""
+    import huggingface_hub.constants as hc
+    from click.testing import CliRunner
+
+    from subsetctl.cli import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True, raising=False)
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    spec = _spec(tiny_llama, source="tinyorg/tinyllama")
+    reason = footprint.no_estimate_reason(spec, tmp_path)
+    assert reason is not None and "the hub id tinyorg/tinyllama is not in the local Hugging Face cache" in reason
+    assert "`hf download tinyorg/tinyllama config.json`" in reason
+    assert "--revision v1 config.json" in footprint.no_estimate_reason(_spec(tiny_llama, source="tinyorg/tinyllama",
+                                                                            revision="v1"), tmp_path)
+    repo = tmp_path / "hub" / "models--tinyorg--tinyllama"
+    (repo / "snapshots" / ("a" * 40)).mkdir(parents=True)
+    (repo / "snapshots" / ("a" * 40) / "config.json").write_text((tiny_llama / "config.json").read_text())
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("a" * 40)
+    assert footprint.no_estimate_reason(spec, tmp_path) is None
+    found = estimate("meta_init", spec, tmp_path)
+    assert found is not None and "worked out from its config.json alone" in found[1], found
+    planned = CliRunner().invoke(main, ["plan", str(tiny_project), "model.source=tinyorg/other"])
+    assert "no memory estimate for the model stages: the hub id tinyorg/other is not in the local" in " ".join(
+        planned.output.split()), planned.output
 
 
 def test_the_estimate_grows_with_the_batch_and_length_and_bfloat16_halves_the_weights(tiny_llama: Path) -> None:
