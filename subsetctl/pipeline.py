@@ -1922,6 +1922,11 @@ class Pipeline:
                 f"made from them as they were when the run started. Run `{self._run_command()}` again (what it "
                 "prepared from unchanged files is reused)."
             )
+        if (sliced := stage.spec_slice(self.spec)) != inputs["slice"]:
+            # (a model.revision the hub cache did not hold when the stage started, downloaded by it: recorded
+            # as the commit it resolves to now, as the next plan counts it, not left stale by the download)
+            inputs = {**inputs, "slice": sliced}
+            fp = fingerprint(inputs) if fp is not None else None
         from subsetctl.spec.dumps import spec_json
 
         resolved_spec = self.project.keep_resolved_spec(spec_json(self.spec))

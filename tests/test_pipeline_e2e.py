@@ -2441,7 +2441,8 @@ def test_model_revision_pins_the_commit_the_model_stages_load_and_is_among_their
     """`model.revision` loads that revision of a hub id from the local cache offline (a tag
     through its refs), not the cache's main; meta_init records the commit it loaded, the stages
     are up to date with it, and setting or unsetting it makes them stale (it is among their
-    inputs where set)."""
+    inputs where set, as the commit it resolves to: a branch or tag or the sha it names alike, a
+    branch that moved not)."""
     from subsetctl.project import Project
 
     repo = _offline_hub_cache_of_two_commits(tiny_llama, tmp_path_factory, monkeypatch, main="b" * 40)
@@ -2456,8 +2457,39 @@ def test_model_revision_pins_the_commit_the_model_stages_load_and_is_among_their
 
     assert meta_init(pinned) == "up to date"
     assert meta_init(pinned[:1]) != "up to date"  # unset: the cache's main, another input
-    assert meta_init([*pinned[:1], "model.revision=" + "a" * 40]) != "up to date"  # (known by the spec's words)
+    # the commit is the input, not the spec's words: v1's sha, or another name of it, is the same input
+    assert meta_init([*pinned[:1], "model.revision=" + "a" * 40]) == "up to date"
+    (repo / "refs" / "release").write_text("a" * 40)
+    assert meta_init([*pinned[:1], "model.revision=release"]) == "up to date"
+    (repo / "refs" / "v1").write_text("b" * 40)  # the tag (a branch) moved: other weights, stale
+    assert meta_init(pinned) != "up to date"
 
+
+
+def test_a_model_revision_downloaded_by_the_run_is_recorded_as_its_commit(
+        tiny_project: Path, tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> None:
+    """A `model.revision` the local cache does not resolve when meta_init starts (the run
+    downloads it) is in its inputs as written then; the run records them as the commit it
+    resolves to once the stage has run, as the next plan counts them: meta_init stays up to
+    date, not stale for the download itself."""
+    import subsetctl.hub
+    from subsetctl.project import Project
+    from subsetctl.stages.meta_init import MetaInitStage
+
+    _offline_hub_cache_of_two_commits(tiny_llama, tmp_path_factory, monkeypatch, main="a" * 40)
+    downloaded, resolve, train = [], subsetctl.hub.cached_revision, MetaInitStage.run
+    monkeypatch.setattr(subsetctl.hub, "cached_revision", lambda *a, **k: resolve(*a, **k) if downloaded else None)
+
+    def run(self, ctx):  # (the stage's download: the cache resolves it from now on)
+        downloaded.append(True)
+        return train(self, ctx)
+
+    monkeypatch.setattr(MetaInitStage, "run", run)
+    pinned = ["model.source=tinyorg/tinyllama", "model.revision=main"]
+    run_project(tiny_project, pinned, until="meta_init")
+    recorded = Project(tiny_project).read_results_manifest("meta_init")["inputs"]["slice"]["model"]
+    assert recorded["revision"] == "a" * 40, recorded
+    assert {s.name: s for s in plan_project(tiny_project, pinned)[2]}["meta_init"].state == "up to date"
 
 def test_plan_says_when_the_hub_cache_now_serves_another_commit_than_the_results_were_made_from(
         tiny_project: Path, tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> None:

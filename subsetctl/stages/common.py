@@ -30,6 +30,13 @@ class ModelStage(Stage):
 
     imports_first = MODEL_LIBRARIES
 
+    def spec_slice(self, spec: Spec) -> dict[str, Any]:
+        """The slice, with ``model.revision`` as the commit it resolves to (:func:`model_at_commit`)."""
+        sliced = super().spec_slice(spec)
+        if isinstance(sliced.get("model"), dict):
+            sliced["model"] = model_at_commit(sliced["model"], spec)
+        return sliced
+
     def extra_inputs(self, spec: Spec, project: Project) -> dict[str, Any]:
         from subsetctl.modeling.resolve import answer_tokenization_inputs, model_fingerprint_inputs
 
@@ -122,6 +129,28 @@ def lora_disk_note(stage: str, spec: Spec, project: Project) -> str:
     return disk_note(f"{what} need up to", *room, lower="model.lora.r", counted=counted)
 
 
+def model_at_commit(model: dict[str, Any], spec: Spec) -> dict[str, Any]:
+    """``model`` (the spec's model settings as dumped for a fingerprint or cache key) with
+    ``revision`` as the commit the local Hugging Face cache resolves ``model.revision`` to (a
+    branch or tag through its ``refs``; a commit as itself), where it is set and the cache
+    holds it: the commit is what the stages load. ``main`` and the sha it points to were
+    different inputs (changing one for the other re-ran every model stage), and a branch that
+    moved (a newer ``main`` downloaded) left the stages up to date on the old weights. A
+    revision the cache does not hold yet stays as written: the stage that downloads it records
+    the commit once it has run (:meth:`subsetctl.pipeline.Pipeline._run_stage` takes its inputs again).
+    Unset, it stays unset: the cache's ``main`` then, whose moves plan and run warn of."""
+    from subsetctl.hub import cached_revision
+
+    revision = spec.model.revision
+    if revision is None or model.get("revision") != revision:
+        return model
+    try:
+        commit = cached_revision(spec.model.source, revision)
+    except (OSError, ValueError):  # (a cache that cannot be read: the revision as written)
+        commit = None
+    return {**model, "revision": commit} if commit is not None else model
+
+
 #: What a cache key holds in place of a local model folder's path: the folder is known
 #: by its files (``model_files``), so the same checkpoint under another path finds it.
 LOCAL_MODEL_SOURCE = "a local folder, known by its files"
@@ -143,7 +172,7 @@ def model_key(ctx: StageContext) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     from subsetctl.modeling.resolve import answer_tokenization_inputs, model_fingerprint_inputs
     from subsetctl.spec import fingerprint_dump
 
-    model = fingerprint_dump(ctx.spec)["model"]
+    model = model_at_commit(fingerprint_dump(ctx.spec)["model"], ctx.spec)
     files = model_fingerprint_inputs(ctx.spec.model.source, ctx.project.root)
     answers = answer_tokenization_inputs(ctx.spec.model.source, ctx.project.root, ctx.spec.model.kind)
     by_path = {"model": model, **files, **answers}
