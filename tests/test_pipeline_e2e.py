@@ -2491,6 +2491,57 @@ def test_a_model_revision_downloaded_by_the_run_is_recorded_as_its_commit(
     assert recorded["revision"] == "a" * 40, recorded
     assert {s.name: s for s in plan_project(tiny_project, pinned)[2]}["meta_init"].state == "up to date"
 
+def test_fine_tunes_reused_from_the_cache_keep_the_commit_they_were_trained_from(
+        tiny_project: Path, tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> None:
+    """A fine-tune reused from the cache after a newer revision of the hub model was downloaded
+    was recorded as trained from the new commit (base_model.json's one revision): each adapter's
+    commit is kept with it in the cache, base_model.json and report.json name those of another
+    commit, and the finetune stage and plan say so."""
+    from subsetctl.api import warn_hub_revision_changed
+    from subsetctl.project import Project
+    from subsetctl.report.build import build_report, hub_revision_changed_note
+    from subsetctl.spec import load_spec
+    from subsetctl.stages.finetune import BASE_MODEL_FILE
+
+    class Warnings(SilentReporter):
+        def __init__(self) -> None:
+            super().__init__()
+            self.said: list[str] = []
+
+        def warn(self, message: Any) -> None:
+            self.said.append(str(message))
+
+    repo = _offline_hub_cache_of_two_commits(tiny_llama, tmp_path_factory, monkeypatch, main="a" * 40)
+    hub = ["model.source=tinyorg/tinyllama"]
+    run_project(tiny_project, hub, until="finetune")
+    project = Project(tiny_project)
+    first = json.loads((project.results_dir("finetune") / BASE_MODEL_FILE).read_text())
+    assert first["revision"] == "a" * 40 and set(first["run_revisions"].values()) == {"a" * 40}, first
+    (repo / "refs" / "main").write_text("b" * 40)  # a newer main downloaded
+    reporter = Warnings()
+    run_project(tiny_project, [*hub, "finetune.seeds=2"], until="finetune", reporter=reporter)
+    record = json.loads((project.results_dir("finetune") / BASE_MODEL_FILE).read_text())
+    assert record["revision"] == "b" * 40, record
+    assert {k: c for k, c in record["run_revisions"].items() if c == "a" * 40} == first["run_revisions"], record
+    assert "b" * 40 in record["run_revisions"].values(), record  # (the second seed's, trained now)
+    assert any("reused from the cache, were trained from tinyorg/tinyllama at commit " + "a" * 40 in said
+               for said in reporter.said), reporter.said
+    report = build_report(project)
+    assert set(report["adapter_base_model_revisions"].values()) == {"a" * 40}, report["adapter_base_model_revisions"]
+    assert len(report["adapter_base_model_revisions"]) == len(first["run_revisions"])
+    # (meta_init's own commit changed too: plan names that first; with it back, the adapters' note)
+    spec = load_spec(tiny_project / "subsetctl.yaml", [*hub, "finetune.seeds=2"])
+    assert "meta_init stage's results" in hub_revision_changed_note(project, spec)
+    (repo / "refs" / "main").write_text("a" * 40)  # meta_init's commit again: the second seed's adapters are not
+    trained_now = len(record["run_revisions"]) - len(first["run_revisions"])
+    plan_warnings = Warnings()
+    warn_hub_revision_changed(plan_warnings, project, spec)
+    assert plan_warnings.said == [hub_revision_changed_note(project, spec)]
+    assert plan_warnings.said[0].startswith(f"{trained_now} of the finetune stage's adapters (reused from the cache, "
+                                            "or trained while the cache served another commit) were trained from "
+                                            f"'tinyorg/tinyllama' at commit {'b' * 40}, not {'a' * 40}"), plan_warnings.said
+
+
 def test_plan_says_when_the_hub_cache_now_serves_another_commit_than_the_results_were_made_from(
         tiny_project: Path, tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> None:
     """A project on a hub id stays up to date when a newer revision is downloaded into the

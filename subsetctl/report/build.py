@@ -295,7 +295,17 @@ def hub_revision_changed_note(project: Project, spec: Any) -> str | None:
             made_from = (stage.name, record["revision"])
             break
     if made_from is None or now == made_from[1]:
-        return None
+        finetuned = (_read(project.results_dir("finetune") / BASE_MODEL_FILE)
+                     if project.read_results_manifest("finetune") else None)
+        other = _adapters_of_other_commits(finetuned, now)
+        if not other:
+            return None
+        verb = "was" if len(other) == 1 else "were"
+        return (f"{len(other)} of the finetune stage's adapters (reused from the cache, or trained while the cache "
+                f"served another commit) {verb} trained from {source!r} at commit "
+                f"{', '.join(sorted(set(other.values())))}, not {now}, "
+                "which the local Hugging Face cache serves now (report.json's `adapter_base_model_revisions` names "
+                "them): `subsetctl run --force finetune` trains them from it.")
     stage_name, old = made_from
     folder = model_cache_folder(source) / "snapshots" / old
     keep = (f"to keep the old, set model.revision: {old} (or model.source to its snapshot folder, {folder}; the model "
@@ -305,6 +315,17 @@ def hub_revision_changed_note(project: Project, spec: Any) -> str | None:
             f"the local Hugging Face cache now serves commit {now}: the stages stay up to date (a hub id is known by "
             "its name), but one that runs again loads the new commit beside results of the old. To redo them all "
             f"from it, `subsetctl run --force {stage_name}`; {keep}.")
+
+
+def _adapters_of_other_commits(record: Any, revision: str) -> dict[str, str]:
+    """Run key -> commit, for the fine-tunes whose adapters the finetune stage's base-model
+    record (:data:`~subsetctl.stages.finetune.BASE_MODEL_FILE`) says were trained from
+    another commit of the hub model than ``revision`` (reused from the cache after a newer
+    revision was downloaded); empty where none, or not recorded."""
+    runs = record.get("run_revisions") if isinstance(record, dict) else None
+    if not isinstance(runs, dict):
+        return {}
+    return {run: commit for run, commit in runs.items() if isinstance(commit, str) and commit != revision}
 
 
 def models_named_anew(project: Project, spec: Any) -> dict[str, str]:
@@ -1244,6 +1265,10 @@ def build_report(
             revision = record.get("revision") if named == base else None
             if isinstance(revision, str):  # a hub id's, as the local cache held it: from_pretrained(base, revision=)
                 report["adapter_base_model_revision"] = revision
+                other = _adapters_of_other_commits(record, revision)
+                if other:  # reused from the cache, trained from another commit: theirs, by adapter
+                    report["adapter_base_model_revisions"] = {f"{folder}/{adapter_relpath(run)}": commit
+                                                              for run, commit in other.items()}
         if finetuned.get("classes"):  # a classifier's head: what loading an adapter needs
             report["adapter_classes"] = finetuned["classes"]
             head_size = finetuned.get("head_size")  # (the finetune stage records it for every classifier)

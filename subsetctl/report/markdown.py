@@ -412,6 +412,11 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str], folder: str |
                     f"{md_code(f'from_pretrained({base!r}, revision={revision!r})')} loads "
                     "those weights, while `from_pretrained` without a revision takes the latest, which may be "
                     "newer (a newer revision does not make the stages re-run).")
+            other = report.get("adapter_base_model_revisions")
+            if isinstance(other, dict) and other:  # reused from the cache, trained from another commit
+                how += (" Except these, reused from the cache, trained from another commit (load them onto it): "
+                        + ", ".join(f"{md_code(folder)} at {md_code(commit)}" for folder, commit in other.items())
+                        + ".")
         elif base:
             how += (f" The base model is {md_code(base)} (each adapter_config.json's `base_model_name_or_path`: "
                     "model.source as the spec named it when they were trained, a local folder inside the project "

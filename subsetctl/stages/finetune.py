@@ -287,6 +287,10 @@ def _damage(entry: Path, exc: BaseException) -> str:
 #: the finetune stage's record of the base model its adapters name and the folder it was read from
 BASE_MODEL_FILE = "base_model.json"
 
+#: the key of a cached run's record (and :data:`BASE_MODEL_FILE`'s ``run_revisions``) holding
+#: the commit of the hub model its adapter was trained from
+RUN_REVISION = "base_model_revision"
+
 
 def classifier_load_hint(classes: list[str], head_size: int | None = None) -> str:
     """How to load a classifier adapter: the head has one output per class of the target
@@ -506,6 +510,8 @@ class FinetuneStage(common.ModelStage):
         provenance = common.Provenance(ctx)
         classes = cache.data.labels if spec.model.kind == "classifier" else None  # the head's classes, by id
         restored = 0
+        # run key -> the hub commit its adapter was trained from (a restored one: as its cache record says)
+        run_revisions: dict[str, str] = {}
         spec_digest = fingerprint(spec_json(spec))  # the stage's resolved spec, as its manifest names it
         with ctx.reporter.progress("finetune runs", total=len(by_key)) as task:
             task.update(len(by_key) - len(todo))
@@ -516,6 +522,8 @@ class FinetuneStage(common.ModelStage):
                 if record is not None:  # trained by an earlier run with the same inputs
                     versions, threads = common.take_versions(record)
                     provenance.reused(key, versions, threads)
+                    if isinstance(trained_from := record.pop(RUN_REVISION, None), str):  # (not a result)
+                        run_revisions[key] = trained_from
                     record = _results_only(record)
                     restored += 1
                     name_base_model(run_dir / "adapter", base_name)
@@ -557,7 +565,11 @@ class FinetuneStage(common.ModelStage):
                                   model_card(job["labels"], job["subset"], ctx, runs[key], classes,
                                              pipeline.library_versions(), spec_digest))
                 atomic_write_json(path, runs)  # first: a cache that cannot take it (a teammate's) loses nothing
-                cache_writes(lambda: cache.store(job["subset"], job["seed"], run_dir, runs[key]))  # noqa: B023
+                trained_from = adapter_base_model_revision(spec.model.source, ctx.project.root, spec.model.revision)
+                if trained_from:
+                    run_revisions[key] = trained_from
+                stored = {**runs[key], **({RUN_REVISION: trained_from} if trained_from else {})}
+                cache_writes(lambda: cache.store(job["subset"], job["seed"], run_dir, stored))  # noqa: B023
                 task.update(len(runs))
         for key, job in by_key.items():  # trained now, earlier, or restored from the cache alike
             _warn_if_diverged(ctx, job, runs[key])
@@ -569,10 +581,22 @@ class FinetuneStage(common.ModelStage):
         # the base model the adapters name, where this machine read it from, and a hub id's
         # revision in the local cache (the report says them)
         revision = adapter_base_model_revision(spec.model.source, ctx.project.root, spec.model.revision)
+        # each adapter's own commit: one restored from the cache may have been trained from another than the
+        # cache serves now (a newer revision downloaded since), and was recorded under the new one
+        older = {k: c for k, c in run_revisions.items() if k in by_key and c != revision}
+        if revision and older:
+            commits = sorted(set(older.values()))
+            ctx.reporter.warn(
+                f"finetune: {len(older)} of the {len(by_key)} fine-tunes, reused from the cache, "
+                f"{'was' if len(older) == 1 else 'were'} trained from {spec.model.source} at commit "
+                f"{', '.join(commits)}, not {revision}, which the local Hugging Face cache serves now: "
+                "`subsetctl run --force finetune` trains them from it (or set model.revision to the old commit).")
         atomic_write_json(ctx.out_dir / BASE_MODEL_FILE, {
             "name": base_name,
             "folder": adapter_base_model_folder(spec.model.source, ctx.project.root),
-            **({"revision": revision} if revision else {})})
+            **({"revision": revision} if revision else {}),
+            **({"run_revisions": {k: run_revisions[k] for k in sorted(run_revisions) if k in by_key}}
+               if revision and run_revisions else {})})
         kept = len(by_key) - len(todo)  # finished by a run that stopped partway (Ctrl-C): its runs.json
         if kept or restored:  # say what was trained now, as the search says what it took from its store
             taken = []
