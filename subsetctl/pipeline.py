@@ -1168,6 +1168,14 @@ class Pipeline:
         dropped = sorted([*(set(old_slice) - set(inputs["slice"])), *map(".".join, nested)])  # a newer subsetctl reads less
         added = sorted(set(inputs["slice"]) - set(old_slice)) if old_slice else []  # ... or more
         keys = self._spec_keys_changed(stage, manifest, inputs, old_slice, dropped + added)
+        new_model, old_model = inputs["slice"].get("model"), old_slice.get("model")
+        if ("model.revision" in keys and isinstance(new_model, dict) and isinstance(old_model, dict)
+                and new_model.get("revision") != self.spec.model.revision):  # counted as the commit it resolves to
+            keys = [key for key in keys if key != "model.revision"]  # (the spec's words may be as they were)
+            reasons.append(f"model.revision {self.spec.model.revision} is commit {new_model.get('revision')} in the "
+                           f"local Hugging Face cache now, and these results were made from "
+                           f"{old_model.get('revision') or 'no model.revision'} (a branch or tag that moved, or "
+                           "another revision set)")
         if keys:
             reasons.append(f"spec changed: {listed_briefly(keys)}" + overrides_note(manifest.get("overrides"), keys,
                                                                             written=typed_overrides(manifest))

@@ -2444,6 +2444,8 @@ def test_model_revision_pins_the_commit_the_model_stages_load_and_is_among_their
     inputs where set, as the commit it resolves to: a branch or tag or the sha it names alike, a
     branch that moved not)."""
     from subsetctl.project import Project
+    from subsetctl.report.build import hub_revision_changed_note
+    from subsetctl.spec import load_spec
 
     repo = _offline_hub_cache_of_two_commits(tiny_llama, tmp_path_factory, monkeypatch, main="b" * 40)
     (repo / "refs" / "v1").write_text("a" * 40)
@@ -2463,6 +2465,12 @@ def test_model_revision_pins_the_commit_the_model_stages_load_and_is_among_their
     assert meta_init([*pinned[:1], "model.revision=release"]) == "up to date"
     (repo / "refs" / "v1").write_text("b" * 40)  # the tag (a branch) moved: other weights, stale
     assert meta_init(pinned) != "up to date"
+    reasons = {s.name: s for s in plan_project(tiny_project, pinned)[2]}["meta_init"].reasons
+    assert reasons[0] == (f"model.revision v1 is commit {'b' * 40} in the local Hugging Face cache now, and these "
+                          f"results were made from {'a' * 40} (a branch or tag that moved, or another revision "
+                          "set)"), reasons  # (not "spec changed": its words did not)
+    # (and not the note of an unpinned hub id's newer main, that the stages stay up to date)
+    assert hub_revision_changed_note(Project(tiny_project), load_spec(tiny_project / "subsetctl.yaml", pinned)) is None
 
 
 

@@ -274,7 +274,8 @@ def hub_revision_changed_note(project: Project, spec: Any) -> str | None:
     results' commit is the first model stage's record of it (the model's ``revision`` in its
     summary, the finetune stage's base-model record), and that stage is the one to force
     (meta_init's results from before revisions were recorded may have none). None where they match, or where
-    either is not known (a local folder, results from before revisions were recorded)."""
+    either is not known (a local folder, results from before revisions were recorded), or where ``model.revision``
+    is set: the model stages count it as its commit, so results of another are stale and plan says so."""
     from subsetctl.hub import model_cache_folder
     from subsetctl.modeling.resolve import adapter_base_model_revision
     from subsetctl.stages.finetune import BASE_MODEL_FILE
@@ -282,8 +283,8 @@ def hub_revision_changed_note(project: Project, spec: Any) -> str | None:
     source = getattr(getattr(spec, "model", None), "source", None)
     pinned = getattr(getattr(spec, "model", None), "revision", None)
     now = adapter_base_model_revision(source, project.root, pinned) if isinstance(source, str) else None
-    if now is None:  # not a hub id, or one the cache does not hold
-        return None
+    if now is None or pinned is not None:  # not a hub id, or one the cache does not hold; a model.revision
+        return None  # counts as its commit: results of another are stale, and plan says why
     made_from = None
     for stage, manifest in _shown_results(project, frozenset()):
         summary = manifest.get("summary")
