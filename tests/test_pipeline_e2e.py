@@ -2550,6 +2550,37 @@ def test_fine_tunes_reused_from_the_cache_keep_the_commit_they_were_trained_from
                                             f"'tinyorg/tinyllama' at commit {'b' * 40}, not {'a' * 40}"), plan_warnings.said
 
 
+def test_a_finetune_stage_resumed_keeps_the_commits_of_the_fine_tunes_finished_before(
+        tiny_project: Path, tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> None:
+    """The fine-tunes a finetune stage stopped partway had finished (kept in its runs.json, not
+    taken from the cache) keep the commit they were trained from in base_model.json: it is
+    written as the runs finish, not only at the stage's end."""
+    from subsetctl.modeling import train
+    from subsetctl.project import Project
+    from subsetctl.stages.finetune import BASE_MODEL_FILE
+
+    _offline_hub_cache_of_two_commits(tiny_llama, tmp_path_factory, monkeypatch, main="a" * 40)
+    hub = ["model.source=tinyorg/tinyllama"]
+    run_project(tiny_project, hub, until="search")
+    real, calls = train.train_lora, []
+
+    def stopped_at_the_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(train, "train_lora", stopped_at_the_second)
+        with pytest.raises(KeyboardInterrupt):
+            run_project(tiny_project, hub, until="finetune")
+    run_project(tiny_project, hub, until="finetune")
+    project = Project(tiny_project)
+    runs = json.loads((project.results_dir("finetune") / "runs.json").read_text())
+    record = json.loads((project.results_dir("finetune") / BASE_MODEL_FILE).read_text())
+    assert record["run_revisions"] == {key: "a" * 40 for key in runs}, record
+
+
 def test_plan_says_when_the_hub_cache_now_serves_another_commit_than_the_results_were_made_from(
         tiny_project: Path, tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> None:
     """A project on a hub id stays up to date when a newer revision is downloaded into the

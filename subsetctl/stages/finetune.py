@@ -226,6 +226,16 @@ def _drop_abandoned_copies(entry: Path) -> None:
                 shutil.rmtree(leftover, ignore_errors=True)
 
 
+def _read_json(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``; empty where there is none or it cannot be read (a
+    record that only describes, lost with nothing else)."""
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
 def _recorded_subset(entry: Path) -> list[str] | None:
     """The subset a cached run's record says it trained on, in its order; None if
     unreadable or not a list of names (a damaged record: the run is trained again)."""
@@ -510,8 +520,12 @@ class FinetuneStage(common.ModelStage):
         provenance = common.Provenance(ctx)
         classes = cache.data.labels if spec.model.kind == "classifier" else None  # the head's classes, by id
         restored = 0
-        # run key -> the hub commit its adapter was trained from (a restored one: as its cache record says)
-        run_revisions: dict[str, str] = {}
+        # run key -> the hub commit its adapter was trained from (a restored one: as its cache record says; one a
+        # run stopped partway finished: as that run's base-model record, written as it went, says)
+        record_path = ctx.out_dir / BASE_MODEL_FILE
+        earlier = _read_json(record_path).get("run_revisions") if runs else None
+        run_revisions: dict[str, str] = ({k: c for k, c in earlier.items() if k in runs and isinstance(c, str)}
+                                         if isinstance(earlier, dict) else {})
         spec_digest = fingerprint(spec_json(spec))  # the stage's resolved spec, as its manifest names it
         with ctx.reporter.progress("finetune runs", total=len(by_key)) as task:
             task.update(len(by_key) - len(todo))
@@ -524,6 +538,7 @@ class FinetuneStage(common.ModelStage):
                     provenance.reused(key, versions, threads)
                     if isinstance(trained_from := record.pop(RUN_REVISION, None), str):  # (not a result)
                         run_revisions[key] = trained_from
+                        atomic_write_json(record_path, {"run_revisions": run_revisions})
                     record = _results_only(record)
                     restored += 1
                     name_base_model(run_dir / "adapter", base_name)
@@ -568,6 +583,7 @@ class FinetuneStage(common.ModelStage):
                 trained_from = adapter_base_model_revision(spec.model.source, ctx.project.root, spec.model.revision)
                 if trained_from:
                     run_revisions[key] = trained_from
+                    atomic_write_json(record_path, {"run_revisions": run_revisions})  # (whole at the stage's end)
                 stored = {**runs[key], **({RUN_REVISION: trained_from} if trained_from else {})}
                 cache_writes(lambda: cache.store(job["subset"], job["seed"], run_dir, stored))  # noqa: B023
                 task.update(len(runs))
@@ -591,7 +607,7 @@ class FinetuneStage(common.ModelStage):
                 f"{'was' if len(older) == 1 else 'were'} trained from {spec.model.source} at commit "
                 f"{', '.join(commits)}, not {revision}, which the local Hugging Face cache serves now: "
                 "`subsetctl run --force finetune` trains them from it (or set model.revision to the old commit).")
-        atomic_write_json(ctx.out_dir / BASE_MODEL_FILE, {
+        atomic_write_json(record_path, {
             "name": base_name,
             "folder": adapter_base_model_folder(spec.model.source, ctx.project.root),
             **({"revision": revision} if revision else {}),
