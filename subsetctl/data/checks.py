@@ -46,6 +46,7 @@ from subsetctl.data.loaders import (
     jq_rows_command,
     json_document_advice,
     json_kind,
+    json_syntax_error,
     lines_not_utf8,
     not_utf8_fix,
     open_decompressed,
@@ -508,7 +509,7 @@ def _file_head(loader: LoaderBase, path: Path) -> tuple[list[str] | None, str | 
                         first = json.loads(line)
                     except ValueError as exc:
                         rows_under = _under_a_key_note(path) if line.strip() == "{" else ""  # pretty-printed
-                        return None, (f"line {number} is not JSON ({exc.args[0].split(':')[0]}): not a JSON Lines "
+                        return None, (f"line {number} is not JSON ({json_syntax_error(exc)}): not a JSON Lines "
                                       f"file.{json_document_advice(line, loader.path)}{rows_under}"), False
                     if not isinstance(first, dict):
                         return None, (f"line {number} is a JSON {json_kind(first)}, not an object: each line "

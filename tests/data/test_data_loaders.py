@@ -1798,6 +1798,23 @@ def test_a_jsonl_file_with_carriage_returns_alone_is_named_so(tmp_path: Path, ma
     assert len(load_jsonl(JsonlLoader(type="jsonl", path="crlf.jsonl"), make_ctx())) == 2
 
 
+def test_a_jsonl_line_cut_off_mid_string_says_where_in_one_at(tmp_path: Path, make_ctx) -> None:
+    """A line cut off inside a string: json's own words end in "at", so the data stage said
+    "invalid JSON (Unterminated string starting at at column 17)", and validate, which kept
+    the words before json's ':', "line 1 is not JSON (Unterminated string starting at)"."""
+    from subsetctl.data.checks import _file_head
+
+    good = '{"prompt": "q", "response": "1"}\n'
+    (tmp_path / "cut.jsonl").write_text(good + '{"prompt": "x", "resp\n')
+    with pytest.raises(UserError) as caught:
+        load_jsonl(JsonlLoader(type="jsonl", path="cut.jsonl"), make_ctx())
+    assert "line 2: invalid JSON (Unterminated string starting at column 17). Each" in str(caught.value)
+    (tmp_path / "first.jsonl").write_text('{"prompt": "x", "resp')  # a file cut off there
+    _, problem, _ = _file_head(JsonlLoader(type="jsonl", path="first.jsonl"), tmp_path / "first.jsonl")
+    assert problem is not None and problem.startswith(
+        "line 1 is not JSON (Unterminated string starting at column 17): not a JSON Lines file."), problem
+
+
 @pytest.mark.parametrize("indent", [None, 2])
 def test_a_json_array_file_given_as_json_lines_says_which_loader_reads_it(tmp_path: Path, make_ctx,
                                                                        indent: int | None) -> None:

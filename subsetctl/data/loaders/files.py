@@ -642,6 +642,17 @@ _MID_FILE_BOM = (" The line starts with a byte-order mark (U+FEFF), which a file
 _PYTHON_BOM_HINT = " (decode using utf-8-sig)"  # json's advice to Python code, not to the file's author
 
 
+def json_syntax_error(exc: ValueError) -> str:
+    """What Python's JSON reader said of a line it refused, for a message's parentheses:
+    a ``JSONDecodeError``'s words and column (``Unterminated string starting at column 17``,
+    whose message ends in "at", not "starting at at column 17"; json's advice to Python code
+    about a byte-order mark left out), another ``ValueError``'s first clause."""
+    if isinstance(exc, json.JSONDecodeError):
+        said = exc.msg.replace(_PYTHON_BOM_HINT, "").removesuffix(" at")
+        return f"{said} at column {exc.colno}"
+    return str(exc.args[0]).split(":")[0]
+
+
 def jsonl_records(path: Path, source: str, duplicates: DuplicateKeys | None = None,
                   written_path: str | None = None, universal_newlines: bool = False,
                   only: Container[int] | None = None,
@@ -677,8 +688,7 @@ def jsonl_records(path: Path, source: str, duplicates: DuplicateKeys | None = No
         except json.JSONDecodeError as exc:
             cr_alone = "\r" in line.rstrip("\r")
             raise UserError(
-                f"Source {source!r}: file {shown_path(path)}, line {number}: invalid JSON ({exc.msg.replace(_PYTHON_BOM_HINT, '')} at "
-                f"column {exc.colno}). Each line of a .jsonl file must be one JSON object."
+                f"Source {source!r}: file {shown_path(path)}, line {number}: invalid JSON ({json_syntax_error(exc)}). Each line of a .jsonl file must be one JSON object."
                 f"{f' Its {CR_ALONE}.' if cr_alone else ''}{_MID_FILE_BOM if line.startswith(chr(0xFEFF)) else ''}"
                 f"{json_document_advice(line, written_path or str(path)) if first else ''}"
             ) from None
