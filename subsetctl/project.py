@@ -65,6 +65,7 @@ from subsetctl.file_locks import (
     write_holder,
 )
 from subsetctl.spec import SPEC_FILENAME
+from subsetctl.spec.overrides import override_without_value_note
 from subsetctl.user_paths import expand_home
 
 #: under the state folder: each stage's last finished results while a run with other
@@ -747,6 +748,8 @@ class Project:
                                     f"({shell_arg(spec.parent)}) or its {SPEC_FILENAME}.")
             if windows_path_note(p):  # `plan proj\\v2`: not "create one with `init 'proj\\v2'`", which init refuses
                 raise NotFoundError(f"{p} does not exist{windows_path_note(p)}.")
+            if override_without_value_note(p):  # `plan meta_init.steps`: not "create one with `init meta_init.steps`"
+                raise NotFoundError(f"{p} does not exist{override_without_value_note(p)}.")
             create = (f"or create one with `subsetctl init {shell_arg(p)}`" if p.suffix.lower() not in (".yaml", ".yml")
                       else f"or create one with `subsetctl init DIR` (its spec is DIR/{SPEC_FILENAME})")
             raise NotFoundError(f"{p} does not exist{missing_path_note(p, 'the command')}. Name an existing project "

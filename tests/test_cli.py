@@ -121,6 +121,25 @@ def test_a_project_named_with_a_windows_path_is_told_the_path_to_write_not_to_in
         assert "subsetctl init" not in said, said
 
 
+def test_a_key_given_without_its_value_is_called_an_override_not_a_project_to_init(tmp_path: Path,
+                                                                                   monkeypatch) -> None:
+    """`subsetctl validate . meta_init.steps` (and `plan meta_init.steps`, ...), an override whose
+    `=VALUE` was left off, advised `subsetctl init meta_init.steps`; a name that is no spec key
+    (`nodir`, `a.jsonl.x`) still gets the init advice."""
+    monkeypatch.chdir(tmp_path)
+    for command, key in (("validate", "meta_init.steps"), ("validate", "sources[0].max_examples"),
+                         ("plan", "gradients.d"), ("run", "meta_init.steps"), ("report", "meta_init.steps")):
+        result = invoke(command, key)
+        assert result.exit_code == 1, result.output
+        said = " ".join(result.output.split())
+        assert (f"{key} reads as a key of the spec, an override without its value. Write each override as one "
+                f"argument, key=value without spaces around '=' ({key}=VALUE).") in said, said
+        assert "subsetctl init" not in said, said
+    for command, name in (("validate", "a.jsonl.x"), ("plan", "nodir"), ("plan", "meta_init")):
+        said = " ".join(invoke(command, name).output.split())
+        assert "reads as a key" not in said and f"subsetctl init {name}" in said, said
+
+
 def test_init_given_a_spec_path_makes_its_folder_the_project(tmp_path: Path) -> None:
     """`subsetctl init newp/subsetctl.yaml` made a folder named subsetctl.yaml holding the spec
     (newp/subsetctl.yaml/subsetctl.yaml), and `init myspec.yaml` a folder myspec.yaml/; the other

@@ -91,6 +91,27 @@ def parse_key_path(key: str) -> list[str | int]:
     return parts
 
 
+def override_without_value_note(path: object) -> str:
+    """For a spec file or project folder named on the command line that is not there: when
+    it reads as a key of the spec (``meta_init.steps``, ``sources[0].max_examples``: a first
+    part that is a top-level key, then at least one more), that it is an override missing its
+    ``=value`` (`subsetctl validate . meta_init.steps`, whose advice was `subsetctl init
+    meta_init.steps`), with the argument to write; "" otherwise."""
+    from subsetctl.spec.models import Spec  # (the models read overrides' helpers)
+
+    text = str(path)
+    if "=" in text or "/" in text or os.sep in text:
+        return ""
+    try:
+        parts = parse_key_path(text)
+    except SpecError:
+        return ""
+    if len(parts) < 2 or parts[0] not in Spec.model_fields:
+        return ""
+    return (f": {text} reads as a key of the spec, an override without its value. Write each override as one "
+            f"argument, key=value without spaces around '=' ({text}=VALUE)")
+
+
 def name_in_key(name: str, *, quoted: bool = False) -> str | None:
     """The part of an override's key that names ``name`` as :func:`parse_key_path` (and
     :func:`split_override`) read it back: bare where that reads it whole as a name (``wiki``),

@@ -37,7 +37,12 @@ from subsetctl.globbing import (
 )
 from subsetctl.spec.issues import _MERGE_TAG, SpecIssue, issues_from_validation, key_lines, line_of_key
 from subsetctl.spec.models import SPEC_FILENAME, SourceFilesSpec, Spec, where_text
-from subsetctl.spec.overrides import apply_overrides, indexed_overrides, parse_key_path
+from subsetctl.spec.overrides import (
+    apply_overrides,
+    indexed_overrides,
+    override_without_value_note,
+    parse_key_path,
+)
 from subsetctl.spec.yaml_depth import (
     _MAX_ALIAS_EXPANSION,
     AliasesExpandTooFarError,
@@ -62,6 +67,8 @@ def _missing_spec_advice(path: Path) -> str:
         return f"{standard_input_note(path)}."
     if windows_path_note(path):
         return f"{windows_path_note(path)}."
+    if override_without_value_note(path):  # `validate . meta_init.steps`: not "create one with `init meta_init.steps`"
+        return f"{override_without_value_note(path)}."
     if path.name != SPEC_FILENAME:
         beside = spec_beside(path)
         if beside is not None:  # `validate proj/subsetctl.yml`
