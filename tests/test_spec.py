@@ -1010,6 +1010,22 @@ def test_an_override_yaml_reads_as_a_number_is_to_be_quoted_as_typed_inside_shel
     assert validate_spec_file(path, ['project.name="007"']).spec.project.name == "007"
 
 
+def test_a_wrong_boolean_and_an_empty_list_get_messages_in_the_specs_terms() -> None:
+    """pydantic's own texts: `enabled: yes please` was "Input should be a valid boolean, unable
+    to interpret input" (not the value, nor what to write) and `lambda_grid: []` "List should
+    have at least 1 item after validation, not 0"."""
+    text = ("target:\n  name: t\n  loader: {type: jsonl, path: t.jsonl}\nsources:\n  - {name: s, loader: "
+            "{type: jsonl, path: s.jsonl}}\ncalibrate: {enabled: yes please, lambda_grid: []}\n"
+            "verify: {enabled: [1]}\nsearch: {strategies: []}\n")
+    _, issues = validate_data(yaml.safe_load(text), "x.yaml", text)
+    assert {i.key: i.message for i in issues} == {
+        "calibrate.enabled": "expected true or false, got the text 'yes please'",
+        "calibrate.lambda_grid": "expected at least 1 item, got an empty list",
+        "verify.enabled": "expected true or false, got a list [1]",
+        "search.strategies": "expected at least 1 item, got an empty list",
+    }
+
+
 def test_wrong_types_and_loader_types_get_messages_in_the_specs_terms() -> None:
     """pydantic's own texts ("Input tag 'json' found using 'type' does not match...", one
     message per union member, "instance of SourceSpec") said neither what to write nor where."""

@@ -333,6 +333,14 @@ def plain_error_message(err: Any) -> str:
         return f"expected a whole number, got {_describe_value(value)}"
     if kind in ("float_parsing", "float_type"):
         return f"expected a number, got {_describe_value(value)}"
+    if kind in ("bool_parsing", "bool_type"):  # (pydantic's "Input should be a valid boolean, unable to interpret input")
+        return f"expected true or false, got {_describe_value(value)}"
+    if kind in ("too_short", "too_long") and isinstance(value, list):  # (pydantic's "... after validation, not 0")
+        least = kind == "too_short"
+        bound = err.get("ctx", {}).get("min_length" if least else "max_length")
+        got = "an empty list" if not value else f"{len(value)}"
+        return (f"expected {'at least' if least else 'at most'} {bound} item{'' if bound == 1 else 's'}, got {got}"
+                if bound is not None else message)
     if kind == "string_type" and isinstance(value, list) and tuple(err["loc"])[:1] == ("source_files",) \
             and tuple(err["loc"])[-1:] == ("files",):  # `files: [a.jsonl, b.jsonl]`
         return (f"expected one glob pattern, got a list {value!r}: give a pattern matching them all (e.g. "
