@@ -1026,6 +1026,27 @@ def test_a_wrong_boolean_and_an_empty_list_get_messages_in_the_specs_terms() -> 
     }
 
 
+def test_sources_or_strategies_written_as_a_mapping_are_told_to_be_list_items() -> None:
+    """`sources: {wiki: {loader: ...}}` (named entries, as in a docker-compose file) and one
+    source written without its '- ' were "expected a list, got a mapping {'wiki': {'loader':
+    {'type': ...}}}", Python's repr of it, saying nothing of the list item to write."""
+    base = "target:\n  name: t\n  loader: {type: jsonl, path: t.jsonl}\n"
+    named = base + "sources:\n  wiki: {loader: {type: jsonl, path: w.jsonl}}\n  code: {}\n" \
+                   "search:\n  strategies:\n    exhaustive: {params: {max_sources: 3}}\n"
+    _, issues = validate_data(yaml.safe_load(named), "x.yaml", named)
+    assert {i.key: i.message for i in issues} == {
+        "sources": ("expected a list, got a mapping of names (wiki, code): sources is a list whose items each give "
+                    "their name, e.g. `- name: wiki` with the rest of its keys under it"),
+        "search.strategies": ("expected a list, got a mapping of names (exhaustive): search.strategies is a list "
+                              "whose items each give their name, e.g. `- name: exhaustive` with the rest of its "
+                              "keys under it"),
+    }
+    undashed = base + "sources:\n  name: wiki\n  loader: {type: jsonl, path: w.jsonl}\n"
+    (issue,) = validate_data(yaml.safe_load(undashed), "x.yaml", undashed)[1]
+    assert issue.message == ("expected a list, got one mapping (name: wiki, ...): sources is a list: write '- ' "
+                             "before the item's first key (`- name: wiki`), and each further item likewise")
+
+
 def test_wrong_types_and_loader_types_get_messages_in_the_specs_terms() -> None:
     """pydantic's own texts ("Input tag 'json' found using 'type' does not match...", one
     message per union member, "instance of SourceSpec") said neither what to write nor where."""

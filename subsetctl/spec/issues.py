@@ -356,6 +356,16 @@ def plain_error_message(err: Any) -> str:
             return (f"expected text, got the {'time' if isinstance(value, datetime.datetime) else 'date'} {value} "
                     f'(YAML reads an unquoted date as a date: quote it to keep it text, e.g. "{value}")')
         return f"expected text, got {_describe_value(value)}"
+    if kind == "list_type" and isinstance(value, dict) and value \
+            and tuple(err["loc"]) in (("sources",), ("search", "strategies")):  # `sources: {wiki: {loader: ...}}`
+        key = format_path(tuple(err["loc"]))
+        if "name" in value:  # one item written without its '- '
+            return (f"expected a list, got one mapping (name: {value['name']}, ...): {key} is a list: write "
+                    f"'- ' before the item's first key (`- name: {value['name']}`), and each further item likewise")
+        names = [str(name) for name in value]
+        shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        return (f"expected a list, got a mapping of names ({shown}): {key} is a list whose items each give "
+                f"their name, e.g. `- name: {names[0]}` with the rest of its keys under it")
     if kind == "list_type":  # `search.strategies=exhaustive`
         return (f"expected a list, got {_describe_value(value)} (in YAML `[a, b]`, or one `- item` per "
                 "line)")
