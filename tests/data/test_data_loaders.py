@@ -1616,6 +1616,10 @@ def test_a_few_jsonl_lines_that_are_not_utf8_are_left_out_with_one_warning(tmp_p
     with pytest.raises(UserError, match=r"many\.jsonl is not valid UTF-8 \(byte 13, line 1\)\. Re-save it as UTF-8\. "
                                         r"4 of its 34 lines are not UTF-8 \(line 1, line 2, line 3 \(\+1 more\)\)\.$"):
         load_jsonl(JsonlLoader(type="jsonl", path="many.jsonl"), make_ctx())
+    (tmp_path / "one.jsonl").write_bytes(b'{"prompt": "x\x81", "response": "a"}\n'
+                                         + b'{"prompt": "q", "response": "a"}\n')  # "1 of its 2 lines are"
+    with pytest.raises(UserError, match=r"1 of its 2 lines is not UTF-8 \(line 1\)\.$"):
+        load_jsonl(JsonlLoader(type="jsonl", path="one.jsonl"), make_ctx())
 
 
 def test_a_jsonl_line_with_a_euro_sign_cut_short_is_left_out_not_taken_for_latin1(tmp_path: Path, make_ctx) -> None:

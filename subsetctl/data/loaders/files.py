@@ -395,7 +395,7 @@ class NotUtf8Lines:
         total, unit = self.counted()
         if self.count <= NOT_UTF8_SHARE * total:
             return None
-        many = f"{self.count} of its {total} {unit} are not UTF-8 ({self.shown()})"
+        many = f"{self.count} of its {total} {unit} {'is' if self.count == 1 else 'are'} not UTF-8 ({self.shown()})"
         return NotUtf8(f"{self.error} {many}.", f"{self.error.problem}; {many}")
 
     def counted(self) -> tuple[int, str]:
