@@ -1575,6 +1575,7 @@ def _check_evals(loader: EvalsLoader, loc: tuple[Any, ...], issues: _Issues) -> 
         evals_data_dir,
         evals_files,
         evals_names,
+        evals_names_hint,
     )
 
     data_dir = evals_data_dir()
@@ -1585,7 +1586,8 @@ def _check_evals(loader: EvalsLoader, loc: tuple[Any, ...], issues: _Issues) -> 
     if loader.name not in evals_names(data_dir):  # not a path: '' or '.' read the first eval's file
         issues.add(
             loc + ("name",),
-            f"unknown eval {loader.name!r}. {close_names(loader.name, evals_names(data_dir))}",
+            f"unknown eval {loader.name!r}. {close_names(loader.name, evals_names(data_dir))} "
+            f"{evals_names_hint(data_dir)}",
         )
         return
     files = evals_files(folder)

@@ -1013,6 +1013,28 @@ def test_evals_name_is_an_eval_not_a_path(name: str, make_ctx, tmp_path: Path) -
     assert issue.key == "sources[0].loader.name" and "unknown eval" in issue.message
 
 
+
+@needs_evals
+def test_an_unknown_eval_says_how_to_list_the_evals(make_ctx) -> None:
+    """`name: nope` was "unknown eval 'nope'. Did you mean 'invoices'?" in validate, with no way
+    to see the 470 names (as reasoning-gym's unknown task has); validate and the data stage now
+    count them and give the command listing them."""
+    from subsetctl.data.checks import check_sources
+    from subsetctl.data.loaders import evals_data_dir, evals_names
+
+    data_dir = evals_data_dir()
+    assert data_dir is not None
+    hint = (f"The installed evals package has {len(evals_names(data_dir))} evals (its data folder's folders); list "
+            f"them with `ls {data_dir}`.")
+    with pytest.raises(UserError) as caught:
+        load_evals(EvalsLoader(type="evals", name="nope"), make_ctx())
+    assert str(caught.value).endswith(hint), str(caught.value)
+    spec = Spec.model_validate({"target": {"name": "t", "loader": {"type": "evals", "name": "born_first"}},
+                                "sources": [{"name": "s", "loader": {"type": "evals", "name": "nope"}}]})
+    (issue,) = check_sources(spec, Path("subsetctl.yaml"))
+    assert issue.message.startswith("unknown eval 'nope'.") and issue.message.endswith(hint), issue.message
+
+
 @needs_evals
 def test_validate_counts_an_evals_file_for_split_counts(tmp_path: Path) -> None:
     """born_first has 122 samples: a split of 500 passed validate and stopped the data stage."""

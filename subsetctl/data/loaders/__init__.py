@@ -83,6 +83,7 @@ from subsetctl.data.loaders.evals import (  # noqa: F401
     evals_file,
     evals_files,
     evals_names,
+    evals_names_hint,
     load_evals,
 )
 from subsetctl.data.loaders.files import (  # noqa: F401

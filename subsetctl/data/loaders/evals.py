@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from subsetctl.data.loaders.common import LoadContext, build_common, close_names, value_to_text
 from subsetctl.data.loaders.files import parse_jsonl
-from subsetctl.errors import UserError, as_typed, shown_path
+from subsetctl.errors import UserError, as_typed, shell_arg, shown_path
 from subsetctl.registry import LOADERS
 from subsetctl.spec import EvalsLoader
 
@@ -36,6 +36,13 @@ def evals_data_dir() -> Path | None:
 def evals_names(data_dir: Path) -> list[str]:
     """The eval folders under ``data_dir``."""
     return sorted(p.name for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
+
+
+def evals_names_hint(data_dir: Path) -> str:
+    """How to see every eval's name (`subsetctl ls` lists loaders, not evals): the folders of
+    the installed evals package's data folder, as reasoning_gym_task_hint says of tasks."""
+    return (f"The installed evals package has {len(evals_names(data_dir))} evals (its data folder's folders); list "
+            f"them with `ls {shell_arg(shown_path(data_dir))}`.")
 
 
 def evals_files(folder: Path) -> list[str]:
@@ -69,8 +76,8 @@ def evals_file(options: EvalsLoader, source: str) -> Path:
     folder = data_dir / options.name
     if options.name not in evals_names(data_dir):  # not a path: '' or '.' read the first eval's file
         raise UserError(
-            f"Source {source!r}: loader.name {options.name!r} is not an eval under {data_dir}. "
-            f"{close_names(options.name, evals_names(data_dir))}"
+            f"Source {source!r}: loader.name {options.name!r} is not an eval. "
+            f"{close_names(options.name, evals_names(data_dir))} {evals_names_hint(data_dir)}"
         )
     files = evals_files(folder)
     if options.file is None:
