@@ -64,6 +64,22 @@ def as_typed(value: object) -> str:
     return f'"{text}"' if "'" in text else f"'{text}'"
 
 
+_PYTHON_BOM_HINT = " (decode using utf-8-sig)"  # json's advice to Python code, not to the file's author
+
+
+def json_syntax_error(exc: ValueError) -> str:
+    """What Python's JSON reader said of a line it refused, for a message's parentheses:
+    a ``JSONDecodeError``'s words and column (``Unterminated string starting at column 17``,
+    whose message ends in "at", not "starting at at column 17"; json's advice to Python code
+    about a byte-order mark left out), another ``ValueError``'s first clause."""
+    import json
+
+    if isinstance(exc, json.JSONDecodeError):
+        said = exc.msg.replace(_PYTHON_BOM_HINT, "").removesuffix(" at")
+        return f"{said} at column {exc.colno}"
+    return str(exc.args[0]).split(":")[0]
+
+
 def standard_input_note(path: object) -> str:
     """For ``-`` named where a spec file or a project folder goes (``cat spec.yaml | subsetctl
     validate -``, the Unix way to read standard input), which no such file is: that subsetctl

@@ -46,7 +46,6 @@ from subsetctl.data.loaders import (
     jq_rows_command,
     json_document_advice,
     json_kind,
-    json_syntax_error,
     lines_not_utf8,
     not_utf8_fix,
     open_decompressed,
@@ -57,7 +56,14 @@ from subsetctl.data.loaders import (
     utf16_note,
     value_rows,
 )
-from subsetctl.errors import UserError, as_typed, name_too_long_problem, path_not_found_note, shown_path
+from subsetctl.errors import (
+    UserError,
+    as_typed,
+    json_syntax_error,
+    name_too_long_problem,
+    path_not_found_note,
+    shown_path,
+)
 from subsetctl.hub import looks_local
 from subsetctl.spec import (
     CsvLoader,

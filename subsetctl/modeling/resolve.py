@@ -22,7 +22,14 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from subsetctl.errors import UserError, as_typed, owner_note, path_not_found_note, shell_arg
+from subsetctl.errors import (
+    UserError,
+    as_typed,
+    json_syntax_error,
+    owner_note,
+    path_not_found_note,
+    shell_arg,
+)
 from subsetctl.hub import (
     cache_looked_in,
     cache_write_problem,
@@ -823,10 +830,28 @@ def check_model_folder(source: str, spec_dir: Path | None, kind: str | None = No
             f"save_pretrained), or use a packaged model ({_packaged_hint()})."
         )
     _refuse_folder_without_tokenizer(folder)
+    _refuse_config_not_json(folder)
     if kind == "causal-lm":
         config = _folder_config(folder)
         if config is not None:
             _refuse_non_causal(config, f"The model folder {folder}")
+
+
+def _refuse_config_not_json(folder: Path) -> None:
+    """A UserError for a model folder whose config.json is not JSON (cut short by a copy or
+    download, or edited by hand): `validate` passed it, and `run` stopped after the data
+    stage with transformers' "It looks like the config file at ... is not a valid JSON file"
+    and advice about the weights. A file that cannot be read is left to the load to say."""
+    try:
+        json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise UserError(
+            f"The model folder {folder} has a config.json that is not valid JSON (line {exc.lineno}: "
+            f"{json_syntax_error(exc)}): fix it, or copy the folder again (a copy or download stopped partway "
+            "leaves files cut short), or write it with model.save_pretrained(folder)."
+        ) from None
+    except (OSError, ValueError):  # (unreadable, not UTF-8: loading it says so)
+        return
 
 
 def _refuse_folder_without_tokenizer(folder: Path) -> None:

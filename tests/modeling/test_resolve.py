@@ -1257,3 +1257,25 @@ def test_the_hub_revision_warning_forces_the_first_stage_that_recorded_a_commit(
     assert note is not None and note.startswith(f"The gradients stage's results (and those after it) were made from "
                                                 f"{source!r} at commit {'a' * 40}"), note
     assert "`subsetctl run --force gradients`" in note and "meta_init" not in note, note
+
+
+def test_a_model_folder_whose_config_json_is_not_json_is_refused_by_validate(tmp_path: Path) -> None:
+    """A config.json cut short by a copy stopped partway: validate passed the folder, and `run`
+    stopped after the data stage with transformers' "It looks like the config file at ... is
+    not a valid JSON file" and advice about the weights; validate now names the line and the fix."""
+    from subsetctl.api import validate_spec_file
+
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "config.json").write_text('{\n  "model_type": "llama",\n  "hidden_si')
+    (folder / "tokenizer.json").write_text("{}")
+    (tmp_path / "t.jsonl").write_text('{"prompt": "q", "response": "a"}\n' * 20)
+    (tmp_path / "subsetctl.yaml").write_text(
+        "model: {source: m}\ntarget: {name: t, loader: {type: jsonl, path: t.jsonl}}\n"
+        "sources: [{name: s, loader: {type: jsonl, path: t.jsonl}}]\nsearch: {strategies: [{name: exhaustive}]}\n")
+    report = validate_spec_file(tmp_path / "subsetctl.yaml")
+    assert [(i.key, i.message) for i in report.issues] == [(
+        "model.source",
+        (f"The model folder {folder} has a config.json that is not valid JSON (line 3: Unterminated string starting "
+         "at column 3): fix it, or copy the folder again (a copy or download stopped partway leaves files cut "
+         "short), or write it with model.save_pretrained(folder)."))]

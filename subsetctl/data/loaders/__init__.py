@@ -116,7 +116,6 @@ from subsetctl.data.loaders.files import (  # noqa: F401
     jq_rows_command,
     json_document_advice,
     json_kind,
-    json_syntax_error,
     jsonl_records,
     lines_not_utf8,
     load_csv,

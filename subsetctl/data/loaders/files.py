@@ -26,7 +26,14 @@ from subsetctl.data.loaders.common import (
     _where,
     one_based_row,
 )
-from subsetctl.errors import UserError, as_typed, path_not_found_note, shell_arg, shown_path
+from subsetctl.errors import (
+    UserError,
+    as_typed,
+    json_syntax_error,
+    path_not_found_note,
+    shell_arg,
+    shown_path,
+)
 from subsetctl.globbing import literal_folder_note, missing_folder_note
 from subsetctl.registry import LOADERS
 from subsetctl.spec import CsvLoader, HuggingFaceLoader, JsonlLoader, ParquetLoader, where_text
@@ -639,18 +646,6 @@ def split_bare_carriage_returns(lines: Iterable[tuple[int, str]]) -> Iterator[tu
 #: what to say about a line past the first that starts with a byte-order mark (U+FEFF)
 _MID_FILE_BOM = (" The line starts with a byte-order mark (U+FEFF), which a file may have only at its start (as "
                  "when a file saved with one is appended to another): delete those 3 bytes (EF BB BF) there.")
-_PYTHON_BOM_HINT = " (decode using utf-8-sig)"  # json's advice to Python code, not to the file's author
-
-
-def json_syntax_error(exc: ValueError) -> str:
-    """What Python's JSON reader said of a line it refused, for a message's parentheses:
-    a ``JSONDecodeError``'s words and column (``Unterminated string starting at column 17``,
-    whose message ends in "at", not "starting at at column 17"; json's advice to Python code
-    about a byte-order mark left out), another ``ValueError``'s first clause."""
-    if isinstance(exc, json.JSONDecodeError):
-        said = exc.msg.replace(_PYTHON_BOM_HINT, "").removesuffix(" at")
-        return f"{said} at column {exc.colno}"
-    return str(exc.args[0]).split(":")[0]
 
 
 def jsonl_records(path: Path, source: str, duplicates: DuplicateKeys | None = None,
