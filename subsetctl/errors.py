@@ -80,6 +80,21 @@ def json_syntax_error(exc: ValueError) -> str:
     return str(exc.args[0]).split(":")[0]
 
 
+def json_file_problem(exc: BaseException) -> str:
+    """Why a JSON file (a report.json named on the command line) could not be read, in a
+    message's parentheses: where its JSON breaks (``line 1: Expecting value at column 1``;
+    Python's own text added "(char 0)"), that it is not UTF-8, or the system's reason."""
+    import json
+
+    if isinstance(exc, json.JSONDecodeError):
+        return f"not valid JSON: line {exc.lineno}: {json_syntax_error(exc)}"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text (byte {exc.start})"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc)
+
+
 def standard_input_note(path: object) -> str:
     """For ``-`` named where a spec file or a project folder goes (``cat spec.yaml | subsetctl
     validate -``, the Unix way to read standard input), which no such file is: that subsetctl

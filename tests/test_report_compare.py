@@ -236,6 +236,25 @@ def test_compare_with_a_missing_path_names_the_option_and_what_to_give(tmp_path:
         assert refused.value.error_kind == "not_found"
 
 
+def test_a_kept_report_json_that_is_not_json_says_where_in_the_specs_words(tmp_path: Path) -> None:
+    """`--compare x.json` and `init --from-report x.json` of a damaged or non-UTF-8 file quoted
+    Python's exception: "(Expecting value: line 1 column 1 (char 0))", "('utf-8' codec can't
+    decode byte 0xe9 in position 10: invalid continuation byte)"."""
+    from subsetctl.errors import UserError
+    from subsetctl.spec.from_report import read_report
+
+    (tmp_path / "cut.json").write_text('{\n  "strategies": {"a"')
+    (tmp_path / "latin.json").write_bytes(b'{"a": "caf\xe9"}')
+    for path, why in (("cut.json", "not valid JSON: line 2: Expecting ':' delimiter at column 21"),
+                      ("latin.json", "not UTF-8 text (byte 10)")):
+        with pytest.raises(UserError) as refused:
+            load_side(tmp_path / path)
+        assert f"the file is not a readable report.json ({why}). Give" in str(refused.value), str(refused.value)
+        with pytest.raises(UserError) as refused:
+            read_report(tmp_path / path)
+        assert f"cannot be read as a report.json ({why}). Name" in str(refused.value), str(refused.value)
+
+
 def test_compare_names_a_missing_or_wrong_first_report_json_as_reports_argument(tmp_path: Path) -> None:
     """`report v1.json --compare v2.json` with v1.json mistyped was told "v1.json does not
     exist ... create one with `subsetctl init v1.json`", and a v1.json that is no report.json

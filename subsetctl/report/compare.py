@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from subsetctl.errors import NotFoundError, UserError
+from subsetctl.errors import NotFoundError, UserError, json_file_problem
 from subsetctl.report.cells import SELECTED_SHOWN, random_baselines_seeds, selected_cell
 
 #: the version of what :func:`compare_reports` returns, which `report --compare --format json`
@@ -44,7 +44,7 @@ def load_side(path: str | Path, given_as: str = "--compare") -> dict[str, Any]:
         try:
             report = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, ValueError) as exc:
-            raise UserError(f"{given}: the file is not a readable report.json ({exc}). Give a project "
+            raise UserError(f"{given}: the file is not a readable report.json ({json_file_problem(exc)}). Give a project "
                             "folder, or a report.json a run wrote (e.g. one copied aside before the next variant "
                             "ran).") from exc
         if not isinstance(report, dict) or not isinstance(report.get("strategies"), dict):

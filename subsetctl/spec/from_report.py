@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from subsetctl.errors import UserError, shown_path, shown_text
+from subsetctl.errors import UserError, json_file_problem, shown_path, shown_text
 
 #: the first report format holding ``settings`` (:data:`~subsetctl.report.build.REPORT_FORMAT` 8)
 FIRST_FORMAT_WITH_SETTINGS = 8
@@ -49,7 +49,7 @@ def read_report(path: Path) -> dict[str, Any]:
     try:
         report = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"--from-report: {shown_path(path)} cannot be read as a report.json ({exc}). Name the "
+        raise UserError(f"--from-report: {shown_path(path)} cannot be read as a report.json ({json_file_problem(exc)}). Name the "
                         "report.json `subsetctl run` wrote.") from None
     if not isinstance(report, dict):
         raise UserError(f"--from-report: {shown_path(path)} is not a report.json (not a JSON object).")
