@@ -158,7 +158,7 @@ def load_plugin_string(spec: str, spec_dir: Path | None = None) -> Any:
         if missing and missing != module_name and not module_name.startswith(f"{missing}."):
             raise UserError(  # the plugin was found; something it imports is not installed
                 f"Plugin module {module_name!r} imports {missing!r}, which is not installed here ({exc}). Install "
-                "it in this environment, or remove the plugin from plugins:."
+                "it in this environment, or remove the plugin from the spec's `plugins` list."
             ) from exc
         found = _module_file_near(module_name, spec_dir) if missing == module_name or missing is None else None
         where = (f" Its file is {found}: put {found.parent} on PYTHONPATH (`PYTHONPATH={shell_arg(found.parent)} subsetctl ...`)."
@@ -175,7 +175,7 @@ def load_plugin_string(spec: str, spec_dir: Path | None = None) -> Any:
             said, where = str(exc.msg), f" (at {exc.filename}:{exc.lineno})"
         raise UserError(
             f"Plugin module {module_name!r} raised {type(exc).__name__} while being imported: {said}"
-            f"{where}. Fix the plugin or remove it from plugins:."
+            f"{where}. Fix the plugin, or remove it from the spec's `plugins` list."
         ) from exc
     if not hasattr(module, attr):
         public = sorted(name for name in vars(module) if not name.startswith("_"))

@@ -1562,3 +1562,23 @@ def test_the_schema_offers_the_built_in_names_of_each_registry_a_spec_names_from
         built_in = {entry.name for entry in registry.entries() if entry.origin == "built-in"}
         assert built_in <= set(examples), (registry.kind, built_in - set(examples))
         assert all(name in built_in for name in examples if "/" not in name), (registry.kind, examples)
+
+
+def test_a_plugin_failing_at_import_is_told_to_be_fixed_or_taken_out_of_the_plugins_list(tmp_path: Path,
+                                                                                        monkeypatch) -> None:
+    """The advice ended "remove it from plugins:." (a key and a colon before the full stop), for
+    a plugin raising at import and for one importing a package not installed here."""
+    import pytest
+
+    from subsetctl.errors import UserError
+    from subsetctl.plugin_loading import load_plugin_string
+
+    (tmp_path / "raising_plugin.py").write_text("raise RuntimeError('boom')\n")
+    (tmp_path / "needy_plugin.py").write_text("import no_such_package_here\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name, ends in (("raising_plugin", "Fix the plugin, or remove it from the spec's `plugins` list."),
+                       ("needy_plugin", "or remove the plugin from the spec's `plugins` list.")):
+        with pytest.raises(UserError) as refused:
+            load_plugin_string(f"{name}:X")
+        assert str(refused.value).endswith(ends), str(refused.value)
+        sys.modules.pop(name, None)
