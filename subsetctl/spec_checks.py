@@ -455,6 +455,7 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
     _warn_model_settings(spec, spec_path, warn)
     _warn_max_length_past_trained_positions(spec, spec_path, warn)
     _warn_unreadable_model_files(spec, spec_path, warn)
+    _warn_model_folder_without_weights(spec, spec_path, warn)
     _warn_hub_data(spec, spec_path, warn)
     _warn_dask_missing(spec, warn)
     _warn_packaged_model_unavailable(spec, warn)
@@ -552,6 +553,18 @@ def _warn_unreadable_model_files(spec: Spec, spec_path: Path, warn: _AddIssue) -
     if note is not None:
         what, advice = note
         warn(("model", "source"), f"{what}. {advice}: `plan` and `run` here stop on them.")
+
+
+def _warn_model_folder_without_weights(spec: Spec, spec_path: Path, warn: _AddIssue) -> None:
+    """A local model folder with config.json and tokenizer files but no weights file (or a
+    shard its index names missing): `validate` passed it, and `run` stopped at meta_init
+    after the data stage with transformers' words. A warning, not an error: the weights may
+    still be on their way (a copy in progress)."""
+    from subsetctl.modeling.resolve import model_folder_without_weights_note
+
+    note = model_folder_without_weights_note(spec.model.source, spec_path.parent)
+    if note is not None:
+        warn(("model", "source"), note)
 
 
 def _warn_unread_answer_column(spec: Spec, loc: tuple[Any, ...], loader: Any, warn: _AddIssue) -> None:

@@ -2076,3 +2076,26 @@ def test_a_command_run_above_a_nested_sweep_names_its_projects(tmp_path: Path, m
         result = CliRunner().invoke(main, command)
         said = " ".join(result.output.split())
         assert result.exit_code == 1 and "but lam0.1/seed2, lam0.1/seed10 are projects" in said, (command, said)
+
+
+def test_a_model_folder_without_its_weights_is_warned_of_by_validate(tmp_path: Path) -> None:
+    """A local model folder with config.json and tokenizer files but no weights file (only
+    the config and tokenizer saved; a copy that left the weights behind), or missing a shard
+    its index names, passed `validate`; `run` then stopped at meta_init, after the data stage,
+    with transformers' "no file named model.safetensors". A folder with its weights is quiet."""
+    from tinymodels import save_tiny_llama
+
+    folder = save_tiny_llama(tmp_path / "model")
+    path = _spec_file(tmp_path, {**BASE, "model": {"source": "model"}})
+    assert not [w for w in validate_spec_file(path).warnings if "weights" in w.message]
+    (folder / "model.safetensors").rename(tmp_path / "weights.safetensors")
+    (warning,) = [w for w in validate_spec_file(path).warnings if "weights" in w.message]
+    assert warning.message.startswith(f"The model folder {folder.resolve()} lacks a weights file (one of "
+                                      "model.safetensors, pytorch_model.bin; it holds config.json"), warning.message
+    assert "`run` would stop at meta_init" in warning.message and warning.key == "model.source"
+    (folder / "model.safetensors.index.json").write_text(json.dumps(
+        {"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}))
+    (tmp_path / "weights.safetensors").rename(folder / "model-00001-of-00002.safetensors")
+    (warning,) = [w for w in validate_spec_file(path).warnings if "weights" in w.message]
+    assert "lacks 1 of the weights shards model.safetensors.index.json names (model-00002-of-00002.safetensors)" \
+        in warning.message, warning.message

@@ -545,20 +545,54 @@ def snapshot_lacks(snapshot: Path) -> str | None:
     dangling = [name for name in names if name not in present and (snapshot / name).is_symlink()]
     lacking = [f"{name} (a link to a blob that is not there)" for name in dangling]
     listed = present | set(dangling)
-    if not listed & {*_WEIGHTS_FILES, *_WEIGHTS_INDEXES}:
-        lacking.append(f"a weights file (one of {', '.join(_WEIGHTS_FILES)}; it holds {', '.join(names) or 'nothing'})")
-    for index in listed & set(_WEIGHTS_INDEXES):
-        try:
-            weight_map = json.loads((snapshot / index).read_text(encoding="utf-8")).get("weight_map") or {}
-            shards = sorted({str(f) for f in weight_map.values()} - listed)
-        except (OSError, ValueError, AttributeError, TypeError):
-            continue  # (a dangling index is said above; loading says what is wrong with another)
-        if shards:
-            lacking.append(f"{len(shards)} of the weights shards {index} names ({', '.join(shards[:3])}"
-                           f"{', ...' if len(shards) > 3 else ''})")
+    lacking += _weights_lacking(snapshot, names, listed)
     if not listed & set(TOKENIZER_FILES) and not _tokenizer_needs_no_files(snapshot):
         lacking.append(f"tokenizer files (one of {', '.join(TOKENIZER_FILES)})")
     return "; ".join(lacking) or None
+
+
+def _weights_lacking(folder: Path, names: list[str], listed: set[str]) -> list[str]:
+    """What a model folder ``folder`` (its entries ``names``; ``listed``, those that are files
+    or links) lacks of its weights, in words: "a weights file (one of ...; it holds ...)", or
+    the shards an index names that are not there; [] where ``from_pretrained`` finds them all."""
+    if not listed & {*_WEIGHTS_FILES, *_WEIGHTS_INDEXES}:
+        return [f"a weights file (one of {', '.join(_WEIGHTS_FILES)}; it holds {', '.join(names) or 'nothing'})"]
+    lacking: list[str] = []
+    for index in sorted(listed & set(_WEIGHTS_INDEXES)):
+        try:
+            weight_map = json.loads((folder / index).read_text(encoding="utf-8")).get("weight_map") or {}
+            shards = sorted({str(f) for f in weight_map.values()} - listed)
+        except (OSError, ValueError, AttributeError, TypeError):
+            continue  # (a dangling index is said by the caller; loading says what is wrong with another)
+        if shards:
+            lacking.append(f"{len(shards)} of the weights shards {index} names ({', '.join(shards[:3])}"
+                           f"{', ...' if len(shards) > 3 else ''})")
+    return lacking
+
+
+def model_folder_without_weights_note(source: str, spec_dir: Path | None) -> str | None:
+    """For a ``model.source`` naming a local model folder that holds config.json but lacks
+    its weights (:func:`_weights_lacking`: a folder where only the config and tokenizer were
+    saved, a copy that left the weights behind, a shard missing): what it lacks and what to
+    do, for `validate` to warn of (`run` would stop at meta_init, after the data stage, with
+    transformers' "no file named model.safetensors"); None otherwise, and where the folder
+    cannot be listed (loading says why)."""
+    try:
+        folder = local_model_folder(source, spec_dir)
+    except OSError:
+        return None
+    if folder is None:  # (no folder with config.json: check_model_folder refuses it)
+        return None
+    try:
+        names = sorted(p.name for p in folder.iterdir())
+    except OSError:
+        return None
+    lacking = _weights_lacking(folder, names, {name for name in names if (folder / name).is_file()})
+    if not lacking:
+        return None
+    return (f"The model folder {folder.resolve()} lacks {'; '.join(lacking)}: `run` would stop at meta_init, "
+            "after the data stage, as the model cannot load. Save the weights there too "
+            "(model.save_pretrained(folder)), or copy the folder again whole.")
 
 
 def partly_cached_hub_model(source: str, spec_dir: Path | None,
