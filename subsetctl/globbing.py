@@ -50,6 +50,22 @@ def allowed_folders() -> int:
 #: and were most of the time `/**` took before :data:`FOLDER_LIMIT` stopped it (/sys's links are slow to list)
 SYSTEM_FOLDERS = ("/proc", "/sys", "/dev")
 
+#: the folders inside :data:`SYSTEM_FOLDERS` that do hold data, where a ``**`` walks as anywhere else:
+#: /dev/shm, the shared-memory file system (in RAM) a data set is copied to for fast reading
+DATA_IN_SYSTEM_FOLDERS = ("/dev/shm",)
+
+
+def _in_folder(path: str, folder: str) -> bool:
+    """Whether the real path ``path`` is ``folder`` or inside it."""
+    return path == folder or path.startswith(folder + os.sep)
+
+
+def _walk_refused(real: str) -> bool:
+    """Whether a ``**`` may not start at the real folder ``real``: the top of the disk (``/``, a
+    drive), or a :data:`SYSTEM_FOLDERS` one other than :data:`DATA_IN_SYSTEM_FOLDERS`."""
+    return os.path.dirname(real) == real or (any(_in_folder(real, top) for top in SYSTEM_FOLDERS) and
+                                             not any(_in_folder(real, kept) for kept in DATA_IN_SYSTEM_FOLDERS))
+
 
 class UnwalkablePattern(UserError):
     """A pattern whose ``**`` the walk refuses (:class:`TooManyFolders`, :class:`WalkFromTheTop`)."""
@@ -90,7 +106,7 @@ def glob_without_loops(pattern: str, root_dir: Path, folder_limit: int | None = 
     the paths are too long, matching the same files once per turn, and two such links in
     one folder double the paths at each turn (a hang). Raises :class:`TooManyFolders` past
     ``folder_limit`` folders listed (:func:`allowed_folders`), and :class:`WalkFromTheTop` for a
-    ``**`` that starts at ``/`` or in /proc, /sys or /dev: ``/**/*.jsonl`` walked the whole disk."""
+    ``**`` that starts at ``/`` or in /proc, /sys or /dev (but /dev/shm): ``/**/*.jsonl`` walked the whole disk."""
     parts = Path(pattern).parts
     found: set[str] = set()
     limit = allowed_folders() if folder_limit is None else folder_limit
@@ -131,8 +147,7 @@ def glob_without_loops(pattern: str, root_dir: Path, folder_limit: int | None = 
             walk(parts[0], inside, 1)
         elif parts[i] == "**":  # here and every folder below, each real folder once per path
             real = os.path.realpath(here) if real is None else real
-            if not inside and (os.path.dirname(real) == real or
-                               any(real == top or real.startswith(top + os.sep) for top in SYSTEM_FOLDERS)):
+            if not inside and _walk_refused(real):
                 raise WalkFromTheTop(pattern, real)
             inside = inside | {real}
             walk(rel, inside, i + 1, real)

@@ -1907,6 +1907,28 @@ def test_a_pattern_walking_from_the_top_of_the_disk_or_a_system_folder_is_refuse
         issue.message), issue.message
 
 
+def test_a_pattern_in_dev_shm_walks_as_anywhere_else() -> None:
+    """/dev/shm is the RAM file system a data set is copied to for fast reading, the one folder
+    below /dev that holds data: `files: /dev/shm/pool/**/*.jsonl` was refused as a walk in "a
+    system folder ... which holds no data", which it had matched before; /dev itself still is."""
+    import shutil
+    import tempfile
+
+    from subsetctl import globbing
+
+    if not (os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK)):
+        pytest.skip("no writable /dev/shm here")
+    pool = Path(tempfile.mkdtemp(dir="/dev/shm"))
+    try:
+        (pool / "a").mkdir()
+        (pool / "a" / "x.jsonl").write_text("{}\n")
+        assert globbing.glob_without_loops(f"{pool}/**/*.jsonl", pool) == {f"{pool}/a/x.jsonl"}
+    finally:
+        shutil.rmtree(pool, ignore_errors=True)
+    with pytest.raises(globbing.WalkFromTheTop, match=r"below /dev "):
+        globbing.glob_without_loops("/dev/**/*.jsonl", Path("/"))
+
+
 def test_the_folder_limit_of_a_pattern_is_raised_by_an_environment_variable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
