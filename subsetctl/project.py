@@ -251,8 +251,17 @@ def _size_of(path: Path) -> int:
 
 
 def nearest_existing(folder: Path) -> Path:
-    """``folder``, or the nearest folder above it that exists (where a run would make it)."""
-    return next((p for p in (folder, *folder.parents) if p.exists()), folder)
+    """``folder``, or the nearest folder above it that exists (where a run would make it). A
+    path that cannot be looked at (below a folder this user may not enter: another user's
+    0o700 home, where a shared HF_HOME or SUBSETCTL_CACHE points) counts as not there, so
+    that the folder it is in is told: its PermissionError stopped `doctor` whole, not one check."""
+    for path in (folder, *folder.parents):
+        try:
+            if path.exists():
+                return path
+        except OSError:  # (Path.exists raises it for EACCES, ENAMETOOLONG)
+            continue
+    return folder
 
 
 def free_disk_at(folder: Path) -> tuple[int, Path]:

@@ -299,6 +299,31 @@ def test_doctor_prints_its_checks_as_json_for_scripts(healthy: None, tmp_path: P
     assert result.exit_code == 0 and json.loads(result.stdout)["enclosing_project"] == str(project.resolve())
 
 
+def test_doctor_fails_a_cache_check_below_a_folder_it_may_not_enter(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """SUBSETCTL_CACHE (or HF_HOME) below a folder this user may not enter (another user's
+    0o700 home): Path.exists raised PermissionError looking for the folder to make it in, and
+    `doctor` stopped whole on "Cannot use ...: Permission denied", with no check shown. The
+    folder it may not enter is the one told. (Tests run as root, whom permissions do not stop:
+    Path.exists is made to raise as it does for another user.)"""
+    import errno
+    import os
+
+    locked = tmp_path / "alice"
+    locked.mkdir()
+    real_exists = Path.exists
+
+    def exists(self: Path, *args: object, **kwargs: object) -> bool:
+        if str(self).startswith(f"{locked}{os.sep}"):
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real_exists(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "exists", exists)
+    monkeypatch.setattr(doctor.os, "access", lambda path, mode: str(path) != str(locked))
+    problem = doctor.conversion_cache_problem(locked / "cache" / "models" / "smollm2")
+    assert problem is not None and problem[0] == f"{locked} is not writable", problem
+
+
 def test_doctor_tries_making_a_folder_where_os_access_says_writable(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """os.access says yes for root in /proc or /sys, and on NFS that squashes root, where
