@@ -708,6 +708,22 @@ def path_argument(value: Any, what: str, example: str) -> Path:
     return expand_home(value)
 
 
+def _own_private_group(gid: int) -> bool:
+    """Whether the group ``gid`` is this user's private group, the user-private-group scheme
+    of Debian, Ubuntu and Fedora (``USERGROUPS_ENAB``): the user's primary group, named as the
+    user, listing no other member. Such systems set umask 002 for these users, so every folder
+    they make is writable by that group, which no one else is in: a link to it was refused as
+    "writable by its group". Where the user or group database cannot tell, False."""
+    import grp
+    import pwd
+
+    try:
+        user, group = pwd.getpwuid(os.getuid()), grp.getgrgid(gid)
+    except (KeyError, OSError):
+        return False
+    return gid == user.pw_gid and group.gr_name == user.pw_name and set(group.gr_mem) <= {user.pw_name}
+
+
 @dataclass
 class Project:
     """A project directory holding ``subsetctl.yaml`` and the ``.subsetctl`` state."""
@@ -1474,7 +1490,10 @@ class Project:
         group's; a folder everyone may write, never. On a shared machine such a user could
         otherwise point the run at a folder of theirs (empty, so taken) and, after the check,
         put links in it that the run writes and deletes through, reaching the user's files.
-        (A teammate who may write the project folder may write its state folder anyway.)"""
+        (A teammate who may write the project folder may write its state folder anyway.) A
+        folder writable by the user's own private group (:func:`_own_private_group`: Ubuntu's
+        and Fedora's default, where umask 002 makes every new folder group-writable) is the
+        user's alone."""
         if not hasattr(os, "getuid"):  # (no owners to compare on Windows)
             return
         me, made_by, target, project = os.getuid(), os.lstat(link).st_uid, os.stat(link), self.root.stat()
@@ -1484,7 +1503,8 @@ class Project:
         why = (f"{real} is writable by everyone" if target.st_mode & S_IWOTH else
                f"the link is another user's (uid {made_by})" if made_by != me and not team else
                f"{real} is another user's (uid {target.st_uid})" if target.st_uid != me and not teams else
-               f"{real} is writable by its group" if target.st_mode & S_IWGRP and not teams else None)
+               f"{real} is writable by its group" if target.st_mode & S_IWGRP and not teams
+               and not _own_private_group(target.st_gid) else None)
         if why is not None:
             raise UserError(
                 f"Refusing to run: {link} is a link to {real}, and {why}; a run writes into that folder and deletes "

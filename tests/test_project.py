@@ -8,6 +8,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -509,6 +510,7 @@ def test_a_state_folder_link_someone_else_could_have_planted_is_refused(tmp_path
     (tmp_path / "proj").chmod(0o755)
     project = Project(tmp_path / "proj")
     project.state_dir.symlink_to(theirs, target_is_directory=True)
+    monkeypatch.setattr("subsetctl.project._own_private_group", lambda gid: False)  # (root's group is root's own)
     for mode, said in ((0o777, "theirs is writable by everyone"), (0o775, "theirs is writable by its group")):
         theirs.chmod(mode)
         with pytest.raises(UserError, match=rf"{said}; .*`chmod go-w "), project.lock():
@@ -531,6 +533,37 @@ def test_a_state_folder_link_someone_else_could_have_planted_is_refused(tmp_path
     (tmp_path / "proj").chmod(0o755)
     with project.lock():  # yours, and only yours to write: taken
         pass
+
+
+def test_a_state_folder_link_to_a_folder_of_your_own_private_group_is_taken(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ubuntu, Debian and Fedora give each user a private group of their own name and umask
+    002, so a scratch folder they make is group-writable: a `.subsetctl` link to it was refused
+    as "writable by its group", though no one else is in that group. A group with another
+    member, or not named as the user, is still refused."""
+    import grp
+    import pwd
+
+    from subsetctl.errors import UserError
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    scratch.chmod(0o775)
+    (tmp_path / "proj").mkdir()
+    (tmp_path / "proj").chmod(0o755)
+    project = Project(tmp_path / "proj")
+    project.state_dir.symlink_to(scratch, target_is_directory=True)
+    gid = scratch.stat().st_gid
+    monkeypatch.setattr(pwd, "getpwuid", lambda uid: SimpleNamespace(pw_name="ann", pw_gid=gid))
+    for name, members, taken in (("ann", [], True), ("ann", ["ann"], True), ("ann", ["bob"], False),
+                                 ("staff", [], False)):
+        monkeypatch.setattr(grp, "getgrgid", lambda g, n=name, m=members: SimpleNamespace(gr_name=n, gr_mem=m))
+        if taken:
+            with project.lock():
+                pass
+        else:
+            with pytest.raises(UserError, match="scratch is writable by its group"), project.lock():
+                pass
 
 
 def test_a_state_folder_linked_to_an_empty_folder_or_its_own_results_is_taken(tmp_path: Path) -> None:
