@@ -419,6 +419,9 @@ def _validate_spec_file(path: str | Path, overrides: str | list[str] | None, imp
         with files_read_once():  # (the checks and the warnings look at each small data file several times)
             found = semantic_issues(spec, path, text)
             warnings = spec_warnings(spec, path, text)
+        # the source checks' notes (what they left to the data stage past a total read) among the warnings
+        warnings += [i for i in found if i.note]
+        found = [i for i in found if not i.note]
         report.issues.extend(blame_source_files(found, spec.source_origins, lines, path.parent))
         # (blame_source_files may merge them; the data stage's words kept too: data_stage_words)
         spec._checked_warnings = list(dict.fromkeys(m for w in warnings if not w.note

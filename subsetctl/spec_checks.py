@@ -1086,7 +1086,7 @@ def _warn_label_map_labels(spec: Spec, spec_path: Path, warn: _AddIssue, note: _
     entries = _target_and_sources(spec)
     if not any(source.label_map for _, source in entries):
         return
-    from subsetctl.data.checks import head_label_texts
+    from subsetctl.data.checks import ReadTotal, head_label_texts
     from subsetctl.data.loaders import resolve_path
     from subsetctl.data.prepare import (
         UNMAPPED_LABELS,
@@ -1095,27 +1095,21 @@ def _warn_label_map_labels(spec: Spec, spec_path: Path, warn: _AddIssue, note: _
         unused_keys_warning,
     )
 
-    left = LABEL_MAP_ROWS_TOTAL  # rows still to read, of all the files
-    checked: list[str] = []  # the sources with a label_map whose labels were read
-    not_read: list[tuple[tuple[Any, ...], str]] = []  # (key, name) of those the total left unread
+    total = ReadTotal(LABEL_MAP_ROWS_TOTAL)  # (the sources with a label_map read, and those left unread)
 
     def read(loader: Any, path: tuple[Any, ...], name: str) -> tuple[list[str], int | None] | None:
         """A loader's labels as a prepared split holds them, and the rows read where rows were
         left unread (None where every row was read); None where none are read."""
-        nonlocal left
         if getattr(loader, "type", None) not in ("jsonl", "csv", "parquet") or not getattr(loader, "label_field", None):
             return None
         file = resolve_path(loader.path, spec_path.parent)
         if not file.is_file():
             return None  # (the file checks say so)
-        if left <= 0:
-            not_read.append((path, name))
+        at_most = total.take(path, name, LABEL_MAP_ROWS_READ)
+        if not at_most:
             return None
-        at_most = min(LABEL_MAP_ROWS_READ, left)
         texts, rows = head_label_texts(loader, file, at_most)
-        left -= rows
-        if path != ("target",):
-            checked.append(name)
+        total.spend(rows)
         return texts, at_most if rows >= at_most else None
 
     def mapped(texts: list[str], label_map: dict[str, str | None]) -> list[str]:
@@ -1158,14 +1152,12 @@ def _warn_label_map_labels(spec: Spec, spec_path: Path, warn: _AddIssue, note: _
     for warning in group_label_map_warnings(spec, [warning for _, warning in found_here]):
         g = next((g for head, g in groups.items() if warning.startswith(head)), None)
         warn(where.get(warning, ("source_files", g, "label_map")), warning)
-    if not_read:
-        from subsetctl.plan_reasons import listed_briefly
-
-        note((*not_read[0][0], "label_map"),
-             f"validate checked the label_map of {len(checked)} source(s) against the labels of their files' first "
-             f"rows, {LABEL_MAP_ROWS_TOTAL:,} rows in all, and stopped there: the label_map of {len(not_read)} more "
-             f"({listed_briefly([name for _, name in not_read], 3)}) is checked by the data stage, which warns of a "
-             "key no label is as it reads their rows. A note, not a problem (validate passes).")
+    if total.not_read:
+        note((*total.not_read[0][0], "label_map"),
+             f"validate checked the label_map of {len(total.read)} source(s) against the labels of their files' first "
+             f"rows, {LABEL_MAP_ROWS_TOTAL:,} rows in all, and stopped there: the label_map of {total.left_out()} "
+             "is checked by the data stage, which warns of a key no label is as it reads their rows. A note, not a "
+             "problem (validate passes).")
 
 
 def _note_dataset_dict_split_by_default(spec: Spec, spec_path: Path, note: _AddIssue) -> None:
