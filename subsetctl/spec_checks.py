@@ -29,7 +29,7 @@ from subsetctl.errors import (
     name_too_long_problem,
     shell_arg,
 )
-from subsetctl.spec import SourceSpec, Spec, SpecIssue, format_path, key_lines
+from subsetctl.spec import JsonlLoader, SourceSpec, Spec, SpecIssue, format_path, key_lines
 from subsetctl.user_paths import expand_home
 
 
@@ -1032,12 +1032,18 @@ def _note_max_examples_above_the_rows(spec: Spec, spec_path: Path, note: _AddIss
     can be kept) cuts nothing: every row is kept. Valid, and said once, as a note (``note``
     adds one, printed "note:"; validate and plan exit 0 on it; there is no strict mode that
     warnings fail), in case a cap was meant to apply; the rows are known cheaply only for
-    those files."""
-    from subsetctl.data.checks import rows_in_file
+    those files, and a JSON Lines file's only within what validate reads through in all
+    (:func:`~subsetctl.data.checks.files_read_through`)."""
+    from subsetctl.data.checks import files_read_through, rows_in_file
+    from subsetctl.data.loaders import resolve_path
 
+    read_through = files_read_through(spec, spec_path.parent)[0]
     for path, source in _target_and_sources(spec):
         if source.max_examples is None:
             continue
+        if (isinstance(source.loader, JsonlLoader) and source.loader.where is None
+                and resolve_path(source.loader.path, spec_path.parent) not in read_through):
+            continue  # (its lines counted by the data stage alone: the source checks' note says so)
         counted = rows_in_file(source.loader, spec_path.parent)
         if counted is not None and counted[0] < source.max_examples:
             note((*path, "max_examples"),
@@ -1268,13 +1274,23 @@ def _warn_file_bytes(spec: Spec, spec_path: Path, warn: _AddIssue) -> None:
     sources' own words differed, two warnings for one problem, and a ``where``'s named none); the
     data stage says it of the file then too (:attr:`~subsetctl.data.loaders.common.LoadContext.
     file_shared`), so that a run prints it once, as it begins (:func:`data_stage_words`); the
-    target's, of it alone, as "The target 't'" (:func:`~subsetctl.data.loaders.files.of_the_target`)."""
-    from subsetctl.data.checks import line_ends_notice, lines_not_utf8_notice, stray_cell_notices
-    from subsetctl.data.loaders import of_the_target, text_file_readers
+    target's, of it alone, as "The target 't'" (:func:`~subsetctl.data.loaders.files.of_the_target`).
+    Only the files validate reads through are read (:func:`~subsetctl.data.checks.files_read_through`, up
+    to a total whose note the source checks give): the data stage says these of the others."""
+    from subsetctl.data.checks import (
+        files_read_through,
+        line_ends_notice,
+        lines_not_utf8_notice,
+        stray_cell_notices,
+    )
+    from subsetctl.data.loaders import of_the_target, resolve_path, text_file_readers
 
     entries = _target_and_sources(spec)
+    read_through = files_read_through(spec, spec_path.parent)[0]
     for at in text_file_readers([source.loader for _, source in entries], spec_path.parent).values():
         who = [entries[i] for i in at]
+        if resolve_path(who[0][1].loader.path, spec_path.parent) not in read_through:
+            continue  # (one past the total, or larger than validate reads through)
         (path, source), shared = who[0], len(who) > 1 or getattr(who[0][1].loader, "where", None) is not None
         name = None if shared else source.name
         found = [lines_not_utf8_notice(source.loader, spec_path.parent, name),

@@ -105,6 +105,12 @@ class _Issues:
 #: JSON Lines files up to this size have their lines counted by validate (about 0.1 s)
 LINES_COUNTED_MB = 64
 
+#: of all the JSON Lines and CSV files validate reads through (their lines counted, their bytes checked as
+#: UTF-8 and gzip, :func:`files_read_through`): 2,000 sources' files of 100,000 rows (4.6 MB each) took
+#: 102.6 s to validate, most of it in these reads; past these (a few seconds) the files are left to the data stage
+READ_THROUGH_MB_TOTAL = 256
+
+
 @dataclasses.dataclass
 class ReadTotal:
     """A bound on what one of validate's checks reads of the target's and the sources' files
@@ -112,7 +118,8 @@ class ReadTotal:
     read in the spec's order, the target's first, each up to what is left (:meth:`take`,
     then :meth:`spend`); the sources met once it is spent are not read, kept (``not_read``)
     for a note naming them as left to the data stage, which reads every row anyway. Validate's
-    ``label_map`` and ``model.num_labels`` checks each have one (rows)."""
+    ``label_map`` and ``model.num_labels`` checks (rows) and its reads through JSON Lines and
+    CSV files (bytes, :func:`files_read_through`) each have one."""
 
     total: int
     read: list[str] = dataclasses.field(default_factory=list)  # the sources read (not the target)
@@ -140,6 +147,55 @@ class ReadTotal:
         from subsetctl.plan_reasons import listed_briefly
 
         return f"{len(self.not_read):,} more ({listed_briefly([name for _, name in self.not_read], 3)})"
+
+
+def files_read_through(spec: Spec, base_dir: Path) -> tuple[set[Path], ReadTotal]:
+    """The JSON Lines and CSV files (an ``evals`` loader's too) of the target (its ``test_loader``'s
+    too) and the sources that validate reads through (up to :data:`LINES_COUNTED_MB` each: its line count, its gzip,
+    UTF-8 and CSV quote checks, the data stage's warnings on lines not UTF-8), in the spec's
+    order, the target's first, up to :data:`READ_THROUGH_MB_TOTAL` in all (the file that
+    crosses it read whole; one read by several sources counted once); with the
+    :class:`ReadTotal` naming the sources left past it, whose files only the data stage reads
+    through. From the files' sizes alone: the checks and the warnings agree on it."""
+    total = ReadTotal(int(READ_THROUGH_MB_TOTAL * 2**20))
+    entries = [(("target",), spec.target.name, spec.target.loader)]
+    if spec.target.test_loader is not None:
+        entries.append((("target", "test_loader"), spec.target.name, spec.target.test_loader))
+    entries += [(("sources", i), source.name, source.loader) for i, source in enumerate(spec.sources)]
+    granted: dict[Path, bool] = {}
+    for loc, name, loader in entries:
+        if isinstance(loader, EvalsLoader):  # (its file in the installed package: a JSON Lines file)
+            try:
+                path = evals_file(loader, "")
+            except UserError:  # _check_evals says why
+                continue
+        elif isinstance(loader, (JsonlLoader, CsvLoader)):
+            path = resolve_path(loader.path, base_dir)
+        else:
+            continue
+        if path in granted:  # (another source's file, counted once)
+            if not granted[path]:
+                total.not_read.append((loc, name))
+            continue
+        try:
+            size = path.stat().st_size if path.is_file() else None
+        except OSError:  # (a name too long, unreadable: the file checks say so)
+            continue
+        if size is None or size > LINES_COUNTED_MB * 2**20:
+            continue  # (not read through by validate anyway)
+        granted[path] = total.take(loc, name, size) > 0
+        total.spend(size if granted[path] else 0)
+    return {path for path, read in granted.items() if read}, total
+
+
+#: the files :func:`check_sources` reads through (:func:`files_read_through`) while it runs; None: any
+_files_read_through: set[Path] | None = None
+
+
+def _read_through(path: Path, size: int) -> bool:
+    """Whether validate reads file ``path`` of ``size`` bytes through: one up to
+    :data:`LINES_COUNTED_MB`, within :data:`READ_THROUGH_MB_TOTAL` while :func:`check_sources` runs."""
+    return size <= LINES_COUNTED_MB * 2**20 and (_files_read_through is None or path in _files_read_through)
 
 
 def rows_in_file(loader: Any, base_dir: Path) -> tuple[int, str] | None:
@@ -182,13 +238,14 @@ def rows_in_file(loader: Any, base_dir: Path) -> tuple[int, str] | None:
 
 def _jsonl_read_through(path: Path) -> tuple[int | None, str | None, NotUtf8Lines | str | None]:
     """``(non-blank lines, gzip damage, lines not UTF-8)`` of a JSON Lines file up to
-    :data:`LINES_COUNTED_MB` (all None above it; the last as :func:`_jsonl_not_utf8` says,
+    :data:`LINES_COUNTED_MB` (all None above it, or past :data:`READ_THROUGH_MB_TOTAL` of all the files while
+    :func:`check_sources` runs, :func:`_read_through`; the last as :func:`_jsonl_not_utf8` says,
     looked for only when the read meets such a line), from one read through the file, kept for the rest of a
     :func:`check_sources` call while the file is unchanged: validate's line count and gzip
     check each read a gzip-compressed file through, which for one of 64 MB took about 1 s
     each."""
     stat = path.stat()
-    if stat.st_size > LINES_COUNTED_MB * 2**20:
+    if not _read_through(path, stat.st_size):  # (or past READ_THROUGH_MB_TOTAL: left to the data stage)
         return None, None, None
     return _jsonl_read_through_of(path, stat.st_size, stat.st_mtime_ns)
 
@@ -300,7 +357,7 @@ def _not_utf8_refusal(path: Path, line: int | None = None, delimiter: str | None
     (its rows counted, :func:`_jsonl_not_utf8`), whose first line (its header) not UTF-8 is
     refused too."""
     header = delimiter is not None
-    if path.stat().st_size <= LINES_COUNTED_MB * 2**20:
+    if _read_through(path, path.stat().st_size):
         verdict = _jsonl_not_utf8(path, delimiter)
         if header and isinstance(verdict, NotUtf8Lines) and (refused := verdict.header_error()) is not None:
             return refused.problem  # (a CSV header not UTF-8: refused, as the data stage refuses it)
@@ -328,7 +385,7 @@ def _jsonl_not_utf8(path: Path, delimiter: str | None = None) -> NotUtf8Lines | 
     is refused, as before). ``delimiter``: a CSV file's, whose rows are counted, not its lines
     (:func:`~subsetctl.data.loaders.files.count_csv_rows_not_utf8`)."""
     stat = path.stat()
-    if stat.st_size > LINES_COUNTED_MB * 2**20:
+    if not _read_through(path, stat.st_size):  # (or past READ_THROUGH_MB_TOTAL: left to the data stage)
         return None
     return _jsonl_not_utf8_of(path, stat.st_size, stat.st_mtime_ns, delimiter)
 
@@ -618,7 +675,7 @@ def _gzip_damage(path: Path, from_line_count: bool = False) -> str | None:
     data stage says), or a sound one. ``from_line_count``: a JSON Lines file, which the
     read counting its lines (:func:`_jsonl_read_through`) reads through already."""
     try:
-        if path.stat().st_size > LINES_COUNTED_MB * 2**20:
+        if not _read_through(path, path.stat().st_size):
             return None
         if first_bytes(path, 2) != GZIP_MAGIC:
             return None
@@ -1443,7 +1500,7 @@ def _unclosed_csv_quote(path: Path, delimiter: str) -> str | None:
     finds otherwise wrong (a character after a closing quote, which pandas takes) is left to
     the data stage."""
     try:
-        if path.stat().st_size > LINES_COUNTED_MB * 2**20:
+        if not _read_through(path, path.stat().st_size):
             return None
         quotes = 0
         with open_decompressed(path) as raw:
@@ -1796,6 +1853,9 @@ def _check_sources(spec: Spec, spec_path: Path, text: str | None) -> list[SpecIs
     issues = _Issues(str(spec_path), key_lines(text) if text else {})
     base_dir = spec_path.parent
     kind = spec.model.kind
+    global _files_read_through  # (check_sources sets it back to None)
+    granted, read_through = files_read_through(spec, base_dir)
+    _files_read_through = granted
     failed_plugins: list[str] = []
     if any(isinstance(s.loader, PluginLoader) for s in [spec.target, *spec.sources]) \
             or isinstance(spec.target.test_loader, PluginLoader):
@@ -1828,6 +1888,11 @@ def _check_sources(spec: Spec, spec_path: Path, text: str | None) -> list[SpecIs
         _check_replacement(test_loader.type, ("target", "test_loader"), issues)
         _check_built_in(test_loader, ("target", "test_loader"), base_dir, kind, issues)
     _check_num_labels(spec, [(loc, source) for loc, source, _ in entries], base_dir, issues)
+    if read_through.not_read:
+        issues.note((*read_through.not_read[0][0], "loader", "path"),
+                    f"validate read {len(granted):,} JSON Lines and CSV file(s) through, {READ_THROUGH_MB_TOTAL} MB "
+                    f"in all, and stopped there: the files of {read_through.left_out()} are read through by the data stage alone, which counts their rows "
+                    "and checks their bytes (gzip, UTF-8) as it reads them. A note, not a problem (validate passes).")
     return issues.found
 
 
@@ -1843,11 +1908,13 @@ def check_sources(spec: Spec, spec_path: Path, text: str | None = None) -> list[
     Returns:
         The issues found, keyed like ``sources[3].loader.path``; empty when all is well.
     """
+    global _files_read_through
     _jsonl_read_through_of.cache_clear()  # what files hold is read afresh by each call
     _jsonl_not_utf8_of.cache_clear()
     try:
         return _check_sources(spec, spec_path, text)
     finally:
+        _files_read_through = None
         _jsonl_read_through_of.cache_clear()
         _jsonl_not_utf8_of.cache_clear()
         _label_column.cache_clear()
