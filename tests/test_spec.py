@@ -521,6 +521,23 @@ def test_an_override_list_or_map_in_block_form_with_a_hash_is_kept_whole() -> No
     assert override_value("'a #b'") == "a #b" and override_value("[a, '#b']") == ["a", "#b"]
     assert override_value("|\n  a #b") == "a #b" and override_value("x#1") == "x#1"
 
+def test_a_data_file_given_as_the_spec_is_said_to_be_one(tmp_path: Path) -> None:
+    """`subsetctl validate train.jsonl` said "malformed YAML: expected '<document start>', but
+    found '{'. Fix the syntax and retry.", with no word that a data file is no spec; a JSON
+    list, "not a list"; a Parquet file, its NUL bytes. A spec's own syntax error keeps its advice."""
+    said = "looks like a data file, not a spec: give the spec file (usually subsetctl.yaml) or the project folder"
+    for name, content in (("train.jsonl", b'{"prompt": "a", "response": "b"}\n{"prompt": "c", "response": "d"}\n'),
+                          ("rows.json", b"[1, 2]\n"), ("t.parquet", b"PAR1\x00\x01"), ("t.csv", b"\xff\xfe,x\n")):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(SpecError) as refused:
+            load_spec(tmp_path / name)
+        assert f"{name} {said}" in str(refused.value) and "Fix the syntax" not in str(refused.value), str(refused.value)
+    (tmp_path / "bad.yaml").write_text("target: [unclosed\n", encoding="utf-8")
+    with pytest.raises(SpecError, match="Fix the syntax and retry") as refused:
+        load_spec(tmp_path / "bad.yaml")
+    assert "data file" not in str(refused.value)
+
+
 def test_load_spec_errors(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="no such spec file"):
         load_spec(tmp_path / "missing.yaml")

@@ -111,12 +111,12 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
         from subsetctl.data.loaders import utf16_note  # (the data loaders import subsetctl.spec)
 
         raise SpecFileError(path, f"the spec is not valid UTF-8 (byte {exc.start}{utf16_note(raw_bytes[:2])}). "
-                                  "Save it as UTF-8.", raw_bytes.count(b"\n", 0, exc.start) + 1) from None
+                                  f"{_data_file_note(path) or 'Save it as UTF-8.'}", raw_bytes.count(b"\n", 0, exc.start) + 1) from None
     if "\x00" in text:  # valid UTF-8, which YAML refuses as "unacceptable character #x0000"
         at = text.index("\x00")
         raise SpecFileError(path, f"the spec has NUL bytes (the first at byte {len(text[:at].encode())}), as UTF-16 "
-                                  "text without a byte-order mark has, or a file that is not text. Save it as "
-                                  "UTF-8.", text.count("\n", 0, at) + 1)
+                                  "text without a byte-order mark has, or a file that is not text. "
+                                  f"{_data_file_note(path) or 'Save it as UTF-8.'}", text.count("\n", 0, at) + 1)
     try:
         data = safe_load_limited(text, _UniqueKeyLoader)
     except AliasesExpandTooFarError:
@@ -136,18 +136,35 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
         elif mark is not None:
             opened = getattr(exc, "context_mark", None)
             problem += _parser_advice(problem, mark.line, opened.line if opened is not None else None)
-        raise SpecFileError(path, f"malformed YAML: {problem}. Fix the syntax and retry.",
+        raise SpecFileError(path, f"malformed YAML: {problem}. {_data_file_note(path) or 'Fix the syntax and retry.'}",
                             mark.line + 1 if mark is not None else None) from None
     except (RecursionError, FlowTooDeepError):
         raise SpecFileError(path, "the YAML is nested too deeply to be a spec. Fix the file and retry.") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
+        data_file = _data_file_note(path)
         raise SpecFileError(
             path, "the spec must be a YAML mapping of keys (project, model, target, "
-            f"sources, ...), not a {type(data).__name__}."
+            f"sources, ...), not a {type(data).__name__}.{' ' + data_file if data_file else ''}"
         )
     return data, text
+
+
+#: file name endings of data files, which a spec is not (``validate data.jsonl``)
+_DATA_FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt", ".gz", ".arrow")
+
+
+def _data_file_note(path: Path) -> str:
+    """What to add to the error of a spec file that does not read as a spec when its name
+    ends as a data file's (``subsetctl validate train.jsonl``: "malformed YAML: expected
+    '<document start>', but found '{'", with no word that this is no spec): that the command
+    takes the spec or the project folder, in place of advice on the file's syntax; "" for
+    other names."""
+    if not path.name.lower().endswith(_DATA_FILE_SUFFIXES):
+        return ""
+    return (f"{path.name} looks like a data file, not a spec: give the spec file (usually {SPEC_FILENAME}) or the "
+            "project folder that holds it; a spec names its data files under target.loader and sources.")
 
 
 def _tab_advice(text: str, line: int, column: int) -> str:
