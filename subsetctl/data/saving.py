@@ -56,7 +56,7 @@ def _one_shard_layout(dataset: Dataset) -> tuple[pa.Schema, dict[str, Any], int]
     plain values, or a JSON-unfriendly format)."""
     import pyarrow as pa
     from datasets import DatasetInfo, config
-    from datasets.arrow_writer import ArrowWriter, get_writer_batch_size_from_data_size
+    from datasets.arrow_writer import ArrowWriter
     from datasets.utils.py_utils import asdict, convert_file_size_to_int
 
     features = dataset._info.features  # (the public .features and .info are deep copies)
@@ -69,11 +69,27 @@ def _one_shard_layout(dataset: Dataset) -> tuple[pa.Schema, dict[str, Any], int]
         nbytes = nbytes * len(dataset._indices) // len(dataset.data)
     if int(nbytes / convert_file_size_to_int(config.MAX_SHARD_SIZE)) + 1 != 1 or len(dataset) == 0:
         return None
-    batch_size = config.DEFAULT_MAX_BATCH_SIZE
-    if nbytes > 0:
-        batch_size = min(batch_size, get_writer_batch_size_from_data_size(len(dataset), nbytes))
+    batch_size = _save_to_disk_batch_size(len(dataset), nbytes)
     schema = pa.schema(features.type).with_metadata(ArrowWriter._build_metadata(DatasetInfo(features=features)))
     return schema, asdict(dataset._info), batch_size
+
+
+def _save_to_disk_batch_size(num_rows: int, nbytes: int) -> int:
+    """The record batch size the installed ``datasets`` writes a split of ``num_rows``
+    rows and about ``nbytes`` bytes with in ``save_to_disk``: from 5.2 on, 1,000 rows
+    (``DEFAULT_MAX_BATCH_SIZE``) or fewer where they hold more than its row group size
+    (``get_writer_batch_size_from_data_size``); before 5.2 (pyproject takes 3.0 on, and
+    before 4.1 that function does not exist), 1,000 rows whatever their size."""
+    import datasets
+    from datasets import config
+    from packaging.version import Version  # (a requirement of datasets)
+
+    batch_size = config.DEFAULT_MAX_BATCH_SIZE
+    if nbytes > 0 and Version(datasets.__version__).release >= (5, 2):
+        from datasets.arrow_writer import get_writer_batch_size_from_data_size
+
+        batch_size = min(batch_size, get_writer_batch_size_from_data_size(num_rows, nbytes))
+    return batch_size
 
 
 def _write_stream(path: Path, table: pa.Table, schema: pa.Schema, batch_size: int) -> None:

@@ -460,6 +460,36 @@ def test_a_split_of_large_rows_is_saved_in_save_to_disks_smaller_batches(tmp_pat
     assert pa.ipc.open_stream(pa.memory_map(str(tmp_path / "saved" / DATA_FILE))).read_all().num_rows == 5
 
 
+@pytest.mark.parametrize(("version", "batches"), [("3.0.0", [5]), ("5.1.0", [5]), ("5.2.0", [1] * 5)])
+def test_a_split_of_large_rows_is_saved_as_the_installed_datasets_saves_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: str, batches: list[int]) -> None:
+    """datasets before 5.2 (pyproject takes 3.0 on) writes batches of 1,000 rows in
+    ``save_to_disk`` whatever their size, and before 4.1 has no
+    ``get_writer_batch_size_from_data_size``: the data stage failed there with an internal
+    ImportError, and wrote rows larger than the row group size in other batches than
+    ``save_to_disk`` (here a row group of 100 KB: one 150 KB row a batch from 5.2 on)."""
+    import datasets
+    import datasets.arrow_writer
+    from datasets import config
+
+    from subsetctl.data.loaders import dataset_from_columns
+    from subsetctl.data.saving import DATA_FILE, save_split
+
+    if version >= "5.2" and not hasattr(datasets.arrow_writer, "get_writer_batch_size_from_data_size"):
+        pytest.skip(f"datasets {datasets.__version__} is installed, which has no get_writer_batch_size_from_data_size")
+    monkeypatch.setattr(datasets, "__version__", version)
+    monkeypatch.setattr(config, "MAX_ROW_GROUP_SIZE", "100KB", raising=False)  # (from datasets 4.1 on)
+    if version < "4.1":
+        monkeypatch.delattr(datasets.arrow_writer, "get_writer_batch_size_from_data_size", raising=False)
+    n = 5
+    rows = dataset_from_columns({"source": ["s"] * n, "prompt": ["x" * 150_000] * n, "response": ["1"] * n,
+                                 "label": [-1] * n, "label_text": [""] * n, "metadata": ["{}"] * n,
+                                 "row": list(range(n))})
+    save_split(rows, tmp_path / "saved")
+    stream = pa.ipc.open_stream(pa.memory_map(str(tmp_path / "saved" / DATA_FILE)))
+    assert [batch.num_rows for batch in stream] == batches
+
+
 def test_a_split_save_to_disk_would_shard_or_embed_is_saved_by_it(tmp_path: Path) -> None:
     """Features that are not plain values (an image is embedded by datasets' writer) are
     left to ``save_to_disk``, as is a split it would write in several shards."""
