@@ -47,7 +47,8 @@ def _version(distribution: str) -> str | None:
         return None
 
 
-def source_fingerprint_inputs(source: SourceSpec, spec_dir: Path, whole_files: bool = False) -> dict[str, Any]:
+def source_fingerprint_inputs(source: SourceSpec, spec_dir: Path, whole_files: bool = False,
+                              saved_whole: bool = False) -> dict[str, Any]:
     """What a source's data depends on besides its spec: local data files (size and
     sha256, so editing one makes the data stage stale; modification times are left out
     so that copying a project or touching a file does not) and, for generated or
@@ -62,13 +63,14 @@ def source_fingerprint_inputs(source: SourceSpec, spec_dir: Path, whole_files: b
     split read (:func:`folder_files_read`): editing another configuration's files leaves it
     up to date; a ``save_to_disk`` folder counts its files but not the ``_fingerprint`` that
     each save writes anew (:func:`saved_to_disk_fingerprint`). ``whole_files``: the whole file (or folder) instead, as subsetctl counted it
-    before (to recognise data prepared then)."""
+    before (to recognise data prepared then); ``saved_whole``: a ``save_to_disk`` folder alone
+    whole, the rest as today, as subsetctl counted them just before (:func:`counts_saved_to_disk`)."""
     test_loader = getattr(source, "test_loader", None)
     if test_loader is not None:
-        return {**_loader_inputs(source, spec_dir, whole_files),
+        return {**_loader_inputs(source, spec_dir, whole_files, saved_whole),
                 "test_loader": _loader_inputs(source.model_copy(update={"loader": test_loader}), spec_dir,
-                                              whole_files)}
-    return _loader_inputs(source, spec_dir, whole_files)
+                                              whole_files, saved_whole)}
+    return _loader_inputs(source, spec_dir, whole_files, saved_whole)
 
 
 def counted_otherwise_before(source: SourceSpec, spec_dir: Path) -> bool:
@@ -79,23 +81,37 @@ def counted_otherwise_before(source: SourceSpec, spec_dir: Path) -> bool:
     (:func:`folder_files_read`), not whole, or whose ``save_to_disk`` folder is counted without
     its ``_fingerprint`` (:func:`saved_to_disk_fingerprint`); a ``type: plugin`` loader naming the built-in
     ``huggingface`` (:func:`plugin_fingerprint_inputs`) too."""
+    def folder_counted_otherwise(loader: HuggingFaceLoader) -> bool:
+        folder = resolve_path(loader.path, Path(spec_dir))  # (a save_to_disk folder's data_files are ignored)
+        return is_saved_to_disk(folder) or (not loader.data_files and folder_files_read(loader, folder) is not None)
+
+    return reads_rows_where(source) or any(folder_counted_otherwise(loader) for loader in _folder_loaders(source))
+
+
+def counts_saved_to_disk(source: SourceSpec, spec_dir: Path) -> bool:
+    """Whether ``source`` (its loader, or a target's test_loader; a ``type: plugin`` one naming
+    the built-in ``huggingface`` too) reads a ``save_to_disk`` folder, which subsetctl counted
+    whole until it left its ``_fingerprint`` out (:func:`saved_to_disk_fingerprint`), while it
+    counted the other sources as today (``saved_whole`` of :func:`source_fingerprint_inputs`)."""
+    return any(is_saved_to_disk(resolve_path(loader.path, Path(spec_dir))) for loader in _folder_loaders(source))
+
+
+def _folder_loaders(source: SourceSpec) -> list[HuggingFaceLoader]:
+    """The ``huggingface`` loaders of ``source`` (its loader and a target's test_loader), a
+    ``type: plugin`` one naming the built-in read as its options give it (none where they are
+    not valid: fingerprinted as not valid, as before)."""
     from pydantic import ValidationError
 
     def built_in(loader: Any) -> Any:
         if isinstance(loader, PluginLoader) and loader.name == "huggingface":
             try:
                 return HuggingFaceLoader.model_validate({"type": "huggingface", **loader.options})
-            except ValidationError:  # (fingerprinted as not valid, as before)
+            except ValidationError:
                 return None
         return loader
 
-    def folder_counted_otherwise(loader: HuggingFaceLoader) -> bool:
-        folder = resolve_path(loader.path, Path(spec_dir))  # (a save_to_disk folder's data_files are ignored)
-        return is_saved_to_disk(folder) or (not loader.data_files and folder_files_read(loader, folder) is not None)
-
     loaders = [built_in(loader) for loader in (source.loader, getattr(source, "test_loader", None))]
-    return reads_rows_where(source) or any(
-        isinstance(loader, HuggingFaceLoader) and folder_counted_otherwise(loader) for loader in loaders)
+    return [loader for loader in loaders if isinstance(loader, HuggingFaceLoader)]
 
 
 def folder_files_read(loader: HuggingFaceLoader, folder: Path) -> list[Path] | None:
@@ -162,7 +178,8 @@ def reads_rows_where(source: SourceSpec) -> bool:
                or (isinstance(loader, PluginLoader) and loader.options.get("where") is not None) for loader in loaders)
 
 
-def _loader_inputs(source: SourceSpec, spec_dir: Path, whole_files: bool = False) -> dict[str, Any]:
+def _loader_inputs(source: SourceSpec, spec_dir: Path, whole_files: bool = False,
+                   saved_whole: bool = False) -> dict[str, Any]:
     """:func:`source_fingerprint_inputs` of ``source.loader`` alone."""
     loader = source.loader
     spec_dir = Path(spec_dir)
@@ -178,7 +195,7 @@ def _loader_inputs(source: SourceSpec, spec_dir: Path, whole_files: bool = False
         read = None if whole_files or loader.data_files else folder_files_read(loader, local)
         if read is not None:
             out["path"] = {"files": {f.relative_to(local).as_posix(): file_fingerprint(f, spec_dir) for f in read}}
-        elif not whole_files and is_saved_to_disk(local):
+        elif not (whole_files or saved_whole) and is_saved_to_disk(local):
             out["path"] = saved_to_disk_fingerprint(local, spec_dir)
         elif local.exists():
             out["path"] = tree_fingerprint(local, spec_dir)
@@ -203,7 +220,7 @@ def _loader_inputs(source: SourceSpec, spec_dir: Path, whole_files: bool = False
             pass
         return out
     if isinstance(loader, PluginLoader):
-        return plugin_fingerprint_inputs(source, loader, spec_dir, whole_files)
+        return plugin_fingerprint_inputs(source, loader, spec_dir, whole_files, saved_whole)
     return {}
 
 
@@ -302,14 +319,14 @@ def _listing(path: Path, column: str, loader: Any, spec_dir: Path) -> dict[str, 
 
 
 def plugin_fingerprint_inputs(source: SourceSpec, loader: PluginLoader, spec_dir: Path,
-                              whole_files: bool = False) -> dict[str, Any]:
+                              whole_files: bool = False, saved_whole: bool = False) -> dict[str, Any]:
     """What a plugin loader's data depends on, as far as it can be known without running it.
 
     The loader's ``name`` and ``options`` are in the spec, so changing them already makes
     the data stage stale. Besides them:
 
     - a plugin that names a built-in loader (``name: jsonl``) with valid options gets
-      that loader's inputs (its file, package version, ...; ``whole_files``: see
+      that loader's inputs (its file, package version, ...; ``whole_files``, ``saved_whole``: see
       :func:`source_fingerprint_inputs`);
     - otherwise, ``code``: the sha256 of the source file of the module that defines the
       registered loader function (``inspect.getsourcefile``), so editing the plugin makes
@@ -335,7 +352,8 @@ def plugin_fingerprint_inputs(source: SourceSpec, loader: PluginLoader, spec_dir
             options = model.model_validate({"type": loader.name, **loader.options})
         except ValidationError:  # the data stage says why
             return {"builtin": loader.name, "valid": False}
-        return {"builtin": _loader_inputs(source.model_copy(update={"loader": options}), spec_dir, whole_files)}
+        return {"builtin": _loader_inputs(source.model_copy(update={"loader": options}), spec_dir, whole_files,
+                                          saved_whole)}
     # with an installed one's version; None when not registered (yet: validate and the data stage report it),
     # but a stand-in for a plugin not imported (plan --no-plugins: it says it cannot tell)
     out: dict[str, Any] = {"code": LOADERS.code_fingerprint(loader.name, spec_dir)}

@@ -105,14 +105,27 @@ class DataStage(Stage):
         rows alone, and each reading a local dataset folder counting the whole folder, as
         it did before it counted the files of the configuration and split read
         (:func:`~subsetctl.data.fingerprint.counted_otherwise_before`): a data stage run then
-        stays up to date while the files are as they were."""
-        from subsetctl.data.fingerprint import counted_otherwise_before, source_fingerprint_inputs
+        stays up to date while the files are as they were. Also, where a source reads a
+        ``save_to_disk`` folder beside those, each such folder alone counted whole, the rest as
+        today, as subsetctl counted them just before it left the folder's ``_fingerprint`` out
+        (:func:`~subsetctl.data.fingerprint.counts_saved_to_disk`): the first alone left such a
+        project's data stage stale ("input files changed") after the upgrade."""
+        from subsetctl.data.fingerprint import (
+            counted_otherwise_before,
+            counts_saved_to_disk,
+            source_fingerprint_inputs,
+        )
 
         counted = [s for s in [spec.target, *spec.sources] if counted_otherwise_before(s, project.root)]
         if not counted:
             return []
-        return [{**self.extra_inputs(spec, project),
-                 **{s.name: source_fingerprint_inputs(s, project.root, whole_files=True) for s in counted}}]
+        today = self.extra_inputs(spec, project)
+        earlier = [{**today, **{s.name: source_fingerprint_inputs(s, project.root, whole_files=True) for s in counted}}]
+        saved = [s for s in counted if counts_saved_to_disk(s, project.root)]
+        if saved and len(saved) < len(counted):  # (else the same as the first)
+            earlier.append({**today, **{s.name: source_fingerprint_inputs(s, project.root, saved_whole=True)
+                                        for s in saved}})
+        return earlier
 
     def output_parts(self, outputs: dict[str, str], summary: dict[str, Any]) -> dict[str, Any]:
         """The ``train`` part, which every stage but evaluate reads (:data:`~subsetctl.stages.common.TRAIN_SIDE`):

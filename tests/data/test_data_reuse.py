@@ -556,3 +556,27 @@ def test_a_save_to_disk_source_prepared_while_its_fingerprint_counted_is_reused(
     prepared_calls.clear()
     run_project(tmp_path, until="data", reporter=SilentReporter())
     assert prepared_calls == ["t"]
+
+
+def test_a_data_stage_that_counted_a_save_to_disk_folder_whole_beside_a_where_stays_up_to_date(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A project whose data stage ran while a save_to_disk folder counted whole but a ``where``
+    source counted its task's rows (the subsetctl just before) stays up to date: the only
+    earlier inputs tried counted both whole, and plan said "input files changed: s"."""
+    import yaml
+
+    from subsetctl.api import plan_project, run_project
+    from subsetctl.data import fingerprint
+    from subsetctl.reporter import SilentReporter
+
+    _saved_to_disk_project(tmp_path)
+    write_jsonl(tmp_path / "w.jsonl", [{**row, "task": task} for task in ("x", "y") for row in qa_rows(4, task)])
+    spec = yaml.safe_load((tmp_path / "subsetctl.yaml").read_text())
+    spec["sources"].append({"name": "w", "loader": {"type": "jsonl", "path": "w.jsonl", "where": {"task": "x"}}})
+    (tmp_path / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    with monkeypatch.context() as patched:  # (a save_to_disk folder not told apart: counted whole, as then)
+        patched.setattr(fingerprint, "is_saved_to_disk", lambda folder: False)
+        run_project(tmp_path, until="data", reporter=SilentReporter())
+    recorded = json.loads((tmp_path / ".subsetctl" / "data" / "manifest.json").read_text())["inputs"]["extra"]
+    assert "sha256" in recorded["s"]["path"]["files"]["state.json"] and "rows" in recorded["w"]
+    assert not {s.name: s for s in plan_project(tmp_path)[2]}["data"].will_run
