@@ -995,13 +995,19 @@ def _warn_split_of_one(spec: Spec, warn: _AddIssue) -> None:
 #: any comment line: ``# yaml-language-server: $schema=subsetctl.schema.json`` (what `init` writes)
 _SCHEMA_MODELINE = re.compile(r"^#\s+yaml-language-server\s*:.*?\$schema=(\S+)")
 
+#: the largest file that line may name that is read to compare with this version's schema (which is
+#: about 100 kB): a larger one is no copy of it
+_SCHEMA_BYTES_AT_MOST = 16 * 1024 * 1024
+
 
 def _note_editor_schema_of_another_version(spec_path: Path, text: str) -> list[SpecIssue]:
     """A note where the spec's modeline points editors at a local copy of subsetctl's schema
     that is not this version's: `init` writes the schema beside the spec, and after an upgrade
     editors go on checking the spec against the old one, flagging keys this version takes
     (or passing ones it refuses) with nothing to say why. A schema that is not subsetctl's,
-    a URL or a file that cannot be read is left alone."""
+    a URL or a file that cannot be read is left alone, and so is what is no regular file or
+    is larger than :data:`_SCHEMA_BYTES_AT_MOST` (``$schema=/dev/zero``, or a FIFO, a link to
+    one, which validate, plan and run read without end or waited on)."""
     from subsetctl.spec import json_schema
 
     for number, line in enumerate(text.splitlines(), 1):
@@ -1013,8 +1019,10 @@ def _note_editor_schema_of_another_version(spec_path: Path, text: str) -> list[S
             return []
         path = spec_path.parent / expand_home(named)
         try:
+            if not path.is_file() or path.stat().st_size > _SCHEMA_BYTES_AT_MOST:
+                return []
             schema = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):  # (RecursionError: arrays nested past Python's depth)
             return []
         if not isinstance(schema, dict) or schema.get("title") != "subsetctl spec" or schema == json_schema():
             return []

@@ -71,6 +71,30 @@ def test_validate_notes_a_schema_beside_the_spec_that_is_another_versions(tmp_pa
         assert "note:" not in invoke("validate", str(spec)).output, other
 
 
+def test_validate_reads_no_device_or_fifo_a_schema_line_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A spec's yaml-language-server line naming /dev/zero (or a FIFO, or a link to one) had
+    validate, plan and run read it without end (or wait on it) to compare it with this
+    version's schema; such a file, no regular one, is left alone, and so is a deeply nested one."""
+    assert invoke("init", str(tmp_path / "demo"), "--template", "minimal").exit_code == 0
+    spec = tmp_path / "demo" / "subsetctl.yaml"
+    os.mkfifo(tmp_path / "fifo")
+    real = Path.read_text
+
+    def read_text(self: Path, *args: object, **kwargs: object) -> str:
+        assert self.resolve() != Path("/dev/zero") and self.name != "fifo", f"read {self}"
+        return real(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "read_text", read_text)
+    for named in ("/dev/zero", str(tmp_path / "fifo")):
+        spec.write_text(f"# yaml-language-server: $schema={named}\n" + spec.read_text().split("\n", 1)[1])
+        result = invoke("validate", str(spec))
+        assert result.exit_code == 0 and "note:" not in result.output, (named, result.output)
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    spec.write_text(f"# yaml-language-server: $schema={tmp_path / 'deep.json'}\n" + spec.read_text().split("\n", 1)[1])
+    result = invoke("validate", str(spec))
+    assert result.exit_code == 0 and "note:" not in result.output, result.output
+
+
 def test_init_where_no_folder_can_be_made_is_a_user_error(tmp_path: Path) -> None:
     """A path under a file (or /proc) was an internal error or advice about finished stages."""
     (tmp_path / "afile").write_text("x")
