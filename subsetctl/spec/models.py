@@ -180,9 +180,14 @@ class ProjectSpec(StrictModel):
     def _true_false_or_a_count(cls, value: Any) -> Any:
         """One clear problem for a value that is neither a boolean nor a count (pydantic
         named one per member of the union, "keep_previous.bool: Input should be a valid
-        boolean" for -1); a count written as text ("1") is that count, not true."""
+        boolean" for -1); a count written as text ("1") is that count, not true. A boolean
+        written as text (``"yes"``, ``"off"``: :data:`QUOTED_BOOLEAN_PATTERN`) is that boolean, as
+        every other boolean key takes it and the JSON schema does: an editor's YAML 1.2 reads
+        ``keep_previous: yes`` as that text, so the schema cannot refuse it."""
         if isinstance(value, str) and re.fullmatch(r"\s*[0-9]+\s*", value):
             value = int(value)
+        elif isinstance(value, str) and re.fullmatch(QUOTED_BOOLEAN_PATTERN, value):
+            value = value.lower() in ("t", "true", "y", "yes", "on")
         if isinstance(value, bool) or (isinstance(value, int) and 0 <= value <= 100):
             return value
         raise ValueError(f"keep_previous must be true, false or how many earlier result sets each stage keeps, "
