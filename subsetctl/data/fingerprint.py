@@ -442,7 +442,7 @@ def source_context(spec: Spec, source: SourceSpec, spec_dir: Path, file_shared: 
 
 
 def source_key(spec: Spec, source: SourceSpec, spec_dir: Path, before_plugins_left_out: bool = False,
-               label_field_counted: bool = False, whole_files: bool = False) -> str:
+               label_field_counted: bool = False, whole_files: bool = False, saved_whole: bool = False) -> str:
     """What one source's prepared splits follow from: its spec (loader, split, limits,
     corruption), whether it is the target, the seed and model kind, its input files or
     generating package, with a plugin loader's code
@@ -456,7 +456,8 @@ def source_key(spec: Spec, source: SourceSpec, spec_dir: Path, before_plugins_le
     Nor a ``loader.label_field`` a causal LM's loaders do not read
     (:func:`~subsetctl.data.fingerprint.source_dump`); keys written while it counted
     (``label_field_counted``) are accepted too. Nor, for a file loader's ``where``, the
-    file's other rows; keys written while they counted (``whole_files``) are accepted."""
+    file's other rows; keys written while they counted (``whole_files``; ``saved_whole``: a
+    ``save_to_disk`` folder's ``_fingerprint`` alone) are accepted."""
     from subsetctl import RESULTS_VERSION
     from subsetctl.project import fingerprint
     from subsetctl.registry import LOADERS
@@ -469,7 +470,7 @@ def source_key(spec: Spec, source: SourceSpec, spec_dir: Path, before_plugins_le
         "target": source.name == spec.target.name,
         "seed": source_context(spec, source, spec_dir).seed,
         "kind": spec.model.kind,
-        "inputs": source_fingerprint_inputs(source, spec_dir, whole_files=whole_files),
+        "inputs": source_fingerprint_inputs(source, spec_dir, whole_files=whole_files, saved_whole=saved_whole),
         **({"plugins": spec.plugins} if before_plugins_left_out else {}),
         "version": RESULTS_VERSION,
     })
@@ -486,6 +487,9 @@ def reuse_keys(spec: Spec, source: SourceSpec, spec_dir: Path) -> list[tuple[str
         keys += (source_key(spec, source, spec_dir, label_field_counted=True),)
     if counted_otherwise_before(source, spec_dir):  # also data prepared while the whole file (folder) counted
         keys += (source_key(spec, source, spec_dir, whole_files=True),)
+        if getattr(source, "test_loader", None) is not None and counts_saved_to_disk(source, spec_dir):
+            # (a target's save_to_disk folder counted whole beside a test_loader counted as today: just before)
+            keys += (source_key(spec, source, spec_dir, saved_whole=True),)
     return [keys, (source_key(spec, source, spec_dir, before_plugins_left_out=True),)]
 
 

@@ -95,6 +95,7 @@ def run_data_as_counted_before(project: Path, monkeypatch: Any) -> dict[str, Any
     real = fingerprint.source_fingerprint_inputs
     with monkeypatch.context() as patched:
         patched.setattr(fingerprint, "source_fingerprint_inputs",
-                        lambda source, spec_dir, whole_files=False: real(source, spec_dir, whole_files=True))
+                        lambda source, spec_dir, whole_files=False, saved_whole=False: real(source, spec_dir,
+                                                                                            whole_files=True))
         run_project(project, until="data", reporter=SilentReporter())
     return json.loads((project / ".subsetctl" / "data" / "manifest.json").read_text())["inputs"]["extra"]

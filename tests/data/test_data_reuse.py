@@ -580,3 +580,33 @@ def test_a_data_stage_that_counted_a_save_to_disk_folder_whole_beside_a_where_st
     recorded = json.loads((tmp_path / ".subsetctl" / "data" / "manifest.json").read_text())["inputs"]["extra"]
     assert "sha256" in recorded["s"]["path"]["files"]["state.json"] and "rows" in recorded["w"]
     assert not {s.name: s for s in plan_project(tmp_path)[2]}["data"].will_run
+
+
+def test_a_targets_save_to_disk_folder_counted_whole_beside_a_where_test_loader_is_reused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prepared_calls: list[str]) -> None:
+    """The same for one source, the target: its save_to_disk folder counted whole and its
+    test_loader's ``where`` by its task's rows (the subsetctl just before). Neither today's
+    key nor the one counting both whole was that, so it was prepared again."""
+    import datasets
+    import yaml
+
+    from subsetctl.api import plan_project, run_project
+    from subsetctl.data import fingerprint
+    from subsetctl.reporter import SilentReporter
+
+    _saved_to_disk_project(tmp_path)
+    datasets.Dataset.from_list(qa_rows(8, "t")).save_to_disk(str(tmp_path / "tsaved"))
+    write_jsonl(tmp_path / "w.jsonl", [{**row, "task": task} for task in ("x", "y") for row in qa_rows(4, task)])
+    spec = yaml.safe_load((tmp_path / "subsetctl.yaml").read_text())
+    spec["target"] = {"name": "t", "loader": {"type": "huggingface", "path": "./tsaved"},
+                      "split": {"train": 4, "validation": 2},
+                      "test_loader": {"type": "jsonl", "path": "w.jsonl", "where": {"task": "x"}}}
+    (tmp_path / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    with monkeypatch.context() as patched:  # (a save_to_disk folder not told apart: counted whole, as then)
+        patched.setattr(fingerprint, "is_saved_to_disk", lambda folder: False)
+        run_project(tmp_path, until="data", reporter=SilentReporter())
+    assert not {s.name: s for s in plan_project(tmp_path)[2]}["data"].will_run
+    write_jsonl(tmp_path / "j.jsonl", qa_rows(7, "j"))
+    prepared_calls.clear()
+    run_project(tmp_path, until="data", reporter=SilentReporter())
+    assert prepared_calls == ["j"]
