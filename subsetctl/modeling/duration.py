@@ -28,11 +28,12 @@ The CPU this process runs on scales it (:class:`Cpu`): the threads torch compute
 cores this process may use, fewer where ``OMP_NUM_THREADS`` or torch says so) each at half
 the calibrated rate; where other processes keep the cores busy (the 1-minute load average
 above the cores the threads leave), each thread's fair share of them slows every part, and
-torch's threads spinning as they wait slow its arithmetic :data:`SPINNING_SLOWDOWN` times
-more: the quickstart's meta-init took 7 times its free time with another process busy on its
-2 cores, 2.6 times with ``OMP_WAIT_POLICY=PASSIVE`` (README's Measured), and its steps 23 to
-46 times with the load average at 11 (its second step took 30 to 61 s, 1.3 s free; 2026-12-05,
-the run stopped there), while the tiny model's fixed times grew less (2 to 6 times).
+torch's threads spinning as they wait (two or more: one waits for none) slow its arithmetic
+:data:`SPINNING_SLOWDOWN` times more: the quickstart's meta-init took 7 times its free time
+with another process busy on its 2 cores, 2.6 times with ``OMP_WAIT_POLICY=PASSIVE``
+(README's Measured), and its steps 23 to 46 times with the load average at 11 (its second
+step took 30 to 61 s, 1.3 s free; 2026-12-05, the run stopped there), while the tiny model's
+fixed times grew less (2 to 6 times).
 
 What it assumes, which ``plan`` says: every row fills ``model.max_length`` (shorter rows
 take less: batches are padded to their longest row), a CPU like the calibrated one (a GPU
@@ -110,9 +111,11 @@ class Cpu:
 
     @property
     def spinning(self) -> bool:
-        """Whether torch's threads spin on busy cores: not ``passive``, and the load takes a
-        core's worth or more of those the threads need."""
-        return not self.passive and self.threads + (self.load or 0.0) >= self.cores + 1
+        """Whether torch's threads spin on busy cores: two threads or more (one thread has no
+        others to wait for: ``OMP_NUM_THREADS=1`` spins never), not ``passive``, and the load
+        takes a core's worth or more of those the threads need."""
+        return (self.threads > 1 and not self.passive
+                and self.threads + (self.load or 0.0) >= self.cores + 1)
 
     @property
     def rate(self) -> float:

@@ -72,6 +72,19 @@ def test_the_rough_time_counts_the_cores_this_process_may_use_and_the_load(monke
     assert abs(rough_seconds("meta_init", spec, SMOLLM2_PARAMS, cpu=Cpu(8, 8, 0.0, False)) - (free - 0.75 * work)) < 1
 
 
+
+def test_one_thread_on_busy_cores_is_not_slowed_for_spinning() -> None:
+    """torch's threads spin as they wait for each other: one thread (``OMP_NUM_THREADS=1``,
+    a one-core allocation) has none to wait for, yet the rough time slowed its arithmetic
+    4.5 times more on busy cores and told the user OMP_WAIT_POLICY=PASSIVE would stop that."""
+    spec = _quickstart()
+    for one in (Cpu(1, 2, 2.0, False), Cpu(1, 1, 1.0, False)):
+        assert not one.spinning and "OMP_WAIT_POLICY" not in one.text()
+        passive = Cpu(one.threads, one.cores, one.load, True)
+        assert (rough_seconds("meta_init", spec, SMOLLM2_PARAMS, cpu=one)
+                == rough_seconds("meta_init", spec, SMOLLM2_PARAMS, cpu=passive))
+    assert Cpu(2, 2, 1.0, False).spinning  # (two threads, one other process: the measured 7 times)
+
 def test_plan_gives_a_training_stage_never_run_a_rough_time(tiny_project: Path) -> None:
     """plan said a stage's time only from its last run: before a first run, nothing, though
     meta-init and the fine-tunes can take hours. It gives a rough time, saying it is rough
