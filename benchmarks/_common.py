@@ -75,6 +75,16 @@ def old_against_new_arguments(description: str | None, sources: int, rows: int) 
     return parser.parse_args()
 
 
+def without_rough_times(text: str) -> str:
+    """``plan``'s output without its rough times before a stage's first run ("; about 40 s, a
+    rough guess ... a GPU far less"): they follow the load of the moment and differ between
+    subsetctl versions, so an old-against-new comparison of what plan says leaves them out."""
+    import re
+
+    return re.sub(r"; about [^;]*, a rough guess before its first run: .*?; shorter rows take less, a GPU far less",
+                  "", text)
+
+
 @contextlib.contextmanager
 def old_worktree(revision: str) -> Iterator[Path]:
     """The code of ``revision`` checked out in a temporary git worktree (removed after): the

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import yaml
-from _common import ROOT, fresh_work_dir, old_against_new_arguments, old_worktree, revision_before
+from _common import ROOT, fresh_work_dir, old_against_new_arguments, old_worktree, revision_before, without_rough_times
 
 sys.path.insert(0, str(ROOT / "tests"))  # tinymodels: the tiny random Llama the tests use
 
@@ -109,6 +109,7 @@ def main() -> None:
                     wall, cpu, said[way] = _subsetctl(code, command, str(project))
                     kept = best[way].setdefault(command, [wall, cpu])
                     best[way][command] = [min(wall, kept[0]), min(cpu, kept[1])]
+                said = {way: without_rough_times(text) for way, text in said.items()}
                 assert said["old"] == said["new"], f"`{command}` says otherwise:\n{said['old']}\n---\n{said['new']}"
     print(json.dumps({
         "sources": args.sources, "rows_per_source": args.rows, "repeats": args.repeats, "old": old,

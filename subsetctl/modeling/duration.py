@@ -126,17 +126,18 @@ class Cpu:
                 / (SPINNING_SLOWDOWN if self.spinning else 1))
 
     def text(self) -> str:
-        """What the rough time assumed of this CPU, in words, for ``plan``."""
-        cores = f"{self.cores} core{'s' if self.cores != 1 else ''}"
-        rate = (f"{self.threads} CPU thread{'s' if self.threads != 1 else ''} of the {cores} this process may use, "
-                f"at the rate calibrated on {CALIBRATED_CORES} free cores")
+        """What the rough time assumed of this CPU, in words, for ``plan``: short, as plan
+        says it for each stage not run yet ("2 CPU threads on 2 cores, busy now (load average
+        11.0: 29 times slower; OMP_WAIT_POLICY=PASSIVE would make it less)")."""
+        threads = f"{self.threads} CPU thread{'s' if self.threads != 1 else ''}"
+        on = f"{threads} on {self.cores} core{'s' if self.cores != 1 else ''}"
         if self.load is None:
-            return f"{rate}, the cores free (the load is not known; busy cores take several times more)"
+            return f"{on}, free (the load is not known; busy cores take several times longer)"
         if self.share == 1:
-            return f"{rate}, the cores free now (load average {self.load:.1f})"
-        busy = f"{rate}, the cores busy now (load average {self.load:.1f}): {self.share:.1f} times slower, the threads' share"
-        return (f"{busy}, and the arithmetic {SPINNING_SLOWDOWN:g} times more again, torch's threads spinning as they "
-                "wait (OMP_WAIT_POLICY=PASSIVE stops that)" if self.spinning else busy)
+            return f"{on}, the cores free now (load average {self.load:.1f})"
+        slower = self.share * (SPINNING_SLOWDOWN if self.spinning else 1)
+        passive = "; OMP_WAIT_POLICY=PASSIVE would make it less" if self.spinning else ""
+        return f"{on}, busy now (load average {self.load:.1f}: {slower:.0f} times slower{passive})"
 
 
 def this_cpu() -> Cpu:
@@ -218,4 +219,4 @@ def rough_time(stage: str, spec: Any, spec_dir: Path, rows: int | None = None) -
     counted = (f", the {rows:,} {'test rows' if stage == 'evaluate' else 'rows'} the data stage prepared last"
                if stage in ROW_STAGES else "")
     return seconds, (f"a rough guess before its first run: it assumes rows filling model.max_length{counted}, "
-                     f"and {cpu.text()}; shorter rows take less, a GPU far less")
+                     f"{cpu.text()}; shorter rows take less, a GPU far less")

@@ -96,7 +96,7 @@ def test_plan_gives_a_training_stage_never_run_a_rough_time(tiny_project: Path) 
     for stage in ("meta_init", "finetune"):
         assert by_stage[stage]["last_seconds"] is None and by_stage[stage]["rough_seconds"] > 0
         assert by_stage[stage]["rough"].startswith("a rough guess before its first run: it assumes rows filling "
-                                                   "model.max_length, and ")
+                                                   "model.max_length, ")
         assert "CPU thread" in by_stage[stage]["rough"] and "load average" in by_stage[stage]["rough"]
     # the stages of the data's rows, before the data stage prepared them: not estimated
     assert by_stage["gradients"]["rough_seconds"] is None and by_stage["evaluate"]["rough_seconds"] is None
@@ -112,5 +112,5 @@ def test_plan_gives_gradients_and_evaluate_a_rough_time_once_the_data_stage_prep
     run_project(tiny_project, until="data")
     by_stage = {s.name: s.to_dict() for s in plan_project(tiny_project)[2]}
     assert by_stage["gradients"]["rough_seconds"] > 0 and by_stage["evaluate"]["rough_seconds"] > 0
-    assert ", the 45 rows the data stage prepared last, and " in by_stage["gradients"]["rough"]
-    assert ", the 5 test rows the data stage prepared last, and " in by_stage["evaluate"]["rough"]
+    assert ", the 45 rows the data stage prepared last, " in by_stage["gradients"]["rough"]
+    assert ", the 5 test rows the data stage prepared last, " in by_stage["evaluate"]["rough"]
