@@ -26,7 +26,14 @@ import time
 from pathlib import Path
 
 import yaml
-from _common import ROOT, fresh_work_dir, old_against_new_arguments, old_worktree, revision_before, without_rough_times
+from _common import (
+    ROOT,
+    fresh_work_dir,
+    old_against_new_arguments,
+    old_worktree,
+    revision_before,
+    without_rough_times,
+)
 
 sys.path.insert(0, str(ROOT / "tests"))  # tinymodels: the tiny random Llama the tests use
 
