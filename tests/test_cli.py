@@ -1131,11 +1131,12 @@ def test_a_reader_that_stops_early_cuts_the_output_not_the_command(tiny_project_
     assert invalid.returncode == 1  # its own exit code, not one for the pipe
 
 
-def test_a_reader_of_stderr_that_stops_early_cuts_the_output_not_the_run(tiny_project: Path) -> None:
+def test_a_reader_of_stderr_that_stops_early_cuts_the_output_not_the_run(tiny_project_ran) -> None:
     """`subsetctl run DIR 2>&1 | head`: the run's first notice on stderr met the broken pipe,
     rich exited 1 there and the stage was left unfinished."""
     from subsetctl.api import plan_project
 
+    tiny_project = tiny_project_ran("data")  # a copy: meta_init's first line on stderr meets the pipe
     ran = _cli_with_reader_gone("run", str(tiny_project), "--until", "meta_init", stderr_too=True)
     assert ran.returncode == 0
     assert all(s.state == "up to date" for s in plan_project(tiny_project, until="meta_init")[2]
@@ -1145,12 +1146,13 @@ def test_a_reader_of_stderr_that_stops_early_cuts_the_output_not_the_run(tiny_pr
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (a device that is always full)")
-def test_a_log_whose_disk_is_full_loses_the_output_not_the_run(tiny_project: Path) -> None:
+def test_a_log_whose_disk_is_full_loses_the_output_not_the_run(tiny_project_ran) -> None:
     """`subsetctl run DIR 2> run.log` with the log's disk full (a home quota used up, the project
     on another disk): the run's first progress line stopped it there, exit 1, and the error said
     nowhere; with stdout's disk full, `schema > f` was told to free the project's caches."""
     from subsetctl.api import plan_project
 
+    tiny_project = tiny_project_ran("data")  # a copy: meta_init's first progress line meets the full disk
     command = "import sys; from subsetctl.cli import main; sys.argv[0] = 'subsetctl'; main()"
     with open("/dev/full", "w") as full:
         ran = subprocess.run([sys.executable, "-c", command, "run", str(tiny_project), "--until", "meta_init"],
@@ -1272,7 +1274,7 @@ def test_python_dash_m_subsetctl_imports_no_module_of_the_current_folder_unasked
     assert marker.exists() and "could not be imported" not in asked.stdout + asked.stderr, asked.stdout
 
 
-def test_a_command_started_with_stdout_or_stderr_closed_runs_as_usual(tiny_project: Path) -> None:
+def test_a_command_started_with_stdout_or_stderr_closed_runs_as_usual(tiny_project_ran) -> None:
     """`subsetctl report DIR >&-` was "internal error: AttributeError: 'NoneType' object has
     no attribute 'write'" and exit 120: Python gives a closed stream as None, which rich and
     click write nowhere, but the guard for a reader that leaves wrapped it. Then it exited 0,
@@ -1284,7 +1286,7 @@ def test_a_command_started_with_stdout_or_stderr_closed_runs_as_usual(tiny_proje
         return subprocess.run([sys.executable, "-c", command, *args], check=False, capture_output=True, text=True,
                               preexec_fn=lambda: os.close(fd), timeout=600)
 
-    assert invoke("run", str(tiny_project), "--until", "data", "-q").exit_code == 0
+    tiny_project = tiny_project_ran("data")  # a copy: the report to print, meta_init still to run
     for args in (["report", str(tiny_project)], ["schema"], ["plan", str(tiny_project), "--format", "json"]):
         done = started_with_closed(1, *args)
         assert done.returncode == 1 and done.stderr.startswith("error: stdout is closed (the command was started "
