@@ -171,14 +171,23 @@ def test_a_damaged_adapter_that_reaches_a_loader_is_a_user_error(project: Path) 
         adapter_fingerprint(adapter.parent)
 
 
+@pytest.fixture(scope="module")
+def data_prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project of :func:`relfixtures.data_spec` after `subsetctl run --until data`, once for
+    the module (copied by each test: a copy is up to date, its files being the same)."""
+    project = rf.make_project(tmp_path_factory.mktemp("data-prepared") / "p", rf.data_spec())
+    assert rf.run_cli(project, "run", str(project), "--until", "data", "-q").returncode == 0
+    return project
+
+
 @pytest.mark.parametrize("damage", ["truncate", "flip", "state"])
-def test_a_damaged_source_of_a_data_stage_stopped_partway_is_prepared_again(tmp_path: Path, damage: str) -> None:
+def test_a_damaged_source_of_a_data_stage_stopped_partway_is_prepared_again(tmp_path: Path, data_prepared: Path,
+                                                                             damage: str) -> None:
     """A prepared source of a data stage that had not committed (stopped partway: no
     manifest, so no checksums) was reused unchecked: a truncated Arrow file or state.json
     stopped every later `run` with an internal error, and an altered byte could crash it
     (SIGSEGV in pyarrow) or be read as data."""
-    project = rf.make_project(tmp_path / "p", rf.data_spec())
-    assert rf.run_cli(project, "run", str(project), "--until", "data", "-q").returncode == 0
+    project = shutil.copytree(data_prepared, tmp_path / "p")
     data = project / rf.STATE / "data"
     arrow = next((data / "a" / "train").glob("*.arrow"))
     original = arrow.read_bytes()
