@@ -283,16 +283,14 @@ def test_a_forced_stage_that_is_not_a_stage_name_is_a_user_error(jsonl_project: 
             plan_project(jsonl_project, force=force)
 
 
-def test_a_run_with_nothing_to_do_imports_neither_datasets_nor_torch(tiny_project: Path) -> None:
+def test_a_run_with_nothing_to_do_imports_neither_datasets_nor_torch(tiny_project_ran) -> None:
     """`run` checked that pyarrow can open the project's path through the data stage's
     module, which imports datasets (about 1 s): a run with everything up to date took
     three times as long."""
     import subprocess
     import sys
 
-    from subsetctl.api import run_project
-
-    run_project(tiny_project)
+    tiny_project = tiny_project_ran()  # a copy of a whole run: everything up to date
     # (nor does `plan` of it: the evaluate stage's inputs read the target's test rows with pyarrow alone)
     probe = ("import sys; from subsetctl.api import plan_project, run_project; run_project(sys.argv[1]); "
              "plan_project(sys.argv[1]); print(sorted(m for m in ('datasets', 'torch') if m in sys.modules))")

@@ -850,8 +850,8 @@ def test_what_a_killed_write_left_in_a_hidden_folder_is_no_artifact(tmp_path: Pa
     assert verify_checksums(tmp_path, recorded) != []  # real artifacts are still checked
 
 
-def test_run_deletes_what_killed_writes_left_and_nothing_else(tiny_project: Path) -> None:
-    run_project(tiny_project, until="gradients")
+def test_run_deletes_what_killed_writes_left_and_nothing_else(tiny_project_ran) -> None:
+    tiny_project = tiny_project_ran("gradients")  # a copy: up to date through gradients
     project = Project(tiny_project)
     dead = _a_dead_pid()
     leftovers = [project.stage_dir("meta_init") / f".adapter.tmp-{dead}-abcd1234",
