@@ -56,8 +56,8 @@ def test_an_entry_that_could_not_be_deleted_is_not_counted(tmp_path: Path, monke
     assert theirs.is_dir() and not mine.exists()
 
 
-def test_a_run_keeps_the_caches_within_the_limit(tiny_project: Path) -> None:
-    run_project(tiny_project)
+def test_a_run_keeps_the_caches_within_the_limit(tiny_project_ran) -> None:
+    tiny_project = tiny_project_ran()  # a copy of a whole run, its caches with it
     project = Project(tiny_project)
     before = {p.name for p in (project.state_dir / "cache" / "finetune").iterdir()}
     assert before

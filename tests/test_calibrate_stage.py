@@ -256,16 +256,16 @@ def test_a_new_lambda_grid_keeping_the_choice_does_not_rerun_the_finetune_stage(
     assert [row["lam"] for row in calibration["per_lambda"]] == [0.01, 0.1, 1000.0] and calibration["lam"] == before
 
 
-def test_a_search_recorded_with_estimate_lam_stays_up_to_date(tiny_project) -> None:
+def test_a_search_recorded_with_estimate_lam_stays_up_to_date(tiny_project_ran) -> None:
     """The search no longer reads estimate.lam (lambda comes from calibrate's output); one
     recorded by an earlier subsetctl with it in its slice is up to date, not re-run once, and
     a later change is not said to be one of estimate.lam."""
     import json
 
-    from subsetctl.api import plan_project, run_project
+    from subsetctl.api import plan_project
     from subsetctl.project import fingerprint
 
-    run_project(tiny_project, until="search")
+    tiny_project = tiny_project_ran("search")  # a copy: up to date through the search
     path = tiny_project / ".subsetctl" / "search" / "manifest.json"
     manifest = json.loads(path.read_text())
     assert "lam" not in manifest["inputs"]["slice"]["estimate"]
