@@ -1653,18 +1653,26 @@ def test_a_model_revision_with_a_space_or_empty_says_what_a_revision_is(revision
         "cache's main or the hub's latest"))]
 
 
-def test_a_value_out_of_its_range_is_shown_beside_the_bound() -> None:
+def test_a_value_out_of_its_range_is_said_in_the_specs_words() -> None:
     """`max_examples: -1` said "Input should be greater than or equal to 1" without the value
-    written (a strategy's params said "(got -5)"); the key's other messages show it too."""
+    written, and then pydantic's words with "(got -1)": the spec's other messages say
+    "expected a whole number, got ...". A whole-number key says so, a float key "a number",
+    each bound (>=, >, <=, <) as a sign, a float key's bound 1.0 as the 1 it documents."""
     import copy
 
     data = copy.deepcopy(MINIMAL)
     data["sources"][0]["max_examples"] = -1
     data["gradients"] = {"d": 0}
+    data["meta_init"] = {"steps": -1, "lr": 0}
+    data["model"] = {**data.get("model", {}), "max_length": 40000, "lora": {"dropout": 1.0}}
     _, issues = validate_data(data, "x.yaml")
     assert sorted((i.key, i.message) for i in issues) == [
-        ("gradients.d", "Input should be greater than or equal to 1 (got 0)"),
-        ("sources[0].max_examples", "Input should be greater than or equal to 1 (got -1)")]
+        ("gradients.d", "expected a whole number >= 1, got 0"),
+        ("meta_init.lr", "expected a number > 0, got 0"),
+        ("meta_init.steps", "expected a whole number >= 1, got -1"),
+        ("model.lora.dropout", "expected a number < 1, got 1.0"),
+        ("model.max_length", "expected a whole number <= 32768, got 40000"),
+        ("sources[0].max_examples", "expected a whole number >= 1, got -1")]
 
 
 def test_a_value_not_among_a_keys_choices_is_shown_with_the_one_likely_meant() -> None:

@@ -384,8 +384,8 @@ def plain_error_message(err: Any) -> str:
             f"{value[:40]!r}... ({len(value):,} characters)"  # a 5,000-character name filled the screen
         return (f"{shown} is not a valid name: use letters, digits, '_', '.' and '-' (no spaces or '/'), "
                 f"starting with a letter or digit, at most 64 characters{hint}")
-    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than") and "input" in err:
-        return f"{message} (got {value!r})"  # as a strategy's params say: the bound alone hid what was written
+    if kind in _RANGE_SIGNS and "input" in err:  # (pydantic's "Input should be greater than or equal to 1")
+        return range_message(kind, err.get("ctx", {}), value) or f"{message} (got {value!r})"
     if kind == "literal_error" and "input" in err:  # `kind: classifer`: the value written, and the one likely meant
         choices = re.findall(r"'([^']*)'", err.get("ctx", {}).get("expected", ""))
         loc = tuple(err["loc"])
@@ -401,6 +401,27 @@ def plain_error_message(err: Any) -> str:
                     "report.json's test_metrics (macro_f1_mean)")
         return f"{message} (got {value!r}{f'; did you mean {close[0]!r}?' if close else ''})"
     return message.removeprefix("Value error, ")
+
+
+#: pydantic's range error types, each with its bound's key in the error's ctx and the sign it is written with
+_RANGE_SIGNS = {"greater_than_equal": ("ge", ">="), "greater_than": ("gt", ">"),
+                "less_than_equal": ("le", "<="), "less_than": ("lt", "<")}
+
+
+def range_message(kind: str, ctx: dict[str, Any], value: Any) -> str:
+    """A value out of a key's range, in the spec's words: "expected a whole number >= 1, got -1"
+    (an integer key) or "expected a number > 0, got 0" (a float key: pydantic gives its bound as
+    a float), where pydantic said "Input should be greater than or equal to 1"; "" when ``ctx``
+    holds no bound of ``kind``."""
+    key, sign = _RANGE_SIGNS[kind]
+    bound = ctx.get(key)
+    if not isinstance(bound, (int, float)) or isinstance(bound, bool):
+        return ""
+    whole = isinstance(bound, int)
+    shown_bound = str(int(bound)) if isinstance(bound, float) and bound.is_integer() and abs(bound) < 1e15 \
+        else str(bound)  # a float key's 1.0 is the 1 its description says
+    got = str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else _describe_value(value)
+    return f"expected {'a whole number' if whole else 'a number'} {sign} {shown_bound}, got {got}"
 
 
 #: values of a choice that name another choice in other tools' words (PyTorch's, the Hugging
