@@ -52,6 +52,7 @@ from subsetctl.data.loaders import (
     parquet_read_as_text,
     release_whole_file,
     resolve_path,
+    split_meant_note,
     text_lines,
     utf16_note,
     value_rows,
@@ -510,6 +511,13 @@ def _check_file_loader(
             ):
                 issues.add(loc + ("data_files", i), f"data file {shown_path(resolve_path(data_file, base_dir))} does not "
                            f"exist{path_not_found_note(data_file, resolve_path(data_file, base_dir))}")
+        if loader.data_files and not is_saved_to_disk(local) \
+                and any(part.split("[")[0].strip() != "train" for part in loader.split.split("+")):
+            # load_dataset reads a list of data_files as one split, train: any other was its "Unknown split"
+            issues.add(loc + ("split",), f"data_files (a list) are read as one split, train, not {loader.split!r}"
+                                         f"{split_meant_note(loader.split, ['train'])}, whatever their files hold: "
+                                         "write split: train or leave split out (train is the default), and list in "
+                                         "data_files the files to read")
         if len(issues.found) == found and not local.exists() and not looks_local(loader.path) \
                 and not loader.data_files:
             _check_cached_hub_dataset(loader, loc, kind, issues)
@@ -1029,7 +1037,8 @@ def _check_saved_to_disk(loader: HuggingFaceLoader, folder: Path, loc: tuple[Any
             splits = saved_dict_splits(folder)
             if loader.split not in splits:
                 issues.add(loc + ("split",), f"the DatasetDict saved in {shown_path(folder)} has the splits "
-                                             f"{', '.join(splits)}, not {loader.split!r}; set split to one of them"
+                                             f"{', '.join(splits)}, not {loader.split!r}"
+                                             f"{split_meant_note(loader.split, splits)}; set split to one of them"
                                              f"{saved_split_slice_note(loader.split, splits)}")
                 return
             dataset = folder / loader.split
@@ -1210,7 +1219,7 @@ def _check_folder_files(loader: HuggingFaceLoader, folder: Path, loc: tuple[Any,
     if splits and split not in splits:
         named = f" (configuration {loader.name!r})" if loader.name else ""
         issues.add(loc + ("split",), f"the dataset in {shown_path(folder)}{named} has the splits {', '.join(splits)}, not "
-                                     f"{split!r}; set split to one of them")
+                                     f"{split!r}{split_meant_note(split, splits)}; set split to one of them")
         return
     builder = {CsvConfig: "csv", JsonConfig: "json", ParquetConfig: "parquet"}.get(type(config))
     if builder is None or not config.data_files:
@@ -1289,7 +1298,8 @@ def _check_cached_hub_dataset(loader: HuggingFaceLoader, loc: tuple[Any, ...], k
     parts = [part.split("[")[0].strip() for part in loader.split.split("+")]
     if splits and any(part not in splits for part in parts):
         issues.add(loc + ("split",), f"{where} (configuration {config!r}) with the splits {', '.join(splits)}, not "
-                                     f"{loader.split!r}; set split to one of them")
+                                     f"{loader.split!r}{split_meant_note(loader.split, splits)}; set split to one "
+                                     "of them")
         return
     if info.features is not None:
         columns = _with_struct_fields(loader, list(info.features), kind, info.features, loc, issues)

@@ -785,7 +785,7 @@ def test_a_cached_hub_datasets_configuration_and_split_are_checked_offline(tmp_p
         issues["sources[1].loader.name"].message  # (the variable is why this cache is all there is)
     issues = check_issues(tmp_path, good.replace("split: test", "split: tset"))
     assert set(issues) == {"sources[1].loader.split"}
-    assert "(configuration 'main') with the splits train, test, not 'tset'; set split to one of them" in \
+    assert "(configuration 'main') with the splits train, test, not 'tset' (did you mean 'test'?); set split to one of them" in \
         issues["sources[1].loader.split"].message
     issues = check_issues(tmp_path, good.replace("split: test", "split: test, response_field: answer"))
     assert "has no column 'answer' (its features are 'prompt', 'response', 'extra')" in \
@@ -799,8 +799,9 @@ def test_a_cached_hub_datasets_configuration_and_split_are_checked_offline(tmp_p
 
 def test_builder_files_whose_columns_cannot_be_told_here_are_not_said_to_lack_one(tmp_path: Path) -> None:
     """No false alarm: a JSON document holding no list of rows under its one key, a
-    pretty-printed one, a column first met in a later row, a remote file, another split, or
-    pandas' name for a repeated CSV column are left to the data stage."""
+    pretty-printed one, a column first met in a later row, a remote file, or pandas' name for
+    a repeated CSV column are left to the data stage. (A split other than train of a list of
+    data_files, once left too, is an issue of its own: they are read as train alone.)"""
     import json
 
     (tmp_path / "data").mkdir()
@@ -813,7 +814,6 @@ def test_builder_files_whose_columns_cannot_be_told_here_are_not_said_to_lack_on
     loaders = ["{path: json, data_files: [data/doc.json]}", "{path: json, data_files: [data/pretty.json]}",
                "{path: json, data_files: [data/late.jsonl], prompt_field: [prompt, context]}",
                "{path: json, data_files: ['https://example.com/x.jsonl', data/late.jsonl], prompt_field: promt}",
-               "{path: json, data_files: [data/late.jsonl], split: test, prompt_field: promt}",
                "{path: csv, data_files: [data/twice.csv], prompt_field: prompt.1}"]
     text = GOOD + "".join(f"  - {{name: s{i}, loader: {{type: huggingface, {loader[1:]}}}\n"
                           for i, loader in enumerate(loaders))
@@ -1344,6 +1344,11 @@ def test_label_map_keys_that_are_class_ids_of_a_classlabel_column_are_warned_of(
         '{"neg": "negative", "pos": "positive"}.')
 
 
+def _issues_with_source(tmp_path: Path, loader: str) -> dict[str, str]:
+    """check_issues' messages, by key, for GOOD with a source ``h`` read by ``loader`` (flow YAML)."""
+    return {key: issue.message for key, issue in check_issues(tmp_path, GOOD + f"  - {{name: h, loader: {loader}}}\n").items()}
+
+
 def test_a_local_hub_dataset_copys_configuration_and_split_are_checked(tmp_path: Path) -> None:
     """A hub dataset's local copy (its README.md's `configs:`, as gsm8k's main and socratic)
     passed validate with a configuration it lacks, none chosen of several, or a split the
@@ -1365,7 +1370,7 @@ def test_a_local_hub_dataset_copys_configuration_and_split_are_checked(tmp_path:
     pd.DataFrame(qa_rows(3)).to_csv(tmp_path / "plain" / "a.csv", index=False)
 
     def issues_of(loader: str) -> dict[str, str]:
-        return {key: issue.message for key, issue in check_issues(tmp_path, GOOD + f"  - {{name: h, loader: {loader}}}\n").items()}
+        return _issues_with_source(tmp_path, loader)
 
     assert issues_of("{type: huggingface, path: ./hub, name: socratic, split: test}") == {}
     assert issues_of("{type: huggingface, path: ./hub, name: main, split: 'train[:50%]'}") == {}
@@ -1383,6 +1388,39 @@ def test_a_local_hub_dataset_copys_configuration_and_split_are_checked(tmp_path:
     assert issues_of("{type: huggingface, path: ./plain, name: main}") == {"sources[1].loader.name": (
         f"the dataset in {tmp_path / 'plain'} has one configuration, not 'main' (its data files, read as they "
         "are): leave loader.name out")}
+
+def test_a_mistyped_huggingface_split_is_found_by_validate_with_the_one_meant(tmp_path: Path) -> None:
+    """`split: tran` on a file builder's list of data_files (read as one split, train) passed
+    validate, and the data stage stopped on datasets' `ValueError: Unknown split "tran".
+    Should be one of ['train'].`; a local folder's or a saved DatasetDict's split was said
+    wrong at validate without the one likely meant."""
+    from datasets import Dataset, DatasetDict
+
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
+    (tmp_path / "plain").mkdir()
+    write_jsonl(tmp_path / "plain" / "train.jsonl", qa_rows(3))
+    write_jsonl(tmp_path / "plain" / "test.jsonl", qa_rows(3))
+    DatasetDict({"train": Dataset.from_list(qa_rows(2)), "validation": Dataset.from_list(qa_rows(2))}).save_to_disk(
+        str(tmp_path / "saved"))
+
+    expected = {
+        "{type: huggingface, path: json, data_files: [data/t.jsonl], split: tran}": (
+            "data_files (a list) are read as one split, train, not 'tran' (did you mean 'train'?), whatever their "
+            "files hold: write split: train or leave split out (train is the default), and list in data_files the "
+            "files to read"),
+        "{type: huggingface, path: json, data_files: [data/t.jsonl], split: 'train[:50%]'}": None,
+        "{type: huggingface, path: ./plain, split: tset}": (
+            f"the dataset in {tmp_path / 'plain'} has the splits train, test, not 'tset' (did you mean 'test'?); set "
+            "split to one of them"),
+        "{type: huggingface, path: ./saved, split: Validation}": (
+            f"the DatasetDict saved in {tmp_path / 'saved'} has the splits train, validation, not 'Validation' (did "
+            "you mean 'validation'?); set split to one of them"),
+    }
+    for loader, message in expected.items():
+        said = _issues_with_source(tmp_path, loader)
+        assert said == ({"sources[1].loader.split": message} if message else {}), (loader, said)
+
 
 def test_a_missing_column_names_the_loader_setting_that_reads_the_file_as_it_is(tmp_path: Path) -> None:
     """A new user's own files read with the default columns: a chat a row (a `messages`

@@ -835,7 +835,7 @@ def test_huggingface_bad_split(tmp_path: Path, make_ctx) -> None:
     folder = tmp_path / "hfdata"
     folder.mkdir()
     write_jsonl(folder / "train.jsonl", qa_rows(2))
-    with pytest.raises(UserError, match=r"'src'.*split 'nosuch'"):
+    with pytest.raises(UserError, match=r"'src'.*has the splits train, not 'nosuch'\. Set loader\.split"):
         load_huggingface(HuggingFaceLoader(type="huggingface", path="hfdata", split="nosuch"), make_ctx())
 
 
@@ -1161,17 +1161,24 @@ def test_a_slice_of_a_saved_datasetdicts_split_says_why_it_is_not_read(tmp_path:
     assert [i.message for i in issues if i.key.startswith("sources")] == [
         f"{said} 'train[:10%]'; set split to one of them {note}", f"{said} 'validation'; set split to one of them"]
 
-def test_a_load_dataset_error_ending_its_sentence_is_followed_by_one_full_stop(tmp_path: Path, make_ctx) -> None:
-    """datasets' `Unknown split "validation". Should be one of ['train', 'test'].` was
-    followed by ". Check loader.path": two full stops in the message."""
+def test_a_split_load_dataset_lacks_is_said_in_subsetctls_words(tmp_path: Path, make_ctx) -> None:
+    """datasets' `Unknown split "tran". Should be one of ['train', 'test'].` was passed on
+    whole (Python's list, datasets' words, then ". Check loader.path, ..." whatever the
+    problem): the splits it has, as a save_to_disk DatasetDict's are said, and the one
+    likely meant."""
     import pandas as pd
 
     (tmp_path / "data").mkdir()
     for split in ("train", "test"):
         pd.DataFrame({"prompt": ["p"], "response": ["r"]}).to_csv(tmp_path / "data" / f"{split}.csv", index=False)
-    with pytest.raises(UserError) as err:
-        load_huggingface(HuggingFaceLoader(type="huggingface", path="data", split="validation"), make_ctx())
-    assert "Should be one of ['train', 'test']. Check loader.path" in str(err.value), str(err.value)
+    said = f"Source 'src': dataset {str(tmp_path / 'data')!r} has the splits train, test, not"
+    for split, message in [("tran", f"{said} 'tran' (did you mean 'train'?). Set loader.split to one of them."),
+                           ("validation", f"{said} 'validation'. Set loader.split to one of them."),
+                           ("train+tset", (f"{said} 'tset' (of loader.split 'train+tset') (did you mean 'test'?). "
+                                           "Set loader.split to one of them."))]:
+        with pytest.raises(UserError) as err:
+            load_huggingface(HuggingFaceLoader(type="huggingface", path="data", split=split), make_ctx())
+        assert str(err.value) == message
 
 def test_a_saved_datasets_format_and_feature_decoding_do_not_change_its_rows(tmp_path: Path, make_ctx) -> None:
     """Read batch by batch through the dataset's format, a "numpy"-formatted dataset gave

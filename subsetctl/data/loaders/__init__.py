@@ -150,6 +150,8 @@ from subsetctl.data.loaders.huggingface import (  # noqa: F401
     saved_dataset_problem,
     saved_dict_splits,
     saved_split_slice_note,
+    split_meant_note,
+    unknown_split_message,
 )
 from subsetctl.data.loaders.plugin import (  # noqa: F401
     BUILTIN_OPTION_MODELS,

@@ -1121,15 +1121,16 @@ def one_based_row(i: int) -> str:
     return f"row {i + 1}"
 
 
-def close_column(column: str, columns: Iterable[str]) -> str | None:
+def close_column(column: str, columns: Iterable[str], cutoff: float = 0.8) -> str | None:
     """The one of ``columns`` spelled most like ``column`` (``question`` for ``questoin``,
     ``answer`` for ``answers``), letter case aside, when one is close enough to be what was
-    meant; else None. The errors of a column the data lacks listed the columns there are,
+    meant (``cutoff``: difflib's ratio; a dataset's few short split names take a lower one);
+    else None. The errors of a column the data lacks listed the columns there are,
     and among many (a hub dataset's twenty) the one a typo meant was left to be found."""
     by_folded: dict[str, str] = {}
     for name in columns:
         by_folded.setdefault(name.casefold(), name)
-    close = difflib.get_close_matches(column.casefold(), list(by_folded), n=1, cutoff=0.8)
+    close = difflib.get_close_matches(column.casefold(), list(by_folded), n=1, cutoff=cutoff)
     return by_folded[close[0]] if close else None
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from subsetctl.data.loaders import common
 from subsetctl.data.loaders.chat import common_columns
-from subsetctl.data.loaders.common import LoadContext, one_based_row
+from subsetctl.data.loaders.common import LoadContext, close_column, one_based_row
 from subsetctl.data.loaders.files import (
     _glob_escaped,
     expand_data_files,
@@ -286,6 +286,32 @@ def _load_from_disk(folder: Path) -> Any:
     return datasets.load_from_disk(str(folder))
 
 
+def split_meant_note(split: str, splits: list[str]) -> str:
+    """`` (did you mean 'train'?)`` where the split ``split`` (its name: a slice or sum's
+    first part it lacks) is not among ``splits`` but close to one of them (``tran``,
+    ``Train``, ``tset``), as a mistyped key or column is told; "" otherwise."""
+    names = [part.split("[")[0].strip() for part in split.split("+")]
+    missing = next((name for name in names if name not in splits), None)
+    close = close_column(missing, splits, cutoff=0.7) if missing is not None else None
+    return f" (did you mean {close!r}?)" if close else ""
+
+
+def unknown_split_message(exc: BaseException) -> tuple[str, list[str]] | None:
+    """The split and the splits of ``datasets``' ``ValueError('Unknown split "tran". Should
+    be one of ['train'].')`` (load_dataset's, for a split the dataset lacks); None for any
+    other error."""
+    import ast
+
+    found = re.fullmatch(r'Unknown split "(.*)"\. Should be one of (\[.*\])\.?', str(exc).strip(), re.DOTALL)
+    if not isinstance(exc, ValueError) or found is None:
+        return None
+    try:
+        splits = ast.literal_eval(found.group(2))
+    except (ValueError, SyntaxError):
+        return None
+    return found.group(1), [str(split) for split in splits]
+
+
 def saved_split_slice_note(split: str, splits: list[str]) -> str:
     """What to add where ``split`` is not one of the ``splits`` of a ``DatasetDict`` written
     by ``save_to_disk`` but names one of them with a slice or a sum (``train[:10%]``,
@@ -466,8 +492,8 @@ def load_huggingface(options: HuggingFaceLoader, ctx: LoadContext) -> Dataset:
                 if options.split not in loaded:
                     raise UserError(
                         f"Source {ctx.source_name!r}: {where} has the splits {', '.join(loaded)}, not "
-                        f"{options.split!r}. Set loader.split to one of them"
-                        f"{saved_split_slice_note(options.split, list(loaded))}."
+                        f"{options.split!r}{split_meant_note(options.split, list(loaded))}. Set loader.split to one "
+                        f"of them{saved_split_slice_note(options.split, list(loaded))}."
                     )
                 loaded = loaded[options.split]
             else:
@@ -493,6 +519,13 @@ def load_huggingface(options: HuggingFaceLoader, ctx: LoadContext) -> Dataset:
         if (cache_problem := cache_write_problem(exc, default="datasets")) is not None:
             raise UserError(f"Source {ctx.source_name!r}: datasets.load_dataset could not write its cache while "
                             f"loading {where}: {cache_problem} Nothing in the spec needs changing.") from None
+        if (unknown := unknown_split_message(exc)) is not None:  # (datasets' 'Unknown split "tran". Should be ...')
+            split, splits = unknown
+            raise UserError(
+                f"Source {ctx.source_name!r}: {where} has the splits {', '.join(splits)}, not {split!r}"
+                f"{f' (of loader.split {options.split!r})' if split != options.split else ''}"
+                f"{split_meant_note(split, splits)}. Set loader.split to one of them."
+            ) from None
         reading = f" (reading {', '.join(failed.files)})" if failed.files else ""
         described = describe_exception(exc)  # ('Unknown split "test". Should be one of [...].' ends a sentence)
         raise UserError(
