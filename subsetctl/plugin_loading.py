@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from subsetctl.errors import PluginNotImported, UnknownPluginError, UserError, shell_arg, worded
-from subsetctl.plugin_scoping import importing, register_again
+from subsetctl.plugin_scoping import importing, register_again, registered_anything
 from subsetctl.registry import ESTIMATORS, STRATEGIES, Registry, doc_summary
 
 #: set while a command checks a spec without importing its ``plugins:`` (:func:`plugins_not_imported`)
@@ -188,6 +188,28 @@ def load_plugin_string(spec: str, spec_dir: Path | None = None) -> Any:
     obj = getattr(module, attr)
     _register_named_class(obj, spec)
     return obj
+
+
+def registers_nothing(spec: str) -> bool:
+    """Whether the ``plugins:`` entry ``spec`` (``module:attr``), imported, registered no
+    loader, strategy, estimator, projector or packaged model: neither its module's import
+    (its decorators, or those of the modules it imports) nor ``attr`` (a named class, see
+    :func:`_register_named_class`) nor anything its module defines is registered, so the
+    spec can name nothing of it. False where that is not known: the plugins not imported
+    (``--no-plugins``), a module that failed to import or lacks ``attr`` (an error of its own)."""
+    from subsetctl.registry import ALL_REGISTRIES
+
+    module_name, _, attr = spec.partition(":")
+    module = sys.modules.get(module_name)
+    if plugins_skipped() or module is None or not hasattr(module, attr) or registered_anything(module_name):
+        return False
+    obj = getattr(module, attr)
+    for registry in ALL_REGISTRIES.values():
+        for entry in registry.entries():
+            defining = getattr(entry.obj, "__module__", None) or ""
+            if entry.obj is obj or defining == module_name or defining.startswith(f"{module_name}."):
+                return False
+    return True
 
 
 def _import_registering(module_name: str) -> Any:

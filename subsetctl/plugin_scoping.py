@@ -65,6 +65,18 @@ def remember(registry: Registry[Any], entry: Entry[Any]) -> None:
         _REGISTERED_BY.setdefault(module, {})[(registry.kind, entry.name)] = (sys.modules.get(module), registry, entry)
 
 
+def registered_anything(module_name: str) -> bool:
+    """Whether the ``plugins:`` module ``module_name`` (as imported now) or a package above
+    it registered a plugin when imported, itself or through the modules it imports, as
+    :func:`remember` recorded it."""
+    parts = module_name.split(".")
+    for name in (".".join(parts[:i]) for i in range(len(parts), 0, -1)):
+        current = sys.modules.get(name)
+        if current is not None and any(module is current for module, _, _ in _REGISTERED_BY.get(name, {}).values()):
+            return True
+    return False
+
+
 def register_again(module_name: str) -> None:
     """Register once more what ``module_name`` registered when it was imported (by this or
     an earlier spec: Python imports a module once, so its decorators do not run again), and

@@ -467,6 +467,7 @@ def spec_warnings(spec: Spec, spec_path: Path, text: str = "") -> list[SpecIssue
     if costly:
         warn(("estimate", "estimator"), costly)
     _warn_replaced_built_ins(spec, warn)
+    _warn_plugins_registering_nothing(spec, warn)
     _warn_top_k_beyond_the_sources(spec, warn)
     _warn_few_random_subsets(spec, warn)
     _warn_source_named_as_a_baseline(spec, warn)
@@ -774,6 +775,28 @@ def _warn_replaced_built_ins(spec: Spec, warn: _AddIssue) -> None:
                 warn(("plugins",), f"{entry.origin} registers the {registry.kind} {entry.name!r}, which the installed "
                                    f"{entry_point_origin(ep)} also registers: for this spec the module's code runs, "
                                    "not the installed package's. Rename one of them to use both")
+
+
+def _warn_plugins_registering_nothing(spec: Spec, warn: _AddIssue) -> None:
+    """Each ``plugins:`` entry whose module, imported, registered nothing
+    (:func:`~subsetctl.plugin_loading.registers_nothing`): a class not derived from
+    Strategy or SubsetEstimator, a function without its decorator, a module whose decorators
+    sit in a file it never imports. It passed validate without a word, and a spec naming what
+    it meant to register was then told of an unknown name, with the plugin not suspected."""
+    from subsetctl.plugin_loading import registers_nothing
+
+    for i, plugin in enumerate(spec.plugins):
+        if not registers_nothing(plugin):
+            continue
+        module_name = plugin.partition(":")[0]
+        file = getattr(sys.modules.get(module_name), "__file__", None)
+        warn(("plugins", i), f"{plugin!r} registers nothing: importing {module_name!r}{f' ({file})' if file else ''} "
+                             "added no loader, strategy, estimator, projector or packaged model, so the spec can name "
+                             "nothing of it. A plugin module registers each with a decorator run when it is imported, "
+                             "`@STRATEGIES.register(\"my_strategy\")` (or LOADERS, ESTIMATORS, PROJECTORS, from "
+                             "subsetctl.registry), or names under plugins: a Strategy or SubsetEstimator subclass with "
+                             "a `name` attribute, which is registered under that name (README's Plugins); or remove "
+                             "the entry")
 
 
 def _replaced_built_in_by_an_installed_package(spec: Spec, registry: Any, name: str, origin: str,

@@ -1582,3 +1582,41 @@ def test_a_plugin_failing_at_import_is_told_to_be_fixed_or_taken_out_of_the_plug
             load_plugin_string(f"{name}:X")
         assert str(refused.value).endswith(ends), str(refused.value)
         sys.modules.pop(name, None)
+
+
+def test_a_plugin_that_registers_nothing_is_warned(jsonl_project: Path, monkeypatch) -> None:
+    """`plugins: [nothing_plugin:Picker]`, a class derived from no Strategy (or a function
+    without its decorator), passed validate without a word: a spec naming what it meant to
+    register was then told of an unknown name. Plugins that register, by a decorator (in a
+    module the plugin imports, too) or as a named class, are not warned of, in a second call
+    (the modules imported already) either, nor with the plugins not imported."""
+    import yaml
+
+    from subsetctl.api import validate_spec_file
+
+    (jsonl_project / "nothing_plugin.py").write_text("class Picker:\n    name = 'picker'\n")
+    (jsonl_project / "helper_impl.py").write_text(
+        "from subsetctl.registry import LOADERS\n\n@LOADERS.register('helper_rows', 'rows')\n"
+        "def load(options, ctx):\n    raise NotImplementedError\n")
+    (jsonl_project / "helper_plugin.py").write_text("from helper_impl import load\n")
+    (jsonl_project / "named_plugin.py").write_text(
+        "from subsetctl.search.baselines import AllSources\n\nclass Named(AllSources):\n    name = 'named_all'\n")
+    monkeypatch.syspath_prepend(str(jsonl_project))
+    spec_path = jsonl_project / "subsetctl.yaml"
+    spec = yaml.safe_load(spec_path.read_text())
+    spec_path.write_text(yaml.safe_dump(
+        {**spec, "plugins": ["nothing_plugin:Picker", "helper_plugin:load", "named_plugin:Named"]}))
+    try:
+        for _ in range(2):
+            checked = validate_spec_file(spec_path)
+            said = [(w.key, w.message) for w in checked.warnings if "registers nothing" in w.message]
+            assert checked.ok and [key for key, _ in said] == ["plugins[0]"], said
+            assert said[0][1].startswith(
+                f"'nothing_plugin:Picker' registers nothing: importing 'nothing_plugin' ({jsonl_project / 'nothing_plugin.py'}) "
+                "added no loader, strategy, estimator, projector or packaged model"), said
+            assert "`@STRATEGIES.register(\"my_strategy\")`" in said[0][1]
+        unimported = validate_spec_file(spec_path, import_plugins=False)
+        assert not any("registers nothing" in w.message for w in unimported.warnings)
+    finally:
+        for name in ("nothing_plugin", "helper_impl", "helper_plugin", "named_plugin"):
+            sys.modules.pop(name, None)
