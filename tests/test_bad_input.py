@@ -1854,6 +1854,30 @@ def test_a_group_source_named_like_a_listed_one_says_to_set_name_prefix(tmp_path
     assert issue.endswith("names must be unique: rename one"), issue
 
 
+def test_a_group_clashing_with_several_listed_sources_says_so_once(tmp_path: Path) -> None:
+    """A `source_files` group matching the files of many listed sources repeated "duplicate
+    source name ... names must be unique: rename one" once per name, joined by ";" (a screen
+    of it for a folder of 50 files): one problem for the group, naming the first few names
+    and counting the rest."""
+    (tmp_path / "pool").mkdir()
+    names = ["a", "b", "c", "d", "e"]
+    for name in names:
+        (tmp_path / "pool" / f"{name}.jsonl").write_text(json.dumps({"prompt": "p", "response": "r"}) + "\n")
+    listed = [{"name": name, "loader": {"type": "jsonl", "path": f"pool/{name}.jsonl"}} for name in names]
+    data = {**BASE, "sources": listed, "source_files": [{"files": "pool/*.jsonl", "loader": {"type": "jsonl"}}]}
+    (issue,) = validate_spec_file(_spec_file(tmp_path, data)).issues
+    assert issue.key == "source_files[0]" and issue.line is not None, issue
+    assert issue.message == (
+        "duplicate source names (5): 'a' (sources[0] and source_files[0] (pool/a.jsonl)), 'b' (sources[1] and "
+        "source_files[0] (pool/b.jsonl)), 'c' (sources[2] and source_files[0] (pool/c.jsonl)) and 2 more; names "
+        "must be unique: rename one of each; a source_files group names its sources after their files: set the "
+        "group's `name_prefix` (e.g. `name_prefix: pool-`) to rename them"), issue.message
+    two = {**BASE, "sources": [*BASE["sources"], {**BASE["sources"][0], "name": "s0"}, {**BASE["sources"][0], "name": "s1"}]}
+    (said,) = _issues(_spec_file(tmp_path, two))
+    assert ("duplicate source names (2): 's0' (sources[0] and sources[3]) and 's1' (sources[1] and sources[4]); "
+            "names must be unique: rename one of each") in said, said
+
+
 def test_a_jsonl_first_row_without_the_answer_is_not_said_to_lack_the_column(tmp_path: Path) -> None:
     """A JSON Lines file whose first row alone lacks the answer was "the file has no column
     'response' (its first row has 'prompt')": a right response_field looked misnamed. The row

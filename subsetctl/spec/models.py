@@ -1378,13 +1378,13 @@ class Spec(StrictModel):
                             "of that name); rename it")
         seen: dict[str, int] = {}
         folded: dict[str, int] = {}
+        taken_twice: list[tuple[str, int, int]] = []  # (name, its first source, another): said once, below
         for i, source in enumerate(self.sources):
             if source.name.casefold() in reserved:
                 problems.append(f"sources[{i}] is named {source.name!r}, a name the data stage keeps for its own "
                                 "file; rename it")
             if source.name in seen:
-                problems.append(f"duplicate source name {source.name!r} (sources[{seen[source.name]}] and "
-                                f"sources[{i}]); names must be unique: rename one")
+                taken_twice.append((source.name, seen[source.name], i))
             elif source.name.casefold() in folded:
                 other = folded[source.name.casefold()]
                 problems.append(f"source names {self.sources[other].name!r} (sources[{other}]) and {source.name!r} "
@@ -1399,9 +1399,28 @@ class Spec(StrictModel):
                 problems.append(f"sources[{i}] is named {source.name!r}, the target {self.target.name!r}: names "
                                 "that differ only in case would share one folder on a case-insensitive file "
                                 "system (macOS by default); rename one")
+        if taken_twice:
+            problems.insert(0, _taken_twice_problem(taken_twice))
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+
+#: the names taken twice that the duplicate-name problem names, with their sources (the rest are counted)
+DUPLICATE_NAMES_SHOWN = 3
+
+
+def _taken_twice_problem(taken_twice: list[tuple[str, int, int]]) -> str:
+    """The problem of source names taken twice, ``(name, first source, another)`` each, said
+    once: a ``source_files`` group matching the listed sources' files repeated "duplicate
+    source name ...; names must be unique: rename one" for each of them, joined by ";"."""
+    shown = [f"{name!r} (sources[{first}] and sources[{other}])" for name, first, other in taken_twice]
+    if len(shown) == 1:
+        return f"duplicate source name {shown[0]}; names must be unique: rename one"
+    more = len(shown) - DUPLICATE_NAMES_SHOWN
+    listed = (", ".join(shown[:DUPLICATE_NAMES_SHOWN]) + f" and {more} more" if more > 0
+              else ", ".join(shown[:-1]) + f" and {shown[-1]}")
+    return f"duplicate source names ({len(shown)}): {listed}; names must be unique: rename one of each"
 
 
 # ------------------------------------------------------------------------ JSON schema

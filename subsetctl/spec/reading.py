@@ -552,6 +552,8 @@ def blame_source_files(
             g, path = origin[int(match.group(1))]
             suffix = issue.key[match.end():]
             issue.key, issue.line = f"source_files[{g}] ({path}){suffix}", _line_of(("source_files", g), suffix, lines)
+            if issue.message.startswith("duplicate source names ("):  # of several of its files: the group's
+                issue.key = f"source_files[{g}]"
         # messages that name sources[i] (duplicate names): the indices they name, looked up
         # (a search per expanded source and issue took 2 min at 2,000 files, each with an issue)
         named_indices = sorted({int(m.group(1)) for m in _SOURCE_INDEX.finditer(issue.message)} & origin.keys())
