@@ -149,7 +149,8 @@ def test_a_key_given_without_its_value_is_called_an_override_not_a_project_to_in
                                                                                    monkeypatch) -> None:
     """`subsetctl validate . meta_init.steps` (and `plan meta_init.steps`, ...), an override whose
     `=VALUE` was left off, advised `subsetctl init meta_init.steps`; a name that is no spec key
-    (`nodir`, `a.jsonl.x`) still gets the init advice."""
+    (`nodir`, `a.jsonl.x`, a missing spec file `project.yaml`, `model.yml`: a top-level key, then no
+    key of the spec) still gets the init advice."""
     monkeypatch.chdir(tmp_path)
     for command, key in (("validate", "meta_init.steps"), ("validate", "sources[0].max_examples"),
                          ("plan", "gradients.d"), ("run", "meta_init.steps"), ("report", "meta_init.steps")):
@@ -162,6 +163,9 @@ def test_a_key_given_without_its_value_is_called_an_override_not_a_project_to_in
     for command, name in (("validate", "a.jsonl.x"), ("plan", "nodir"), ("plan", "meta_init")):
         said = " ".join(invoke(command, name).output.split())
         assert "reads as a key" not in said and f"subsetctl init {name}" in said, said
+    for command, name in (("validate", "project.yaml"), ("plan", "model.yml"), ("run", "sources.json")):
+        said = " ".join(invoke(command, name).output.split())
+        assert "reads as a key" not in said and "subsetctl init" in said, said
 
 
 def test_init_given_a_spec_path_makes_its_folder_the_project(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ caused.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shlex
@@ -13,7 +14,7 @@ from typing import Any, NamedTuple
 import yaml
 
 from subsetctl.errors import SpecError, printable, worded
-from subsetctl.spec.issues import SpecIssue, format_path
+from subsetctl.spec.issues import SpecIssue, _models_in, format_path
 from subsetctl.spec.yaml_depth import (
     _MAX_ALIAS_EXPANSION,
     AliasesExpandTooFarError,
@@ -96,7 +97,9 @@ def override_without_value_note(path: object) -> str:
     it reads as a key of the spec (``meta_init.steps``, ``sources[0].max_examples``: a first
     part that is a top-level key, then at least one more), that it is an override missing its
     ``=value`` (`subsetctl validate . meta_init.steps`, whose advice was `subsetctl init
-    meta_init.steps`), with the argument to write; "" otherwise."""
+    meta_init.steps`), with the argument to write; "" otherwise. Its last part must be a key
+    the spec has somewhere (``steps``): a missing ``project.yaml`` or ``model.yml`` is a spec
+    file's name, not an override."""
     from subsetctl.spec.models import Spec  # (the models read overrides' helpers)
 
     text = str(path)
@@ -106,10 +109,29 @@ def override_without_value_note(path: object) -> str:
         parts = parse_key_path(text)
     except SpecError:
         return ""
-    if len(parts) < 2 or parts[0] not in Spec.model_fields:
+    if len(parts) < 2 or parts[0] not in Spec.model_fields or parts[-1] not in _spec_key_names():
         return ""
     return (f": {text} reads as a key of the spec, an override without its value. Write each override as one "
             f"argument, key=value without spaces around '=' ({text}=VALUE)")
+
+
+@functools.cache
+def _spec_key_names() -> frozenset[str]:
+    """Every key name of the spec's mappings, at any depth (``steps``, ``max_examples``)."""
+    from subsetctl.spec.models import Spec  # (the models read overrides' helpers)
+
+    names: set[str] = set()
+    seen: set[type] = set()
+    models: list[Any] = [Spec]
+    while models:
+        model = models.pop()
+        if model in seen:
+            continue
+        seen.add(model)
+        for key, field in model.model_fields.items():
+            names.add(key)
+            models.extend(_models_in(field.annotation))
+    return frozenset(names)
 
 
 def name_in_key(name: str, *, quoted: bool = False) -> str | None:
