@@ -411,7 +411,9 @@ def _validate_spec_file(path: str | Path, overrides: str | list[str] | None, imp
         spec._written = written
     if spec is None:
         report.issues.extend(i for i in param_issues_of_an_invalid_spec(data, path, text) if i not in issues)
-        report.issues.extend(i for i in listed_parts_issues(data, path, text) if i not in issues)
+        listed = [i for i in listed_parts_issues(data, path, text) if i not in issues]
+        report.issues.extend(i for i in listed if not i.note)
+        report.warnings.extend(i for i in listed if i.note)  # (a note of what was left to the data stage)
     else:
         from subsetctl.data.loaders.files import files_read_once
 

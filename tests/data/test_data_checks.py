@@ -1941,6 +1941,29 @@ def test_validate_reads_a_bounded_total_of_jsonl_files_through(tmp_path: Path, m
     assert "sources[2].max_examples" in {w.key for w in report.warnings if w.note}
 
 
+def test_the_read_through_note_is_no_problem_beside_a_group_matching_no_file(tmp_path: Path, monkeypatch: Any) -> None:
+    """A spec whose source_files group matches no file has its listed sources checked all the
+    same (listed_parts_issues): the note of the files left past READ_THROUGH_MB_TOTAL was listed
+    among its problems ("A note, not a problem" as an error); it is a note among the warnings."""
+    import yaml
+
+    from subsetctl.api import validate_spec_file
+    from subsetctl.data import checks
+
+    for name in "tab":
+        write_jsonl(tmp_path / f"{name}.jsonl", [{"prompt": f"{name}{i}", "response": "a"} for i in range(30)])
+    loader = {"type": "jsonl", "prompt_field": "prompt", "response_field": "response"}
+    spec = {"target": {"name": "t", "loader": {**loader, "path": "t.jsonl"}},
+            "sources": [{"name": name, "loader": {**loader, "path": f"{name}.jsonl"}} for name in "ab"],
+            "source_files": [{"files": "nothing/*.jsonl", "loader": loader}]}
+    (tmp_path / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    monkeypatch.setattr(checks, "READ_THROUGH_MB_TOTAL", ((tmp_path / "t.jsonl").stat().st_size + 1) / 2**20)
+    report = validate_spec_file(tmp_path / "subsetctl.yaml")
+    assert [i.key for i in report.issues] == ["source_files[0].files"], report.issues
+    (note,) = report.warnings
+    assert note.note and note.key == "sources[1].loader.path" and "the files of 1 more (b)" in note.message, note
+
+
 def test_validate_reads_a_bounded_total_of_rows_for_the_num_labels_check(tmp_path: Path, monkeypatch: Any) -> None:
     """model.num_labels was checked against the labels of every file's first 1,000 rows, with no
     bound on all of them: 2,000 sources took 55 s of a 102.6 s validate (profiled). The reads stop at
