@@ -4,6 +4,7 @@ package (located, never imported).
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,7 +35,25 @@ def evals_data_dir() -> Path | None:
 
 
 def evals_names(data_dir: Path) -> list[str]:
-    """The eval folders under ``data_dir``."""
+    """The eval folders under ``data_dir``, listed once while the folder is unchanged (its
+    modification time, link count and inode): the installed package's 470 folders took about
+    7 ms to list, which validate did several times for each ``evals`` source (10 s of 400
+    sources' 18 s)."""
+    try:
+        stat = data_dir.stat()
+    except OSError:  # (listing it says why)
+        return _evals_names_listed(data_dir)
+    return list(_evals_names_of(data_dir, stat.st_mtime_ns, stat.st_nlink, stat.st_ino))
+
+
+@functools.lru_cache(maxsize=8)
+def _evals_names_of(data_dir: Path, mtime_ns: int, nlink: int, ino: int) -> tuple[str, ...]:
+    """:func:`evals_names` of ``data_dir`` as it is now (the rest: what tells it has changed)."""
+    return tuple(_evals_names_listed(data_dir))
+
+
+def _evals_names_listed(data_dir: Path) -> list[str]:
+    """The eval folders under ``data_dir``, listed now."""
     return sorted(p.name for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
 
 
