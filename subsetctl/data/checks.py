@@ -184,6 +184,9 @@ def files_read_through(spec: Spec, base_dir: Path) -> tuple[set[Path], ReadTotal
             continue
         if size is None or size > LINES_COUNTED_MB * 2**20:
             continue  # (not read through by validate anyway)
+        if size == 0:  # (nothing to read, nothing spent: a second reader of it is not "left" past the total)
+            granted[path] = True
+            continue
         granted[path] = total.take(loc, name, size) > 0
         total.spend(size if granted[path] else 0)
     return {path for path, read in granted.items() if read}, total

@@ -1964,6 +1964,25 @@ def test_the_read_through_note_is_no_problem_beside_a_group_matching_no_file(tmp
     assert note.note and note.key == "sources[1].loader.path" and "the files of 1 more (b)" in note.message, note
 
 
+def test_an_empty_file_read_by_two_sources_is_not_left_past_the_read_through_total(tmp_path: Path) -> None:
+    """An empty file was granted no part of READ_THROUGH_MB_TOTAL (0 bytes of it), so its second
+    reader was named as left to the data stage, in a note that validate "stopped" at 256 MB
+    when it had read a few bytes: each reader is told the file is empty, and no note is given."""
+    import yaml
+
+    from subsetctl.api import validate_spec_file
+
+    write_jsonl(tmp_path / "t.jsonl", [{"prompt": f"t{i}", "response": "a"} for i in range(30)])
+    (tmp_path / "e.jsonl").write_text("")
+    loader = {"type": "jsonl", "prompt_field": "prompt", "response_field": "response"}
+    spec = {"target": {"name": "t", "loader": {**loader, "path": "t.jsonl"}},
+            "sources": [{"name": name, "loader": {**loader, "path": "e.jsonl"}} for name in ("e1", "e2")]}
+    (tmp_path / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    report = validate_spec_file(tmp_path / "subsetctl.yaml")
+    assert [i.key for i in report.issues] == ["sources[0].loader.path", "sources[1].loader.path"], report.issues
+    assert not [w for w in report.warnings if w.note], report.warnings
+
+
 def test_validate_reads_a_bounded_total_of_rows_for_the_num_labels_check(tmp_path: Path, monkeypatch: Any) -> None:
     """model.num_labels was checked against the labels of every file's first 1,000 rows, with no
     bound on all of them: 2,000 sources took 55 s of a 102.6 s validate (profiled). The reads stop at
