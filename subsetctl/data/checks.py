@@ -159,12 +159,13 @@ def files_read_through(spec: Spec, base_dir: Path) -> tuple[set[Path], ReadTotal
     :class:`ReadTotal` naming the sources left past it, whose files only the data stage reads
     through. From the files' sizes alone: the checks and the warnings agree on it."""
     total = ReadTotal(int(READ_THROUGH_MB_TOTAL * 2**20))
-    entries = [(("target",), spec.target.name, spec.target.loader)]
+    entries = [(("target", "loader"), spec.target.name, spec.target.loader)]
     if spec.target.test_loader is not None:
         entries.append((("target", "test_loader"), spec.target.name, spec.target.test_loader))
-    entries += [(("sources", i), source.name, source.loader) for i, source in enumerate(spec.sources)]
+    entries += [(("sources", i, "loader"), source.name, source.loader) for i, source in enumerate(spec.sources)]
     granted: dict[Path, bool] = {}
-    for loc, name, loader in entries:
+    for at, name, loader in entries:
+        loc = (*at, "name" if isinstance(loader, EvalsLoader) else "path")  # (the key naming its file, for the note)
         if isinstance(loader, EvalsLoader):  # (its file in the installed package: a JSON Lines file)
             try:
                 path = evals_file(loader, "")
@@ -1902,7 +1903,7 @@ def _check_sources(spec: Spec, spec_path: Path, text: str | None) -> list[SpecIs
         _check_built_in(test_loader, ("target", "test_loader"), base_dir, kind, issues)
     _check_num_labels(spec, [(loc, source) for loc, source, _ in entries], base_dir, issues)
     if read_through.not_read:
-        issues.note((*read_through.not_read[0][0], "loader", "path"),
+        issues.note(read_through.not_read[0][0],
                     f"validate read {len(granted):,} JSON Lines and CSV file(s) through, {READ_THROUGH_MB_TOTAL} MB "
                     f"in all, and stopped there: the files of {read_through.left_out()} are read through by the data stage alone, which counts their rows "
                     "and checks their bytes (gzip, UTF-8) as it reads them. A note, not a problem (validate passes).")

@@ -1983,6 +1983,28 @@ def test_an_empty_file_read_by_two_sources_is_not_left_past_the_read_through_tot
     assert not [w for w in report.warnings if w.note], report.warnings
 
 
+def test_the_read_through_note_is_keyed_at_an_evals_sources_eval(tmp_path: Path, monkeypatch: Any) -> None:
+    """The note of the files left past READ_THROUGH_MB_TOTAL was keyed at the first one's
+    ``loader.path``, which an `evals` source has not (its ``loader.name`` names its file)."""
+    import yaml
+
+    from subsetctl.api import validate_spec_file
+    from subsetctl.data import checks
+
+    if evals_data_dir() is None:
+        pytest.skip("needs the evals package (pip install --no-deps evals==3.0.1.post1)")
+    write_jsonl(tmp_path / "t.jsonl", [{"prompt": f"t{i}", "response": "a"} for i in range(30)])
+    loader = {"type": "jsonl", "prompt_field": "prompt", "response_field": "response"}
+    spec = {"target": {"name": "t", "loader": {**loader, "path": "t.jsonl"}},
+            "sources": [{"name": "a", "loader": {**loader, "path": "t.jsonl"}},
+                        {"name": "ana", "loader": {"type": "evals", "name": "anagrams"}}]}
+    (tmp_path / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    monkeypatch.setattr(checks, "READ_THROUGH_MB_TOTAL", ((tmp_path / "t.jsonl").stat().st_size) / 2**20)
+    report = validate_spec_file(tmp_path / "subsetctl.yaml")
+    (note,) = [w for w in report.warnings if w.note and "read through" in w.message]
+    assert note.key == "sources[1].loader.name" and "the files of 1 more (ana)" in note.message, note
+
+
 def test_validate_reads_a_bounded_total_of_rows_for_the_num_labels_check(tmp_path: Path, monkeypatch: Any) -> None:
     """model.num_labels was checked against the labels of every file's first 1,000 rows, with no
     bound on all of them: 2,000 sources took 55 s of a 102.6 s validate (profiled). The reads stop at
