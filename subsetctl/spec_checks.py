@@ -1278,8 +1278,10 @@ def _warn_label_map_of_class_ids(spec: Spec, spec_path: Path, warn: _AddIssue) -
         column = loader.label_field if spec.model.kind == "classifier" else loader.response_field
         from datasets import ClassLabel, DatasetInfo  # (only for such a folder)
 
+        from subsetctl.data.saving import read_saved_json
+
         try:
-            feature = (DatasetInfo.from_directory(str(dataset)).features or {}).get(column)
+            feature = (DatasetInfo.from_dict(read_saved_json(dataset / "dataset_info.json")).features or {}).get(column)
         except (OSError, ValueError, KeyError, TypeError):
             continue
         if not isinstance(feature, ClassLabel):

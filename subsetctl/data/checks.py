@@ -1034,11 +1034,15 @@ def _check_saved_to_disk(loader: HuggingFaceLoader, folder: Path, loc: tuple[Any
     from datasets import DatasetInfo
 
     from subsetctl.data.loaders import saved_dataset_problem, saved_dict_splits, saved_split_slice_note
+    from subsetctl.data.saving import read_saved_json
 
     dataset = folder
     try:
         if (folder / "dataset_dict.json").is_file():
-            splits = saved_dict_splits(folder)
+            try:
+                splits = saved_dict_splits(folder)
+            except (OSError, ValueError):  # (not JSON: saved_dataset_problem says so below, as in the data stage)
+                splits = [loader.split]
             if loader.split not in splits:
                 issues.add(loc + ("split",), f"the DatasetDict saved in {shown_path(folder)} has the splits "
                                              f"{', '.join(splits)}, not {loader.split!r}"
@@ -1049,7 +1053,7 @@ def _check_saved_to_disk(loader: HuggingFaceLoader, folder: Path, loc: tuple[Any
         if (problem := saved_dataset_problem(folder, loader.split if dataset != folder else None)) is not None:
             issues.add(loc + ("path",), problem)
             return
-        features = DatasetInfo.from_directory(str(dataset)).features
+        features = DatasetInfo.from_dict(read_saved_json(dataset / "dataset_info.json")).features
     except (OSError, ValueError, KeyError, TypeError):
         return
     if features is not None:

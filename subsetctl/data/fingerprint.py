@@ -25,6 +25,7 @@ from subsetctl.data.loaders import (
     is_saved_to_disk,
     resolve_path,
 )
+from subsetctl.data.saving import read_saved_json
 from subsetctl.errors import UserError
 from subsetctl.filehash import file_fingerprint, tree_fingerprint
 from subsetctl.project import STATE_DIRNAME, read_json_object
@@ -161,7 +162,7 @@ def saved_to_disk_fingerprint(folder: Path, spec_dir: Path) -> dict[str, Any]:
     tree = tree_fingerprint(folder, spec_dir)
     for name in [name for name in tree.get("files", {}) if Path(name).name == "state.json"]:
         try:
-            state = json.loads((folder / name).read_text(encoding="utf-8"))
+            state = read_saved_json(folder / name)
         except (OSError, ValueError):
             continue
         if isinstance(state, dict):

@@ -12,7 +12,8 @@ source saved either way is the same files (the data stage's output digest does n
 depend on which subsetctl saved it). Anything else, a split ``save_to_disk`` would shard
 or whose features are not plain values (an image is embedded by its writer), is saved
 with ``save_to_disk`` itself. :func:`load_saved` reads such a folder back as
-``Dataset.load_from_disk`` does, without its per-call cost.
+``Dataset.load_from_disk`` does, without its per-call cost. :func:`read_saved_json` reads
+the metadata files of such a folder for every reader of them here.
 """
 
 from __future__ import annotations
@@ -27,6 +28,24 @@ if TYPE_CHECKING:
 
 DATA_FILE = "data-00000-of-00001.arrow"  # save_to_disk's name for a split's only shard
 _STATE_KEYS = ("_fingerprint", "_format_columns", "_format_kwargs", "_format_type", "_output_all_columns")
+
+
+def read_saved_json(path: Path) -> Any:
+    """The JSON value in ``path``, a metadata file ``save_to_disk`` writes (``state.json``,
+    ``dataset_info.json``, ``dataset_dict.json``): the one reader of them for validate's
+    checks, the loader, the data stage and the fingerprints, so that a file none can read is
+    the same user error (or the same fallback) in each. Python's JSON reader raises a
+    ``RecursionError`` for lists or objects nested past its depth (``[[[[...``), which their
+    ``except ValueError`` let through as an internal error: it is a ``ValueError`` here.
+
+    Raises:
+        OSError: the file cannot be read.
+        ValueError: it is not UTF-8 text, not JSON, or JSON nested deeper than Python reads."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise ValueError(f"{path.name} is nested deeper than Python's JSON reader goes (thousands of lists or "
+                         "objects one in another)") from None
 
 
 def save_split(dataset: Dataset, folder: Path) -> None:
@@ -120,8 +139,8 @@ def load_saved(path: Path, formatted: bool = True) -> Dataset | None:
     if config.IN_MEMORY_MAX_SIZE:  # load_from_disk may copy a small one into memory
         return None
     try:
-        state = json.loads((path / "state.json").read_text(encoding="utf-8"))
-        info = DatasetInfo.from_dict(json.loads((path / "dataset_info.json").read_text(encoding="utf-8")))
+        state = read_saved_json(path / "state.json")
+        info = DatasetInfo.from_dict(read_saved_json(path / "dataset_info.json"))
         table = concat_tables([MemoryMappedTable.from_file(str(path / data_file["filename"]))
                                for data_file in state["_data_files"]])
         split = Split(state["_split"]) if state["_split"] is not None else None
@@ -143,8 +162,8 @@ def plain_split_columns(path: Path) -> dict[str, list[Any]] | None:
     import pyarrow as pa
 
     try:
-        state = json.loads((path / "state.json").read_text(encoding="utf-8"))
-        features = json.loads((path / "dataset_info.json").read_text(encoding="utf-8"))["features"]
+        state = read_saved_json(path / "state.json")
+        features = read_saved_json(path / "dataset_info.json")["features"]
         plain = (state.get("_format_type") is None and not state.get("_format_columns")
                  and not state.get("_format_kwargs") and isinstance(features, dict)
                  and all(isinstance(f, dict) and f.get("_type") == "Value" for f in features.values()))

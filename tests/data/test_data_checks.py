@@ -1259,6 +1259,45 @@ def test_a_save_to_disk_folder_load_from_disk_would_refuse_is_told_by_validate_a
         assert told[name] in str(err.value) and "loader.data_files" not in str(err.value)
 
 
+def test_save_to_disk_metadata_nested_past_pythons_depth_is_told_by_validate_and_the_data_stage(
+        tmp_path: Path, make_ctx) -> None:
+    """A save_to_disk folder whose state.json, dataset_info.json or dataset_dict.json is
+    valid JSON nested past Python's depth (`[[[[...`) was an internal error (RecursionError)
+    in validate, plan and the data stage, and a label_map's check of the folder's
+    ClassLabel columns: each reader caught only ValueError. It is the issue a folder whose
+    metadata is not JSON is, the same in the data stage's error; the fingerprint counts the
+    state.json by its bytes."""
+    from datasets import Dataset, DatasetDict
+
+    from subsetctl.data.fingerprint import saved_to_disk_fingerprint
+    from subsetctl.data.loaders.huggingface import load_huggingface
+    from subsetctl.spec import HuggingFaceLoader
+
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
+    rows = Dataset.from_list(qa_rows(3))
+    for name in ("state", "info"):
+        rows.save_to_disk(str(tmp_path / "data" / name))
+    DatasetDict({"train": rows}).save_to_disk(str(tmp_path / "data" / "dict"))
+    deep = "[" * 100_000 + "]" * 100_000
+    for name, file in (("state", "state.json"), ("info", "dataset_info.json"), ("dict", "dataset_dict.json")):
+        (tmp_path / "data" / name / file).write_text(deep)
+    names = ("state", "info", "dict")
+    spec = GOOD + "".join(f"  - {{name: {n}, label_map: {{'0': x}}, loader: {{type: huggingface, path: ./data/{n}}}}}\n"
+                          for n in names)
+    issues = check_issues(tmp_path, spec)
+    assert set(issues) == {f"sources[{i}].loader.path" for i in (1, 2, 3)}, issues
+    told = {name: issues[f"sources[{i}].loader.path"].message for i, name in enumerate(names, 1)}
+    for name, file in (("state", "state.json"), ("info", "dataset_info.json"), ("dict", "dataset_dict.json")):
+        assert f"cannot be read as JSON ({file} is nested deeper than Python's JSON reader goes" in told[name], told
+        assert told[name].endswith("copy the folder whole, or save the dataset again with save_to_disk")
+        with pytest.raises(UserError) as err:
+            load_huggingface(HuggingFaceLoader(type="huggingface", path=f"data/{name}"), make_ctx())
+        assert "datasets.load_from_disk could not read" in str(err.value) and told[name] in str(err.value)
+    counted = saved_to_disk_fingerprint(tmp_path / "data" / "state", tmp_path)
+    assert "sha256" in counted["files"]["state.json"]
+
+
 def test_a_dataset_dicts_split_read_by_default_is_said_in_a_note(tmp_path: Path) -> None:
     """A huggingface loader with no `split` on a DatasetDict folder of train, validation and
     test splits read its train split, which nothing said: a target's own validation and test

@@ -4,7 +4,6 @@ with class names and JSON columns turned into text and hub access refused offlin
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Callable, Iterator
@@ -216,8 +215,8 @@ def _check_single_split(
 
 def saved_dataset_problem(folder: Path, split: str | None = None) -> str | None:
     """What keeps ``datasets.load_from_disk`` from reading the ``save_to_disk`` folder
-    ``folder`` (a ``DatasetDict``'s split ``split``), as its metadata shows: the split's
-    folder, its ``state.json`` or ``dataset_info.json`` missing (a folder copied without
+    ``folder`` (a ``DatasetDict``'s split ``split``), as its metadata shows: a
+    ``dataset_dict.json`` that is not JSON, the split's folder, its ``state.json`` or ``dataset_info.json`` missing (a folder copied without
     them), metadata that is not JSON, features this ``datasets`` cannot read (a feature
     type a newer one wrote), a data file ``state.json`` lists missing. None when none of
     these shows. ``load_from_disk`` said only that the folder "is neither a `Dataset`
@@ -225,8 +224,15 @@ def saved_dataset_problem(folder: Path, split: str | None = None) -> str | None:
     passed such a folder."""
     import datasets
 
+    from subsetctl.data.saving import read_saved_json
+
     dataset = folder / split if split is not None else folder
     again = "copy the folder whole, or save the dataset again with save_to_disk"
+    if split is not None:
+        try:
+            read_saved_json(folder / "dataset_dict.json")
+        except (OSError, ValueError) as exc:
+            return f"{shown_path(folder)}'s dataset_dict.json cannot be read as JSON ({exc}): {again}"
     if not dataset.is_dir():
         return f"{shown_path(folder)}'s dataset_dict.json names the split {split!r}, but it has no folder {split!r}: {again}"
     missing = [name for name in ("state.json", "dataset_info.json") if not (dataset / name).is_file()]
@@ -234,8 +240,8 @@ def saved_dataset_problem(folder: Path, split: str | None = None) -> str | None:
         return (f"{shown_path(dataset)} has no {' and no '.join(missing)}, which datasets.load_from_disk reads "
                 f"beside the data files: {again}")
     try:
-        state = json.loads((dataset / "state.json").read_text(encoding="utf-8"))
-        info = json.loads((dataset / "dataset_info.json").read_text(encoding="utf-8"))
+        state = read_saved_json(dataset / "state.json")
+        info = read_saved_json(dataset / "dataset_info.json")
     except (OSError, ValueError) as exc:
         return f"{shown_path(dataset)}'s state.json or dataset_info.json cannot be read as JSON ({exc}): {again}"
     try:
@@ -260,7 +266,9 @@ def saved_dict_splits(folder: Path) -> list[str]:
 
     Raises:
         OSError, ValueError, KeyError, TypeError: no such file, or not such a listing."""
-    return [str(split) for split in json.loads((folder / "dataset_dict.json").read_text(encoding="utf-8"))["splits"]]
+    from subsetctl.data.saving import read_saved_json
+
+    return [str(split) for split in read_saved_json(folder / "dataset_dict.json")["splits"]]
 
 
 def _load_from_disk(folder: Path) -> Any:
