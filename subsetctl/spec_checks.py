@@ -1186,7 +1186,9 @@ def _warn_label_map_labels(spec: Spec, spec_path: Path, warn: _AddIssue, note: _
     # the data stage merges them (group_label_map_warnings), at the group's label_map
     where = {warning: path for path, warning in found_here}
     groups = {f"source_files[{g}]: ": g for g in {g for g, _ in spec.source_origins.values()}}
-    for warning in group_label_map_warnings(spec, [warning for _, warning in found_here]):
+    # (a group the row limit stopped in says how many of its sources it speaks of: the data stage's speaks of all)
+    left_unread = [name for _, name in total.not_read]
+    for warning in group_label_map_warnings(spec, [warning for _, warning in found_here], left_unread):
         g = next((g for head, g in groups.items() if warning.startswith(head)), None)
         warn(where.get(warning, ("source_files", g, "label_map")), warning)
     if total.not_read:

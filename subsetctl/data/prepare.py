@@ -33,7 +33,7 @@ import math
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -164,11 +164,14 @@ LABEL_MAP_WARNINGS = ("label_map names ", "label_map renamed ")
 GROUP_SOURCES_NAMED = 5
 
 
-def group_label_map_warnings(spec: Spec, warnings: list[str]) -> list[str]:
+def group_label_map_warnings(spec: Spec, warnings: list[str], unread: Collection[str] = ()) -> list[str]:
     """``warnings`` with :func:`map_labels`'s warnings about the sources of one
     ``source_files`` group (two or more of them) made one, where the first of them was: a
     group's ``label_map`` is every source's, and one meant for a single task of a ``by``
-    group warned once per other task (hundreds of lines saying one thing)."""
+    group warned once per other task (hundreds of lines saying one thing). ``unread``: the
+    sources whose labels were not read (validate's row limit): a group read in part says
+    how many of its sources it speaks of, even of one, where it counted those read as if
+    they were the group (the data stage's warning, of them all, said another number)."""
     members: dict[int, list[SourceSpec]] = {}  # group -> its sources
     for i, (g, _) in sorted(spec.source_origins.items()):
         if i < len(spec.sources):
@@ -192,15 +195,19 @@ def group_label_map_warnings(spec: Spec, warnings: list[str]) -> list[str]:
     for item in kept:
         if isinstance(item, str):
             out.append(item)
-        elif sum(map(len, found[item].values())) == 1:  # one source: its own warning says it best
+            continue
+        left = sum(source.name in unread for source in members[item])
+        if sum(map(len, found[item].values())) == 1 and not left:  # one source: its own warning says it best
             out.extend(w for said in found[item].values() for _, w in said)
         else:
-            out.append(_group_label_map_warning(item, members[item], found[item]))
+            out.append(_group_label_map_warning(item, members[item], found[item], left))
     return out
 
 
-def _group_label_map_warning(g: int, members: list[SourceSpec], said: dict[str, list[tuple[str, str]]]) -> str:
-    """The one warning of group ``g``'s label_map (see :func:`group_label_map_warnings`)."""
+def _group_label_map_warning(g: int, members: list[SourceSpec], said: dict[str, list[tuple[str, str]]],
+                             left: int = 0) -> str:
+    """The one warning of group ``g``'s label_map (see :func:`group_label_map_warnings`);
+    ``left``: how many of its sources' labels were not read."""
     def named(found: list[tuple[str, str]]) -> str:
         more = len(found) - GROUP_SOURCES_NAMED
         return ", ".join(repr(name) for name, _ in found[:GROUP_SOURCES_NAMED]) + (f" and {more} more" if more > 0
@@ -216,9 +223,11 @@ def _group_label_map_warning(g: int, members: list[SourceSpec], said: dict[str, 
     by = next((f"; with `by: {column}`, to every task" for column in (getattr(members[0].loader, "where", None) or {})),
               "")
     first = next(w for found in said.values() for _, w in found)
-    return (f"source_files[{g}]: the group's label_map ({keys}) applies to each of its {len(members)} sources{by}; it "
-            f"{'; it '.join(parts)}. If the map is for one task's labels, list that task as a source of its own (a "
-            "loader's `where` on the `by` column, with the label_map), which the group then leaves out, and "
+    read = (f"validate read the labels of {len(members) - left} of them (its row limit left the other {left} to the "
+            "data stage), and of those it ") if left else "it "
+    return (f"source_files[{g}]: the group's label_map ({keys}) applies to each of its {len(members)} sources{by}; "
+            f"{read}{'; it '.join(parts)}. If the map is for one task's labels, list that task as a source of its "
+            "own (a loader's `where` on the `by` column, with the label_map), which the group then leaves out, and "
             f"remove the group's label_map. The first such source's warning: {first}")
 
 

@@ -1820,28 +1820,62 @@ def test_validate_reads_a_bounded_total_of_rows_for_the_label_map_check(tmp_path
     assert report.ok
 
 
-def test_validate_says_a_groups_label_map_typo_once_as_the_data_stage_does(tmp_path: Path) -> None:
-    """A `by` group's label_map meant for one task named keys no row of the other tasks has:
-    validate said it once per task (5 lines saying one thing); it says the data stage's one
-    merged warning, at the group's label_map."""
+def _by_group_project(folder: Path, rows: list[dict[str, Any]]) -> None:
+    """A classifier spec in ``folder``: a target of 40 neg/pos rows, and a `by: task` group
+    of ``rows`` (mix.jsonl) with the label_map {0: neg, 1: pos}."""
     import yaml
 
-    from subsetctl.api import validate_spec_file
-    from subsetctl.data.stage import run_data_stage
-
-    write_jsonl(tmp_path / "t.jsonl", [{"text": f"t{i}", "y": ["neg", "pos"][i % 2]} for i in range(40)])
-    write_jsonl(tmp_path / "mix.jsonl", [{"task": f"k{k}", "text": f"{k}-{i}", "y": [0, 1][i % 2] if k == 0 else
-                                          ["neg", "pos"][i % 2]} for k in range(6) for i in range(12)])
+    write_jsonl(folder / "t.jsonl", [{"text": f"t{i}", "y": ["neg", "pos"][i % 2]} for i in range(40)])
+    write_jsonl(folder / "mix.jsonl", rows)
     loader = {"type": "jsonl", "prompt_field": "text", "label_field": "y"}
     spec = {"model": {"kind": "classifier"}, "target": {"name": "t", "loader": {**loader, "path": "t.jsonl"}},
             "source_files": [{"files": "mix.jsonl", "by": "task", "name_prefix": "m-", "loader": loader,
                               "label_map": {0: "neg", 1: "pos"}}]}
-    (tmp_path / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    (folder / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+
+
+def test_validate_says_a_groups_label_map_typo_once_as_the_data_stage_does(tmp_path: Path) -> None:
+    """A `by` group's label_map meant for one task named keys no row of the other tasks has:
+    validate said it once per task (5 lines saying one thing); it says the data stage's one
+    merged warning, at the group's label_map."""
+
+    from subsetctl.api import validate_spec_file
+    from subsetctl.data.stage import run_data_stage
+
+    _by_group_project(tmp_path, [{"task": f"k{k}", "text": f"{k}-{i}", "y": [0, 1][i % 2] if k == 0 else
+                                  ["neg", "pos"][i % 2]} for k in range(6) for i in range(12)])
     report = validate_spec_file(tmp_path / "subsetctl.yaml")
     said = [(w.key, w.message) for w in report.warnings if "label_map" in w.key]
     stage = [w for w in run_data_stage(report.spec, tmp_path, tmp_path / "out")["warnings"] if "label_map" in w]
     assert said == [("source_files[0].label_map", stage[0])] and len(stage) == 1, (said, stage)
     assert stage[0].startswith("source_files[0]: the group's label_map ('0', '1') applies to each of its 6 sources")
+
+
+def test_a_groups_label_map_warning_past_validates_row_limit_says_it_read_part_of_the_group(
+        tmp_path: Path, monkeypatch: Any) -> None:
+    """Where validate's row limit (LABEL_MAP_ROWS_TOTAL) stopped partway through a group of 5
+    sources, its merged warning said the map "names keys that no row of 2 of them has", as
+    if the group were those 2, while the data stage says it of all 5: a run printed two
+    warnings that disagreed. Validate's says it read the labels of 2 of the 5, the other 3
+    left to the data stage; read whole, the group's warning is the data stage's."""
+
+    from subsetctl import spec_checks
+    from subsetctl.api import validate_spec_file
+    from subsetctl.data.stage import run_data_stage
+
+    _by_group_project(tmp_path, [{"task": f"k{k}", "text": f"{k}-{i}", "y": ["neg", "pos"][i % 2]}
+                                 for k in range(5) for i in range(12)])
+    whole = validate_spec_file(tmp_path / "subsetctl.yaml")
+    stage = [w for w in run_data_stage(whole.spec, tmp_path, tmp_path / "out")["warnings"] if "label_map" in w]
+    assert [w.message for w in whole.warnings if w.key == "source_files[0].label_map"] == stage, stage
+    assert "names keys that no row of 5 of them has" in stage[0]
+    monkeypatch.setattr(spec_checks, "LABEL_MAP_ROWS_TOTAL", 40 + 24)  # the target's rows, then 2 tasks' 12
+    (said,) = [w.message for w in validate_spec_file(tmp_path / "subsetctl.yaml").warnings
+               if w.key == "source_files[0].label_map"]
+    assert said.startswith("source_files[0]: the group's label_map ('0', '1') applies to each of its 5 sources; with "
+                           "`by: task`, to every task; validate read the labels of 2 of them (its row limit left the "
+                           "other 3 to the data stage), and of those it names keys that no row of 2 of them has "
+                           "(renaming nothing there): 'm-k0', 'm-k1'. "), said
 
 
 @pytest.mark.parametrize("kind", ["jsonl", "csv"])
