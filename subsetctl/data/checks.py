@@ -1987,9 +1987,8 @@ def head_label_texts(loader: LoaderBase, path: Path, at_most: int = LABEL_ROWS_R
             with _open_text(path, errors="surrogateescape") as handle:
                 for line in islice((line for line in handle if line.strip() and not has_escaped_bytes(line)),
                                    at_most):
-                    record = json.loads(line)
-                    if isinstance(record, dict):
-                        values.append(record.get(field))
+                    record = json.loads(line)  # (one that is no object is a row read, with no label)
+                    values.append(record.get(field) if isinstance(record, dict) else None)
         elif loader.type == "csv":
             try:
                 head = _csv_head(loader, path, at_most)

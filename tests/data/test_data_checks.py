@@ -1975,6 +1975,20 @@ def test_head_label_texts_says_rows_are_left_unread_past_a_csv_row_not_utf8(tmp_
     assert texts == ["a", "b", "a"] and read == 4, (texts, read)
 
 
+def test_head_label_texts_counts_a_jsonl_line_that_is_not_an_object_as_a_row_read(tmp_path: Path) -> None:
+    """A JSON Lines line that is JSON but not an object (`[1]`) used up one of the rows read
+    without being counted: a file longer than the rows read was said read whole (no "a later
+    row may have it", its first labels taken for the target's every class), and validate's
+    row total was under-counted. It is a row read, with no label."""
+    from subsetctl.data.checks import head_label_texts
+    from subsetctl.spec import JsonlLoader
+
+    (tmp_path / "e.jsonl").write_text("[1]\n" + "".join(f'{{"text": "e{i}", "y": "{"ab"[i % 2]}"}}\n' for i in range(5)))
+    loader = JsonlLoader(type="jsonl", path=str(tmp_path / "e.jsonl"), prompt_field="text", label_field="y")
+    texts, read = head_label_texts(loader, tmp_path / "e.jsonl", 4)
+    assert texts == ["a", "b", "a"] and read == 4, (texts, read)
+
+
 def test_validate_reads_a_bounded_total_of_jsonl_files_through(tmp_path: Path, monkeypatch: Any) -> None:
     """Validate read every JSON Lines file up to 64 MB through (its rows counted for the split
     check, its gzip and UTF-8 checked): 2,000 sources' files of 100,000 rows took 102.6 s. The
