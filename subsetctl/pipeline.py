@@ -783,8 +783,11 @@ class Pipeline:
             slices += [_with_values(s, dropped) for s in slices]
         if any(recorded == fingerprint({**inputs, "slice": s}) for s in slices[1:]):
             return True
-        if any(recorded == fingerprint({**inputs, "slice": s, "extra": extra})
-               for extra in stage.earlier_extra_inputs(self.spec, self.project) for s in slices):
+        # (extra inputs as the run recorded them: no earlier form of them gives its fingerprint, and working
+        # those out counts the files again, a save_to_disk folder's whole)
+        if manifest.get("inputs", {}).get("extra") != inputs["extra"] and any(
+                recorded == fingerprint({**inputs, "slice": s, "extra": extra})
+                for extra in stage.earlier_extra_inputs(self.spec, self.project) for s in slices):
             return True
         return any(recorded == fingerprint({**inputs, "upstream": upstream, "slice": s})
                    for upstream in self._upstream_as_before(stage, inputs) for s in slices)

@@ -288,8 +288,8 @@ def as_recorded(old: Any, new: dict[str, Any],
     """Of a stage's extra inputs now (``new``) and as an earlier subsetctl counted them
     (``earlier()``), those counted as ``old`` (a manifest's) was, by its sources' keys: what
     changed is said of the files, not of how they are counted (a `where` source's rows, its
-    whole file before)."""
-    if not isinstance(old, dict):
+    whole file before). ``earlier()`` is not called where ``old`` is ``new``."""
+    if not isinstance(old, dict) or old == new:
         return new
     forms = [new, *earlier()]
 

@@ -499,13 +499,15 @@ def prepared_again(spec: Spec, spec_dir: Path, folders: list[Path]) -> list[str]
     ``folders`` (earlier data-stage results) holds prepared from one of its
     :func:`reuse_keys`, by the records' keys alone: those a run prepares again, for `plan`
     to count without hashing the prepared files (one found damaged then is prepared
-    again too, and `run` says so)."""
+    again too, and `run` says so). The earlier keys are worked out only for a source no
+    folder holds under today's."""
     def held(source: SourceSpec) -> bool:
-        keys = {key for group in reuse_keys(spec, source, spec_dir) for key in group}
-        for folder in folders:
-            record = read_json_object(folder / source.name / SOURCE_FILE)
-            if record is not None and record.get("key") in keys and isinstance(record.get("warnings"), list):
-                return True
-        return False
+        records = [read_json_object(folder / source.name / SOURCE_FILE) for folder in folders]
+        found = [record.get("key") for record in records
+                 if record is not None and isinstance(record.get("warnings"), list)]
+        if not found or source_key(spec, source, spec_dir) in found:
+            return bool(found)
+        # (the keys an earlier subsetctl wrote only now: each counts the source's files again)
+        return any(key in found for group in reuse_keys(spec, source, spec_dir) for key in group)
 
     return [source.name for source in [spec.target, *spec.sources] if not held(source)]

@@ -539,6 +539,37 @@ def test_a_save_to_disk_folder_saved_again_with_the_same_rows_is_not_prepared_ag
     assert prepared_calls == ["s"]
 
 
+def test_plan_after_a_target_edit_counts_no_save_to_disk_folder_as_an_earlier_subsetctl_did(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`plan` after the target's split was edited worked out, for every save_to_disk source, the
+    inputs and key an earlier subsetctl counted (the folder whole), though the data stage
+    recorded today's: 200 such sources took 1.68 s of CPU, not 1.45 s. They are worked out only
+    where today's do not match: none here."""
+    import yaml
+
+    from subsetctl.api import plan_project, run_project
+    from subsetctl.data import fingerprint
+    from subsetctl.reporter import SilentReporter
+
+    _saved_to_disk_project(tmp_path)
+    run_project(tmp_path, until="data", reporter=SilentReporter())
+    spec = yaml.safe_load((tmp_path / "subsetctl.yaml").read_text())
+    spec["target"]["split"] = {"train": 0.6, "validation": 0.2, "test": 0.2}
+    (tmp_path / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    counted = fingerprint.source_fingerprint_inputs
+    earlier: list[str] = []
+
+    def as_counted(source, spec_dir, whole_files=False, saved_whole=False):  # type: ignore[no-untyped-def]
+        if whole_files or saved_whole:
+            earlier.append(source.name)
+        return counted(source, spec_dir, whole_files=whole_files, saved_whole=saved_whole)
+
+    monkeypatch.setattr(fingerprint, "source_fingerprint_inputs", as_counted)
+    data = {s.name: s for s in plan_project(tmp_path)[2]}["data"]
+    assert data.will_run and "(1 of 3 prepared again (t), 2 reused;" in str(data.work), data.work
+    assert earlier == [], earlier
+
+
 @pytest.mark.parametrize("data_files", [False, True])
 def test_a_save_to_disk_source_prepared_while_its_fingerprint_counted_is_reused(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prepared_calls: list[str], data_files: bool) -> None:
