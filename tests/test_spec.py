@@ -532,10 +532,11 @@ def test_a_data_file_given_as_the_spec_is_said_to_be_one(tmp_path: Path) -> None
         with pytest.raises(SpecError) as refused:
             load_spec(tmp_path / name)
         assert f"{name} {said}" in str(refused.value) and "Fix the syntax" not in str(refused.value), str(refused.value)
-    (tmp_path / "bad.yaml").write_text("target: [unclosed\n", encoding="utf-8")
-    with pytest.raises(SpecError, match="Fix the syntax and retry") as refused:
-        load_spec(tmp_path / "bad.yaml")
-    assert "data file" not in str(refused.value)
+    for name, text in (("bad.yaml", "target: [unclosed\n"), ("spec.json", '{"project": {"name": "x"')):
+        (tmp_path / name).write_text(text, encoding="utf-8")  # (a spec may be written in JSON, which YAML reads)
+        with pytest.raises(SpecError, match="Fix the syntax and retry") as refused:
+            load_spec(tmp_path / name)
+        assert "data file" not in str(refused.value)
 
 
 def test_load_spec_errors(tmp_path: Path) -> None:

@@ -136,7 +136,7 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
         elif mark is not None:
             opened = getattr(exc, "context_mark", None)
             problem += _parser_advice(problem, mark.line, opened.line if opened is not None else None)
-        raise SpecFileError(path, f"malformed YAML: {problem}. {_data_file_note(path) or 'Fix the syntax and retry.'}",
+        raise SpecFileError(path, f"malformed YAML: {problem}. {_data_file_note(path, problem) or 'Fix the syntax and retry.'}",
                             mark.line + 1 if mark is not None else None) from None
     except (RecursionError, FlowTooDeepError):
         raise SpecFileError(path, "the YAML is nested too deeply to be a spec. Fix the file and retry.") from None
@@ -155,12 +155,17 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
 _DATA_FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt", ".gz", ".arrow")
 
 
-def _data_file_note(path: Path) -> str:
+def _data_file_note(path: Path, syntax: str | None = None) -> str:
     """What to add to the error of a spec file that does not read as a spec when its name
     ends as a data file's (``subsetctl validate train.jsonl``: "malformed YAML: expected
     '<document start>', but found '{'", with no word that this is no spec): that the command
     takes the spec or the project folder, in place of advice on the file's syntax; "" for
-    other names."""
+    other names. ``syntax``, the YAML reader's complaint where the file did not parse: a ``.json``
+    or ``.txt`` name then counts as a data file's only where it held several values one after
+    another ("expected '<document start>'", JSON Lines), as a spec written in JSON (YAML reads
+    it) with a syntax error of its own needs the syntax advice."""
+    if syntax is not None and path.name.lower().endswith((".json", ".txt")) and "<document start>" not in syntax:
+        return ""
     if not path.name.lower().endswith(_DATA_FILE_SUFFIXES):
         return ""
     return (f"{path.name} looks like a data file, not a spec: give the spec file (usually {SPEC_FILENAME}) or the "
