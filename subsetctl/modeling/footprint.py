@@ -138,12 +138,7 @@ def read_shape(folder: Path, target_modules: list[str] | None) -> ModelShape | N
     if not found:
         return _shape_from_config(config, target_modules)
     text = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
-
-    def size(*keys: str) -> int:
-        value = next((text[k] for k in keys if isinstance(text.get(k), int)), 0)
-        return int(value)
-
-    hidden = size("hidden_size", "n_embd", "d_model", "dim")
+    hidden = _config_size(text, "hidden_size")
     targets = target_modules if target_modules is not None else DEFAULT_TARGETS.get(str(config.get("model_type")))
     shapes = {name: shape for name, (shape, _) in found.items()}
     lora = None
@@ -154,11 +149,36 @@ def read_shape(folder: Path, target_modules: list[str] | None) -> ModelShape | N
         params=sum(math.prod(shape) for shape in shapes.values()),
         stored_bytes=sum(math.prod(shape) * width for shape, width in found.values()),
         lora_per_rank=lora,
-        layers=size("num_hidden_layers", "n_layer", "num_layers", "n_layers"),
+        layers=_config_size(text, "num_hidden_layers"),
         hidden=hidden,
-        intermediate=size("intermediate_size", "n_inner", "ffn_dim") or 4 * hidden,
-        vocab=size("vocab_size"),
+        intermediate=_config_size(text, "intermediate_size") or 4 * hidden,
+        vocab=_config_size(text, "vocab_size"),
     )
+
+
+#: the keys a decoder's config.json may give each size under: transformers' name first, then
+#: the names of the config classes' ``attribute_map`` (GPT-2's ``n_embd``, ``n_layer``, ``n_head``,
+#: ``n_inner``, ``n_positions``; others' ``d_model``, ``num_layers``, ``num_heads``). The map is
+#: a class attribute, not in config.json, so reading it would import transformers; this table
+#: holds the decoder-only aliases it lists.
+_CONFIG_KEYS: dict[str, tuple[str, ...]] = {
+    "hidden_size": ("hidden_size", "n_embd", "d_model", "dim", "embed_dim", "hidden_dim"),
+    "num_hidden_layers": ("num_hidden_layers", "n_layer", "num_layers", "n_layers"),
+    "num_attention_heads": ("num_attention_heads", "n_head", "num_heads", "n_heads"),
+    "num_key_value_heads": ("num_key_value_heads", "num_kv_heads", "n_head_kv"),
+    "intermediate_size": ("intermediate_size", "n_inner", "ffn_dim", "ffn_hidden_size", "d_ff"),
+    "vocab_size": ("vocab_size", "n_vocab"),
+    "max_position_embeddings": ("max_position_embeddings", "n_positions"),
+    "head_dim": ("head_dim",),
+}
+
+
+def _config_size(config: dict[str, Any], name: str) -> int:
+    """The size ``name`` (a key of :data:`_CONFIG_KEYS`, as transformers names it) in a
+    config.json's ``config``, under whichever of its aliases the config writes; 0 where none
+    is a positive integer (GPT-2's ``n_inner: null`` means 4 x the hidden size)."""
+    return int(next((config[k] for k in _CONFIG_KEYS[name]
+                     if isinstance(config.get(k), int) and not isinstance(config[k], bool) and config[k] > 0), 0))
 
 
 #: decoder-only model types whose MLP is gated (three matrices: gate, up, down), as
@@ -175,32 +195,41 @@ def _shape_from_config(config: dict[str, Any], target_modules: list[str] | None)
     attention's four projections with grouped key-value heads, a gated or plain MLP, an untied
     head), for a folder without safetensors weights: the local Hugging Face cache holds a hub
     id's config.json where only it was downloaded (`hf download ID config.json`, a download cut short),
-    and plan gave no estimate. LoRA's per-rank count covers the Llama-style projection names.
+    and plan gave no estimate. The sizes are read under any of their names (:data:`_CONFIG_KEYS`:
+    GPT-2's ``n_embd``, ``n_layer``); GPT-2's own layers (``c_attn``, ``c_proj``, ``c_fc``, with
+    biases and learned positions) are counted as it names them, every other type's as Llama's
+    (``q_proj`` ... ``down_proj``), which LoRA's per-rank count covers.
     None where the config does not give the sizes."""
     from subsetctl.modeling.lora import DEFAULT_TARGETS
 
     text = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
-
-    def size(*keys: str) -> int:
-        return int(next((text[k] for k in keys if isinstance(text.get(k), int) and text[k] > 0), 0))
-
-    hidden, layers, vocab = size("hidden_size"), size("num_hidden_layers"), size("vocab_size")
+    hidden, layers = _config_size(text, "hidden_size"), _config_size(text, "num_hidden_layers")
+    vocab = _config_size(text, "vocab_size")
     if not (hidden and layers and vocab):
         return None
-    heads = size("num_attention_heads") or 1
-    head_dim = size("head_dim") or hidden // heads
-    kv = (size("num_key_value_heads") or heads) * head_dim
-    intermediate = size("intermediate_size") or 4 * hidden
-    gated = config.get("model_type") in _GATED_MLP_TYPES
-    per_layer = {"q_proj": (hidden, heads * head_dim), "k_proj": (hidden, kv), "v_proj": (hidden, kv),
-                 "o_proj": (heads * head_dim, hidden), "up_proj": (hidden, intermediate),
-                 "down_proj": (intermediate, hidden), **({"gate_proj": (hidden, intermediate)} if gated else {})}
+    heads = _config_size(text, "num_attention_heads") or 1
+    head_dim = _config_size(text, "head_dim") or hidden // heads
+    kv = (_config_size(text, "num_key_value_heads") or heads) * head_dim
+    intermediate = _config_size(text, "intermediate_size") or 4 * hidden
+    model_type = config.get("model_type")
+    per_layer: list[tuple[str, tuple[int, int]]]
+    if model_type == "gpt2":  # Conv1D layers, each with a bias; learned positions, norms with biases
+        per_layer = [("c_attn", (hidden, 3 * hidden)), ("c_proj", (hidden, hidden)), ("c_fc", (hidden, intermediate)),
+                     ("c_proj", (intermediate, hidden))]
+        extra = _config_size(text, "max_position_embeddings") * hidden + hidden  # (+ the last norm's bias)
+        per_layer_extra = 2 * 2 * hidden + 3 * hidden + hidden + intermediate + hidden  # the norms, the biases
+    else:
+        per_layer = [("q_proj", (hidden, heads * head_dim)), ("k_proj", (hidden, kv)), ("v_proj", (hidden, kv)),
+                     ("o_proj", (heads * head_dim, hidden)), ("up_proj", (hidden, intermediate)),
+                     ("down_proj", (intermediate, hidden))]
+        per_layer += [("gate_proj", (hidden, intermediate))] if model_type in _GATED_MLP_TYPES else []
+        extra, per_layer_extra = 0, 2 * hidden
     tied = config.get("tie_word_embeddings", text.get("tie_word_embeddings", True)) is not False
-    params = (vocab * hidden * (1 if tied else 2)
-              + layers * (sum(a * b for a, b in per_layer.values()) + 2 * hidden) + hidden)
-    targets = target_modules if target_modules is not None else DEFAULT_TARGETS.get(str(config.get("model_type")))
-    lora = (layers * sum(sum(per_layer[t]) for t in targets)
-            if targets is not None and set(targets) <= set(per_layer) else None)
+    params = (vocab * hidden * (1 if tied else 2) + extra
+              + layers * (sum(a * b for _, (a, b) in per_layer) + per_layer_extra) + hidden)
+    targets = target_modules if target_modules is not None else DEFAULT_TARGETS.get(str(model_type))
+    lora = (layers * sum(a + b for name, (a, b) in per_layer if name in targets)
+            if targets is not None and set(targets) <= {name for name, _ in per_layer} else None)
     stored = _CONFIG_DTYPE_BYTES.get(str(config.get("torch_dtype") or config.get("dtype")), 4)
     return ModelShape(params=params, stored_bytes=params * stored, lora_per_rank=lora, layers=layers, hidden=hidden,
                       intermediate=intermediate, vocab=vocab, from_config=True)

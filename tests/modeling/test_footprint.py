@@ -51,6 +51,25 @@ def test_a_folder_without_safetensors_weights_is_estimated_from_its_config(tmp_p
     assert read_shape(tmp_path, None) is None and estimate("meta_init", _spec(tmp_path), tmp_path) is None
 
 
+def test_a_gpt2_config_is_estimated_from_its_own_key_names(tmp_path: Path) -> None:
+    """The config-only estimate read Llama's keys alone (hidden_size, num_hidden_layers): a
+    GPT-2 config.json (n_embd, n_layer, n_head, n_positions, as transformers' attribute_map
+    names them) got no estimate. It is read under those names and counts GPT-2's layers as the
+    weights' headers do, LoRA on its default c_attn included."""
+    from tinymodels import save_tiny_gpt2
+
+    weights = save_tiny_gpt2(tmp_path / "gpt2")
+    alone = tmp_path / "config-only"
+    alone.mkdir()
+    (alone / "config.json").write_text((weights / "config.json").read_text())
+    assert "n_embd" in json.loads((alone / "config.json").read_text())
+    shape, weighed = read_shape(alone, None), read_shape(weights, None)
+    assert shape is not None and weighed is not None and shape.from_config
+    assert (shape.params, shape.lora_per_rank, shape.layers, shape.hidden, shape.intermediate, shape.vocab) == (
+        weighed.params, weighed.lora_per_rank, weighed.layers, weighed.hidden, weighed.intermediate, weighed.vocab)
+    assert read_shape(alone, ["c_proj"]).lora_per_rank == read_shape(weights, ["c_proj"]).lora_per_rank
+
+
 def test_plan_says_why_an_uncached_hub_id_has_no_memory_estimate_and_uses_a_cached_config(
         tmp_path: Path, tiny_llama: Path, tiny_project: Path, monkeypatch) -> None:
     """A hub id the local Hugging Face cache lacks got no memory estimate, without a word of
