@@ -930,8 +930,6 @@ def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, 
     if fmt == "json":
         _echo_json([s.to_dict() for s in statuses])
         return
-    from subsetctl.modeling.footprint import MODEL_STAGES, no_estimate_reason
-
     console = _console()
     title = f"plan for {escape(str(project.root))}"
     console.print(_status_lines(statuses, title) if console.width < NARROW_PLAN else _status_table(statuses, title))
@@ -962,10 +960,9 @@ def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, 
             line = "; ".join(part for part in (s.work, last, s.memory) if part)
             if s.will_run and line:
                 console.print(f"[dim]  {s.name}: {escape(line)}[/dim]")
-        if any(s.will_run and s.memory is None and s.name in MODEL_STAGES for s in statuses):
-            unestimated = no_estimate_reason(spec, project.root)
-            if unestimated:
-                console.print(f"[dim]  {escape(unestimated)}[/dim]")
+        unestimated = next((s.memory_note for s in statuses if s.will_run and s.memory_note), None)
+        if unestimated:  # (the same for each model stage: said once)
+            console.print(f"[dim]  {escape(unestimated)}[/dim]")
     else:  # with --until: the stages it plans, not the whole pipeline (later ones may never have run)
         upto, command = (f" up to {until}", f"`run --until {until}`") if _stops_early(until) else ("", "`run`")
         names = [s.name for s in statuses]

@@ -304,6 +304,12 @@ class Stage(ABC):
         without loading it: see :mod:`subsetctl.modeling.footprint`)."""
         return None
 
+    def memory_note(self, spec: Spec, project: Project) -> str | None:
+        """Why :meth:`memory_estimate` gives this stage no estimate with ``spec`` and what
+        gives it one, where that is worth saying (a model stage's hub id not in the local
+        cache: :func:`subsetctl.modeling.footprint.no_estimate_note`); None otherwise."""
+        return None
+
     def time_estimate(self, spec: Spec, project: Project) -> tuple[float, str] | None:
         """A rough duration of a run of this stage with ``spec``, in seconds, and what it
         assumes, for ``plan`` before the stage's first run (after it, the last run's seconds
@@ -407,8 +413,9 @@ class Stage(ABC):
 #: raised whenever a subsetctl changes its keys or their meaning: a script checks it has the keys
 #: it reads, as report.json's ``report_format`` lets it. 1: the first numbered; 2: each model
 #: stage's estimated peak memory, ``memory_bytes`` and ``memory`` (keys added raise it too); 3: a
-#: rough duration before a stage's first run, ``rough_seconds`` and ``rough``
-PLAN_FORMAT = 3
+#: rough duration before a stage's first run, ``rough_seconds`` and ``rough``; 4: why a model
+#: stage's memory is not estimated, ``memory_note``
+PLAN_FORMAT = 4
 
 
 @dataclass
@@ -458,6 +465,9 @@ class StageStatus:
     #: and that in words, for a stage `run` would run; None where it is not estimated
     memory_bytes: int | None = None
     memory: str | None = None
+    #: why ``memory`` is None, and what gives an estimate (:meth:`Stage.memory_note`): plan's
+    #: text says it once, below its stages; None where there is nothing to say
+    memory_note: str | None = None
     #: a rough duration of a run of it, in seconds (:meth:`Stage.time_estimate`), and what that
     #: assumes, for a stage `run` would run that has no last run's seconds; None where not estimated
     rough_seconds: float | None = None
@@ -468,7 +478,7 @@ class StageStatus:
         return {"stage": self.name, "state": self.state, "reasons": self.reasons, "will_run": self.will_run,
                 "conditional": self.conditional, "put_back": self.put_back, "work": self.work,
                 "last_seconds": self.last_seconds, "last_work": self.last_work,
-                "memory_bytes": self.memory_bytes, "memory": self.memory,
+                "memory_bytes": self.memory_bytes, "memory": self.memory, "memory_note": self.memory_note,
                 "rough_seconds": self.rough_seconds, "rough": self.rough,
                 "left_stale_by_until": self.left_stale_by_until, "plan_format": PLAN_FORMAT}
 
@@ -998,6 +1008,8 @@ class Pipeline:
             if will_run:
                 statuses[-1].memory_bytes, statuses[-1].memory = (stage.memory_estimate(self.spec, self.project)
                                                                   or (None, None))
+                if statuses[-1].memory is None:
+                    statuses[-1].memory_note = stage.memory_note(self.spec, self.project)
                 if statuses[-1].last_seconds is None:  # (a last run's seconds say more)
                     statuses[-1].rough_seconds, statuses[-1].rough = (stage.time_estimate(self.spec, self.project)
                                                                       or (None, None))

@@ -377,6 +377,12 @@ def no_estimate_reason(spec: Any, spec_dir: Path) -> str | None:
             "`run` downloads the whole model, after which plan estimates from its files.")
 
 
+def no_estimate_note(stage: str, spec: Any, spec_dir: Path) -> str | None:
+    """:func:`no_estimate_reason` for ``stage``, one that :func:`loads_model` with ``spec``
+    (``plan --format json``'s ``memory_note``, which its text prints once); None for another."""
+    return no_estimate_reason(spec, spec_dir) if loads_model(stage, spec) else None
+
+
 def model_folder(source: str, spec_dir: Path, revision: str | None = None) -> Path | None:
     """The folder of model ``source`` whose files can be read without loading or converting
     anything (:func:`~subsetctl.modeling.resolve.folder_read_without_loading`, a hub id's at

@@ -49,6 +49,12 @@ class ModelStage(Stage):
 
         return estimate(self.name, spec, project.root)
 
+    def memory_note(self, spec: Spec, project: Project) -> str | None:
+        """:func:`subsetctl.modeling.footprint.no_estimate_note` of this stage."""
+        from subsetctl.modeling.footprint import no_estimate_note
+
+        return no_estimate_note(self.name, spec, project.root)
+
     def time_estimate(self, spec: Spec, project: Project) -> tuple[float, str] | None:
         """:func:`subsetctl.modeling.duration.rough_time` of this stage, with its
         :meth:`rough_rows`."""

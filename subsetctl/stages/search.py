@@ -711,6 +711,13 @@ class SearchStage(Stage):
 
         return estimate(self.name, spec, project.root)
 
+    def memory_note(self, spec: Spec, project: Project) -> str | None:
+        """Why a search whose estimator fine-tunes for real gets no memory estimate
+        (:func:`subsetctl.modeling.footprint.no_estimate_note`)."""
+        from subsetctl.modeling.footprint import no_estimate_note
+
+        return no_estimate_note(self.name, spec, project.root)
+
     def memory_settings(self, spec: Spec) -> tuple[str, ...]:
         """A model-backed estimator (true_finetune) fine-tunes in this process, one subset at
         a time, with verify's budget: its batch size and the length bound the memory, not

@@ -100,6 +100,16 @@ def test_plan_says_why_an_uncached_hub_id_has_no_memory_estimate_and_uses_a_cach
     planned = CliRunner().invoke(main, ["plan", str(tiny_project), "model.source=tinyorg/other"])
     assert "no memory estimate for the model stages: the hub id tinyorg/other is not in the local" in " ".join(
         planned.output.split()), planned.output
+    # plan --format json gave `memory: null` without the reason its text gives: `memory_note` holds it
+    stages = json.loads(CliRunner().invoke(main, ["plan", str(tiny_project), "model.source=tinyorg/other",
+                                                  "--format", "json"]).stdout)
+    notes = {s["stage"]: s["memory_note"] for s in stages}
+    assert notes["data"] is None and notes["search"] is None, notes  # (no model loaded)
+    for stage in ("meta_init", "gradients", "finetune", "evaluate"):
+        assert "the hub id tinyorg/other is not in the local Hugging Face cache" in notes[stage], notes
+        assert "`hf download tinyorg/other config.json`" in notes[stage]
+    assert {s["stage"]: s["memory_note"] for s in json.loads(CliRunner().invoke(
+        main, ["plan", str(tiny_project), "--format", "json"]).stdout)}["meta_init"] is None  # (estimated)
 
 
 def test_the_estimate_grows_with_the_batch_and_length_and_bfloat16_halves_the_weights(tiny_llama: Path) -> None:
