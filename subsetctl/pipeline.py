@@ -989,6 +989,7 @@ class Pipeline:
                     # what a re-run gives again: the stages reading those parts alone stay as they are
                     digests.update({f"{stage.name}:{part}": digest for part, digest
                                     in stage.parts_as_before(self.spec, self.project, manifest, inputs).items()})
+                if state == "stale" and kept is None and manifest:  # (forced too: what counts of it is the same)
                     part_notes.update({f"{stage.name}:{part}": note for part, note
                                        in stage.parts_change_note(self.spec, self.project, manifest, inputs).items()})
             else:

@@ -249,6 +249,13 @@ def test_a_new_lambda_grid_keeping_the_choice_does_not_rerun_the_finetune_stage(
     # nor the search (it re-ran, from its store, for the same estimates: it reads calibrate's choice alone)
     [search] = [status for status in plan_project(tiny_project, wider)[2] if status.name == "search"]
     assert search.conditional and "only its choice of estimator, lambda and map counts" in " ".join(search.reasons)
+    # a forced stage's note is said as well: with --force calibrate the search's line left it out, while
+    # with --force search the finetune stage's kept "only its picks count"
+    forced = {s.name: s for s in plan_project(tiny_project, [], force=["calibrate"])[2]}
+    assert forced["search"].conditional and "only its choice of estimator, lambda and map counts" in " ".join(
+        forced["search"].reasons), forced["search"].reasons
+    forced = {s.name: s for s in plan_project(tiny_project, [], force=["search"])[2]}
+    assert forced["finetune"].conditional and "only its picks count" in " ".join(forced["finetune"].reasons)
     assert ran(wider) == ["calibrate", "report"]
     assert chosen() == before  # the same choice (what the test is about)
     # report.json's calibration is calibrate's as it is now: 1000's figures beside the others
