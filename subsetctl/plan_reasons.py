@@ -330,8 +330,9 @@ def changed_inputs(old: Any, new: dict[str, Any], earlier_model: tuple[str, str]
     seeds = "random_seeds"  # the search's: its later random baselines' seeds, from the spec (said by its change)
     anew = "model_named_anew"  # the report stage's: the model folder by the spec's name for it now
     outside = "model_moved_outside"  # the report stage's: the outside model folder the spec's relative path leads to now
-    changed = sorted(k for k in set(old) & set(new)
-                     if old[k] != new[k] and k not in (moved, order, report_format, "overrides", seeds, anew, outside))
+    commits = "finetune_commits_noted"  # the report stage's: finetune's adapters trained from another commit
+    changed = sorted(k for k in set(old) & set(new) if old[k] != new[k]
+                     and k not in (moved, order, report_format, "overrides", seeds, anew, outside, commits))
     code = "plugin code"  # present only while some plugin is used: its coming or going is a change too
     # (plugin code that only gained or lost entries is named as it is: no plugin's file was edited)
     shown = [name for name in (_input_name(k, old[k], new[k]) for k in changed) if name != code]
@@ -341,6 +342,9 @@ def changed_inputs(old: Any, new: dict[str, Any], earlier_model: tuple[str, str]
     coming_or_going = _plugins_coming_or_going(old.get(code), new.get(code))
     if coming_or_going:
         parts.append(coming_or_going)
+    if old.get(commits) != new.get(commits):
+        parts.append("the finetune stage's adapters trained from another commit of the hub model than it records "
+                     "now (its base_model.json, which the report names them from) are not those the report names")
     if order in old and order in new and old[order] != new[order]:
         parts.append(f"{_input_name(order, old[order], new[order])} changed")
     if "model_package" in new and "model_package" not in old:  # recorded since (or another packaged model)

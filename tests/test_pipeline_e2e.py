@@ -2550,6 +2550,38 @@ def test_fine_tunes_reused_from_the_cache_keep_the_commit_they_were_trained_from
                                             f"'tinyorg/tinyllama' at commit {'b' * 40}, not {'a' * 40}"), plan_warnings.said
 
 
+def test_a_finetune_rerun_with_the_same_adapters_but_another_base_model_record_rewrites_the_report(
+        tiny_project: Path, tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> None:
+    """base_model.json is left out of the finetune stage's output digest (the evaluation does
+    not read it, and its folder changes with a move): a finetune re-run restoring every adapter
+    from the cache after a newer commit was downloaded (`run --until finetune`) left the same digest,
+    so the report stayed "up to date" without its note on the adapters trained from the old commit. The report counts
+    the record itself now: it alone re-runs, and names them."""
+    from subsetctl.api import plan_project
+    from subsetctl.project import Project
+
+    repo = _offline_hub_cache_of_two_commits(tiny_llama, tmp_path_factory, monkeypatch, main="a" * 40)
+    hub = ["model.source=tinyorg/tinyllama"]
+    run_project(tiny_project, hub)
+    project = Project(tiny_project)
+    assert "adapter_base_model_revisions" not in json.loads((tiny_project / "report.json").read_text())
+    (repo / "refs" / "main").write_text("b" * 40)  # a newer main downloaded (a hub id is known by its name)
+    digest = project.read_manifest("finetune")["output_digest"]
+    shutil.rmtree(project.stage_dir("finetune"))  # re-run: each adapter restored from the cache
+    run_project(tiny_project, hub, until="finetune")  # (a run of the whole rewrites the report for its time table)
+    assert project.read_manifest("finetune")["output_digest"] == digest  # the same adapters
+    planned = {s.name: s.reasons for s in plan_project(tiny_project, hub)[2] if s.will_run}
+    assert planned == {"report": [("the finetune stage's adapters trained from another commit of the hub model than "
+                                  "it records now (its base_model.json, which the report names them from) are not "
+                                  "those the report names")]}, planned
+    ran = [r["stage"] for r in run_project(tiny_project, hub) if r["action"] == "ran"]
+    assert ran == ["report"], ran  # (evaluate reads the same adapters: up to date)
+    report = json.loads((tiny_project / "report.json").read_text())
+    assert report["adapter_base_model_revision"] == "b" * 40
+    assert set(report["adapter_base_model_revisions"].values()) == {"a" * 40}, report
+    assert all(not s.will_run for s in plan_project(tiny_project, hub)[2])
+
+
 def test_a_finetune_stage_resumed_keeps_the_commits_of_the_fine_tunes_finished_before(
         tiny_project: Path, tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> None:
     """The fine-tunes a finetune stage stopped partway had finished (kept in its runs.json, not

@@ -318,6 +318,23 @@ def hub_revision_changed_note(project: Project, spec: Any) -> str | None:
             f"from it, `subsetctl run --force {stage_name}`; {keep}.")
 
 
+def finetune_commits_noted(project: Project) -> dict[str, Any] | None:
+    """The commits the report's note on adapters trained from another commit of the hub model
+    names (``adapter_base_model_revisions``), from the finetune stage's base-model record
+    (:data:`~subsetctl.stages.finetune.BASE_MODEL_FILE`): ``{revision, adapters}`` (run key ->
+    commit), None where no adapter was. The record is left out of that stage's output digest
+    (the evaluation does not read it; its folder changes with a move), so a finetune re-run
+    restoring the same adapters from the cache after a newer commit was downloaded re-ran
+    nothing after it: the report stage counts this among its inputs instead (only where there
+    is a note: a report without one is not rewritten)."""
+    from subsetctl.stages.finetune import BASE_MODEL_FILE
+
+    record = _read(project.results_dir("finetune") / BASE_MODEL_FILE) if project.read_results_manifest("finetune") else None
+    revision = record.get("revision") if isinstance(record, dict) else None
+    other = _adapters_of_other_commits(record, revision) if isinstance(revision, str) else {}
+    return {"revision": revision, "adapters": dict(sorted(other.items()))} if other else None
+
+
 def _adapters_of_other_commits(record: Any, revision: str) -> dict[str, str]:
     """Run key -> commit, for the fine-tunes whose adapters the finetune stage's base-model
     record (:data:`~subsetctl.stages.finetune.BASE_MODEL_FILE`) says were trained from

@@ -430,7 +430,8 @@ class FinetuneStage(common.ModelStage):
     # peft writes the base model's path into each adapter's config, and the model card names
     # the spec's model.source: where the model was, not what was trained (moving the project
     # or the model folder changes them); which runs came from the cache, computed with which
-    # library versions
+    # library versions; the base model's record (the report counts its note on adapters trained
+    # from another commit itself: counted here, it would re-run the evaluation of the same adapters)
     describes_only = ("runs/*/adapter/adapter_config.json", "runs/*/adapter/README.md", BASE_MODEL_FILE,
                       common.PROVENANCE)
 

@@ -37,10 +37,12 @@ class ReportStage(Stage):
         the spec names anew where the results recorded another path for its files
         (:func:`~subsetctl.report.build.models_named_anew`), the model folder outside the project
         that the spec's relative path leads to now where the results recorded reading it elsewhere
-        (:func:`~subsetctl.report.build.models_moved_outside`), and what report.json and report.md
-        hold (:data:`~subsetctl.report.build.REPORT_FORMAT`)."""
+        (:func:`~subsetctl.report.build.models_moved_outside`), the adapters trained from another
+        commit of a hub model (:func:`~subsetctl.report.build.finetune_commits_noted`), and what
+        report.json and report.md hold (:data:`~subsetctl.report.build.REPORT_FORMAT`)."""
         from subsetctl.report.build import (
             REPORT_FORMAT,
+            finetune_commits_noted,
             models_moved_outside,
             models_named_anew,
             results_overrides,
@@ -58,10 +60,13 @@ class ReportStage(Stage):
         # the tables' order (reordering the baselines re-runs nothing else)
         # the verify table's figures for each lambda of the grid, left out of calibrate's output digest
         grid = _calibrate_grid_figures(project)
+        # the adapters trained from another commit of the hub model, left out of finetune's output digest
+        commits = finetune_commits_noted(project)
         anew = models_named_anew(project, spec)  # (the model folder moved: nothing else re-runs)
         outside = models_moved_outside(project)  # (the project moved with it: its report names it anew)
         return {"report_format": REPORT_FORMAT, "selection_order": selection_order(spec),
                 **({"calibrate_grid_figures": grid} if grid else {}),
+                **({"finetune_commits_noted": commits} if commits else {}),
                 **({"switched_off_moved_past": moved} if moved else {}), **({"model_named_anew": anew} if anew else {}),
                 **({"model_moved_outside": outside} if outside else {}),
                 **({"overrides": overrides} if overrides else {}), **({"library_versions": versions} if versions else {})}
