@@ -282,7 +282,7 @@ DISK_STAGES = ("meta_init", "finetune")
 _CHECKPOINTS_AT_ONCE = 3
 
 
-def disk_bytes(stage: str, spec: Any, shape: ModelShape) -> int:
+def disk_bytes(stage: str, spec: Any, shape: ModelShape, fine_tunes: int | None = None) -> int:
     """The disk ``stage`` writes of LoRA weights with ``spec`` on a model of ``shape`` at
     most (bytes): each adapter is its LoRA parameters (``lora_per_rank`` x ``model.lora.r``)
     in float32, as peft keeps them whatever ``model.dtype``, and a checkpoint that and
@@ -292,6 +292,8 @@ def disk_bytes(stage: str, spec: Any, shape: ModelShape) -> int:
     checkpoints of the one that trains. 0 for other stages (verify's fine-tunes keep only
     their losses), for a switched-off finetune, and where the LoRA targets are not known
     without loading the model. (A classifier's head, saved beside, is left out: small.)
+    ``fine_tunes``: finetune's count where it is known (the stage, once the search picked, counts
+    those it has yet to train), else :func:`fine_tunes_at_most`.
 
     Checked with ``du`` (2026-12-05): the quickstart's meta_init (SmolLM2-135M, r=8; 4 steps, a
     checkpoint each) held 13.2 MB at most, two checkpoints of 5.65 MB and its 1.86 MB adapter
@@ -306,7 +308,8 @@ def disk_bytes(stage: str, spec: Any, shape: ModelShape) -> int:
         return checkpoints + adapter
     if not spec.finetune.enabled:
         return 0
-    return checkpoints + 2 * fine_tunes_at_most(spec) * adapter
+    n = fine_tunes_at_most(spec) if fine_tunes is None else fine_tunes
+    return checkpoints + 2 * n * adapter if n else 0
 
 
 def disk_counted(stage: str, spec: Any, shape: ModelShape) -> str:

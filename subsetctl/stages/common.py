@@ -101,6 +101,34 @@ def lora_disk(stage: str, spec: Spec, project: Project) -> tuple[int, int, Path]
     return (disk_bytes(stage, spec, shape), *free_disk_at(project.stage_dir(stage)))
 
 
+def check_lora_disk(ctx: StageContext, name: str, fine_tunes: int | None = None) -> None:
+    """Refuse to begin stage ``name`` (meta_init, finetune), running in ``ctx``, where the disk holding its folder
+    lacks room for its LoRA checkpoints and adapters (:func:`~subsetctl.modeling.footprint.disk_bytes`,
+    finetune's for the ``fine_tunes`` it has yet to train), as the gradients stage refuses to
+    begin its store: plan said `run` would stop there until there is room, but the stage began
+    and failed partway with "no space left". Checkpoints of a run stopped partway, which the
+    stage resumes from and replaces, count as room. Nothing is checked where the model's shape
+    cannot be read without loading it."""
+    from subsetctl.modeling.footprint import disk_bytes, model_shape
+    from subsetctl.project import free_disk_at, size_text
+
+    shape = model_shape(ctx.spec, ctx.project.root)
+    if shape is None:
+        return
+    need = disk_bytes(name, ctx.spec, shape, fine_tunes)
+    held = sum(f.stat().st_size for f in ctx.out_dir.rglob("*")
+               if f.is_file() and "checkpoints" in f.relative_to(ctx.out_dir).parts) if ctx.out_dir.is_dir() else 0
+    free, where = free_disk_at(ctx.out_dir)
+    if need - held <= free:
+        return
+    what = "checkpoints and adapter" if name == "meta_init" else "adapters and checkpoints"
+    raise UserError(
+        f"The {name} stage's LoRA {what} need up to {size_text(need - held)} of disk but only {size_text(free)} is "
+        f"free in {where}. Free disk space there and run again (finished stages, and the {name} stage's work so far, "
+        "are kept), or lower model.lora.r (the model stages then run again)."
+    )
+
+
 def disk_note(needs: str, need: int, free: int, where: Path, lower: str, counted: str = "") -> str:
     """What plan says of the disk a stage asks for: "; {needs} {need} of disk" ("its store
     needs about 1.2 GB of disk"), and where less is ``free`` in ``where``, that `run` would

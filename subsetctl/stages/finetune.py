@@ -516,6 +516,7 @@ class FinetuneStage(common.ModelStage):
                 key = run_key(subset, seed)
                 by_key.setdefault(key, {"subset": subset, "seed": seed, "labels": []})["labels"].append(label)
         todo = [k for k in by_key if k not in runs]
+        common.check_lora_disk(ctx, self.name, len(todo))  # (those finished by a run stopped partway are kept)
         cache = AdapterCache(ctx)
         cache_writes = common.CacheWrites(ctx.reporter, cache.folder)
         provenance = common.Provenance(ctx)

@@ -47,6 +47,7 @@ class MetaInitStage(common.ModelStage):
         from subsetctl.modeling.train import evaluate_loss, train_lora
 
         spec = ctx.spec
+        common.check_lora_disk(ctx, self.name)  # (before the model loads: nothing begun that a full disk stops)
         common.seed_everything(spec.project.seed)
         train: list[dict[str, Any]] = []
         for name in [spec.target.name, *common.source_names(spec)]:

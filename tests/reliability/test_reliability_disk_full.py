@@ -211,3 +211,36 @@ def test_a_full_disk_when_a_gradient_store_takes_its_room_names_the_file_and_res
     store = GradientStore.open(tmp_path / "store", writable=True)  # room again: the next run goes on
     store.write(range(4000), np.ones(4000), np.ones((4000, 64)))
     assert store.complete
+
+
+def test_meta_init_and_finetune_refuse_to_begin_without_room_for_their_lora_weights(
+        tiny_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """plan said `run` would stop at a LoRA stage until there is room, but meta_init and finetune
+    had no check before they began, as the gradients stage has: they failed partway with "no
+    space left". Each refuses to begin now, saying what it needs, with the stages before kept."""
+    import subsetctl.project as project_module
+    from subsetctl.project import Project
+
+    real = project_module.free_disk_at
+    room = {"free": 10}  # bytes free where the stage writes
+
+    def free_at(folder: Path) -> tuple[int, Path]:
+        return (room["free"], real(folder)[1]) if ".subsetctl" in folder.parts else real(folder)
+
+    monkeypatch.setattr(project_module, "free_disk_at", free_at)
+    with pytest.raises(UserError) as err:
+        run_project(tiny_project)
+    said = " ".join(str(err.value).split())
+    assert "The meta_init stage's LoRA checkpoints and adapter need up to" in said, said
+    assert "Free disk space there and run again" in said and "model.lora.r" in said, said
+    project = Project(tiny_project)
+    assert project.read_manifest("data") is not None and project.read_manifest("meta_init") is None
+    room["free"] = 10**12
+    run_project(tiny_project, until="search")
+    room["free"] = 10
+    with pytest.raises(UserError) as err:
+        run_project(tiny_project)
+    assert "The finetune stage's LoRA adapters and checkpoints need up to" in str(err.value), err.value
+    assert project.read_manifest("search") is not None and project.read_manifest("finetune") is None
+    result = CliRunner().invoke(main, ["run", str(tiny_project), "-q"])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
