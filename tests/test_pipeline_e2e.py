@@ -2473,6 +2473,32 @@ def test_model_revision_pins_the_commit_the_model_stages_load_and_is_among_their
     assert hub_revision_changed_note(Project(tiny_project), load_spec(tiny_project / "subsetctl.yaml", pinned)) is None
 
 
+def test_a_model_revision_recorded_as_written_by_an_earlier_subsetctl_whose_tag_moved_is_warned_of(
+        tiny_project: Path, tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> None:
+    """Results an earlier subsetctl made with `model.revision: v1` recorded the revision as
+    written, so they stay up to date after v1 moves (as the spec's words are the same): plan
+    must still warn that the cache now serves another commit than they were made from, as
+    that subsetctl did, not say nothing because a set model.revision counts as its commit."""
+    import subsetctl.stages.common
+    from subsetctl.project import Project
+
+    repo = _offline_hub_cache_of_two_commits(tiny_llama, tmp_path_factory, monkeypatch, main="b" * 40)
+    (repo / "refs" / "v1").write_text("a" * 40)
+    pinned = ["model.source=tinyorg/tinyllama", "model.revision=v1"]
+    with monkeypatch.context() as earlier:  # (as 70b77598 recorded it: the revision as written)
+        earlier.setattr(subsetctl.stages.common, "model_at_commit", lambda model, spec: model)
+        run_project(tiny_project, pinned, until="meta_init")
+    assert Project(tiny_project).read_results_manifest("meta_init")["inputs"]["slice"]["model"]["revision"] == "v1"
+    (repo / "refs" / "v1").write_text("b" * 40)  # the tag moved
+    reporter = SilentReporter()
+    statuses = plan_project(tiny_project, pinned, reporter=reporter)[2]
+    assert {s.name: s for s in statuses}["meta_init"].state == "up to date"  # (as recorded: the words match)
+    (said,) = [w for w in reporter.warnings if "commit" in w]
+    assert (f"were made from 'tinyorg/tinyllama' at commit {'a' * 40}, but the local Hugging Face cache now "
+            f"serves commit {'b' * 40}: the stages stay up to date (they recorded model.revision v1 as written") \
+        in said, said
+
+
 
 def test_a_model_revision_downloaded_by_the_run_is_recorded_as_its_commit(
         tiny_project: Path, tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> None:

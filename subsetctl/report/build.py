@@ -245,6 +245,14 @@ def _recorded_model_source(manifest: dict[str, Any]) -> Any:
     return recorded.get("source") if isinstance(recorded, dict) else None
 
 
+def _recorded_model_revision(manifest: dict[str, Any]) -> Any:
+    """``model.revision`` as a stage's results (``manifest``) record it in their spec slice: the
+    commit it resolved to, or as the spec wrote it where an earlier subsetctl recorded them; None
+    where they record none."""
+    recorded = manifest.get("inputs", {}).get("slice", {}).get("model")
+    return recorded.get("revision") if isinstance(recorded, dict) else None
+
+
 def model_source_now(project: Project, manifest: dict[str, Any], spec: Any) -> str | None:
     """``model.source`` as ``spec`` (the spec now) names it, where a model stage's results
     (``manifest``) recorded another path for a local model folder whose files are the same
@@ -275,7 +283,9 @@ def hub_revision_changed_note(project: Project, spec: Any) -> str | None:
     summary, the finetune stage's base-model record), and that stage is the one to force
     (meta_init's results from before revisions were recorded may have none). None where they match, or where
     either is not known (a local folder, results from before revisions were recorded), or where ``model.revision``
-    is set: the model stages count it as its commit, so results of another are stale and plan says so."""
+    is set and the results recorded it as its commit: results of another are stale then, and plan says so. (Results
+    an earlier subsetctl made recorded it as written, ``v1``, and stay up to date while the words are the same:
+    they are told as an unpinned hub id's.)"""
     from subsetctl.hub import model_cache_folder
     from subsetctl.modeling.resolve import adapter_base_model_revision
     from subsetctl.stages.finetune import BASE_MODEL_FILE
@@ -283,9 +293,9 @@ def hub_revision_changed_note(project: Project, spec: Any) -> str | None:
     source = getattr(getattr(spec, "model", None), "source", None)
     pinned = getattr(getattr(spec, "model", None), "revision", None)
     now = adapter_base_model_revision(source, project.root, pinned) if isinstance(source, str) else None
-    if now is None or pinned is not None:  # not a hub id, or one the cache does not hold; a model.revision
-        return None  # counts as its commit: results of another are stale, and plan says why
-    made_from = None
+    if now is None:  # not a hub id, or one the cache does not hold
+        return None
+    made_from, as_written = None, False
     for stage, manifest in _shown_results(project, frozenset()):
         summary = manifest.get("summary")
         model = summary.get("model") if isinstance(summary, dict) else None
@@ -294,7 +304,10 @@ def hub_revision_changed_note(project: Project, spec: Any) -> str | None:
         if isinstance(record, dict) and _recorded_model_source(manifest) == source \
                 and isinstance(record.get("revision"), str):
             made_from = (stage.name, record["revision"])
+            as_written = pinned is not None and _recorded_model_revision(manifest) == pinned != now
             break
+    if pinned is not None and not as_written:  # counted as its commit: results of another are stale, plan says why
+        return None
     if made_from is None or now == made_from[1]:
         finetuned = (_read(project.results_dir("finetune") / BASE_MODEL_FILE)
                      if project.read_results_manifest("finetune") else None)
@@ -313,8 +326,10 @@ def hub_revision_changed_note(project: Project, spec: Any) -> str | None:
             "stages then run again once, from those same files)" if folder.is_dir()
             else "the cache no longer holds the old commit")
     return (f"The {stage_name} stage's results (and those after it) were made from {source!r} at commit {old}, but "
-            f"the local Hugging Face cache now serves commit {now}: the stages stay up to date (a hub id is known by "
-            "its name), but one that runs again loads the new commit beside results of the old. To redo them all "
+            f"the local Hugging Face cache now serves commit {now}: the stages stay up to date ("
+            + (f"they recorded model.revision {pinned} as written, as an earlier subsetctl did" if as_written else
+               "a hub id is known by its name")
+            + "), but one that runs again loads the new commit beside results of the old. To redo them all "
             f"from it, `subsetctl run --force {stage_name}`; {keep}.")
 
 
