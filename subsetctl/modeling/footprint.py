@@ -357,7 +357,8 @@ def estimate(stage: str, spec: Any, spec_dir: Path) -> tuple[int, str] | None:
     weights = shape.params * DTYPE_BYTES.get(spec.model.dtype, 4)
     stored = (" (while the model loads: its files, in another dtype, stay mapped as they are converted)" if (
         peak == loading_bytes(spec, shape) and shape.stored_bytes != weights) else "")
-    rough = (", worked out from its config.json alone: the local Hugging Face cache holds no weights of it"
+    # (a local folder too, or one whose weights are pytorch_model.bin: the folder, not the hub cache, is named)
+    rough = (", worked out from its config.json alone: its folder holds no safetensors weights to read"
              if shape.from_config else "")
     return peak, (f"about {size_text(peak)} of memory at its peak{stored}, {size_text(weights)} of it the weights "
                   f"({_count_text(shape.params)} parameters in {spec.model.dtype}{rough})")

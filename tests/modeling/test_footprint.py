@@ -47,6 +47,8 @@ def test_a_folder_without_safetensors_weights_is_estimated_from_its_config(tmp_p
         weighed.params, weighed.lora_per_rank, weighed.layers, weighed.hidden, weighed.intermediate, weighed.vocab)
     found = estimate("meta_init", _spec(tmp_path), tmp_path)
     assert found is not None and "worked out from its config.json alone" in found[1], found
+    # (a local folder, as a pytorch_model.bin checkpoint's is: not "the local Hugging Face cache holds no weights")
+    assert "its folder holds no safetensors weights to read" in found[1], found
     (tmp_path / "config.json").write_text("{}")  # nothing to work it out from
     assert read_shape(tmp_path, None) is None and estimate("meta_init", _spec(tmp_path), tmp_path) is None
 
