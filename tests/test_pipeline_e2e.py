@@ -2473,23 +2473,35 @@ def test_model_revision_pins_the_commit_the_model_stages_load_and_is_among_their
     assert hub_revision_changed_note(Project(tiny_project), load_spec(tiny_project / "subsetctl.yaml", pinned)) is None
 
 
+def _run_by_an_earlier_subsetctl_at_v1_then_moved(tiny_project: Path, tiny_llama: Path,
+                                                  tmp_path_factory: pytest.TempPathFactory, monkeypatch,
+                                                  until: str) -> list[str]:
+    """Run ``tiny_project`` up to ``until`` on the hub id `tinyorg/tinyllama` with
+    `model.revision: v1` (commit a...a), recorded and keyed as 70b77598 did (the revision as
+    written), then move v1 to b...b; the overrides that pin it."""
+    import subsetctl.stages.common
+
+    repo = _offline_hub_cache_of_two_commits(tiny_llama, tmp_path_factory, monkeypatch, main="b" * 40)
+    (repo / "refs" / "v1").write_text("a" * 40)
+    pinned = ["model.source=tinyorg/tinyllama", "model.revision=v1"]
+    with monkeypatch.context() as earlier:
+        earlier.setattr(subsetctl.stages.common, "model_at_commit", lambda model, spec: model)
+        run_project(tiny_project, pinned, until=until)
+    (repo / "refs" / "v1").write_text("b" * 40)  # the tag moved
+    return pinned
+
+
 def test_a_model_revision_recorded_as_written_by_an_earlier_subsetctl_whose_tag_moved_is_warned_of(
         tiny_project: Path, tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> None:
     """Results an earlier subsetctl made with `model.revision: v1` recorded the revision as
     written, so they stay up to date after v1 moves (as the spec's words are the same): plan
     must still warn that the cache now serves another commit than they were made from, as
     that subsetctl did, not say nothing because a set model.revision counts as its commit."""
-    import subsetctl.stages.common
     from subsetctl.project import Project
 
-    repo = _offline_hub_cache_of_two_commits(tiny_llama, tmp_path_factory, monkeypatch, main="b" * 40)
-    (repo / "refs" / "v1").write_text("a" * 40)
-    pinned = ["model.source=tinyorg/tinyllama", "model.revision=v1"]
-    with monkeypatch.context() as earlier:  # (as 70b77598 recorded it: the revision as written)
-        earlier.setattr(subsetctl.stages.common, "model_at_commit", lambda model, spec: model)
-        run_project(tiny_project, pinned, until="meta_init")
+    pinned = _run_by_an_earlier_subsetctl_at_v1_then_moved(tiny_project, tiny_llama, tmp_path_factory, monkeypatch,
+                                                           until="meta_init")
     assert Project(tiny_project).read_results_manifest("meta_init")["inputs"]["slice"]["model"]["revision"] == "v1"
-    (repo / "refs" / "v1").write_text("b" * 40)  # the tag moved
     reporter = SilentReporter()
     statuses = plan_project(tiny_project, pinned, reporter=reporter)[2]
     assert {s.name: s for s in statuses}["meta_init"].state == "up to date"  # (as recorded: the words match)
@@ -2498,6 +2510,23 @@ def test_a_model_revision_recorded_as_written_by_an_earlier_subsetctl_whose_tag_
             f"serves commit {'b' * 40}: the stages stay up to date (they recorded model.revision v1 as written") \
         in said, said
 
+
+def test_adapters_an_earlier_subsetctl_cached_under_a_model_revision_as_written_are_not_taken_after_it_moved(
+        tiny_project: Path, tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> None:
+    """An earlier subsetctl keyed its cached fine-tunes by `model.revision` as written (`v1`),
+    which names no commit: after v1 moved to other weights, a finetune stage that ran again
+    (more seeds) reused them as trained from the new commit, base_model.json and report.json
+    saying so. They are trained again; the cache's keys by the commit are as before."""
+    from subsetctl.project import Project
+    from subsetctl.stages.finetune import BASE_MODEL_FILE
+
+    pinned = _run_by_an_earlier_subsetctl_at_v1_then_moved(tiny_project, tiny_llama, tmp_path_factory, monkeypatch,
+                                                           until="finetune")
+    reporter = SilentReporter()
+    run_project(tiny_project, [*pinned, "finetune.seeds=2"], until="finetune", reporter=reporter)
+    assert not [m for m in reporter.messages if "reused from the cache" in m], reporter.messages
+    record = json.loads((Project(tiny_project).results_dir("finetune") / BASE_MODEL_FILE).read_text())
+    assert record["revision"] == "b" * 40 and set(record["run_revisions"].values()) == {"b" * 40}, record
 
 
 def test_a_model_revision_downloaded_by_the_run_is_recorded_as_its_commit(

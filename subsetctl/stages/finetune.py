@@ -99,7 +99,10 @@ class AdapterCache:
         # and before that, before the result-neutral settings counted at their defaults
         raw = spec_json(spec)
         older = [base(dumped, m) for m in earlier or [model]]
-        older += [base(raw, {**m, "model": raw["model"]}) for m in earlier or [model]]
+        # (keys that held model.revision as written, a branch or tag, name no commit: one that moved since
+        # trained them from other weights, so they are not looked up where it resolves to a commit now)
+        if raw["model"].get("revision") == model["model"].get("revision"):
+            older += [base(raw, {**m, "model": raw["model"]}) for m in earlier or [model]]
         self.legacy_bases = [b for i, b in enumerate(older) if b != self.base and b not in older[:i]]
 
     def _entry(self, subset: list[str], seed: int, base: dict[str, Any] | None = None,
