@@ -2123,3 +2123,11 @@ def test_a_model_folder_without_its_weights_is_warned_of_by_validate(tmp_path: P
     (warning,) = [w for w in validate_spec_file(path).warnings if "weights" in w.message]
     assert "lacks 1 of the weights shards model.safetensors.index.json names (model-00002-of-00002.safetensors)" \
         in warning.message, warning.message
+    # a weights file that is a link to nothing (a snapshot folder whose blob is gone): said so, not "lacks a
+    # weights file (...; it holds ... model.safetensors)"
+    (folder / "model.safetensors.index.json").unlink()
+    (folder / "model-00001-of-00002.safetensors").unlink()
+    (folder / "model.safetensors").symlink_to(tmp_path / "gone")
+    (warning,) = [w for w in validate_spec_file(path).warnings if "weights" in w.message or "link" in w.message]
+    assert warning.message.startswith(f"The model folder {folder.resolve()} lacks model.safetensors (a link to a "
+                                      "blob that is not there): `run` would stop"), warning.message

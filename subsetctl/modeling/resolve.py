@@ -538,17 +538,28 @@ def snapshot_lacks(snapshot: Path) -> str | None:
     are links into the repo's ``blobs``: a download cut short, or blobs deleted to free space,
     leave links to nothing, which the folder still lists."""
     try:
-        names = sorted(p.name for p in snapshot.iterdir())
+        names, listed, dangling = _listed_files(snapshot)
     except OSError:
         return None  # (loading says what is wrong with it)
-    present = {name for name in names if (snapshot / name).is_file()}
-    dangling = [name for name in names if name not in present and (snapshot / name).is_symlink()]
-    lacking = [f"{name} (a link to a blob that is not there)" for name in dangling]
-    listed = present | set(dangling)
-    lacking += _weights_lacking(snapshot, names, listed)
+    lacking = [_dangling_text(name) for name in dangling] + _weights_lacking(snapshot, names, listed)
     if not listed & set(TOKENIZER_FILES) and not _tokenizer_needs_no_files(snapshot):
         lacking.append(f"tokenizer files (one of {', '.join(TOKENIZER_FILES)})")
     return "; ".join(lacking) or None
+
+
+def _listed_files(folder: Path) -> tuple[list[str], set[str], list[str]]:
+    """``folder``'s entries, sorted; those that are files or links (to a file or to nothing);
+    and the links to nothing (a hub snapshot's download cut short, its blobs deleted), which
+    :func:`_dangling_text` words. OSError where it cannot be listed."""
+    names = sorted(p.name for p in folder.iterdir())
+    present = {name for name in names if (folder / name).is_file()}
+    dangling = [name for name in names if name not in present and (folder / name).is_symlink()]
+    return names, present | set(dangling), dangling
+
+
+def _dangling_text(name: str) -> str:
+    """A link to nothing that a model folder lists, in words."""
+    return f"{name} (a link to a blob that is not there)"
 
 
 def _weights_lacking(folder: Path, names: list[str], listed: set[str]) -> list[str]:
@@ -584,10 +595,12 @@ def model_folder_without_weights_note(source: str, spec_dir: Path | None) -> str
     if folder is None:  # (no folder with config.json: check_model_folder refuses it)
         return None
     try:
-        names = sorted(p.name for p in folder.iterdir())
+        names, listed, dangling = _listed_files(folder)
     except OSError:
         return None
-    lacking = _weights_lacking(folder, names, {name for name in names if (folder / name).is_file()})
+    # (a file that is a link to nothing, as in a snapshot folder whose blob is gone: said so, not "lacks a
+    # weights file (...; it holds model.safetensors)", nor nothing for a shard)
+    lacking = [_dangling_text(name) for name in dangling] + _weights_lacking(folder, names, listed)
     if not lacking:
         return None
     return (f"The model folder {folder.resolve()} lacks {'; '.join(lacking)}: `run` would stop at meta_init, "
