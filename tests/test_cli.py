@@ -153,6 +153,7 @@ def test_a_key_given_without_its_value_is_called_an_override_not_a_project_to_in
     key of the spec) still gets the init advice."""
     monkeypatch.chdir(tmp_path)
     for command, key in (("validate", "meta_init.steps"), ("validate", "sources[0].max_examples"),
+                         ("validate", "sources.wiki.max_examples"),
                          ("plan", "gradients.d"), ("run", "meta_init.steps"), ("report", "meta_init.steps")):
         result = invoke(command, key)
         assert result.exit_code == 1, result.output
