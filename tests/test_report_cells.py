@@ -182,6 +182,8 @@ def test_markdown_says_the_revision_of_a_hub_base_model_was_the_specs(pinned: st
     text = " ".join(render_markdown(report, {}).split())
     assert f"at revision `fe8a4ea1`, {said}: `from_pretrained('{hub}', revision='fe8a4ea1')`" in text, text
     assert "as the local Hugging Face cache held it" not in text, text
+    # (the stages count a set model.revision as its commit: one that moves re-runs them)
+    assert "does not make the stages re-run" not in text, text
 
 
 def test_selected_cell_summarizes_long_selections() -> None:

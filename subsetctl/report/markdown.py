@@ -411,7 +411,9 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str], folder: str |
                     f"`base_model_name_or_path`), at revision {md_code(revision)}, {held}: "
                     f"{md_code(f'from_pretrained({base!r}, revision={revision!r})')} loads "
                     "those weights, while `from_pretrained` without a revision takes the latest, which may be "
-                    "newer (a newer revision does not make the stages re-run).")
+                    # (a set model.revision counts as its commit: a branch or tag that moves re-runs the stages)
+                    + ("newer." if isinstance(pinned, str) else "newer (a newer revision does not make the stages "
+                                                                 "re-run)."))
             other = report.get("adapter_base_model_revisions")
             if isinstance(other, dict) and other:  # reused from the cache, trained from another commit
                 how += (" Except these, reused from the cache, trained from another commit (load them onto it): "
