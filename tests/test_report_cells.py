@@ -800,7 +800,7 @@ def test_markdown_heading_shows_the_project_name_as_written() -> None:
     heading's closing one. Rendered (CommonMark, as GitHub's is), the heading is the name."""
     import html
 
-    from markdown_it import MarkdownIt
+    MarkdownIt = pytest.importorskip("markdown_it").MarkdownIt  # (rich before 13.2 brings no markdown-it-py)
 
     name = "run |1| `x` *b* <i>é</i> a_b [l](u) ~~s~~ \\ #"
     rendered = MarkdownIt("commonmark").render(render_markdown({**_report(False), "project": name}, {}))
@@ -1239,7 +1239,7 @@ def test_report_md_names_the_folder_where_it_is_not_the_project_name(tiny_projec
 def test_a_base_model_path_with_backticks_stays_one_code_span_in_report_md() -> None:
     """report.md wrote the base model's path between single backticks: a path holding one
     (a folder named `exp`1) broke the span and the rest of the line rendered as code."""
-    from markdown_it import MarkdownIt
+    MarkdownIt = pytest.importorskip("markdown_it").MarkdownIt  # (rich before 13.2 brings no markdown-it-py)
 
     from subsetctl.report.markdown import md_code
 
@@ -2038,7 +2038,7 @@ def test_a_bare_url_from_data_or_a_file_name_is_no_link_in_report_md() -> None:
     ``www.`` in report.md: a data row a warning quotes, a file's name or the project's could
     put one there that a reader clicks. Its ``:`` (``www``'s ``.``) is escaped, shown as
     written; subsetctl's own code spans are left as they are."""
-    from markdown_it import MarkdownIt
+    MarkdownIt = pytest.importorskip("markdown_it").MarkdownIt  # (rich before 13.2 brings no markdown-it-py)
 
     from subsetctl.report.markdown import md_cell, md_name, md_text, md_title
 
