@@ -97,8 +97,8 @@ def _save_to_disk_batch_size(num_rows: int, nbytes: int) -> int:
     """The record batch size the installed ``datasets`` writes a split of ``num_rows``
     rows and about ``nbytes`` bytes with in ``save_to_disk``: from 5.2 on, 1,000 rows
     (``DEFAULT_MAX_BATCH_SIZE``) or fewer where they hold more than its row group size
-    (``get_writer_batch_size_from_data_size``); before 5.2 (pyproject takes 3.0 on, and
-    before 4.1 that function does not exist), 1,000 rows whatever their size."""
+    (``get_writer_batch_size_from_data_size``); before 5.2 (pyproject takes 4.8 on), 1,000
+    rows whatever their size."""
     import datasets
     from datasets import config
     from packaging.version import Version  # (a requirement of datasets)

@@ -463,7 +463,7 @@ def test_a_split_of_large_rows_is_saved_in_save_to_disks_smaller_batches(tmp_pat
 @pytest.mark.parametrize(("version", "batches"), [("3.0.0", [5]), ("5.1.0", [5]), ("5.2.0", [1] * 5)])
 def test_a_split_of_large_rows_is_saved_as_the_installed_datasets_saves_it(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: str, batches: list[int]) -> None:
-    """datasets before 5.2 (pyproject takes 3.0 on) writes batches of 1,000 rows in
+    """datasets before 5.2 (pyproject takes 4.8 on) writes batches of 1,000 rows in
     ``save_to_disk`` whatever their size, and before 4.1 has no
     ``get_writer_batch_size_from_data_size``: the data stage failed there with an internal
     ImportError, and wrote rows larger than the row group size in other batches than

@@ -56,7 +56,7 @@ def _with_class_names(records: list[dict[str, Any]], classes: dict[str, Any]) ->
 
 def _json_columns_of(loaded: Any, messages_field: str | None = None,
                     texts: set[str] | frozenset[str] = frozenset()) -> dict[str, Callable[[Any], Any]]:
-    """The columns of a Hugging Face dataset that hold a ``Json`` feature (datasets >= 5
+    """The columns of a Hugging Face dataset that hold a ``Json`` feature (datasets, from 4.7,
     stores values that mix types, answers ``42`` and ``"forty"``, as JSON text), at the top
     or nested (a chat's ``content``, text in some messages and a list of parts in others,
     is ``List({"role": ..., "content": Json})``): column -> what gives a value back. In the
@@ -68,8 +68,6 @@ def _json_columns_of(loaded: Any, messages_field: str | None = None,
     missing answer."""
     import datasets
 
-    if getattr(datasets, "Json", None) is None:  # an older datasets has no such feature
-        return {}
     decoders = {name: _json_decoder(feature, name == messages_field
                                     or (name in texts and isinstance(feature, datasets.Json)))
                 for name, feature in loaded.features.items()}
