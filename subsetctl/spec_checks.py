@@ -1284,7 +1284,7 @@ def _warn_label_map_of_class_ids(spec: Spec, spec_path: Path, warn: _AddIssue) -
 
         try:
             feature = (DatasetInfo.from_dict(read_saved_json(dataset / "dataset_info.json")).features or {}).get(column)
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):  # ([1]: the other checks say so)
             continue
         if not isinstance(feature, ClassLabel):
             continue

@@ -149,7 +149,7 @@ def load_saved(path: Path, formatted: bool = True) -> Dataset | None:
             return dataset
         return dataset.with_format(type=state["_format_type"], format_kwargs=state["_format_kwargs"],
                                    columns=state["_format_columns"], output_all_columns=state["_output_all_columns"])
-    except (OSError, ValueError, KeyError, TypeError, pa.ArrowException):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, pa.ArrowException):
         return None
 
 

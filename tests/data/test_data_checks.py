@@ -1298,6 +1298,39 @@ def test_save_to_disk_metadata_nested_past_pythons_depth_is_told_by_validate_and
     assert "sha256" in counted["files"]["state.json"]
 
 
+def test_save_to_disk_metadata_that_is_json_but_no_object_is_told_by_validate_and_the_data_stage(
+        tmp_path: Path, make_ctx) -> None:
+    """A save_to_disk folder whose state.json or dataset_info.json is JSON but not an object
+    (`[1]`) was an internal error (AttributeError: 'list' object has no attribute 'items') in
+    validate's checks, its label_map warnings and the data stage: it is the folder's issue at
+    loader.path, the same in the data stage's error."""
+    import yaml
+    from datasets import Dataset
+
+    from subsetctl.api import spec_warnings
+    from subsetctl.data.loaders.huggingface import load_huggingface
+    from subsetctl.spec import HuggingFaceLoader, Spec
+
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
+    rows = Dataset.from_list(qa_rows(3))
+    names = {"state": "state.json", "info": "dataset_info.json"}
+    for name, file in names.items():
+        rows.save_to_disk(str(tmp_path / "data" / name))
+        (tmp_path / "data" / name / file).write_text("[1]")
+    spec = GOOD + "".join(f"  - {{name: {n}, label_map: {{'0': x}}, loader: {{type: huggingface, path: ./data/{n}}}}}\n"
+                          for n in names)
+    issues = check_issues(tmp_path, spec)
+    assert set(issues) == {"sources[1].loader.path", "sources[2].loader.path"}, issues
+    spec_warnings(Spec.model_validate(yaml.safe_load(spec)), tmp_path / "subsetctl.yaml")  # (no internal error)
+    for i, (name, file) in enumerate(names.items(), 1):
+        told = issues[f"sources[{i}].loader.path"].message
+        assert f"{file} is not a JSON object" in told and told.endswith("save the dataset again with save_to_disk")
+        with pytest.raises(UserError) as err:
+            load_huggingface(HuggingFaceLoader(type="huggingface", path=f"data/{name}"), make_ctx())
+        assert "datasets.load_from_disk could not read" in str(err.value) and told in str(err.value)
+
+
 def test_a_dataset_dicts_split_read_by_default_is_said_in_a_note(tmp_path: Path) -> None:
     """A huggingface loader with no `split` on a DatasetDict folder of train, validation and
     test splits read its train split, which nothing said: a target's own validation and test

@@ -242,15 +242,19 @@ def saved_dataset_problem(folder: Path, split: str | None = None) -> str | None:
         info = read_saved_json(dataset / "dataset_info.json")
     except (OSError, ValueError) as exc:
         return f"{shown_path(dataset)}'s state.json or dataset_info.json cannot be read as JSON ({exc}): {again}"
+    not_objects = [name for name, value in (("state.json", state), ("dataset_info.json", info))
+                   if not isinstance(value, dict)]
+    if not_objects:  # ([1]: datasets' readers call .items() or .get() on it)
+        return f"{shown_path(dataset)}'s {' and '.join(not_objects)} is not a JSON object: {again}"
     try:
-        if isinstance(info, dict) and info.get("features") is not None:
+        if info.get("features") is not None:
             datasets.Features.from_dict(info["features"])
     except (ValueError, KeyError, TypeError) as exc:
         said = " ".join(str(exc).split(". Available")[0].split())
         return (f"{shown_path(dataset / 'dataset_info.json')} holds features datasets {datasets.__version__} (installed) "
                 f"cannot read ({said}), as a folder written by a newer datasets may: upgrade datasets "
                 "(pip install -U datasets), or save the dataset again with this version")
-    listed = state.get("_data_files") if isinstance(state, dict) else None
+    listed = state.get("_data_files")
     lost = [entry["filename"] for entry in listed or [] if isinstance(entry, dict) and "filename" in entry
             and not (dataset / str(entry["filename"])).is_file()]
     if lost:
