@@ -515,9 +515,10 @@ def _check_file_loader(
             ):
                 issues.add(loc + ("data_files", i), f"data file {shown_path(resolve_path(data_file, base_dir))} does not "
                            f"exist{path_not_found_note(data_file, resolve_path(data_file, base_dir))}")
-        if loader.data_files and not is_saved_to_disk(local) \
+        if loader.data_files and not is_saved_to_disk(local) and loader.split != "all" \
                 and any(part.split("[")[0].strip() != "train" for part in loader.split.split("+")):
             # load_dataset reads a list of data_files as one split, train: any other was its "Unknown split"
+            # (split: all, exactly, is every split: train)
             issues.add(loc + ("split",), f"data_files (a list) are read as one split, train, not {loader.split!r}"
                                          f"{split_meant_note(loader.split, ['train'])}, whatever their files hold: "
                                          "write split: train or leave split out (train is the default), and list in "
