@@ -2131,3 +2131,29 @@ def test_a_model_folder_without_its_weights_is_warned_of_by_validate(tmp_path: P
     (warning,) = [w for w in validate_spec_file(path).warnings if "weights" in w.message or "link" in w.message]
     assert warning.message.startswith(f"The model folder {folder.resolve()} lacks model.safetensors (a link to a "
                                       "blob that is not there): `run` would stop"), warning.message
+
+
+def test_a_model_folder_whose_readme_is_a_link_to_nothing_is_not_warned_of_as_lacking_its_weights(
+        tmp_path: Path) -> None:
+    """The warning of a model folder without its weights named each link to nothing there,
+    a README.md or .gitattributes whose blob is gone too, saying `run` would stop at meta_init
+    as the model cannot load: loading reads no README. Only a weights file or index that is such
+    a link is told."""
+    from tinymodels import save_tiny_llama
+
+    folder = save_tiny_llama(tmp_path / "model")
+    path = _spec_file(tmp_path, {**BASE, "model": {"source": "model"}})
+    (folder / "README.md").symlink_to(tmp_path / "gone")
+    (folder / ".gitattributes").symlink_to(tmp_path / "gone too")
+    (folder / "training_args.bin").symlink_to(tmp_path / "gone too")
+    assert not [w for w in validate_spec_file(path).warnings if "link" in w.message or "weights" in w.message]
+    (folder / "model.safetensors").rename(tmp_path / "weights.safetensors")
+    (folder / "model.safetensors").symlink_to(tmp_path / "gone")
+    (warning,) = [w for w in validate_spec_file(path).warnings if "link" in w.message]
+    assert f"{folder.resolve()} lacks model.safetensors (a link to a blob that is not there): `run`" in warning.message
+    (folder / "model.safetensors").unlink()
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"a": "model-00001-of-00001.safetensors"}}))
+    (folder / "model-00001-of-00001.safetensors").symlink_to(tmp_path / "gone")
+    (warning,) = [w for w in validate_spec_file(path).warnings if "link" in w.message]
+    assert "lacks model-00001-of-00001.safetensors (a link to a blob that is not there): `run`" in warning.message
+    assert "README.md" not in warning.message and "training_args.bin" not in warning.message, warning.message

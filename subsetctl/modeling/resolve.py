@@ -528,6 +528,8 @@ def uncached_hub_model(source: str, spec_dir: Path | None, revision: str | None 
 #: names shards that must be there too).
 _WEIGHTS_FILES = ("model.safetensors", "pytorch_model.bin")
 _WEIGHTS_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+#: a weights shard's name (``model-00001-of-00002.safetensors``), as ``save_pretrained`` writes it
+_SHARD_NAME = re.compile(r"-\d+-of-\d+\.(safetensors|bin)$")
 
 
 def snapshot_lacks(snapshot: Path) -> str | None:
@@ -598,9 +600,11 @@ def model_folder_without_weights_note(source: str, spec_dir: Path | None) -> str
         names, listed, dangling = _listed_files(folder)
     except OSError:
         return None
-    # (a file that is a link to nothing, as in a snapshot folder whose blob is gone: said so, not "lacks a
-    # weights file (...; it holds model.safetensors)", nor nothing for a shard)
-    lacking = [_dangling_text(name) for name in dangling] + _weights_lacking(folder, names, listed)
+    # (a weights file that is a link to nothing, as in a snapshot folder whose blob is gone: said so, not "lacks a
+    # weights file (...; it holds model.safetensors)", nor nothing for a shard; a README.md such a link is no matter)
+    lacking = [_dangling_text(name) for name in dangling
+               if name in (*_WEIGHTS_FILES, *_WEIGHTS_INDEXES) or _SHARD_NAME.search(name)]
+    lacking += _weights_lacking(folder, names, listed)
     if not lacking:
         return None
     return (f"The model folder {folder.resolve()} lacks {'; '.join(lacking)}: `run` would stop at meta_init, "
