@@ -1878,6 +1878,20 @@ def test_a_group_clashing_with_several_listed_sources_says_so_once(tmp_path: Pat
             "names must be unique: rename one of each") in said, said
 
 
+def test_a_name_taken_three_times_is_one_name_with_its_sources(tmp_path: Path) -> None:
+    """A name taken three times was "duplicate source names (2): 's0' (sources[0] and sources[3])
+    and 's0' (sources[0] and sources[4]); ... rename one of each": one name counted as two, and
+    renaming one of each left it taken twice. It is one name, its sources listed."""
+    three = {**BASE, "sources": [*BASE["sources"], {**BASE["sources"][0]}, {**BASE["sources"][0]}]}
+    (said,) = _issues(_spec_file(tmp_path, three))
+    assert ("duplicate source name 's0' (sources[0], sources[3] and sources[4]); names must be unique: rename all "
+            "but one") in said, said
+    mixed = {**three, "sources": [*three["sources"], {**BASE["sources"][1]}]}
+    (said,) = _issues(_spec_file(tmp_path, mixed))
+    assert ("duplicate source names (2): 's0' (sources[0], sources[3] and sources[4]) and 's1' (sources[1] and "
+            "sources[5]); names must be unique: rename all but one of each") in said, said
+
+
 def test_a_jsonl_first_row_without_the_answer_is_not_said_to_lack_the_column(tmp_path: Path) -> None:
     """A JSON Lines file whose first row alone lacks the answer was "the file has no column
     'response' (its first row has 'prompt')": a right response_field looked misnamed. The row

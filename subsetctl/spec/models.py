@@ -1413,14 +1413,20 @@ DUPLICATE_NAMES_SHOWN = 3
 def _taken_twice_problem(taken_twice: list[tuple[str, int, int]]) -> str:
     """The problem of source names taken twice, ``(name, first source, another)`` each, said
     once: a ``source_files`` group matching the listed sources' files repeated "duplicate
-    source name ...; names must be unique: rename one" for each of them, joined by ";"."""
-    shown = [f"{name!r} (sources[{first}] and sources[{other}])" for name, first, other in taken_twice]
+    source name ...; names must be unique: rename one" for each of them, joined by ";". A name
+    taken three times is one name, its sources listed (not two names, "rename one of each")."""
+    indices: dict[str, list[int]] = {}
+    for name, first, other in taken_twice:
+        indices.setdefault(name, [first]).append(other)
+    shown = [f"{name!r} (" + (", ".join(f"sources[{i}]" for i in found[:-1]) + f" and sources[{found[-1]}])")
+             for name, found in indices.items()]
+    rename = "rename one" if all(len(found) == 2 for found in indices.values()) else "rename all but one"
     if len(shown) == 1:
-        return f"duplicate source name {shown[0]}; names must be unique: rename one"
+        return f"duplicate source name {shown[0]}; names must be unique: {rename}"
     more = len(shown) - DUPLICATE_NAMES_SHOWN
     listed = (", ".join(shown[:DUPLICATE_NAMES_SHOWN]) + f" and {more} more" if more > 0
               else ", ".join(shown[:-1]) + f" and {shown[-1]}")
-    return f"duplicate source names ({len(shown)}): {listed}; names must be unique: rename one of each"
+    return f"duplicate source names ({len(shown)}): {listed}; names must be unique: {rename} of each"
 
 
 # ------------------------------------------------------------------------ JSON schema
