@@ -171,6 +171,11 @@ def importing(module_name: str) -> Iterator[None]:
             del undo[done_before:]
         _REGISTERED_BY.pop(module_name, None)
         raise
+    else:  # what its parent packages registered was recorded before it was in sys.modules: of it now
+        records = _REGISTERED_BY.get(module_name, {})
+        for key, (module, registry, entry) in records.items():
+            if module is None:
+                records[key] = (sys.modules.get(module_name), registry, entry)
     finally:
         _IMPORTING.reset(token)
 

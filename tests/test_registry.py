@@ -1620,3 +1620,30 @@ def test_a_plugin_that_registers_nothing_is_warned(jsonl_project: Path, monkeypa
     finally:
         for name in ("nothing_plugin", "helper_impl", "helper_plugin", "named_plugin"):
             sys.modules.pop(name, None)
+
+
+def test_a_plugin_whose_package_registers_is_not_said_to_register_nothing(tmp_path: Path, monkeypatch) -> None:
+    """`plugins: ["pk_pkg.sub:X"]`, whose package's ``__init__`` imports the module that
+    registers: what that registered was remembered for ``pk_pkg.sub`` before Python had put
+    it in ``sys.modules``, so it counted as another import's. validate said the entry
+    "registers nothing", and a second spec in the process naming it did not get the loader."""
+    from subsetctl.plugin_loading import load_plugin_string, registers_nothing
+    from subsetctl.plugin_scoping import plugin_scope
+    from subsetctl.registry import LOADERS
+
+    (tmp_path / "pk_pkg").mkdir()
+    (tmp_path / "pk_pkg" / "__init__.py").write_text("from . import impl\n")
+    (tmp_path / "pk_pkg" / "impl.py").write_text(
+        "from subsetctl.registry import LOADERS\n\n@LOADERS.register('pk_pkg_rows', 'rows')\n"
+        "def load(options, ctx):\n    raise NotImplementedError\n")
+    (tmp_path / "pk_pkg" / "sub.py").write_text("X = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        for _ in range(2):
+            with plugin_scope():
+                load_plugin_string("pk_pkg.sub:X")
+                assert "pk_pkg_rows" in LOADERS.names()
+                assert not registers_nothing("pk_pkg.sub:X")
+    finally:
+        for name in ("pk_pkg", "pk_pkg.impl", "pk_pkg.sub"):
+            sys.modules.pop(name, None)
