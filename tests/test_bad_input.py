@@ -2171,3 +2171,21 @@ def test_a_model_folder_whose_readme_is_a_link_to_nothing_is_not_warned_of_as_la
     (warning,) = [w for w in validate_spec_file(path).warnings if "link" in w.message]
     assert "lacks model-00001-of-00001.safetensors (a link to a blob that is not there): `run`" in warning.message
     assert "README.md" not in warning.message and "training_args.bin" not in warning.message, warning.message
+
+
+def test_a_value_yaml_cannot_make_is_a_problem_at_its_line_not_an_internal_error(tmp_path: Path) -> None:
+    """An unquoted value YAML reads as a date that is none (`name: 2024-13-45`) or a number of
+    more digits than Python converts was an internal error ("ValueError: month must be in
+    1..12"), in the spec file and as an override's value: it is a problem at its line in the
+    one, and text, as other values YAML cannot read, in the other."""
+    from subsetctl.spec import override_value
+
+    text = yaml.safe_dump(BASE, sort_keys=False) + "project:\n  name: 2024-13-45\n"
+    path = _spec_file(tmp_path, BASE, text)
+    (issue,) = _issues(path)
+    line = text.splitlines().index("  name: 2024-13-45") + 1
+    assert f"{path}:{line}:" in issue and "'2024-13-45'" in issue and "month must be in 1..12" in issue, issue
+    assert "quote it" in issue, issue
+    (issue,) = _issues(_spec_file(tmp_path, BASE, yaml.safe_dump(BASE, sort_keys=False) + f"seed: {'1' * 5000}\n"))
+    assert "quote it" in issue, issue
+    assert override_value("2024-13-45") == "2024-13-45"

@@ -209,6 +209,8 @@ def override_value(raw_value: str) -> Any:
         raise SpecError(f"Override value {shown!r}: its aliases (*name) repeat what they refer to into more than "
                         f"{_MAX_ALIAS_EXPANSION:,} values, far more than any spec value holds. Write the value out, "
                         "or use each anchor only where it is needed.") from None
+    except ValueError:  # `2024-13-45`, a date YAML cannot make: text, as what YAML cannot read
+        return raw_value
     return raw_value if "#" in raw_value and _yaml_drops_a_comment(raw_value) else value
 
 

@@ -140,6 +140,13 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
                             mark.line + 1 if mark is not None else None) from None
     except (RecursionError, FlowTooDeepError):
         raise SpecFileError(path, "the YAML is nested too deeply to be a spec. Fix the file and retry.") from None
+    except ValueError as exc:  # `name: 2024-13-45`: a date YAML cannot make (was an internal error)
+        node = _unmade_scalar(text)
+        what = {"tag:yaml.org,2002:timestamp": "a date", "tag:yaml.org,2002:int": "a whole number",
+                "tag:yaml.org,2002:float": "a number"}.get(node.tag, "a value") if node is not None else "a value"
+        shown = f"{node.value if len(node.value) <= 40 else node.value[:40] + '...'!r} " if node is not None else ""
+        raise SpecFileError(path, f"YAML reads the value {shown}as {what} it cannot make ({exc}): quote it to keep it "
+                                  "text, or write it right.", node.start_mark.line + 1 if node is not None else None) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -149,6 +156,33 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
             f"sources, ...), not a {type(data).__name__}.{' ' + data_file if data_file else ''}"
         )
     return data, text
+
+
+def _unmade_scalar(text: str) -> yaml.ScalarNode | None:
+    """The first value of ``text`` (YAML whose every node reads) that YAML cannot make into
+    what its form says (``2024-13-45`` a date, an integer past Python's digits), or None."""
+    loader = FlowDepthLimitedLoader(text)
+    try:
+        todo, seen = [loader.get_single_node()], set()
+        while todo:
+            node = todo.pop(0)
+            if id(node) in seen:  # (an alias: the node it names, once)
+                continue
+            seen.add(id(node))
+            if isinstance(node, yaml.ScalarNode):
+                try:
+                    loader.construct_object(node)
+                except ValueError:
+                    return node
+            elif isinstance(node, yaml.SequenceNode):
+                todo.extend(node.value)
+            elif isinstance(node, yaml.MappingNode):
+                todo.extend(item for pair in node.value for item in pair)
+        return None
+    except (yaml.YAMLError, RecursionError, FlowTooDeepError):
+        return None
+    finally:
+        loader.dispose()
 
 
 #: file name endings of data files, which a spec is not (``validate data.jsonl``)
