@@ -206,16 +206,24 @@ def test_the_dask_clusters_address_in_run_settings_is_left_out_and_named(tmp_pat
     """report.json's ``run_settings`` give the new spec the executor the report's run had, but
     not its Dask cluster's address: `run` loads what a cluster sends back, and a shared report
     must not choose one; the warning names it, to be written by hand."""
+    said = _init_from_run_settings(tmp_path, {"executor.backend": "dask", "executor.address": "tcp://203.0.113.5:8786",
+                                              "executor.n_jobs": 3})
+    assert "left out: executor.address 'tcp://203.0.113.5:8786'" in said, said
+
+
+def _init_from_run_settings(tmp_path: Path, ran: dict) -> str:
+    """`init --from-report` of a report.json of a two-source spec whose ``run_settings`` are
+    ``ran`` (an executor with n_jobs 3 and a Dask cluster): checks the spec written takes
+    n_jobs and no address, and gives what init printed, on one line."""
     settings = {"target.name": "t", "target.loader.type": "jsonl", "target.loader.path": "t.jsonl",
                 "sources[0].name": "a", "sources[0].loader.type": "jsonl", "sources[0].loader.path": "a.jsonl"}
-    ran = {"executor.backend": "dask", "executor.address": "tcp://203.0.113.5:8786", "executor.n_jobs": 3}
     shared = tmp_path / "report.json"
     shared.write_text(json.dumps({"report_format": 18, "settings": settings, "run_settings": ran}))
     result = invoke("init", str(tmp_path / "new"), "--from-report", str(shared))
     assert result.exit_code == 0, result.output
     written = yaml.safe_load((tmp_path / "new" / "subsetctl.yaml").read_text())
     assert written["executor"]["n_jobs"] == 3 and "address" not in written["executor"], written
-    assert "left out: executor.address 'tcp://203.0.113.5:8786'" in " ".join(result.output.split()), result.output
+    return " ".join(result.output.split())
 
 
 def test_run_settings_record_that_a_dask_cluster_was_set_not_its_address(tmp_path: Path) -> None:
@@ -232,15 +240,7 @@ def test_run_settings_record_that_a_dask_cluster_was_set_not_its_address(tmp_pat
     ran = run_settings(Spec.model_validate(data))
     assert "10.0.3.7" not in json.dumps(ran) and ran["executor.address_set"] is True, ran
     assert run_settings(Spec.model_validate({**data, "executor": {"backend": "dask"}}))["executor.address_set"] is False
-    settings = {"target.name": "t", "target.loader.type": "jsonl", "target.loader.path": "t.jsonl",
-                "sources[0].name": "a", "sources[0].loader.type": "jsonl", "sources[0].loader.path": "a.jsonl"}
-    shared = tmp_path / "report.json"
-    shared.write_text(json.dumps({"report_format": 18, "settings": settings, "run_settings": ran}))
-    result = invoke("init", str(tmp_path / "new"), "--from-report", str(shared))
-    assert result.exit_code == 0, result.output
-    written = yaml.safe_load((tmp_path / "new" / "subsetctl.yaml").read_text())
-    assert written["executor"]["n_jobs"] == 3 and "address" not in written["executor"], written
-    said = " ".join(result.output.split())
+    said = _init_from_run_settings(tmp_path, ran)
     assert "left out: executor.address, the Dask cluster the report's run used, which the report does not record" in (
         said), said
     assert "run_settings hold" not in said, said  # (a key subsetctl writes, not one edited in)
