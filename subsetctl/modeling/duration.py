@@ -128,7 +128,7 @@ class Cpu:
     def text(self) -> str:
         """What the rough time assumed of this CPU, in words, for ``plan``: short, as plan
         says it for each stage not run yet ("2 CPU threads on 2 cores, busy now (load average
-        11.0: 29 times slower; OMP_WAIT_POLICY=PASSIVE would make it less)")."""
+        11.0: its arithmetic 29 times slower; OMP_WAIT_POLICY=PASSIVE would make it less)")."""
         threads = f"{self.threads} CPU thread{'s' if self.threads != 1 else ''}"
         on = f"{threads} on {self.cores} core{'s' if self.cores != 1 else ''}"
         if self.load is None:
@@ -137,7 +137,7 @@ class Cpu:
             return f"{on}, the cores free now (load average {self.load:.1f})"
         slower = self.share * (SPINNING_SLOWDOWN if self.spinning else 1)
         passive = "; OMP_WAIT_POLICY=PASSIVE would make it less" if self.spinning else ""
-        return f"{on}, busy now (load average {self.load:.1f}: {slower:.0f} times slower{passive})"
+        return f"{on}, busy now (load average {self.load:.1f}: its arithmetic {slower:.0f} times slower{passive})"
 
 
 def this_cpu() -> Cpu:
@@ -206,7 +206,8 @@ def rough_time(stage: str, spec: Any, spec_dir: Path, rows: int | None = None) -
     ``plan`` says of it, what it assumes; None for a stage not estimated, one of
     :data:`ROW_STAGES` without its ``rows`` (the data stage has not prepared them), or a model
     whose size cannot be read without loading it (as for the memory estimate: a hub id not
-    cached, a packaged model not converted yet, a checkpoint without safetensors files)."""
+    cached, a packaged model not converted yet, a checkpoint with neither safetensors weights nor a
+    config.json the size can be read from)."""
     from subsetctl.modeling.footprint import model_shape
 
     if stage not in ESTIMATED_STAGES or (stage in ROW_STAGES and rows is None):

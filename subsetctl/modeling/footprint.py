@@ -344,8 +344,9 @@ def estimate(stage: str, spec: Any, spec_dir: Path) -> tuple[int, str] | None:
     for the model in the folder read without loading anything
     (:func:`~subsetctl.modeling.resolve.folder_read_without_loading`); None for a stage that
     loads no model, or a model that cannot be read so (a hub id not cached, a packaged
-    model not converted yet, a checkpoint without safetensors files); a packaged model
-    converted already is read from its converted folder."""
+    model not converted yet, a checkpoint with neither safetensors weights nor a config.json
+    the size can be read from); a packaged model converted already is read from its
+    converted folder."""
     from subsetctl.project import size_text
 
     if not loads_model(stage, spec):
