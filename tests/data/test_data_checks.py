@@ -1465,8 +1465,8 @@ def test_a_mistyped_huggingface_split_is_found_by_validate_with_the_one_meant(tm
     """`split: tran` on a file builder's list of data_files (read as one split, train) passed
     validate, and the data stage stopped on datasets' `ValueError: Unknown split "tran".
     Should be one of ['train'].`; a local folder's or a saved DatasetDict's split was said
-    wrong at validate without the one likely meant. `split: all` is every split (train), as
-    load_dataset reads it."""
+    wrong at validate without the one likely meant. `split: all` is every split (train; a
+    folder's train and test), as load_dataset reads it: a folder's was refused."""
     from datasets import Dataset, DatasetDict
 
     (tmp_path / "data").mkdir()
@@ -1484,6 +1484,7 @@ def test_a_mistyped_huggingface_split_is_found_by_validate_with_the_one_meant(tm
             "files to read"),
         "{type: huggingface, path: json, data_files: [data/t.jsonl], split: 'train[:50%]'}": None,
         "{type: huggingface, path: json, data_files: [data/t.jsonl], split: all}": None,  # (datasets reads train)
+        "{type: huggingface, path: ./plain, split: all}": None,  # (every split: train and test, as datasets reads it)
         "{type: huggingface, path: ./plain, split: tset}": (
             f"the dataset in {tmp_path / 'plain'} has the splits train, test, not 'tset' (did you mean 'test'?); set "
             "split to one of them"),
