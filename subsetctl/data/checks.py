@@ -1255,6 +1255,8 @@ def _check_folder_config(loader: HuggingFaceLoader, folder: Path, loc: tuple[Any
     if not names or loader.name in names:
         return
     if names == ["default"]:  # a plain folder of data files: datasets names its one configuration so
+        if loader.name is None:  # (left out already: the builder failed for another reason, which loading says)
+            return
         issues.add(loc + ("name",), f"the dataset in {shown_path(folder)} has one configuration, not {loader.name!r} (its "
                                     "data files, read as they are): leave loader.name out")
         return

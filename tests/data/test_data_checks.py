@@ -2175,3 +2175,23 @@ def test_validate_counts_an_evals_sources_lines_within_the_read_through_total(tm
     split: {train: 1000000}
 """)
     assert "has at most" in issues["sources[1].split"].message and "non-blank lines" in issues["sources[1].split"].message
+
+
+def test_a_plain_folders_builder_failing_is_not_told_to_leave_out_a_name_it_does_not_give(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A huggingface loader on a plain folder of data files whose builder failed for another
+    reason was told "the dataset in . has one configuration, not None (its data files, read
+    as they are): leave loader.name out", with loader.name left out already. A name given
+    there is still told to go."""
+    import datasets
+
+    from subsetctl.data import checks
+    from subsetctl.spec.models import HuggingFaceLoader
+
+    monkeypatch.setattr(datasets, "get_dataset_config_names", lambda path: ["default"])
+    for name, said in ((None, []), ("main", ["sources[0].loader.name"])):
+        issues = checks._Issues("subsetctl.yaml", {})
+        checks._check_folder_config(HuggingFaceLoader(type="huggingface", path=str(tmp_path), name=name), tmp_path,
+                                    ("sources", 0, "loader"), issues)
+        assert [issue.key for issue in issues.found] == said, issues.found
+        assert all("not None" not in issue.message for issue in issues.found)
