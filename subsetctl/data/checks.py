@@ -1225,7 +1225,8 @@ def _check_folder_files(loader: HuggingFaceLoader, folder: Path, loc: tuple[Any,
     except Exception:  # noqa: BLE001 - load_dataset, in the data stage, says what is wrong
         return
     splits = [str(name) for name in config.data_files or {}]
-    if splits and split not in splits and split != "all":  # ("all": every split, as load_dataset reads it)
+    every = loader.split == "all"  # every split, as load_dataset reads exactly "all" (not "all[:50%]")
+    if splits and split not in splits and not every:
         named = f" (configuration {loader.name!r})" if loader.name else ""
         issues.add(loc + ("split",), f"the dataset in {shown_path(folder)}{named} has the splits {', '.join(splits)}, not "
                                      f"{split!r}{split_meant_note(split, splits)}; set split to one of them")
@@ -1236,7 +1237,7 @@ def _check_folder_files(loader: HuggingFaceLoader, folder: Path, loc: tuple[Any,
     if (builder == "csv" and (config.sep != "," or config.delimiter not in (None, ","))
             or builder == "json" and config.field is not None):
         return
-    files = [str(f) for name, found in config.data_files.items() if split in (str(name), "all") for f in found]
+    files = [str(f) for name, found in config.data_files.items() if every or split == str(name) for f in found]
     if files:
         _check_files_columns(loader, builder, files, loc, kind, issues)
 
@@ -1307,7 +1308,7 @@ def _check_cached_hub_dataset(loader: HuggingFaceLoader, loc: tuple[Any, ...], k
         return
     splits = [str(name) for name in info.splits or {}]
     parts = [part.split("[")[0].strip() for part in loader.split.split("+")]
-    if splits and any(part not in splits and part != "all" for part in parts):  # ("all": every split)
+    if splits and loader.split != "all" and any(part not in splits for part in parts):  # (exactly "all": every split)
         issues.add(loc + ("split",), f"{where} (configuration {config!r}) with the splits {', '.join(splits)}, not "
                                      f"{loader.split!r}{split_meant_note(loader.split, splits)}; set split to one "
                                      "of them")

@@ -1485,6 +1485,8 @@ def test_a_mistyped_huggingface_split_is_found_by_validate_with_the_one_meant(tm
         "{type: huggingface, path: json, data_files: [data/t.jsonl], split: 'train[:50%]'}": None,
         "{type: huggingface, path: json, data_files: [data/t.jsonl], split: all}": None,  # (datasets reads train)
         "{type: huggingface, path: ./plain, split: all}": None,  # (every split: train and test, as datasets reads it)
+        "{type: huggingface, path: ./plain, split: 'all[:50%]'}": (  # (datasets reads exactly "all" alone as every split)
+            f"the dataset in {tmp_path / 'plain'} has the splits train, test, not 'all'; set split to one of them"),
         "{type: huggingface, path: ./plain, split: tset}": (
             f"the dataset in {tmp_path / 'plain'} has the splits train, test, not 'tset' (did you mean 'test'?); set "
             "split to one of them"),
