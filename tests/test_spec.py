@@ -537,6 +537,12 @@ def test_a_data_file_given_as_the_spec_is_said_to_be_one(tmp_path: Path) -> None
         with pytest.raises(SpecError, match="Fix the syntax and retry") as refused:
             load_spec(tmp_path / name)
         assert "data file" not in str(refused.value)
+    for name, raw in (("spec.json", '{"project": {"name": "x"}}'.encode("utf-16-le")),
+                      ("spec.txt", b"project:\n  name: caf\xe9\n")):
+        (tmp_path / name).write_bytes(raw)  # (a spec in JSON saved as UTF-16, or Latin-1: not data)
+        with pytest.raises(SpecError, match="Save it as UTF-8") as refused:
+            load_spec(tmp_path / name)
+        assert "data file" not in str(refused.value)
 
 
 def test_load_spec_errors(tmp_path: Path) -> None:

@@ -111,12 +111,12 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
         from subsetctl.data.loaders import utf16_note  # (the data loaders import subsetctl.spec)
 
         raise SpecFileError(path, f"the spec is not valid UTF-8 (byte {exc.start}{utf16_note(raw_bytes[:2])}). "
-                                  f"{_data_file_note(path) or 'Save it as UTF-8.'}", raw_bytes.count(b"\n", 0, exc.start) + 1) from None
+                                  f"{_data_file_note(path, 'not UTF-8') or 'Save it as UTF-8.'}", raw_bytes.count(b"\n", 0, exc.start) + 1) from None
     if "\x00" in text:  # valid UTF-8, which YAML refuses as "unacceptable character #x0000"
         at = text.index("\x00")
         raise SpecFileError(path, f"the spec has NUL bytes (the first at byte {len(text[:at].encode())}), as UTF-16 "
                                   "text without a byte-order mark has, or a file that is not text. "
-                                  f"{_data_file_note(path) or 'Save it as UTF-8.'}", text.count("\n", 0, at) + 1)
+                                  f"{_data_file_note(path, 'NUL bytes') or 'Save it as UTF-8.'}", text.count("\n", 0, at) + 1)
     try:
         data = safe_load_limited(text, _UniqueKeyLoader)
     except AliasesExpandTooFarError:
@@ -194,10 +194,11 @@ def _data_file_note(path: Path, syntax: str | None = None) -> str:
     ends as a data file's (``subsetctl validate train.jsonl``: "malformed YAML: expected
     '<document start>', but found '{'", with no word that this is no spec): that the command
     takes the spec or the project folder, in place of advice on the file's syntax; "" for
-    other names. ``syntax``, the YAML reader's complaint where the file did not parse: a ``.json``
-    or ``.txt`` name then counts as a data file's only where it held several values one after
-    another ("expected '<document start>'", JSON Lines), as a spec written in JSON (YAML reads
-    it) with a syntax error of its own needs the syntax advice."""
+    other names. ``syntax``, the YAML reader's complaint where the file did not parse (or what
+    it was not: UTF-8 text): a ``.json`` or ``.txt`` name then counts as a data file's only where
+    it held several values one after another ("expected '<document start>'", JSON Lines), as a
+    spec written in JSON (YAML reads it) with a syntax error of its own, or saved as UTF-16,
+    needs the syntax or UTF-8 advice."""
     if syntax is not None and path.name.lower().endswith((".json", ".txt")) and "<document start>" not in syntax:
         return ""
     if not path.name.lower().endswith(_DATA_FILE_SUFFIXES):
