@@ -711,17 +711,20 @@ def path_argument(value: Any, what: str, example: str) -> Path:
 def _own_private_group(gid: int) -> bool:
     """Whether the group ``gid`` is this user's private group, the user-private-group scheme
     of Debian, Ubuntu and Fedora (``USERGROUPS_ENAB``): the user's primary group, named as the
-    user, listing no other member. Such systems set umask 002 for these users, so every folder
-    they make is writable by that group, which no one else is in: a link to it was refused as
+    user, listing no other member and no other user's primary group (a member the group's
+    list leaves out). Such systems set umask 002 for these users, so every folder they make
+    is writable by that group, which no one else is in: a link to it was refused as
     "writable by its group". Where the user or group database cannot tell, False."""
     import grp
     import pwd
 
     try:
         user, group = pwd.getpwuid(os.getuid()), grp.getgrgid(gid)
+        if gid != user.pw_gid or group.gr_name != user.pw_name or not set(group.gr_mem) <= {user.pw_name}:
+            return False
+        return not any(other.pw_gid == gid and other.pw_name != user.pw_name for other in pwd.getpwall())
     except (KeyError, OSError):
         return False
-    return gid == user.pw_gid and group.gr_name == user.pw_name and set(group.gr_mem) <= {user.pw_name}
 
 
 @dataclass

@@ -554,10 +554,14 @@ def test_a_state_folder_link_to_a_folder_of_your_own_private_group_is_taken(tmp_
     project = Project(tmp_path / "proj")
     project.state_dir.symlink_to(scratch, target_is_directory=True)
     gid = scratch.stat().st_gid
-    monkeypatch.setattr(pwd, "getpwuid", lambda uid: SimpleNamespace(pw_name="ann", pw_gid=gid))
-    for name, members, taken in (("ann", [], True), ("ann", ["ann"], True), ("ann", ["bob"], False),
-                                 ("staff", [], False)):
+    ann = SimpleNamespace(pw_name="ann", pw_gid=gid)
+    monkeypatch.setattr(pwd, "getpwuid", lambda uid: ann)
+    for name, members, users, taken in (
+            ("ann", [], [ann], True), ("ann", ["ann"], [ann], True), ("ann", ["bob"], [ann], False),
+            ("staff", [], [ann], False),
+            ("ann", [], [ann, SimpleNamespace(pw_name="bob", pw_gid=gid)], False)):  # (bob's primary group too)
         monkeypatch.setattr(grp, "getgrgid", lambda g, n=name, m=members: SimpleNamespace(gr_name=n, gr_mem=m))
+        monkeypatch.setattr(pwd, "getpwall", lambda u=users: u)
         if taken:
             with project.lock():
                 pass
