@@ -137,7 +137,8 @@ class Cpu:
             return f"{on}, the cores free now (load average {self.load:.1f})"
         slower = self.share * (SPINNING_SLOWDOWN if self.spinning else 1)
         passive = "; OMP_WAIT_POLICY=PASSIVE would make it less" if self.spinning else ""
-        return f"{on}, busy now (load average {self.load:.1f}: its arithmetic {slower:.0f} times slower{passive})"
+        times = f"{slower:.1f}" if slower < 10 else f"{slower:.0f}"  # (1.4, not "1 times", on a light load)
+        return f"{on}, busy now (load average {self.load:.1f}: its arithmetic {times} times slower{passive})"
 
 
 def this_cpu() -> Cpu:

@@ -85,6 +85,14 @@ def test_one_thread_on_busy_cores_is_not_slowed_for_spinning() -> None:
                 == rough_seconds("meta_init", spec, SMOLLM2_PARAMS, cpu=passive))
     assert Cpu(2, 2, 1.0, False).spinning  # (two threads, one other process: the measured 7 times)
 
+
+def test_the_rough_times_slowdown_is_not_rounded_to_one_time() -> None:
+    """A light load (one thread on one core, load average 0.4: 1.4 times slower) read
+    "its arithmetic 1 times slower"; the heavy load's figure stays whole."""
+    assert "load average 0.4: its arithmetic 1.4 times slower)" in Cpu(1, 1, 0.4, False).text()
+    assert "load average 11.0: its arithmetic 29 times slower;" in Cpu(2, 2, 11.0, False).text()
+    assert "the cores free now (load average 0.0)" in Cpu(2, 2, 0.0, False).text()
+
 def test_plan_gives_a_training_stage_never_run_a_rough_time(tiny_project: Path) -> None:
     """plan said a stage's time only from its last run: before a first run, nothing, though
     meta-init and the fine-tunes can take hours. It gives a rough time, saying it is rough
