@@ -787,6 +787,9 @@ def test_a_cached_hub_datasets_configuration_and_split_are_checked_offline(tmp_p
     assert set(issues) == {"sources[1].loader.split"}
     assert "(configuration 'main') with the splits train, test, not 'tset' (did you mean 'test'?); set split to one of them" in \
         issues["sources[1].loader.split"].message
+    assert check_issues(tmp_path, good.replace("split: test", "split: all")) == {}  # (every split)
+    issues = check_issues(tmp_path, good.replace("split: test", "split: train+all"))  # (datasets: Unknown split "all")
+    assert "with the splits train, test, not 'train+all'" in issues["sources[1].loader.split"].message
     issues = check_issues(tmp_path, good.replace("split: test", "split: test, response_field: answer"))
     assert "has no column 'answer' (its features are 'prompt', 'response', 'extra')" in \
         issues["sources[1].loader.response_field"].message
