@@ -153,7 +153,8 @@ def test_a_key_given_without_its_value_is_called_an_override_not_a_project_to_in
     key of the spec) still gets the init advice."""
     monkeypatch.chdir(tmp_path)
     for command, key in (("validate", "meta_init.steps"), ("validate", "sources[0].max_examples"),
-                         ("validate", "sources.wiki.max_examples"),
+                         ("validate", "sources.wiki.max_examples"), ("validate", "sources[0]"),
+                         ("validate", "target.label_map.pos"), ("plan", "sources[0].loader.where.lang"),
                          ("plan", "gradients.d"), ("run", "meta_init.steps"), ("report", "meta_init.steps")):
         result = invoke(command, key)
         assert result.exit_code == 1, result.output

@@ -9,7 +9,7 @@ import functools
 import os
 import re
 import shlex
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, get_args, get_origin
 
 import yaml
 
@@ -99,7 +99,8 @@ def override_without_value_note(path: object) -> str:
     ``=value`` (`subsetctl validate . meta_init.steps`, whose advice was `subsetctl init
     meta_init.steps`), with the argument to write; "" otherwise. Its last part must be a key
     the spec has somewhere (``steps``): a missing ``project.yaml`` or ``model.yml`` is a spec
-    file's name, not an override."""
+    file's name, not an override. A list index is a last part too (``sources[0]``), and so is
+    any key under a mapping-valued setting (``target.label_map.pos``, ``where``, ``params``)."""
     from subsetctl.spec.models import Spec  # (the models read overrides' helpers)
 
     text = str(path)
@@ -109,7 +110,11 @@ def override_without_value_note(path: object) -> str:
         parts = parse_key_path(text)
     except SpecError:
         return ""
-    if len(parts) < 2 or parts[0] not in Spec.model_fields or parts[-1] not in _spec_key_names():
+    if len(parts) < 2 or parts[0] not in Spec.model_fields:
+        return ""
+    last, before = parts[-1], parts[-2]
+    if not (isinstance(last, int) or last in _spec_key_names()
+            or (isinstance(before, str) and before in _spec_mapping_names())):
         return ""
     return (f": {text} reads as a key of the spec, an override without its value. Write each override as one "
             f"argument, key=value without spaces around '=' ({text}=VALUE)")
@@ -130,6 +135,30 @@ def _spec_key_names() -> frozenset[str]:
         seen.add(model)
         for key, field in model.model_fields.items():
             names.add(key)
+            models.extend(_models_in(field.annotation))
+    return frozenset(names)
+
+
+@functools.cache
+def _spec_mapping_names() -> frozenset[str]:
+    """The names of the spec's settings whose value is a mapping of any keys (``label_map``,
+    ``where``, ``params``): a key under one is the user's own, no key name of the spec."""
+    from subsetctl.spec.models import Spec  # (the models read overrides' helpers)
+
+    def is_mapping(annotation: Any) -> bool:
+        return get_origin(annotation) is dict or any(is_mapping(arg) for arg in get_args(annotation))
+
+    names: set[str] = set()
+    seen: set[type] = set()
+    models: list[Any] = [Spec]
+    while models:
+        model = models.pop()
+        if model in seen:
+            continue
+        seen.add(model)
+        for key, field in model.model_fields.items():
+            if is_mapping(field.annotation):
+                names.add(key)
             models.extend(_models_in(field.annotation))
     return frozenset(names)
 
