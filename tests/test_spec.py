@@ -1682,6 +1682,20 @@ def test_a_value_out_of_its_range_is_said_in_the_specs_words() -> None:
         ("sources[0].max_examples", "expected a whole number >= 1, got -1")]
 
 
+def test_a_number_written_as_text_out_of_its_range_is_not_called_text() -> None:
+    """`max_length: "4"` (a quoted number, which pydantic reads as a number) said "expected a
+    whole number >= 8, got the text '4'", as if the quotes were what was wrong."""
+    import copy
+
+    data = copy.deepcopy(MINIMAL)
+    data["model"] = {**data.get("model", {}), "max_length": "4"}
+    data["meta_init"] = {"lr": "0"}
+    _, issues = validate_data(data, "x.yaml")
+    messages = {i.key: i.message for i in issues}
+    assert messages["model.max_length"].endswith(", got 4 (written as text)"), messages
+    assert messages["meta_init.lr"] == "expected a number > 0, got 0 (written as text)", messages
+
+
 def test_a_value_not_among_a_keys_choices_is_shown_with_the_one_likely_meant() -> None:
     """`model.kind: classifer` said "Input should be 'causal-lm' or 'classifier'" without the
     value written or the one it was close to, where a mistyped key is told "did you mean"."""

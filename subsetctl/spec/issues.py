@@ -412,7 +412,8 @@ def range_message(kind: str, ctx: dict[str, Any], value: Any) -> str:
     """A value out of a key's range, in the spec's words: "expected a whole number >= 1, got -1"
     (an integer key) or "expected a number > 0, got 0" (a float key: pydantic gives its bound as
     a float), where pydantic said "Input should be greater than or equal to 1"; "" when ``ctx``
-    holds no bound of ``kind``."""
+    holds no bound of ``kind``. A number written as text (``max_length: "4"``, which pydantic
+    reads as a number) is "got 4 (written as text)", not "got the text '4'"."""
     key, sign = _RANGE_SIGNS[kind]
     bound = ctx.get(key)
     if not isinstance(bound, (int, float)) or isinstance(bound, bool):
@@ -420,8 +421,22 @@ def range_message(kind: str, ctx: dict[str, Any], value: Any) -> str:
     whole = isinstance(bound, int)
     shown_bound = str(int(bound)) if isinstance(bound, float) and bound.is_integer() and abs(bound) < 1e15 \
         else str(bound)  # a float key's 1.0 is the 1 its description says
-    got = str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else _describe_value(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        got = str(value)
+    elif isinstance(value, str) and _reads_as_number(value):  # `max_length: "4"`: not "got the text '4'"
+        got = f"{value.strip()} (written as text)"
+    else:
+        got = _describe_value(value)
     return f"expected {'a whole number' if whole else 'a number'} {sign} {shown_bound}, got {got}"
+
+
+def _reads_as_number(text: str) -> bool:
+    """Whether ``text`` is a number written as text (``"4"``, ``" 0.5 "``)."""
+    try:
+        float(text.strip())
+    except ValueError:
+        return False
+    return True
 
 
 #: values of a choice that name another choice in other tools' words (PyTorch's, the Hugging
