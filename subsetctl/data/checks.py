@@ -1042,7 +1042,8 @@ def _check_saved_to_disk(loader: HuggingFaceLoader, folder: Path, loc: tuple[Any
         if (folder / "dataset_dict.json").is_file():
             try:
                 splits = saved_dict_splits(folder)
-            except (OSError, ValueError):  # (not JSON: saved_dataset_problem says so below, as in the data stage)
+            except (OSError, ValueError, KeyError, TypeError):  # (not JSON, [1], no "splits": saved_dataset_problem
+                # says so below, as in the data stage)
                 splits = [loader.split]
             if loader.split not in splits:
                 issues.add(loc + ("split",), f"the DatasetDict saved in {shown_path(folder)} has the splits "

@@ -1334,6 +1334,39 @@ def test_save_to_disk_metadata_that_is_json_but_no_object_is_told_by_validate_an
         assert "datasets.load_from_disk could not read" in str(err.value) and told in str(err.value)
 
 
+def test_a_dataset_dict_json_that_is_no_object_listing_splits_is_told_by_validate_and_the_data_stage(
+        tmp_path: Path, make_ctx) -> None:
+    """A save_to_disk DatasetDict folder whose dataset_dict.json is JSON but not an object
+    (`[1]`), or one without "splits", passed validate silently (its reader's TypeError or
+    KeyError was caught as metadata left to the data stage): it is the folder's issue at
+    loader.path, as other damaged save_to_disk metadata is, the same in the data stage's error."""
+    import yaml
+    from datasets import Dataset, DatasetDict
+
+    from subsetctl.api import spec_warnings
+    from subsetctl.data.loaders.huggingface import load_huggingface
+    from subsetctl.spec import HuggingFaceLoader, Spec
+
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
+    rows = Dataset.from_list(qa_rows(3))
+    written = {"list": ("[1]", "is not a JSON object"), "nosplits": ('{"other": 1}', 'has no list of "splits"')}
+    for name, (text, _) in written.items():
+        DatasetDict({"train": rows}).save_to_disk(str(tmp_path / "data" / name))
+        (tmp_path / "data" / name / "dataset_dict.json").write_text(text)
+    spec = GOOD + "".join(f"  - {{name: {n}, label_map: {{'0': x}}, loader: {{type: huggingface, path: ./data/{n}}}}}\n"
+                          for n in written)
+    issues = check_issues(tmp_path, spec)
+    assert set(issues) == {"sources[1].loader.path", "sources[2].loader.path"}, issues
+    spec_warnings(Spec.model_validate(yaml.safe_load(spec)), tmp_path / "subsetctl.yaml")  # (no internal error)
+    for i, (name, (_, said)) in enumerate(written.items(), 1):
+        told = issues[f"sources[{i}].loader.path"].message
+        assert f"dataset_dict.json {said}" in told and told.endswith("save the dataset again with save_to_disk"), told
+        with pytest.raises(UserError) as err:
+            load_huggingface(HuggingFaceLoader(type="huggingface", path=f"data/{name}"), make_ctx())
+        assert "datasets.load_from_disk could not read" in str(err.value) and told in str(err.value)
+
+
 def test_a_dataset_dicts_split_read_by_default_is_said_in_a_note(tmp_path: Path) -> None:
     """A huggingface loader with no `split` on a DatasetDict folder of train, validation and
     test splits read its train split, which nothing said: a target's own validation and test

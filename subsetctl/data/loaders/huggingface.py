@@ -214,7 +214,7 @@ def _check_single_split(
 def saved_dataset_problem(folder: Path, split: str | None = None) -> str | None:
     """What keeps ``datasets.load_from_disk`` from reading the ``save_to_disk`` folder
     ``folder`` (a ``DatasetDict``'s split ``split``), as its metadata shows: a
-    ``dataset_dict.json`` that is not JSON, the split's folder, its ``state.json`` or ``dataset_info.json`` missing (a folder copied without
+    ``dataset_dict.json`` that is not JSON (or not an object listing its ``splits``), the split's folder, its ``state.json`` or ``dataset_info.json`` missing (a folder copied without
     them), metadata that is not JSON, features this ``datasets`` cannot read (a feature
     type a newer one wrote), a data file ``state.json`` lists missing. None when none of
     these shows. ``load_from_disk`` said only that the folder "is neither a `Dataset`
@@ -228,9 +228,12 @@ def saved_dataset_problem(folder: Path, split: str | None = None) -> str | None:
     again = "copy the folder whole, or save the dataset again with save_to_disk"
     if split is not None:
         try:
-            read_saved_json(folder / "dataset_dict.json")
+            listing = read_saved_json(folder / "dataset_dict.json")
         except (OSError, ValueError) as exc:
             return f"{shown_path(folder)}'s dataset_dict.json cannot be read as JSON ({exc}): {again}"
+        if not isinstance(listing, dict) or not isinstance(listing.get("splits"), list):  # ([1], {}: no splits)
+            what = "is not a JSON object" if not isinstance(listing, dict) else 'has no list of "splits"'
+            return f"{shown_path(folder)}'s dataset_dict.json {what}: {again}"
     if not dataset.is_dir():
         return f"{shown_path(folder)}'s dataset_dict.json names the split {split!r}, but it has no folder {split!r}: {again}"
     missing = [name for name in ("state.json", "dataset_info.json") if not (dataset / name).is_file()]
