@@ -222,11 +222,13 @@ def _planned_disk(spec: Any, folder: Path) -> tuple[int, int, list[str]] | None:
     store of 1,200 rows (1.2 GB)"): the gradients stage's store, where the data stage has
     counted the rows (:func:`subsetctl.stages.gradients.planned_room`, which counts what a
     store there holds already), and meta_init's checkpoints and the fine-tunes' adapters
-    (:func:`subsetctl.stages.common.lora_disk`), each read without loading the model; None
+    (:func:`subsetctl.stages.common.lora_disk_left`, as `run` checks them: the fine-tunes still to
+    train, a stopped run's checkpoints as room), each read without loading the model; None
     where none of them can be told. Stages with results have taken their room already."""
     from subsetctl.errors import UserError
     from subsetctl.project import Project, size_text
-    from subsetctl.stages.common import DISK_NOTE_SHARE, lora_disk
+    from subsetctl.stages.common import DISK_NOTE_SHARE, lora_disk_left
+    from subsetctl.stages.finetune import fine_tunes_left
     from subsetctl.stages.gradients import planned_room, prepared_rows
 
     parts: list[tuple[int, int, str]] = []
@@ -239,8 +241,12 @@ def _planned_disk(spec: Any, folder: Path) -> tuple[int, int, list[str]] | None:
             parts.append((room[0], room[1], f"the gradients stage's store of {total:,} rows"))
         for stage, what in (("meta_init", "meta_init's checkpoints and adapter"),
                             ("finetune", "the fine-tunes' adapters and checkpoints")):
-            if project.read_manifest(stage) is None and (lora := lora_disk(stage, spec, project)) is not None:
-                parts.append((lora[0], lora[1], what))
+            if project.read_manifest(stage) is not None:
+                continue
+            resumes = project.holds_work(stage)  # (a run stopped partway: `run` resumes it, its checkpoints room)
+            left = fine_tunes_left(spec, project, resumes) if stage == "finetune" else None
+            if (lora := lora_disk_left(stage, spec, project.root, project.stage_dir(stage), left, resumes)) is not None:
+                parts.append((max(lora[0], 0), lora[1], what))
     except (UserError, OSError):  # (a project it cannot read: the other checks say so)
         return None
     if not parts:

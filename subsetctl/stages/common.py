@@ -101,56 +101,80 @@ def lora_disk(stage: str, spec: Spec, project: Project) -> tuple[int, int, Path]
     return (disk_bytes(stage, spec, shape), *free_disk_at(project.stage_dir(stage)))
 
 
+def lora_disk_left(stage: str, spec: Spec, root: Path, folder: Path, fine_tunes: int | None = None,
+                   resumes: bool = True) -> tuple[int, int, Path] | None:
+    """The disk `run` checks stage ``stage`` (meta_init, finetune) has room for before it begins
+    (:func:`check_lora_disk`), the free disk in ``folder`` (its folder) and where that is: its LoRA
+    checkpoints and adapters (:func:`~subsetctl.modeling.footprint.disk_bytes`, finetune's for the
+    ``fine_tunes`` it has yet to train, else as many as it may train), less the checkpoints in
+    ``folder`` of a run stopped partway where ``resumes`` (the stage resumes from and replaces
+    them). ``plan`` and ``doctor`` say `run` would stop where this is over the free disk, so the
+    two agree. None where the model's shape cannot be read without loading it."""
+    from subsetctl.modeling.footprint import disk_bytes, model_shape
+    from subsetctl.project import free_disk_at
+
+    shape = model_shape(spec, root)
+    if shape is None:
+        return None
+    need = disk_bytes(stage, spec, shape, fine_tunes)
+    held = sum(f.stat().st_size for f in folder.rglob("*")
+               if f.is_file() and "checkpoints" in f.relative_to(folder).parts) if resumes and folder.is_dir() else 0
+    return (need - held, *free_disk_at(folder))
+
+
 def check_lora_disk(ctx: StageContext, name: str, fine_tunes: int | None = None) -> None:
     """Refuse to begin stage ``name`` (meta_init, finetune), running in ``ctx``, where the disk holding its folder
-    lacks room for its LoRA checkpoints and adapters (:func:`~subsetctl.modeling.footprint.disk_bytes`,
-    finetune's for the ``fine_tunes`` it has yet to train), as the gradients stage refuses to
-    begin its store: plan said `run` would stop there until there is room, but the stage began
-    and failed partway with "no space left". Checkpoints of a run stopped partway, which the
-    stage resumes from and replaces, count as room. Nothing is checked where the model's shape
-    cannot be read without loading it."""
-    from subsetctl.modeling.footprint import disk_bytes, model_shape
-    from subsetctl.project import free_disk_at, size_text
+    lacks room for its LoRA checkpoints and adapters (:func:`lora_disk_left`: finetune's for the
+    ``fine_tunes`` it has yet to train, checkpoints of a run stopped partway counted as room), as
+    the gradients stage refuses to begin its store: plan said `run` would stop there until there
+    is room, but the stage began and failed partway with "no space left". Nothing is checked where
+    the model's shape cannot be read without loading it."""
+    from subsetctl.project import size_text
 
-    shape = model_shape(ctx.spec, ctx.project.root)
-    if shape is None:
+    room = lora_disk_left(name, ctx.spec, ctx.project.root, ctx.out_dir, fine_tunes)
+    if room is None or room[0] <= room[1]:
         return
-    need = disk_bytes(name, ctx.spec, shape, fine_tunes)
-    held = sum(f.stat().st_size for f in ctx.out_dir.rglob("*")
-               if f.is_file() and "checkpoints" in f.relative_to(ctx.out_dir).parts) if ctx.out_dir.is_dir() else 0
-    free, where = free_disk_at(ctx.out_dir)
-    if need - held <= free:
-        return
+    need, free, where = room
     what = "checkpoints and adapter" if name == "meta_init" else "adapters and checkpoints"
     raise UserError(
-        f"The {name} stage's LoRA {what} need up to {size_text(need - held)} of disk but only {size_text(free)} is "
+        f"The {name} stage's LoRA {what} need up to {size_text(need)} of disk but only {size_text(free)} is "
         f"free in {where}. Free disk space there and run again (finished stages, and the {name} stage's work so far, "
         "are kept), or lower model.lora.r (the model stages then run again)."
     )
 
 
-def disk_note(needs: str, need: int, free: int, where: Path, lower: str, counted: str = "") -> str:
+def disk_note(needs: str, need: int, free: int, where: Path, lower: str, counted: str = "",
+              left: int | None = None) -> str:
     """What plan says of the disk a stage asks for: "; {needs} {need} of disk" ("its store
     needs about 1.2 GB of disk"), and where less is ``free`` in ``where``, that `run` would
     stop at this stage until there is room, and what frees it (the setting to ``lower``): a
     run stopped there for want of room, maybe days in, that the plan could have named.
-    ``counted`` (" (an adapter of ...)"), how the need was counted, follows the size."""
+    ``counted`` (" (an adapter of ...)"), how the need was counted, follows the size.
+    ``left``: what `run` checks against the free disk where that is less than ``need`` (a LoRA
+    stage's, :func:`lora_disk_left`: the fine-tunes still to train, a stopped run's checkpoints
+    as room), so that "would stop" is said only where `run` stops."""
     from subsetctl.project import size_text
 
     note = f"; {needs} {size_text(need)} of disk{counted}"
-    if free >= need:
+    check = need if left is None else left
+    if free >= check:
         return note
+    if check < need:
+        note += f", {size_text(check)} of it still to take"
     return (f"{note}, and only {size_text(free)} is free in {where}: `run` would stop at this stage until there is "
             f"room (free disk space there, or lower {lower})")
 
 
-def lora_disk_note(stage: str, spec: Spec, project: Project) -> str:
+def lora_disk_note(stage: str, spec: Spec, project: Project, fine_tunes: int | None = None,
+                   resumes: bool = False) -> str:
     """What plan says of the disk ``stage``'s LoRA weights take (:func:`lora_disk`), where it
     is over :data:`DISK_NOTE_SHARE` of the free disk (:func:`disk_note`): "; its adapters and
     checkpoints need up to 3.1 GB of disk (an adapter of 0.6 GB in its folder and one in the
     cache for each of up to 5 fine-tunes ...)", saying how it counts
     (:func:`~subsetctl.modeling.footprint.disk_counted`: "up to" counts alike picks apart, which
-    are trained once), and where less is free, that `run` would stop there (a large model's
+    are trained once), and where less is free than `run` checks for (:func:`lora_disk_left`, with
+    finetune's ``fine_tunes`` still to train where plan knows them, and a stopped run's
+    checkpoints as room where ``resumes``), that `run` would stop there (a large model's
     fine-tunes, 0.6 GB an adapter, found it hours in); "" otherwise."""
     room = lora_disk(stage, spec, project)
     if room is None or room[0] <= DISK_NOTE_SHARE * room[1]:
@@ -159,8 +183,10 @@ def lora_disk_note(stage: str, spec: Spec, project: Project) -> str:
 
     shape = model_shape(spec, project.root)  # (read as lora_disk read it: its counted text)
     counted = f" ({disk_counted(stage, spec, shape)})" if shape is not None else ""
+    left = lora_disk_left(stage, spec, project.root, project.stage_dir(stage), fine_tunes, resumes)
     what = "its checkpoints and adapter" if stage == "meta_init" else "its adapters and checkpoints"
-    return disk_note(f"{what} need up to", *room, lower="model.lora.r", counted=counted)
+    return disk_note(f"{what} need up to", *room, lower="model.lora.r", counted=counted,
+                     left=None if left is None else left[0])
 
 
 def model_at_commit(model: dict[str, Any], spec: Spec) -> dict[str, Any]:

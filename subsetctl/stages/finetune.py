@@ -61,6 +61,22 @@ def selections(ctx: StageContext) -> dict[str, list[str]]:
     return out
 
 
+def fine_tunes_left(spec: Spec, project: Project, resumes: bool) -> int | None:
+    """The fine-tunes `run` has yet to train, for which it checks the disk before it begins
+    (:func:`~subsetctl.stages.common.check_lora_disk`): one per distinct pick and seed of the
+    search's selections as they stand, less those a run that stopped partway finished where
+    ``resumes`` (its runs.json, which `run` keeps). None where the selections cannot be read
+    now (no search results yet)."""
+    ctx = common.planned_context(spec, project, FinetuneStage.name, resumes)
+    try:
+        jobs = {run_key(subset, seed) for subset in selections(ctx).values()
+                for seed in range(spec.project.seed, spec.project.seed + spec.finetune.seeds)}
+        done = common.read_work_record(ctx, ctx.out_dir / RUNS, dict) if resumes else {}
+    except (UserError, OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return sum(key not in done for key in jobs)
+
+
 def adapter_relpath(run: str) -> str:
     """Where run ``run``'s LoRA adapter lies, relative to the finetune stage's folder (read
     by evaluate and named in the report)."""
@@ -484,7 +500,9 @@ class FinetuneStage(common.ModelStage):
 
         return (common.cached_count_work(self, spec, forced, project, rerun, count, resumes,
                                          lambda ctx: self._distinct_work(spec, selections(ctx)))
-                + common.lora_disk_note(self.name, spec, project))
+                + common.lora_disk_note(self.name, spec, project,
+                                        None if any(name in rerun for name in self.after)
+                                        else fine_tunes_left(spec, project, resumes), resumes))
 
     def enabled(self, spec: Any) -> bool:
         return bool(spec.finetune.enabled)

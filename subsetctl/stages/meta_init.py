@@ -38,8 +38,9 @@ class MetaInitStage(common.ModelStage):
     def planned_work(self, spec: Spec, forced: bool, project: Project, rerun: set[str],
                      resumes: bool = False) -> str | None:
         """:meth:`work`, and the disk its checkpoints and adapter take where that matters
-        (:func:`~subsetctl.stages.common.lora_disk_note`)."""
-        return self.work(spec, forced) + common.lora_disk_note(self.name, spec, project)
+        (:func:`~subsetctl.stages.common.lora_disk_note`: the checkpoints of a run that stopped
+        partway, which `run` resumes from, count as room)."""
+        return self.work(spec, forced) + common.lora_disk_note(self.name, spec, project, resumes=resumes)
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         from subsetctl.modeling.lora import adapter_fingerprint, count_trainable

@@ -244,3 +244,45 @@ def test_meta_init_and_finetune_refuse_to_begin_without_room_for_their_lora_weig
     assert project.read_manifest("search") is not None and project.read_manifest("finetune") is None
     result = CliRunner().invoke(main, ["run", str(tiny_project), "-q"])
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+
+
+def test_plan_says_run_would_stop_at_finetune_only_where_runs_check_stops_it(
+        tiny_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """plan's "`run` would stop at this stage" counted every fine-tune the spec may make (alike
+    picks apart), while `run`'s check before finetune counts the distinct ones not yet trained:
+    with room for those but not for "up to", plan said `run` would stop and `run` went on. Both
+    use one figure now (the "up to" size stays as plan's note); doctor's disk check too."""
+    import subsetctl.project as project_module
+    from subsetctl.doctor import check_disk
+    from subsetctl.modeling.footprint import disk_bytes, model_shape
+    from subsetctl.project import Project
+    from subsetctl.spec import load_spec
+    from subsetctl.stages import gradients
+    from subsetctl.stages.finetune import fine_tunes_left
+
+    run_project(tiny_project, until="search")
+    project = Project(tiny_project)
+    spec = load_spec(tiny_project / "subsetctl.yaml")
+    shape = model_shape(spec, tiny_project)
+    left = fine_tunes_left(spec, project, resumes=False)
+    assert shape is not None and left is not None
+    need, most = disk_bytes("finetune", spec, shape, left), disk_bytes("finetune", spec, shape)
+    assert need < most, (need, most)  # alike picks: fewer fine-tunes to train than "up to"
+    real = project_module.free_disk_at
+    room = {"free": need}
+
+    def free_at(folder: Path) -> tuple[int, Path]:
+        return (room["free"], real(folder)[1]) if ".subsetctl" in folder.parts else real(folder)
+
+    monkeypatch.setattr(project_module, "free_disk_at", free_at)
+    monkeypatch.setattr(gradients, "free_disk_at", free_at)  # (bound when imported: maybe under an earlier patch)
+    plan = " ".join(CliRunner().invoke(main, ["plan", str(tiny_project)]).output.split())
+    assert "its adapters and checkpoints need up to" in plan and "would stop at this stage" not in plan, plan
+    disk = check_disk(tiny_project, spec)
+    assert "`run` stops at the stage" not in disk.advice, disk
+    room["free"] = need - 1  # short of what `run` checks: both say so
+    plan = " ".join(CliRunner().invoke(main, ["plan", str(tiny_project)]).output.split())
+    assert "`run` would stop at this stage until there is room" in plan, plan
+    room["free"] = need
+    run_project(tiny_project)  # goes on, as plan said
+    assert project.read_manifest("finetune") is not None
