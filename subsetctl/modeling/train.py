@@ -183,7 +183,8 @@ def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch
 
 
 def per_example_outputs(
-    model: Any, tokenizer: Any, examples: Sequence[dict], kind: str, max_length: int, batch_size: int
+    model: Any, tokenizer: Any, examples: Sequence[dict], kind: str, max_length: int, batch_size: int,
+    progress: Callable[[int], None] | None = None,
 ) -> dict[str, np.ndarray]:
     """f and token/class cross-entropy per example, no gradients, in input order; NaN for
     a causal-LM example with no token to score (a text of one token with no BOS before it
@@ -192,7 +193,7 @@ def per_example_outputs(
     reason (a diverged model's) is not taken for no token to score.
 
     Examples are batched by length to waste little padding; the model's train/eval mode
-    is restored afterwards.
+    is restored afterwards. ``progress`` gets the count of examples done after each batch.
     """
     _check_kind(kind)
     if not examples:
@@ -213,6 +214,8 @@ def per_example_outputs(
                 f, ce = _per_example(model, batch, kind)
                 f_out[idx] = f.double().cpu().numpy()
                 ce_out[idx] = ce.double().cpu().numpy()
+                if progress is not None:
+                    progress(min(start + max(1, batch_size), len(items)))
     finally:
         model.train(was_training)
     scored = np.array([any(it.response_mask) for it in items]) if kind == "causal-lm" else np.ones(len(items), bool)
@@ -235,14 +238,16 @@ def evaluate_loss(
     max_length: int,
     batch_size: int = 8,
     objective: Objective = "surrogate",
+    progress: Callable[[int], None] | None = None,
 ) -> float:
     """Mean loss over ``examples``: ``softplus(-f)`` ("surrogate", what the estimator
-    predicts and verify measures) or the cross-entropy ("ce")."""
+    predicts and verify measures) or the cross-entropy ("ce"). ``progress`` gets the count
+    of examples done after each batch (:func:`per_example_outputs`)."""
     if objective not in ("ce", "surrogate"):
         raise UserError(f"Unknown objective {objective!r}; use 'ce' or 'surrogate'.")
     if not examples:
         raise UserError("Cannot evaluate a loss on zero examples; the validation split is empty.")
-    out = per_example_outputs(model, tokenizer, examples, kind, max_length, batch_size)
+    out = per_example_outputs(model, tokenizer, examples, kind, max_length, batch_size, progress=progress)
     scored = out["scored"]  # (a text of one token, no BOS, no EOS, has no loss: left out)
     if not scored.any():
         raise UserError(f"None of the {len(examples)} examples the loss is taken over has a token to score: each is "

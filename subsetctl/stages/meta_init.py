@@ -54,14 +54,19 @@ class MetaInitStage(common.ModelStage):
         for name in [spec.target.name, *common.source_names(spec)]:
             train.extend(common.examples(ctx, name, "train"))
         validation = common.examples(ctx, spec.target.name, "validation")
-        model, tokenizer, info = common.lora_model(ctx, meta_init=True)
+        # loading the model and the loss before training took minutes on busy cores with nothing said between
+        # "▶ meta_init" and "meta_init: 0/N": each has progress of its own (a log's line at once, then every 30 s)
+        with ctx.reporter.progress("meta_init: loading the model", total=1) as task:
+            model, tokenizer, info = common.lora_model(ctx, meta_init=True)
+            task.update(1)
         config = common.train_config(
             spec.meta_init, spec, objective="ce", optimizer="adamw", seed=spec.project.seed,
             eval_every=spec.meta_init.eval_every, eval_objective="surrogate",
         )
         # the untrained adapter's (LoRA B is 0: the base model's), what training should improve on
-        start_val_loss = evaluate_loss(model, tokenizer, validation, spec.model.kind, spec.model.max_length,
-                                       spec.meta_init.batch_size, "surrogate")
+        with ctx.reporter.progress("meta_init: validation loss before training", total=len(validation)) as task:
+            start_val_loss = evaluate_loss(model, tokenizer, validation, spec.model.kind, spec.model.max_length,
+                                           spec.meta_init.batch_size, "surrogate", progress=task.update)
         with common.train_progress(ctx, "meta_init", spec.meta_init.steps, "val_surrogate") as progress:
             result = train_lora(
                 model, tokenizer, train, config, ctx.out_dir, kind=spec.model.kind,
