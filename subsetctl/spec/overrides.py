@@ -123,32 +123,24 @@ def override_without_value_note(path: object) -> str:
 @functools.cache
 def _spec_key_names() -> frozenset[str]:
     """Every key name of the spec's mappings, at any depth (``steps``, ``max_examples``)."""
-    from subsetctl.spec.models import Spec  # (the models read overrides' helpers)
-
-    names: set[str] = set()
-    seen: set[type] = set()
-    models: list[Any] = [Spec]
-    while models:
-        model = models.pop()
-        if model in seen:
-            continue
-        seen.add(model)
-        for key, field in model.model_fields.items():
-            names.add(key)
-            models.extend(_models_in(field.annotation))
-    return frozenset(names)
+    return frozenset(key for key, _ in _spec_fields())
 
 
 @functools.cache
 def _spec_mapping_names() -> frozenset[str]:
     """The names of the spec's settings whose value is a mapping of any keys (``label_map``,
     ``where``, ``params``): a key under one is the user's own, no key name of the spec."""
-    from subsetctl.spec.models import Spec  # (the models read overrides' helpers)
-
     def is_mapping(annotation: Any) -> bool:
         return get_origin(annotation) is dict or any(is_mapping(arg) for arg in get_args(annotation))
 
-    names: set[str] = set()
+    return frozenset(key for key, annotation in _spec_fields() if is_mapping(annotation))
+
+
+def _spec_fields() -> list[tuple[str, Any]]:
+    """Each field of the spec's models, at any depth, as its key name and type annotation."""
+    from subsetctl.spec.models import Spec  # (the models read overrides' helpers)
+
+    fields: list[tuple[str, Any]] = []
     seen: set[type] = set()
     models: list[Any] = [Spec]
     while models:
@@ -157,10 +149,9 @@ def _spec_mapping_names() -> frozenset[str]:
             continue
         seen.add(model)
         for key, field in model.model_fields.items():
-            if is_mapping(field.annotation):
-                names.add(key)
+            fields.append((key, field.annotation))
             models.extend(_models_in(field.annotation))
-    return frozenset(names)
+    return fields
 
 
 def name_in_key(name: str, *, quoted: bool = False) -> str | None:
