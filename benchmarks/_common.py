@@ -81,8 +81,8 @@ def without_rough_times(text: str) -> str:
     subsetctl versions, so an old-against-new comparison of what plan says leaves them out."""
     import re
 
-    return re.sub(r"; about [^;]*, a rough guess before its first run: .*?; shorter rows take less, a GPU far less",
-                  "", text)
+    return re.sub(r"; about [^;]*, a rough guess before its first run: .*?(?=; about \S+ \S*B of memory|$)", "", text,
+                  flags=re.MULTILINE)  # (up to the memory estimate or the line's end: its words differ by version)
 
 
 @contextlib.contextmanager
@@ -198,6 +198,23 @@ def stage_seconds(folder: Path) -> dict[str, float]:
         if manifest and "seconds" in manifest:
             out[stage] = float(manifest["seconds"])
     return out
+
+
+def timed_subsetctl(code: Path, *args: str, cwd: Path | None = None,
+                    env: dict[str, str] | None = None) -> tuple[float, float, subprocess.CompletedProcess[str]]:
+    """Wall seconds, CPU seconds (user + system: on cores shared with other work they swing
+    less than the wall ones) and the finished process of ``python -P -m subsetctl ARGS`` run
+    in a fresh process with the package in ``code`` (``env`` added to this one's)."""
+    import resource
+    import time
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-P", "-m", "subsetctl", *args], check=False, capture_output=True,
+                          text=True, cwd=cwd, env={**os.environ, **(env or {}), "PYTHONPATH": str(code)})
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), done
 
 
 def child_json(code: Path, script: str, *args: object, what: str, cwd: Path | None = None) -> Any:

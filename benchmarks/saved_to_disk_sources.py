@@ -18,11 +18,7 @@ Prints one JSON line.
 from __future__ import annotations
 
 import json
-import os
-import resource
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import yaml
@@ -32,6 +28,7 @@ from _common import (
     old_against_new_arguments,
     old_worktree,
     revision_before,
+    timed_subsetctl,
     without_rough_times,
 )
 
@@ -85,16 +82,9 @@ def build(folder: Path, sources: int, rows: int) -> tuple[Path, Path]:
 
 def _subsetctl(code: Path, *args: str) -> tuple[float, float, str]:
     """Wall and CPU seconds and stdout of ``python -P -m subsetctl ARGS`` running the package in ``code``."""
-    env = {**os.environ, "PYTHONPATH": str(code), "COLUMNS": "120"}
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-P", "-m", "subsetctl", *args], check=False, capture_output=True,
-                          text=True, env=env)
-    seconds = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    seconds, cpu, done = timed_subsetctl(code, *args, env={"COLUMNS": "120"})
     if done.returncode != 0:
         raise SystemExit(f"subsetctl {' '.join(args)} ({code}) exited {done.returncode}:\n{done.stdout}{done.stderr}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return seconds, cpu, done.stdout
 
 

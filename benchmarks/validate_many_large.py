@@ -20,14 +20,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import yaml
-from _common import ROOT, fresh_work_dir
+from _common import ROOT, fresh_work_dir, timed_subsetctl
 
 
 def build(folder: Path, sources: int, rows: int) -> Path:
@@ -55,13 +51,7 @@ def build(folder: Path, sources: int, rows: int) -> Path:
 
 def _validate(spec_path: Path) -> tuple[float, float, int, str]:
     """Wall and CPU seconds, exit status and output of ``subsetctl validate`` in a fresh process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-P", "-m", "subsetctl", "validate", str(spec_path)], check=False,
-                          capture_output=True, text=True, cwd=spec_path.parent, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    wall, cpu, done = timed_subsetctl(ROOT, "validate", str(spec_path), cwd=spec_path.parent)
     return wall, cpu, done.returncode, done.stdout + done.stderr
 
 
