@@ -87,20 +87,6 @@ def prepared_counts(project: Project) -> dict[str, dict[str, int]] | None:
 DISK_NOTE_SHARE = 0.01
 
 
-def lora_disk(stage: str, spec: Spec, project: Project) -> tuple[int, int, Path] | None:
-    """For ``plan`` and ``doctor``, before the model loads: the disk ``stage``'s LoRA
-    checkpoints and adapters take at most (:func:`~subsetctl.modeling.footprint.disk_bytes`),
-    the free disk where they go and where that is; None where the model's shape cannot be read
-    without loading it."""
-    from subsetctl.modeling.footprint import disk_bytes, model_shape
-    from subsetctl.project import free_disk_at
-
-    shape = model_shape(spec, project.root)
-    if shape is None:
-        return None
-    return (disk_bytes(stage, spec, shape), *free_disk_at(project.stage_dir(stage)))
-
-
 def lora_disk_left(stage: str, spec: Spec, root: Path, folder: Path, fine_tunes: int | None = None,
                    resumes: bool = True) -> tuple[int, int, Path] | None:
     """The disk `run` checks stage ``stage`` (meta_init, finetune) has room for before it begins
@@ -167,7 +153,8 @@ def disk_note(needs: str, need: int, free: int, where: Path, lower: str, counted
 
 def lora_disk_note(stage: str, spec: Spec, project: Project, fine_tunes: int | None = None,
                    resumes: bool = False) -> str:
-    """What plan says of the disk ``stage``'s LoRA weights take (:func:`lora_disk`), where it
+    """What plan says of the disk ``stage``'s LoRA weights take at most (:func:`lora_disk_left`
+    of every fine-tune, no checkpoint counted as room), where it
     is over :data:`DISK_NOTE_SHARE` of the free disk (:func:`disk_note`): "; its adapters and
     checkpoints need up to 3.1 GB of disk (an adapter of 0.6 GB in its folder and one in the
     cache for each of up to 5 fine-tunes ...)", saying how it counts
@@ -176,14 +163,16 @@ def lora_disk_note(stage: str, spec: Spec, project: Project, fine_tunes: int | N
     finetune's ``fine_tunes`` still to train where plan knows them, and a stopped run's
     checkpoints as room where ``resumes``), that `run` would stop there (a large model's
     fine-tunes, 0.6 GB an adapter, found it hours in); "" otherwise."""
-    room = lora_disk(stage, spec, project)
+    folder = project.stage_dir(stage)
+    room = lora_disk_left(stage, spec, project.root, folder, resumes=False)
     if room is None or room[0] <= DISK_NOTE_SHARE * room[1]:
         return ""
     from subsetctl.modeling.footprint import disk_counted, model_shape
 
-    shape = model_shape(spec, project.root)  # (read as lora_disk read it: its counted text)
+    shape = model_shape(spec, project.root)  # (read as lora_disk_left read it: its counted text)
     counted = f" ({disk_counted(stage, spec, shape)})" if shape is not None else ""
-    left = lora_disk_left(stage, spec, project.root, project.stage_dir(stage), fine_tunes, resumes)
+    left = room if fine_tunes is None and not resumes else lora_disk_left(stage, spec, project.root, folder,
+                                                                            fine_tunes, resumes)
     what = "its checkpoints and adapter" if stage == "meta_init" else "its adapters and checkpoints"
     return disk_note(f"{what} need up to", *room, lower="model.lora.r", counted=counted,
                      left=None if left is None else left[0])
