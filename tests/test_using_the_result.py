@@ -58,6 +58,25 @@ def test_each_adapters_model_card_names_the_versions_and_spec_that_made_it(tiny_
                 f"{manifest['resolved_spec']}.json)\n") in card, card
 
 
+def test_theta_stars_model_card_names_what_made_it(tiny_project_ran) -> None:
+    """θ*'s folder (``.subsetctl/meta_init/adapter``, which README says loads as the fine-tuned
+    adapters do) held peft's blank model card: copied out of the project, it said nothing of
+    the data, seed, library versions or spec that made it. Its card names them now."""
+    import json
+
+    root = tiny_project_ran(until="meta_init")
+    manifest = json.loads((root / ".subsetctl" / "meta_init" / "manifest.json").read_text())
+    versions, digest = manifest["versions"], manifest["resolved_spec"]
+    card = (root / ".subsetctl" / "meta_init" / "adapter" / "README.md").read_text()
+    assert card.startswith("---\nbase_model: ") and "\n---\n\n# subsetctl adapter: theta* (meta_init)\n" in card, card
+    assert "on the target `target` and all 3 source(s) together (a, b, bad)" in card, card
+    assert "- project: tiny, seed 0\n" in card, card
+    assert (f"- trained with: subsetctl {versions['subsetctl']}, torch {versions['torch']}, transformers "
+            f"{versions['transformers']}, peft {versions['peft']}, python {versions['python']}\n") in card, card
+    assert f"- resolved spec: {digest} (the project's .subsetctl/specs/{digest}.json)\n" in card, card
+    assert (root / ".subsetctl" / "specs" / f"{digest}.json").is_file()
+
+
 def _readme_script() -> str:
     """The Python block of README's "Using the result" section."""
     readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")

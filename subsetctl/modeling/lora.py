@@ -276,6 +276,18 @@ def _name_base_model_in_card(card: Path, name: str) -> None:
     card.write_text("\n".join(head) + text[end:], encoding="utf-8")
 
 
+def card_front_matter(card: Path) -> str:
+    """The YAML front matter of the model card peft wrote at ``card`` (``---`` to ``---``
+    and the line break after it: ``base_model``, ``library_name``, ``tags``, which a model
+    hub reads), or "" where there is none: a card written over peft's keeps it."""
+    try:
+        text = card.read_text(encoding="utf-8")
+    except OSError:
+        return ""
+    end = text.find("\n---\n", 3) if text.startswith("---\n") else -1
+    return text[:end + len("\n---\n")] + "\n" if end >= 0 else ""
+
+
 def name_base_model(folder: str | Path, name: str) -> None:
     """Make the adapter at ``folder`` name ``name`` as its base model (adapter_config.json's
     ``base_model_name_or_path``): an adapter restored from the cache of finished

@@ -417,6 +417,21 @@ class Provenance:
                                       **({"threads": self.threads} if self.threads else {})})
 
 
+#: the libraries an adapter's model card names the versions of (the cache entry has them all)
+CARD_LIBRARIES = ("subsetctl", "torch", "transformers", "peft", "python")
+
+
+def card_provenance(versions: Any, spec_digest: str | None) -> str:
+    """The lines of an adapter's model card (README.md) that say what made it: the library
+    ``versions`` that trained it (those of :data:`CARD_LIBRARIES` it holds; none where unknown)
+    and the digest of the resolved spec the stage ran with (``.subsetctl/specs/<digest>.json``),
+    so an adapter folder copied out of the project still names both."""
+    made = ", ".join(f"{name} {versions[name]}" for name in CARD_LIBRARIES
+                     if isinstance(versions, dict) and versions.get(name))
+    return (f"- trained with: {made}\n" if made else "") + (
+        f"- resolved spec: {spec_digest} (the project's .subsetctl/specs/{spec_digest}.json)\n" if spec_digest else "")
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, numpy and torch so a stage is reproducible from the spec."""
     import numpy as np

@@ -338,10 +338,6 @@ def classifier_load_hint(classes: list[str], head_size: int | None = None) -> st
             f"{spare}).")
 
 
-#: the libraries an adapter's model card names the versions of (the cache entry has them all)
-CARD_LIBRARIES = ("subsetctl", "torch", "transformers", "peft", "python")
-
-
 def model_card(label_list: list[str], subset: list[str], ctx: StageContext, record: dict[str, Any],
                classes: list[str] | None = None, versions: Any = None, spec_digest: str | None = None) -> str:
     """The adapter folder's README.md: what this one run was trained on and with, its own
@@ -354,10 +350,7 @@ def model_card(label_list: list[str], subset: list[str], ctx: StageContext, reco
     from subsetctl.report.markdown import md_code, md_title
 
     spec = ctx.spec
-    made = ", ".join(f"{name} {versions[name]}" for name in CARD_LIBRARIES
-                     if isinstance(versions, dict) and versions.get(name))
-    provenance = (f"- trained with: {made}\n" if made else "") + (
-        f"- resolved spec: {spec_digest} (the project's .subsetctl/specs/{spec_digest}.json)\n" if spec_digest else "")
+    provenance = common.card_provenance(versions, spec_digest)
     load = (classifier_load_hint(classes, spec.model.num_labels) if classes
             else "Load with `peft.PeftModel.from_pretrained(base_model, this_folder)`.")
     seed = record.get("seed", spec.project.seed)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from subsetctl.pipeline import StageContext
-from subsetctl.project import Project
+from subsetctl.pipeline import StageContext, library_versions
+from subsetctl.project import Project, atomic_write_text, fingerprint
 from subsetctl.spec import Spec
+from subsetctl.spec.dumps import spec_json
 from subsetctl.stages import common
 
 
@@ -43,7 +44,7 @@ class MetaInitStage(common.ModelStage):
         return self.work(spec, forced) + common.lora_disk_note(self.name, spec, project, resumes=resumes)
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
-        from subsetctl.modeling.lora import adapter_fingerprint, count_trainable
+        from subsetctl.modeling.lora import adapter_fingerprint, card_front_matter, count_trainable
         from subsetctl.modeling.packaged import shipped_model
         from subsetctl.modeling.train import evaluate_loss, train_lora
 
@@ -86,7 +87,7 @@ class MetaInitStage(common.ModelStage):
                 warning := worse_than_untrained_warning(start_val_loss, result.best_eval_loss, result.best_step,
                                                         spec.meta_init.lr, len(validation))):
             ctx.reporter.warn(warning)
-        return {
+        summary = {
             # a built-in packaged model's package version and weights' sha256 (report.json's input_files)
             "model": {**{k: v for k, v in info.items() if isinstance(v, (str, int, float, list))},
                       **shipped_model(spec.model.source, ctx.project.root)},
@@ -102,6 +103,47 @@ class MetaInitStage(common.ModelStage):
             "adapter": "adapter",
             "adapter_fingerprint": adapter_fingerprint(result.adapter_dir),
         }
+        # peft's blank model card said nothing of what made theta* (a folder README's "Project directory" says
+        # loads as the fine-tuned adapters do): its card says it as theirs do (not an output: describes_only)
+        card = result.adapter_dir / "README.md"  # (peft's front matter, which names the base model, kept)
+        atomic_write_text(card, card_front_matter(card) + theta_card(
+            spec, summary, library_versions(), fingerprint(spec_json(spec))))
+        return summary
+
+
+#: the sources θ*'s model card names (a spec of thousands lists the first ones)
+CARD_SOURCES = 20
+
+
+def theta_card(spec: Spec, summary: dict[str, Any], versions: Any, spec_digest: str | None) -> str:
+    """θ*'s model card (``.subsetctl/meta_init/adapter/README.md``): what it was trained on
+    (the target and every source, as the stage trains), with which settings and seed, the
+    step whose weights were kept, and :func:`~subsetctl.stages.common.card_provenance`'s
+    library versions and resolved spec digest, as each fine-tuned adapter's card says them:
+    a θ* folder copied out of the project says what made it."""
+    from subsetctl.report.markdown import md_code, md_title
+
+    sources = common.source_names(spec)
+    named = ", ".join(sources[:CARD_SOURCES]) + (", …" if len(sources) > CARD_SOURCES else "")
+    best, best_loss = summary.get("best_step"), summary.get("best_val_loss")
+    kept = (f"- weights kept: step {best}'s, the best target validation loss ({best_loss:.4g}, the surrogate "
+            "loss the estimates predict)\n" if best and isinstance(best_loss, float) else "")
+    m = spec.meta_init
+    load = ("Load with `peft.PeftModel.from_pretrained(base_model, this_folder)`, the base model built with "
+            "`AutoModelForSequenceClassification` and the head's `num_labels` as report.md says."
+            if spec.model.kind == "classifier" else "Load with `peft.PeftModel.from_pretrained(base_model, this_folder)`.")
+    return (
+        f"# subsetctl adapter: theta* (meta_init)\n\n"
+        f"LoRA adapter (peft format) for {md_code(spec.model.source)}: subsetctl's meta-initialization, trained "
+        f"on the target {md_code(spec.target.name)} and all {len(sources)} source(s) together ({md_title(named)}): "
+        "the point where the gradients stage takes the per-example gradients the estimates are made of.\n\n"
+        f"- steps: {summary['steps']}, batch size: {m.batch_size}, lr: {m.lr}\n"
+        f"- LoRA: r={spec.model.lora.r}, alpha={spec.model.lora.alpha}\n"
+        f"{kept}"
+        f"- project: {md_title(spec.project.name)}, seed {spec.project.seed}\n"
+        f"{common.card_provenance(versions, spec_digest)}\n"
+        f"{load} The project's report.md names the base model.\n"
+    )
 
 
 #: a best validation loss this far (relative) above the untrained adapter's is training that
