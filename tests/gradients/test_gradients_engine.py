@@ -63,6 +63,23 @@ def test_batched_gradients_match_one_at_a_time() -> None:
     assert rel(G[0], G[1]) > 0.1
 
 
+def test_gradients_batch_size_changes_the_features_only_by_float_rounding() -> None:
+    """gradients.batch_size 1 against 4 (the tiny project's): the same f, projected gradients
+    and repr to float32 rounding (the tiny project's store: 5e-7 relative), not bit for bit:
+    padding to the longest row of a batch changes the shapes of the matrix products, so the
+    order of the sums. A row's results must not depend on the rows batched with it beyond that
+    (gradients.batch_size is in the stage's fingerprint, so another one re-runs it)."""
+    model = tiny_llama_lora()
+    engine = PerExampleGradientEngine(model, RademacherProjector(p=_p(model), d=16, seed=0))
+    batch = causal_batch(LENGTHS)
+    together = engine.compute(batch)
+    for i, n in enumerate(LENGTHS):  # batch_size 1: the row alone, padded to its own length
+        alone = engine.compute({key: value[i : i + 1, :n] for key, value in batch.items()})
+        torch.testing.assert_close(alone.f, together.f[i : i + 1], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(alone.repr, together.repr[i : i + 1], rtol=1e-5, atol=1e-6)
+        assert rel(alone.x[0], together.x[i]) < 1e-5
+
+
 def test_f_and_repr_match_plain_forward() -> None:
     model = tiny_llama_lora()
     batch = causal_batch(LENGTHS)
