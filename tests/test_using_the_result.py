@@ -43,7 +43,8 @@ def test_a_model_card_shows_the_project_name_and_model_path_as_written(tmp_path:
 
 def test_each_adapters_model_card_names_the_versions_and_spec_that_made_it(tiny_project_ran) -> None:
     """An adapter folder copied out of the project said nothing of the library versions that
-    trained it nor of the spec: its card names both (a cached run's own versions)."""
+    trained it nor of the spec: its card names both (a cached run's own versions), datasets'
+    too, which read and prepared the rows it was trained on (the card left it out)."""
     import json
 
     root = tiny_project_ran()
@@ -53,7 +54,8 @@ def test_each_adapters_model_card_names_the_versions_and_spec_that_made_it(tiny_
     assert cards
     for card in (path.read_text() for path in cards):
         assert (f"- trained with: subsetctl {versions['subsetctl']}, torch {versions['torch']}, transformers "
-                f"{versions['transformers']}, peft {versions['peft']}, python {versions['python']}\n") in card, card
+                f"{versions['transformers']}, peft {versions['peft']}, datasets {versions['datasets']}, python "
+                f"{versions['python']}\n") in card, card
         assert (f"- resolved spec: {manifest['resolved_spec']} (the project's .subsetctl/specs/"
                 f"{manifest['resolved_spec']}.json)\n") in card, card
 
@@ -72,7 +74,8 @@ def test_theta_stars_model_card_names_what_made_it(tiny_project_ran) -> None:
     assert "on the target `target` and all 3 source(s) together (a, b, bad)" in card, card
     assert "- project: tiny, seed 0\n" in card, card
     assert (f"- trained with: subsetctl {versions['subsetctl']}, torch {versions['torch']}, transformers "
-            f"{versions['transformers']}, peft {versions['peft']}, python {versions['python']}\n") in card, card
+            f"{versions['transformers']}, peft {versions['peft']}, datasets {versions['datasets']}, python "
+            f"{versions['python']}\n") in card, card
     assert f"- resolved spec: {digest} (the project's .subsetctl/specs/{digest}.json)\n" in card, card
     assert (root / ".subsetctl" / "specs" / f"{digest}.json").is_file()
 

@@ -418,7 +418,7 @@ class Provenance:
 
 
 #: the libraries an adapter's model card names the versions of (the cache entry has them all)
-CARD_LIBRARIES = ("subsetctl", "torch", "transformers", "peft", "python")
+CARD_LIBRARIES = ("subsetctl", "torch", "transformers", "peft", "datasets", "python")
 
 
 def card_provenance(versions: Any, spec_digest: str | None) -> str:
