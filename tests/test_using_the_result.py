@@ -148,6 +148,11 @@ def _check_outputs(folder: Path, project: Path, report: dict, pick: str) -> None
     assert provenance["selection"] == pick and provenance["sources"] == chosen and provenance["rows"] == len(rows)
     assert provenance["seed"] == 0 and provenance["spec"]["finetune"]["steps"] == 2
     assert provenance["test_metrics"] == report["test_metrics"][pick]
+    # the versions that trained it (the file said none): the finetune stage's, or a cached run's own
+    trained_with = json.loads((project / ".subsetctl" / "finetune" / "provenance.json").read_text())["computed_with"]
+    run = Path(report["adapters"][pick][0]).parent.name
+    assert provenance["versions"] == trained_with.get(run, report["stages"]["finetune"]["versions"])
+    assert {"subsetctl", "torch", "transformers", "peft", "datasets"} <= set(provenance["versions"])
 
 
 def test_report_md_says_which_adapter_folder_is_which_seeds(tiny_project_ran) -> None:
