@@ -41,6 +41,20 @@ def test_a_model_card_shows_the_project_name_and_model_path_as_written(tmp_path:
     assert f"for ``{tmp_path / 'mo`del'}``, fine-tuned" in card, card
 
 
+def test_a_model_card_names_the_subsetctl_commit_of_a_checkout() -> None:
+    """subsetctl run from a git checkout says version 0.1.0 whatever its commit (each stage's
+    manifest records the commit too): an adapter's card named the version alone, so two
+    adapters trained by different code read alike. It names the commit where there is one."""
+    from subsetctl.stages.common import card_provenance
+
+    versions = {"subsetctl": "0.1.0", "subsetctl_commit": "72e16d61ccbd+dirty", "torch": "2.13.0", "python": "3.11.7"}
+    assert card_provenance(versions, "abc") == (
+        "- trained with: subsetctl 0.1.0 (commit 72e16d61ccbd+dirty), torch 2.13.0, python 3.11.7\n"
+        "- resolved spec: abc (the project's .subsetctl/specs/abc.json)\n")
+    assert card_provenance({"subsetctl": "0.1.0"}, None) == "- trained with: subsetctl 0.1.0\n"  # an installed wheel
+    assert card_provenance(None, None) == ""  # a cached run of unknown versions
+
+
 def test_each_adapters_model_card_names_the_versions_and_spec_that_made_it(tiny_project_ran) -> None:
     """An adapter folder copied out of the project said nothing of the library versions that
     trained it nor of the spec: its card names both (a cached run's own versions), datasets'
@@ -53,7 +67,7 @@ def test_each_adapters_model_card_names_the_versions_and_spec_that_made_it(tiny_
     cards = list((root / ".subsetctl" / "finetune" / "runs").glob("*/adapter/README.md"))
     assert cards
     for card in (path.read_text() for path in cards):
-        assert (f"- trained with: subsetctl {versions['subsetctl']}, torch {versions['torch']}, transformers "
+        assert (f"- trained with: subsetctl {versions['subsetctl']}{_commit(versions)}, torch {versions['torch']}, transformers "
                 f"{versions['transformers']}, peft {versions['peft']}, datasets {versions['datasets']}, python "
                 f"{versions['python']}\n") in card, card
         assert (f"- resolved spec: {manifest['resolved_spec']} (the project's .subsetctl/specs/"
@@ -73,11 +87,16 @@ def test_theta_stars_model_card_names_what_made_it(tiny_project_ran) -> None:
     assert card.startswith("---\nbase_model: ") and "\n---\n\n# subsetctl adapter: theta* (meta_init)\n" in card, card
     assert "on the target `target` and all 3 source(s) together (a, b, bad)" in card, card
     assert "- project: tiny, seed 0\n" in card, card
-    assert (f"- trained with: subsetctl {versions['subsetctl']}, torch {versions['torch']}, transformers "
+    assert (f"- trained with: subsetctl {versions['subsetctl']}{_commit(versions)}, torch {versions['torch']}, transformers "
             f"{versions['transformers']}, peft {versions['peft']}, datasets {versions['datasets']}, python "
             f"{versions['python']}\n") in card, card
     assert f"- resolved spec: {digest} (the project's .subsetctl/specs/{digest}.json)\n" in card, card
     assert (root / ".subsetctl" / "specs" / f"{digest}.json").is_file()
+
+
+def _commit(versions: dict) -> str:
+    """How a model card follows the subsetctl version with the checkout's commit, if any."""
+    return f" (commit {versions['subsetctl_commit']})" if versions.get("subsetctl_commit") else ""
 
 
 def _readme_script() -> str:

@@ -425,9 +425,15 @@ def card_provenance(versions: Any, spec_digest: str | None) -> str:
     """The lines of an adapter's model card (README.md) that say what made it: the library
     ``versions`` that trained it (those of :data:`CARD_LIBRARIES` it holds; none where unknown)
     and the digest of the resolved spec the stage ran with (``.subsetctl/specs/<digest>.json``),
-    so an adapter folder copied out of the project still names both."""
-    made = ", ".join(f"{name} {versions[name]}" for name in CARD_LIBRARIES
-                     if isinstance(versions, dict) and versions.get(name))
+    so an adapter folder copied out of the project still names both. subsetctl run from a git
+    checkout has its commit too (:data:`~subsetctl.pipeline.SUBSETCTL_COMMIT`): every build of a
+    checkout says the same version number."""
+    from subsetctl.pipeline import SUBSETCTL_COMMIT
+
+    known = versions if isinstance(versions, dict) else {}
+    commit = f" (commit {known[SUBSETCTL_COMMIT]})" if known.get(SUBSETCTL_COMMIT) else ""
+    made = ", ".join(f"{name} {known[name]}{commit if name == 'subsetctl' else ''}"
+                     for name in CARD_LIBRARIES if known.get(name))
     return (f"- trained with: {made}\n" if made else "") + (
         f"- resolved spec: {spec_digest} (the project's .subsetctl/specs/{spec_digest}.json)\n" if spec_digest else "")
 
