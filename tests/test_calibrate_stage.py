@@ -218,8 +218,8 @@ def test_a_new_lambda_grid_with_calibration_off_reruns_the_report_not_the_search
 
 
 def test_a_new_lambda_grid_keeping_the_choice_does_not_rerun_the_finetune_stage(tiny_project) -> None:
-    """A value added to calibrate.lambda_grid that calibration does not choose changes the
-    search's selections.json (its calibration lists every lambda's figures) and nothing it
+    """A value added to calibrate.lambda_grid that calibration does not choose changed the
+    search's selections.json (its calibration listed every lambda's figures) and nothing it
     picks, yet re-ran the finetune stage (every adapter restored from its cache, `plan`
     saying it runs): the finetune stage reads only the search's picks now, which `plan` says.
     It re-ran the search too, for the same estimates from its store: the search reads only
@@ -261,6 +261,14 @@ def test_a_new_lambda_grid_keeping_the_choice_does_not_rerun_the_finetune_stage(
     # report.json's calibration is calibrate's as it is now: 1000's figures beside the others
     calibration = json.loads((tiny_project / "report.json").read_text())["calibration"]
     assert [row["lam"] for row in calibration["per_lambda"]] == [0.01, 0.1, 1000.0] and calibration["lam"] == before
+    # nor does selections.json keep figures calibrate no longer has: a new estimate.lam (the fallback, whose
+    # row per_lambda had) keeps the choice and the search, whose calibration listed lambda 1's row and the
+    # old grid's notes; it records the calibration the search applied now, each value as calibrate has it
+    assert ran([*wider, "estimate.lam=0.5"]) == ["calibrate", "report"]
+    applied = json.loads((tiny_project / ".subsetctl" / "search" / "selections.json").read_text())["calibration"]
+    primary = json.loads((tiny_project / ".subsetctl" / "calibrate" / "calibration.json").read_text())["primary"]
+    assert applied == {key: primary[key] for key in applied} and applied["lam"] == before, (applied, primary)
+    assert set(applied) == {"estimator", "lam", "enabled", "slope", "intercept"}
 
 
 def test_a_search_recorded_with_estimate_lam_stays_up_to_date(tiny_project_ran) -> None:

@@ -1260,8 +1260,9 @@ def build_report(
     if selections and calibrate and isinstance(calibrate.get("primary"), dict) and (
             report["calibration"].get("lam") is not None):  # (a search fine-tuning for real has no lambda: its own)
         # the calibration's figures as calibrate has them now: the search reads its choice alone (estimator,
-        # lambda, map), so a new lambda grid that chose the same re-runs it not, and selections.json keeps the
-        # figures (each lambda's rows, the notes) of the grid it ran with
+        # lambda, map), so a new lambda grid that chose the same re-runs it not; selections.json records that
+        # choice alone (one an earlier subsetctl wrote, the figures, each lambda's rows and the notes, of the
+        # grid it ran with)
         report["calibration"] = whole_counts(calibrate["primary"])
     if calibrate and calibrate.get("kinds"):
         from subsetctl.stages.calibrate import GRID_FIGURES

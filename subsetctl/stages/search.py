@@ -65,6 +65,22 @@ def real_losses_calibration(cal: Any, estimator: str) -> Any:
                                    "real losses and are not calibrated")])
 
 
+def applied_calibration(cal: Any, in_process: bool) -> dict[str, Any]:
+    """The calibration selections.json records: what the search applied (the estimator, lambda
+    and map, calibrate's ``choice`` part: :meth:`~subsetctl.stages.calibrate.CalibrateStage.output_parts`),
+    not calibrate's figures (each lambda's rows, the chosen one's Spearman and held-out error,
+    the notes on the grid). The search reads the choice alone, so a new lambda grid or
+    estimate.lam that chose the same keeps it, and figures copied here named lambdas the spec
+    no longer has; calibrate's calibration.json holds them, and report.json takes them from
+    there. A search whose estimator fine-tunes for real (``in_process``) keeps its own note
+    (:func:`real_losses_calibration`) and has no lambda, nor a map."""
+    recorded = {key: value for key, value in cal.to_dict().items()
+                if key in ("estimator", "lam", "enabled", "slope", "intercept")}
+    if in_process:
+        return {**recorded, "lam": None, "slope": 1.0, "intercept": 0.0, "notes": list(cal.notes)}
+    return recorded
+
+
 def _calibrated(cal: Any, value: float | None) -> float | None:
     """The calibrated estimate; None when calibration is off (its map is the identity then,
     and a "calibrated" copy of the raw value would claim a calibration that did not happen)."""
@@ -855,9 +871,7 @@ class SearchStage(Stage):
             "final": final,
             "strategies": results,
             "baselines": baseline,
-            # a real fine-tune has no lambda and no map: report.json says so instead of showing the spec's
-            "calibration": {**cal.to_dict(), "lam": None, "slope": 1.0, "intercept": 0.0} if in_process
-            else cal.to_dict(),
+            "calibration": applied_calibration(cal, in_process),
             "sources": features.sources,
         })
         # the estimates taken from the store that earlier runs computed, by the library versions and the
