@@ -189,18 +189,19 @@ def _short_of_room(folder: Path) -> str | None:
     return f"only {free_gb:.2f} GB free in {where} (the converted copy takes {SMOLLM2_CONVERTED_GB} GB)"
 
 
-def check_disk(folder: Path, spec: Any = None) -> Check:
+def check_disk(folder: Path, spec: Any = None, import_plugins: bool = True) -> Check:
     """Free space where the project's artifacts go (``folder`` may not exist yet); with the
     project's ``spec``, also against what its stages still to run write (:func:`_planned_disk`:
     the gradient store once the data stage has counted the rows, meta_init's checkpoints, the
     fine-tunes' adapters): a store or adapters larger than the free disk stop `run` there,
-    maybe days in, though more than :data:`MIN_FREE_GB` is free."""
+    maybe days in, though more than :data:`MIN_FREE_GB` is free. ``import_plugins=False``
+    (``--no-plugins``): the spec's plugins are not imported to plan its stages."""
     from subsetctl.errors import joined_names
     from subsetctl.project import free_disk_at, size_text
 
     free, where = free_disk_at(folder)
     free_gb = free / 1e9
-    planned = _planned_disk(spec, folder) if spec is not None else None
+    planned = _planned_disk(spec, folder, import_plugins) if spec is not None else None
     if planned is not None and planned[0] > planned[1]:
         need, free, parts = planned
         return Check("disk", False, f"{size_text(free)} free in {where}; the stages still to run ask for about "
@@ -215,7 +216,7 @@ def check_disk(folder: Path, spec: Any = None) -> Check:
                                "a larger disk; the gradient store and checkpoints need room.")
 
 
-def _planned_disk(spec: Any, folder: Path) -> tuple[int, int, list[str]] | None:
+def _planned_disk(spec: Any, folder: Path, import_plugins: bool = True) -> tuple[int, int, list[str]] | None:
     """The disk the stages of the project in ``folder`` that have no results yet will take
     (bytes), the free disk there, and those of them over
     :data:`~subsetctl.stages.common.DISK_NOTE_SHARE` of it in words ("the gradients stage's
@@ -224,7 +225,9 @@ def _planned_disk(spec: Any, folder: Path) -> tuple[int, int, list[str]] | None:
     store there holds already), and meta_init's checkpoints and the fine-tunes' adapters
     (:func:`subsetctl.stages.common.lora_disk_left`, as `run` checks them: the fine-tunes still to
     train, a stopped run's checkpoints as room), each read without loading the model; None
-    where none of them can be told. Stages with results have taken their room already."""
+    where none of them can be told. Which of the LoRA stages `run` runs, and which resumes,
+    is plan's word (:func:`_lora_stages_to_run`). Stages with results up to date have taken
+    their room already."""
     from subsetctl.errors import UserError
     from subsetctl.project import Project, size_text
     from subsetctl.stages.common import DISK_NOTE_SHARE, lora_disk_left
@@ -239,11 +242,12 @@ def _planned_disk(spec: Any, folder: Path) -> tuple[int, int, list[str]] | None:
         room = planned_room(spec, project, total, forced=False) if total is not None else None
         if room is not None:
             parts.append((room[0], room[1], f"the gradients stage's store of {total:,} rows"))
+        to_run = _lora_stages_to_run(spec, project, import_plugins)
         for stage, what in (("meta_init", "meta_init's checkpoints and adapter"),
                             ("finetune", "the fine-tunes' adapters and checkpoints")):
-            if project.read_manifest(stage) is not None:
+            if stage not in to_run:
                 continue
-            resumes = project.holds_work(stage)  # (a run stopped partway: `run` resumes it, its checkpoints room)
+            resumes = to_run[stage]  # (a run stopped partway: `run` resumes it, its checkpoints room)
             left = fine_tunes_left(spec, project, resumes) if stage == "finetune" else None
             if (lora := lora_disk_left(stage, spec, project.root, project.stage_dir(stage), left, resumes)) is not None:
                 parts.append((max(lora[0], 0), lora[1], what))
@@ -254,6 +258,32 @@ def _planned_disk(spec: Any, folder: Path) -> tuple[int, int, list[str]] | None:
     free = parts[0][1]
     return (sum(need for need, _, _ in parts), free,
             [f"{what} ({size_text(need)})" for need, _, what in parts if need > DISK_NOTE_SHARE * free])
+
+
+def _lora_stages_to_run(spec: Any, project: Any, import_plugins: bool = True) -> dict[str, bool]:
+    """The LoRA stages (meta_init, finetune) `run` runs, each with whether it resumes a run
+    that stopped partway, as `plan` says (:meth:`~subsetctl.pipeline.Pipeline.plan`: state
+    "unfinished"): a stage folder holding the partial work of other inputs is discarded, not
+    resumed, so its checkpoints are no room, and finished results of other inputs are
+    recomputed, taking room anew (doctor took any work in the folder as a resume, and any
+    results as up to date). A stage that runs only if an upstream stage's output changes is
+    left out, as it was, and so is one plan does not check (after a stage using a plugin that
+    ``import_plugins=False``, ``--no-plugins``, leaves unimported). Where plan fails, the stages
+    without results, none resuming: no room is taken for granted."""
+    from subsetctl.errors import UserError
+    from subsetctl.pipeline import Pipeline
+    from subsetctl.plugin_loading import plugins_not_imported
+    from subsetctl.project import manifests_read_once
+    from subsetctl.reporter import SilentReporter
+    from subsetctl.stages import all_stages
+
+    try:
+        with manifests_read_once(), plugins_not_imported(not import_plugins):
+            statuses = Pipeline(project, spec, all_stages(), SilentReporter(), spec.command_line_overrides).plan()
+    except (UserError, OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {stage: False for stage in ("meta_init", "finetune") if project.read_manifest(stage) is None}
+    return {status.name: status.state == "unfinished" for status in statuses
+            if status.name in ("meta_init", "finetune") and status.will_run and not status.conditional}
 
 
 def check_writable(folder: Path) -> Check:
@@ -691,5 +721,5 @@ def run_checks(directory: Path | None = None, import_plugins: bool = True) -> li
     checks.append(check_dask(spec))
     if spec is not None and (scheduler := check_dask_scheduler(spec)) is not None:
         checks.append(scheduler)
-    checks.append(check_disk(folder, spec))
+    checks.append(check_disk(folder, spec, import_plugins))
     return checks

@@ -286,3 +286,56 @@ def test_plan_says_run_would_stop_at_finetune_only_where_runs_check_stops_it(
     room["free"] = need
     run_project(tiny_project)  # goes on, as plan said
     assert project.read_manifest("finetune") is not None
+
+
+def test_a_stopped_meta_init_counts_its_checkpoints_as_room_only_where_run_resumes_them(
+        tiny_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run stopped partway through meta_init leaves checkpoints that the next run with the
+    same inputs resumes from and replaces: plan, doctor and `run`'s own check count them as room
+    (no test held them to it). A run with other inputs discards them, and a stage with finished
+    results of other inputs computes them anew: doctor took any work in the stage folder as a
+    resume, and any finished results as taking no more room, so it passed where `run` stops."""
+    import subsetctl.project as project_module
+    from subsetctl.api import load_project, plan_project
+    from subsetctl.doctor import check_disk
+    from subsetctl.stages import gradients
+    from subsetctl.stages.common import lora_disk_left
+
+    run_project(tiny_project, until="meta_init")
+    folder = tiny_project / ".subsetctl" / "meta_init"
+    (folder / "manifest.json").unlink()  # as a run stopped before it committed: work.json and checkpoints stay
+    shutil.rmtree(folder / "adapter")
+    project, spec = load_project(tiny_project, [])
+    fresh, resumed = (lora_disk_left("meta_init", spec, project.root, folder, resumes=resumes)
+                      for resumes in (False, True))
+    assert fresh is not None and resumed is not None and 0 < resumed[0] < fresh[0], (fresh, resumed)
+    real = project_module.free_disk_at
+    monkeypatch.setattr(project_module, "free_disk_at",  # room for the rest of the stopped run, not for a new one
+                        lambda at: (resumed[0], real(at)[1]) if ".subsetctl" in at.parts else real(at))
+    monkeypatch.setattr(gradients, "planned_room", lambda *args, **kwargs: None)  # (meta_init's room alone)
+
+    def plan_and_doctor(overrides: list[str]) -> tuple[str, bool]:
+        overrides = [*overrides, "finetune.enabled=false"]  # (the LoRA stage run would not reach alone)
+        [meta_init] = [s for s in plan_project(tiny_project, overrides)[2] if s.name == "meta_init"]
+        return " ".join((meta_init.work or "").split()), check_disk(tiny_project, load_project(tiny_project,
+                                                                                               overrides)[1]).ok
+
+    work, doctor_ok = plan_and_doctor([])  # the same inputs: `run` resumes, the checkpoints are room
+    assert "would stop at this stage" not in work and doctor_ok, work
+    stopped = tiny_project / "stopped_meta_init"
+    shutil.copytree(folder, stopped)
+    run_project(tiny_project, ["finetune.enabled=false"], until="meta_init")  # `run`'s check agrees: it resumes
+    assert project.read_manifest("meta_init") is not None
+    shutil.rmtree(folder)
+    shutil.copytree(stopped, folder)  # stopped partway again
+    work, doctor_ok = plan_and_doctor(["meta_init.lr=0.002"])  # other inputs: the partial work is discarded
+    assert "`run` would stop at this stage until there is room" in work and not doctor_ok, work
+    with pytest.raises(UserError, match="The meta_init stage's LoRA checkpoints and adapter need up to"):
+        run_project(tiny_project, ["meta_init.lr=0.002"])
+    assert not (folder / "checkpoints").exists()  # (discarded, as plan and doctor counted)
+    monkeypatch.setattr(project_module, "free_disk_at", real)
+    run_project(tiny_project, until="meta_init")  # finished, with the spec's inputs
+    monkeypatch.setattr(project_module, "free_disk_at",
+                        lambda at: (resumed[0], real(at)[1]) if ".subsetctl" in at.parts else real(at))
+    work, doctor_ok = plan_and_doctor(["meta_init.lr=0.002"])  # finished results of other inputs: computed anew
+    assert "`run` would stop at this stage until there is room" in work and not doctor_ok, work
