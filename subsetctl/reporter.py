@@ -41,6 +41,25 @@ class Reporter(Protocol):
     def progress(self, description: str, total: int) -> contextlib.AbstractContextManager[ProgressTask]: ...
 
 
+def waiting(reporter: Reporter, description: str) -> contextlib.AbstractContextManager[None]:
+    """``reporter``'s status for a wait that has no count to show, ``description`` saying what it
+    waits for ("meta_init: loading the model 'smollm2-135m'"): its ``status`` method where it has
+    one (:meth:`RichReporter.status`: a spinner with the time elapsed), else a progress of one
+    step (a reporter of one's own need not have ``status``)."""
+    status = getattr(reporter, "status", None)
+    if callable(status):
+        return status(description)
+    return _one_step(reporter, description)
+
+
+@contextlib.contextmanager
+def _one_step(reporter: Reporter, description: str) -> Iterator[None]:
+    """A progress of one step, done as the block ends."""
+    with reporter.progress(description, total=1) as task:
+        yield
+        task.update(1)
+
+
 @dataclass
 class _NullTask:
     updates: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
@@ -70,6 +89,10 @@ class SilentReporter:
     @contextlib.contextmanager
     def progress(self, description: str, total: int) -> Iterator[_NullTask]:
         yield _NullTask()
+
+    @contextlib.contextmanager
+    def status(self, description: str) -> Iterator[None]:
+        yield
 
 
 def _plain(markup: str) -> str:
@@ -114,6 +137,9 @@ class StageWarnings:
 
     def progress(self, description: str, total: int) -> contextlib.AbstractContextManager[ProgressTask]:
         return self.inner.progress(description, total)
+
+    def status(self, description: str) -> contextlib.AbstractContextManager[None]:
+        return waiting(self.inner, description)
 
 
 class _RichTask:
@@ -161,13 +187,16 @@ class _LogTask:
     own): one step of work can take minutes (the data stage reading a source of gigabytes
     counts once, when the source is done), and a log silent that long looks hung.
 
+    ``total`` None: a wait with no count (loading a model, :meth:`RichReporter.status`): its
+    lines give the time elapsed alone, the last one "done".
+
     A new message (:func:`_notes`: what a strategy says with ``context.report``, the source
     the data stage reads) gets its line sooner, ``note_every`` seconds after the last line
     (written then by that thread when no update comes), the latest message when several came
     meanwhile: a 7-second strategy's messages showed only on the terminal's bar, its log said
     "search: 0/1" and "search: 1/1". Numbers alone (a training's loss) keep the ``every`` pace."""
 
-    def __init__(self, console: Any, description: str, total: int, every: float,
+    def __init__(self, console: Any, description: str, total: int | None, every: float,
                  note_every: float = LOG_NOTE_EVERY_S) -> None:
         import threading
         import time
@@ -211,8 +240,9 @@ class _LogTask:
         elapsed = now - self.started
         base_count, base_time = self._base
         eta = ((now - base_time) / (completed - base_count) * (self.total - completed)
-               if base_count < completed < self.total else None)
-        text = f"{self.description}: {completed}/{self.total}  elapsed {_duration(elapsed)}"
+               if self.total is not None and base_count < completed < self.total else None)
+        count = f"{completed}/{self.total}" if self.total is not None else "done" if completed else ""
+        text = f"{self.description}{': ' + count if count else ''}  elapsed {_duration(elapsed)}"
         text += f"  eta {_duration(eta)}" if eta is not None else ""
         info = "  ".join(part for part in (_fields_text(fields), note) if part)
         self.console.print(escape(text + (f"  {info}" if info else "")), highlight=False, soft_wrap=True)
@@ -226,7 +256,7 @@ class _LogTask:
         with self._lock:
             self.done, self.fields = completed, fields
             quiet = self._clock() - self.last_line
-            if (completed >= self.total or quiet >= self.every
+            if ((self.total is not None and completed >= self.total) or quiet >= self.every
                     or (quiet >= self.note_every and self._new_note(fields))):
                 self._line(completed, fields)
 
@@ -353,6 +383,46 @@ class RichReporter:
                            soft_wrap=not self.console.is_interactive)
 
     @contextlib.contextmanager
+    def status(self, description: str) -> Iterator[None]:
+        """A wait with no count to show (loading a model): on a terminal a spinner with
+        ``description`` and the time elapsed, a check mark once done (within a progress bar
+        already shown, a row of its own, removed once done); in a log, lines as a progress's
+        (at once, every ``log_every`` seconds, and "done"), with the time elapsed and no count.
+        A bar of one step that jumped from 0/1 to 1/1 said neither what loaded nor for how long."""
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        if self.quiet:
+            yield
+            return
+        if not self.console.is_interactive:
+            task = _LogTask(self.console, description, None, self.log_every, self.log_note_every)
+            try:
+                yield
+                task.update(1)
+            finally:
+                task.close()
+            return
+        from rich.markup import escape
+
+        description = escape(visible(description))
+        if self._active is not None:
+            task_id = self._active.add_task(description, total=None, info="")
+            try:
+                yield
+            finally:
+                self._active.remove_task(task_id)
+            return
+        with Progress(SpinnerColumn(finished_text="[green]✓"), TextColumn("[bold]{task.description}"),
+                      TimeElapsedColumn(), console=self.console, transient=False) as progress:
+            self._active = progress  # (a progress begun meanwhile adds its row here: one live display at a time)
+            try:
+                task_id = progress.add_task(description, total=None, info="")
+                yield
+                progress.update(task_id, total=1, completed=1)  # the spinner becomes the check mark
+            finally:
+                self._active = None
+
+    @contextlib.contextmanager
     def progress(self, description: str, total: int) -> Iterator[ProgressTask]:
         """A progress bar; nested calls add a bar to the display already shown (rich
         allows one live display at a time)."""
@@ -382,10 +452,18 @@ class RichReporter:
             task_id = self._active.add_task(description, total=total, info="")
             yield _RichTask(self._active, task_id)
             return
+        class CountColumn(MofNCompleteColumn):
+            """"3/10"; nothing for a row with no count (a status's: :meth:`status`), not "0/?"."""
+
+            def render(self, task: Any) -> Any:
+                from rich.text import Text
+
+                return Text("") if task.total is None else super().render(task)
+
         columns = (
             TextColumn("[bold]{task.description}"),
             BarColumn(),
-            MofNCompleteColumn(),
+            CountColumn(),
             TimeElapsedColumn(),
             TextColumn("eta"),
             TimeRemainingColumn(),

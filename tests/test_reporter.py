@@ -138,14 +138,22 @@ def test_the_data_stages_progress_names_the_source_being_read(tiny_project) -> N
 def test_meta_inits_model_loading_and_loss_before_training_show_in_the_log(tiny_project) -> None:  # type: ignore[no-untyped-def]
     """Between "▶ meta_init" and its first "meta_init: 0/N" line meta_init loads the model and
     takes the untrained adapter's validation loss: 2 min 34 s with no line on busy cores. Each
-    now has progress lines of its own (at once, then every 30 s), the loss's counting rows."""
+    now has progress lines of its own (at once, then every 30 s), the loss's counting rows. The
+    model's named the model and had a count of one step, "0/1" then "1/1", which said nothing; it
+    is a status with the model's name and the time elapsed now, alike in every stage loading it."""
     from subsetctl.api import run_project
+    from subsetctl.errors import as_typed
+    from subsetctl.spec import load_spec
 
     log = io.StringIO()
-    run_project(tiny_project, until="meta_init", reporter=RichReporter(Console(file=log, width=200), log_every=0))
+    run_project(tiny_project, until="gradients", reporter=RichReporter(Console(file=log, width=200), log_every=0))
+    source = as_typed(load_spec(tiny_project / "subsetctl.yaml").model.source)
+    for stage in ("meta_init", "gradients"):
+        said = [line.split("  ") for line in log.getvalue().splitlines() if line.startswith(f"{stage}: loading")]
+        assert [parts[0] for parts in said] == [f"{stage}: loading the model {source}",
+                                                f"{stage}: loading the model {source}: done"], said
+        assert all(parts[1].startswith("elapsed ") for parts in said), said
     lines = [line.split("  ")[0] for line in log.getvalue().splitlines() if line.startswith("meta_init")]
-    loading = lines.index("meta_init: loading the model: 0/1")
-    assert lines[loading + 1] == "meta_init: loading the model: 1/1", lines
     before = [line for line in lines if line.startswith("meta_init: validation loss before training: ")]
     total = int(before[0].rsplit("/", 1)[1])
     assert before[0].endswith(": 0/" + str(total)) and before[-1].endswith(f": {total}/{total}") and total > 0, lines
@@ -259,3 +267,52 @@ def test_an_escape_sequence_in_a_rich_text_or_a_progress_bar_is_shown_escaped() 
     assert "file src\\x1b]0;pwned\\x1b[8mhidden" in shown, repr(shown)  # (rich's Text drops the bell itself)
     assert "reading src\\x1b]0;pwned\\x07\\x1b[8mhidden" in shown, repr(shown)  # the bar's description, whole
     assert "reading=src\\x1b]0;pwned\\x07\\x1b[8mhidden" in shown, repr(shown)  # and its field
+
+
+def test_a_status_shows_a_spinner_and_the_time_elapsed_on_a_terminal_and_lines_in_a_log() -> None:
+    """A wait with no count (loading a model) was a progress bar of one step, 0/1 then 1/1. On a
+    terminal it is a spinner, the description and the time elapsed, a check mark once done (a
+    row of its own within a bar already shown, no "0/?" count); in a log, a line at once and a
+    "done" line, each with the time elapsed; a reporter of one's own without ``status`` gets a
+    progress of one step."""
+    import contextlib
+    import re
+
+    from subsetctl.reporter import SilentReporter, _NullTask, waiting
+
+    screen = io.StringIO()
+    reporter = RichReporter(Console(file=screen, force_terminal=True, force_interactive=True, width=120))
+    with reporter.status("meta_init: loading the model 'm'"):
+        pass
+    with reporter.progress("finetune runs", total=2) as task, reporter.status("finetune: loading the model 'm'"):
+        task.update(1)
+    shown = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", screen.getvalue())
+    assert "✓ meta_init: loading the model 'm' 0:00:00" in shown and "/1" not in shown, shown
+    assert "finetune: loading the model 'm'" in shown and "0/?" not in shown, shown
+    log = io.StringIO()
+    with RichReporter(Console(file=log, width=200)).status("gradients: loading the model 'm'"):
+        pass
+    assert [line.split("  ") for line in log.getvalue().splitlines()] == [
+        ["gradients: loading the model 'm'", "elapsed 0:00:00"],
+        ["gradients: loading the model 'm': done", "elapsed 0:00:00"]], log.getvalue()
+
+    class Own:  # (info, warn and progress: what README asks of a reporter)
+        def __init__(self) -> None:
+            self.tasks: list[tuple[str, int, _NullTask]] = []
+
+        def info(self, message: str) -> None: ...
+
+        def warn(self, message: str) -> None: ...
+
+        @contextlib.contextmanager
+        def progress(self, description: str, total: int):  # type: ignore[no-untyped-def]
+            self.tasks.append((description, total, _NullTask()))
+            yield self.tasks[-1][2]
+
+    own = Own()
+    with waiting(own, "evaluate: loading the model 'm'"):  # type: ignore[arg-type]
+        pass
+    [(description, total, task)] = own.tasks
+    assert (description, total, task.updates) == ("evaluate: loading the model 'm'", 1, [(1, {})])
+    with waiting(SilentReporter(), "evaluate: loading the model 'm'"):  # (no line, as its progress)
+        pass

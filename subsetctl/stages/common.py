@@ -666,9 +666,28 @@ def lora_model(
     ctx: StageContext, adapter_dir: Any = None, trainable: bool = True, seed: int | None = None,
     meta_init: bool = False,
 ) -> tuple[Any, Any, dict[str, Any]]:
-    """Base model wrapped with LoRA: fresh (seeded) or loaded from ``adapter_dir``.
+    """Base model wrapped with LoRA: fresh (seeded) or loaded from ``adapter_dir``, said while
+    it loads (:func:`loading_the_model`).
 
     A classifier trains its head and the layers :func:`new_layers_trained` names."""
+    with loading_the_model(ctx):
+        return _lora_model(ctx, adapter_dir, trainable, seed, meta_init)
+
+
+def loading_the_model(ctx: StageContext) -> contextlib.AbstractContextManager[None]:
+    """The reporter's status while the stage running in ``ctx`` loads the model
+    (:func:`~subsetctl.reporter.waiting`: a spinner with the time elapsed, lines in a log), naming
+    the stage and ``model.source``: every stage that loads it (meta_init, gradients, verify,
+    the search's real fine-tunes, finetune, evaluate) says so alike, where only meta_init showed
+    a bar of one step (0/1, then 1/1) and the others nothing, minutes on a large model."""
+    from subsetctl.reporter import waiting
+
+    return waiting(ctx.reporter, f"{ctx.out_dir.name}: loading the model {as_typed(ctx.spec.model.source)}")
+
+
+def _lora_model(ctx: StageContext, adapter_dir: Any, trainable: bool, seed: int | None,
+                meta_init: bool) -> tuple[Any, Any, dict[str, Any]]:
+    """:func:`lora_model`'s work."""
     from subsetctl.modeling.lora import apply_lora, load_adapter_weights
 
     model, tokenizer, info = base_model(ctx)

@@ -56,10 +56,9 @@ class MetaInitStage(common.ModelStage):
             train.extend(common.examples(ctx, name, "train"))
         validation = common.examples(ctx, spec.target.name, "validation")
         # loading the model and the loss before training took minutes on busy cores with nothing said between
-        # "▶ meta_init" and "meta_init: 0/N": each has progress of its own (a log's line at once, then every 30 s)
-        with ctx.reporter.progress("meta_init: loading the model", total=1) as task:
-            model, tokenizer, info = common.lora_model(ctx, meta_init=True)
-            task.update(1)
+        # "▶ meta_init" and "meta_init: 0/N": each has progress of its own (a log's line at once, then every 30 s;
+        # the model's, as every stage's that loads it: common.loading_the_model)
+        model, tokenizer, info = common.lora_model(ctx, meta_init=True)
         config = common.train_config(
             spec.meta_init, spec, objective="ce", optimizer="adamw", seed=spec.project.seed,
             eval_every=spec.meta_init.eval_every, eval_objective="surrogate",
