@@ -177,14 +177,27 @@ def _config_size(config: dict[str, Any], name: str) -> int:
     """The size ``name`` (a key of :data:`_CONFIG_KEYS`, as transformers names it) in a
     config.json's ``config``, under whichever of its aliases the config writes; 0 where none
     is a positive integer (GPT-2's ``n_inner: null`` means 4 x the hidden size)."""
-    return int(next((config[k] for k in _CONFIG_KEYS[name]
-                     if isinstance(config.get(k), int) and not isinstance(config[k], bool) and config[k] > 0), 0))
+    return next((config[k] for k in _CONFIG_KEYS[name] if _positive_int(config.get(k))), 0)
 
 
 #: decoder-only model types whose MLP is gated (three matrices: gate, up, down), as
 #: :func:`_shape_from_config` counts them
 _GATED_MLP_TYPES = frozenset({"llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text",
                               "phi3", "olmo", "olmo2", "granite", "smollm3"})
+
+#: model types whose config class defaults to a head of its own (``tie_word_embeddings: false``),
+#: checked against transformers 5's config classes: a config.json that leaves the key out (one
+#: written by hand, or trimmed) has an untied head of vocabulary x hidden for these, tied for others
+_UNTIED_BY_DEFAULT = frozenset({"llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen2_moe", "qwen3_moe", "phi3",
+                                "phi", "olmo", "olmo2", "olmoe", "granite", "granitemoe", "gpt_neox", "stablelm",
+                                "gptj", "glm", "exaone4", "ministral", "deepseek_v3", "llama4_text"})
+
+#: model types whose attention normalises each head's queries and keys (``q_norm``, ``k_norm``,
+#: one weight a head dimension); OLMo 2 normalises all heads' at once (below)
+_QK_NORM_TYPES = frozenset({"qwen3", "qwen3_moe", "gemma3_text"})
+
+#: model types with four norms a layer (before and after the attention and the MLP), not two
+_FOUR_NORM_TYPES = frozenset({"gemma2", "gemma3_text"})
 
 #: bytes an element of each config.json ``torch_dtype`` (``dtype``) takes
 _CONFIG_DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
@@ -220,11 +233,10 @@ def _shape_from_config(config: dict[str, Any], target_modules: list[str] | None)
         per_layer_extra = 2 * 2 * hidden + 3 * hidden + hidden + intermediate + hidden  # the norms, the biases
     else:
         per_layer = [("q_proj", (hidden, heads * head_dim)), ("k_proj", (hidden, kv)), ("v_proj", (hidden, kv)),
-                     ("o_proj", (heads * head_dim, hidden)), ("up_proj", (hidden, intermediate)),
-                     ("down_proj", (intermediate, hidden))]
-        per_layer += [("gate_proj", (hidden, intermediate))] if model_type in _GATED_MLP_TYPES else []
-        extra, per_layer_extra = 0, 2 * hidden
-    tied = config.get("tie_word_embeddings", text.get("tie_word_embeddings", True)) is not False
+                     ("o_proj", (heads * head_dim, hidden))]
+        per_layer += _mlp_matrices(text, str(model_type), hidden, intermediate)
+        extra, per_layer_extra = 0, _layer_vectors(text, str(model_type), hidden, heads * head_dim, kv, intermediate)
+    tied = _tied_head(config, text, str(model_type))
     params = (vocab * hidden * (1 if tied else 2) + extra
               + layers * (sum(a * b for _, (a, b) in per_layer) + per_layer_extra) + hidden)
     targets = target_modules if target_modules is not None else DEFAULT_TARGETS.get(str(model_type))
@@ -233,6 +245,62 @@ def _shape_from_config(config: dict[str, Any], target_modules: list[str] | None)
     stored = _CONFIG_DTYPE_BYTES.get(str(config.get("torch_dtype") or config.get("dtype")), 4)
     return ModelShape(params=params, stored_bytes=params * stored, lora_per_rank=lora, layers=layers, hidden=hidden,
                       intermediate=intermediate, vocab=vocab, from_config=True)
+
+
+def _mlp_matrices(text: dict[str, Any], model_type: str, hidden: int,
+                  intermediate: int) -> list[tuple[str, tuple[int, int]]]:
+    """A Llama-style layer's MLP matrices, as :func:`_shape_from_config` counts them: up and
+    down, and gate where the type's MLP is gated (:data:`_GATED_MLP_TYPES`); a Mixtral-style
+    mixture of experts (``num_local_experts``) has that many gated MLPs and a router (hidden x
+    experts), each expert's matrices named as Mixtral names them (``w1``, ``w2``, ``w3``, which
+    no default LoRA target names), so the MLP weighs what its experts weigh, not one of them."""
+    experts = _positive_int(text.get("num_local_experts"))
+    if experts:
+        return [("gate", (hidden, experts))] + [
+            (name, shape) for _ in range(experts)
+            for name, shape in (("w1", (hidden, intermediate)), ("w2", (intermediate, hidden)),
+                                ("w3", (hidden, intermediate)))]
+    gated = [("gate_proj", (hidden, intermediate))] if model_type in _GATED_MLP_TYPES else []
+    return [("up_proj", (hidden, intermediate)), ("down_proj", (intermediate, hidden)), *gated]
+
+
+def _layer_vectors(text: dict[str, Any], model_type: str, hidden: int, queries: int, kv: int,
+                   intermediate: int) -> int:
+    """A Llama-style layer's parameters outside its matrices: its norms (two of the hidden size,
+    four for :data:`_FOUR_NORM_TYPES`), the per-head query and key norms of
+    :data:`_QK_NORM_TYPES` (OLMo 2's over all heads), and the biases a config switches on:
+    Qwen2's on the queries, keys and values (always), ``attention_bias`` (the four projections'),
+    ``mlp_bias`` (the MLP's). Small beside the matrices, but they made the count of a Qwen2 or
+    Gemma 2 differ from its weights'."""
+    total = (4 if model_type in _FOUR_NORM_TYPES else 2) * hidden
+    head_dim = _config_size(text, "head_dim") or queries // (_config_size(text, "num_attention_heads") or 1)
+    if model_type in _QK_NORM_TYPES:
+        total += 2 * head_dim
+    elif model_type == "olmo2":
+        total += queries + kv
+    if model_type in ("qwen2", "qwen2_moe"):
+        total += queries + 2 * kv
+    elif text.get("attention_bias") is True:
+        total += queries + 2 * kv + hidden
+    if text.get("mlp_bias") is True:
+        total += (2 if model_type in _GATED_MLP_TYPES else 1) * intermediate + hidden
+    return total
+
+
+def _tied_head(config: dict[str, Any], text: dict[str, Any], model_type: str) -> bool:
+    """Whether the model's output head is its input embeddings (counted once): as config.json
+    says (``tie_word_embeddings``, at its top or in its ``text_config``), else as the model
+    type's config class defaults (:data:`_UNTIED_BY_DEFAULT`: a Llama's head is its own). The
+    estimate took every config without the key as tied, half a Llama's embedding parameters."""
+    for source in (config, text):
+        if isinstance(source.get("tie_word_embeddings"), bool):
+            return bool(source["tie_word_embeddings"])
+    return model_type not in _UNTIED_BY_DEFAULT
+
+
+def _positive_int(value: object) -> int:
+    """``value`` where it is a positive integer (not a bool), else 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def stage_peak_bytes(stage: str, spec: Any, shape: ModelShape) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 from subsetctl.modeling import footprint
@@ -267,3 +268,51 @@ def test_the_shape_is_read_once_while_the_model_folders_files_stay(tmp_path: Pat
     assert len(reads) == 2 and changed is not None and changed.intermediate == 256
     assert footprint.model_shape(_spec(folder, lora={"target_modules": ["q_proj"]}), tmp_path).lora_per_rank \
         < changed.lora_per_rank and len(reads) == 3
+
+
+_SMALL = {"vocab_size": 100, "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2,
+          "num_attention_heads": 4, "num_key_value_heads": 2}
+
+
+@pytest.mark.parametrize("config_class, keys", [
+    ("LlamaConfig", {"tie_word_embeddings": True}),
+    ("LlamaConfig", {"tie_word_embeddings": False}),
+    ("LlamaConfig", {"attention_bias": True, "mlp_bias": True}),
+    ("MistralConfig", {}),
+    ("MixtralConfig", {"num_local_experts": 3}),
+    ("Qwen2Config", {}),
+    ("Qwen3Config", {"head_dim": 16}),
+    ("GemmaConfig", {"head_dim": 8}),
+    ("Gemma2Config", {"head_dim": 8}),
+    ("Gemma3TextConfig", {"head_dim": 8}),
+    ("Olmo2Config", {"pad_token_id": 0}),
+], ids=lambda v: v if isinstance(v, str) else ",".join(f"{k}={x}" for k, x in v.items()))
+def test_a_config_alone_counts_the_parameters_the_model_has(tmp_path: Path, config_class: str,
+                                                           keys: dict[str, object]) -> None:
+    """The config-only count against a random model built from the same config by transformers,
+    one architecture family each: Qwen2's attention biases, Qwen3's and Gemma 3's query and key
+    norms, Gemma 2's four norms a layer, Mixtral's experts (0.58 of its parameters were counted)
+    and a Llama's switched-on biases were left out of it."""
+    import transformers
+
+    config = getattr(transformers, config_class)(**{**_SMALL, **keys})
+    real = sum(p.numel() for p in transformers.AutoModelForCausalLM.from_config(config).parameters())
+    config.save_pretrained(tmp_path)
+    shape = read_shape(tmp_path, None)
+    assert shape is not None and shape.from_config and shape.params == real
+
+
+def test_a_config_without_tie_word_embeddings_is_tied_as_its_model_types_default(tmp_path: Path) -> None:
+    """A config.json that leaves ``tie_word_embeddings`` out was counted as tied: a Llama's own head
+    (vocabulary x hidden, Llama's default) was missing; Gemma's default is tied, and stays so."""
+    import transformers
+
+    for config_class, tied in (("LlamaConfig", False), ("GemmaConfig", True)):
+        config = getattr(transformers, config_class)(**_SMALL)
+        real = sum(p.numel() for p in transformers.AutoModelForCausalLM.from_config(config).parameters())
+        config.save_pretrained(tmp_path)
+        written = json.loads((tmp_path / "config.json").read_text())
+        assert written.pop("tie_word_embeddings") is tied
+        (tmp_path / "config.json").write_text(json.dumps(written))
+        shape = read_shape(tmp_path, None)
+        assert shape is not None and shape.params == real, config_class
