@@ -2053,3 +2053,27 @@ def test_a_bare_url_from_data_or_a_file_name_is_no_link_in_report_md() -> None:
     assert "https://evil.example/login or WWW.evil.example (ftp://f.example)" in html and "<a" not in html, html
     markdown = render_markdown({**_report(False), "data_warnings": [warning]}, {})
     assert "- " + md_text(warning) in markdown.splitlines()
+
+
+def test_an_email_address_or_a_bare_domain_from_data_or_a_name_is_no_link_in_report_md() -> None:
+    """GitHub links an e-mail address (``user@example.com``, ``mailto:`` or not) and markdown-it's
+    linkify (VS Code's preview) a bare domain (``evil.example.com``, ``notes.md``): a source's name,
+    a data path or a quoted row put a link in report.md. A word joiner before the ``@`` (GitHub
+    undoes a backslash there) and an escaped last ``.`` keep them text, shown as written; a name
+    like ``a.jsonl`` or ``gsm8k`` is no link and stays as it is, and so does text in code spans."""
+    MarkdownIt = pytest.importorskip("markdown_it").MarkdownIt
+
+    from subsetctl.report.markdown import md_cell, md_name, md_text, md_title
+
+    assert md_name("user@example.com") == "user\u2060@example\\.com"
+    assert md_name("evil.example.com") == "evil.example\\.com"
+    assert md_cell("evil.co.uk|x") == "evil\\.co\\.uk\\|x"
+    assert md_title("mail me: a_b+c@sub.example.org") == "mail me: a\\_b+c\u2060@sub.example\\.org"
+    for ordinary in ("a.jsonl", "gsm8k", "org/model-7b.v1", "user@localhost", "e.g. 3.14", "x.example"):
+        assert md_text(ordinary) == ordinary
+    warning = "row 2 says 'write to mailto:user@example.com or visit evil.example.com', see `user@example.com`"
+    shown = md_text(warning)
+    assert shown.endswith("see `user@example.com`"), shown  # (a code span is never linked, nor escaped)
+    html = MarkdownIt("commonmark").render(shown)  # the escapes are shown as the text they escape
+    assert html.replace("\u2060", "") == ("<p>row 2 says 'write to mailto:user@example.com or visit "
+                                          "evil.example.com', see <code>user@example.com</code></p>\n"), html

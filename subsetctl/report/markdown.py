@@ -76,13 +76,33 @@ def _settings_block(settings: Any) -> list[str]:
 #: make a link of: a scheme's ``:`` (``https://``, ``ftp://``) or ``www``'s ``.``
 _BARE_URL = re.compile(r"(?i)(?<![A-Za-z0-9])(?:(https?|ftp)(?=://)|(www)(?=\.))")
 
+#: the ``.`` before a bare domain's top-level label, which markdown-it's linkify (VS Code's
+#: preview, many sites) makes a link of with no scheme or ``www``: ``evil.example.com`` and
+#: ``train.py`` (``py`` is a country's). The labels are linkify-it's own: any of two letters (it
+#: lists most) and its default generic ones; ``a.jsonl``, ``model.v1`` are no link and untouched.
+_BARE_DOMAIN_DOT = re.compile(r"(?i)(?<=[a-z0-9-])\.(?=(?:[a-z]{2}|biz|com|edu|gov|net|org|pro|web|xxx|aero|asia|coop"
+                              r"|info|museum|name|shop|xn--[a-z0-9-]+)(?![a-z0-9-]))")
+
+#: an e-mail address's ``@`` (GFM's extended e-mail autolink: a local part of letters, digits and
+#: ``.+-_``, then a domain with a ``.``, its dots escaped or not)
+_EMAIL_AT = re.compile(r"(?<=[A-Za-z0-9.+_-])@(?=[A-Za-z0-9_-]+(?:\\?\.[A-Za-z0-9_-]+)+)")
+
+#: U+2060 WORD JOINER, shown as nothing: put before an e-mail address's ``@``, no renderer finds
+#: the address. (GitHub joins a backslash-escaped ``\@`` or ``\.`` back into the text before it
+#: looks for addresses, and still linked ``user\@example.com``, checked with cmark-gfm.)
+_WORD_JOINER = "\u2060"
+
 
 def _no_autolinks(text: str) -> str:
-    """``text`` (already escaped, outside code spans) with the ``:`` of ``https://`` and the
-    ``.`` of ``www.`` escaped (``https\\://``, ``www\\.``): shown as written, but no bare URL a
-    renderer links, so a data row's or a file's ``https://evil.example/login`` is text in
-    report.md, not a link that takes a reader there."""
-    return _BARE_URL.sub(lambda m: m.group(0) + "\\", text)
+    """``text`` (already escaped, outside code spans) with nothing a renderer links of itself:
+    the ``:`` of ``https://`` and the ``.`` of ``www.`` escaped (``https\\://``, ``www\\.``), a
+    bare domain's last ``.`` too (``evil.example\\.com``, :data:`_BARE_DOMAIN_DOT`), and a
+    :data:`_WORD_JOINER` before an e-mail address's ``@``. Shown as written, but a data row's,
+    a file's or a model id's ``https://evil.example/login``, ``evil.example.com`` or
+    ``user@example.com`` is text in report.md, not a link that takes a reader there (checked
+    with cmark-gfm, GitHub's renderer, and markdown-it's linkify)."""
+    text = _EMAIL_AT.sub(_WORD_JOINER + "@", text)
+    return _BARE_DOMAIN_DOT.sub(r"\.", _BARE_URL.sub(lambda m: m.group(0) + "\\", text))
 
 
 def md_name(name: str) -> str:
