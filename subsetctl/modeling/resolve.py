@@ -37,6 +37,7 @@ from subsetctl.hub import (
     hub_reachable,
     model_cached,
 )
+from subsetctl.modeling.remote_code import refuse_code_not_trusted, remote_code_not_fetched
 from subsetctl.registry import PACKAGED_MODELS
 from subsetctl.user_paths import expand_home
 
@@ -1456,6 +1457,7 @@ def resolve_model(
         location = str(folder)
         _refuse_folder_without_tokenizer(folder)
         _refuse_unreadable_files(folder, f"The model folder {folder}")
+        refuse_code_not_trusted(folder, trust_remote_code)
         from safetensors import SafetensorError
 
         where = f"The model folder {folder}"
@@ -1464,6 +1466,8 @@ def resolve_model(
                 location, kind, dtype, trust_remote_code, num_labels, where=where
             )
         except (OSError, ValueError, SafetensorError) as exc:  # SafetensorError: a truncated or damaged weights file
+            if trust_remote_code and (not_fetched := remote_code_not_fetched(folder, _first_line(exc))) is not None:
+                raise UserError(not_fetched) from exc
             raise UserError(
                 f"Could not load the model folder {folder}: {_first_line(exc)} Check that it holds the "
                 "weights and tokenizer files written by save_pretrained (a half-finished copy or "

@@ -1,0 +1,90 @@
+"""A model folder's own Python code (``auto_map``), and what it takes to load it.
+
+A config.json (or tokenizer_config.json) may name classes in Python files beside it
+(``"AutoConfig": "configuration_x.XConfig"``) or in another hub repository's
+(``"AutoConfig": "org/repo--configuration_x.XConfig"``). transformers runs such code only
+with ``trust_remote_code``, and fetches the other repository's files from the hub, even for
+a local folder. Without these checks a folder whose model type transformers does not know
+stopped ``run`` with transformers' "contains custom code which must be executed" and advice
+to copy the weights again, and an offline machine's with a failed download and the same advice.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from subsetctl.errors import UserError
+
+#: the files of a model folder whose ``auto_map`` transformers reads
+_AUTO_MAP_FILES = ("config.json", "tokenizer_config.json")
+
+
+def auto_map_entries(folder: Path) -> dict[str, list[str]]:
+    """Each of :data:`_AUTO_MAP_FILES` in ``folder`` -> the class references its ``auto_map``
+    names (``configuration_x.XConfig``, ``org/repo--modeling_x.XModel``; AutoTokenizer's pair
+    of slow and fast classes counted apart, a null left out); files without one are left out."""
+    found: dict[str, list[str]] = {}
+    for name in _AUTO_MAP_FILES:
+        try:
+            config = json.loads((folder / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        auto_map = config.get("auto_map") if isinstance(config, dict) else None
+        if not isinstance(auto_map, dict):
+            continue
+        references = [ref for value in auto_map.values()
+                      for ref in (value if isinstance(value, list) else [value]) if isinstance(ref, str)]
+        if references:
+            found[name] = references
+    return found
+
+
+def other_repositories(references: list[str]) -> list[str]:
+    """The hub repositories ``references`` take their code from (``org/repo`` of
+    ``org/repo--modeling_x.XModel``), in order, each once."""
+    return list(dict.fromkeys(ref.split("--", 1)[0] for ref in references if "--" in ref))
+
+
+def refuse_code_not_trusted(folder: Path, trust_remote_code: bool) -> None:
+    """A UserError for a model folder whose config.json's ``model_type`` transformers does not
+    know and whose ``auto_map`` names code to build it, while ``model.trust_remote_code`` is
+    off: transformers refuses it ("contains custom code which must be executed"), which run
+    reported as a folder to copy again. A known model type loads with transformers' own
+    classes, its ``auto_map`` unused, and passes."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    if trust_remote_code:
+        return
+    references = auto_map_entries(folder).get("config.json")
+    try:
+        model_type = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return
+    if not references or model_type in CONFIG_MAPPING_NAMES:
+        return
+    raise UserError(
+        f"The model folder {folder} is a model_type transformers does not know ({model_type!r}), built by code "
+        f"its config.json's auto_map names ({', '.join(references[:3])}), which transformers runs only with "
+        "model.trust_remote_code: true. Read that code first (it runs as you, with your files), then set "
+        "model.trust_remote_code: true in the spec; or point model.source at a model transformers supports."
+    )
+
+
+def remote_code_not_fetched(folder: Path, reason: str) -> str | None:
+    """What to say where loading the model folder ``folder`` failed with ``reason`` (its first
+    line) and its ``auto_map`` takes code from another hub repository: the code could not be
+    fetched (offline, or the repository is gone), not a damaged copy of the weights, and how to
+    make the folder load without the hub. None where it takes no code from elsewhere."""
+    entries = auto_map_entries(folder)
+    references = [ref for refs in entries.values() for ref in refs]
+    repos = other_repositories(references)
+    if not repos:
+        return None
+    elsewhere = [ref for ref in references if "--" in ref]
+    files = sorted({ref.split("--", 1)[1].rsplit(".", 1)[0] + ".py" for ref in elsewhere})
+    return (f"Could not load the model folder {folder}: its auto_map ({', '.join(entries)}) takes code from the hub "
+            f"repository {', '.join(repos)} ({', '.join(elsewhere)[:200]}), and "
+            f"fetching it failed: {reason} Copy {', '.join(files)} from that repository into the folder and drop "
+            f"the '{repos[0]}--' prefix{'es' if len(elsewhere) > 1 else ''} in auto_map, so that it loads "
+            "without the hub; or run once where the hub is reachable (transformers keeps the code it fetched).")

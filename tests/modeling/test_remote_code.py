@@ -1,0 +1,71 @@
+"""A local model folder whose config.json's auto_map names code: in its own files, or in
+another hub repository's (which transformers fetches even for a local folder)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from subsetctl.errors import UserError
+from subsetctl.modeling.resolve import resolve_model
+
+_CONFIG_CODE = "from transformers import LlamaConfig\n\n\nclass XConfig(LlamaConfig):\n    model_type = 'xllama'\n"
+_MODEL_CODE = ("from transformers import LlamaForCausalLM\n\nfrom .configuration_x import XConfig\n\n\n"
+               "class XModel(LlamaForCausalLM):\n    config_class = XConfig\n")
+
+
+def _with_auto_map(tiny_llama_dir: Path, folder: Path, prefix: str, model_type: str | None = None) -> Path:
+    """A copy of the tiny Llama whose config.json's auto_map names configuration_x.XConfig and
+    modeling_x.XModel, after ``prefix`` ("" for the folder's own files, "org/repo--" for a hub
+    repository's), as a ``model_type`` (default: the folder's own)."""
+    shutil.copytree(tiny_llama_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["auto_map"] = {"AutoConfig": f"{prefix}configuration_x.XConfig",
+                          "AutoModelForCausalLM": f"{prefix}modeling_x.XModel"}
+    config["model_type"] = model_type or config["model_type"]
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_a_folder_of_an_unknown_model_type_with_its_own_code_asks_for_trust_remote_code(
+        tiny_llama_dir: Path, tmp_path: Path) -> None:
+    """run stopped with transformers' "contains custom code which must be executed" and advice to
+    copy the weights again: it says the folder's code builds the model, and to read it and set
+    model.trust_remote_code; with it set the folder loads from its own files."""
+    folder = _with_auto_map(tiny_llama_dir, tmp_path / "own", "", model_type="xllama")
+    (folder / "configuration_x.py").write_text(_CONFIG_CODE)
+    (folder / "modeling_x.py").write_text(_MODEL_CODE)
+    with pytest.raises(UserError) as raised:
+        resolve_model(str(folder), "causal-lm")
+    message = str(raised.value)
+    assert "model_type transformers does not know ('xllama')" in message, message
+    assert "configuration_x.XConfig" in message and "model.trust_remote_code: true" in message, message
+    assert "save_pretrained" not in message and "copy" not in message, message
+    model, _, _ = resolve_model(str(folder), "causal-lm", trust_remote_code=True)
+    assert type(model).__name__ == "XModel"
+    # a known model type loads with transformers' own classes, its auto_map unused
+    known = _with_auto_map(tiny_llama_dir, tmp_path / "known", "someorg/somerepo--")
+    assert type(resolve_model(str(known), "causal-lm")[0]).__name__ == "LlamaForCausalLM"
+
+
+def test_a_folder_taking_code_from_a_hub_repository_says_so_when_it_cannot_be_fetched(
+        tiny_llama_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A local folder whose auto_map names another hub repository's code (``org/repo--file.Class``)
+    is fetched from the hub with trust_remote_code; offline that failed as "Could not load the model
+    folder ... Check that it holds the weights and tokenizer files", a copy to repeat. It names the
+    repository and the files to copy into the folder so that it loads without the hub."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # (tests never reach the hub)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    folder = _with_auto_map(tiny_llama_dir, tmp_path / "remote", "someorg/somerepo--")
+    with pytest.raises(UserError) as raised:
+        resolve_model(str(folder), "causal-lm", trust_remote_code=True)
+    message = str(raised.value)
+    assert "takes code from the hub repository someorg/somerepo" in message, message
+    assert "Copy configuration_x.py, modeling_x.py from that repository into the folder" in message, message
+    assert "'someorg/somerepo--' prefixes in auto_map" in message, message
+    assert "weights and tokenizer files" not in message, message
