@@ -183,7 +183,7 @@ def _config_size(config: dict[str, Any], name: str) -> int:
 #: decoder-only model types whose MLP is gated (three matrices: gate, up, down), as
 #: :func:`_shape_from_config` counts them
 _GATED_MLP_TYPES = frozenset({"llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text",
-                              "phi3", "olmo", "olmo2", "granite", "smollm3"})
+                              "phi3", "olmo", "olmo2", "granite", "smollm3", "stablelm"})
 
 #: model types whose config class defaults to a head of its own (``tie_word_embeddings: false``),
 #: checked against transformers 5's config classes: a config.json that leaves the key out (one
@@ -198,6 +198,9 @@ _QK_NORM_TYPES = frozenset({"qwen3", "qwen3_moe", "gemma3_text"})
 
 #: model types with four norms a layer (before and after the attention and the MLP), not two
 _FOUR_NORM_TYPES = frozenset({"gemma2", "gemma3_text"})
+
+#: model types whose norms are LayerNorms with a bias (twice the hidden size each), not RMSNorms
+_LAYER_NORM_TYPES = frozenset({"opt", "stablelm"})
 
 #: bytes an element of each config.json ``torch_dtype`` (``dtype``) takes
 _CONFIG_DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
@@ -235,7 +238,10 @@ def _shape_from_config(config: dict[str, Any], target_modules: list[str] | None)
         per_layer = [("q_proj", (hidden, heads * head_dim)), ("k_proj", (hidden, kv)), ("v_proj", (hidden, kv)),
                      ("o_proj", (heads * head_dim, hidden))]
         per_layer += _mlp_matrices(text, str(model_type), hidden, intermediate)
-        extra, per_layer_extra = 0, _layer_vectors(text, str(model_type), hidden, heads * head_dim, kv, intermediate)
+        per_layer_extra = _layer_vectors(text, str(model_type), hidden, heads * head_dim, kv, intermediate)
+        # OPT's learned positions (2 more than it reads) and the last norm's bias of LayerNorm types
+        extra = ((_config_size(text, "max_position_embeddings") + 2) * hidden if model_type == "opt" else 0) + (
+            hidden if model_type in _LAYER_NORM_TYPES else 0)
     tied = _tied_head(config, text, str(model_type))
     params = (vocab * hidden * (1 if tied else 2) + extra
               + layers * (sum(a * b for _, (a, b) in per_layer) + per_layer_extra) + hidden)
@@ -272,17 +278,17 @@ def _layer_vectors(text: dict[str, Any], model_type: str, hidden: int, queries: 
     Qwen2's on the queries, keys and values (always), ``attention_bias`` (the four projections'),
     ``mlp_bias`` (the MLP's). Small beside the matrices, but they made the count of a Qwen2 or
     Gemma 2 differ from its weights'."""
-    total = (4 if model_type in _FOUR_NORM_TYPES else 2) * hidden
+    total = (4 if model_type in _FOUR_NORM_TYPES else 2) * hidden * (2 if model_type in _LAYER_NORM_TYPES else 1)
     head_dim = _config_size(text, "head_dim") or queries // (_config_size(text, "num_attention_heads") or 1)
     if model_type in _QK_NORM_TYPES:
         total += 2 * head_dim
     elif model_type == "olmo2":
         total += queries + kv
-    if model_type in ("qwen2", "qwen2_moe"):
+    if model_type in ("qwen2", "qwen2_moe") or (model_type == "stablelm" and text.get("use_qkv_bias") is True):
         total += queries + 2 * kv
-    elif text.get("attention_bias") is True:
+    elif text.get("attention_bias") is True or (model_type == "opt" and text.get("enable_bias") is not False):
         total += queries + 2 * kv + hidden
-    if text.get("mlp_bias") is True:
+    if text.get("mlp_bias") is True or (model_type == "opt" and text.get("enable_bias") is not False):
         total += (2 if model_type in _GATED_MLP_TYPES else 1) * intermediate + hidden
     return total
 

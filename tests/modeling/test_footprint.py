@@ -286,13 +286,17 @@ _SMALL = {"vocab_size": 100, "hidden_size": 32, "intermediate_size": 48, "num_hi
     ("Gemma2Config", {"head_dim": 8}),
     ("Gemma3TextConfig", {"head_dim": 8}),
     ("Olmo2Config", {"pad_token_id": 0}),
+    ("StableLmConfig", {"use_qkv_bias": True}),
+    ("OPTConfig", {"num_key_value_heads": None, "ffn_dim": 48, "word_embed_proj_dim": 32, "max_position_embeddings": 64}),
+    ("OPTConfig", {"num_key_value_heads": None, "ffn_dim": 48, "word_embed_proj_dim": 32, "enable_bias": False}),
 ], ids=lambda v: v if isinstance(v, str) else ",".join(f"{k}={x}" for k, x in v.items()))
 def test_a_config_alone_counts_the_parameters_the_model_has(tmp_path: Path, config_class: str,
                                                            keys: dict[str, object]) -> None:
     """The config-only count against a random model built from the same config by transformers,
     one architecture family each: Qwen2's attention biases, Qwen3's and Gemma 3's query and key
-    norms, Gemma 2's four norms a layer, Mixtral's experts (0.58 of its parameters were counted)
-    and a Llama's switched-on biases were left out of it."""
+    norms, Gemma 2's four norms a layer, Mixtral's experts (Mixtral 8x7B: 7.2B of its 46.7B
+    parameters were counted), OPT's learned positions and biases, StableLM's gated MLP and
+    LayerNorms, and a Llama's switched-on biases were left out of it. (OPT ignores ``num_key_value_heads``: it is written null.)"""
     import transformers
 
     config = getattr(transformers, config_class)(**{**_SMALL, **keys})
