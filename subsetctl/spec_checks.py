@@ -207,7 +207,8 @@ def _model_source_issues(spec: Spec, spec_path: Path, issue: _AddIssue) -> None:
         issue(("model", "source"), f"folder {too_long}")
         return
     try:  # a mistyped local folder shows here, not after the data stage has run
-        check_model_folder(spec.model.source, spec_path.parent, spec.model.kind, spec.model.revision)
+        check_model_folder(spec.model.source, spec_path.parent, spec.model.kind, spec.model.revision,
+                           spec.model.trust_remote_code)
     except UserError as exc:
         issue(("model", "source"), str(exc))
     if spec.model.revision is not None:  # a packaged model or a local folder has no revisions

@@ -51,17 +51,20 @@ def refuse_code_not_trusted(folder: Path, trust_remote_code: bool) -> None:
     know and whose ``auto_map`` names code to build it, while ``model.trust_remote_code`` is
     off: transformers refuses it ("contains custom code which must be executed"), which run
     reported as a folder to copy again. A known model type loads with transformers' own
-    classes, its ``auto_map`` unused, and passes."""
-    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
-
+    classes, its ``auto_map`` unused, and passes. (transformers' table of model types, a few
+    seconds to import, is read only for a folder with an ``auto_map``: validate runs this too.)"""
     if trust_remote_code:
         return
     references = auto_map_entries(folder).get("config.json")
+    if not references:
+        return
     try:
         model_type = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type")
     except (OSError, ValueError, AttributeError):
         return
-    if not references or model_type in CONFIG_MAPPING_NAMES:
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    if model_type in CONFIG_MAPPING_NAMES:
         return
     raise UserError(
         f"The model folder {folder} is a model_type transformers does not know ({model_type!r}), built by code "

@@ -843,7 +843,7 @@ def max_length_past_trained_positions(config: Mapping[str, Any], max_length: int
 
 
 def check_model_folder(source: str, spec_dir: Path | None, kind: str | None = None,
-                       revision: str | None = None) -> None:
+                       revision: str | None = None, trust_remote_code: bool | None = None) -> None:
     """Raise the UserError :func:`resolve_model` would, for what validate can see without
     loading anything: a source that is no packaged model, folder or hub id, a packaged
     model that does not load as ``kind``, a folder without config.json (``.``, a parent
@@ -852,7 +852,9 @@ def check_model_folder(source: str, spec_dir: Path | None, kind: str | None = No
     (:func:`not_a_causal_lm`; only json is read, transformers is not imported), or a plugin
     package's packaged model whose ``locate`` fails (one not converted on first use, which
     only finds its shipped folder). A hub id's cached config.json is read at ``revision``
-    (``model.revision``) where set."""
+    (``model.revision``) where set. With ``trust_remote_code`` (``model.trust_remote_code``)
+    given, also a folder whose model only its own code builds, while that is off
+    (:func:`~subsetctl.modeling.remote_code.refuse_code_not_trusted`)."""
     if kind is not None and source in packaged_names():
         _check_packaged_kind(source, kind)
     if source in packaged_names() and PACKAGED_MODELS.origin(source) != "built-in" \
@@ -887,6 +889,8 @@ def check_model_folder(source: str, spec_dir: Path | None, kind: str | None = No
         config = _folder_config(folder)
         if config is not None:
             _refuse_non_causal(config, f"The model folder {folder}")
+    if trust_remote_code is not None:
+        refuse_code_not_trusted(folder, trust_remote_code)
 
 
 def _refuse_config_not_json(folder: Path) -> None:

@@ -69,3 +69,27 @@ def test_a_folder_taking_code_from_a_hub_repository_says_so_when_it_cannot_be_fe
     assert "Copy configuration_x.py, modeling_x.py from that repository into the folder" in message, message
     assert "'someorg/somerepo--' prefixes in auto_map" in message, message
     assert "weights and tokenizer files" not in message, message
+
+
+def test_validate_says_a_folder_needs_trust_remote_code_before_the_data_stage(
+        tiny_llama_dir: Path, tiny_project: Path) -> None:
+    """run found it out at meta_init, after the data stage: validate (so plan and run first)
+    says it under model.source, and passes once model.trust_remote_code is on."""
+    import yaml
+    from click.testing import CliRunner
+
+    from subsetctl.cli import main
+
+    folder = _with_auto_map(tiny_llama_dir, tiny_project / "own", "", model_type="xllama")
+    spec_path = tiny_project / "subsetctl.yaml"
+    spec = yaml.safe_load(spec_path.read_text())
+    spec["model"]["source"] = str(folder)
+    spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    result = CliRunner().invoke(main, ["validate", str(spec_path)])
+    assert result.exit_code == 1, result.output
+    assert "model.source" in result.output and "model.trust_remote_code: true" in result.output, result.output
+    assert "Traceback" not in result.output
+    spec["model"]["trust_remote_code"] = True
+    spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    result = CliRunner().invoke(main, ["validate", str(spec_path)])
+    assert result.exit_code == 0, result.output
