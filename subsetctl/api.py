@@ -529,21 +529,45 @@ def plan_project(
         statuses = pipeline.plan(force=set(force or []), until=until)
         running = project.run_in_progress()
         if running:
-            _mark_running(statuses, project.stage_in_progress(running), running + project.running_whose())
+            stage = project.stage_in_progress(running)
+            _mark_running(statuses, stage, running + project.running_whose(),
+                          project.read_work_marker(stage).get("fingerprint") if stage else None)
         return project, spec, statuses
 
 
-def _mark_running(statuses: list[StageStatus], stage: str | None, holder: str) -> None:
+def _mark_running(statuses: list[StageStatus], stage: str | None, holder: str, computing: str | None) -> None:
     """Say "running" for the stage a live `run` is computing, whatever its status would be
     otherwise ("unfinished: a run stopped partway", or "never run" when that run was
     started with other overrides); ``holder`` is its PID, and where and whose it is when
     another machine's or user's (:meth:`~subsetctl.project.Project.running_whose`). Here
     rather than in the CLI, so that `plan_project` in a notebook says what `plan --format
-    json` says while a run works on the project."""
+    json` says while a run works on the project. ``computing``: the fingerprint of the
+    inputs that run computes the stage from (its work marker's); where the spec or files
+    planned now give another (the spec edited since that run read it), the stage is said to
+    run again after it, as `run` then would: "running" alone read as if the edit were in use."""
     for status in statuses:
         if status.name == stage:
             status.state = "running"
             status.reasons = [f"`subsetctl run` (PID {holder}) is computing it now"]
+            if computing is not None and status.fingerprint is not None and computing != status.fingerprint:
+                status.reasons[0] += (", with the spec and files as they were when that run started, not as "
+                                      "planned here: `run` computes it again once that run is over")
+
+
+def spec_edits_since_run_started(project: Project, spec: Spec, pid: str) -> list[str]:
+    """The spec keys in which ``spec`` (as planned now, its overrides applied) differs from
+    the resolved spec the live `run` with process id ``pid`` read as it started: that run
+    goes on with the spec it read to its end, so an edit of the spec file meanwhile (or
+    other overrides) reaches only the `run` after it. Read from the work marker of the stage
+    it computes; empty where the two are the same, and where that is not known (between
+    stages, or a run of an earlier subsetctl, whose markers name no spec)."""
+    from subsetctl.plan_reasons import changed_keys
+    from subsetctl.spec.dumps import spec_json
+
+    stage = project.stage_in_progress(pid)
+    digest = project.read_work_marker(stage).get("resolved_spec") if stage is not None else None
+    ran_with = project.stored_spec(digest) if isinstance(digest, str) else None
+    return [] if ran_with is None else changed_keys(ran_with, spec_json(spec))
 
 
 @contextlib.contextmanager

@@ -1845,8 +1845,18 @@ class Pipeline:
         out_dir.mkdir(parents=True, exist_ok=True)
         resumes = unfinished and self.project.holds_work(stage.name)
         atomic_write_json(work_marker, {"fingerprint": fp, "inputs": inputs,  # pid: `plan` says "running"
-                                        "pid": os.getpid(), "host": socket.gethostname()})
+                                        "pid": os.getpid(), "host": socket.gethostname(),
+                                        # the spec this run read as it started: `plan` names what was edited since
+                                        "resolved_spec": self._resolved_spec_digest()})
         return resumes
+
+    def _resolved_spec_digest(self) -> str:
+        """The digest of the resolved spec this run works with, stored as
+        ``specs/<digest>.json`` (:meth:`~subsetctl.project.Project.keep_resolved_spec`), as
+        each stage's manifest names it once the stage finishes."""
+        from subsetctl.spec.dumps import spec_json
+
+        return self.project.keep_resolved_spec(spec_json(self.spec))
 
     def _out_of_memory(self, stage: Stage, exc: BaseException) -> UserError | None:
         """The user error for ``stage`` when ``exc`` says it ran out of memory (see
@@ -1951,9 +1961,7 @@ class Pipeline:
             # as the commit it resolves to now, as the next plan counts it, not left stale by the download)
             inputs = {**inputs, "slice": sliced}
             fp = fingerprint(inputs) if fp is not None else None
-        from subsetctl.spec.dumps import spec_json
-
-        resolved_spec = self.project.keep_resolved_spec(spec_json(self.spec))
+        resolved_spec = self._resolved_spec_digest()
         artifacts = artifact_checksums(out_dir, stage.scratch)
         outputs = _outputs(stage, artifacts)
         parts = {part: fingerprint(held) for part, held in stage.output_parts(outputs, summary).items()}

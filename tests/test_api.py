@@ -436,6 +436,52 @@ def test_plan_project_says_running_for_the_stage_a_live_run_computes_as_the_cli_
     assert shown == data.to_dict()
 
 
+def test_plan_during_a_run_says_a_spec_edited_since_it_started_is_not_what_that_run_uses(jsonl_project: Path) -> None:
+    """A spec edited while a `run` worked on the project (a source's max_examples) is not
+    that run's: it goes on with the spec it read as it started. `plan` said only "running"
+    for the stage it computed, and planned the edited spec's work below, as if the run were
+    doing it; the run's report then recorded the old settings. Now the running stage's row
+    says it runs again after that run, and plan names the keys the run does not use."""
+    import subprocess
+    import sys
+
+    import yaml
+    from click.testing import CliRunner
+
+    from subsetctl.api import load_project, make_pipeline, plan_project
+    from subsetctl.cli import main
+
+    code = ("import time; from pathlib import Path; from subsetctl.project import Project\n"
+            f"with Project(Path({str(jsonl_project)!r})).lock():\n    print('locked', flush=True); time.sleep(30)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        project, spec = load_project(jsonl_project)
+        pipeline = make_pipeline(project, spec)
+        data = pipeline.plan()[0]
+        pipeline._prepare_work_dir(pipeline.stages[0], data.fingerprint, data.inputs)  # as that run marks its work
+        marker = jsonl_project / ".subsetctl" / "data" / "work.json"
+        marker.write_text(json.dumps({**json.loads(marker.read_text()), "pid": holder.pid}))
+        unedited = plan_project(jsonl_project)[2][0]
+        said_unedited = CliRunner().invoke(main, ["plan", str(jsonl_project)]).stdout
+        spec_file = jsonl_project / "subsetctl.yaml"
+        edited = yaml.safe_load(spec_file.read_text())
+        edited["sources"][0]["max_examples"] = 3
+        spec_file.write_text(yaml.safe_dump(edited, sort_keys=False))
+        after_edit = plan_project(jsonl_project)[2][0]
+        said = " ".join(CliRunner().invoke(main, ["plan", str(jsonl_project)], terminal_width=400).stdout.split())
+    finally:
+        holder.kill()
+        holder.wait()
+    computing = f"`subsetctl run` (PID {holder.pid}) is computing it now"
+    assert (unedited.state, unedited.reasons) == ("running", [computing])  # the spec it runs with: nothing more
+    assert "goes on" not in said_unedited
+    assert after_edit.state == "running" and after_edit.reasons[0].startswith(computing + ", with the spec")
+    assert "`run` computes it again once that run is over" in after_edit.reasons[0]
+    assert ("That run goes on with the spec as it read it when it started, not the one planned here: they differ in "
+            "sources: changed a (max_examples)") in said
+
+
 def test_an_until_or_a_path_of_the_wrong_type_is_a_user_error_saying_what_to_pass(jsonl_project: Path) -> None:
     """until=["search"] (as force takes a list) raised TypeError ("unhashable type: 'list'"),
     validate_spec_file of a dict or None a TypeError from Path(), and plan_project({}) took
