@@ -182,9 +182,15 @@ class LockHolder:
 
     @property
     def stop_it(self) -> str:
-        """How a refused user ends the holder: "stop that process", or "ask NAME to stop it"
-        where it is another user's (told to stop a process not theirs to stop)."""
-        return f"ask {self.user} to stop it" if self.others else "stop that process"
+        """How a refused user ends the holder: "stop that process", with how (Ctrl-C, or
+        `kill PID`, on its machine) and that stopping it loses no finished work, or "ask NAME
+        to stop it" where it is another user's (told to stop a process not theirs to stop)."""
+        if self.others:
+            return f"ask {self.user} to stop it"
+        if not self.pid.isdigit():  # (a damaged lock file's first word: no command to give)
+            return "stop that process"
+        return (f"stop that process (Ctrl-C where it runs, or `kill {self.pid}`{self.on_host}: the work it "
+                "finished is kept, and the next `run` resumes the rest)")
 
 
 def write_holder(handle: IO[str], text: str) -> None:

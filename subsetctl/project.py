@@ -1549,13 +1549,17 @@ class Project:
         run waits for another shard run's exclusive hold instead of failing: shards
         started at the same moment run those stages once, then side by side. ``waiting``
         is told when it waits (``notice`` when it takes over a stale lock)."""
+        def computing(pid: str) -> str:  # the stage the holder computes, as `plan` says it: what is waited for
+            stage = self.stage_in_progress(pid) if pid.isdigit() else None
+            return f", computing {stage}" if stage else ""
+
         def busy(text: str) -> LockedError:
             holder = LockHolder.read(text)
             who = ("running `subsetctl run --shard` processes. Wait for them to finish or stop them" if not holder.pid
                    else f"a `subsetctl run --shard` (PID {holder.pid}{holder.where_whose}) running the stages before "
                    f"gradients. Wait for it to finish or {holder.stop_it}" if holder.shard else
-                   f"a running `subsetctl run` (PID {holder.pid}{holder.where_whose}). Wait for it to finish or "
-                   f"{holder.stop_it}")
+                   f"a running `subsetctl run` (PID {holder.pid}{holder.where_whose}{computing(holder.pid)}). Wait "
+                   f"for it to finish or {holder.stop_it}")
             return LockedError(f"Project {self.root} is locked by {who}; `plan` and `report` work meanwhile.",
                                holder="run" if holder.pid else "shards")
 

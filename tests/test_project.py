@@ -108,6 +108,15 @@ def test_second_lock_names_holder_pid(tmp_path: Path) -> None:
         assert project.run_in_progress() == str(holder.pid)  # plan says a run is working
         with pytest.raises(LockedError, match=str(holder.pid)), project.lock():
             pass
+        # what it computes (as plan says), and how to stop it without losing its finished work: the second
+        # `run` said only "stop that process", with nothing of what stopping it would cost
+        (project.stage_dir("meta_init")).mkdir(parents=True)
+        (project.stage_dir("meta_init") / "work.json").write_text(json.dumps({"pid": holder.pid}))
+        with pytest.raises(LockedError, match=rf"\(PID {holder.pid}, computing meta_init\)\. Wait for it to finish "
+                                              rf"or stop that process \(Ctrl-C where it runs, or `kill {holder.pid}`: "
+                                              r"the work it finished is kept, and the next `run` resumes the rest\);"), \
+                project.lock():
+            pass
     finally:
         holder.kill()
         holder.wait()
