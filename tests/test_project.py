@@ -1127,7 +1127,9 @@ def test_the_stale_lock_notice_names_the_stage_a_run_ended_without_a_word_in(tmp
                          "out-of-memory killer, a scheduler's hard limit), ended by a library (OpenBLAS giving up "
                          "on memory under a `ulimit -v`) or too short of memory to clean up. Finished stages are "
                          "kept, and meta_init resumes from what it had saved.")]
-    (state / "meta_init" / "work.json").write_text(json.dumps({**marker, "pid": dead + 1}))  # another's
+    # another dead run's (not dead + 1: on a busy machine that is the next process started, often alive, and
+    # its marker then read as a live run whose lock file was deleted, refusing the lock)
+    (state / "meta_init" / "work.json").write_text(json.dumps({**marker, "pid": _a_dead_pid()}))
     (state / "lock").write_text(f"{dead} run {socket.gethostname()} {user_name(os.geteuid())}")
     messages = _notices_taking_the_lock(Project(tmp_path))
     assert messages == [f"Took over a stale lock left by PID {dead}, which is no longer running."]
