@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
@@ -280,31 +281,50 @@ def listed_values(path: Path, column: str, loader: Any, spec_dir: Path) -> tuple
     parsed whole to find them, are kept in the project's cache under the file's sha256
     (:meth:`~subsetctl.filehash.HashCache.derived`), so that `plan` and `validate` do not
     parse it again until it changes; a Parquet file's column is read (one column, about as
-    quick as the cache).
+    quick as the cache). The dict is shared by every caller of this process (:func:`_listing`):
+    read it, do not change it.
 
     Raises:
         UserError: as :func:`value_rows` (no such column, a value that is no text or whole
         number, a file its loader cannot read)."""
     found = _listing(path, column, loader, spec_dir)
-    return {value: int(count) for value, count in found["values"]}, int(found["left_out"])
+    return found.values, found.left_out
 
 
 def blank_columns(path: Path, column: str, loader: Any, spec_dir: Path) -> dict[str | int, list[str]]:
     """The columns empty or only whitespace in every row of each value of ``column`` in JSON
     Lines or CSV file ``path`` (values with none left out), found by the same parse as
     :func:`listed_values` and kept with them (a listing kept before they were is made again).
+    Shared as :func:`listed_values`' dict is: read it, do not change it.
 
     Raises:
         UserError: as :func:`listed_values`."""
-    found = _listing(path, column, loader, spec_dir)
-    return {value: list(columns) for value, columns in found["blank"]}
+    return _listing(path, column, loader, spec_dir).blank
 
 
-def _listing(path: Path, column: str, loader: Any, spec_dir: Path) -> dict[str, Any]:
-    """:func:`listed_values`' listing as kept: ``values`` and ``left_out``, and a text file's
-    ``blank`` (:func:`blank_columns`), as pairs (JSON keys are text, a value may be a number).
-    A text file's listing kept by an earlier subsetctl, without ``blank``, is made again: the
-    blank-answers check of its ``where`` sources was silent on it until the file changed."""
+@dataclass(frozen=True)
+class _Listing:
+    """A listing (:func:`_listing`) as dicts: ``values`` (value -> rows), ``left_out`` (rows
+    with no value), ``blank`` (value -> its blank columns)."""
+
+    values: dict[str | int, int]
+    left_out: int
+    blank: dict[str | int, list[str]]
+
+
+#: each kept listing (by its identity; the listing itself held, so that no other takes its id)
+#: with its dicts: a file's ``where`` sources each ask for its listing, twice, and making the
+#: dict of all its values again for each took `validate` of 2,000 such sources of one file
+#: most of its time (quadratic in the number of sources)
+_LISTINGS_AS_DICTS: dict[int, tuple[dict[str, Any], _Listing]] = {}
+
+
+def _listing(path: Path, column: str, loader: Any, spec_dir: Path) -> _Listing:
+    """:func:`listed_values`' listing: ``values`` and ``left_out``, and a text file's
+    ``blank`` (:func:`blank_columns`), kept as pairs (JSON keys are text, a value may be a
+    number) and made dicts once per process for each kept listing. A text file's listing
+    kept by an earlier subsetctl, without ``blank``, is made again: the blank-answers check of
+    its ``where`` sources was silent on it until the file changed."""
     from subsetctl.data.loaders.files import TEXT_ROW_LOADERS, value_rows
     from subsetctl.filehash import hash_cache
 
@@ -313,10 +333,19 @@ def _listing(path: Path, column: str, loader: Any, spec_dir: Path) -> dict[str, 
         return {"values": [[value, len(rows)] for value, rows in found.rows.items()], "left_out": found.left_out,
                 "blank": [[value, columns] for value, columns in getattr(found, "blank", {}).items()]}
 
-    if getattr(loader, "type", "parquet") in TEXT_ROW_LOADERS:
-        return hash_cache(spec_dir).derived(path, _derived_name("values", column, loader, path), listed,
-                                            holds=("values", "left_out", "blank"))
-    return listed(path)
+    if getattr(loader, "type", "parquet") not in TEXT_ROW_LOADERS:
+        return _as_dicts(listed(path))
+    kept = hash_cache(spec_dir).derived(path, _derived_name("values", column, loader, path), listed,
+                                        holds=("values", "left_out", "blank"))
+    if (known := _LISTINGS_AS_DICTS.get(id(kept))) is None or known[0] is not kept:
+        known = _LISTINGS_AS_DICTS[id(kept)] = (kept, _as_dicts(kept))
+    return known[1]
+
+
+def _as_dicts(found: dict[str, Any]) -> _Listing:
+    """A listing's pairs (:func:`_listing`) as dicts."""
+    return _Listing(values={value: int(count) for value, count in found["values"]}, left_out=int(found["left_out"]),
+                    blank={value: list(columns) for value, columns in found.get("blank", [])})
 
 
 def plugin_fingerprint_inputs(source: SourceSpec, loader: PluginLoader, spec_dir: Path,

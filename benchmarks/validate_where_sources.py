@@ -1,0 +1,73 @@
+"""`validate` and `plan` of thousands of ``where`` sources of one JSON Lines file, old against new.
+
+Writes one JSON Lines file of ``--sources`` tasks of ``--rows`` rows each (a ``task`` column)
+and a spec listing each task as a source of its own (``loader.where: {task: ...}``), with a
+small target, then times ``subsetctl validate`` and ``plan`` in fresh processes, ``--repeats``
+times each way, alternating: with this checkout's code (new) and with that of ``--old`` (a git
+revision; by default the commit before a file's listing was made dicts once per process: each
+source made the dict of all the file's values again, twice, quadratic in the sources). Both
+ways must exit 0. Prints one JSON line: the best wall and CPU seconds (user + system: steadier
+on shared cores) of each command each way, and the CPU ratios.
+
+    python benchmarks/validate_where_sources.py [--sources 2000] [--rows 4] [--repeats 3] [--old REV]
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+from _common import (
+    ROOT,
+    fresh_work_dir,
+    old_against_new_arguments,
+    old_worktree,
+    revision_before,
+    timed_subsetctl,
+)
+
+#: the commit whose parent is the old code by default (found by its message: hashes change on a rebase)
+_FIRST_CHANGE = "a file's listing made dicts once per process"
+
+
+def build(folder: Path, sources: int, rows: int) -> None:
+    """The target, the tasks' file and the spec (no model is loaded by validate or plan)."""
+    folder.mkdir(parents=True)
+    (folder / "target.jsonl").write_text("".join(json.dumps({"prompt": f"{i}+1=", "response": str(i + 1)}) + "\n"
+                                                 for i in range(60)))
+    (folder / "tasks.jsonl").write_text("".join(
+        json.dumps({"task": f"t{k:05d}", "prompt": f"{k}*{i}=", "response": str(k * i)}) + "\n"
+        for k in range(sources) for i in range(rows)))
+    spec = {"project": {"name": "where-sources", "seed": 0},
+            "model": {"source": "smollm2-135m-instruct", "max_length": 32},
+            "target": {"name": "target", "loader": {"type": "jsonl", "path": "target.jsonl"},
+                       "split": {"train": 20, "validation": 20, "test": 20}},
+            "sources": [{"name": f"t{k:05d}", "loader": {"type": "jsonl", "path": "tasks.jsonl",
+                                                         "where": {"task": f"t{k:05d}"}}} for k in range(sources)],
+            "search": {"strategies": [{"name": "gradient_similarity"}]}}
+    (folder / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+
+
+def main() -> None:
+    args = old_against_new_arguments(__doc__.splitlines()[0], sources=2000, rows=4)
+    folder = fresh_work_dir("validate_where_sources")
+    build(folder, args.sources, args.rows)
+    best: dict[str, list[float]] = {}
+    with old_worktree(args.old or revision_before(_FIRST_CHANGE)) as old:
+        for _ in range(args.repeats):
+            for way, code in (("old", old), ("new", ROOT)):
+                for command in ("validate", "plan"):
+                    wall, cpu, done = timed_subsetctl(code, command, cwd=folder)
+                    if done.returncode != 0:
+                        raise SystemExit(f"{way} {command} exited {done.returncode}:\n{done.stdout}{done.stderr}")
+                    key = f"{command}_{way}"
+                    best[key] = [min(wall, best.get(key, [wall])[0]), min(cpu, best.get(key, [wall, cpu])[1])]
+    figures = {f"{key}_{unit}": round(value, 2) for key, pair in best.items() for unit, value in zip(("s", "cpu_s"), pair)}
+    ratios = {f"{command}_cpu_speedup": round(best[f"{command}_old"][1] / best[f"{command}_new"][1], 2)
+              for command in ("validate", "plan")}
+    print(json.dumps({"sources": args.sources, "rows_per_source": args.rows, **figures, **ratios}))
+
+
+if __name__ == "__main__":
+    main()
