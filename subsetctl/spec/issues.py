@@ -22,6 +22,12 @@ class _LineLoader(yaml.SafeLoader):
     """Safe loader (no arbitrary objects) used only to read line numbers."""
 
 
+#: libyaml's composer where PyYAML was built with it: it reads a spec's lines about ten times
+#: as fast as the pure-Python one (0.1 s against 0.9 s for a spec of 2,000 sources, a quarter of
+#: its `validate`); the pure-Python one reads what libyaml refuses, as the spec itself is read
+_FAST_LINE_LOADER: type | None = getattr(yaml, "CSafeLoader", None)
+
+
 def key_lines(text: str) -> dict[tuple[Any, ...], int]:
     """Map each key path in a YAML document to its 1-based line number. A key a merge
     (``<<: *base``) brings in has the line where the anchored mapping writes it, since
@@ -46,10 +52,7 @@ def _key_lines_of(text: str) -> tuple[dict[tuple[Any, ...], int], dict[tuple[Any
     """(:func:`key_lines`, :func:`merged_keys`), computed (callers get copies: these are shared)."""
     lines: dict[tuple[Any, ...], int] = {}
     merged: dict[tuple[Any, ...], int] = {}
-    try:
-        root = yaml.compose(text, Loader=_LineLoader)
-    except (yaml.YAMLError, RecursionError):
-        return lines, merged
+    root = _composed(text)
 
     def record(sub: tuple[Any, ...], mark_node: Any, value_node: Any, merged_at: int | None) -> None:
         """The line of ``sub`` (where ``mark_node`` starts), then the lines under it."""
@@ -83,6 +86,18 @@ def _key_lines_of(text: str) -> tuple[dict[tuple[Any, ...], int], dict[tuple[Any
     except RecursionError:  # absurdly deep nesting: the issues simply carry no line
         return {}, {}
     return lines, merged
+
+
+def _composed(text: str) -> yaml.Node | None:
+    """The node tree of the YAML document ``text``, composed by libyaml where it can
+    (:data:`_FAST_LINE_LOADER`), else by the pure-Python loader the spec is read with; None
+    for an empty document or one neither reads (its issues carry no line)."""
+    for loader in ((_FAST_LINE_LOADER,) if _FAST_LINE_LOADER is not None else ()) + (_LineLoader,):
+        try:
+            return yaml.compose(text, Loader=loader)
+        except (yaml.YAMLError, RecursionError):
+            continue
+    return None
 
 
 def format_path(loc: tuple[Any, ...]) -> str:
