@@ -328,3 +328,13 @@ def test_answers_compared_in_nfkc_mark_evaluate_only_where_exact_match_scores_a_
     run_project(tiny_project, until="data")
     assert not marked([]) and not marked(["evaluate.metric=reasoning_gym"])  # every test row reasoning-gym's
     assert marked(["evaluate.metric=exact_match"])
+
+
+def test_plan_writes_thousands_of_sources_with_a_thousands_separator() -> None:
+    """`plan` of 2,000 sources said "the target and the 2000 sources" beside "8,015 rows" and
+    "none of the 2,001 prepared before": the count of sources is written as the other counts are."""
+    spec = Spec.model_validate({**BASE, "sources": [{"name": f"s{i}", "loader": {"type": "jsonl", "path": "s.jsonl"}}
+                                                    for i in range(2000)]})
+    stages = {stage.name: stage for stage in all_stages()}
+    assert stages["data"].work(spec).startswith("the target and 2,000 sources (")
+    assert stages["gradients"].work(spec).startswith("one gradient per example of the target and the 2,000 sources,")

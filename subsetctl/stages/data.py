@@ -33,7 +33,7 @@ class DataStage(Stage):
         reused = common.reused_unless_forced(forced, "those prepared before as they are now are reused",
                                              "every one loaded again")
         tested = " (its test rows from target.test_loader)" if spec.target.test_loader is not None else ""
-        return f"the target{tested} and {len(spec.sources)} sources ({reused})"
+        return f"the target{tested} and {len(spec.sources):,} sources ({reused})"
 
     def planned_work(self, spec: Spec, forced: bool, project: Project, rerun: set[str],
                      resumes: bool = False) -> str | None:
@@ -71,7 +71,7 @@ class DataStage(Stage):
             failing = f"the prepared files fail their checksums ({damaged[0]}{more}): `run` discards them"
             said = (f"all {total:,} prepared again: {failing}" if len(again) == total else
                     f"{said}; {failing}, none reused from them")
-        return f"the target{tested} and {len(spec.sources)} sources ({said}; the target counted)"
+        return f"the target{tested} and {len(spec.sources):,} sources ({said}; the target counted)"
 
     def spec_slice(self, spec: Spec) -> dict[str, Any]:
         """The spec slice, with each ``loader.label_field`` a causal LM's loaders do not read

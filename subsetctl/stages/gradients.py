@@ -139,7 +139,7 @@ class GradientsStage(common.ModelStage):
 
     def work(self, spec: Spec, forced: bool = False) -> str:
         n = len(spec.sources)
-        return (f"one gradient per example of the target and the {n} source{'' if n == 1 else 's'}, in batches of "
+        return (f"one gradient per example of the target and the {n:,} source{'' if n == 1 else 's'}, in batches of "
                 f"{spec.gradients.batch_size}, projected to d = {spec.gradients.d}")
 
     def planned_work(self, spec: Spec, forced: bool, project: Project, rerun: set[str],
