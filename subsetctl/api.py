@@ -51,6 +51,7 @@ from subsetctl.spec import (
     attribute_overrides,
     blame_source_files,
     indexed_overrides,
+    issues_text,
     json_schema,
     key_lines,
     overrides_that_change,
@@ -449,8 +450,7 @@ def load_project(
     project = Project.find(directory)
     report = validate_spec_file(project.spec_path, overrides)
     if not report.ok or report.spec is None:
-        lines = "\n".join("  " + i.render() for i in report.issues)
-        raise SpecError(f"{project.spec_path} is not a valid spec:\n{lines}")
+        raise SpecError(f"{project.spec_path} is not a valid spec:\n{issues_text(report.issues)}")
     if reporter is not None:
         from rich.markup import escape
 

@@ -799,7 +799,7 @@ def validate(specs: tuple[str, ...], fmt: str, no_plugins: bool) -> None:
     from rich.markup import escape
 
     from subsetctl.api import validate_spec_file
-    from subsetctl.spec import SPEC_FILENAME
+    from subsetctl.spec import SPEC_FILENAME, issues_text
 
     split = [a for a in specs if a.startswith("=") and not _exists(expand_home(a))]
     if split:  # `validate gradients.d = 32`: each file name would be "no such spec file"
@@ -835,9 +835,8 @@ def validate(specs: tuple[str, ...], fmt: str, no_plugins: bool) -> None:
             if report.ok:
                 console.print(f"[green]✓[/green] {escape(str(report.file))} is valid{unchecked}")
             else:
-                console.print(f"[red]✗[/red] {escape(str(report.file))}: {len(report.issues)} problem(s){unchecked}")
-                for issue in report.issues:
-                    console.print(f"  {issue.render()}", markup=False)
+                console.print(f"[red]✗[/red] {escape(str(report.file))}: {len(report.issues):,} problem(s){unchecked}")
+                console.print(issues_text(report.issues), markup=False)
             for warning in report.warnings:
                 said = "[cyan]note:[/cyan]" if warning.note else "[yellow]warning:[/yellow]"
                 console.print(f"  {said} {escape(warning.render())}")

@@ -2965,3 +2965,26 @@ def test_report_markdown_shows_a_control_character_of_a_folder_name_or_report_md
     (jsonl_project / "report.md").write_text("# notes\n\x1b]52;c;ZWNobw==\x07\x1b[8mhidden\n", encoding="utf-8")
     result = CliRunner().invoke(main, ["report", str(jsonl_project), "--format", "markdown"])
     assert result.output == "# notes\n\\x1b]52;c;ZWNobw==\\x07\\x1b[8mhidden\n\n", result.output
+
+
+def test_validate_and_plan_list_the_first_problems_of_thousands_and_count_the_rest(tmp_path: Path) -> None:
+    """A spec of 2,000 sources whose folder had moved: `validate` and `plan` printed 2,000 alike
+    "does not exist" lines (275 kB). The first ISSUES_SHOWN are listed, then how many more there
+    are and that `validate --format json` lists every one (as it does)."""
+    from subsetctl.spec import ISSUES_SHOWN
+
+    invoke("init", str(tmp_path / "p"), "--template", "minimal")
+    spec_path = tmp_path / "p" / "subsetctl.yaml"
+    spec = yaml.safe_load(spec_path.read_text())
+    spec["sources"] = [{"name": f"s{i}", "loader": {"type": "jsonl", "path": f"moved/s{i}.jsonl"}} for i in range(25)]
+    spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    every = json.loads(CliRunner().invoke(main, ["validate", str(tmp_path / "p"), "--format", "json"]).output)
+    total = len(every[0]["errors"])  # (the 25 files, and the minimal template's 1-row split of no source rows)
+    assert sum("does not exist" in issue["message"] for issue in every[0]["errors"]) == 25
+    for command in ("validate", "plan"):
+        result = CliRunner().invoke(main, [command, str(tmp_path / "p")])
+        listed = [line for line in result.output.splitlines() if "does not exist" in line]
+        assert result.exit_code == 1 and len(listed) == ISSUES_SHOWN, result.output
+        assert "moved/s19.jsonl" in listed[-1] and "s20.jsonl" not in result.output
+        assert (f"... and {total - ISSUES_SHOWN} more problems (of {total}): `subsetctl validate --format json` lists "
+                "every one" in result.output)

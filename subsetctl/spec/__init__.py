@@ -25,6 +25,7 @@ from subsetctl.spec.fingerprints import (  # noqa: F401
 )
 from subsetctl.spec.issues import (  # noqa: F401
     _MERGE_TAG,
+    ISSUES_SHOWN,
     SpecIssue,
     _as_written_hint,
     _clean_loc,
@@ -38,6 +39,7 @@ from subsetctl.spec.issues import (  # noqa: F401
     _tagged,
     format_path,
     issues_from_validation,
+    issues_text,
     key_lines,
     line_of_key,
     merged_keys,

@@ -156,6 +156,22 @@ class SpecIssue(BaseModel):
         return f"{where}: {self.key}: {self.message}"
 
 
+#: the problems of an invalid spec a terminal lists (`validate`, and the "is not a valid spec" of
+#: `plan`, `run` and the others): a folder of 2,000 sources since moved made 2,000 lines alike
+#: (275 kB) that no one reads; the rest are counted, and `validate --format json` lists them all
+ISSUES_SHOWN = 20
+
+
+def issues_text(issues: list[SpecIssue]) -> str:
+    """``issues`` a line each, indented, as a terminal lists them: the first
+    :data:`ISSUES_SHOWN`, then how many more there are and what lists every one."""
+    lines = ["  " + issue.render() for issue in issues[:ISSUES_SHOWN]]
+    if len(issues) > ISSUES_SHOWN:
+        lines.append(f"  ... and {len(issues) - ISSUES_SHOWN:,} more problems (of {len(issues):,}): "
+                     "`subsetctl validate --format json` lists every one")
+    return "\n".join(lines)
+
+
 def issues_from_validation(
     exc: ValidationError, file: str, lines: dict[tuple[Any, ...], int], text: str = ""
 ) -> list[SpecIssue]:

@@ -35,7 +35,14 @@ from subsetctl.globbing import (
     missing_folder_note,
     resolved_by_folder,
 )
-from subsetctl.spec.issues import _MERGE_TAG, SpecIssue, issues_from_validation, key_lines, line_of_key
+from subsetctl.spec.issues import (
+    _MERGE_TAG,
+    SpecIssue,
+    issues_from_validation,
+    issues_text,
+    key_lines,
+    line_of_key,
+)
 from subsetctl.spec.models import SPEC_FILENAME, SourceFilesSpec, Spec, where_text
 from subsetctl.spec.overrides import (
     apply_overrides,
@@ -748,8 +755,6 @@ def load_spec(path: Path, overrides: list[str] | None = None) -> Spec:
         data = apply_overrides(data, indexed_overrides(data, overrides, written), written)
     spec, issues = validate_data(data, str(path), text)
     if issues:
-        raise SpecError(
-            f"{path} is not a valid spec:\n" + "\n".join("  " + i.render() for i in issues)
-        )
+        raise SpecError(f"{path} is not a valid spec:\n{issues_text(issues)}")
     assert spec is not None
     return spec
