@@ -26,10 +26,11 @@ import yaml
 from _common import ROOT, fresh_work_dir, timed_subsetctl
 
 
-def build(folder: Path, sources: int, rows: int) -> Path:
-    """The project (its spec file's path)."""
+def build(folder: Path, sources: int, rows: int, missing_column: bool = False) -> Path:
+    """The project (its spec file's path); with ``missing_column``, each loader's prompt also
+    lists a column no row has (a typo: the one mistake that has validate look past a file's head)."""
     folder.mkdir(parents=True)
-    loader = {"type": "jsonl", "prompt_field": "text", "label_field": "y"}
+    loader = {"type": "jsonl", "prompt_field": ["text", "txet"] if missing_column else "text", "label_field": "y"}
     (folder / "t.jsonl").write_text("".join(json.dumps({"text": f"t{i}", "y": ["neg", "pos"][i % 2]}) + "\n"
                                             for i in range(60)))
     (folder / "big.jsonl").write_text("".join(json.dumps({"text": f"row {i} of a source", "y": ["neg", "pos"][i % 2]})
@@ -60,13 +61,16 @@ def main() -> None:
     parser.add_argument("--sources", type=int, default=2000)
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--missing-column", action="store_true",
+                        help="list a prompt column no row has (validate exits 1 naming it)")
     args = parser.parse_args()
-    spec_path = build(fresh_work_dir("validate_many_large"), args.sources, args.rows)
+    spec_path = build(fresh_work_dir("validate_many_large"), args.sources, args.rows, args.missing_column)
     runs = [_validate(spec_path) for _ in range(args.repeats)]
     wall, cpu, status, output = min(runs)
     notes = [line.strip() for line in output.splitlines() if "A note, not a problem" in line]
     print(json.dumps({"sources": args.sources, "rows": args.rows, "validate_s": round(wall, 2),
-                      "validate_cpu_s": round(cpu, 2), "exit": status, "notes": len(notes),
+                      "validate_cpu_s": round(cpu, 2), "exit": status,
+                      "missing_column": args.missing_column, "notes": len(notes),
                       "file_mb": round((spec_path.parent / "big.jsonl").stat().st_size / 2**20, 1)}))
 
 

@@ -760,7 +760,8 @@ def _check_columns(loader: LoaderBase, path: Path, loc: tuple[Any, ...], kind: s
     where = _columns_source(loader.type)
     sometimes = _sometimes_columns(loader, kind)
     if loader.type == "jsonl" and not set(sometimes) <= set(columns):
-        columns, rows = _jsonl_head_keys(path, columns, sometimes)
+        columns, rows = _jsonl_head_keys(path, columns, sometimes,
+                                         read_on=_read_through(path, path.stat().st_size))  # (within the total)
         where = f"its first {rows} rows have" if rows > 1 else where
     if loader.type == "jsonl":
         columns = _later_jsonl_columns(loader, path, columns, loc, kind, issues)
@@ -979,17 +980,18 @@ def _later_jsonl_columns(loader: LoaderBase, path: Path, columns: list[str], loc
     return [*columns, *(column for _, column in found)]
 
 
-def _jsonl_head_keys(path: Path, first: list[str], wanted: list[str],
-                     sometimes: list[str] | None = None) -> tuple[list[str], int]:
+def _jsonl_head_keys(path: Path, first: list[str], wanted: list[str], sometimes: list[str] | None = None, *,
+                     read_on: bool) -> tuple[list[str], int]:
     """The keys of a JSON Lines file's first :data:`LABEL_ROWS_READ` objects, in the order
     they come, and how many objects were read (``first``: the first object's keys); then,
     for a ``wanted`` column none of them has, the rows after them (only a line holding the
     column's name as JSON text is parsed): a column that first comes later is there (the
     data stage reads it), and a file that cannot be read through (the data stage says why)
-    is not said to lack one; lines that are not JSON objects are passed over. A file larger
-    than :data:`LINES_COUNTED_MB` (read on every `validate`, `plan` and `run`) is not read
-    past its head: of the ``wanted`` columns the head lacks, those a row may leave out
-    (``sometimes``: a listed prompt's, a text's; all of them when None) are taken as there,
+    is not said to lack one; lines that are not JSON objects are passed over. A file not to
+    be read on (``read_on`` false: one larger than :data:`LINES_COUNTED_MB`, or past
+    :data:`READ_THROUGH_MB_TOTAL` of all the files, read on every `validate`, `plan` and `run`)
+    is not read past its head: of the ``wanted`` columns the head lacks, those a row may leave
+    out (``sometimes``: a listed prompt's, a text's; all of them when None) are taken as there,
     the others (an answer every row needs) are missing, as they would be in a small file."""
 
     keys: dict[str, None] = dict.fromkeys(first)
@@ -1011,7 +1013,7 @@ def _jsonl_head_keys(path: Path, first: list[str], wanted: list[str],
                 keys.update(dict.fromkeys(record))
                 count += 1
             missing = [column for column in wanted if column not in keys]
-            if missing and path.stat().st_size > LINES_COUNTED_MB * 2**20:  # not read through on every validate
+            if missing and not read_on:  # not read through on every validate
                 keys.update(dict.fromkeys(c for c in missing if sometimes is None or c in sometimes))
             elif missing:
                 names = {column: (json.dumps(column), json.dumps(column, ensure_ascii=False)) for column in missing}
@@ -1449,7 +1451,8 @@ def _builder_file_columns(builder: str, path: Path, wanted: list[str],
             # a document holding its rows under a key, as {"data": [...]}: the builder makes one row of it
             found = _rows_under_a_key(path) if line.lstrip().startswith("{") and not (first and more) else None
             return [found[0]] if found else None
-        return _jsonl_head_keys(path, list(first), wanted, sometimes)[0]
+        return _jsonl_head_keys(path, list(first), wanted, sometimes,
+                                read_on=path.stat().st_size <= LINES_COUNTED_MB * 2**20)[0]
     except Exception:  # noqa: BLE001 - unreadable or not what the builder reads: the data stage says why
         return None
 
@@ -1914,8 +1917,9 @@ def _check_sources(spec: Spec, spec_path: Path, text: str | None) -> list[SpecIs
     if read_through.not_read:
         issues.note(read_through.not_read[0][0],
                     f"validate read {len(granted):,} JSON Lines and CSV file(s) through, {READ_THROUGH_MB_TOTAL} MB "
-                    f"in all, and stopped there: the files of {read_through.left_out()} are read through by the data stage alone, which counts their rows "
-                    "and checks their bytes (gzip, UTF-8) as it reads them. A note, not a problem (validate passes).")
+                    f"in all, and stopped there: the files of {read_through.left_out()} are read through by the data stage alone, which counts their rows, "
+                    "checks their bytes (gzip, UTF-8) and looks for a column their first rows lack as it "
+                    "reads them. A note, not a problem (validate passes).")
     return issues.found
 
 
