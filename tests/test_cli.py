@@ -413,7 +413,7 @@ def test_run_says_a_files_lines_not_utf8_once_and_plan_and_validate_say_them(jso
     for name in ("a", "b"):
         with (jsonl_project / f"{name}.jsonl").open("ab") as handle:
             handle.write(b'{"prompt": "x\x81y", "response": "z"}\n')
-    left_out = "lines are not valid UTF-8 (line 11; the first at byte"
+    left_out = "lines is not valid UTF-8 (line 11; the first at byte"
     root = str(jsonl_project)
     for command in (("validate", root), ("plan", root)):
         said = invoke(*command)

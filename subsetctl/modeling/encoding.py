@@ -139,7 +139,8 @@ class TruncationCounts:
         n = sum(self.unscored.values())
         shown = ", ".join(f"{name!r}: {count}" for name, count in self.unscored.most_common(5))
         more = f", {len(self.unscored) - 5} more sources" if len(self.unscored) > 5 else ""
-        return (f"{n} of {self.seen} {examples} have no token to score ({shown}{more}): each is a text of one token, "
+        return (f"{n} of {self.seen} {examples} {'has' if n == 1 else 'have'} no token to score ({shown}{more}): each "
+                "is a text of one token, "
                 "and the tokenizer puts no BOS token before a text and no EOS token after it, so nothing predicts "
                 f"it and it predicts nothing; {counted}. Leave such rows out of the data, or use a tokenizer with "
                 "an EOS token.")

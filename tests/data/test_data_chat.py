@@ -123,7 +123,7 @@ def test_malformed_rows_are_left_out_with_a_notice(tmp_path: Path, make_ctx, val
     ds = load_jsonl(_jsonl(tmp_path, rows), ctx)
     assert ds["prompt"] == ["q"]
     (notice,) = ctx.notices
-    assert "1 of 2 rows are left out, their 'messages' (loader.messages_field) being no chat" in notice
+    assert "1 of 2 rows is left out, its 'messages' (loader.messages_field) being no chat" in notice
     assert f"{kind} (line 2; the first: {detail}" in notice
 
 
@@ -149,7 +149,7 @@ def test_text_content_parts_are_read_as_their_texts_joined(tmp_path: Path, make_
     ctx = make_ctx()
     ds = load_jsonl(_jsonl(tmp_path, rows), ctx)
     assert ds["prompt"] == ["q", ""] and json.loads(ds["metadata"][0]) == {}
-    assert "1 of 3 rows have an empty assistant's answer" in ctx.notices[0]
+    assert "1 of 3 rows has an empty assistant's answer" in ctx.notices[0]
     assert "1 of 2 rows kept have an empty user message" in ctx.notices[1]
 
 
@@ -189,7 +189,7 @@ def test_rows_with_parts_that_are_not_text_are_left_out_with_a_notice_of_their_o
     assert ("2 of 5 rows are left out, their 'messages' (loader.messages_field) being no chat: content parts that "
             "are not text (line 2, line 4; the first: message 1's content part 2 has the type 'image_url', not "
             "a text part's (text, input_text, output_text))") in parts
-    assert "1 of 5 rows are left out" in answered and "last message not the assistant's (line 5" in answered
+    assert "1 of 5 rows is left out" in answered and "last message not the assistant's (line 5" in answered
     with pytest.raises(UserError, match=r"no row has a chat in 'messages' \(loader.messages_field\) \(1 content "
                                         r"parts that are not text \(first at line 1: message 1's content part 2"):
         load_jsonl(_jsonl(tmp_path, [rows[1]]), make_ctx())
@@ -215,7 +215,7 @@ def test_text_parts_from_a_parquet_struct_column_are_read(tmp_path: Path, make_c
     assert [json.loads(m) for m in ds["metadata"]] == [
         {"n": 1, "chat_context": [{"role": "system", "content": "S"}]}, {"n": 3}]
     (notice,) = ctx.notices
-    assert "1 of 3 rows are left out" in notice and "content parts that are not text (row 2" in notice
+    assert "1 of 3 rows is left out" in notice and "content parts that are not text (row 2" in notice
     from datasets import Dataset
 
     Dataset.from_list(rows).save_to_disk(str(tmp_path / "hf"))
@@ -310,7 +310,7 @@ def test_a_blank_answer_and_a_null_chat_follow_the_common_rules(tmp_path: Path, 
     ctx = make_ctx()
     assert load_jsonl(_jsonl(tmp_path, rows), ctx)["response"] == ["r"]
     # the chat is not empty: its answer is (as its user message is, for a prompt)
-    assert "1 of 2 rows have an empty assistant's answer in 'messages' (loader.messages_field) (line 2)" \
+    assert "1 of 2 rows has an empty assistant's answer in 'messages' (loader.messages_field) (line 2)" \
         in ctx.notices[0]
     with pytest.raises(UserError, match=r"assistant's answer in 'messages' \(loader.messages_field\) is empty in "
                                         r"every row \(line 1, line 2\)"):
@@ -477,7 +477,7 @@ def test_a_lone_surrogate_in_a_chats_earlier_messages_leaves_the_row_out_as_in_i
     ctx = make_ctx()
     assert len(load_jsonl(_jsonl(tmp_path, rows), ctx)) == 1
     (notice,) = ctx.notices
-    assert re.search(r"1 of 2 rows hold text that is not valid UTF-8 \(line 2\); they are left out\. The first, "
+    assert re.search(r"1 of 2 rows holds text that is not valid UTF-8 \(line 2\); it is left out\. The first, "
                      r"line 2: the 'messages' value contains an invalid unicode escape \(a lone "
                      r"surrogate such as \\ud800\)", notice), notice
     assert notice.count("chat.jsonl") == 1, notice  # the source and file said once, not again for the first row
@@ -499,7 +499,7 @@ def test_a_lone_surrogate_in_a_prompt_field_rows_own_chat_context_leaves_the_row
         ctx = make_ctx()
         assert load_jsonl(loader, ctx)["prompt"] == ["q"]
         (notice,) = ctx.notices
-        assert re.search(r"1 of 2 rows hold text that is not valid UTF-8 \(line 2\); they are left out\. The first, "
+        assert re.search(r"1 of 2 rows holds text that is not valid UTF-8 \(line 2\); it is left out\. The first, "
                          r"line 2: the 'chat_context' value contains an invalid unicode escape", notice), notice
         with pytest.raises(UserError, match=r"line 1: the 'chat_context' value contains .* No row is left: 1 of 1"):
             write_jsonl(tmp_path / "rows.jsonl", [{"prompt": "q", "response": "r", **own}])

@@ -176,8 +176,8 @@ def test_validate_says_of_jsonl_lines_that_are_not_utf8_what_the_data_stage_does
         "re-save it as UTF-8")
     warnings = spec_warnings(Spec.model_validate(yaml.safe_load(text)), tmp_path / "subsetctl.yaml")
     (warning,) = [w for w in warnings if w.key == "sources[1].loader.path"]
-    assert warning.message.endswith("few.jsonl: 1 of 31 lines are not valid UTF-8 (line 1; the first at byte 13); "
-                                    "they are left out. If the file was saved in another encoding, re-save it as UTF-8.")
+    assert warning.message.endswith("few.jsonl: 1 of 31 lines is not valid UTF-8 (line 1; the first at byte 13); "
+                                    "it is left out. If the file was saved in another encoding, re-save it as UTF-8.")
 
 
 def test_validate_finds_a_source_whose_every_answer_is_blank(tmp_path: Path) -> None:
@@ -363,8 +363,8 @@ def test_validate_says_of_csv_rows_that_are_not_utf8_what_the_data_stage_does(tm
     assert "it reads as Latin-1 (Windows-1252) text there): re-save it as UTF-8" in issues["sources[2].loader.path"].message
     warnings = spec_warnings(Spec.model_validate(yaml.safe_load(text)), tmp_path / "subsetctl.yaml")
     (warning,) = [w for w in warnings if w.key == "sources[1].loader.path"]
-    assert warning.message.endswith("few.csv: 1 of 31 rows are not valid UTF-8 (line 2; the first at byte 17); "
-                                    "they are left out. If the file was saved in another encoding, re-save it as UTF-8.")
+    assert warning.message.endswith("few.csv: 1 of 31 rows is not valid UTF-8 (line 2; the first at byte 17); "
+                                    "it is left out. If the file was saved in another encoding, re-save it as UTF-8.")
 
 
 def test_validate_counts_a_csv_files_rows_not_utf8_as_the_data_stage_does(tmp_path: Path) -> None:
@@ -380,7 +380,7 @@ def test_validate_counts_a_csv_files_rows_not_utf8_as_the_data_stage_does(tmp_pa
         "many.csv: not valid UTF-8 (byte 225, line 90): re-save it as UTF-8; 2 of its 10 rows are not UTF-8 "
         "(line 90, line 91)")}
     assert _warning_on(tmp_path, text, "sources[1].loader.path").endswith(
-        "few.csv: 1 of 10 rows are not valid UTF-8 (line 2; the first at byte 18); they are left out. If the file "
+        "few.csv: 1 of 10 rows is not valid UTF-8 (line 2; the first at byte 18); it is left out. If the file "
         "was saved in another encoding, re-save it as UTF-8.")
 
 

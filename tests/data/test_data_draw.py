@@ -419,4 +419,4 @@ def test_a_row_past_the_limit_whose_chat_context_is_not_utf8_is_left_out(tmp_pat
     assert len(load_csv(CsvLoader(type="csv", path="c.csv"), ctx)) == 100
     assert ctx.drawn == {"rows": 300}
     (notice,) = [n for n in ctx.notices if "not valid UTF-8" in n]
-    assert "1 of 301 rows hold text that is not valid UTF-8 (line 302)" in notice
+    assert "1 of 301 rows holds text that is not valid UTF-8 (line 302)" in notice

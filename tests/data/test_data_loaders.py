@@ -501,8 +501,8 @@ def test_parquet_string_columns_stored_as_binary_read_as_their_text(tmp_path: Pa
     ctx = make_ctx()  # a row of bytes that are not UTF-8: left out, said once
     assert load_parquet(ParquetLoader(type="parquet", path="bad.parquet"), ctx)["prompt"] == ["ok"]
     (notice,) = ctx.notices
-    assert "1 of 2 rows hold text that is not valid UTF-8 (row 2); they are left out" in notice
-    assert re.search(r"they are left out\. The first, row 2: 'prompt' \(loader.prompt_field\) holds bytes that are "
+    assert "1 of 2 rows holds text that is not valid UTF-8 (row 2); it is left out" in notice
+    assert re.search(r"it is left out\. The first, row 2: 'prompt' \(loader.prompt_field\) holds bytes that are "
                      r"not UTF-8 text \(byte 3\)", notice), notice
     pq.write_table(pa.table({"prompt": pa.array([b"caf\xe9"], pa.binary()), "response": pa.array([b"x"], pa.binary())}),
                    tmp_path / "bad.parquet")  # no row left: the error, with the count
@@ -1314,7 +1314,7 @@ def test_jsonl_empty_response_rows_are_left_out_with_their_file_line(tmp_path: P
     loaded = load_jsonl(JsonlLoader(type="jsonl", path="d.jsonl"), ctx)
     assert len(loaded) == 3 and loaded["row"] == [0, 1, 2]
     (notice,) = ctx.notices
-    assert f"file {tmp_path / 'd.jsonl'}: 1 of 4 rows have an empty 'response' (loader.response_field) (line 4)" in notice
+    assert f"file {tmp_path / 'd.jsonl'}: 1 of 4 rows has an empty 'response' (loader.response_field) (line 4)" in notice
     assert "left out" in notice and "\n" not in notice
     write_jsonl(tmp_path / "all.jsonl", [{"prompt": "x", "response": response}] * 2)
     with pytest.raises(UserError, match=r"is empty in every row \(line 1, line 2\).*right column"):
@@ -1424,7 +1424,7 @@ def test_plugin_empty_response_rows_are_left_out(make_ctx) -> None:
     )
     ctx = make_ctx("pl")
     assert load_plugin(PluginLoader(type="plugin", name="test_emptyresp_loader"), ctx)["prompt"] == ["p"]
-    assert "1 of 2 rows have an empty 'response' (row 2)" in ctx.notices[0]
+    assert "1 of 2 rows has an empty 'response' (row 2)" in ctx.notices[0]
 
 
 def test_a_plugin_loaders_structured_values_get_advice_for_plugin_loaders(make_ctx, tmp_path: Path) -> None:
@@ -1538,7 +1538,7 @@ def test_files_read_in_chunks_give_the_same_dataset(tmp_path: Path, make_ctx, mo
         assert chunked._fingerprint == whole._fingerprint  # caches keyed on it must not see a change
         assert chunked_ctx.notices == whole_ctx.notices
         assert len(whole_ctx.notices) == (2 if options.type == "jsonl" else 1)  # a JSON list answer: a notice
-        assert "1 of 11 rows have an empty" in whole_ctx.notices[0]
+        assert "1 of 11 rows has an empty" in whole_ctx.notices[0]
     assert list(whole["label"]) == [0, 1, 2, 0, 2, 0, 3, 2, 0, 1]  # classifier: ids over every chunk's labels
 
 
@@ -1683,6 +1683,30 @@ def test_a_jsonl_line_with_a_euro_sign_cut_short_is_left_out_not_taken_for_latin
     assert re.search(r"cut\.jsonl: 2 of 62 lines are not valid UTF-8 \(line 31, line 32; ", notice), notice
 
 
+def test_a_count_of_one_line_not_utf8_agrees_and_is_worded_of_the_file_or_the_source(tmp_path: Path,
+                                                                                       make_ctx) -> None:
+    """The notice said "1 of 31 lines are not valid UTF-8 ...; they are left out": one line
+    "is", and "it is" left out. Said of the file where several sources read it, and back of
+    the source (file_notice_worded), in the new words and in the words a kept notice of an
+    earlier run has."""
+    from subsetctl.data.loaders import file_notice_worded
+
+    good = b"".join(b'{"prompt": "q%d", "response": "a"}\n' % i for i in range(30))
+    (tmp_path / "one.jsonl").write_bytes(good + b'{"prompt": "x\x81y", "response": "a"}\n')
+    ctx = make_ctx()
+    assert len(load_jsonl(JsonlLoader(type="jsonl", path="one.jsonl"), ctx)) == 30
+    (notice,) = ctx.notices
+    assert "one.jsonl: 1 of 31 lines is not valid UTF-8 (line 31; the first at byte 1053); it is left out. " \
+           "If the file" in notice, notice
+    path = tmp_path / "one.jsonl"
+    source = ctx.source_name
+    of_file = file_notice_worded(notice, source, path, of_file=True)
+    assert of_file.startswith(f"File {path}: 1 of 31 lines is not valid") and \
+        "; it is left out of every source reading it. If" in of_file, of_file
+    assert file_notice_worded(of_file, source, path, of_file=False) == notice
+    kept = notice.replace("lines is not", "lines are not").replace("it is left out", "they are left out")
+    assert "; they are left out of every source reading it. " in file_notice_worded(kept, source, path, of_file=True)
+
 
 @pytest.mark.parametrize("in_memory", [True, False])
 def test_a_where_source_leaves_out_jsonl_lines_that_are_not_utf8_as_the_whole_file_does(
@@ -1702,7 +1726,7 @@ def test_a_where_source_leaves_out_jsonl_lines_that_are_not_utf8_as_the_whole_fi
     ds = load_jsonl(JsonlLoader(type="jsonl", path="tasks.jsonl", where={"task": "t1"}), ctx)
     assert sorted(ds["prompt"]) == sorted(f"q{i}" for i in range(1, 40, 2) if i != 21)
     (notice,) = ctx.notices
-    assert re.search(r"tasks\.jsonl: 1 of 40 lines are not valid UTF-8 \(line 22; the first at byte \d+\); they are "
+    assert re.search(r"tasks\.jsonl: 1 of 40 lines is not valid UTF-8 \(line 22; the first at byte \d+\); it is "
                      r"left out of every source reading it\.", notice), notice
 
 
@@ -1714,11 +1738,11 @@ def test_a_byte_order_mark_or_a_nul_byte_in_a_csv_cell_is_said(tmp_path: Path, m
     ctx = make_ctx()
     assert load_csv(CsvLoader(type="csv", path="a.csv"), ctx)["prompt"] == ["q1", "\ufeffprompt", "q2"]
     bom, nul = ctx.notices
-    assert re.search(r"a\.csv: 1 cell\(s\) hold a byte-order mark \(U\+FEFF\), which a file has only at its start, as "
+    assert re.search(r"a\.csv: 1 cell holds a byte-order mark \(U\+FEFF\), which a file has only at its start, as "
                      r"when two files are joined \(`cat a\.csv b\.csv`\) \(line 3, column 'prompt'\); .* Line 3 repeats "
                      r"the header: another file's, read as a row\. Delete those 3 bytes \(EF BB BF\) there and the "
                      r"repeated header lines\.$", bom), bom
-    assert re.search(r"a\.csv: 1 cell\(s\) hold a NUL byte \(line 4, column 'response'\); they are read with it", nul), nul
+    assert re.search(r"a\.csv: 1 cell holds a NUL byte \(line 4, column 'response'\); the cell is read with it", nul), nul
     (tmp_path / "b.csv").write_bytes(b"\xef\xbb\xbfprompt,response\nq1,a1\n")  # a BOM at the start: nothing said
     ctx = make_ctx()
     load_csv(CsvLoader(type="csv", path="b.csv"), ctx)
@@ -1751,7 +1775,7 @@ def test_a_few_csv_rows_that_are_not_utf8_are_left_out_with_one_warning(tmp_path
     ctx = make_ctx()
     dataset = load_csv(CsvLoader(type="csv", path="b.csv"), ctx)
     assert len(dataset) == 31 and "\udc81x" not in dataset["prompt"]
-    assert any(re.search(r"b\.csv: 1 of 33 rows are not valid UTF-8 \(line 3; the first at byte 21\); they are left "
+    assert any(re.search(r"b\.csv: 1 of 33 rows is not valid UTF-8 \(line 3; the first at byte 21\); it is left "
                          r"out\.", n) for n in ctx.notices)
     assert any("line 34" in n for n in ctx.notices)  # the blank answer, named by its own line
     drawn = dataclasses.replace(make_ctx(), keep_at_most=5)
@@ -1774,7 +1798,7 @@ def test_a_csv_files_share_of_rows_not_utf8_counts_rows_not_the_lines_of_their_c
     (tmp_path / "few.csv").write_bytes(b'prompt,response\n"x\x81\nx\x81\nx\x81\nx\x81\nx\x81",a\n' + good)
     ctx = make_ctx()
     assert len(load_csv(CsvLoader(type="csv", path="few.csv"), ctx)) == 9
-    assert any(re.search(r"few\.csv: 1 of 10 rows are not valid UTF-8 \(line 2; the first at byte 18\); they are "
+    assert any(re.search(r"few\.csv: 1 of 10 rows is not valid UTF-8 \(line 2; the first at byte 18\); it is "
                          r"left out\.", n) for n in ctx.notices), ctx.notices
     long_cells = b"".join(b'"q%d\n' % i + b"l\n" * 9 + b'",a\n' for i in range(8))
     (tmp_path / "many.csv").write_bytes(b"prompt,response\n" + long_cells + b"x\x81,a\ny\x81,a\n")

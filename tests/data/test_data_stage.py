@@ -360,7 +360,7 @@ def test_data_stage_leaves_out_an_empty_target_response_and_warns(tmp_path: Path
     write_jsonl(tmp_path / "target.jsonl", rows)
     summary = run_data_stage(spec, tmp_path, tmp_path / "out")
     assert sum(summary["counts"]["tgt"].values()) == 11
-    assert any("target.jsonl: 1 of 12 rows have an empty 'response' (loader.response_field) (line 5)" in w
+    assert any("target.jsonl: 1 of 12 rows has an empty 'response' (loader.response_field) (line 5)" in w
                for w in summary["warnings"])
 
 

@@ -50,7 +50,7 @@ def test_a_blank_text_is_left_out_and_a_missing_column_is_an_error_naming_text_f
     ctx = make_ctx()
     ds = load_jsonl(_jsonl(tmp_path, [{"text": "kept"}, {"text": "   "}, {"text": "also kept"}]), ctx)
     assert ds["response"] == ["kept", "also kept"]
-    assert any("1 of 3 rows have an empty 'text' (loader.text_field) (line 2)" in n for n in ctx.notices), ctx.notices
+    assert any("1 of 3 rows has an empty 'text' (loader.text_field) (line 2)" in n for n in ctx.notices), ctx.notices
     with pytest.raises(UserError, match=r"has no column 'body' \(asked for by loader.text_field\)\. "
                                         r"Available columns: 'id', 'text'\."):
         load_jsonl(_jsonl(tmp_path, [{"text": "a", "id": 1}], field="body"), make_ctx())
@@ -94,8 +94,8 @@ def test_a_missing_null_or_nan_text_is_left_out_with_the_blank_ones_in_one_notic
     pq.write_table(pa.Table.from_pylist([{"text": "a"}, {"text": None}]), tmp_path / "p.parquet")
     ctx = make_ctx()
     assert load_parquet(ParquetLoader(type="parquet", path="p.parquet", text_field="text"), ctx)["response"] == ["a"]
-    assert ctx.notices == ["Source 'src': file " + str(tmp_path / "p.parquet") + ": 1 of 2 rows have a missing, null "
-                           "or NaN 'text' (loader.text_field) (row 2); they are left out (every row needs a text)."]
+    assert ctx.notices == ["Source 'src': file " + str(tmp_path / "p.parquet") + ": 1 of 2 rows has a missing, null "
+                           "or NaN 'text' (loader.text_field) (row 2); it is left out (every row needs a text)."]
     with pytest.raises(UserError, match=r"'text' \(loader.text_field\) is missing, null or NaN in every row "
                                         r"\(line 1, line 2\)"):
         load_jsonl(_jsonl(tmp_path, [{"text": None}, {"text": None, "id": 2}]), make_ctx())
@@ -122,10 +122,10 @@ def test_a_document_that_is_not_utf8_text_is_left_out_with_one_notice(tmp_path: 
     pq.write_table(pa.table({"text": pa.array([b"ok", b"caf\xe9", None], pa.binary())}), tmp_path / "b.parquet")
     ctx = make_ctx()
     assert load_parquet(ParquetLoader(type="parquet", path="b.parquet", text_field="text"), ctx)["response"] == ["ok"]
-    assert [n.split(": ", 2)[2][:40] for n in ctx.notices] == ["1 of 3 rows hold text that is not valid ",
-                                                               "1 of 3 rows have a missing, null or NaN "]
+    assert [n.split(": ", 2)[2][:40] for n in ctx.notices] == ["1 of 3 rows holds text that is not valid",
+                                                               "1 of 3 rows has a missing, null or NaN '"]
     with pytest.raises(UserError, match=r"line 1: the 'text' value contains an invalid unicode escape .* No row is "
-                                        r"left: 1 of 2 rows hold such text \(line 1\), 1 more an empty one\."):
+                                        r"left: 1 of 2 rows holds such text \(line 1\), 1 more an empty one\."):
         load_jsonl(_jsonl(tmp_path, [{"text": "\ud800"}, {"text": " "}]), make_ctx())
 
 

@@ -112,7 +112,7 @@ def test_a_row_problem_names_the_line_of_the_file(tmp_path: Path, in_memory: boo
     ctx = _ctx(tmp_path / "c", source.name)
     assert len(load_csv(source.loader, ctx)) == 1
     (notice,) = ctx.notices
-    assert "tasks.csv (task = 'b'): 1 of 2 rows have an empty 'response'" in notice and "(line 5)" in notice
+    assert "tasks.csv (task = 'b'): 1 of 2 rows has an empty 'response'" in notice and "(line 5)" in notice
 
 
 @pytest.mark.parametrize("in_memory", [True, False])
@@ -308,8 +308,8 @@ def test_a_few_lines_not_utf8_are_left_out_of_every_task_said_once(tmp_path: Pat
     spec = load_spec(path)
     byte = len(b"".join(lines[:3])) + bad.index(b"\x81")
     counted = f"{len(lines) + 1} lines" if kind == "jsonl" else f"{len(lines)} rows"  # (a CSV file's header: no row)
-    notice = (f"File {data}: 1 of {counted} are not valid UTF-8 (line 4; the first at byte "
-              f"{byte}); they are left out of every source reading it. If the file was saved in another "
+    notice = (f"File {data}: 1 of {counted} is not valid UTF-8 (line 4; the first at byte "
+              f"{byte}); it is left out of every source reading it. If the file was saved in another "
               "encoding, re-save it as UTF-8.")
     said = [w.message for w in spec_warnings(spec, path) if "not valid UTF-8" in w.message]
     read_by = " Read by sources 'flan-a' and 'flan-b'."  # (validate names them: each task's key is not the file's)
@@ -338,7 +338,7 @@ def test_csv_cells_with_a_bom_or_a_nul_are_said_once_for_the_file(tmp_path: Path
     data = tmp_path / "data" / "tasks.csv"
     data.write_bytes(data.read_bytes().replace(b"a q3,", b"a q\x003,"))
     said = [w.message for w in spec_warnings(load_spec(path), path) if "NUL" in w.message]
-    assert len(said) == 1 and said[0].startswith("File ") and "1 cell(s) hold a NUL byte (line 8, column 'prompt')" in said[0]
+    assert len(said) == 1 and said[0].startswith("File ") and "1 cell holds a NUL byte (line 8, column 'prompt')" in said[0]
     run_project(tmp_path, until="data", reporter=SilentReporter())
     summary = json.loads((tmp_path / ".subsetctl" / "data" / "data.json").read_text())
     read_by = " Read by sources 'flan-a' and 'flan-b'."  # (validate names them; the data stage, the file alone)

@@ -424,7 +424,7 @@ def test_a_one_token_text_with_no_bos_or_eos_is_left_out_of_the_test_loss(monkey
     assert out["loss_ce"] == pytest.approx(ce.mean()) and out["loss_ce"] > 0
     assert evaluate_loss(model, tok, rows, "causal-lm", 32, objective="ce") == pytest.approx(ce.mean())
     (said,) = [w for w in out["warnings"] if "no token to score" in w]
-    assert said.startswith("1 of 4 test examples have no token to score ('one': 1)") and "left out of the test loss" in said
+    assert said.startswith("1 of 4 test examples has no token to score ('one': 1)") and "left out of the test loss" in said
     with pytest.raises(UserError, match="None of the 1 examples"):
         evaluate_loss(model, tok, rows[3:], "causal-lm", 32)
 

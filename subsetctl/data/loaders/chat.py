@@ -249,7 +249,8 @@ class ChatColumns(CommonColumns):
         dataset = super().finish()
         for what, kind in self.refused.items():
             self.ctx.notices.append(
-                f"Source {source!r}: {self.where}: {kind.count} of {self.count} rows are left out, their {named} "
+                f"Source {source!r}: {self.where}: {kind.count} of {self.count} rows "
+                f"{'is' if kind.count == 1 else 'are'} left out, {'its' if kind.count == 1 else 'their'} {named} "
                 f"being no chat: {what} ({self._shown(kind)}; the first: {kind.detail}). Each row needs a list of "
                 "messages ({role, content} or ShareGPT's {from, value}, each content text or a list of text parts) "
                 "ending with a user message and the assistant's answer."

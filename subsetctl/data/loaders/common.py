@@ -830,14 +830,15 @@ class CommonColumns:
             f" (+{self.invalid_count - len(self.invalid)} more)" if self.invalid_count > len(self.invalid) else "")
         if self.count == self.left_out_count:
             blank = f", {self.blank_count} more an empty one" if self.blank_count else ""
-            raise UserError(f"{self.invalid_detail} No row is left: {self.invalid_count} of {self.count} rows hold "
-                            f"such text ({shown}){blank}.")
+            raise UserError(f"{self.invalid_detail} No row is left: {self.invalid_count} of {self.count} rows "
+                            f"{'holds' if self.invalid_count == 1 else 'hold'} such text ({shown}){blank}.")
         said = f"Source {self.ctx.source_name!r}: {self.where}"
         first = self.invalid_detail.removeprefix(f"{said}, ")  # its row's place alone: the source said once
         lead = "The first, " if first != self.invalid_detail else "The first: "
         self.ctx.notices.append(
-            f"{said}: {self.invalid_count} of {self.count} rows hold text that is not valid UTF-8 ({shown}); "
-            f"they are left out. {lead}{first}"
+            f"{said}: {self.invalid_count} of {self.count} rows {'holds' if self.invalid_count == 1 else 'hold'} text "
+            f"that is not valid UTF-8 ({shown}); {'it is' if self.invalid_count == 1 else 'they are'} left out. "
+            f"{lead}{first}"
         )
 
     def _most_blank(self) -> str | None:
@@ -1110,9 +1111,10 @@ def _note_blank_answers(blank: list[int], blank_count: int, total: int, ctx: Loa
     most = (f" That is most of its rows: {most_blank or f'check that the loader reads the right column.{advice}'}"
             if blank_count * 2 > total else "")
     ctx.notices.append(
-        f"Source {ctx.source_name!r}: {where}: {blank_count} of {total} rows have {'a' if empty[0] == 'm' else 'an'} "
-        f"{empty} {named} ({shown}{f'; {missing} missing, null or NaN' if 0 < missing < blank_count else ''}); "
-        f"they are left out (every row needs {what}).{most}"
+        f"Source {ctx.source_name!r}: {where}: {blank_count} of {total} rows "
+        f"{'has' if blank_count == 1 else 'have'} {'a' if empty[0] == 'm' else 'an'} {empty} {named} "
+        f"({shown}{f'; {missing} missing, null or NaN' if 0 < missing < blank_count else ''}); "
+        f"{'it is' if blank_count == 1 else 'they are'} left out (every row needs {what}).{most}"
     )
 
 

@@ -416,9 +416,10 @@ class NotUtf8Lines:
         said = f"Source {source!r}: file" if source is not None else "File"
         whose = "" if source is not None else " of every source reading it"
         total, unit = self.counted()
-        return (f"{said} {shown_path(path)}: {self.count} of {total} {unit} are not valid UTF-8 "
-                f"({self.shown()}; the first at byte {self.byte}); they are left out{whose}. If the file was saved "
-                "in another encoding, re-save it as UTF-8.")
+        one = self.count == 1
+        return (f"{said} {shown_path(path)}: {self.count} of {total} {unit} {'is' if one else 'are'} not valid UTF-8 "
+                f"({self.shown()}; the first at byte {self.byte}); {'it is' if one else 'they are'} left out{whose}. "
+                "If the file was saved in another encoding, re-save it as UTF-8.")
 
 
 def has_escaped_bytes(text: str) -> bool:
@@ -957,8 +958,8 @@ def mixed_line_ends_notice(path: Path, source: str | None, delimiter: str = ",")
     shown = shell_arg(shown_path(path))
     fix = (f"`zcat {shown} | dos2unix | gzip > fixed.csv.gz`, then put fixed.csv.gz in its place (LF; `unix2dos` "
            "for CRLF)" if first_bytes(path, 2) == GZIP_MAGIC else f"`dos2unix {shown}` (LF; `unix2dos` for CRLF)")
-    return (f"{said} {shown_path(path)}: {found.crlf} of its {found.crlf + found.lf} lines end with CRLF (the first: "
-            f"line {found.first_crlf}), the others with a line feed (LF) alone: mixed line ends, as when rows are "
+    return (f"{said} {shown_path(path)}: {found.crlf} of its {found.crlf + found.lf} lines "
+            f"{'ends' if found.crlf == 1 else 'end'} with CRLF (the first: line {found.first_crlf}), the others with a line feed (LF) alone: mixed line ends, as when rows are "
             "added by another program or part of the file was saved on Windows. Its rows are read alike either way "
             "(no cell keeps a trailing carriage return), but a quoted cell holds a line break, read as written, "
             "CRLF in some cells and LF in others, which the model sees as different text. Give the file one line "
@@ -1182,10 +1183,14 @@ def csv_stray_cell_notices(path: Path, delimiter: str, source: str | None) -> li
 
 #: words only the notices of a text file's problems have (lines not UTF-8, stray cells, mixed
 #: line ends), said of one source or of the file (:func:`file_notice_worded`)
-_FILE_PROBLEM_WORDS = ("are not valid UTF-8 (", "hold a byte-order mark (U+FEFF)", "hold a NUL byte (",
-                       "lines end with CRLF (the first: ")
-#: a not-UTF-8 notice's words said of one source, and of the file
-_LEFT_OUT, _LEFT_OUT_OF_EVERY = "; they are left out. ", "; they are left out of every source reading it. "
+#: (each count's words: "1 of 11 lines is", "2 of 11 lines are"; a notice kept by an earlier run said "are", "hold"
+#: and "end" of one too)
+_FILE_PROBLEM_WORDS = ("lines are not valid UTF-8 (", "rows are not valid UTF-8 (", "lines is not valid UTF-8 (",
+                       "rows is not valid UTF-8 (", " a byte-order mark (U+FEFF), which a file has only at ",
+                       " a NUL byte (", " with CRLF (the first: ")
+#: the words of a not-UTF-8 notice said of one source, and of the file: of several lines, of one
+_LEFT_OUT = (("; they are left out. ", "; they are left out of every source reading it. "),
+             ("; it is left out. ", "; it is left out of every source reading it. "))
 
 
 def file_notice_worded(notice: str, source: str, path: Path, of_file: bool) -> str:
@@ -1199,13 +1204,17 @@ def file_notice_worded(notice: str, source: str, path: Path, of_file: bool) -> s
         return notice
     own = f"Source {source!r}: file "
     # (a file's stray cells are said of its resolved path: csv_stray_cell_notices looks once a file)
-    stray = "hold a byte-order mark" in notice or "hold a NUL byte" in notice
+    stray = " a byte-order mark (U+FEFF), which" in notice or " a NUL byte (" in notice
     shown, resolved = shown_path(path), shown_path(path.resolve()) if stray else shown_path(path)
     if of_file and notice.startswith(own + shown + ":"):
-        rest = notice[len(own + shown):].replace(_LEFT_OUT, _LEFT_OUT_OF_EVERY, 1)
+        rest = notice[len(own + shown):]
+        for left_out, of_every in _LEFT_OUT:
+            rest = rest.replace(left_out, of_every, 1)
         return f"File {resolved}{rest}"
     if not of_file and notice.startswith(f"File {resolved}:"):
-        rest = notice[len(f"File {resolved}"):].replace(_LEFT_OUT_OF_EVERY, _LEFT_OUT, 1)
+        rest = notice[len(f"File {resolved}"):]
+        for left_out, of_every in _LEFT_OUT:
+            rest = rest.replace(of_every, left_out, 1)
         return f"{own}{shown}{rest}"
     return notice
 
@@ -1257,15 +1266,20 @@ def _stray_cell_notices(path: Path, delimiter: str, said: str) -> list[str]:
         lines = ", ".join(str(n) for n in boms.headers)
         repeated = (f" Line {lines} repeats the header: another file's, read as a row." if len(boms.headers) == 1 else
                     f" Lines {lines} repeat the header: other files', read as rows." if boms.headers else "")
-        notices.append(f"{said}: {boms.count} cell(s) hold a byte-order mark (U+FEFF), which a file has only at its "
-                       f"start, as when two files are joined (`cat a.csv b.csv`) ({boms.shown()}); they are read with "
-                       f"it, as a character of the text.{repeated} Delete those 3 bytes (EF BB BF) there"
+        notices.append(f"{said}: {_cells_hold(boms.count)} a byte-order mark (U+FEFF), which a file has only at "
+                       f"its start, as when two files are joined (`cat a.csv b.csv`) ({boms.shown()}); "
+                       f"{'the cell is' if boms.count == 1 else 'they are'} read with it, as a character of the text.{repeated} Delete those 3 bytes (EF BB BF) there"
                        f"{' and the repeated header lines' if boms.headers else ''}.")
     if nuls.count:
-        notices.append(f"{said}: {nuls.count} cell(s) hold a NUL byte ({nuls.shown()}); they are read with it, as a "
-                       "character of the text. A NUL in a text file is damage, or bytes that are not text: remove them "
+        notices.append(f"{said}: {_cells_hold(nuls.count)} a NUL byte ({nuls.shown()}); "
+                       f"{'the cell is' if nuls.count == 1 else 'they are'} read with it, as a character of the text. A NUL in a text file is damage, or bytes that are not text: remove them "
                        "(`tr -d '\\000' < in.csv > out.csv`) or fix those cells.")
     return notices
+
+
+def _cells_hold(count: int) -> str:
+    """"1 cell holds", "3 cells hold": a stray-cell notice's subject and verb, agreeing."""
+    return f"{count} cell holds" if count == 1 else f"{count} cells hold"
 
 
 @LOADERS.register("csv")
