@@ -282,11 +282,13 @@ class Stage(ABC):
         return None
 
     def planned_work(self, spec: Spec, forced: bool, project: Project, rerun: set[str],
-                     resumes: bool = False) -> str | None:
+                     resumes: bool = False, inputs: dict[str, Any] | None = None) -> str | None:
         """:meth:`work`, with what ``project``'s earlier results of stages not in ``rerun``
         (those the run does again) tell of its size (the gradients stage: how many rows the
         data stage prepared); ``resumes``: `run` resumes the work a run that stopped partway
-        left in the stage's folder (the finished fine-tunes it recorded count as done).
+        left in the stage's folder (the finished fine-tunes it recorded count as done);
+        ``inputs``: the stage's inputs as ``plan`` worked them out (its fingerprint's, with the
+        ``extra`` ones: the data stage's files counted), not to count them again.
         ``plan`` shows this."""
         return self.work(spec, forced)
 
@@ -999,7 +1001,7 @@ class Pipeline:
                 put_back_manifests[stage.name] = kept[1]
             shown_seconds = will_run and _is_seconds(last_seconds)
             planned = (stage.planned_work(self.spec, stage.name in force, self.project, rerun,
-                                          resumes=state == "unfinished") if will_run else None)
+                                          resumes=state == "unfinished", inputs=inputs) if will_run else None)
             statuses.append(StageStatus(stage.name, state, reasons, will_run, fp, conditional, put_back,
                                         kept[0] if put_back and kept else None, missing, inputs, planned,
                                         float(last_seconds) if shown_seconds else None,

@@ -2305,6 +2305,29 @@ def test_plan_and_run_say_how_many_sources_are_prepared_again_and_which(tiny_pro
     assert work() == "the target and 3 sources (none of the 4 prepared before: each loaded; the target counted)"
 
 
+def test_plan_counts_each_sources_files_once_saying_which_are_prepared_again(tiny_project_ran, monkeypatch) -> None:
+    """`plan` worked out each source's input files twice where the data stage runs again: for
+    the stage's fingerprint, and again for the key that tells whether earlier results hold the
+    source (four times for a changed one): 500 ``save_to_disk`` sources took 0.4 s of CPU more. Once
+    now, each as today counts it, and the count of sources prepared again is as before."""
+    from subsetctl.data import fingerprint
+
+    tiny_project = tiny_project_ran("data")
+    counted: list[str] = []
+    count = fingerprint.source_fingerprint_inputs
+
+    def counting(source: Any, spec_dir: Path, whole_files: bool = False, saved_whole: bool = False) -> dict[str, Any]:
+        counted.append(source.name)
+        return count(source, spec_dir, whole_files, saved_whole)
+
+    monkeypatch.setattr(fingerprint, "source_fingerprint_inputs", counting)
+    with (tiny_project / "a.jsonl").open("a") as fh:
+        fh.write('{"prompt": "9+9=", "response": "18"}\n')
+    work = str({s.name: s for s in plan_project(tiny_project)[2]}["data"].work)
+    assert work == "the target and 3 sources (1 of 4 prepared again (a), 3 reused; the target counted)"
+    assert sorted(counted) == sorted(["a", "b", "bad", "target"]), counted
+
+
 def test_plan_counts_sources_whose_prepared_files_are_damaged_as_prepared_again(tiny_project_ran) -> None:
     """A prepared source whose Arrow file is cut short: `plan` counted it (and every other)
     reused by the keys the prepared sources record, "all 4 reused", while `run` discards the

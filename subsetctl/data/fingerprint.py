@@ -472,7 +472,8 @@ def source_context(spec: Spec, source: SourceSpec, spec_dir: Path, file_shared: 
 
 
 def source_key(spec: Spec, source: SourceSpec, spec_dir: Path, before_plugins_left_out: bool = False,
-               label_field_counted: bool = False, whole_files: bool = False, saved_whole: bool = False) -> str:
+               label_field_counted: bool = False, whole_files: bool = False, saved_whole: bool = False,
+               inputs: dict[str, Any] | None = None) -> str:
     """What one source's prepared splits follow from: its spec (loader, split, limits,
     corruption), whether it is the target, the seed and model kind, its input files or
     generating package, with a plugin loader's code
@@ -487,7 +488,9 @@ def source_key(spec: Spec, source: SourceSpec, spec_dir: Path, before_plugins_le
     (:func:`~subsetctl.data.fingerprint.source_dump`); keys written while it counted
     (``label_field_counted``) are accepted too. Nor, for a file loader's ``where``, the
     file's other rows; keys written while they counted (``whole_files``; ``saved_whole``: a
-    ``save_to_disk`` folder's ``_fingerprint`` alone) are accepted."""
+    ``save_to_disk`` folder's ``_fingerprint`` alone) are accepted. ``inputs``: today's
+    :func:`source_fingerprint_inputs` of ``source`` where the caller has them (its files are
+    then not counted again; not with ``whole_files`` or ``saved_whole``)."""
     from subsetctl import RESULTS_VERSION
     from subsetctl.project import fingerprint
     from subsetctl.registry import LOADERS
@@ -500,43 +503,55 @@ def source_key(spec: Spec, source: SourceSpec, spec_dir: Path, before_plugins_le
         "target": source.name == spec.target.name,
         "seed": source_context(spec, source, spec_dir).seed,
         "kind": spec.model.kind,
-        "inputs": source_fingerprint_inputs(source, spec_dir, whole_files=whole_files, saved_whole=saved_whole),
+        "inputs": (inputs if inputs is not None and not (whole_files or saved_whole)
+                   else source_fingerprint_inputs(source, spec_dir, whole_files=whole_files, saved_whole=saved_whole)),
         **({"plugins": spec.plugins} if before_plugins_left_out else {}),
         "version": RESULTS_VERSION,
     })
 
 
-def reuse_keys(spec: Spec, source: SourceSpec, spec_dir: Path) -> list[tuple[str, ...]]:
+def reuse_keys(spec: Spec, source: SourceSpec, spec_dir: Path,
+               inputs: dict[str, Any] | None = None) -> list[tuple[str, ...]]:
     """The keys a source prepared earlier is reused under, looked for in this order (each
     group in every folder before the next group): today's :func:`source_key` with those an
     earlier subsetctl wrote for the same inputs (a causal LM's unread ``label_field``
     counted, a ``where``'s whole file counted), then the key written while the spec's
-    ``plugins:`` list counted."""
-    keys = (source_key(spec, source, spec_dir),)
+    ``plugins:`` list counted. The source's files are counted once for today's keys (or not
+    at all, given ``inputs``, :func:`source_fingerprint_inputs`'s), again only as counted before."""
+    if inputs is None:
+        inputs = source_fingerprint_inputs(source, spec_dir)
+    keys = (source_key(spec, source, spec_dir, inputs=inputs),)
     if label_field_unread(spec, source):  # also data prepared while subsetctl counted it
-        keys += (source_key(spec, source, spec_dir, label_field_counted=True),)
+        keys += (source_key(spec, source, spec_dir, label_field_counted=True, inputs=inputs),)
     if counted_otherwise_before(source, spec_dir):  # also data prepared while the whole file (folder) counted
         keys += (source_key(spec, source, spec_dir, whole_files=True),)
         if getattr(source, "test_loader", None) is not None and counts_saved_to_disk(source, spec_dir):
             # (a target's save_to_disk folder counted whole beside a test_loader counted as today: just before)
             keys += (source_key(spec, source, spec_dir, saved_whole=True),)
-    return [keys, (source_key(spec, source, spec_dir, before_plugins_left_out=True),)]
+    return [keys, (source_key(spec, source, spec_dir, before_plugins_left_out=True, inputs=inputs),)]
 
 
-def prepared_again(spec: Spec, spec_dir: Path, folders: list[Path]) -> list[str]:
+def prepared_again(spec: Spec, spec_dir: Path, folders: list[Path],
+                   inputs: dict[str, Any] | None = None) -> list[str]:
     """The target's and sources' names (in the spec's order) that no folder among
     ``folders`` (earlier data-stage results) holds prepared from one of its
     :func:`reuse_keys`, by the records' keys alone: those a run prepares again, for `plan`
     to count without hashing the prepared files (one found damaged then is prepared
     again too, and `run` says so). The earlier keys are worked out only for a source no
-    folder holds under today's."""
+    folder holds under today's. ``inputs``: each source's :func:`source_fingerprint_inputs` by
+    its name, as the data stage's inputs hold them (``plan`` has worked them out): its files are
+    not counted again; a source they lack is counted here, once."""
     def held(source: SourceSpec) -> bool:
         records = [read_json_object(folder / source.name / SOURCE_FILE) for folder in folders]
         found = [record.get("key") for record in records
                  if record is not None and isinstance(record.get("warnings"), list)]
-        if not found or source_key(spec, source, spec_dir) in found:
-            return bool(found)
-        # (the keys an earlier subsetctl wrote only now: each counts the source's files again)
-        return any(key in found for group in reuse_keys(spec, source, spec_dir) for key in group)
+        if not found:
+            return False
+        counted = (inputs or {}).get(source.name)
+        today = counted if isinstance(counted, dict) else source_fingerprint_inputs(source, spec_dir)
+        if source_key(spec, source, spec_dir, inputs=today) in found:
+            return True
+        # (the keys an earlier subsetctl wrote only now: those counting the source's files otherwise count them again)
+        return any(key in found for group in reuse_keys(spec, source, spec_dir, today) for key in group)
 
     return [source.name for source in [spec.target, *spec.sources] if not held(source)]

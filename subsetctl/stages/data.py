@@ -36,7 +36,7 @@ class DataStage(Stage):
         return f"the target{tested} and {len(spec.sources):,} sources ({reused})"
 
     def planned_work(self, spec: Spec, forced: bool, project: Project, rerun: set[str],
-                     resumes: bool = False) -> str | None:
+                     resumes: bool = False, inputs: dict[str, Any] | None = None) -> str | None:
         """:meth:`work`, saying how many of the target and sources `run` prepares again and
         which, "1 of 4 prepared again (a), 3 reused", by the keys the earlier results' sources
         were prepared from (those in the stage's folder, set aside or previous, which `run`
@@ -46,7 +46,8 @@ class DataStage(Stage):
         (a/train/data-00000-of-00001.arrow has size 100, expected 1864): none reused from them"
         (`plan` counted those sources reused, and `run` prepared them again). The checksums are
         those `plan` checks anyway, by their recorded sizes and file stamps (a file is hashed only
-        where its stamp changed). Nothing on disk changes."""
+        where its stamp changed). Each source's files are counted once, in ``inputs`` (``plan``'s:
+        counting 500 ``save_to_disk`` sources again took 0.4 s of plan's 4.1 s of CPU). Nothing on disk changes."""
         from subsetctl.data.fingerprint import prepared_again
         from subsetctl.errors import UserError
         from subsetctl.project import verify_checksums
@@ -60,7 +61,7 @@ class DataStage(Stage):
         # (`run` resets the stage when they fail: only intact earlier results are reused from)
         folders = [*([] if damaged else [project.stage_dir(self.name)]), *self._intact_earlier_results(project)]
         try:
-            again = prepared_again(spec, project.root, folders)
+            again = prepared_again(spec, project.root, folders, (inputs or {}).get("extra"))
         except (UserError, OSError, ValueError):  # a missing file: `run` says it
             return work
         tested = " (its test rows from target.test_loader)" if spec.target.test_loader is not None else ""

@@ -301,7 +301,7 @@ class EvaluateStage(common.ModelStage):
         return counts.get(spec.target.name, {}).get("test") if counts else None
 
     def planned_work(self, spec: Spec, forced: bool, project: Project, rerun: set[str],
-                     resumes: bool = False) -> str | None:
+                     resumes: bool = False, inputs: dict[str, Any] | None = None) -> str | None:
         """:meth:`work`, saying how many of the adapters' test results the cache holds ("3 of
         5 cached, reused") when the stages that decide them (data, finetune) are not
         re-run, and those a run that stopped partway finished (its per_run.json, which `run`

@@ -476,7 +476,7 @@ class FinetuneStage(common.ModelStage):
         return _counted_work(spec, len(labels), runs // seeds)
 
     def planned_work(self, spec: Spec, forced: bool, project: Project, rerun: set[str],
-                     resumes: bool = False) -> str | None:
+                     resumes: bool = False, inputs: dict[str, Any] | None = None) -> str | None:
         """:meth:`work`, saying how many of its distinct fine-tunes the cache holds ("3 of 5
         cached, reused") when the stages that decide them (data, search) are not re-run, and
         those a run that stopped partway finished (its runs.json, which `run` keeps when it

@@ -143,7 +143,7 @@ class GradientsStage(common.ModelStage):
                 f"{spec.gradients.batch_size}, projected to d = {spec.gradients.d}")
 
     def planned_work(self, spec: Spec, forced: bool, project: Project, rerun: set[str],
-                     resumes: bool = False) -> str | None:
+                     resumes: bool = False, inputs: dict[str, Any] | None = None) -> str | None:
         """:meth:`work`, with the number of rows the data stage prepared when it is up to
         date: the stage costs a fixed time per row, and a large source taken whole (no
         ``max_examples``) makes it run for hours, which the count shows before it starts;

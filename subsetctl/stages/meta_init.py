@@ -37,7 +37,7 @@ class MetaInitStage(common.ModelStage):
         return common.steps_work(m.steps, m.batch_size, m.grad_accum)
 
     def planned_work(self, spec: Spec, forced: bool, project: Project, rerun: set[str],
-                     resumes: bool = False) -> str | None:
+                     resumes: bool = False, inputs: dict[str, Any] | None = None) -> str | None:
         """:meth:`work`, and the disk its checkpoints and adapter take where that matters
         (:func:`~subsetctl.stages.common.lora_disk_note`: the checkpoints of a run that stopped
         partway, which `run` resumes from, count as room)."""

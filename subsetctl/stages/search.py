@@ -676,7 +676,7 @@ class SearchStage(Stage):
                 f"shared ones are estimated once, {stored})")
 
     def planned_work(self, spec: Spec, forced: bool, project: Project, rerun: set[str],
-                     resumes: bool = False) -> str | None:
+                     resumes: bool = False, inputs: dict[str, Any] | None = None) -> str | None:
         """:meth:`work`, saying how many estimates the store `run` opens holds when the
         stages deciding its key (gradients, calibrate) are not re-run: "8 of 8 stored,
         reused" when the search may ask for every subset there is, else "120 stored, 7 of the

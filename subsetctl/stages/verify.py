@@ -106,7 +106,7 @@ class VerifyStage(common.ModelStage):
                 + common.reused_unless_forced(forced, "those in the cache are reused"))
 
     def planned_work(self, spec: Spec, forced: bool, project: Project, rerun: set[str],
-                     resumes: bool = False) -> str | None:
+                     resumes: bool = False, inputs: dict[str, Any] | None = None) -> str | None:
         """:meth:`work`, saying how many of its fine-tunes the cache holds ("3 of 8 cached,
         reused") when the stages that key them (data, meta_init) are not re-run: `plan` said
         "those in the cache are reused", which told nothing of the hours the rest take; and
