@@ -510,6 +510,13 @@ def source_key(spec: Spec, source: SourceSpec, spec_dir: Path, before_plugins_le
     })
 
 
+def key_and_inputs(spec: Spec, source: SourceSpec, spec_dir: Path) -> tuple[str, dict[str, Any]]:
+    """Today's :func:`source_key` of ``source`` with the :func:`source_fingerprint_inputs` it
+    counted: given to :func:`reuse_keys`, which then counts the source's files no more for today's keys."""
+    inputs = source_fingerprint_inputs(source, spec_dir)
+    return source_key(spec, source, spec_dir, inputs=inputs), inputs
+
+
 def reuse_keys(spec: Spec, source: SourceSpec, spec_dir: Path,
                inputs: dict[str, Any] | None = None) -> list[tuple[str, ...]]:
     """The keys a source prepared earlier is reused under, looked for in this order (each

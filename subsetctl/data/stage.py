@@ -38,7 +38,7 @@ from typing import Any
 
 from datasets import Dataset
 
-from subsetctl.data.fingerprint import SOURCE_FILE, reuse_keys, source_context, source_key
+from subsetctl.data.fingerprint import SOURCE_FILE, key_and_inputs, reuse_keys, source_context, source_key
 from subsetctl.data.loaders import (
     COLUMNS,
     dataset_from_table,
@@ -438,10 +438,16 @@ def _prepare_or_reuse(spec: Spec, source: SourceSpec, spec_dir: Path, out_dir: P
     """One source's splits, its record (key, warnings) and the folder of an earlier run's
     copy it was read from: when one prepared it from the same key (its warnings said
     again; its name added to ``reused``); else prepared now (not yet saved; no folder).
+    Today's key is looked for in every folder first, as `plan` looks (:func:`prepared_again`): the
+    keys an earlier subsetctl wrote (:func:`reuse_keys`), some counting the files otherwise (a
+    ``save_to_disk`` folder whole), are worked out only for a source none holds under it.
     ``file_shared``: its file is read by other sources too (:func:`text_file_readers`)."""
-    passes = reuse_keys(spec, source, spec_dir)
-    key = passes[0][0]
-    found = next(filter(None, (_prepared_earlier([out_dir, *reuse_from], source.name, keys) for keys in passes)), None)
+    folders = [out_dir, *reuse_from]
+    key, inputs = key_and_inputs(spec, source, spec_dir)
+    found = _prepared_earlier(folders, source.name, (key,))
+    if found is None:  # (the keys an earlier subsetctl wrote, only now: some count the source's files otherwise)
+        found = next(filter(None, (_prepared_earlier(folders, source.name, keys)
+                                   for keys in reuse_keys(spec, source, spec_dir, inputs))), None)
     if found is not None:
         folder, record = found
         record = {**record, "key": key}  # (an earlier key: recorded as today's once the source is in place)

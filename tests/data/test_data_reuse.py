@@ -503,6 +503,39 @@ def _saved_to_disk_project(tmp_path: Path, rows: int = 6, data_files: bool = Fal
     return folder
 
 
+def _saved_to_disk_project_ran_then_target_edited(tmp_path: Path) -> None:
+    """:func:`_saved_to_disk_project` with its data stage run, then the target's split edited:
+    the data stage runs again, the target alone prepared again."""
+    import yaml
+
+    from subsetctl.api import run_project
+    from subsetctl.reporter import SilentReporter
+
+    _saved_to_disk_project(tmp_path)
+    run_project(tmp_path, until="data", reporter=SilentReporter())
+    spec = yaml.safe_load((tmp_path / "subsetctl.yaml").read_text())
+    spec["target"]["split"] = {"train": 0.6, "validation": 0.2, "test": 0.2}
+    (tmp_path / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+
+
+def _counted_as_before(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the sources whose inputs are worked out as an earlier subsetctl counted them
+    (``whole_files`` or ``saved_whole`` of :func:`~subsetctl.data.fingerprint.source_fingerprint_inputs`),
+    appended to the list returned as they are."""
+    from subsetctl.data import fingerprint
+
+    counted = fingerprint.source_fingerprint_inputs
+    earlier: list[str] = []
+
+    def as_counted(source, spec_dir, whole_files=False, saved_whole=False):  # type: ignore[no-untyped-def]
+        if whole_files or saved_whole:
+            earlier.append(source.name)
+        return counted(source, spec_dir, whole_files=whole_files, saved_whole=saved_whole)
+
+    monkeypatch.setattr(fingerprint, "source_fingerprint_inputs", as_counted)
+    return earlier
+
+
 def _new_save_fingerprint(folder: Path) -> None:
     """``folder``'s ``state.json`` as ``save_to_disk`` writes it on saving the same rows of a
     dataset whose history it cannot hash: a new ``_fingerprint``."""
@@ -545,29 +578,29 @@ def test_plan_after_a_target_edit_counts_no_save_to_disk_folder_as_an_earlier_su
     inputs and key an earlier subsetctl counted (the folder whole), though the data stage
     recorded today's: 200 such sources took 1.68 s of CPU, not 1.45 s. They are worked out only
     where today's do not match: none here."""
-    import yaml
+    from subsetctl.api import plan_project
 
-    from subsetctl.api import plan_project, run_project
-    from subsetctl.data import fingerprint
-    from subsetctl.reporter import SilentReporter
-
-    _saved_to_disk_project(tmp_path)
-    run_project(tmp_path, until="data", reporter=SilentReporter())
-    spec = yaml.safe_load((tmp_path / "subsetctl.yaml").read_text())
-    spec["target"]["split"] = {"train": 0.6, "validation": 0.2, "test": 0.2}
-    (tmp_path / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    counted = fingerprint.source_fingerprint_inputs
-    earlier: list[str] = []
-
-    def as_counted(source, spec_dir, whole_files=False, saved_whole=False):  # type: ignore[no-untyped-def]
-        if whole_files or saved_whole:
-            earlier.append(source.name)
-        return counted(source, spec_dir, whole_files=whole_files, saved_whole=saved_whole)
-
-    monkeypatch.setattr(fingerprint, "source_fingerprint_inputs", as_counted)
+    _saved_to_disk_project_ran_then_target_edited(tmp_path)
+    earlier = _counted_as_before(monkeypatch)
     data = {s.name: s for s in plan_project(tmp_path)[2]}["data"]
     assert data.will_run and "(1 of 3 prepared again (t), 2 reused;" in str(data.work), data.work
     assert earlier == [], earlier
+
+
+def test_the_data_stage_counts_no_save_to_disk_folder_as_an_earlier_subsetctl_did_when_today_s_key_is_held(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prepared_calls: list[str]) -> None:
+    """The data stage worked out, for every source it reuses, the keys an earlier subsetctl
+    wrote before looking for today's, counting each save_to_disk folder a second time, whole:
+    only where no folder holds the source under today's key now, as
+    `plan` does. The source is reused all the same."""
+    from subsetctl.api import run_project
+    from subsetctl.reporter import SilentReporter
+
+    _saved_to_disk_project_ran_then_target_edited(tmp_path)
+    earlier = _counted_as_before(monkeypatch)
+    prepared_calls.clear()
+    run_project(tmp_path, until="data", reporter=SilentReporter())
+    assert prepared_calls == ["t"] and earlier == [], (prepared_calls, earlier)
 
 
 @pytest.mark.parametrize("data_files", [False, True])
