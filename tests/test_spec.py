@@ -2001,3 +2001,26 @@ def test_the_folder_limit_of_a_pattern_is_raised_by_an_environment_variable(
     monkeypatch.setenv("SUBSETCTL_GLOB_FOLDER_LIMIT", "lots")
     with pytest.raises(UserError, match="SUBSETCTL_GLOB_FOLDER_LIMIT='lots' is not a whole number above 0"):
         globbing.glob_without_loops("many/**/*.jsonl", tmp_path)
+
+
+def test_override_advice_names_the_first_wrong_part_of_its_key_not_the_last_word() -> None:
+    """The advice about an override's key looked at its last word alone: `model.loraa.r` (no
+    value) read as a key of the spec, to be written `model.loraa.r=VALUE`; `model.lora.rr` was
+    told to `init` a project; `sources.0.loaderr.path=x` to write `sources[0].loaderr.path`, and
+    `search.strategies.5.name=x` (2 strategies) to write `search.strategies[5]`, with the example
+    `sources[0].max_examples=50`. Now the first wrong part is named, with the keys valid there."""
+    from subsetctl.spec.overrides import override_without_value_note
+
+    said = override_without_value_note("model.loraa.r")
+    assert "model has no key 'loraa' (did you mean 'lora'? its keys: " in said and "model.loraa.r=VALUE" not in said
+    assert "model.lora has no key 'rr' (did you mean 'r'?" in override_without_value_note("model.lora.rr")
+    assert "sources[0] has no key 'loaderr'" in override_without_value_note("sources[0].loaderr.path")
+    assert "model.lora.r takes a value, not keys" in override_without_value_note("model.lora.r.x")
+    for right in ("model.lora.r", "sources.wiki.loader.path", "target.label_map.pos", "search.strategies[0].params.k"):
+        assert f"({right}=VALUE)" in override_without_value_note(right)
+    with pytest.raises(SpecError, match=r"sources\[0\]; and sources\[0\] has no key 'loaderr' \(did you mean 'loader'"):
+        apply_overrides(MINIMAL, ["sources.0.loaderr.path=x"])
+    with pytest.raises(SpecError, match=r"brackets, sources\[0\].max_examples=5\.$"):
+        apply_overrides(MINIMAL, ["sources.0.max_examples=5"])
+    with pytest.raises(SpecError, match=r"sources\[5\], which does not exist: sources has 1 item, sources\[0\]\.$"):
+        apply_overrides(MINIMAL, ["sources.5.name=x"])

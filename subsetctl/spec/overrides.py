@@ -113,11 +113,67 @@ def override_without_value_note(path: object) -> str:
     if len(parts) < 2 or parts[0] not in Spec.model_fields:
         return ""
     last, before = parts[-1], parts[-2]
+    wrong = _first_unknown_part(parts)
     if not (isinstance(last, int) or last in _spec_key_names()
-            or (isinstance(before, str) and before in _spec_mapping_names())):
+            or (isinstance(before, str) and before in _spec_mapping_names())
+            or (len(parts) > 2 and wrong is not None and wrong[0] == len(parts) - 1)):  # model.lora.rr
         return ""
-    return (f": {text} reads as a key of the spec, an override without its value. Write each override as one "
-            f"argument, key=value without spaces around '=' ({text}=VALUE)")
+    if wrong is None:
+        return (f": {text} reads as a key of the spec, an override without its value. Write each override as one "
+                f"argument, key=value without spaces around '=' ({text}=VALUE)")
+    return (f": {text} reads as an override without its value, and its key is wrong too: "
+            f"{unknown_part_note(parts, *wrong)}. Write each override as one argument, key=VALUE without spaces "
+            "around '=', with a key `subsetctl schema` lists")
+
+
+#: how many of the keys valid where a key path goes wrong its advice lists (sorted)
+_KEYS_LISTED = 12
+
+
+def _first_unknown_part(parts: list[str | int]) -> tuple[int, list[str]] | None:
+    """Where an override's key path leaves the spec's keys: the index of its first part that
+    no model of the spec has there (``model.loraa.r`` -> 1, ``loraa``), with the keys valid at
+    that place, sorted (none where the part before takes a value, not keys: ``model.lora.r.x``);
+    None when every part is a key (or a list index, or a source's or strategy's name in a named
+    list, or anything under a setting whose keys are the user's own, ``label_map``, ``params``).
+    The advice about a key used to look at its last word alone, and so passed ``model.loraa.r``
+    (``r`` is a key) as a key of the spec."""
+    from pydantic import BaseModel
+
+    from subsetctl.spec.models import Spec  # (the models read overrides' helpers)
+
+    named_lists = {listed.path for listed in _NAMED_LISTS}
+    models: list[Any] = [Spec]
+    for i, part in enumerate(parts):
+        if isinstance(part, int) or tuple(parts[:i]) in named_lists:  # a list item: its type is in hand
+            continue
+        fields = [model.model_fields[part] for model in models
+                  if isinstance(model, type) and issubclass(model, BaseModel) and part in model.model_fields]
+        if not fields:
+            return i, sorted({key for model in models if isinstance(model, type) and issubclass(model, BaseModel)
+                              for key in model.model_fields})
+        if any(_is_mapping(field.annotation) for field in fields):  # label_map.pos, params.k: the user's keys
+            return None
+        models = [model for field in fields for model in _models_in(field.annotation)]
+        if not models and i < len(parts) - 1:  # model.lora.r.x: r takes a value
+            return i + 1, []
+    return None
+
+
+def unknown_part_note(parts: list[str | int], at: int, valid: list[str]) -> str:
+    """What is wrong at part ``at`` of an override's key path (as :func:`_first_unknown_part`
+    found it): "model has no key 'loraa' (did you mean 'lora'? its keys: ...)", or that the
+    part before takes a value, not keys."""
+    import difflib
+
+    where, part = format_path(tuple(parts[:at])), parts[at]
+    if not valid:
+        return f"{where} takes a value, not keys, so {key_text(parts[: at + 1])} is no setting"
+    close = difflib.get_close_matches(str(part), valid, n=1, cutoff=0.6)
+    meant = f"did you mean {close[0]!r}? " if close else ""
+    listed = ", ".join(valid[:_KEYS_LISTED]) + (", ..." if len(valid) > _KEYS_LISTED else "")
+    owner = where or "the spec"
+    return f"{owner} has no key {str(part)!r} ({meant}its keys: {listed})"
 
 
 @functools.cache
@@ -130,10 +186,13 @@ def _spec_key_names() -> frozenset[str]:
 def _spec_mapping_names() -> frozenset[str]:
     """The names of the spec's settings whose value is a mapping of any keys (``label_map``,
     ``where``, ``params``): a key under one is the user's own, no key name of the spec."""
-    def is_mapping(annotation: Any) -> bool:
-        return get_origin(annotation) is dict or any(is_mapping(arg) for arg in get_args(annotation))
+    return frozenset(key for key, annotation in _spec_fields() if _is_mapping(annotation))
 
-    return frozenset(key for key, annotation in _spec_fields() if is_mapping(annotation))
+
+def _is_mapping(annotation: Any) -> bool:
+    """Whether a setting of this type annotation may be a mapping of any keys (``dict[str, Any]``,
+    through Optional and unions)."""
+    return get_origin(annotation) is dict or any(_is_mapping(arg) for arg in get_args(annotation))
 
 
 def _spec_fields() -> list[tuple[str, Any]]:
@@ -263,7 +322,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], written: dict[st
                 node = node[part]
             else:
                 if not isinstance(node, dict):
-                    raise SpecError(_not_a_mapping(shown, parts[:i], node, part))
+                    raise SpecError(_not_a_mapping(shown, parts, i, node))
                 if part not in node or node[part] is None:
                     if isinstance(nxt, int):
                         raise SpecError(f"Override {shown!r}: {format_path(tuple(parts[: i + 1]))} does not "
@@ -277,7 +336,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], written: dict[st
             node[last] = value
         else:
             if not isinstance(node, dict):
-                raise SpecError(_not_a_mapping(shown, parts[:-1], node, last))
+                raise SpecError(_not_a_mapping(shown, parts, len(parts) - 1, node))
             node[last] = value
     return out
 
@@ -562,19 +621,37 @@ def _no_item(item: str, path: list[str | int], node: Any, data: dict[str, Any]) 
     where, missing = format_path(tuple(path[:-1])), format_path(tuple(path))
     if not isinstance(node, list):
         return f"Override {item!r}: {missing} does not exist ({where} is not a list)."
-    count = (f"{where} is empty" if not node else
-             f"{where} has 1 item, {where}[0]" if len(node) == 1 else
-             f"{where} has {len(node)} items, {where}[0] to {where}[{len(node) - 1}]")
-    return f"Override {item!r}: {missing} does not exist: {count}.{_groups_hint(path, data)}"
+    return f"Override {item!r}: {missing} does not exist: {_items_count(where, node)}.{_groups_hint(path, data)}"
 
 
-def _not_a_mapping(item: str, path: list[str | int], node: Any, part: str | int) -> str:
-    """The error of an override whose key goes into something that is no mapping; for a
-    list item written with a dot (``sources.0.max_examples``), how to write it."""
-    where = format_path(tuple(path))
+def _items_count(where: str, items: list[Any]) -> str:
+    """How many items the list at ``where`` has, and their indices: "sources has 3 items,
+    sources[0] to sources[2]"."""
+    return (f"{where} is empty" if not items else
+            f"{where} has 1 item, {where}[0]" if len(items) == 1 else
+            f"{where} has {len(items)} items, {where}[0] to {where}[{len(items) - 1}]")
+
+
+def _not_a_mapping(item: str, parts: list[str | int], at: int, node: Any) -> str:
+    """The error of an override whose key goes into something that is no mapping at part
+    ``at`` of its key path ``parts``; for a list item written with a dot
+    (``sources.0.max_examples=5``), the override written with brackets
+    (``sources[0].max_examples=5``), or, past the list's end, how many items it has. (The
+    advice was always "e.g. sources[0].max_examples=50", and named an item past the end.)"""
+    where, part = format_path(tuple(parts[:at])), parts[at]
     if isinstance(node, list) and str(part).isdigit():
+        index = int(part)
+        if index >= len(node):
+            return (f"Override {item!r}: {where} is a list, not a mapping, and an item is named with brackets, "
+                    f"{where}[{index}], which does not exist: {_items_count(where, node)}.")
+        value = split_override(item)[1]
+        fixed = [*parts[:at], index, *parts[at + 1:]]
+        wrong = _first_unknown_part(fixed)
+        if wrong is not None:  # sources.0.loaderr.path=x: not "write sources[0].loaderr.path=x"
+            return (f"Override {item!r}: {where} is a list, not a mapping: name an item with brackets, "
+                    f"{key_text(fixed[: at + 1])}; and {unknown_part_note(fixed, *wrong)}.")
         return (f"Override {item!r}: {where} is a list, not a mapping: name an item with brackets, "
-                f"{where}[{part}] (e.g. sources[0].max_examples=50).")
+                f"{key_text(fixed)}={value}.")
     return f"Override {item!r}: {where} is not a mapping."
 
 
