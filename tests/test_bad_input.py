@@ -1449,7 +1449,25 @@ def test_spec_mistakes_get_messages_in_the_specs_terms(tmp_path: Path) -> None:
     duplicate = {**BASE, "sources": [*BASE["sources"], {"name": "s0", "loader": {"type": "jsonl", "path": "t.jsonl"}}]}
     path = _spec_file(tmp_path, duplicate)
     (issue,) = validate_spec_file(path).issues
-    assert issue.key == "sources[3]" and issue.line is not None and "duplicate source name 's0'" in issue.message
+    assert issue.key == "sources[3].name" and issue.line is not None and "duplicate source name 's0'" in issue.message
+
+
+def test_a_duplicate_source_name_is_put_at_the_second_name_and_says_where_the_first_is(tmp_path: Path) -> None:
+    """Two sources named alike: the issue's key was `sources[3]` (the whole source, the last
+    one naming it), and the first was named by index alone. Now the key is the repeating
+    `name:` (sources[3].name, at its line) and the message gives the first one's key and line;
+    where an override set the first one's name, it says so instead of the file's line."""
+    duplicate = {**BASE, "sources": [*BASE["sources"], {"name": "s0", "loader": {"type": "jsonl", "path": "t.jsonl"}}]}
+    path = _spec_file(tmp_path, duplicate)
+    (issue,) = validate_spec_file(path).issues
+    text = path.read_text().splitlines()
+    assert issue.key == "sources[3].name" and text[issue.line - 1].strip() == "- name: s0", (issue, text)
+    first = next(n for n, line in enumerate(text, 1) if line.strip() == "- name: s0")
+    assert issue.message.endswith(f"; the first is sources[0].name, at line {first}"), issue.message
+    (issue,) = validate_spec_file(_spec_file(tmp_path, BASE), ["sources[0].name=s1"]).issues
+    assert issue.key == "sources[1].name" and issue.line is None, issue
+    assert "; the first is sources[0].name, set on the command line (given in overrides: sources[0].name=s1)" \
+        in issue.message, issue.message
 
 
 def test_a_classifier_scored_by_reasoning_gym_gets_one_consistent_advice(tmp_path: Path) -> None:
@@ -1851,7 +1869,7 @@ def test_a_group_source_named_like_a_listed_one_says_to_set_name_prefix(tmp_path
     assert issue.endswith("set the group's `name_prefix` (e.g. `name_prefix: pool-`) to rename them"), issue
     listed = {**BASE, "sources": [*BASE["sources"], {**BASE["sources"][0], "name": "s0"}]}
     (issue,) = _issues(_spec_file(tmp_path, listed))
-    assert issue.endswith("names must be unique: rename one"), issue
+    assert issue.endswith("names must be unique: rename one; the first is sources[0].name, at line 11"), issue
 
 
 def test_a_group_clashing_with_several_listed_sources_says_so_once(tmp_path: Path) -> None:

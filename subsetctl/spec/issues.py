@@ -209,11 +209,33 @@ def issues_from_validation(
         named = re.findall(r"sources\[(\d+)\]", message) if not loc else []
         if named:  # a whole-spec check about a source (a duplicate name): at that source
             loc = ("sources", int(named[-1]))
+            loc, message = _at_second_name(loc, message, lines)
         message += _merge_note(loc, lines, merged)
         issue = SpecIssue(file=file, line=line_of_key(loc, lines), key=format_path(loc), message=message)
         if issue not in found:  # a union (count or fraction) fails once per member, alike
             found.append(issue)
     return found
+
+
+#: the sources a duplicate name is taken by, in its problem: "duplicate source name 'a' (sources[0] and sources[3])"
+_DUPLICATE_NAME = re.compile(r"duplicate source name .*? \((sources\[\d+\](?:(?:, | and )sources\[\d+\])+)\)")
+
+
+def _at_second_name(loc: tuple[Any, ...], message: str, lines: dict[tuple[Any, ...], int]) -> tuple[tuple[Any, ...], str]:
+    """The location and message of a whole-spec problem about sources: for one duplicate
+    name, at the second source's ``name`` key (``sources[3].name``, the one that repeats it),
+    with where the first one is (its key and line) said; ``loc`` and ``message`` as they are
+    otherwise, or where the sources' names are not written in the file (a ``source_files``
+    group's). The issue named the last source (``sources[3]``) and the first only by index."""
+    duplicate = _DUPLICATE_NAME.match(message)
+    if duplicate is None:
+        return loc, message
+    first, second = (int(i) for i in re.findall(r"sources\[(\d+)\]", duplicate.group(1))[:2])
+    if ("sources", second, "name") not in lines:
+        return loc, message
+    first_line = lines.get(("sources", first, "name"))
+    where = f"; the first is sources[{first}].name, at line {first_line}" if first_line is not None else ""
+    return ("sources", second, "name"), message + where
 
 
 def _written_key(parent: tuple[Any, ...], key: Any, lines: dict[tuple[Any, ...], int]) -> tuple[Any, ...]:

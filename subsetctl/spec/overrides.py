@@ -704,6 +704,7 @@ def attribute_overrides(issues: list[SpecIssue], overrides: list[str],
             if any(same_branch(k, key) for k in named) or _selects_meaning_of(key, plain_key):
                 shown = as_written(item, written)
                 message = _quoted_on_the_command_line(issue.message, shown) if key == plain_key else issue.message
+                message = _line_of_overridden_key(message, key)
                 body, stop = (message[:-1], ".") if message.endswith(".") else (message, "")  # "...'abc' (set on ...)."
                 issue = issue.model_copy(update={
                     "line": None,
@@ -711,6 +712,19 @@ def attribute_overrides(issues: list[SpecIssue], overrides: list[str],
                 break
         out.append(issue)
     return out
+
+
+#: a key of the file and its line, as a message names it ("the first is sources[0].name, at line 20"):
+#: an override of that key makes the file's line the wrong place to look
+_KEY_AT_LINE = re.compile(r"(sources\[\d+\]\.name), at line \d+")
+
+
+def _line_of_overridden_key(message: str, key: str) -> str:
+    """``message`` with the file's line of a key it names ("sources[0].name, at line 20") said
+    as set on the command line where the override of ``key`` set it: the file's line holds
+    the value the override replaced."""
+    return _KEY_AT_LINE.sub(lambda m: f"{m.group(1)}, set on the command line" if same_branch(m.group(1), key)
+                            else m.group(0), message)
 
 
 #: the advice to quote a number or boolean YAML read for text, as spec.issues words it for a file
