@@ -545,6 +545,24 @@ def test_a_data_file_given_as_the_spec_is_said_to_be_one(tmp_path: Path) -> None
         assert "data file" not in str(refused.value)
 
 
+def test_a_one_line_data_file_given_as_the_spec_is_said_to_be_one(tmp_path: Path) -> None:
+    """A JSON Lines file of one record (or one and a blank line) reads as YAML as one mapping:
+    `subsetctl validate train.jsonl` said "prompt: unknown key", "response: unknown key",
+    "target: required key is missing", where a longer one was told it is a data file. A record
+    with a `target` text field, or chat `messages`, is no spec either; a spec written in JSON is."""
+    said = "looks like a data file, not a spec: give the spec file (usually subsetctl.yaml) or the project folder"
+    for name, text in (("train.jsonl", '{"prompt": "a", "response": "b"}\n'),
+                       ("two.jsonl", '{"prompt": "a", "response": "b"}\n\n'),
+                       ("row.json", '{"prompt": "a", "target": "b"}'),
+                       ("chat.jsonl", '{"messages": [{"role": "user", "content": "hi"}]}\n')):
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        with pytest.raises(SpecError) as refused:
+            load_spec(tmp_path / name)
+        assert f"{name} {said}" in str(refused.value) and "unknown key" not in str(refused.value), str(refused.value)
+    (tmp_path / "spec.json").write_text(json.dumps(MINIMAL), encoding="utf-8")
+    assert load_spec(tmp_path / "spec.json").sources[0].name == "s"
+
+
 def test_load_spec_errors(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="no such spec file"):
         load_spec(tmp_path / "missing.yaml")

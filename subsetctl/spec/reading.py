@@ -26,6 +26,7 @@ from subsetctl.errors import (
     name_too_long_note,
     name_too_long_problem,
     path_not_found_note,
+    printable,
     shown_text,
 )
 from subsetctl.globbing import (
@@ -162,7 +163,20 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
             path, "the spec must be a YAML mapping of keys (project, model, target, "
             f"sources, ...), not a {type(data).__name__}.{' ' + data_file if data_file else ''}"
         )
+    if _data_file_note(path) and not _has_a_spec_section(data):  # a one-line train.jsonl: one record, a mapping
+        keys = ", ".join(printable(str(key)) for key in list(data)[:5]) + (", ..." if len(data) > 5 else "")
+        raise SpecFileError(path, f"this holds no section of a spec (its keys: {keys or 'none'}). "
+                                  f"{_data_file_note(path)}", 1)
     return data, text
+
+
+def _has_a_spec_section(data: dict[Any, Any]) -> bool:
+    """Whether ``data`` holds a top-level key of the spec whose value is a section (a mapping or
+    a list: ``target: {...}``, ``sources: [...]``). A one-line JSON Lines file read as YAML is a
+    mapping too (``{"prompt": ..., "response": ...}``), and was refused key by key ("prompt:
+    unknown key"), where a longer one was told it is a data file; a record with a ``target``
+    text field is no spec either."""
+    return any(key in Spec.model_fields and isinstance(value, (dict, list)) for key, value in data.items())
 
 
 def _unmade_scalar(text: str) -> yaml.ScalarNode | None:
