@@ -423,6 +423,22 @@ def _internal_error_text(exc: BaseException) -> str:
             "Re-run with SUBSETCTL_DEBUG=1 for the traceback and report it.")
 
 
+class _PathGiven(click.Path):
+    """click's Path (as a :class:`~pathlib.Path`) that refuses empty text as a usage error (exit
+    2): ``Path("")`` is the current folder, so `subsetctl init "$DIR"` with DIR unset wrote a
+    project into the current folder, and `plan ""` or `report --compare ""` read the one there
+    (or named "." in an error the user did not type)."""
+
+    def __init__(self) -> None:
+        super().__init__(path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not value.strip():
+            self.fail(f"{value!r} is empty: name a folder or file ('.' for the current folder); an empty shell "
+                      "variable (\"$DIR\" with DIR unset) gives one.", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 def _stage_option(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     """Check --until/--force stage names as usage errors (exit 2) before any work starts."""
     from subsetctl.stages import stage_names
@@ -737,7 +753,7 @@ def _require_posix_locks() -> None:
 
 @main.command(epilog=_examples("subsetctl init myproject", "subsetctl init myproject --template minimal",
                                "subsetctl init variant7 --from-report sweep/v7/report.json"))
-@click.argument("directory", type=click.Path(path_type=Path))  # a file: init_project's UserError (exit 1)
+@click.argument("directory", type=_PathGiven())  # a file: init_project's UserError (exit 1)
 @click.option("--template", "-t", type=click.Choice(TEMPLATES), default="quickstart", show_default=True,
               help="The commented spec to start from: quickstart (reasoning-gym sources, no files), minimal "
                    "(also writes three small JSONL files it reads), classifier (a sequence classifier on a CSV "
@@ -745,7 +761,7 @@ def _require_posix_locks() -> None:
                    "datasets on GPUs: specs/hub-llama-gpu.yaml).")
 @click.option("--force", is_flag=True, help="Overwrite an existing subsetctl.yaml (kept as subsetctl.yaml.bak, or "
               ".bak.1, ... when that exists).")
-@click.option("--from-report", "from_report", type=click.Path(path_type=Path), default=None,
+@click.option("--from-report", "from_report", type=_PathGiven(), default=None,
               help="Instead of a template (default: a template), write the spec a report's results were made with: PATH is a "
                    "report.json (format 8 or later) or the project folder holding one. Every setting it records, "
                    "command-line overrides folded in; paths made relative to DIRECTORY (kept where DIRECTORY holds "
@@ -760,6 +776,10 @@ def init(directory: Path, template: str, force: bool, from_report: Path | None) 
     if from_report is not None and click.get_current_context().get_parameter_source("template") is not (
             click.core.ParameterSource.DEFAULT):
         raise click.UsageError("--template and --from-report each give the spec: pass one of them.")
+    if str(directory) == "-":  # not a folder named '-' made by mistake
+        raise click.UsageError("init writes a project folder, not standard output: '-' is no folder here. Name the "
+                               f"folder to create ({shell_arg(Path.cwd() / '-')} for one named '-'); `subsetctl "
+                               "schema` prints the spec's schema on standard output.")
     kept: list[str] = []
     backups: list[Path] = []
     said: list[str] = []
@@ -900,7 +920,7 @@ def _status_table(statuses: list[Any], title: str) -> Any:
 @main.command(short_help="Show each stage's status and what `run` would do.",
               epilog=_examples("subsetctl plan myproject", "subsetctl plan myproject --until search gradients.d=64",
                                "subsetctl plan myproject --format json"))
-@click.argument("directory", required=False, type=click.Path(path_type=Path))
+@click.argument("directory", required=False, type=_PathGiven())
 @click.argument("overrides", nargs=-1)
 @click.option("--until", cls=_StageOption, help="Plan only up to this stage (default: up to the last).")
 @click.option("--force", cls=_StageOption, multiple=True, help="Plan as if this stage were forced (repeatable; default: none).")
@@ -1142,7 +1162,7 @@ def _split_dir(directory: Path | None, overrides: tuple[str, ...]) -> tuple[Path
               epilog=_examples("subsetctl run myproject", "subsetctl run myproject --until gradients gradients.d=64",
                                "subsetctl run myproject --force finetune -q",
                                "subsetctl run myproject sources.wiki.max_examples=50 --format json > wiki50.json"))
-@click.argument("directory", required=False, type=click.Path(path_type=Path))
+@click.argument("directory", required=False, type=_PathGiven())
 @click.argument("overrides", nargs=-1)
 @click.option("--until", cls=_StageOption, help="Stop after this stage (default: go on to the last).")
 @click.option("--force", cls=_StageOption, multiple=True, help="Re-run this stage even if up to date (repeatable; default: none).")
@@ -1351,7 +1371,7 @@ def _print_report(root: Path, console: Any, overrides: list[str] | None = None) 
 @main.command(short_help="Show the results of the last run.",
               epilog=_examples("subsetctl report myproject", "subsetctl report myproject --format markdown > report.md",
                                "subsetctl report myproject --compare otherproject"))
-@click.argument("directory", required=False, type=click.Path(path_type=Path))
+@click.argument("directory", required=False, type=_PathGiven())
 @click.argument("overrides", nargs=-1)
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True,
               help="json: {json_format (the version of its keys), project (its folder), stages, outdated, stale, stale_reasons, previous, missing_outputs, "
@@ -1367,7 +1387,7 @@ def _print_report(root: Path, console: Any, overrides: list[str] | None = None) 
                    "default the per-source table then shows the 20 highest and 10 lowest scoring and long "
                    "selections are summarized). json always lists every source; markdown is report.md, which "
                    "of more than 200 shows the 20 highest and 10 lowest, report_sources.csv beside it listing all.")
-@click.option("--compare", "other", type=click.Path(path_type=Path), default=None, metavar="OTHER",
+@click.option("--compare", "other", type=_PathGiven(), default=None, metavar="OTHER",
               help="Another variant to set beside this one: a project folder, or a report.json kept from an "
                    "earlier run. Shows the settings that differ (and each side's command-line overrides, and a "
                    "folder whose spec moved past its results), the lambda, each selection's sources and "
@@ -1465,7 +1485,7 @@ def _report(directory: Path | None, overrides: tuple[str, ...], fmt: str, all_so
               context_settings={"allow_extra_args": True},  # (an override after the folder: _folder_not_override)
               epilog=_examples("subsetctl ls", "subsetctl ls myproject --format json", "subsetctl ls sweep",
                                "subsetctl ls --registries"))
-@click.argument("directory", required=False, type=click.Path(path_type=Path))
+@click.argument("directory", required=False, type=_PathGiven())
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: every kind's entries with description, parameters and origin (of a folder of projects, "
                    "a list of one object a project, each with json_format), for scripts; on an error "
@@ -1575,7 +1595,7 @@ def _print_hanging(console: Any, lead: str, text: str) -> None:
 
 @main.command(epilog=_examples("subsetctl doctor", "subsetctl doctor myproject"),
               context_settings={"allow_extra_args": True})  # (an override after the folder: _folder_not_override)
-@click.argument("directory", required=False, type=click.Path(path_type=Path))
+@click.argument("directory", required=False, type=_PathGiven())
 @_no_plugins_option("count what they would register as not checked (`validate --no-plugins` lists them)")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: {checks: [{name, ok, detail, advice}], ok, enclosing_project, doctor_format}, for scripts "

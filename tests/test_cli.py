@@ -170,6 +170,22 @@ def test_a_key_given_without_its_value_is_called_an_override_not_a_project_to_in
         assert "reads as a key" not in said and "subsetctl init" in said, said
 
 
+def test_an_empty_path_argument_or_init_of_standard_output_is_a_usage_error(tmp_path: Path, monkeypatch) -> None:
+    """`subsetctl init "$DIR"` with DIR unset wrote a project into the current folder, and
+    `plan ""`, `report --compare ""`, `ls ""` read the one there (an empty path is Path('.')):
+    now exit 2, naming the option. `init -` made a folder named '-': now it says init writes
+    a folder, not standard output. Nothing is written either way."""
+    monkeypatch.chdir(tmp_path)
+    for args in (("init", ""), ("init", " "), ("init", "p", "--from-report", ""), ("plan", ""), ("run", ""),
+                 ("report", ""), ("report", "p", "--compare", ""), ("ls", ""), ("doctor", "")):
+        result = invoke(*args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "is empty: name a folder or file ('.' for the current folder)" in result.output, (args, result.output)
+    result = invoke("init", "-")
+    assert result.exit_code == 2 and "init writes a project folder, not standard output" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_init_given_a_spec_path_makes_its_folder_the_project(tmp_path: Path) -> None:
     """`subsetctl init newp/subsetctl.yaml` made a folder named subsetctl.yaml holding the spec
     (newp/subsetctl.yaml/subsetctl.yaml), and `init myspec.yaml` a folder myspec.yaml/; the other
