@@ -763,7 +763,7 @@ def _require_posix_locks() -> None:
               ".bak.1, ... when that exists).")
 @click.option("--from-report", "from_report", type=_PathGiven(), default=None,
               help="Instead of a template (default: a template), write the spec a report's results were made with: PATH is a "
-                   "report.json (format 8 or later) or the project folder holding one. Every setting it records, "
+                   "report.json (format 8 or later) or the project folder holding one (or its subsetctl.yaml). Every setting it records, "
                    "command-line overrides folded in; paths made relative to DIRECTORY (kept where DIRECTORY holds "
                    "the file; absolute ones stay absolute); the data files checked against its input_files' "
                    "sha256. What it cannot hold (plugin code, executor and report settings) is named in a warning.")

@@ -333,3 +333,19 @@ def test_plugins_from_run_settings_stay_module_names(tmp_path: Path, report: str
     result = invoke("init", str(tmp_path / "new"), "--from-report", str(tmp_path / report))
     assert result.exit_code == 0, result.output
     assert yaml.safe_load((tmp_path / "new" / "subsetctl.yaml").read_text())["plugins"] == ["mypkg", "mypkg:Best"]
+
+
+def test_from_report_given_a_projects_spec_file_reads_that_projects_report(tmp_path: Path) -> None:
+    """`init new --from-report proj/subsetctl.yaml` was refused as "cannot be read as a
+    report.json (not valid JSON ...)", where the other commands and `report --compare` take a
+    project's spec file for its folder; now it reads proj/report.json, and where there is none
+    it says the spec's folder holds none."""
+    from subsetctl.errors import UserError
+    from subsetctl.spec.from_report import report_json_path
+
+    (tmp_path / "subsetctl.yaml").write_text("project: {name: p}\n")
+    with pytest.raises(UserError, match="subsetctl.yaml is a spec file, and its folder holds no report.json"):
+        report_json_path(tmp_path / "subsetctl.yaml")
+    (tmp_path / "report.json").write_text("{}")
+    assert report_json_path(tmp_path / "subsetctl.yaml") == tmp_path / "report.json"
+    assert report_json_path(tmp_path) == tmp_path / "report.json"

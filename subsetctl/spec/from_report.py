@@ -34,10 +34,15 @@ NOT_IN_SETTINGS = ("executor", "report", "plugins")
 
 def report_json_path(path: Path) -> Path:
     """The report.json ``path`` names: the file itself, or the one in the project folder it
-    names. A UserError when there is none."""
-    found = path / "report.json" if path.is_dir() else path
+    names, or in the folder of the project's spec file it names (``proj/subsetctl.yaml``, as
+    the other commands and `report --compare` take it; it was refused as "not valid JSON").
+    A UserError when there is none."""
+    spec_file = path.is_file() and path.suffix.lower() in (".yaml", ".yml")
+    found = path / "report.json" if path.is_dir() else path.parent / "report.json" if spec_file else path
     if not found.is_file():
-        where = f"{shown_path(path)} holds no report.json" if path.is_dir() else f"{shown_path(path)} does not exist"
+        where = (f"{shown_path(path)} holds no report.json" if path.is_dir() else
+                 f"{shown_path(path)} is a spec file, and its folder holds no report.json" if spec_file else
+                 f"{shown_path(path)} does not exist")
         raise UserError(f"--from-report: {where}. Name a report.json (a variant's, kept aside) or the project folder "
                         "whose report.json `subsetctl run` wrote.")
     return found
