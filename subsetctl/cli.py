@@ -454,6 +454,17 @@ def _stage_option(ctx: click.Context, param: click.Parameter, value: Any) -> Any
     return value
 
 
+def _refuse_force_after_until(until: str | None, force: tuple[str, ...]) -> None:
+    """`--until data --force search`: a usage error (exit 2) before the project is read, as
+    the options alone make it; it was a user error (exit 1) found while planning."""
+    from subsetctl.pipeline import forced_after_until
+    from subsetctl.stages import stage_names
+
+    problem = forced_after_until(force, until, stage_names())
+    if problem:
+        raise click.UsageError(problem)
+
+
 def _complete_stage(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
     """Shell completion of a stage name (`run --until g<TAB>`: gradients)."""
     from click.shell_completion import CompletionItem
@@ -944,6 +955,7 @@ def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, 
     from subsetctl.reporter import RichReporter
 
     directory, overrides = _split_dir(directory, overrides)
+    _refuse_force_after_until(until, force)
     project, spec, statuses = plan_project(directory, list(overrides), until, list(force), RichReporter(),
                                            import_plugins=not no_plugins)
     running = project.run_in_progress()  # (plan_project marked the stage that run computes)
@@ -1204,6 +1216,7 @@ def run(
         if not 0 <= index < count:  # not an assert: `python -O` would let 3/2 through
             raise click.BadParameter("expected i/N with 0 <= i < N, e.g. 0/4", param_hint="--shard")
         options["shard"] = (index, count)
+    _refuse_force_after_until(until, force)
     reporter = RichReporter(quiet=quiet)
     if _no_plugins_asked():  # exported for safety: `run` cannot honour it, and must not look as if it did
         reporter.warn(_plugins_imported_all_the_same("run"))

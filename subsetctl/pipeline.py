@@ -701,6 +701,22 @@ def compared_versions(versions: Any) -> Any:
     return {k: v for k, v in versions.items() if k != SUBSETCTL_COMMIT} if isinstance(versions, dict) else versions
 
 
+
+def forced_after_until(force: list[str] | tuple[str, ...], until: str | None, order: list[str]) -> str | None:
+    """The problem of a stage forced after the one runs stop at (`--until data --force
+    search`: it would not run), in the words of the command line or of the API as the caller
+    is; None when there is none. `run` and `plan` check it before reading the project, as a
+    usage error (exit 2); the pipeline again, for the API."""
+    def option(name: str, value: str) -> str:  # `--until data` on the command line, until='data' in Python
+        return worded(f"--{name} {value}", f"{name}={value!r}")
+
+    late = [n for n in sorted(force, key=order.index) if n in order and until in order
+            and order.index(n) > order.index(until)]
+    if not late or until is None:
+        return None
+    return (f"{option('force', late[0])}: it comes after {option('until', until)}, so it would not run. Stop at "
+            f"{late[0]} or later, or leave out {worded('--until', 'until')}.")
+
 class Pipeline:
     """Plans and runs a list of stages on one project."""
 
@@ -746,11 +762,9 @@ class Pipeline:
                     + (f"Switch it on (`{stage.switch}=true` {worded('on the command line', 'in overrides')}, or "
                        "in the spec) or name another stage." if stage.switch else "Name another stage.")
                 )
-        order = self.stage_names()
-        late = [n for n in sorted(force, key=order.index) if until and order.index(n) > order.index(until)]
+        late = forced_after_until(force, until, self.stage_names())
         if late:
-            raise UserError(f"{option('force', late[0])}: it comes after {option('until', until)}, so it would not "
-                            f"run. Stop at {late[0]} or later, or leave out {worded('--until', 'until')}.")
+            raise UserError(late)
 
     def _current(self, stage: Stage, digests: dict[str, str | None],
                  reuse: bool = False) -> tuple[str | None, dict[str, Any]]:

@@ -508,8 +508,9 @@ def test_until_and_force_of_a_stage_that_would_not_run_are_refused(jsonl_project
             assert result.exit_code == 1 and "is switched off in the spec" in result.output, result.output
     assert "`verify.enabled=true` on the command line" in " ".join(invoke("plan", str(jsonl_project), "--until",
                                                                            "verify").output.split())
-    result = invoke("run", str(jsonl_project), "--until", "data", "--force", "search")
-    assert result.exit_code == 1 and "--force search: it comes after --until data" in result.output
+    for command in ("run", "plan"):  # the options alone make it: a usage error (it was exit 1, a user error)
+        result = invoke(command, str(jsonl_project), "--until", "data", "--force", "search")
+        assert result.exit_code == 2 and "--force search: it comes after --until data" in result.output, result.output
     assert not (jsonl_project / ".subsetctl" / "data").exists()
     assert invoke("plan", str(jsonl_project), "--until", "verify", "verify.enabled=true").exit_code == 0
 
