@@ -127,6 +127,12 @@ def init_project(directory: str | Path, template: str = "quickstart", force: boo
                         "again.")
     if spec_path.exists() and not force:
         raise UserError(f"{spec_path} already exists; pass {worded('--force', 'force=True')} to overwrite it.")
+    data_files = [directory / extra.name for extra in _template_files(template)] if from_report is None else []
+    for path in (directory / SCHEMA_FILENAME, *data_files):  # (checked first: the spec was written, then
+        if path.is_dir():  # "Cannot create the project in DIR: Is a directory", naming neither folder)
+            what = "the spec's schema for editors" if path.name == SCHEMA_FILENAME else "a data file its template reads"
+            raise UserError(f"{path} is a folder, where init writes {what}: move or rename it, then run "
+                            "`subsetctl init` again (nothing was written).")
     existed = directory.exists()
     try:
         directory.mkdir(parents=True, exist_ok=True)

@@ -1115,6 +1115,20 @@ def test_arguments_neither_folder_nor_override_are_told_apart(tmp_path: Path, js
         assert result.exit_code == 1 and "is a folder, not a spec file" in result.output, args
 
 
+def test_init_where_its_schema_or_a_template_data_file_is_a_folder_says_which_and_writes_nothing(tmp_path: Path) -> None:
+    """A folder named subsetctl.schema.json in the project: init wrote the spec, then said
+    "Cannot create the project in DIR: Is a directory" (no word of which), and the spec left
+    behind made the next `init` say it "already exists"; a folder named like a template's data
+    file (target.jsonl) was "kept" as the file the spec reads. Now each is named, first."""
+    for name, template, said in (("subsetctl.schema.json", "quickstart", "where init writes the spec's schema"),
+                                 ("target.jsonl", "minimal", "where init writes a data file its template reads")):
+        folder = tmp_path / template / name
+        folder.mkdir(parents=True)
+        result = invoke("init", str(tmp_path / template), "-t", template)
+        assert result.exit_code == 1 and f"{folder} is a folder, {said}" in " ".join(result.output.split()), result.output
+        assert [p.name for p in folder.parent.iterdir()] == [name]
+
+
 def _start_cli_with_reader_gone(*args: str, stderr_too: bool = False,
                                 env: dict | None = None) -> Callable[[], subprocess.CompletedProcess]:
     """Start the CLI writing into a pipe whose reader has closed it (`subsetctl ... | head -c 0`;
