@@ -349,3 +349,19 @@ def test_from_report_given_a_projects_spec_file_reads_that_projects_report(tmp_p
     (tmp_path / "report.json").write_text("{}")
     assert report_json_path(tmp_path / "subsetctl.yaml") == tmp_path / "report.json"
     assert report_json_path(tmp_path) == tmp_path / "report.json"
+
+
+def test_a_dash_for_a_report_says_standard_input_is_not_read(tmp_path: Path, monkeypatch) -> None:
+    """`init new --from-report -` and `report . --compare -` (the Unix way to read standard
+    input, `cat v1.json | ...`) said only "- does not exist" / "no such file or folder": now
+    that '-' is not read as standard input there, and to save the report.json as a file."""
+    from subsetctl.errors import UserError
+    from subsetctl.report.compare import load_side
+    from subsetctl.spec.from_report import report_json_path
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match=r"^--from-report: - does not exist \('-' is not read as standard input here"):
+        report_json_path(Path("-"))
+    with pytest.raises(UserError, match=r"^--compare -: no such file or folder \('-' is not read as standard input "
+                                        r"here: save the report.json as a file"):
+        load_side("-")

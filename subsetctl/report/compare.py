@@ -38,8 +38,10 @@ def load_side(path: str | Path, given_as: str = "--compare") -> dict[str, Any]:
     given = f"{given_as} {path}"
     if not path.exists():  # (Project.find's error advised `subsetctl init` of it, a kept report.json's name too;
         # not_found, as --format json's kind for a project folder that is not there)
-        raise NotFoundError(f"{given}: no such file or folder. Give a project folder (or its subsetctl.yaml), "
-                        "or a report.json a run wrote (e.g. one copied aside before the next variant ran).")
+        stdin = (" ('-' is not read as standard input here: save the report.json as a file and name that file)"
+                 if str(path) == "-" else "")  # (`cat v1.json | subsetctl report . --compare -`)
+        raise NotFoundError(f"{given}: no such file or folder{stdin}. Give a project folder (or its subsetctl.yaml), "
+                            "or a report.json a run wrote (e.g. one copied aside before the next variant ran).")
     if path.is_file() and path.suffix == ".json":
         try:
             report = json.loads(path.read_text(encoding="utf-8"))

@@ -42,7 +42,9 @@ def report_json_path(path: Path) -> Path:
     if not found.is_file():
         where = (f"{shown_path(path)} holds no report.json" if path.is_dir() else
                  f"{shown_path(path)} is a spec file, and its folder holds no report.json" if spec_file else
-                 f"{shown_path(path)} does not exist")
+                 f"{shown_path(path)} does not exist" + (" ('-' is not read as standard input here: the spec's paths "
+                                                          "are made relative to the report's folder, which a file "
+                                                          "names)" if str(path) == "-" else ""))
         raise UserError(f"--from-report: {where}. Name a report.json (a variant's, kept aside) or the project folder "
                         "whose report.json `subsetctl run` wrote.")
     return found
