@@ -434,9 +434,14 @@ class _PathGiven(click.Path):
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, str) and not value.strip():
-            self.fail(f"{value!r} is empty: name a folder or file ('.' for the current folder); an empty shell "
-                      "variable (\"$DIR\" with DIR unset) gives one.", param, ctx)
+            self.fail(_empty_argument_text(value, "a folder or file", "DIR"), param, ctx)
         return super().convert(value, param, ctx)
+
+
+def _empty_argument_text(value: str, what: str, variable: str) -> str:
+    """The usage error of an empty (or blank) path argument, which would be the current folder."""
+    return (f"{value!r} is empty: name {what} ('.' for the current folder); an empty shell variable "
+            f"(\"${variable}\" with {variable} unset) gives one.")
 
 
 def _stage_option(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
@@ -832,6 +837,9 @@ def validate(specs: tuple[str, ...], fmt: str, no_plugins: bool) -> None:
     from subsetctl.api import validate_spec_file
     from subsetctl.spec import SPEC_FILENAME, issues_text
 
+    if any(not a.strip() for a in specs):  # `validate "$SPEC"`, SPEC unset: not the current folder's spec
+        raise click.UsageError(_empty_argument_text(next(a for a in specs if not a.strip()),
+                                                    "a spec file or project folder", "SPEC"))
     split = [a for a in specs if a.startswith("=") and not _exists(expand_home(a))]
     if split:  # `validate gradients.d = 32`: each file name would be "no such spec file"
         joined = _joined_overrides(specs, frozenset(a for a in specs if _exists(expand_home(a))))

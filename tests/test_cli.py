@@ -181,6 +181,8 @@ def test_an_empty_path_argument_or_init_of_standard_output_is_a_usage_error(tmp_
         result = invoke(*args)
         assert result.exit_code == 2, (args, result.output)
         assert "is empty: name a folder or file ('.' for the current folder)" in result.output, (args, result.output)
+    result = invoke("validate", "")
+    assert result.exit_code == 2 and "'' is empty: name a spec file or project folder" in result.output, result.output
     result = invoke("init", "-")
     assert result.exit_code == 2 and "init writes a project folder, not standard output" in result.output
     assert list(tmp_path.iterdir()) == []
