@@ -1453,6 +1453,10 @@ def _report(directory: Path | None, overrides: tuple[str, ...], fmt: str, all_so
     if other is not None and overrides:
         raise click.UsageError("--compare sets two variants' results side by side as they are: it takes no "
                                "key=value overrides. Leave them out.")
+    if other is not None and all_sources:  # (it was silently ignored: the same text with or without it)
+        raise click.UsageError("--all-sources lists every source in one report's per-source table, which --compare "
+                               "does not show; of long selections it shows the sources only one side picked, and "
+                               "`--compare OTHER --format json` lists both picks in full. Leave out --all-sources.")
     if other is not None and directory is not None and directory.suffix == ".json" \
             and (directory.is_file() or not _exists(expand_home(directory))):  # (missing: said as no report.json)
         _compare(directory, other, fmt)  # two report.json copies kept from a sweep's variants: no project

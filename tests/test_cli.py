@@ -1117,6 +1117,15 @@ def test_arguments_neither_folder_nor_override_are_told_apart(tmp_path: Path, js
         assert result.exit_code == 1 and "is a folder, not a spec file" in result.output, args
 
 
+def test_report_compare_with_all_sources_is_a_usage_error(tmp_path: Path) -> None:
+    """`report A --compare B --all-sources` printed the same comparison as without it (the flag
+    is the per-source table's, which a comparison has not): now a usage error (exit 2) naming
+    what lists both picks in full, before either side is read."""
+    result = invoke("report", str(tmp_path / "a"), "--compare", str(tmp_path / "b"), "--all-sources")
+    assert result.exit_code == 2, result.output
+    assert "--all-sources lists every source in one report's per-source table" in " ".join(result.output.split())
+
+
 def test_init_where_its_schema_or_a_template_data_file_is_a_folder_says_which_and_writes_nothing(tmp_path: Path) -> None:
     """A folder named subsetctl.schema.json in the project: init wrote the spec, then said
     "Cannot create the project in DIR: Is a directory" (no word of which), and the spec left
