@@ -2034,7 +2034,8 @@ def test_override_advice_names_the_first_wrong_part_of_its_key_not_the_last_word
     assert "model.lora has no key 'rr' (did you mean 'r'?" in override_without_value_note("model.lora.rr")
     assert "sources[0] has no key 'loaderr'" in override_without_value_note("sources[0].loaderr.path")
     assert "model.lora.r takes a value, not keys" in override_without_value_note("model.lora.r.x")
-    for right in ("model.lora.r", "sources.wiki.loader.path", "target.label_map.pos", "search.strategies[0].params.k"):
+    for right in ("model.lora.r", "sources.wiki.loader.path", "target.label_map.pos", "search.strategies[0].params.k",
+                  "model.lora.target_modules[0]"):  # (an item of a list of values, not a key under a value)
         assert f"({right}=VALUE)" in override_without_value_note(right)
     with pytest.raises(SpecError, match=r"sources\[0\]; and sources\[0\] has no key 'loaderr' \(did you mean 'loader'"):
         apply_overrides(MINIMAL, ["sources.0.loaderr.path=x"])

@@ -155,7 +155,7 @@ def _first_unknown_part(parts: list[str | int]) -> tuple[int, list[str]] | None:
         if any(_is_mapping(field.annotation) for field in fields):  # label_map.pos, params.k: the user's keys
             return None
         models = [model for field in fields for model in _models_in(field.annotation)]
-        if not models and i < len(parts) - 1:  # model.lora.r.x: r takes a value
+        if not models and i < len(parts) - 1 and not isinstance(parts[i + 1], int):  # model.lora.r.x: r takes a value
             return i + 1, []
     return None
 
