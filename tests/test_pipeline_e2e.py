@@ -2416,7 +2416,7 @@ def test_a_causal_lm_answering_in_class_words_gets_macro_f1_over_its_answers(tin
     assert "macro-F1" in text
 
 
-def test_finetune_lets_go_of_one_fine_tunes_model_before_it_loads_the_next(tiny_project: Path, monkeypatch) -> None:
+def test_finetune_lets_go_of_one_fine_tunes_model_before_it_loads_the_next(tiny_project_ran, monkeypatch) -> None:
     """Each fine-tune loads the base model afresh; the one before it was still held while the
     next loaded, so a stage of several fine-tunes peaked at two models (a 0.47B model in
     bfloat16 on a CPU: 4.6 GB instead of 3.3 GB, measured with /usr/bin/time)."""
@@ -2434,7 +2434,7 @@ def test_finetune_lets_go_of_one_fine_tunes_model_before_it_loads_the_next(tiny_
         loaded.append(weakref.ref(model))
         return model, tokenizer, info
 
-    run_project(tiny_project, until="search")
+    tiny_project = tiny_project_ran("search")
     monkeypatch.setattr(common, "lora_model", counting)
     run_project(tiny_project, until="finetune")
     assert len(alive_at_load) >= 2, alive_at_load

@@ -122,10 +122,10 @@ def test_the_subset_results_store_records_the_thread_counts_computing_each_row(t
 
 
 def test_search_estimates_taken_from_the_store_are_counted_by_the_versions_that_computed_them(
-        tiny_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tiny_project_ran, monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny_project = tiny_project_ran("search")
     state = tiny_project / ".subsetctl"
-    run_project(tiny_project, until="search")
-    assert _read(state / "search" / "provenance.json")["estimates"] == []  # all computed now
+    assert _read(state / "search" / "provenance.json")["estimates"] == []  # all computed by that run
     then, threads = pipeline.library_versions(), pipeline.thread_counts()
     monkeypatch.setattr(pipeline, "library_versions", lambda: {**then, "numpy": "9.9"})
     monkeypatch.setattr(pipeline, "thread_counts", lambda: {"torch": 99})  # a shell of another OMP_NUM_THREADS

@@ -247,7 +247,7 @@ def test_meta_init_and_finetune_refuse_to_begin_without_room_for_their_lora_weig
 
 
 def test_plan_says_run_would_stop_at_finetune_only_where_runs_check_stops_it(
-        tiny_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tiny_project_ran, monkeypatch: pytest.MonkeyPatch) -> None:
     """plan's "`run` would stop at this stage" counted every fine-tune the spec may make (alike
     picks apart), while `run`'s check before finetune counts the distinct ones not yet trained:
     with room for those but not for "up to", plan said `run` would stop and `run` went on. Both
@@ -260,7 +260,7 @@ def test_plan_says_run_would_stop_at_finetune_only_where_runs_check_stops_it(
     from subsetctl.stages import gradients
     from subsetctl.stages.finetune import fine_tunes_left
 
-    run_project(tiny_project, until="search")
+    tiny_project = tiny_project_ran("search")
     project = Project(tiny_project)
     spec = load_spec(tiny_project / "subsetctl.yaml")
     shape = model_shape(spec, tiny_project)
