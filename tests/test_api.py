@@ -103,19 +103,24 @@ def test_a_second_run_in_one_process_gives_the_head_notice_again(tmp_path: Path)
     assert [len(h) for h in heard] == [1, 1], heard
 
 
-def test_a_run_leaves_the_notebooks_matplotlib_backend_and_figures_alone(tiny_project: Path) -> None:
+def test_a_run_leaves_the_notebooks_matplotlib_backend_and_figures_alone(tiny_project_ran) -> None:
     """The report stage's plots called ``matplotlib.use("Agg")``: after a whole run, a
-    notebook's plots (an interactive or inline backend) no longer showed."""
+    notebook's plots (an interactive or inline backend) no longer showed. (A copy of the
+    session's whole run, its report stage forced: the one stage that plots.)"""
+    import shutil
+
     import matplotlib
     import matplotlib.pyplot as plt
 
     from subsetctl.api import run_project
 
+    tiny_project = tiny_project_ran()
+    shutil.rmtree(tiny_project / "plots")  # drawn again by the report stage below
     before = matplotlib.get_backend()
     matplotlib.use("svg")  # anything but Agg, as a notebook's inline or widget backend is
     try:
         mine = plt.figure()
-        results = run_project(tiny_project)
+        results = run_project(tiny_project, force=["report"])
         assert results[-1] == {"stage": "report", "action": "ran", "seconds": results[-1]["seconds"]}
         assert list((tiny_project / "plots").glob("*.png"))
         assert matplotlib.get_backend() == "svg" and plt.get_fignums() == [mine.number]
