@@ -4,8 +4,7 @@ own process at a precise point inside the search stage.
 With ``RELTEST_KILL_AFTER_ADDS=N`` in the environment, the process kills itself with
 SIGKILL right after the N-th chunk of subset estimates is saved to the results store,
 i.e. mid-search with some estimates on disk and others not. Without the variable the
-plugin does nothing, so the same spec runs normally. ``RELTEST_ADDS_LOG=FILE`` appends
-one line to FILE per saved chunk (how a reference run counts the chunks).
+plugin does nothing, so the same spec runs normally (in the test process too).
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ PLUGIN = "relkill"
 """The attribute the spec's ``plugins: ["relkill:PLUGIN"]`` entry names."""
 
 
-def _install(after: int | None, log: str | None) -> None:
+def _install(after: int) -> None:
     from subsetctl.estimate.results import SubsetResultsStore
 
     original = SubsetResultsStore.add
@@ -27,15 +26,11 @@ def _install(after: int | None, log: str | None) -> None:
     def add(self: Any, masks: Any, batch: Any) -> None:
         original(self, masks, batch)
         calls["n"] += 1
-        if log:
-            with open(log, "a", encoding="utf-8") as fh:
-                fh.write(f"{len(masks)}\n")
-        if after is not None and calls["n"] >= after:
+        if calls["n"] >= after:
             os.kill(os.getpid(), signal.SIGKILL)
 
     SubsetResultsStore.add = add  # type: ignore[method-assign]
 
 
-if os.environ.get("RELTEST_KILL_AFTER_ADDS") or os.environ.get("RELTEST_ADDS_LOG"):
-    _kill = os.environ.get("RELTEST_KILL_AFTER_ADDS")
-    _install(int(_kill) if _kill else None, os.environ.get("RELTEST_ADDS_LOG"))
+if os.environ.get("RELTEST_KILL_AFTER_ADDS"):
+    _install(int(os.environ["RELTEST_KILL_AFTER_ADDS"]))

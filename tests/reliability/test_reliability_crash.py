@@ -1,5 +1,10 @@
-"""Crash-resume: SIGKILL `subsetctl run` inside each long stage, run again, and compare
-the final artifacts with an uninterrupted run of the same spec.
+"""Crash-resume: SIGKILL `subsetctl run` inside each long stage, run again up to that stage,
+and compare its artifacts with an uninterrupted run of the same spec.
+
+Only the killed run is a `subsetctl` process of its own (SIGKILL is the point); the
+uninterrupted run and the run again are ``run_project`` calls in this process, which has
+torch and transformers imported already (a process of their own paid 5-6 s of CPU for
+that import alone, nine times a module). Both use one torch thread, as the killed process.
 
 Kill points are drawn from a seeded generator. Stages before the killed one are copied
 from the reference run (same spec, same fingerprints), so each test spends its time in
@@ -18,28 +23,39 @@ import numpy as np
 import pytest
 import relfixtures as rf
 
+from subsetctl.api import run_project
+
 RNG = np.random.default_rng(20240917)
 STAGES = ["data", "meta_init", "gradients", "calibrate", "search", "finetune", "evaluate", "report"]
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory, tiny_llama: Path) -> dict[str, Any]:
-    """One uninterrupted run of the crash spec (also counts the search's saved chunks)."""
-    root = tmp_path_factory.mktemp("reference")
+    """One uninterrupted run of the crash spec up to finetune, the last stage a test kills
+    (also counts the search's saved chunks)."""
+    from subsetctl.estimate.results import SubsetResultsStore
+
     spec = rf.crash_spec(tiny_llama)
-    project = rf.make_project(root / "project", spec)
-    log = root / "adds.log"
-    result = rf.run_cli(project, "run", str(project), "-q", env=rf.subprocess_env(RELTEST_ADDS_LOG=str(log)))
-    assert result.returncode == 0, result.stdout + result.stderr
-    adds = len(log.read_text().splitlines())
-    return {"project": project, "spec": spec, "search_adds": adds}
+    project = rf.make_project(tmp_path_factory.mktemp("reference") / "project", spec)
+    original, adds = SubsetResultsStore.add, []
+
+    def counted(self: SubsetResultsStore, masks: Any, batch: Any) -> None:
+        original(self, masks, batch)
+        adds.append(len(masks))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(SubsetResultsStore, "add", counted)
+        run_project(project, until="finetune")
+    return {"project": project, "spec": spec, "search_adds": len(adds)}
 
 
-def _resume(project: Path) -> None:
-    result = rf.run_cli(project, "run", str(project), "-q")
-    assert result.returncode == 0, result.stdout + result.stderr
-    for stage in STAGES:
-        assert (project / rf.STATE / stage / "manifest.json").is_file(), stage
+def _resume(project: Path, stage: str) -> None:
+    """Run the project again up to ``stage``, the one killed: the stages after it would run
+    as in any run, and each test checks the killed stage's results only."""
+    results = run_project(project, until=stage)
+    assert results[-1]["stage"] == stage and results[-1]["action"] == "ran", results
+    for done in STAGES[: STAGES.index(stage) + 1]:
+        assert (project / rf.STATE / done / "manifest.json").is_file(), done
 
 
 def _fresh(tmp_path: Path, reference: dict[str, Any], upto: str | None) -> Path:
@@ -54,13 +70,13 @@ def test_kill_inside_meta_init_resumes_from_checkpoint(tmp_path: Path, reference
     project = _fresh(tmp_path, reference, "meta_init")
     kill_at = int(RNG.choice([10, 15, 20, 25]))
     ckpts = project / rf.STATE / "meta_init" / "checkpoints"
-    proc = rf.start_run(project)
+    proc = rf.start_run(project, "--until", "meta_init")
     assert rf.kill_when(proc, lambda: any(s >= kill_at for s in rf.checkpoint_steps(ckpts))), "run ended before the kill"
     assert not (project / rf.STATE / "meta_init" / "manifest.json").exists()
     done = max(rf.checkpoint_steps(ckpts))
     assert kill_at <= done < 40
 
-    _resume(project)
+    _resume(project, "meta_init")
     summary = rf.manifest(project, "meta_init")["summary"]
     assert summary["resumed_from"] >= kill_at, summary
     ref = rf.manifest(reference["project"], "meta_init")["summary"]
@@ -75,12 +91,12 @@ def test_kill_inside_gradients_keeps_written_rows(tmp_path: Path, reference: dic
     store = project / rf.STATE / "gradients" / "store"
     total = rf.manifest(reference["project"], "gradients")["summary"]["rows"]
     kill_at = int(RNG.integers(total // 5, total // 2))
-    proc = rf.start_run(project)
+    proc = rf.start_run(project, "--until", "gradients")
     assert rf.kill_when(proc, lambda: rf.written_rows(store) >= kill_at), "run ended before the kill"
     written = rf.written_rows(store)
     assert kill_at <= written < total
 
-    _resume(project)
+    _resume(project, "gradients")
     summary = rf.manifest(project, "gradients")["summary"]
     assert summary["rows"] == total
     assert summary["reused"] >= written - 2 and summary["reused"] > 0, summary
@@ -96,13 +112,13 @@ def test_kill_inside_search_keeps_finished_estimates(tmp_path: Path, reference: 
     assert adds >= 2, "the crash spec's search should save several chunks"
     project = _fresh(tmp_path, reference, "search")
     kill_after = int(RNG.integers(1, adds))
-    proc = rf.start_run(project, env=rf.subprocess_env(RELTEST_KILL_AFTER_ADDS=str(kill_after)))
+    proc = rf.start_run(project, "--until", "search", env=rf.subprocess_env(RELTEST_KILL_AFTER_ADDS=str(kill_after)))
     assert proc.wait(timeout=240) == -9, (project / "run.out").read_text()
     (subsets,) = (project / rf.STATE / "cache" / "search").iterdir()  # the one estimator's store
     partial = rf.subset_results(subsets)
     assert partial and not (project / rf.STATE / "search" / "manifest.json").exists()
 
-    _resume(project)
+    _resume(project, "search")
     summary = rf.manifest(project, "search")["summary"]
     ref_summary = rf.manifest(reference["project"], "search")["summary"]
     assert summary["computed_now"] == ref_summary["computed_now"] - len(partial), (summary, ref_summary)
@@ -134,14 +150,14 @@ def test_kill_inside_finetune_keeps_finished_runs(tmp_path: Path, reference: dic
         others = [p for p in (folder / "runs").iterdir() if p.name not in finished]
         return any(any(s >= kill_at for s in rf.checkpoint_steps(p / "checkpoints")) for p in others)
 
-    proc = rf.start_run(project)
+    proc = rf.start_run(project, "--until", "finetune")
     assert rf.kill_when(proc, second_run_midway), "run ended before the kill"
     finished = json.loads((folder / "runs.json").read_text())
     assert 1 <= len(finished) < len(ref_runs)
     first_adapters = {k: (folder / "runs" / k / "adapter" / "adapter_model.safetensors").stat().st_mtime_ns
                       for k in finished}
 
-    _resume(project)
+    _resume(project, "finetune")
     summary = rf.manifest(project, "finetune")["summary"]
     assert summary["reused_runs"] == len(finished) and summary["trained_now"] == len(ref_runs) - len(finished)
     for key, mtime in first_adapters.items():  # finished runs were not trained again
