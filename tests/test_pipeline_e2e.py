@@ -167,6 +167,11 @@ def test_true_finetune_estimator_drives_a_strategy(tiny_project_ran) -> None:
     # nothing was calibrated: no "calibrated" copy of the raw loss (it was the raw value)
     assert selections["strategies"]["forward"]["estimated_loss_calibrated"] is None
     assert all(b["estimated_loss_calibrated"] is None for b in selections["baselines"].values())
+    # report.json shows that calibration, with the keys README names for it (selections.json had kept only the
+    # estimator, lambda and map, so report.json's lacked spearman, loo_median_rel_err and per_lambda)
+    shown = json.loads((tiny_project / "report.json").read_text())["calibration"]
+    assert (shown["spearman"], shown["loo_median_rel_err"], shown["per_lambda"], shown["lam"]) == (None, None, [], None)
+    assert shown["notes"] == calibration["notes"] and shown["estimator"] == "true_finetune"
     text = CliRunner().invoke(main, ["report", str(tiny_project)]).output
     assert "true_finetune lambda=–" in text  # the report showed the spec's lambda 1, which it never used
     # the real fine-tunes do not depend on the projection: a new d re-runs the search, which reuses them all

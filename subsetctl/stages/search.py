@@ -72,13 +72,14 @@ def applied_calibration(cal: Any, in_process: bool) -> dict[str, Any]:
     the notes on the grid). The search reads the choice alone, so a new lambda grid or
     estimate.lam that chose the same keeps it, and figures copied here named lambdas the spec
     no longer has; calibrate's calibration.json holds them, and report.json takes them from
-    there. A search whose estimator fine-tunes for real (``in_process``) keeps its own note
-    (:func:`real_losses_calibration`) and has no lambda, nor a map."""
-    recorded = {key: value for key, value in cal.to_dict().items()
-                if key in ("estimator", "lam", "enabled", "slope", "intercept")}
+    there. A search whose estimator fine-tunes for real (``in_process``) records its own whole
+    calibration (:func:`real_losses_calibration`: its note, no figures, none stale), with no
+    lambda nor a map: report.json shows it as it is (README: ``spearman`` and
+    ``loo_median_rel_err`` null, ``per_lambda`` empty), calibrate's being another estimator's."""
     if in_process:
-        return {**recorded, "lam": None, "slope": 1.0, "intercept": 0.0, "notes": list(cal.notes)}
-    return recorded
+        return {**cal.to_dict(), "lam": None, "slope": 1.0, "intercept": 0.0}
+    return {key: value for key, value in cal.to_dict().items()
+            if key in ("estimator", "lam", "enabled", "slope", "intercept")}
 
 
 def _calibrated(cal: Any, value: float | None) -> float | None:
