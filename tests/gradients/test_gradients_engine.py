@@ -64,8 +64,9 @@ def test_batched_gradients_match_one_at_a_time() -> None:
 
 
 def test_gradients_batch_size_changes_the_features_only_by_float_rounding() -> None:
-    """gradients.batch_size 1 against 4 (the tiny project's): the same f, projected gradients
-    and repr to float32 rounding (the tiny project's store: 5e-7 relative), not bit for bit:
+    """gradients.batch_size 1 against 5 (LENGTHS' five rows in one batch): the same f, projected
+    gradients and repr to float32 rounding (the tiny project's store, 1 against its 4: 5e-7
+    relative), not bit for bit:
     padding to the longest row of a batch changes the shapes of the matrix products, so the
     order of the sums. A row's results must not depend on the rows batched with it beyond that
     (gradients.batch_size is in the stage's fingerprint, so another one re-runs it)."""
