@@ -46,13 +46,15 @@ def other_repositories(references: list[str]) -> list[str]:
     return list(dict.fromkeys(ref.split("--", 1)[0] for ref in references if "--" in ref))
 
 
-def refuse_code_not_trusted(folder: Path, trust_remote_code: bool) -> None:
+def refuse_code_not_trusted(folder: Path, trust_remote_code: bool, where: str | None = None) -> None:
     """A UserError for a model folder whose config.json's ``model_type`` transformers does not
     know and whose ``auto_map`` names code to build it, while ``model.trust_remote_code`` is
     off: transformers refuses it ("contains custom code which must be executed"), which run
     reported as a folder to copy again. A known model type loads with transformers' own
     classes, its ``auto_map`` unused, and passes. (transformers' table of model types, a few
-    seconds to import, is read only for a folder with an ``auto_map``: validate runs this too.)"""
+    seconds to import, is read only for a folder with an ``auto_map``: validate runs this too.)
+    ``where``: how the message names the model (default "The model folder FOLDER"; a hub id's
+    copy in the local Hugging Face cache is named as such)."""
     if trust_remote_code:
         return
     references = auto_map_entries(folder).get("config.json")
@@ -67,7 +69,7 @@ def refuse_code_not_trusted(folder: Path, trust_remote_code: bool) -> None:
     if model_type in CONFIG_MAPPING_NAMES:
         return
     raise UserError(
-        f"The model folder {folder} is a model_type transformers does not know ({model_type!r}), built by code "
+        f"{where or f'The model folder {folder}'} is a model_type transformers does not know ({model_type!r}), built by code "
         f"its config.json's auto_map names ({', '.join(references[:3])}), which transformers runs only with "
         "model.trust_remote_code: true. Read that code first (it runs as you, with your files), then set "
         "model.trust_remote_code: true in the spec; or point model.source at a model transformers supports."

@@ -34,6 +34,7 @@ from subsetctl.hub import (
     cache_looked_in,
     cache_write_problem,
     cached_model_guess,
+    cached_snapshot,
     hub_reachable,
     model_cached,
 )
@@ -853,8 +854,8 @@ def check_model_folder(source: str, spec_dir: Path | None, kind: str | None = No
     package's packaged model whose ``locate`` fails (one not converted on first use, which
     only finds its shipped folder). A hub id's cached config.json is read at ``revision``
     (``model.revision``) where set. With ``trust_remote_code`` (``model.trust_remote_code``)
-    given, also a folder whose model only its own code builds, while that is off
-    (:func:`~subsetctl.modeling.remote_code.refuse_code_not_trusted`)."""
+    given, also a folder (or a hub id's cached copy) whose model only its own code builds,
+    while that is off (:func:`~subsetctl.modeling.remote_code.refuse_code_not_trusted`)."""
     if kind is not None and source in packaged_names():
         _check_packaged_kind(source, kind)
     if source in packaged_names() and PACKAGED_MODELS.origin(source) != "built-in" \
@@ -864,10 +865,8 @@ def check_model_folder(source: str, spec_dir: Path | None, kind: str | None = No
         locate_packaged(source)  # said now, not first by run's meta_init
     location = model_location(source, spec_dir)
     origin = classify_model_source(location, spec_dir)
-    if origin == "hub" and kind == "causal-lm":  # its cached config.json, where the cache has one
-        cached = _cached_hub_config(location, revision)
-        if cached is not None:
-            _refuse_non_causal(*cached)
+    if origin == "hub":  # its cached config.json, where the cache has one
+        _check_cached_hub_config(location, kind, revision, trust_remote_code)
     if origin != "local":
         return
     folder = expand_home(location).resolve()
@@ -891,6 +890,26 @@ def check_model_folder(source: str, spec_dir: Path | None, kind: str | None = No
             _refuse_non_causal(config, f"The model folder {folder}")
     if trust_remote_code is not None:
         refuse_code_not_trusted(folder, trust_remote_code)
+
+
+def _check_cached_hub_config(source: str, kind: str | None, revision: str | None,
+                             trust_remote_code: bool | None) -> None:
+    """:func:`check_model_folder`'s checks of the hub model ``source``'s config.json as the
+    local Hugging Face cache holds it (at ``revision``, ``model.revision``, where set), offline
+    too, so that they are said before the data stage runs, not at meta_init: an encoder where
+    ``kind`` is "causal-lm", and a model only its own ``auto_map`` code builds while
+    ``trust_remote_code`` is off (transformers said only "contains custom code which must be
+    executed", where a local folder got subsetctl's advice). A cache without config.json, or
+    with one that cannot be read, passes: only config.json is read, the rest is left to loading."""
+    snapshot = cached_snapshot(source, revision)
+    config = _folder_config(snapshot) if snapshot is not None else None
+    if snapshot is None or config is None:
+        return
+    where = _hub_copy_opening(source, snapshot)
+    if kind == "causal-lm":
+        _refuse_non_causal(config, where)
+    if trust_remote_code is not None:
+        refuse_code_not_trusted(snapshot, trust_remote_code, where)
 
 
 def _refuse_config_not_json(folder: Path) -> None:
@@ -1003,27 +1022,15 @@ def _adapter_hint(folder: Path) -> str:
             "trains its own adapter on the base model.")
 
 
-def _cached_hub_config(source: str, revision: str | None = None) -> tuple[dict[str, Any], str] | None:
-    """The config.json of the hub model ``source`` as the local Hugging Face cache holds it,
-    and how messages name it; None when the cache holds none (or one that cannot be read).
-    ``validate`` checks it as a local folder's, offline too, so a hub id that names an
-    encoder, or a max_length past its positions, is said before the data stage runs, not at
-    meta_init. Only config.json: a cache holding part of the model is left to loading it.
-    ``revision``: ``model.revision``, where set."""
-    from subsetctl.hub import cached_snapshot
-
-    snapshot = cached_snapshot(source, revision)
-    config = _folder_config(snapshot) if snapshot is not None else None
-    if config is None:
-        return None
-    where = _hub_copy_named(source, snapshot)
-    return config, where[0].upper() + where[1:]
-
-
 def _hub_copy_named(source: str, snapshot: Path) -> str:
     """How messages name the hub model ``source`` read from ``snapshot``, its copy in the
     local Hugging Face cache (mid-sentence: "the hub model ...")."""
     return f"the hub model {as_typed(source)} (its copy in the local Hugging Face cache, {snapshot})"
+
+
+def _hub_copy_opening(source: str, snapshot: Path) -> str:
+    """:func:`_hub_copy_named` opening a sentence ("The hub model ...")."""
+    return "T" + _hub_copy_named(source, snapshot)[1:]
 
 
 def _folder_config(folder: Path) -> dict[str, Any] | None:
@@ -1482,6 +1489,8 @@ def resolve_model(
         offline = not hub_reachable()  # offline: only the local HF cache can serve it
         info["hub_offline"] = offline
         where = f"The hub model {as_typed(source)}"
+        if (snapshot := cached_snapshot(source, revision)) is not None:  # as a local folder's, from its cached copy
+            refuse_code_not_trusted(snapshot, trust_remote_code, _hub_copy_opening(source, snapshot))
         try:
             model, tokenizer, replaced_head, new_layers = _load(
                 location, kind, dtype, trust_remote_code, num_labels, offline, where=where, revision=revision

@@ -93,3 +93,30 @@ def test_validate_says_a_folder_needs_trust_remote_code_before_the_data_stage(
     spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
     result = CliRunner().invoke(main, ["validate", str(spec_path)])
     assert result.exit_code == 0, result.output
+
+
+def test_a_cached_hub_model_of_an_unknown_model_type_with_its_own_code_asks_for_trust_remote_code(
+        tiny_llama_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hub id whose copy in the local Hugging Face cache has such a config.json got only
+    transformers' "contains custom code which must be executed" (a local folder got the advice):
+    validate's check and the load both name the cached copy and model.trust_remote_code."""
+    import huggingface_hub.constants
+
+    from subsetctl.modeling.resolve import check_model_folder
+
+    repo = tmp_path / "hub" / "models--someorg--xllama"
+    snapshot = _with_auto_map(tiny_llama_dir, repo / "snapshots" / "0123456789abcdef", "", model_type="xllama")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123456789abcdef")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr("subsetctl.modeling.resolve.hub_reachable", lambda timeout=3.0: False)
+    for check in (lambda: check_model_folder("someorg/xllama", tmp_path, "causal-lm", trust_remote_code=False),
+                  lambda: resolve_model("someorg/xllama", "causal-lm")):
+        with pytest.raises(UserError) as raised:
+            check()
+        message = str(raised.value)
+        assert message.startswith("The hub model 'someorg/xllama' (its copy in the local Hugging Face cache, "
+                                  f"{snapshot})"), message
+        assert "model_type transformers does not know ('xllama')" in message, message
+        assert "model.trust_remote_code: true" in message, message
+    check_model_folder("someorg/xllama", tmp_path, "causal-lm", trust_remote_code=True)
