@@ -537,11 +537,13 @@ def plan_project(
         if running:
             stage = project.stage_in_progress(running)
             _mark_running(statuses, stage, running + project.running_whose(),
-                          project.read_work_marker(stage).get("fingerprint") if stage else None)
+                          project.read_work_marker(stage).get("fingerprint") if stage else None,
+                          spec_edits_since_run_started(project, spec, running))
         return project, spec, statuses
 
 
-def _mark_running(statuses: list[StageStatus], stage: str | None, holder: str, computing: str | None) -> None:
+def _mark_running(statuses: list[StageStatus], stage: str | None, holder: str, computing: str | None,
+                  edits: list[str]) -> None:
     """Say "running" for the stage a live `run` is computing, whatever its status would be
     otherwise ("unfinished: a run stopped partway", or "never run" when that run was
     started with other overrides); ``holder`` is its PID, and where and whose it is when
@@ -550,10 +552,13 @@ def _mark_running(statuses: list[StageStatus], stage: str | None, holder: str, c
     json` says while a run works on the project. ``computing``: the fingerprint of the
     inputs that run computes the stage from (its work marker's); where the spec or files
     planned now give another (the spec edited since that run read it), the stage is said to
-    run again after it, as `run` then would: "running" alone read as if the edit were in use."""
+    run again after it, as `run` then would: "running" alone read as if the edit were in use.
+    ``edits``: the spec keys edited since that run started (:func:`spec_edits_since_run_started`),
+    kept on that row for `plan --format json` (``spec_edited_since_run``), as plan's text lists them."""
     for status in statuses:
         if status.name == stage:
             status.state = "running"
+            status.spec_edited_since_run = edits
             status.reasons = [f"`subsetctl run` (PID {holder}) is computing it now"]
             if computing is not None and status.fingerprint is not None and computing != status.fingerprint:
                 status.reasons[0] += (", with the spec and files as they were when that run started, not as "

@@ -416,8 +416,9 @@ class Stage(ABC):
 #: it reads, as report.json's ``report_format`` lets it. 1: the first numbered; 2: each model
 #: stage's estimated peak memory, ``memory_bytes`` and ``memory`` (keys added raise it too); 3: a
 #: rough duration before a stage's first run, ``rough_seconds`` and ``rough``; 4: why a model
-#: stage's memory is not estimated, ``memory_note``
-PLAN_FORMAT = 4
+#: stage's memory is not estimated, ``memory_note``; 5: the spec keys edited since a live `run`
+#: started, ``spec_edited_since_run`` (on the stage that run computes)
+PLAN_FORMAT = 5
 
 
 @dataclass
@@ -474,6 +475,11 @@ class StageStatus:
     #: assumes, for a stage `run` would run that has no last run's seconds; None where not estimated
     rough_seconds: float | None = None
     rough: str | None = None
+    #: on the stage a live `run` computes ("running"), the spec keys in which the spec planned
+    #: now differs from the one that run read as it started (edited since, or other overrides:
+    #: only the `run` after it uses them; :func:`subsetctl.api.spec_edits_since_run_started`),
+    #: empty where none or not known; None on every other stage
+    spec_edited_since_run: list[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The status as ``plan --format json`` prints it (numbered by :data:`PLAN_FORMAT`)."""
@@ -482,7 +488,8 @@ class StageStatus:
                 "last_seconds": self.last_seconds, "last_work": self.last_work,
                 "memory_bytes": self.memory_bytes, "memory": self.memory, "memory_note": self.memory_note,
                 "rough_seconds": self.rough_seconds, "rough": self.rough,
-                "left_stale_by_until": self.left_stale_by_until, "plan_format": PLAN_FORMAT}
+                "left_stale_by_until": self.left_stale_by_until,
+                "spec_edited_since_run": self.spec_edited_since_run, "plan_format": PLAN_FORMAT}
 
 
 #: the key of a manifest listing, by part (:meth:`Stage.output_parts`), the whole output digests of

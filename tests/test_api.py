@@ -475,6 +475,7 @@ def test_plan_during_a_run_says_a_spec_edited_since_it_started_is_not_what_that_
         spec_file.write_text(yaml.safe_dump(edited, sort_keys=False))
         after_edit = plan_project(jsonl_project)[2][0]
         said = " ".join(CliRunner().invoke(main, ["plan", str(jsonl_project)], terminal_width=400).stdout.split())
+        rows = json.loads(CliRunner().invoke(main, ["plan", str(jsonl_project), "--format", "json"]).stdout)
     finally:
         holder.kill()
         holder.wait()
@@ -485,6 +486,10 @@ def test_plan_during_a_run_says_a_spec_edited_since_it_started_is_not_what_that_
     assert "`run` computes it again once that run is over" in after_edit.reasons[0]
     assert ("That run goes on with the spec as it read it when it started, not the one planned here: they differ in "
             "sources: changed a (max_examples)") in said
+    # plan --format json: the edited keys on the running stage's row (the text's list), null on the others
+    assert unedited.spec_edited_since_run == [] and after_edit.spec_edited_since_run == ["sources: changed a (max_examples)"]
+    assert rows[0]["spec_edited_since_run"] == ["sources: changed a (max_examples)"], rows[0]
+    assert all(row["spec_edited_since_run"] is None for row in rows[1:])
 
 
 def test_an_until_or_a_path_of_the_wrong_type_is_a_user_error_saying_what_to_pass(jsonl_project: Path) -> None:

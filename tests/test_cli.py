@@ -403,7 +403,8 @@ def test_plan_run_until_data_then_noop_then_change_one_source(jsonl_project: Pat
                                           "work": "the target and 2 sources (none of the 3 prepared before: each loaded; "
                                                   "the target counted)", "last_seconds": None, "last_work": None,
                                           "memory_bytes": None, "memory": None, "memory_note": None, "rough_seconds": None,
-                                          "rough": None, "left_stale_by_until": False, "plan_format": 4}
+                                          "rough": None, "left_stale_by_until": False,
+                                          "spec_edited_since_run": None, "plan_format": 5}
     assert not (jsonl_project / ".subsetctl").exists()  # plan has no side effects
 
     first = invoke("run", root, "--until", "data", "-q")
