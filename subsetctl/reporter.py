@@ -460,13 +460,21 @@ class RichReporter:
 
                 return Text("") if task.total is None else super().render(task)
 
+        class EtaColumn(TimeRemainingColumn):
+            """"eta 0:00:12"; nothing for a row with no count (a status's, as "loading the model"
+            within finetune's bar: it showed a bare "eta")."""
+
+            def render(self, task: Any) -> Any:
+                from rich.text import Text
+
+                return Text("") if task.total is None else Text.assemble("eta ", super().render(task))
+
         columns = (
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             CountColumn(),
             TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
+            EtaColumn(),
             TextColumn("{task.fields[info]}"),
         )
         with Progress(*columns, console=self.console, transient=False) as progress:

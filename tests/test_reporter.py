@@ -289,6 +289,9 @@ def test_a_status_shows_a_spinner_and_the_time_elapsed_on_a_terminal_and_lines_i
     shown = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", screen.getvalue())
     assert "✓ meta_init: loading the model 'm' 0:00:00" in shown and "/1" not in shown, shown
     assert "finetune: loading the model 'm'" in shown and "0/?" not in shown, shown
+    assert re.search(r"finetune: loading the model 'm' ━+ +0:00:00 ", shown), shown  # its row: no count
+    assert not re.search(r"finetune: loading the model 'm' ━+ +0:00:00 +eta", shown), shown  # nor a bare "eta"
+    assert "1/2 0:00:00 eta -:--:--" in shown, shown  # the bar's own eta kept
     log = io.StringIO()
     with RichReporter(Console(file=log, width=200)).status("gradients: loading the model 'm'"):
         pass
