@@ -202,25 +202,46 @@ def check_disk(folder: Path, spec: Any = None, import_plugins: bool = True) -> C
     free, where = free_disk_at(folder)
     free_gb = free / 1e9
     planned = _planned_disk(spec, folder, import_plugins) if spec is not None else None
-    if planned is not None and planned[0] > planned[1]:
-        need, free, parts = planned
-        return Check("disk", False, f"{size_text(free)} free in {where}; the stages still to run ask for about "
-                                    f"{size_text(need)}: {joined_names(parts)}",
+    short = next((disk for disk in planned or [] if disk.need > disk.free), None)
+    if short is not None:
+        return Check("disk", False, f"{size_text(short.free)} free in {short.where}; the stages still to run ask "
+                                    f"for about {size_text(short.need)} there: {joined_names(short.parts)}",
                      "Free disk space there or move the project to a larger disk (or lower gradients.d, or "
                      "model.lora.r): `run` stops at the stage that finds no room.")
     ok = free_gb >= MIN_FREE_GB
-    needs = (f"; the stages still to run ask for about {size_text(planned[0])} ({joined_names(planned[2])})"
-             if planned is not None and planned[2] else "")
+    parts = [part for disk in planned or [] for part in disk.parts]
+    needs = (f"; the stages still to run ask for about {size_text(sum(disk.need for disk in planned or []))} "
+             f"({joined_names(parts)})" if parts else "")
     return Check("disk", ok, f"{free_gb:.1f} GB free in {where}{needs}",  # the folder itself may not exist yet
                  "" if ok else f"Free disk space ({MIN_FREE_GB:.0f} GB or more) or move the project to "
                                "a larger disk; the gradient store and checkpoints need room.")
 
 
-def _planned_disk(spec: Any, folder: Path, import_plugins: bool = True) -> tuple[int, int, list[str]] | None:
-    """The disk the stages of the project in ``folder`` that have no results yet will take
-    (bytes), the free disk there, and those of them over
-    :data:`~subsetctl.stages.common.DISK_NOTE_SHARE` of it in words ("the gradients stage's
-    store of 1,200 rows (1.2 GB)"): the gradients stage's store, where the data stage has
+@dataclass
+class PlannedDisk:
+    """What the stages still to run write on one filesystem (:func:`_planned_disk`)."""
+
+    need: int  #: bytes
+    free: int  #: bytes free there
+    where: Path  #: the folder its free disk was measured in
+    parts: list[str]  #: those of the stages' writes over DISK_NOTE_SHARE of ``free``, in words
+
+
+def _filesystem(where: Path) -> int | None:
+    """The device of the filesystem holding ``where`` (``st_dev``); None where it cannot be read."""
+    try:
+        return os.stat(where).st_dev
+    except OSError:
+        return None
+
+
+def _planned_disk(spec: Any, folder: Path, import_plugins: bool = True) -> list[PlannedDisk] | None:
+    """The disk the stages of the project in ``folder`` that have no results yet will take,
+    one :class:`PlannedDisk` a filesystem their folders are on (``st_dev``: a stage folder may be
+    the mount point of another disk, as for a large gradient store; all was measured against the
+    free disk of the first one's folder), with the writes over
+    :data:`~subsetctl.stages.common.DISK_NOTE_SHARE` of its free disk in words ("the gradients
+    stage's store of 1,200 rows (1.2 GB)"): the gradients stage's store, where the data stage has
     counted the rows (:func:`subsetctl.stages.gradients.planned_room`, which counts what a
     store there holds already), and meta_init's checkpoints and the fine-tunes' adapters
     (:func:`subsetctl.stages.common.lora_disk_left`, as `run` checks them: the fine-tunes still to
@@ -234,14 +255,14 @@ def _planned_disk(spec: Any, folder: Path, import_plugins: bool = True) -> tuple
     from subsetctl.stages.finetune import fine_tunes_left
     from subsetctl.stages.gradients import planned_room, prepared_rows
 
-    parts: list[tuple[int, int, str]] = []
+    parts: list[tuple[int, int, Path, str]] = []
     try:
         project = Project.find(folder)
         rows = prepared_rows(spec, project)
         total = sum(rows.values()) if rows is not None else None
         room = planned_room(spec, project, total, forced=False) if total is not None else None
         if room is not None:
-            parts.append((room[0], room[1], f"the gradients stage's store of {total:,} rows"))
+            parts.append((room[0], room[1], room[2], f"the gradients stage's store of {total:,} rows"))
         to_run = _lora_stages_to_run(spec, project, import_plugins)
         for stage, what in (("meta_init", "meta_init's checkpoints and adapter"),
                             ("finetune", "the fine-tunes' adapters and checkpoints")):
@@ -250,14 +271,19 @@ def _planned_disk(spec: Any, folder: Path, import_plugins: bool = True) -> tuple
             resumes = to_run[stage]  # (a run stopped partway: `run` resumes it, its checkpoints room)
             left = fine_tunes_left(spec, project, resumes) if stage == "finetune" else None
             if (lora := lora_disk_left(stage, spec, project.root, project.stage_dir(stage), left, resumes)) is not None:
-                parts.append((max(lora[0], 0), lora[1], what))
+                parts.append((max(lora[0], 0), lora[1], lora[2], what))
     except (UserError, OSError):  # (a project it cannot read: the other checks say so)
         return None
     if not parts:
         return None
-    free = parts[0][1]
-    return (sum(need for need, _, _ in parts), free,
-            [f"{what} ({size_text(need)})" for need, _, what in parts if need > DISK_NOTE_SHARE * free])
+    disks: dict[int | Path, PlannedDisk] = {}
+    for need, free, where, what in parts:
+        device = _filesystem(where)
+        disk = disks.setdefault(where if device is None else device, PlannedDisk(0, free, where, []))
+        disk.need += need
+        if need > DISK_NOTE_SHARE * disk.free:
+            disk.parts.append(f"{what} ({size_text(need)})")
+    return list(disks.values())
 
 
 def _lora_stages_to_run(spec: Any, project: Any, import_plugins: bool = True) -> dict[str, bool]:

@@ -620,3 +620,33 @@ def test_doctor_fails_a_dask_scheduler_without_workers(tmp_path: Path) -> None:
     assert f"✗ dask scheduler: {cluster.scheduler_address} answers, but no worker is connected to it now" \
         in output, output
     assert f"`dask worker {cluster.scheduler_address}`" in output, output
+
+
+def test_doctor_measures_each_stages_disk_on_the_filesystem_its_folder_is_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """doctor measured every stage still to run against the free disk of the first one's folder
+    (the gradients store's): where the folders sit on two filesystems, a store that fits its own
+    disk and adapters that do not fit theirs passed, and the reverse failed. Now each
+    filesystem (``st_dev``) is checked against its own free disk, and the failure names it."""
+    from subsetctl.project import size_text
+    from subsetctl.spec import Spec
+    from subsetctl.stages import common, finetune, gradients
+
+    project = rf.make_project(tmp_path / "p", rf.data_spec())
+    spec = Spec.model_validate(yaml.safe_load((project / "subsetctl.yaml").read_text()))
+    small, large = tmp_path / "small", tmp_path / "large"
+    devices = {small: 1, large: 2}
+    disks = {"gradients": (8 * 10**9, 100 * 10**9, large), "meta_init": (5 * 10**9, 4 * 10**9, small)}
+    monkeypatch.setattr(doctor, "_filesystem", lambda where: devices[where])
+    monkeypatch.setattr(gradients, "prepared_rows", lambda spec, project: {"target": 1000})
+    monkeypatch.setattr(gradients, "planned_room", lambda *args, **kwargs: disks["gradients"])
+    monkeypatch.setattr(doctor, "_lora_stages_to_run", lambda *args: {"meta_init": False})
+    monkeypatch.setattr(finetune, "fine_tunes_left", lambda *args: None)
+    monkeypatch.setattr(common, "lora_disk_left", lambda stage, *args: disks[stage])
+    check = doctor.check_disk(project, spec)
+    assert not check.ok and check.detail.startswith(
+        f"{size_text(4 * 10**9)} free in {small}; the stages still to run ask for about 5.0 GB there: "
+        "meta_init's checkpoints and adapter (5.0 GB)"), check.detail  # (the store's 100 GB disk: passed)
+    disks.update(gradients=(8 * 10**9, 10 * 10**9, small), meta_init=(5 * 10**9, 100 * 10**9, large))
+    check = doctor.check_disk(project, spec)
+    assert "`run` stops" not in check.advice and "ask for about 13.0 GB" in check.detail, check  # (it failed: 13 > 10)
