@@ -274,6 +274,20 @@ def _left_out_note(cells: dict[str, list[str]], columns: list[str], width: int) 
             "`--format json`, gives them.)")
 
 
+def _running_figures_note(rows: list[dict[str, Any]]) -> str:
+    """The line under `ls`'s table saying that a project a `run` works on now shows the pick
+    and figures of its last finished run, not of the run in progress (a "running now" row
+    beside a pick and a test loss read as that run's); "" where no such row shows a pick."""
+    running = [row["project"] for row in rows if row["state"] == "running" and row["final"]]
+    if not running:
+        return ""
+    if len(running) == 1:
+        return (f"({running[0]} is running now: its final pick, test loss and score are those of its last finished "
+                "run, not of the run in progress, which replaces them when its report stage finishes.)")
+    return (f"({', '.join(running)} are running now: their final picks, test losses and scores are those of their "
+            "last finished runs, not of the runs in progress, which replace them when their report stages finish.)")
+
+
 def print_overview(rows: list[dict[str, Any]], folder: Path, console: Any, skipped: int = 0) -> None:
     """The rows as one table, a project a line; the reasons of the projects in error under
     it, one a line (a spec error's text names its file and line: too long for a cell); then
@@ -307,6 +321,8 @@ def print_overview(rows: list[dict[str, Any]], folder: Path, console: Any, skipp
     console.print(table)
     if note := _left_out_note(texts, columns, console.width):
         console.print(note, markup=False, highlight=False, soft_wrap=False)  # (folded at the width, as the table)
+    if note := _running_figures_note(rows):
+        console.print(note, markup=False, highlight=False)
     for row in rows:
         if row["state"] == "error":
             console.print(f"{row['project']}: {row['error']}", markup=False, highlight=False)

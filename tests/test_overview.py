@@ -149,6 +149,10 @@ def test_ls_of_a_project_being_run_shows_its_last_finished_figures(
     assert row["state"] == "running" and row["running"] == "gradients"
     final = report["final"]
     assert row["final"] == final and row["test_loss"] == report["test_metrics"][final]["loss_mean"]
+    shown = " ".join(CliRunner().invoke(main, ["ls", str(tmp_path / "sweep")], env={"COLUMNS": "200"}).output.split())
+    assert "running now: gradients" in shown and final in shown, shown  # (the old pick beside "running now" read
+    assert ("(v0 is running now: its final pick, test loss and score are those of its last finished run, not of the "
+            "run in progress") in shown, shown  # as that run's)
 
 
 _LONG_NAMES = ["multilingual-qa-finetune-ablation-2026", "tiny", "sentiment-classifier-baseline-xl",
