@@ -76,11 +76,15 @@ def refuse_code_not_trusted(folder: Path, trust_remote_code: bool, where: str | 
     )
 
 
-def remote_code_not_fetched(folder: Path, reason: str) -> str | None:
-    """What to say where loading the model folder ``folder`` failed with ``reason`` (its first
-    line) and its ``auto_map`` takes code from another hub repository: the code could not be
-    fetched (offline, or the repository is gone), not a damaged copy of the weights, and how to
-    make the folder load without the hub. None where it takes no code from elsewhere."""
+def remote_code_not_fetched(folder: Path, exc: BaseException, reason: str) -> str | None:
+    """What to say where loading the model folder ``folder`` failed with ``exc`` (``reason``:
+    its first line) while transformers fetched the code its ``auto_map`` takes from another
+    hub repository: the code could not be fetched (offline, or the repository is gone), not a
+    damaged copy of the weights, and how to make the folder load without the hub. None where
+    it takes no code from elsewhere, or ``exc`` came from elsewhere than that fetch (a
+    truncated weights file once the code was fetched: the copy to repeat, as for any folder)."""
+    if not _raised_fetching_code(exc):
+        return None
     entries = auto_map_entries(folder)
     references = [ref for refs in entries.values() for ref in refs]
     repos = other_repositories(references)
@@ -93,3 +97,13 @@ def remote_code_not_fetched(folder: Path, reason: str) -> str | None:
             f"fetching it failed: {reason} Copy {', '.join(files)} from that repository into the folder and drop "
             f"the '{repos[0]}--' prefix{'es' if len(elsewhere) > 1 else ''} in auto_map, so that it loads "
             "without the hub; or run once where the hub is reachable (transformers keeps the code it fetched).")
+
+
+def _raised_fetching_code(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised in transformers' ``dynamic_module_utils``, which fetches and
+    imports an ``auto_map``'s code: the one place a failure is the code's, not the weights'."""
+    import traceback
+
+    return any(Path(frame.f_code.co_filename).name == "dynamic_module_utils.py"
+               and "transformers" in Path(frame.f_code.co_filename).parts
+               for frame, _ in traceback.walk_tb(exc.__traceback__))

@@ -1477,7 +1477,7 @@ def resolve_model(
                 location, kind, dtype, trust_remote_code, num_labels, where=where
             )
         except (OSError, ValueError, SafetensorError) as exc:  # SafetensorError: a truncated or damaged weights file
-            if trust_remote_code and (not_fetched := remote_code_not_fetched(folder, _first_line(exc))) is not None:
+            if trust_remote_code and (not_fetched := remote_code_not_fetched(folder, exc, _first_line(exc))):
                 raise UserError(not_fetched) from exc
             raise UserError(
                 f"Could not load the model folder {folder}: {_first_line(exc)} Check that it holds the "

@@ -120,3 +120,24 @@ def test_a_cached_hub_model_of_an_unknown_model_type_with_its_own_code_asks_for_
         assert "model_type transformers does not know ('xllama')" in message, message
         assert "model.trust_remote_code: true" in message, message
     check_model_folder("someorg/xllama", tmp_path, "causal-lm", trust_remote_code=True)
+def test_a_damaged_weights_file_of_a_folder_taking_code_from_a_hub_repository_is_not_called_a_failed_fetch(
+        tiny_llama_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once transformers had the other repository's code (fetched before, or reachable), a
+    truncated weights file of such a folder was reported as that code's fetch failing ("fetching
+    it failed: Error while deserializing header", copy the .py files in): the advice for a
+    failure in transformers' fetch of the code, given for any failure of the load. It is said
+    as for any folder now: the weights file cannot be read, copy it again."""
+    from safetensors import SafetensorError
+
+    from subsetctl.modeling import resolve
+
+    def damaged(*args: object, **kwargs: object) -> None:
+        raise SafetensorError("Error while deserializing header: incomplete metadata, file not fully covered")
+
+    monkeypatch.setattr(resolve, "_load", damaged)
+    folder = _with_auto_map(tiny_llama_dir, tmp_path / "remote", "someorg/somerepo--")
+    with pytest.raises(UserError) as raised:
+        resolve_model(str(folder), "causal-lm", trust_remote_code=True)
+    message = str(raised.value)
+    assert "Error while deserializing header" in message and "copy it again" in message, message
+    assert "fetching it failed" not in message and "someorg/somerepo" not in message, message
