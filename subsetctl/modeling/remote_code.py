@@ -50,9 +50,10 @@ def refuse_code_not_trusted(folder: Path, trust_remote_code: bool, where: str | 
     """A UserError for a model folder whose config.json's ``model_type`` transformers does not
     know and whose ``auto_map`` names code to build it, while ``model.trust_remote_code`` is
     off: transformers refuses it ("contains custom code which must be executed"), which run
-    reported as a folder to copy again. A known model type loads with transformers' own
-    classes, its ``auto_map`` unused, and passes. (transformers' table of model types, a few
-    seconds to import, is read only for a folder with an ``auto_map``: validate runs this too.)
+    reported as a folder to copy again. A model type transformers knows (its own, or one
+    registered with ``AutoConfig.register``) loads with those classes, its ``auto_map``
+    unused, and passes. (transformers' table of model types, a few seconds to import, is read
+    only for a folder with an ``auto_map``: validate runs this too.)
     ``where``: how the message names the model (default "The model folder FOLDER"; a hub id's
     copy in the local Hugging Face cache is named as such)."""
     if trust_remote_code:
@@ -64,9 +65,9 @@ def refuse_code_not_trusted(folder: Path, trust_remote_code: bool, where: str | 
         model_type = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type")
     except (OSError, ValueError, AttributeError):
         return
-    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
-    if model_type in CONFIG_MAPPING_NAMES:
+    if model_type in CONFIG_MAPPING:  # (transformers' own test: its types and those registered, by a plugin say)
         return
     raise UserError(
         f"{where or f'The model folder {folder}'} is a model_type transformers does not know ({model_type!r}), built by code "

@@ -141,3 +141,24 @@ def test_a_damaged_weights_file_of_a_folder_taking_code_from_a_hub_repository_is
     message = str(raised.value)
     assert "Error while deserializing header" in message and "copy it again" in message, message
     assert "fetching it failed" not in message and "someorg/somerepo" not in message, message
+
+
+def test_a_model_type_registered_with_transformers_needs_no_trust_remote_code(
+        tiny_llama_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """transformers builds a model type registered with it (``AutoConfig.register``, as a plugin
+    module may do) with the registered classes, its folder's auto_map unused, and asks for no
+    trust_remote_code; the check read transformers' table of its own types alone and refused
+    such a folder as one only its own code builds."""
+    from transformers import LlamaConfig
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    from subsetctl.modeling.remote_code import refuse_code_not_trusted
+
+    class RegisteredConfig(LlamaConfig):
+        model_type = "xregistered"
+
+    folder = _with_auto_map(tiny_llama_dir, tmp_path / "registered", "", model_type="xregistered")
+    with pytest.raises(UserError, match="model_type transformers does not know"):
+        refuse_code_not_trusted(folder, False)
+    monkeypatch.setitem(CONFIG_MAPPING._extra_content, "xregistered", RegisteredConfig)  # AutoConfig.register's
+    refuse_code_not_trusted(folder, False)
