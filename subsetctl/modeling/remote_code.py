@@ -65,6 +65,8 @@ def refuse_code_not_trusted(folder: Path, trust_remote_code: bool, where: str | 
         model_type = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type")
     except (OSError, ValueError, AttributeError):
         return
+    if not isinstance(model_type, str):  # (a damaged config.json's list or number: what loading it says)
+        return
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
     if model_type in CONFIG_MAPPING:  # (transformers' own test: its types and those registered, by a plugin say)

@@ -162,3 +162,16 @@ def test_a_model_type_registered_with_transformers_needs_no_trust_remote_code(
         refuse_code_not_trusted(folder, False)
     monkeypatch.setitem(CONFIG_MAPPING._extra_content, "xregistered", RegisteredConfig)  # AutoConfig.register's
     refuse_code_not_trusted(folder, False)
+
+
+def test_a_config_whose_model_type_is_no_string_is_left_to_the_load_to_report(tiny_llama_dir: Path,
+                                                                               tmp_path: Path) -> None:
+    """A config.json with an auto_map whose ``model_type`` is a list (a damaged or hand-edited
+    file) stopped validate with "internal error: TypeError: unhashable type: 'list'": the
+    check looked it up in transformers' table of model types. It is not the check's to judge."""
+    from subsetctl.modeling.remote_code import refuse_code_not_trusted
+
+    folder = _with_auto_map(tiny_llama_dir, tmp_path / "damaged", "")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "model_type": ["xllama"]}))
+    refuse_code_not_trusted(folder, False)
