@@ -237,8 +237,12 @@ def _shape_from_config(config: dict[str, Any], target_modules: list[str] | None)
     else:
         per_layer = [("q_proj", (hidden, heads * head_dim)), ("k_proj", (hidden, kv)), ("v_proj", (hidden, kv)),
                      ("o_proj", (heads * head_dim, hidden))]
-        per_layer += _mlp_matrices(text, str(model_type), hidden, intermediate)
-        per_layer_extra = _layer_vectors(text, str(model_type), hidden, heads * head_dim, kv, intermediate)
+        # a multimodal config's decoder is its text_config's model type (Gemma 3's "gemma3_text" in a "gemma3"):
+        # the top-level type named none of its layers' gated MLP, norms and query-key norms
+        layer_type = str(text.get("model_type") if text is not config and isinstance(text.get("model_type"), str)
+                         else model_type)
+        per_layer += _mlp_matrices(text, layer_type, hidden, intermediate)
+        per_layer_extra = _layer_vectors(text, layer_type, hidden, heads * head_dim, kv, intermediate)
         # OPT's learned positions (2 more than it reads) and the last norm's bias of LayerNorm types
         extra = ((_config_size(text, "max_position_embeddings") + 2) * hidden if model_type == "opt" else 0) + (
             hidden if model_type in _LAYER_NORM_TYPES else 0)

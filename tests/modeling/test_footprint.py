@@ -320,3 +320,17 @@ def test_a_config_without_tie_word_embeddings_is_tied_as_its_model_types_default
         (tmp_path / "config.json").write_text(json.dumps(written))
         shape = read_shape(tmp_path, None)
         assert shape is not None and shape.params == real, config_class
+
+
+def test_a_multimodal_config_counts_its_decoder_as_its_text_configs_model_type(tmp_path: Path) -> None:
+    """A Gemma 3 config.json of the multimodal kind (``model_type: gemma3``, its decoder in
+    ``text_config`` as ``gemma3_text``: google/gemma-3-4b-it and up) was counted by the top-level
+    type, which named none of the decoder's gated MLP, four norms and query-key norms: 15,648 of
+    the small decoder's 18,880 parameters. The decoder's layers are its text_config's type's."""
+    import transformers
+
+    text = transformers.Gemma3TextConfig(**{**_SMALL, "head_dim": 8})
+    real = sum(p.numel() for p in transformers.AutoModelForCausalLM.from_config(text).parameters())
+    transformers.Gemma3Config(text_config=text.to_dict()).save_pretrained(tmp_path)
+    shape = read_shape(tmp_path, None)
+    assert shape is not None and shape.from_config and shape.params == real
