@@ -537,9 +537,28 @@ def plan_project(
         if running:
             stage = project.stage_in_progress(running)
             _mark_running(statuses, stage, running + project.running_whose(),
-                          project.read_work_marker(stage).get("fingerprint") if stage else None,
+                          _fingerprint_of_running_work(project, spec, stage) if stage else None,
                           spec_edits_since_run_started(project, spec, running))
         return project, spec, statuses
+
+
+def _fingerprint_of_running_work(project: Project, spec: Spec, stage: str) -> str | None:
+    """The inputs fingerprint the live `run` records ``stage``'s results under: its work
+    marker's, but with a ``model.revision`` the local cache did not resolve as the stage
+    started (the stage downloads it) taken as the commit the cache resolves it to now, as
+    that run records it once the stage has run (:func:`~subsetctl.stages.common.model_at_commit`).
+    Plan took the download itself for an edit of the spec, and said the stage ran again."""
+    from subsetctl.project import fingerprint
+    from subsetctl.stages.common import model_at_commit
+
+    marker = project.read_work_marker(stage)
+    inputs, sliced = marker.get("inputs"), (marker.get("inputs") or {}).get("slice")
+    model = sliced.get("model") if isinstance(sliced, dict) else None
+    if not isinstance(inputs, dict) or not isinstance(model, dict) or marker.get("fingerprint") is None:
+        return marker.get("fingerprint")
+    resolved = model_at_commit(model, spec)
+    return marker.get("fingerprint") if resolved == model else fingerprint(
+        {**inputs, "slice": {**sliced, "model": resolved}})
 
 
 def _mark_running(statuses: list[StageStatus], stage: str | None, holder: str, computing: str | None,

@@ -2720,3 +2720,41 @@ def test_plan_says_when_the_hub_cache_now_serves_another_commit_than_the_results
                                "the stages stay up to date"), said
         assert (f"to keep the old, set model.revision: {'a' * 40} (or model.source to its snapshot folder, "
                 f"{repo / 'snapshots' / ('a' * 40)}; the model stages") in said, said
+
+
+def test_plan_during_a_run_downloading_a_model_revision_does_not_say_the_stage_runs_again(
+        tiny_project: Path, tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> None:
+    """A `model.revision` the cache did not resolve as meta_init started is in its work marker as
+    written; once the stage downloaded it, plan's inputs name the commit, and plan said of the
+    running stage that `run` computes it again after that run, as if the spec had been edited:
+    the run records the commit too, and the stage is up to date after it."""
+    import subprocess
+    import sys
+
+    import subsetctl.hub
+    from subsetctl.api import load_project, make_pipeline
+
+    _offline_hub_cache_of_two_commits(tiny_llama, tmp_path_factory, monkeypatch, main="a" * 40)
+    downloaded, resolve = [], subsetctl.hub.cached_revision
+    monkeypatch.setattr(subsetctl.hub, "cached_revision", lambda *a, **k: resolve(*a, **k) if downloaded else None)
+    pinned = ["model.source=tinyorg/tinyllama", "model.revision=main"]
+    run_project(tiny_project, pinned, until="data")
+    code = ("import time; from pathlib import Path; from subsetctl.project import Project\n"
+            f"with Project(Path({str(tiny_project)!r})).lock():\n    print('locked', flush=True); time.sleep(30)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        pipeline = make_pipeline(*load_project(tiny_project, pinned))
+        meta_init = {s.name: s for s in pipeline.plan()}["meta_init"]
+        assert meta_init.inputs["slice"]["model"]["revision"] == "main"  # not resolved yet: as the stage starts
+        stage = next(s for s in pipeline.stages if s.name == "meta_init")
+        pipeline._prepare_work_dir(stage, meta_init.fingerprint, meta_init.inputs)  # as that run marks its work
+        marker = tiny_project / ".subsetctl" / "meta_init" / "work.json"
+        marker.write_text(json.dumps({**json.loads(marker.read_text()), "pid": holder.pid}))
+        downloaded.append(True)  # (the stage's download: the cache resolves main from now on)
+        running = {s.name: s for s in plan_project(tiny_project, pinned)[2]}["meta_init"]
+    finally:
+        holder.kill()
+        holder.wait()
+    assert running.state == "running" and running.reasons == [
+        f"`subsetctl run` (PID {holder.pid}) is computing it now"], running.reasons
