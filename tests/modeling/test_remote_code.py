@@ -120,6 +120,8 @@ def test_a_cached_hub_model_of_an_unknown_model_type_with_its_own_code_asks_for_
         assert "model_type transformers does not know ('xllama')" in message, message
         assert "model.trust_remote_code: true" in message, message
     check_model_folder("someorg/xllama", tmp_path, "causal-lm", trust_remote_code=True)
+
+
 def test_a_damaged_weights_file_of_a_folder_taking_code_from_a_hub_repository_is_not_called_a_failed_fetch(
         tiny_llama_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Once transformers had the other repository's code (fetched before, or reachable), a
