@@ -664,6 +664,10 @@ def answers_past_generation(spec: Spec, spec_dir: Path, test: Dataset | None,
     tokenizer does not load (evaluate says it then)."""
     if spec.model.kind != "causal-lm" or test is None or not len(test):
         return []
+    answers = label_texts(test, "response") if answers is None else answers
+    longest = sorted(range(len(answers)), key=lambda i: -len(answers[i]))[:LONG_ANSWERS_COUNTED]
+    if all(_fits_for_certain(answers[i], spec.evaluate.max_new_tokens) for i in longest):
+        return []  # (no tokenizer, nor torch and transformers imported for it: 3-4 s of a data-stage-only run)
     from subsetctl.modeling.footprint import model_folder
 
     folder = model_folder(spec.model.source, spec_dir, spec.model.revision)
@@ -675,11 +679,23 @@ def answers_past_generation(spec: Spec, spec_dir: Path, test: Dataset | None,
     tokenizer = _answers_tokenizer(*folder_stamps(Path(folder)), spec.model.trust_remote_code)
     if tokenizer is None:  # a tokenizer that does not load here: the model stages say why
         return []
-    answers = label_texts(test, "response") if answers is None else answers
-    longest = sorted(range(len(answers)), key=lambda i: -len(answers[i]))[:LONG_ANSWERS_COUNTED]
     warning = answers_longer_than(tokenizer, [test[i] for i in longest], spec.evaluate.max_new_tokens,
                                   of=len(answers))
     return [warning] if warning else []
+
+
+def _fits_for_certain(answer: str, max_new_tokens: int) -> bool:
+    """Whether the answer ``answer`` takes at most ``max_new_tokens`` tokens whatever the
+    tokenizer, so that :func:`answers_past_generation` need not load one: a written form
+    that matches it (:func:`~subsetctl.modeling.answers.shortest_matching_forms`) is ASCII and
+    at most ``max_new_tokens - 1`` characters long. Every token of a tokenizer covers at least
+    one character of such a text (byte-level BPE, SentencePiece with or without byte fallback,
+    WordPiece; Unicode normalizers leave ASCII as it is), and a SentencePiece-style tokenizer
+    may add one "▁" before its first word. Longer or non-ASCII answers are counted with the
+    tokenizer, as before."""
+    from subsetctl.modeling.answers import shortest_matching_forms
+
+    return any(form.isascii() and len(form) < max_new_tokens for form in shortest_matching_forms(answer))
 
 
 @functools.lru_cache(maxsize=2)

@@ -121,6 +121,18 @@ ANSWER_CLASSES_AT_MOST = 20
 ANSWER_CLASS_WORDS = 3
 
 
+def shortest_matching_forms(gold: str) -> list[str]:
+    """Texts :func:`exact_match` accepts for ``gold``, its shortest written forms among
+    them: the normalized text, and for a number its plain spelling ("1,000,000" and
+    "4.000" match "1000000" and "4")."""
+    text = normalize_answer(gold)
+    number = as_decimal(text)
+    if number is None or not number.is_finite() or abs(number.adjusted()) > 100:  # (no 10^9999 digits)
+        return [text]
+    plain = format(number.normalize(), "f")  # exact, as exact_match compares: "1,000,000" -> "1000000"
+    return [text, plain]
+
+
 def answer_classes(answers: Sequence[str]) -> list[str] | None:
     """The distinct answers (as :func:`normalize_answer` writes them) of a causal LM's target's
     train split where they form a small closed set, a classification task asked in words: 2 to

@@ -20,7 +20,11 @@ import numpy as np
 import torch
 
 from subsetctl.errors import UserError
-from subsetctl.modeling.answers import as_decimal, exact_match, macro_f1, normalize_answer
+from subsetctl.modeling.answers import (
+    exact_match,
+    macro_f1,
+    shortest_matching_forms,
+)
 from subsetctl.modeling.encoding import (
     TruncationCounts,
     context_kept_whole,
@@ -251,18 +255,6 @@ def _classify(
 # --------------------------------------------------------------------------- entry point
 
 
-def _shortest_matching_forms(gold: str) -> list[str]:
-    """Texts :func:`exact_match` accepts for ``gold``, its shortest written forms among
-    them: the normalized text, and for a number its plain spelling ("1,000,000" and
-    "4.000" match "1000000" and "4")."""
-    text = normalize_answer(gold)
-    number = as_decimal(text)
-    if number is None or not number.is_finite() or abs(number.adjusted()) > 100:  # (no 10^9999 digits)
-        return [text]
-    plain = format(number.normalize(), "f")  # exact, as exact_match compares: "1,000,000" -> "1000000"
-    return [text, plain]
-
-
 def _prompts_cut_for_generation(tokenizer: Any, prompts: Sequence[str], max_length: int, max_new_tokens: int,
                                 contexts: Sequence[list[dict[str, str]] | None] | None = None) -> str | None:
     """A warning when test prompts are longer than generation leaves them room for
@@ -320,7 +312,7 @@ def answers_longer_than(tokenizer: Any, examples: Sequence[dict], max_new_tokens
     ``contexts``: each example's chat context, read from its metadata when not given. ``of``:
     the test rows ``examples`` are the longest answers of (the data stage counts those alone),
     which the warning counts them among ("at least" where every one counted is too long)."""
-    forms = [_shortest_matching_forms(str(e.get("response", ""))) for e in examples]
+    forms = [shortest_matching_forms(str(e.get("response", ""))) for e in examples]
     contexts = contexts if contexts is not None else [row_context(e) for e in examples]
     rendered = [render_prompt(tokenizer, str(e.get("prompt", "")), c) for e, c in zip(examples, contexts)]
     flat = [form for answer in forms for form in answer]

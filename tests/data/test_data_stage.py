@@ -815,6 +815,41 @@ def test_a_loader_problem_of_the_target_is_said_of_the_target(tmp_path: Path) ->
     assert str(raised.value).startswith("Source 'aux': "), str(raised.value)
 
 
+def _answers_spec(model: Path, max_new_tokens: int) -> Spec:
+    """A causal LM's spec on ``model`` whose target and source read t.jsonl (half of it the
+    test split), generating ``max_new_tokens`` tokens: for the long-answer check's tests."""
+    import yaml
+
+    return Spec.model_validate(yaml.safe_load(f"""
+model: {{source: {model}}}
+target: {{name: t, loader: {{type: jsonl, path: t.jsonl}}, split: {{train: 0.5, test: 0.5}}}}
+evaluate: {{max_new_tokens: {max_new_tokens}}}
+sources: [{{name: s, loader: {{type: jsonl, path: t.jsonl}}}}]
+"""))
+
+
+def test_the_data_stage_loads_no_tokenizer_where_every_answer_fits_whatever_the_tokenizer(
+        tmp_path: Path, tiny_llama: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The data stage's check of test answers longer than evaluate.max_new_tokens loaded the
+    model's tokenizer (importing torch and transformers: 3-4 s of `run --until data`) even
+    where every answer is a few ASCII characters, which no tokenizer makes more tokens of.
+    It loads none then; a longer answer is still counted and warned of."""
+    from subsetctl.data import stage
+
+    write_jsonl(tmp_path / "t.jsonl", [{"prompt": f"q{i}", "response": "1,000" if i % 2 else "7."} for i in range(20)])
+    spec = _answers_spec(tiny_llama, 5)
+    loads: list[str] = []
+    real = stage._answers_tokenizer
+    monkeypatch.setattr(stage, "_answers_tokenizer", lambda folder, *a: loads.append(folder) or real(folder, *a))
+    assert not [w for w in run_data_stage(spec, tmp_path, tmp_path / "out1")["warnings"] if "max_new_tokens" in w]
+    assert loads == []  # "1,000" matches as "1000": 4 characters, at most 5 tokens
+    assert not stage._fits_for_certain("1,000", 4) and not stage._fits_for_certain("été", 16)
+    write_jsonl(tmp_path / "t.jsonl", [{"prompt": f"q{i}", "response": "a b c d e f g h" if i % 2 else "7"}
+                                       for i in range(20)])
+    assert any("longer than evaluate.max_new_tokens=5" in w
+               for w in run_data_stage(spec, tmp_path, tmp_path / "out2")["warnings"]) and len(loads) == 1
+
+
 def test_the_data_stage_loads_the_models_tokenizer_once_while_its_files_are_unchanged(
         tmp_path: Path, tiny_llama: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The data stage counts the longest test answers' tokens with the model's tokenizer: it
@@ -823,7 +858,6 @@ def test_the_data_stage_loads_the_models_tokenizer_once_while_its_files_are_unch
     folder's files are unchanged, and again once one is replaced."""
     import shutil
 
-    import yaml
     from transformers import AutoTokenizer
 
     from subsetctl.data import stage
@@ -831,12 +865,7 @@ def test_the_data_stage_loads_the_models_tokenizer_once_while_its_files_are_unch
     model = tmp_path / "model"
     shutil.copytree(tiny_llama, model)
     write_jsonl(tmp_path / "t.jsonl", [{"prompt": f"q{i}", "response": "12345" if i % 2 else "7"} for i in range(20)])
-    spec = Spec.model_validate(yaml.safe_load(f"""
-model: {{source: {model}}}
-target: {{name: t, loader: {{type: jsonl, path: t.jsonl}}, split: {{train: 0.5, test: 0.5}}}}
-evaluate: {{max_new_tokens: 3}}
-sources: [{{name: s, loader: {{type: jsonl, path: t.jsonl}}}}]
-"""))
+    spec = _answers_spec(model, 3)
     loads: list[str] = []
     real = AutoTokenizer.from_pretrained
     monkeypatch.setattr(AutoTokenizer, "from_pretrained", lambda folder, **kw: loads.append(folder) or real(folder, **kw))

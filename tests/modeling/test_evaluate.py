@@ -13,14 +13,8 @@ from modelfixtures import causal_rows, classifier_rows
 
 import subsetctl.modeling.evaluate as ev
 from subsetctl.errors import UserError
-from subsetctl.modeling.evaluate import (
-    ReasoningGymScorer,
-    evaluate_model,
-    exact_match,
-    generate_answers,
-    macro_f1,
-    normalize_answer,
-)
+from subsetctl.modeling.answers import exact_match, macro_f1, normalize_answer
+from subsetctl.modeling.evaluate import ReasoningGymScorer, evaluate_model, generate_answers
 from subsetctl.modeling.lora import apply_lora
 from subsetctl.modeling.resolve import resolve_model
 from subsetctl.modeling.train import evaluate_loss
@@ -253,7 +247,6 @@ def test_reasoning_gym_scores_with_the_generator_config_of_the_row() -> None:
 
 def test_exact_match_reads_plain_numbers_only() -> None:
     """float() also reads 1_000 and other scripts' digits: '1_000' matched '1000'."""
-    from subsetctl.modeling.evaluate import exact_match
 
     assert exact_match("1,000", "1000") == exact_match("4.0", "4") == exact_match(".5", "0.5") == 1.0
     assert exact_match("1e3", "1000") == exact_match("-2", "-2.0") == 1.0
@@ -268,13 +261,13 @@ def test_exact_match_reads_plain_numbers_only() -> None:
 def test_the_shortest_form_of_a_gold_number_is_one_exact_match_accepts() -> None:
     """The forms were built through a float ('3.141592653589793' for a 21-digit gold),
     which the exact comparison rejects: the too-long-answer warning went missing."""
-    from subsetctl.modeling.evaluate import _shortest_matching_forms
+    from subsetctl.modeling.answers import shortest_matching_forms
 
     for gold in ("3.14159265358979323846", "9007199254740993", "1,000,000", "4.000", "1e-12", "paris"):
-        forms = _shortest_matching_forms(gold)
+        forms = shortest_matching_forms(gold)
         assert all(exact_match(form, gold) == 1.0 for form in forms), (gold, forms)
-    assert _shortest_matching_forms("1,000,000") == ["1,000,000", "1000000"]
-    assert _shortest_matching_forms("1e99999") == ["1e99999"]  # never written out digit by digit
+    assert shortest_matching_forms("1,000,000") == ["1,000,000", "1000000"]
+    assert shortest_matching_forms("1e99999") == ["1e99999"]  # never written out digit by digit
 
 
 def test_test_prompts_cut_for_generation_are_warned_about(monkeypatch, tiny_llama_dir) -> None:
