@@ -320,6 +320,8 @@ def test_a_report_of_installed_plugins_alone_is_not_said_to_have_written_a_plugi
 
 
 @pytest.mark.parametrize("report", ["rp", "rp/report.json"])
+
+
 def test_plugins_from_run_settings_stay_module_names(tmp_path: Path, report: str) -> None:
     """The ``plugins:`` list names modules (PYTHONPATH finds them), never files: a package
     folder ``mypkg`` beside the report (named by its folder or its file) turned the plugin
@@ -365,3 +367,27 @@ def test_a_dash_for_a_report_says_standard_input_is_not_read(tmp_path: Path, mon
     with pytest.raises(UserError, match=r"^--compare -: no such file or folder \('-' is not read as standard input "
                                         r"here: save the report.json as a file"):
         load_side("-")
+
+
+def test_run_settings_are_those_of_the_run_that_last_wrote_report_json(tiny_project_ran) -> None:
+    """report.json's ``run_settings`` are the settings of the run that last wrote it, as the
+    README says: an edit of ``executor.n_jobs`` alone (which changes no result) re-runs no
+    stage, so report.json keeps the earlier run's; a run that re-runs the report stage
+    writes its own, though the results shown were made by the earlier run."""
+    from subsetctl.api import run_project
+
+    project = tiny_project_ran()
+    spec_file = project / "subsetctl.yaml"
+
+    def ran_with(**executor_and_report: dict) -> dict:
+        spec = yaml.safe_load(spec_file.read_text())
+        for section, values in executor_and_report.items():
+            spec[section] = {**(spec.get(section) or {}), **values}
+        spec_file.write_text(yaml.safe_dump(spec, sort_keys=False))
+        run_project(project)
+        return json.loads((project / "report.json").read_text())["run_settings"]
+
+    before = json.loads((project / "report.json").read_text())["run_settings"]["executor.n_jobs"]
+    assert ran_with(executor={"n_jobs": before + 1})["executor.n_jobs"] == before  # no stage ran
+    settings = ran_with(report={"plots": False})  # the report stage again: this run's settings
+    assert (settings["executor.n_jobs"], settings["report.plots"]) == (before + 1, False)
