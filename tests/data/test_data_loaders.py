@@ -198,6 +198,35 @@ def test_a_spreadsheet_workbook_is_told_to_be_saved_as_csv(tmp_path: Path, make_
     assert "book.xlsx: an Excel workbook, not a text file" in issues["sources[0].loader.path"].message
 
 
+def test_validate_names_a_csv_workbook_or_bzip2_file_at_its_key(tmp_path: Path) -> None:
+    """validate's look for stray byte-order marks and NUL bytes in a CSV source read its
+    file decompressed, and a workbook (.xlsx) or a bzip2 file, which cannot be, stopped the
+    whole command with a bare "error: file book.xlsx is an Excel workbook ..." (`--format
+    json`: an error object, not the list of spec files), hiding the spec's other problems:
+    the file checks' problem at ``sources[0].loader.path`` is said, with the others."""
+    import bz2
+    import zipfile
+
+    from click.testing import CliRunner
+
+    from subsetctl.cli import main
+
+    with zipfile.ZipFile(tmp_path / "book.xlsx", "w") as book:
+        book.writestr("xl/workbook.xml", "<workbook/>")
+    (tmp_path / "c.csv.bz2").write_bytes(bz2.compress(b"prompt,response\na,1\n"))
+    write_jsonl(tmp_path / "t.jsonl", qa_rows(40))
+    for name, problem in (("book.xlsx", "an Excel workbook, not a text file"), ("c.csv.bz2", "compressed with bzip2")):
+        (tmp_path / "subsetctl.yaml").write_text(
+            "target: {name: t, loader: {type: jsonl, path: t.jsonl}}\n"
+            f"sources: [{{name: s, loader: {{type: csv, path: {name}}}}}, {{name: u, loader: {{type: jsonl, path: no.jsonl}}}}]\n")
+        result = CliRunner().invoke(main, ["validate", str(tmp_path), "--format", "json"])
+        assert result.exit_code == 1, result.output
+        [checked] = json.loads(result.stdout)
+        errors = {error["key"]: error["message"] for error in checked["errors"]}
+        assert problem in errors["sources[0].loader.path"], errors
+        assert "sources[1].loader.path" in errors, errors  # the other problem is not hidden
+
+
 def test_jsonl_classifier_labels_by_sorted_value(tmp_path: Path, make_ctx) -> None:
     rows = [{"text": "t", "y": "pos"}, {"text": "u", "y": "neg"}, {"text": "v", "y": "pos"}]
     write_jsonl(tmp_path / "c.jsonl", rows)

@@ -1161,7 +1161,7 @@ def _holds_stray_bytes(path: Path) -> bool:
                 if b"\x00" in chunk or _BOM in data:
                     return True
                 tail = data[-2:]
-    except (OSError, EOFError, zlib.error):  # (the loader said why already)
+    except (OSError, EOFError, zlib.error, UnsupportedCompression):  # (the loader said why already)
         return False
     return False
 
