@@ -54,3 +54,23 @@ def test_the_readmes_rehearsal_overrides_fit_the_gpu_spec(monkeypatch: pytest.Mo
     result = CliRunner().invoke(main, ["validate", str(ROOT / "specs" / "hub-llama-gpu.yaml"), *overrides])
     assert result.exit_code == 0, result.output
     assert "too few to calibrate" not in result.output and "executor.n_jobs" not in result.output, result.output
+
+
+def test_the_readmes_required_keys_are_the_schemas() -> None:
+    """README's "The spec" names the keys that have no default (the required ones): it left out
+    the target's `name` and `loader`, which a spec without them is refused for. Every required
+    key of the schema is among those it names, and it names the target's."""
+    from subsetctl.spec.models import json_schema
+
+    schema = json_schema()
+    required = {("spec", key) for key in schema.get("required", [])} | {
+        (name, key) for name, definition in schema["$defs"].items() for key in definition.get("required", [])}
+    loaders = {(name, key) for name, key in required if name.endswith(("Loader", "Files"))}
+    # a loader's `type` and what it reads (its path, an evals or plugin name, a reasoning-gym task)
+    assert {key for _, key in loaders} <= {"type", "path", "name", "task"}, loaders
+    assert required - loaders == {("spec", "target"), ("TargetSpec", "name"), ("TargetSpec", "loader"),
+                                  ("SourceSpec", "name"), ("SourceSpec", "loader"), ("SourceFilesSpec", "files"),
+                                  ("SourceFilesSpec", "loader"), ("StrategySpec", "name")}
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split("## The spec", 1)[1][:1200].split())
+    assert ("the required ones, `target` with its `name` and `loader`, each source's `name` and `loader`, a loader's "
+            "`type` and what it reads, a `source_files` group's `files` and `loader`, and a strategy's `name`") in readme
