@@ -563,6 +563,22 @@ def test_a_one_line_data_file_given_as_the_spec_is_said_to_be_one(tmp_path: Path
     assert load_spec(tmp_path / "spec.json").sources[0].name == "s"
 
 
+def test_a_json_spec_whose_sections_are_all_misspelled_is_refused_key_by_key_not_as_a_data_file(
+        tmp_path: Path) -> None:
+    """The one-line data file check took any .json mapping without a spec section for a data
+    record: a spec in JSON whose sections were all misspelled (`modle`, `targte`, `sourcse`) was
+    told it "looks like a data file". Misspelled sections are a spec's: each is named with the
+    key meant. A record whose text field is named like a section (`source`) is still a data file."""
+    spec = {"modle": {"source": "m"}, "targte": MINIMAL["target"], "sourcse": MINIMAL["sources"]}
+    (tmp_path / "spec.json").write_text(json.dumps(spec), encoding="utf-8")
+    with pytest.raises(SpecError) as refused:
+        load_spec(tmp_path / "spec.json")
+    assert "data file" not in str(refused.value) and "did you mean 'model'" in str(refused.value), str(refused.value)
+    (tmp_path / "row.jsonl").write_text('{"source": "wiki", "text": "a"}\n', encoding="utf-8")
+    with pytest.raises(SpecError, match="row.jsonl looks like a data file"):
+        load_spec(tmp_path / "row.jsonl")
+
+
 def test_load_spec_errors(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="no such spec file"):
         load_spec(tmp_path / "missing.yaml")

@@ -350,9 +350,9 @@ def plain_error_message(err: Any) -> str:
             return (f"unknown key {str(loc[-1])!r}: it holds {hidden}, which YAML takes as part of the key's name "
                     "(not as indentation or a space between words): retype the line with plain spaces "
                     "(`subsetctl schema` lists the keys)")
-        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.75) if loc else []
-        if close:
-            return f"unknown key (did you mean {close[0]!r}? `subsetctl schema` lists the keys)"
+        meant = meant_key(str(loc[-1]), allowed) if loc else None
+        if meant:
+            return f"unknown key (did you mean {meant!r}? `subsetctl schema` lists the keys)"
         return "unknown key (check its spelling; `subsetctl schema` lists the keys)"
     if kind == "missing":
         return "required key is missing"
@@ -524,6 +524,13 @@ def _keys_at(path: list[str | int]) -> set[str]:
         models = found
     return {key for model in models if isinstance(model, type) and issubclass(model, BaseModel)
             for key in model.model_fields}
+
+
+def meant_key(key: str, allowed: list[str]) -> str | None:
+    """The key of ``allowed`` that ``key`` is a likely misspelling of (``modle`` -> ``model``,
+    ``sourcse`` -> ``sources``), as an unknown key's "did you mean" names it; None if none is close."""
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.75)
+    return close[0] if close else None
 
 
 def _tagged(model: type[BaseModel], tag: str | int) -> bool:

@@ -43,6 +43,7 @@ from subsetctl.spec.issues import (
     issues_text,
     key_lines,
     line_of_key,
+    meant_key,
 )
 from subsetctl.spec.models import SPEC_FILENAME, SourceFilesSpec, Spec, where_text
 from subsetctl.spec.overrides import (
@@ -171,12 +172,16 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
 
 
 def _has_a_spec_section(data: dict[Any, Any]) -> bool:
-    """Whether ``data`` holds a top-level key of the spec whose value is a section (a mapping or
-    a list: ``target: {...}``, ``sources: [...]``). A one-line JSON Lines file read as YAML is a
-    mapping too (``{"prompt": ..., "response": ...}``), and was refused key by key ("prompt:
+    """Whether ``data`` holds a top-level key of the spec, or a misspelling of one that the
+    unknown-key advice would name (``modle``, ``sourcse``), whose value is a section (a mapping
+    or a list: ``target: {...}``, ``sources: [...]``). A one-line JSON Lines file read as YAML is
+    a mapping too (``{"prompt": ..., "response": ...}``), and was refused key by key ("prompt:
     unknown key"), where a longer one was told it is a data file; a record with a ``target``
-    text field is no spec either."""
-    return any(key in Spec.model_fields and isinstance(value, (dict, list)) for key, value in data.items())
+    text field is no spec either. A spec written in JSON whose sections are all misspelled is a
+    spec, refused key by key with the keys meant (it was told it looks like a data file)."""
+    sections = list(Spec.model_fields)
+    return any(isinstance(value, (dict, list)) and (key in sections or meant_key(str(key), sections))
+               for key, value in data.items())
 
 
 def _unmade_scalar(text: str) -> yaml.ScalarNode | None:
