@@ -1470,6 +1470,18 @@ def test_a_duplicate_source_name_is_put_at_the_second_name_and_says_where_the_fi
         in issue.message, issue.message
 
 
+def test_where_the_first_duplicate_name_is_said_within_its_own_problem(tmp_path: Path) -> None:
+    """A duplicate name and a source named as the target are one issue of two problems: "the
+    first is sources[0].name, at line N" was put at the end of the message, after the target's
+    problem, where it read as about that source. It follows the duplicate's "rename one" now."""
+    sources = [*BASE["sources"], {"name": "s0", "loader": {"type": "jsonl", "path": "t.jsonl"}},
+               {"name": "t", "loader": {"type": "jsonl", "path": "t.jsonl"}}]
+    (issue,) = validate_spec_file(_spec_file(tmp_path, {**BASE, "sources": sources})).issues
+    assert issue.key == "sources[3].name", issue
+    assert "names must be unique: rename one; the first is sources[0].name, at line " in issue.message, issue.message
+    assert issue.message.endswith("must not also be listed as a source"), issue.message
+
+
 def test_a_classifier_scored_by_reasoning_gym_gets_one_consistent_advice(tmp_path: Path) -> None:
     """The error said to use 'accuracy'; a warning on the same key said to use
     'exact_match', which that error had just refused for a classifier."""

@@ -217,8 +217,10 @@ def issues_from_validation(
     return found
 
 
-#: the sources a duplicate name is taken by, in its problem: "duplicate source name 'a' (sources[0] and sources[3])"
-_DUPLICATE_NAME = re.compile(r"duplicate source name .*? \((sources\[\d+\](?:(?:, | and )sources\[\d+\])+)\)")
+#: the problem of one duplicate name, its sources in group 1: "duplicate source name 'a' (sources[0] and
+#: sources[3]); names must be unique: rename one" (other problems of the spec's sources may follow it, after "; ")
+_DUPLICATE_NAME = re.compile(r"duplicate source name .*? \((sources\[\d+\](?:(?:, | and )sources\[\d+\])+)\); "
+                             r"names must be unique: rename (?:one|all but one)")
 
 
 def _at_second_name(loc: tuple[Any, ...], message: str, lines: dict[tuple[Any, ...], int]) -> tuple[tuple[Any, ...], str]:
@@ -235,7 +237,8 @@ def _at_second_name(loc: tuple[Any, ...], message: str, lines: dict[tuple[Any, .
         return loc, message
     first_line = lines.get(("sources", first, "name"))
     where = f"; the first is sources[{first}].name, at line {first_line}" if first_line is not None else ""
-    return ("sources", second, "name"), message + where
+    end = duplicate.end()  # (said there, not after a problem that follows: a source named as the target)
+    return ("sources", second, "name"), message[:end] + where + message[end:]
 
 
 def _written_key(parent: tuple[Any, ...], key: Any, lines: dict[tuple[Any, ...], int]) -> tuple[Any, ...]:
