@@ -2037,6 +2037,18 @@ def test_the_folder_limit_of_a_pattern_is_raised_by_an_environment_variable(
         globbing.glob_without_loops("many/**/*.jsonl", tmp_path)
 
 
+def test_a_missing_file_named_like_a_key_path_is_no_override_without_its_value() -> None:
+    """The advice that a missing spec file or folder is an override without its value took any
+    key path whose last part is wrong, so `validate sources.extra.yaml` (no such file) was told
+    "sources.extra has no key 'yaml'" and to write key=VALUE. A last part must be a misspelling of
+    a key valid there (`model.lora.rr`) for that advice; a file's name is said to be missing."""
+    from subsetctl.spec.overrides import override_without_value_note
+
+    for name in ("sources.extra.yaml", "model.lora.yml", "sources.small.jsonl", "search.strategies.greedy.json"):
+        assert override_without_value_note(name) == "", name
+    assert "model.lora has no key 'rr' (did you mean 'r'?" in override_without_value_note("model.lora.rr")
+
+
 def test_override_advice_names_the_first_wrong_part_of_its_key_not_the_last_word() -> None:
     """The advice about an override's key looked at its last word alone: `model.loraa.r` (no
     value) read as a key of the spec, to be written `model.loraa.r=VALUE`; `model.lora.rr` was
@@ -2049,7 +2061,7 @@ def test_override_advice_names_the_first_wrong_part_of_its_key_not_the_last_word
     assert "model has no key 'loraa' (did you mean 'lora'? its keys: " in said and "model.loraa.r=VALUE" not in said
     assert "model.lora has no key 'rr' (did you mean 'r'?" in override_without_value_note("model.lora.rr")
     assert "sources[0] has no key 'loaderr'" in override_without_value_note("sources[0].loaderr.path")
-    assert "model.lora.r takes a value, not keys" in override_without_value_note("model.lora.r.x")
+    assert "model.lora.r takes a value, not keys" in override_without_value_note("model.lora.r.alpha")
     for right in ("model.lora.r", "sources.wiki.loader.path", "target.label_map.pos", "search.strategies[0].params.k",
                   "model.lora.target_modules[0]"):  # (an item of a list of values, not a key under a value)
         assert f"({right}=VALUE)" in override_without_value_note(right)

@@ -100,7 +100,9 @@ def override_without_value_note(path: object) -> str:
     meta_init.steps`), with the argument to write; "" otherwise. Its last part must be a key
     the spec has somewhere (``steps``): a missing ``project.yaml`` or ``model.yml`` is a spec
     file's name, not an override. A list index is a last part too (``sources[0]``), and so is
-    any key under a mapping-valued setting (``target.label_map.pos``, ``where``, ``params``)."""
+    any key under a mapping-valued setting (``target.label_map.pos``, ``where``, ``params``), or a
+    misspelling of a key valid where it stands (``model.lora.rr``), said with the key meant; a
+    missing ``sources.extra.yaml`` (``yaml`` no key of a source) is a file's name."""
     from subsetctl.spec.models import Spec  # (the models read overrides' helpers)
 
     text = str(path)
@@ -116,7 +118,8 @@ def override_without_value_note(path: object) -> str:
     wrong = _first_unknown_part(parts)
     if not (isinstance(last, int) or last in _spec_key_names()
             or (isinstance(before, str) and before in _spec_mapping_names())
-            or (len(parts) > 2 and wrong is not None and wrong[0] == len(parts) - 1)):  # model.lora.rr
+            or (len(parts) > 2 and wrong is not None and wrong[0] == len(parts) - 1
+                and _meant_key(str(last), wrong[1]))):  # model.lora.rr; not a missing sources.extra.yaml
         return ""
     if wrong is None:
         return (f": {text} reads as a key of the spec, an override without its value. Write each override as one "
@@ -164,16 +167,23 @@ def unknown_part_note(parts: list[str | int], at: int, valid: list[str]) -> str:
     """What is wrong at part ``at`` of an override's key path (as :func:`_first_unknown_part`
     found it): "model has no key 'loraa' (did you mean 'lora'? its keys: ...)", or that the
     part before takes a value, not keys."""
-    import difflib
-
     where, part = format_path(tuple(parts[:at])), parts[at]
     if not valid:
         return f"{where} takes a value, not keys, so {key_text(parts[: at + 1])} is no setting"
-    close = difflib.get_close_matches(str(part), valid, n=1, cutoff=0.6)
-    meant = f"did you mean {close[0]!r}? " if close else ""
+    close = _meant_key(str(part), valid)
+    meant = f"did you mean {close!r}? " if close else ""
     listed = ", ".join(valid[:_KEYS_LISTED]) + (", ..." if len(valid) > _KEYS_LISTED else "")
     owner = where or "the spec"
     return f"{owner} has no key {str(part)!r} ({meant}its keys: {listed})"
+
+
+def _meant_key(part: str, valid: list[str]) -> str | None:
+    """The key of ``valid`` that the wrong part ``part`` of an override's key is a likely
+    misspelling of (``rr`` -> ``r``, ``loraa`` -> ``lora``), or None."""
+    import difflib
+
+    close = difflib.get_close_matches(part, valid, n=1, cutoff=0.6)
+    return close[0] if close else None
 
 
 @functools.cache
