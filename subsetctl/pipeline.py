@@ -708,21 +708,23 @@ def compared_versions(versions: Any) -> Any:
     return {k: v for k, v in versions.items() if k != SUBSETCTL_COMMIT} if isinstance(versions, dict) else versions
 
 
+def _option(name: str, value: str) -> str:
+    """A stage option as the caller gives it: `--until data` on the command line, until='data' in Python."""
+    return worded(f"--{name} {value}", f"{name}={value!r}")
+
 
 def forced_after_until(force: list[str] | tuple[str, ...], until: str | None, order: list[str]) -> str | None:
     """The problem of a stage forced after the one runs stop at (`--until data --force
     search`: it would not run), in the words of the command line or of the API as the caller
     is; None when there is none. `run` and `plan` check it before reading the project, as a
     usage error (exit 2); the pipeline again, for the API."""
-    def option(name: str, value: str) -> str:  # `--until data` on the command line, until='data' in Python
-        return worded(f"--{name} {value}", f"{name}={value!r}")
-
     late = [n for n in sorted(force, key=order.index) if n in order and until in order
             and order.index(n) > order.index(until)]
     if not late or until is None:
         return None
-    return (f"{option('force', late[0])}: it comes after {option('until', until)}, so it would not run. Stop at "
+    return (f"{_option('force', late[0])}: it comes after {_option('until', until)}, so it would not run. Stop at "
             f"{late[0]} or later, or leave out {worded('--until', 'until')}.")
+
 
 class Pipeline:
     """Plans and runs a list of stages on one project."""
@@ -756,16 +758,12 @@ class Pipeline:
         for name in sorted(force, key=str):
             self._check_stage(name, optional=False)
         self._check_stage(until)
-
-        def option(name: str, value: str) -> str:  # `--until data` on the command line, until='data' in Python
-            return worded(f"--{name} {value}", f"{name}={value!r}")
-
         for which, name in [*(("force", n) for n in sorted(force)), ("until", until)]:
             stage = self.by_name.get(name) if name else None
             if stage is not None and not stage.enabled(self.spec):
                 switch = f" ({stage.switch}: false)" if stage.switch else ""
                 raise UserError(
-                    f"{option(which, name)}: the {name} stage is switched off in the spec{switch}, so it never runs. "
+                    f"{_option(which, name)}: the {name} stage is switched off in the spec{switch}, so it never runs. "
                     + (f"Switch it on (`{stage.switch}=true` {worded('on the command line', 'in overrides')}, or "
                        "in the spec) or name another stage." if stage.switch else "Name another stage.")
                 )
