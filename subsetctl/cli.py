@@ -767,6 +767,18 @@ def _require_posix_locks() -> None:
         )
 
 
+def _report_read(from_report: Path) -> Path:
+    """What `init --from-report` says it wrote the spec from: the argument as given (a report.json,
+    or the project folder holding one), or for a project's spec file the report.json it read
+    beside it: "from proj/subsetctl.yaml" read as a copy of today's spec, which the report's
+    settings need not be."""
+    from subsetctl.project import path_argument
+    from subsetctl.spec.from_report import report_json_path
+
+    read = report_json_path(path_argument(from_report, "--from-report", "report.json"))
+    return from_report if from_report.is_dir() or read == from_report else read
+
+
 @main.command(epilog=_examples("subsetctl init myproject", "subsetctl init myproject --template minimal",
                                "subsetctl init variant7 --from-report sweep/v7/report.json"))
 @click.argument("directory", type=_PathGiven())  # a file: init_project's UserError (exit 1)
@@ -801,7 +813,7 @@ def init(directory: Path, template: str, force: bool, from_report: Path | None) 
     said: list[str] = []
     path = init_project(directory, template, force, kept, backups, from_report, said)
     console = _console()
-    made_from = f"from {from_report}" if from_report is not None else f"template {template}"
+    made_from = f"from {_report_read(from_report)}" if from_report is not None else f"template {template}"
     console.print(f"Created {path} ({made_from}) and its schema for editors, subsetctl.schema.json.",
                   highlight=False, markup=False)
     for line in said:

@@ -391,3 +391,20 @@ def test_run_settings_are_those_of_the_run_that_last_wrote_report_json(tiny_proj
     assert ran_with(executor={"n_jobs": before + 1})["executor.n_jobs"] == before  # no stage ran
     settings = ran_with(report={"plots": False})  # the report stage again: this run's settings
     assert (settings["executor.n_jobs"], settings["report.plots"]) == (before + 1, False)
+
+
+def test_init_from_a_projects_spec_file_names_the_report_json_it_read(tmp_path: Path) -> None:
+    """`init new --from-report proj/subsetctl.yaml` said "Created new/subsetctl.yaml (from
+    proj/subsetctl.yaml)", as if today's spec were copied, where the settings come from
+    proj/report.json (the spec may have moved on since): it names that file now."""
+    settings = {"target.name": "t", "target.loader.type": "jsonl", "target.loader.path": "t.jsonl",
+                "sources[0].name": "a", "sources[0].loader.type": "jsonl", "sources[0].loader.path": "a.jsonl"}
+    (tmp_path / "proj").mkdir()
+    (tmp_path / "proj" / "subsetctl.yaml").write_text("project: {name: p}\n")
+    (tmp_path / "proj" / "report.json").write_text(json.dumps({"report_format": 18, "settings": settings}))
+    result = invoke("init", str(tmp_path / "new"), "--from-report", str(tmp_path / "proj" / "subsetctl.yaml"))
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert f"(from {tmp_path / 'proj' / 'report.json'})" in output, output
+    result = invoke("init", str(tmp_path / "new2"), "--from-report", str(tmp_path / "proj"))
+    assert f"(from {tmp_path / 'proj'})" in " ".join(result.output.split()), result.output
