@@ -574,6 +574,10 @@ def test_a_json_spec_whose_sections_are_all_misspelled_is_refused_key_by_key_not
     with pytest.raises(SpecError) as refused:
         load_spec(tmp_path / "spec.json")
     assert "data file" not in str(refused.value) and "did you mean 'model'" in str(refused.value), str(refused.value)
+    (tmp_path / "upper.json").write_text(json.dumps({"MODEL": {"source": "m"}, "TARGET": MINIMAL["target"]}))
+    with pytest.raises(SpecError) as refused:
+        load_spec(tmp_path / "upper.json")
+    assert "data file" not in str(refused.value) and "MODEL" in str(refused.value), str(refused.value)
     (tmp_path / "row.jsonl").write_text('{"source": "wiki", "text": "a"}\n', encoding="utf-8")
     with pytest.raises(SpecError, match="row.jsonl looks like a data file"):
         load_spec(tmp_path / "row.jsonl")

@@ -173,15 +173,15 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
 
 def _has_a_spec_section(data: dict[Any, Any]) -> bool:
     """Whether ``data`` holds a top-level key of the spec, or a misspelling of one that the
-    unknown-key advice would name (``modle``, ``sourcse``), whose value is a section (a mapping
+    unknown-key advice would name (``modle``, ``sourcse``; in any case, ``MODEL``), whose value is a section (a mapping
     or a list: ``target: {...}``, ``sources: [...]``). A one-line JSON Lines file read as YAML is
     a mapping too (``{"prompt": ..., "response": ...}``), and was refused key by key ("prompt:
     unknown key"), where a longer one was told it is a data file; a record with a ``target``
     text field is no spec either. A spec written in JSON whose sections are all misspelled is a
     spec, refused key by key with the keys meant (it was told it looks like a data file)."""
     sections = list(Spec.model_fields)
-    return any(isinstance(value, (dict, list)) and (key in sections or meant_key(str(key), sections))
-               for key, value in data.items())
+    return any(isinstance(value, (dict, list)) and (str(key).lower() in sections or meant_key(str(key).lower(), sections))
+               for key, value in data.items())  # (in any case: `MODEL`, `Sources`)
 
 
 def _unmade_scalar(text: str) -> yaml.ScalarNode | None:
