@@ -456,7 +456,7 @@ def load_project(
     project = Project.find(directory)
     report = validate_spec_file(project.spec_path, overrides)
     if not report.ok or report.spec is None:
-        raise SpecError(f"{project.spec_path} is not a valid spec:\n{issues_text(report.issues)}")
+        raise SpecError(f"{project.spec_path} is not a valid spec:\n{issues_text(report.issues, project.spec_path, overrides)}")
     if reporter is not None:
         from rich.markup import escape
 

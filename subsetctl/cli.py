@@ -887,7 +887,7 @@ def validate(specs: tuple[str, ...], fmt: str, no_plugins: bool) -> None:
                 console.print(f"[green]✓[/green] {escape(str(report.file))} is valid{unchecked}")
             else:
                 console.print(f"[red]✗[/red] {escape(str(report.file))}: {len(report.issues):,} problem(s){unchecked}")
-                console.print(issues_text(report.issues), markup=False)
+                console.print(issues_text(report.issues, report.file, overrides, no_plugins), markup=False)
             for warning in report.warnings:
                 said = "[cyan]note:[/cyan]" if warning.note else "[yellow]warning:[/yellow]"
                 console.print(f"  {said} {escape(warning.render())}")

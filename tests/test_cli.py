@@ -3029,5 +3029,21 @@ def test_validate_and_plan_list_the_first_problems_of_thousands_and_count_the_re
         listed = [line for line in result.output.splitlines() if "does not exist" in line]
         assert result.exit_code == 1 and len(listed) == ISSUES_SHOWN, result.output
         assert "moved/s19.jsonl" in listed[-1] and "s20.jsonl" not in result.output
-        assert (f"... and {total - ISSUES_SHOWN} more problems (of {total}): `subsetctl validate --format json` lists "
-                "every one" in result.output)
+        assert (f"... and {total - ISSUES_SHOWN} more problems (of {total}): `subsetctl validate {spec_path} --format "
+                "json` lists every one" in result.output.replace("\n", ""))
+
+
+def test_the_problems_past_those_listed_are_counted_in_agreeing_words_with_the_command_listing_them() -> None:
+    """One problem past those listed was "1 more problems", and the command said to list them all,
+    a bare `subsetctl validate --format json`, read the current folder's spec without the
+    overrides `plan` was given (or, after `validate --no-plugins`, imported the plugins): it names
+    the spec, its overrides and --no-plugins, each a shell word."""
+    from subsetctl.spec import ISSUES_SHOWN, SpecIssue, issues_text
+
+    issues = [SpecIssue(file="s.yaml", line=i + 1, key=f"sources[{i}].loader.path", message="does not exist")
+              for i in range(ISSUES_SHOWN + 1)]
+    text = issues_text(issues, Path("my proj/subsetctl.yaml"), ["gradients.d=8"], no_plugins=True)
+    assert len(text.splitlines()) == ISSUES_SHOWN + 1 and f"sources[{ISSUES_SHOWN}]" not in text
+    assert text.splitlines()[-1] == (f"  ... and 1 more problem (of {ISSUES_SHOWN + 1}): `subsetctl validate "
+                                     "--no-plugins 'my proj/subsetctl.yaml' gradients.d=8 --format json` lists every one")
+    assert issues_text(issues[:ISSUES_SHOWN], "s.yaml").splitlines()[-1].endswith("does not exist")

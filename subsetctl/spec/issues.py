@@ -9,12 +9,13 @@ import datetime
 import difflib
 import functools
 import re
+from pathlib import Path
 from typing import Any, get_args
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from subsetctl.errors import as_typed
+from subsetctl.errors import as_typed, shell_arg
 from subsetctl.spec.models import NAME_PATTERN, Spec, _ascii_form, _BooleanForNumber
 
 
@@ -162,13 +163,20 @@ class SpecIssue(BaseModel):
 ISSUES_SHOWN = 20
 
 
-def issues_text(issues: list[SpecIssue]) -> str:
+def issues_text(issues: list[SpecIssue], spec_path: str | Path, overrides: list[str] | None = None,
+                no_plugins: bool = False) -> str:
     """``issues`` a line each, indented, as a terminal lists them: the first
-    :data:`ISSUES_SHOWN`, then how many more there are and what lists every one."""
+    :data:`ISSUES_SHOWN`, then how many more there are and the command that lists every one,
+    naming the spec file ``spec_path`` and the ``overrides`` it was read with (`plan` of another
+    folder, or with an override, is not what a bare `subsetctl validate --format json` reads),
+    and ``--no-plugins`` where it was given (the command suggested imports no plugin it did not)."""
     lines = ["  " + issue.render() for issue in issues[:ISSUES_SHOWN]]
-    if len(issues) > ISSUES_SHOWN:
-        lines.append(f"  ... and {len(issues) - ISSUES_SHOWN:,} more problems (of {len(issues):,}): "
-                     "`subsetctl validate --format json` lists every one")
+    more = len(issues) - ISSUES_SHOWN
+    if more > 0:
+        command = " ".join(["subsetctl validate", *(["--no-plugins"] if no_plugins else []), shell_arg(spec_path),
+                            *map(shell_arg, overrides or []), "--format json"])
+        lines.append(f"  ... and {more:,} more {'problem' if more == 1 else 'problems'} (of {len(issues):,}): "
+                     f"`{command}` lists every one")
     return "\n".join(lines)
 
 

@@ -774,6 +774,6 @@ def load_spec(path: Path, overrides: list[str] | None = None) -> Spec:
         data = apply_overrides(data, indexed_overrides(data, overrides, written), written)
     spec, issues = validate_data(data, str(path), text)
     if issues:
-        raise SpecError(f"{path} is not a valid spec:\n{issues_text(issues)}")
+        raise SpecError(f"{path} is not a valid spec:\n{issues_text(issues, path, overrides)}")
     assert spec is not None
     return spec
