@@ -1734,7 +1734,7 @@ def test_a_count_of_one_line_not_utf8_agrees_and_is_worded_of_the_file_or_the_so
         "; it is left out of every source reading it. If" in of_file, of_file
     assert file_notice_worded(of_file, source, path, of_file=False) == notice
     kept = notice.replace("lines is not", "lines are not").replace("it is left out", "they are left out")
-    assert "; they are left out of every source reading it. " in file_notice_worded(kept, source, path, of_file=True)
+    assert file_notice_worded(kept, source, path, of_file=True) == of_file  # (an earlier run's words: today's)
 
 
 @pytest.mark.parametrize("in_memory", [True, False])
@@ -2437,3 +2437,37 @@ def test_the_line_ends_of_more_csv_files_than_eight_are_read_once(tmp_path: Path
     assert files._line_ends.cache_info().misses == 12
     (tmp_path / "s0.csv").write_bytes(b"prompt,response\nq,a\n")
     assert "cells" not in source_fingerprint_inputs(sources[0], tmp_path)
+
+
+def test_a_kept_file_notice_in_an_earlier_runs_count_words_is_worded_as_validate_words_it_today(
+        tmp_path: Path, make_ctx) -> None:
+    """A source reused from a run of the previous subsetctl kept "1 cell(s) hold a NUL byte ...;
+    they are read with it", "3 cell(s) hold", "1 of 31 lines are not valid UTF-8 ...; they are
+    left out", "1 of its 3 lines end with CRLF": validate now says "1 cell holds", "3 cells hold",
+    "is", "ends", and `run` printed the kept words beside validate's, the one problem twice. The
+    kept words are brought to today's, as the file's or the source's."""
+    from subsetctl.data.loaders import file_notice_worded
+    from subsetctl.data.loaders.files import csv_stray_cell_notices, mixed_line_ends_notice
+
+    (tmp_path / "one.csv").write_bytes(b"prompt,response\nq1,a1\nq2,a\x002\n")
+    (tmp_path / "three.csv").write_bytes(b"prompt,response\nq\x001,a\x001\nq2,a\x002\n")
+    (tmp_path / "crlf.csv").write_bytes(b'prompt,response\r\n"q\n1",a1\nq2,a2\n')  # (a cell spanning lines)
+    good = b"".join(b'{"prompt": "q%d", "response": "a"}\n' % i for i in range(30))
+    (tmp_path / "one.jsonl").write_bytes(good + b'{"prompt": "x\x81y", "response": "a"}\n')
+    ctx = make_ctx()
+    load_jsonl(JsonlLoader(type="jsonl", path="one.jsonl"), ctx)
+    (one_cell,), (three_cells,) = (csv_stray_cell_notices(tmp_path / f"{n}.csv", ",", "s") for n in ("one", "three"))
+    crlf = mixed_line_ends_notice(tmp_path / "crlf.csv", "s")
+    earlier = {
+        one_cell: one_cell.replace("1 cell holds", "1 cell(s) hold").replace("; the cell is read", "; they are read"),
+        three_cells: three_cells.replace("3 cells hold", "3 cell(s) hold"),
+        crlf: crlf.replace("lines ends with CRLF", "lines end with CRLF"),
+        ctx.notices[0]: ctx.notices[0].replace("lines is not", "lines are not").replace("it is left", "they are left"),
+    }
+    for today, kept in earlier.items():
+        assert kept != today, today
+        path = tmp_path / ("one.jsonl" if today is ctx.notices[0] else today.split(": ")[1].rsplit("/", 1)[-1])
+        source = ctx.source_name if today is ctx.notices[0] else "s"
+        for of_file in (False, True):
+            assert (file_notice_worded(kept, source, path, of_file)
+                    == file_notice_worded(today, source, path, of_file)), (kept, of_file)

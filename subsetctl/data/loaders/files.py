@@ -1202,6 +1202,7 @@ def file_notice_worded(notice: str, source: str, path: Path, of_file: bool) -> s
     it again in the other. Any other notice is returned as it is."""
     if not any(words in notice for words in _FILE_PROBLEM_WORDS):
         return notice
+    notice = _in_todays_count_words(notice)
     own = f"Source {source!r}: file "
     # (a file's stray cells are said of its resolved path: csv_stray_cell_notices looks once a file)
     stray = " a byte-order mark (U+FEFF), which" in notice or " a NUL byte (" in notice
@@ -1217,6 +1218,22 @@ def file_notice_worded(notice: str, source: str, path: Path, of_file: bool) -> s
             rest = rest.replace(of_every, left_out, 1)
         return f"{own}{shown}{rest}"
     return notice
+
+
+def _in_todays_count_words(notice: str) -> str:
+    """A kept notice of a text file's problem (:func:`file_notice_worded`) in the count words a
+    run writes today: an earlier subsetctl wrote "3 cell(s) hold", "1 cell(s) hold ...; they are
+    read with it", "1 of 11 lines are not valid UTF-8 ...; they are left out" and "1 of its 6
+    lines end with CRLF", which no longer match validate's words for the same problem, so a
+    reused source's kept notice was said again beside validate's."""
+    if (cells := re.search(r": (\d+) cell\(s\) hold ", notice)) is not None:
+        one = cells[1] == "1"
+        notice = notice.replace(cells[0], f": {cells[1]} {'cell holds' if one else 'cells hold'} ", 1)
+        return notice.replace("; they are read with it", "; the cell is read with it", 1) if one else notice
+    if (lines := re.search(r": 1 of [\d,]+ (?:lines|rows) are not valid UTF-8 \(", notice)) is not None:
+        notice = notice.replace(lines[0], lines[0].replace(" are not ", " is not "), 1)
+        return notice.replace("; they are left out", "; it is left out", 1)
+    return re.sub(r"(: 1 of its [\d,]+ lines) end with CRLF \(", r"\1 ends with CRLF (", notice, count=1)
 
 
 def of_the_target(message: str, name: str) -> str:
