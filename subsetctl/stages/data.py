@@ -252,7 +252,7 @@ class DataStage(Stage):
         if summary["reused"]:
             n = len(summary["reused"])
             if n == len(sources):
-                ctx.reporter.info(f"[dim]data: all {n} sources (the target counted) reused as prepared by an "
+                ctx.reporter.info(f"[dim]data: all {n:,} sources (the target counted) reused as prepared by an "
                                   "earlier run (same spec and files)[/dim]")
             else:
                 from rich.markup import escape
