@@ -127,23 +127,25 @@ class TruncationCounts:
                            **({"no_token_to_score": self.unscored[source]} if self.unscored[source] else {})}
         return out
 
-    def unscored_notice(self, examples: str = "examples", counted: str = "they carry no loss and no gradient") -> \
-            str | None:
+    def unscored_notice(self, examples: str = "examples",
+                        counted: tuple[str, str] = ("it carries no loss and no gradient",
+                                                    "they carry no loss and no gradient")) -> str | None:
         """One line naming the sources of examples with no token to score, and how many, or
         None when there are none: a text of one token that the tokenizer puts no BOS token
         before and no EOS token after has nothing that predicts or is predicted (its first
         token is never scored), so its f, loss and gradient were 0, counted as such without
-        a word. ``examples`` names what was counted, ``counted`` what that means there."""
+        a word. ``examples`` names what was counted, ``counted`` what that means there, said
+        of one example and of several (the words agree with the count)."""
         if not self.unscored:
             return None
         n = sum(self.unscored.values())
         shown = ", ".join(f"{name!r}: {count}" for name, count in self.unscored.most_common(5))
         more = f", {len(self.unscored) - 5} more sources" if len(self.unscored) > 5 else ""
-        return (f"{n} of {self.seen} {examples} {'has' if n == 1 else 'have'} no token to score ({shown}{more}): each "
-                "is a text of one token, "
+        return (f"{n} of {self.seen} {examples} {'has' if n == 1 else 'have'} no token to score ({shown}{more}): "
+                f"{'it' if n == 1 else 'each'} is a text of one token, "
                 "and the tokenizer puts no BOS token before a text and no EOS token after it, so nothing predicts "
-                f"it and it predicts nothing; {counted}. Leave such rows out of the data, or use a tokenizer with "
-                "an EOS token.")
+                f"it and it predicts nothing; {counted[0] if n == 1 else counted[1]}. Leave such rows out of the "
+                "data, or use a tokenizer with an EOS token.")
 
     def notice(self, max_length: int, examples: str = "examples", learns: str = "the model learns") -> str | None:
         """One line saying what was cut where, or None when nothing was; ``examples``

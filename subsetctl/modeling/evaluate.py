@@ -385,8 +385,9 @@ def evaluate_model(
     if not scored.all():
         counts = TruncationCounts()
         counts.add(encode_rows(tokenizer, examples, kind, max_length), examples)
-        warnings.append(counts.unscored_notice("test examples", "they are left out of the test loss"
-                                               + ("" if scored.any() else ", which none is left for")))
+        none_left = "" if scored.any() else ", which none is left for"
+        warnings.append(counts.unscored_notice("test examples", (f"it is left out of the test loss{none_left}",
+                                                                 f"they are left out of the test loss{none_left}")))
     score = float(np.mean([p["score"] for p in predictions]))
     return {
         "n": len(examples),

@@ -395,7 +395,8 @@ class GradientsStage(common.ModelStage):
         if truncation:
             ctx.reporter.warn(f"gradients: {truncation}")
         unscored = make_batch.truncation.unscored_notice(
-            "rows", "their f and gradient are 0, and the search leaves them out of their source")
+            "rows", ("its f and gradient are 0, and the search leaves it out of its source",
+                     "their f and gradient are 0, and the search leaves them out of their source"))
         if unscored:
             ctx.reporter.warn(f"gradients: {unscored}")
         if not self._any_gradient(store):

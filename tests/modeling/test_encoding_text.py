@@ -85,8 +85,14 @@ def test_one_token_texts_with_nothing_to_score_are_counted_by_source() -> None:
     counts = TruncationCounts()
     counts.add(encode_rows(bare, rows, "causal-lm", 16), rows)
     assert counts.unscored == {"one": 3}
-    notice = counts.unscored_notice("rows", "they carry nothing")
+    notice = counts.unscored_notice("rows", ("it carries nothing", "they carry nothing"))
     assert notice is not None and notice.startswith("3 of 4 rows have no token to score ('one': 3): each is a text")
+    assert notice is not None and "; they carry nothing. " in notice
+    one = TruncationCounts()  # (the whole notice agrees with a count of one: "it is", "it carries", not "each", "they")
+    one.add(encode_rows(bare, rows[2:], "causal-lm", 16), rows[2:])
+    notice = one.unscored_notice("rows", ("it carries nothing", "they carry nothing"))
+    assert notice is not None and notice.startswith("1 of 2 rows has no token to score ('one': 1): it is a text")
+    assert "; it carries nothing. " in notice and "each" not in notice and "they" not in notice
     for tokenizer in (char_tokenizer(), char_tokenizer_adding_bos()):
         counts = TruncationCounts()
         counts.add(encode_rows(tokenizer, rows, "causal-lm", 16), rows)
