@@ -445,8 +445,9 @@ def _prepare_or_reuse(spec: Spec, source: SourceSpec, spec_dir: Path, out_dir: P
     folders = [out_dir, *reuse_from]
     key, inputs = key_and_inputs(spec, source, spec_dir)
     found = _prepared_earlier(folders, source.name, (key,))
-    if found is None:  # (the keys an earlier subsetctl wrote, only now: some count the source's files otherwise)
-        found = next(filter(None, (_prepared_earlier(folders, source.name, keys)
+    if found is None:  # (the keys an earlier subsetctl wrote, only now: some count the source's files otherwise;
+        # today's left out, looked for already: a folder holding it damaged was hashed again)
+        found = next(filter(None, (_prepared_earlier(folders, source.name, tuple(k for k in keys if k != key))
                                    for keys in reuse_keys(spec, source, spec_dir, inputs))), None)
     if found is not None:
         folder, record = found

@@ -674,3 +674,29 @@ def test_a_targets_save_to_disk_folder_counted_whole_beside_a_where_test_loader_
     prepared_calls.clear()
     run_project(tmp_path, until="data", reporter=SilentReporter())
     assert prepared_calls == ["j"]
+
+
+def test_a_damaged_earlier_source_is_checked_once_before_it_is_prepared_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prepared_calls: list[str]) -> None:
+    """The data stage looks for today's key in every earlier-results folder, then for the keys
+    an earlier subsetctl wrote, today's among them: a folder holding the source under today's key
+    but damaged (a byte altered, the size kept) had its files hashed twice, once in each look.
+    Once now; the source is prepared again, the others reused."""
+    spec = _spec(tmp_path, 2)
+    run_data_stage(spec, tmp_path, tmp_path / "a")
+    arrow = next((tmp_path / "a" / "s0").rglob("*.arrow"))
+    data = bytearray(arrow.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    arrow.write_bytes(bytes(data))
+    checked: list[str] = []
+    intact = data_stage._intact
+
+    def counting(folder: Path, record: dict) -> bool:
+        checked.append(folder.name)
+        return intact(folder, record)
+
+    monkeypatch.setattr(data_stage, "_intact", counting)
+    prepared_calls.clear()
+    again = run_data_stage(spec, tmp_path, tmp_path / "b", reuse_from=[tmp_path / "a"])
+    assert prepared_calls == ["s0"] and again["reused"] == ["tgt", "s1"], (prepared_calls, again["reused"])
+    assert checked.count("s0") == 1, checked
