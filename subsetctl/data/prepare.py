@@ -512,7 +512,8 @@ def _target_split_notes(target: TargetSpec, counts: dict[str, int], n: int) -> l
     if all(isinstance(v, float) for v in sizes) and used < n:
         notes.append(
             f"Target {target.name!r}: the split fractions ({_describe_split(target.split)}) add up to "
-            f"{sum(sizes):g}, so {n - used} of its {n} examples {'is' if n - used == 1 else 'are'} left out of every split. If that is not meant, "
+            f"{sum(sizes):g}, so {n - used} of its {n} examples {'is' if n - used == 1 else 'are'} left out of "
+            "every split. If that is not meant, "
             "make the fractions add up to 1."
         )
     if 0 < counts["validation"] < MIN_VALIDATION_EXAMPLES:

@@ -959,7 +959,8 @@ def mixed_line_ends_notice(path: Path, source: str | None, delimiter: str = ",")
     fix = (f"`zcat {shown} | dos2unix | gzip > fixed.csv.gz`, then put fixed.csv.gz in its place (LF; `unix2dos` "
            "for CRLF)" if first_bytes(path, 2) == GZIP_MAGIC else f"`dos2unix {shown}` (LF; `unix2dos` for CRLF)")
     return (f"{said} {shown_path(path)}: {found.crlf} of its {found.crlf + found.lf} lines "
-            f"{'ends' if found.crlf == 1 else 'end'} with CRLF (the first: line {found.first_crlf}), the others with a line feed (LF) alone: mixed line ends, as when rows are "
+            f"{'ends' if found.crlf == 1 else 'end'} with CRLF (the first: line {found.first_crlf}), the others "
+            "with a line feed (LF) alone: mixed line ends, as when rows are "
             "added by another program or part of the file was saved on Windows. Its rows are read alike either way "
             "(no cell keeps a trailing carriage return), but a quoted cell holds a line break, read as written, "
             "CRLF in some cells and LF in others, which the model sees as different text. Give the file one line "
@@ -1285,11 +1286,13 @@ def _stray_cell_notices(path: Path, delimiter: str, said: str) -> list[str]:
                     f" Lines {lines} repeat the header: other files', read as rows." if boms.headers else "")
         notices.append(f"{said}: {_cells_hold(boms.count)} a byte-order mark (U+FEFF), which a file has only at "
                        f"its start, as when two files are joined (`cat a.csv b.csv`) ({boms.shown()}); "
-                       f"{'the cell is' if boms.count == 1 else 'they are'} read with it, as a character of the text.{repeated} Delete those 3 bytes (EF BB BF) there"
+                       f"{'the cell is' if boms.count == 1 else 'they are'} read with it, as a character of the "
+                       f"text.{repeated} Delete those 3 bytes (EF BB BF) there"
                        f"{' and the repeated header lines' if boms.headers else ''}.")
     if nuls.count:
         notices.append(f"{said}: {_cells_hold(nuls.count)} a NUL byte ({nuls.shown()}); "
-                       f"{'the cell is' if nuls.count == 1 else 'they are'} read with it, as a character of the text. A NUL in a text file is damage, or bytes that are not text: remove them "
+                       f"{'the cell is' if nuls.count == 1 else 'they are'} read with it, as a character of the "
+                       "text. A NUL in a text file is damage, or bytes that are not text: remove them "
                        "(`tr -d '\\000' < in.csv > out.csv`) or fix those cells.")
     return notices
 
