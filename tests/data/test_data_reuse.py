@@ -75,6 +75,22 @@ def test_adding_a_source_prepares_only_that_one(tmp_path: Path, prepared_calls: 
     assert stat_stamp(kept) == stamp and (out / "s0" / "train" / "data-00000-of-00001.arrow").stat().st_nlink == 1
 
 
+def test_the_keys_of_earlier_versions_are_worked_out_only_for_a_source_a_folder_holds(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """reuse_keys (the keys an earlier subsetctl wrote) is called for a source whose folder holds
+    a record under another key (s0, its file edited), not for one no folder holds (s1, added):
+    0.15-0.33 ms each source of a fresh run of thousands, for nothing to find."""
+    earlier = tmp_path / "earlier"
+    run_data_stage(_spec(tmp_path, 1), tmp_path, earlier)
+    write_jsonl(tmp_path / "s0.jsonl", qa_rows(7, "s0"))
+    asked: list[str] = []
+    real = data_stage.reuse_keys
+    monkeypatch.setattr(data_stage, "reuse_keys", lambda spec, source, *a, **k: asked.append(source.name)
+                        or real(spec, source, *a, **k))
+    summary = run_data_stage(_spec(tmp_path, 2), tmp_path, tmp_path / "out", reuse_from=[earlier])
+    assert summary["reused"] == ["tgt"] and asked == ["s0"]
+
+
 def test_a_changed_file_or_setting_prepares_that_source_again(tmp_path: Path, prepared_calls: list[str]) -> None:
     earlier = tmp_path / "earlier"
     run_data_stage(_spec(tmp_path, 3), tmp_path, earlier)
