@@ -11,7 +11,13 @@ Both must write the same files (every path and byte under the stage folder). Pri
 JSON line: the best time of each way (wall clock, and the process's CPU time, steadier
 on shared cores; the wall clock also counts the fsyncs saved), per source, and ratios.
 
-    python benchmarks/data_stage_many.py [--sources 300] [--rows 4] [--repeats 3]
+With ``--before TREE`` (a checkout of an earlier subsetctl, e.g. ``git worktree add
+/tmp/before <rev>``), the fresh data stage also runs in child processes, alternating, with
+that tree's subsetctl and with this one's on ``PYTHONPATH``, each timing its stage alone
+(not its imports); the line adds their best times (``tree_before_*``, ``tree_after_*``),
+the ratio, and whether both wrote the same files.
+
+    python benchmarks/data_stage_many.py [--sources 300] [--rows 4] [--repeats 3] [--before TREE]
 """
 
 from __future__ import annotations
@@ -20,14 +26,17 @@ import argparse
 import contextlib
 import hashlib
 import json
+import os
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from unittest import mock
 
-from _common import fresh_work_dir
+from _common import ROOT, fresh_work_dir
 from many_sources import build
 
 
@@ -74,12 +83,55 @@ def _as_before() -> Iterator[None]:
         yield
 
 
+def _child_stage(folder: Path, out: Path) -> None:
+    """(In a child process, whichever subsetctl its ``PYTHONPATH`` gives.) Run the data stage
+    of the project in ``folder`` fresh into ``out``; print its wall and CPU seconds as JSON."""
+    from subsetctl.data import stage
+    from subsetctl.spec.reading import load_spec
+
+    spec = load_spec(folder / "subsetctl.yaml")
+    shutil.rmtree(out, ignore_errors=True)
+    started, cpu = time.perf_counter(), time.process_time()
+    stage.run_data_stage(spec, folder, out, reuse=False)
+    print(json.dumps({"wall": time.perf_counter() - started, "cpu": time.process_time() - cpu}))
+
+
+def _trees(folder: Path, before: Path, repeats: int) -> dict[str, Any]:
+    """The fresh data stage of ``folder``'s project with the subsetctl of the tree ``before``
+    and with this tree's, in child processes taking turns: best wall and CPU seconds of each,
+    and whether both wrote the same files."""
+    best: dict[str, tuple[float, float]] = {}
+    files: dict[str, dict[str, str]] = {}
+    for _ in range(repeats):
+        for way, tree in (("before", before), ("after", ROOT)):
+            out = folder / f"tree_{way}"
+            env = {**os.environ, "PYTHONPATH": str(tree)}
+            done = subprocess.run([sys.executable, __file__, "--child", str(folder), str(out)], env=env, check=True,
+                                  capture_output=True, text=True)
+            seconds = json.loads(done.stdout.strip().splitlines()[-1])
+            wall, cpu = best.get(way, (float("inf"), float("inf")))
+            best[way] = min(wall, seconds["wall"]), min(cpu, seconds["cpu"])
+            files[way] = _files(out)
+    return {
+        "tree_before": str(before),
+        "tree_before_s": round(best["before"][0], 2), "tree_after_s": round(best["after"][0], 2),
+        "tree_before_cpu_s": round(best["before"][1], 2), "tree_after_cpu_s": round(best["after"][1], 2),
+        "tree_cpu_speedup": round(best["before"][1] / best["after"][1], 2),
+        "tree_same_files": files["before"] == files["after"],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sources", type=int, default=300)
     parser.add_argument("--rows", type=int, default=4, help="examples per source")
     parser.add_argument("--repeats", type=int, default=3, help="fresh data stages each way (the best counts)")
+    parser.add_argument("--before", type=Path, help="an earlier subsetctl tree to time the fresh data stage of too")
+    parser.add_argument("--child", nargs=2, type=Path, help=argparse.SUPPRESS)  # (_trees' child processes)
     args = parser.parse_args()
+    if args.child:
+        _child_stage(*args.child)
+        return
 
     from subsetctl.data import stage
     from subsetctl.spec.reading import load_spec
@@ -137,6 +189,7 @@ def main() -> None:
         "add_one_cpu_old_s": round(cpu["old_add_one"], 2), "add_one_cpu_new_s": round(cpu["new_add_one"], 2),
         "add_one_cpu_speedup": round(cpu["old_add_one"] / cpu["new_add_one"], 2),
         "same_files": True, "files": len(files["new"]),
+        **(_trees(folder, args.before.resolve(), args.repeats) if args.before else {}),
     }))
 
 
