@@ -227,14 +227,6 @@ class PlannedDisk:
     parts: list[str]  #: those of the stages' writes over DISK_NOTE_SHARE of ``free``, in words
 
 
-def _filesystem(where: Path) -> int | None:
-    """The device of the filesystem holding ``where`` (``st_dev``); None where it cannot be read."""
-    try:
-        return os.stat(where).st_dev
-    except OSError:
-        return None
-
-
 def _planned_disk(spec: Any, folder: Path, import_plugins: bool = True) -> list[PlannedDisk] | None:
     """The disk the stages of the project in ``folder`` that have no results yet will take,
     one :class:`PlannedDisk` a filesystem their folders are on (``st_dev``: a stage folder may be
@@ -245,12 +237,12 @@ def _planned_disk(spec: Any, folder: Path, import_plugins: bool = True) -> list[
     counted the rows (:func:`subsetctl.stages.gradients.planned_room`, which counts what a
     store there holds already), and meta_init's checkpoints and the fine-tunes' adapters
     (:func:`subsetctl.stages.common.lora_disk_left`, as `run` checks them: the fine-tunes still to
-    train, a stopped run's checkpoints as room), each read without loading the model; None
-    where none of them can be told. Which of the LoRA stages `run` runs, and which resumes,
+    train, a stopped run's checkpoints as room; the adapters cached on the cache's own disk), each
+    read without loading the model; None where none of them can be told. Which of the LoRA stages `run` runs, and which resumes,
     is plan's word (:func:`_lora_stages_to_run`). Stages with results up to date have taken
     their room already."""
     from subsetctl.errors import UserError
-    from subsetctl.project import Project, size_text
+    from subsetctl.project import Project, filesystem_of, size_text
     from subsetctl.stages.common import DISK_NOTE_SHARE, lora_disk_left
     from subsetctl.stages.finetune import fine_tunes_left
     from subsetctl.stages.gradients import planned_room, prepared_rows
@@ -270,15 +262,16 @@ def _planned_disk(spec: Any, folder: Path, import_plugins: bool = True) -> list[
                 continue
             resumes = to_run[stage]  # (a run stopped partway: `run` resumes it, its checkpoints room)
             left = fine_tunes_left(spec, project, resumes) if stage == "finetune" else None
-            if (lora := lora_disk_left(stage, spec, project.root, project.stage_dir(stage), left, resumes)) is not None:
-                parts.append((max(lora[0], 0), lora[1], lora[2], what))
+            for room in lora_disk_left(stage, spec, project.root, project.stage_dir(stage), left, resumes) or []:
+                parts.append((max(room.need, 0), room.free, room.where,
+                              "the fine-tunes' adapters in the cache" if room.cache else what))
     except (UserError, OSError):  # (a project it cannot read: the other checks say so)
         return None
     if not parts:
         return None
     disks: dict[int | Path, PlannedDisk] = {}
     for need, free, where, what in parts:
-        device = _filesystem(where)
+        device = filesystem_of(where)
         disk = disks.setdefault(where if device is None else device, PlannedDisk(0, free, where, []))
         disk.need += need
         if need > DISK_NOTE_SHARE * disk.free:

@@ -271,6 +271,15 @@ def free_disk_at(folder: Path) -> tuple[int, Path]:
     return shutil.disk_usage(where).free, where
 
 
+def filesystem_of(where: Path) -> int | None:
+    """The device of the filesystem holding ``where`` (``st_dev``, through links); None where it
+    cannot be read. Two folders with one device share their free disk (:func:`free_disk_at`)."""
+    try:
+        return os.stat(where).st_dev
+    except OSError:
+        return None
+
+
 def size_text(nbytes: float) -> str:
     """Bytes as a person reads them: "1.2 GB", "340.0 MB", "12 kB" (a figure in GB alone
     read "0.00 GB" for a small project's files)."""

@@ -378,16 +378,24 @@ def disk_bytes(stage: str, spec: Any, shape: ModelShape, fine_tunes: int | None 
     (1.84 MB counted), against 18.4 MB counted; the tiny test model's finetune, 2 distinct picks
     of 4 selections, left 28 kB, against 61 kB counted (its 1 kB file headers, small beside a
     real adapter, uncounted)."""
+    return sum(disk_shares(stage, spec, shape, fine_tunes))
+
+
+def disk_shares(stage: str, spec: Any, shape: ModelShape, fine_tunes: int | None = None) -> tuple[int, int]:
+    """:func:`disk_bytes` split by where it is written (bytes): the stage's folder's share (its
+    checkpoints and adapters) and the adapter cache's (``.subsetctl/cache``: finetune's one adapter
+    a fine-tune; 0 for meta_init). The cache may link to another disk than the stage folder's
+    (README: a bigger disk), so each share is measured against its own disk's free space."""
     if stage not in DISK_STAGES or shape.lora_per_rank is None:
-        return 0
+        return 0, 0
     adapter = shape.lora_per_rank * spec.model.lora.r * 4
     checkpoints = _CHECKPOINTS_AT_ONCE * 3 * adapter  # (the adapter, AdamW's exp_avg and exp_avg_sq)
     if stage == "meta_init":
-        return checkpoints + adapter
+        return checkpoints + adapter, 0
     if not spec.finetune.enabled:
-        return 0
+        return 0, 0
     n = fine_tunes_at_most(spec) if fine_tunes is None else fine_tunes
-    return checkpoints + 2 * n * adapter if n else 0
+    return (checkpoints + n * adapter, n * adapter) if n else (0, 0)
 
 
 def disk_counted(stage: str, spec: Any, shape: ModelShape) -> str:

@@ -9,7 +9,7 @@ import os
 import random
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from subsetctl.errors import UserError, as_typed, shell_arg
 from subsetctl.library_imports import MODEL_LIBRARIES
@@ -87,45 +87,68 @@ def prepared_counts(project: Project) -> dict[str, dict[str, int]] | None:
 DISK_NOTE_SHARE = 0.01
 
 
+class LoraRoom(NamedTuple):
+    """The disk a LoRA stage's weights ask for on one filesystem (:func:`lora_disk_left`)."""
+
+    need: int  #: bytes
+    free: int  #: bytes free there
+    where: Path  #: the folder its free disk was measured in
+    cache: bool  #: whether this is the adapter cache's disk alone (a link to another disk than the stage folder's)
+
+
 def lora_disk_left(stage: str, spec: Spec, root: Path, folder: Path, fine_tunes: int | None = None,
-                   resumes: bool = True) -> tuple[int, int, Path] | None:
+                   resumes: bool = True) -> list[LoraRoom] | None:
     """The disk `run` checks stage ``stage`` (meta_init, finetune) has room for before it begins
-    (:func:`check_lora_disk`), the free disk in ``folder`` (its folder) and where that is: its LoRA
-    checkpoints and adapters (:func:`~subsetctl.modeling.footprint.disk_bytes`, finetune's for the
-    ``fine_tunes`` it has yet to train, else as many as it may train), less the checkpoints in
-    ``folder`` of a run stopped partway where ``resumes`` (the stage resumes from and replaces
-    them). ``plan`` and ``doctor`` say `run` would stop where this is over the free disk, so the
-    two agree. None where the model's shape cannot be read without loading it."""
-    from subsetctl.modeling.footprint import disk_bytes, model_shape
-    from subsetctl.project import free_disk_at
+    (:func:`check_lora_disk`), one :class:`LoraRoom` a filesystem, each with the free disk there:
+    its LoRA checkpoints and adapters (:func:`~subsetctl.modeling.footprint.disk_shares`, finetune's
+    for the ``fine_tunes`` it has yet to train, else as many as it may train), less the checkpoints in
+    ``folder`` (its folder) of a run stopped partway where ``resumes`` (the stage resumes from and
+    replaces them), measured in ``folder``; and finetune's adapters in the project's cache, measured
+    there: the cache may link to another disk (README), which then gets a room of its own, second
+    (all was measured against the stage folder's disk, so `run` refused for room the cache's disk
+    had, or began with the cache's disk full). ``plan`` and ``doctor`` say `run` would stop where a
+    need is over its free disk, so the three agree. None where the model's shape cannot be read
+    without loading it."""
+    from subsetctl.modeling.footprint import disk_shares, model_shape
+    from subsetctl.project import STATE_DIRNAME, filesystem_of, free_disk_at
+    from subsetctl.stages.finetune import ADAPTER_CACHE
 
     shape = model_shape(spec, root)
     if shape is None:
         return None
-    need = disk_bytes(stage, spec, shape, fine_tunes)
+    in_folder, in_cache = disk_shares(stage, spec, shape, fine_tunes)
     held = sum(f.stat().st_size for f in folder.rglob("*")
                if f.is_file() and "checkpoints" in f.relative_to(folder).parts) if resumes and folder.is_dir() else 0
-    return (need - held, *free_disk_at(folder))
+    rooms = [LoraRoom(in_folder - held, *free_disk_at(folder), cache=False)]
+    if stage == "finetune":
+        cache = LoraRoom(in_cache, *free_disk_at((root / STATE_DIRNAME).joinpath(*ADAPTER_CACHE)), cache=True)
+        device = filesystem_of(cache.where)
+        if device is not None and device == filesystem_of(rooms[0].where):
+            rooms[0] = rooms[0]._replace(need=rooms[0].need + in_cache)
+        else:
+            rooms.append(cache)
+    return rooms
 
 
 def check_lora_disk(ctx: StageContext, name: str, fine_tunes: int | None = None) -> None:
-    """Refuse to begin stage ``name`` (meta_init, finetune), running in ``ctx``, where the disk holding its folder
-    lacks room for its LoRA checkpoints and adapters (:func:`lora_disk_left`: finetune's for the
-    ``fine_tunes`` it has yet to train, checkpoints of a run stopped partway counted as room), as
+    """Refuse to begin stage ``name`` (meta_init, finetune), running in ``ctx``, where a disk holding its folder
+    or its adapter cache lacks room for its LoRA checkpoints and adapters (:func:`lora_disk_left`: finetune's
+    for the ``fine_tunes`` it has yet to train, checkpoints of a run stopped partway counted as room), as
     the gradients stage refuses to begin its store: plan said `run` would stop there until there
     is room, but the stage began and failed partway with "no space left". Nothing is checked where
     the model's shape cannot be read without loading it."""
     from subsetctl.project import size_text
 
-    room = lora_disk_left(name, ctx.spec, ctx.project.root, ctx.out_dir, fine_tunes)
-    if room is None or room[0] <= room[1]:
+    rooms = lora_disk_left(name, ctx.spec, ctx.project.root, ctx.out_dir, fine_tunes)
+    short = next((room for room in rooms or [] if room.need > room.free), None)
+    if short is None:
         return
-    need, free, where = room
-    what = "checkpoints and adapter" if name == "meta_init" else "adapters and checkpoints"
+    what = ("checkpoints and adapter" if name == "meta_init" else
+            "adapters in the cache" if short.cache else "adapters and checkpoints")
     raise UserError(
-        f"The {name} stage's LoRA {what} need up to {size_text(need)} of disk but only {size_text(free)} is "
-        f"free in {where}. Free disk space there and run again (finished stages, and the {name} stage's work so far, "
-        "are kept), or lower model.lora.r (the model stages then run again)."
+        f"The {name} stage's LoRA {what} need up to {size_text(short.need)} of disk but only {size_text(short.free)} "
+        f"is free in {short.where}. Free disk space there and run again (finished stages, and the {name} stage's work "
+        "so far, are kept), or lower model.lora.r (the model stages then run again)."
     )
 
 
@@ -162,20 +185,28 @@ def lora_disk_note(stage: str, spec: Spec, project: Project, fine_tunes: int | N
     are trained once), and where less is free than `run` checks for (:func:`lora_disk_left`, with
     finetune's ``fine_tunes`` still to train where plan knows them, and a stopped run's
     checkpoints as room where ``resumes``), that `run` would stop there (a large model's
-    fine-tunes, 0.6 GB an adapter, found it hours in); "" otherwise."""
+    fine-tunes, 0.6 GB an adapter, found it hours in); "" otherwise.
+    Where the cache links to another disk, its adapters get a note of their own, measured there."""
     folder = project.stage_dir(stage)
-    room = lora_disk_left(stage, spec, project.root, folder, resumes=False)
-    if room is None or room[0] <= DISK_NOTE_SHARE * room[1]:
+    rooms = lora_disk_left(stage, spec, project.root, folder, resumes=False)
+    if rooms is None or all(room.need <= DISK_NOTE_SHARE * room.free for room in rooms):
         return ""
     from subsetctl.modeling.footprint import disk_counted, model_shape
 
     shape = model_shape(spec, project.root)  # (read as lora_disk_left read it: its counted text)
     counted = f" ({disk_counted(stage, spec, shape)})" if shape is not None else ""
-    left = room if fine_tunes is None and not resumes else lora_disk_left(stage, spec, project.root, folder,
-                                                                            fine_tunes, resumes)
-    what = "its checkpoints and adapter" if stage == "meta_init" else "its adapters and checkpoints"
-    return disk_note(f"{what} need up to", *room, lower="model.lora.r", counted=counted,
-                     left=None if left is None else left[0])
+    lefts = rooms if fine_tunes is None and not resumes else lora_disk_left(stage, spec, project.root, folder,
+                                                                              fine_tunes, resumes)
+    notes = []
+    for at, room in enumerate(rooms):  # (the same filesystems each time: the rooms pair up)
+        if room.need <= DISK_NOTE_SHARE * room.free:
+            continue
+        left = lefts[at].need if lefts is not None and at < len(lefts) else None
+        what = ("its adapters in the cache" if room.cache else
+                "its checkpoints and adapter" if stage == "meta_init" else "its adapters and checkpoints")
+        notes.append(disk_note(f"{what} need up to", room.need, room.free, room.where, lower="model.lora.r",
+                               counted="" if room.cache else counted, left=left))
+    return "".join(notes)
 
 
 def model_at_commit(model: dict[str, Any], spec: Spec) -> dict[str, Any]:

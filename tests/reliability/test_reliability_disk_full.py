@@ -306,12 +306,13 @@ def test_a_stopped_meta_init_counts_its_checkpoints_as_room_only_where_run_resum
     (folder / "manifest.json").unlink()  # as a run stopped before it committed: work.json and checkpoints stay
     shutil.rmtree(folder / "adapter")
     project, spec = load_project(tiny_project, [])
-    fresh, resumed = (lora_disk_left("meta_init", spec, project.root, folder, resumes=resumes)
-                      for resumes in (False, True))
-    assert fresh is not None and resumed is not None and 0 < resumed[0] < fresh[0], (fresh, resumed)
+    rooms = [lora_disk_left("meta_init", spec, project.root, folder, resumes=resumes) for resumes in (False, True)]
+    assert None not in rooms, rooms
+    fresh, resumed = (room[0].need for room in rooms if room is not None)
+    assert 0 < resumed < fresh, (fresh, resumed)
     real = project_module.free_disk_at
     monkeypatch.setattr(project_module, "free_disk_at",  # room for the rest of the stopped run, not for a new one
-                        lambda at: (resumed[0], real(at)[1]) if ".subsetctl" in at.parts else real(at))
+                        lambda at: (resumed, real(at)[1]) if ".subsetctl" in at.parts else real(at))
     monkeypatch.setattr(gradients, "planned_room", lambda *args, **kwargs: None)  # (meta_init's room alone)
 
     def plan_and_doctor(overrides: list[str]) -> tuple[str, bool]:
@@ -336,6 +337,6 @@ def test_a_stopped_meta_init_counts_its_checkpoints_as_room_only_where_run_resum
     monkeypatch.setattr(project_module, "free_disk_at", real)
     run_project(tiny_project, until="meta_init")  # finished, with the spec's inputs
     monkeypatch.setattr(project_module, "free_disk_at",
-                        lambda at: (resumed[0], real(at)[1]) if ".subsetctl" in at.parts else real(at))
+                        lambda at: (resumed, real(at)[1]) if ".subsetctl" in at.parts else real(at))
     work, doctor_ok = plan_and_doctor(["meta_init.lr=0.002"])  # finished results of other inputs: computed anew
     assert "`run` would stop at this stage until there is room" in work and not doctor_ok, work

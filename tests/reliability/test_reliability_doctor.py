@@ -12,6 +12,7 @@ import relfixtures as rf
 import yaml
 from click.testing import CliRunner
 
+import subsetctl.project as project_module
 from subsetctl import doctor
 from subsetctl.cli import main
 
@@ -637,12 +638,12 @@ def test_doctor_measures_each_stages_disk_on_the_filesystem_its_folder_is_on(
     small, large = tmp_path / "small", tmp_path / "large"
     devices = {small: 1, large: 2}
     disks = {"gradients": (8 * 10**9, 100 * 10**9, large), "meta_init": (5 * 10**9, 4 * 10**9, small)}
-    monkeypatch.setattr(doctor, "_filesystem", lambda where: devices[where])
+    monkeypatch.setattr(project_module, "filesystem_of", lambda where: devices[where])
     monkeypatch.setattr(gradients, "prepared_rows", lambda spec, project: {"target": 1000})
     monkeypatch.setattr(gradients, "planned_room", lambda *args, **kwargs: disks["gradients"])
     monkeypatch.setattr(doctor, "_lora_stages_to_run", lambda *args: {"meta_init": False})
     monkeypatch.setattr(finetune, "fine_tunes_left", lambda *args: None)
-    monkeypatch.setattr(common, "lora_disk_left", lambda stage, *args: disks[stage])
+    monkeypatch.setattr(common, "lora_disk_left", lambda stage, *args: [common.LoraRoom(*disks[stage], cache=False)])
     check = doctor.check_disk(project, spec)
     assert not check.ok and check.detail.startswith(
         f"{size_text(4 * 10**9)} free in {small}; the stages still to run ask for about 5.0 GB there: "
@@ -650,3 +651,53 @@ def test_doctor_measures_each_stages_disk_on_the_filesystem_its_folder_is_on(
     disks.update(gradients=(8 * 10**9, 10 * 10**9, small), meta_init=(5 * 10**9, 100 * 10**9, large))
     check = doctor.check_disk(project, spec)
     assert "`run` stops" not in check.advice and "ask for about 13.0 GB" in check.detail, check  # (it failed: 13 > 10)
+
+
+def test_run_plan_and_doctor_measure_the_adapter_cache_on_its_own_disk(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """finetune's disk counts one cached adapter a fine-tune, written in .subsetctl/cache, which may
+    link to another disk (README); run's pre-check, plan and doctor measured it all against the
+    finetune folder's disk: run refused for room the cache's disk had, and began with the cache's disk
+    full. Now the cache's share is measured on the cache's disk (faked here: two filesystems)."""
+    from types import SimpleNamespace
+
+    from subsetctl.errors import UserError
+    from subsetctl.modeling import footprint
+    from subsetctl.project import Project
+    from subsetctl.spec import Spec
+    from subsetctl.stages import common, finetune, gradients
+
+    root = rf.make_project(tmp_path / "p", rf.data_spec())
+    spec = Spec.model_validate(yaml.safe_load((root / "subsetctl.yaml").read_text()))
+    project = Project.find(root)
+    folder, cache = project.stage_dir("finetune"), project.state_dir / "cache"
+    free = {"folder": 2 * 10**9, "cache": 100 * 10**9}
+
+    def disk(at: Path) -> str:
+        return "cache" if cache in (at, *at.parents) else "folder"
+
+    monkeypatch.setattr(footprint, "model_shape", lambda *args: SimpleNamespace(lora_per_rank=10**6))
+    monkeypatch.setattr(footprint, "disk_shares", lambda stage, *args: (10**9, 4 * 10**9))  # folder's, cache's
+    monkeypatch.setattr(project_module, "filesystem_of", lambda at: 1 if disk(at) == "folder" else 2)
+    monkeypatch.setattr(project_module, "free_disk_at", lambda at: (free[disk(at)], at))
+    monkeypatch.setattr(gradients, "prepared_rows", lambda *args: None)
+    monkeypatch.setattr(doctor, "_lora_stages_to_run", lambda *args: {"finetune": False})
+    monkeypatch.setattr(finetune, "fine_tunes_left", lambda *args: None)
+    ctx = SimpleNamespace(spec=spec, project=project, out_dir=folder)
+    common.check_lora_disk(ctx, "finetune")  # 1 GB on the folder's 2 GB, 4 GB on the cache's 100 GB: it fits
+    assert doctor.check_disk(root, spec).ok
+    assert "would stop" not in common.lora_disk_note("finetune", spec, project)
+
+    free.update(folder=100 * 10**9, cache=3 * 10**9)  # the cache's disk full: 5 GB fit the folder's alone
+    with pytest.raises(UserError) as refused:
+        common.check_lora_disk(ctx, "finetune")
+    assert str(refused.value).startswith(
+        "The finetune stage's LoRA adapters in the cache need up to 4.0 GB of disk but only 3.0 GB is free in "
+        f"{project.state_dir.joinpath(*finetune.ADAPTER_CACHE)}."), refused.value
+    check = doctor.check_disk(root, spec)
+    assert not check.ok and check.detail.startswith(
+        f"3.0 GB free in {cache / 'finetune'}; the stages still to run ask for about 4.0 GB there: "
+        "the fine-tunes' adapters in the cache (4.0 GB)"), check.detail
+    note = " ".join(common.lora_disk_note("finetune", spec, project).split())
+    assert (f"its adapters in the cache need up to 4.0 GB of disk, and only 3.0 GB is free in {cache / 'finetune'}: "
+            "`run` would stop") in note, note
