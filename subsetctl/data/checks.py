@@ -151,7 +151,8 @@ class ReadTotal:
 
 
 def files_read_through(spec: Spec, base_dir: Path) -> tuple[set[Path], ReadTotal]:
-    """The JSON Lines and CSV files (an ``evals`` loader's too) of the target (its ``test_loader``'s
+    """The JSON Lines and CSV files (an ``evals`` loader's too, and a ``huggingface`` loader's JSON
+    ``data_files``: :func:`_files_validate_reads`) of the target (its ``test_loader``'s
     too) and the sources that validate reads through (up to :data:`LINES_COUNTED_MB` each: its line count, its gzip,
     UTF-8 and CSV quote checks, the data stage's warnings on lines not UTF-8), in the spec's
     order, the target's first, up to :data:`READ_THROUGH_MB_TOTAL` in all (the file that
@@ -159,22 +160,8 @@ def files_read_through(spec: Spec, base_dir: Path) -> tuple[set[Path], ReadTotal
     :class:`ReadTotal` naming the sources left past it, whose files only the data stage reads
     through. From the files' sizes alone: the checks and the warnings agree on it."""
     total = ReadTotal(int(READ_THROUGH_MB_TOTAL * 2**20))
-    entries = [(("target", "loader"), spec.target.name, spec.target.loader)]
-    if spec.target.test_loader is not None:
-        entries.append((("target", "test_loader"), spec.target.name, spec.target.test_loader))
-    entries += [(("sources", i, "loader"), source.name, source.loader) for i, source in enumerate(spec.sources)]
     granted: dict[Path, bool] = {}
-    for at, name, loader in entries:
-        loc = (*at, "name" if isinstance(loader, EvalsLoader) else "path")  # (the key naming its file, for the note)
-        if isinstance(loader, EvalsLoader):  # (its file in the installed package: a JSON Lines file)
-            try:
-                path = evals_file(loader, "")
-            except UserError:  # _check_evals says why
-                continue
-        elif isinstance(loader, (JsonlLoader, CsvLoader)):
-            path = resolve_path(loader.path, base_dir)
-        else:
-            continue
+    for loc, name, path in _files_validate_reads(spec, base_dir):
         if path in granted:  # (another source's file, counted once)
             if not granted[path]:
                 total.not_read.append((loc, name))
@@ -191,6 +178,37 @@ def files_read_through(spec: Spec, base_dir: Path) -> tuple[set[Path], ReadTotal
         granted[path] = total.take(loc, name, size) > 0
         total.spend(size if granted[path] else 0)
     return {path for path, read in granted.items() if read}, total
+
+
+def _files_validate_reads(spec: Spec, base_dir: Path) -> Iterator[tuple[tuple[Any, ...], str, Path]]:
+    """The files validate may read through, for :func:`files_read_through`, in the spec's order, the
+    target's first: each with the key naming it (for the note on those left past the total) and its
+    source's name. A JSON Lines or CSV loader's file, an ``evals`` loader's, and the first
+    :data:`BUILDER_FILES_READ` local ``data_files`` of a ``huggingface`` loader with ``path: json``
+    (whose heads :func:`_builder_file_columns` reads, a JSON array or a document holding its rows
+    under a key whole: they read up to :data:`LINES_COUNTED_MB` each outside the total)."""
+    from subsetctl.data.loaders.files import data_files_by_entry
+
+    entries = [(("target", "loader"), spec.target.name, spec.target.loader)]
+    if spec.target.test_loader is not None:
+        entries.append((("target", "test_loader"), spec.target.name, spec.target.test_loader))
+    entries += [(("sources", i, "loader"), source.name, source.loader) for i, source in enumerate(spec.sources)]
+    for at, name, loader in entries:
+        if isinstance(loader, EvalsLoader):  # (its file in the installed package: a JSON Lines file)
+            try:
+                yield (*at, "name"), name, evals_file(loader, "")
+            except UserError:  # _check_evals says why
+                continue
+        elif isinstance(loader, (JsonlLoader, CsvLoader)):
+            yield (*at, "path"), name, resolve_path(loader.path, base_dir)
+        elif isinstance(loader, HuggingFaceLoader) and loader.path == "json" and loader.data_files:
+            try:
+                files = [file for files in data_files_by_entry(loader, base_dir) for file in files]
+            except UserError:  # (a pattern that walks the whole disk: _check_built_in says so)
+                continue
+            for file in files[:BUILDER_FILES_READ]:
+                if "://" not in file:
+                    yield (*at, "data_files"), name, Path(file)
 
 
 #: the files :func:`check_sources` reads through (:func:`files_read_through`) while it runs; None: any
@@ -1197,7 +1215,7 @@ def _check_builder_files(loader: HuggingFaceLoader, files: list[str], loc: tuple
         return
     if any(part.split("[")[0].strip() != "train" for part in loader.split.split("+")):
         return  # a split data_files (a list: train) lacks; load_dataset says so
-    _check_files_columns(loader, builder, files, loc, kind, issues)
+    _check_files_columns(loader, builder, files, loc, kind, issues, counted=True)
 
 
 def _check_folder_files(loader: HuggingFaceLoader, folder: Path, loc: tuple[Any, ...], kind: str,
@@ -1349,9 +1367,11 @@ def _with_struct_fields(loader: HuggingFaceLoader, columns: list[str], kind: str
 
 
 def _check_files_columns(loader: HuggingFaceLoader, builder: str, files: list[str], loc: tuple[Any, ...],
-                         kind: str, issues: _Issues) -> None:
+                         kind: str, issues: _Issues, counted: bool = False) -> None:
     """The columns ``loader`` asks for are in the heads of the local ``files`` that datasets'
-    ``builder`` (json, csv, parquet, text) reads (see :func:`_check_builder_files`)."""
+    ``builder`` (json, csv, parquet, text) reads (see :func:`_check_builder_files`). ``counted``:
+    files that :func:`files_read_through` counts (``data_files``), read past their heads only
+    within its total (:func:`_builder_file_columns`)."""
     if any("://" in f or not Path(f).is_file() for f in files):
         return
     wanted = [column for _, _, column in _wanted_columns(loader, kind) if column]
@@ -1361,7 +1381,7 @@ def _check_files_columns(loader: HuggingFaceLoader, builder: str, files: list[st
         lacking = [column for column in wanted if column not in columns]
         if not lacking:  # each found already: the files after are not read
             return
-        head = _builder_file_columns(builder, Path(file), lacking, _sometimes_columns(loader, kind))
+        head = _builder_file_columns(builder, Path(file), lacking, _sometimes_columns(loader, kind), counted)
         if head is None:
             return
         columns.update(dict.fromkeys(head))
@@ -1371,7 +1391,7 @@ def _check_files_columns(loader: HuggingFaceLoader, builder: str, files: list[st
         first = "first " if len(read) < len(files) else ""
         what = f"each of the {first}{len(read)} data files ({read[0]}, ...; {len(files)} in all)"
         where = "their heads have"
-    note = (_under_a_key_note(Path(read[0])) if builder == "json" and len(read) == 1
+    note = (_under_a_key_note(Path(read[0]), counted) if builder == "json" and len(read) == 1
             and _lacks_a_column(loader, kind, list(columns)) else "")
     _check_named_columns(loader, _with_struct_fields(loader, list(columns), kind), where, loc, kind, issues, what,
                          note)
@@ -1394,7 +1414,7 @@ def _is_archive(path: Path) -> bool:
 
 
 def _builder_file_columns(builder: str, path: Path, wanted: list[str],
-                          sometimes: list[str] | None = None) -> list[str] | None:
+                          sometimes: list[str] | None = None, counted: bool = False) -> list[str] | None:
     """The columns ``datasets``' ``builder`` (json, csv, parquet, text) reads from the file
     ``path``, from its head; None when that cannot be told cheaply or surely (the data
     stage says what is wrong with a file). JSON Lines: the keys of the first rows (and, for
@@ -1405,7 +1425,11 @@ def _builder_file_columns(builder: str, path: Path, wanted: list[str],
     only the builder's ``field`` option, which the loader does not take, reads: the builder
     makes one row of it; :func:`_rows_under_a_key`), else not told; CSV: the header, with pandas' names for repeated and
     empty ones added (pandas' own); Parquet: the schema's names; text: its one column, ``text``, a
-    line a row. An archive (:func:`_is_archive`): not told."""
+    line a row. An archive (:func:`_is_archive`): not told. ``counted``: a JSON file read past
+    its head (an array, a document, the keys past the first rows) only within validate's
+    :data:`READ_THROUGH_MB_TOTAL` (:func:`_read_through`: ``data_files``, which
+    :func:`files_read_through` counts; a local folder's files it does not list, up to
+    :data:`LINES_COUNTED_MB` each)."""
     try:
         if _is_archive(path):
             return None
@@ -1433,8 +1457,9 @@ def _builder_file_columns(builder: str, path: Path, wanted: list[str],
         with _open_text(path) as handle:
             lines = (line for line in handle if line.strip())
             line, more = next(lines, ""), next(lines, None) is not None
+        within = _may_read_whole(path, counted)
         if line.lstrip().startswith("["):
-            if path.stat().st_size > LINES_COUNTED_MB * 2**20:
+            if not within:
                 return None
             with _open_text(path) as handle:
                 items = json.load(handle)
@@ -1449,10 +1474,9 @@ def _builder_file_columns(builder: str, path: Path, wanted: list[str],
             first = None  # a pretty-printed document's first line, "{"
         if not isinstance(first, dict) or (not more and len(first) == 1):
             # a document holding its rows under a key, as {"data": [...]}: the builder makes one row of it
-            found = _rows_under_a_key(path) if line.lstrip().startswith("{") and not (first and more) else None
+            found = _rows_under_a_key(path, counted) if line.lstrip().startswith("{") and not (first and more) else None
             return [found[0]] if found else None
-        return _jsonl_head_keys(path, list(first), wanted, sometimes,
-                                read_on=path.stat().st_size <= LINES_COUNTED_MB * 2**20)[0]
+        return _jsonl_head_keys(path, list(first), wanted, sometimes, read_on=within)[0]
     except Exception:  # noqa: BLE001 - unreadable or not what the builder reads: the data stage says why
         return None
 
@@ -1462,14 +1486,21 @@ def _builder_file_columns(builder: str, path: Path, wanted: list[str],
 CHAT_COLUMNS = ("messages", "conversations", "conversation", "chat", "dialog", "dialogue")
 
 
-def _rows_under_a_key(path: Path) -> tuple[str, int] | None:
-    """``(key, count)`` when the JSON file ``path`` (up to :data:`LINES_COUNTED_MB`) is one
+def _may_read_whole(path: Path, counted: bool = True) -> bool:
+    """Whether validate may read the file ``path`` whole: up to :data:`LINES_COUNTED_MB`, and where
+    ``counted`` within :data:`READ_THROUGH_MB_TOTAL` of all the files (:func:`_read_through`)."""
+    size = path.stat().st_size
+    return _read_through(path, size) if counted else size <= LINES_COUNTED_MB * 2**20
+
+
+def _rows_under_a_key(path: Path, counted: bool = True) -> tuple[str, int] | None:
+    """``(key, count)`` when the JSON file ``path`` (that validate may read whole, :func:`_may_read_whole`) is one
     object holding its rows, a list of objects, under ``key`` (SQuAD's ``{"version": ...,
     "data": [...]}``, an export's ``{"rows": [...]}``): read as JSON Lines, or by
     ``datasets``' JSON reader without its ``field`` option, it is one row whose columns are
     those keys. None otherwise, or when it cannot be read."""
     try:
-        if path.stat().st_size > LINES_COUNTED_MB * 2**20:
+        if not _may_read_whole(path, counted):
             return None
         with _open_text(path) as handle:
             document = json.load(handle)
@@ -1487,10 +1518,10 @@ def _lacks_a_column(loader: LoaderBase, kind: str, columns: list[str]) -> bool:
     return len(columns) <= 3 and any(column and column not in columns for _, _, column in _wanted_columns(loader, kind))
 
 
-def _under_a_key_note(path: Path) -> str:
+def _under_a_key_note(path: Path, counted: bool = True) -> str:
     """What a missing column's issue adds for a file holding its rows under a key
     (:func:`_rows_under_a_key`): how to make them rows; "" for any other file."""
-    found = _rows_under_a_key(path)
+    found = _rows_under_a_key(path, counted)
     if found is None:
         return ""
     key, count = found
@@ -1916,7 +1947,7 @@ def _check_sources(spec: Spec, spec_path: Path, text: str | None) -> list[SpecIs
     _check_num_labels(spec, [(loc, source) for loc, source, _ in entries], base_dir, issues)
     if read_through.not_read:
         issues.note(read_through.not_read[0][0],
-                    f"validate read {len(granted):,} JSON Lines and CSV file(s) through, {READ_THROUGH_MB_TOTAL} MB "
+                    f"validate read {len(granted):,} JSON Lines, CSV and JSON file(s) through, {READ_THROUGH_MB_TOTAL} MB "
                     f"in all, and stopped there: the files of {read_through.left_out()} are read through by the data stage alone, which counts their rows, "
                     "checks their bytes (gzip, UTF-8) and looks for a column their first rows lack as it "
                     "reads them. A note, not a problem (validate passes).")

@@ -2093,7 +2093,7 @@ def test_validate_reads_a_bounded_total_of_jsonl_files_through(tmp_path: Path, m
     assert "sources[4].loader.path" not in said  # e's line not UTF-8: the data stage says it
     assert "sources[2].max_examples" not in said  # c's max_examples above its rows: not counted
     note = said["sources[2].loader.path"]
-    assert note.note and note.message.startswith("validate read 3 JSON Lines and CSV file(s) through, "), note
+    assert note.note and note.message.startswith("validate read 3 JSON Lines, CSV and JSON file(s) through, "), note
     assert "and stopped there: the files of 3 more (c, d, e) are read through by the data stage alone" in note.message
     monkeypatch.setattr(checks, "READ_THROUGH_MB_TOTAL", 1)  # all of them: d's split and e's line are said
     report = validate_spec_file(tmp_path / "subsetctl.yaml")
@@ -2251,3 +2251,30 @@ def test_a_files_listing_is_made_dicts_once_per_process_until_the_file_changes(t
     assert blank_columns(path, "task", loader, tmp_path) is blank_columns(path, "task", loader, tmp_path)
     write_jsonl(path, [{"task": "t9", "prompt": "q", "response": "r"}])
     assert listed_values(path, "task", loader, tmp_path) == ({"t9": 1}, 0)
+
+
+def test_validate_counts_a_huggingface_loaders_json_data_files_toward_its_read_through_total(
+        tmp_path: Path, monkeypatch: Any) -> None:
+    """A ``huggingface`` loader's JSON ``data_files`` (``path: json``) were read whole for their columns (a JSON
+    array, up to 64 MB each) outside READ_THROUGH_MB_TOTAL, which the JSON Lines files count toward: thousands of
+    such sources read gigabytes on every validate. Now they count: past the total one is left to the data stage,
+    and the note names its source; within it, its columns are checked as before."""
+    import yaml
+
+    from subsetctl.api import validate_spec_file
+    from subsetctl.data import checks
+
+    write_jsonl(tmp_path / "t.jsonl", [{"prompt": f"t{i}", "response": "a"} for i in range(40)])
+    (tmp_path / "arr.json").write_text(json.dumps([{"question": f"q{i}", "response": "a"} for i in range(30)]))
+    spec = {"target": {"name": "t", "loader": {"type": "jsonl", "path": "t.jsonl", "prompt_field": "prompt",
+                                               "response_field": "response"}},
+            "sources": [{"name": "arr", "loader": {"type": "huggingface", "path": "json", "data_files": ["arr.json"],
+                                                   "prompt_field": "prompt", "response_field": "response"}}]}
+    (tmp_path / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    report = validate_spec_file(tmp_path / "subsetctl.yaml")  # within the total: its missing column is said
+    assert any(i.key.startswith("sources[0].loader") and "'prompt'" in i.message for i in report.issues), report.issues
+    monkeypatch.setattr(checks, "READ_THROUGH_MB_TOTAL", (tmp_path / "t.jsonl").stat().st_size / 2**20)
+    report = validate_spec_file(tmp_path / "subsetctl.yaml")  # the target's file spends it: arr.json is not read
+    assert not [i for i in report.issues if i.key.startswith("sources")], report.issues
+    note = {w.key: w for w in report.warnings}["sources[0].loader.data_files"]
+    assert note.note and "the files of 1 more (arr) are read through by the data stage alone" in note.message, note
