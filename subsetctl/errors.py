@@ -397,6 +397,14 @@ def worded(cli: str, python: str) -> str:
     return cli if _CLI_WORDING.get() else python
 
 
+def count_agreeing(count: int, noun: str, one: str, many: str, of: str = "") -> str:
+    r"""``count`` ``noun``\s and their verb, agreeing with it: "1 row has", "3 rows have" (``one``
+    "has", ``many`` "have"; the noun's plural takes an "s"), with ``of`` between them where
+    given ("1 row of file a.jsonl has"). A message on a count of one read "1 row(s) have"."""
+    between = f" of {of}" if of else ""
+    return f"{count} {noun}{between} {one}" if count == 1 else f"{count} {noun}s{between} {many}"
+
+
 def joined_names(names: list[str], last: str = "and") -> str:
     """``["a", "b", "c"]`` as "a, b and c", for a message naming several things (``last``:
     the word before the last name)."""

@@ -25,6 +25,7 @@ from subsetctl.errors import (
     PluginNotImported,
     UserError,
     as_typed,
+    count_agreeing,
     joined_names,
     name_too_long_problem,
     shell_arg,
@@ -853,7 +854,7 @@ def _warn_verify_settings(spec: Spec, warn: _AddIssue) -> None:
             warn(("calibrate", "lambda_grid"), lambda_left_out_warning(message))
     distinct = 2 ** len(spec.sources)
     if verify.k > distinct:
-        warn(("verify", "k"), f"{verify.k} subsets asked for, but {len(spec.sources)} source(s) have only "
+        warn(("verify", "k"), f"{verify.k} subsets asked for, but {count_agreeing(len(spec.sources), 'source', 'has', 'have')} only "
                               f"{distinct} distinct subsets; verify will fine-tune {distinct}.")
     if spec.calibrate.enabled and min(verify.k, distinct) < MIN_CALIBRATION_K:
         warn(("verify", "k"), f"{min(verify.k, distinct)} real fine-tune(s) per kind are too few to calibrate "

@@ -773,7 +773,7 @@ def test_validate_plan_and_run_warn_about_settings_that_defeat_calibration(jsonl
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     report = json.loads(invoke("validate", str(path), "--format", "json").output)[0]
     assert [w["message"] for w in report["warnings"]] == [
-        "5 subsets asked for, but 2 source(s) have only 4 distinct subsets; verify will fine-tune 4."]
+        "5 subsets asked for, but 2 sources have only 4 distinct subsets; verify will fine-tune 4."]
 
     spec["verify"] = {"enabled": True, "k": 4}
     path.write_text(yaml.safe_dump(spec, sort_keys=False))

@@ -22,7 +22,7 @@ import numpy as np
 import scipy.linalg
 from pydantic import Field, model_validator
 
-from subsetctl.errors import UserError
+from subsetctl.errors import UserError, count_agreeing
 from subsetctl.estimate.base import SubsetEstimator
 from subsetctl.registry import STRATEGIES
 from subsetctl.search.base import (
@@ -222,7 +222,8 @@ def select_by_scores(
         best = int(np.flatnonzero(prefix_losses <= prefix_losses[lowest] + SCORE_NOISE)[0])
         if best < lowest:
             pick = f"its best {best}" if best else "the target only"
-            notices.append(f"The ranking's best {lowest} source(s) are estimated lower than the pick ({pick}) by less "
+            notices.append(f"The ranking's best {count_agreeing(lowest, 'source', 'is', 'are')} estimated lower than the "
+                           f"pick ({pick}) by less "
                            f"than {SCORE_NOISE:g}, rounding noise of the estimates (e.g. a source that repeats rows "
                            "the target already has): of such tied prefixes the shortest is kept.")
         mask = prefixes[best]

@@ -21,6 +21,7 @@ from subsetctl.errors import (
     SpecError,
     SpecFileError,
     as_typed,
+    count_agreeing,
     in_another_form,
     missing_path_note,
     name_too_long_note,
@@ -562,8 +563,10 @@ def _expanded_by_values(
                                     key=f"source_files[{g}] ({rel.as_posix()}).by", message=str(exc)))
             continue
         if left_out_rows:
-            left_out.append((g, (f"{left_out_rows} row(s) of {rel.as_posix()} have no {group.by!r} value (null "
-                                 "or blank) and are in no source; give them one to use them")))
+            left_out.append((g, (f"{count_agreeing(left_out_rows, 'row', 'has', 'have', of=rel.as_posix())} no "
+                                 f"{group.by!r} value (null or blank) and {'is' if left_out_rows == 1 else 'are'} in "
+                                 f"no source; give {'it' if left_out_rows == 1 else 'them'} one to use "
+                                 f"{'it' if left_out_rows == 1 else 'them'}")))
         for source in group.expand_by_values(rel, list(values)):
             value = source["loader"]["where"][group.by]
             other = named.setdefault(source["name"].casefold(), (rel.as_posix(), value))

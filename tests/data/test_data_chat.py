@@ -477,8 +477,8 @@ def test_a_lone_surrogate_in_a_chats_earlier_messages_leaves_the_row_out_as_in_i
     ctx = make_ctx()
     assert len(load_jsonl(_jsonl(tmp_path, rows), ctx)) == 1
     (notice,) = ctx.notices
-    assert re.search(r"1 of 2 rows holds text that is not valid UTF-8 \(line 2\); it is left out\. The first, "
-                     r"line 2: the 'messages' value contains an invalid unicode escape \(a lone "
+    assert re.search(r"1 of 2 rows holds text that is not valid UTF-8 \(line 2\); it is left out\. "
+                     r"Line 2: the 'messages' value contains an invalid unicode escape \(a lone "
                      r"surrogate such as \\ud800\)", notice), notice
     assert notice.count("chat.jsonl") == 1, notice  # the source and file said once, not again for the first row
     with pytest.raises(UserError, match=r"line 1: the 'messages' value contains an invalid .* No row is left: 1 of 1"):
@@ -499,8 +499,8 @@ def test_a_lone_surrogate_in_a_prompt_field_rows_own_chat_context_leaves_the_row
         ctx = make_ctx()
         assert load_jsonl(loader, ctx)["prompt"] == ["q"]
         (notice,) = ctx.notices
-        assert re.search(r"1 of 2 rows holds text that is not valid UTF-8 \(line 2\); it is left out\. The first, "
-                         r"line 2: the 'chat_context' value contains an invalid unicode escape", notice), notice
+        assert re.search(r"1 of 2 rows holds text that is not valid UTF-8 \(line 2\); it is left out\. "
+                         r"Line 2: the 'chat_context' value contains an invalid unicode escape", notice), notice
         with pytest.raises(UserError, match=r"line 1: the 'chat_context' value contains .* No row is left: 1 of 1"):
             write_jsonl(tmp_path / "rows.jsonl", [{"prompt": "q", "response": "r", **own}])
             load_jsonl(loader, make_ctx())

@@ -109,11 +109,11 @@ def test_whole_number_answers_held_as_floats_are_a_notice(tmp_path: Path, make_c
                                             prompt_field="q", response_field="a"), ctx)
     assert ds["response"] == ["0.0", "0.5", "1.0", "1.5"]  # as read: said, not rewritten
     [notice] = [n for n in ctx.notices if "floating-point" in n]
-    assert "2 row(s)" in notice and "'0.0'" in notice and "store the column as integers or as text" in notice
+    assert "2 rows" in notice and "'0.0'" in notice and "store the column as integers or as text" in notice
     pd.DataFrame({"prompt": ["p0", "p1"], "response": [3.0, 4.0]}).to_parquet(tmp_path / "d.parquet")
     ctx = make_ctx("floats")
     load_parquet(ParquetLoader(type="parquet", path="d.parquet"), ctx)
-    assert any("2 row(s)" in n and "floating-point" in n for n in ctx.notices)
+    assert any("2 rows" in n and "floating-point" in n for n in ctx.notices)
     write_jsonl(tmp_path / "d.jsonl", rows)  # JSON Lines keeps 0 as "0": only 0.5 and 1.5 are floats
     ctx = make_ctx("halves_jsonl")
     ds = load_jsonl(JsonlLoader(type="jsonl", path="d.jsonl", prompt_field="q", response_field="a"), ctx)
@@ -395,6 +395,8 @@ def test_jsonl_non_object_line(tmp_path: Path, make_ctx) -> None:
 
 
 @pytest.mark.parametrize("content", ["", "\n\n  \n"])
+
+
 def test_jsonl_empty_file(tmp_path: Path, make_ctx, content: str) -> None:
     (tmp_path / "d.jsonl").write_text(content)
     with pytest.raises(UserError, match=r"d\.jsonl is empty"):
@@ -429,6 +431,8 @@ _lines = st.one_of(
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(lines=st.lists(_lines, max_size=6), raw=st.binary(max_size=20), use_raw=st.booleans())
+
+
 def test_jsonl_random_content_only_raises_user_error(
     tmp_path: Path, lines: list[str], raw: bytes, use_raw: bool
 ) -> None:
@@ -499,6 +503,8 @@ def test_parquet_loader(tmp_path: Path, make_ctx) -> None:
 
 
 @pytest.mark.parametrize("nested_in_list", [False, True])
+
+
 def test_parquet_struct_with_two_fields_of_one_name_is_a_user_error(
         tmp_path: Path, make_ctx, nested_in_list: bool) -> None:
     """pyarrow cannot read a row whose struct has two fields named alike as a dictionary:
@@ -531,7 +537,7 @@ def test_parquet_string_columns_stored_as_binary_read_as_their_text(tmp_path: Pa
     assert load_parquet(ParquetLoader(type="parquet", path="bad.parquet"), ctx)["prompt"] == ["ok"]
     (notice,) = ctx.notices
     assert "1 of 2 rows holds text that is not valid UTF-8 (row 2); it is left out" in notice
-    assert re.search(r"it is left out\. The first, row 2: 'prompt' \(loader.prompt_field\) holds bytes that are "
+    assert re.search(r"it is left out\. Row 2: 'prompt' \(loader.prompt_field\) holds bytes that are "
                      r"not UTF-8 text \(byte 3\)", notice), notice
     pq.write_table(pa.table({"prompt": pa.array([b"caf\xe9"], pa.binary()), "response": pa.array([b"x"], pa.binary())}),
                    tmp_path / "bad.parquet")  # no row left: the error, with the count
@@ -894,6 +900,8 @@ def test_reasoning_gym_metadata_rebuilds_and_scores(make_ctx) -> None:
 
 
 @pytest.mark.parametrize("home", ["read-only", "none"])
+
+
 def test_reasoning_gym_with_an_unwritable_home_leaves_no_matplotlib_noise(tmp_path: Path, home: str) -> None:
     """reasoning-gym imports matplotlib.pyplot (through cellpylib): where HOME cannot be written
     (a batch job's, a container's) or is not set, `validate`, `plan` and `run` of the quickstart
@@ -990,6 +998,8 @@ needs_evals = pytest.mark.skipif(evals_data_dir() is None, reason="evals package
 
 
 @needs_evals
+
+
 def test_evals_loader(make_ctx) -> None:
     ds = load_evals(EvalsLoader(type="evals", name="shape_in_shape"), make_ctx("ev"))
     assert len(ds) > 10
@@ -1000,6 +1010,8 @@ def test_evals_loader(make_ctx) -> None:
 
 
 @needs_evals
+
+
 def test_evals_unknown_name_and_file(make_ctx) -> None:
     with pytest.raises(UserError, match=r"'shape_in_shap'.*shape_in_shape"):
         load_evals(EvalsLoader(type="evals", name="shape_in_shap"), make_ctx())
@@ -1027,6 +1039,8 @@ def test_evals_file_with_carriage_return_line_endings(monkeypatch: pytest.Monkey
 
 @needs_evals
 @pytest.mark.parametrize("name", ["", ".", "born_first/"])
+
+
 def test_evals_name_is_an_eval_not_a_path(name: str, make_ctx, tmp_path: Path) -> None:
     """name '' or '.' is the evals data folder itself: it read the first eval's file
     (2d_movement's samples.jsonl) without a word, in validate and in the data stage."""
@@ -1044,6 +1058,8 @@ def test_evals_name_is_an_eval_not_a_path(name: str, make_ctx, tmp_path: Path) -
 
 
 @needs_evals
+
+
 def test_an_unknown_eval_says_how_to_list_the_evals(make_ctx) -> None:
     """`name: nope` was "unknown eval 'nope'. Did you mean 'invoices'?" in validate, with no way
     to see the 470 names (as reasoning-gym's unknown task has); validate and the data stage now
@@ -1083,6 +1099,8 @@ def test_the_eval_names_are_listed_once_while_their_folder_is_unchanged(tmp_path
 
 
 @needs_evals
+
+
 def test_validate_counts_an_evals_file_for_split_counts(tmp_path: Path) -> None:
     """born_first has 122 samples: a split of 500 passed validate and stopped the data stage."""
     from subsetctl.data.checks import check_sources
@@ -1208,6 +1226,7 @@ def test_a_slice_of_a_saved_datasetdicts_split_says_why_it_is_not_read(tmp_path:
     assert [i.message for i in issues if i.key.startswith("sources")] == [
         f"{said} 'train[:10%]'; set split to one of them {note}", f"{said} 'validation'; set split to one of them"]
 
+
 def test_a_split_load_dataset_lacks_is_said_in_subsetctls_words(tmp_path: Path, make_ctx) -> None:
     """datasets' `Unknown split "tran". Should be one of ['train', 'test'].` was passed on
     whole (Python's list, datasets' words, then ". Check loader.path, ..." whatever the
@@ -1226,6 +1245,7 @@ def test_a_split_load_dataset_lacks_is_said_in_subsetctls_words(tmp_path: Path, 
         with pytest.raises(UserError) as err:
             load_huggingface(HuggingFaceLoader(type="huggingface", path="data", split=split), make_ctx())
         assert str(err.value) == message
+
 
 def test_a_saved_datasets_format_and_feature_decoding_do_not_change_its_rows(tmp_path: Path, make_ctx) -> None:
     """Read batch by batch through the dataset's format, a "numpy"-formatted dataset gave
@@ -1248,7 +1268,6 @@ def test_a_saved_datasets_format_and_feature_decoding_do_not_change_its_rows(tmp
     first = load_huggingface(HuggingFaceLoader(type="huggingface", path="img"), make_ctx())["metadata"][0]
     assert "PIL" not in first and "0x" not in first
     assert first == load_huggingface(HuggingFaceLoader(type="huggingface", path="img"), make_ctx())["metadata"][0]
-
 
 
 def test_a_save_to_disk_folder_saved_with_a_format_of_a_library_not_installed_is_read(
@@ -1337,6 +1356,8 @@ def test_class_label_columns_give_their_class_names_not_ids(tmp_path: Path, make
 
 
 @pytest.mark.parametrize("response", ["", "   ", "\n\t"])
+
+
 def test_jsonl_empty_response_rows_are_left_out_with_their_file_line(tmp_path: Path, make_ctx, response: str) -> None:
     write_jsonl(tmp_path / "d.jsonl", [*qa_rows(3), {"prompt": "x", "response": response}])
     ctx = make_ctx()
@@ -1377,6 +1398,8 @@ def test_csv_line_holding_only_a_quoted_empty_cell_is_a_row_for_the_line_numbers
 
 
 @pytest.mark.parametrize("label", ["", "  "])
+
+
 def test_csv_blank_label_is_left_out_not_a_class(tmp_path: Path, make_ctx, label: str) -> None:
     (tmp_path / "d.csv").write_text(f"text,label\nc0,neg\nc1,pos\nc2,{label}\n")
     options = CsvLoader(type="csv", path="d.csv", prompt_field="text", label_field="label")
@@ -1486,6 +1509,8 @@ def test_reasoning_gym_unknown_task_says_how_to_list_tasks(make_ctx) -> None:
 
 
 @needs_evals
+
+
 def test_evals_default_file_prefers_samples(make_ctx) -> None:
     from subsetctl.data.loaders import evals_file
 
@@ -1498,6 +1523,8 @@ def test_evals_default_file_prefers_samples(make_ctx) -> None:
 
 
 @needs_evals
+
+
 def test_evals_metadata_names_a_nested_file_with_its_folder(make_ctx) -> None:
     """theory_of_mind has tomi/test.jsonl and socialiqa/test.jsonl: the rows' evals_file was
     "test.jsonl" for both."""
@@ -1521,7 +1548,7 @@ def test_list_or_object_answers_are_used_as_json_text_with_a_notice(tmp_path: Pa
     ds = load_jsonl(JsonlLoader(type="jsonl", path="d.jsonl"), ctx)
     assert ds["response"] == ['["x", "y"]', "z", '{"text": "w"}']
     (notice,) = ctx.notices
-    assert "2 row(s) of file" in notice and "(first at line 1: [\"x\", \"y\"])" in notice
+    assert "2 rows of file" in notice and "(first at line 1: [\"x\", \"y\"])" in notice
     plain = make_ctx()
     write_jsonl(tmp_path / "p.jsonl", [{"prompt": "a", "response": 3}])
     load_jsonl(JsonlLoader(type="jsonl", path="p.jsonl"), plain)
@@ -1598,6 +1625,8 @@ def test_long_rows_are_chunked_by_their_characters(tmp_path: Path, make_ctx, mon
 
 
 @pytest.mark.parametrize("kind", ["parquet", "huggingface", "csv"])
+
+
 def test_long_rows_are_read_in_smaller_batches(tmp_path: Path, make_ctx, monkeypatch, kind: str) -> None:
     """A Parquet or CSV file or a dataset of long rows is read in batches of about
     CHUNK_CHARS bytes (a CSV file's sized by the frame before), not of CHUNK_ROWS rows: each batch becomes Python objects at once (50,000
@@ -1738,6 +1767,8 @@ def test_a_count_of_one_line_not_utf8_agrees_and_is_worded_of_the_file_or_the_so
 
 
 @pytest.mark.parametrize("in_memory", [True, False])
+
+
 def test_a_where_source_leaves_out_jsonl_lines_that_are_not_utf8_as_the_whole_file_does(
         tmp_path: Path, make_ctx, monkeypatch: pytest.MonkeyPatch, in_memory: bool) -> None:
     """A source reading one task of a JSON Lines file (``where``) stopped at a line that is
@@ -1785,7 +1816,7 @@ def test_an_infinite_answer_is_said_and_an_infinite_label_refused(tmp_path: Path
     ctx = make_ctx()
     assert load_jsonl(JsonlLoader(type="jsonl", path="i.jsonl"), ctx)["response"] == ["inf", "-inf", "x"]
     (notice,) = ctx.notices
-    assert re.search(r"i\.jsonl: 2 row\(s\) have an infinite number \(JSON's Infinity or -Infinity, a float column's "
+    assert re.search(r"i\.jsonl: 2 rows have an infinite number \(JSON's Infinity or -Infinity, a float column's "
                      r"inf\) as 'response' \(loader\.response_field\), at line 1, line 2: each gold response is its "
                      r"text, 'inf' or '-inf'", notice), notice
     (tmp_path / "l.jsonl").write_text('{"prompt": "q", "label": 1}\n{"prompt": "q2", "label": -Infinity}\n')
@@ -1920,6 +1951,8 @@ def test_a_jsonl_line_cut_off_mid_string_says_where_in_one_at(tmp_path: Path, ma
 
 
 @pytest.mark.parametrize("indent", [None, 2])
+
+
 def test_a_json_array_file_given_as_json_lines_says_which_loader_reads_it(tmp_path: Path, make_ctx,
                                                                        indent: int | None) -> None:
     """A .json file holding one array of examples (Alpaca's alpaca_data.json, one line or
@@ -1946,6 +1979,8 @@ def test_a_json_array_file_given_as_json_lines_says_which_loader_reads_it(tmp_pa
 
 
 @pytest.mark.parametrize("indent", [None, 2])
+
+
 def test_a_json_array_after_blank_lines_is_named_so_by_the_data_stage_too(tmp_path: Path, make_ctx,
                                                                        indent: int | None) -> None:
     """Blank lines before the array (a file written with a leading newline): validate named the
@@ -1988,6 +2023,8 @@ def test_a_pretty_printed_object_given_as_json_lines_is_named_so(tmp_path: Path)
 @pytest.mark.parametrize(("head", "name"), [(b"\x28\xb5\x2f\xfd\x00\x01", "zstd"),
                                           (__import__("bz2").compress(b'{"prompt": "a"}'), "bzip2"),
                                           (b"PK\x03\x04\x00\x01", "zip")])
+
+
 def test_a_file_compressed_otherwise_than_with_gzip_is_named_so(tmp_path: Path, make_ctx, head: bytes,
                                                                    name: str) -> None:
     """A .zst file was "not valid UTF-8 ... Re-save it as UTF-8"."""
@@ -2024,9 +2061,8 @@ def test_a_chat_style_prompt_is_kept_as_json_text_with_a_warning(tmp_path: Path,
     loaded = load_jsonl(JsonlLoader(type="jsonl", path="chat.jsonl"), ctx)
     assert json.loads(loaded["prompt"][0]) == [{"role": "user", "content": "hi 0"}]
     (notice,) = ctx.notices
-    assert "3 row(s) of" in notice and "as 'prompt' (loader.prompt_field) (first at line 1:" in notice
+    assert "3 rows of" in notice and "as 'prompt' (loader.prompt_field) (first at line 1:" in notice
     assert "not rendered with the model's chat template" in notice
-
 
 
 def test_a_text_file_that_starts_like_a_bzip2_header_is_read_as_text(tmp_path: Path, make_ctx) -> None:
@@ -2064,6 +2100,8 @@ def test_plugin_loader_refuses_itself_bad_options_of_a_builtin_and_what_is_no_da
     (lambda ds: pd.DataFrame({"prompt": ["p"], "response": ["r"]}),
      r"returned DataFrame, not a datasets\.Dataset: return datasets\.Dataset\.from_pandas\(df, preserve_index=False\)"),
 ])
+
+
 def test_a_plugin_loader_returning_what_is_almost_a_dataset_is_told_how_to_make_one(
         make_ctx, monkeypatch, returned, says: str) -> None:
     """A DatasetDict (load_dataset without split=), a streamed dataset, a generator (a loader
@@ -2101,6 +2139,8 @@ def test_a_files_own_source_row_and_label_text_columns_are_kept_in_the_metadata(
 
 
 @pytest.mark.skipif(not hasattr(os, "symlink"), reason="symbolic links")
+
+
 def test_huggingface_data_files_star_star_does_not_follow_a_symlink_loop(tmp_path: Path, make_ctx) -> None:
     """`data_files: [parts/**/*.jsonl]` went round parts/sub/up -> .. as `source_files` did:
     every file was read dozens of times over (the rows repeated), or the glob hung."""
@@ -2298,6 +2338,8 @@ def test_a_file_gzip_compressed_twice_is_said_to_be(tmp_path: Path, make_ctx) ->
 
 @pytest.mark.parametrize("where", [None, {"task": "b"}])
 @pytest.mark.parametrize("in_memory", [True, False])
+
+
 def test_a_csv_file_saved_with_crlf_line_ends_reads_its_cells_as_the_lf_file(
         tmp_path: Path, make_ctx, monkeypatch: pytest.MonkeyPatch, where: dict | None, in_memory: bool) -> None:
     """git's autocrlf and Windows editors turn a multi-line cell's LF into CRLF too: the cell
@@ -2416,6 +2458,7 @@ def test_mixed_line_ends_are_said_only_where_a_cell_holds_a_line_break(tmp_path:
     warned = _line_end_warnings(tmp_path, "plain.csv", "cells.csv.gz")
     assert len(warned) == 1 and "cells.csv.gz" in warned[0] and "zcat " in warned[0], warned
 
+
 def test_the_line_ends_of_more_csv_files_than_eight_are_read_once(tmp_path: Path, make_ctx) -> None:
     """A cache of 8 files read a CRLF file through again for each of the fingerprint, the loader
     and validate once a spec had more CSV files than that (a 200 MB one three times, 0.5 s
@@ -2471,3 +2514,25 @@ def test_a_kept_file_notice_in_an_earlier_runs_count_words_is_worded_as_validate
         for of_file in (False, True):
             assert (file_notice_worded(kept, source, path, of_file)
                     == file_notice_worded(today, source, path, of_file)), (kept, of_file)
+
+
+def test_a_notice_on_one_row_agrees_with_its_count(tmp_path: Path, make_ctx) -> None:
+    """The notices counting rows said "1 row(s) have ... (first at line 1: ...)" of a single row (answers infinite,
+    held as a list or an object, whole numbers stored as floats). Now the count, its verb and "first" agree."""
+    (tmp_path / "i.jsonl").write_text('{"prompt": "q", "response": Infinity}\n{"prompt": "q2", "response": "x"}\n')
+    ctx = make_ctx()
+    load_jsonl(JsonlLoader(type="jsonl", path="i.jsonl"), ctx)
+    (notice,) = ctx.notices
+    assert "i.jsonl: 1 row has an infinite number (" in notice, notice
+    write_jsonl(tmp_path / "d.jsonl", [{"prompt": "a", "response": ["x", "y"]}, {"prompt": "b", "response": "z"}])
+    ctx = make_ctx()
+    load_jsonl(JsonlLoader(type="jsonl", path="d.jsonl"), ctx)
+    (notice,) = ctx.notices
+    assert re.search(r": 1 row of file \S*d\.jsonl has a list or an object as 'response' \(loader\.response_field\) "
+                     r"\(at line 1: ", notice), notice
+    pd.DataFrame({"prompt": ["p0", "p1"], "response": [3.0, 0.5]}).to_parquet(tmp_path / "d.parquet")
+    ctx = make_ctx("floats")
+    load_parquet(ParquetLoader(type="parquet", path="d.parquet"), ctx)
+    [notice] = [n for n in ctx.notices if "floating-point" in n]
+    assert re.search(r": 1 row of file \S*d\.parquet has a whole number stored as a floating-point number as "
+                     r"'response' \(loader\.response_field\) \(at row 1: 3\.0\)", notice), notice

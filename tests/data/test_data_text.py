@@ -186,7 +186,7 @@ def test_a_text_held_as_a_list_is_said_to_be_trained_on_as_json(tmp_path: Path, 
     ds = load_jsonl(_jsonl(tmp_path, [{"text": "plain"}, {"text": ["part one", "part two"]}]), ctx)
     assert ds["response"] == ["plain", '["part one", "part two"]']
     notice, = ctx.notices
-    assert "1 row(s)" in notice and "line 2" in notice and "trained on as its JSON text" in notice
+    assert "1 row of file " in notice and "has a list or an object" in notice and "(at line 2" in notice and "trained on as its JSON text" in notice
     assert "Join the parts into one string" in notice and "gold response" not in notice
 
 
@@ -198,7 +198,7 @@ def test_a_text_that_is_no_string_is_said_in_a_texts_terms(tmp_path: Path, make_
     ds = load_jsonl(_jsonl(tmp_path, [{"text": 5.0}, {"text": "a document"}, {"text": 7}, {"text": True}]), ctx)
     assert ds["response"] == ["5.0", "a document", "7", "true"]
     notice, = ctx.notices
-    assert ("3 row(s) of file " in notice and "have a number or another value that is not a string as 'text' "
+    assert ("3 rows of file " in notice and "have a number or another value that is not a string as 'text' "
             "(loader.text_field) (first at line 1: '5.0')" in notice and "names the column of the documents" in notice)
     assert "gold response" not in notice and "exact_match" not in notice
 

@@ -50,7 +50,7 @@ def test_each_value_is_a_source_reading_its_rows_only(tmp_path: Path, in_memory:
     assert [s.loader.where for s in spec.sources] == [{"task": "b/é"}, {"task": "cola"}, {"task": "sst 2"}]
     assert all(s.loader.path == "data/tasks.parquet" for s in spec.sources)
     (note,) = spec.left_out_rows  # the null and the blank value: no source, said once for the file
-    assert note[0] == 0 and "2 row(s) of data/tasks.parquet have no 'task' value" in note[1]
+    assert note[0] == 0 and "2 rows of data/tasks.parquet have no 'task' value" in note[1]
     for source in spec.sources:  # rows from every row group (3 rows each), in the file's order
         ds = load_parquet(source.loader, _ctx(tmp_path, source.name))
         task = source.loader.where["task"]
@@ -128,11 +128,11 @@ def test_the_data_stage_reads_each_task_and_goes_stale_with_the_file(tmp_path: P
     run_project(tmp_path, until="data", reporter=reporter)
     # the rows no source takes are said once, by the spec's warning as the run begins (the data stage said it again)
     (said,) = [w for w in map(str, reporter.warnings) if "have no 'task' value" in w]
-    assert said.startswith(f"{tmp_path / 'subsetctl.yaml'}:12: source_files[0].by: 2 row(s) of data/tasks.parquet"), said
+    assert said.startswith(f"{tmp_path / 'subsetctl.yaml'}:12: source_files[0].by: 2 rows of data/tasks.parquet"), said
     summary = json.loads((tmp_path / ".subsetctl" / "data" / "data.json").read_text())
     assert summary["counts"]["flan-cola"]["train"] == 5 and set(summary["counts"]) == {"t", "flan-b_e", "flan-cola",
                                                                                         "flan-sst_2"}
-    assert any("2 row(s) of data/tasks.parquet have no 'task' value" in w for w in summary["warnings"])
+    assert any("2 rows of data/tasks.parquet have no 'task' value" in w for w in summary["warnings"])
     assert files._whole_file.cache_info().currsize == 0  # the file's rows let go once the stage is done
     assert not {s.name: s for s in plan_project(tmp_path)[2]}["data"].will_run
     rows = _rows(["cola", "sst 2", "b/é"])

@@ -72,7 +72,7 @@ def test_each_value_is_a_source_reading_its_rows_only(tmp_path: Path, kind: str,
     assert [s.loader.where for s in spec.sources] == [{"task": "b/é"}, {"task": "cola"}, {"task": "sst 2"}]
     assert all(s.loader.type == kind and s.loader.path == f"data/tasks.{kind}" for s in spec.sources)
     (note,) = spec.left_out_rows  # the null (a CSV's empty cell) and the blank value: said once for the file
-    assert note[0] == 0 and f"2 row(s) of data/tasks.{kind} have no 'task' value" in note[1]
+    assert note[0] == 0 and f"2 rows of data/tasks.{kind} have no 'task' value" in note[1]
     for source in spec.sources:  # that task's rows, in the file's order
         ds = LOADERS[kind](source.loader, _ctx(tmp_path, source.name))
         task = source.loader.where["task"]

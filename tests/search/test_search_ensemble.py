@@ -281,7 +281,7 @@ def test_sweep_does_not_pick_a_longer_prefix_by_rounding_noise(name: str) -> Non
     assert result.diagnostics["sweep"][1]["loss"] < result.diagnostics["sweep"][0]["loss"]  # s0 ranked first
     assert result.selected == [] and result.estimated_loss == 1.0
     (notice,) = [n for n in result.notices if "rounding noise" in n]
-    assert "The ranking's best 1 source(s) are estimated lower than the pick (the target only)" in notice
+    assert "The ranking's best 1 source is estimated lower than the pick (the target only)" in notice
     helps = NoiseFavoursFirst([1e-6, -0.3, -0.2])  # a real gain, above the noise: still picked
     result = run_strategy(name, helps, SearchContext(sources=helps.sources), {"select": "sweep"})
     assert result.selected == ["s0"] and not [n for n in result.notices if "rounding noise" in n]

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from subsetctl.chat_context import CONTEXT_KEY, is_chat_context
-from subsetctl.errors import UserError, shown_path
+from subsetctl.errors import UserError, count_agreeing, shown_path
 from subsetctl.spec import LoaderBase
 from subsetctl.text_rows import TEXT_KEY
 
@@ -637,7 +637,8 @@ class CommonColumns:
         more = self.infinite_count - len(self.infinite)
         shown = ", ".join(self.locate(i) for i in self.infinite) + (f" (+{more} more)" if more > 0 else "")
         self.ctx.notices.append(
-            f"Source {self.ctx.source_name!r}: {self.where}: {self.infinite_count} row(s) have an infinite number "
+            f"Source {self.ctx.source_name!r}: {self.where}: {count_agreeing(self.infinite_count, 'row', 'has', 'have')} an "
+            "infinite number "
             f"(JSON's Infinity or -Infinity, a float column's inf) as {named}, at {shown}: each gold response is its "
             "text, 'inf' or '-inf', which the model learns. If a number was meant, fix those values in the file "
             "(JSON has no infinite numbers: Python's reader takes Infinity, most others refuse it)."
@@ -764,8 +765,9 @@ class CommonColumns:
         first, example = first_row
         example = example if len(example) <= 60 else example[:57] + "..."
         self.ctx.notices.append(
-            f"Source {self.ctx.source_name!r}: {count} row(s) of {self.where} have a list or an object as {named} "
-            f"(first at {self.locate(first)}: {example}); {what_then}"
+            f"Source {self.ctx.source_name!r}: {count_agreeing(count, 'row', 'has', 'have', of=self.where)} a list or "
+            f"an object as {named} "
+            f"({'at' if count == 1 else 'first at'} {self.locate(first)}: {example}); {what_then}"
         )
 
     def _structured_answer_advice(self) -> str:
@@ -785,8 +787,9 @@ class CommonColumns:
         reads as "5": nothing in the texts shows it."""
         first, value = self.whole_float  # type: ignore[misc]  # (set: the caller checked)
         self.ctx.notices.append(
-            f"Source {self.ctx.source_name!r}: {self.whole_float_count} row(s) of {self.where} have a whole number "
-            f"stored as a floating-point number as {named} (first at {self.locate(first)}: {value!r}): each gold "
+            f"Source {self.ctx.source_name!r}: {count_agreeing(self.whole_float_count, 'row', 'has', 'have', of=self.where)}"
+            f" a whole number stored as a floating-point number as {named} "
+            f"({'at' if self.whole_float_count == 1 else 'first at'} {self.locate(first)}: {value!r}): each gold "
             f"response is that text, {value_to_text(value)!r} with its '.0', the tokens the model learns (and the "
             f"test loss scores; exact_match takes {value_to_text(value)} = {int(value)}), where {int(value)!r} "
             "written elsewhere reads without it. A Parquet or Arrow float column "
@@ -834,7 +837,10 @@ class CommonColumns:
                             f"{'holds' if self.invalid_count == 1 else 'hold'} such text ({shown}){blank}.")
         said = f"Source {self.ctx.source_name!r}: {self.where}"
         first = self.invalid_detail.removeprefix(f"{said}, ")  # its row's place alone: the source said once
-        lead = "The first, " if first != self.invalid_detail else "The first: "
+        if self.invalid_count == 1:  # (its one row's place and text: "Row 2: 'prompt' ... holds bytes ...")
+            lead, first = "", first[:1].upper() + first[1:]
+        else:
+            lead = "The first, " if first != self.invalid_detail else "The first: "
         self.ctx.notices.append(
             f"{said}: {self.invalid_count} of {self.count} rows {'holds' if self.invalid_count == 1 else 'hold'} text "
             f"that is not valid UTF-8 ({shown}); {'it is' if self.invalid_count == 1 else 'they are'} left out. "

@@ -29,6 +29,7 @@ from subsetctl.data.loaders.common import (
 from subsetctl.errors import (
     UserError,
     as_typed,
+    count_agreeing,
     json_syntax_error,
     path_not_found_note,
     shell_arg,
@@ -1284,22 +1285,17 @@ def _stray_cell_notices(path: Path, delimiter: str, said: str) -> list[str]:
         lines = ", ".join(str(n) for n in boms.headers)
         repeated = (f" Line {lines} repeats the header: another file's, read as a row." if len(boms.headers) == 1 else
                     f" Lines {lines} repeat the header: other files', read as rows." if boms.headers else "")
-        notices.append(f"{said}: {_cells_hold(boms.count)} a byte-order mark (U+FEFF), which a file has only at "
-                       f"its start, as when two files are joined (`cat a.csv b.csv`) ({boms.shown()}); "
+        notices.append(f"{said}: {count_agreeing(boms.count, 'cell', 'holds', 'hold')} a byte-order mark (U+FEFF), "
+                       f"which a file has only at its start, as when two files are joined (`cat a.csv b.csv`) ({boms.shown()}); "
                        f"{'the cell is' if boms.count == 1 else 'they are'} read with it, as a character of the "
                        f"text.{repeated} Delete those 3 bytes (EF BB BF) there"
                        f"{' and the repeated header lines' if boms.headers else ''}.")
     if nuls.count:
-        notices.append(f"{said}: {_cells_hold(nuls.count)} a NUL byte ({nuls.shown()}); "
+        notices.append(f"{said}: {count_agreeing(nuls.count, 'cell', 'holds', 'hold')} a NUL byte ({nuls.shown()}); "
                        f"{'the cell is' if nuls.count == 1 else 'they are'} read with it, as a character of the "
                        "text. A NUL in a text file is damage, or bytes that are not text: remove them "
                        "(`tr -d '\\000' < in.csv > out.csv`) or fix those cells.")
     return notices
-
-
-def _cells_hold(count: int) -> str:
-    """"1 cell holds", "3 cells hold": a stray-cell notice's subject and verb, agreeing."""
-    return f"{count} cell holds" if count == 1 else f"{count} cells hold"
 
 
 @LOADERS.register("csv")

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from subsetctl.data.loaders.common import CommonColumns, LoadContext, _missing, value_to_text
-from subsetctl.errors import UserError
+from subsetctl.errors import UserError, count_agreeing
 from subsetctl.text_rows import TEXT_KEY
 
 if TYPE_CHECKING:
@@ -92,8 +92,10 @@ class TextColumns(CommonColumns):
         if self.not_text is not None:
             first, text = self.not_text
             self.ctx.notices.append(
-                f"Source {self.ctx.source_name!r}: {self.not_text_count} row(s) of {self.where} have a number or "
-                f"another value that is not a string as {self._answer_named()} (first at {self.locate(first)}: "
+                f"Source {self.ctx.source_name!r}: "
+                f"{count_agreeing(self.not_text_count, 'row', 'has', 'have', of=self.where)} a number or "
+                f"another value that is not a string as {self._answer_named()} "
+                f"({'at' if self.not_text_count == 1 else 'first at'} {self.locate(first)}: "
                 f"{text!r}); each is trained on as its text ({text!r} there), a document of a few characters. Check "
                 "that loader.text_field names the column of the documents, or store the values as strings if "
                 "they are meant."
