@@ -459,3 +459,12 @@ def test_a_file_naming_the_task_column_twice_is_refused_naming_the_file_and_the_
     grouped = _project(tmp_path / "g", group={"files": "../data/*.parquet", "by": "task", "loader": {"type": "parquet"}})
     (issue,) = validate_spec_file(grouped).issues
     assert issue.key == "source_files[0] (../data/d.parquet).by" and "2 columns named 'task'" in issue.message
+
+
+def test_one_row_with_no_value_is_said_in_the_singular(tmp_path: Path) -> None:
+    """The note on rows no source takes said "1 row(s) of ... have no 'task' value ... and are in no source; give
+    them one" of a single row; now it agrees with its count."""
+    spec = load_spec(_project(tmp_path, _rows(["cola", "sst 2"]) + [{"task": None, "prompt": "n", "response": "n"}]))
+    (note,) = spec.left_out_rows
+    assert ("1 row of data/tasks.parquet has no 'task' value (null or blank) and is in no source; give it one to "
+            "use it") in note[1], note
