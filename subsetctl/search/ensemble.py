@@ -192,8 +192,9 @@ def select_by_scores(
         mask = scores > SCORE_NOISE
         noise = int(np.sum((scores > 0) & ~mask))
         if noise:
-            notices.append(f"{noise} source(s) scored above 0 by less than {SCORE_NOISE:g} (rounding noise of "
-                           "the estimates, e.g. identical sources) and are not selected.")
+            notices.append(f"{count_agreeing(noise, 'source', 'scored', 'scored')} above 0 by less than "
+                           f"{SCORE_NOISE:g} (rounding noise of the estimates, e.g. identical sources) and "
+                           f"{'is' if noise == 1 else 'are'} not selected.")
     elif params.select == "threshold":
         mask = scores > params.threshold
     elif params.select == "top_k":

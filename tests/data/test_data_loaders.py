@@ -301,7 +301,7 @@ def test_duplicate_keys_in_a_json_row_are_a_notice_naming_the_lines(tmp_path: Pa
     ds = load_jsonl(JsonlLoader(type="jsonl", path="d.jsonl"), ctx)
     assert ds["response"][:3] == ["b", "c", "d"] and ds["prompt"][2] == "s"  # JSON's last value, as before
     (notice,) = ctx.notices
-    assert f"file {tmp_path / 'd.jsonl'}: 5 row(s) name a key twice" in notice
+    assert f"file {tmp_path / 'd.jsonl'}: 5 rows name a key twice" in notice
     assert "(line 1: 'response'; line 3: 'x', 'prompt'; line 4: 'response' (+2 more))" in notice
     assert "only the last value of each such key is read" in notice
     write_jsonl(tmp_path / "d.jsonl", qa_rows(3))
@@ -329,7 +329,7 @@ def test_duplicate_keys_of_a_wide_json_row_are_found_in_linear_time(tmp_path: Pa
     assert time.perf_counter() - started < 5 * plain + 1.0, plain
     assert json.loads(ds["metadata"][0])["k0"] == "again"
     (notice,) = ctx.notices
-    assert "20 row(s) name a key twice (line 1: 'k0'; line 2: 'k0'; line 3: 'k0' (+17 more))" in notice
+    assert "20 rows name a key twice (line 1: 'k0'; line 2: 'k0'; line 3: 'k0' (+17 more))" in notice
 
 
 def test_empty_prompts_are_kept_with_a_notice(tmp_path: Path, make_ctx) -> None:

@@ -259,7 +259,7 @@ def test_keys_named_twice_are_said_for_the_tasks_own_rows(tmp_path: Path, in_mem
     ctx = _ctx(tmp_path, "flan-b")
     assert load_jsonl(spec.sources[1].loader, ctx)["response"] == ["r", "r2"]
     (notice,) = ctx.notices
-    assert "1 row(s) name a key twice (line 3: 'response')" in notice
+    assert "1 row names a key twice (line 3: 'response')" in notice
 
 
 @pytest.mark.parametrize("kind", ["jsonl", "csv"])

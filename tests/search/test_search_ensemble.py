@@ -79,7 +79,8 @@ def test_sign_selection_ignores_scores_within_rounding_noise() -> None:
     memo = SubsetMemo(est, SearchContext(sources=est.sources), "random_ensemble")
     mask, _, _, notices = select_by_scores(memo, np.array([0.2, 6.4e-9, -6.4e-9]), RandomSubsetParams(select="sign"))
     assert mask.tolist() == [True, False, False]
-    assert any("1 source(s) scored above 0 by less than 1e-08" in n for n in notices)
+    assert any("1 source scored above 0 by less than 1e-08 (rounding noise of the estimates, e.g. identical "
+               "sources) and is not selected." in n for n in notices)
 
 
 def test_surrogate_with_too_few_subsets_skips_holdout() -> None:

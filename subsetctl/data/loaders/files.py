@@ -592,9 +592,9 @@ class DuplicateKeys:
         """The data stage's warning about them, naming the file, the lines and the keys."""
         shown = "; ".join(f"line {number}: {', '.join(repr(k) for k in keys)}" for number, keys in self.first)
         more = f" (+{self.count - len(self.first)} more)" if self.count > len(self.first) else ""
-        return (f"Source {source!r}: file {shown_path(path)}: {self.count} row(s) name a key twice ({shown}{more}); only the "
-                "last value of each such key is read. Remove the duplicate keys, or rename the one meant to be "
-                "kept too.")
+        rows = count_agreeing(self.count, "row", "names", "name")
+        return (f"Source {source!r}: file {shown_path(path)}: {rows} a key twice ({shown}{more}); only the last value "
+                "of each such key is read. Remove the duplicate keys, or rename the one meant to be kept too.")
 
 
 def jq_rows_command(name: str, key: str | None = None) -> str:
