@@ -7,6 +7,7 @@ and `report` show.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,10 @@ def _key_part(key: str) -> str:
     return key if key.isdigit() else name_in_key(key) or key
 
 
+#: the ``[i]`` (or ``[i][j]``) that ends the flattened key of a plain value in a list
+_LIST_ITEM = re.compile(r"(\[\d+\])+$")
+
+
 def changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """Dotted keys whose values differ between two spec slices.
 
@@ -71,7 +76,8 @@ def changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     ``reordered``); a source removed and one added with the same settings are a rename.
     The search strategies likewise, by label (``search.strategies: added forward``): a
     strategy added at position 2 was "search.strategies[2].label, search.strategies[2].name".
-    A key that holds a dot is in quotes, as an override writes it (``label_map."v1.2"``)."""
+    A key that holds a dot is in quotes, as an override writes it (``label_map."v1.2"``).
+    A list of plain values is named once, as a whole (``calibrate.lambda_grid``)."""
     old_sources, new_sources = old.get("sources"), new.get("sources")
     described: list[str] = []
     if isinstance(old_sources, list) and isinstance(new_sources, list) and old_sources != new_sources:
@@ -87,6 +93,9 @@ def changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
             new = {**new, "search": {k: v for k, v in new_search.items() if k != "strategies"}}
     a, b = flatten(old, quoted=True), flatten(new, quoted=True)
     keys = {k for k in set(a) | set(b) if a.get(k, "<unset>") != b.get(k, "<unset>")}
+    # a list of plain values is one setting, as the report's settings show it: a new lambda grid
+    # is "calibrate.lambda_grid", not "calibrate.lambda_grid[0], ..., calibrate.lambda_grid[5]"
+    keys = {_LIST_ITEM.sub("", k) for k in keys}
     # an empty list on one side is a key of its own: `plugins` stands for `plugins[0]` etc.
     return described + sorted(k for k in keys if not any(k.startswith((p + "[", p + ".")) for p in keys))
 

@@ -203,8 +203,20 @@ def test_a_list_filled_from_empty_is_said_once_in_a_plan_reason() -> None:
 
     assert changed_keys({"plugins": []}, {"plugins": ["a:B"]}) == ["plugins"]
     assert changed_keys({"plugins": ["a:B"]}, {"plugins": []}) == ["plugins"]
-    assert changed_keys({"plugins": ["a:B"]}, {"plugins": ["a:B", "c:D"]}) == ["plugins[1]"]
+    assert changed_keys({"plugins": ["a:B"]}, {"plugins": ["a:B", "c:D"]}) == ["plugins"]
     assert changed_keys({"x": {"a": 1, "b": [1]}}, {"x": {"a": 2, "b": []}}) == ["x.a", "x.b"]
+
+
+def test_a_changed_list_of_plain_values_is_named_once_in_a_plan_reason() -> None:
+    """A new lambda grid read "spec changed: calibrate.lambda_grid[0], ... [5]", six keys for
+    one setting; a list of dicts is still named by the key inside it that changed."""
+    from subsetctl.plan_reasons import changed_keys
+
+    old, new = [0.01, 0.1, 1.0, 3.0, 10.0, 30.0], [0.5, 2.0]
+    assert changed_keys({"calibrate": {"lambda_grid": old}}, {"calibrate": {"lambda_grid": new}}) == [
+        "calibrate.lambda_grid"]
+    assert changed_keys({"x": [[1, 2], [3]]}, {"x": [[1, 2], [4]]}) == ["x"]
+    assert changed_keys({"x": [{"a": 1}, {"a": 2}]}, {"x": [{"a": 1}, {"a": 3}]}) == ["x[1].a"]
 
 
 def test_a_changed_key_holding_a_dot_is_named_in_quotes_as_its_override_writes_it() -> None:
