@@ -86,9 +86,17 @@ class CalibrateStage(Stage):
     def spec_slice(self, spec: Any) -> dict[str, Any]:
         """The slice, with the estimator settings no estimator it builds takes at their
         defaults: without verify it builds none (it records estimate.estimator and
-        estimate.lam), so neither verify's budget nor estimate.max_iter re-run it."""
+        estimate.lam), so neither verify's budget nor estimate.max_iter re-run it.
+        Nor, without verify, the ``calibrate`` settings, kept at their defaults: nothing reads them
+        then (the spec's checks warn that they are not used), yet a new ``calibrate.lambda_grid``
+        made plan call the stage stale."""
+        from subsetctl.spec import CalibrateSpec
+
         names = candidate_estimators(spec) if spec.verify.enabled else []
-        return with_unread_estimator_keys_at_defaults(super().spec_slice(spec), spec, names)
+        sliced = with_unread_estimator_keys_at_defaults(super().spec_slice(spec), spec, names)
+        if not spec.verify.enabled:
+            sliced["calibrate"] = CalibrateSpec().model_dump(mode="json")
+        return sliced
 
     def output_parts(self, outputs: dict[str, str], summary: dict[str, Any]) -> dict[str, Any]:
         """The ``choice`` part, which the search reads alone (its ``reads_parts``): the
