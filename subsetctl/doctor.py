@@ -287,8 +287,9 @@ def _lora_stages_to_run(spec: Any, project: Any, import_plugins: bool = True) ->
     recomputed, taking room anew (doctor took any work in the folder as a resume, and any
     results as up to date). A stage that runs only if an upstream stage's output changes is
     left out, as it was, and so is one plan does not check (after a stage using a plugin that
-    ``import_plugins=False``, ``--no-plugins``, leaves unimported). Where plan fails, the stages
-    without results, none resuming: no room is taken for granted."""
+    ``import_plugins=False``, ``--no-plugins``, leaves unimported). Where plan fails (a user
+    error, a file it cannot read), the stages without results, none resuming: no room is taken
+    for granted. Any other exception is a bug, and surfaces as one."""
     from subsetctl.errors import UserError
     from subsetctl.pipeline import Pipeline
     from subsetctl.plugin_loading import plugins_not_imported
@@ -299,7 +300,7 @@ def _lora_stages_to_run(spec: Any, project: Any, import_plugins: bool = True) ->
     try:
         with manifests_read_once(), plugins_not_imported(not import_plugins):
             statuses = Pipeline(project, spec, all_stages(), SilentReporter(), spec.command_line_overrides).plan()
-    except (UserError, OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (UserError, OSError):  # (plan's own errors; a bug in it, a KeyError say, is not hidden as one)
         return {stage: False for stage in ("meta_init", "finetune") if project.read_manifest(stage) is None}
     return {status.name: status.state == "unfinished" for status in statuses
             if status.name in ("meta_init", "finetune") and status.will_run and not status.conditional}

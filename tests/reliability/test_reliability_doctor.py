@@ -514,6 +514,8 @@ def test_doctor_says_run_refuses_a_folder_whose_path_holds_two_colons(healthy: N
 
 
 @pytest.mark.skipif(not doctor.dask_importable(), reason="needs dask")
+
+
 def test_doctor_says_when_the_dask_scheduler_of_the_spec_cannot_be_reached(healthy: None, tmp_path: Path) -> None:
     """A scheduler that was not running passed `doctor`; the run stopped at the search stage,
     after the model stages."""
@@ -701,3 +703,27 @@ def test_run_plan_and_doctor_measure_the_adapter_cache_on_its_own_disk(
     note = " ".join(common.lora_disk_note("finetune", spec, project).split())
     assert (f"its adapters in the cache need up to 4.0 GB of disk, and only 3.0 GB is free in {cache / 'finetune'}: "
             "`run` would stop") in note, note
+
+
+@pytest.mark.parametrize("error", [KeyError("stage"), AttributeError("x")])
+
+
+def test_a_bug_in_plan_is_not_taken_for_a_project_doctor_cannot_plan(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: Exception) -> None:
+    """doctor's disk check caught KeyError, TypeError and AttributeError from plan as if the
+    project could not be planned, hiding a bug behind a quietly different disk estimate: only
+    plan's user errors (and unreadable files) give the fallback now; a bug surfaces."""
+    from subsetctl.errors import SpecError
+    from subsetctl.pipeline import Pipeline
+    from subsetctl.project import Project
+    from subsetctl.spec import Spec
+
+    project = rf.make_project(tmp_path / "p", rf.data_spec())
+    spec = Spec.model_validate(yaml.safe_load((project / "subsetctl.yaml").read_text()))
+    raised: list[Exception] = [SpecError("a spec plan cannot use")]
+    monkeypatch.setattr(Pipeline, "plan", lambda self, *args, **kwargs: (_ for _ in ()).throw(raised[0]))
+
+    assert doctor._lora_stages_to_run(spec, Project.find(project)) == {"meta_init": False, "finetune": False}
+    raised[0] = error
+    with pytest.raises(type(error)):
+        doctor._lora_stages_to_run(spec, Project.find(project))
