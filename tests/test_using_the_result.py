@@ -94,6 +94,35 @@ def test_theta_stars_model_card_names_what_made_it(tiny_project_ran) -> None:
     assert (root / ".subsetctl" / "specs" / f"{digest}.json").is_file()
 
 
+def test_theta_stars_model_card_names_the_first_sources_of_many_and_how_a_classifier_loads(tmp_path: Path) -> None:
+    """θ*'s card names at most CARD_SOURCES sources (a spec of thousands listed them all on
+    one line), with "…" where more were trained on (their count stays whole); a classifier's
+    card says to build the base model as a sequence classifier with report.md's num_labels
+    (plain from_pretrained onto a causal LM does not load its head), a causal LM's does not."""
+    from tinymodels import tiny_project_spec
+
+    from subsetctl.stages.meta_init import CARD_SOURCES, theta_card
+
+    def card(n_sources: int, kind: str = "causal-lm") -> str:
+        raw = tiny_project_spec(tmp_path / "model")
+        raw["sources"] = [{**raw["sources"][0], "name": f"s{i}"} for i in range(n_sources)]
+        spec = Spec.model_validate(raw)  # (the card reads model.kind alone of a classifier's settings)
+        spec = spec.model_copy(update={"model": spec.model.model_copy(update={"kind": kind})})
+        return theta_card(spec, {"steps": 4}, None, None)
+
+    named = ", ".join(f"s{i}" for i in range(CARD_SOURCES))
+    assert f"all {CARD_SOURCES} source(s) together ({named}):" in card(CARD_SOURCES)
+    many = card(CARD_SOURCES + 5)
+    assert f"all {CARD_SOURCES + 5} source(s) together ({named}, …):" in many, many
+    assert f"s{CARD_SOURCES}" not in many, many
+    causal, classifier = card(2), card(2, "classifier")
+    assert causal.endswith("Load with `peft.PeftModel.from_pretrained(base_model, this_folder)`. The project's "
+                           "report.md names the base model.\n"), causal
+    assert "AutoModelForSequenceClassification" not in causal and "num_labels" not in causal, causal
+    assert ("Load with `peft.PeftModel.from_pretrained(base_model, this_folder)`, the base model built with "
+            "`AutoModelForSequenceClassification` and the head's `num_labels` as report.md says.") in classifier, classifier
+
+
 def _commit(versions: dict) -> str:
     """How a model card follows the subsetctl version with the checkout's commit, if any."""
     return f" (commit {versions['subsetctl_commit']})" if versions.get("subsetctl_commit") else ""
