@@ -1097,6 +1097,17 @@ def test_markdown_time_table_has_the_report_row_the_terminal_table_has() -> None
     assert "| report | not known when this file was written (`subsetctl report` shows it) |" in table, table
 
 
+def _write_stage_results(root: Path, files: dict[str, tuple[str, Any]]) -> None:
+    """A project at ``root`` holding, for each stage, a finished manifest and one results
+    file (stage -> (file name, JSON content)): what build_report reads, no run needed."""
+    for stage, (name, content) in files.items():
+        folder = root / ".subsetctl" / stage
+        folder.mkdir(parents=True)
+        (folder / "manifest.json").write_text(json.dumps({"fingerprint": "f", "seconds": 1.0, "summary": {}}))
+        (folder / name).write_text(json.dumps(content))
+    (root / "subsetctl.yaml").write_text("x: 1\n")
+
+
 def test_report_writes_an_older_calibrations_counts_as_integers(tmp_path) -> None:
     """report.json copied calibration.json and selections.json as they were, so a project
     calibrated before `per_lambda[].n` was written as an integer kept showing `n: 4.0` after
@@ -1113,17 +1124,35 @@ def test_report_writes_an_older_calibrations_counts_as_integers(tmp_path) -> Non
                                             "calibration": calibration}),
              "calibrate": ("calibration.json", {"kinds": {"subsets": {"calibration": calibration, "candidates": {
                  "other": {"calibration": calibration, "raw": [0.5]}}}}, "against": "subsets"})}
-    for stage, (name, content) in files.items():
-        folder = tmp_path / ".subsetctl" / stage
-        folder.mkdir(parents=True)
-        (folder / "manifest.json").write_text(json.dumps({"fingerprint": "f", "seconds": 1.0, "summary": {}}))
-        (folder / name).write_text(json.dumps(content))
-    (tmp_path / "subsetctl.yaml").write_text("x: 1\n")
+    _write_stage_results(tmp_path, files)
     report = json.loads(json.dumps(build_report(Project(tmp_path))))
     kind = report["verify"]["subsets"]
     for cal in (report["calibration"], kind["calibration"], kind["candidates"]["other"]["calibration"]):
         [row] = cal["per_lambda"]
         assert type(row["n"]) is int and row["n"] == 4 and type(row["raw_median_rel_err"]) is float, row
+
+
+def test_report_json_calibration_has_its_documented_keys_when_calibrate_is_not_shown(tmp_path) -> None:
+    """selections.json records the search's choice alone (estimator, lambda, map): a report
+    rebuilt with calibrate outdated, or without its results, gave report.json a `calibration`
+    with no `spearman`, `loo_median_rel_err`, `per_lambda` or `notes`, keys README promises
+    (null or empty where there are none); they are there, and calibrate's figures win where shown."""
+    import json
+
+    from subsetctl.project import Project
+    from subsetctl.report.build import build_report
+
+    choice = {"estimator": "fast", "lam": 1.0, "enabled": True, "slope": 2.0, "intercept": 0.5}
+    figures = {**choice, "spearman": 0.8, "loo_median_rel_err": 0.1, "notes": ["n"],
+               "per_lambda": [{"lam": 1.0, "spearman": 0.8, "raw_median_rel_err": 0.2, "n": 4}]}
+    files = {"search": ("selections.json", {"sources": ["a"], "final": "forward", "strategies": {}, "baselines": {},
+                                            "calibration": choice}),
+             "calibrate": ("calibration.json", {"primary": figures, "kinds": {}, "against": "ce"})}
+    _write_stage_results(tmp_path, files)
+    report = json.loads(json.dumps(build_report(Project(tmp_path), skip=frozenset({"calibrate"}))))
+    assert report["calibration"] == {**choice, "spearman": None, "loo_median_rel_err": None, "per_lambda": [],
+                                     "notes": []}, report["calibration"]
+    assert build_report(Project(tmp_path))["calibration"] == figures
 
 
 def test_an_override_a_stage_recorded_at_its_default_did_not_make_its_results() -> None:

@@ -145,6 +145,13 @@ def _read(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
+#: report.json's ``calibration`` figures where there are none to show: selections.json records
+#: the search's choice alone (estimator, lambda, map), so a report rebuilt with calibrate
+#: outdated (or without its results) lacked these keys, which README documents as always there
+CALIBRATION_FIGURES_NONE: dict[str, Any] = {"spearman": None, "loo_median_rel_err": None, "per_lambda": [],
+                                            "notes": []}
+
+
 def whole_counts(value: Any) -> Any:
     """``value`` with each ``per_lambda`` row's ``n``, a count of usable subsets, an integer
     where it is a whole float: calibrations written before subsetctl wrote it as an integer
@@ -1264,6 +1271,8 @@ def build_report(
         # choice alone (one an earlier subsetctl wrote, the figures, each lambda's rows and the notes, of the
         # grid it ran with)
         report["calibration"] = whole_counts(calibrate["primary"])
+    if selections:  # (calibrate outdated, or none: the search's choice alone) the keys README documents
+        report["calibration"] = {**CALIBRATION_FIGURES_NONE, **report["calibration"]}
     if calibrate and calibrate.get("kinds"):
         from subsetctl.stages.calibrate import GRID_FIGURES
 
