@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 from pathlib import Path
@@ -121,18 +122,21 @@ class ReportStage(Stage):
             ("estimated vs. true", "estimated_vs_true.png", plots.estimated_vs_true),
             ("test metric by selection", "test_metric.png", plots.test_metric),
         )
-        if ctx.spec.report.plots:
-            folder.mkdir(exist_ok=True)
-            plots.import_matplotlib(ctx.project.state_dir / "cache" / "matplotlib")  # HOME read-only: no noise
-            for title, name, fn in drawn:
-                if (folder / name).is_symlink():  # (a copied project's) replaced, not written through: it may
-                    (folder / name).unlink()      # point at any file of the user's, outside the project
-                with naming_os_errors(folder / name):  # (matplotlib's write on a full disk names no file)
-                    if fn(report, folder / name):
-                        written[title] = f"plots/{name}"
-        for _, name, _ in drawn:  # an earlier run's plot of results no longer shown (or plots switched off)
-            if f"plots/{name}" not in written.values():
-                (folder / name).unlink(missing_ok=True)
+        try:
+            if ctx.spec.report.plots:
+                folder.mkdir(exist_ok=True)
+                plots.import_matplotlib(ctx.project.state_dir / "cache" / "matplotlib")  # HOME read-only: no noise
+                for title, name, fn in drawn:
+                    if (folder / name).is_symlink():  # (a copied project's) replaced, not written through: it may
+                        (folder / name).unlink()      # point at any file of the user's, outside the project
+                    with naming_os_errors(folder / name):  # (matplotlib's write on a full disk names no file)
+                        if fn(report, folder / name):
+                            written[title] = f"plots/{name}"
+            for _, name, _ in drawn:  # an earlier run's plot of results no longer shown (or plots switched off)
+                if f"plots/{name}" not in written.values():
+                    (folder / name).unlink(missing_ok=True)
+        finally:  # (Ctrl-C before the first plot, or nothing to plot, left an empty plots/ behind)
+            _remove_if_empty(folder)
         for name in ("report.json", "report.md"):
             _keep_a_file_of_the_users(ctx, ctx.project.root / name)
         text = compact_json_file_text(report)  # (thousands of sources: one line a small record)
@@ -150,6 +154,14 @@ class ReportStage(Stage):
             path.unlink()
         return {"plots": list(written.values()), **({"files": [SOURCES_FILE]} if table is not None else {}),
                 "plot_sha256": {name: sha256_file(ctx.project.root / name) for name in written.values()}}
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """Remove ``folder`` (``plots/``) when it holds nothing: an interrupted report stage, or
+    one with no plot to draw, left the empty folder it had made; one holding any file (a
+    plot, a user's) stays."""
+    with contextlib.suppress(OSError):  # (not empty, gone, or not a folder: left as it is)
+        folder.rmdir()
 
 
 def _calibrate_grid_figures(project: Project) -> str | None:

@@ -170,3 +170,35 @@ def test_kill_inside_finetune_keeps_finished_runs(tmp_path: Path, reference: dic
         assert runs[key]["steps"] == ref_runs[key]["steps"]
         rf.assert_adapters_close(folder / "runs" / key / "adapter",
                                  reference["project"] / rf.STATE / "finetune" / "runs" / key / "adapter", atol=1e-5)
+
+
+@pytest.mark.parametrize("held", [False, True])
+def test_ctrl_c_in_the_report_stage_leaves_no_empty_plots_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held: bool) -> None:
+    """Ctrl-C during the first report of a project (matplotlib importing, the first plot
+    drawing) left an empty plots/ folder behind. It is removed; a plots/ holding a file stays."""
+    from subsetctl.pipeline import StageContext
+    from subsetctl.project import Project
+    from subsetctl.report import plots
+    from subsetctl.reporter import SilentReporter, StageWarnings
+    from subsetctl.spec import load_spec
+    from subsetctl.stages.report import ReportStage
+
+    project = Project.find(rf.make_project(tmp_path / "p", rf.data_spec()))
+    folder = project.root / "plots"
+    if held:  # a plots/ already holding a file
+        folder.mkdir()
+        (folder / "mine.png").write_bytes(b"a user's")
+
+    def interrupted(*args: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(plots, "import_matplotlib", interrupted)
+    ctx = StageContext(load_spec(project.spec_path), project, StageWarnings(SilentReporter()),
+                       project.stage_dir("report"), {})
+    with pytest.raises(KeyboardInterrupt):
+        ReportStage().run(ctx)
+    if held:
+        assert [p.name for p in folder.iterdir()] == ["mine.png"]
+    else:
+        assert not folder.exists()
