@@ -188,7 +188,10 @@ class _LogTask:
     counts once, when the source is done), and a log silent that long looks hung.
 
     ``total`` None: a wait with no count (loading a model, :meth:`RichReporter.status`): its
-    lines give the time elapsed alone, the last one "done".
+    lines give the time elapsed alone, the last one "done". ``only_if_slow``: no line at the
+    start, and none at all for a wait over within ``every`` seconds (a wait repeated within a
+    progress already logging, as finetune loading the model for each fine-tune: two lines
+    each, 200 for a search of 100 real fine-tunes); a longer one says so, then "done".
 
     A new message (:func:`_notes`: what a strategy says with ``context.report``, the source
     the data stage reads) gets its line sooner, ``note_every`` seconds after the last line
@@ -197,7 +200,7 @@ class _LogTask:
     "search: 0/1" and "search: 1/1". Numbers alone (a training's loss) keep the ``every`` pace."""
 
     def __init__(self, console: Any, description: str, total: int | None, every: float,
-                 note_every: float = LOG_NOTE_EVERY_S) -> None:
+                 note_every: float = LOG_NOTE_EVERY_S, only_if_slow: bool = False) -> None:
         import threading
         import time
 
@@ -213,7 +216,10 @@ class _LogTask:
         self.fields: dict[str, Any] = {}
         self._lock = threading.Lock()  # the heartbeat's lines and update's
         self._stop = threading.Event()
-        self._line(0, {})
+        self.only_if_slow = only_if_slow and every > 0  # (every 0: a log of every line)
+        self.lines = 0
+        if not self.only_if_slow:
+            self._line(0, {})
         self._heartbeat: threading.Thread | None = None
         if every > 0:
             self._heartbeat = threading.Thread(target=self._beat, name=f"progress-{description}", daemon=True)
@@ -248,6 +254,7 @@ class _LogTask:
         self.console.print(escape(text + (f"  {info}" if info else "")), highlight=False, soft_wrap=True)
         self.last_line = self._clock()
         self.shown = completed
+        self.lines += 1
         self._notes_shown = _notes(fields)
 
     def update(self, completed: int, **fields: Any) -> None:
@@ -275,7 +282,7 @@ class _LogTask:
         self._stop.set()
         if self._heartbeat is not None:
             self._heartbeat.join()
-        if self.done > self.shown:
+        if self.done > self.shown and (self.lines or not self.only_if_slow):  # (a quick wait: no line at all)
             self._line(self.done, self.fields)
 
 
@@ -371,6 +378,7 @@ class RichReporter:
         #: seconds between such lines for a new message (a strategy's ``context.report``)
         self.log_note_every = log_note_every
         self._active: Any = None
+        self._log_progress_depth = 0  # the log progresses (:class:`_LogTask`) open now
 
     def info(self, message: str) -> None:
         if not self.quiet:  # in a log file, one message is one line (not wrapped at 80 columns)
@@ -387,15 +395,18 @@ class RichReporter:
         """A wait with no count to show (loading a model): on a terminal a spinner with
         ``description`` and the time elapsed, a check mark once done (within a progress bar
         already shown, a row of its own, removed once done); in a log, lines as a progress's
-        (at once, every ``log_every`` seconds, and "done"), with the time elapsed and no count.
-        A bar of one step that jumped from 0/1 to 1/1 said neither what loaded nor for how long."""
+        (at once, every ``log_every`` seconds, and "done"), with the time elapsed and no count;
+        within a progress already logging (finetune's runs), only a wait longer than ``log_every``
+        seconds has lines: a load per fine-tune added two each. A bar of one step that jumped
+        from 0/1 to 1/1 said neither what loaded nor for how long."""
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
         if self.quiet:
             yield
             return
         if not self.console.is_interactive:
-            task = _LogTask(self.console, description, None, self.log_every, self.log_note_every)
+            task = _LogTask(self.console, description, None, self.log_every, self.log_note_every,
+                            only_if_slow=self._log_progress_depth > 0)
             try:
                 yield
                 task.update(1)
@@ -440,9 +451,11 @@ class RichReporter:
             return
         if not self.console.is_interactive:  # a log file: plain lines instead of a bar drawn at the end
             task = _LogTask(self.console, description, total, self.log_every, self.log_note_every)
+            self._log_progress_depth += 1
             try:
                 yield task
             finally:
+                self._log_progress_depth -= 1
                 task.close()
             return
         from rich.markup import escape

@@ -269,6 +269,29 @@ def test_an_escape_sequence_in_a_rich_text_or_a_progress_bar_is_shown_escaped() 
     assert "reading=src\\x1b]0;pwned\\x07\\x1b[8mhidden" in shown, repr(shown)  # and its field
 
 
+def test_a_model_load_within_a_logging_progress_has_lines_only_when_slow() -> None:
+    """finetune loads the model once a fine-tune, within its "finetune runs" progress: in a log
+    each load wrote "loading the model" and "...: done", 200 lines for a search of 100 real
+    fine-tunes. Within a progress a load is said only when it lasts past ``log_every`` (then
+    as before: a line with the time elapsed, and "done"); outside one, at once as before."""
+    import time
+
+    def loads(log_every: float, seconds: float) -> list[str]:
+        log = io.StringIO()
+        reporter = RichReporter(Console(file=log, force_terminal=False, width=200), log_every=log_every)
+        with reporter.progress("finetune runs", total=2) as task:
+            for done in (1, 2):
+                with reporter.status("finetune: loading the model 'm'"):
+                    time.sleep(seconds)
+                task.update(done)
+        return [line.split("  ")[0] for line in log.getvalue().splitlines() if "loading" in line]
+
+    assert loads(3600, 0) == []
+    slow = loads(0.2, 0.5)
+    assert slow[0] == "finetune: loading the model 'm'" and slow[-1] == "finetune: loading the model 'm': done", slow
+    assert slow.count("finetune: loading the model 'm': done") == 2, slow
+
+
 def test_a_status_shows_a_spinner_and_the_time_elapsed_on_a_terminal_and_lines_in_a_log() -> None:
     """A wait with no count (loading a model) was a progress bar of one step, 0/1 then 1/1. On a
     terminal it is a spinner, the description and the time elapsed, a check mark once done (a
