@@ -320,8 +320,6 @@ def test_a_report_of_installed_plugins_alone_is_not_said_to_have_written_a_plugi
 
 
 @pytest.mark.parametrize("report", ["rp", "rp/report.json"])
-
-
 def test_plugins_from_run_settings_stay_module_names(tmp_path: Path, report: str) -> None:
     """The ``plugins:`` list names modules (PYTHONPATH finds them), never files: a package
     folder ``mypkg`` beside the report (named by its folder or its file) turned the plugin
