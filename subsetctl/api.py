@@ -552,7 +552,8 @@ def _fingerprint_of_running_work(project: Project, spec: Spec, stage: str) -> st
     from subsetctl.stages.common import model_at_commit
 
     marker = project.read_work_marker(stage)
-    inputs, sliced = marker.get("inputs"), (marker.get("inputs") or {}).get("slice")
+    inputs = marker.get("inputs")
+    sliced = inputs.get("slice") if isinstance(inputs, dict) else None  # (a damaged marker's: its fingerprint alone)
     model = sliced.get("model") if isinstance(sliced, dict) else None
     if not isinstance(inputs, dict) or not isinstance(model, dict) or marker.get("fingerprint") is None:
         return marker.get("fingerprint")

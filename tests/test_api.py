@@ -492,6 +492,20 @@ def test_plan_during_a_run_says_a_spec_edited_since_it_started_is_not_what_that_
     assert all(row["spec_edited_since_run"] is None for row in rows[1:])
 
 
+def test_plan_during_a_run_reads_a_work_marker_whose_inputs_are_no_object_as_its_fingerprint_alone(
+        jsonl_project: Path) -> None:
+    """A work.json whose ``inputs`` is no JSON object (a list: damaged, or edited by hand) stopped
+    plan during a run with "internal error: AttributeError: 'list' object has no attribute 'get'"
+    where it looked for the model's revision in it; the marker's fingerprint is taken as it is, as
+    `run` itself takes such a marker's inputs for none."""
+    from subsetctl.api import _fingerprint_of_running_work, load_project
+
+    project, spec = load_project(jsonl_project)
+    project.stage_dir("meta_init").mkdir(parents=True)
+    (project.stage_dir("meta_init") / "work.json").write_text(json.dumps({"fingerprint": "f" * 16, "inputs": ["x"]}))
+    assert _fingerprint_of_running_work(project, spec, "meta_init") == "f" * 16
+
+
 def test_an_until_or_a_path_of_the_wrong_type_is_a_user_error_saying_what_to_pass(jsonl_project: Path) -> None:
     """until=["search"] (as force takes a list) raised TypeError ("unhashable type: 'list'"),
     validate_spec_file of a dict or None a TypeError from Path(), and plan_project({}) took
