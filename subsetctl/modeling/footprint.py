@@ -248,13 +248,37 @@ def _shape_from_config(config: dict[str, Any], target_modules: list[str] | None)
             hidden if model_type in _LAYER_NORM_TYPES else 0)
     tied = _tied_head(config, text, str(model_type))
     params = (vocab * hidden * (1 if tied else 2) + extra
-              + layers * (sum(a * b for _, (a, b) in per_layer) + per_layer_extra) + hidden)
+              + layers * (sum(a * b for _, (a, b) in per_layer) + per_layer_extra) + hidden
+              + _vision_tower_params(config, hidden))
     targets = target_modules if target_modules is not None else DEFAULT_TARGETS.get(str(model_type))
     lora = (layers * sum(a + b for name, (a, b) in per_layer if name in targets)
             if targets is not None and set(targets) <= {name for name, _ in per_layer} else None)
     stored = _CONFIG_DTYPE_BYTES.get(str(config.get("torch_dtype") or config.get("dtype")), 4)
     return ModelShape(params=params, stored_bytes=params * stored, lora_per_rank=lora, layers=layers, hidden=hidden,
                       intermediate=intermediate, vocab=vocab, from_config=True)
+
+
+def _vision_tower_params(config: dict[str, Any], text_hidden: int) -> int:
+    """The parameters of a Gemma 3 multimodal config's vision tower (SigLIP, its
+    ``vision_config``) and of its projector into the decoder's width (``text_hidden``): the
+    causal-LM class loads them with the decoder (``Gemma3ForConditionalGeneration``), some 0.42B
+    parameters of Gemma 3 4B's 4.3B. 0 for any other config, whose vision tower (if any) is not
+    counted here."""
+    vision = config.get("vision_config")
+    if config.get("model_type") != "gemma3" or not isinstance(vision, dict):
+        return 0
+    hidden, layers = _config_size(vision, "hidden_size"), _config_size(vision, "num_hidden_layers")
+    intermediate = _config_size(vision, "intermediate_size")
+    image, patch, channels = (_positive_int(vision.get(key)) for key in ("image_size", "patch_size", "num_channels"))
+    if not (hidden and layers and intermediate and image and patch and channels):
+        return 0
+    mlp = hidden * intermediate + intermediate + intermediate * hidden + hidden  # fc1, fc2 with biases
+    per_layer = 4 * (hidden * hidden + hidden) + 2 * 2 * hidden + mlp  # q, k, v, out with biases; two LayerNorms
+    embeddings = channels * patch * patch * hidden + hidden + (image // patch) ** 2 * hidden  # patches, positions
+    # the attention-pooling head (a probe, its attention, a LayerNorm and an MLP), unless vision_use_head is off
+    head = hidden + 4 * (hidden * hidden + hidden) + 2 * hidden + mlp if vision.get("vision_use_head", True) else 0
+    projector = hidden * text_hidden + hidden  # the projection into the decoder and its RMSNorm
+    return embeddings + layers * per_layer + 2 * hidden + head + projector
 
 
 def _mlp_matrices(text: dict[str, Any], model_type: str, hidden: int,

@@ -330,7 +330,27 @@ def test_a_multimodal_config_counts_its_decoder_as_its_text_configs_model_type(t
     import transformers
 
     text = transformers.Gemma3TextConfig(**{**_SMALL, "head_dim": 8})
-    real = sum(p.numel() for p in transformers.AutoModelForCausalLM.from_config(text).parameters())
-    transformers.Gemma3Config(text_config=text.to_dict()).save_pretrained(tmp_path)
-    shape = read_shape(tmp_path, None)
-    assert shape is not None and shape.from_config and shape.params == real
+    for head in (True, False):
+        vision = transformers.SiglipVisionConfig(hidden_size=16, intermediate_size=24, num_hidden_layers=2,
+                                                 num_attention_heads=2, image_size=28, patch_size=14,
+                                                 vision_use_head=head)
+        config = transformers.Gemma3Config(text_config=text.to_dict(), vision_config=vision.to_dict(),
+                                           mm_tokens_per_image=4)
+        loaded = transformers.AutoModelForCausalLM.from_config(config)  # what subsetctl loads: the vision tower too
+        assert type(loaded).__name__ == "Gemma3ForConditionalGeneration"
+        config.save_pretrained(tmp_path)
+        shape = read_shape(tmp_path, None)
+        assert shape is not None and shape.from_config and shape.params == sum(p.numel() for p in loaded.parameters())
+
+
+def test_a_gemma3_configs_vision_tower_is_counted_with_its_decoder(tmp_path: Path) -> None:
+    """``AutoModelForCausalLM`` loads a ``gemma3`` config as ``Gemma3ForConditionalGeneration``,
+    its SigLIP vision tower and projector with the decoder (0.42B of Gemma 3 4B's 4.3B
+    parameters); the config-only count left them out. A decoder's own config has none."""
+    from subsetctl.modeling.footprint import _vision_tower_params
+
+    vision = {"hidden_size": 1152, "intermediate_size": 4304, "num_hidden_layers": 27, "image_size": 896,
+              "patch_size": 14, "num_channels": 3, "vision_use_head": False}
+    assert _vision_tower_params({"model_type": "gemma3", "vision_config": vision}, 2560) == 419_816_304  # (transformers 5.25 on the meta device)
+    assert _vision_tower_params({"model_type": "gemma3_text"}, 2560) == 0
+    assert _vision_tower_params({"model_type": "gemma3", "vision_config": {**vision, "patch_size": None}}, 2560) == 0
