@@ -210,8 +210,11 @@ def check_disk(folder: Path, spec: Any = None, import_plugins: bool = True) -> C
                      "model.lora.r): `run` stops at the stage that finds no room.")
     ok = free_gb >= MIN_FREE_GB
     parts = [part for disk in planned or [] for part in disk.parts]
-    needs = (f"; the stages still to run ask for about {size_text(sum(disk.need for disk in planned or []))} "
-             f"({joined_names(parts)})" if parts else "")
+    needs = ""
+    if planned and parts:  # on two filesystems, each's share and free disk: a total beside one's free read as short
+        asked = size_text(planned[0].need) if len(planned) == 1 else " and ".join(
+            f"{size_text(disk.need)} in {disk.where} ({size_text(disk.free)} free there)" for disk in planned)
+        needs = f"; the stages still to run ask for about {asked} ({joined_names(parts)})"
     return Check("disk", ok, f"{free_gb:.1f} GB free in {where}{needs}",  # the folder itself may not exist yet
                  "" if ok else f"Free disk space ({MIN_FREE_GB:.0f} GB or more) or move the project to "
                                "a larger disk; the gradient store and checkpoints need room.")

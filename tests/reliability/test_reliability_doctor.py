@@ -514,8 +514,6 @@ def test_doctor_says_run_refuses_a_folder_whose_path_holds_two_colons(healthy: N
 
 
 @pytest.mark.skipif(not doctor.dask_importable(), reason="needs dask")
-
-
 def test_doctor_says_when_the_dask_scheduler_of_the_spec_cannot_be_reached(healthy: None, tmp_path: Path) -> None:
     """A scheduler that was not running passed `doctor`; the run stopped at the search stage,
     after the model stages."""
@@ -652,7 +650,11 @@ def test_doctor_measures_each_stages_disk_on_the_filesystem_its_folder_is_on(
         "meta_init's checkpoints and adapter (5.0 GB)"), check.detail  # (the store's 100 GB disk: passed)
     disks.update(gradients=(8 * 10**9, 10 * 10**9, small), meta_init=(5 * 10**9, 100 * 10**9, large))
     check = doctor.check_disk(project, spec)
-    assert "`run` stops" not in check.advice and "ask for about 13.0 GB" in check.detail, check  # (it failed: 13 > 10)
+    assert "`run` stops" not in check.advice, check  # (it failed: 13 > 10)
+    # each disk's share beside its own free disk: "13.0 GB" beside the project folder's 10 GB free read as short
+    assert (f"ask for about 8.0 GB in {small} (10.0 GB free there) and 5.0 GB in {large} (100.0 GB free there) "
+            "(the gradients stage's store of 1,000 rows (8.0 GB) and meta_init's checkpoints and adapter (5.0 GB))"
+            ) in check.detail, check
 
 
 def test_run_plan_and_doctor_measure_the_adapter_cache_on_its_own_disk(
@@ -706,8 +708,6 @@ def test_run_plan_and_doctor_measure_the_adapter_cache_on_its_own_disk(
 
 
 @pytest.mark.parametrize("error", [KeyError("stage"), AttributeError("x")])
-
-
 def test_a_bug_in_plan_is_not_taken_for_a_project_doctor_cannot_plan(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: Exception) -> None:
     """doctor's disk check caught KeyError, TypeError and AttributeError from plan as if the
