@@ -38,7 +38,11 @@ from subsetctl.hub import (
     hub_reachable,
     model_cached,
 )
-from subsetctl.modeling.remote_code import refuse_code_not_trusted, remote_code_not_fetched
+from subsetctl.modeling.remote_code import (
+    refuse_code_not_trusted,
+    remote_code_import_failed,
+    remote_code_not_fetched,
+)
 from subsetctl.registry import PACKAGED_MODELS
 from subsetctl.user_paths import expand_home
 
@@ -1476,6 +1480,10 @@ def resolve_model(
             model, tokenizer, replaced_head, new_layers = _load(
                 location, kind, dtype, trust_remote_code, num_labels, where=where
             )
+        except ImportError as exc:  # (the auto_map code's imports: a package not installed)
+            if (import_failed := remote_code_import_failed(folder, exc, _first_line(exc))) is None:
+                raise
+            raise UserError(import_failed) from exc
         except (OSError, ValueError, SafetensorError) as exc:  # SafetensorError: a truncated or damaged weights file
             if trust_remote_code and (not_fetched := remote_code_not_fetched(folder, exc, _first_line(exc))):
                 raise UserError(not_fetched) from exc

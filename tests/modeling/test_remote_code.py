@@ -177,3 +177,18 @@ def test_a_config_whose_model_type_is_no_string_is_left_to_the_load_to_report(ti
     config = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**config, "model_type": ["xllama"]}))
     refuse_code_not_trusted(folder, False)
+
+
+def test_a_folder_whose_own_code_imports_a_package_not_installed_says_to_install_it(
+        tiny_llama_dir: Path, tmp_path: Path) -> None:
+    """With model.trust_remote_code on, a folder whose auto_map code imports a package not
+    installed stopped `run` with "internal error: ImportError: This modeling file requires the
+    following packages ...": it is the model folder's code's, and said as a user error."""
+    folder = _with_auto_map(tiny_llama_dir, tmp_path / "own", "", model_type="xllama")
+    (folder / "configuration_x.py").write_text("import subsetctl_test_no_such_package\n" + _CONFIG_CODE)
+    (folder / "modeling_x.py").write_text(_MODEL_CODE)
+    with pytest.raises(UserError) as raised:
+        resolve_model(str(folder), "causal-lm", trust_remote_code=True)
+    message = str(raised.value)
+    assert f"The model folder {folder}'s own code" in message and "could not be imported" in message, message
+    assert "subsetctl_test_no_such_package" in message and "Install what it asks for" in message, message
