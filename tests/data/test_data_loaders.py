@@ -395,8 +395,6 @@ def test_jsonl_non_object_line(tmp_path: Path, make_ctx) -> None:
 
 
 @pytest.mark.parametrize("content", ["", "\n\n  \n"])
-
-
 def test_jsonl_empty_file(tmp_path: Path, make_ctx, content: str) -> None:
     (tmp_path / "d.jsonl").write_text(content)
     with pytest.raises(UserError, match=r"d\.jsonl is empty"):
@@ -431,8 +429,6 @@ _lines = st.one_of(
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(lines=st.lists(_lines, max_size=6), raw=st.binary(max_size=20), use_raw=st.booleans())
-
-
 def test_jsonl_random_content_only_raises_user_error(
     tmp_path: Path, lines: list[str], raw: bytes, use_raw: bool
 ) -> None:
@@ -503,8 +499,6 @@ def test_parquet_loader(tmp_path: Path, make_ctx) -> None:
 
 
 @pytest.mark.parametrize("nested_in_list", [False, True])
-
-
 def test_parquet_struct_with_two_fields_of_one_name_is_a_user_error(
         tmp_path: Path, make_ctx, nested_in_list: bool) -> None:
     """pyarrow cannot read a row whose struct has two fields named alike as a dictionary:
@@ -900,8 +894,6 @@ def test_reasoning_gym_metadata_rebuilds_and_scores(make_ctx) -> None:
 
 
 @pytest.mark.parametrize("home", ["read-only", "none"])
-
-
 def test_reasoning_gym_with_an_unwritable_home_leaves_no_matplotlib_noise(tmp_path: Path, home: str) -> None:
     """reasoning-gym imports matplotlib.pyplot (through cellpylib): where HOME cannot be written
     (a batch job's, a container's) or is not set, `validate`, `plan` and `run` of the quickstart
@@ -998,8 +990,6 @@ needs_evals = pytest.mark.skipif(evals_data_dir() is None, reason="evals package
 
 
 @needs_evals
-
-
 def test_evals_loader(make_ctx) -> None:
     ds = load_evals(EvalsLoader(type="evals", name="shape_in_shape"), make_ctx("ev"))
     assert len(ds) > 10
@@ -1010,8 +1000,6 @@ def test_evals_loader(make_ctx) -> None:
 
 
 @needs_evals
-
-
 def test_evals_unknown_name_and_file(make_ctx) -> None:
     with pytest.raises(UserError, match=r"'shape_in_shap'.*shape_in_shape"):
         load_evals(EvalsLoader(type="evals", name="shape_in_shap"), make_ctx())
@@ -1039,8 +1027,6 @@ def test_evals_file_with_carriage_return_line_endings(monkeypatch: pytest.Monkey
 
 @needs_evals
 @pytest.mark.parametrize("name", ["", ".", "born_first/"])
-
-
 def test_evals_name_is_an_eval_not_a_path(name: str, make_ctx, tmp_path: Path) -> None:
     """name '' or '.' is the evals data folder itself: it read the first eval's file
     (2d_movement's samples.jsonl) without a word, in validate and in the data stage."""
@@ -1058,8 +1044,6 @@ def test_evals_name_is_an_eval_not_a_path(name: str, make_ctx, tmp_path: Path) -
 
 
 @needs_evals
-
-
 def test_an_unknown_eval_says_how_to_list_the_evals(make_ctx) -> None:
     """`name: nope` was "unknown eval 'nope'. Did you mean 'invoices'?" in validate, with no way
     to see the 470 names (as reasoning-gym's unknown task has); validate and the data stage now
@@ -1099,8 +1083,6 @@ def test_the_eval_names_are_listed_once_while_their_folder_is_unchanged(tmp_path
 
 
 @needs_evals
-
-
 def test_validate_counts_an_evals_file_for_split_counts(tmp_path: Path) -> None:
     """born_first has 122 samples: a split of 500 passed validate and stopped the data stage."""
     from subsetctl.data.checks import check_sources
@@ -1356,8 +1338,6 @@ def test_class_label_columns_give_their_class_names_not_ids(tmp_path: Path, make
 
 
 @pytest.mark.parametrize("response", ["", "   ", "\n\t"])
-
-
 def test_jsonl_empty_response_rows_are_left_out_with_their_file_line(tmp_path: Path, make_ctx, response: str) -> None:
     write_jsonl(tmp_path / "d.jsonl", [*qa_rows(3), {"prompt": "x", "response": response}])
     ctx = make_ctx()
@@ -1398,8 +1378,6 @@ def test_csv_line_holding_only_a_quoted_empty_cell_is_a_row_for_the_line_numbers
 
 
 @pytest.mark.parametrize("label", ["", "  "])
-
-
 def test_csv_blank_label_is_left_out_not_a_class(tmp_path: Path, make_ctx, label: str) -> None:
     (tmp_path / "d.csv").write_text(f"text,label\nc0,neg\nc1,pos\nc2,{label}\n")
     options = CsvLoader(type="csv", path="d.csv", prompt_field="text", label_field="label")
@@ -1509,8 +1487,6 @@ def test_reasoning_gym_unknown_task_says_how_to_list_tasks(make_ctx) -> None:
 
 
 @needs_evals
-
-
 def test_evals_default_file_prefers_samples(make_ctx) -> None:
     from subsetctl.data.loaders import evals_file
 
@@ -1523,8 +1499,6 @@ def test_evals_default_file_prefers_samples(make_ctx) -> None:
 
 
 @needs_evals
-
-
 def test_evals_metadata_names_a_nested_file_with_its_folder(make_ctx) -> None:
     """theory_of_mind has tomi/test.jsonl and socialiqa/test.jsonl: the rows' evals_file was
     "test.jsonl" for both."""
@@ -1625,8 +1599,6 @@ def test_long_rows_are_chunked_by_their_characters(tmp_path: Path, make_ctx, mon
 
 
 @pytest.mark.parametrize("kind", ["parquet", "huggingface", "csv"])
-
-
 def test_long_rows_are_read_in_smaller_batches(tmp_path: Path, make_ctx, monkeypatch, kind: str) -> None:
     """A Parquet or CSV file or a dataset of long rows is read in batches of about
     CHUNK_CHARS bytes (a CSV file's sized by the frame before), not of CHUNK_ROWS rows: each batch becomes Python objects at once (50,000
@@ -1767,8 +1739,6 @@ def test_a_count_of_one_line_not_utf8_agrees_and_is_worded_of_the_file_or_the_so
 
 
 @pytest.mark.parametrize("in_memory", [True, False])
-
-
 def test_a_where_source_leaves_out_jsonl_lines_that_are_not_utf8_as_the_whole_file_does(
         tmp_path: Path, make_ctx, monkeypatch: pytest.MonkeyPatch, in_memory: bool) -> None:
     """A source reading one task of a JSON Lines file (``where``) stopped at a line that is
@@ -1951,8 +1921,6 @@ def test_a_jsonl_line_cut_off_mid_string_says_where_in_one_at(tmp_path: Path, ma
 
 
 @pytest.mark.parametrize("indent", [None, 2])
-
-
 def test_a_json_array_file_given_as_json_lines_says_which_loader_reads_it(tmp_path: Path, make_ctx,
                                                                        indent: int | None) -> None:
     """A .json file holding one array of examples (Alpaca's alpaca_data.json, one line or
@@ -1979,8 +1947,6 @@ def test_a_json_array_file_given_as_json_lines_says_which_loader_reads_it(tmp_pa
 
 
 @pytest.mark.parametrize("indent", [None, 2])
-
-
 def test_a_json_array_after_blank_lines_is_named_so_by_the_data_stage_too(tmp_path: Path, make_ctx,
                                                                        indent: int | None) -> None:
     """Blank lines before the array (a file written with a leading newline): validate named the
@@ -2139,8 +2105,6 @@ def test_a_files_own_source_row_and_label_text_columns_are_kept_in_the_metadata(
 
 
 @pytest.mark.skipif(not hasattr(os, "symlink"), reason="symbolic links")
-
-
 def test_huggingface_data_files_star_star_does_not_follow_a_symlink_loop(tmp_path: Path, make_ctx) -> None:
     """`data_files: [parts/**/*.jsonl]` went round parts/sub/up -> .. as `source_files` did:
     every file was read dozens of times over (the rows repeated), or the glob hung."""
@@ -2338,8 +2302,6 @@ def test_a_file_gzip_compressed_twice_is_said_to_be(tmp_path: Path, make_ctx) ->
 
 @pytest.mark.parametrize("where", [None, {"task": "b"}])
 @pytest.mark.parametrize("in_memory", [True, False])
-
-
 def test_a_csv_file_saved_with_crlf_line_ends_reads_its_cells_as_the_lf_file(
         tmp_path: Path, make_ctx, monkeypatch: pytest.MonkeyPatch, where: dict | None, in_memory: bool) -> None:
     """git's autocrlf and Windows editors turn a multi-line cell's LF into CRLF too: the cell
