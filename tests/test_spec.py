@@ -2053,6 +2053,20 @@ def test_a_missing_file_named_like_a_key_path_is_no_override_without_its_value()
     assert "model.lora has no key 'rr' (did you mean 'r'?" in override_without_value_note("model.lora.rr")
 
 
+def test_an_index_into_a_setting_that_is_no_list_is_said_at_once() -> None:
+    """`model.lora.r[0]` (an index into a number) was passed as a key of the spec and advised
+    `model.lora.r[0]=VALUE`, whose override then failed with "model.lora.r is not a list". The
+    advice says so at once; an item of a list (`model.lora.target_modules[0]`) is still a key."""
+    from subsetctl.spec.overrides import override_without_value_note
+
+    said = override_without_value_note("model.lora.r[0]")
+    assert "model.lora.r is not a list, so model.lora.r[0] is no setting" in said
+    assert "model.lora.r[0]=VALUE" not in said
+    assert "model.lora is not a list, so model.lora[0] is no setting" in override_without_value_note("model.lora[0]")
+    for right in ("model.lora.target_modules[0]", "sources[0].max_examples", "search.strategies[1]"):
+        assert f"({right}=VALUE)" in override_without_value_note(right), right
+
+
 def test_override_advice_names_the_first_wrong_part_of_its_key_not_the_last_word() -> None:
     """The advice about an override's key looked at its last word alone: `model.loraa.r` (no
     value) read as a key of the spec, to be written `model.loraa.r=VALUE`; `model.lora.rr` was

@@ -136,7 +136,8 @@ _KEYS_LISTED = 12
 def _first_unknown_part(parts: list[str | int]) -> tuple[int, list[str]] | None:
     """Where an override's key path leaves the spec's keys: the index of its first part that
     no model of the spec has there (``model.loraa.r`` -> 1, ``loraa``), with the keys valid at
-    that place, sorted (none where the part before takes a value, not keys: ``model.lora.r.x``);
+    that place, sorted (none where the part before takes a value, not keys: ``model.lora.r.x``,
+    or is no list and is given an index: ``model.lora.r[0]``);
     None when every part is a key (or a list index, or a source's or strategy's name in a named
     list, or anything under a setting whose keys are the user's own, ``label_map``, ``params``).
     The advice about a key used to look at its last word alone, and so passed ``model.loraa.r``
@@ -158,7 +159,10 @@ def _first_unknown_part(parts: list[str | int]) -> tuple[int, list[str]] | None:
         if any(_is_mapping(field.annotation) for field in fields):  # label_map.pos, params.k: the user's keys
             return None
         models = [model for field in fields for model in _models_in(field.annotation)]
-        if not models and i < len(parts) - 1 and not isinstance(parts[i + 1], int):  # model.lora.r.x: r takes a value
+        if i < len(parts) - 1 and isinstance(parts[i + 1], int):
+            if not any(_is_list(field.annotation) for field in fields):  # model.lora.r[0]: r is no list
+                return i + 1, []
+        elif not models and i < len(parts) - 1:  # model.lora.r.x: r takes a value
             return i + 1, []
     return None
 
@@ -166,8 +170,10 @@ def _first_unknown_part(parts: list[str | int]) -> tuple[int, list[str]] | None:
 def unknown_part_note(parts: list[str | int], at: int, valid: list[str]) -> str:
     """What is wrong at part ``at`` of an override's key path (as :func:`_first_unknown_part`
     found it): "model has no key 'loraa' (did you mean 'lora'? its keys: ...)", or that the
-    part before takes a value, not keys."""
+    part before takes a value, not keys, or is not a list and so has no item at an index."""
     where, part = format_path(tuple(parts[:at])), parts[at]
+    if isinstance(part, int):
+        return f"{where} is not a list, so {key_text(parts[: at + 1])} is no setting"
     if not valid:
         return f"{where} takes a value, not keys, so {key_text(parts[: at + 1])} is no setting"
     close = _meant_key(str(part), valid)
@@ -203,6 +209,12 @@ def _is_mapping(annotation: Any) -> bool:
     """Whether a setting of this type annotation may be a mapping of any keys (``dict[str, Any]``,
     through Optional and unions)."""
     return get_origin(annotation) is dict or any(_is_mapping(arg) for arg in get_args(annotation))
+
+
+def _is_list(annotation: Any) -> bool:
+    """Whether a setting of this type annotation may be a list (``list[Source]``, through
+    Optional and unions): an override may name its items by index."""
+    return get_origin(annotation) in (list, tuple) or any(_is_list(arg) for arg in get_args(annotation))
 
 
 def _spec_fields() -> list[tuple[str, Any]]:
