@@ -1361,6 +1361,12 @@ def test_a_duplicate_source_name_set_by_an_override_is_blamed_on_it(tmp_path: Pa
     # an override of another source is not blamed
     (issue,) = validate_spec_file(path, ["sources[1].name=a", "sources[2].max_examples=3"]).issues
     assert issue.message.endswith("(set on the command line: sources[1].name=a)")
+    # two overrides made the duplicate: both are named, and the first's line in the file is not given
+    (issue,) = validate_spec_file(path, ["sources[1].name=x", "sources[2].name=x"]).issues
+    assert issue.line is None and "the first is sources[1].name, set on the command line" in issue.message
+    assert issue.message.endswith("(set on the command line: sources[1].name=x, sources[2].name=x)"), issue.message
+    (issue,) = validate_spec_file(path, ["sources[1].name=a", "sources[2].name=a"]).issues
+    assert issue.message.endswith("(set on the command line: sources[1].name=a, sources[2].name=a)"), issue.message
 
 
 def test_a_whole_number_error_beside_a_number_error_is_kept() -> None:

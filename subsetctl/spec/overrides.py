@@ -713,27 +713,47 @@ def attribute_overrides(issues: list[SpecIssue], overrides: list[str],
 
     Without this, ``run . estimate.lam=-1`` would be reported at the line of the file's
     own ``lam:``, which holds a valid value; the user would look in the wrong place. An
-    issue is attributed when its key is the override's, or one lies under the other."""
+    issue is attributed when its key is the override's, or one lies under the other; one
+    that names several sources (a duplicate name) to the override of each name it names."""
     blamed = override_keys(overrides)
     out = []
     for issue in issues:
         plain_key = re.sub(r"^(source_files\[\d+\]) \(.*\)(?=[.\[]|$)", r"\1", issue.key)  # a group's file named in it
-        # a whole-spec check names the sources whose names it concerns (a duplicate name: both
-        # of them): an override of such a name (or of the whole source) made it, not one of
-        # another of their keys (`sources[0].max_examples=3`)
-        named = [plain_key, *(f"{k}.name" for k in re.findall(r"sources\[\d+\]", issue.message))]
-        for key, item in reversed(blamed):  # the last override of a key is the one in effect
-            if any(same_branch(k, key) for k in named) or _selects_meaning_of(key, plain_key):
-                shown = as_written(item, written)
-                message = _quoted_on_the_command_line(issue.message, shown) if key == plain_key else issue.message
+        in_effect = _overrides_behind(issue, plain_key, blamed)
+        if in_effect:
+            message = issue.message
+            for key, item in in_effect:
+                if key == plain_key:
+                    message = _quoted_on_the_command_line(message, as_written(item, written))
                 message = _line_of_overridden_key(message, key)
-                body, stop = (message[:-1], ".") if message.endswith(".") else (message, "")  # "...'abc' (set on ...)."
-                issue = issue.model_copy(update={
-                    "line": None,
-                    "message": f"{body} ({worded('set on the command line', 'given in overrides')}: {shown}){stop}"})
-                break
+            shown = ", ".join(as_written(item, written) for _, item in in_effect)
+            body, stop = (message[:-1], ".") if message.endswith(".") else (message, "")  # "...'abc' (set on ...)."
+            issue = issue.model_copy(update={
+                "line": None,
+                "message": f"{body} ({worded('set on the command line', 'given in overrides')}: {shown}){stop}"})
         out.append(issue)
     return out
+
+
+def _overrides_behind(issue: SpecIssue, plain_key: str, blamed: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The overrides (``(key, item)`` of :func:`override_keys`, in command-line order) that made
+    ``issue``: the last one of (or over, or selecting the meaning of) its key ``plain_key``, and
+    for each source a whole-spec check names (a duplicate name: each of them), the last one of
+    that source's name (or of the whole source), not one of another of its keys
+    (`sources[0].max_examples=3`). The last override of a key is the one in effect. Only the
+    last override of all was credited, so `sources[1].name=a sources[2].name=a` said nothing
+    of the first."""
+    found: list[tuple[str, str]] = []
+
+    def last(matches: Any) -> None:
+        hit = next(((key, item) for key, item in reversed(blamed) if matches(key)), None)
+        if hit is not None and hit not in found:
+            found.append(hit)
+
+    last(lambda key: same_branch(plain_key, key) or _selects_meaning_of(key, plain_key))
+    for source in dict.fromkeys(re.findall(r"sources\[\d+\]", issue.message)):
+        last(lambda key, name=f"{source}.name": same_branch(name, key))
+    return sorted(found, key=blamed.index)
 
 
 #: a key of the file and its line, as a message names it ("the first is sources[0].name, at line 20"):
