@@ -95,16 +95,21 @@ def json_file_problem(exc: BaseException) -> str:
     return str(exc)
 
 
-def standard_input_note(path: object) -> str:
-    """For ``-`` named where a spec file or a project folder goes (``cat spec.yaml | subsetctl
-    validate -``, the Unix way to read standard input), which no such file is: that subsetctl
-    reads neither from standard input, instead of advice to create a project named ``./-``;
-    "" for any other path."""
+#: why a spec or a project folder cannot come from standard input, and what to name instead
+SPEC_FROM_ITS_FILE = ("a spec is read from its file, whose folder its relative paths (data files, a "
+                      "local model) are taken in. Save the spec as a file and name that file (or a project's "
+                      "folder)")
+
+
+def standard_input_note(path: object, why: str = SPEC_FROM_ITS_FILE) -> str:
+    """For ``-`` named where a file or a folder goes (``cat spec.yaml | subsetctl validate -``,
+    the Unix way to read standard input), which no such file is: ": '-' is not read as standard
+    input here: " and ``why`` (by default: a spec file or a project folder is read from a file),
+    instead of advice to create a project named ``./-``; "" for any other path. (A report.json
+    given as ``-`` says why with its own words, through the same note.)"""
     if str(path) != "-":
         return ""
-    return (": '-' is not read as standard input here: a spec is read from its file, whose folder its relative "
-            "paths (data files, a local model) are taken in. Save the spec as a file and name that file (or a "
-            "project's folder)")
+    return f": '-' is not read as standard input here: {why}"
 
 
 def path_not_found_note(path: object, looked_for: Path | None = None) -> str:

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from subsetctl.errors import NotFoundError, UserError, json_file_problem
+from subsetctl.errors import NotFoundError, UserError, json_file_problem, standard_input_note
 from subsetctl.report.cells import SELECTED_SHOWN, random_baselines_seeds, selected_cell
 
 #: the version of what :func:`compare_reports` returns, which `report --compare --format json`
@@ -38,9 +38,10 @@ def load_side(path: str | Path, given_as: str = "--compare") -> dict[str, Any]:
     given = f"{given_as} {path}"
     if not path.exists():  # (Project.find's error advised `subsetctl init` of it, a kept report.json's name too;
         # not_found, as --format json's kind for a project folder that is not there)
-        stdin = (" ('-' is not read as standard input here: save the report.json as a file and name that file)"
-                 if str(path) == "-" else "")  # (`cat v1.json | subsetctl report . --compare -`)
-        raise NotFoundError(f"{given}: no such file or folder{stdin}. Give a project folder (or its subsetctl.yaml), "
+        # (`cat v1.json | subsetctl report . --compare -`)
+        stdin = standard_input_note(path, "save the report.json as a file and name that file")
+        aside = f" ({stdin.removeprefix(': ')})" if stdin else ""
+        raise NotFoundError(f"{given}: no such file or folder{aside}. Give a project folder (or its subsetctl.yaml), "
                             "or a report.json a run wrote (e.g. one copied aside before the next variant ran).")
     if path.is_file() and path.suffix == ".json":
         try:

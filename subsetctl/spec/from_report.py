@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from subsetctl.errors import UserError, json_file_problem, shown_path, shown_text
+from subsetctl.errors import UserError, json_file_problem, shown_path, shown_text, standard_input_note
 
 #: the first report format holding ``settings`` (:data:`~subsetctl.report.build.REPORT_FORMAT` 8)
 FIRST_FORMAT_WITH_SETTINGS = 8
@@ -40,11 +40,11 @@ def report_json_path(path: Path) -> Path:
     spec_file = path.is_file() and path.suffix.lower() in (".yaml", ".yml")
     found = path / "report.json" if path.is_dir() else path.parent / "report.json" if spec_file else path
     if not found.is_file():
+        stdin = standard_input_note(path, "the spec's paths are made relative to the report's folder, "
+                                          "which a file names").removeprefix(": ")
         where = (f"{shown_path(path)} holds no report.json" if path.is_dir() else
                  f"{shown_path(path)} is a spec file, and its folder holds no report.json" if spec_file else
-                 f"{shown_path(path)} does not exist" + (" ('-' is not read as standard input here: the spec's paths "
-                                                          "are made relative to the report's folder, which a file "
-                                                          "names)" if str(path) == "-" else ""))
+                 f"{shown_path(path)} does not exist" + (f" ({stdin})" if stdin else ""))
         raise UserError(f"--from-report: {where}. Name a report.json (a variant's, kept aside) or the project folder "
                         "whose report.json `subsetctl run` wrote.")
     return found
