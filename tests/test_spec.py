@@ -1769,6 +1769,21 @@ def test_a_gpu_setting_in_other_tools_words_is_told_the_choice_it_names(key: str
     assert issues[0].message.endswith(f"(got {written!r}; did you mean {meant!r}?)"), issues[0].message
 
 
+@pytest.mark.parametrize(("written", "device"), [("gpu", "cuda"), ("CUDA", "cuda"), ("cpu", "cpu")])
+def test_a_device_written_as_the_dtype_is_told_to_set_model_device(written: str, device: str) -> None:
+    """`model.dtype: gpu` was told only the three precisions (`gpu` is the hint of
+    `model.device` alone): a device written for the dtype is told to set model.device."""
+    import copy
+
+    data = copy.deepcopy(MINIMAL)
+    data["model"] = {**data.get("model", {}), "dtype": written}
+    _, issues = validate_data(data, "x.yaml")
+    assert [(i.key, i.message) for i in issues] == [(
+        "model.dtype", (f"Input should be 'float32', 'bfloat16' or 'float16' (got {written!r}): {written!r} "
+                        f"names a device, not a precision: write model.device: {device} for that, and model.dtype "
+                        "for the precision ('float32', or 'bfloat16' or 'float16' on a GPU)"))]
+
+
 def test_a_numbered_cuda_device_is_told_to_choose_the_gpu_with_cuda_visible_devices() -> None:
     """`model.device: cuda:1` (PyTorch's way to name the second GPU) was told "did you mean
     'cuda'?", which would run on the first GPU: the GPU is chosen with CUDA_VISIBLE_DEVICES."""

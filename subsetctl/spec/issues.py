@@ -457,6 +457,10 @@ def plain_error_message(err: Any) -> str:
             return (f"{message} (got {value!r}): 'cuda' runs on the first GPU torch sees; to run on GPU "
                     f"{value.strip()[5:]}, keep 'cuda' and start the command with CUDA_VISIBLE_DEVICES="
                     f"{value.strip()[5:]}")
+        if loc == ("model", "dtype") and (device := _device_named(value)):
+            return (f"{message} (got {value!r}): {value!r} names a device, not a precision: write model.device: "
+                    f"{device} for that, and model.dtype for the precision ('float32', or 'bfloat16' or "
+                    "'float16' on a GPU)")
         meant = LIKELY_MEANT.get(loc, {}).get(str(value).strip().lower())
         close = [meant] if meant else difflib.get_close_matches(str(value).lower(), choices, n=1, cutoff=0.6)
         if tuple(err["loc"]) == ("evaluate", "metric") and _names_f1(value):  # the classifier's second figure
@@ -512,6 +516,14 @@ LIKELY_MEANT: dict[tuple[str, ...], dict[str, str]] = {
                          "fp32": "float32", "float": "float32", "full": "float32", "torch.float32": "float32"},
     ("model", "device"): {"gpu": "cuda", "cuda0": "cuda"},
 }
+
+
+def _device_named(value: Any) -> str | None:
+    """The ``model.device`` choice ``value`` names (``gpu`` -> 'cuda', ``cpu`` -> 'cpu') in the
+    words LIKELY_MEANT knows for a device; None when it names none. A ``model.dtype: gpu`` was
+    told only the three precisions, with no word that a GPU is chosen with model.device."""
+    written = str(value).strip().lower()
+    return LIKELY_MEANT[("model", "device")].get(written) or (written if written in ("cpu", "cuda") else None)
 
 
 def _names_f1(value: Any) -> bool:
