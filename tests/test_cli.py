@@ -3033,6 +3033,33 @@ def test_validate_and_plan_list_the_first_problems_of_thousands_and_count_the_re
                 "json` lists every one" in result.output.replace("\n", ""))
 
 
+def test_validate_lists_the_first_warnings_of_thousands_and_counts_the_rest(tmp_path: Path) -> None:
+    """`validate` cut its problems at ISSUES_SHOWN but printed every warning: a spec of 2,000
+    sources, each noted alike (a max_examples above its file's rows), made 2,000 lines. The
+    warnings are cut the same way, counted in the same words, warnings before notes."""
+    from subsetctl.spec import ISSUES_SHOWN
+
+    invoke("init", str(tmp_path / "p"), "--template", "minimal")
+    spec_path = tmp_path / "p" / "subsetctl.yaml"
+    spec = yaml.safe_load(spec_path.read_text())
+    spec["sources"] = [{"name": f"s{i}", "loader": {"type": "jsonl", "path": "helpful.jsonl"},
+                        "max_examples": 10**6} for i in range(25)]
+    spec["model"]["num_labels"] = 3  # one warning (a causal LM ignores it), said among the notes
+    spec["search"]["strategies"] = [{"name": "forward"}]  # (exhaustive takes 20 sources at most)
+    spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    every = json.loads(CliRunner().invoke(main, ["validate", str(tmp_path / "p"), "--format", "json"]).output)
+    total = len(every[0]["warnings"])
+    assert sum("max_examples is 1000000" in w["message"] for w in every[0]["warnings"]) == 25, every
+    result = CliRunner().invoke(main, ["validate", str(tmp_path / "p"), "gradients.d=8"])
+    said = result.output.replace("\n", "")
+    lines = result.output.splitlines()
+    noted = sum("max_examples is 1000000" in line for line in lines)
+    assert result.exit_code == 0 and noted == ISSUES_SHOWN - 1, said
+    assert "warning:" in lines[1] and "num_labels" in lines[1], result.output  # the warning first
+    assert (f"... and {total - ISSUES_SHOWN} more notes (of {total}): `subsetctl validate {spec_path} "
+            "gradients.d=8 --format json` lists every one" in said), result.output
+
+
 def test_the_problems_past_those_listed_are_counted_in_agreeing_words_with_the_command_listing_them() -> None:
     """One problem past those listed was "1 more problems", and the command said to list them all,
     a bare `subsetctl validate --format json`, read the current folder's spec without the

@@ -43,6 +43,7 @@ from subsetctl.spec.issues import (  # noqa: F401
     key_lines,
     line_of_key,
     merged_keys,
+    more_issues_line,
     plain_error_message,
 )
 from subsetctl.spec.models import (  # noqa: F401

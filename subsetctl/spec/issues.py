@@ -171,13 +171,25 @@ def issues_text(issues: list[SpecIssue], spec_path: str | Path, overrides: list[
     folder, or with an override, is not what a bare `subsetctl validate --format json` reads),
     and ``--no-plugins`` where it was given (the command suggested imports no plugin it did not)."""
     lines = ["  " + issue.render() for issue in issues[:ISSUES_SHOWN]]
+    more = more_issues_line(issues, "problem", spec_path, overrides, no_plugins)
+    return "\n".join([*lines, *([more] if more else [])])
+
+
+def more_issues_line(issues: list[SpecIssue], kind: str, spec_path: str | Path,
+                     overrides: list[str] | None = None, no_plugins: bool = False, kinds: str = "") -> str:
+    """The line a terminal gives, after the first :data:`ISSUES_SHOWN` of ``issues`` (each a
+    ``kind``: "problem", "warning"; ``kinds`` its plural where that is not ``kind`` and an s),
+    for the rest: how many, and the `validate --format json`
+    command that lists every one (naming the spec, its overrides and --no-plugins, as
+    :func:`issues_text` says); "" when none is left out. (`validate` printed every warning: a
+    spec of 2,000 sources each noted alike made 2,000 lines.)"""
     more = len(issues) - ISSUES_SHOWN
-    if more > 0:
-        command = " ".join(["subsetctl validate", *(["--no-plugins"] if no_plugins else []), shell_arg(spec_path),
-                            *map(shell_arg, overrides or []), "--format json"])
-        lines.append(f"  ... and {more:,} more {'problem' if more == 1 else 'problems'} (of {len(issues):,}): "
-                     f"`{command}` lists every one")
-    return "\n".join(lines)
+    if more <= 0:
+        return ""
+    command = " ".join(["subsetctl validate", *(["--no-plugins"] if no_plugins else []), shell_arg(spec_path),
+                        *map(shell_arg, overrides or []), "--format json"])
+    what = kind if more == 1 else kinds or kind + "s"
+    return f"  ... and {more:,} more {what} (of {len(issues):,}): `{command}` lists every one"
 
 
 def issues_from_validation(
