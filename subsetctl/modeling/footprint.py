@@ -422,11 +422,14 @@ def disk_shares(stage: str, spec: Any, shape: ModelShape, fine_tunes: int | None
     return (checkpoints + n * adapter, n * adapter) if n else (0, 0)
 
 
-def disk_counted(stage: str, spec: Any, shape: ModelShape) -> str:
+def disk_counted(stage: str, spec: Any, shape: ModelShape, cache_apart: bool = False) -> str:
     """How :func:`disk_bytes` counts ``stage``'s disk, in words, for ``plan``: "its adapter of
     1.8 MB and up to 3 checkpoints, each the adapter and AdamW's two moments"; for finetune
     also that it counts every fine-tune its work says "up to" (alike picks, trained once,
-    take less: the quickstart's 5 selections trained 4 adapters). "" where it counts nothing."""
+    take less: the quickstart's 5 selections trained 4 adapters). ``cache_apart``: the adapter
+    cache is on another disk and counted in a note of its own (:func:`disk_shares`), so the
+    folder's words leave its adapters out (they said "and one in the cache" of a size that
+    did not count it). "" where it counts nothing."""
     from subsetctl.project import size_text
 
     if not disk_bytes(stage, spec, shape):
@@ -436,7 +439,8 @@ def disk_counted(stage: str, spec: Any, shape: ModelShape) -> str:
     if stage == "meta_init":
         return f"its adapter of {adapter} and up to {_CHECKPOINTS_AT_ONCE} checkpoints, {each}"
     n = fine_tunes_at_most(spec)
-    return (f"an adapter of {adapter} in its folder and one in the cache for each of up to {n} fine-tune"
+    cached = "" if cache_apart else " and one in the cache"
+    return (f"an adapter of {adapter} in its folder{cached} for each of up to {n} fine-tune"
             f"{'s' if n != 1 else ''} (alike picks, trained once, take less), and up to {_CHECKPOINTS_AT_ONCE} "
             f"checkpoints of the one that trains, {each}")
 

@@ -194,7 +194,8 @@ def lora_disk_note(stage: str, spec: Spec, project: Project, fine_tunes: int | N
     from subsetctl.modeling.footprint import disk_counted, model_shape
 
     shape = model_shape(spec, project.root)  # (read as lora_disk_left read it: its counted text)
-    counted = f" ({disk_counted(stage, spec, shape)})" if shape is not None else ""
+    apart = any(room.cache for room in rooms)  # (the cache on a disk of its own: its share said apart)
+    counted = f" ({disk_counted(stage, spec, shape, cache_apart=apart)})" if shape is not None else ""
     lefts = rooms if fine_tunes is None and not resumes else lora_disk_left(stage, spec, project.root, folder,
                                                                               fine_tunes, resumes)
     notes = []

@@ -667,7 +667,7 @@ def test_run_plan_and_doctor_measure_the_adapter_cache_on_its_own_disk(
 
     from subsetctl.errors import UserError
     from subsetctl.modeling import footprint
-    from subsetctl.project import Project
+    from subsetctl.project import Project, size_text
     from subsetctl.spec import Spec
     from subsetctl.stages import common, finetune, gradients
 
@@ -705,6 +705,13 @@ def test_run_plan_and_doctor_measure_the_adapter_cache_on_its_own_disk(
     note = " ".join(common.lora_disk_note("finetune", spec, project).split())
     assert (f"its adapters in the cache need up to 4.0 GB of disk, and only 3.0 GB is free in {cache / 'finetune'}: "
             "`run` would stop") in note, note
+    # the folder's note counts its own share, and its words said "and one in the cache" of a size without it
+    free.update(folder=10**9)
+    folder_note = " ".join(common.lora_disk_note("finetune", spec, project).split("; ")[1].split())
+    assert folder_note.startswith(f"its adapters and checkpoints need up to 1.0 GB of disk (an adapter of "
+                                  f"{size_text(10**6 * spec.model.lora.r * 4)} in its folder for each of"), folder_note
+    monkeypatch.setattr(project_module, "filesystem_of", lambda at: 1)  # one disk: the words as before
+    assert "in its folder and one in the cache for each" in common.lora_disk_note("finetune", spec, project)
 
 
 @pytest.mark.parametrize("error", [KeyError("stage"), AttributeError("x")])
