@@ -377,6 +377,12 @@ class Stage(ABC):
         dumped = spec_json(spec)
         return {key: _dig(dumped, key) for key in self.spec_keys}
 
+    def settings_not_read(self, recorded_slice: dict[str, Any]) -> tuple[str, ...]:
+        """The dotted settings (or sections: ``calibrate``) that :meth:`spec_slice` recorded in
+        ``recorded_slice`` at their defaults because the stage did not read them then: report.json's
+        ``settings`` take such a setting from a stage that read it (none here)."""
+        return ()
+
     def earlier_spec_slices(self, spec: Spec) -> list[dict[str, Any]]:
         """The slice as an earlier subsetctl counted it where that differs from
         :meth:`spec_slice` in a way :meth:`raw_spec_slice` does not cover (none here): a

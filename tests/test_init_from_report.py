@@ -103,12 +103,45 @@ def test_a_loader_options_or_config_key_holding_dots_is_written_back_as_one_key(
     gym = {"type": "reasoning_gym", "task": "x", "config": {"min.digits": 2}}
     recorded = {"target": {"name": "t", "loader": loader, "label_map": {"v1.2": "yes"}},
                 "sources": [{"name": "a", "loader": gym}]}
-    monkeypatch.setattr(build, "_shown_results", lambda project, skip: iter([(None, {"inputs": {"slice": recorded}})]))
+    stage = SimpleNamespace(settings_not_read=lambda recorded: ())
+    monkeypatch.setattr(build, "_shown_results", lambda project, skip: iter([(stage, {"inputs": {"slice": recorded}})]))
     settings = build.results_settings(SimpleNamespace(root=tmp_path))
     assert settings["target.loader.options.\"train.v2\""] == "t.json", settings
     data = spec_data(settings)
     assert data["target"] == recorded["target"] and data["sources"] == recorded["sources"], data
     assert spec_data({"target.label_map.v1.2": "yes"})["target"]["label_map"] == {"v1.2": "yes"}
+
+
+def test_a_setting_calibrate_recorded_unread_is_taken_from_the_stage_that_read_it(tmp_path: Path,
+                                                                                  monkeypatch) -> None:
+    """Without verify, calibrate records the estimator settings at their defaults (it builds no
+    estimator); report.json's settings took them from it, the first stage, and said
+    ``estimate.max_iter: 50`` where the search ran with 77 (`init --from-report` then wrote 50);
+    likewise verify's learning rate of a kind it does not run. The search's value is taken; a
+    setting no stage read stays as recorded."""
+    from types import SimpleNamespace
+
+    from subsetctl.report import build
+    from subsetctl.stages.calibrate import CalibrateStage
+    from subsetctl.stages.search import SearchStage
+    from subsetctl.stages.verify import VerifyStage
+
+    def calibrate(verify: bool) -> dict:
+        return {"inputs": {"slice": {"verify.enabled": verify, "estimate": {"estimator": "exact", "max_iter": 50},
+                                     "calibrate": {"lambda_grid": [0.1, 1.0]}}}}
+
+    search = {"inputs": {"slice": {"estimate": {"estimator": "exact", "max_iter": 77}}}}
+    for verify, max_iter in ((False, 77), (True, 50)):  # (verify on: calibrate read it, first in order)
+        shown = [(CalibrateStage(), calibrate(verify)), (SearchStage(), search)]
+        monkeypatch.setattr(build, "_shown_results", lambda project, skip, shown=shown: iter(shown))
+        settings = build.results_settings(SimpleNamespace(root=tmp_path))
+        assert settings["estimate.max_iter"] == max_iter and settings["calibrate.lambda_grid"] == [0.1, 1.0], settings
+    # verify of kinds [ce] records lr_surrogate at its default; a linear_sgd search read it
+    shown = [(VerifyStage(), {"inputs": {"slice": {"verify": {"kinds": ["ce"], "lr_ce": 1e-4, "lr_surrogate": 0.01}}}}),
+             (SearchStage(), {"inputs": {"slice": {"verify.lr_surrogate": 0.5}}})]
+    monkeypatch.setattr(build, "_shown_results", lambda project, skip: iter(shown))
+    settings = build.results_settings(SimpleNamespace(root=tmp_path))
+    assert settings["verify.lr_surrogate"] == 0.5 and settings["verify.lr_ce"] == 1e-4, settings
 
 
 def test_a_relative_model_folder_found_neither_in_newdir_nor_beside_the_report_is_warned_of(tmp_path: Path) -> None:

@@ -766,7 +766,9 @@ def results_settings(project: Project, skip: frozenset[str] | set[str] = frozens
     recorded them (each its spec slice: only what it reads, so nothing that cannot change a
     result), overrides included: report.json's ``settings``, which tell two variants of a
     study apart (`report --compare`). A setting two stages read is taken from the first in
-    pipeline order (both ran with one value unless one's results are outdated). A model
+    pipeline order (both ran with one value unless one's results are outdated); one a stage
+    recorded at its default without reading it (:meth:`~subsetctl.pipeline.Stage.settings_not_read`:
+    calibrate's estimator settings without verify) from a stage that read it, where one did. A model
     folder inside the project is named relative to it (:func:`in_project_terms`; as ``spec``,
     the spec now, names it where that is the same folder: :func:`model_source_now`), and a
     setting every listed source shares is written once (:func:`compact_source_settings`). A
@@ -777,22 +779,28 @@ def results_settings(project: Project, skip: frozenset[str] | set[str] = frozens
     from subsetctl.spec.overrides import name_in_key
 
     out: dict[str, Any] = {}
+    unread: dict[str, Any] = {}  # settings a stage recorded at their defaults, not having read them
 
-    def walk(value: Any, path: str) -> None:  # a list of plain values (lambda_grid) stays one setting
+    def walk(value: Any, path: str, skipped: tuple[str, ...]) -> None:  # (a list of plain values stays one)
         if isinstance(value, dict) and value:
             for key, child in value.items():  # (a slice's own keys are key paths: project.seed, model)
                 part = (name_in_key(str(key)) or str(key)) if path else str(key)  # (options."a.b": one key)
-                walk(child, f"{path}.{part}" if path else part)
+                walk(child, f"{path}.{part}" if path else part, skipped)
         elif isinstance(value, list) and any(isinstance(item, dict | list) for item in value):
             for i, child in enumerate(value):
-                walk(child, f"{path}[{i}]")
+                walk(child, f"{path}[{i}]", skipped)
         else:
-            out.setdefault(path, value)
+            # (skipped is empty for most stages: a data stage of 10,000 sources walks on at once)
+            unread_here = bool(skipped) and any(path == key or path.startswith((f"{key}.", f"{key}["))
+                                                for key in skipped)
+            (unread if unread_here else out).setdefault(path, value)
 
-    for _, manifest in _shown_results(project, skip):
+    for stage, manifest in _shown_results(project, skip):
         recorded = manifest.get("inputs", {}).get("slice")
         if isinstance(recorded, dict):
-            walk(recorded, "")
+            walk(recorded, "", stage.settings_not_read(recorded))
+    for key, value in unread.items():  # (read by no stage shown: as recorded, at its default)
+        out.setdefault(key, value)
     # recorded at their defaults whatever the spec says (a checkpoint's spacing, a causal LM's
     # num_labels): not what made the results
     kind = KIND_NEUTRAL.get(str(out.get("model.kind")), {})

@@ -98,6 +98,16 @@ class CalibrateStage(Stage):
             sliced["calibrate"] = CalibrateSpec().model_dump(mode="json")
         return sliced
 
+    def settings_not_read(self, recorded_slice: dict[str, Any]) -> tuple[str, ...]:
+        """Without verify (as ``recorded_slice`` records it), the estimator settings and the
+        ``calibrate`` section, recorded at their defaults (:meth:`spec_slice`): report.json's
+        ``settings`` said ``estimate.max_iter: 50`` where the search, which read it, ran with 77."""
+        from subsetctl.stages.features import ESTIMATOR_SETTING_KEYS
+
+        if recorded_slice.get("verify.enabled") is not False:
+            return ()
+        return ("calibrate", *(key for keys in ESTIMATOR_SETTING_KEYS.values() for key in keys))
+
     def output_parts(self, outputs: dict[str, str], summary: dict[str, Any]) -> dict[str, Any]:
         """The ``choice`` part, which the search reads alone (its ``reads_parts``): the
         estimator, lambda and map the search applies (the summary's), not the figures of each

@@ -143,6 +143,16 @@ class VerifyStage(common.ModelStage):
             sliced["verify"] = {k: defaults[k] if k in unused else v for k, v in verify.items()}
         return sliced
 
+    def settings_not_read(self, recorded_slice: dict[str, Any]) -> tuple[str, ...]:
+        """The learning rates of the kinds the recorded ``verify.kinds`` does not run, recorded at
+        their defaults (:meth:`spec_slice`): ``verify.lr_surrogate`` is read by a ``linear_sgd``
+        search too, whose value report.json's ``settings`` then take."""
+        verify = recorded_slice.get("verify")
+        kinds = verify.get("kinds") if isinstance(verify, dict) else None
+        if not isinstance(kinds, list):
+            return ()
+        return tuple(f"verify.lr_{kind}" for kind in ("ce", "surrogate") if kind not in kinds)
+
     def run(self, ctx: StageContext) -> dict[str, Any]:
         from subsetctl.modeling.train import evaluate_loss
         from subsetctl.stages.real_finetune import RealFinetuner
