@@ -85,7 +85,7 @@ def test_theta_stars_model_card_names_what_made_it(tiny_project_ran) -> None:
     versions, digest = manifest["versions"], manifest["resolved_spec"]
     card = (root / ".subsetctl" / "meta_init" / "adapter" / "README.md").read_text()
     assert card.startswith("---\nbase_model: ") and "\n---\n\n# subsetctl adapter: theta* (meta_init)\n" in card, card
-    assert "on the target `target` and all 3 source(s) together (a, b, bad)" in card, card
+    assert "on the target `target` and all 3 sources together (a, b, bad)" in card, card
     assert "- project: tiny, seed 0\n" in card, card
     assert (f"- trained with: subsetctl {versions['subsetctl']}{_commit(versions)}, torch {versions['torch']}, transformers "
             f"{versions['transformers']}, peft {versions['peft']}, datasets {versions['datasets']}, python "
@@ -111,9 +111,10 @@ def test_theta_stars_model_card_names_the_first_sources_of_many_and_how_a_classi
         return theta_card(spec, {"steps": 4}, None, None)
 
     named = ", ".join(f"s{i}" for i in range(CARD_SOURCES))
-    assert f"all {CARD_SOURCES} source(s) together ({named}):" in card(CARD_SOURCES)
+    assert f"all {CARD_SOURCES} sources together ({named}):" in card(CARD_SOURCES)
+    assert "on the target `target` and its one source together (s0):" in card(1), card(1)
     many = card(CARD_SOURCES + 5)
-    assert f"all {CARD_SOURCES + 5} source(s) together ({named}, …):" in many, many
+    assert f"all {CARD_SOURCES + 5} sources together ({named}, …):" in many, many
     assert f"s{CARD_SOURCES}" not in many, many
     causal, classifier = card(2), card(2, "classifier")
     assert causal.endswith("Load with `peft.PeftModel.from_pretrained(base_model, this_folder)`. The project's "

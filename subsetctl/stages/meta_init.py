@@ -124,6 +124,7 @@ def theta_card(spec: Spec, summary: dict[str, Any], versions: Any, spec_digest: 
 
     sources = common.source_names(spec)
     named = ", ".join(sources[:CARD_SOURCES]) + (", …" if len(sources) > CARD_SOURCES else "")
+    together = "its one source" if len(sources) == 1 else f"all {len(sources)} sources"  # (not "1 source(s)")
     best, best_loss = summary.get("best_step"), summary.get("best_val_loss")
     kept = (f"- weights kept: step {best}'s, the best target validation loss ({best_loss:.4g}, the surrogate "
             "loss the estimates predict)\n" if best and isinstance(best_loss, float) else "")
@@ -134,7 +135,7 @@ def theta_card(spec: Spec, summary: dict[str, Any], versions: Any, spec_digest: 
     return (
         f"# subsetctl adapter: theta* (meta_init)\n\n"
         f"LoRA adapter (peft format) for {md_code(spec.model.source)}: subsetctl's meta-initialization, trained "
-        f"on the target {md_code(spec.target.name)} and all {len(sources)} source(s) together ({md_title(named)}): "
+        f"on the target {md_code(spec.target.name)} and {together} together ({md_title(named)}): "
         "the point where the gradients stage takes the per-example gradients the estimates are made of.\n\n"
         f"- steps: {summary['steps']}, batch size: {m.batch_size}, lr: {m.lr}\n"
         f"- LoRA: r={spec.model.lora.r}, alpha={spec.model.lora.alpha}\n"
