@@ -857,7 +857,8 @@ def _warn_verify_settings(spec: Spec, warn: _AddIssue) -> None:
         warn(("verify", "k"), f"{verify.k} subsets asked for, but {count_agreeing(len(spec.sources), 'source', 'has', 'have')} only "
                               f"{distinct} distinct subsets; verify will fine-tune {distinct}.")
     if spec.calibrate.enabled and min(verify.k, distinct) < MIN_CALIBRATION_K:
-        warn(("verify", "k"), f"{min(verify.k, distinct)} real fine-tune(s) per kind are too few to calibrate "
+        warn(("verify", "k"), f"{count_agreeing(min(verify.k, distinct), 'real fine-tune', 'per kind is', 'per kind are')} too few to "
+                              "calibrate "
                               f"(at least {MIN_CALIBRATION_K} are needed): calibration will be off and the "
                               "estimates stay raw. Use verify.k >= 4 (6-10 is typical) or set "
                               "calibrate.enabled: false.")
@@ -1195,7 +1196,7 @@ def _warn_label_map_labels(spec: Spec, spec_path: Path, warn: _AddIssue, note: _
         warn(where.get(warning, ("source_files", g, "label_map")), warning)
     if total.not_read:
         note((*total.not_read[0][0], "label_map"),
-             f"validate checked the label_map of {len(total.read)} source(s) against the labels of their files' first "
+             f"validate checked the label_map of {len(total.read)} source{'s' if len(total.read) != 1 else ''} against the labels of their files' first "
              f"rows, {LABEL_MAP_ROWS_TOTAL:,} rows in all, and stopped there: the label_map of {total.left_out()} "
              "is checked by the data stage, which warns of a key no label is as it reads their rows. A note, not a "
              "problem (validate passes).")
@@ -1253,7 +1254,7 @@ def _note_dataset_dict_split_by_default(spec: Spec, spec_path: Path, note: _AddI
              + ". A note, not a problem (validate passes): write `split: train` to say so.")
     if sources:
         path, source, folder, splits = sources[0]
-        more = "" if len(sources) == 1 else (f"; {len(sources) - 1} more source(s) read a DatasetDict's "
+        more = "" if len(sources) == 1 else (f"; {count_agreeing(len(sources) - 1, 'more source', 'reads', 'read')} a DatasetDict's "
                                             f"{source.loader.split!r} split so too ("
                                             f"{listed_briefly([s.name for _, s, _, _ in sources[1:]], 3)})")
         note((*path, "loader"),

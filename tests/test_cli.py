@@ -755,7 +755,7 @@ def test_validate_plan_and_run_warn_about_settings_that_defeat_calibration(jsonl
 
     result = invoke("validate", str(path))
     assert result.exit_code == 0, result.output
-    assert "verify.k: 3 real fine-tune(s) per kind are too few to calibrate" in " ".join(result.output.split())
+    assert "verify.k: 3 real fine-tunes per kind are too few to calibrate" in " ".join(result.output.split())
     report = json.loads(invoke("validate", str(path), "--format", "json").output)[0]
     assert report["valid"] and [w["key"] for w in report["warnings"]] == ["verify.k", "calibrate.against"]
     assert all(w["line"] for w in report["warnings"])  # points at the spec's lines

@@ -481,8 +481,9 @@ def _read_by_others_note(by: str, picked: list[dict[str, Any]], readers: dict[tu
         named.append(f"{entry['loader']['path']} {where[by]!r} ({who})")
     more = len(named) - READ_BY_OTHERS_NAMED
     shown = ", ".join(named[:READ_BY_OTHERS_NAMED]) + (f" (+{more} more)" if more > 0 else "")
-    return (f"{len(picked)} value(s) of the {by!r} column make no source of this group, as the target or a listed "
-            f"source reads their rows (loader.where): {shown}")
+    values = count_agreeing(len(picked), "value", "makes", "make", of=f"the {by!r} column")
+    return (f"{values} no source of this group, as the target or a listed source reads their rows "
+            f"(loader.where): {shown}")
 
 
 def _all_taken_message(group: SourceFilesSpec, matches: list[dict[str, Any]], values: bool) -> str:

@@ -1396,7 +1396,7 @@ def test_a_dataset_dicts_split_read_by_default_is_said_in_a_note(tmp_path: Path)
         f"loader.split is not set, so the target reads the split 'train' of the DatasetDict saved in {tmp_path / 'three'} "
         "(its splits: train, validation, test), and its split settings cut that split's rows")
     assert "source 'a' reads the split 'train'" in said["sources[0].loader"]
-    assert "; 1 more source(s) read a DatasetDict's 'train' split so too (b)." in said["sources[0].loader"]
+    assert "; 1 more source reads a DatasetDict's 'train' split so too (b)." in said["sources[0].loader"]
 
 
 def test_a_dataset_dicts_split_read_by_default_beside_a_test_loader_is_said_as_it_is(tmp_path: Path) -> None:
@@ -1888,7 +1888,7 @@ def test_validate_reads_a_bounded_total_of_rows_for_the_label_map_check(tmp_path
     assert said["sources[1].label_map"].endswith("Validate read the first 10 rows of its file: a later row may have "
                                                  "it (the data stage reads them all).")
     assert said["sources[2].label_map"] == (
-        "validate checked the label_map of 2 source(s) against the labels of their files' first rows, 80 rows in "
+        "validate checked the label_map of 2 sources against the labels of their files' first rows, 80 rows in "
         "all, and stopped there: the label_map of 3 more (c, d, e) is checked by the data stage, which warns of a "
         "key no label is as it reads their rows. A note, not a problem (validate passes).")
     assert report.ok

@@ -408,7 +408,7 @@ def test_validate_names_the_tasks_the_target_or_listed_sources_take_from_a_group
     assert not report.issues
     (warning,) = [w for w in report.warnings if "make no source" in w.message]
     assert warning.key == "source_files[0].by" and warning.line
-    assert warning.message == ("2 value(s) of the 'task' column make no source of this group, as the target or a "
+    assert warning.message == ("2 values of the 'task' column make no source of this group, as the target or a "
                                "listed source reads their rows (loader.where): data/tasks.parquet 'cola' (the target "
                                "'t'), data/tasks.parquet 'sst 2' (source 'sst')")
     assert not [w for w in validate_spec_file(_project(tmp_path / "plain")).warnings if "make no source" in w.message]
