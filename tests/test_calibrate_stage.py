@@ -342,22 +342,6 @@ def test_plan_says_what_calibration_will_decide_or_why_it_will_not() -> None:
     assert work() == "no calibration: raw estimates at estimate.lam = 1 (verify is off)"
 
 
-def test_calibrate_settings_the_warning_calls_unused_do_not_make_the_stage_stale() -> None:
-    """With verify off, validate warned that calibrate.lambda_grid "is not used", yet plan
-    called calibrate stale over a new grid: without verify its slice keeps the calibrate
-    settings at their defaults; with verify on, a new grid still counts."""
-    from subsetctl.spec import Spec
-
-    def sliced(**parts: dict) -> dict:
-        return CalibrateStage().spec_slice(Spec.model_validate({
-            "target": {"name": "t", "loader": {"type": "jsonl", "path": "t.jsonl"}},
-            "sources": [{"name": "s", "loader": {"type": "jsonl", "path": "s.jsonl"}}], **parts}))
-
-    grid = {"lambda_grid": [0.5, 2.0], "estimators": ["linear_sgd"], "against": "surrogate", "enabled": False}
-    assert sliced(calibrate=grid) == sliced()
-    assert sliced(verify={"enabled": True}, calibrate=grid) != sliced(verify={"enabled": True})
-
-
 def test_weak_ranking_with_calibration_off_does_not_call_the_spec_lambda_the_best() -> None:
     """With calibrate.enabled: false the warning called the spec's lambda "the best estimate
     (fast, lambda=1)", as if calibration had chosen it for ranking best."""

@@ -86,27 +86,19 @@ class CalibrateStage(Stage):
     def spec_slice(self, spec: Any) -> dict[str, Any]:
         """The slice, with the estimator settings no estimator it builds takes at their
         defaults: without verify it builds none (it records estimate.estimator and
-        estimate.lam), so neither verify's budget nor estimate.max_iter re-run it.
-        Nor, without verify, the ``calibrate`` settings, kept at their defaults: nothing reads them
-        then (the spec's checks warn that they are not used), yet a new ``calibrate.lambda_grid``
-        made plan call the stage stale."""
-        from subsetctl.spec import CalibrateSpec
-
+        estimate.lam), so neither verify's budget nor estimate.max_iter re-run it."""
         names = candidate_estimators(spec) if spec.verify.enabled else []
-        sliced = with_unread_estimator_keys_at_defaults(super().spec_slice(spec), spec, names)
-        if not spec.verify.enabled:
-            sliced["calibrate"] = CalibrateSpec().model_dump(mode="json")
-        return sliced
+        return with_unread_estimator_keys_at_defaults(super().spec_slice(spec), spec, names)
 
     def settings_not_read(self, recorded_slice: dict[str, Any]) -> tuple[str, ...]:
-        """Without verify (as ``recorded_slice`` records it), the estimator settings and the
-        ``calibrate`` section, recorded at their defaults (:meth:`spec_slice`): report.json's
-        ``settings`` said ``estimate.max_iter: 50`` where the search, which read it, ran with 77."""
+        """Without verify (as ``recorded_slice`` records it), the estimator settings, recorded at
+        their defaults (:meth:`spec_slice`): report.json's ``settings`` said ``estimate.max_iter: 50``
+        where the search, which read it, ran with 77."""
         from subsetctl.stages.features import ESTIMATOR_SETTING_KEYS
 
         if recorded_slice.get("verify.enabled") is not False:
             return ()
-        return ("calibrate", *(key for keys in ESTIMATOR_SETTING_KEYS.values() for key in keys))
+        return tuple(key for keys in ESTIMATOR_SETTING_KEYS.values() for key in keys)
 
     def output_parts(self, outputs: dict[str, str], summary: dict[str, Any]) -> dict[str, Any]:
         """The ``choice`` part, which the search reads alone (its ``reads_parts``): the
