@@ -342,6 +342,25 @@ def test_plan_says_what_calibration_will_decide_or_why_it_will_not() -> None:
     assert work() == "no calibration: raw estimates at estimate.lam = 1 (verify is off)"
 
 
+def test_without_verify_the_calibrate_settings_are_recorded_as_the_spec_gives_them(tmp_path, monkeypatch) -> None:
+    """cf25ac09 recorded the ``calibrate`` section at its defaults with verify off (so a new
+    grid would not re-run calibrate); report.json's ``settings`` then gave the default grid, and
+    `init --from-report` wrote it back, losing the user's grid for when verify is turned on
+    (reverted by 42d10dd1). The spec's grid is recorded, and report.json's settings give it."""
+    from subsetctl.report import build
+    from subsetctl.spec import Spec
+
+    grid = {"lambda_grid": [0.5, 2.0], "estimators": ["linear_sgd"], "against": "surrogate"}
+    sliced = CalibrateStage().spec_slice(Spec.model_validate({
+        "target": {"name": "t", "loader": {"type": "jsonl", "path": "t.jsonl"}},
+        "sources": [{"name": "s", "loader": {"type": "jsonl", "path": "s.jsonl"}}], "calibrate": grid}))
+    assert sliced["verify.enabled"] is False and {k: sliced["calibrate"][k] for k in grid} == grid, sliced
+    shown = [(CalibrateStage(), {"inputs": {"slice": sliced}})]
+    monkeypatch.setattr(build, "_shown_results", lambda project, skip: iter(shown))
+    settings = build.results_settings(SimpleNamespace(root=tmp_path))
+    assert settings["calibrate.lambda_grid"] == [0.5, 2.0] and settings["calibrate.against"] == "surrogate", settings
+
+
 def test_weak_ranking_with_calibration_off_does_not_call_the_spec_lambda_the_best() -> None:
     """With calibrate.enabled: false the warning called the spec's lambda "the best estimate
     (fast, lambda=1)", as if calibration had chosen it for ranking best."""
