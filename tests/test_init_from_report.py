@@ -144,6 +144,32 @@ def test_a_setting_calibrate_recorded_unread_is_taken_from_the_stage_that_read_i
     assert settings["verify.lr_surrogate"] == 0.5 and settings["verify.lr_ce"] == 1e-4, settings
 
 
+def test_verify_budget_a_model_backed_search_read_is_reported_as_it_ran(tmp_path: Path, monkeypatch) -> None:
+    """With verify on, `estimate.estimator: true_finetune` and `verify.kinds: [ce]`, verify and
+    calibrate (which evaluates ``fast`` in its place) both record ``verify.lr_surrogate`` at its
+    default, unread; report.json's ``settings`` took calibrate's 0.002 where the search's real
+    fine-tunes ran with 0.5. Each stage's slice as it records it."""
+    from types import SimpleNamespace
+
+    from subsetctl.report import build
+    from subsetctl.spec import Spec
+    from subsetctl.stages.calibrate import CalibrateStage
+    from subsetctl.stages.search import SearchStage
+    from subsetctl.stages.verify import VerifyStage
+
+    for extra in ([], ["linear_sgd"]):  # (calibrating linear_sgd too, calibrate reads it itself)
+        spec = Spec.model_validate({
+            "target": {"name": "t", "loader": {"type": "jsonl", "path": "t.jsonl"}},
+            "sources": [{"name": "s", "loader": {"type": "jsonl", "path": "s.jsonl"}}],
+            "verify": {"enabled": True, "kinds": ["ce"], "lr_surrogate": 0.5, "steps": 7},
+            "estimate": {"estimator": "true_finetune"}, "calibrate": {"estimators": extra}})
+        shown = [(stage, {"inputs": {"slice": stage.spec_slice(spec)}})
+                 for stage in (VerifyStage(), CalibrateStage(), SearchStage())]
+        monkeypatch.setattr(build, "_shown_results", lambda project, skip, shown=shown: iter(shown))
+        settings = build.results_settings(SimpleNamespace(root=tmp_path))
+        assert settings["verify.lr_surrogate"] == 0.5 and settings["verify.steps"] == 7, (extra, settings)
+
+
 def test_a_relative_model_folder_found_neither_in_newdir_nor_beside_the_report_is_warned_of(tmp_path: Path) -> None:
     """A relative ``model.source`` (a model folder inside the report's project) that leads to
     no folder from NEWDIR, nor beside the report, was kept silently: `run` from NEWDIR then

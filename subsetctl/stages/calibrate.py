@@ -91,14 +91,23 @@ class CalibrateStage(Stage):
         return with_unread_estimator_keys_at_defaults(super().spec_slice(spec), spec, names)
 
     def settings_not_read(self, recorded_slice: dict[str, Any]) -> tuple[str, ...]:
-        """Without verify (as ``recorded_slice`` records it), the estimator settings, recorded at
-        their defaults (:meth:`spec_slice`): report.json's ``settings`` said ``estimate.max_iter: 50``
-        where the search, which read it, ran with 77."""
+        """The estimator settings :meth:`spec_slice` recorded at their defaults, as
+        ``recorded_slice`` tells: all of them without verify (report.json's ``settings`` said
+        ``estimate.max_iter: 50`` where the search, which read it, ran with 77); with verify and
+        a model-backed ``estimate.estimator`` (true_finetune), verify's budget, which calibration,
+        evaluating ``fast`` in its place, may not read but the search's real fine-tunes do (a
+        ``verify.lr_surrogate`` of 0.5 was reported at its default where verify runs only ce)."""
+        from subsetctl.registry import ESTIMATORS
         from subsetctl.stages.features import ESTIMATOR_SETTING_KEYS
 
-        if recorded_slice.get("verify.enabled") is not False:
+        if recorded_slice.get("verify.enabled") is False:
+            return tuple(key for keys in ESTIMATOR_SETTING_KEYS.values() for key in keys)
+        estimate = recorded_slice.get("estimate")
+        try:
+            model_backed = getattr(ESTIMATORS.get(estimate["estimator"]), "needs_model", False)
+        except Exception:  # noqa: BLE001 - no estimator recorded, or a plugin not imported: as read
             return ()
-        return tuple(key for keys in ESTIMATOR_SETTING_KEYS.values() for key in keys)
+        return SIMULATED_FINETUNE_KEYS if model_backed else ()
 
     def output_parts(self, outputs: dict[str, str], summary: dict[str, Any]) -> dict[str, Any]:
         """The ``choice`` part, which the search reads alone (its ``reads_parts``): the
