@@ -204,8 +204,8 @@ def _files_validate_reads(spec: Spec, base_dir: Path) -> Iterator[tuple[tuple[An
         elif isinstance(loader, HuggingFaceLoader) and loader.path == "json" and loader.data_files:
             try:
                 files = [file for files in data_files_by_entry(loader, base_dir) for file in files]
-            except UserError:  # (a pattern that walks the whole disk: _check_built_in says so)
-                continue
+            except (UserError, OSError):  # (a pattern that walks the whole disk, a name too long to look
+                continue  # at: _check_built_in and the path checks say so)
             for file in files[:BUILDER_FILES_READ]:
                 if "://" not in file:
                     yield (*at, "data_files"), name, Path(file)
