@@ -538,7 +538,7 @@ def plan_project(
             stage = project.stage_in_progress(running)
             _mark_running(statuses, stage, running + project.running_whose(),
                           _fingerprint_of_running_work(project, spec, stage) if stage else None,
-                          spec_edits_since_run_started(project, spec, running))
+                          spec_edits_since_run_started(project, spec, stage))
         return project, spec, statuses
 
 
@@ -585,17 +585,17 @@ def _mark_running(statuses: list[StageStatus], stage: str | None, holder: str, c
                                       "planned here: `run` computes it again once that run is over")
 
 
-def spec_edits_since_run_started(project: Project, spec: Spec, pid: str) -> list[str]:
+def spec_edits_since_run_started(project: Project, spec: Spec, stage: str | None) -> list[str]:
     """The spec keys in which ``spec`` (as planned now, its overrides applied) differs from
-    the resolved spec the live `run` with process id ``pid`` read as it started: that run
-    goes on with the spec it read to its end, so an edit of the spec file meanwhile (or
-    other overrides) reaches only the `run` after it. Read from the work marker of the stage
-    it computes; empty where the two are the same, and where that is not known (between
-    stages, or a run of an earlier subsetctl, whose markers name no spec)."""
+    the resolved spec the live `run` read as it started: that run goes on with the spec it
+    read to its end, so an edit of the spec file meanwhile (or other overrides) reaches only
+    the `run` after it. Read from the work marker of ``stage``, the one that run computes
+    (:meth:`~subsetctl.project.Project.stage_in_progress`, which the caller has found already);
+    empty where the two are the same, and where that is not known (between stages, None, or a
+    run of an earlier subsetctl, whose markers name no spec)."""
     from subsetctl.plan_reasons import changed_keys
     from subsetctl.spec.dumps import spec_json
 
-    stage = project.stage_in_progress(pid)
     digest = project.read_work_marker(stage).get("resolved_spec") if stage is not None else None
     ran_with = project.stored_spec(digest) if isinstance(digest, str) else None
     return [] if ran_with is None else changed_keys(ran_with, spec_json(spec))
