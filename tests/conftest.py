@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -199,13 +200,22 @@ def _one_torch_thread() -> object:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("OMP_NUM_THREADS", "1")
         torch.set_num_threads(1)
-        _THREADS["all"] = before
+        _THREADS["all"] = _threads_for_this_worker(before)
         yield
     torch.set_num_threads(before)
 
 
-#: torch's thread count before :func:`_one_torch_thread` pinned it
+#: the torch threads a `slow` test takes: torch's count before :func:`_one_torch_thread`
+#: pinned it, shared among pytest-xdist's workers
 _THREADS: dict[str, int] = {}
+
+
+def _threads_for_this_worker(threads: int) -> int:
+    """The share of `threads` one pytest-xdist worker takes (`pytest -n 2`: each of the two
+    workers one of 2 cores' threads), so two `slow` tests running side by side do not make
+    four threads fight over two cores; all of them without xdist."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    return max(1, threads // max(1, workers))
 
 
 @pytest.fixture(autouse=True)
