@@ -638,7 +638,7 @@ def check_dask_scheduler(spec: Any) -> Check | None:
     from subsetctl.estimate.dask_backend import scheduler_threads
 
     try:  # a port that takes connections may be another server's: the dashboard's 8787 passed
-        workers, threads = scheduler_threads(address, min(spec.executor.connect_timeout, 5.0))
+        workers, threads, refused = scheduler_threads(address, min(spec.executor.connect_timeout, 5.0))
     except UserError as exc:
         return Check("dask scheduler", False, f"{address} takes connections, but no Dask scheduler answered there",
                      str(exc))
@@ -647,6 +647,9 @@ def check_dask_scheduler(spec: Any) -> Check | None:
                      f"Start at least one before the search stage runs (`dask worker {address}`, on a machine with "
                      "the same subsetctl and the spec's plugins installed; an adaptive cluster must keep one "
                      "running): the search stops when none has joined within executor.connect_timeout.")
+    if refused:  # the search checks the workers' subsetctl before it sends them work, and stops
+        return Check("dask scheduler", False, f"{address} answers, with {workers} worker(s) ({threads} threads) "
+                     "now, but the search would refuse them", refused)
     return Check("dask scheduler", True, f"{address} answers, with {workers} worker(s) ({threads} threads) now")
 
 

@@ -254,16 +254,25 @@ def _connect_dask(dd: ModuleType, n_jobs: int, address: str | None, connect_time
     return _DaskConnection(client)
 
 
-def scheduler_threads(address: str, connect_timeout: float) -> tuple[int, int]:
-    """(workers, their threads) of the Dask scheduler at ``address``, asked as the search
-    connects (:func:`_connect_dask`: the same UserErrors, for a port that is no Dask
-    scheduler's too); for `doctor`, which tried only a TCP connection."""
+def scheduler_threads(address: str, connect_timeout: float) -> tuple[int, int, str | None]:
+    """(workers, their threads, why the search would refuse them) of the Dask scheduler at
+    ``address``, asked as the search connects (:func:`_connect_dask`: the same UserErrors, for
+    a port that is no Dask scheduler's too); for `doctor`, which tried only a TCP connection.
+    The third is :func:`_check_workers_code`'s refusal (workers without subsetctl, or with
+    another one), None when they run this subsetctl: doctor passed such workers, and the
+    search stopped on them after the model stages."""
     conn = _connect_dask(_import_dask(), 1, address, connect_timeout)
+    refused = None
     try:
         nthreads = conn.client.nthreads()
+        if nthreads:
+            try:
+                _check_workers_code(conn.client, address)
+            except UserError as exc:
+                refused = str(exc)
     finally:
         conn.close()
-    return len(nthreads), sum(nthreads.values())
+    return len(nthreads), sum(nthreads.values()), refused
 
 
 def _new_client(dd: ModuleType, address: str, connect_timeout: float) -> Any:
@@ -452,8 +461,8 @@ def _check_workers_load(client: Any, estimator: SubsetEstimator, address: str | 
 
 def _check_workers_code(client: Any, address: str | None, workers: list[str] | None = None,
                         total: int | None = None) -> list[str]:
-    """A UserError naming the workers whose subsetctl differs from this process's: another
-    version, or the same version from another checkout. The estimator is shipped by
+    """A UserError naming the workers whose subsetctl differs from this process's: none at
+    all, another version, or the same version from another checkout. The estimator is shipped by
     reference to subsetctl's code, so such workers would compute the estimates with their
     own code, and the results would silently differ from a local run's. A subsetctl older
     than this check has no :func:`subsetctl_code_digest` to run: its workers answer with the
@@ -468,6 +477,13 @@ def _check_workers_code(client: Any, address: str | None, workers: list[str] | N
         return []
     total = total or len(answers)
     here = subsetctl_code_digest()
+    # a worker without subsetctl answers with the error of unpickling subsetctl_code_digest
+    missing = sorted(worker for worker, answer in answers.items()
+                     if isinstance(answer, BaseException) and _worker_import_error(answer, address) is not None)
+    if missing:
+        problem = _worker_import_error(answers[missing[0]], address, _workers_phrase(address, missing, total))
+        assert problem is not None  # the same answer as above
+        raise problem
     older = sorted(worker for worker, answer in answers.items()
                    if isinstance(answer, BaseException) and not isinstance(answer, OSError)
                    and subsetctl_code_digest.__name__ in str(answer))

@@ -633,6 +633,23 @@ def test_workers_with_the_same_subsetctl_pass_the_code_check() -> None:
         _check_workers_code(Answers({"tcp://a:1": dict(here), "tcp://b:1": older}), "tcp://s:8786")
 
 
+def test_workers_without_subsetctl_fail_the_code_check() -> None:
+    """A worker without subsetctl answers the code check with the error of unpickling its
+    function (as distributed returns it); the check let it pass, so `doctor` said the
+    cluster was ready and the search stopped on it only after the model stages."""
+    from subsetctl.estimate.dask_backend import _check_workers_code
+    from subsetctl.estimate.executors import subsetctl_code_digest
+
+    class Answers:
+        def run(self, function: Any, on_error: str) -> dict[str, Any]:
+            return {"tcp://a:1": dict(subsetctl_code_digest()), "tcp://b:1": OSError("gone"),
+                    "tcp://c:1": Exception(repr(ModuleNotFoundError("No module named 'subsetctl'")))}
+
+    with pytest.raises(UserError, match=r"^1 of the 3 Dask workers at 'tcp://s:8786' \(tcp://c:1\) cannot import "
+                                        r"'subsetctl': every worker must have subsetctl .* installed"):
+        _check_workers_code(Answers(), "tcp://s:8786")
+
+
 def test_workers_with_a_subsetctl_from_before_the_code_check_are_refused() -> None:
     """A worker whose subsetctl has no subsetctl_code_digest answers with the error of
     unpickling it (as distributed returns it); that answer was skipped as the cluster's own

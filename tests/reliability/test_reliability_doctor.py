@@ -623,6 +623,34 @@ def test_doctor_fails_a_dask_scheduler_without_workers(tmp_path: Path) -> None:
     assert f"`dask worker {cluster.scheduler_address}`" in output, output
 
 
+@pytest.mark.skipif(not doctor.dask_importable(), reason="needs dask")
+def test_doctor_fails_a_dask_scheduler_whose_workers_the_search_would_refuse(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers without subsetctl, or with another one, passed ("answers, with 1 worker(s)
+    now"); the search checks them before sending work, and stopped there after the model stages."""
+    from dask.distributed import LocalCluster
+
+    from subsetctl.errors import UserError
+    from subsetctl.estimate import dask_backend
+
+    def refuse(client: object, address: str) -> list[str]:
+        raise UserError(f"1 of the 1 Dask workers at {address!r} (tcp://w:1) cannot import 'subsetctl'.")
+
+    monkeypatch.setattr(dask_backend, "_check_workers_code", refuse)
+    spec = rf.data_spec()
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None,
+                      silence_logs=logging.ERROR, host="127.0.0.1", protocol="tcp") as cluster:
+        spec["executor"] = {"backend": "dask", "address": cluster.scheduler_address}
+        project = rf.make_project(tmp_path / "p", spec)
+        result = CliRunner().invoke(main, ["doctor", str(project)])
+        dask_backend.close_dask_clients()
+    assert result.exit_code == 1, result.output
+    output = " ".join(result.output.split())
+    assert f"✗ dask scheduler: {cluster.scheduler_address} answers, with 1 worker(s) (1 threads) now, but the " \
+           "search would refuse them" in output, output
+    assert "(tcp://w:1) cannot import 'subsetctl'" in output, output
+
+
 def test_doctor_measures_each_stages_disk_on_the_filesystem_its_folder_is_on(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """doctor measured every stage still to run against the free disk of the first one's folder
