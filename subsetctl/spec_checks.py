@@ -734,8 +734,9 @@ def usable_cores() -> tuple[int, int]:
 
 
 def _warn_executor_settings(spec: Spec, warn: _AddIssue) -> None:
-    """More local workers than twice the cores (the estimates are CPU-bound), and an
-    executor.address that a backend other than dask does not use."""
+    """More local workers than twice the cores (the estimates are CPU-bound), an
+    executor.address that a backend other than dask does not use, and Dask's own
+    ``DASK_SCHEDULER_ADDRESS`` set where the spec names no address (:func:`_warn_dask_address_unread`)."""
     cores, machine = usable_cores()
     local = spec.executor.backend in ("loky", "threading") or (spec.executor.backend == "dask"
                                                                and not spec.executor.address)
@@ -750,6 +751,21 @@ def _warn_executor_settings(spec: Spec, warn: _AddIssue) -> None:
     if spec.executor.address and spec.executor.backend != "dask":
         warn(("executor", "address"), f"is only used by executor.backend: dask; with "
                                       f"{spec.executor.backend!r} the estimates run on this machine.")
+    _warn_dask_address_unread(spec, warn)
+
+
+def _warn_dask_address_unread(spec: Spec, warn: _AddIssue) -> None:
+    """``DASK_SCHEDULER_ADDRESS`` set (Dask's own way to name a scheduler, which a bare
+    ``distributed.Client()`` reads) with executor.backend: dask and no executor.address:
+    subsetctl reads the address from the spec alone, so the search started a local cluster
+    on this machine without a word, the scheduler named there left idle."""
+    named = os.environ.get("DASK_SCHEDULER_ADDRESS", "").strip()
+    if spec.executor.backend != "dask" or spec.executor.address or not named:
+        return
+    warn(("executor", "backend"), f"dask without executor.address starts a local cluster of {spec.executor.n_jobs} "
+                                  f"process(es) on this machine; DASK_SCHEDULER_ADDRESS ({named!r}) is set but not "
+                                  "read (the scheduler comes from the spec alone). To use that scheduler, set "
+                                  f"executor.address: {named} (or executor.address={named} on the command line).")
 
 
 def _warn_replaced_built_ins(spec: Spec, warn: _AddIssue) -> None:

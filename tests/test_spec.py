@@ -1527,6 +1527,27 @@ def test_validate_checks_strategy_labels_the_final_pick_and_a_dask_address_witho
     assert not validate_spec_file(path, ["executor.address=tcp://10.0.0.1:8786", "executor.backend=dask"]).warnings
 
 
+def test_validate_says_dask_scheduler_address_is_not_read(jsonl_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DASK_SCHEDULER_ADDRESS (Dask's own way to name a scheduler) with backend dask and no
+    executor.address: the search started a local cluster without a word, that scheduler idle."""
+    from subsetctl.api import validate_spec_file
+    from subsetctl.doctor import dask_importable
+
+    if not dask_importable():
+        pytest.skip("needs dask (else validate warns that it is missing)")
+    path = jsonl_project / "subsetctl.yaml"
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", "tcp://10.0.0.1:8786")
+    report = validate_spec_file(path, ["executor.backend=dask"])
+    assert report.ok and [w.key for w in report.warnings] == ["executor.backend"], report.warnings
+    message = " ".join(report.warnings[0].message.split())
+    assert "DASK_SCHEDULER_ADDRESS ('tcp://10.0.0.1:8786') is set but not read" in message, message
+    assert "set executor.address: tcp://10.0.0.1:8786 (or executor.address=tcp://10.0.0.1:8786 on the command " \
+           "line)" in message, message
+    # the spec's address is the one used, and other backends use no scheduler: nothing to say
+    assert not validate_spec_file(path, ["executor.backend=dask", "executor.address=tcp://10.0.0.2:8786"]).warnings
+    assert not validate_spec_file(path, ["executor.backend=sequential"]).warnings
+
+
 def test_a_duplicate_source_name_in_the_file_is_not_blamed_on_another_key_of_a_source(tmp_path: Path,
                                                                                        cli_words: None) -> None:
     """The message names sources[0]: an override of its max_examples did not make the clash."""
