@@ -1180,6 +1180,10 @@ class Project:
         manifest's ``resolved_spec``); None when it is missing or unreadable."""
         return read_json_object(self._stored_spec_path(digest))
 
+    def holds_stored_spec(self, digest: str) -> bool:
+        """Whether the resolved spec of ``digest`` is stored (:meth:`keep_resolved_spec`)."""
+        return self._stored_spec_path(digest).is_file()
+
     def _stored_spec_path(self, digest: str) -> Path:
         """Where :meth:`keep_resolved_spec` stores the resolved spec of ``digest``."""
         return self.state_dir / SPECS_DIRNAME / f"{digest}.json"
