@@ -538,7 +538,7 @@ def plan_project(
             stage = project.stage_in_progress(running)
             _mark_running(statuses, stage, running + project.running_whose(),
                           _fingerprint_of_running_work(project, spec, stage) if stage else None,
-                          spec_edits_since_run_started(project, spec, stage))
+                          spec_edits_since_run_started(project, spec, stage) if stage else [])
         return project, spec, statuses
 
 
@@ -589,14 +589,18 @@ def spec_edits_since_run_started(project: Project, spec: Spec, stage: str | None
     """The spec keys in which ``spec`` (as planned now, its overrides applied) differs from
     the resolved spec the live `run` read as it started: that run goes on with the spec it
     read to its end, so an edit of the spec file meanwhile (or other overrides) reaches only
-    the `run` after it. Read from the work marker of ``stage``, the one that run computes
-    (:meth:`~subsetctl.project.Project.stage_in_progress`, which the caller has found already);
-    empty where the two are the same, and where that is not known (between stages, None, or a
-    run of an earlier subsetctl, whose markers name no spec)."""
+    the `run` after it. Read from the lock file that run holds (:meth:`~subsetctl.project.
+    Project.run_spec_digest`: at any moment of it, between its stages too), else from the
+    work marker of ``stage``, the one it computes (:meth:`~subsetctl.project.Project.
+    stage_in_progress`, which the caller has found already; None: between stages); empty
+    where the two are the same, and where that is not known (a run of an earlier subsetctl,
+    which names no spec, or one that has not begun its first stage)."""
     from subsetctl.plan_reasons import changed_keys
     from subsetctl.spec.dumps import spec_json
 
-    digest = project.read_work_marker(stage).get("resolved_spec") if stage is not None else None
+    digest = project.run_spec_digest()
+    if digest is None and stage is not None:
+        digest = project.read_work_marker(stage).get("resolved_spec")
     ran_with = project.stored_spec(digest) if isinstance(digest, str) else None
     return [] if ran_with is None else changed_keys(ran_with, spec_json(spec))
 

@@ -978,7 +978,7 @@ def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, 
     arguments are spec overrides, planned as `run` would apply them."""
     from rich.markup import escape
 
-    from subsetctl.api import code_the_spec_runs, plan_project
+    from subsetctl.api import code_the_spec_runs, plan_project, spec_edits_since_run_started
     from subsetctl.plan_reasons import listed_briefly
     from subsetctl.reporter import RichReporter
 
@@ -997,7 +997,10 @@ def plan(directory: Path | None, overrides: tuple[str, ...], until: str | None, 
         console.print(f"[yellow]A `subsetctl run` (PID {running}{escape(project.running_whose())}) is working on "
                       "this project now: these statuses "
                       "change as its stages finish.[/yellow]")
-        if edits := next((s.spec_edited_since_run for s in statuses if s.spec_edited_since_run), None):
+        edits = next((s.spec_edited_since_run for s in statuses if s.spec_edited_since_run is not None), None)
+        if edits is None:  # between two of its stages (or in its report step): no stage's row holds them
+            edits = spec_edits_since_run_started(project, spec, None)
+        if edits:
             console.print(f"[yellow]That run goes on with the spec as it read it when it started, not the one "
                           f"planned here: they differ in {escape(listed_briefly(edits))} (edited since, or other "
                           "overrides), which only the `run` after it uses. The statuses above are the spec's "

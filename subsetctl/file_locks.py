@@ -11,6 +11,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import re
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -140,6 +141,10 @@ def locks_unsupported(path: Path, exc: OSError) -> LocksUnsupportedError:
     )
 
 
+#: a resolved spec's digest as a lock file names it (:func:`subsetctl.project.fingerprint`: 16 hex digits)
+_SPEC_DIGEST = re.compile(r"[0-9a-f]{16}")
+
+
 @dataclass(frozen=True)
 class LockHolder:
     """Who holds the project lock, as its lock file says: ``PID run HOST USER`` (a plain
@@ -147,18 +152,24 @@ class LockHolder:
     USER`` (a shard run's exclusive hold, see :meth:`subsetctl.project.Project.lock`), or nothing (shard runs
     holding it shared). The host matters on a cluster: a job refused on one node is told
     which node runs the other; the user, to a team sharing the project folder: whom to ask
-    (another user's process is not theirs to stop, and its PID alone does not say whose)."""
+    (another user's process is not theirs to stop, and its PID alone does not say whose).
+    A run appends the digest of the resolved spec it read once it has stored it (``PID run
+    HOST USER DIGEST``, :meth:`~subsetctl.project.Project.note_run_spec`): `plan` names the
+    keys edited since, between its stages too; earlier subsetctls read the first four words."""
 
     pid: str
     shard: bool = False
     host: str | None = None
     user: str | None = None
+    #: the holder's resolved spec digest (``.subsetctl/specs/<spec>.json``); None where not (yet) written
+    spec: str | None = None
 
     @classmethod
     def read(cls, text: str) -> LockHolder:
         parts = text.split()
+        spec = parts[4] if len(parts) > 4 and _SPEC_DIGEST.fullmatch(parts[4]) else None  # (not half appended)
         return cls(parts[0] if parts else "", parts[1:2] == [SHARD_TAG], parts[2] if len(parts) > 2 else None,
-                   parts[3] if len(parts) > 3 else None)
+                   parts[3] if len(parts) > 3 else None, spec)
 
     @staticmethod
     def text(shard: bool) -> str:

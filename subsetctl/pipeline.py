@@ -1883,13 +1883,15 @@ class Pipeline:
     def _resolved_spec_digest(self) -> str:
         """The digest of the resolved spec this run works with, stored as
         ``specs/<digest>.json`` (:meth:`~subsetctl.project.Project.keep_resolved_spec`), as
-        each stage's work marker and manifest name it. Stored once a run (again only
+        each stage's work marker and manifest name it, and named in the lock file for `plan`
+        (:meth:`~subsetctl.project.Project.note_run_spec`). Stored once a run (again only
         where the copy went missing since): each stage's start and end stored it, its 860 KB
         text made and the copy read and compared, ~0.27 s each at 2,000 sources, ~5 s a run."""
         from subsetctl.spec.dumps import spec_json
 
         if self._run_spec is None or not self.project.holds_stored_spec(self._run_spec):
             self._run_spec = self.project.keep_resolved_spec(spec_json(self.spec))
+            self.project.note_run_spec(self._run_spec)
         return self._run_spec
 
     def _out_of_memory(self, stage: Stage, exc: BaseException) -> UserError | None:

@@ -1364,10 +1364,8 @@ class Project:
         if not path.is_file() or not file_lock_held(path):
             running = self.run_holding_deleted_lock()
             return None if running is None else str(running[0])
-        try:
-            return LockHolder.read(path.read_text(encoding="utf-8", errors="replace")).pid or "unknown"
-        except OSError:
-            return "unknown"
+        holder = self._lock_holder()
+        return (holder.pid if holder is not None else "") or "unknown"
 
     def umask_hides_from_team(self, checking: bool = False) -> str | None:
         """A warning for a `run` whose umask keeps what it writes from the project folder's
@@ -1415,10 +1413,24 @@ class Project:
         for another machine, ", user NAME" for another user (a team sharing the project
         folder: whom to ask, as the PID alone does not say); "" when it is this user's here,
         or the file does not say (:meth:`~subsetctl.file_locks.LockHolder.where_whose`)."""
+        holder = self._lock_holder()
+        return holder.where_whose if holder is not None else ""
+
+    def run_spec_digest(self) -> str | None:
+        """The digest of the resolved spec the `run` holding the lock read as it started, as
+        its lock file names it (:meth:`note_run_spec`): `plan` compares the spec with it at
+        any moment of that run, between its stages too. None where the file names none (no
+        run, one that has not stored its spec yet, or an earlier subsetctl's)."""
+        holder = self._lock_holder()
+        return holder.spec if holder is not None else None
+
+    def _lock_holder(self) -> LockHolder | None:
+        """What the lock file says of its holder (:class:`~subsetctl.file_locks.LockHolder`);
+        None when it cannot be read."""
         try:
-            return LockHolder.read(self.lock_path.read_text(encoding="utf-8", errors="replace")).where_whose
+            return LockHolder.read(self.lock_path.read_text(encoding="utf-8", errors="replace"))
         except OSError:
-            return ""
+            return None
 
     def read_work_marker(self, stage: str) -> dict[str, Any]:
         """``stage``'s work marker (work.json, written as a stage starts: the inputs
@@ -1669,6 +1681,23 @@ class Project:
                 "again if anything is left to do (`subsetctl plan` says).", holder="run") from None
         write_holder(handle, self._held_lock_text)
         self._held_locks.append(handle)
+
+    def note_run_spec(self, digest: str) -> None:
+        """Add ``digest`` (the resolved spec this `run` read, stored as ``specs/<digest>.json``)
+        to the lock file this process holds exclusively, once (:meth:`run_spec_digest`): `plan`
+        named the spec keys edited since a run started only while a stage's work marker named
+        its spec, and said nothing between two stages or during the report step. Appended, not
+        written over: a `plan` reading the file meanwhile finds the holder's words whole (a
+        digest cut short is not taken). A lock file taken again after a deletion
+        (:meth:`keep_lock_in_place`) gets it too. Nothing is written where this process holds
+        no lock, or holds it shared (shard runs)."""
+        if not self._held_locks or LockHolder.read(self._held_lock_text).spec is not None:
+            return
+        self._held_lock_text += f" {digest}"
+        for handle in self._held_locks:
+            handle.seek(0, os.SEEK_END)
+            handle.write(f" {digest}")
+            handle.flush()
 
     def _drop_pid_from_work_markers(self) -> None:
         """As this process lets the lock go: take its PID out of the stages' work markers, so

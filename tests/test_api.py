@@ -492,6 +492,42 @@ def test_plan_during_a_run_says_a_spec_edited_since_it_started_is_not_what_that_
     assert all(row["spec_edited_since_run"] is None for row in rows[1:])
 
 
+def test_plan_between_the_stages_of_a_run_names_the_spec_keys_edited_since_it_started(jsonl_project: Path) -> None:
+    """`plan` named the keys edited since a `run` started only while one of its stages was
+    computing (from that stage's work marker): between two stages, or in the report step, it
+    said nothing. The run names its stored spec in the lock file once it has stored it, and
+    plan reads it there at any moment of the run."""
+    import subprocess
+    import sys
+
+    import yaml
+    from click.testing import CliRunner
+
+    from subsetctl.cli import main
+
+    code = ("import time; from subsetctl.api import load_project, make_pipeline\n"
+            f"project, spec = load_project({str(jsonl_project)!r}); pipeline = make_pipeline(project, spec)\n"
+            "with project.lock():\n    pipeline._resolved_spec_digest()  # as a run's first stage stores it\n"
+            "    print('locked', flush=True); time.sleep(60)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        lock_words = (jsonl_project / ".subsetctl" / "lock").read_text().split()
+        spec_file = jsonl_project / "subsetctl.yaml"
+        edited = yaml.safe_load(spec_file.read_text())
+        edited["sources"][0]["max_examples"] = 3
+        spec_file.write_text(yaml.safe_dump(edited, sort_keys=False))
+        said = " ".join(CliRunner().invoke(main, ["plan", str(jsonl_project)], terminal_width=400).stdout.split())
+    finally:
+        holder.kill()
+        holder.wait()
+    assert lock_words[:2] == [str(holder.pid), "run"] and len(lock_words) == 5, lock_words
+    assert (jsonl_project / ".subsetctl" / "specs" / f"{lock_words[4]}.json").is_file()
+    assert "is working on this project now" in said and "running" not in said.split("is working")[0]  # no stage's
+    assert ("That run goes on with the spec as it read it when it started, not the one planned here: they differ in "
+            "sources: changed a (max_examples)") in said
+
+
 def test_a_run_stores_its_resolved_spec_once_not_at_each_stage_start_and_end(jsonl_project: Path, monkeypatch) -> None:
     """Each stage's start (its work marker) and end (its manifest) stored the run's resolved
     spec again: its text made, the stored copy read and compared, ~0.27 s each at 2,000
