@@ -357,6 +357,21 @@ def _drawn_scores(ax: Any) -> tuple[list[float], list[float]]:
     return green, gray
 
 
+def test_a_plot_drawn_again_replaces_the_file_whole_not_written_over_in_place(tmp_path: Path) -> None:
+    """The report step drew each plot over the last run's in place: an image viewer (or a
+    preview of report.md) showing it meanwhile read half a PNG. It is drawn into a file beside
+    it and renamed over it: the old file (here a second link to it) is left whole."""
+    from subsetctl.report import plots
+
+    path, earlier = tmp_path / "s.png", tmp_path / "seen.png"
+    path.write_bytes(b"the last run's plot")
+    earlier.hardlink_to(path)  # what a reader holding the old file sees
+    assert plots.source_scores(_many_sources_report(5), path) == path
+    assert earlier.read_bytes() == b"the last run's plot"
+    assert path.read_bytes().startswith(b"\x89PNG")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.png", "seen.png"]  # no temporary file left
+
+
 def test_score_plot_sorts_and_unlabels_many_sources(tmp_path: Path, captured: dict[str, Any]) -> None:
     from subsetctl.report import plots
 

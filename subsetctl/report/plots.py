@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from subsetctl.project import atomic_write
 from subsetctl.report.cells import percent_cell, ranked_by_score
 
 
@@ -84,6 +85,14 @@ def named_sources(ranked: list[str], selected: set[str]) -> tuple[list[str], int
     return named, len(selected & set(ranked)) - len(selected & set(named))
 
 
+def _save(fig: Any, path: Path) -> None:
+    """``fig.savefig(path)`` as a whole file: drawn into a temporary file beside it, then
+    renamed over it (:func:`~subsetctl.project.atomic_write`). Drawn in place over the last
+    run's plot, it was half a PNG for a moment to an image viewer, or a preview of report.md,
+    showing it while a run's report step drew it again."""
+    atomic_write(path, lambda handle: fig.savefig(handle, dpi=110, format="png"), mode="wb")
+
+
 def source_scores(report: dict[str, Any], path: Path) -> Path | None:
     """Bar chart of per-source scores (higher = more helpful) for each scoring strategy.
 
@@ -129,7 +138,7 @@ def source_scores(report: dict[str, Any], path: Path) -> Path | None:
                           fontsize=8)
         ax.set_title(f"{label}: per-source score (green = selected)", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
     return path
 
 
@@ -208,7 +217,7 @@ def estimated_vs_true(report: dict[str, Any], path: Path) -> Path | None:
         ax.yaxis.set_major_locator(MaxNLocator(6))
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
     return path
 
 
@@ -267,7 +276,7 @@ def test_metric(report: dict[str, Any], path: Path) -> Path | None:
     ax.set_title(_test_metric_title(metrics), fontsize=9)
     setp(ax.get_xticklabels(), rotation=30, ha="right", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
     return path
 
 
