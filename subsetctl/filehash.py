@@ -389,6 +389,35 @@ def package_code_fingerprint(obj: Any, root: Path | None = None) -> dict[str, An
     return _PACKAGE_AS_LOADED[top_name]
 
 
+def base_class_code_fingerprints(obj: Any, root: Path | None = None) -> dict[str, Any] | None:
+    """``{"myest.CosineEst": <fingerprint>}``: the files of the classes a plugin class inherits
+    code from (its method resolution order) that live outside the files its own fingerprints
+    already cover: not its defining module's top-level package (or module), not subsetctl's,
+    and not the standard library's. A plugin estimator subclassing a class of a sibling
+    module (``class Tuned(MyEstimator)`` in ``tuned.py``, ``MyEstimator`` in ``myest.py``)
+    runs that module's ``estimate``, but only ``tuned.py`` was fingerprinted: editing
+    ``myest.py`` left the search "up to date" and a re-run reused the old code's estimates.
+    None for a function (a loader) and for a class with no such base (so the fingerprints
+    of existing projects stay as they were)."""
+    import inspect
+    import sys
+
+    target = _code_target(obj)
+    if not inspect.isclass(target):
+        return None
+    own_top = (getattr(target, "__module__", None) or "").partition(".")[0]
+    found: dict[str, Any] = {}
+    for base in target.__mro__[1:]:
+        module = getattr(base, "__module__", None) or ""
+        top = module.partition(".")[0]
+        if top in (own_top, "subsetctl", "builtins") or top in sys.stdlib_module_names:
+            continue
+        fingerprint = code_fingerprint(base, root)
+        if fingerprint is not None:
+            found[f"{module}.{base.__qualname__}"] = fingerprint
+    return found or None
+
+
 def code_edited_since_loaded(objects: Iterable[Any]) -> list[Path]:
     """The source files of ``objects`` (plugin functions, classes, callable objects) whose
     content changed since this process loaded their code (see :func:`code_fingerprint`):

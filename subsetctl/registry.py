@@ -396,13 +396,19 @@ class Registry(Generic[T]):
         """The content fingerprint of the file defining plugin ``name``, so that editing a
         plugin makes the stages using it stale, with the digest of its package's other
         modules (``package_files``: its helpers; see
-        :func:`~subsetctl.filehash.package_code_fingerprint`) and, for an installed one, its
+        :func:`~subsetctl.filehash.package_code_fingerprint`), the files of the classes it
+        inherits from outside them (``base_classes``: see
+        :func:`~subsetctl.filehash.base_class_code_fingerprints`) and, for an installed one, its
         package and version (``"package": "myplug 0.2.0"``: a new release also changes
         what no file of it shows, data it ships); None for built-ins (pinned by subsetctl's
         version) and for names not registered (validate says so), but those a plugin not
         imported may register (``--no-plugins``): :func:`~subsetctl.plugin_loading.code_not_imported`,
         so that ``plan`` says it cannot tell."""
-        from subsetctl.filehash import code_fingerprint, package_code_fingerprint
+        from subsetctl.filehash import (
+            base_class_code_fingerprints,
+            code_fingerprint,
+            package_code_fingerprint,
+        )
         from subsetctl.plugin_loading import code_not_imported, plugins_skipped
 
         try:
@@ -415,6 +421,7 @@ class Registry(Generic[T]):
             return None
         code = code_fingerprint(obj, root)
         more = {key: value for key, value in (("package_files", package_code_fingerprint(obj, root)),
+                                              ("base_classes", base_class_code_fingerprints(obj, root)),
                                               ("package", self.package(name))) if value is not None}
         return {**(code or {}), **more} if more else code
 

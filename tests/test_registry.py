@@ -1258,6 +1258,46 @@ def test_editing_a_helper_module_of_a_plugins_package_makes_the_stages_using_it_
     assert search.will_run and "the code of the estimator helped plugin" in "; ".join(search.reasons)
 
 
+def test_editing_the_module_a_plugin_class_inherits_from_makes_the_stages_using_it_stale(
+        tiny_project_ran, tmp_path_factory, monkeypatch) -> None:
+    """A plugin estimator subclassing a class of a sibling module (both top-level modules on
+    PYTHONPATH) runs that module's ``estimate``, but only the subclass's file was
+    fingerprinted: editing the base class left the search "up to date" and a re-run reused
+    the old code's estimates."""
+    import yaml
+
+    from subsetctl import filehash
+    from subsetctl.api import plan_project, run_project
+
+    project = tiny_project_ran("gradients")
+    site = tmp_path_factory.mktemp("base-site")
+    base = ("import numpy as np\nfrom subsetctl.estimate.solvers import FastEstimator\n\n\n"
+            "class Penalized(FastEstimator):\n    def estimate(self, masks):\n        batch = super().estimate(masks)\n"
+            "        batch.loss = batch.loss + PENALTY * np.asarray(masks).sum(axis=1)\n        return batch\n")
+    (site / "penalized_base.py").write_text(base.replace("PENALTY", "0.001"))
+    (site / "penalized_plugin.py").write_text(
+        "from penalized_base import Penalized\nfrom subsetctl.registry import ESTIMATORS\n\n\n"
+        "@ESTIMATORS.register('penalized')\nclass Tuned(Penalized):\n    pass\n")
+    monkeypatch.syspath_prepend(str(site))
+    spec = yaml.safe_load((project / "subsetctl.yaml").read_text())
+    spec["plugins"] = ["penalized_plugin:Tuned"]
+    spec["estimate"] = {"estimator": "penalized"}
+    (project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    try:
+        run_project(project, until="search")
+        assert not any(s.will_run for s in plan_project(project, until="search")[2])
+
+        (site / "penalized_base.py").write_text(base.replace("PENALTY", "0.5"))
+        for name in ("penalized_base", "penalized_plugin"):  # as a new process imports them
+            sys.modules.pop(name)
+        monkeypatch.setattr(filehash, "_CODE_AS_LOADED", filehash.weakref.WeakKeyDictionary())  # (a new process)
+        search = {s.name: s for s in plan_project(project, until="search")[2]}["search"]
+        assert search.will_run and "the code of the estimator penalized plugin" in "; ".join(search.reasons)
+    finally:
+        for name in ("penalized_base", "penalized_plugin"):
+            sys.modules.pop(name, None)
+
+
 def test_ls_names_where_a_broken_installed_plugin_comes_from(monkeypatch) -> None:
     """`ls --format json` gave a plugin that failed to import the origin "entry point" alone,
     where a working one's names its entry point and package."""
