@@ -317,7 +317,11 @@ class _Group(click.Group):
 
             _error_json_if_asked(exc)  # (before the command ran: the group's own check)
             cause = exc.__cause__
-            if cause is not None and os.environ.get("SUBSETCTL_DEBUG"):  # where a plugin's own code failed
+            shown = getattr(exc, "plugin_traceback", "")  # a plugin's own code failed: where, always
+            if shown:
+                with contextlib.suppress(OSError):
+                    sys.stderr.write(shown)
+            elif cause is not None and os.environ.get("SUBSETCTL_DEBUG"):
                 import traceback
 
                 traceback.print_exception(cause)

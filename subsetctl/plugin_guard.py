@@ -91,23 +91,58 @@ def _home_of(plugin: Any) -> tuple[list[Path], Path | None]:
     return folders, (None if folders or not spec.origin else Path(spec.origin))
 
 
+def _plugin_frames(exc: BaseException, plugin: Any) -> list[traceback.FrameSummary]:
+    """The frames of ``exc``'s traceback in ``plugin``'s own code (its package, or its module
+    file; ``plugin`` as for :func:`_home_of`), outermost first."""
+    if plugin is None or exc.__traceback__ is None:
+        return []
+    folders, file = _home_of(plugin)
+    return [frame for frame in traceback.extract_tb(exc.__traceback__)
+            if (file is not None and Path(frame.filename) == file)
+            or any(Path(frame.filename).is_relative_to(folder) for folder in folders)]
+
+
 def plugin_frame(exc: BaseException, plugin: Any) -> str:
     """" (at /path/myplug/helpers.py:12, in score)": the innermost line of ``plugin``'s own
     code (its package, or its module file; ``plugin`` as for :func:`_home_of`) that ``exc``
-    passed through, which is where its author looks first (the line raising may be in numpy,
-    and the whole traceback is shown only by `run` with SUBSETCTL_DEBUG=1); "" when none is
-    known."""
-    if plugin is None or exc.__traceback__ is None:
+    passed through, which is where its author looks first (the line raising may be in numpy;
+    the whole traceback is printed above the message, :func:`plugin_traceback`); "" when none
+    is known."""
+    frames = _plugin_frames(exc, plugin)
+    if not frames:
         return ""
-    folders, file = _home_of(plugin)
-    found = None
-    for frame in traceback.extract_tb(exc.__traceback__):
-        path = Path(frame.filename)
-        if (file is not None and path == file) or any(path.is_relative_to(folder) for folder in folders):
-            found = frame
-    if found is None:
+    return f" (at {frames[-1].filename}:{frames[-1].lineno}, in {frames[-1].name})"
+
+
+def plugin_traceback(exc: BaseException, plugin: Any) -> str:
+    """The traceback of ``exc``, raised in ``plugin``'s code, as its author reads it: from the
+    first frame outside subsetctl and importlib (the frames above it only call or import the
+    plugin), with the exceptions it was chained to; "" where none of its frames is the
+    plugin's own (the call itself failed, a wrong signature; or pickling it did, in joblib's
+    code: the message says what of the plugin is wrong)."""
+    import importlib
+
+    import subsetctl
+
+    if not _plugin_frames(exc, plugin):
         return ""
-    return f" (at {found.filename}:{found.lineno}, in {found.name})"
+    callers = [Path(module.__file__).resolve().parent for module in (subsetctl, importlib)]  # (importlib: a module's import)
+    shown = traceback.TracebackException.from_exception(exc)
+    frames = list(shown.stack)
+    first = next((i for i, frame in enumerate(frames) if not frame.filename.startswith("<frozen ")
+                  and not any(Path(frame.filename).resolve().is_relative_to(folder) for folder in callers)), 0)
+    shown.stack = traceback.StackSummary.from_list(frames[first:])
+    return "".join(shown.format())
+
+
+def blamed_on_plugin(error: UserError, exc: BaseException, plugin: Any) -> UserError:
+    """``error`` (a message blaming ``plugin`` for ``exc``) carrying the text of the plugin's
+    traceback (:func:`plugin_traceback`) as ``plugin_traceback``, which the CLI prints above
+    the message. Kept as text, an attribute, so that it survives the pickling that brings an
+    error back from a loky or Dask worker: there ``exc`` itself was lost, and `run` (with
+    SUBSETCTL_DEBUG=1 too) showed only the workers' subsetctl frames, never the plugin's."""
+    error.plugin_traceback = plugin_traceback(exc, plugin)  # type: ignore[attr-defined]
+    return error
 
 
 def call_loader_plugin(fn: Any, options: Any, ctx: Any, who: str, fix: str) -> Any:
@@ -121,7 +156,8 @@ def call_loader_plugin(fn: Any, options: Any, ctx: Any, who: str, fix: str) -> A
     except UserError:
         raise
     except (Exception, SystemExit) as exc:
-        raise UserError(f"Source {ctx.source_name!r}: {who} {what_it_did(exc, fn)}. {fix}") from exc
+        raise blamed_on_plugin(UserError(f"Source {ctx.source_name!r}: {who} {what_it_did(exc, fn)}. {fix}"),
+                               exc, fn) from exc
 
 
 def _blame(kind: str, name: str, origin: str, what: str, exc: BaseException | None = None,
@@ -133,8 +169,9 @@ def _blame(kind: str, name: str, origin: str, what: str, exc: BaseException | No
     else:
         cause = (f": {type(exc).__name__}: {' '.join(str(exc).split())[:300]}{plugin_frame(exc, plugin)}"
                  if exc is not None else "")
-    return UserError(f"The {kind} plugin {name!r} ({origin}) {what}{cause}. Fix the plugin, or use a built-in "
-                     f"{kind} (`subsetctl ls` lists them).")
+    error = UserError(f"The {kind} plugin {name!r} ({origin}) {what}{cause}. Fix the plugin, or use a built-in "
+                      f"{kind} (`subsetctl ls` lists them).")
+    return error if exc is None else blamed_on_plugin(error, exc, plugin)
 
 
 def build_plugin(kind: str, name: str, origin: str, build: Any, *args: Any, **kwargs: Any) -> Any:

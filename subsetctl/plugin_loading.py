@@ -168,15 +168,15 @@ def load_plugin_string(spec: str, spec_dir: Path | None = None) -> Any:
     except UserError:  # subsetctl refused what it registers (two plugins under one name): says so itself
         raise
     except (Exception, SystemExit) as exc:  # the plugin's own code failed (or exited) while importing
-        from subsetctl.plugin_guard import plugin_frame
+        from subsetctl.plugin_guard import blamed_on_plugin, plugin_frame
 
         said, where = str(exc), plugin_frame(exc, module_name)
         if isinstance(exc, SyntaxError) and exc.filename:  # "(mine.py, line 3)": the file's name alone
             said, where = str(exc.msg), f" (at {exc.filename}:{exc.lineno})"
-        raise UserError(
+        raise blamed_on_plugin(UserError(
             f"Plugin module {module_name!r} raised {type(exc).__name__} while being imported: {said}"
             f"{where}. Fix the plugin, or remove it from the spec's `plugins` list."
-        ) from exc
+        ), exc, module_name) from exc
     if not hasattr(module, attr):
         public = sorted(name for name in vars(module) if not name.startswith("_"))
         close = difflib.get_close_matches(attr, public, n=1, cutoff=0.6)

@@ -1513,8 +1513,11 @@ def test_json_output_under_an_ascii_locale_spells_a_non_ascii_path_as_its_name(j
     assert checked["file"] == str(moved / "subsetctl.yaml") and checked["valid"], (checked, done.stderr)
 
 
-def test_debug_shows_where_a_plugins_own_code_failed(tiny_project_ran, monkeypatch) -> None:
-    """SUBSETCTL_DEBUG=1 printed only the one-paragraph message for a plugin's error: no file, no line."""
+def test_a_plugins_error_shows_its_own_traceback_above_the_message(tiny_project_ran, monkeypatch) -> None:
+    """SUBSETCTL_DEBUG=1 printed only the one-paragraph message for a plugin's error: no file, no line.
+    Without it the message named one line, so a plugin's author re-ran with a variable no message
+    mentioned to see the rest: the plugin's own frames are now shown above the message, without
+    subsetctl's that called it (with SUBSETCTL_DEBUG=1 too)."""
     tiny_project = tiny_project_ran("gradients")  # a copy: the failing search stage still runs
     (tiny_project / "clidebug_plugin.py").write_text(
         "from subsetctl.registry import STRATEGIES\nfrom subsetctl.search.base import Strategy\n\n"
@@ -1524,13 +1527,13 @@ def test_debug_shows_where_a_plugins_own_code_failed(tiny_project_ran, monkeypat
     monkeypatch.syspath_prepend(str(tiny_project))
     args = ["run", str(tiny_project), "--until", "search", "plugins=[clidebug_plugin:Raises]",
             "search.strategies=[{name: clidebug_raises}]"]
-    plain = CliRunner().invoke(main, args)
-    assert plain.exit_code == 1 and "raised ValueError: boom in my strategy" in plain.output
-    assert "Traceback" not in plain.output
-    monkeypatch.setenv("SUBSETCTL_DEBUG", "1")
-    debug = CliRunner().invoke(main, args)
-    assert debug.exit_code == 1 and "Traceback" in debug.output
-    assert 'clidebug_plugin.py", line 5, in helper' in debug.output
+    for debug in ("", "1"):
+        monkeypatch.setenv("SUBSETCTL_DEBUG", debug)
+        done = CliRunner().invoke(main, args)
+        assert done.exit_code == 1 and "raised ValueError: boom in my strategy" in done.output
+        shown, _, message = done.output.partition("ValueError: boom in my strategy\nerror: Strategy 'clidebug_raises'")
+        assert message and 'clidebug_plugin.py", line 5, in helper' in shown, done.output
+        assert 'clidebug_plugin.py", line 10, in run' in shown and "subsetctl/" not in shown, done.output
 
 
 def test_validate_and_plan_say_what_code_from_outside_subsetctl_a_spec_runs(jsonl_project: Path, monkeypatch) -> None:

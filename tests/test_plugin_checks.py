@@ -769,6 +769,40 @@ def test_a_plugin_strategys_trace_subset_naming_a_source_twice_is_refused(plugin
         _run_strategy(_returning(result), plugin_strategy_name, "mine", None, _Context(), None)
 
 
+def test_a_plugin_estimators_traceback_comes_back_from_a_worker_with_its_error(tmp_path: Path, monkeypatch) -> None:
+    """On loky and Dask workers the error blaming a plugin estimator comes back pickled, which
+    drops the plugin's exception it was raised from: `run` (with SUBSETCTL_DEBUG=1 too) showed
+    the worker's subsetctl frames and never the plugin's. Its traceback now travels as text,
+    from the plugin's own first frame on."""
+    import pickle
+    import threading
+
+    from subsetctl.plugin_guard import CheckedEstimator, unpicklable_plugin
+
+    (tmp_path / "worker_raising.py").write_text(
+        "def helper():\n    return {}['missing']\n\n\nclass Raising:\n    def estimate(self, masks):\n"
+        "        return helper()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from worker_raising import Raising
+
+    try:
+        with pytest.raises(UserError) as raised:
+            CheckedEstimator(Raising(), "raising", "module worker_raising").estimate(np.ones((1, 2), dtype=bool))
+        shown = pickle.loads(pickle.dumps(raised.value)).plugin_traceback
+        assert shown.startswith("Traceback (most recent call last):\n") and shown.endswith("KeyError: 'missing'\n")
+        assert f'"{tmp_path / "worker_raising.py"}", line 7, in estimate' in shown
+        assert f'"{tmp_path / "worker_raising.py"}", line 2, in helper' in shown and "plugin_guard" not in shown
+        unpicklable = Raising()
+        unpicklable.lock = threading.Lock()
+        with pytest.raises(TypeError) as pickling:  # in pickle's code, not the plugin's: no traceback to show
+            pickle.dumps(unpicklable)
+        blamed = unpicklable_plugin(CheckedEstimator(unpicklable, "raising", "module worker_raising"), "loky",
+                                    pickling.value)
+        assert blamed is not None and "cannot be pickled" in str(blamed) and blamed.plugin_traceback == ""
+    finally:
+        sys.modules.pop("worker_raising", None)
+
+
 def test_a_plugins_error_names_the_line_of_its_own_code_it_came_from(tmp_path: Path, monkeypatch) -> None:
     """An exception in a plugin's code was reported as "raised T: msg" alone: its author had
     to re-run with SUBSETCTL_DEBUG=1 (not possible for validate or ls) to learn where. The

@@ -385,7 +385,7 @@ def locate_packaged(name: str, cache_dir: Path | None = None, progress: Progress
     origin = PACKAGED_MODELS.origin(name)
     if origin == "built-in":
         return Path(entry.locate(cache_dir, progress))
-    from subsetctl.plugin_guard import prints_to_stderr, what_it_did
+    from subsetctl.plugin_guard import blamed_on_plugin, prints_to_stderr, what_it_did
 
     fix = "Fix or reinstall that package, or set model.source to another model (`subsetctl ls` lists them)."
     try:
@@ -394,8 +394,8 @@ def locate_packaged(name: str, cache_dir: Path | None = None, progress: Progress
     except UserError:
         raise
     except (Exception, SystemExit) as exc:  # the plugin's own code
-        raise UserError(f"The packaged model {name!r} ({origin}) {what_it_did(exc, entry.locate)} while locating "
-                        f"its folder. {fix}") from exc
+        raise blamed_on_plugin(UserError(f"The packaged model {name!r} ({origin}) {what_it_did(exc, entry.locate)} "
+                                         f"while locating its folder. {fix}"), exc, entry.locate) from exc
     if not isinstance(folder, (str, os.PathLike)):
         raise UserError(f"The packaged model {name!r} ({origin}) returned {folder!r} from locate(); it must return "
                         f"the path of a Hugging Face model folder. {fix}")

@@ -449,21 +449,21 @@ def _run_strategy(cls: Any, name: str, label: str, estimator: Any, context: Any,
     except (Exception, SystemExit) as exc:  # sys.exit() in a plugin too: not a silent exit
         if origin == "built-in" or getattr(exc, "raised_by_subsetctl", False):
             raise
-        from subsetctl.plugin_guard import what_it_did
+        from subsetctl.plugin_guard import blamed_on_plugin, what_it_did
 
         failed = estimator_failed() if estimator_failed is not None else None
         if failed:
-            raise UserError(
+            raise blamed_on_plugin(UserError(
                 f"Strategy {label!r} ({origin}) {what_it_did(exc, cls)}. {failed}, which is most likely why: fix "
                 f"{_ESTIMATOR_FIX}, then run again."
-            ) from exc
+            ), exc, cls) from exc
         read_only = (" context.features' arrays are read-only (the estimator and the other strategies read "
                      "them): copy one (np.array(...)) to change it." if isinstance(exc, ValueError)
                      and "read-only" in str(exc) else "")
-        raise UserError(
+        raise blamed_on_plugin(UserError(
             f"Strategy {label!r} ({origin}) {what_it_did(exc, cls)}.{read_only} This is an error in the "
             "plugin, not in subsetctl: fix it and run again (the subset estimates made so far are kept)."
-        ) from exc
+        ), exc, cls) from exc
     if not isinstance(result, StrategyResult):
         raise UserError(f"{where} returned a {type(result).__name__}; a strategy's run() must return a "
                         "subsetctl.search.base.StrategyResult.")
