@@ -303,9 +303,21 @@ def _register_named_class(obj: Any, spec: str) -> None:
                 f"Plugin {spec!r} is named {name!r}, like the {registry.kind} from {registry.origin(name)}: "
                 "give the class another `name`."
             )
+        article = "an" if registry.kind[0] in "aeiou" else "a"
         if not name:
+            from subsetctl.registry import ALL_REGISTRIES
+
+            elsewhere = [(other, entry.name) for other in ALL_REGISTRIES.values() if other is not registry
+                         for entry in other.entries() if entry.obj is obj]
+            if elsewhere:  # ``@STRATEGIES.register`` on an estimator class: the spec naming it is told "not a Strategy"
+                other, as_name = elsewhere[0]
+                raise UserError(
+                    f"Plugin {spec!r} is {article} {registry.kind} class (it derives from {base.__name__}), but its "
+                    f"module registers it as a {other.kind}, {as_name!r}: register it with "
+                    f"`@{registry.variable}.register({as_name!r})` instead of `@{other.variable}.register`."
+                )
             raise UserError(
-                f"Plugin {spec!r} is a {registry.kind} class without a name of its own: decorate it with "
+                f"Plugin {spec!r} is {article} {registry.kind} class without a name of its own: decorate it with "
                 f"`@{registry.variable}.register(\"my_{registry.kind}\")` (from subsetctl.registry import "
                 f"{registry.variable}) or give it a class attribute `name = \"my_{registry.kind}\"`."
             )

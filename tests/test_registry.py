@@ -192,6 +192,30 @@ def test_a_plugins_class_without_a_name_says_how_to_register_it(tmp_path, monkey
     assert STRATEGIES.origin("forward") == "built-in"
 
 
+def test_a_plugins_estimator_class_registered_as_a_strategy_is_told_so(tmp_path, monkeypatch) -> None:
+    """An estimator class decorated with ``@STRATEGIES.register`` and named under ``plugins:``
+    was "a estimator class without a name of its own: decorate it with
+    `@ESTIMATORS.register`": it was decorated, with the wrong kind's decorator."""
+    import pytest
+
+    from subsetctl.errors import UserError
+    from subsetctl.plugin_loading import load_plugin_string
+
+    (tmp_path / "misregistered_plugin.py").write_text(
+        "from subsetctl.estimate.solvers import FastEstimator\nfrom subsetctl.registry import STRATEGIES\n\n"
+        "@STRATEGIES.register('misregistered')\nclass Misregistered(FastEstimator):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        with pytest.raises(UserError, match=re.escape(
+                "is an estimator class (it derives from SubsetEstimator), but its module registers it as a "
+                "strategy, 'misregistered': register it with `@ESTIMATORS.register('misregistered')` instead of "
+                "`@STRATEGIES.register`.")):
+            load_plugin_string("misregistered_plugin:Misregistered")
+    finally:
+        sys.modules.pop("misregistered_plugin", None)
+        STRATEGIES._entries.pop("misregistered", None)
+
+
 def test_a_plugins_class_without_a_decorator_loads_again_after_its_module_is_reloaded(tmp_path, monkeypatch) -> None:
     """The warning about an edited plugin advises importlib.reload; a class that plugins:
     names (not registered by a decorator) then failed as named "like the strategy from
