@@ -419,15 +419,18 @@ def base_class_code_fingerprints(obj: Any, root: Path | None = None) -> dict[str
 
 
 def code_edited_since_loaded(objects: Iterable[Any]) -> list[Path]:
-    """The source files of ``objects`` (plugin functions, classes, callable objects) whose
+    """The source files of ``objects`` (plugin functions, classes, callable objects), and of
+    the base classes their fingerprints count (:func:`base_class_code_fingerprints`), whose
     content changed since this process loaded their code (see :func:`code_fingerprint`):
     it still runs the code from before the edit."""
     edited: set[Path] = set()
     for obj in objects:
-        try:
-            path, fingerprint = _CODE_AS_LOADED[_code_target(obj)]
-        except (KeyError, TypeError):  # never fingerprinted (or not weak-referenceable)
-            continue
-        if file_fingerprint(path) != fingerprint:
-            edited.add(path)
+        target = _code_target(obj)
+        for code in (target, *getattr(target, "__mro__", ())[1:]):  # (a base never fingerprinted: not there)
+            try:
+                path, fingerprint = _CODE_AS_LOADED[code]
+            except (KeyError, TypeError):  # never fingerprinted (or not weak-referenceable)
+                continue
+            if file_fingerprint(path) != fingerprint:
+                edited.add(path)
     return sorted(edited)

@@ -167,3 +167,27 @@ def test_entries_not_looked_up_for_a_month_leave_the_cache(tmp_path: Path, monke
     cache.flush()
     kept = json.loads((tmp_path / ".subsetctl" / "cache" / "file_hashes.json").read_text())
     assert set(kept) == {str(old.resolve())}
+
+
+def test_a_base_class_file_edited_after_it_was_loaded_is_named(tmp_path: Path, monkeypatch) -> None:
+    """A notebook ran a project with a plugin estimator whose ``estimate`` it inherits from a
+    sibling module, then edited that module: the base class's fingerprint counts (so the
+    results stay recorded as the loaded code's), but the warning that the old code still
+    runs looked at the subclass's file alone and said nothing."""
+    import sys
+
+    from subsetctl.filehash import base_class_code_fingerprints, code_edited_since_loaded
+
+    (tmp_path / "edited_base.py").write_text("class Base:\n    def estimate(self, masks):\n        return 1\n")
+    (tmp_path / "edited_sub.py").write_text("from edited_base import Base\n\n\nclass Sub(Base):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        from edited_sub import Sub
+
+        assert base_class_code_fingerprints(Sub) is not None  # as a stage's fingerprint takes it
+        assert code_edited_since_loaded([Sub]) == []
+        (tmp_path / "edited_base.py").write_text("class Base:\n    def estimate(self, masks):\n        return 2\n")
+        assert code_edited_since_loaded([Sub]) == [tmp_path / "edited_base.py"]
+    finally:
+        for name in ("edited_base", "edited_sub"):
+            sys.modules.pop(name, None)
