@@ -140,6 +140,15 @@ def cached_snapshot(repo_id: str, revision: str | None = None) -> Path | None:
     return Path(found).parent if isinstance(found, str) else None
 
 
+def snapshot_pinned(snapshot: Path, revision: str | None) -> bool:
+    """Whether the cached ``snapshot`` is the one ``from_pretrained`` loads for ``revision``
+    whether or not the hub is reachable: ``revision`` is the commit that names it. A branch or
+    tag (or None: main) may have moved on the hub since the cache was filled, and with the hub
+    reachable ``from_pretrained`` loads where it points now, so such a snapshot's files say what
+    will load only offline."""
+    return revision is not None and snapshot.name == revision
+
+
 def cached_revision(repo_id: str, revision: str | None = None) -> str | None:
     """The commit of the hub model ``repo_id`` that the local Hugging Face cache serves for
     ``revision`` (its snapshot folder's name, :func:`cached_snapshot`); None when it is not cached."""

@@ -86,7 +86,7 @@ def remote_code_not_fetched(folder: Path, exc: BaseException, reason: str) -> st
     damaged copy of the weights, and how to make the folder load without the hub. None where
     it takes no code from elsewhere, or ``exc`` came from elsewhere than that fetch (a
     truncated weights file once the code was fetched: the copy to repeat, as for any folder)."""
-    if not _raised_fetching_code(exc):
+    if not raised_loading_code(exc):
         return None
     entries = auto_map_entries(folder)
     references = [ref for refs in entries.values() for ref in refs]
@@ -102,21 +102,23 @@ def remote_code_not_fetched(folder: Path, exc: BaseException, reason: str) -> st
             "without the hub; or run once where the hub is reachable (transformers keeps the code it fetched).")
 
 
-def remote_code_import_failed(folder: Path, exc: ImportError, reason: str) -> str | None:
+def remote_code_import_failed(folder: Path, exc: ImportError, reason: str, where: str | None = None) -> str | None:
     """What to say where the code the model folder ``folder``'s ``auto_map`` names could not be
     imported (``exc``, ``reason`` its first line: transformers' "This modeling file requires the
     following packages that were not found in your environment"), which stopped `run` with an
     internal error: a package to install where subsetctl runs. None where ``exc`` came from
-    elsewhere than transformers' import of that code."""
-    if not _raised_fetching_code(exc):
+    elsewhere than transformers' import of that code. ``where``: how the message names the model
+    (default "The model folder FOLDER"; a hub id's copy in the local Hugging Face cache is named as such)."""
+    if not raised_loading_code(exc):
         return None
-    return (f"The model folder {folder}'s own code (the Python files its config.json's auto_map names, run with "
+    opening = f"{where}: its own code" if where else f"The model folder {folder}'s own code"
+    return (f"{opening} (the Python files its config.json's auto_map names, run with "
             f"model.trust_remote_code: true) could not be imported: {reason} Install what it asks for in the "
             "Python environment subsetctl runs in, then run again; or point model.source at a model transformers "
             "supports without that code.")
 
 
-def _raised_fetching_code(exc: BaseException) -> bool:
+def raised_loading_code(exc: BaseException) -> bool:
     """Whether ``exc`` was raised in transformers' ``dynamic_module_utils``, which fetches and
     imports an ``auto_map``'s code: the one place a failure is the code's, not the weights'."""
     import traceback

@@ -37,8 +37,10 @@ from subsetctl.hub import (
     cached_snapshot,
     hub_reachable,
     model_cached,
+    snapshot_pinned,
 )
 from subsetctl.modeling.remote_code import (
+    raised_loading_code,
     refuse_code_not_trusted,
     remote_code_import_failed,
     remote_code_not_fetched,
@@ -913,7 +915,11 @@ def _check_cached_hub_config(source: str, kind: str | None, revision: str | None
     if kind == "causal-lm":
         _refuse_non_causal(config, where)
     if trust_remote_code is not None:
-        refuse_code_not_trusted(snapshot, trust_remote_code, where)
+        try:
+            refuse_code_not_trusted(snapshot, trust_remote_code, where)
+        except UserError:  # (the hub probed only then: a cache's revision of main may be out of date online)
+            if snapshot_pinned(snapshot, revision) or not hub_reachable():
+                raise
 
 
 def _refuse_config_not_json(folder: Path) -> None:
@@ -1497,7 +1503,8 @@ def resolve_model(
         offline = not hub_reachable()  # offline: only the local HF cache can serve it
         info["hub_offline"] = offline
         where = f"The hub model {as_typed(source)}"
-        if (snapshot := cached_snapshot(source, revision)) is not None:  # as a local folder's, from its cached copy
+        snapshot = cached_snapshot(source, revision)
+        if snapshot is not None and (offline or snapshot_pinned(snapshot, revision)):  # what loads: as a local folder's
             refuse_code_not_trusted(snapshot, trust_remote_code, _hub_copy_opening(source, snapshot))
         try:
             model, tokenizer, replaced_head, new_layers = _load(
@@ -1509,6 +1516,8 @@ def resolve_model(
             if (cache_problem := cache_write_problem(exc, default="hub")) is not None:
                 raise UserError(f"Could not load {as_typed(source)} from the Hugging Face hub: it could not write the "
                                 f"local cache: {cache_problem}") from exc
+            if (code_problem := _hub_model_code_problem(source, revision, exc, trust_remote_code)) is not None:
+                raise UserError(code_problem) from exc
             if not offline:
                 where = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'}"
             elif model_cached(source, revision):  # validate found its config.json: say what the cache lacks
@@ -1557,6 +1566,27 @@ def resolve_model(
     info["config_hash"] = config_hash(model.config)
     info["num_parameters"] = int(sum(p.numel() for p in model.parameters()))
     return model, tokenizer, info
+
+
+def _hub_model_code_problem(source: str, revision: str | None, exc: Exception, trust_remote_code: bool) -> str | None:
+    """What to say where loading the hub model ``source`` failed with ``exc`` because of the code
+    its ``auto_map`` names, read from its snapshot in the local Hugging Face cache, which the
+    failed load has just read (or downloaded): that code imports a package not installed
+    (offline this was said as a cache holding only part of the model), or, with
+    ``trust_remote_code`` off, only that code builds the model (transformers' "contains custom
+    code which must be executed", once the hub was reachable and the cache's copy, possibly of an
+    older revision, was not read first). None for any other failure."""
+    snapshot = cached_snapshot(source, revision)
+    if snapshot is None or not raised_loading_code(exc):  # (a failed download: the cache's copy may be stale)
+        return None
+    where = _hub_copy_opening(source, snapshot)
+    if isinstance(exc, ImportError):
+        return remote_code_import_failed(snapshot, exc, _first_line(exc), where)
+    try:
+        refuse_code_not_trusted(snapshot, trust_remote_code, where)
+    except UserError as refused:
+        return str(refused)
+    return None
 
 
 def _first_line(exc: BaseException, limit: int = 300) -> str:

@@ -192,3 +192,80 @@ def test_a_folder_whose_own_code_imports_a_package_not_installed_says_to_install
     message = str(raised.value)
     assert f"The model folder {folder}'s own code" in message and "could not be imported" in message, message
     assert "subsetctl_test_no_such_package" in message and "Install what it asks for" in message, message
+
+
+def _cached_hub_model(tiny_llama_dir: Path, hub: Path, commit: str, model_type: str | None = "xllama") -> Path:
+    """The hub model someorg/xllama's snapshot ``commit`` in the local Hugging Face cache ``hub``,
+    which refs/main names: the tiny Llama whose auto_map names its own code (``model_type``
+    "xllama"), or with None the tiny Llama as it is (a later revision transformers supports)."""
+    repo = hub / "models--someorg--xllama"
+    snapshot = repo / "snapshots" / commit
+    if model_type is None:
+        shutil.copytree(tiny_llama_dir, snapshot)
+    else:
+        _with_auto_map(tiny_llama_dir, snapshot, "", model_type=model_type)
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(commit)
+    return snapshot
+
+
+def test_an_offline_hub_model_whose_own_code_imports_a_package_not_installed_says_so(
+        tiny_llama_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Offline, a hub id whose cached copy's auto_map code imports a package not installed was
+    said as "the local Hugging Face cache holds only part of the model" (to download the rest): it
+    names the cached copy's code, that it could not be imported, and what to install."""
+    import huggingface_hub.constants
+
+    snapshot = _cached_hub_model(tiny_llama_dir, tmp_path / "hub", "0123456789abcdef")
+    (snapshot / "configuration_x.py").write_text("import subsetctl_test_no_such_package\n" + _CONFIG_CODE)
+    (snapshot / "modeling_x.py").write_text(_MODEL_CODE)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr("subsetctl.modeling.resolve.hub_reachable", lambda timeout=3.0: False)
+    with pytest.raises(UserError) as raised:
+        resolve_model("someorg/xllama", "causal-lm", trust_remote_code=True)
+    message = str(raised.value)
+    assert message.startswith("The hub model 'someorg/xllama' (its copy in the local Hugging Face cache, "
+                              f"{snapshot}): its own code"), message
+    assert "could not be imported" in message and "subsetctl_test_no_such_package" in message, message
+    assert "only part" not in message and "download the rest" not in message, message
+
+
+def test_a_reachable_hub_is_not_answered_from_an_older_cached_revision_of_main(
+        tiny_llama_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the hub reachable, the cache's copy of main (an older revision whose model only its own
+    code built) refused the hub id before loading, for model.trust_remote_code, though the hub's main
+    now loads with transformers' classes: validate and the load pass it, and the load still names
+    the cached copy and trust_remote_code where what it downloaded needs that code."""
+    import huggingface_hub.constants
+
+    from subsetctl.modeling import resolve
+    from subsetctl.modeling.resolve import check_model_folder
+
+    hub = tmp_path / "hub"
+    _cached_hub_model(tiny_llama_dir, hub, "0123456789abcdef")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hub))
+    monkeypatch.setattr("subsetctl.modeling.resolve.hub_reachable", lambda timeout=3.0: True)
+    load = resolve._load
+
+    def download_then_load(model_type: str | None):
+        def fake(location, kind, dtype, trust_remote_code, num_labels, local_files_only=False, where=None,
+                 revision=None):  # the hub's main, as from_pretrained downloads it into the cache, then loaded
+            fresh = _cached_hub_model(tiny_llama_dir, hub, "fedcba9876543210", model_type)
+            return load(str(fresh), kind, dtype, trust_remote_code, num_labels, where=where)
+        return fake
+
+    check_model_folder("someorg/xllama", tmp_path, "causal-lm", trust_remote_code=False)
+    monkeypatch.setattr(resolve, "_load", download_then_load(None))
+    assert type(resolve_model("someorg/xllama", "causal-lm")[0]).__name__ == "LlamaForCausalLM"
+    # a commit asked for is what loads, reachable or not: its cached copy is read first
+    with pytest.raises(UserError, match="model_type transformers does not know"):
+        check_model_folder("someorg/xllama", tmp_path, "causal-lm", "0123456789abcdef", trust_remote_code=False)
+    shutil.rmtree(hub)
+    _cached_hub_model(tiny_llama_dir, hub, "0123456789abcdef", None)
+    monkeypatch.setattr(resolve, "_load", download_then_load("xllama"))
+    with pytest.raises(UserError) as raised:
+        resolve_model("someorg/xllama", "causal-lm")
+    message = str(raised.value)
+    assert message.startswith("The hub model 'someorg/xllama' (its copy in the local Hugging Face cache, "
+                              f"{hub / 'models--someorg--xllama' / 'snapshots' / 'fedcba9876543210'})"), message
+    assert "model.trust_remote_code: true" in message, message
