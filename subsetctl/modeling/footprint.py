@@ -200,7 +200,32 @@ _QK_NORM_TYPES = frozenset({"qwen3", "qwen3_moe", "gemma3_text"})
 _FOUR_NORM_TYPES = frozenset({"gemma2", "gemma3_text"})
 
 #: model types whose norms are LayerNorms with a bias (twice the hidden size each), not RMSNorms
-_LAYER_NORM_TYPES = frozenset({"opt", "stablelm"})
+_LAYER_NORM_TYPES = frozenset({"opt", "stablelm", "phi", "starcoder2", "gpt_neox", "gptj", "codegen"})
+
+#: model types whose attention and MLP run side by side on one norm's output: one norm a layer, not two
+_ONE_NORM_TYPES = frozenset({"phi", "gptj", "codegen"})
+
+#: model types whose MLP's layers always have a bias
+_MLP_BIAS_TYPES = frozenset({"phi", "gpt_neox", "gptj", "codegen"})
+
+#: model types whose output head has a bias (a vocabulary's worth)
+_HEAD_BIAS_TYPES = frozenset({"phi", "gptj", "codegen"})
+
+#: what each family names its layer's matrices, where not as Llama does (``q_proj``, ``k_proj``,
+#: ``v_proj``, ``o_proj``; ``up_proj``, ``down_proj``): the query, key and value projections (one
+#: name: a fused matrix of all three), the attention's output, the MLP's up and down projections.
+#: LoRA's per-rank count matches target_modules against these: OPT's ``fc1``, ``fc2`` counted
+#: nothing, being counted under Llama's names
+_LAYER_NAMES: dict[str, tuple[tuple[str, ...], str, str, str]] = {
+    "opt": (("q_proj", "k_proj", "v_proj"), "out_proj", "fc1", "fc2"),
+    "phi": (("q_proj", "k_proj", "v_proj"), "dense", "fc1", "fc2"),
+    "starcoder2": (("q_proj", "k_proj", "v_proj"), "o_proj", "c_fc", "c_proj"),
+    "gpt_neox": (("query_key_value",), "dense", "dense_h_to_4h", "dense_4h_to_h"),
+    "gptj": (("q_proj", "k_proj", "v_proj"), "out_proj", "fc_in", "fc_out"),
+    "codegen": (("qkv_proj",), "out_proj", "fc_in", "fc_out"),
+    "phi3": (("qkv_proj",), "o_proj", "gate_up_proj", "down_proj"),  # (gate and up in one matrix)
+}
+_LLAMA_NAMES = (("q_proj", "k_proj", "v_proj"), "o_proj", "up_proj", "down_proj")
 
 #: bytes an element of each config.json ``torch_dtype`` (``dtype``) takes
 _CONFIG_DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
@@ -213,8 +238,9 @@ def _shape_from_config(config: dict[str, Any], target_modules: list[str] | None)
     id's config.json where only it was downloaded (`hf download ID config.json`, a download cut short),
     and plan gave no estimate. The sizes are read under any of their names (:data:`_CONFIG_KEYS`:
     GPT-2's ``n_embd``, ``n_layer``); GPT-2's own layers (``c_attn``, ``c_proj``, ``c_fc``, with
-    biases and learned positions) are counted as it names them, every other type's as Llama's
-    (``q_proj`` ... ``down_proj``), which LoRA's per-rank count covers.
+    biases and learned positions) are counted as it names them, the families of
+    :data:`_LAYER_NAMES` (OPT's ``fc1``, GPT-NeoX's ``query_key_value``) under their names, every
+    other type's as Llama's (``q_proj`` ... ``down_proj``), which LoRA's per-rank count covers.
     None where the config does not give the sizes."""
     from subsetctl.modeling.lora import DEFAULT_TARGETS
 
@@ -235,17 +261,16 @@ def _shape_from_config(config: dict[str, Any], target_modules: list[str] | None)
         extra = _config_size(text, "max_position_embeddings") * hidden + hidden  # (+ the last norm's bias)
         per_layer_extra = 2 * 2 * hidden + 3 * hidden + hidden + intermediate + hidden  # the norms, the biases
     else:
-        per_layer = [("q_proj", (hidden, heads * head_dim)), ("k_proj", (hidden, kv)), ("v_proj", (hidden, kv)),
-                     ("o_proj", (heads * head_dim, hidden))]
         # a multimodal config's decoder is its text_config's model type (Gemma 3's "gemma3_text" in a "gemma3"):
         # the top-level type named none of its layers' gated MLP, norms and query-key norms
         layer_type = str(text.get("model_type") if text is not config and isinstance(text.get("model_type"), str)
                          else model_type)
+        per_layer = _attention_matrices(layer_type, hidden, heads * head_dim, kv)
         per_layer += _mlp_matrices(text, layer_type, hidden, intermediate)
         per_layer_extra = _layer_vectors(text, layer_type, hidden, heads * head_dim, kv, intermediate)
         # OPT's learned positions (2 more than it reads) and the last norm's bias of LayerNorm types
         extra = ((_config_size(text, "max_position_embeddings") + 2) * hidden if model_type == "opt" else 0) + (
-            hidden if model_type in _LAYER_NORM_TYPES else 0)
+            hidden if model_type in _LAYER_NORM_TYPES else 0) + (vocab if model_type in _HEAD_BIAS_TYPES else 0)
     tied = _tied_head(config, text, str(model_type))
     params = (vocab * hidden * (1 if tied else 2) + extra
               + layers * (sum(a * b for _, (a, b) in per_layer) + per_layer_extra) + hidden
@@ -294,19 +319,36 @@ def _mlp_matrices(text: dict[str, Any], model_type: str, hidden: int,
             (name, shape) for _ in range(experts)
             for name, shape in (("w1", (hidden, intermediate)), ("w2", (intermediate, hidden)),
                                 ("w3", (hidden, intermediate)))]
+    _, _, up, down = _LAYER_NAMES.get(model_type, _LLAMA_NAMES)
+    if up == "gate_up_proj":  # (one matrix of both)
+        return [(up, (hidden, 2 * intermediate)), (down, (intermediate, hidden))]
     gated = [("gate_proj", (hidden, intermediate))] if model_type in _GATED_MLP_TYPES else []
-    return [("up_proj", (hidden, intermediate)), ("down_proj", (intermediate, hidden)), *gated]
+    return [(up, (hidden, intermediate)), (down, (intermediate, hidden)), *gated]
+
+
+def _attention_matrices(model_type: str, hidden: int, queries: int, kv: int) -> list[tuple[str, tuple[int, int]]]:
+    """A layer's attention matrices, as :func:`_shape_from_config` counts them, under the names
+    the family gives them (:data:`_LAYER_NAMES`): the query, key and value projections (``queries``
+    and ``kv`` wide: grouped key-value heads), or one fused matrix of all three, and the output."""
+    projections, output, _, _ = _LAYER_NAMES.get(model_type, _LLAMA_NAMES)
+    widths = (queries, kv, kv)
+    fused = [(projections[0], (hidden, sum(widths)))] if len(projections) == 1 else [
+        (name, (hidden, width)) for name, width in zip(projections, widths)]
+    return [*fused, (output, (queries, hidden))]
 
 
 def _layer_vectors(text: dict[str, Any], model_type: str, hidden: int, queries: int, kv: int,
                    intermediate: int) -> int:
     """A Llama-style layer's parameters outside its matrices: its norms (two of the hidden size,
-    four for :data:`_FOUR_NORM_TYPES`), the per-head query and key norms of
-    :data:`_QK_NORM_TYPES` (OLMo 2's over all heads), and the biases a config switches on:
-    Qwen2's on the queries, keys and values (always), ``attention_bias`` (the four projections'),
-    ``mlp_bias`` (the MLP's). Small beside the matrices, but they made the count of a Qwen2 or
-    Gemma 2 differ from its weights'."""
-    total = (4 if model_type in _FOUR_NORM_TYPES else 2) * hidden * (2 if model_type in _LAYER_NORM_TYPES else 1)
+    four for :data:`_FOUR_NORM_TYPES`, one for :data:`_ONE_NORM_TYPES`, LayerNorms' biases
+    doubling them), the per-head query and key norms of :data:`_QK_NORM_TYPES` (OLMo 2's over all
+    heads), and the biases a family always has or a config switches on: Qwen2's on the queries,
+    keys and values, Phi's everywhere, :data:`_MLP_BIAS_TYPES`' on the MLP, ``attention_bias``
+    (the four projections'), ``mlp_bias`` (the MLP's), :func:`_bias_switched_on`. Small beside
+    the matrices, but they made the count of a Qwen2 or Gemma 2 differ from its weights' (Phi-2's,
+    Pythia-1B's, StarCoder2-3B's and GPT-J-6B's by 0.01-0.03%)."""
+    norms = 4 if model_type in _FOUR_NORM_TYPES else 1 if model_type in _ONE_NORM_TYPES else 2
+    total = norms * hidden * (2 if model_type in _LAYER_NORM_TYPES else 1)
     head_dim = _config_size(text, "head_dim") or queries // (_config_size(text, "num_attention_heads") or 1)
     if model_type in _QK_NORM_TYPES:
         total += 2 * head_dim
@@ -314,11 +356,20 @@ def _layer_vectors(text: dict[str, Any], model_type: str, hidden: int, queries: 
         total += queries + kv
     if model_type in ("qwen2", "qwen2_moe") or (model_type == "stablelm" and text.get("use_qkv_bias") is True):
         total += queries + 2 * kv
-    elif text.get("attention_bias") is True or (model_type == "opt" and text.get("enable_bias") is not False):
+    elif text.get("attention_bias") is True or model_type == "phi" or _bias_switched_on(text, model_type):
         total += queries + 2 * kv + hidden
-    if text.get("mlp_bias") is True or (model_type == "opt" and text.get("enable_bias") is not False):
+    if text.get("mlp_bias") is True or model_type in _MLP_BIAS_TYPES or _bias_switched_on(text, model_type):
         total += (2 if model_type in _GATED_MLP_TYPES else 1) * intermediate + hidden
     return total
+
+
+def _bias_switched_on(text: dict[str, Any], model_type: str) -> bool:
+    """Whether a family whose one config key gives its decoder's linear layers a bias has it on
+    (unless written false: on by default, a config.json written before the key was, GPT-NeoX's, has
+    them): OPT's ``enable_bias`` and StarCoder2's ``use_bias`` (every layer), GPT-NeoX's
+    ``attention_bias`` (its attention's; its MLP's have one whatever it says)."""
+    key = {"opt": "enable_bias", "starcoder2": "use_bias", "gpt_neox": "attention_bias"}.get(model_type)
+    return key is not None and text.get(key) is not False
 
 
 def _tied_head(config: dict[str, Any], text: dict[str, Any], model_type: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -289,6 +290,14 @@ _SMALL = {"vocab_size": 100, "hidden_size": 32, "intermediate_size": 48, "num_hi
     ("StableLmConfig", {"use_qkv_bias": True}),
     ("OPTConfig", {"num_key_value_heads": None, "ffn_dim": 48, "word_embed_proj_dim": 32, "max_position_embeddings": 64}),
     ("OPTConfig", {"num_key_value_heads": None, "ffn_dim": 48, "word_embed_proj_dim": 32, "enable_bias": False}),
+    ("PhiConfig", {}),
+    ("Starcoder2Config", {}),
+    ("Starcoder2Config", {"use_bias": False}),
+    ("GPTNeoXConfig", {"num_key_value_heads": None}),
+    ("GPTNeoXConfig", {"num_key_value_heads": None, "attention_bias": False}),
+    ("GPTJConfig", {"num_key_value_heads": None, "rotary_dim": 4, "n_inner": 48}),
+    ("CodeGenConfig", {"num_key_value_heads": None, "rotary_dim": 4, "n_inner": 48}),
+    ("Phi3Config", {"pad_token_id": 0}),
 ], ids=lambda v: v if isinstance(v, str) else ",".join(f"{k}={x}" for k, x in v.items()))
 def test_a_config_alone_counts_the_parameters_the_model_has(tmp_path: Path, config_class: str,
                                                            keys: dict[str, object]) -> None:
@@ -296,7 +305,9 @@ def test_a_config_alone_counts_the_parameters_the_model_has(tmp_path: Path, conf
     one architecture family each: Qwen2's attention biases, Qwen3's and Gemma 3's query and key
     norms, Gemma 2's four norms a layer, Mixtral's experts (Mixtral 8x7B: 7.2B of its 46.7B
     parameters were counted), OPT's learned positions and biases, StableLM's gated MLP and
-    LayerNorms, and a Llama's switched-on biases were left out of it. (OPT ignores ``num_key_value_heads``: it is written null.)"""
+    LayerNorms, and a Llama's switched-on biases were left out of it; Phi's, StarCoder2's, GPT-NeoX's,
+    GPT-J's and CodeGen's biases, LayerNorms' biases and one norm a layer (about 1% at these sizes).
+    (OPT ignores ``num_key_value_heads``: it is written null.)"""
     import transformers
 
     config = getattr(transformers, config_class)(**{**_SMALL, **keys})
@@ -306,6 +317,59 @@ def test_a_config_alone_counts_the_parameters_the_model_has(tmp_path: Path, conf
     assert shape is not None and shape.from_config and shape.params == real
 
 
+@pytest.mark.parametrize("config_class, keys, targets", [
+    ("OPTConfig", {"num_key_value_heads": None, "ffn_dim": 48, "word_embed_proj_dim": 32}, ["q_proj", "fc1", "fc2"]),
+    ("PhiConfig", {}, ["q_proj", "dense", "fc1", "fc2"]),
+    ("Starcoder2Config", {}, ["v_proj", "c_fc", "c_proj"]),
+    ("GPTNeoXConfig", {"num_key_value_heads": None}, ["query_key_value", "dense_h_to_4h"]),
+    ("GPTJConfig", {"num_key_value_heads": None, "rotary_dim": 4, "n_inner": 48}, ["out_proj", "fc_in", "fc_out"]),
+    ("CodeGenConfig", {"num_key_value_heads": None, "rotary_dim": 4, "n_inner": 48}, ["qkv_proj", "fc_out"]),
+    ("Phi3Config", {"pad_token_id": 0}, ["qkv_proj", "gate_up_proj"]),
+], ids=lambda v: v if isinstance(v, str) else None)
+def test_a_config_alone_counts_lora_on_the_layers_as_its_family_names_them(
+        tmp_path: Path, config_class: str, keys: dict[str, object], targets: list[str]) -> None:
+    """Every family's layers were counted under Llama's names (``o_proj``, ``up_proj``,
+    ``down_proj``): target_modules naming OPT's ``fc1`` and ``fc2`` (or GPT-NeoX's
+    ``query_key_value``, Phi-3's ``qkv_proj``) got no LoRA count, and plan no LoRA memory or disk.
+    The per-rank count is that of the linear layers those names pick in the model transformers builds."""
+    import torch
+    import transformers
+
+    config = getattr(transformers, config_class)(**{**_SMALL, **keys})
+    model = transformers.AutoModelForCausalLM.from_config(config)
+    real = sum(module.in_features + module.out_features for name, module in model.named_modules()
+               if isinstance(module, torch.nn.Linear) and name.rsplit(".", 1)[-1] in targets)
+    config.save_pretrained(tmp_path)
+    shape = read_shape(tmp_path, targets)
+    assert shape is not None and shape.from_config and real > 0 and shape.lora_per_rank == real
+
+
+def _counts_without_key(folder: Path, config: Any, key: str, default: object) -> tuple[int, int]:
+    """The config-only count of ``config`` saved to ``folder`` with ``key`` left out of its
+    config.json (checked to be written as ``default``, the value its class gives it), and that of
+    the model transformers builds from ``config``."""
+    import transformers
+
+    real = sum(p.numel() for p in transformers.AutoModelForCausalLM.from_config(config).parameters())
+    config.save_pretrained(folder)
+    written = json.loads((folder / "config.json").read_text())
+    assert written.pop(key) is default
+    (folder / "config.json").write_text(json.dumps(written))
+    shape = read_shape(folder, None)
+    assert shape is not None
+    return shape.params, real
+
+
+def test_a_gpt_neox_config_json_without_attention_bias_has_the_biases_its_default_gives(tmp_path: Path) -> None:
+    """A GPT-NeoX config.json written before ``attention_bias`` was a key (the Pythia models') has
+    biases on its attention, as transformers' default (true) builds it."""
+    import transformers
+
+    config = transformers.GPTNeoXConfig(**{**_SMALL, "num_key_value_heads": None})
+    counted, real = _counts_without_key(tmp_path, config, "attention_bias", True)
+    assert counted == real
+
+
 def test_a_config_without_tie_word_embeddings_is_tied_as_its_model_types_default(tmp_path: Path) -> None:
     """A config.json that leaves ``tie_word_embeddings`` out was counted as tied: a Llama's own head
     (vocabulary x hidden, Llama's default) was missing; Gemma's default is tied, and stays so."""
@@ -313,13 +377,8 @@ def test_a_config_without_tie_word_embeddings_is_tied_as_its_model_types_default
 
     for config_class, tied in (("LlamaConfig", False), ("GemmaConfig", True)):
         config = getattr(transformers, config_class)(**_SMALL)
-        real = sum(p.numel() for p in transformers.AutoModelForCausalLM.from_config(config).parameters())
-        config.save_pretrained(tmp_path)
-        written = json.loads((tmp_path / "config.json").read_text())
-        assert written.pop("tie_word_embeddings") is tied
-        (tmp_path / "config.json").write_text(json.dumps(written))
-        shape = read_shape(tmp_path, None)
-        assert shape is not None and shape.params == real, config_class
+        counted, real = _counts_without_key(tmp_path, config, "tie_word_embeddings", tied)
+        assert counted == real, config_class
 
 
 def test_a_multimodal_config_counts_its_decoder_as_its_text_configs_model_type(tmp_path: Path) -> None:
