@@ -31,6 +31,9 @@ DEFAULT_TARGETS: dict[str, list[str]] = {
     "qwen3": ["q_proj", "v_proj"],
     "gemma": ["q_proj", "v_proj"],
     "gemma2": ["q_proj", "v_proj"],
+    # Gemma 3's text-only models (gemma-3-1b, 270m): peft's default too, here so that plan's estimate, which reads
+    # this table without importing peft (and torch), counts their LoRA parameters
+    "gemma3_text": ["q_proj", "v_proj"],
     "phi3": ["qkv_proj"],
     "gpt2": ["c_attn"],
     "gpt_neox": ["query_key_value"],

@@ -317,6 +317,14 @@ def test_a_config_alone_counts_the_parameters_the_model_has(tmp_path: Path, conf
     assert shape is not None and shape.from_config and shape.params == real
 
 
+def _lora_per_rank(model: Any, targets: list[str]) -> int:
+    """LoRA's parameters per unit of rank on the linear layers of ``model`` that ``targets`` name."""
+    import torch
+
+    return sum(module.in_features + module.out_features for name, module in model.named_modules()
+               if isinstance(module, torch.nn.Linear) and name.rsplit(".", 1)[-1] in targets)
+
+
 @pytest.mark.parametrize("config_class, keys, targets", [
     ("OPTConfig", {"num_key_value_heads": None, "ffn_dim": 48, "word_embed_proj_dim": 32}, ["q_proj", "fc1", "fc2"]),
     ("PhiConfig", {}, ["q_proj", "dense", "fc1", "fc2"]),
@@ -332,16 +340,32 @@ def test_a_config_alone_counts_lora_on_the_layers_as_its_family_names_them(
     ``down_proj``): target_modules naming OPT's ``fc1`` and ``fc2`` (or GPT-NeoX's
     ``query_key_value``, Phi-3's ``qkv_proj``) got no LoRA count, and plan no LoRA memory or disk.
     The per-rank count is that of the linear layers those names pick in the model transformers builds."""
-    import torch
     import transformers
 
     config = getattr(transformers, config_class)(**{**_SMALL, **keys})
     model = transformers.AutoModelForCausalLM.from_config(config)
-    real = sum(module.in_features + module.out_features for name, module in model.named_modules()
-               if isinstance(module, torch.nn.Linear) and name.rsplit(".", 1)[-1] in targets)
+    real = _lora_per_rank(model, targets)
     config.save_pretrained(tmp_path)
     shape = read_shape(tmp_path, targets)
     assert shape is not None and shape.from_config and real > 0 and shape.lora_per_rank == real
+
+
+def test_a_gemma3_text_config_gets_the_lora_count_of_its_default_targets(tmp_path: Path) -> None:
+    """Gemma 3's text-only models (``gemma3_text``) had no default LoRA targets in subsetctl's table:
+    run took peft's (q_proj, v_proj), but plan's estimate, which reads subsetctl's alone, gave no
+    LoRA count (no LoRA memory or disk figure). It counts those the run adapts."""
+    import transformers
+
+    from subsetctl.modeling.lora import default_target_modules
+
+    config = transformers.Gemma3TextConfig(**{**_SMALL, "head_dim": 8})
+    model = transformers.AutoModelForCausalLM.from_config(config)
+    targets = default_target_modules(model)
+    assert targets == ["q_proj", "v_proj"]
+    real = _lora_per_rank(model, targets)
+    config.save_pretrained(tmp_path)
+    shape = read_shape(tmp_path, None)
+    assert shape is not None and shape.lora_per_rank == real
 
 
 def _counts_without_key(folder: Path, config: Any, key: str, default: object) -> tuple[int, int]:
