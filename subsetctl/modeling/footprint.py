@@ -85,6 +85,9 @@ class ModelShape:
     #: read from config.json alone (a hub cache that holds the config, not the weights): the
     #: counts are worked out from its layer sizes, so rougher
     from_config: bool = False
+    #: worked out from config.json for its text decoder alone, where the model's causal-LM class
+    #: also loads parts that are not counted (:data:`_TOWERS_NOT_COUNTED`: a vision or audio tower)
+    decoder_only: bool = False
 
 
 #: bytes an element of each safetensors dtype takes (others count as 4)
@@ -227,6 +230,13 @@ _LAYER_NAMES: dict[str, tuple[tuple[str, ...], str, str, str]] = {
 }
 _LLAMA_NAMES = (("q_proj", "k_proj", "v_proj"), "o_proj", "up_proj", "down_proj")
 
+#: multimodal model types whose causal-LM class (``AutoModelForCausalLM``'s, as transformers 5 maps
+#: them) loads vision or audio towers with the text decoder, which :func:`_shape_from_config` does
+#: not count (Gemma 3's it does: :func:`_vision_tower_params`). Others (LLaVA, Qwen2-VL, Idefics3)
+#: have no causal-LM class, and Mllama's and Llama 4's loads the text decoder alone.
+_TOWERS_NOT_COUNTED = frozenset({"gemma3n", "gemma4", "gemma4_unified", "got_ocr2", "moss_transcribe_diarize",
+                                 "phi4_multimodal"})
+
 #: bytes an element of each config.json ``torch_dtype`` (``dtype``) takes
 _CONFIG_DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
@@ -280,7 +290,8 @@ def _shape_from_config(config: dict[str, Any], target_modules: list[str] | None)
             if targets is not None and set(targets) <= {name for name, _ in per_layer} else None)
     stored = _CONFIG_DTYPE_BYTES.get(str(config.get("torch_dtype") or config.get("dtype")), 4)
     return ModelShape(params=params, stored_bytes=params * stored, lora_per_rank=lora, layers=layers, hidden=hidden,
-                      intermediate=intermediate, vocab=vocab, from_config=True)
+                      intermediate=intermediate, vocab=vocab, from_config=True,
+                      decoder_only=model_type in _TOWERS_NOT_COUNTED)
 
 
 def _vision_tower_params(config: dict[str, Any], text_hidden: int) -> int:
@@ -526,6 +537,9 @@ def estimate(stage: str, spec: Any, spec_dir: Path) -> tuple[int, str] | None:
     # (a local folder too, or one whose weights are pytorch_model.bin: the folder, not the hub cache, is named)
     rough = (", worked out from its config.json alone: its folder holds no safetensors weights to read"
              if shape.from_config else "")
+    if shape.decoder_only:
+        rough += ("; its text decoder's alone: the vision or audio parts run loads with it are not counted, "
+                  "so the memory is more than this")
     return peak, (f"about {size_text(peak)} of memory at its peak{stored}, {size_text(weights)} of it the weights "
                   f"({_count_text(shape.params)} parameters in {spec.model.dtype}{rough})")
 

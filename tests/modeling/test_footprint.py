@@ -55,6 +55,26 @@ def test_a_folder_without_safetensors_weights_is_estimated_from_its_config(tmp_p
     assert read_shape(tmp_path, None) is None and estimate("meta_init", _spec(tmp_path), tmp_path) is None
 
 
+def test_a_multimodal_config_whose_towers_are_not_counted_says_the_estimate_is_the_decoders(
+        tmp_path: Path, tiny_llama: Path) -> None:
+    """A config.json of a multimodal type whose causal-LM class loads vision or audio towers with its
+    decoder (Gemma 3n's) was estimated from its text_config alone without a word: the memory line
+    says it is the text decoder's alone. A Gemma 3 (towers counted) and a Llama say nothing of it,
+    and the types are those transformers' causal-LM table loads whole."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    text = json.loads((tiny_llama / "config.json").read_text())
+    for model_type, said in (("gemma3n", True), ("llama", False)):
+        config = {"model_type": model_type, "text_config": {**text, "model_type": f"{model_type}_text"},
+                  "vision_config": {"hidden_size": 16}} if said else text
+        (tmp_path / "config.json").write_text(json.dumps(config))
+        found = estimate("meta_init", _spec(tmp_path), tmp_path)
+        assert found is not None and ("its text decoder's alone" in found[1]) is said, found
+    whole = {t for t, name in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.items()
+             if name.endswith("ForConditionalGeneration") or "Multimodal" in name}
+    assert whole - {"gemma3"} <= footprint._TOWERS_NOT_COUNTED
+
+
 def test_a_gpt2_config_is_estimated_from_its_own_key_names(tmp_path: Path) -> None:
     """The config-only estimate read Llama's keys alone (hidden_size, num_hidden_layers): a
     GPT-2 config.json (n_embd, n_layer, n_head, n_positions, as transformers' attribute_map
