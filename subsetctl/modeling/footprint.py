@@ -323,13 +323,19 @@ def _mlp_matrices(text: dict[str, Any], model_type: str, hidden: int,
     down, and gate where the type's MLP is gated (:data:`_GATED_MLP_TYPES`); a Mixtral-style
     mixture of experts (``num_local_experts``) has that many gated MLPs and a router (hidden x
     experts), each expert's matrices named as Mixtral names them (``w1``, ``w2``, ``w3``, which
-    no default LoRA target names), so the MLP weighs what its experts weigh, not one of them."""
-    experts = _positive_int(text.get("num_local_experts"))
+    no default LoRA target names), so the MLP weighs what its experts weigh, not one of them; Qwen's and
+    OLMoE's (``num_experts``) too, each expert ``moe_intermediate_size`` wide where that is set, and
+    Qwen2-MoE's shared expert (``shared_expert_intermediate_size``, a gated MLP and its gate). (Every
+    layer is counted as a mixture: ``decoder_sparse_step`` and ``mlp_only_layers`` are not read.)"""
+    experts = _positive_int(text.get("num_local_experts")) or _positive_int(text.get("num_experts"))
     if experts:
+        size = _positive_int(text.get("moe_intermediate_size")) or intermediate  # (Qwen's experts are smaller)
+        shared = _positive_int(text.get("shared_expert_intermediate_size"))  # Qwen2-MoE's expert every token takes
         return [("gate", (hidden, experts))] + [
             (name, shape) for _ in range(experts)
-            for name, shape in (("w1", (hidden, intermediate)), ("w2", (intermediate, hidden)),
-                                ("w3", (hidden, intermediate)))]
+            for name, shape in (("w1", (hidden, size)), ("w2", (size, hidden)), ("w3", (hidden, size)))] + (
+            [("gate_proj", (hidden, shared)), ("up_proj", (hidden, shared)), ("down_proj", (shared, hidden)),
+             ("shared_expert_gate", (hidden, 1))] if shared else [])
     _, _, up, down = _LAYER_NAMES.get(model_type, _LLAMA_NAMES)
     if up == "gate_up_proj":  # (one matrix of both)
         return [(up, (hidden, 2 * intermediate)), (down, (intermediate, hidden))]
@@ -363,7 +369,7 @@ def _layer_vectors(text: dict[str, Any], model_type: str, hidden: int, queries: 
     head_dim = _config_size(text, "head_dim") or queries // (_config_size(text, "num_attention_heads") or 1)
     if model_type in _QK_NORM_TYPES:
         total += 2 * head_dim
-    elif model_type == "olmo2":
+    elif model_type in ("olmo2", "olmoe"):
         total += queries + kv
     if model_type in ("qwen2", "qwen2_moe") or (model_type == "stablelm" and text.get("use_qkv_bias") is True):
         total += queries + 2 * kv

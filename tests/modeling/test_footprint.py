@@ -318,6 +318,9 @@ _SMALL = {"vocab_size": 100, "hidden_size": 32, "intermediate_size": 48, "num_hi
     ("GPTJConfig", {"num_key_value_heads": None, "rotary_dim": 4, "n_inner": 48}),
     ("CodeGenConfig", {"num_key_value_heads": None, "rotary_dim": 4, "n_inner": 48}),
     ("Phi3Config", {"pad_token_id": 0}),
+    ("Qwen2MoeConfig", {"num_experts": 3, "moe_intermediate_size": 16, "shared_expert_intermediate_size": 40}),
+    ("Qwen3MoeConfig", {"num_experts": 3, "moe_intermediate_size": 16, "head_dim": 8}),
+    ("OlmoeConfig", {"num_experts": 3, "pad_token_id": 0}),
 ], ids=lambda v: v if isinstance(v, str) else ",".join(f"{k}={x}" for k, x in v.items()))
 def test_a_config_alone_counts_the_parameters_the_model_has(tmp_path: Path, config_class: str,
                                                            keys: dict[str, object]) -> None:
@@ -326,7 +329,8 @@ def test_a_config_alone_counts_the_parameters_the_model_has(tmp_path: Path, conf
     norms, Gemma 2's four norms a layer, Mixtral's experts (Mixtral 8x7B: 7.2B of its 46.7B
     parameters were counted), OPT's learned positions and biases, StableLM's gated MLP and
     LayerNorms, and a Llama's switched-on biases were left out of it; Phi's, StarCoder2's, GPT-NeoX's,
-    GPT-J's and CodeGen's biases, LayerNorms' biases and one norm a layer (about 1% at these sizes).
+    GPT-J's and CodeGen's biases, LayerNorms' biases and one norm a layer (about 1% at these sizes); the
+    experts of Qwen2-MoE, Qwen3-MoE and OLMoE (``num_experts``: counted as one dense MLP).
     (OPT ignores ``num_key_value_heads``: it is written null.)"""
     import transformers
 
