@@ -186,7 +186,7 @@ def _config_size(config: dict[str, Any], name: str) -> int:
 #: decoder-only model types whose MLP is gated (three matrices: gate, up, down), as
 #: :func:`_shape_from_config` counts them
 _GATED_MLP_TYPES = frozenset({"llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text",
-                              "phi3", "olmo", "olmo2", "granite", "smollm3", "stablelm"})
+                              "phi3", "olmo", "olmo2", "granite", "smollm3", "stablelm", "cohere", "exaone4"})
 
 #: model types whose config class defaults to a head of its own (``tie_word_embeddings: false``),
 #: checked against transformers 5's config classes: a config.json that leaves the key out (one
@@ -197,7 +197,7 @@ _UNTIED_BY_DEFAULT = frozenset({"llama", "mistral", "mixtral", "qwen2", "qwen3",
 
 #: model types whose attention normalises each head's queries and keys (``q_norm``, ``k_norm``,
 #: one weight a head dimension); OLMo 2 normalises all heads' at once (below)
-_QK_NORM_TYPES = frozenset({"qwen3", "qwen3_moe", "gemma3_text"})
+_QK_NORM_TYPES = frozenset({"qwen3", "qwen3_moe", "gemma3_text", "exaone4"})
 
 #: model types with four norms a layer (before and after the attention and the MLP), not two
 _FOUR_NORM_TYPES = frozenset({"gemma2", "gemma3_text"})
@@ -206,7 +206,7 @@ _FOUR_NORM_TYPES = frozenset({"gemma2", "gemma3_text"})
 _LAYER_NORM_TYPES = frozenset({"opt", "stablelm", "phi", "starcoder2", "gpt_neox", "gptj", "codegen"})
 
 #: model types whose attention and MLP run side by side on one norm's output: one norm a layer, not two
-_ONE_NORM_TYPES = frozenset({"phi", "gptj", "codegen"})
+_ONE_NORM_TYPES = frozenset({"phi", "gptj", "codegen", "cohere"})
 
 #: model types whose MLP's layers always have a bias
 _MLP_BIAS_TYPES = frozenset({"phi", "gpt_neox", "gptj", "codegen"})
@@ -227,6 +227,7 @@ _LAYER_NAMES: dict[str, tuple[tuple[str, ...], str, str, str]] = {
     "gptj": (("q_proj", "k_proj", "v_proj"), "out_proj", "fc_in", "fc_out"),
     "codegen": (("qkv_proj",), "out_proj", "fc_in", "fc_out"),
     "phi3": (("qkv_proj",), "o_proj", "gate_up_proj", "down_proj"),  # (gate and up in one matrix)
+    "glm": (("q_proj", "k_proj", "v_proj"), "o_proj", "gate_up_proj", "down_proj"),
 }
 _LLAMA_NAMES = (("q_proj", "k_proj", "v_proj"), "o_proj", "up_proj", "down_proj")
 
@@ -371,7 +372,8 @@ def _layer_vectors(text: dict[str, Any], model_type: str, hidden: int, queries: 
         total += 2 * head_dim
     elif model_type in ("olmo2", "olmoe"):
         total += queries + kv
-    if model_type in ("qwen2", "qwen2_moe") or (model_type == "stablelm" and text.get("use_qkv_bias") is True):
+    if model_type in ("qwen2", "qwen2_moe") or (model_type == "stablelm" and text.get("use_qkv_bias") is True) \
+            or (model_type == "glm" and text.get("attention_bias") is not False):  # (GLM's: none on the output)
         total += queries + 2 * kv
     elif text.get("attention_bias") is True or model_type == "phi" or _bias_switched_on(text, model_type):
         total += queries + 2 * kv + hidden

@@ -321,6 +321,9 @@ _SMALL = {"vocab_size": 100, "hidden_size": 32, "intermediate_size": 48, "num_hi
     ("Qwen2MoeConfig", {"num_experts": 3, "moe_intermediate_size": 16, "shared_expert_intermediate_size": 40}),
     ("Qwen3MoeConfig", {"num_experts": 3, "moe_intermediate_size": 16, "head_dim": 8}),
     ("OlmoeConfig", {"num_experts": 3, "pad_token_id": 0}),
+    ("CohereConfig", {"pad_token_id": 0}),
+    ("Exaone4Config", {"pad_token_id": 0}),
+    ("GlmConfig", {"pad_token_id": 0}),
 ], ids=lambda v: v if isinstance(v, str) else ",".join(f"{k}={x}" for k, x in v.items()))
 def test_a_config_alone_counts_the_parameters_the_model_has(tmp_path: Path, config_class: str,
                                                            keys: dict[str, object]) -> None:
@@ -330,7 +333,8 @@ def test_a_config_alone_counts_the_parameters_the_model_has(tmp_path: Path, conf
     parameters were counted), OPT's learned positions and biases, StableLM's gated MLP and
     LayerNorms, and a Llama's switched-on biases were left out of it; Phi's, StarCoder2's, GPT-NeoX's,
     GPT-J's and CodeGen's biases, LayerNorms' biases and one norm a layer (about 1% at these sizes); the
-    experts of Qwen2-MoE, Qwen3-MoE and OLMoE (``num_experts``: counted as one dense MLP).
+    experts of Qwen2-MoE, Qwen3-MoE and OLMoE (``num_experts``: counted as one dense MLP); Cohere's,
+    EXAONE 4's and GLM's gated MLPs (GLM's gate and up in one matrix), Cohere's one norm a layer.
     (OPT ignores ``num_key_value_heads``: it is written null.)"""
     import transformers
 
