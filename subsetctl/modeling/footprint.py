@@ -249,7 +249,7 @@ def _shape_from_config(config: dict[str, Any], target_modules: list[str] | None)
     id's config.json where only it was downloaded (`hf download ID config.json`, a download cut short),
     and plan gave no estimate. The sizes are read under any of their names (:data:`_CONFIG_KEYS`:
     GPT-2's ``n_embd``, ``n_layer``); GPT-2's own layers (``c_attn``, ``c_proj``, ``c_fc``, with
-    biases and learned positions) are counted as it names them, the families of
+    biases and learned positions; GPTBigCode's alike, its attention multi-query) are counted as it names them, the families of
     :data:`_LAYER_NAMES` (OPT's ``fc1``, GPT-NeoX's ``query_key_value``) under their names, every
     other type's as Llama's (``q_proj`` ... ``down_proj``), which LoRA's per-rank count covers.
     None where the config does not give the sizes."""
@@ -266,11 +266,14 @@ def _shape_from_config(config: dict[str, Any], target_modules: list[str] | None)
     intermediate = _config_size(text, "intermediate_size") or 4 * hidden
     model_type = config.get("model_type")
     per_layer: list[tuple[str, tuple[int, int]]]
-    if model_type == "gpt2":  # Conv1D layers, each with a bias; learned positions, norms with biases
-        per_layer = [("c_attn", (hidden, 3 * hidden)), ("c_proj", (hidden, hidden)), ("c_fc", (hidden, intermediate)),
+    if model_type in ("gpt2", "gpt_bigcode"):  # each layer with a bias; learned positions, norms with biases
+        # GPTBigCode's (StarCoderBase's) multi-query attention: one key and one value head for all queries
+        multi_query = model_type == "gpt_bigcode" and text.get("multi_query") is not False
+        qkv = hidden + 2 * (head_dim if multi_query else hidden)
+        per_layer = [("c_attn", (hidden, qkv)), ("c_proj", (hidden, hidden)), ("c_fc", (hidden, intermediate)),
                      ("c_proj", (intermediate, hidden))]
         extra = _config_size(text, "max_position_embeddings") * hidden + hidden  # (+ the last norm's bias)
-        per_layer_extra = 2 * 2 * hidden + 3 * hidden + hidden + intermediate + hidden  # the norms, the biases
+        per_layer_extra = 2 * 2 * hidden + qkv + hidden + intermediate + hidden  # the norms, the biases
     else:
         # a multimodal config's decoder is its text_config's model type (Gemma 3's "gemma3_text" in a "gemma3"):
         # the top-level type named none of its layers' gated MLP, norms and query-key norms

@@ -324,6 +324,8 @@ _SMALL = {"vocab_size": 100, "hidden_size": 32, "intermediate_size": 48, "num_hi
     ("CohereConfig", {"pad_token_id": 0}),
     ("Exaone4Config", {"pad_token_id": 0}),
     ("GlmConfig", {"pad_token_id": 0}),
+    ("GPTBigCodeConfig", {"num_key_value_heads": None, "n_inner": 48}),
+    ("GPTBigCodeConfig", {"num_key_value_heads": None, "n_inner": 48, "multi_query": False}),
 ], ids=lambda v: v if isinstance(v, str) else ",".join(f"{k}={x}" for k, x in v.items()))
 def test_a_config_alone_counts_the_parameters_the_model_has(tmp_path: Path, config_class: str,
                                                            keys: dict[str, object]) -> None:
@@ -334,7 +336,8 @@ def test_a_config_alone_counts_the_parameters_the_model_has(tmp_path: Path, conf
     LayerNorms, and a Llama's switched-on biases were left out of it; Phi's, StarCoder2's, GPT-NeoX's,
     GPT-J's and CodeGen's biases, LayerNorms' biases and one norm a layer (about 1% at these sizes); the
     experts of Qwen2-MoE, Qwen3-MoE and OLMoE (``num_experts``: counted as one dense MLP); Cohere's,
-    EXAONE 4's and GLM's gated MLPs (GLM's gate and up in one matrix), Cohere's one norm a layer.
+    EXAONE 4's and GLM's gated MLPs (GLM's gate and up in one matrix), Cohere's one norm a layer;
+    GPTBigCode's multi-query attention (counted as GPT-2's, all heads' keys and values).
     (OPT ignores ``num_key_value_heads``: it is written null.)"""
     import transformers
 
@@ -361,6 +364,7 @@ def _lora_per_rank(model: Any, targets: list[str]) -> int:
     ("GPTJConfig", {"num_key_value_heads": None, "rotary_dim": 4, "n_inner": 48}, ["out_proj", "fc_in", "fc_out"]),
     ("CodeGenConfig", {"num_key_value_heads": None, "rotary_dim": 4, "n_inner": 48}, ["qkv_proj", "fc_out"]),
     ("Phi3Config", {"pad_token_id": 0}, ["qkv_proj", "gate_up_proj"]),
+    ("GPTBigCodeConfig", {"num_key_value_heads": None, "n_inner": 48}, ["c_attn", "c_fc"]),
 ], ids=lambda v: v if isinstance(v, str) else None)
 def test_a_config_alone_counts_lora_on_the_layers_as_its_family_names_them(
         tmp_path: Path, config_class: str, keys: dict[str, object], targets: list[str]) -> None:
