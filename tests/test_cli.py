@@ -1164,52 +1164,48 @@ def _cli_with_reader_gone(*args: str, stderr_too: bool = False, env: dict | None
     return _start_cli_with_reader_gone(*args, stderr_too=stderr_too, env=env)()
 
 
-def test_a_reader_that_stops_early_cuts_the_output_not_the_command(tiny_project_ran) -> None:
+def test_a_reader_that_stops_early_cuts_the_output_not_the_command(tiny_project: Path) -> None:
     from subsetctl.api import plan_project
 
-    tiny_project = tiny_project_ran("meta_init")  # a copy: the gradients are computed below
-    # three commands side by side (`validate` and `ls` read nothing the run writes)
-    running = _start_cli_with_reader_gone("run", str(tiny_project), "--until", "gradients")
+    # three commands side by side (`validate` and `ls` read nothing the run writes); the run's
+    # stage is data, the cheapest: a model stage only took seconds more of the same writes
+    running = _start_cli_with_reader_gone("run", str(tiny_project), "--until", "data")
     listing = _start_cli_with_reader_gone("ls")
     validating = _start_cli_with_reader_gone("validate", str(tiny_project), "gradients.d=-1")
     ran, listed, invalid = running(), listing(), validating()
     assert ran.returncode == 0, ran.stderr  # the work goes on to the end
-    assert all(s.state == "up to date" for s in plan_project(tiny_project, until="gradients")[2]
-               if s.name in ("data", "meta_init", "gradients"))
+    assert [s.state for s in plan_project(tiny_project, until="data")[2] if s.name == "data"] == ["up to date"]
     assert (listed.returncode, listed.stderr) == (0, "")
     assert invalid.returncode == 1  # its own exit code, not one for the pipe
 
 
-def test_a_reader_of_stderr_that_stops_early_cuts_the_output_not_the_run(tiny_project_ran) -> None:
+def test_a_reader_of_stderr_that_stops_early_cuts_the_output_not_the_run(tiny_project: Path) -> None:
     """`subsetctl run DIR 2>&1 | head`: the run's first notice on stderr met the broken pipe,
     rich exited 1 there and the stage was left unfinished."""
     from subsetctl.api import plan_project
 
-    tiny_project = tiny_project_ran("data")  # a copy: meta_init's first line on stderr meets the pipe
-    ran = _cli_with_reader_gone("run", str(tiny_project), "--until", "meta_init", stderr_too=True)
+    # data's first line on stderr ("▶ data ...") meets the pipe, then its progress lines
+    ran = _cli_with_reader_gone("run", str(tiny_project), "--until", "data", stderr_too=True)
     assert ran.returncode == 0
-    assert all(s.state == "up to date" for s in plan_project(tiny_project, until="meta_init")[2]
-               if s.name in ("data", "meta_init"))
+    assert [s.state for s in plan_project(tiny_project, until="data")[2] if s.name == "data"] == ["up to date"]
     invalid = _cli_with_reader_gone("plan", str(tiny_project), "gradients.d=-1", stderr_too=True)
     assert invalid.returncode == 1  # its own exit code, the error written nowhere
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (a device that is always full)")
-def test_a_log_whose_disk_is_full_loses_the_output_not_the_run(tiny_project_ran) -> None:
+def test_a_log_whose_disk_is_full_loses_the_output_not_the_run(tiny_project: Path) -> None:
     """`subsetctl run DIR 2> run.log` with the log's disk full (a home quota used up, the project
     on another disk): the run's first progress line stopped it there, exit 1, and the error said
     nowhere; with stdout's disk full, `schema > f` was told to free the project's caches."""
     from subsetctl.api import plan_project
 
-    tiny_project = tiny_project_ran("data")  # a copy: meta_init's first progress line meets the full disk
     command = "import sys; from subsetctl.cli import main; sys.argv[0] = 'subsetctl'; main()"
-    with open("/dev/full", "w") as full:
-        ran = subprocess.run([sys.executable, "-c", command, "run", str(tiny_project), "--until", "meta_init"],
+    with open("/dev/full", "w") as full:  # data's first progress line meets the full disk
+        ran = subprocess.run([sys.executable, "-c", command, "run", str(tiny_project), "--until", "data"],
                              stdout=subprocess.PIPE, stderr=full, text=True, timeout=600, check=False)
         schema = subprocess.run([sys.executable, "-c", command, "schema"], stdout=full, stderr=subprocess.PIPE,
                                 text=True, timeout=120, check=False)
-    assert all(s.state == "up to date" for s in plan_project(tiny_project, until="meta_init")[2]
-               if s.name in ("data", "meta_init"))  # the work went on to the end
+    assert [s.state for s in plan_project(tiny_project, until="data")[2] if s.name == "data"] == ["up to date"]  # the work went on to the end
     for ended, said in ((ran, ran.stdout), (schema, schema.stderr)):
         assert ended.returncode == 1, said
         assert "could not be written from some point on: No space left on device" in said, said
@@ -1323,7 +1319,7 @@ def test_python_dash_m_subsetctl_imports_no_module_of_the_current_folder_unasked
     assert marker.exists() and "could not be imported" not in asked.stdout + asked.stderr, asked.stdout
 
 
-def test_a_command_started_with_stdout_or_stderr_closed_runs_as_usual(tiny_project_ran) -> None:
+def test_a_command_started_with_stdout_or_stderr_closed_runs_as_usual(tiny_project: Path) -> None:
     """`subsetctl report DIR >&-` was "internal error: AttributeError: 'NoneType' object has
     no attribute 'write'" and exit 120: Python gives a closed stream as None, which rich and
     click write nowhere, but the guard for a reader that leaves wrapped it. Then it exited 0,
@@ -1335,14 +1331,13 @@ def test_a_command_started_with_stdout_or_stderr_closed_runs_as_usual(tiny_proje
         return subprocess.run([sys.executable, "-c", command, *args], check=False, capture_output=True, text=True,
                               preexec_fn=lambda: os.close(fd), timeout=600)
 
-    tiny_project = tiny_project_ran("data")  # a copy: the report to print, meta_init still to run
+    ran = started_with_closed(2, "run", str(tiny_project), "--until", "data")  # (then the report to print)
+    assert ran.returncode == 0 and "Ran data" in ran.stdout, ran.stdout
     for args in (["report", str(tiny_project)], ["schema"], ["plan", str(tiny_project), "--format", "json"]):
         done = started_with_closed(1, *args)
         assert done.returncode == 1 and done.stderr.startswith("error: stdout is closed (the command was started "
                                                                "with `>&-`"), (args, done.stderr)
         assert "what the command printed there is lost" in done.stderr and "Traceback" not in done.stderr
-    ran = started_with_closed(2, "run", str(tiny_project), "--until", "meta_init")
-    assert ran.returncode == 0 and "Ran meta_init" in ran.stdout, ran.stdout
     assert started_with_closed(2, "plan", str(tiny_project), "gradients.d=-1").returncode == 1
 
 
