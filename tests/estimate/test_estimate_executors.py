@@ -522,9 +522,18 @@ def test_a_scheduler_lost_mid_estimate_is_a_user_error_without_a_traceback(
     assert not [r for r in caplog.records if r.name.startswith("distributed") and r.levelno >= logging.ERROR]
 
 
+@pytest.fixture(scope="module")
+def _scheduler_to_freeze(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]]:
+    """One scheduler and worker (:func:`_scheduler_with_one_worker`) for the cases of
+    :func:`test_a_frozen_scheduler_is_a_user_error_not_a_hang`, each of which resumes it at its
+    end: starting the two processes (each importing dask) was about half of each case's time."""
+    with _scheduler_with_one_worker(tmp_path_factory.mktemp("dask-to-freeze")) as started:
+        yield started
+
+
 @pytest.mark.parametrize("when", ["while estimating", "between calls", "as an estimate is fetched"])
 def test_a_frozen_scheduler_is_a_user_error_not_a_hang(
-    when: str, small_features: FeatureSet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    when: str, small_features: FeatureSet, _scheduler_to_freeze: tuple[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A scheduler stopped (SIGSTOP) while estimating keeps its TCP connections open: the
     search waited for its estimates until Ctrl-C. Asked after connect_timeout s without a
@@ -535,26 +544,30 @@ def test_a_frozen_scheduler_is_a_user_error_not_a_hang(
 
     import distributed
 
-    with _scheduler_with_one_worker(tmp_path) as (address, scheduler):  # the worker imports _Slow
-        estimator = _Slow(small_features)
-        masks = random_masks(40, small_features.n_sources, seed=0)
-        estimate_parallel(estimator, masks[:2], backend="dask", address=address, connect_timeout=30)  # warm
-        try:
-            if when == "while estimating":
-                threading.Timer(0.5, scheduler.send_signal, (signal.SIGSTOP,)).start()
-            elif when == "between calls":
-                scheduler.send_signal(signal.SIGSTOP)
-            else:
-                real = distributed.Future.result
-                monkeypatch.setattr(distributed.Future, "result", lambda self, *args, **kwargs: (
-                    scheduler.send_signal(signal.SIGSTOP), real(self, *args, **kwargs))[1])
-            start = time.monotonic()
-            with pytest.raises(UserError) as silent:  # 40 batches of 0.2 s: 8 s unless stopped
-                estimate_parallel(estimator, masks, backend="dask", address=address, connect_timeout=0.5,
-                                  batch_size=None if when == "between calls" else 1)
-            took = time.monotonic() - start
-        finally:
-            scheduler.send_signal(signal.SIGCONT)
+    address, scheduler = _scheduler_to_freeze  # the worker imports _Slow
+    estimator = _Slow(small_features)
+    masks = random_masks(40, small_features.n_sources, seed=0)
+    estimate_parallel(estimator, masks[:2], backend="dask", address=address, connect_timeout=30)  # warm
+    stopper = threading.Timer(0.5, scheduler.send_signal, (signal.SIGSTOP,))
+    try:
+        if when == "while estimating":
+            stopper.start()
+        elif when == "between calls":
+            scheduler.send_signal(signal.SIGSTOP)
+        else:
+            real = distributed.Future.result
+            monkeypatch.setattr(distributed.Future, "result", lambda self, *args, **kwargs: (
+                scheduler.send_signal(signal.SIGSTOP), real(self, *args, **kwargs))[1])
+        start = time.monotonic()
+        with pytest.raises(UserError) as silent:  # 40 batches of 0.2 s: 8 s unless stopped
+            estimate_parallel(estimator, masks, backend="dask", address=address, connect_timeout=0.5,
+                              batch_size=None if when == "between calls" else 1)
+        took = time.monotonic() - start
+    finally:  # resumed for the next case (a stop not sent yet is not sent)
+        stopper.cancel()
+        if stopper.is_alive():
+            stopper.join()
+        scheduler.send_signal(signal.SIGCONT)
         close_dask_clients()
     message = str(silent.value)
     assert message.startswith(f"The Dask scheduler at {address!r} (executor.address) stopped answering"), message
