@@ -121,37 +121,40 @@ def tiny_project(jsonl_project: Path, tiny_llama: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def _tiny_project_runs() -> dict:
-    """``tiny_project`` after ``run_project(tiny_project, until=...)``, made once per session
-    for each ``until`` asked for (a key of this dict). Not for direct use: see ``tiny_project_ran``."""
+    """``tiny_project`` after ``run_project(tiny_project, overrides, until=...)``, made once per
+    session for each ``(until, overrides)`` asked for (a key of this dict). Not for direct use:
+    see ``tiny_project_ran``."""
     return {}
 
 
 @pytest.fixture
 def tiny_project_ran(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, tiny_llama: Path,
                      _tiny_project_runs: dict):
-    """A function ``(until=None) -> Path`` giving ``tiny_project`` (same folder, files and
-    spec) as ``run_project(tiny_project, until=until)`` leaves it: a copy of one such run
-    made once per session (the pipeline run is the slowest step of most end-to-end tests).
-    A copied project stays up to date (fingerprints follow file contents, not paths or
-    times), so the copy is that run's state; tests that check what the run itself does or
-    says still run it. ``into``: copy it into that folder instead (a second project)."""
+    """A function ``(until=None, into=None, overrides=()) -> Path`` giving ``tiny_project``
+    (same folder, files and spec) as ``run_project(tiny_project, overrides, until=until)``
+    leaves it (``overrides``: a tuple of ``key=value``, as the CLI takes them; none unless
+    given): a copy of one such run made once per session (the pipeline run is the slowest
+    step of most end-to-end tests). A copied project stays up to date (fingerprints follow
+    file contents, not paths or times), so the copy is that run's state; tests that check
+    what the run itself does or says still run it. ``into``: copy it into that folder
+    instead (a second project)."""
     from tinymodels import tiny_project_spec
 
     from subsetctl.api import run_project
     from subsetctl.hub import forget_unreachable
 
-    def ran(until: str | None = None, into: Path | None = None) -> Path:
-        if until not in _tiny_project_runs:
+    def ran(until: str | None = None, into: Path | None = None, overrides: tuple[str, ...] = ()) -> Path:
+        if (until, overrides) not in _tiny_project_runs:
             folder = tmp_path_factory.mktemp(f"tiny-project-ran-until-{until or 'all'}")
             _write_jsonl_data(folder)
             (folder / "subsetctl.yaml").write_text(yaml.safe_dump(tiny_project_spec(tiny_llama), sort_keys=False))
-            run_project(folder, until=until)
-            _tiny_project_runs[until] = folder
+            run_project(folder, list(overrides), until=until)
+            _tiny_project_runs[until, overrides] = folder
             forget_unreachable()  # as the autouse fixtures left them for the test
             resolve = sys.modules.get("subsetctl.modeling.resolve")
             if resolve is not None:
                 resolve.forget_notices_given()
-        shutil.copytree(_tiny_project_runs[until], into or tmp_path, symlinks=True, dirs_exist_ok=True)
+        shutil.copytree(_tiny_project_runs[until, overrides], into or tmp_path, symlinks=True, dirs_exist_ok=True)
         return into or tmp_path
 
     return ran

@@ -15,7 +15,7 @@ from subsetctl.api import plan_project, run_project
 from subsetctl.project import Project
 from subsetctl.reporter import SilentReporter
 
-BASE = ["verify.enabled=true", "verify.k=3", "verify.steps=1", "verify.kinds=[ce]"]
+BASE = ("verify.enabled=true", "verify.k=3", "verify.steps=1", "verify.kinds=[ce]")
 
 
 def _read(path: Path) -> dict:
@@ -23,9 +23,9 @@ def _read(path: Path) -> dict:
 
 
 def test_results_taken_from_the_caches_record_the_versions_that_computed_them(
-        tiny_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tiny_project_ran, monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny_project = tiny_project_ran(overrides=BASE)  # a copy of run_project(tiny_project, BASE)
     state = tiny_project / ".subsetctl"
-    run_project(tiny_project, BASE)
     then = pipeline.library_versions()
     entry = next((state / "cache" / "evaluate").glob("*.json"))
     assert _read(entry)["versions"] == then  # each entry records the versions computing it
@@ -34,7 +34,7 @@ def test_results_taken_from_the_caches_record_the_versions_that_computed_them(
 
     now = {**then, "torch": "99.0"}  # an upgrade of torch between the runs
     monkeypatch.setattr(pipeline, "library_versions", lambda: now)
-    assert all(not s.will_run for s in plan_project(tiny_project, BASE)[2])  # nothing is stale for it
+    assert all(not s.will_run for s in plan_project(tiny_project, list(BASE))[2])  # nothing is stale for it
     old = _read(entry)
     del old["versions"]  # as an earlier subsetctl cached it
     entry.write_text(json.dumps(old))
@@ -147,9 +147,9 @@ def test_search_estimates_taken_from_the_store_are_counted_by_the_versions_that_
 
 
 def test_a_stage_recomputed_to_the_same_outputs_with_the_current_versions_rewrites_the_note(
-        tiny_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tiny_project_ran, monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny_project = tiny_project_ran(overrides=BASE)  # a copy of run_project(tiny_project, BASE)
     state = tiny_project / ".subsetctl"
-    run_project(tiny_project, BASE)
     then = pipeline.library_versions()
     monkeypatch.setattr(pipeline, "library_versions", lambda: {**then, "torch": "99.0"})
     run_project(tiny_project, [*BASE, "finetune.seeds=2"])
