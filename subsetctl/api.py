@@ -57,6 +57,7 @@ from subsetctl.spec import (
     overrides_that_change,
     read_yaml,
     validate_data,
+    warnings_shown,
 )
 from subsetctl.spec.dumps import dumps_once
 from subsetctl.spec_checks import (
@@ -460,11 +461,18 @@ def load_project(
     if reporter is not None:
         from rich.markup import escape
 
-        for warning in report.warnings:
+        from subsetctl.plugin_loading import plugins_skipped
+
+        # (a warning per source of 2,000 made 2,000 lines before every run: the first ISSUES_SHOWN, then
+        # how many more and the `validate --format json` that lists them, as `validate` says them)
+        shown, more = warnings_shown(report.warnings, project.spec_path, overrides, plugins_skipped())
+        for warning in shown:
             if warning.note:  # (no warning: not recorded with a stage's warnings)
                 reporter.info(f"[cyan]note:[/cyan] {escape(warning.render())}")
             else:
                 reporter.warn(warning.render())
+        if more:
+            reporter.info(escape(more.strip()))
     return project, report.spec
 
 

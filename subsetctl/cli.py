@@ -851,7 +851,7 @@ def validate(specs: tuple[str, ...], fmt: str, no_plugins: bool) -> None:
     from rich.markup import escape
 
     from subsetctl.api import validate_spec_file
-    from subsetctl.spec import ISSUES_SHOWN, SPEC_FILENAME, issues_text, more_issues_line
+    from subsetctl.spec import SPEC_FILENAME, issues_text, warnings_shown
 
     if any(not a.strip() for a in specs):  # `validate "$SPEC"`, SPEC unset: not the current folder's spec
         raise click.UsageError(_empty_argument_text(next(a for a in specs if not a.strip()),
@@ -892,16 +892,12 @@ def validate(specs: tuple[str, ...], fmt: str, no_plugins: bool) -> None:
             else:
                 console.print(f"[red]✗[/red] {escape(str(report.file))}: {len(report.issues):,} problem(s){unchecked}")
                 console.print(issues_text(report.issues, report.file, overrides, no_plugins), markup=False)
-            # past ISSUES_SHOWN (a note per source of 2,000 made 2,000 lines), the warnings before the notes
-            warnings = report.warnings if len(report.warnings) <= ISSUES_SHOWN else \
-                sorted(report.warnings, key=lambda w: w.note)
-            for warning in warnings[:ISSUES_SHOWN]:
+            # (a note per source of 2,000 made 2,000 lines: the first ISSUES_SHOWN, and how many more)
+            shown, more = warnings_shown(report.warnings, report.file, overrides, no_plugins)
+            for warning in shown:
                 said = "[cyan]note:[/cyan]" if warning.note else "[yellow]warning:[/yellow]"
                 console.print(f"  {said} {escape(warning.render())}")
-            notes = {w.note for w in warnings[ISSUES_SHOWN:]}
-            kind, kinds = ("note", "") if notes == {True} else ("warning", "") if notes == {False} \
-                else ("warning or note", "warnings and notes")
-            if more := more_issues_line(warnings, kind, report.file, overrides, no_plugins, kinds):
+            if more:
                 console.print(more, markup=False, highlight=False)
             _print_not_checked(console, report)
             _print_code_the_spec_runs(console, report.runs_code)

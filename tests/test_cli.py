@@ -3058,6 +3058,38 @@ def test_validate_lists_the_first_warnings_of_thousands_and_counts_the_rest(tmp_
             "gradients.d=8 --format json` lists every one" in said), result.output
 
 
+def test_plan_and_run_list_the_first_warnings_of_thousands_and_count_the_rest(tmp_path: Path) -> None:
+    """`plan` and `run` printed every warning of the spec as they began (2,000 sources, each with
+    a line of its file not UTF-8, made 2,000 lines before the plan's table and before every run's
+    first stage): the first ISSUES_SHOWN, in `validate`'s order and words, then how many more and
+    the command that lists every one. The data stage still records every one (data.json)."""
+    from subsetctl.spec import ISSUES_SHOWN
+
+    invoke("init", str(tmp_path / "p"), "--template", "minimal")
+    spec_path = tmp_path / "p" / "subsetctl.yaml"
+    spec = yaml.safe_load(spec_path.read_text())
+    rows = (tmp_path / "p" / "helpful.jsonl").read_bytes()
+    for i in range(25):  # (a line not UTF-8: left out, with a warning of the source; a row of its own each)
+        (tmp_path / "p" / f"s{i}.jsonl").write_bytes(rows + f'{{"prompt": "{i}?", "response": "{i}"}}\n'.encode()
+                                                     + b'{"prompt": "x\x81", "response": "y"}\n')
+    spec["sources"] = [{"name": f"s{i}", "loader": {"type": "jsonl", "path": f"s{i}.jsonl"}} for i in range(25)]
+    spec["search"]["strategies"] = [{"name": "forward"}]  # (exhaustive takes 20 sources at most)
+    spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    every = json.loads(CliRunner().invoke(main, ["validate", str(tmp_path / "p"), "--format", "json"]).output)
+    total = len(every[0]["warnings"])
+    assert sum("is not valid UTF-8" in w["message"] for w in every[0]["warnings"]) == 25, every
+    for command in (["plan"], ["run", "--until", "data"]):
+        result = CliRunner().invoke(main, [*command, str(tmp_path / "p"), "gradients.d=8"])
+        warned = [line for line in result.output.splitlines() if line.startswith("warning:")]
+        assert result.exit_code == 0 and len(warned) == ISSUES_SHOWN, result.output
+        assert [w.split(": ", 1)[1] for w in warned] == [f"{w['file']}:{w['line']}: {w['key']}: {w['message']}"
+                                                         for w in every[0]["warnings"][:ISSUES_SHOWN]]
+        assert (f"... and {total - ISSUES_SHOWN} more warnings (of {total}): `subsetctl validate {spec_path} "
+                "gradients.d=8 --format json` lists every one" in result.output.replace("\n", "")), result.output
+    recorded = json.loads((tmp_path / "p" / ".subsetctl" / "data" / "data.json").read_text())["warnings"]
+    assert sum("is not valid UTF-8" in w for w in recorded) == 25, recorded
+
+
 def test_the_problems_past_those_listed_are_counted_in_agreeing_words_with_the_command_listing_them() -> None:
     """One problem past those listed was "1 more problems", and the command said to list them all,
     a bare `subsetctl validate --format json`, read the current folder's spec without the

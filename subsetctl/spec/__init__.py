@@ -45,6 +45,7 @@ from subsetctl.spec.issues import (  # noqa: F401
     merged_keys,
     more_issues_line,
     plain_error_message,
+    warnings_shown,
 )
 from subsetctl.spec.models import (  # noqa: F401
     _TARGET_SPLIT_SCHEMA,

@@ -192,6 +192,23 @@ def more_issues_line(issues: list[SpecIssue], kind: str, spec_path: str | Path,
     return f"  ... and {more:,} more {what} (of {len(issues):,}): `{command}` lists every one"
 
 
+def warnings_shown(warnings: list[SpecIssue], spec_path: str | Path, overrides: list[str] | None = None,
+                   no_plugins: bool = False) -> tuple[list[SpecIssue], str]:
+    """The warnings and notes of a valid spec a terminal lists (`validate`, and `plan` and `run`
+    as they begin), and the line after them: all of them and "" up to :data:`ISSUES_SHOWN`;
+    past it the first :data:`ISSUES_SHOWN`, the warnings before the notes (20 notes need not
+    hide a warning), and :func:`more_issues_line`'s count of the rest, as "warnings", "notes"
+    or "warnings and notes", naming the command that lists every one (a warning per source of
+    2,000 made 2,000 lines, in `plan` and at the start of every `run`)."""
+    if len(warnings) <= ISSUES_SHOWN:
+        return warnings, ""
+    ordered = sorted(warnings, key=lambda w: w.note)
+    notes = {w.note for w in ordered[ISSUES_SHOWN:]}
+    kind, kinds = ("note", "") if notes == {True} else ("warning", "") if notes == {False} \
+        else ("warning or note", "warnings and notes")
+    return ordered[:ISSUES_SHOWN], more_issues_line(ordered, kind, spec_path, overrides, no_plugins, kinds)
+
+
 def issues_from_validation(
     exc: ValidationError, file: str, lines: dict[tuple[Any, ...], int], text: str = ""
 ) -> list[SpecIssue]:
