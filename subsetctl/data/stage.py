@@ -33,6 +33,7 @@ import unicodedata
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,9 @@ _TMP_PREFIX = ".tmp-"
 _OLD_PREFIX = ".old-"
 
 Progress = Callable[[int, int], None]
+#: ``waiting(description)``: a context manager the caller shows a wait with no count in
+#: (:func:`subsetctl.reporter.waiting`: a spinner, lines in a log)
+Waiting = Callable[[str], AbstractContextManager[None]]
 
 
 def _save_in_vocabulary(out_dir: Path, name: str, splits: dict[str, Dataset], record: dict[str, Any],
@@ -518,6 +522,7 @@ def _in_folder(warning: str, spec_dir: Path) -> str:
 def run_data_stage(
     spec: Spec, spec_dir: Path, out_dir: Path, progress: Progress | None = None,
     reuse_from: list[Path] | None = None, reuse: bool = True, reading: Callable[[str], None] | None = None,
+    waiting: Waiting | None = None,
 ) -> dict[str, Any]:
     """Prepare the target and every source and save them under ``out_dir``.
 
@@ -534,6 +539,9 @@ def run_data_stage(
         reading: optional ``reading(name)``, called before each source is prepared or
             reused, so that a progress display can name the source being read (one large
             source can take minutes, and ``progress`` counts it only when it is done).
+        waiting: optional :data:`Waiting`, shown while the model's tokenizer loads to count
+            the target's long test answers (:func:`answers_past_generation`), after every
+            source is counted.
 
     Returns:
         A JSON-able summary, also written to ``out_dir/data.json`` (less ``reused``, so
@@ -613,7 +621,7 @@ def run_data_stage(
         assert check is not None
         release_whole_file()
         warnings.extend(check.warnings())
-        warnings.extend(answers_past_generation(spec, spec_dir, target_test, test_answers))
+        warnings.extend(answers_past_generation(spec, spec_dir, target_test, test_answers, waiting))
         return _write_summary(out_dir, spec, counts, None, group_label_map_warnings(spec, warnings), reused,
                               answer_counts if answer_set is not None else None)
     prepared: dict[str, dict[str, Dataset]] = {}  # classifiers: the label vocabulary needs every source first
@@ -657,7 +665,7 @@ LONG_ANSWERS_COUNTED = 200
 
 
 def answers_past_generation(spec: Spec, spec_dir: Path, test: Dataset | None,
-                            answers: list[str] | None = None) -> list[str]:
+                            answers: list[str] | None = None, waiting: Waiting | None = None) -> list[str]:
     """evaluate's warning of a causal LM's test answers longer than ``evaluate.max_new_tokens``
     (:func:`~subsetctl.modeling.evaluate.answers_longer_than`, its words), said by the data
     stage, before hours of fine-tunes whose scores it caps alike: the tokens of the
@@ -665,7 +673,9 @@ def answers_past_generation(spec: Spec, spec_dir: Path, test: Dataset | None,
     where read already, else read here; by characters: a
     bounded cost), counted with the model's tokenizer where its files are here to read (a model
     folder, a packaged model's, converted or shipped, a hub id's cached copy); nothing where they are not, or the
-    tokenizer does not load (evaluate says it then)."""
+    tokenizer does not load (evaluate says it then). The load is shown in ``waiting`` where given
+    (importing torch and transformers and loading a tokenizer took 3-4 s after "data: N/N" without
+    a word)."""
     if spec.model.kind != "causal-lm" or test is None or not len(test):
         return []
     answers = label_texts(test, "response") if answers is None else answers
@@ -677,10 +687,14 @@ def answers_past_generation(spec: Spec, spec_dir: Path, test: Dataset | None,
     folder = model_folder(spec.model.source, spec_dir, spec.model.revision)
     if folder is None:
         return []
+    from subsetctl.errors import as_typed
     from subsetctl.filehash import folder_stamps
-    from subsetctl.modeling.evaluate import answers_longer_than
 
-    tokenizer = _answers_tokenizer(*folder_stamps(Path(folder)), spec.model.trust_remote_code)
+    described = f"data: loading the tokenizer of {as_typed(spec.model.source)} to count the test answers' tokens"
+    with waiting(described) if waiting is not None else nullcontext():
+        from subsetctl.modeling.evaluate import answers_longer_than
+
+        tokenizer = _answers_tokenizer(*folder_stamps(Path(folder)), spec.model.trust_remote_code)
     if tokenizer is None:  # a tokenizer that does not load here: the model stages say why
         return []
     warning = answers_longer_than(tokenizer, [test[i] for i in longest], spec.evaluate.max_new_tokens,

@@ -9,7 +9,7 @@ from typing import Any
 from subsetctl.library_imports import DATA_LIBRARIES
 from subsetctl.pipeline import Stage, StageContext
 from subsetctl.project import Project
-from subsetctl.reporter import ShownInResults
+from subsetctl.reporter import ShownInResults, waiting
 from subsetctl.spec import Spec
 from subsetctl.stages import common
 
@@ -235,6 +235,7 @@ class DataStage(Stage):
                 # sources prepared from the same inputs by the run whose results this one replaces, or the one before
                 reuse_from=self._intact_earlier_results(ctx.project),
                 reuse=not ctx.options.get("forced"),
+                waiting=lambda description: waiting(ctx.reporter, description),  # (the tokenizer's load)
             )
         if ctx.spec.target.test_loader is not None:  # where the scores' rows come from, said as the stage ends
             counts = summary["counts"][ctx.spec.target.name]

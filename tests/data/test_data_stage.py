@@ -919,3 +919,46 @@ def test_the_data_stage_loads_the_models_tokenizer_once_while_its_files_are_unch
     config = model / "tokenizer_config.json"
     config.write_text(config.read_text() + " ")  # (another size: a tokenizer file replaced)
     assert warned("out3") and len(loads) == 2, loads
+
+
+def test_the_data_stage_shows_the_tokenizer_load_of_its_long_answer_check(
+        tmp_path: Path, tiny_llama: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After "data: N/N" the check of test answers longer than evaluate.max_new_tokens imported
+    torch and transformers and loaded the model's tokenizer (3-4 s, a hub model's longer) without
+    a word: it is shown as the model stages show loading the model (the reporter's status: a
+    spinner on a terminal, lines in a log), naming what loads and why."""
+    import contextlib
+    from collections.abc import Iterator
+
+    from subsetctl.api import run_project
+    from subsetctl.data import stage
+    from subsetctl.reporter import SilentReporter
+
+    class Statuses(SilentReporter):
+        """Records each status's description, and whether one is open now."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.said: list[str] = []
+            self.open = False
+
+        @contextlib.contextmanager
+        def status(self, description: str) -> Iterator[None]:
+            self.said.append(description)
+            self.open = True
+            yield
+            self.open = False
+
+    write_jsonl(tmp_path / "t.jsonl", [{"prompt": f"q{i}", "response": "12345" if i % 2 else "7"} for i in range(20)])
+    (tmp_path / "subsetctl.yaml").write_text(
+        f"project: {{name: p}}\nmodel: {{source: {tiny_llama}}}\n"
+        "target: {name: t, loader: {type: jsonl, path: t.jsonl}, split: {train: 8, validation: 2, test: 10}}\n"
+        "evaluate: {max_new_tokens: 3}\nsearch: {strategies: [{name: exhaustive}]}\n"
+        "sources: [{name: s, loader: {type: jsonl, path: t.jsonl}}]\n")
+    reporter = Statuses()
+    loaded_within: list[bool] = []
+    real = stage._answers_tokenizer
+    monkeypatch.setattr(stage, "_answers_tokenizer", lambda *a: loaded_within.append(reporter.open) or real(*a))
+    run_project(tmp_path, until="data", reporter=reporter)
+    assert loaded_within == [True], loaded_within
+    assert reporter.said == [f"data: loading the tokenizer of '{tiny_llama}' to count the test answers' tokens"]
