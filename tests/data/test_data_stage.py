@@ -421,6 +421,41 @@ def test_the_stage_saves_splits_without_save_to_disk_as_save_to_disk_would(
         load_split(tmp_path / "out", "tgt", "train").to_list()
 
 
+def test_splits_of_the_same_features_share_their_saved_schema_and_info_built_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each saved split built its Arrow schema's metadata and its dataset_info.json with datasets'
+    ``asdict`` (twice, 0.8 ms of a small split's saving; 6,000 splits of the same columns at 2,000
+    sources): it is built once for the splits whose info is the same features alone. A split whose
+    info holds more (a description), or whose features differ (a value's id), is still saved byte
+    for byte as ``save_to_disk`` saves it."""
+    import filecmp
+
+    import datasets.utils.py_utils
+    from datasets import Features, Value
+
+    from subsetctl.data import saving
+
+    getattr(saving, "_PLAIN_LAYOUTS", {}).clear()  # (what earlier tests saved)
+    built: list[object] = []
+    real = datasets.utils.py_utils.asdict
+    monkeypatch.setattr(datasets.utils.py_utils, "asdict", lambda obj: built.append(obj) or real(obj))
+    for i in range(30):
+        saving.save_split(Dataset.from_dict({"prompt": [f"q{i}"], "response": [str(i)]}), tmp_path / f"s{i}")
+    assert len(built) <= 2, len(built)  # (the metadata's, the info's: once)
+    plain = Dataset.from_dict({"prompt": ["q"], "response": ["a"]})
+    with quiet_datasets():
+        described = plain.cast(plain.features)
+        with_id = plain.cast(Features({"prompt": Value("string", id="p"), "response": Value("string")}))
+    described._info.description = "from elsewhere"
+    for name, rows in (("described", described), ("with_id", with_id), ("plain", plain)):
+        with quiet_datasets():
+            rows.save_to_disk(str(tmp_path / "expected" / name))
+        saving.save_split(rows, tmp_path / "saved" / name)
+        match, mismatch, errors = filecmp.cmpfiles(tmp_path / "expected" / name, tmp_path / "saved" / name,
+                                                   [saving.DATA_FILE, "state.json", "dataset_info.json"], shallow=False)
+        assert (mismatch, errors) == ([], []) and len(match) == 3, (name, mismatch, errors)
+
+
 def test_a_prepared_source_is_written_without_an_fsync_of_its_own(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each source's folder is renamed into place whole, so its record needs no temporary
