@@ -63,11 +63,15 @@ def revision_before(message: str) -> str:
     return f"{found}^"
 
 
-def old_against_new_arguments(description: str | None, sources: int, rows: int) -> argparse.Namespace:
+def old_against_new_arguments(description: str | None, sources: int, rows: int,
+                              more: Callable[[argparse.ArgumentParser], object] | None = None) -> argparse.Namespace:
     """The command line of a benchmark of a project of many sources, timed with this checkout's
     code against an old revision's: ``--sources``, ``--rows`` (examples per source),
-    ``--repeats`` and ``--old`` (the old code's git revision; None: the script's default)."""
+    ``--repeats`` and ``--old`` (the old code's git revision; None: the script's default), and
+    what ``more`` adds to the parser."""
     parser = argparse.ArgumentParser(description=description)
+    if more is not None:
+        more(parser)
     parser.add_argument("--sources", type=int, default=sources)
     parser.add_argument("--rows", type=int, default=rows, help="examples per source")
     parser.add_argument("--repeats", type=int, default=3)

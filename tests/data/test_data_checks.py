@@ -2253,6 +2253,27 @@ def test_a_files_listing_is_made_dicts_once_per_process_until_the_file_changes(t
     assert listed_values(path, "task", loader, tmp_path) == ({"t9": 1}, 0)
 
 
+def test_a_parquet_files_listing_is_made_dicts_once_per_process_until_the_file_changes(tmp_path: Path) -> None:
+    """A Parquet file's ``where`` sources: its column was read once per process, but the dict of
+    all its values was made again for each source, twice (validate of 2,000 tasks of one Parquet
+    file: 12 s of its 15 s of CPU). It is made once, and again only when the file changes."""
+    import os
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from subsetctl.data.fingerprint import listed_values
+
+    path = tmp_path / "tasks.parquet"
+    pq.write_table(pa.table({"task": [f"t{i % 3}" for i in range(9)], "prompt": ["q"] * 9, "response": ["r"] * 9}), path)
+    values, _ = listed_values(path, "task", None, tmp_path)
+    assert values == {"t0": 3, "t1": 3, "t2": 3}
+    assert listed_values(path, "task", None, tmp_path)[0] is values
+    pq.write_table(pa.table({"task": ["t9"], "prompt": ["q"], "response": ["r"]}), path)
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))  # (a later time, surely)
+    assert listed_values(path, "task", None, tmp_path) == ({"t9": 1}, 0)
+
+
 def test_validate_counts_a_huggingface_loaders_json_data_files_toward_its_read_through_total(
         tmp_path: Path, monkeypatch: Any) -> None:
     """A ``huggingface`` loader's JSON ``data_files`` (``path: json``) were read whole for their columns (a JSON
