@@ -659,18 +659,21 @@ def run_project(
     _check_run_options(options)
     _check_reporter(reporter)
     rep = reporter or SilentReporter()
-    with environment_errors_as_user_errors():
-        project, spec = load_project(directory, overrides, rep)
-        pipeline = make_pipeline(project, spec, reporter)
-        warn_edited_plugins(rep, spec)
-        warn_hub_revision_changed(rep, project, spec)
-    with environment_errors_as_user_errors(), _callers_random_state(), manifests_read_once(), dumps_once():
-        return pipeline.run(
-            until=until,
-            force=set(force or []),
-            options=options,
-            on_stage=lambda name, desc: rep.info(f"[bold cyan]▶ {name}[/bold cyan] [dim]{desc}[/dim]"),
-        )
+    # from the spec's loading on: the first run in a process imports rich there, whose import
+    # draws from Python's global generator (rich.style's getrandbits(24))
+    with _callers_random_state():
+        with environment_errors_as_user_errors():
+            project, spec = load_project(directory, overrides, rep)
+            pipeline = make_pipeline(project, spec, reporter)
+            warn_edited_plugins(rep, spec)
+            warn_hub_revision_changed(rep, project, spec)
+        with environment_errors_as_user_errors(), manifests_read_once(), dumps_once():
+            return pipeline.run(
+                until=until,
+                force=set(force or []),
+                options=options,
+                on_stage=lambda name, desc: rep.info(f"[bold cyan]▶ {name}[/bold cyan] [dim]{desc}[/dim]"),
+            )
 
 
 def _check_run_options(options: dict[str, Any] | None) -> None:

@@ -152,6 +152,32 @@ def test_a_run_leaves_the_callers_random_generators_as_they_were(tiny_project: P
     assert (random.random(), float(np.random.rand()), float(torch.rand(1))) == expected
 
 
+def test_a_run_leaves_pythons_generator_as_it_was_though_loading_the_spec_draws_from_it(tiny_project_ran,
+                                                                                         monkeypatch) -> None:
+    """The generators were saved only once the spec was loaded: the first run in a notebook
+    imports rich while loading it, whose import draws 24 bits from Python's generator
+    (rich.style's ``getrandbits(24)``), so ``random.random()`` after that run gave another
+    number than before it. Here the loading draws as that import does, in any process."""
+    import random
+
+    from subsetctl import api
+
+    folder = tiny_project_ran("data")
+    real_load_project = api.load_project
+
+    def load_project_drawing(*args, **kwargs):
+        random.getrandbits(24)
+        return real_load_project(*args, **kwargs)
+
+    monkeypatch.setattr(api, "load_project", load_project_drawing)
+    random.seed(1234)
+    state = random.getstate()
+    expected = random.random()
+    random.setstate(state)
+    assert [r["action"] for r in api.run_project(folder, until="data")] == ["up to date"]
+    assert random.random() == expected
+
+
 def test_file_system_conditions_a_user_fixes_reach_api_callers_as_user_errors(jsonl_project: Path,
                                                                               monkeypatch) -> None:
     """README: user mistakes raise UserError with the message the CLI prints. A read-only
