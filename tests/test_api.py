@@ -708,6 +708,22 @@ def test_readme_quickstart_without_a_checkout_runs_the_example_spec(tmp_path: Pa
     assert f"pip install subsetctl-{__version__}-py3-none-any.whl" in readme
 
 
+def test_readme_development_tools_come_with_the_dev_extra() -> None:
+    """README → Development installs `pip install -e ".[dev]"`, then runs `python -m pytest`,
+    `ruff check` and `python -m build`: the dev extra lacked build, so `python -m build` said
+    "No module named build"."""
+    import re
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    dev = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]["dev"]
+    installed = {re.split(r"[<>=~!\[; ]", requirement, maxsplit=1)[0].lower() for requirement in dev}
+    section = (root / "README.md").read_text(encoding="utf-8").split("\n## Development\n", 1)[1]
+    tools = set(re.findall(r"python -m (\w+)", section)) | set(re.findall(r"^(ruff) ", section, re.MULTILINE))
+    assert tools == {"pytest", "ruff", "build"}, tools  # README's Development names these
+    assert tools <= installed, tools - installed
+
+
 def test_init_hub_gpu_template_is_the_reference_gpu_spec(tmp_path: Path) -> None:
     """`init -t hub-gpu` writes specs/hub-llama-gpu.yaml (all but the first line, which points
     editors at the schema next to each), the GPU setup README's rehearsal starts from, which
