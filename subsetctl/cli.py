@@ -1179,10 +1179,14 @@ def _split_dir(directory: Path | None, overrides: tuple[str, ...]) -> tuple[Path
         directory, overrides = None, (str(directory), *overrides)  # (a path such as /data/x=1 stays a path)
     stray = [item for item in overrides if "=" not in item or item.startswith("=")]
     if stray:
+        from subsetctl.spec.overrides import override_without_value_note  # (here: read on this error only)
+
         command = click.get_current_context().command_path
         if directory is not None or not Path(stray[0]).is_dir():  # not a folder put last: a split override
             joined = _joined_overrides(overrides)
             folder = project_arg(directory)
+            if joined == " ".join(overrides) and override_without_value_note(stray[0]):  # `run P modle.lora.r`
+                raise click.UsageError(f"{stray[0]!r} is not a key=value override{override_without_value_note(stray[0])}.")
             if joined == " ".join(overrides):  # nothing to join: a stray word, not a split override
                 raise click.UsageError(
                     f"{stray[0]!r} is not a key=value override (write key=value, e.g. gradients.d=32), and only "

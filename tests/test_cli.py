@@ -170,6 +170,24 @@ def test_a_key_given_without_its_value_is_called_an_override_not_a_project_to_in
         assert "reads as a key" not in said and "subsetctl init" in said, said
 
 
+def test_a_misspelled_key_without_its_value_is_called_an_override_and_the_key_meant_named(tmp_path: Path,
+                                                                                         monkeypatch) -> None:
+    """`subsetctl run modle.lora.r` (a misspelled override, `=VALUE` left off) was advised `subsetctl
+    init modle.lora.r`, and `subsetctl run P modle.lora.r` to leave the word out or quote it: both
+    now say it reads as an override without its value, and name the key meant, model.lora.r. A
+    folder's name that misspells no key whole (`proj.v2`) still gets the init advice."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "p").mkdir()
+    for args in (("run", "modle.lora.r"), ("plan", "modle.lora.rr"), ("run", "p", "modle.lora.r")):
+        result = invoke(*args)
+        assert result.exit_code == (2 if "p" in args else 1), result.output
+        said = " ".join(result.output.split())
+        assert "reads as an override without its value" in said and "the spec has no key 'modle'" in said, said
+        assert "with the key it likely means: model.lora.r=VALUE." in said and "subsetctl init" not in said, said
+    said = " ".join(invoke("plan", "proj.v2").output.split())
+    assert "reads as" not in said and "subsetctl init proj.v2" in said, said
+
+
 def test_an_empty_path_argument_or_init_of_standard_output_is_a_usage_error(tmp_path: Path, monkeypatch) -> None:
     """`subsetctl init "$DIR"` with DIR unset wrote a project into the current folder, and
     `plan ""`, `report --compare ""`, `ls ""` read the one there (an empty path is Path('.')):

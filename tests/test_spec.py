@@ -2109,6 +2109,21 @@ def test_an_index_into_a_setting_that_is_no_list_is_said_at_once() -> None:
         assert f"({right}=VALUE)" in override_without_value_note(right), right
 
 
+def test_an_index_into_an_item_of_a_list_is_no_key_to_write_a_value_for() -> None:
+    """`subsetctl run P 'sources[0][1]'` (an index into a source, which is no list) was advised
+    to write `sources[0][1]=VALUE`, an override that then fails with "sources[0] is not a list";
+    the advice says so at once, for an item named by index or by name (`sources.wiki[1]`)."""
+    from subsetctl.spec.overrides import nearest_key, override_without_value_note
+
+    said = override_without_value_note("sources[0][1]")
+    assert "sources[0] is not a list, so sources[0][1] is no setting" in said and "[1]=VALUE" not in said, said
+    said = override_without_value_note("search.strategies.greedy[0]")
+    assert "search.strategies.greedy is not a list" in said and "[0]=VALUE" not in said, said
+    assert nearest_key(["sources", 0, 1]) is None
+    assert nearest_key(["modle", "loraa", "rr"]) == ["model", "lora", "r"]
+    assert nearest_key(["model", "xyz", "r"]) is None
+
+
 def test_override_advice_names_the_first_wrong_part_of_its_key_not_the_last_word() -> None:
     """The advice about an override's key looked at its last word alone: `model.loraa.r` (no
     value) read as a key of the spec, to be written `model.loraa.r=VALUE`; `model.lora.rr` was

@@ -102,7 +102,10 @@ def override_without_value_note(path: object) -> str:
     file's name, not an override. A list index is a last part too (``sources[0]``), and so is
     any key under a mapping-valued setting (``target.label_map.pos``, ``where``, ``params``), or a
     misspelling of a key valid where it stands (``model.lora.rr``), said with the key meant; a
-    missing ``sources.extra.yaml`` (``yaml`` no key of a source) is a file's name."""
+    missing ``sources.extra.yaml`` (``yaml`` no key of a source) is a file's name. A first part
+    that misspells a top-level key (``modle.lora.r``) reads as an override too where every wrong
+    part has a likely meant key (advised `init modle.lora.r` before). Where each wrong part has
+    one, the key meant is named whole (``model.lora.r=VALUE``)."""
     from subsetctl.spec.models import Spec  # (the models read overrides' helpers)
 
     text = str(path)
@@ -112,9 +115,13 @@ def override_without_value_note(path: object) -> str:
         parts = parse_key_path(text)
     except SpecError:
         return ""
-    if len(parts) < 2 or parts[0] not in Spec.model_fields:
+    if len(parts) < 2:
         return ""
-    last, before = parts[-1], parts[-2]
+    nearest = nearest_key(parts)
+    judged = parts if parts[0] in Spec.model_fields else nearest  # modle.lora.r: judged as model.lora.r
+    if judged is None:  # proj.v2: a folder's name, no top-level key misspelled
+        return ""
+    last, before = judged[-1], judged[-2]
     wrong = _first_unknown_part(parts)
     if not (isinstance(last, int) or last in _spec_key_names()
             or (isinstance(before, str) and before in _spec_mapping_names())
@@ -124,9 +131,30 @@ def override_without_value_note(path: object) -> str:
     if wrong is None:
         return (f": {text} reads as a key of the spec, an override without its value. Write each override as one "
                 f"argument, key=value without spaces around '=' ({text}=VALUE)")
+    meant = (f"the key it likely means: {key_text(nearest)}=VALUE" if nearest is not None
+             else "a key `subsetctl schema` lists")
     return (f": {text} reads as an override without its value, and its key is wrong too: "
             f"{unknown_part_note(parts, *wrong)}. Write each override as one argument, key=VALUE without spaces "
-            "around '=', with a key `subsetctl schema` lists")
+            f"around '=', with {meant}")
+
+
+def nearest_key(parts: list[str | int]) -> list[str | int] | None:
+    """``parts`` (an override's key path) with each part that is no key where it stands put
+    right to the key it likely misspells (``modle.lora.rr`` -> ``model.lora.r``), the first
+    wrong part first, so that later parts are judged under the key meant; ``parts`` as they are
+    when all are keys; None where a wrong part misspells no key there (``model.xyz.r``), or is a
+    list index that cannot be one (``sources[0][1]``): no key to name."""
+    fixed = list(parts)
+    for _ in range(len(parts) + 1):  # each pass puts one part right, after the one before, or ends
+        wrong = _first_unknown_part(fixed)
+        if wrong is None:
+            return fixed
+        at, valid = wrong
+        meant = _meant_key(str(fixed[at]), valid) if valid and isinstance(fixed[at], str) else None
+        if meant is None:
+            return None
+        fixed[at] = meant
+    return None
 
 
 #: how many of the keys valid where a key path goes wrong its advice lists (sorted)
@@ -149,6 +177,9 @@ def _first_unknown_part(parts: list[str | int]) -> tuple[int, list[str]] | None:
     named_lists = {listed.path for listed in _NAMED_LISTS}
     models: list[Any] = [Spec]
     for i, part in enumerate(parts):
+        if isinstance(part, int) and i > 0 and (isinstance(parts[i - 1], int)
+                                                or tuple(parts[:i - 1]) in named_lists):
+            return i, []  # sources[0][1], sources.wiki[1]: an item of a list is no list (the spec has no list of lists)
         if isinstance(part, int) or tuple(parts[:i]) in named_lists:  # a list item: its type is in hand
             continue
         fields = [model.model_fields[part] for model in models
@@ -179,7 +210,7 @@ def unknown_part_note(parts: list[str | int], at: int, valid: list[str]) -> str:
     close = _meant_key(str(part), valid)
     meant = f"did you mean {close!r}? " if close else ""
     listed = ", ".join(valid[:_KEYS_LISTED]) + (", ..." if len(valid) > _KEYS_LISTED else "")
-    owner = where or "the spec"
+    owner = where if at else "the spec"  # (format_path writes no parts as "(top level)")
     return f"{owner} has no key {str(part)!r} ({meant}its keys: {listed})"
 
 
