@@ -787,17 +787,18 @@ def _overrides_behind(issue: SpecIssue, plain_key: str, blamed: list[tuple[str, 
     return sorted(found, key=blamed.index)
 
 
-#: a key of the file and its line, as a message names it ("the first is sources[0].name, at line 20"):
-#: an override of that key makes the file's line the wrong place to look
-_KEY_AT_LINE = re.compile(r"(sources\[\d+\]\.name), at line \d+")
+#: where a duplicate name's first source names it in the file, as a message says it ("; the first is
+#: sources[0].name, at line 20"): an override of that key makes the file's line the wrong place to look
+_KEY_AT_LINE = re.compile(r"; the first is (sources\[\d+\]\.name), at line \d+")
 
 
 def _line_of_overridden_key(message: str, key: str) -> str:
-    """``message`` with the file's line of a key it names ("sources[0].name, at line 20") said
-    as set on the command line where the override of ``key`` set it: the file's line holds
-    the value the override replaced."""
-    return _KEY_AT_LINE.sub(lambda m: f"{m.group(1)}, set on the command line" if same_branch(m.group(1), key)
-                            else m.group(0), message)
+    """``message`` without where the file names a key ("; the first is sources[0].name, at
+    line 20") where the override of ``key`` set it: the file's line holds the value the override
+    replaced, and the issue ends with the overrides that made it ("(set on the command line:
+    sources[0].name=b)"). It said ", set on the command line" in its place, and then "(set on the
+    command line: ...)" again."""
+    return _KEY_AT_LINE.sub(lambda m: "" if same_branch(m.group(1), key) else m.group(0), message)
 
 
 #: the advice to quote a number or boolean YAML read for text, as spec.issues words it for a file
