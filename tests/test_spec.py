@@ -583,6 +583,25 @@ def test_a_json_spec_whose_sections_are_all_misspelled_is_refused_key_by_key_not
         load_spec(tmp_path / "row.jsonl")
 
 
+def test_a_json_spec_whose_sections_are_all_far_off_is_refused_key_by_key_not_as_a_data_file(
+        tmp_path: Path) -> None:
+    """A spec in JSON whose section names are no misspelling of a spec's (`basemodel`, `goal`,
+    `datasets`) was told it "looks like a data file". A mapping of mappings, or one with a
+    source's or target's shape (a mapping with a `loader`, or a list of them), is a spec's: its
+    keys are named as unknown. A record with one mapping among its text is still a data file."""
+    for spec in ({"basemodel": {"source": "m"}, "goal": MINIMAL["target"], "datasets": MINIMAL["sources"],
+                  "title": "x"},
+                 {"settings": {"seed": 1}, "goal": {"name": "t"}}):
+        (tmp_path / "spec.json").write_text(json.dumps(spec), encoding="utf-8")
+        with pytest.raises(SpecError) as refused:
+            load_spec(tmp_path / "spec.json")
+        said = str(refused.value)
+        assert "data file" not in said and "goal: unknown key" in said, said
+    (tmp_path / "row.json").write_text('{"prompt": "a", "response": "b", "meta": {"from": "wiki"}}', encoding="utf-8")
+    with pytest.raises(SpecError, match="row.json looks like a data file"):
+        load_spec(tmp_path / "row.json")
+
+
 def test_load_spec_errors(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="no such spec file"):
         load_spec(tmp_path / "missing.yaml")

@@ -165,7 +165,7 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
             path, "the spec must be a YAML mapping of keys (project, model, target, "
             f"sources, ...), not a {type(data).__name__}.{' ' + data_file if data_file else ''}"
         )
-    if _data_file_note(path) and not _has_a_spec_section(data):  # a one-line train.jsonl: one record, a mapping
+    if _data_file_note(path) and not _has_a_spec_section(data) and not _shaped_like_a_spec(data):  # one-line .jsonl
         keys = ", ".join(printable(str(key)) for key in list(data)[:5]) + (", ..." if len(data) > 5 else "")
         raise SpecFileError(path, f"this holds no section of a spec (its keys: {keys or 'none'}). "
                                   f"{_data_file_note(path)}", 1)
@@ -183,6 +183,23 @@ def _has_a_spec_section(data: dict[Any, Any]) -> bool:
     sections = list(Spec.model_fields)
     return any(isinstance(value, (dict, list)) and (str(key).lower() in sections or meant_key(str(key).lower(), sections))
                for key, value in data.items())  # (in any case: `MODEL`, `Sources`)
+
+
+def _shaped_like_a_spec(data: dict[Any, Any]) -> bool:
+    """Whether ``data``, whose keys are no spec section nor a misspelling of one, has a spec's
+    shape all the same: every value a mapping (sections; a data record holds text, ``{"prompt":
+    ..., "meta": {...}}``), or a value that is, or lists, a mapping with a ``loader`` (a source's
+    or the target's, under a name of the user's: ``datasets: [{name: a, loader: ...}]``). Such a
+    spec in JSON (``basemodel``, ``goal``, ``datasets``) was told it looks like a data file; it is
+    refused key by key, its keys named, as a YAML one is. Chat ``messages`` (mappings without a
+    ``loader``) are still a data record."""
+    def has_a_loader(value: Any) -> bool:
+        return isinstance(value, dict) and "loader" in value
+
+    if data and all(isinstance(value, dict) for value in data.values()):
+        return True
+    return any(has_a_loader(value) or (isinstance(value, list) and any(has_a_loader(item) for item in value))
+               for value in data.values())
 
 
 def _unmade_scalar(text: str) -> yaml.ScalarNode | None:
