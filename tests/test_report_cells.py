@@ -2099,6 +2099,23 @@ def test_a_bare_url_from_data_or_a_file_name_is_no_link_in_report_md() -> None:
     assert "- " + md_text(warning) in markdown.splitlines()
 
 
+def test_only_a_name_that_linkify_links_gets_a_backslash_in_report_md() -> None:
+    """The ``.`` before any two-letter label was escaped, so report.md's raw text showed
+    ``corpus\\.db``, ``wiki\\.en`` and ``my_notes\\.md``, which no renderer links (GitHub links no
+    bare domain; markdown-it's linkify only linkify-it's labels, and no domain after a ``_``); a
+    name linkify does link (``notes.md``, ``train.py``, ``evil.example.com``) keeps its escape,
+    also after an escape, where markdown-it reads what follows as text of its own."""
+    from subsetctl.report.markdown import md_name, md_text
+
+    for unlinked in ("corpus.db", "wiki.en", "data.el", "my_notes.md", "x.md.jsonl", "notes.md_x", "-x.md",
+                     "path/notes.md"):
+        assert md_name(unlinked) == unlinked, unlinked
+    for linked, shown in (("notes.md", "notes\\.md"), ("train.py", "train\\.py"), ("x-notes.md", "x-notes\\.md"),
+                          ("evil.example.com", "evil.example\\.com"), ("ü.md", "ü\\.md"), ("v1.2.io", "v1.2\\.io")):
+        assert md_name(linked) == shown, linked
+    assert md_text("a*notes.md") == "a\\*notes\\.md" and md_text("see www.x.md") == "see www\\.x\\.md"
+
+
 def test_an_email_address_or_a_bare_domain_from_data_or_a_name_is_no_link_in_report_md() -> None:
     """GitHub links an e-mail address (``user@example.com``, ``mailto:`` or not) and markdown-it's
     linkify (VS Code's preview) a bare domain (``evil.example.com``, ``notes.md``): a source's name,
@@ -2109,10 +2126,10 @@ def test_an_email_address_or_a_bare_domain_from_data_or_a_name_is_no_link_in_rep
 
     from subsetctl.report.markdown import md_cell, md_name, md_text, md_title
 
-    assert md_name("user@example.com") == "user\u2060@example\\.com"
+    assert md_name("user@example.com") == "user\u2060@example.com"  # (no domain after an @ for linkify)
     assert md_name("evil.example.com") == "evil.example\\.com"
     assert md_cell("evil.co.uk|x") == "evil\\.co\\.uk\\|x"
-    assert md_title("mail me: a_b+c@sub.example.org") == "mail me: a\\_b+c\u2060@sub.example\\.org"
+    assert md_title("mail me: a_b+c@sub.example.org") == "mail me: a\\_b+c\u2060@sub.example.org"
     for ordinary in ("a.jsonl", "gsm8k", "org/model-7b.v1", "user@localhost", "e.g. 3.14", "x.example"):
         assert md_text(ordinary) == ordinary
     warning = "row 2 says 'write to mailto:user@example.com or visit evil.example.com', see `user@example.com`"

@@ -76,12 +76,31 @@ def _settings_block(settings: Any) -> list[str]:
 #: make a link of: a scheme's ``:`` (``https://``, ``ftp://``) or ``www``'s ``.``
 _BARE_URL = re.compile(r"(?i)(?<![A-Za-z0-9])(?:(https?|ftp)(?=://)|(www)(?=\.))")
 
-#: the ``.`` before a bare domain's top-level label, which markdown-it's linkify (VS Code's
-#: preview, many sites) makes a link of with no scheme or ``www``: ``evil.example.com`` and
-#: ``train.py`` (``py`` is a country's). The labels are linkify-it's own: any of two letters (it
-#: lists most) and its default generic ones; ``a.jsonl``, ``model.v1`` are no link and untouched.
-_BARE_DOMAIN_DOT = re.compile(r"(?i)(?<=[a-z0-9-])\.(?=(?:[a-z]{2}|biz|com|edu|gov|net|org|pro|web|xxx|aero|asia|coop"
-                              r"|info|museum|name|shop|xn--[a-z0-9-]+)(?![a-z0-9-]))")
+#: the two-letter top-level labels linkify-it links a bare domain of (its ``tlds_2ch_src_re``, the
+#: countries' codes): ``md``, ``py``, ``io``; not ``db``, ``en``, ``el`` (checked against
+#: linkify-it-py 2.2 for all 676 pairs of letters)
+_LINKIFY_TWO_LETTER_LABELS = (
+    "a[cdefgilmnoqrstuwxz]|b[abdefghijmnorstvwyz]|c[acdfghiklmnoruvwxyz]|d[ejkmoz]|e[cegrstu]|f[ijkmor]"
+    "|g[abdefghilmnpqrstuwy]|h[kmnrtu]|i[delmnoqrst]|j[emop]|k[eghimnprwyz]|l[abcikrstuvy]"
+    "|m[acdeghklmnopqrstuvwxyz]|n[acefgilopruz]|om|p[aefghklmnrstwy]|qa|r[eosuw]|s[abcdeghijklmnortuvxyz]"
+    "|t[cdfghjklmnortvwz]|u[agksyz]|v[aceginu]|w[fs]|y[et]|z[amw]")
+
+#: a label of a domain as linkify-it reads one: letters and digits (of any script), hyphens inside
+_DOMAIN_LABEL = r"[^\W_](?:(?:[^\W_]|-)*[^\W_])?"
+
+#: a bare domain that markdown-it's linkify (VS Code's preview, many sites) makes a link of with no
+#: scheme or ``www`` (``evil.example.com``; ``train.py``, ``py`` a country's), group 1 all of it
+#: before its last ``.``; GitHub (cmark-gfm) links none. linkify-it's rules: its top-level labels
+#: (its two-letter ones and its default generic ones) and a domain that starts after no ``.:/-_@``
+#: nor a letter (``my_notes.md``, ``-x.md``: no link) and ends at its last label (``x.md.jsonl``,
+#: ``notes.md_x``: none) — but after an escape (``a\_notes.md``), where markdown-it's text is cut
+#: in two and ``notes.md`` stands alone (so too ``evil.co`` of ``evil.co\.uk``: each ``.`` is
+#: escaped, one a pass). Each name this matched with any two-letter label put
+#: a backslash in report.md's raw text for no renderer (``corpus\.db``, ``my_notes\.md``).
+_BARE_DOMAIN = re.compile(
+    rf"(?i)(?:(?<![\w.:/@\\-])|(?<=\\[^\w\s]))((?:{_DOMAIN_LABEL}\.)*{_DOMAIN_LABEL})"
+    rf"\.(?=(?:{_LINKIFY_TWO_LETTER_LABELS}|biz|com|edu|gov|net|org|pro|web|xxx|aero|asia|coop|info|museum|name"
+    r"|shop|рф|xn--[a-z0-9-]+)(?![\w-]|\.[^\W_]))")
 
 #: an e-mail address's ``@`` (GFM's extended e-mail autolink: a local part of letters, digits and
 #: ``.+-_``, then a domain with a ``.``, its dots escaped or not)
@@ -96,13 +115,17 @@ _WORD_JOINER = "\u2060"
 def _no_autolinks(text: str) -> str:
     """``text`` (already escaped, outside code spans) with nothing a renderer links of itself:
     the ``:`` of ``https://`` and the ``.`` of ``www.`` escaped (``https\\://``, ``www\\.``), a
-    bare domain's last ``.`` too (``evil.example\\.com``, :data:`_BARE_DOMAIN_DOT`), and a
+    bare domain's last ``.`` too (``evil.example\\.com``, :data:`_BARE_DOMAIN`), and a
     :data:`_WORD_JOINER` before an e-mail address's ``@``. Shown as written, but a data row's,
     a file's or a model id's ``https://evil.example/login``, ``evil.example.com`` or
     ``user@example.com`` is text in report.md, not a link that takes a reader there (checked
     with cmark-gfm, GitHub's renderer, and markdown-it's linkify)."""
-    text = _EMAIL_AT.sub(_WORD_JOINER + "@", text)
-    return _BARE_DOMAIN_DOT.sub(r"\.", _BARE_URL.sub(lambda m: m.group(0) + "\\", text))
+    text = _BARE_URL.sub(lambda m: m.group(0) + "\\", _EMAIL_AT.sub(_WORD_JOINER + "@", text))
+    while True:  # evil.co.uk: evil.co\.uk, then evil\.co\.uk (markdown-it reads evil.co as text of its own)
+        escaped = _BARE_DOMAIN.sub(r"\1\\.", text)
+        if escaped == text:
+            return text
+        text = escaped
 
 
 def md_name(name: str) -> str:
