@@ -668,6 +668,21 @@ class _LockBusy(Exception):
     """The project lock is held (:meth:`Project.restamp_manifest_when_idle` then writes nothing)."""
 
 
+def _not_a_spec_file(path: Path) -> str:
+    """The error of a project named by a file that is no spec by its name (``report.md``,
+    ``a.jsonl``, a script), not the YAML spec of another name that may be renamed to
+    ``subsetctl.yaml``: the project folder holding it, where there is one, to name instead. It
+    was advised to rename or copy the file to its folder's subsetctl.yaml, one that was there
+    already, or to check it as a spec with `validate`."""
+    folder = path.parent
+    if (folder / SPEC_FILENAME).is_file():
+        return (f"{path} is a file, but a project is a folder whose spec is named {SPEC_FILENAME}: {path.name} is "
+                f"in the project {shell_arg(folder.resolve())}: name that folder (or its {SPEC_FILENAME}).")
+    return (f"{path} is a file, but a project is a folder whose spec is named {SPEC_FILENAME}: name a project "
+            f"folder, or create one with `subsetctl init DIR` (a spec names its data files under target.loader "
+            "and sources).")
+
+
 def spec_beside(path: Path) -> Path | None:
     """For a spec file named that does not exist (`proj/subsetctl.yml`, `proj/spec.yaml`): the
     project spec in its folder, when there is one, which the user most likely meant."""
@@ -768,6 +783,8 @@ class Project:
                     f"`subsetctl report {shell_arg(p)} --compare OTHER` (another kept report.json, or a project "
                     "folder) sets it beside another variant."
                 )
+            if p.name != SPEC_FILENAME and p.suffix.lower() not in (".yaml", ".yml"):  # report.md, a.jsonl
+                raise UserError(_not_a_spec_file(p))
             if p.name != SPEC_FILENAME:  # its folder's own spec would be run instead, without a word
                 raise UserError(
                     f"{p} is a file, but a project is a folder whose spec is named {SPEC_FILENAME}: commands "

@@ -188,6 +188,25 @@ def test_a_misspelled_key_without_its_value_is_called_an_override_and_the_key_me
     assert "reads as" not in said and "subsetctl init proj.v2" in said, said
 
 
+def test_a_project_named_by_a_file_that_is_no_spec_is_told_the_folder_not_to_rename_it(tmp_path: Path,
+                                                                                       monkeypatch) -> None:
+    """`subsetctl plan p/report.md` (or `run p/a.jsonl`) was advised to rename or copy report.md to
+    p/subsetctl.yaml, the spec p already has, or to check it as a spec with `validate`: now it is
+    told the project folder that holds the file; a file in no project, to name one or init one."""
+    monkeypatch.chdir(tmp_path)
+    assert invoke("init", "p", "-t", "minimal").exit_code == 0
+    (tmp_path / "p" / "report.md").write_text("# report\n")
+    (tmp_path / "lone.jsonl").write_text('{"prompt": "a"}\n')
+    for command, name in (("plan", "p/report.md"), ("run", "p/report.md"), ("report", "p/report.md")):
+        result = invoke(command, name)
+        said = " ".join(result.output.split())
+        assert result.exit_code == 1, result.output
+        assert f"report.md is in the project {tmp_path / 'p'}: name that folder" in said, said
+        assert "rename or copy" not in said and "subsetctl validate" not in said, said
+    said = " ".join(invoke("plan", "lone.jsonl").output.split())
+    assert "name a project folder, or create one with `subsetctl init DIR`" in said and "rename" not in said, said
+
+
 def test_an_empty_path_argument_or_init_of_standard_output_is_a_usage_error(tmp_path: Path, monkeypatch) -> None:
     """`subsetctl init "$DIR"` with DIR unset wrote a project into the current folder, and
     `plan ""`, `report --compare ""`, `ls ""` read the one there (an empty path is Path('.')):
