@@ -236,6 +236,28 @@ def test_compare_with_a_missing_path_names_the_option_and_what_to_give(tmp_path:
         assert refused.value.error_kind == "not_found"
 
 
+def test_compare_with_a_folder_that_is_no_project_says_what_it_likely_meant_not_init(tmp_path: Path) -> None:
+    """`--compare kept/` (a variant's results copied aside as a folder, no spec in it) or a folder
+    inside a project was told "it has no subsetctl.yaml. Create one with `subsetctl init kept`",
+    which makes no results to compare. It names the report.json in it, or the project around it."""
+    from subsetctl.errors import UserError
+    from subsetctl.report.compare import load_side
+
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "report.json").write_text("{}")
+    (tmp_path / "p" / "plots").mkdir(parents=True)
+    (tmp_path / "p" / "subsetctl.yaml").write_text("{}")
+    (tmp_path / "empty").mkdir()
+    for folder, said in (("kept", f"holds a report.json: name that file, {tmp_path / 'kept' / 'report.json'}."),
+                         ("p/plots", f"but it is inside the project {tmp_path / 'p'}: name that folder."),
+                         ("empty", "no project (no subsetctl.yaml) and no report.json. Give a project folder")):
+        with pytest.raises(UserError) as refused:
+            load_side(tmp_path / folder)
+        text = str(refused.value)
+        assert text.startswith(f"--compare {tmp_path / folder}: ") and said in text, text
+        assert "subsetctl init" not in text and refused.value.error_kind == "not_found", text
+
+
 def test_a_kept_report_json_that_is_not_json_says_where_in_the_specs_words(tmp_path: Path) -> None:
     """`--compare x.json` and `init --from-report x.json` of a damaged or non-UTF-8 file quoted
     Python's exception: "(Expecting value: line 1 column 1 (char 0))", "('utf-8' codec can't

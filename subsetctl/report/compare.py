@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from subsetctl.errors import NotFoundError, UserError, json_file_problem, standard_input_note
+from subsetctl.errors import NotFoundError, UserError, json_file_problem, shell_arg, standard_input_note
 from subsetctl.report.cells import SELECTED_SHOWN, random_baselines_seeds, selected_cell
 
 #: the version of what :func:`compare_reports` returns, which `report --compare --format json`
@@ -32,7 +32,7 @@ def load_side(path: str | Path, given_as: str = "--compare") -> dict[str, Any]:
     earlier subsetctl wrote; ``stale`` None: a kept report is not judged against a spec). A path that is neither is a UserError saying what to give,
     naming it as ``given_as`` did: "--compare v2.json", or "report v1.json" for the first side
     (a missing or wrong v1.json was blamed on --compare, or `subsetctl init v1.json` advised)."""
-    from subsetctl.project import Project, path_argument
+    from subsetctl.project import SPEC_FILENAME, Project, path_argument
 
     path = path_argument(path, "path (a project folder or a report.json)", "v1")  # (bytes, None: no TypeError)
     given = f"{given_as} {path}"
@@ -59,6 +59,8 @@ def load_side(path: str | Path, given_as: str = "--compare") -> dict[str, Any]:
     if path.is_file() and path.suffix not in (".yaml", ".yml"):  # a project's spec file names its project
         raise UserError(f"{given}: give a project folder (or its subsetctl.yaml), or a report.json a run "
                         "wrote (e.g. one copied aside before the next variant ran); not another file.")
+    if path.is_dir() and not (path / SPEC_FILENAME).is_file():
+        raise NotFoundError(f"{given}: {_no_project_here(path)}")
     from subsetctl.report.build import results_settings
     from subsetctl.report.terminal import load_report_data
 
@@ -70,6 +72,24 @@ def load_side(path: str | Path, given_as: str = "--compare") -> dict[str, Any]:
     behind = [name for name in stage_names() if name in data["stale"] or name in data["previous"]]  # pipeline order
     return {"label": data["project"], "report": data["report"] or {},
             "settings": results_settings(project, set(data["outdated"])), "stale": behind}
+
+
+def _no_project_here(folder: Path) -> str:
+    """What a side of a comparison named by a folder without a spec is, and what it likely
+    meant: the report.json in it (a variant's results copied aside as a folder), or the project
+    it is inside. Project.find's error, which said so for `run`, advised `subsetctl init` of
+    it, which makes no results to compare."""
+    from subsetctl.project import SPEC_FILENAME, enclosing_project
+
+    if (folder / "report.json").is_file():
+        return (f"no project (no {SPEC_FILENAME}), but it holds a report.json: name that file, "
+                f"{shell_arg(folder / 'report.json')}.")
+    enclosing = enclosing_project(folder)
+    if enclosing is not None:
+        return (f"no project (no {SPEC_FILENAME}) and no report.json, but it is inside the project "
+                f"{shell_arg(enclosing)}: name that folder.")
+    return (f"no project (no {SPEC_FILENAME}) and no report.json. Give a project folder (or its {SPEC_FILENAME}), "
+            "or a report.json a run wrote (e.g. one copied aside before the next variant ran).")
 
 
 def _selection(report: dict[str, Any], name: str) -> dict[str, Any] | None:
