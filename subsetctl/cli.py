@@ -1169,6 +1169,22 @@ def _given_options(leave_out: tuple[str, ...] = ()) -> str:
     return "".join(f" {word}" for word in words)
 
 
+def _shard_problem(shard: str) -> str:
+    """What is wrong with a ``--shard`` value that is no shard: not two whole numbers ``i/N``
+    (``x``, ``1``, ``1.5/4``), no shards at all (``0/0``), or a shard past the last (``3/2``: the
+    shards of 2 are 0/2 and 1/2, counted from 0). The error said "expected i/N with 0 <= i < N"
+    alone, naming neither the value given nor which part of it was wrong."""
+    found = re.fullmatch(r"\s*(-?\d+)\s*/\s*(-?\d+)\s*", shard)
+    if found is None:
+        return f"{shard!r} is not i/N, two whole numbers: the shard's index and how many shards, e.g. 0/4"
+    index, count = int(found.group(1)), int(found.group(2))
+    if count < 1:
+        return f"{shard!r} has no shards: N must be 1 or more, e.g. 0/4 (the first of 4)"
+    shards = {1: "0/1", 2: "0/2 and 1/2"}.get(count, f"0/{count} to {count - 1}/{count}")
+    return (f"{shard!r} is no shard of {count}: i counts from 0, so the shards of {count} are {shards}, "
+            f"e.g. --shard {min(max(index, 0), count - 1)}/{count}")
+
+
 def _split_dir(directory: Path | None, overrides: tuple[str, ...]) -> tuple[Path | None, tuple[str, ...]]:
     """`subsetctl run a=b` (no directory): the first argument is an override. A project
     folder after the overrides (`subsetctl plan gradients.d=32 proj`) is a usage error
@@ -1249,7 +1265,7 @@ def run(
         except ValueError:
             index, count = -1, 0
         if not 0 <= index < count:  # not an assert: `python -O` would let 3/2 through
-            raise click.BadParameter("expected i/N with 0 <= i < N, e.g. 0/4", param_hint="--shard")
+            raise click.BadParameter(_shard_problem(shard), param_hint="--shard")
         options["shard"] = (index, count)
     _refuse_force_after_until(until, force)
     reporter = RichReporter(quiet=quiet)

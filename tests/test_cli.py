@@ -207,6 +207,22 @@ def test_a_project_named_by_a_file_that_is_no_spec_is_told_the_folder_not_to_ren
     assert "name a project folder, or create one with `subsetctl init DIR`" in said and "rename" not in said, said
 
 
+def test_a_bad_shard_names_the_value_and_what_is_wrong_with_it(tmp_path: Path, monkeypatch) -> None:
+    """`run --shard 2/2` (and `x`, `0/0`) said only "expected i/N with 0 <= i < N, e.g. 0/4":
+    neither the value given nor that shards count from 0. Each names both, with a shard to give;
+    a usage error (exit 2) before anything runs."""
+    from subsetctl.cli import _shard_problem
+
+    assert _shard_problem("2/2") == ("'2/2' is no shard of 2: i counts from 0, so the shards of 2 are 0/2 and 1/2, "
+                                     "e.g. --shard 1/2")
+    assert "the shards of 4 are 0/4 to 3/4, e.g. --shard 0/4" in _shard_problem("-1/4")
+    assert _shard_problem("1.5/4").startswith("'1.5/4' is not i/N, two whole numbers")
+    assert _shard_problem("0/0").startswith("'0/0' has no shards: N must be 1 or more")
+    monkeypatch.chdir(tmp_path)
+    result = invoke("run", ".", "--shard", "3/3")
+    assert result.exit_code == 2 and "'3/3' is no shard of 3" in " ".join(result.output.split()), result.output
+
+
 def test_an_empty_path_argument_or_init_of_standard_output_is_a_usage_error(tmp_path: Path, monkeypatch) -> None:
     """`subsetctl init "$DIR"` with DIR unset wrote a project into the current folder, and
     `plan ""`, `report --compare ""`, `ls ""` read the one there (an empty path is Path('.')):
@@ -647,7 +663,7 @@ def test_format_json_prints_usage_internal_and_interrupt_errors_as_json_too(
     usage = {  # found by click while it parses, by the command while it runs, and before the command
         "no such option": (["run", root, "--format", "json", "--bogus"], "No such option '--bogus'."),
         "a bad --until": (["plan", root, "--until", "nope", "--format=json"], "'nope' is not a stage"),
-        "a bad --shard": (["run", root, "--shard", "5/2", "--format", "json"], "expected i/N"),
+        "a bad --shard": (["run", root, "--shard", "5/2", "--format", "json"], "'5/2' is no shard of 2"),
         "a split override": (["plan", root, "gradients.d", "=", "3", "--format", "json"], "gradients.d=3"),
         "no such command": (["rn", root, "--format", "json"], "No such command 'rn'"),
         "the group's options": (["--format", "json", "ls"], "No such option '--format'"),
