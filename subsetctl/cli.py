@@ -1122,6 +1122,26 @@ def _joined_run(items: list[str]) -> str:
     return re.sub(r"^([\w.\[\]]+):\s+|(?<=\s)([\w.\[\]]+):\s+", lambda m: f"{m.group(1) or m.group(2)}=", joined)
 
 
+def _refuse_a_kind_for_a_folder(directory: Path) -> None:
+    """`subsetctl ls loaders` (or `ls strategy`), a kind where `ls` takes a folder, was looked
+    for as a folder and told to `subsetctl init loaders`: a usage error saying that `ls` lists
+    every kind at once, and where the one named is in its text and JSON. Nothing for any other
+    name (a mistyped project folder keeps its error)."""
+    from subsetctl.registry import ALL_REGISTRIES
+
+    word = str(directory).strip().lower()
+    kind = next((kind for kind in ALL_REGISTRIES
+                 if word in (kind, kind[:-3] + "y" if kind.endswith("ies") else kind[:-1])), None)
+    if kind is None:
+        return
+    command = click.get_current_context().command_path
+    raise click.UsageError(
+        f"{str(directory)!r} is no folder, and `{command}` takes a folder, not a kind: it lists every kind at once "
+        f"({', '.join(ALL_REGISTRIES)}). `{command}` shows the {kind} table among them, and `{command} --format "
+        f"json` gives them under the key {kind!r}."
+    )
+
+
 def _folder_not_override(directory: Path | None) -> Path | None:
     """The folder argument of a command that takes no overrides (`ls`, `doctor`); a
     key=value there, or after it, is a usage error saying so and which commands take them
@@ -1586,6 +1606,8 @@ def ls_command(directory: Path | None, fmt: str, no_plugins: bool, registries: b
     from subsetctl.overview import LOOKED_AT, holds_projects, overview_rows, print_overview
 
     directory = _folder_not_override(directory)
+    if directory is not None and not _exists(directory):
+        _refuse_a_kind_for_a_folder(directory)
     folder = Path(".") if directory is None else directory
     if not registries and holds_projects(folder, nested=directory is not None):  # a folder of projects (a sweep's variants): one row each instead
         rows, skipped = overview_rows(folder, import_plugins=not no_plugins)

@@ -223,6 +223,21 @@ def test_a_bad_shard_names_the_value_and_what_is_wrong_with_it(tmp_path: Path, m
     assert result.exit_code == 2 and "'3/3' is no shard of 3" in " ".join(result.output.split()), result.output
 
 
+def test_ls_given_a_kind_says_it_lists_every_kind_not_to_init_a_project(tmp_path: Path, monkeypatch) -> None:
+    """`subsetctl ls loaders` (a kind, no such folder) was told "loaders does not exist ... create
+    one with `subsetctl init loaders`": a usage error now says ls lists every kind at once and
+    where the one named is; a folder of that name is still listed, a mistyped one still missing."""
+    monkeypatch.chdir(tmp_path)
+    for kind, key in (("loaders", "loaders"), ("strategy", "strategies"), ("Models", "models")):
+        result = invoke("ls", kind)
+        said = " ".join(result.output.split())
+        assert result.exit_code == 2, result.output
+        assert "takes a folder, not a kind: it lists every kind at once" in said and f"under the key '{key}'" in said
+        assert "subsetctl init" not in said, said
+    said = " ".join(invoke("ls", "nodir").output.split())
+    assert "nodir does not exist" in said and "not a kind" not in said, said
+
+
 def test_an_empty_path_argument_or_init_of_standard_output_is_a_usage_error(tmp_path: Path, monkeypatch) -> None:
     """`subsetctl init "$DIR"` with DIR unset wrote a project into the current folder, and
     `plan ""`, `report --compare ""`, `ls ""` read the one there (an empty path is Path('.')):
