@@ -37,7 +37,9 @@ def test_smollm2_converts_once_reloads_fast_and_computes_f(tmp_path, capfd) -> N
     second = time.perf_counter() - t0
     assert len(notices) == 2  # no second conversion
     assert info2["config_hash"] == info["config_hash"]
-    assert second < 2.0 and second < first / 5, (first, second)
+    # a ratio within one run, not seconds: on a loaded machine (another pytest-xdist worker
+    # beside it) the reload took 3.0 s after a 209 s conversion
+    assert second < first / 5, (first, second)
 
     rows = [
         {
