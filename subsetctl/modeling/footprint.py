@@ -200,7 +200,7 @@ _UNTIED_BY_DEFAULT = frozenset({"llama", "mistral", "mixtral", "qwen2", "qwen3",
 _QK_NORM_TYPES = frozenset({"qwen3", "qwen3_moe", "gemma3_text", "exaone4"})
 
 #: model types with four norms a layer (before and after the attention and the MLP), not two
-_FOUR_NORM_TYPES = frozenset({"gemma2", "gemma3_text"})
+_FOUR_NORM_TYPES = frozenset({"gemma2", "gemma3_text", "glm4"})
 
 #: model types whose norms are LayerNorms with a bias (twice the hidden size each), not RMSNorms
 _LAYER_NORM_TYPES = frozenset({"opt", "stablelm", "phi", "starcoder2", "gpt_neox", "gptj", "codegen"})
@@ -228,6 +228,7 @@ _LAYER_NAMES: dict[str, tuple[tuple[str, ...], str, str, str]] = {
     "codegen": (("qkv_proj",), "out_proj", "fc_in", "fc_out"),
     "phi3": (("qkv_proj",), "o_proj", "gate_up_proj", "down_proj"),  # (gate and up in one matrix)
     "glm": (("q_proj", "k_proj", "v_proj"), "o_proj", "gate_up_proj", "down_proj"),
+    "glm4": (("q_proj", "k_proj", "v_proj"), "o_proj", "gate_up_proj", "down_proj"),  # (GLM-4-0414's, GLM-Z1's)
 }
 _LLAMA_NAMES = (("q_proj", "k_proj", "v_proj"), "o_proj", "up_proj", "down_proj")
 
@@ -376,7 +377,7 @@ def _layer_vectors(text: dict[str, Any], model_type: str, hidden: int, queries: 
     elif model_type in ("olmo2", "olmoe"):
         total += queries + kv
     if model_type in ("qwen2", "qwen2_moe") or (model_type == "stablelm" and text.get("use_qkv_bias") is True) \
-            or (model_type == "glm" and text.get("attention_bias") is not False):  # (GLM's: none on the output)
+            or (model_type in ("glm", "glm4") and text.get("attention_bias") is not False):  # (GLM's: none on the output)
         total += queries + 2 * kv
     elif text.get("attention_bias") is True or model_type == "phi" or _bias_switched_on(text, model_type):
         total += queries + 2 * kv + hidden

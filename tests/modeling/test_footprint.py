@@ -324,6 +324,7 @@ _SMALL = {"vocab_size": 100, "hidden_size": 32, "intermediate_size": 48, "num_hi
     ("CohereConfig", {"pad_token_id": 0}),
     ("Exaone4Config", {"pad_token_id": 0}),
     ("GlmConfig", {"pad_token_id": 0}),
+    ("Glm4Config", {"pad_token_id": 0}),
     ("GPTBigCodeConfig", {"num_key_value_heads": None, "n_inner": 48}),
     ("GPTBigCodeConfig", {"num_key_value_heads": None, "n_inner": 48, "multi_query": False}),
 ], ids=lambda v: v if isinstance(v, str) else ",".join(f"{k}={x}" for k, x in v.items()))
@@ -337,7 +338,8 @@ def test_a_config_alone_counts_the_parameters_the_model_has(tmp_path: Path, conf
     GPT-J's and CodeGen's biases, LayerNorms' biases and one norm a layer (about 1% at these sizes); the
     experts of Qwen2-MoE, Qwen3-MoE and OLMoE (``num_experts``: counted as one dense MLP); Cohere's,
     EXAONE 4's and GLM's gated MLPs (GLM's gate and up in one matrix), Cohere's one norm a layer;
-    GPTBigCode's multi-query attention (counted as GPT-2's, all heads' keys and values).
+    GPTBigCode's multi-query attention (counted as GPT-2's, all heads' keys and values); GLM-4-0414's
+    (``glm4``) gate_up_proj and four norms a layer (counted as a Llama's: 7.2B of GLM-4-9B-0414's 9.4B).
     (OPT ignores ``num_key_value_heads``: it is written null.)"""
     import transformers
 
@@ -365,6 +367,7 @@ def _lora_per_rank(model: Any, targets: list[str]) -> int:
     ("CodeGenConfig", {"num_key_value_heads": None, "rotary_dim": 4, "n_inner": 48}, ["qkv_proj", "fc_out"]),
     ("Phi3Config", {"pad_token_id": 0}, ["qkv_proj", "gate_up_proj"]),
     ("GPTBigCodeConfig", {"num_key_value_heads": None, "n_inner": 48}, ["c_attn", "c_fc"]),
+    ("Glm4Config", {"pad_token_id": 0}, ["q_proj", "gate_up_proj"]),
 ], ids=lambda v: v if isinstance(v, str) else None)
 def test_a_config_alone_counts_lora_on_the_layers_as_its_family_names_them(
         tmp_path: Path, config_class: str, keys: dict[str, object], targets: list[str]) -> None:
