@@ -227,6 +227,7 @@ _LAYER_NAMES: dict[str, tuple[tuple[str, ...], str, str, str]] = {
     "gptj": (("q_proj", "k_proj", "v_proj"), "out_proj", "fc_in", "fc_out"),
     "codegen": (("qkv_proj",), "out_proj", "fc_in", "fc_out"),
     "phi3": (("qkv_proj",), "o_proj", "gate_up_proj", "down_proj"),  # (gate and up in one matrix)
+    "phi4_multimodal": (("qkv_proj",), "o_proj", "gate_up_proj", "down_proj"),  # (Phi-3's decoder; a flat config)
     "glm": (("q_proj", "k_proj", "v_proj"), "o_proj", "gate_up_proj", "down_proj"),
     "glm4": (("q_proj", "k_proj", "v_proj"), "o_proj", "gate_up_proj", "down_proj"),  # (GLM-4-0414's, GLM-Z1's)
 }

@@ -75,6 +75,26 @@ def test_a_multimodal_config_whose_towers_are_not_counted_says_the_estimate_is_t
     assert whole - {"gemma3"} <= footprint._TOWERS_NOT_COUNTED
 
 
+def test_a_phi4_multimodal_config_counts_its_text_decoder_as_phi3s(tmp_path: Path) -> None:
+    """Phi-4-multimodal's config.json is flat (its decoder's sizes at the top, no text_config), and
+    its decoder, Phi-3's (qkv_proj, gate_up_proj), was counted under Llama's names without the gate:
+    3.6B of its decoder's 4.4B. The count is that of the model transformers builds, less the vision
+    and audio towers it loads beside (``embed_tokens_extend``), which the memory line says are not
+    counted."""
+    import torch
+    import transformers
+
+    config = transformers.Phi4MultimodalConfig(**{**_SMALL, "pad_token_id": 0, "bos_token_id": 1,
+                                                  "eos_token_id": 2})
+    with torch.device("meta"):
+        model = transformers.AutoModelForCausalLM.from_config(config)
+    decoder = sum(p.numel() for name, p in model.named_parameters() if "embed_tokens_extend" not in name)
+    config.save_pretrained(tmp_path)
+    shape = read_shape(tmp_path, ["qkv_proj", "gate_up_proj"])
+    assert shape is not None and shape.decoder_only and shape.params == decoder
+    assert shape.lora_per_rank == _lora_per_rank(model.model.layers, ["qkv_proj", "gate_up_proj"])
+
+
 def test_a_gpt2_config_is_estimated_from_its_own_key_names(tmp_path: Path) -> None:
     """The config-only estimate read Llama's keys alone (hidden_size, num_hidden_layers): a
     GPT-2 config.json (n_embd, n_layer, n_head, n_positions, as transformers' attribute_map
