@@ -125,10 +125,10 @@ def _weight_files(folder: Path) -> list[Path]:
 
 def read_shape(folder: Path, target_modules: list[str] | None) -> ModelShape | None:
     """The :class:`ModelShape` of the model in ``folder`` (its ``*.safetensors`` files and
-    config.json), with LoRA on ``target_modules`` (None: subsetctl's default for the model
-    type, where it has one); None when the folder holds no safetensors weights (a
+    config.json), with LoRA on ``target_modules`` (None: the default run takes for the model
+    type, where it is known without peft: :func:`~subsetctl.modeling.lora.known_default_targets`); None when the folder holds no safetensors weights (a
     ``pytorch_model.bin`` checkpoint is not read: unpickling it is loading it)."""
-    from subsetctl.modeling.lora import DEFAULT_TARGETS
+    from subsetctl.modeling.lora import known_default_targets
 
     found: dict[str, tuple[list[int], int]] = {}
     for file in _weight_files(folder):
@@ -142,7 +142,7 @@ def read_shape(folder: Path, target_modules: list[str] | None) -> ModelShape | N
         return _shape_from_config(config, target_modules)
     text = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
     hidden = _config_size(text, "hidden_size")
-    targets = target_modules if target_modules is not None else DEFAULT_TARGETS.get(str(config.get("model_type")))
+    targets = target_modules if target_modules is not None else known_default_targets(str(config.get("model_type")))
     shapes = {name: shape for name, (shape, _) in found.items()}
     lora = None
     if targets is not None:
@@ -255,7 +255,7 @@ def _shape_from_config(config: dict[str, Any], target_modules: list[str] | None)
     :data:`_LAYER_NAMES` (OPT's ``fc1``, GPT-NeoX's ``query_key_value``) under their names, every
     other type's as Llama's (``q_proj`` ... ``down_proj``), which LoRA's per-rank count covers.
     None where the config does not give the sizes."""
-    from subsetctl.modeling.lora import DEFAULT_TARGETS
+    from subsetctl.modeling.lora import known_default_targets
 
     text = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
     hidden, layers = _config_size(text, "hidden_size"), _config_size(text, "num_hidden_layers")
@@ -291,7 +291,7 @@ def _shape_from_config(config: dict[str, Any], target_modules: list[str] | None)
     params = (vocab * hidden * (1 if tied else 2) + extra
               + layers * (sum(a * b for _, (a, b) in per_layer) + per_layer_extra) + hidden
               + _vision_tower_params(config, hidden))
-    targets = target_modules if target_modules is not None else DEFAULT_TARGETS.get(str(model_type))
+    targets = target_modules if target_modules is not None else known_default_targets(str(model_type))
     lora = (layers * sum(a + b for name, (a, b) in per_layer if name in targets)
             if targets is not None and set(targets) <= {name for name, _ in per_layer} else None)
     stored = _CONFIG_DTYPE_BYTES.get(str(config.get("torch_dtype") or config.get("dtype")), 4)

@@ -50,6 +50,27 @@ DEFAULT_TARGETS: dict[str, list[str]] = {
     "modernbert": ["Wqkv"],
 }
 
+#: peft's default LoRA targets (:func:`peft_default_targets`) for the types :data:`DEFAULT_TARGETS`
+#: leaves out that run takes from it, copied so that plan's memory and disk estimate
+#: (:func:`known_default_targets`) reads them without importing peft (and torch): it gave such a
+#: model (OPT, Falcon, Mixtral ...) no LoRA figure. tests/modeling/test_lora_defaults.py checks
+#: each entry against peft's table; run still reads peft's.
+PEFT_DEFAULT_TARGETS: dict[str, list[str]] = {
+    "opt": ["q_proj", "v_proj"],
+    "phi": ["q_proj", "v_proj", "fc1", "fc2"],
+    "falcon": ["query_key_value"],
+    "bloom": ["query_key_value"],
+    "gpt_neo": ["q_proj", "v_proj"],
+    "gptj": ["q_proj", "v_proj"],
+    "codegen": ["qkv_proj"],
+    "mpt": ["Wqkv"],
+    "stablelm": ["q_proj", "v_proj"],
+    "gpt_bigcode": ["c_attn"],
+    "mixtral": ["q_proj", "v_proj"],
+    "deberta-v2": ["query_proj", "value_proj"],
+    "electra": ["query", "value"],
+}
+
 #: Attribute names transformers uses for sequence-classification heads.
 _HEAD_NAMES = ("classifier", "score")
 
@@ -78,6 +99,14 @@ def peft_default_targets() -> dict[str, list[str]]:
         return {}
     return {k: list(v) for k, v in mapping.items()
             if isinstance(v, (list, tuple)) and v and all(isinstance(n, str) for n in v)}
+
+
+def known_default_targets(model_type: str) -> list[str] | None:
+    """The default LoRA targets :func:`default_target_modules` takes for ``model_type`` where
+    they are known without loading the model or importing peft: subsetctl's table, else its copy
+    of peft's (:data:`PEFT_DEFAULT_TARGETS`); None for another type (plan then gives no LoRA figure)."""
+    found = DEFAULT_TARGETS.get(model_type) or PEFT_DEFAULT_TARGETS.get(model_type)
+    return list(found) if found is not None else None
 
 
 def default_target_modules(model: Any) -> list[str]:

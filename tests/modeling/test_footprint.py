@@ -423,6 +423,36 @@ def test_a_gemma3_text_config_gets_the_lora_count_of_its_default_targets(tmp_pat
     assert shape is not None and shape.lora_per_rank == real
 
 
+@pytest.mark.parametrize("config_class, keys", [
+    ("OPTConfig", {"num_key_value_heads": None, "ffn_dim": 48, "word_embed_proj_dim": 32}),
+    ("PhiConfig", {}),
+    ("GPTJConfig", {"num_key_value_heads": None, "rotary_dim": 4, "n_inner": 48}),
+    ("CodeGenConfig", {"num_key_value_heads": None, "rotary_dim": 4, "n_inner": 48}),
+    ("GPTBigCodeConfig", {"num_key_value_heads": None, "n_inner": 48}),
+    ("MixtralConfig", {"num_local_experts": 3}),
+    ("StableLmConfig", {}),
+    ("FalconConfig", {"num_key_value_heads": None}),
+], ids=lambda v: v if isinstance(v, str) else None)
+def test_a_model_whose_default_targets_run_takes_from_peft_gets_their_lora_count(
+        tmp_path: Path, config_class: str, keys: dict[str, object]) -> None:
+    """OPT, Phi, GPT-J, CodeGen, GPTBigCode, Mixtral, StableLM, Falcon (and others) have no entry in
+    subsetctl's default LoRA table: run takes peft's, but plan's estimate read subsetctl's alone and
+    gave them no LoRA memory or disk figure. Counted now from the config alone (where its layers are
+    counted by name) and from the safetensors weights, as the targets run adapts."""
+    import transformers
+
+    from subsetctl.modeling.lora import default_target_modules
+
+    config = getattr(transformers, config_class)(**{**_SMALL, **keys})
+    model = transformers.AutoModelForCausalLM.from_config(config)
+    real = _lora_per_rank(model, default_target_modules(model))
+    config.save_pretrained(tmp_path)
+    shapes = [read_shape(tmp_path, None)] if config_class != "FalconConfig" else []  # (Falcon's by name: no)
+    model.save_pretrained(tmp_path / "weights")
+    shapes.append(read_shape(tmp_path / "weights", None))
+    assert real > 0 and all(shape is not None and shape.lora_per_rank == real for shape in shapes), shapes
+
+
 def _counts_without_key(folder: Path, config: Any, key: str, default: object) -> tuple[int, int]:
     """The config-only count of ``config`` saved to ``folder`` with ``key`` left out of its
     config.json (checked to be written as ``default``, the value its class gives it), and that of

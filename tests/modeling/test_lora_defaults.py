@@ -6,7 +6,13 @@ from __future__ import annotations
 import pytest
 
 from subsetctl.errors import UserError
-from subsetctl.modeling.lora import DEFAULT_TARGETS, apply_lora, default_target_modules
+from subsetctl.modeling.lora import (
+    DEFAULT_TARGETS,
+    PEFT_DEFAULT_TARGETS,
+    apply_lora,
+    default_target_modules,
+    peft_default_targets,
+)
 
 H = 32
 _COMMON = {"vocab_size": 97, "eos_token_id": 0, "bos_token_id": 0, "pad_token_id": 0}
@@ -72,6 +78,16 @@ def test_architectures_without_a_default_before_get_one_that_adapts_linear_layer
         peft_model = apply_lora(model, r=2, kind="causal-lm" if auto is T.AutoModelForCausalLM else "classifier")
         adapted = {n.split(".")[-4] for n, p in peft_model.named_parameters() if p.requires_grad and "lora_A" in n}
         assert adapted == set(NEW_DEFAULTS[name]), (auto.__name__, adapted)
+
+
+def test_subsetctls_copy_of_peft_defaults_is_peft_table() -> None:
+    """plan reads peft's defaults from subsetctl's copy (importing peft imports torch): each entry
+    is peft's for a type subsetctl's own table leaves out (which run reads peft's for), and every
+    type this file checks peft's defaults of is copied."""
+    peft = peft_default_targets()
+    assert {k: peft.get(k) for k in PEFT_DEFAULT_TARGETS} == PEFT_DEFAULT_TARGETS
+    assert not set(PEFT_DEFAULT_TARGETS) & set(DEFAULT_TARGETS)
+    assert {k for k in NEW_DEFAULTS if k not in DEFAULT_TARGETS} <= set(PEFT_DEFAULT_TARGETS)
 
 
 def test_the_defaults_existing_projects_were_trained_with_are_unchanged() -> None:
