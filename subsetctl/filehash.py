@@ -398,19 +398,26 @@ def base_class_code_fingerprints(obj: Any, root: Path | None = None) -> dict[str
     runs that module's ``estimate``, but only ``tuned.py`` was fingerprinted: editing
     ``myest.py`` left the search "up to date" and a re-run reused the old code's estimates.
     None for a function (a loader) and for a class with no such base (so the fingerprints
-    of existing projects stay as they were)."""
+    of existing projects stay as they were).
+
+    Where its package has too many files for :func:`package_code_fingerprint` (which then
+    gives None), only its own module is left out: a base in another module of that package
+    was fingerprinted by nothing, and editing it left the stages "up to date"."""
     import inspect
     import sys
 
     target = _code_target(obj)
     if not inspect.isclass(target):
         return None
-    own_top = (getattr(target, "__module__", None) or "").partition(".")[0]
+    own_module = getattr(target, "__module__", None) or ""
+    own_top = own_module.partition(".")[0]
+    package_covered = package_code_fingerprint(target, root) is not None
     found: dict[str, Any] = {}
     for base in target.__mro__[1:]:
         module = getattr(base, "__module__", None) or ""
         top = module.partition(".")[0]
-        if top in (own_top, "subsetctl", "builtins") or top in sys.stdlib_module_names:
+        covered = module == own_module or (top == own_top and package_covered)
+        if covered or top in ("subsetctl", "builtins") or top in sys.stdlib_module_names:
             continue
         fingerprint = code_fingerprint(base, root)
         if fingerprint is not None:

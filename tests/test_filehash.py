@@ -191,3 +191,34 @@ def test_a_base_class_file_edited_after_it_was_loaded_is_named(tmp_path: Path, m
     finally:
         for name in ("edited_base", "edited_sub"):
             sys.modules.pop(name, None)
+
+
+def test_a_base_class_in_another_module_of_a_package_too_big_to_digest_is_fingerprinted(
+        tmp_path: Path, monkeypatch) -> None:
+    """A plugin class in a package of more than PACKAGE_FILES_LIMIT files (a large research
+    codebase), inheriting its ``estimate`` from another module of that package: the package
+    digest is not taken there, and the base class was left out as "covered by it", so
+    editing the base module left the stages using the plugin "up to date". A base in the
+    plugin's own module is still left to that module's fingerprint."""
+    import sys
+
+    from subsetctl.filehash import PACKAGE_FILES_LIMIT, base_class_code_fingerprints, package_code_fingerprint
+
+    package = tmp_path / "bigcodebase"
+    package.mkdir()
+    for i in range(PACKAGE_FILES_LIMIT + 1):
+        (package / f"filler_{i}.py").write_text("")
+    (package / "__init__.py").write_text("")
+    (package / "base.py").write_text("class Base:\n    def estimate(self, masks):\n        return 1\n")
+    (package / "est.py").write_text("from bigcodebase.base import Base\n\n\nclass Local(Base):\n    pass\n\n\n"
+                                    "class Tuned(Local):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        from bigcodebase.est import Tuned
+
+        assert package_code_fingerprint(Tuned) is None  # too many files: not digested
+        assert set(base_class_code_fingerprints(Tuned) or {}) == {"bigcodebase.base.Base"}
+    finally:
+        for name in ("bigcodebase", "bigcodebase.base", "bigcodebase.est"):
+            sys.modules.pop(name, None)
+        filehash._PACKAGE_AS_LOADED.pop("bigcodebase", None)
