@@ -492,18 +492,25 @@ def make_pipeline(project: Project, spec: Spec, reporter: Reporter | None = None
 def warn_edited_plugins(reporter: Reporter, spec: Spec) -> None:
     """Name the files of the spec's plugins edited since this process loaded their code (a
     notebook that edited a plugin between two runs): the old code runs, and results are
-    recorded as its. Plugins of other projects run in the process are left out."""
+    recorded as its. Plugins of other projects run in the process are left out. A file a
+    plugin class inherits from (:func:`~subsetctl.filehash.base_class_code_fingerprints`) is
+    named as such, not as a plugin file: reloading the plugin's module alone keeps the old
+    base class, so that module is to be reloaded first."""
     from subsetctl.filehash import code_edited_since_loaded
     from subsetctl.registry import ALL_REGISTRIES
 
     modules = {plugin.partition(":")[0] for plugin in spec.plugins}
     objects = [entry.obj for registry in ALL_REGISTRIES.values() for entry in registry.entries()
                if entry.origin != "built-in" and getattr(entry.obj, "__module__", None) in modules]
+    plugin_files = {Path(file).resolve() for module in modules
+                    if (file := getattr(sys.modules.get(module), "__file__", None))}
     for path in code_edited_since_loaded(objects):
-        reporter.warn(f"The plugin file {path} changed after this Python process loaded it: it still runs the "
-                      "code from before the edit (Python does not import a module again), and results are "
-                      "recorded as that code's. Restart the process (a notebook's kernel), or importlib.reload "
-                      "the module, to use the edit.")
+        own = path.resolve() in plugin_files
+        what = f"The plugin file {path}" if own else f"The file {path}, which a class of the spec's plugins inherits from,"
+        reload = "the module" if own else "that module, then the plugin's"
+        reporter.warn(f"{what} changed after this Python process loaded it: it still runs the code from before the "
+                      "edit (Python does not import a module again), and results are recorded as that code's. "
+                      f"Restart the process (a notebook's kernel), or importlib.reload {reload}, to use the edit.")
 
 
 def warn_hub_revision_changed(reporter: Reporter, project: Project, spec: Spec) -> None:

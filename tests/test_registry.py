@@ -11,6 +11,7 @@ from typing import ClassVar
 import pytest
 
 from subsetctl.registry import ESTIMATORS, STRATEGIES, Registry
+from subsetctl.reporter import SilentReporter
 
 
 class _Base:
@@ -289,6 +290,48 @@ class SizeEstimator(SubsetEstimator):
     sys.modules.pop("sizey_plugin")
 
 
+class _Recording(SilentReporter):
+    """A reporter that keeps its warnings, for the tests of what a run or plan warns."""
+
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+
+def test_the_warning_for_an_edited_file_a_plugin_class_inherits_from_names_it_as_such(tmp_path, monkeypatch) -> None:
+    """The warning that a file changed after this process loaded it named a base class's file
+    (a sibling module) "the plugin file" and advised reloading "the module": reloading the
+    plugin's module alone keeps the old base class. It now says which file it is and to
+    reload that module, then the plugin's."""
+    from types import SimpleNamespace
+
+    from subsetctl.api import warn_edited_plugins
+    from subsetctl.plugin_loading import load_plugin_string
+    base = tmp_path / "warned_base.py"
+    base.write_text("from subsetctl.search.baselines import AllSources\n\n\nclass Base(AllSources):\n    pass\n")
+    (tmp_path / "warned_plugin.py").write_text(
+        "from warned_base import Base\nfrom subsetctl.registry import STRATEGIES\n\n\n"
+        "@STRATEGIES.register('warned_all')\nclass Warned(Base):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        load_plugin_string("warned_plugin:Warned")
+        assert "base_classes" in STRATEGIES.code_fingerprint("warned_all")  # as a stage's fingerprint takes it
+        base.write_text(base.read_text() + "# edited\n")
+        seen = _Recording()
+        warn_edited_plugins(seen, SimpleNamespace(plugins=["warned_plugin:Warned"]))
+        assert seen.warnings == [(
+            f"The file {base}, which a class of the spec's plugins inherits from, changed after this Python process "
+            "loaded it: it still runs the code from before the edit (Python does not import a module again), and "
+            "results are recorded as that code's. Restart the process (a notebook's kernel), or importlib.reload "
+            "that module, then the plugin's, to use the edit.")]
+    finally:
+        for name in ("warned_base", "warned_plugin"):
+            sys.modules.pop(name, None)
+        STRATEGIES._entries.pop("warned_all", None)
+
+
 def test_a_plugin_edited_after_this_process_loaded_it_keeps_the_fingerprint_of_the_code_it_runs(
         tiny_project: Path, monkeypatch) -> None:
     """A notebook ran a project, edited a plugin and ran again: the search re-ran with the
@@ -297,14 +340,6 @@ def test_a_plugin_edited_after_this_process_loaded_it_keeps_the_fingerprint_of_t
     import yaml
 
     from subsetctl.api import plan_project, run_project
-    from subsetctl.reporter import SilentReporter
-
-    class Recording(SilentReporter):
-        def __init__(self) -> None:
-            self.warnings: list[str] = []
-
-        def warn(self, message: str) -> None:
-            self.warnings.append(message)
 
     plugin = tiny_project / "edited_strategy.py"
     source = ("from subsetctl.search.baselines import AllSources\nfrom subsetctl.registry import STRATEGIES\n"
@@ -319,7 +354,7 @@ def test_a_plugin_edited_after_this_process_loaded_it_keeps_the_fingerprint_of_t
     try:
         run_project(tiny_project, until="search")
         plugin.write_text(source.replace("VERSION", "2"))  # edited; the process keeps the loaded class
-        seen = Recording()
+        seen = _Recording()
         statuses = {s.name: s for s in plan_project(tiny_project, until="search", reporter=seen)[2]}
         assert not statuses["search"].will_run  # what this process would run is what made the results
         edited = [w for w in seen.warnings if "changed after this Python process loaded it" in w]
@@ -328,7 +363,7 @@ def test_a_plugin_edited_after_this_process_loaded_it_keeps_the_fingerprint_of_t
                           "results are recorded as that code's. Restart the process (a notebook's kernel), or "
                           "importlib.reload the module, to use the edit.")], seen.warnings
         sys.modules.pop("edited_strategy")  # a new process (or importlib.reload) loads the edit
-        statuses = {s.name: s for s in plan_project(tiny_project, until="search", reporter=Recording())[2]}
+        statuses = {s.name: s for s in plan_project(tiny_project, until="search", reporter=_Recording())[2]}
         assert statuses["search"].will_run
     finally:
         sys.modules.pop("edited_strategy", None)
