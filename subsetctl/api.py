@@ -42,7 +42,7 @@ from subsetctl.project import (
     manifests_read_once,
     path_argument,
 )
-from subsetctl.reporter import Reporter, SilentReporter
+from subsetctl.reporter import Reporter, RichReporter, SilentReporter
 from subsetctl.spec import (
     SPEC_FILENAME,
     Spec,
@@ -459,21 +459,35 @@ def load_project(
     if not report.ok or report.spec is None:
         raise SpecError(f"{project.spec_path} is not a valid spec:\n{issues_text(report.issues, project.spec_path, overrides)}")
     if reporter is not None:
-        from rich.markup import escape
-
-        from subsetctl.plugin_loading import plugins_skipped
-
-        # (a warning per source of 2,000 made 2,000 lines before every run: the first ISSUES_SHOWN, then
-        # how many more and the `validate --format json` that lists them, as `validate` says them)
-        shown, more = warnings_shown(report.warnings, project.spec_path, overrides, plugins_skipped())
-        for warning in shown:
-            if warning.note:  # (no warning: not recorded with a stage's warnings)
-                reporter.info(f"[cyan]note:[/cyan] {escape(warning.render())}")
-            else:
-                reporter.warn(warning.render())
-        if more:
-            reporter.info(escape(more.strip()))
+        _say_spec_warnings(reporter, report.warnings, project.spec_path, overrides)
     return project, report.spec
+
+
+def _say_spec_warnings(reporter: Reporter, warnings: list[SpecIssue], spec_path: Path,
+                       overrides: list[str] | None) -> None:
+    """Give ``reporter`` the spec's ``warnings`` and notes as ``plan`` and ``run`` begin. The
+    terminal's (:class:`RichReporter`) is given the first ISSUES_SHOWN and the line counting the
+    rest with the `validate --format json` that lists them, as `validate` says them (a warning per
+    source of 2,000 made 2,000 lines before every run); that line is shown under ``--quiet`` as
+    the warnings are, unless it counts notes alone (which --quiet hides). Any other reporter (an
+    API caller's SilentReporter, one of its own) is given every one: it keeps what it is told."""
+    from rich.markup import escape
+
+    from subsetctl.plugin_loading import plugins_skipped
+
+    shown, more = warnings, ""
+    if isinstance(reporter, RichReporter):
+        shown, more = warnings_shown(warnings, spec_path, overrides, plugins_skipped())
+    for warning in shown:
+        if warning.note:  # (no warning: not recorded with a stage's warnings)
+            reporter.info(f"[cyan]note:[/cyan] {escape(warning.render())}")
+        else:
+            reporter.warn(warning.render())
+    if more and isinstance(reporter, RichReporter):
+        if sum(not w.note for w in shown) < sum(not w.note for w in warnings):  # (it counts a warning)
+            reporter.say(more.strip())
+        else:
+            reporter.info(escape(more.strip()))
 
 
 def make_pipeline(project: Project, spec: Spec, reporter: Reporter | None = None) -> Pipeline:

@@ -390,6 +390,12 @@ class RichReporter:
         self.console.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False,
                            soft_wrap=not self.console.is_interactive)
 
+    def say(self, line: str) -> None:
+        """``line``, plain text (no markup), shown as a warning is: under ``quiet`` too. The count
+        of a spec's warnings past those listed ("... and 1,980 more warnings (of 2,000): ..."):
+        as a notice, `run --quiet` showed 20 warnings and nothing after them."""
+        self.console.print(line, markup=False, highlight=False, soft_wrap=not self.console.is_interactive)
+
     @contextlib.contextmanager
     def status(self, description: str) -> Iterator[None]:
         """A wait with no count to show (loading a model): on a terminal a spinner with

@@ -3126,6 +3126,24 @@ def test_validate_lists_the_first_warnings_of_thousands_and_counts_the_rest(tmp_
             "gradients.d=8 --format json` lists every one" in said), result.output
 
 
+def _spec_of_sources_each_warned(tmp_path: Path, sources: int = 25) -> tuple[Path, list[dict]]:
+    """A project ``tmp_path/p`` of ``sources`` sources, each with a line of its file not UTF-8 (a
+    warning of the source each), and every warning of its spec as `validate --format json` lists it."""
+    invoke("init", str(tmp_path / "p"), "--template", "minimal")
+    spec_path = tmp_path / "p" / "subsetctl.yaml"
+    spec = yaml.safe_load(spec_path.read_text())
+    rows = (tmp_path / "p" / "helpful.jsonl").read_bytes()
+    for i in range(sources):  # (a line not UTF-8: left out, with a warning of the source; a row of its own each)
+        (tmp_path / "p" / f"s{i}.jsonl").write_bytes(rows + f'{{"prompt": "{i}?", "response": "{i}"}}\n'.encode()
+                                                     + b'{"prompt": "x\x81", "response": "y"}\n')
+    spec["sources"] = [{"name": f"s{i}", "loader": {"type": "jsonl", "path": f"s{i}.jsonl"}} for i in range(sources)]
+    spec["search"]["strategies"] = [{"name": "forward"}]  # (exhaustive takes 20 sources at most)
+    spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    every = json.loads(CliRunner().invoke(main, ["validate", str(tmp_path / "p"), "--format", "json"]).output)
+    assert sum("is not valid UTF-8" in w["message"] for w in every[0]["warnings"]) == sources, every
+    return spec_path, every[0]["warnings"]
+
+
 def test_plan_and_run_list_the_first_warnings_of_thousands_and_count_the_rest(tmp_path: Path) -> None:
     """`plan` and `run` printed every warning of the spec as they began (2,000 sources, each with
     a line of its file not UTF-8, made 2,000 lines before the plan's table and before every run's
@@ -3133,29 +3151,67 @@ def test_plan_and_run_list_the_first_warnings_of_thousands_and_count_the_rest(tm
     the command that lists every one. The data stage still records every one (data.json)."""
     from subsetctl.spec import ISSUES_SHOWN
 
-    invoke("init", str(tmp_path / "p"), "--template", "minimal")
-    spec_path = tmp_path / "p" / "subsetctl.yaml"
-    spec = yaml.safe_load(spec_path.read_text())
-    rows = (tmp_path / "p" / "helpful.jsonl").read_bytes()
-    for i in range(25):  # (a line not UTF-8: left out, with a warning of the source; a row of its own each)
-        (tmp_path / "p" / f"s{i}.jsonl").write_bytes(rows + f'{{"prompt": "{i}?", "response": "{i}"}}\n'.encode()
-                                                     + b'{"prompt": "x\x81", "response": "y"}\n')
-    spec["sources"] = [{"name": f"s{i}", "loader": {"type": "jsonl", "path": f"s{i}.jsonl"}} for i in range(25)]
-    spec["search"]["strategies"] = [{"name": "forward"}]  # (exhaustive takes 20 sources at most)
-    spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    every = json.loads(CliRunner().invoke(main, ["validate", str(tmp_path / "p"), "--format", "json"]).output)
-    total = len(every[0]["warnings"])
-    assert sum("is not valid UTF-8" in w["message"] for w in every[0]["warnings"]) == 25, every
+    spec_path, every = _spec_of_sources_each_warned(tmp_path)
+    total = len(every)
     for command in (["plan"], ["run", "--until", "data"]):
         result = CliRunner().invoke(main, [*command, str(tmp_path / "p"), "gradients.d=8"])
         warned = [line for line in result.output.splitlines() if line.startswith("warning:")]
         assert result.exit_code == 0 and len(warned) == ISSUES_SHOWN, result.output
         assert [w.split(": ", 1)[1] for w in warned] == [f"{w['file']}:{w['line']}: {w['key']}: {w['message']}"
-                                                         for w in every[0]["warnings"][:ISSUES_SHOWN]]
+                                                         for w in every[:ISSUES_SHOWN]]
         assert (f"... and {total - ISSUES_SHOWN} more warnings (of {total}): `subsetctl validate {spec_path} "
                 "gradients.d=8 --format json` lists every one" in result.output.replace("\n", "")), result.output
     recorded = json.loads((tmp_path / "p" / ".subsetctl" / "data" / "data.json").read_text())["warnings"]
     assert sum("is not valid UTF-8" in w for w in recorded) == 25, recorded
+
+
+def test_run_quiet_counts_the_warnings_past_those_listed_and_an_api_caller_gets_every_one(tmp_path: Path) -> None:
+    """The line counting the spec's warnings past the first ISSUES_SHOWN was a notice, which
+    `run --quiet` hides: it showed 20 warnings and nothing after them. It is shown as the
+    warnings are. And an API caller's SilentReporter, which held every warning, held only the
+    first 20: the cut is the terminal's, the caller's reporter is given every one."""
+    from subsetctl.api import plan_project, run_project
+    from subsetctl.reporter import SilentReporter
+    from subsetctl.spec import ISSUES_SHOWN
+
+    spec_path, every = _spec_of_sources_each_warned(tmp_path)
+    result = CliRunner().invoke(main, ["run", str(tmp_path / "p"), "--until", "data", "--quiet"])
+    warned = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert result.exit_code == 0 and len(warned) == ISSUES_SHOWN, result.output
+    assert (f"... and {len(every) - ISSUES_SHOWN} more warnings (of {len(every)}): `subsetctl validate {spec_path} "
+            "--format json` lists every one" in result.output.replace("\n", "")), result.output
+    rendered = [f"{w['file']}:{w['line']}: {w['key']}: {w['message']}" for w in every]
+    for call in (plan_project, lambda folder, reporter: run_project(folder, until="data", reporter=reporter)):
+        reporter = SilentReporter()
+        call(tmp_path / "p", reporter=reporter)
+        assert reporter.warnings[:len(every)] == rendered, reporter.warnings
+        assert not any("more warnings" in m for m in reporter.messages), reporter.messages
+
+
+def test_under_quiet_a_count_of_notes_alone_is_hidden_as_the_notes_are() -> None:
+    """`--quiet` hides the spec's notes; the line counting those past the first ISSUES_SHOWN is
+    hidden with them where it counts notes alone (a count of 5 more notes after no line of them
+    would say nothing the quiet run showed), and shown where it counts a warning."""
+    import io
+
+    from rich.console import Console
+
+    from subsetctl.api import _say_spec_warnings
+    from subsetctl.reporter import RichReporter
+    from subsetctl.spec import ISSUES_SHOWN, SpecIssue
+
+    def said(notes: list[bool], quiet: bool) -> str:
+        out = io.StringIO()
+        reporter = RichReporter(Console(file=out, width=300), quiet=quiet)
+        warnings = [SpecIssue(file="s.yaml", line=i + 1, key=f"sources[{i}]", message="m", note=note)
+                    for i, note in enumerate(notes)]
+        _say_spec_warnings(reporter, warnings, Path("s.yaml"), None)
+        return out.getvalue()
+
+    assert said([True] * (ISSUES_SHOWN + 5), quiet=True) == ""
+    assert "... and 5 more notes (of 25)" in said([True] * (ISSUES_SHOWN + 5), quiet=False)
+    shown = said([False] * (ISSUES_SHOWN + 2) + [True] * 3, quiet=True)
+    assert shown.count("warning:") == ISSUES_SHOWN and "... and 5 more warnings and notes (of 25)" in shown, shown
 
 
 def test_the_problems_past_those_listed_are_counted_in_agreeing_words_with_the_command_listing_them() -> None:
