@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -313,10 +312,10 @@ class _Listing:
     blank: dict[str | int, list[str]]
 
 
-#: each kept listing (by its identity; the listing itself held, so that no other takes its id; a
-#: Parquet file's, its ``ValueRows``) with its dicts: a file's ``where`` sources each ask for its listing, twice, and making the
-#: dict of all its values again for each took `validate` of 2,000 such sources of one file
-#: most of its time (quadratic in the number of sources)
+#: each kept listing of a text file (by its identity; the listing itself held, so that no other
+#: takes its id) with its dicts: a file's ``where`` sources each ask for its listing, twice, and
+#: making the dict of all its values again for each took `validate` of 2,000 such sources of one
+#: file most of its time (quadratic in the number of sources); a Parquet file's: :func:`_parquet_listing`
 _LISTINGS_AS_DICTS: dict[int, tuple[dict[str, Any], _Listing]] = {}
 
 
@@ -329,28 +328,33 @@ def _listing(path: Path, column: str, loader: Any, spec_dir: Path) -> _Listing:
     from subsetctl.data.loaders.files import TEXT_ROW_LOADERS, value_rows
     from subsetctl.filehash import hash_cache
 
-    def pairs(found: Any) -> dict[str, Any]:
-        return {"values": [[value, len(rows)] for value, rows in found.rows.items()], "left_out": found.left_out,
-                "blank": [[value, columns] for value, columns in getattr(found, "blank", {}).items()]}
-
     if getattr(loader, "type", "parquet") not in TEXT_ROW_LOADERS:
-        found = value_rows(path, column, loader)  # (the column read once while the file is unchanged)
-        return _kept_as_dicts(found, lambda: pairs(found))
+        stat = path.stat()
+        return _parquet_listing(path.resolve(), column, stat.st_size, stat.st_mtime_ns)
     kept = hash_cache(spec_dir).derived(path, _derived_name("values", column, loader, path),
-                                        lambda p: pairs(value_rows(p, column, loader)),
+                                        lambda p: _pairs(value_rows(p, column, loader)),
                                         holds=("values", "left_out", "blank"))
-    return _kept_as_dicts(kept, lambda: kept)
-
-
-def _kept_as_dicts(kept: object, pairs: Callable[[], dict[str, Any]]) -> _Listing:
-    """The dicts of the listing ``kept`` (a text file's, as the cache keeps it; a Parquet file's
-    :class:`~subsetctl.data.loaders.files.ValueRows`, as the process keeps them), made of its
-    ``pairs()`` the first time it is asked for (:data:`_LISTINGS_AS_DICTS`): a Parquet file's were
-    made again for each of its ``where`` sources, twice, 2,000 values each time (validate of 2,000
-    such sources spent 12 s of its 15 s CPU on it)."""
     if (known := _LISTINGS_AS_DICTS.get(id(kept))) is None or known[0] is not kept:
-        known = _LISTINGS_AS_DICTS[id(kept)] = (kept, _as_dicts(pairs()))
+        known = _LISTINGS_AS_DICTS[id(kept)] = (kept, _as_dicts(kept))
     return known[1]
+
+
+def _pairs(found: Any) -> dict[str, Any]:
+    """The listing of :func:`~subsetctl.data.loaders.files.value_rows`' ``found`` as pairs."""
+    return {"values": [[value, len(rows)] for value, rows in found.rows.items()], "left_out": found.left_out,
+            "blank": [[value, columns] for value, columns in getattr(found, "blank", {}).items()]}
+
+
+@functools.lru_cache(maxsize=256)
+def _parquet_listing(path: Path, column: str, size: int, mtime_ns: int) -> _Listing:
+    """A Parquet file's listing as dicts, made once per process while the file's size and
+    modification time (the last two) stay: they were made again for each of its ``where``
+    sources, twice, 2,000 values each time (validate of 2,000 such sources spent 12 s of its
+    15 s CPU on it). Kept without the file's ``ValueRows`` (every row number of every value),
+    which :func:`~subsetctl.data.loaders.files.value_rows`' own cache lets go."""
+    from subsetctl.data.loaders.files import value_rows
+
+    return _as_dicts(_pairs(value_rows(path, column)))
 
 
 def _as_dicts(found: dict[str, Any]) -> _Listing:

@@ -2274,6 +2274,33 @@ def test_a_parquet_files_listing_is_made_dicts_once_per_process_until_the_file_c
     assert listed_values(path, "task", None, tmp_path) == ({"t9": 1}, 0)
 
 
+def test_a_parquet_files_listing_made_dicts_does_not_hold_its_rows_past_the_column_reads_cache(
+        tmp_path: Path) -> None:
+    """The dicts of a Parquet file's listing were kept by its ``ValueRows`` (every row number of
+    every value, a whole column's worth), held for the process: a spec of many big Parquet files
+    held each one's rows, where the column reads' cache holds the last 8. The dicts are kept
+    without them: once that cache lets a file's rows go, they are freed."""
+    import gc
+    import weakref
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from subsetctl.data.fingerprint import listed_values
+    from subsetctl.data.loaders import files
+
+    path = tmp_path / "tasks.parquet"
+    pq.write_table(pa.table({"task": [f"t{i % 3}" for i in range(9)], "prompt": ["q"] * 9, "response": ["r"] * 9}), path)
+    files._value_rows.cache_clear()  # (an earlier test's reads)
+    rows = weakref.ref(files.value_rows(path, "task"))
+    values, _ = listed_values(path, "task", None, tmp_path)
+    assert values == {"t0": 3, "t1": 3, "t2": 3} and rows() is not None
+    files._value_rows.cache_clear()
+    gc.collect()
+    assert rows() is None, gc.get_referrers(rows())
+    assert listed_values(path, "task", None, tmp_path)[0] == values
+
+
 def test_validate_counts_a_huggingface_loaders_json_data_files_toward_its_read_through_total(
         tmp_path: Path, monkeypatch: Any) -> None:
     """A ``huggingface`` loader's JSON ``data_files`` (``path: json``) were read whole for their columns (a JSON
