@@ -470,7 +470,8 @@ def _say_spec_warnings(reporter: Reporter, warnings: list[SpecIssue], spec_path:
     rest with the `validate --format json` that lists them, as `validate` says them (a warning per
     source of 2,000 made 2,000 lines before every run); that line is shown under ``--quiet`` as
     the warnings are, unless it counts notes alone (which --quiet hides). Any other reporter (an
-    API caller's SilentReporter, one of its own) is given every one: it keeps what it is told."""
+    API caller's SilentReporter, one of its own) is given every one: it keeps what it is told; one
+    with ``warn`` alone (all ``plan_project`` asks for) is given no notes, which ``info`` says."""
     from rich.markup import escape
 
     from subsetctl.plugin_loading import plugins_skipped
@@ -479,10 +480,10 @@ def _say_spec_warnings(reporter: Reporter, warnings: list[SpecIssue], spec_path:
     if isinstance(reporter, RichReporter):
         shown, more = warnings_shown(warnings, spec_path, overrides, plugins_skipped())
     for warning in shown:
-        if warning.note:  # (no warning: not recorded with a stage's warnings)
-            reporter.info(f"[cyan]note:[/cyan] {escape(warning.render())}")
-        else:
+        if not warning.note:
             reporter.warn(warning.render())
+        elif callable(getattr(reporter, "info", None)):  # (plan's reporter need have warn alone: no note)
+            reporter.info(f"[cyan]note:[/cyan] {escape(warning.render())}")  # (not recorded as a stage's warning)
     if more and isinstance(reporter, RichReporter):
         if sum(not w.note for w in shown) < sum(not w.note for w in warnings):  # (it counts a warning)
             reporter.say(more.strip())

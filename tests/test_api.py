@@ -664,6 +664,26 @@ def test_a_reporter_without_the_reporter_methods_is_refused_at_the_start_naming_
     assert plan_project(jsonl_project, reporter=NoProgress())[2][0].will_run
 
 
+def test_plan_with_a_reporter_that_only_warns_leaves_out_the_specs_notes(jsonl_project: Path) -> None:
+    """plan_project asks only for ``warn`` (README → From Python), but a spec with a note (a
+    source's max_examples above its rows) gave the note to ``info``: AttributeError, no plan.
+    Such a reporter is given the warnings, not the notes."""
+    from subsetctl.api import plan_project
+
+    class WarnsOnly:
+        def __init__(self) -> None:
+            self.warnings: list[str] = []
+
+        def warn(self, message: str) -> None:
+            self.warnings.append(message)
+
+    reporter = WarnsOnly()
+    overrides = ["sources[0].max_examples=100000", "executor.address=tcp://10.0.0.1:8786"]  # a note, a warning
+    assert plan_project(jsonl_project, overrides, reporter=reporter)[2][0].will_run
+    assert any("executor.address" in w for w in reporter.warnings), reporter.warnings
+    assert not any("max_examples" in w for w in reporter.warnings), reporter.warnings
+
+
 def test_messages_to_a_python_caller_name_the_apis_arguments_not_the_clis_options(jsonl_project: Path) -> None:
     """From Python, init_project said "pass --force to overwrite it", an override was
     "set on the command line", and a stage switched off or forced past until was named
