@@ -906,20 +906,46 @@ def _check_cached_hub_config(source: str, kind: str | None, revision: str | None
     ``kind`` is "causal-lm", and a model only its own ``auto_map`` code builds while
     ``trust_remote_code`` is off (transformers said only "contains custom code which must be
     executed", where a local folder got subsetctl's advice). A cache without config.json, or
-    with one that cannot be read, passes: only config.json is read, the rest is left to loading."""
+    with one that cannot be read, passes: only config.json is read, the rest is left to loading; so
+    does, with the hub reachable, a copy of main (or a branch or tag) that may be older than what
+    loads (:func:`_cached_copy_loads`)."""
     snapshot = cached_snapshot(source, revision)
     config = _folder_config(snapshot) if snapshot is not None else None
     if snapshot is None or config is None:
         return
     where = _hub_copy_opening(source, snapshot)
-    if kind == "causal-lm":
-        _refuse_non_causal(config, where)
-    if trust_remote_code is not None:
-        try:
+    try:
+        if kind == "causal-lm":
+            _refuse_non_causal(config, where)
+        if trust_remote_code is not None:
             refuse_code_not_trusted(snapshot, trust_remote_code, where)
-        except UserError:  # (the hub probed only then: a cache's revision of main may be out of date online)
-            if snapshot_pinned(snapshot, revision) or not hub_reachable():
-                raise
+    except UserError:  # (the hub probed only then: a cache's revision of main may be out of date online)
+        if _cached_copy_loads(snapshot, revision):
+            raise
+
+
+def _cached_copy_loads(snapshot: Path, revision: str | None) -> bool:
+    """Whether a hub model's ``snapshot`` in the local Hugging Face cache is what loading it at
+    ``revision`` (``model.revision``) reads, so that a refusal read from its config.json holds:
+    ``revision`` is its commit (:func:`~subsetctl.hub.snapshot_pinned`), or the hub is out of
+    reach. Online, main (or a branch or tag) loads where it points on the hub now, perhaps a
+    later revision than the cache's, which the load checks once it has it. Probes the hub:
+    called only where a refusal rests on the answer."""
+    return snapshot_pinned(snapshot, revision) or not hub_reachable()
+
+
+def _read_from_a_stale_hub_copy(source: str, spec_dir: Path | None, revision: str | None) -> bool:
+    """Whether the config.json validate reads for ``model.source`` (:func:`_config_validate_reads`)
+    is a hub id's snapshot in the local Hugging Face cache that loading it may not read
+    (:func:`_cached_copy_loads`). Probes the hub: called only where a refusal rests on the answer."""
+    try:
+        location = model_location(source, spec_dir)
+    except UserError:
+        return False
+    if source in packaged_names() or classify_model_source(location) != "hub":
+        return False
+    snapshot = cached_snapshot(location, revision)
+    return snapshot is not None and not _cached_copy_loads(snapshot, revision)
 
 
 def _refuse_config_not_json(folder: Path) -> None:
@@ -1059,10 +1085,17 @@ def check_max_length_fits_folder(source: str, spec_dir: Path | None, max_length:
     model shipped as a plain folder, or a hub id the local Hugging Face cache holds, from
     its config.json alone (validate); hub models not cached and packaged models that are
     converted on first use are checked when a stage loads them. Nothing is said here about
-    a source :func:`check_model_folder` refuses. ``revision``: ``model.revision``, where set."""
+    a source :func:`check_model_folder` refuses. ``revision``: ``model.revision``, where set. With
+    the hub reachable, a hub id's cached copy of main (or a branch or tag), perhaps an older
+    revision than the one that loads, refuses nothing (:func:`_cached_copy_loads`): the load checks it."""
     found = _config_validate_reads(source, spec_dir, revision)
-    if found is not None:
+    if found is None:
+        return
+    try:
         refuse_max_length_beyond_positions(found[0], max_length, found[1])
+    except UserError:
+        if not _read_from_a_stale_hub_copy(source, spec_dir, revision):
+            raise
 
 
 def max_length_note_for_folder(source: str, spec_dir: Path | None, max_length: int,

@@ -603,6 +603,7 @@ def test_validate_checks_the_config_of_a_hub_model_the_local_cache_holds(monkeyp
 
     import huggingface_hub.constants as hc
 
+    from subsetctl.modeling import resolve
     from subsetctl.modeling.resolve import check_max_length_fits_folder, check_model_folder
 
     for name, config in (("bert", {"model_type": "bert", "architectures": ["BertModel"]}),
@@ -611,6 +612,7 @@ def test_validate_checks_the_config_of_a_hub_model_the_local_cache_holds(monkeyp
         (tmp_path / name / "config.json").write_text(json.dumps(config))  # the cache may hold config.json alone
         _hub_cache_holding(tmp_path / "cache", f"tinyorg/{name}", tmp_path / name)
     monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(resolve, "hub_reachable", lambda timeout=3.0: False)  # what the cache holds is what loads
     snapshot = tmp_path / "cache" / "models--tinyorg--bert" / "snapshots" / "0123456789abcdef"
     with pytest.raises(UserError, match="cannot be loaded as a causal-lm") as err:
         check_model_folder("tinyorg/bert", tmp_path, "causal-lm")
@@ -622,6 +624,33 @@ def test_validate_checks_the_config_of_a_hub_model_the_local_cache_holds(monkeyp
     assert "model.max_length is 512, but the hub model 'tinyorg/gpt2' (its copy in the local" in str(err.value)
     check_max_length_fits_folder("tinyorg/gpt2", tmp_path, 256)
     check_max_length_fits_folder("tinyorg/not-cached", tmp_path, 512)
+
+
+def test_a_reachable_hub_model_is_not_refused_from_an_older_cached_revision_of_main(monkeypatch, tmp_path) -> None:
+    """With the hub reachable, validate refused a hub id from the cache's copy of main (an encoder as
+    a causal-lm, a max_length past its positions), though from_pretrained loads the hub's main as it is
+    now, perhaps a later revision: that copy refuses nothing then (the load checks what it gets), while
+    model.revision naming the cached commit, which is what loads online too, is still refused."""
+    import json
+
+    import huggingface_hub.constants as hc
+
+    from subsetctl.modeling import resolve
+    from subsetctl.modeling.resolve import check_max_length_fits_folder, check_model_folder
+
+    for name, config in (("bert", {"model_type": "bert", "architectures": ["BertModel"]}),
+                         ("gpt2", {"model_type": "gpt2", "n_positions": 256})):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps(config))
+        _hub_cache_holding(tmp_path / "cache", f"tinyorg/{name}", tmp_path / name)
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(resolve, "hub_reachable", lambda timeout=3.0: True)
+    check_model_folder("tinyorg/bert", tmp_path, "causal-lm")
+    check_max_length_fits_folder("tinyorg/gpt2", tmp_path, 512)
+    with pytest.raises(UserError, match="cannot be loaded as a causal-lm"):
+        check_model_folder("tinyorg/bert", tmp_path, "causal-lm", "0123456789abcdef")
+    with pytest.raises(UserError, match="has only 256 token positions"):
+        check_max_length_fits_folder("tinyorg/gpt2", tmp_path, 512, "0123456789abcdef")
 
 
 def test_a_deberta_folder_with_only_its_spm_model_has_tokenizer_files(tmp_path: Path) -> None:
