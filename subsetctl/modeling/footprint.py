@@ -128,7 +128,7 @@ def read_shape(folder: Path, target_modules: list[str] | None) -> ModelShape | N
     config.json), with LoRA on ``target_modules`` (None: the default run takes for the model
     type, where it is known without peft: :func:`~subsetctl.modeling.lora.known_default_targets`); None when the folder holds no safetensors weights (a
     ``pytorch_model.bin`` checkpoint is not read: unpickling it is loading it)."""
-    from subsetctl.modeling.lora import known_default_targets
+    from subsetctl.modeling.lora import known_default_targets, peft_target_modules, targeted
 
     found: dict[str, tuple[list[int], int]] = {}
     for file in _weight_files(folder):
@@ -142,12 +142,15 @@ def read_shape(folder: Path, target_modules: list[str] | None) -> ModelShape | N
         return _shape_from_config(config, target_modules)
     text = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
     hidden = _config_size(text, "hidden_size")
-    targets = target_modules if target_modules is not None else known_default_targets(str(config.get("model_type")))
+    model_type = config.get("model_type")
+    defaults = known_default_targets(str(model_type))  # (a Gemma 3's taken under its language model alone, as run does)
+    targets = target_modules if target_modules is not None else (
+        peft_target_modules(model_type, defaults) if defaults is not None else None)
     shapes = {name: shape for name, (shape, _) in found.items()}
     lora = None
     if targets is not None:
         lora = sum(shape[0] + shape[1] for name, shape in shapes.items()
-                   if len(shape) == 2 and name.endswith(".weight") and name.split(".")[-2] in targets)
+                   if len(shape) == 2 and name.endswith(".weight") and targeted(name.removesuffix(".weight"), targets))
     return ModelShape(
         params=sum(math.prod(shape) for shape in shapes.values()),
         stored_bytes=sum(math.prod(shape) * width for shape, width in found.values()),

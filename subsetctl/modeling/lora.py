@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import uuid
 import warnings
@@ -34,6 +35,8 @@ DEFAULT_TARGETS: dict[str, list[str]] = {
     # Gemma 3's text-only models (gemma-3-1b, 270m): peft's default too, here so that plan's estimate, which reads
     # this table without importing peft (and torch), counts their LoRA parameters
     "gemma3_text": ["q_proj", "v_proj"],
+    # Gemma 3's multimodal models (gemma-3-4b and up), the language model's attention alone (LANGUAGE_MODEL_SCOPE)
+    "gemma3": ["q_proj", "v_proj"],
     "phi3": ["qkv_proj"],
     "gpt2": ["c_attn"],
     "gpt_neox": ["query_key_value"],
@@ -70,6 +73,11 @@ PEFT_DEFAULT_TARGETS: dict[str, list[str]] = {
     "deberta-v2": ["query_proj", "value_proj"],
     "electra": ["query", "value"],
 }
+#: Model types whose causal-LM class holds a vision tower whose attention is named as its language
+#: model's (Gemma 3's SigLIP: ``q_proj``, ``v_proj``), and the module name that holds the language
+#: model: their default targets are taken under it alone (:func:`peft_target_modules`). No text
+#: reaches the tower, so LoRA there would train nothing and lengthen every example's gradient.
+LANGUAGE_MODEL_SCOPE: dict[str, str] = {"gemma3": "language_model"}
 
 #: Attribute names transformers uses for sequence-classification heads.
 _HEAD_NAMES = ("classifier", "score")
@@ -128,6 +136,25 @@ def default_target_modules(model: Any) -> list[str]:
         "the spec (model.lora.target_modules), usually the attention query and value projections; the linear "
         f"layers this model has are: {', '.join(sorted(linear)[:30]) or 'none'}."
     )
+
+
+def peft_target_modules(model_type: object, targets: list[str]) -> list[str] | str:
+    """The ``target_modules`` peft gets for a model type's default ``targets``: the names as they
+    are, or, for a type of :data:`LANGUAGE_MODEL_SCOPE`, a regular expression peft matches whole
+    against each module's dotted name, taking those names under its language model alone."""
+    scope = LANGUAGE_MODEL_SCOPE.get(model_type) if isinstance(model_type, str) else None
+    if scope is None:
+        return targets
+    return rf".*\b{re.escape(scope)}\..*\.({'|'.join(map(re.escape, targets))})"
+
+
+def targeted(module: str, target_modules: list[str] | str) -> bool:
+    """Whether peft puts LoRA on the module named ``module`` (dotted, as named_modules or a
+    weights file names it) for ``target_modules``: a list, by its last name; a regular
+    expression (:func:`peft_target_modules`), matched whole."""
+    if isinstance(target_modules, str):
+        return re.fullmatch(target_modules, module) is not None
+    return module.rsplit(".", 1)[-1] in target_modules
 
 
 def classifier_head_names(model: Any) -> list[str]:
@@ -190,7 +217,7 @@ def apply_lora(
         r=r,
         lora_alpha=alpha,
         lora_dropout=dropout,
-        target_modules=targets,
+        target_modules=targets if target_modules else peft_target_modules(model.config.model_type, targets),
         task_type=TaskType.SEQ_CLS if kind == "classifier" else TaskType.CAUSAL_LM,
         modules_to_save=classifier_head_names(model) + sorted(train_also) if kind == "classifier" else None,
     )

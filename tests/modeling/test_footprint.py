@@ -454,6 +454,30 @@ def test_a_model_whose_default_targets_run_takes_from_peft_gets_their_lora_count
     assert real > 0 and all(shape is not None and shape.lora_per_rank == real for shape in shapes), shapes
 
 
+def test_a_multimodal_gemma3_gets_the_lora_count_of_its_language_models_attention(tmp_path: Path) -> None:
+    """Gemma 3 4B and up (``gemma3``) had no default LoRA targets: plan gave no LoRA count. Run now
+    adapts the language model's q_proj and v_proj alone (not the vision tower's, named alike): plan
+    counts those, from config.json alone and from the weights' headers."""
+    import transformers
+
+    from subsetctl.modeling.lora import apply_lora
+
+    text = transformers.Gemma3TextConfig(**{**_SMALL, "head_dim": 8})
+    vision = transformers.SiglipVisionConfig(hidden_size=16, intermediate_size=24, num_hidden_layers=2,
+                                             num_attention_heads=2, image_size=28, patch_size=14)
+    config = transformers.Gemma3Config(text_config=text.to_dict(), vision_config=vision.to_dict(),
+                                       mm_tokens_per_image=4)
+    model = transformers.AutoModelForCausalLM.from_config(config)
+    real = sum(p.numel() for n, p in apply_lora(model, r=1).named_parameters() if "lora_" in n)
+    assert real == 2 * (32 + 32 + 32 + 16)  # two layers' q_proj (32 -> 4 x 8) and v_proj (32 -> 2 x 8)
+    config.save_pretrained(tmp_path)
+    shape = read_shape(tmp_path, None)
+    assert shape is not None and shape.from_config and shape.lora_per_rank == real
+    transformers.AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path)
+    shape = read_shape(tmp_path, None)
+    assert shape is not None and not shape.from_config and shape.lora_per_rank == real
+
+
 def _counts_without_key(folder: Path, config: Any, key: str, default: object) -> tuple[int, int]:
     """The config-only count of ``config`` saved to ``folder`` with ``key`` left out of its
     config.json (checked to be written as ``default``, the value its class gives it), and that of

@@ -164,3 +164,40 @@ def test_a_project_on_an_opt_model_runs_with_the_default_targets(tmp_path) -> No
     assert [r["action"] for r in results] == ["ran", "ran", "ran"]
     adapter = json.loads((project / ".subsetctl" / "meta_init").rglob("adapter_config.json").__next__().read_text())
     assert adapter["target_modules"] == ["q_proj", "v_proj"]
+
+
+def _tiny_gemma3():
+    """A tiny random Gemma 3 of the multimodal kind (``model_type`` "gemma3"), as
+    ``AutoModelForCausalLM`` loads it: ``Gemma3ForConditionalGeneration``, its SigLIP vision
+    tower's attention named as its language model's (``q_proj``, ``v_proj``)."""
+    import torch
+    import transformers as T
+
+    text = T.Gemma3TextConfig(hidden_size=H, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                              num_key_value_heads=1, head_dim=16, **_COMMON)
+    vision = T.SiglipVisionConfig(hidden_size=16, intermediate_size=24, num_hidden_layers=2, num_attention_heads=2,
+                                  image_size=28, patch_size=14)
+    torch.manual_seed(0)
+    return T.AutoModelForCausalLM.from_config(
+        T.Gemma3Config(text_config=text.to_dict(), vision_config=vision.to_dict(), mm_tokens_per_image=4))
+
+
+def test_a_multimodal_gemma3_gets_lora_on_its_language_models_attention_alone(tmp_path) -> None:
+    """Gemma 3 4B and up (``gemma3``) stopped run with "No default LoRA target modules are known"
+    (peft's table has ``gemma3_text`` alone), and naming q_proj, v_proj put LoRA on the vision tower
+    too, which no text reaches. The default adapts the language model's query and value projections
+    only, and the adapter saved so loads back onto them."""
+    from subsetctl.modeling.lora import load_adapter, write_adapter
+
+    model = _tiny_gemma3()
+    assert type(model).__name__ == "Gemma3ForConditionalGeneration"
+    assert default_target_modules(model) == ["q_proj", "v_proj"]
+    assert any("vision_tower" in n and n.endswith("q_proj") for n, _ in model.named_modules())
+    peft_model = apply_lora(model, r=2)
+    adapted = {n.rsplit(".lora_A", 1)[0] for n, p in peft_model.named_parameters() if p.requires_grad and "lora_A" in n}
+    assert adapted == {f"base_model.model.model.language_model.layers.{i}.self_attn.{p}"
+                       for i in (0, 1) for p in ("q_proj", "v_proj")}, adapted
+    write_adapter(peft_model, tmp_path / "adapter")
+    again = load_adapter(_tiny_gemma3(), tmp_path / "adapter")
+    assert {n for n, _ in again.named_parameters() if "lora_A" in n} == {
+        n for n, _ in peft_model.named_parameters() if "lora_A" in n}
