@@ -189,7 +189,8 @@ def _config_size(config: dict[str, Any], name: str) -> int:
 #: decoder-only model types whose MLP is gated (three matrices: gate, up, down), as
 #: :func:`_shape_from_config` counts them
 _GATED_MLP_TYPES = frozenset({"llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text",
-                              "phi3", "olmo", "olmo2", "granite", "smollm3", "stablelm", "cohere", "exaone4"})
+                              "phi3", "olmo", "olmo2", "granite", "smollm3", "stablelm", "cohere", "exaone4",
+                              "qwen2_moe", "qwen3_moe", "llama4_text", "mllama_text_model"})
 
 #: model types whose config class defaults to a head of its own (``tie_word_embeddings: false``),
 #: checked against transformers 5's config classes: a config.json that leaves the key out (one
@@ -271,6 +272,7 @@ def _shape_from_config(config: dict[str, Any], target_modules: list[str] | None)
     intermediate = _config_size(text, "intermediate_size") or 4 * hidden
     model_type = config.get("model_type")
     per_layer: list[tuple[str, tuple[int, int]]]
+    decoder_layers: list[tuple[list[tuple[str, tuple[int, int]]], int]]  # each layer's matrices and other parameters
     if model_type in ("gpt2", "gpt_bigcode"):  # each layer with a bias; learned positions, norms with biases
         # GPTBigCode's (StarCoderBase's) multi-query attention: one key and one value head for all queries
         multi_query = model_type == "gpt_bigcode" and text.get("multi_query") is not False
@@ -279,24 +281,31 @@ def _shape_from_config(config: dict[str, Any], target_modules: list[str] | None)
                      ("c_proj", (intermediate, hidden))]
         extra = _config_size(text, "max_position_embeddings") * hidden + hidden  # (+ the last norm's bias)
         per_layer_extra = 2 * 2 * hidden + qkv + hidden + intermediate + hidden  # the norms, the biases
+        decoder_layers = [(per_layer, per_layer_extra)] * layers
     else:
         # a multimodal config's decoder is its text_config's model type (Gemma 3's "gemma3_text" in a "gemma3"):
         # the top-level type named none of its layers' gated MLP, norms and query-key norms
         layer_type = str(text.get("model_type") if text is not config and isinstance(text.get("model_type"), str)
                          else model_type)
-        per_layer = _attention_matrices(layer_type, hidden, heads * head_dim, kv)
-        per_layer += _mlp_matrices(text, layer_type, hidden, intermediate)
-        per_layer_extra = _layer_vectors(text, layer_type, hidden, heads * head_dim, kv, intermediate)
-        # OPT's learned positions (2 more than it reads) and the last norm's bias of LayerNorm types
+        attention = _attention_matrices(layer_type, hidden, heads * head_dim, kv)
+        vectors = _layer_vectors(text, layer_type, hidden, heads * head_dim, kv, intermediate)
+        # Mllama's cross-attention layers: the same matrices, and query and key norms and two gates of their own
+        crossing = set(_int_list(text.get("cross_attention_layers"))) if layer_type == "mllama_text_model" else set()
+        decoder_layers = [(attention + _mlp_matrices(text, layer_type, hidden, intermediate, index),
+                           vectors + (2 * head_dim + 2 if index in crossing else 0)) for index in range(layers)]
+        # OPT's learned positions (2 more than it reads) and the last norm's bias of LayerNorm types; Mllama's
+        # embeddings' 8 rows past the vocabulary (its image tokens')
         extra = ((_config_size(text, "max_position_embeddings") + 2) * hidden if model_type == "opt" else 0) + (
-            hidden if model_type in _LAYER_NORM_TYPES else 0) + (vocab if model_type in _HEAD_BIAS_TYPES else 0)
+            hidden if model_type in _LAYER_NORM_TYPES else 0) + (vocab if model_type in _HEAD_BIAS_TYPES else 0) + (
+            8 * hidden if layer_type == "mllama_text_model" else 0)
     tied = _tied_head(config, text, str(model_type))
     params = (vocab * hidden * (1 if tied else 2) + extra
-              + layers * (sum(a * b for _, (a, b) in per_layer) + per_layer_extra) + hidden
+              + sum(sum(a * b for _, (a, b) in matrices) + other for matrices, other in decoder_layers) + hidden
               + _vision_tower_params(config, hidden))
     targets = target_modules if target_modules is not None else known_default_targets(str(model_type))
-    lora = (layers * sum(a + b for name, (a, b) in per_layer if name in targets)
-            if targets is not None and set(targets) <= {name for name, _ in per_layer} else None)
+    named = {name for matrices, _ in decoder_layers for name, _ in matrices}
+    lora = (sum(a + b for matrices, _ in decoder_layers for name, (a, b) in matrices if name in targets)
+            if targets is not None and set(targets) <= named else None)
     stored = _CONFIG_DTYPE_BYTES.get(str(config.get("torch_dtype") or config.get("dtype")), 4)
     return ModelShape(params=params, stored_bytes=params * stored, lora_per_rank=lora, layers=layers, hidden=hidden,
                       intermediate=intermediate, vocab=vocab, from_config=True,
@@ -326,30 +335,54 @@ def _vision_tower_params(config: dict[str, Any], text_hidden: int) -> int:
     return embeddings + layers * per_layer + 2 * hidden + head + projector
 
 
-def _mlp_matrices(text: dict[str, Any], model_type: str, hidden: int,
-                  intermediate: int) -> list[tuple[str, tuple[int, int]]]:
-    """A Llama-style layer's MLP matrices, as :func:`_shape_from_config` counts them: up and
-    down, and gate where the type's MLP is gated (:data:`_GATED_MLP_TYPES`); a Mixtral-style
-    mixture of experts (``num_local_experts``) has that many gated MLPs and a router (hidden x
-    experts), each expert's matrices named as Mixtral names them (``w1``, ``w2``, ``w3``, which
-    no default LoRA target names), so the MLP weighs what its experts weigh, not one of them; Qwen's and
-    OLMoE's (``num_experts``) too, each expert ``moe_intermediate_size`` wide where that is set, and
-    Qwen2-MoE's shared expert (``shared_expert_intermediate_size``, a gated MLP and its gate). (Every
-    layer is counted as a mixture: ``decoder_sparse_step`` and ``mlp_only_layers`` are not read.)"""
+def _mlp_matrices(text: dict[str, Any], model_type: str, hidden: int, intermediate: int,
+                  index: int) -> list[tuple[str, tuple[int, int]]]:
+    """The MLP matrices of a Llama-style decoder's layer ``index``, as :func:`_shape_from_config`
+    counts them: up and down, and gate where the type's MLP is gated (:data:`_GATED_MLP_TYPES`); a
+    Mixtral-style mixture of experts (``num_local_experts``, in the layers :func:`_mixture_at` says)
+    has that many gated MLPs and a router (hidden x experts), each expert's matrices named as Mixtral
+    names them (``w1``, ``w2``, ``w3``, which no default LoRA target names), so the MLP weighs what its
+    experts weigh, not one of them; Qwen's and OLMoE's (``num_experts``) too, each expert
+    ``moe_intermediate_size`` wide where that is set, and Qwen2-MoE's shared expert
+    (``shared_expert_intermediate_size``, a gated MLP and its gate); Llama 4's shared expert is as wide
+    as its experts, without a gate, and its layers without experts ``intermediate_size_mlp`` wide."""
+    llama4 = model_type == "llama4_text"
     experts = _positive_int(text.get("num_local_experts")) or _positive_int(text.get("num_experts"))
-    if experts:
+    if experts and _mixture_at(text, index):
         size = _positive_int(text.get("moe_intermediate_size")) or intermediate  # (Qwen's experts are smaller)
         shared = _positive_int(text.get("shared_expert_intermediate_size"))  # Qwen2-MoE's expert every token takes
         return [("gate", (hidden, experts))] + [
             (name, shape) for _ in range(experts)
             for name, shape in (("w1", (hidden, size)), ("w2", (size, hidden)), ("w3", (hidden, size)))] + (
             [("gate_proj", (hidden, shared)), ("up_proj", (hidden, shared)), ("down_proj", (shared, hidden)),
-             ("shared_expert_gate", (hidden, 1))] if shared else [])
+             ("shared_expert_gate", (hidden, 1))] if shared else []) + (
+            [("gate_proj", (hidden, size)), ("up_proj", (hidden, size)), ("down_proj", (size, hidden))] if llama4
+            else [])
+    if llama4:
+        intermediate = _positive_int(text.get("intermediate_size_mlp")) or intermediate
     _, _, up, down = _LAYER_NAMES.get(model_type, _LLAMA_NAMES)
     if up == "gate_up_proj":  # (one matrix of both)
         return [(up, (hidden, 2 * intermediate)), (down, (intermediate, hidden))]
     gated = [("gate_proj", (hidden, intermediate))] if model_type in _GATED_MLP_TYPES else []
     return [(up, (hidden, intermediate)), (down, (intermediate, hidden)), *gated]
+
+
+def _mixture_at(text: dict[str, Any], index: int) -> bool:
+    """Whether a mixture-of-experts decoder's layer ``index`` has experts, as transformers builds
+    it: Llama 4's ``moe_layers`` where listed; else every ``decoder_sparse_step``-th layer (Qwen's;
+    Llama 4's ``interleave_moe_layer_step``; 1: every layer) not in ``mlp_only_layers`` (Qwen's
+    layers with a plain MLP); every layer of a type that has none of these keys (Mixtral's, OLMoE's)."""
+    listed = text.get("moe_layers")
+    if isinstance(listed, list):
+        return index in _int_list(listed)
+    step = _positive_int(text.get("decoder_sparse_step")) or _positive_int(text.get("interleave_moe_layer_step")) or 1
+    return index not in _int_list(text.get("mlp_only_layers")) and (index + 1) % step == 0
+
+
+def _int_list(value: object) -> list[int]:
+    """The integers of a config.json list (``mlp_only_layers``, ``cross_attention_layers``); [] for
+    anything else."""
+    return [v for v in value if isinstance(v, int) and not isinstance(v, bool)] if isinstance(value, list) else []
 
 
 def _attention_matrices(model_type: str, hidden: int, queries: int, kv: int) -> list[tuple[str, tuple[int, int]]]:

@@ -341,6 +341,14 @@ _SMALL = {"vocab_size": 100, "hidden_size": 32, "intermediate_size": 48, "num_hi
     ("Qwen2MoeConfig", {"num_experts": 3, "moe_intermediate_size": 16, "shared_expert_intermediate_size": 40}),
     ("Qwen3MoeConfig", {"num_experts": 3, "moe_intermediate_size": 16, "head_dim": 8}),
     ("OlmoeConfig", {"num_experts": 3, "pad_token_id": 0}),
+    ("Qwen2MoeConfig", {"num_experts": 3, "moe_intermediate_size": 16, "shared_expert_intermediate_size": 40,
+                        "decoder_sparse_step": 2}),
+    ("Qwen2MoeConfig", {"num_experts": 3, "moe_intermediate_size": 16, "shared_expert_intermediate_size": 40,
+                        "mlp_only_layers": [0]}),
+    ("Qwen3MoeConfig", {"num_experts": 3, "moe_intermediate_size": 16, "head_dim": 8, "decoder_sparse_step": 2}),
+    ("Llama4TextConfig", {"head_dim": 8, "num_local_experts": 3, "intermediate_size_mlp": 40,
+                          "interleave_moe_layer_step": 2, "pad_token_id": 0}),
+    ("Llama4TextConfig", {"head_dim": 8, "num_local_experts": 3, "intermediate_size_mlp": 40, "pad_token_id": 0}),
     ("CohereConfig", {"pad_token_id": 0}),
     ("Exaone4Config", {"pad_token_id": 0}),
     ("GlmConfig", {"pad_token_id": 0}),
@@ -476,6 +484,72 @@ def test_a_multimodal_gemma3_gets_the_lora_count_of_its_language_models_attentio
     transformers.AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path)
     shape = read_shape(tmp_path, None)
     assert shape is not None and not shape.from_config and shape.lora_per_rank == real
+
+
+_MLLAMA_VISION = {"hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 2, "num_global_layers": 1,
+                  "attention_heads": 2, "image_size": 28, "patch_size": 14, "vision_output_dim": 32}
+
+
+@pytest.mark.parametrize("top", ["Llama4Config", "MllamaConfig"])
+def test_a_multimodal_llama_config_counts_its_text_decoder_as_the_causal_lm_class_builds_it(
+        tmp_path: Path, top: str) -> None:
+    """``AutoModelForCausalLM`` loads a ``llama4`` or ``mllama`` config.json as its text decoder alone; the
+    config-only count left out Mllama's cross-attention layers' norms and gates, its embeddings' 8 rows
+    past the vocabulary and its MLPs' gates, and counted every Llama 4 layer as a mixture of experts
+    without its shared expert (its interleaved layers are a plain MLP ``intermediate_size_mlp`` wide)."""
+    import transformers
+
+    small = {**_SMALL, "num_hidden_layers": 4, "pad_token_id": 0, "bos_token_id": 0, "eos_token_id": 0}
+    if top == "Llama4Config":
+        config = transformers.Llama4Config(text_config={**small, "head_dim": 8, "num_local_experts": 2,
+                                                        "intermediate_size_mlp": 40, "interleave_moe_layer_step": 2},
+                                           vision_config={"hidden_size": 16, "intermediate_size": 24,
+                                                          "num_hidden_layers": 1, "num_attention_heads": 2})
+    else:
+        config = transformers.MllamaConfig(text_config={**small, "cross_attention_layers": [1, 3]},
+                                           vision_config=_MLLAMA_VISION)
+    model = transformers.AutoModelForCausalLM.from_config(config)
+    real = sum(p.numel() for p in model.parameters())
+    config.save_pretrained(tmp_path)
+    shape = read_shape(tmp_path, ["q_proj", "v_proj"])
+    assert shape is not None and shape.from_config and shape.params == real
+    assert shape.lora_per_rank == _lora_per_rank(model, ["q_proj", "v_proj"])
+
+
+@pytest.mark.parametrize("config_class, sizes", [
+    # Llama 3.2 11B Vision's decoder: 8 cross-attention layers among 40
+    ("MllamaConfig", {"hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 40,
+                      "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 128256,
+                      "cross_attention_layers": [3, 8, 13, 18, 23, 28, 33, 38]}),
+    # Llama 4 Scout (16 experts in every layer) and Maverick (128 experts, every other layer)
+    ("Llama4TextConfig", {"hidden_size": 5120, "intermediate_size": 8192, "intermediate_size_mlp": 16384,
+                          "num_hidden_layers": 48, "num_attention_heads": 40, "num_key_value_heads": 8,
+                          "head_dim": 128, "vocab_size": 202048, "num_local_experts": 16,
+                          "interleave_moe_layer_step": 1}),
+    ("Llama4TextConfig", {"hidden_size": 5120, "intermediate_size": 8192, "intermediate_size_mlp": 16384,
+                          "num_hidden_layers": 48, "num_attention_heads": 40, "num_key_value_heads": 8,
+                          "head_dim": 128, "vocab_size": 202048, "num_local_experts": 128,
+                          "interleave_moe_layer_step": 2}),
+    # Qwen1.5-MoE-A2.7B
+    ("Qwen2MoeConfig", {"hidden_size": 2048, "intermediate_size": 5632, "moe_intermediate_size": 1408,
+                        "shared_expert_intermediate_size": 5632, "num_experts": 60, "num_hidden_layers": 24,
+                        "num_attention_heads": 16, "num_key_value_heads": 16, "vocab_size": 151936}),
+], ids=["llama-3.2-11b-vision", "llama-4-scout", "llama-4-maverick", "qwen1.5-moe-a2.7b"])
+def test_a_real_sized_moe_or_cross_attention_config_counts_what_transformers_builds(
+        tmp_path: Path, config_class: str, sizes: dict[str, object]) -> None:
+    """The config-only count of real models' decoders against transformers' own, built on the meta
+    device (no memory): exact, parameters and LoRA's per-rank count on q_proj and v_proj."""
+    import torch
+    import transformers
+
+    config = (transformers.MllamaConfig(text_config=sizes, vision_config=_MLLAMA_VISION) if config_class == "MllamaConfig"
+              else getattr(transformers, config_class)(**sizes))
+    with torch.device("meta"):
+        model = transformers.AutoModelForCausalLM.from_config(config)
+    config.save_pretrained(tmp_path)
+    shape = read_shape(tmp_path, ["q_proj", "v_proj"])
+    assert shape is not None and shape.params == sum(p.numel() for p in model.parameters())
+    assert shape.lora_per_rank == _lora_per_rank(model, ["q_proj", "v_proj"])
 
 
 def _counts_without_key(folder: Path, config: Any, key: str, default: object) -> tuple[int, int]:
