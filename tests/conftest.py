@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -103,12 +105,40 @@ def jsonl_project(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def _made_once_per_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, name: str,
+                       make: Callable[[Path], object]) -> Path:
+    """A folder ``make(folder)`` filled, made once for the whole test run: under pytest-xdist
+    every worker has its own session fixtures, and each built the tiny model and ran the tiny
+    project's pipelines again (5-6 runs a worker), so the first worker to ask makes the folder
+    in the run's shared temporary folder, under a lock, and the others wait for it and use it
+    (pytest-xdist's documented recipe). Without xdist, a new folder of this session's, as any
+    session fixture. Tests only read or copy it: a test changing it would change it for
+    other workers' tests."""
+    if not hasattr(request.config, "workerinput"):  # not an xdist worker (as xdist's `worker_id` tells)
+        folder = tmp_path_factory.mktemp(name)
+        make(folder)
+        return folder
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp().parent / "made-once-for-all-workers"  # one per run
+    shared.mkdir(exist_ok=True)
+    folder, made = shared / name, shared / f"{name}.made"
+    with FileLock(shared / f"{name}.lock"):
+        if not made.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # what a worker failing midway left
+            folder.mkdir()
+            make(folder)
+            made.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
-def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer random Llama with a char tokenizer, saved to a folder."""
+def tiny_llama(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer random Llama with a char tokenizer, saved to a folder (one for all of a
+    run's pytest-xdist workers: tests read or copy it, never change it)."""
     from tinymodels import save_tiny_llama
 
-    return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+    return _made_once_per_run(request, tmp_path_factory, "tiny-llama", save_tiny_llama)
 
 
 @pytest.fixture
@@ -122,39 +152,51 @@ def tiny_project(jsonl_project: Path, tiny_llama: Path) -> Path:
 @pytest.fixture(scope="session")
 def _tiny_project_runs() -> dict:
     """``tiny_project`` after ``run_project(tiny_project, overrides, until=...)``, made once per
-    session for each ``(until, overrides)`` asked for (a key of this dict). Not for direct use:
-    see ``tiny_project_ran``."""
+    session for each ``(until, overrides, model_at)`` asked for (a key of this dict; one
+    folder for all of a run's pytest-xdist workers). Not for direct use: see
+    ``tiny_project_ran``."""
     return {}
 
 
 @pytest.fixture
-def tiny_project_ran(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, tiny_llama: Path,
-                     _tiny_project_runs: dict):
-    """A function ``(until=None, into=None, overrides=()) -> Path`` giving ``tiny_project``
-    (same folder, files and spec) as ``run_project(tiny_project, overrides, until=until)``
-    leaves it (``overrides``: a tuple of ``key=value``, as the CLI takes them; none unless
-    given): a copy of one such run made once per session (the pipeline run is the slowest
-    step of most end-to-end tests). A copied project stays up to date (fingerprints follow
-    file contents, not paths or times), so the copy is that run's state; tests that check
-    what the run itself does or says still run it. ``into``: copy it into that folder
-    instead (a second project)."""
+def tiny_project_ran(request: pytest.FixtureRequest, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
+                     tiny_llama: Path, _tiny_project_runs: dict):
+    """A function ``(until=None, into=None, overrides=(), model_at=None) -> Path`` giving
+    ``tiny_project`` (same folder, files and spec) as ``run_project(tiny_project, overrides,
+    until=until)`` leaves it (``overrides``: a tuple of ``key=value``, as the CLI takes them;
+    none unless given): a copy of one such run made once per test run (the pipeline run is
+    the slowest step of most end-to-end tests). A copied project stays up to date
+    (fingerprints follow file contents, not paths or times), so the copy is that run's state;
+    tests that check what the run itself does or says still run it. ``into``: copy it into
+    that folder instead (a second project). ``model_at``: a folder of the project (relative,
+    as ``models/base``) the tiny model was copied into before the run; the overrides say
+    whether the run used it (``model.source=models/base``)."""
     from tinymodels import tiny_project_spec
 
     from subsetctl.api import run_project
     from subsetctl.hub import forget_unreachable
 
-    def ran(until: str | None = None, into: Path | None = None, overrides: tuple[str, ...] = ()) -> Path:
-        if (until, overrides) not in _tiny_project_runs:
-            folder = tmp_path_factory.mktemp(f"tiny-project-ran-until-{until or 'all'}")
-            _write_jsonl_data(folder)
-            (folder / "subsetctl.yaml").write_text(yaml.safe_dump(tiny_project_spec(tiny_llama), sort_keys=False))
-            run_project(folder, list(overrides), until=until)
-            _tiny_project_runs[until, overrides] = folder
-            forget_unreachable()  # as the autouse fixtures left them for the test
-            resolve = sys.modules.get("subsetctl.modeling.resolve")
-            if resolve is not None:
-                resolve.forget_notices_given()
-        shutil.copytree(_tiny_project_runs[until, overrides], into or tmp_path, symlinks=True, dirs_exist_ok=True)
+    def run(folder: Path, until: str | None, overrides: tuple[str, ...], model_at: str | None) -> None:
+        _write_jsonl_data(folder)
+        (folder / "subsetctl.yaml").write_text(yaml.safe_dump(tiny_project_spec(tiny_llama), sort_keys=False))
+        if model_at is not None:
+            shutil.copytree(tiny_llama, folder / model_at)
+        run_project(folder, list(overrides), until=until)
+        forget_unreachable()  # as the autouse fixtures left them for the test
+        resolve = sys.modules.get("subsetctl.modeling.resolve")
+        if resolve is not None:
+            resolve.forget_notices_given()
+
+    def ran(until: str | None = None, into: Path | None = None, overrides: tuple[str, ...] = (),
+            model_at: str | None = None) -> Path:
+        key = until, overrides, model_at
+        if key not in _tiny_project_runs:
+            name = f"tiny-project-ran-until-{until or 'all'}"
+            if overrides or model_at is not None:  # a folder name of its own for each key
+                name += "-" + hashlib.sha256(repr(key[1:]).encode()).hexdigest()[:12]
+            _tiny_project_runs[key] = _made_once_per_run(
+                request, tmp_path_factory, name, lambda folder: run(folder, until, overrides, model_at))
+        shutil.copytree(_tiny_project_runs[key], into or tmp_path, symlinks=True, dirs_exist_ok=True)
         return into or tmp_path
 
     return ran

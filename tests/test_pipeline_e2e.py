@@ -1280,15 +1280,18 @@ def test_plan_counts_a_moved_model_folder_as_unchanged_while_an_upstream_stage_r
     assert ran == ["data", "report"]  # (the report, for the data stage's new time)
 
 
-def test_plan_says_the_model_folder_is_gone_when_a_project_is_copied_without_it(
-    tiny_project: Path, tiny_llama: Path
-) -> None:
+#: `tiny_project_ran`'s run up to meta_init from a copy of the tiny model in the project's
+#: ``models/base`` (``model.source: models/base``, relative, so that a project copied
+#: without that folder has the spec it had)
+_META_INIT_FROM_MODELS_BASE = {"overrides": ("model.source=models/base",), "model_at": "models/base"}
+
+
+def test_plan_says_the_model_folder_is_gone_when_a_project_is_copied_without_it(tiny_project_ran) -> None:
     """A project copied or moved without its model folder (``model.source: models/base``,
     relative, so the spec is as it was): `plan` gave meta_init only "inputs changed"."""
     import shutil
 
-    shutil.copytree(tiny_llama, tiny_project / "models" / "base")
-    run_project(tiny_project, ["model.source=models/base"], until="meta_init")
+    tiny_project = tiny_project_ran("meta_init", **_META_INIT_FROM_MODELS_BASE)
     shutil.rmtree(tiny_project / "models" / "base")
     statuses = {s.name: s for s in plan_project(tiny_project, ["model.source=models/base"])[2]}
     reasons = " ".join(statuses["meta_init"].reasons)
@@ -1296,7 +1299,7 @@ def test_plan_says_the_model_folder_is_gone_when_a_project_is_copied_without_it(
     assert f"{tiny_project.resolve() / 'models' / 'base'} holds no model (model.source: 'models/base')" in reasons
 
 
-def test_run_refuses_to_fetch_a_gone_model_folders_path_from_the_hub(tiny_project: Path, tiny_llama: Path) -> None:
+def test_run_refuses_to_fetch_a_gone_model_folders_path_from_the_hub(tiny_project_ran) -> None:
     """``models/base`` is also an 'org/name' hub id: a project copied without its model
     folder went on to meta_init and failed with a hub error that never named the folder
     (online, it would train from whatever the hub holds under that name). `run` now stops
@@ -1307,8 +1310,7 @@ def test_run_refuses_to_fetch_a_gone_model_folders_path_from_the_hub(tiny_projec
 
     from subsetctl.errors import UserError
 
-    shutil.copytree(tiny_llama, tiny_project / "models" / "base")
-    run_project(tiny_project, ["model.source=models/base"], until="meta_init")
+    tiny_project = tiny_project_ran("meta_init", **_META_INIT_FROM_MODELS_BASE)
     manifest = (tiny_project / ".subsetctl" / "meta_init" / "manifest.json").read_text()
     shutil.rmtree(tiny_project / "models" / "base")
     with pytest.raises(UserError) as caught:
@@ -1320,7 +1322,7 @@ def test_run_refuses_to_fetch_a_gone_model_folders_path_from_the_hub(tiny_projec
 
 
 def test_forcing_a_stage_that_does_not_load_the_model_still_refuses_a_gone_model_folders_hub_id(
-    tiny_project: Path, tiny_llama: Path
+    tiny_project_ran
 ) -> None:
     """Any --force skipped the refusal: `run --force data` on a project copied without its
     model folder went on to fetch 'models/base' from the hub for meta_init, as before the
@@ -1331,28 +1333,22 @@ def test_forcing_a_stage_that_does_not_load_the_model_still_refuses_a_gone_model
 
     from subsetctl.errors import UserError
 
-    shutil.copytree(tiny_llama, tiny_project / "models" / "base")
-    run_project(tiny_project, ["model.source=models/base"], until="meta_init")
+    tiny_project = tiny_project_ran("meta_init", **_META_INIT_FROM_MODELS_BASE)
     shutil.rmtree(tiny_project / "models" / "base")
     with pytest.raises(UserError) as caught:
         run_project(tiny_project, ["model.source=models/base"], until="meta_init", force="data")
     assert "meta_init's results were made from a local model folder" in str(caught.value)
 
 
-def test_switching_model_source_from_a_local_folder_to_a_hub_id_is_no_gone_folder(
-    tiny_project: Path, tiny_llama: Path
-) -> None:
+def test_switching_model_source_from_a_local_folder_to_a_hub_id_is_no_gone_folder(tiny_project_ran) -> None:
     """model.source changed on purpose from a local folder (still there) to a hub id: `plan`
     said "the model folder it was made from is not there any more: <project>/org/other holds
     no model", and `run` refused the hub id as a gone folder's path."""
-    import shutil
-
     import pytest
 
     from subsetctl.errors import UserError
 
-    shutil.copytree(tiny_llama, tiny_project / "models" / "base")
-    run_project(tiny_project, ["model.source=models/base"], until="meta_init")
+    tiny_project = tiny_project_ran("meta_init", **_META_INIT_FROM_MODELS_BASE)
     statuses = {s.name: s for s in plan_project(tiny_project, ["model.source=org/other"], until="meta_init")[2]}
     reasons = " ".join(statuses["meta_init"].reasons)
     assert "not there any more" not in reasons and "spec changed: model.source" in reasons, reasons
