@@ -1127,11 +1127,9 @@ def _refuse_a_kind_for_a_folder(directory: Path) -> None:
     for as a folder and told to `subsetctl init loaders`: a usage error saying that `ls` lists
     every kind at once, and where the one named is in its text and JSON. Nothing for any other
     name (a mistyped project folder keeps its error)."""
-    from subsetctl.registry import ALL_REGISTRIES
+    from subsetctl.registry import ALL_REGISTRIES, registry_named
 
-    word = str(directory).strip().lower()
-    kind = next((kind for kind in ALL_REGISTRIES
-                 if word in (kind, kind[:-3] + "y" if kind.endswith("ies") else kind[:-1])), None)
+    kind = registry_named(str(directory))
     if kind is None:
         return
     command = click.get_current_context().command_path

@@ -706,6 +706,25 @@ def _unless_unused(check: Check, spec: Any) -> Check:
     return Check(check.name, True, f"{check.detail} (not needed: the project's model.source is {spec.model.source})")
 
 
+def _missing_project_advice(directory: Path) -> str:
+    """What to do about a project folder ``directory`` that does not exist. It was always "Create
+    it with `subsetctl init DIR`": for a kind (`doctor loaders`, which `ls` lists), a mistyped
+    project folder, or a spec file named otherwise (`doctor p/subsetctl.yml`, p's spec there)."""
+    from subsetctl.project import SPEC_FILENAME, spec_beside
+    from subsetctl.registry import ALL_REGISTRIES, registry_named
+
+    if stdin := standard_input_note(directory):
+        return stdin.removeprefix(": ") + "."
+    if (kind := registry_named(str(directory))) is not None:
+        return (f"`subsetctl doctor` takes a project folder, not a kind: `subsetctl ls` lists every kind at once "
+                f"({', '.join(ALL_REGISTRIES)}), the {kind} among them. Leave the folder out to check the "
+                "environment alone.")
+    if (spec := spec_beside(directory)) is not None:
+        return f"The project's spec is {spec}: name its folder ({shell_arg(spec.parent)}) or its {SPEC_FILENAME}."
+    return (f"Name an existing project folder (one holding {SPEC_FILENAME}), or create one with "
+            f"`subsetctl init {shell_arg(directory)}`.")
+
+
 @plugin_scope()
 def run_checks(directory: Path | None = None, import_plugins: bool = True) -> list[Check]:
     """Every check, in display order; ``directory`` is an optional project folder, whose
@@ -722,9 +741,7 @@ def run_checks(directory: Path | None = None, import_plugins: bool = True) -> li
         directory = Path(directory)
         folder = directory.parent if directory.is_file() else directory
         if not directory.exists():
-            checks.append(Check("project", False, f"{directory} does not exist",
-                                stdin.removeprefix(": ") + "." if (stdin := standard_input_note(directory))
-                                else f"Create it with `subsetctl init {shell_arg(directory)}`."))
+            checks.append(Check("project", False, f"{directory} does not exist", _missing_project_advice(directory)))
         else:
             refused = check_project_folder(directory)
             if refused is not None:

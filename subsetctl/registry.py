@@ -512,6 +512,16 @@ ALL_REGISTRIES: dict[str, Registry[Any]] = {
 }
 
 
+def registry_named(word: str) -> str | None:
+    """The key of :data:`ALL_REGISTRIES` that ``word`` names, plural or singular, in any case
+    (``loaders``, ``Strategy``): a kind a user typed where a command takes a folder (`ls loaders`,
+    `doctor loaders`), which was looked for as a folder and `subsetctl init` of it advised; None
+    for any other word."""
+    word = word.strip().lower()
+    return next((kind for kind in ALL_REGISTRIES
+                 if word in (kind, kind[:-3] + "y" if kind.endswith("ies") else kind[:-1])), None)
+
+
 def installed_entry_points(group: str) -> dict[str, Any]:
     """The installed entry points of ``group`` by name (one of each; a name two packages
     register is :meth:`Registry.broken`)."""

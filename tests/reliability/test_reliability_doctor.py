@@ -762,3 +762,20 @@ def test_a_bug_in_plan_is_not_taken_for_a_project_doctor_cannot_plan(
     raised[0] = error
     with pytest.raises(type(error)):
         doctor._lora_stages_to_run(spec, Project.find(project))
+
+
+def test_doctor_of_a_missing_folder_names_a_kind_ls_lists_or_the_spec_there_not_only_init(
+        healthy: None, tmp_path: Path, monkeypatch) -> None:
+    """`doctor loaders` (a kind), `doctor nonexist` (a mistyped project) and `doctor
+    p/subsetctl.yml` (p's spec named otherwise) were each advised "Create it with `subsetctl init
+    ...`": a kind is said to be listed by `ls`, a mistyped folder to be named as an existing
+    project first (as `run`'s error says), and a spec file named otherwise points at the spec."""
+    monkeypatch.chdir(tmp_path)
+    rf.make_project(tmp_path / "p", rf.data_spec())
+    advice = {name: next(c for c in doctor.run_checks(Path(name)) if c.name == "project").advice
+              for name in ("loaders", "Strategy", "nonexist", "p/subsetctl.yml")}
+    assert "takes a project folder, not a kind: `subsetctl ls` lists every kind at once" in advice["loaders"]
+    assert "the strategies among them" in advice["Strategy"] and "init" not in advice["Strategy"]
+    assert advice["nonexist"] == ("Name an existing project folder (one holding subsetctl.yaml), or create one "
+                                  "with `subsetctl init nonexist`.")
+    assert advice["p/subsetctl.yml"] == "The project's spec is p/subsetctl.yaml: name its folder (p) or its subsetctl.yaml."
