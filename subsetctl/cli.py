@@ -1509,6 +1509,7 @@ def _report(directory: Path | None, overrides: tuple[str, ...], fmt: str, all_so
     """`report`'s work (:func:`report`)."""
     from subsetctl.project import Project
     from subsetctl.report.terminal import load_report_data, nothing_to_report, render_report
+    from subsetctl.spec import SPEC_FILENAME
 
     directory, overrides = _split_dir(directory, overrides)
     if other is not None and overrides:
@@ -1521,6 +1522,11 @@ def _report(directory: Path | None, overrides: tuple[str, ...], fmt: str, all_so
     if other is not None and directory is not None and directory.suffix == ".json" \
             and (directory.is_file() or not _exists(expand_home(directory))):  # (missing: said as no report.json)
         _compare(directory, other, fmt)  # two report.json copies kept from a sweep's variants: no project
+        return
+    first = Path(".") if directory is None else directory
+    if other is not None and _exists(expand_home(first), folder=True) \
+            and not (expand_home(first) / SPEC_FILENAME).is_file():  # (Project.find advised `init` of it)
+        _compare(first, other, fmt)  # a folder with no spec: load_side names its report.json or its project
         return
     project = Project.find(directory)
     if _no_plugins_asked():  # (the report checks its results against the spec, whose plugins it imports)

@@ -258,6 +258,34 @@ def test_compare_with_a_folder_that_is_no_project_says_what_it_likely_meant_not_
         assert "subsetctl init" not in text and refused.value.error_kind == "not_found", text
 
 
+def test_report_of_a_folder_with_no_spec_beside_compare_says_what_it_likely_meant_not_init(
+        tmp_path: Path, monkeypatch) -> None:
+    """`report kept --compare OTHER` (the first side a folder with no spec: results copied aside,
+    a project's subfolder, a sweep's folder, the current folder) got Project.find's advice,
+    "Create one with `subsetctl init kept`", which makes no results to compare, where --compare's
+    side said what it likely meant. The first side now says so too, and a sweep's folder names
+    its projects."""
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "report.json").write_text("{}")
+    (tmp_path / "p" / "plots").mkdir(parents=True)
+    (tmp_path / "p" / "subsetctl.yaml").write_text("{}")
+    for variant in ("v1", "v2"):
+        (tmp_path / "sweep" / variant).mkdir(parents=True)
+        (tmp_path / "sweep" / variant / "subsetctl.yaml").write_text("{}")
+    for where, args, said in (
+            ("", ["kept"], "report kept: no project (no subsetctl.yaml), but it holds a report.json"),
+            ("", ["p/plots"], ("report p/plots: no project (no subsetctl.yaml) and no report.json, but it is "
+                               f"inside the project {tmp_path / 'p'}: name that folder.")),
+            ("", ["sweep"], ("report sweep: no project (no subsetctl.yaml) and no report.json, but sweep/v1, "
+                             "sweep/v2 are projects: name one.")),
+            ("kept", [], "report .: no project (no subsetctl.yaml), but it holds a report.json")):
+        monkeypatch.chdir(tmp_path / where)
+        result = invoke("report", *args, "--compare", str(tmp_path / "p"))
+        text = " ".join(result.output.split())
+        assert result.exit_code == 1 and text.startswith(f"error: {said}"), result.output
+        assert "subsetctl init" not in text, text
+
+
 def test_a_kept_report_json_that_is_not_json_says_where_in_the_specs_words(tmp_path: Path) -> None:
     """`--compare x.json` and `init --from-report x.json` of a damaged or non-UTF-8 file quoted
     Python's exception: "(Expecting value: line 1 column 1 (char 0))", "('utf-8' codec can't

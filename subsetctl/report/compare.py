@@ -77,9 +77,10 @@ def load_side(path: str | Path, given_as: str = "--compare") -> dict[str, Any]:
 def _no_project_here(folder: Path) -> str:
     """What a side of a comparison named by a folder without a spec is, and what it likely
     meant: the report.json in it (a variant's results copied aside as a folder), or the project
-    it is inside. Project.find's error, which said so for `run`, advised `subsetctl init` of
-    it, which makes no results to compare."""
-    from subsetctl.project import SPEC_FILENAME, enclosing_project
+    it is inside, or the projects in it (a sweep's folder). Project.find's error, which said so
+    for `run`, advised `subsetctl init` of it, which makes no results to compare."""
+    from subsetctl.overview import sweep_projects
+    from subsetctl.project import SPEC_FILENAME, enclosing_project, projects_named
 
     if (folder / "report.json").is_file():
         return (f"no project (no {SPEC_FILENAME}), but it holds a report.json: name that file, "
@@ -88,6 +89,11 @@ def _no_project_here(folder: Path) -> str:
     if enclosing is not None:
         return (f"no project (no {SPEC_FILENAME}) and no report.json, but it is inside the project "
                 f"{shell_arg(enclosing)}: name that folder.")
+    below = sweep_projects(folder)[0]
+    if below:  # a sweep's folder: its variants are the projects to compare
+        return (f"no project (no {SPEC_FILENAME}) and no report.json, but {projects_named(below)} "
+                f"{'is a project' if len(below) == 1 else 'are projects'}: name "
+                f"{'it' if len(below) == 1 else 'one'}.")
     return (f"no project (no {SPEC_FILENAME}) and no report.json. Give a project folder (or its {SPEC_FILENAME}), "
             "or a report.json a run wrote (e.g. one copied aside before the next variant ran).")
 
