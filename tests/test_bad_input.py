@@ -1456,8 +1456,9 @@ def test_a_duplicate_source_name_is_put_at_the_second_name_and_says_where_the_fi
     """Two sources named alike: the issue's key was `sources[3]` (the whole source, the last
     one naming it), and the first was named by index alone. Now the key is the repeating
     `name:` (sources[3].name, at its line) and the message gives the first one's key and line;
-    where an override set the first one's name, the overrides that made it are named, not the
-    file's line (nor "set on the command line" twice, once for the first, once for the issue)."""
+    where an override set the first one's name, the issue is at that key and the overrides that
+    made it are named, not the file's line (nor "set on the command line" twice, once for the
+    first, once for the issue)."""
     duplicate = {**BASE, "sources": [*BASE["sources"], {"name": "s0", "loader": {"type": "jsonl", "path": "t.jsonl"}}]}
     path = _spec_file(tmp_path, duplicate)
     (issue,) = validate_spec_file(path).issues
@@ -1466,7 +1467,7 @@ def test_a_duplicate_source_name_is_put_at_the_second_name_and_says_where_the_fi
     first = next(n for n, line in enumerate(text, 1) if line.strip() == "- name: s0")
     assert issue.message.endswith(f"; the first is sources[0].name, at line {first}"), issue.message
     (issue,) = validate_spec_file(_spec_file(tmp_path, BASE), ["sources[0].name=s1"]).issues
-    assert issue.key == "sources[1].name" and issue.line is None, issue
+    assert issue.key == "sources[0].name" and issue.line is None, issue  # the key the override set
     assert issue.message.endswith("names must be unique: rename one (given in overrides: sources[0].name=s1)"), \
         issue.message
 

@@ -1365,8 +1365,9 @@ def test_an_override_of_a_name_or_type_is_blamed_for_its_siblings(cli_words: Non
 
 def test_a_duplicate_source_name_set_by_an_override_is_blamed_on_it(tmp_path: Path, cli_words: None) -> None:
     """`sources[0].name=b` named the first source like the second: the problem was put at
-    the second source's line in the file, which the user had not touched. Where an override set
-    the first one's name, "set on the command line" was said of it and again of the issue."""
+    the second source's line in the file, which the user had not touched, then at its key
+    without the line; it is put at the key set on the command line. Where an override set the
+    first one's name, "set on the command line" was said of it and again of the issue."""
     from subsetctl.api import validate_spec_file
 
     spec = {"target": {"name": "t", "loader": {"type": "jsonl", "path": "t.jsonl"}},
@@ -1378,9 +1379,10 @@ def test_a_duplicate_source_name_set_by_an_override_is_blamed_on_it(tmp_path: Pa
     (issue,) = validate_spec_file(path, ["sources[0].name=b"]).issues
     assert "duplicate source name 'b'" in issue.message and issue.line is None
     assert issue.message.endswith("(set on the command line: sources[0].name=b)")
+    assert issue.key == "sources[0].name", issue  # the key set, not the file's sources[1].name without its line
     # an override of another source is not blamed
     (issue,) = validate_spec_file(path, ["sources[1].name=a", "sources[2].max_examples=3"]).issues
-    assert issue.message.endswith("(set on the command line: sources[1].name=a)")
+    assert issue.message.endswith("(set on the command line: sources[1].name=a)") and issue.key == "sources[1].name"
     # two overrides made the duplicate: both are named, and the first's line in the file is not given
     (issue,) = validate_spec_file(path, ["sources[1].name=x", "sources[2].name=x"]).issues
     assert issue.line is None and "the first is" not in issue.message and issue.message.count("command line") == 1

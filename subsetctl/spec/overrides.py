@@ -760,10 +760,23 @@ def attribute_overrides(issues: list[SpecIssue], overrides: list[str],
             shown = ", ".join(as_written(item, written) for _, item in in_effect)
             body, stop = (message[:-1], ".") if message.endswith(".") else (message, "")  # "...'abc' (set on ...)."
             issue = issue.model_copy(update={
+                "key": _key_set_on_the_command_line(issue.key, plain_key, in_effect),
                 "line": None,
                 "message": f"{body} ({worded('set on the command line', 'given in overrides')}: {shown}){stop}"})
         out.append(issue)
     return out
+
+
+def _key_set_on_the_command_line(key: str, plain_key: str, in_effect: list[tuple[str, str]]) -> str:
+    """Where an issue made by the overrides ``in_effect`` sits: at its own ``key`` where one of
+    them set it (or a key above or below it), or where it is no source's name; else, a duplicate
+    source name, at the last of them, which set the name the file's source has too
+    (`sources[0].name=b`, the file's sources[1].name 'b'). The issue sat at the file's untouched
+    sources[1].name, with no line, though that key has one there."""
+    if not re.fullmatch(r"sources\[\d+\]\.name", plain_key) or any(
+            same_branch(plain_key, set_key) or _selects_meaning_of(set_key, plain_key) for set_key, _ in in_effect):
+        return key
+    return in_effect[-1][0]
 
 
 def _overrides_behind(issue: SpecIssue, plain_key: str, blamed: list[tuple[str, str]]) -> list[tuple[str, str]]:
