@@ -2116,6 +2116,18 @@ def test_only_a_name_that_linkify_links_gets_a_backslash_in_report_md() -> None:
     assert md_text("a*notes.md") == "a\\*notes\\.md" and md_text("see www.x.md") == "see www\\.x\\.md"
 
 
+def test_each_top_level_label_of_a_long_domain_gets_its_escape_from_the_last_on() -> None:
+    """The escapes of a domain's dots were found one a pass over the whole text, a few thousand
+    top-level labels (``io.io.io...``) taking seconds (benchmarks/markdown_bare_domains.py); in
+    one pass, each ``.`` before one of its last top-level labels is still escaped, up to the first
+    label that is none, and a punycode label's trailing hyphen (which linkify links) counts."""
+    from subsetctl.report.markdown import md_text
+
+    assert md_text("io." * 300 + "io") == "io" + "\\.io" * 300
+    assert md_text("a.foo.co.uk and x.md.db") == "a.foo\\.co\\.uk and x.md.db"
+    assert md_text("a.xn--p1ai- b") == "a\\.xn--p1ai- b"
+
+
 def test_an_email_address_or_a_bare_domain_from_data_or_a_name_is_no_link_in_report_md() -> None:
     """GitHub links an e-mail address (``user@example.com``, ``mailto:`` or not) and markdown-it's
     linkify (VS Code's preview) a bare domain (``evil.example.com``, ``notes.md``): a source's name,

@@ -88,19 +88,35 @@ _LINKIFY_TWO_LETTER_LABELS = (
 #: a label of a domain as linkify-it reads one: letters and digits (of any script), hyphens inside
 _DOMAIN_LABEL = r"[^\W_](?:(?:[^\W_]|-)*[^\W_])?"
 
-#: a bare domain that markdown-it's linkify (VS Code's preview, many sites) makes a link of with no
-#: scheme or ``www`` (``evil.example.com``; ``train.py``, ``py`` a country's), group 1 all of it
-#: before its last ``.``; GitHub (cmark-gfm) links none. linkify-it's rules: its top-level labels
-#: (its two-letter ones and its default generic ones) and a domain that starts after no ``.:/-_@``
-#: nor a letter (``my_notes.md``, ``-x.md``: no link) and ends at its last label (``x.md.jsonl``,
-#: ``notes.md_x``: none) — but after an escape (``a\_notes.md``), where markdown-it's text is cut
-#: in two and ``notes.md`` stands alone (so too ``evil.co`` of ``evil.co\.uk``: each ``.`` is
-#: escaped, one a pass). Each name this matched with any two-letter label put
-#: a backslash in report.md's raw text for no renderer (``corpus\.db``, ``my_notes\.md``).
+#: a top-level label linkify-it links a bare domain of: its two-letter ones and its default generic ones
+_LINKIFY_TOP_LABEL = re.compile(
+    rf"(?i){_LINKIFY_TWO_LETTER_LABELS}|biz|com|edu|gov|net|org|pro|web|xxx|aero|asia|coop|info|museum|name|shop|рф"
+    r"|xn--[a-z0-9-]+")
+
+#: a bare domain as markdown-it's linkify (VS Code's preview, many sites) reads one, with no scheme
+#: or ``www`` (``evil.example.com``; ``train.py``, ``py`` a country's); GitHub (cmark-gfm) links
+#: none. linkify-it's rules: a domain starts after no ``.:/-_@`` nor a letter (``my_notes.md``,
+#: ``-x.md``: no link) and ends at its last label (``x.md.jsonl``, ``notes.md_x``: none) — but
+#: after an escape (``a\_notes.md``), where markdown-it's text is cut in two and ``notes.md`` stands
+#: alone. It links one whose last label is :data:`_LINKIFY_TOP_LABEL` (see :func:`_unlinked_domain`).
+#: Each name with a ``.`` before any two letters got a backslash in report.md's raw text for no
+#: renderer (``corpus\.db``, ``my_notes\.md``).
 _BARE_DOMAIN = re.compile(
-    rf"(?i)(?:(?<![\w.:/@\\-])|(?<=\\[^\w\s]))((?:{_DOMAIN_LABEL}\.)*{_DOMAIN_LABEL})"
-    rf"\.(?=(?:{_LINKIFY_TWO_LETTER_LABELS}|biz|com|edu|gov|net|org|pro|web|xxx|aero|asia|coop|info|museum|name"
-    r"|shop|рф|xn--[a-z0-9-]+)(?![\w-]|\.[^\W_]))")
+    rf"(?:(?<![\w.:/@\\-])|(?<=\\[^\w\s]))(?:{_DOMAIN_LABEL}\.)+(?:(?i:xn--[a-z0-9-]+)|{_DOMAIN_LABEL})"
+    r"(?![\w-]|\.[^\W_])")  # (a punycode label may end with its hyphen: a.xn--p1ai- is linked)
+
+
+def _unlinked_domain(domain: str) -> str:
+    """``domain`` (a :data:`_BARE_DOMAIN`) with the ``.`` before each of its last labels that is a
+    top-level one escaped, from the last on: ``evil.example\\.com``, ``evil\\.co\\.uk`` (with only
+    ``.uk``'s escaped, markdown-it reads ``evil.co`` as text of its own, and links it). Found one
+    escape a pass over the whole text, which took seconds for a few thousand such labels."""
+    labels = domain.split(".")
+    kept = len(labels) - 1
+    while kept > 0 and _LINKIFY_TOP_LABEL.fullmatch(labels[kept]):
+        kept -= 1
+    return ".".join(labels[:kept + 1]) + "".join("\\." + label for label in labels[kept + 1:])
+
 
 #: an e-mail address's ``@`` (GFM's extended e-mail autolink: a local part of letters, digits and
 #: ``.+-_``, then a domain with a ``.``, its dots escaped or not)
@@ -121,11 +137,7 @@ def _no_autolinks(text: str) -> str:
     ``user@example.com`` is text in report.md, not a link that takes a reader there (checked
     with cmark-gfm, GitHub's renderer, and markdown-it's linkify)."""
     text = _BARE_URL.sub(lambda m: m.group(0) + "\\", _EMAIL_AT.sub(_WORD_JOINER + "@", text))
-    while True:  # evil.co.uk: evil.co\.uk, then evil\.co\.uk (markdown-it reads evil.co as text of its own)
-        escaped = _BARE_DOMAIN.sub(r"\1\\.", text)
-        if escaped == text:
-            return text
-        text = escaped
+    return _BARE_DOMAIN.sub(lambda m: _unlinked_domain(m.group(0)), text)
 
 
 def md_name(name: str) -> str:
