@@ -673,11 +673,13 @@ def _not_a_spec_file(path: Path) -> str:
     ``a.jsonl``, a script), not the YAML spec of another name that may be renamed to
     ``subsetctl.yaml``: the project folder holding it, where there is one, to name instead. It
     was advised to rename or copy the file to its folder's subsetctl.yaml, one that was there
-    already, or to check it as a spec with `validate`."""
+    already, or to check it as a spec with `validate`. A file in a project's subfolder
+    (``p/data/a.jsonl``) names that project too."""
     folder = path.parent
-    if (folder / SPEC_FILENAME).is_file():
+    project = folder.resolve() if (folder / SPEC_FILENAME).is_file() else enclosing_project(folder)
+    if project is not None:
         return (f"{path} is a file, but a project is a folder whose spec is named {SPEC_FILENAME}: {path.name} is "
-                f"in the project {shell_arg(folder.resolve())}: name that folder (or its {SPEC_FILENAME}).")
+                f"in the project {shell_arg(project)}: name that folder (or its {SPEC_FILENAME}).")
     return (f"{path} is a file, but a project is a folder whose spec is named {SPEC_FILENAME}: name a project "
             f"folder, or create one with `subsetctl init DIR` (a spec names its data files under target.loader "
             "and sources).")

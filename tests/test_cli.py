@@ -205,6 +205,10 @@ def test_a_project_named_by_a_file_that_is_no_spec_is_told_the_folder_not_to_ren
         assert "rename or copy" not in said and "subsetctl validate" not in said, said
     said = " ".join(invoke("plan", "lone.jsonl").output.split())
     assert "name a project folder, or create one with `subsetctl init DIR`" in said and "rename" not in said, said
+    (tmp_path / "p" / "data").mkdir()  # a data file in a project's subfolder: that project, not `init DIR`
+    (tmp_path / "p" / "data" / "a.jsonl").write_text('{"prompt": "a"}\n')
+    said = " ".join(invoke("plan", "p/data/a.jsonl").output.split())
+    assert f"a.jsonl is in the project {tmp_path / 'p'}: name that folder" in said and "init" not in said, said
 
 
 def test_a_bad_shard_names_the_value_and_what_is_wrong_with_it(tmp_path: Path, monkeypatch) -> None:
