@@ -746,8 +746,9 @@ def run_checks(directory: Path | None = None, import_plugins: bool = True) -> li
             refused = check_project_folder(directory)
             if refused is not None:
                 checks.append(refused)
-            project_checks, spec = check_project(directory, import_plugins)
-            checks.extend(project_checks)
+            if not (refused is not None and directory.is_file() and directory.suffix.lower() not in (".yaml", ".yml")):
+                project_checks, spec = check_project(directory, import_plugins)  # (report.md, a.jsonl: no spec)
+                checks.extend(project_checks)
             if spec is not None:
                 checks = [_unless_unused(check, spec) for check in checks]
             hub = check_hub(spec, folder) if spec is not None else None

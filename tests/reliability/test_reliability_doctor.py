@@ -779,3 +779,17 @@ def test_doctor_of_a_missing_folder_names_a_kind_ls_lists_or_the_spec_there_not_
     assert advice["nonexist"] == ("Name an existing project folder (one holding subsetctl.yaml), or create one "
                                   "with `subsetctl init nonexist`.")
     assert advice["p/subsetctl.yml"] == "The project's spec is p/subsetctl.yaml: name its folder (p) or its subsetctl.yaml."
+
+
+def test_doctor_of_a_data_file_names_its_project_and_does_not_check_it_as_a_spec(
+        healthy: None, tmp_path: Path, monkeypatch) -> None:
+    """`doctor p/data/a.jsonl` said `run` refuses it, then checked the JSONL as a spec (malformed
+    YAML) and advised `subsetctl validate p/data/a.jsonl`, which the refusal says not to do: only
+    the refusal is said, naming the project that holds the file."""
+    monkeypatch.chdir(tmp_path)
+    rf.make_project(tmp_path / "p", rf.data_spec())
+    (tmp_path / "p" / "data").mkdir()
+    (tmp_path / "p" / "data" / "a.jsonl").write_text('{"prompt": "a"}\n')
+    checks = {check.name: check for check in doctor.run_checks(Path("p/data/a.jsonl"))}
+    assert "project spec" not in checks, checks["project spec"]
+    assert f"a.jsonl is in the project {tmp_path / 'p'}: name that folder" in checks["project"].advice
