@@ -738,7 +738,7 @@ def test_readme_development_tools_come_with_the_dev_extra() -> None:
     root = Path(__file__).resolve().parents[1]
     dev = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]["dev"]
     installed = {re.split(r"[<>=~!\[; ]", requirement, maxsplit=1)[0].lower() for requirement in dev}
-    section = (root / "README.md").read_text(encoding="utf-8").split("\n## Development\n", 1)[1]
+    section = (root / "README.md").read_text(encoding="utf-8").split("\n## Development\n", 1)[1].split("\n## ", 1)[0]
     tools = set(re.findall(r"python -m (\w+)", section)) | set(re.findall(r"^(ruff) ", section, re.MULTILINE))
     assert tools == {"pytest", "ruff", "build"}, tools  # README's Development names these
     assert tools <= installed, tools - installed
