@@ -105,12 +105,20 @@ _logs_off_levels: list[tuple[logging.Logger, int]] = []
 def _distributed_logs_off() -> Iterator[None]:
     """Every ``distributed`` logger silenced, their levels put back when the last of
     overlapping uses (threads, or nested ones) ends: a second use that saved the levels the
-    first had set kept every log off for good once it put them "back"."""
+    first had set kept every log off for good once it put them "back".
+
+    Only ``distributed`` itself and those below it with a level of their own are set: the
+    others (level NOTSET) take theirs from it. Each ``setLevel`` clears the cache of every
+    logger of the process (~560 in a ``subsetctl run``, with transformers and torch
+    loaded), and setting all ~60 of distributed's took ~16 ms per use there, paid around
+    each fetched estimate (8 per call of a search: half a local cluster's time per call;
+    ``benchmarks/search_dask.py``)."""
     global _logs_off_depth
     with _LOGS_OFF_LOCK:
         if _logs_off_depth == 0:
-            loggers = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)
-                       if name == "distributed" or name.startswith("distributed.")]
+            loggers = [logging.getLogger("distributed")] + [
+                logging.getLogger(name) for name in list(logging.root.manager.loggerDict)
+                if name.startswith("distributed.") and getattr(logging.root.manager.loggerDict[name], "level", 0)]
             _logs_off_levels[:] = [(logger, logger.level) for logger in loggers]
             for logger in loggers:
                 logger.setLevel(logging.CRITICAL + 1)
