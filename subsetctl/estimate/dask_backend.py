@@ -50,6 +50,7 @@ from subsetctl.estimate.executors import (
     _run_on_dask_worker,
     _same_estimator,
     _sigint_blocked_for_new_threads,
+    _timed,
     subsetctl_code_digest,
 )
 
@@ -743,10 +744,14 @@ def _scattered_estimator(client: Any, estimator: SubsetEstimator) -> Any:
 def forget_scattered_estimator() -> None:
     """Release the estimator kept scattered on the Dask workers (the next call scatters it
     again), and forget which workers were checked (:data:`_checked`: the next call checks
-    them again); done when the search stage ends, when a call fails and when its client is
+    them again) and how fast the local cluster ran it against this process
+    (:func:`~subsetctl.estimate.executors._workers_or_here`: the next call times them
+    again); done when the search stage ends, when a call fails and when its client is
     closed. Safe to call any time."""
     _release_scattered()
     _checked.clear()
+    if _timed.get("backend") == "dask":
+        _timed.clear()
 
 
 def _release_scattered() -> None:

@@ -14,9 +14,10 @@ The file is kept for the next call with the same estimator (the same object, its
 attributes not reassigned): a search estimates in chunks of 256 subsets, one call each
 (:func:`forget_dumped_estimator` removes it; it runs at exit).
 
-The loky backend times an estimator's first calls both on its workers and in this process,
-and runs its further calls the faster way (:func:`_loky_or_here`): a search's many small
-calls can cost more in dispatch than the workers save.
+The loky backend, and the Dask backend on a local cluster, time an estimator's first calls
+both on their workers and in this process, and run its further calls the faster way
+(:func:`_workers_or_here`): a search's many small calls can cost more in dispatch than the
+workers save. A Dask cluster at an ``address`` the user named always gets the work.
 
 The Dask backend's client side (its clients and LocalCluster, the estimator scattered to
 the workers, the checks of the workers, its UserErrors) is :mod:`subsetctl.estimate.dask_backend`.
@@ -302,8 +303,8 @@ def _dump_for_workers(estimator: SubsetEstimator, path: str) -> None:
 
 def forget_dumped_estimator() -> None:
     """Remove the estimator file kept for the loky workers (the next call dumps it again),
-    and the timings kept of it (:func:`_loky_or_here`). Safe to call any time; runs at
-    interpreter exit."""
+    and the timings kept of it (:func:`_workers_or_here`, loky's or a local Dask cluster's).
+    Safe to call any time; runs at interpreter exit."""
     _timed.clear()
     _forget_dumped_file()
 
@@ -473,41 +474,45 @@ def _here(estimator: SubsetEstimator, masks: np.ndarray, slices: list[slice],
         advance(i)
 
 
-#: calls of each way (loky's workers, this process) that the loky backend times for an
-#: estimator before it keeps the faster (0: always the workers; see :func:`_loky_or_here`)
+#: calls of each way (the workers, this process) that the loky backend, and Dask's local
+#: cluster, time for an estimator before they keep the faster (0: always the workers; see
+#: :func:`_workers_or_here`)
 TIMED_CALLS = 2
-#: the loky backend's timings of the current estimator: ``estimator``, ``attributes`` (as in
-#: :data:`_dumped`), ``warm`` (its first call, untimed, ran), and for each way the
-#: ``seconds`` and ``masks`` of its timed calls
+#: the timings of the current estimator on ``backend`` (loky, or dask on a local cluster):
+#: ``estimator``, ``attributes`` (as in :data:`_dumped`), ``warm`` (its first call, untimed,
+#: ran), and for each way (``workers``, ``sequential``) the ``seconds`` and ``masks`` of its
+#: timed calls
 _timed: dict[str, Any] = {}
 
 
-def _loky_or_here(estimator: SubsetEstimator) -> str:
-    """How the loky backend runs its next call for ``estimator``: ``"loky"`` (the workers) or
-    ``"sequential"`` (this process). A search calls once per chunk of 256 subsets; each
-    call costs loky 10-30 ms of dispatch, and this process's numpy already uses every core
-    for its matrix products, so on 2 cores a forward search over 2,000 sources took 1.5x as
-    long on the workers (benchmarks/search_executor.py). So the first call runs on the
+def _workers_or_here(estimator: SubsetEstimator, backend: str) -> str:
+    """How ``backend`` (loky, or dask on a local cluster) runs its next call for
+    ``estimator``: ``"workers"`` or ``"sequential"`` (this process). A search calls once per
+    chunk of 256 subsets and per greedy step; each call costs loky 10-30 ms of dispatch, a
+    local Dask cluster 50-90 ms, and this process's numpy already uses every core for its
+    matrix products, so on 2 cores a forward search over 2,000 sources took 1.5x as long on
+    loky's workers (benchmarks/search_executor.py), and a greedy step of 60 subsets ~15x as
+    long on a local Dask cluster (benchmarks/search_dask.py). So the first call runs on the
     workers (it starts them: untimed), then :data:`TIMED_CALLS` calls each way are timed
     alternately and the faster per subset is kept for the estimator's further calls. Every
     way gives the same numbers, bit for bit."""
     attributes = _attribute_values(estimator)
-    if not _same_estimator(_timed, estimator, attributes):
+    if not _same_estimator(_timed, estimator, attributes) or _timed["backend"] != backend:
         _timed.clear()
-        _timed.update(estimator=estimator, attributes=attributes, warm=False,
-                      loky={"seconds": 0.0, "masks": 0, "calls": 0},
+        _timed.update(estimator=estimator, attributes=attributes, backend=backend, warm=False,
+                      workers={"seconds": 0.0, "masks": 0, "calls": 0},
                       sequential={"seconds": 0.0, "masks": 0, "calls": 0})
-    loky, here = _timed["loky"], _timed["sequential"]
+    workers, here = _timed["workers"], _timed["sequential"]
     if not _timed["warm"] or TIMED_CALLS <= 0:
-        return "loky"
-    if min(loky["calls"], here["calls"]) < TIMED_CALLS:
-        return "sequential" if here["calls"] <= loky["calls"] else "loky"
-    faster_here = here["seconds"] * loky["masks"] < loky["seconds"] * here["masks"]
-    return "sequential" if faster_here else "loky"
+        return "workers"
+    if min(workers["calls"], here["calls"]) < TIMED_CALLS:
+        return "sequential" if here["calls"] <= workers["calls"] else "workers"
+    faster_here = here["seconds"] * workers["masks"] < workers["seconds"] * here["masks"]
+    return "sequential" if faster_here else "workers"
 
 
 def _timed_call(way: str, seconds: float, masks: int) -> None:
-    """Count a loky-backend call that ran ``way`` for :func:`_loky_or_here`."""
+    """Count a call that ran ``way`` (``"workers"``, ``"sequential"``) for :func:`_workers_or_here`."""
     if not _timed:
         return
     if not _timed["warm"]:
@@ -585,19 +590,20 @@ def estimate_parallel(
 
     if backend == "sequential" or (backend != "dask" and (n_jobs == 1 or len(slices) == 1)):
         return concat_batches([*_here(estimator, masks, slices, advance)])
-    if backend == "dask":
-        return concat_batches(
-            dask_backend._dask_results(estimator, masks, slices, n_jobs, address, connect_timeout, advance))
-    way = _loky_or_here(estimator) if backend == "loky" else backend
+    # a Dask cluster the user named (an address) gets the work: it was set up for it
+    timed = backend == "loky" or (backend == "dask" and address is None)
+    way = _workers_or_here(estimator, backend) if timed else "workers"
     started = time.perf_counter()
     parts = []
     if way == "sequential":
         parts.extend(_here(estimator, masks, slices, advance))
+    elif backend == "dask":
+        parts.extend(dask_backend._dask_results(estimator, masks, slices, n_jobs, address, connect_timeout, advance))
     else:
         # no more workers than tasks: each extra loky process is started (and torn down) for nothing
         for i, part in enumerate(_joblib_results(estimator, masks, slices, backend, min(n_jobs, len(slices)))):
             parts.append(part)
             advance(i)
-    if backend == "loky":
+    if timed:
         _timed_call(way, time.perf_counter() - started, total)
     return concat_batches(parts)

@@ -1159,6 +1159,42 @@ def test_loky_keeps_the_faster_of_its_workers_and_this_process(small_features: F
     assert not executors._timed
 
 
+def test_a_local_dask_cluster_keeps_the_faster_of_its_workers_and_this_process(small_features: FeatureSet,
+                                                                              monkeypatch) -> None:
+    """Each call to a local Dask cluster cost 50-90 ms of dispatch: a greedy step of 60
+    subsets took ~15x as long as in this process. As loky, the first call runs on the
+    cluster (it starts it: untimed), TIMED_CALLS calls each way are timed and the faster is
+    kept, with the same numbers; a cluster at an address the user named always gets the
+    work, and a new stage (forget_scattered_estimator) times afresh."""
+    from subsetctl.estimate import dask_backend, executors
+
+    est = FastEstimator(small_features, lam=0.1)
+    masks = random_masks(12, small_features.n_sources, seed=0)
+    expected = est.estimate(masks)
+    on_cluster: list[str | None] = []
+
+    def slow_cluster(estimator: Any, masks: np.ndarray, slices: list[slice], n_jobs: int, address: str | None,
+                     *rest: Any) -> list[EstimateBatch]:
+        on_cluster.append(address)
+        time.sleep(0.05)
+        return [estimator.estimate(masks[s]) for s in slices]
+
+    monkeypatch.setattr(dask_backend, "_dask_results", slow_cluster)
+    try:
+        for _ in range(6):
+            _assert_same(estimate_parallel(est, masks, backend="dask", n_jobs=2, batch_size=4), expected)
+        assert on_cluster == [None] * (1 + executors.TIMED_CALLS)  # then this process, faster, for the rest
+        on_cluster.clear()
+        for _ in range(3):
+            _assert_same(estimate_parallel(est, masks, backend="dask", n_jobs=2, batch_size=4,
+                                           address="tcp://127.0.0.1:8786"), expected)
+        assert on_cluster == ["tcp://127.0.0.1:8786"] * 3
+        dask_backend.forget_scattered_estimator()  # as the search stage does at its end
+        assert not executors._timed
+    finally:
+        executors.forget_dumped_estimator()
+
+
 def test_dask_scatters_an_estimator_once_for_the_calls_of_a_search(small_features: FeatureSet, monkeypatch) -> None:
     """The estimator was scattered to every worker again for each call (a search's chunk of
     256 subsets), 30-40 ms and its bytes over the network each time. One scatter is kept
@@ -1169,8 +1205,9 @@ def test_dask_scatters_an_estimator_once_for_the_calls_of_a_search(small_feature
 
     import distributed
 
-    from subsetctl.estimate import dask_backend
+    from subsetctl.estimate import dask_backend, executors
 
+    monkeypatch.setattr(executors, "TIMED_CALLS", 0)  # every call on the cluster, none in this process
     scattered: list[Any] = []
     real = distributed.Client.scatter
     monkeypatch.setattr(distributed.Client, "scatter",
