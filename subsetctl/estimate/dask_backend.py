@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import contextvars
 import logging
 import os
 import re
@@ -340,6 +341,24 @@ def _environment_put_back(environment: dict[str, str]) -> None:
             os.environ[key] = value
 
 
+#: what says that a local cluster starts (:func:`announcing_cluster_start`); None: nothing
+_announce_cluster_start: contextvars.ContextVar[Callable[[str], None] | None] = contextvars.ContextVar(
+    "subsetctl_announce_cluster_start", default=None)
+
+
+@contextlib.contextmanager
+def announcing_cluster_start(announce: Callable[[str], None]) -> Iterator[None]:
+    """Within the block, ``announce("starting a local Dask cluster of 2 processes")`` is
+    called as a call of this thread starts a LocalCluster (the search stage logs it): its
+    start took ~10 s on a loaded 2-core machine, on the search's first estimate, before
+    which nothing said what the search waited for."""
+    token = _announce_cluster_start.set(announce)
+    try:
+        yield
+    finally:
+        _announce_cluster_start.reset(token)
+
+
 def _dask_client(n_jobs: int, address: str | None, connect_timeout: float) -> Any:
     """The process's client for these settings, connected on first use and reused after
     (a connection that was closed or lost is replaced)."""
@@ -353,6 +372,9 @@ def _dask_client(n_jobs: int, address: str | None, connect_timeout: float) -> An
             conn.close()
             conn = None
         if conn is None:
+            announce = _announce_cluster_start.get()
+            if address is None and announce is not None:
+                announce(f"starting a local Dask cluster of {n_jobs} process{'es' if n_jobs > 1 else ''}")
             conn = _connect_dask(dd, n_jobs, address, connect_timeout)
             _DASK_CONNECTIONS[key] = conn
             if not _DASK_AT_EXIT:  # registered after distributed's own exit hooks, so it runs before them

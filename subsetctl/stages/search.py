@@ -810,11 +810,16 @@ class SearchStage(Stage):
         return {"picks": "only its picks count, not its estimates or calibration figures"}
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
-        from subsetctl.estimate.dask_backend import close_dask_clients, forget_scattered_estimator
+        from subsetctl.estimate.dask_backend import (
+            announcing_cluster_start,
+            close_dask_clients,
+            forget_scattered_estimator,
+        )
         from subsetctl.estimate.executors import forget_dumped_estimator
 
         try:
-            return self._search(ctx)
+            with announcing_cluster_start(lambda what: ctx.reporter.info(f"search: {what} ...")):
+                return self._search(ctx)
         finally:
             forget_dumped_estimator()  # the file loky's workers read the estimator from, kept between chunks
             forget_scattered_estimator()  # its copy on the Dask workers, likewise

@@ -1195,6 +1195,24 @@ def test_a_local_dask_cluster_keeps_the_faster_of_its_workers_and_this_process(s
         executors.forget_dumped_estimator()
 
 
+def test_starting_a_local_cluster_is_announced_once(monkeypatch) -> None:
+    """A local cluster's start took ~10 s on a loaded machine, on the search's first
+    estimate, and nothing said what the search waited for: the search stage now logs it
+    (announcing_cluster_start); a cluster reused, or one at an address, is not announced."""
+    from subsetctl.estimate import dask_backend
+
+    monkeypatch.setattr(dask_backend, "_connect_dask",
+                        lambda *args: dask_backend._DaskConnection(SimpleNamespace(status="running")))
+    said: list[str] = []
+    with dask_backend.announcing_cluster_start(said.append):
+        for _ in range(2):
+            dask_backend._dask_client(2, None, 5)
+        dask_backend._dask_client(1, None, 5)
+        dask_backend._dask_client(2, "tcp://127.0.0.1:8786", 5)
+    dask_backend._dask_client(3, None, 5)  # outside the block: not announced
+    assert said == ["starting a local Dask cluster of 2 processes", "starting a local Dask cluster of 1 process"]
+
+
 def test_dask_scatters_an_estimator_once_for_the_calls_of_a_search(small_features: FeatureSet, monkeypatch) -> None:
     """The estimator was scattered to every worker again for each call (a search's chunk of
     256 subsets), 30-40 ms and its bytes over the network each time. One scatter is kept
