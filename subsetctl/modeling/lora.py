@@ -57,7 +57,9 @@ DEFAULT_TARGETS: dict[str, list[str]] = {
 #: leaves out that run takes from it, copied so that plan's memory and disk estimate
 #: (:func:`known_default_targets`) reads them without importing peft (and torch): it gave such a
 #: model (OPT, Falcon, Mixtral ...) no LoRA figure. tests/modeling/test_lora_defaults.py checks
-#: each entry against peft's table; run still reads peft's.
+#: that it is peft's table of name lists, less subsetctl's types and ``llama4`` (the causal-LM class
+#: loads a Llama 4's text model, ``llama4_text``, which neither table has: run refuses it, so plan
+#: gives no figure); run still reads peft's.
 PEFT_DEFAULT_TARGETS: dict[str, list[str]] = {
     "opt": ["q_proj", "v_proj"],
     "phi": ["q_proj", "v_proj", "fc1", "fc2"],
@@ -72,6 +74,18 @@ PEFT_DEFAULT_TARGETS: dict[str, list[str]] = {
     "mixtral": ["q_proj", "v_proj"],
     "deberta-v2": ["query_proj", "value_proj"],
     "electra": ["query", "value"],
+    "bart": ["q_proj", "v_proj"],
+    "mt5": ["q", "v"],
+    "deberta": ["in_proj"],
+    "layoutlm": ["query", "value"],
+    "blip-2": ["q", "v", "q_proj", "v_proj"],
+    "RefinedWebModel": ["query_key_value"],
+    "RefinedWeb": ["query_key_value"],
+    "btlm": ["c_proj", "c_attn"],
+    "chatglm": ["query_key_value"],
+    "rwkv": ["key", "value", "receptance", "output"],
+    "rwkv7": ["r_proj", "k_proj", "v_proj", "o_proj", "key", "value"],
+    "nemotron_h": ["q_proj", "k_proj", "v_proj", "o_proj"],
 }
 #: Model types whose causal-LM class holds a vision tower whose attention is named as its language
 #: model's (Gemma 3's SigLIP: ``q_proj``, ``v_proj``), and the module name that holds the language

@@ -552,6 +552,28 @@ def test_a_real_sized_moe_or_cross_attention_config_counts_what_transformers_bui
     assert shape.lora_per_rank == _lora_per_rank(model, ["q_proj", "v_proj"])
 
 
+@pytest.mark.parametrize("config_class, keys", [
+    ("BartConfig", {"d_model": 32, "decoder_layers": 1, "decoder_attention_heads": 2, "decoder_ffn_dim": 48,
+                    "encoder_layers": 1, "encoder_attention_heads": 2, "encoder_ffn_dim": 48}),
+    ("RwkvConfig", {"hidden_size": 32, "num_hidden_layers": 2, "attention_hidden_size": 32,
+                    "intermediate_size": 48}),
+])
+def test_a_model_with_peft_default_left_out_of_subsetctls_copy_gets_its_lora_count(
+        tmp_path: Path, config_class: str, keys: dict[str, object]) -> None:
+    """subsetctl's copy of peft's default targets had 13 of its entries: a BART or RWKV model (a
+    Nemotron-H, a ChatGLM ...), whose default run takes from peft, got no LoRA memory or disk figure
+    from its safetensors weights. Counted now, as the targets run adapts."""
+    import transformers
+
+    from subsetctl.modeling.lora import default_target_modules
+
+    model = transformers.AutoModelForCausalLM.from_config(getattr(transformers, config_class)(vocab_size=100, **keys))
+    real = _lora_per_rank(model, default_target_modules(model))
+    model.save_pretrained(tmp_path)
+    shape = read_shape(tmp_path, None)
+    assert real > 0 and shape is not None and shape.lora_per_rank == real
+
+
 def _counts_without_key(folder: Path, config: Any, key: str, default: object) -> tuple[int, int]:
     """The config-only count of ``config`` saved to ``folder`` with ``key`` left out of its
     config.json (checked to be written as ``default``, the value its class gives it), and that of
