@@ -147,10 +147,15 @@ def read_shape(folder: Path, target_modules: list[str] | None) -> ModelShape | N
     targets = target_modules if target_modules is not None else (
         peft_target_modules(model_type, defaults) if defaults is not None else None)
     shapes = {name: shape for name, (shape, _) in found.items()}
+    matrices = [name.removesuffix(".weight") for name, shape in shapes.items()
+                if len(shape) == 2 and name.endswith(".weight")]
     lora = None
-    if targets is not None:
-        lora = sum(shape[0] + shape[1] for name, shape in shapes.items()
-                   if len(shape) == 2 and name.endswith(".weight") and targeted(name.removesuffix(".weight"), targets))
+    # (a default target that names no matrix, a layer the model lacks: run refuses the model, so no
+    # figure, as the config-only count gives none)
+    if targets is not None and (target_modules is not None
+                                or set(defaults or ()) <= {name.rsplit(".", 1)[-1] for name in matrices}):
+        lora = sum(shapes[f"{name}.weight"][0] + shapes[f"{name}.weight"][1] for name in matrices
+                   if targeted(name, targets))
     return ModelShape(
         params=sum(math.prod(shape) for shape in shapes.values()),
         stored_bytes=sum(math.prod(shape) * width for shape, width in found.values()),

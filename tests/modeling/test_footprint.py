@@ -574,6 +574,24 @@ def test_a_model_with_peft_default_left_out_of_subsetctls_copy_gets_its_lora_cou
     assert real > 0 and shape is not None and shape.lora_per_rank == real
 
 
+def test_weights_without_a_layer_the_default_targets_name_get_no_lora_count(tmp_path: Path) -> None:
+    """Run refuses a model that lacks a layer its type's default targets name (peft's rwkv7 default names
+    six); plan counted LoRA on those it has, a figure for a run that cannot start. No figure now, as the
+    config-only count gives none; with every layer there, the count is theirs."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    layers = {f"model.layers.0.attn.{name}.weight": np.zeros((4, 3), np.float32)
+              for name in ("r_proj", "k_proj", "v_proj", "o_proj")}
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "rwkv7", "hidden_size": 3}))
+    save_file(layers, str(tmp_path / "model.safetensors"))
+    assert read_shape(tmp_path, None).lora_per_rank is None
+    assert read_shape(tmp_path, ["r_proj"]).lora_per_rank == 7  # (named in the spec: counted as before)
+    save_file({**layers, "model.layers.0.ffn.key.weight": np.zeros((4, 3), np.float32),
+               "model.layers.0.ffn.value.weight": np.zeros((3, 4), np.float32)}, str(tmp_path / "model.safetensors"))
+    assert read_shape(tmp_path, None).lora_per_rank == 6 * 7
+
+
 def _counts_without_key(folder: Path, config: Any, key: str, default: object) -> tuple[int, int]:
     """The config-only count of ``config`` saved to ``folder`` with ``key`` left out of its
     config.json (checked to be written as ``default``, the value its class gives it), and that of
