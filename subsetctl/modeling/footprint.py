@@ -311,6 +311,8 @@ def _shape_from_config(config: dict[str, Any], target_modules: list[str] | None)
     named = {name for matrices, _ in decoder_layers for name, _ in matrices}
     lora = (sum(a + b for matrices, _ in decoder_layers for name, (a, b) in matrices if name in targets)
             if targets is not None and set(targets) <= named else None)
+    if lora is not None and target_modules is not None:  # (named in the spec: matched by name in every tower)
+        lora += _vision_tower_lora(config, target_modules)
     stored = _CONFIG_DTYPE_BYTES.get(str(config.get("torch_dtype") or config.get("dtype")), 4)
     return ModelShape(params=params, stored_bytes=params * stored, lora_per_rank=lora, layers=layers, hidden=hidden,
                       intermediate=intermediate, vocab=vocab, from_config=True,
@@ -338,6 +340,18 @@ def _vision_tower_params(config: dict[str, Any], text_hidden: int) -> int:
     head = hidden + 4 * (hidden * hidden + hidden) + 2 * hidden + mlp if vision.get("vision_use_head", True) else 0
     projector = hidden * text_hidden + hidden  # the projection into the decoder and its RMSNorm
     return embeddings + layers * per_layer + 2 * hidden + head + projector
+
+
+def _vision_tower_lora(config: dict[str, Any], targets: list[str]) -> int:
+    """LoRA's parameters per unit of rank on a Gemma 3 multimodal config's vision tower (SigLIP)
+    for ``targets`` named in the spec: they match its attention's ``q_proj``, ``k_proj`` and
+    ``v_proj`` (hidden x hidden each) by name, as the language model's (the default targets,
+    :data:`~subsetctl.modeling.lora.LANGUAGE_MODEL_SCOPE`, do not). 0 for any other config."""
+    vision = config.get("vision_config")
+    if config.get("model_type") != "gemma3" or not isinstance(vision, dict):
+        return 0
+    hidden, layers = _config_size(vision, "hidden_size"), _config_size(vision, "num_hidden_layers")
+    return layers * 2 * hidden * len({"q_proj", "k_proj", "v_proj"} & set(targets))
 
 
 def _mlp_matrices(text: dict[str, Any], model_type: str, hidden: int, intermediate: int,

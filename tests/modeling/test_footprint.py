@@ -462,6 +462,17 @@ def test_a_model_whose_default_targets_run_takes_from_peft_gets_their_lora_count
     assert real > 0 and all(shape is not None and shape.lora_per_rank == real for shape in shapes), shapes
 
 
+def _tiny_gemma3_config() -> Any:
+    """A tiny Gemma 3 multimodal config (``gemma3``): two decoder layers, a two-layer SigLIP tower."""
+    import transformers
+
+    text = transformers.Gemma3TextConfig(**{**_SMALL, "head_dim": 8})
+    vision = transformers.SiglipVisionConfig(hidden_size=16, intermediate_size=24, num_hidden_layers=2,
+                                             num_attention_heads=2, image_size=28, patch_size=14)
+    return transformers.Gemma3Config(text_config=text.to_dict(), vision_config=vision.to_dict(),
+                                     mm_tokens_per_image=4)
+
+
 def test_a_multimodal_gemma3_gets_the_lora_count_of_its_language_models_attention(tmp_path: Path) -> None:
     """Gemma 3 4B and up (``gemma3``) had no default LoRA targets: plan gave no LoRA count. Run now
     adapts the language model's q_proj and v_proj alone (not the vision tower's, named alike): plan
@@ -470,11 +481,7 @@ def test_a_multimodal_gemma3_gets_the_lora_count_of_its_language_models_attentio
 
     from subsetctl.modeling.lora import apply_lora
 
-    text = transformers.Gemma3TextConfig(**{**_SMALL, "head_dim": 8})
-    vision = transformers.SiglipVisionConfig(hidden_size=16, intermediate_size=24, num_hidden_layers=2,
-                                             num_attention_heads=2, image_size=28, patch_size=14)
-    config = transformers.Gemma3Config(text_config=text.to_dict(), vision_config=vision.to_dict(),
-                                       mm_tokens_per_image=4)
+    config = _tiny_gemma3_config()
     model = transformers.AutoModelForCausalLM.from_config(config)
     real = sum(p.numel() for n, p in apply_lora(model, r=1).named_parameters() if "lora_" in n)
     assert real == 2 * (32 + 32 + 32 + 16)  # two layers' q_proj (32 -> 4 x 8) and v_proj (32 -> 2 x 8)
@@ -484,6 +491,25 @@ def test_a_multimodal_gemma3_gets_the_lora_count_of_its_language_models_attentio
     transformers.AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path)
     shape = read_shape(tmp_path, None)
     assert shape is not None and not shape.from_config and shape.lora_per_rank == real
+
+
+def test_targets_named_for_a_multimodal_gemma3_are_counted_in_its_vision_tower_too(tmp_path: Path) -> None:
+    """q_proj and v_proj named in the spec match the vision tower's attention too (README), and run
+    adapts them there; plan's count from config.json alone counted the language model's alone (a
+    third less than run's on Gemma 3 4B), where the count from the weights had them. Both count them."""
+    import transformers
+
+    from subsetctl.modeling.lora import apply_lora
+
+    config = _tiny_gemma3_config()
+    model = transformers.AutoModelForCausalLM.from_config(config)
+    targets = ["q_proj", "v_proj"]
+    real = sum(p.numel() for n, p in apply_lora(model, r=1, target_modules=targets).named_parameters() if "lora_" in n)
+    assert real == 2 * (32 + 32 + 32 + 16) + 2 * 2 * (16 + 16)  # the decoder's, then the vision tower's
+    config.save_pretrained(tmp_path)
+    assert read_shape(tmp_path, targets).lora_per_rank == real
+    transformers.AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path)
+    assert read_shape(tmp_path, targets).lora_per_rank == real
 
 
 _MLLAMA_VISION = {"hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 2, "num_global_layers": 1,
