@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from subsetctl.errors import shell_arg, standard_input_note, teammate_note
+from subsetctl.errors import shell_arg, teammate_note
 from subsetctl.plugin_scoping import plugin_scope
 
 #: the version of what `doctor --format json` prints (its ``doctor_format``), raised whenever a
@@ -709,20 +709,19 @@ def _unless_unused(check: Check, spec: Any) -> Check:
 def _missing_project_advice(directory: Path) -> str:
     """What to do about a project folder ``directory`` that does not exist. It was always "Create
     it with `subsetctl init DIR`": for a kind (`doctor loaders`, which `ls` lists), a mistyped
-    project folder, or a spec file named otherwise (`doctor p/subsetctl.yml`, p's spec there)."""
-    from subsetctl.project import SPEC_FILENAME, spec_beside
+    project folder, or a spec file named otherwise (`doctor p/subsetctl.yml`, p's spec there).
+    Else what `run` says (:func:`~subsetctl.project.missing_project_folder_note`): `init` of a
+    Windows path, an override without its value or a missing ``p/subsetctl.yaml`` was advised."""
+    from subsetctl.project import SPEC_FILENAME, missing_project_folder_note, spec_beside
     from subsetctl.registry import ALL_REGISTRIES, registry_named
 
-    if stdin := standard_input_note(directory):
-        return stdin.removeprefix(": ") + "."
     if (kind := registry_named(str(directory))) is not None:
         return (f"`subsetctl doctor` takes a project folder, not a kind: `subsetctl ls` lists every kind at once "
                 f"({', '.join(ALL_REGISTRIES)}), the {kind} among them. Leave the folder out to check the "
                 "environment alone.")
     if (spec := spec_beside(directory)) is not None:
         return f"The project's spec is {spec}: name its folder ({shell_arg(spec.parent)}) or its {SPEC_FILENAME}."
-    return (f"Name an existing project folder (one holding {SPEC_FILENAME}), or create one with "
-            f"`subsetctl init {shell_arg(directory)}`.")
+    return missing_project_folder_note(directory).removeprefix(".").removeprefix(":").lstrip()
 
 
 @plugin_scope()

@@ -685,6 +685,28 @@ def _not_a_spec_file(path: Path) -> str:
             "and sources).")
 
 
+def missing_project_folder_note(p: Path) -> str:
+    """What follows "``p`` does not exist" where a command names a project folder ``p`` that is not
+    there (:meth:`Project.find`, and `doctor`'s project check): why, when that shows, and what to
+    name or create instead, ending with a ``.``. ``init`` of it is advised only where that makes
+    the project meant: not for ``-`` (standard input), a spec file named otherwise beside its
+    project, a Windows path (``init 'proj\\v2'``, which init refuses), an override without its
+    value (``meta_init.steps``) nor a spec file's own path (``p/subsetctl.yaml``)."""
+    if standard_input_note(p):  # `subsetctl plan -`: not "create one with `init ./-`"
+        return f"{standard_input_note(p)}."
+    spec = spec_beside(p)
+    if spec is not None:  # `run proj/subsetctl.yml`: the project is there, its spec named otherwise
+        return f", but {spec} does: name the project folder ({shell_arg(spec.parent)}) or its {SPEC_FILENAME}."
+    if windows_path_note(p):  # `plan proj\\v2`: not "create one with `init 'proj\\v2'`", which init refuses
+        return f"{windows_path_note(p)}."
+    if override_without_value_note(p):  # `plan meta_init.steps`: not "create one with `init meta_init.steps`"
+        return f"{override_without_value_note(p)}."
+    create = (f"or create one with `subsetctl init {shell_arg(p)}`" if p.suffix.lower() not in (".yaml", ".yml")
+              else f"or create one with `subsetctl init DIR` (its spec is DIR/{SPEC_FILENAME})")
+    return (f"{missing_path_note(p, 'the command')}. Name an existing project folder (one holding {SPEC_FILENAME}), "
+            f"{create}.")
+
+
 def spec_beside(path: Path) -> Path | None:
     """For a spec file named that does not exist (`proj/subsetctl.yml`, `proj/spec.yaml`): the
     project spec in its folder, when there is one, which the user most likely meant."""
@@ -795,21 +817,8 @@ class Project:
                     f"or check this file alone with `subsetctl validate {shell_arg(p)}`."
                 )
             p = p.parent
-        if not p.exists() and standard_input_note(p):  # `subsetctl plan -`: not "create one with `init ./-`"
-            raise NotFoundError(f"{p} does not exist{standard_input_note(p)}.")
         if not p.exists():
-            spec = spec_beside(p)
-            if spec is not None:  # `run proj/subsetctl.yml`: the project is there, its spec named otherwise
-                raise NotFoundError(f"{p} does not exist, but {spec} does: name the project folder "
-                                    f"({shell_arg(spec.parent)}) or its {SPEC_FILENAME}.")
-            if windows_path_note(p):  # `plan proj\\v2`: not "create one with `init 'proj\\v2'`", which init refuses
-                raise NotFoundError(f"{p} does not exist{windows_path_note(p)}.")
-            if override_without_value_note(p):  # `plan meta_init.steps`: not "create one with `init meta_init.steps`"
-                raise NotFoundError(f"{p} does not exist{override_without_value_note(p)}.")
-            create = (f"or create one with `subsetctl init {shell_arg(p)}`" if p.suffix.lower() not in (".yaml", ".yml")
-                      else f"or create one with `subsetctl init DIR` (its spec is DIR/{SPEC_FILENAME})")
-            raise NotFoundError(f"{p} does not exist{missing_path_note(p, 'the command')}. Name an existing project "
-                                f"folder (one holding {SPEC_FILENAME}), {create}.")
+            raise NotFoundError(f"{p} does not exist{missing_project_folder_note(p)}")
         if (p / SPEC_FILENAME).is_dir():
             raise UserError(f"{p / SPEC_FILENAME} is a folder, not a spec file: move or rename it, then create "
                             f"the spec with `subsetctl init {shell_arg(p)}`.")

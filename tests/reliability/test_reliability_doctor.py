@@ -793,3 +793,21 @@ def test_doctor_of_a_data_file_names_its_project_and_does_not_check_it_as_a_spec
     checks = {check.name: check for check in doctor.run_checks(Path("p/data/a.jsonl"))}
     assert "project spec" not in checks, checks["project spec"]
     assert f"a.jsonl is in the project {tmp_path / 'p'}: name that folder" in checks["project"].advice
+
+
+def test_doctor_of_a_missing_folder_gives_runs_advice_not_init_of_what_init_cannot_make(
+        healthy: None, tmp_path: Path, monkeypatch) -> None:
+    """`doctor new/subsetctl.yaml`, `doctor 'p\\v2'` (a Windows path) and `doctor meta_init.steps`
+    (an override without its value) were advised `subsetctl init` of that very path, where
+    `run` says what it is: doctor now gives `run`'s advice (missing_project_folder_note)."""
+    from subsetctl.errors import UserError, shell_arg
+    from subsetctl.project import Project
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("new/subsetctl.yaml", "p\\v2", "meta_init.steps", "-", "nonexist"):
+        (check,) = [c for c in doctor.run_checks(Path(name)) if c.name == "project"]
+        with pytest.raises(UserError) as refused:
+            Project.find(name)
+        assert str(refused.value).startswith(f"{name} does not exist"), refused.value
+        assert " ".join(str(refused.value).split()).endswith(" ".join(check.advice.split())), (check, refused.value)
+        assert f"init {shell_arg(name)}" not in check.advice or name == "nonexist", check.advice
