@@ -494,8 +494,10 @@ def _workers_or_here(estimator: SubsetEstimator, backend: str) -> str:
     loky's workers (benchmarks/search_executor.py), and a greedy step of 60 subsets ~15x as
     long on a local Dask cluster (benchmarks/search_dask.py). So the first call runs on the
     workers (it starts them: untimed), then :data:`TIMED_CALLS` calls each way are timed
-    alternately and the faster per subset is kept for the estimator's further calls. Every
-    way gives the same numbers, bit for bit."""
+    alternately and the faster per subset is kept for the estimator's further calls. Both
+    ways give the same numbers up to the last bit: bit for bit where this process's BLAS has
+    one thread, as each worker's (``OMP_NUM_THREADS=1``); with several, a matrix product can
+    sum in another order (~1e-16)."""
     attributes = _attribute_values(estimator)
     if not _same_estimator(_timed, estimator, attributes) or _timed["backend"] != backend:
         _timed.clear()
