@@ -59,7 +59,8 @@ DEFAULT_TARGETS: dict[str, list[str]] = {
 #: model (OPT, Falcon, Mixtral ...) no LoRA figure. tests/modeling/test_lora_defaults.py checks
 #: that it is peft's table of name lists, less subsetctl's types and ``llama4`` (the causal-LM class
 #: loads a Llama 4's text model, ``llama4_text``, which neither table has: run refuses it, so plan
-#: gives no figure); run still reads peft's.
+#: gives no figure); run still reads peft's. Copied from peft :data:`PEFT_DEFAULTS_COPIED_FROM`.
+PEFT_DEFAULTS_COPIED_FROM = "0.21.2"
 PEFT_DEFAULT_TARGETS: dict[str, list[str]] = {
     "opt": ["q_proj", "v_proj"],
     "phi": ["q_proj", "v_proj", "fc1", "fc2"],
