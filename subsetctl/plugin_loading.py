@@ -282,12 +282,19 @@ def _module_file_near(module_name: str, spec_dir: Path | None) -> Path | None:
     return None
 
 
+def _article(word: str) -> str:
+    """"an" before ``word`` that starts with a vowel ("an estimator"), else "a"."""
+    return "an" if word[:1] in "aeiou" else "a"
+
+
 def _register_named_class(obj: Any, spec: str) -> None:
     """Register a strategy or estimator class named in ``plugins:`` that its module did not
     register itself, under its ``name`` attribute: the spec line says which class is
     meant, so it need not be decorated too. A class without a ``name`` is an error that
-    says how to name it."""
+    says how to name it; so is one its module registers as the other kind (with the other
+    kind's decorator): it was registered as both, or said to have no name."""
     from subsetctl.estimate.base import SubsetEstimator
+    from subsetctl.registry import ALL_REGISTRIES
     from subsetctl.search.base import Strategy
 
     if not isinstance(obj, type):
@@ -297,25 +304,23 @@ def _register_named_class(obj: Any, spec: str) -> None:
             continue
         if any(entry.obj is obj for entry in registry.entries()):
             return
+        article = _article(registry.kind)
+        elsewhere = [(other, entry.name) for other in ALL_REGISTRIES.values() if other is not registry
+                     for entry in other.entries() if entry.obj is obj]
+        if elsewhere:  # ``@STRATEGIES.register`` on an estimator class, or ``@ESTIMATORS.register`` on a
+            other, as_name = elsewhere[0]  # strategy class, whose decorator's name it then had as its own
+            raise UserError(
+                f"Plugin {spec!r} is {article} {registry.kind} class (it derives from {base.__name__}), but its "
+                f"module registers it as {_article(other.kind)} {other.kind}, {as_name!r}: register it with "
+                f"`@{registry.variable}.register({as_name!r})` instead of `@{other.variable}.register`."
+            )
         name = vars(obj).get("name", "")  # its own: a subclass of a built-in inherits the built-in's name
         if name in registry.names() and registry.origin(name) != f"plugins: {spec}":  # reloaded: replaced
             raise UserError(
                 f"Plugin {spec!r} is named {name!r}, like the {registry.kind} from {registry.origin(name)}: "
                 "give the class another `name`."
             )
-        article = "an" if registry.kind[0] in "aeiou" else "a"
         if not name:
-            from subsetctl.registry import ALL_REGISTRIES
-
-            elsewhere = [(other, entry.name) for other in ALL_REGISTRIES.values() if other is not registry
-                         for entry in other.entries() if entry.obj is obj]
-            if elsewhere:  # ``@STRATEGIES.register`` on an estimator class: the spec naming it is told "not a Strategy"
-                other, as_name = elsewhere[0]
-                raise UserError(
-                    f"Plugin {spec!r} is {article} {registry.kind} class (it derives from {base.__name__}), but its "
-                    f"module registers it as a {other.kind}, {as_name!r}: register it with "
-                    f"`@{registry.variable}.register({as_name!r})` instead of `@{other.variable}.register`."
-                )
             raise UserError(
                 f"Plugin {spec!r} is {article} {registry.kind} class without a name of its own: decorate it with "
                 f"`@{registry.variable}.register(\"my_{registry.kind}\")` (from subsetctl.registry import "

@@ -193,28 +193,37 @@ def test_a_plugins_class_without_a_name_says_how_to_register_it(tmp_path, monkey
     assert STRATEGIES.origin("forward") == "built-in"
 
 
-def test_a_plugins_estimator_class_registered_as_a_strategy_is_told_so(tmp_path, monkeypatch) -> None:
+@pytest.mark.parametrize(("base_import", "decorator", "said"), [
+    ("from subsetctl.estimate.solvers import FastEstimator as Base", "STRATEGIES",
+     ("is an estimator class (it derives from SubsetEstimator), but its module registers it as a strategy, "
+      "'misregistered': register it with `@ESTIMATORS.register('misregistered')` instead of `@STRATEGIES.register`.")),
+    ("from subsetctl.search.base import Strategy as Base", "ESTIMATORS",
+     ("is a strategy class (it derives from Strategy), but its module registers it as an estimator, "
+      "'misregistered': register it with `@STRATEGIES.register('misregistered')` instead of `@ESTIMATORS.register`.")),
+])
+def test_a_plugins_class_registered_as_the_other_kind_is_told_so(tmp_path, monkeypatch, base_import: str,
+                                                                 decorator: str, said: str) -> None:
     """An estimator class decorated with ``@STRATEGIES.register`` and named under ``plugins:``
     was "a estimator class without a name of its own: decorate it with
-    `@ESTIMATORS.register`": it was decorated, with the wrong kind's decorator."""
-    import pytest
-
+    `@ESTIMATORS.register`": it was decorated, with the wrong kind's decorator. A strategy class
+    decorated with ``@ESTIMATORS.register`` was registered silently as both: the decorator's name,
+    set on the class, named it as a strategy too, and the estimator failed only where a spec used it."""
     from subsetctl.errors import UserError
     from subsetctl.plugin_loading import load_plugin_string
 
     (tmp_path / "misregistered_plugin.py").write_text(
-        "from subsetctl.estimate.solvers import FastEstimator\nfrom subsetctl.registry import STRATEGIES\n\n"
-        "@STRATEGIES.register('misregistered')\nclass Misregistered(FastEstimator):\n    pass\n")
+        f"{base_import}\nfrom subsetctl.registry import {decorator}\n\n"
+        f"@{decorator}.register('misregistered')\nclass Misregistered(Base):\n    pass\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     try:
-        with pytest.raises(UserError, match=re.escape(
-                "is an estimator class (it derives from SubsetEstimator), but its module registers it as a "
-                "strategy, 'misregistered': register it with `@ESTIMATORS.register('misregistered')` instead of "
-                "`@STRATEGIES.register`.")):
+        with pytest.raises(UserError, match=re.escape(said)):
             load_plugin_string("misregistered_plugin:Misregistered")
+        assert [registry.kind for registry in (STRATEGIES, ESTIMATORS) if "misregistered" in registry.names()] \
+            == [{"STRATEGIES": "strategy", "ESTIMATORS": "estimator"}[decorator]]
     finally:
         sys.modules.pop("misregistered_plugin", None)
         STRATEGIES._entries.pop("misregistered", None)
+        ESTIMATORS._entries.pop("misregistered", None)
 
 
 def test_a_plugins_class_without_a_decorator_loads_again_after_its_module_is_reloaded(tmp_path, monkeypatch) -> None:
@@ -1746,3 +1755,4 @@ def test_a_plugin_whose_package_registers_is_not_said_to_register_nothing(tmp_pa
     finally:
         for name in ("pk_pkg", "pk_pkg.impl", "pk_pkg.sub"):
             sys.modules.pop(name, None)
+
