@@ -273,13 +273,19 @@ def scheduler_threads(address: str, connect_timeout: float) -> tuple[int, int, s
     search stopped on them after the model stages."""
     conn = _connect_dask(_import_dask(), 1, address, connect_timeout)
     refused = None
+    waited = _answer_within(connect_timeout)
     try:
         nthreads = conn.client.nthreads()
         if nthreads:
-            try:
-                _check_workers_code(conn.client, address)
+            try:  # distributed's ``run`` has no timeout: a worker whose event loop is blocked hung doctor
+                _within(waited, lambda: _check_workers_code(conn.client, address))
             except UserError as exc:
                 refused = str(exc)
+            except _NoAnswer:
+                refused = (f"{_workers_phrase(address)} did not all answer subsetctl's check of their code within "
+                           f"{waited:g} s (a worker busy in a task that holds its event loop, or frozen): the search "
+                           "asks them the same before it sends them work, and would wait on them. Restart such "
+                           "workers, or raise executor.connect_timeout for workers slow to answer.")
     finally:
         conn.close()
     return len(nthreads), sum(nthreads.values()), refused
@@ -432,15 +438,23 @@ def _worker_import_error(exc: BaseException, address: str | None, workers: str |
     """A UserError for a worker that cannot import a module the estimator needs (the
     scheduler reports it as a bare ``Exception('ModuleNotFoundError(...)')``), else None.
     ``workers``: which of them, when known (:func:`_workers_phrase`)."""
+    module = _missing_module(exc)
+    return None if module is None else _cannot_import(module, workers or _workers_phrase(address))
+
+
+def _missing_module(exc: BaseException) -> str | None:
+    """The module a worker's answer ``exc`` says it cannot import, else None."""
     if not isinstance(exc, ImportError) and type(exc) is not Exception:
         return None
     found = _MISSING_MODULE.search(str(exc))
-    if found is None:
-        return None
-    module = found.group(1)
+    return None if found is None else found.group(1)
+
+
+def _cannot_import(module: str, workers: str) -> UserError:
+    """The UserError for the ``workers`` (:func:`_workers_phrase`) that cannot import ``module``."""
     need = (f"subsetctl {__version__} installed (the same version as here)" if module.split(".")[0] == "subsetctl"
             else f"{module!r} importable (subsetctl {__version__} and the spec's plugins installed, as here)")
-    return UserError(f"{workers or _workers_phrase(address)} cannot import {module!r}: every worker must have {need}.")
+    return UserError(f"{workers} cannot import {module!r}: every worker must have {need}.")
 
 
 def _code_of(estimator: SubsetEstimator) -> bytes | None:
@@ -509,12 +523,11 @@ def _check_workers_code(client: Any, address: str | None, workers: list[str] | N
     total = total or len(answers)
     here = subsetctl_code_digest()
     # a worker without subsetctl answers with the error of unpickling subsetctl_code_digest
-    missing = sorted(worker for worker, answer in answers.items()
-                     if isinstance(answer, BaseException) and _worker_import_error(answer, address) is not None)
+    missing = {worker: module for worker, answer in answers.items()
+               if isinstance(answer, BaseException) and (module := _missing_module(answer)) is not None}
     if missing:
-        problem = _worker_import_error(answers[missing[0]], address, _workers_phrase(address, missing, total))
-        assert problem is not None  # the same answer as above
-        raise problem
+        names = sorted(missing)
+        raise _cannot_import(missing[names[0]], _workers_phrase(address, names, total))
     older = sorted(worker for worker, answer in answers.items()
                    if isinstance(answer, BaseException) and not isinstance(answer, OSError)
                    and subsetctl_code_digest.__name__ in str(answer))

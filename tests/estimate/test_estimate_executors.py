@@ -663,6 +663,38 @@ def test_workers_without_subsetctl_fail_the_code_check() -> None:
         _check_workers_code(Answers(), "tcp://s:8786")
 
 
+def test_doctors_code_check_of_workers_that_do_not_answer_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """doctor's check of the workers' code (:func:`scheduler_threads`) called distributed's
+    ``Client.run``, which has no timeout: a worker whose event loop was blocked hung `doctor`.
+    It now gives up after the scheduler's answer time and says why the search would wait."""
+    from subsetctl.estimate import dask_backend
+
+    released = threading.Event()
+
+    class Blocked:
+        def nthreads(self) -> dict[str, int]:
+            return {"tcp://a:1": 2}
+
+        def run(self, function: Any, on_error: str) -> dict[str, Any]:
+            released.wait(20)  # a worker that never answers (let go when the test ends)
+            return {}
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(dask_backend, "_connect_dask", lambda *args: dask_backend._DaskConnection(Blocked()))
+    monkeypatch.setattr(dask_backend, "_import_dask", lambda: None)
+    started = time.monotonic()
+    try:
+        workers, threads, refused = dask_backend.scheduler_threads("tcp://s:8786", 0.1)
+    finally:
+        released.set()
+    assert time.monotonic() - started < 5
+    assert (workers, threads) == (1, 2)
+    assert refused is not None and "The Dask workers at 'tcp://s:8786' did not all answer subsetctl's check of " \
+        "their code within 1.2 s" in refused, refused
+
+
 def test_workers_with_a_subsetctl_from_before_the_code_check_are_refused() -> None:
     """A worker whose subsetctl has no subsetctl_code_digest answers with the error of
     unpickling it (as distributed returns it); that answer was skipped as the cluster's own
