@@ -731,6 +731,8 @@ def run_checks(directory: Path | None = None, import_plugins: bool = True) -> li
     installed plugins are imported all the same: checking that they import is doctor's job).
     One plugin scope for all of them: the spec check's plugins stay registered for the checks
     after it (a plugin estimator's ``needs_model`` gives the search a memory estimate)."""
+    from subsetctl.project import named_as_yaml
+
     if not (temp := check_temp_folder()).ok:  # (importing torch, datasets or a plugin would fail on it)
         return [check_python(), temp]
     checks = [check_python(), temp, check_torch(), *check_packaged_models(), *check_installed_plugins()]
@@ -745,7 +747,7 @@ def run_checks(directory: Path | None = None, import_plugins: bool = True) -> li
             refused = check_project_folder(directory)
             if refused is not None:
                 checks.append(refused)
-            if not (refused is not None and directory.is_file() and directory.suffix.lower() not in (".yaml", ".yml")):
+            if not (refused is not None and directory.is_file() and not named_as_yaml(directory)):
                 project_checks, spec = check_project(directory, import_plugins)  # (report.md, a.jsonl: no spec)
                 checks.extend(project_checks)
             if spec is not None:

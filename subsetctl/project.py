@@ -701,16 +701,22 @@ def missing_project_folder_note(p: Path) -> str:
         return f"{windows_path_note(p)}."
     if override_without_value_note(p):  # `plan meta_init.steps`: not "create one with `init meta_init.steps`"
         return f"{override_without_value_note(p)}."
-    create = (f"or create one with `subsetctl init {shell_arg(p)}`" if p.suffix.lower() not in (".yaml", ".yml")
+    create = (f"or create one with `subsetctl init {shell_arg(p)}`" if not named_as_yaml(p)
               else f"or create one with `subsetctl init DIR` (its spec is DIR/{SPEC_FILENAME})")
     return (f"{missing_path_note(p, 'the command')}. Name an existing project folder (one holding {SPEC_FILENAME}), "
             f"{create}.")
 
 
+def named_as_yaml(path: Path) -> bool:
+    """Whether ``path``'s name ends in ``.yaml`` or ``.yml`` (in any case): a spec file named
+    where a command takes a project folder (or its spec), not a data file or a report."""
+    return path.suffix.lower() in (".yaml", ".yml")
+
+
 def spec_beside(path: Path) -> Path | None:
     """For a spec file named that does not exist (`proj/subsetctl.yml`, `proj/spec.yaml`): the
     project spec in its folder, when there is one, which the user most likely meant."""
-    if path.suffix.lower() not in (".yaml", ".yml") or path.name == SPEC_FILENAME or path.exists():
+    if not named_as_yaml(path) or path.name == SPEC_FILENAME or path.exists():
         return None
     spec = path.parent / SPEC_FILENAME
     return spec if spec.is_file() else None
@@ -807,7 +813,7 @@ class Project:
                     f"`subsetctl report {shell_arg(p)} --compare OTHER` (another kept report.json, or a project "
                     "folder) sets it beside another variant."
                 )
-            if p.name != SPEC_FILENAME and p.suffix.lower() not in (".yaml", ".yml"):  # report.md, a.jsonl
+            if p.name != SPEC_FILENAME and not named_as_yaml(p):  # report.md, a.jsonl
                 raise UserError(_not_a_spec_file(p))
             if p.name != SPEC_FILENAME:  # its folder's own spec would be run instead, without a word
                 raise UserError(
