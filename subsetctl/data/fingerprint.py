@@ -312,11 +312,14 @@ class _Listing:
     blank: dict[str | int, list[str]]
 
 
-#: each kept listing of a text file (by its identity; the listing itself held, so that no other
-#: takes its id) with its dicts: a file's ``where`` sources each ask for its listing, twice, and
-#: making the dict of all its values again for each took `validate` of 2,000 such sources of one
-#: file most of its time (quadratic in the number of sources); a Parquet file's: :func:`_parquet_listing`
-_LISTINGS_AS_DICTS: dict[int, tuple[dict[str, Any], _Listing]] = {}
+#: the kept listing of each text file and column (by the file's resolved path and the listing's
+#: derived name) with its dicts, made again when the kept listing is another object (the file
+#: changed, or the project's hash cache was made again): a file's ``where`` sources each ask for
+#: its listing, twice, and making the dict of all its values again for each took `validate` of
+#: 2,000 such sources of one file most of its time (quadratic in the number of sources). Keyed
+#: by the kept listing's identity, it grew by every listing of every file each time a notebook
+#: loaded a spec again (new hash caches, new listings). A Parquet file's: :func:`_parquet_listing`
+_LISTINGS_AS_DICTS: dict[tuple[Path, str], tuple[dict[str, Any], _Listing]] = {}
 
 
 def _listing(path: Path, column: str, loader: Any, spec_dir: Path) -> _Listing:
@@ -331,11 +334,12 @@ def _listing(path: Path, column: str, loader: Any, spec_dir: Path) -> _Listing:
     if getattr(loader, "type", "parquet") not in TEXT_ROW_LOADERS:
         stat = path.stat()
         return _parquet_listing(path.resolve(), column, stat.st_size, stat.st_mtime_ns)
-    kept = hash_cache(spec_dir).derived(path, _derived_name("values", column, loader, path),
-                                        lambda p: _pairs(value_rows(p, column, loader)),
+    name = _derived_name("values", column, loader, path)
+    kept = hash_cache(spec_dir).derived(path, name, lambda p: _pairs(value_rows(p, column, loader)),
                                         holds=("values", "left_out", "blank"))
-    if (known := _LISTINGS_AS_DICTS.get(id(kept))) is None or known[0] is not kept:
-        known = _LISTINGS_AS_DICTS[id(kept)] = (kept, _as_dicts(kept))
+    key = (path.resolve(), name)
+    if (known := _LISTINGS_AS_DICTS.get(key)) is None or known[0] is not kept:
+        known = _LISTINGS_AS_DICTS[key] = (kept, _as_dicts(kept))
     return known[1]
 
 

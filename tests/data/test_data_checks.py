@@ -2253,6 +2253,24 @@ def test_a_files_listing_is_made_dicts_once_per_process_until_the_file_changes(t
     assert listed_values(path, "task", loader, tmp_path) == ({"t9": 1}, 0)
 
 
+def test_a_files_listings_kept_as_dicts_do_not_grow_when_the_hash_cache_is_made_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The listings made dicts were kept by the identity of the hash cache's listing: a notebook
+    loading a spec again (new hash caches, new listings of the same files) added every listing
+    again each time, and the store grew for as long as the process ran. One per file and column."""
+    from subsetctl import filehash
+    from subsetctl.data import fingerprint
+    from subsetctl.spec import JsonlLoader
+
+    monkeypatch.setattr(fingerprint, "_LISTINGS_AS_DICTS", {})
+    path, loader = tmp_path / "tasks.jsonl", JsonlLoader(type="jsonl", path="tasks.jsonl")
+    write_jsonl(path, [{"task": f"t{i % 3}", "prompt": f"q{i}", "response": "r"} for i in range(9)])
+    for _ in range(3):
+        monkeypatch.setattr(filehash, "_CACHES", {})  # as a notebook's spec loaded again makes new ones
+        assert fingerprint.listed_values(path, "task", loader, tmp_path) == ({"t0": 3, "t1": 3, "t2": 3}, 0)
+    assert len(fingerprint._LISTINGS_AS_DICTS) == 1
+
+
 def test_a_parquet_files_listing_is_made_dicts_once_per_process_until_the_file_changes(tmp_path: Path) -> None:
     """A Parquet file's ``where`` sources: its column was read once per process, but the dict of
     all its values was made again for each source, twice (validate of 2,000 tasks of one Parquet
