@@ -150,10 +150,10 @@ def read_shape(folder: Path, target_modules: list[str] | None) -> ModelShape | N
     matrices = [name.removesuffix(".weight") for name, shape in shapes.items()
                 if len(shape) == 2 and name.endswith(".weight")]
     lora = None
-    # (a default target that names no matrix, a layer the model lacks: run refuses the model, so no
-    # figure, as the config-only count gives none)
-    if targets is not None and (target_modules is not None
-                                or set(defaults or ()) <= {name.rsplit(".", 1)[-1] for name in matrices}):
+    # (a target, named in the spec or by default, that names no matrix, a layer the model lacks: run
+    # refuses the model, so no figure, as the config-only count gives none)
+    named = target_modules if target_modules is not None else defaults
+    if targets is not None and set(named or ()) <= {name.rsplit(".", 1)[-1] for name in matrices}:
         lora = sum(shapes[f"{name}.weight"][0] + shapes[f"{name}.weight"][1] for name in matrices
                    if targeted(name, targets))
     return ModelShape(

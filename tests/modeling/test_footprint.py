@@ -612,10 +612,24 @@ def test_weights_without_a_layer_the_default_targets_name_get_no_lora_count(tmp_
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "rwkv7", "hidden_size": 3}))
     save_file(layers, str(tmp_path / "model.safetensors"))
     assert read_shape(tmp_path, None).lora_per_rank is None
-    assert read_shape(tmp_path, ["r_proj"]).lora_per_rank == 7  # (named in the spec: counted as before)
+    assert read_shape(tmp_path, ["r_proj"]).lora_per_rank == 7  # (named in the spec, a layer it has)
     save_file({**layers, "model.layers.0.ffn.key.weight": np.zeros((4, 3), np.float32),
                "model.layers.0.ffn.value.weight": np.zeros((3, 4), np.float32)}, str(tmp_path / "model.safetensors"))
     assert read_shape(tmp_path, None).lora_per_rank == 6 * 7
+
+
+def test_weights_without_a_layer_the_spec_targets_name_get_no_lora_count(tmp_path: Path) -> None:
+    """model.lora.target_modules naming a layer the model lacks (a typo: ``vproj``) is refused by
+    run ("do not exist in the model"), and the count from config.json alone gives no figure; the
+    count from the weights gave one of the layers it has, a figure for a run that cannot start."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 3}))
+    save_file({f"model.layers.0.self_attn.{name}.weight": np.zeros((4, 3), np.float32)
+               for name in ("q_proj", "v_proj")}, str(tmp_path / "model.safetensors"))
+    assert read_shape(tmp_path, ["q_proj", "vproj"]).lora_per_rank is None
+    assert read_shape(tmp_path, ["q_proj", "v_proj"]).lora_per_rank == 2 * 7
 
 
 def _counts_without_key(folder: Path, config: Any, key: str, default: object) -> tuple[int, int]:
