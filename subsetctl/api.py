@@ -551,7 +551,7 @@ def plan_project(
 
     overrides, force = _override_list(overrides), _listed(force, "force", "force='data', force=['data', 'search']")
     directory, until = _directory_arg(directory), _until_arg(until)
-    _check_reporter(reporter, ("warn",))  # plan only warns
+    _check_reporter(reporter, ("warn",))  # plan needs warn alone (an info, where there, gets the notes)
     with environment_errors_as_user_errors(), manifests_read_once(), dumps_once(), plugins_not_imported(not import_plugins):
         project, spec = load_project(directory, overrides, reporter)
         pipeline = make_pipeline(project, spec)
