@@ -744,6 +744,22 @@ def test_readme_development_tools_come_with_the_dev_extra() -> None:
     assert tools <= installed, tools - installed
 
 
+def test_ci_runs_the_readmes_test_command_with_xdist_from_the_test_extra() -> None:
+    """.ci/run runs README's test command verbatim (what a new user types is what CI checks),
+    and that command's `-n auto` needs pytest-xdist, which the `test` extra it installs holds:
+    without it pytest stops with "unrecognized arguments: -n"."""
+    import re
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    command = next(line for line in readme.splitlines() if line.startswith("pip install torch==") and "pytest" in line)
+    assert command in (root / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert '-e ".[test]"' in command and re.search(r"python -m pytest -n auto$", command), command
+    test = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]["test"]
+    assert any(re.match(r"pytest-xdist\b", requirement) for requirement in test), test
+
+
 def test_init_hub_gpu_template_is_the_reference_gpu_spec(tmp_path: Path) -> None:
     """`init -t hub-gpu` writes specs/hub-llama-gpu.yaml (all but the first line, which points
     editors at the schema next to each), the GPU setup README's rehearsal starts from, which
