@@ -1804,6 +1804,22 @@ def test_validate_reads_each_small_source_file_from_disk_once(tmp_path: Path, mo
         assert open_decompressed(tmp_path / "data" / "a.jsonl").read() != first
 
 
+def test_a_data_path_is_made_once_and_one_with_a_tilde_follows_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """validate's checks and warnings resolve each source's path about ten times (20,000 paths
+    made for 2,000 sources): a path without ``~`` is made once per spec folder; one with ``~``
+    is expanded each time, against the home of the moment."""
+    from subsetctl.data.loaders import resolve_path
+
+    assert resolve_path("data/a.jsonl", tmp_path) is resolve_path("data/a.jsonl", tmp_path)
+    assert resolve_path("data/a.jsonl", tmp_path) == tmp_path / "data" / "a.jsonl"
+    assert resolve_path("data/a.jsonl", tmp_path / "other") == tmp_path / "other" / "data" / "a.jsonl"
+    assert resolve_path(str(tmp_path / "b.jsonl"), Path("/elsewhere")) == tmp_path / "b.jsonl"
+    monkeypatch.setenv("HOME", str(tmp_path / "one"))
+    assert resolve_path("~/a.jsonl", tmp_path) == tmp_path / "one" / "a.jsonl"
+    monkeypatch.setenv("HOME", str(tmp_path / "two"))
+    assert resolve_path("~/a.jsonl", tmp_path) == tmp_path / "two" / "a.jsonl"
+
+
 def test_validate_says_the_label_map_typos_the_data_stage_warns_of(tmp_path: Path, monkeypatch: Any) -> None:
     """A classifier's label_map key that no label in the data is ('entailement'), and a source
     label the target lacks that the map leaves out, were warned of by the data stage only,
