@@ -158,7 +158,18 @@ def files_read_through(spec: Spec, base_dir: Path) -> tuple[set[Path], ReadTotal
     order, the target's first, up to :data:`READ_THROUGH_MB_TOTAL` in all (the file that
     crosses it read whole; one read by several sources counted once); with the
     :class:`ReadTotal` naming the sources left past it, whose files only the data stage reads
-    through. From the files' sizes alone: the checks and the warnings agree on it."""
+    through. From the files' sizes alone: the checks and the warnings agree on it. Worked out once
+    within :func:`~subsetctl.data.loaders.files.files_read_once` (a validation: the checks and two
+    warnings ask for it, each looking up every file's path and size again)."""
+    from subsetctl.data.loaders.files import worked_out_once
+
+    base_dir = Path(base_dir)
+    return worked_out_once(("files_read_through", id(spec), base_dir),
+                           lambda: (spec, _files_read_through_now(spec, base_dir)))[1]
+
+
+def _files_read_through_now(spec: Spec, base_dir: Path) -> tuple[set[Path], ReadTotal]:
+    """:func:`files_read_through`, worked out now."""
     total = ReadTotal(int(READ_THROUGH_MB_TOTAL * 2**20))
     granted: dict[Path, bool] = {}
     for loc, name, path in _files_validate_reads(spec, base_dir):

@@ -1820,6 +1820,36 @@ def test_a_data_path_is_made_once_and_one_with_a_tilde_follows_home(tmp_path: Pa
     assert resolve_path("~/a.jsonl", tmp_path) == tmp_path / "two" / "a.jsonl"
 
 
+def test_validate_works_out_the_files_it_reads_through_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The files validate reads through (:func:`files_read_through`: each source's path and
+    size looked up) were worked out three times a validation, by the checks and two warnings:
+    once now, the same answer kept to the validation's end; outside one, afresh each time."""
+    from subsetctl.api import validate_spec_file
+    from subsetctl.data import checks
+    from subsetctl.spec import Spec
+
+    write_jsonl(tmp_path / "t.jsonl", qa_rows(8))
+    write_jsonl(tmp_path / "a.jsonl", qa_rows(6))
+    text = GOOD.replace("sources:\n", "sources:\n  - name: a\n    loader: {type: jsonl, path: a.jsonl}\n    max_examples: 9\n")
+    (tmp_path / "subsetctl.yaml").write_text(text.replace("data/t.jsonl", "t.jsonl"))
+    looked_up: list[str] = []
+    listed = checks._files_validate_reads
+
+    def counted(spec: Spec, base_dir: Path):  # type: ignore[no-untyped-def]
+        looked_up.append(spec.target.name)
+        return listed(spec, base_dir)
+
+    monkeypatch.setattr(checks, "_files_validate_reads", counted)
+    report = validate_spec_file(tmp_path / "subsetctl.yaml")
+    assert report.ok, report.issues
+    assert any("max_examples" in w.key for w in report.warnings), report.warnings  # (one of the warnings that ask)
+    assert len(looked_up) == 1
+    assert report.spec is not None
+    granted = checks.files_read_through(report.spec, tmp_path)[0]
+    assert granted == {tmp_path / "t.jsonl", tmp_path / "a.jsonl"}
+    assert checks.files_read_through(report.spec, tmp_path)[0] is not granted and len(looked_up) == 3
+
+
 def test_validate_says_the_label_map_typos_the_data_stage_warns_of(tmp_path: Path, monkeypatch: Any) -> None:
     """A classifier's label_map key that no label in the data is ('entailement'), and a source
     label the target lacks that the map leaves out, were warned of by the data stage only,

@@ -12,11 +12,11 @@ import json
 import os
 import re
 import shlex
-from collections.abc import Callable, Container, Iterable, Iterator
+from collections.abc import Callable, Container, Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from subsetctl.data.loaders import common
 from subsetctl.data.loaders.chat import common_columns
@@ -44,6 +44,7 @@ from subsetctl.user_paths import expand_home
 if TYPE_CHECKING:
     from datasets import Dataset
 
+T = TypeVar("T")
 
 def resolve_path(path: str, base_dir: Path) -> Path:
     """``path`` with ``~`` expanded, made absolute against ``base_dir`` if relative.
@@ -225,6 +226,8 @@ READ_ONCE_TOTAL_BYTES = 64 << 20
 _read_once: dict[tuple[str, int, int, int, int], bytes] | None = None
 #: the bytes :data:`_read_once` holds
 _read_once_bytes = 0
+#: within :func:`files_read_once`: what :func:`worked_out_once` worked out, by its key
+_worked_out: dict[Hashable, Any] | None = None
 
 
 @contextlib.contextmanager
@@ -235,15 +238,27 @@ def files_read_once() -> Iterator[None]:
     source file several times (its head, its lines counted, the answers read, the lines not
     UTF-8 looked for), most opening it twice (its first bytes, then the data): ten opens a
     file, 100,000 for 10,000 small sources. Re-entrant; what it held is dropped when it ends."""
-    global _read_once, _read_once_bytes
+    global _read_once, _read_once_bytes, _worked_out
     if _read_once is not None:
         yield
         return
-    _read_once, _read_once_bytes = {}, 0
+    _read_once, _read_once_bytes, _worked_out = {}, 0, {}
     try:
         yield
     finally:
-        _read_once, _read_once_bytes = None, 0
+        _read_once, _read_once_bytes, _worked_out = None, 0, None
+
+
+def worked_out_once(key: Hashable, work: Callable[[], T]) -> T:
+    """``work()``, done once for ``key`` within :func:`files_read_once` (what it found of the
+    files then kept to its end, so that the checks and the warnings of one validation agree on
+    it), each time outside it. Its caller keeps ``key``'s objects alive to its end (an ``id`` in
+    it is not reused)."""
+    if _worked_out is None:
+        return work()
+    if key not in _worked_out:
+        _worked_out[key] = work()
+    return _worked_out[key]  # type: ignore[no-any-return]
 
 
 def _held_bytes(path: Path) -> bytes | None:
