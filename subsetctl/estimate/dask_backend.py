@@ -282,8 +282,7 @@ def scheduler_threads(address: str, connect_timeout: float) -> tuple[int, int, s
             except UserError as exc:
                 refused = str(exc)
             except _NoAnswer:
-                refused = (f"{_workers_phrase(address)} did not all answer subsetctl's check of their code within "
-                           f"{waited:g} s (a worker busy in a task that holds its event loop, or frozen): the search "
+                refused = (f"{_unanswered_check(_workers_phrase(address), 'of their code', waited)}: the search "
                            "asks them the same before it sends them work, and would wait on them. Restart such "
                            "workers, or raise executor.connect_timeout for workers slow to answer.")
     finally:
@@ -578,13 +577,40 @@ def _check_workers_code(client: Any, address: str | None, workers: list[str] | N
 _checked: dict[str, Any] = {}
 
 
+def _unanswered_check(workers: str, checked: str, waited: float) -> str:
+    """The start of a message for ``workers`` (:func:`_workers_phrase`) that did not answer
+    subsetctl's check ``checked`` ("of their code") within ``waited`` s; doctor's and the search's."""
+    return (f"{workers} did not all answer subsetctl's check {checked} within {waited:g} s (a worker busy in a "
+            "task that holds its event loop, or frozen)")
+
+
+def _answered(check: Callable[[], list[str]], address: str | None, connect_timeout: float, workers: str,
+              checked: str) -> list[str]:
+    """``check()`` (:func:`_check_workers_code` or :func:`_check_workers_load` of ``workers``,
+    :func:`_workers_phrase`), given up after :func:`_answer_within` s with a UserError when
+    the cluster is at ``address``: distributed's ``Client.run`` has no timeout, so a worker
+    whose event loop was blocked hung the search before it sent any work, without a word.
+    A local cluster's workers are this process's own (and slow to start on a loaded
+    machine): they are waited for, as their estimates are (:func:`_finished`)."""
+    if address is None:
+        return check()
+    waited = _answer_within(connect_timeout)
+    try:
+        return _within(waited, check)
+    except _NoAnswer:
+        raise UserError(
+            f"{_unanswered_check(workers, checked, waited)}, asked before the search sends them work. {_KEPT}: "
+            f"restart those workers (or raise executor.connect_timeout for workers slow to answer), and run again."
+        ) from None
+
+
 def _check_new_workers(client: Any, estimator: SubsetEstimator, address: str | None,
-                       workers: dict[str, dict[str, Any]]) -> None:
+                       workers: dict[str, dict[str, Any]], connect_timeout: float) -> None:
     """:func:`_check_workers_code` and :func:`_check_workers_load` on those of ``workers``
     (the scheduler's identity of each, by address) not checked yet with this client and
-    this estimator's code. A worker is known by its address and scratch folder: one
-    restarted at the same address (a fixed ``--worker-port``), maybe from another
-    checkout, has a new folder, and is checked again."""
+    this estimator's code, each bounded by :func:`_answered`. A worker is known by its
+    address and scratch folder: one restarted at the same address (a fixed
+    ``--worker-port``), maybe from another checkout, has a new folder, and is checked again."""
     import hashlib
 
     if _checked.get("client") is not client:
@@ -593,7 +619,8 @@ def _check_new_workers(client: Any, estimator: SubsetEstimator, address: str | N
     process = {worker: (worker, str(info.get("local_directory"))) for worker, info in workers.items()}
     unchecked = sorted(w for w, key in process.items() if key not in _checked["code"])
     if unchecked:  # first: an older subsetctl there has no _load_code
-        passed = _check_workers_code(client, address, unchecked, len(workers))
+        passed = _answered(lambda: _check_workers_code(client, address, unchecked, len(workers)), address,
+                           connect_timeout, _workers_phrase(address, unchecked, len(workers)), "of their code")
         _checked["code"].update(process[w] for w in passed if w in process)
     code = _code_of(estimator)
     if code is None:
@@ -601,7 +628,9 @@ def _check_new_workers(client: Any, estimator: SubsetEstimator, address: str | N
     digest = hashlib.sha256(code).hexdigest()
     unloaded = sorted(w for w, key in process.items() if (key, digest) not in _checked["loaded"])
     if unloaded:
-        passed = _check_workers_load(client, estimator, address, unloaded, len(workers), code=code)
+        passed = _answered(lambda: _check_workers_load(client, estimator, address, unloaded, len(workers), code=code),
+                           address, connect_timeout, _workers_phrase(address, unloaded, len(workers)),
+                           "that they can load the estimator's code")
         _checked["loaded"].update((process[w], digest) for w in passed if w in process)
 
 
@@ -627,7 +656,7 @@ def _dask_results(
                 workers = _ask_scheduler(client, address, connect_timeout).get("workers") or {}
         else:  # (the local cluster's scheduler runs in this process)
             workers = client.sync(client.scheduler.identity).get("workers") or {}
-        _check_new_workers(client, estimator, address, workers)
+        _check_new_workers(client, estimator, address, workers, connect_timeout)
         shipped = _scattered_estimator(client, estimator)
         futures = [client.submit(_run_on_dask_worker, shipped, masks[s], pure=False) for s in slices]
         position = {f.key: i for i, f in enumerate(futures)}

@@ -695,6 +695,57 @@ def test_doctors_code_check_of_workers_that_do_not_answer_is_bounded(monkeypatch
         "their code within 1.2 s" in refused, refused
 
 
+@pytest.mark.parametrize("blocked", ["code", "load"])
+def test_the_searchs_checks_of_workers_that_do_not_answer_are_bounded(
+    blocked: str, small_features: FeatureSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The search checks new workers' code, then that they load the estimator's code, with
+    distributed's ``Client.run``, which has no timeout: a worker whose event loop was blocked
+    hung the search before it sent any work, without a word. Each check now gives up after
+    the scheduler's answer time, with a UserError naming the workers and what to do."""
+    from subsetctl.estimate import dask_backend
+    from subsetctl.estimate.executors import _load_code, subsetctl_code_digest
+
+    released = threading.Event()
+    worker = "tcp://a:1"
+    identity = {"workers": {worker: {"local_directory": "/tmp/worker-a"}}}
+
+    class Blocked:
+        status = "running"
+        scheduler = SimpleNamespace(identity=lambda: identity)
+
+        def sync(self, function: Any, callback_timeout: float | None = None) -> Any:
+            return function()
+
+        def wait_for_workers(self, n: int, timeout: float) -> None:
+            pass
+
+        def run(self, function: Any, *args: Any, on_error: str, workers: list[str]) -> dict[str, Any]:
+            if function is {"code": subsetctl_code_digest, "load": _load_code}[blocked]:
+                released.wait(20)  # a worker that never answers (let go when the test ends)
+            return {worker: subsetctl_code_digest() if function is subsetctl_code_digest else None}
+
+        def scatter(self, *args: Any, **kwargs: Any) -> None:
+            raise AssertionError("work sent after a check the workers never answered (waited for it)")
+
+    monkeypatch.setattr(dask_backend, "_dask_client", lambda *args: Blocked())
+    monkeypatch.setattr(dask_backend, "_answer_within", lambda connect_timeout: 0.2)
+    started = time.monotonic()
+    try:
+        with pytest.raises(UserError) as silent:
+            estimate_parallel(FastEstimator(small_features), random_masks(4, small_features.n_sources, seed=0),
+                              backend="dask", address="tcp://s:8786", batch_size=2)
+    finally:
+        released.set()
+    assert time.monotonic() - started < 5
+    checked = {"code": "of their code", "load": "that they can load the estimator's code"}[blocked]
+    message = str(silent.value)
+    assert message.startswith(f"1 of the 1 Dask workers at 'tcp://s:8786' ({worker}) did not all answer "
+                              f"subsetctl's check {checked} within 0.2 s"), message
+    assert "the estimates it finished so far" in message and "restart those workers" in message, message
+    assert "executor.connect_timeout" in message and "\n" not in message
+
+
 def test_workers_with_a_subsetctl_from_before_the_code_check_are_refused() -> None:
     """A worker whose subsetctl has no subsetctl_code_digest answers with the error of
     unpickling it (as distributed returns it); that answer was skipped as the cluster's own
