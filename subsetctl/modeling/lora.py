@@ -37,6 +37,9 @@ DEFAULT_TARGETS: dict[str, list[str]] = {
     "gemma3_text": ["q_proj", "v_proj"],
     # Gemma 3's multimodal models (gemma-3-4b and up), the language model's attention alone (LANGUAGE_MODEL_SCOPE)
     "gemma3": ["q_proj", "v_proj"],
+    # Gemma 4's (gemma-4-e2b and up: vision and audio towers, their attention named as the language model's), the
+    # language model's attention alone (LANGUAGE_MODEL_SCOPE), as peft's regular expression for it takes
+    "gemma4": ["q_proj", "v_proj"],
     "phi3": ["qkv_proj"],
     "gpt2": ["c_attn"],
     "gpt_neox": ["query_key_value"],
@@ -88,11 +91,13 @@ PEFT_DEFAULT_TARGETS: dict[str, list[str]] = {
     "rwkv7": ["r_proj", "k_proj", "v_proj", "o_proj", "key", "value"],
     "nemotron_h": ["q_proj", "k_proj", "v_proj", "o_proj"],
 }
-#: Model types whose causal-LM class holds a vision tower whose attention is named as its language
-#: model's (Gemma 3's SigLIP: ``q_proj``, ``v_proj``), and the module name that holds the language
-#: model: their default targets are taken under it alone (:func:`peft_target_modules`). No text
-#: reaches the tower, so LoRA there would train nothing and lengthen every example's gradient.
-LANGUAGE_MODEL_SCOPE: dict[str, str] = {"gemma3": "language_model"}
+#: Model types whose causal-LM class holds a vision (or audio) tower whose attention is named as its
+#: language model's (Gemma 3's SigLIP, Gemma 4's vision and audio towers: ``q_proj``, ``v_proj``),
+#: and the module name that holds the language model: their default targets are taken under it
+#: alone (:func:`peft_target_modules`). No text reaches the towers, so LoRA there would train
+#: nothing and lengthen every example's gradient (Gemma 4's tower layers, wrapped linear layers,
+#: cannot take it at all).
+LANGUAGE_MODEL_SCOPE: dict[str, str] = {"gemma3": "language_model", "gemma4": "language_model"}
 
 #: Attribute names transformers uses for sequence-classification heads.
 _HEAD_NAMES = ("classifier", "score")
@@ -219,8 +224,9 @@ def apply_lora(
             f"({getattr(model.config, 'model_type', '?')}). Linear layers it has include: "
             f"{', '.join(sorted(_linear_names(model))[:20])}. Fix model.lora.target_modules."
         )
+    peft_targets = targets if target_modules else peft_target_modules(model.config.model_type, targets)
     others = sorted({f"{name.rsplit('.', 1)[-1]} ({type(m).__name__})" for name, m in model.named_modules()
-                     if name.rsplit(".", 1)[-1] in targets and not _is_lora_layer(m)})
+                     if targeted(name, peft_targets) and not _is_lora_layer(m)})
     if others:  # peft adapts embeddings and convolutions too, but the gradients stage (after meta_init) cannot
         raise UserError(
             f"LoRA target modules must be linear layers, but {', '.join(others)} {'is' if len(others) == 1 else 'are'} "
@@ -232,7 +238,7 @@ def apply_lora(
         r=r,
         lora_alpha=alpha,
         lora_dropout=dropout,
-        target_modules=targets if target_modules else peft_target_modules(model.config.model_type, targets),
+        target_modules=peft_targets,
         task_type=TaskType.SEQ_CLS if kind == "classifier" else TaskType.CAUSAL_LM,
         modules_to_save=classifier_head_names(model) + sorted(train_also) if kind == "classifier" else None,
     )

@@ -244,3 +244,46 @@ def test_a_multimodal_gemma3_gets_lora_on_its_language_models_attention_alone(tm
     again = load_adapter(_tiny_gemma3(), tmp_path / "adapter")
     assert {n for n, _ in again.named_parameters() if "lora_A" in n} == {
         n for n, _ in peft_model.named_parameters() if "lora_A" in n}
+
+
+def _tiny_gemma4():
+    """A tiny random Gemma 4 (``model_type`` "gemma4"), as ``AutoModelForCausalLM`` loads it:
+    ``Gemma4ForConditionalGeneration``, its vision and audio towers' attention named as its
+    language model's (``q_proj``, ``v_proj``), wrapped linear layers (``Gemma4ClippableLinear``)."""
+    import torch
+    import transformers as T
+
+    text = T.Gemma4TextConfig(hidden_size=H, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                              num_key_value_heads=1, head_dim=16, global_head_dim=16, hidden_size_per_layer_input=8,
+                              vocab_size_per_layer_input=97, layer_types=["sliding_attention", "full_attention"],
+                              **_COMMON)
+    vision = T.Gemma4VisionConfig(hidden_size=16, intermediate_size=24, num_hidden_layers=2, num_attention_heads=2,
+                                  num_key_value_heads=2, head_dim=8, position_embedding_size=64)
+    audio = T.Gemma4AudioConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, output_proj_dims=16,
+                                subsampling_conv_channels=[4, 4])
+    torch.manual_seed(0)
+    return T.AutoModelForCausalLM.from_config(
+        T.Gemma4Config(text_config=text.to_dict(), vision_config=vision.to_dict(), audio_config=audio.to_dict()))
+
+
+def test_a_gemma4_gets_lora_on_its_language_models_attention_alone(tmp_path) -> None:
+    """Gemma 4 (``gemma4``) stopped run with "No default LoRA target modules are known" (peft's entry
+    for it is a regular expression, which subsetctl's use of peft's table leaves out). The default
+    adapts the language model's query and value projections only, not the vision and audio towers'
+    (wrapped layers named alike, which LoRA here cannot take), and the adapter saved loads back."""
+    from subsetctl.modeling.lora import load_adapter, write_adapter
+
+    model = _tiny_gemma4()
+    assert type(model).__name__ == "Gemma4ForConditionalGeneration"
+    assert default_target_modules(model) == ["q_proj", "v_proj"]
+    assert {n.split(".")[1] for n, _ in model.named_modules() if n.endswith(".q_proj")} == {
+        "language_model", "vision_tower", "audio_tower"}
+    peft_model = apply_lora(model, r=2)
+    adapted = {n.rsplit(".lora_A", 1)[0] for n, p in peft_model.named_parameters() if p.requires_grad and "lora_A" in n}
+    assert adapted == {f"base_model.model.model.language_model.layers.{i}.self_attn.{p}"
+                       for i in (0, 1) for p in ("q_proj", "v_proj")}, adapted
+    assert all(p.requires_grad == ("lora_" in n) for n, p in peft_model.named_parameters())
+    write_adapter(peft_model, tmp_path / "adapter")
+    again = load_adapter(_tiny_gemma4(), tmp_path / "adapter")
+    assert {n for n, _ in again.named_parameters() if "lora_A" in n} == {
+        n for n, _ in peft_model.named_parameters() if "lora_A" in n}
