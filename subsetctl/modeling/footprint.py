@@ -296,7 +296,9 @@ def _shape_from_config(config: dict[str, Any], target_modules: list[str] | None)
         vectors = _layer_vectors(text, layer_type, hidden, heads * head_dim, kv, intermediate)
         # Mllama's cross-attention layers: the same matrices, and query and key norms and two gates of their own
         crossing = set(_int_list(text.get("cross_attention_layers"))) if layer_type == "mllama_text_model" else set()
-        decoder_layers = [(attention + _mlp_matrices(text, layer_type, hidden, intermediate, index),
+        decoder_layers = [((_gemma4_attention(text, index, layers, hidden, heads, head_dim)
+                            if layer_type == "gemma4_text" else attention)
+                           + _mlp_matrices(text, layer_type, hidden, intermediate, index),
                            vectors + (2 * head_dim + 2 if index in crossing else 0)) for index in range(layers)]
         # OPT's learned positions (2 more than it reads) and the last norm's bias of LayerNorm types; Mllama's
         # embeddings' 8 rows past the vocabulary (its image tokens')
@@ -413,6 +415,36 @@ def _attention_matrices(model_type: str, hidden: int, queries: int, kv: int) -> 
     fused = [(projections[0], (hidden, sum(widths)))] if len(projections) == 1 else [
         (name, (hidden, width)) for name, width in zip(projections, widths)]
     return [*fused, (output, (queries, hidden))]
+
+
+def _gemma4_attention(text: dict[str, Any], index: int, layers: int, hidden: int, heads: int,
+                      head_dim: int) -> list[tuple[str, tuple[int, int]]]:
+    """Gemma 4's (``gemma4_text``) layer ``index``'s attention matrices, as transformers builds them:
+    its full-attention layers' heads are wider (``per_layer_config``'s ``head_dim``, else
+    ``global_head_dim``, 512) and may have their own key-value heads; such a layer has no ``v_proj``
+    where keys are values (``attention_k_eq_v``), and the last ``num_kv_shared_layers`` reuse an
+    earlier layer's keys and values, with neither ``k_proj`` nor ``v_proj``. Counted as a Llama's,
+    plan's LoRA count missed the wider queries and counted value projections run cannot adapt."""
+    types = [t for t in text.get("layer_types") or () if isinstance(t, str)]
+    if len(types) != layers:  # (transformers' default: every sixth layer full attention)
+        types = ["sliding_attention" if (i + 1) % 6 else "full_attention" for i in range(layers)]
+    full = index == layers - 1 or types[index] == "full_attention"  # (the last layer always is)
+    kv_heads = _config_size(text, "num_key_value_heads") or heads
+    per_layer = text.get("per_layer_config")
+    if isinstance(per_layer, dict):  # (config.json's keys are the layers' indices as text: "5", "05")
+        own = next((v for k, v in per_layer.items() if str(k).isdigit() and int(k) == index and isinstance(v, dict)),
+                   {})
+        head_dim = _positive_int(own.get("head_dim")) or head_dim
+        kv_heads = _positive_int(own.get("num_key_value_heads")) or kv_heads
+    elif full:
+        head_dim = _positive_int(text.get("global_head_dim")) or 512
+        if text.get("attention_k_eq_v"):
+            kv_heads = _positive_int(text.get("num_global_key_value_heads")) or kv_heads
+    shared = _positive_int(text.get("num_kv_shared_layers"))
+    keys_values = ([] if index >= layers - shared else
+                   [("k_proj", (hidden, kv_heads * head_dim))]
+                   + ([] if full and text.get("attention_k_eq_v") else [("v_proj", (hidden, kv_heads * head_dim))]))
+    return [("q_proj", (hidden, heads * head_dim)), *keys_values, ("o_proj", (heads * head_dim, hidden))]
 
 
 def _layer_vectors(text: dict[str, Any], model_type: str, hidden: int, queries: int, kv: int,

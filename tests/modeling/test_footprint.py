@@ -512,6 +512,60 @@ def test_targets_named_for_a_multimodal_gemma3_are_counted_in_its_vision_tower_t
     assert read_shape(tmp_path, targets).lora_per_rank == real
 
 
+def _tiny_gemma4_config(layers: int = 2, **text_keys: object) -> Any:
+    """A tiny Gemma 4 multimodal config (``gemma4``): ``layers`` decoder layers (every other one
+    full attention, as the last one is), a two-layer vision and audio tower each."""
+    import transformers
+
+    text = transformers.Gemma4TextConfig(**{**_SMALL, "num_hidden_layers": layers, "head_dim": 8,
+                                            "hidden_size_per_layer_input": 4, "vocab_size_per_layer_input": 100,
+                                            "layer_types": ["sliding_attention", "full_attention"] * (layers // 2),
+                                            **text_keys})
+    vision = transformers.Gemma4VisionConfig(hidden_size=16, intermediate_size=24, num_hidden_layers=2,
+                                             num_attention_heads=2, num_key_value_heads=2, head_dim=8,
+                                             position_embedding_size=64)
+    audio = transformers.Gemma4AudioConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                           output_proj_dims=16, subsampling_conv_channels=[4, 4])
+    return transformers.Gemma4Config(text_config=text.to_dict(), vision_config=vision.to_dict(),
+                                     audio_config=audio.to_dict())
+
+
+@pytest.mark.parametrize("text_keys", [
+    {"global_head_dim": 16},  # the full-attention layers' wider heads
+    {"global_head_dim": 16, "attention_k_eq_v": True, "num_global_key_value_heads": 1},  # no v_proj there
+    {"num_kv_shared_layers": 2},  # the last two layers reuse earlier keys and values: no k_proj, v_proj
+], ids=["wide-heads", "k-eq-v", "kv-shared"])
+@pytest.mark.parametrize("legacy", [False, True], ids=["per-layer-config", "global-keys"])
+def test_a_gemma4_gets_the_lora_count_of_its_language_models_attention(
+        tmp_path: Path, text_keys: dict[str, object], legacy: bool) -> None:
+    """Gemma 4 (``gemma4``) had no default LoRA targets: run stopped and plan gave no LoRA count. Run
+    now adapts the language model's q_proj and v_proj alone (not the vision and audio towers', named
+    alike), and plan counts those, from the weights' headers and from config.json alone, whose
+    layers differ as Llama's do not (wider heads in full-attention layers, no v_proj where keys are
+    values or keys and values are shared), whether the config gives them per layer or by the keys
+    of Gemma 4's own config.json (``global_head_dim``, ``num_global_key_value_heads``)."""
+    import transformers
+
+    from subsetctl.modeling.lora import apply_lora
+
+    config = _tiny_gemma4_config(4, **text_keys)
+    model = transformers.AutoModelForCausalLM.from_config(config)
+    model.save_pretrained(tmp_path / "weights")
+    real = sum(p.numel() for n, p in apply_lora(model, r=1).named_parameters() if "lora_" in n)
+    assert real == _lora_per_rank(transformers.AutoModelForCausalLM.from_config(config).model.language_model,
+                                  ["q_proj", "v_proj"]) > 0
+    shape = read_shape(tmp_path / "weights", None)
+    assert shape is not None and not shape.from_config and shape.lora_per_rank == real
+    config.save_pretrained(tmp_path)
+    if legacy:  # (as google's config.json gives them, not as transformers writes them back)
+        saved = json.loads((tmp_path / "config.json").read_text())
+        del saved["text_config"]["per_layer_config"]
+        saved["text_config"].update(text_keys)
+        (tmp_path / "config.json").write_text(json.dumps(saved))
+    shape = read_shape(tmp_path, None)
+    assert shape is not None and shape.from_config and shape.lora_per_rank == real
+
+
 _MLLAMA_VISION = {"hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 2, "num_global_layers": 1,
                   "attention_heads": 2, "image_size": 28, "patch_size": 14, "vision_output_dim": 32}
 
