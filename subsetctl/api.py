@@ -40,6 +40,7 @@ from subsetctl.project import (
     atomic_write_text,
     keep_as_backup,
     manifests_read_once,
+    named_as_yaml,
     path_argument,
 )
 from subsetctl.reporter import Reporter, RichReporter, SilentReporter
@@ -111,7 +112,7 @@ def init_project(directory: str | Path, template: str = "quickstart", force: boo
     # (expanded: `init '~/q'` made ./~/q, which `plan ~/q` then did not find; not a str or path,
     # bytes among them: a UserError, not a TypeError from Path())
     directory = path_argument(directory, "directory (the project folder)", "myproject")
-    if directory.suffix.lower() in (".yaml", ".yml") and not directory.is_dir():  # a spec file named, not a folder
+    if named_as_yaml(directory) and not directory.is_dir():  # a spec file named, not a folder
         if directory.name != SPEC_FILENAME:  # `init myspec.yaml` made a folder myspec.yaml/ holding subsetctl.yaml
             raise UserError(
                 f"{directory} names a spec file, but a project is a folder whose spec is named {SPEC_FILENAME}, "

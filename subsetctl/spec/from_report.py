@@ -37,7 +37,9 @@ def report_json_path(path: Path) -> Path:
     names, or in the folder of the project's spec file it names (``proj/subsetctl.yaml``, as
     the other commands and `report --compare` take it; it was refused as "not valid JSON").
     A UserError when there is none."""
-    spec_file = path.is_file() and path.suffix.lower() in (".yaml", ".yml")
+    from subsetctl.project import named_as_yaml
+
+    spec_file = path.is_file() and named_as_yaml(path)
     found = path / "report.json" if path.is_dir() else path.parent / "report.json" if spec_file else path
     if not found.is_file():
         stdin = standard_input_note(path, "the spec's paths are made relative to the report's folder, "

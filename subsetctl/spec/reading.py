@@ -71,7 +71,7 @@ def _missing_spec_advice(path: Path) -> str:
     written as on Windows (``proj\\v2``) gets the path to write instead: `init` refuses it."""
     from subsetctl.errors import shell_arg, standard_input_note, windows_path_note
     from subsetctl.overview import sweep_projects
-    from subsetctl.project import enclosing_project, projects_named, spec_beside
+    from subsetctl.project import enclosing_project, named_as_yaml, projects_named, spec_beside
 
     if standard_input_note(path):
         return f"{standard_input_note(path)}."
@@ -83,7 +83,7 @@ def _missing_spec_advice(path: Path) -> str:
         beside = spec_beside(path)
         if beside is not None:  # `validate proj/subsetctl.yml`
             return f", but {beside} is there: `subsetctl validate {shell_arg(path.parent)}` checks it."
-        if path.suffix.lower() in (".yaml", ".yml"):
+        if named_as_yaml(path):
             return ". Create one with `subsetctl init DIR`."
         return f". Create a project there with `subsetctl init {shell_arg(path)}`."
     folder = path.parent
