@@ -1263,7 +1263,9 @@ class ExecutorSpec(StrictModel):
     connect_timeout: float = Field(
         5.0, gt=0, le=3600,
         description="Dask with an address: seconds to wait for the scheduler to answer, and again for "
-        "at least one worker to be connected to it (raise it for a cluster whose workers take longer to join).",
+        "at least one worker to be connected to it (raise it for a cluster whose workers take longer to join). "
+        "Later requests to the scheduler, subsetctl's checks of each worker's code before it gets work, and "
+        "fetching a finished estimate are given up after twice this plus a second.",
     )
 
 
