@@ -495,10 +495,10 @@ def _workers_or_here(estimator: SubsetEstimator, backend: str) -> str:
     long on a local Dask cluster (benchmarks/search_dask.py). So the first call runs on the
     workers (it starts them: untimed), then :data:`TIMED_CALLS` calls each way are timed
     alternately and the faster per subset is kept for the estimator's further calls. Both
-    ways give the same numbers up to the last bit: bit for bit where this process's BLAS and
-    each worker's have one thread (``OMP_NUM_THREADS=1``, which loky passes on to its workers;
-    without it they take the cores / ``n_jobs``, a local Dask cluster's one); with other
-    counts, a matrix product can sum in another order (~1e-16)."""
+    ways give the same numbers bit for bit, though this process's BLAS has its own thread
+    count (numpy's default: one a core) and each worker another (loky's: the cores /
+    ``n_jobs``; a local Dask cluster's: one): the built-in estimators factor their matrices on
+    one thread everywhere (:mod:`subsetctl.estimate.blas_threads`)."""
     attributes = _attribute_values(estimator)
     if not _same_estimator(_timed, estimator, attributes) or _timed["backend"] != backend:
         _timed.clear()

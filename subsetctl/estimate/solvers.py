@@ -25,7 +25,9 @@ for the target gives its *extended mask* over blocks.
 
 A mask's result does not depend on the other masks of its batch beyond floating-point
 round-off (BLAS kernels may round differently for different matrix widths); the same
-batches give bit-for-bit the same numbers, which the executors rely on.
+batches give bit-for-bit the same numbers, which the executors rely on, in any process
+whatever its BLAS threads (the Hessians are factored on one thread:
+:mod:`~subsetctl.estimate.blas_threads`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import numpy as np
 
 from subsetctl.errors import UserError
 from subsetctl.estimate.base import EstimateBatch, FeatureSet, SubsetEstimator
+from subsetctl.estimate.blas_threads import one_blas_thread
 from subsetctl.registry import ESTIMATORS
 
 DEFAULT_LAMBDA: float = 1.0
@@ -310,19 +313,21 @@ def _sparse_product(ext: np.ndarray, units: np.ndarray) -> np.ndarray:
 
 def _solve_many(hess: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Solve ``hess[k] w[k] = -g[k]`` for every k; rows that fail come back NaN with
-    ``ok = False`` instead of failing the whole batch."""
-    try:
-        return -np.linalg.solve(hess, g[..., None])[..., 0], np.ones(len(g), dtype=bool)
-    except np.linalg.LinAlgError:
-        w = np.full_like(g, np.nan)
-        ok = np.zeros(len(g), dtype=bool)
-        for k in range(len(g)):
-            try:
-                w[k] = -np.linalg.solve(hess[k], g[k])
-                ok[k] = True
-            except np.linalg.LinAlgError:
-                pass
-        return w, ok
+    ``ok = False`` instead of failing the whole batch. On one BLAS thread, so that the
+    solutions have the same bits in every process (:mod:`~subsetctl.estimate.blas_threads`)."""
+    with one_blas_thread():
+        try:
+            return -np.linalg.solve(hess, g[..., None])[..., 0], np.ones(len(g), dtype=bool)
+        except np.linalg.LinAlgError:
+            w = np.full_like(g, np.nan)
+            ok = np.zeros(len(g), dtype=bool)
+            for k in range(len(g)):
+                try:
+                    w[k] = -np.linalg.solve(hess[k], g[k])
+                    ok[k] = True
+                except np.linalg.LinAlgError:
+                    pass
+            return w, ok
 
 
 def _val_loss(val_x: np.ndarray, val_f: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -636,7 +641,8 @@ class ExactEstimator(SubsetEstimator):
         m = ext.shape[0]
         w, ok, n, _, hess, f0 = self.fast.solve_extended(ext)
         w = np.where(ok[:, None], w, 0.0)
-        minv = np.linalg.inv(hess)
+        with one_blas_thread():  # the same bits in every process, as _solve_many's
+            minv = np.linalg.inv(hess)
         plan = _Plan(ext)
         f, g, curv = self._evaluate(plan, n, w, want_curv=True)
         worse = ~(f <= f0)

@@ -8,7 +8,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
@@ -1565,3 +1565,30 @@ def test_a_run_killed_outright_leaves_no_semaphore_and_no_warning_of_one() -> No
     assert "leaked" not in killed.stderr and "resource_tracker" not in killed.stderr, killed.stderr[-800:]
     name = killed.stdout.strip().lstrip("/")
     assert name and not (Path("/dev/shm") / f"sem.{name}").exists()  # removed all the same
+
+
+@pytest.mark.parametrize("name", ["fast", "exact"])
+def test_this_process_on_two_blas_threads_gives_a_one_thread_workers_bits(
+        name: str, blas_threads_here: Callable[[int], object], monkeypatch: pytest.MonkeyPatch) -> None:
+    """At d = 128 OpenBLAS factors the Hessians (numpy.linalg.solve, inv) with another
+    algorithm on two threads than on one: the estimates of this process, on numpy's default
+    threads, differed in the last bit from those of loky workers on one thread each (2 cores,
+    n_jobs 2) or of a local Dask cluster's, so sequential and loky, or loky's calls kept here
+    and those on its workers, gave other bits. The factorizations run on one thread
+    everywhere now."""
+    from subsetctl.estimate import executors
+    from subsetctl.estimate.synthetic import make_synthetic_features
+    from subsetctl.registry import ESTIMATORS
+
+    features = make_synthetic_features(n_sources=6, rows_per_source=40, d=128, n_target_train=40, n_val=30,
+                                       seed=5, helpful=(0, 1), harmful=(2,))
+    estimator = ESTIMATORS.get(name)(features, lam=0.1)
+    masks = random_masks(48, features.n_sources, seed=6)
+    blas_threads_here(2)  # numpy's default on 2 cores
+    here = estimate_parallel(estimator, masks, backend="sequential")
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")  # what loky gives each of 2 workers on 2 cores
+    monkeypatch.setattr(executors, "TIMED_CALLS", 0)  # every call on the workers
+    try:
+        _assert_same(here, estimate_parallel(estimator, masks, backend="loky", n_jobs=2, batch_size=12))
+    finally:
+        executors.forget_dumped_estimator()
