@@ -14,8 +14,10 @@ follow which process computed them.
 :func:`one_blas_thread` runs such a factorization on one thread in every process (this one,
 a loky or a Dask worker), whatever its thread count, so the numbers are the same wherever an
 estimator runs. It sets the thread count of each OpenBLAS this process has loaded through
-OpenBLAS's own ``openblas_set_num_threads`` (what threadpoolctl, which subsetctl does not
-depend on, calls too), and puts it back afterwards. A numpy built on another BLAS (MKL,
+OpenBLAS's own ``openblas_set_num_threads`` (what threadpoolctl calls too), and puts it back
+afterwards. Not through threadpoolctl: besides being a new dependency, from 3.8 on it lets one
+Python thread at a time own OpenBLAS's limit and ignores the others' (and their restores), while
+the ``threading`` backend's workers open these blocks at once, each closing when it is done. A numpy built on another BLAS (MKL,
 Apple's Accelerate) is left as it is: there ``OMP_NUM_THREADS=1`` gives the same bits.
 """
 
