@@ -461,3 +461,101 @@ def test_key_lines_read_by_libyaml_are_those_the_pure_python_loader_reads() -> N
         patch.setattr(issues, "_FAST_LINE_LOADER", type("Refusing", (yaml.SafeLoader,), {
             "compose_document": lambda self: (_ for _ in ()).throw(yaml.YAMLError("refused"))}))
         assert issues._key_lines_of.__wrapped__(text) == fast
+
+
+LIBYAML = pytest.mark.skipif(not getattr(yaml, "__with_libyaml__", False), reason="PyYAML without libyaml")
+
+
+def _fast_load(text: str) -> Any:
+    """``text`` read by the spec's libyaml loader alone, as :func:`~subsetctl.spec.reading._spec_data`
+    first tries it (None where that one is missing)."""
+    from subsetctl.spec import reading
+    from subsetctl.spec.yaml_depth import safe_load_limited
+
+    assert reading._FAST_UNIQUE_KEY_LOADER is not None and not reading._READ_OTHERWISE_BY_LIBYAML.search(text), text
+    return safe_load_limited(text, reading._FAST_UNIQUE_KEY_LOADER)
+
+
+@LIBYAML
+@PROPERTY
+@given(_documents())
+def test_the_libyaml_spec_loader_reads_merges_and_aliases_as_the_pure_python_one(
+        doc: tuple[list[tuple[str, Any]], dict[str, Any]]) -> None:
+    """A spec is composed by libyaml where PyYAML has it (a spec of 2,000 sources read in a
+    quarter of the CPU): the documents of merges and aliases above, which it reads itself (no
+    fallback), give what the pure-Python loader gives and YAML defines."""
+    top, defs = doc
+    text = _emit(top)
+    assert _fast_load(text) == _load(text) == _expected(top, defs)[0], text
+
+
+#: pieces of YAML, with those libyaml reads otherwise than the pure-Python reader (tags, ``?`` in
+#: flow collections, block scalar headers, a BOM inside the text, tabs, directives)
+_PIECES = ["a", "b", "1", ":", ": ", " ", "  ", "\n", "\n  ", "- ", "-", "[", "]", "{", "}", ",", "'", '"', "#",
+           "&x", "*x", "<<", "?", "!", "!!str ", "|", ">", "%", "\t", "\\", "...", "---", "\r", "\u2028", "\x85",
+           "\ufeff", "\x07", "é", "~", "="]
+
+
+def _outcome(read: Any, text: str) -> tuple[Any, ...]:
+    """What ``read(text)`` gives: ("data", its repr) or ("error", its type and message)."""
+    try:
+        return "data", repr(read(text))
+    except Exception as exc:  # noqa: BLE001 (what either loader raises is compared, whatever it is)
+        return "error", type(exc).__name__, str(exc)
+
+
+@LIBYAML
+@settings(max_examples=3000, derandomize=True, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), min_size=1, max_size=25))
+def test_a_text_reads_the_same_with_libyaml_as_with_the_pure_python_loader(pieces: list[str]) -> None:
+    """Random texts, mostly malformed, give the spec reader the data or the error the pure-Python
+    loader gives: what libyaml would read otherwise (found this way: ``!`` alone null to one and
+    "" to the other, ``[a?b]``, ``|#``, a BOM past the start) is left to the pure-Python loader."""
+    from subsetctl.spec.reading import _spec_data, _UniqueKeyLoader
+    from subsetctl.spec.yaml_depth import safe_load_limited
+
+    text = "".join(pieces)
+    assert _outcome(_spec_data, text) == _outcome(lambda t: safe_load_limited(t, _UniqueKeyLoader), text)
+
+
+_GOOD = "target:\n  name: t\n  loader: {type: jsonl, path: t.jsonl}\nsources:\n  - name: a\n"
+
+
+@LIBYAML
+@pytest.mark.parametrize("text", [
+    _GOOD + "  - name: b\n    name: c\n",  # a key twice
+    _GOOD + "  - <<: {name: b, name: c}\n",  # twice in a mapping merged in place
+    _GOOD + "  - {~: 1, null: 2}\n",  # null twice
+    _GOOD + "x: &l0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
+        f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]\n" for i in range(1, 7)),  # aliases past the limit
+    _GOOD + "x: &a [*a]\n",  # an alias inside its own anchor
+    _GOOD + "x: " + "[" * 65 + "]" * 65 + "\n",  # flow past the limit
+    _GOOD + "x:\n" + "".join("  " * i + f"k{i}:\n" for i in range(1, 600)),  # block nested past the recursion limit
+    _GOOD + "x: 2024-13-45\n",  # a date YAML cannot make
+    _GOOD + "x: [1, 2\ny: 3\n",  # an unclosed bracket
+    _GOOD + "   - name: b\n",  # mis-indented
+    _GOOD + "x: {a: 1 b: 2}\n",  # a comma missing
+    _GOOD + "x: !!python/object:os.system 1\n",  # a tag no safe loader makes
+    _GOOD + "x: !foo 1\n",
+    _GOOD + "x: [a?b]\n",  # libyaml: text; the pure-Python scanner: a key
+    _GOOD + "x: |#\n  a\n",  # libyaml reads a block scalar
+    _GOOD + "x:\t1\n",  # a tab after a value
+    _GOOD + "---\nx: 1\n",  # two documents
+    "- a\n- b\n",  # no mapping
+])
+def test_a_bad_spec_gets_the_same_error_with_or_without_libyaml(tmp_path, text: str) -> None:
+    """read_yaml composes a spec with libyaml where PyYAML has it; what it refuses, or libyaml
+    cannot read as the pure-Python loader does, is read by the pure-Python loader: the same
+    message and line as when PyYAML has no libyaml."""
+    from subsetctl.spec import reading
+
+    spec = tmp_path / "subsetctl.yaml"
+    spec.write_text(text)
+    with pytest.raises(SpecError) as with_libyaml:
+        reading.read_yaml(spec)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(reading, "_FAST_UNIQUE_KEY_LOADER", None)
+        with pytest.raises(SpecError) as without:
+            reading.read_yaml(spec)
+    assert str(with_libyaml.value) == str(without.value)
+    assert getattr(with_libyaml.value, "line", None) == getattr(without.value, "line", None)
