@@ -538,6 +538,7 @@ _GOOD = "target:\n  name: t\n  loader: {type: jsonl, path: t.jsonl}\nsources:\n 
     _GOOD + "x: !!python/object:os.system 1\n",  # a tag no safe loader makes
     _GOOD + "x: !foo 1\n",
     _GOOD + "x: [a?b]\n",  # libyaml: text; the pure-Python scanner: a key
+    "\ufeff" + _GOOD + "x: [a?b]\n",  # (libyaml's marks leave the byte-order mark out)
     _GOOD + "x: |#\n  a\n",  # libyaml reads a block scalar
     _GOOD + "x:\t1\n",  # a tab after a value
     _GOOD + "---\nx: 1\n",  # two documents

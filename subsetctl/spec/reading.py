@@ -382,7 +382,7 @@ class _FastUniqueKeyLoader(_UniqueKeys, LibyamlDepthLimitedLoader):
 
     def __init__(self, text: str) -> None:
         super().__init__(text)
-        self._text = text
+        self._text = text.removeprefix("\ufeff")  # (libyaml's marks count from after a byte-order mark)
 
     def get_single_node(self) -> yaml.Node | None:
         root = super().get_single_node()
