@@ -23,6 +23,7 @@ from subsetctl.report.cells import (
     selected_cell,
     verify_k_cell,
     verify_notes,
+    verify_subset_table,
 )
 from subsetctl.report.markdown import render_markdown
 from subsetctl.report.render import render_full_report
@@ -1259,6 +1260,24 @@ def test_report_md_and_the_terminal_list_the_verify_subsets_with_their_losses() 
     render_full_report(report, Console(file=buffer, width=200))
     text = buffer.getvalue()
     assert "verify subsets" in text and "+10%" in text and "-6.3%" in text
+
+
+def test_verify_subsets_of_a_kind_left_uncalibrated_show_no_calibrated_estimate() -> None:
+    """With fewer than 4 usable fine-tunes (verify.k: 3) calibration is off and each kind's
+    ``calibrated`` values are its raw ones (the identity map): the verify subsets table showed
+    them under "calibrated estimate" and their error as "error (calibrated)", while the
+    selections table above said "–" for the calibrated estimates."""
+    off = {"enabled": False, "lam": 1.0, "slope": 1.0, "intercept": 0.0, "spearman": None,
+           "loo_median_rel_err": None, "notes": ["Calibration is off: 3 usable fine-tuned subsets"]}
+    entry = {"estimator": "fast", "subsets": [[], ["a"], ["a", "b"]], "true": [4.6148, 4.6163, 4.6150],
+             "raw": [4.5752, 4.5889, 4.5799], "calibrated": [4.5752, 4.5889, 4.5799], "calibration": off}
+    on = {**entry, "calibrated": [4.6150, 4.6161, 4.6149], "calibration": {**off, "enabled": True}}
+    report = {**_report(False), "verify": {"ce": entry, "surrogate": on}}
+    rows = verify_subset_table(report)[1]
+    assert rows[0] == ["ce", "(none)", "4.6148", "4.5752", "–", "–"], rows
+    assert rows[3][4:] == ["4.6150", "+0.0043%"], rows  # a calibrated kind keeps its estimates and their error
+    section = render_markdown(report, {}).split("### Verify subsets")[1]
+    assert "| ce | a | 4.6163 | 4.5889 | – | – |" in section and "4.5889 | 4.5889" not in section, section
 
 
 def test_report_md_names_the_folder_where_it_is_not_the_project_name(tiny_project_ran, tmp_path: Path) -> None:

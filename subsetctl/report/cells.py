@@ -855,7 +855,11 @@ def verify_subset_table(report: dict[str, Any]) -> tuple[list[str], list[list[st
     calibrated estimate, and the calibrated one's error relative to the real loss), in the
     order verify ran them, at most :data:`VERIFY_SUBSET_ROWS` (shared among the kinds), and how
     many are left out; from report.json's ``verify``. Only the PNG scatter showed them, whose
-    points on a small project fall on one another. None without verify."""
+    points on a small project fall on one another. None without verify. A kind whose
+    calibration is off (fewer than 4 usable fine-tunes, a slope not positive) has "–" for the
+    calibrated estimate and its error, as the selections table has: its ``calibrated`` values
+    are the raw ones (the identity map), which that column showed as calibrated, and their
+    error as the calibrated estimate's."""
     verify = report.get("verify")
     if not isinstance(verify, dict) or not verify:
         return None
@@ -865,6 +869,8 @@ def verify_subset_table(report: dict[str, Any]) -> tuple[list[str], list[list[st
     for kind, entry in verify.items():
         subsets = entry.get("subsets") or []
         true, raw, calibrated = (list(entry.get(key) or []) for key in ("true", "raw", "calibrated"))
+        if (entry.get("calibration") or {}).get("enabled") is False:
+            calibrated = []  # the identity map's: the raw estimates, not calibrated ones
         digits = loss_digits([*true, *raw, *calibrated])
         for i, subset in enumerate(subsets[:each]):
             real = true[i] if i < len(true) else None
