@@ -376,3 +376,23 @@ def test_test_rows_without_a_loss_are_left_out_of_the_comparison() -> None:
                        {"p": [1, 0, 1, 0], "a": [1, 0, 1, 0]})
     loss = paired_comparison(comparison, finetuned, per_run, seed=0, resamples=50)["vs"]["all"]["loss"]
     assert (loss["n"], loss["mean"], loss["better"]) == (3, pytest.approx(2 / 3), pytest.approx(2 / 3))
+
+
+def test_a_test_split_of_one_row_is_worded_as_one() -> None:
+    """A target with `split.test: 1` read "On the test split (1 test examples, ...)", "over the
+    1 test rows" and "the same on every one of the 1 test rows"."""
+    from subsetctl.report.cells import final_vs_baselines_line
+
+    comparison = {"final": "pick", "metric": "exact_match", "scores": {"pick": 0.0, "target_only": 0.0, "all": 0.0},
+                  "losses": {"pick": 4.743, "target_only": 4.740, "all": 4.743}, "stds": {}, "below": [],
+                  "seeds": 1, "n_test": 1}
+    finetuned = {"labels": {"pick": ["p1"], "target_only": ["t1"], "all": ["p1"]}}
+    per_run = _results({"p1": [4.743], "t1": [4.740]}, {"p1": [0], "t1": [0]})
+    paired = paired_comparison(comparison, finetuned, per_run, seed=0, resamples=50)
+    assert final_vs_baselines_line(comparison, checked=False).startswith(
+        "On the test split (1 test example, 1 seed each), exact_match:")
+    first, second = paired_lines({**comparison, "paired": paired})
+    assert first.startswith("Row by row, pick against target_only: the pick's test loss is higher by 0.003 (95% "
+                            "interval over the 1 test row: ") and first.endswith(
+        "its exact_match is the same on its one test row."), first
+    assert second.endswith("exact_match are all's on its one test row: no interval to give."), second

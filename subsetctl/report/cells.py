@@ -631,7 +631,8 @@ def final_vs_baselines_line(comparison: dict[str, Any] | None, checked: bool,
     shown = [final, *(b for b in BASELINES if b in scores and b != final)]  # (report.json sorts the keys)
     figures = ", ".join(f"{name(label)} {fmt(float(scores[label]), 3)}" for label in shown)
     read = f" from target.{comparison['test_from']}" if comparison.get("test_from") else ""
-    test = f"{comparison['n_test']} test examples{read}, " if comparison.get("n_test") else ""
+    n_test = comparison.get("n_test")
+    test = f"{n_test} test example{'' if n_test == 1 else 's'}{read}, " if n_test else ""
     seeds = comparison["seeds"]
     line = (f"On the test split ({test}{seeds} seed{'s' if seeds > 1 else ''} each), {comparison['metric']}: "
             f"{figures}")

@@ -178,6 +178,12 @@ def _difference(figures: dict[str, Any], more: str, less: str) -> str:
     return f"{word} by {mean:.{d}f} ({{percent}}% interval{{over}}: {low:.{d}f} to {high:.{d}f}"
 
 
+def _on_every_row(n: Any) -> str:
+    """" on every one of the 12 test rows", or " on its one test row" (a target split of a
+    single test row read "every one of the 1 test rows")."""
+    return " on its one test row" if n == 1 else f" on every one of the {n} test rows"
+
+
 def paired_lines(comparison: dict[str, Any] | None, name: Callable[[str], str] = str) -> list[str]:
     """The sentences for ``final_vs_baselines``' ``paired`` figures, one a baseline, e.g.
     "Row by row, all against target_only: the pick's test loss is lower by 0.015 (95% interval
@@ -196,7 +202,7 @@ def paired_lines(comparison: dict[str, Any] | None, name: Callable[[str], str] =
     for baseline in sorted(vs, key=lambda b: BASELINES.index(b) if b in BASELINES else len(BASELINES)):
         figures, parts = vs[baseline], []
         if figures.get("same_finetune"):
-            rows = f" on every one of the {figures['n']} test rows" if isinstance(figures.get("n"), int) else ""
+            rows = _on_every_row(figures["n"]) if isinstance(figures.get("n"), int) else ""
             lines.append(f"Row by row, {final} against {name(baseline)}: the same fine-tune ({final} picked the "
                          f"same sources as {name(baseline)}, and a subset is fine-tuned once), so its test loss and "
                          f"{metric} are {name(baseline)}'s{rows}: no interval to give.")
@@ -207,10 +213,11 @@ def paired_lines(comparison: dict[str, Any] | None, name: Callable[[str], str] =
                 continue
             what = "the pick's test loss" if key == "loss" else f"its {metric}"
             if not figure["better"] and not figure["worse"]:
-                parts.append(f"{what} is the same on every one of the {figure['n']} test rows")
+                parts.append(f"{what} is the same{_on_every_row(figure['n'])}")
                 continue
             words = ("lower", "higher") if key == "loss" else ("higher", "lower")
-            over = f" over the {figure['n']} test rows" if key == "loss" or not loss else ""
+            over = (f" over the {figure['n']} test row{'' if figure['n'] == 1 else 's'}" if key == "loss" or not loss
+                    else "")
             text = _difference(figure, *words).format(percent=percent, over=over)
             better, worse = ("lower", "higher") if key == "loss" else ("better", "worse")
             parts.append(f"{what} is {text}; {better} on {figure['better']:.0%} of them, {worse} on "
