@@ -1897,7 +1897,8 @@ def test_a_report_an_earlier_subsetctl_wrote_is_said_to_lack_what_it_lacks(tiny_
     project = tiny_project_ran()
     manifest_file = project / ".subsetctl" / "report" / "manifest.json"
     manifest = json.loads(manifest_file.read_text())
-    per_seed = ("run_settings (the executor, report, plugins and checkpoint spacing `init --from-report` writes back), "
+    per_seed = ("test_metrics' diverged_seeds (the fine-tunes that diverged, named under the test metrics), "
+                "run_settings (the executor, report, plugins and checkpoint spacing `init --from-report` writes back), "
                 "train_rows (each source's train rows, beside its scores), "
                 "final_vs_baselines' paired (the pick against each baseline row by row on the test rows), "
                 "settings' sources[{name}] keys, input_files' data_files, the data stage's counts as columns "
@@ -1918,7 +1919,7 @@ def test_a_report_an_earlier_subsetctl_wrote_is_said_to_lack_what_it_lacks(tiny_
         manifest["fingerprint"] = fingerprint(manifest["inputs"])
         manifest_file.write_text(json.dumps(manifest))
         [reason] = {s.name: s.reasons for s in plan_project(project)[2]}["report"]
-        assert f"without what this one writes there {named}" in reason and REPORT_FORMAT == 18, reason
+        assert f"without what this one writes there {named}" in reason and REPORT_FORMAT == 19, reason
         assert not left_out or left_out not in reason, reason
         assert "report_sources.csv" not in reason, reason  # (3 sources: a file only more than 200 get)
         assert "class_balance" not in reason, reason  # (a causal LM: only a classifier's report holds it)

@@ -1280,6 +1280,42 @@ def test_verify_subsets_of_a_kind_left_uncalibrated_show_no_calibrated_estimate(
     assert "| ce | a | 4.6163 | 4.5889 | – | – |" in section and "4.5889 | 4.5889" not in section, section
 
 
+def test_test_metrics_of_fine_tunes_that_diverged_are_named_and_draw_no_verdict() -> None:
+    """A fine-tune that diverged (finetune.lr: 1e38) keeps the untrained start's adapter: the
+    test metrics table, report.json's figures and the line under them ("The final pick scores
+    at least as well as both baselines") read as those of finished fine-tunes, only the
+    finetune stage's warning, far above, saying otherwise."""
+    from subsetctl.report.build import with_diverged_seeds
+    from subsetctl.report.cells import final_vs_baselines, final_vs_baselines_line
+
+    finetuned = {"labels": {"forward": ["f0", "f1"], "all": ["a0", "a1"], "target_only": ["t0", "t1"]}}
+    runs = {"f0": {"seed": 0, "diverged": False}, "f1": {"seed": 1, "diverged": True},
+            "a0": {"seed": 0, "diverged": True}, "a1": {"seed": 1, "diverged": True},
+            "t0": {"seed": 0, "diverged": False}, "t1": {"seed": 1, "diverged": False}}
+    table = with_diverged_seeds(_test_metrics({"forward": 0.0, "all": 0.0, "target_only": 0.0},
+                                              {"forward": 4.67, "all": 4.67, "target_only": 4.68}, seeds=2),
+                                finetuned, runs)
+    assert [table[label].get("diverged_seeds") for label in table] == [[1], [0, 1], None]
+    report = {**_report(False), "test_metrics": table}
+    comparison = final_vs_baselines(report)
+    assert comparison is not None and comparison["diverged"] == ["forward", "all"]
+    verdict = final_vs_baselines_line(comparison, checked=False)
+    assert verdict.endswith(": forward 0, target_only 0, all 0. The fine-tunes of forward and all diverged, so these "
+                            "figures do not say whether the selection paid off: lower finetune.lr (or raise "
+                            "finetune.batch_size) and run again."), verdict
+    note = ("Fine-tunes that diverged (the loss or an update became NaN or infinite): forward (seed 1); all "
+            "(seeds 0, 1). Their figures are those of the adapter kept before the divergence")
+    section = render_markdown(report, {}).split("## Test metrics")[1]
+    assert note in section and "at least as well" not in section, section
+    buffer = io.StringIO()
+    render_full_report(report, Console(file=buffer, width=400))
+    assert note in buffer.getvalue() and "at least as well" not in buffer.getvalue()
+    finished = _test_metrics({"forward": 0.0, "all": 0.0, "target_only": 0.0}, {"forward": 4.6, "all": 4.7,
+                                                                                 "target_only": 4.8}, seeds=2)
+    assert with_diverged_seeds(finished, finetuned, {k: {**r, "diverged": False} for k, r in runs.items()}) == finished
+    assert "diverged" not in final_vs_baselines({**report, "test_metrics": finished})
+
+
 def test_report_md_names_the_folder_where_it_is_not_the_project_name(tiny_project_ran, tmp_path: Path) -> None:
     """A sweep's 15 copies of a project each titled report.md "subsetctl report: tiny": the
     heading adds the folder's name where it differs (a copy's report.md, written in another

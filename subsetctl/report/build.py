@@ -35,8 +35,9 @@ from subsetctl.report.paired import paired_comparison
 #: 15: ``final_vs_baselines``' ``paired``, the pick against each baseline row by row on the test split;
 #: 16: a classifier's ``class_balance``, the rows per class of its test split and of each selection's fine-tunes;
 #: 17: ``train_rows`` and ``target_train_rows``, the rows each per-source score rests on (a column beside the scores);
-#: 18: ``run_settings``, the settings no result depends on of the run that wrote it (:func:`run_settings`)
-REPORT_FORMAT = 18
+#: 18: ``run_settings``, the settings no result depends on of the run that wrote it (:func:`run_settings`);
+#: 19: ``test_metrics``' ``diverged_seeds`` and ``final_vs_baselines``' ``diverged`` (:func:`with_diverged_seeds`)
+REPORT_FORMAT = 19
 
 #: what each :data:`REPORT_FORMAT` added, as `plan` names it for a report an earlier one wrote
 FORMAT_ADDITIONS = {2: "final_vs_baselines", 3: "final_vs_baselines' stds",
@@ -57,7 +58,8 @@ FORMAT_ADDITIONS = {2: "final_vs_baselines", 3: "final_vs_baselines' stds",
                     16: "a classifier's class_balance (the rows per class each selection was fine-tuned on)",
                     17: "train_rows (each source's train rows, beside its scores)",
                     18: "run_settings (the executor, report, plugins and checkpoint spacing `init --from-report` "
-                        "writes back)"}
+                        "writes back)",
+                    19: "test_metrics' diverged_seeds (the fine-tunes that diverged, named under the test metrics)"}
 
 
 #: the additions a project gets only with more sources than these (report_sources.csv: of more
@@ -189,6 +191,25 @@ def with_per_seed(table: dict[str, Any], finetuned: dict[str, Any] | None, per_r
         if "macro_f1_mean" in row:
             row["macro_f1_per_seed"] = [(r.get("metrics") or {}).get("macro_f1") for r in results]
         out[label] = row
+    return out
+
+
+def with_diverged_seeds(table: dict[str, Any], finetuned: dict[str, Any] | None, runs: Any) -> dict[str, Any]:
+    """The test metrics ``table`` with ``diverged_seeds`` on each selection one of whose
+    fine-tunes diverged (the finetune stage's runs.json, ``runs``: run key -> its record): the
+    seeds of those fine-tunes, whose figures are of the adapter kept before the divergence (the
+    untrained start where none was), not of a finished fine-tune. The stage warned once, at the
+    top of the report; the table, report.json's figures and the verdict under them read as
+    those of working fine-tunes."""
+    labels = finetuned.get("labels") if isinstance(finetuned, dict) else None
+    if not isinstance(labels, dict) or not isinstance(runs, dict):
+        return table
+    out = {}
+    for label, row in table.items():
+        records = [runs.get(key) for key in labels.get(label) or []]
+        seeds = sorted(r["seed"] for r in records if isinstance(r, dict) and r.get("diverged")
+                       and isinstance(r.get("seed"), int))
+        out[label] = {**row, "diverged_seeds": seeds} if seeds else row
     return out
 
 
@@ -1330,8 +1351,11 @@ def build_report(
         report["class_balance"] = balance
     metrics = None if "evaluate" in skip else _read(project.results_dir("evaluate") / "metrics.json")
     if metrics:
-        report["test_metrics"] = with_per_seed(metrics["metrics"], finetuned,
-                                               _read(project.results_dir("evaluate") / "per_run.json"))
+        from subsetctl.stages.finetune import RUNS
+
+        report["test_metrics"] = with_diverged_seeds(
+            with_per_seed(metrics["metrics"], finetuned, _read(project.results_dir("evaluate") / "per_run.json")),
+            finetuned, _read(project.results_dir("finetune") / RUNS))
         report["test_warnings"] = metrics.get("warnings", [])
         comparison = final_vs_baselines(report)
         if comparison:

@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from subsetctl.errors import shown_text
+from subsetctl.errors import joined_names, shown_text
 from subsetctl.report import BASELINES, OTHER_ANSWERS, class_of_key
 
 
@@ -496,6 +496,22 @@ def shared_finetune_line(report: dict[str, Any]) -> str | None:
             + "; ".join(", ".join(labels) for labels in shared) + ".")
 
 
+def diverged_finetunes_line(report: dict[str, Any]) -> str | None:
+    """Which rows of the test metrics table come from fine-tunes that diverged (report.json's
+    ``test_metrics``' ``diverged_seeds``), and what their figures are; None when none did.
+    The finetune stage's warning was the only word of it, far above the table, whose rows
+    read as those of finished fine-tunes."""
+    metrics = report.get("test_metrics") or {}
+    diverged = {label: m["diverged_seeds"] for label, m in metrics.items() if m.get("diverged_seeds")}
+    if not diverged:
+        return None
+    named = "; ".join(f"{label} (seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))})"
+                      for label, seeds in diverged.items())
+    return (f"Fine-tunes that diverged (the loss or an update became NaN or infinite): {named}. Their figures are "
+            "those of the adapter kept before the divergence (the untrained start where none was kept), not of a "
+            "finished fine-tune; lower finetune.lr (or raise finetune.batch_size) and run again.")
+
+
 #: the most classes :func:`class_balance_line` names for one set of rows; it sums the rest
 CLASSES_SHOWN = 6
 
@@ -590,6 +606,8 @@ def final_vs_baselines(report: dict[str, Any]) -> dict[str, Any] | None:
         "n_test": metrics[final].get("n_test"),
         "below": [b for b in baselines if scores[b] > scores[final]],
         **({"test_from": report["target_test_from"]} if report.get("target_test_from") else {}),
+        **({"diverged": diverged} if (diverged := [label for label in shown if metrics[label].get("diverged_seeds")])
+           else {}),
     }
 
 
@@ -636,6 +654,11 @@ def final_vs_baselines_line(comparison: dict[str, Any] | None, checked: bool,
     seeds = comparison["seeds"]
     line = (f"On the test split ({test}{seeds} seed{'s' if seeds > 1 else ''} each), {comparison['metric']}: "
             f"{figures}")
+    diverged = comparison.get("diverged") or []
+    if diverged:  # an untrained (or partly trained) adapter's figures say nothing of what its selection is worth
+        return (line + f". {'The fine-tunes' if len(diverged) > 1 else 'A fine-tune'} of "
+                f"{joined_names(list(map(name, diverged)))} diverged, so these figures do not say whether the selection "
+                "paid off: lower finetune.lr (or raise finetune.batch_size) and run again.")
     below = comparison["below"]
     noisy = [b for b in shown[1:] if _within_seed_noise(comparison, b)]
     spread = (f"the {'gaps' if len(noisy) > 1 else 'gap'} to {' and '.join(map(name, noisy))} "

@@ -18,6 +18,7 @@ from subsetctl.report.cells import (
     calibration_notes,
     calibration_state,
     class_balance_line,
+    diverged_finetunes_line,
     estimates_checked,
     few_rows_notes,
     final_vs_baselines_line,
@@ -427,9 +428,8 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str], folder: str |
             lines.append(f"| {md_name(label)} | {m['metric']} | {score} |{f1_cell} {loss} | {m['seeds']} |")
         for w in report.get("test_warnings", []):
             lines.append(f"\n> {md_text(w)}")
-        shared = shared_finetune_line(report)
-        if shared:
-            lines.append(f"\n> {md_text(shared)}")
+        for note in filter(None, (diverged_finetunes_line(report), shared_finetune_line(report))):
+            lines.append(f"\n> {md_text(note)}")
         # names as they are: md_text escapes an `_` at a word's edge as md_name does (and a label's `[` too)
         verdict = final_vs_baselines_line(report.get("final_vs_baselines"), estimates_checked(report))
         if verdict:

@@ -18,6 +18,7 @@ from subsetctl.report.cells import (
     calibration_notes,
     calibration_state,
     class_balance_line,
+    diverged_finetunes_line,
     estimates_checked,
     few_rows_notes,
     final_vs_baselines_line,
@@ -243,6 +244,9 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
         console.print(t)
         for warning in report.get("test_warnings", []):
             console.print(f"[yellow]test metrics: {escape(warning)}[/yellow]")
+        diverged = diverged_finetunes_line(report)
+        if diverged:
+            console.print(f"[yellow]{escape(diverged)}[/yellow]")
         shared = shared_finetune_line(report)
         if shared:
             console.print(f"[dim]{escape(shared)}[/dim]")
