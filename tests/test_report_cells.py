@@ -1316,6 +1316,31 @@ def test_test_metrics_of_fine_tunes_that_diverged_are_named_and_draw_no_verdict(
     assert "diverged" not in final_vs_baselines({**report, "test_metrics": finished})
 
 
+def test_the_estimated_and_test_figures_say_what_they_are_and_what_to_compare_them_with() -> None:
+    """The selections table gave "est. loss (raw)" and "(calibrated)", and the test metrics table
+    "score" and "test loss", with no unit, split or fine-tune: a reader set a raw estimate of 4.575
+    against a test loss of 4.669 as if one predicted the other."""
+    report = {**_report(False), "test_metrics": _test_metrics({"forward": 0.0, "all": 0.0}, {"forward": 4.67,
+                                                                                           "all": 4.68})}
+    markdown = render_markdown(report, {})
+    selections = markdown.split("## Selections")[1].split("## Test metrics")[0]
+    assert ("> est. loss: L-hat, the estimated loss on the target's validation rows of a fine-tune from theta\\* "
+            "(meta_init's adapter)") in selections and "Calibrated:" not in selections, selections
+    assert "> Compare the rows with one another and with target_only's, not with the test loss" in selections
+    test = markdown.split("## Test metrics")[1]
+    assert ("> score: exact_match, the share of test rows whose generated answer matches the reference (0 to 1); "
+            "higher is better.\n> test loss: the mean over the 10 test rows of each row's mean cross-entropy over its "
+            "response's tokens and the EOS token after it, in nats; lower is better.") in test, test
+    calibrated = {**report, "calibration": {**report["calibration"], "enabled": True, "slope": 0.9, "intercept": 0.5},
+                  "calibration_against": "ce"}
+    assert ("Calibrated: mapped by verify's ce fine-tunes onto their real validation loss (mean cross-entropy per "
+            "response token, in nats), calibrated = 0.9 x raw + 0.5.") in render_markdown(calibrated, {})
+    buffer = io.StringIO()
+    render_full_report(calibrated, Console(file=buffer, width=1000))
+    text = buffer.getvalue()
+    assert "est. loss: L-hat" in text and "calibrated = 0.9 x raw + 0.5" in text and "test loss: the mean over" in text
+
+
 def test_report_md_names_the_folder_where_it_is_not_the_project_name(tiny_project_ran, tmp_path: Path) -> None:
     """A sweep's 15 copies of a project each titled report.md "subsetctl report: tiny": the
     heading adds the folder's name where it differs (a copy's report.md, written in another

@@ -496,6 +496,57 @@ def shared_finetune_line(report: dict[str, Any]) -> str | None:
             + "; ".join(", ".join(labels) for labels in shared) + ".")
 
 
+#: what each task metric's score is, for :func:`test_figures_lines`
+METRIC_MEANINGS = {
+    "exact_match": "the share of test rows whose generated answer matches the reference (0 to 1)",
+    "accuracy": "the share of test rows given the right class (0 to 1)",
+    "reasoning_gym": "the mean of the reasoning-gym scorer's score of each test row (0 to 1)",
+    "mixed": "the mean of each test row's own score, reasoning-gym's or exact match (0 to 1)",
+}
+
+
+def estimate_figures_lines(report: dict[str, Any]) -> list[str]:
+    """What the selections table's estimated losses are and what to compare them with, a
+    sentence an item (report.md writes them as one quoted paragraph, a line each; the terminal
+    as one line): the table gave "est. loss raw" and "cal." with no unit or split, beside a test
+    loss of another split and another fine-tune that a reader set them against."""
+    cal = report.get("calibration") or {}
+    compare = ("Compare the rows with one another and with target_only's, not with the test loss (another split, "
+               "and the final fine-tunes start from the base model with finetune's settings).")
+    if cal.get("estimator") == "true_finetune":
+        return [("est. loss: each selection's real loss on the target's validation rows after a fine-tune from theta* "
+                 "(meta_init's adapter) on the target's train rows and the selection's (the true_finetune estimator, "
+                 "verify's settings); lower is better."), compare]
+    parts = [("est. loss: L-hat, the estimated loss on the target's validation rows of a fine-tune from theta* "
+              "(meta_init's adapter) on the target's train rows and the selection's; lower is better."),
+             ("Raw: in the estimate's own terms (the mean softplus of minus each row's log-odds of its gold answer, in "
+              "nats), on one scale only within one gradients and lambda setting.")]
+    if cal.get("enabled"):
+        against = report.get("calibration_against") or "ce"
+        unit = ("mean cross-entropy per response token, in nats" if against == "ce"
+                else "the surrogate loss, the mean softplus of minus the log-odds")
+        parts.append(f"Calibrated: mapped by verify's {against} fine-tunes onto their real validation loss ({unit}), "
+                     f"calibrated = {fmt(cal.get('slope'))} x raw + {fmt(cal.get('intercept'))}.")
+    return [*parts, compare]
+
+
+def test_figures_lines(report: dict[str, Any]) -> list[str]:
+    """What the test metrics table's score and test loss are (the unit, the rows, mean over
+    what), a sentence an item as :func:`estimate_figures_lines`: the table said "score" and
+    "test loss" alone."""
+    metrics = report.get("test_metrics") or {}
+    names = sorted({m.get("metric") for m in metrics.values() if isinstance(m.get("metric"), str)})
+    scores = "; ".join(f"{name}, {METRIC_MEANINGS[name]}" if name in METRIC_MEANINGS else name for name in names)
+    n_tests = sorted({m["n_test"] for m in metrics.values() if isinstance(m.get("n_test"), int)})
+    rows = (f"the {n_tests[0]:,} test row{'' if n_tests[0] == 1 else 's'}" if len(n_tests) == 1 else "the test rows")
+    per_row = ("cross-entropy of its gold class" if report.get("adapter_classes")
+               else "mean cross-entropy over its response's tokens and the EOS token after it")
+    return [f"score: {scores or 'the task metric'}; higher is better.",
+            f"test loss: the mean over {rows} of each row's {per_row}, in nats; lower is better.",
+            ("A selection's figures are those of its final fine-tunes (from the base model): the mean over the seeds "
+             "(± their standard deviation, ddof 0, with several).")]
+
+
 def diverged_finetunes_line(report: dict[str, Any]) -> str | None:
     """Which rows of the test metrics table come from fine-tunes that diverged (report.json's
     ``test_metrics``' ``diverged_seeds``), and what their figures are; None when none did.

@@ -19,6 +19,7 @@ from subsetctl.report.cells import (
     calibration_state,
     class_balance_line,
     diverged_finetunes_line,
+    estimate_figures_lines,
     estimates_checked,
     few_rows_notes,
     final_vs_baselines_line,
@@ -38,6 +39,7 @@ from subsetctl.report.cells import (
     sources_listed_apart,
     stage_warning_lines,
     strategy_notes,
+    test_figures_lines,
     test_loss_digits,
     test_metric_cells,
     threads_line,
@@ -370,7 +372,7 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str], folder: str |
             lines.append(f"| {label} (baseline) | {baseline_cell(r['selected'])} | "
                          f"{loss_cell(r['estimated_loss_raw'], raw_digits)} | "
                          f"{calibrated_loss_cell(r, bool(cal.get('enabled')), cal_digits)} |")
-        lines.append("")
+        lines += ["", *(f"> {md_text(part)}" for part in estimate_figures_lines(report)), ""]
         lines += [f"> calibration: {note}" for note in calibration_notes(report)] + ([""] if cal.get("notes") else [])
         lines += [f"> search {note}" for note in strategy_notes(report)] + ([""] if strategy_notes(report) else [])
         scored = {k: v for k, v in report["strategies"].items() if v["scores"]}
@@ -426,6 +428,7 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str], folder: str |
             score, loss = test_metric_cells(m, test_digits)
             f1_cell = f" {macro_f1_cell(m)} |" if f1 else ""
             lines.append(f"| {md_name(label)} | {m['metric']} | {score} |{f1_cell} {loss} | {m['seeds']} |")
+        lines += ["", *(f"> {md_text(part)}" for part in test_figures_lines(report))]
         for w in report.get("test_warnings", []):
             lines.append(f"\n> {md_text(w)}")
         for note in filter(None, (diverged_finetunes_line(report), shared_finetune_line(report))):

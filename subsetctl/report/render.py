@@ -19,6 +19,7 @@ from subsetctl.report.cells import (
     calibration_state,
     class_balance_line,
     diverged_finetunes_line,
+    estimate_figures_lines,
     estimates_checked,
     few_rows_notes,
     final_vs_baselines_line,
@@ -38,6 +39,7 @@ from subsetctl.report.cells import (
     sources_listed_apart,
     stage_warning_lines,
     strategy_notes,
+    test_figures_lines,
     test_loss_digits,
     test_metric_cells,
     threads_line,
@@ -153,6 +155,7 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
         for row in selection_rows:
             table.add_row(*row)
         console.print(table)
+        console.print(f"[dim]{escape(' '.join(estimate_figures_lines(report)))}[/dim]")
         for note in calibration_notes(report):
             console.print(f"[dim]calibration: {escape(note)}[/dim]")
         for note in strategy_notes(report):
@@ -242,6 +245,7 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
             score, loss, *f1_cell = cells
             t.add_row(label, m["metric"], score, *f1_cell, loss, str(m["seeds"]))
         console.print(t)
+        console.print(f"[dim]{escape(' '.join(test_figures_lines(report)))}[/dim]")
         for warning in report.get("test_warnings", []):
             console.print(f"[yellow]test metrics: {escape(warning)}[/yellow]")
         diverged = diverged_finetunes_line(report)
