@@ -1324,7 +1324,7 @@ def test_the_estimated_and_test_figures_say_what_they_are_and_what_to_compare_th
                                                                                            "all": 4.68})}
     markdown = render_markdown(report, {})
     selections = markdown.split("## Selections")[1].split("## Test metrics")[0]
-    assert ("> est. loss: L-hat, the estimated loss on the target's validation rows of a fine-tune from theta\\* "
+    assert ("> est. loss: L_hat, the estimated loss on the target's validation rows of a fine-tune from theta\\* "
             "(meta_init's adapter)") in selections and "Calibrated:" not in selections, selections
     assert "> Compare the rows with one another and with target_only's, not with the test loss" in selections
     test = markdown.split("## Test metrics")[1]
@@ -1338,7 +1338,27 @@ def test_the_estimated_and_test_figures_say_what_they_are_and_what_to_compare_th
     buffer = io.StringIO()
     render_full_report(calibrated, Console(file=buffer, width=1000))
     text = buffer.getvalue()
-    assert "est. loss: L-hat" in text and "calibrated = 0.9 x raw + 0.5" in text and "test loss: the mean over" in text
+    assert "est. loss: L_hat" in text and "calibrated = 0.9 x raw + 0.5" in text and "test loss: the mean over" in text
+
+
+def test_each_strategys_per_source_score_is_said_under_the_scores_table() -> None:
+    """The per-source scores' heading said only "higher = more helpful": exhaustive's Banzhaf
+    value of -0.001 sat beside gradient_similarity's cosine of 0.83 with nothing saying that one
+    is a mean drop in L_hat and the other a cosine. A plugin's strategy, whose score subsetctl
+    does not know, gets no note."""
+    row = {"selected": ["a"], "estimated_loss_raw": 4.6, "estimated_loss_calibrated": None}
+    report = {**_report(False), "strategies": {
+        "exhaustive": {**row, "strategy": "exhaustive", "scores": {"a": -0.0015, "b": -0.01}},
+        "cos": {**row, "strategy": "gradient_similarity", "scores": {"a": 0.33, "b": 0.19}},
+        "mine": {**row, "strategy": "my_plugin", "scores": {"a": 1.0, "b": 2.0}}}}
+    scores = render_markdown(report, {}).split("## Per-source scores")[1]
+    assert ("> exhaustive: the Banzhaf value, the mean drop in raw L_hat (nats) from adding the source over every "
+            "subset of the others.\n> cos: the cosine of the source's mean gradient with the target's (-1 to 1; no "
+            "estimate of L_hat).\n\n") in scores, scores
+    assert "> mine:" not in scores
+    buffer = io.StringIO()
+    render_full_report(report, Console(file=buffer, width=300))
+    assert "scores: exhaustive: the Banzhaf value" in buffer.getvalue() and "scores: mine" not in buffer.getvalue()
 
 
 def test_report_md_names_the_folder_where_it_is_not_the_project_name(tiny_project_ran, tmp_path: Path) -> None:

@@ -200,6 +200,32 @@ def rows_cell(report: dict[str, Any], source: str) -> str:
     return f"{rows:,}" + (f" (+{left_out:,} left out: no token to score)" if left_out else "")
 
 
+#: what each built-in strategy's per-source score is (README's "Strategies and what their
+#: per-source scores mean"), in L_hat's raw terms: the strategies rank by the raw estimates
+SCORE_MEANINGS = {
+    "random_ensemble": "the mean raw L_hat (nats) of its random subsets without the source minus that of those with it",
+    "surrogate": "minus the source's coefficient in a ridge fit of raw L_hat (nats) on which sources each subset holds",
+    "forward": "the drop in raw L_hat (nats) from adding the source, at the last step that considered it (0 if none "
+               "did)",
+    "backward": "the rise in raw L_hat (nats) from removing the source, at the last step that considered it (0 if "
+                "none did)",
+    "exhaustive": "the Banzhaf value, the mean drop in raw L_hat (nats) from adding the source over every subset of "
+                  "the others",
+    "gradient_similarity": "the cosine of the source's mean gradient with the target's (-1 to 1; no estimate of L_hat)",
+    "representation_similarity": "the cosine of the source's mean representation with the target's (-1 to 1; no "
+                                 "estimate of L_hat)",
+}
+
+
+def score_meaning_notes(report: dict[str, Any], scored: dict[str, Any]) -> list[str]:
+    """What each column of the per-source scores is, one note a strategy of ``scored`` (label
+    -> its report.json entry) that is built in: the heading said only "higher = more
+    helpful", and a Banzhaf value of -0.001 sat beside a cosine of 0.8. Differences of L_hat
+    are of the raw estimates, in nats."""
+    named = [(label, SCORE_MEANINGS.get(entry.get("strategy") or label)) for label, entry in scored.items()]
+    return [f"{label}: {meaning}." for label, meaning in named if meaning]
+
+
 def few_rows_notes(report: dict[str, Any]) -> list[str]:
     """A note naming the sources of fewer than :data:`FEW_ROWS` train rows: each source
     weighs in the estimates by its rows, so such a source's score rests on one or a few
@@ -517,7 +543,7 @@ def estimate_figures_lines(report: dict[str, Any]) -> list[str]:
         return [("est. loss: each selection's real loss on the target's validation rows after a fine-tune from theta* "
                  "(meta_init's adapter) on the target's train rows and the selection's (the true_finetune estimator, "
                  "verify's settings); lower is better."), compare]
-    parts = [("est. loss: L-hat, the estimated loss on the target's validation rows of a fine-tune from theta* "
+    parts = [("est. loss: L_hat, the estimated loss on the target's validation rows of a fine-tune from theta* "
               "(meta_init's adapter) on the target's train rows and the selection's; lower is better."),
              ("Raw: in the estimate's own terms (the mean softplus of minus each row's log-odds of its gold answer, in "
               "nats), on one scale only within one gradients and lambda setting.")]

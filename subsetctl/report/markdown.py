@@ -31,6 +31,7 @@ from subsetctl.report.cells import (
     repeats_cell,
     reproduce_facts,
     rows_cell,
+    score_meaning_notes,
     score_ranking,
     score_table_rows,
     selected_cell,
@@ -403,6 +404,8 @@ def render_markdown(report: dict[str, Any], plots: dict[str, str], folder: str |
                 table.append(f"| {md_name(s)} | " + (f"{rows_cell(report, s)} | " if counted else "") + " | ".join(_fmt(v["scores"].get(s)) + (" ✓" if s in chosen else "")
                                                            for v, chosen in zip(scored.values(), selected)) + " |")
             table.append("")
+            meanings = [f"> {md_text(note)}" for note in score_meaning_notes(report, scored)]
+            table += [*meanings, *([""] if meanings else [])]
             table += [line for note in few_rows_notes(report) for line in (f"> {note}", "")]
             if ranked and not apart:  # hundreds of rows: last, so that verify, the test metrics and the plots are not below them
                 appendix = table

@@ -31,6 +31,7 @@ from subsetctl.report.cells import (
     repeats_cell,
     reproduce_facts,
     rows_cell,
+    score_meaning_notes,
     score_ranking,
     score_table_rows,
     selected_cell,
@@ -195,7 +196,7 @@ def render_full_report(report: dict[str, Any], console: Any, all_sources: bool =
                     else:
                         t.add_row(s, *([row_cells[s]] if counted else []), *[cells[s][i] for i in group])
                 console.print(t)
-            for note in few_rows_notes(report):
+            for note in [*score_meaning_notes(report, scored), *few_rows_notes(report)]:
                 console.print(f"[dim]scores: {escape(note)}[/dim]")
     if report.get("verify"):
         t = Table(title="estimated vs. true (verify)", title_justify="left")
