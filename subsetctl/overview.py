@@ -28,6 +28,9 @@ LOOKED_AT = 500
 #: 1: the first numbered
 OVERVIEW_JSON_FORMAT = 1
 
+#: after the test loss of a final pick one of whose fine-tunes diverged (a line under the table says what it means)
+DIVERGED_MARK = " (diverged)"
+
 
 def holds_projects(folder: Path | None, *, nested: bool = True) -> bool:
     """Whether ``folder`` is no project itself but has project folders inside it, right there
@@ -101,14 +104,15 @@ def project_row(path: Path, *, import_plugins: bool = True) -> dict[str, Any]:
     out; "not run"; "running", with the ``running`` stage; "error", with ``error`` the one-line
     reason: a spec that cannot be read, whose results are still shown), the ``final`` pick and
     its ``sources`` (the last finished report's while a run redoes a stage before them), its ``test_loss`` and ``score`` (of ``metric``, the mean over fine-tune
-    seeds), the command-line ``overrides`` its results were made with (each with the stages
+    seeds; ``diverged``: true where one of its fine-tunes diverged, so that they are not a finished fine-tune's), the command-line ``overrides`` its results were made with (each with the stages
     that read it, as report.json's) and ``last_run``, the latest stage's ``written_at``."""
     from subsetctl.plugin_loading import plugins_not_imported
     from subsetctl.report.terminal import load_report_data
 
     row: dict[str, Any] = {"json_format": OVERVIEW_JSON_FORMAT, "project": path.name, "path": str(path),
                            "state": "not run", "stale": [], "not_run": [], "running": None, "final": None,
-                           "sources": None, "metric": None, "test_loss": None, "score": None, "overrides": {},
+                           "sources": None, "metric": None, "test_loss": None, "score": None, "diverged": False,
+                           "overrides": {},
                            "last_run": None, "error": None}
     try:
         with plugins_not_imported(not import_plugins):
@@ -179,7 +183,7 @@ def _pick(report: dict[str, Any]) -> dict[str, Any]:
     test = (report.get("test_metrics") or {}).get(final) or {}  # {} without evaluate
     return {"final": final, "sources": chosen.get("selected"), "metric": test.get("metric"),
             "test_loss": test.get("loss_mean"), "score": test.get("score_mean"),
-            "overrides": report.get("overrides") or {}}
+            "diverged": bool(test.get("diverged_seeds")), "overrides": report.get("overrides") or {}}
 
 
 def state_cell(row: dict[str, Any]) -> str:
@@ -302,7 +306,8 @@ def print_overview(rows: list[dict[str, Any]], folder: Path, console: Any, skipp
     heading = f"projects in {folder}" + (f" (score: {one_metric})" if one_metric else "")
     table = Table(title=heading, title_justify="left")
     numbers = {"sources": ["–" if row["sources"] is None else str(len(row["sources"])) for row in rows],
-               "test loss": [loss_cell(row["test_loss"]) for row in rows],
+               "test loss": [loss_cell(row["test_loss"]) + (DIVERGED_MARK if row.get("diverged") else "")
+                             for row in rows],
                "score": [fmt(row["score"], 3) + (f" {row['metric']}" if row["metric"] and not one_metric else "")
                          for row in rows]}
     texts = {"project": [row["project"] for row in rows],
@@ -323,6 +328,10 @@ def print_overview(rows: list[dict[str, Any]], folder: Path, console: Any, skipp
         console.print(note, markup=False, highlight=False, soft_wrap=False)  # (folded at the width, as the table)
     if note := _running_figures_note(rows):
         console.print(note, markup=False, highlight=False)
+    if any(row.get("diverged") for row in rows):
+        console.print(f"{DIVERGED_MARK.strip()}: a fine-tune of the final pick diverged (the loss became NaN or infinite), "
+                      "so its test loss and score are not those of a finished fine-tune; `subsetctl report DIR` names "
+                      "its seeds.", markup=False, highlight=False)
     for row in rows:
         if row["state"] == "error":
             console.print(f"{row['project']}: {row['error']}", markup=False, highlight=False)

@@ -231,3 +231,30 @@ def test_ls_of_a_sweep_with_short_names_folds_its_cells_between_words(width: int
     else:  # (the names are short: the columns' words alone leave no room)
         assert "(Left out for the columns to fit with their words whole in " in text, text
         assert "project names" not in text, text
+
+
+def test_ls_marks_the_test_loss_of_a_final_pick_whose_fine_tune_diverged() -> None:
+    """A sweep variant run with `finetune.lr: 1e38` showed its final pick's test loss and score
+    among the others', which its fine-tune's divergence made those of an untrained adapter:
+    `ls` said nothing of it (report.json's test_metrics now has diverged_seeds)."""
+    import io
+
+    from rich.console import Console
+
+    from subsetctl.overview import _pick, print_overview
+
+    report = {"final": "forward", "strategies": {"forward": {"selected": ["a"]}},
+              "test_metrics": {"forward": {"metric": "exact_match", "loss_mean": 4.672, "score_mean": 0.0,
+                                           "diverged_seeds": [0]}}}
+    assert _pick(report)["diverged"] is True
+    del report["test_metrics"]["forward"]["diverged_seeds"]
+    assert _pick(report)["diverged"] is False
+    rows = [{"project": name, "state": "up to date", "stale": [], "not_run": [], "running": None, "error": None,
+             "final": "forward", "sources": ["a"], "test_loss": 4.672, "score": 0.0, "metric": "exact_match",
+             "diverged": name == "lr1e38", "overrides": [], "last_run": None} for name in ("lr1e-3", "lr1e38")]
+    out = io.StringIO()
+    print_overview(rows, Path("sweep"), Console(file=out, width=160, force_terminal=False))
+    text = out.getvalue()
+    lines = {line.split("│")[1].strip(): line for line in text.splitlines() if line.startswith("│")}
+    assert "4.672 (diverged)" in lines["lr1e38"] and "diverged" not in lines["lr1e-3"], text
+    assert "(diverged): a fine-tune of the final pick diverged" in text, text
