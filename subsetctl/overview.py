@@ -28,9 +28,6 @@ LOOKED_AT = 500
 #: 1: the first numbered
 OVERVIEW_JSON_FORMAT = 1
 
-#: after the test loss of a final pick one of whose fine-tunes diverged (a line under the table says what it means)
-DIVERGED_MARK = " (diverged)"
-
 
 def holds_projects(folder: Path | None, *, nested: bool = True) -> bool:
     """Whether ``folder`` is no project itself but has project folders inside it, right there
@@ -299,7 +296,7 @@ def print_overview(rows: list[dict[str, Any]], folder: Path, console: Any, skipp
     from rich.markup import escape
     from rich.table import Table
 
-    from subsetctl.report.cells import fmt, loss_cell
+    from subsetctl.report.cells import DIVERGED_MARK, fmt, loss_cell
 
     metrics = {row["metric"] for row in rows if row["metric"]}
     one_metric = next(iter(metrics)) if len(metrics) == 1 else None  # named once, in the heading

@@ -50,7 +50,7 @@ def test_compare_puts_the_differing_settings_selections_and_figures_side_by_side
     assert rows["forward"]["estimate_a"] == 2.25  # calibrated, where the report's estimates are
     assert rows["all"]["same"] and rows["exhaustive"]["a"] is None and rows["exhaustive"]["b"] == ["b"]
     assert cmp["test"] == [{"selection": "forward", "metric": "exact_match", "a": 0.5, "b": 0.5,
-                            "loss_a": 2.0, "loss_b": 2.0}]
+                            "loss_a": 2.0, "loss_b": 2.0, "diverged_a": False, "diverged_b": False}]
     b["settings"] = None  # a report.json file: only its overrides are known
     assert compare_reports(a, b)["settings"] is None
 
@@ -573,3 +573,27 @@ def test_a_project_folder_whose_spec_moved_past_its_results_says_so(tiny_project
     (tmp_path / "v1.json").write_text((a / "report.json").read_text())  # a kept report.json: not judged
     cmp = json.loads(invoke("report", str(tmp_path / "v1.json"), "--compare", str(b), "--format", "json").output)
     assert cmp["stale"]["a"] is None
+
+
+def test_compare_marks_the_test_figures_of_fine_tunes_that_diverged() -> None:
+    """A variant run with `finetune.lr: 1e38` set its untrained adapter's test loss beside the
+    other variant's as if both were finished fine-tunes."""
+    import io
+
+    from rich.console import Console
+
+    from subsetctl.report.compare import render_comparison
+
+    a, b = _side("A", ["a"], {"finetune.lr": 0.001}), _side("B", ["a"], {"finetune.lr": 1e38})
+    b["report"]["test_metrics"]["forward"]["diverged_seeds"] = [0]
+    cmp = compare_reports(a, b)
+    assert (cmp["test"][0]["diverged_a"], cmp["test"][0]["diverged_b"]) == (False, True)
+    buffer = io.StringIO()
+    render_comparison(cmp, Console(file=buffer, width=200))
+    text = buffer.getvalue()
+    row = next(line for line in text.split("test metrics")[1].splitlines() if line.startswith("│ forward"))
+    assert row.rstrip(" │").endswith("2 (diverged)") and row.count("(diverged)") == 1, text
+    assert "(diverged): a fine-tune of that selection diverged on that side" in text, text
+    buffer = io.StringIO()
+    render_comparison(compare_reports(a, a), Console(file=buffer, width=200))
+    assert "diverged" not in buffer.getvalue()

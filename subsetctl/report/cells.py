@@ -573,6 +573,11 @@ def test_figures_lines(report: dict[str, Any]) -> list[str]:
              "(± their standard deviation, ddof 0, with several).")]
 
 
+#: after a test loss of fine-tunes one of which diverged, where a table has no room to say more
+#: (`ls`, `report --compare`; a line under the table says what it means)
+DIVERGED_MARK = " (diverged)"
+
+
 def diverged_finetunes_line(report: dict[str, Any]) -> str | None:
     """Which rows of the test metrics table come from fine-tunes that diverged (report.json's
     ``test_metrics``' ``diverged_seeds``), and what their figures are; None when none did.

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from subsetctl.errors import NotFoundError, UserError, json_file_problem, shell_arg, standard_input_note
-from subsetctl.report.cells import SELECTED_SHOWN, random_baselines_seeds, selected_cell
+from subsetctl.report.cells import DIVERGED_MARK, SELECTED_SHOWN, random_baselines_seeds, selected_cell
 
 #: the version of what :func:`compare_reports` returns, which `report --compare --format json`
 #: prints (its top-level ``json_format``), raised as `report --format json`'s is
@@ -142,7 +142,9 @@ def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     ``calibrated_against`` (``{a, b}``: the verify kind, ``ce`` or ``surrogate``, a calibrated
     side's map was fitted to; null for one not calibrated), ``selections`` (``[{selection, a, b, same, estimate_a, estimate_b}]``,
     the sources each picked, in the first side's order, then the second's others),
-    ``test`` (``[{selection, metric, a, b, loss_a, loss_b}]``, the test score and loss means),
+    ``test`` (``[{selection, metric, a, b, loss_a, loss_b, diverged_a, diverged_b}]``, the test score and loss
+    means, and whether a fine-tune of that selection diverged on each side, its figures then not a finished
+    fine-tune's),
     ``input_files`` (``[{file, a, b}]``, the input files whose sha256, or package version, differ,
     :func:`input_digests`; None where a side's report has no ``input_files``, an earlier
     subsetctl's), ``random_seeds`` (``{a, b}``, each random baseline's label -> the seed it
@@ -184,7 +186,8 @@ def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         if ta or tb:
             test.append({"selection": name, "metric": ta.get("metric") or tb.get("metric"),
                          "a": ta.get("score_mean"), "b": tb.get("score_mean"),
-                         "loss_a": ta.get("loss_mean"), "loss_b": tb.get("loss_mean")})
+                         "loss_a": ta.get("loss_mean"), "loss_b": tb.get("loss_mean"),
+                         "diverged_a": bool(ta.get("diverged_seeds")), "diverged_b": bool(tb.get("diverged_seeds"))})
     cal_a, cal_b = ra.get("calibration") or {}, rb.get("calibration") or {}
     return {
         "json_format": COMPARE_JSON_FORMAT, "a": a["label"], "b": b["label"], "settings": settings,
@@ -498,9 +501,14 @@ def render_comparison(cmp: dict[str, Any], console: Any) -> None:
         for column in ("selection", "metric", "A score", "B score", "A test loss", "B test loss"):
             table.add_column(column, overflow="fold", justify="left" if column in ("selection", "metric") else "right")
         for row in cmp["test"]:
+            marks = {side: DIVERGED_MARK if row.get(f"diverged_{side}") else "" for side in ("a", "b")}
             table.add_row(escape(row["selection"]), escape(_cell(row["metric"])), _cell(row["a"]), _cell(row["b"]),
-                          _cell(row["loss_a"]), _cell(row["loss_b"]))
+                          _cell(row["loss_a"]) + escape(marks["a"]), _cell(row["loss_b"]) + escape(marks["b"]))
         console.print(table)
+        if any(row.get("diverged_a") or row.get("diverged_b") for row in cmp["test"]):
+            console.print(f"{escape(DIVERGED_MARK.strip())}: a fine-tune of that selection diverged on that side (the loss "
+                          "became NaN or infinite), so its figures are not those of a finished fine-tune; "
+                          "`subsetctl report` of that side names its seeds.")
     console.print("est. loss: calibrated where the report's estimates are (nats of a real fine-tune), else raw; "
                   "raw estimates of variants with other gradients or lambda are not on one scale."
                   + (_scales_differ(estimates, cmp.get("calibrated_against")) or ""))
