@@ -57,8 +57,8 @@ def _loaded_library_paths() -> set[str]:
     elsewhere those numpy's wheel ships (macOS: ``numpy/.dylibs``), of which only the loaded
     ones are opened (:func:`_loaded_openblas`)."""
     maps = Path("/proc/self/maps")
-    with contextlib.suppress(OSError):
-        fields = (line.split(maxsplit=5) for line in maps.read_text().splitlines())
+    with contextlib.suppress(OSError):  # as the file system names them: a name need not be UTF-8
+        fields = (line.split(maxsplit=5) for line in os.fsdecode(maps.read_bytes()).splitlines())
         return {parts[5].strip() for parts in fields if len(parts) == 6 and parts[5].startswith("/")}
     import numpy
 
@@ -121,3 +121,21 @@ def one_blas_thread() -> Iterator[None]:
                     if threads != 1:
                         library.set_threads(threads)
                 _put_back.clear()
+
+
+def _after_fork_in_child() -> None:
+    """A child forked while blocks were open in other threads (which the child lacks) starts
+    with none open, its OpenBLAS's counts put back, and a lock no thread holds: else a lock
+    held at the fork would hang its first estimate, and its counts would stay at one."""
+    global _lock, _open_blocks
+    _lock = threading.Lock()
+    if _open_blocks:
+        for library, threads in _put_back:
+            if threads != 1:
+                library.set_threads(threads)
+    _open_blocks = 0
+    _put_back.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
