@@ -3,9 +3,9 @@
 OpenBLAS (numpy's BLAS and LAPACK in its pip wheels) factors a matrix (``getrf``, under
 ``numpy.linalg.solve`` and ``numpy.linalg.inv``) with one algorithm on one thread and with
 another, split for threads, on more (past 10,000 entries): the two round differently, ~1e-16
-(at d = 128 to 512; d = 64 is factored on one thread anyway). The estimators' other products (matrix-vector products, and matrix
-products of whole numbers, see :class:`~subsetctl.estimate.solvers._ExactSums`) give the same
-bits on one thread as on several. So without this, the ``fast`` and ``exact`` estimates from
+(at d = 128 to 512; d = 64 is factored on one thread anyway). The estimators' other products
+(matrix-vector products, and matrix products of whole numbers, see
+:class:`~subsetctl.estimate.solvers._ExactSums`) give the same bits on one thread as on several. So without this, the ``fast`` and ``exact`` estimates from
 d = 128 on computed in a process with numpy's default threads (one a core) differed in the last
 bit from those of a loky worker given one thread (the cores / ``n_jobs``: 2 cores, 2 jobs) or
 of a local Dask worker (always one), and a search's picks between near-equal subsets could
@@ -17,8 +17,9 @@ estimator runs. It sets the thread count of each OpenBLAS this process has loade
 OpenBLAS's own ``openblas_set_num_threads`` (what threadpoolctl calls too), and puts it back
 afterwards. Not through threadpoolctl: besides being a new dependency, from 3.8 on it lets one
 Python thread at a time own OpenBLAS's limit and ignores the others' (and their restores), while
-the ``threading`` backend's workers open these blocks at once, each closing when it is done. A numpy built on another BLAS (MKL,
-Apple's Accelerate) is left as it is: there ``OMP_NUM_THREADS=1`` gives the same bits.
+the ``threading`` backend's workers open these blocks at once, each closing when it is done.
+A numpy built on another BLAS is left as it is: there ``OMP_NUM_THREADS=1`` (MKL) or
+``VECLIB_MAXIMUM_THREADS=1`` (Apple's Accelerate) gives the same bits.
 """
 
 from __future__ import annotations
