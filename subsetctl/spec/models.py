@@ -1264,8 +1264,9 @@ class ExecutorSpec(StrictModel):
         5.0, gt=0, le=3600,
         description="Dask with an address: seconds to wait for the scheduler to answer, and again for "
         "at least one worker to be connected to it (raise it for a cluster whose workers take longer to join). "
-        "Later requests to the scheduler, subsetctl's checks of each worker's code before it gets work, and "
-        "fetching a finished estimate are given up after twice this plus a second.",
+        "Later requests to the scheduler and subsetctl's checks of each worker's code before it gets work are "
+        "given up after twice this plus a second; a finished estimate whose fetch takes that long has the "
+        "scheduler asked, and waits on if it answers.",
     )
 
 
