@@ -28,6 +28,7 @@ from torch import nn
 
 from subsetctl.errors import UserError
 from subsetctl.gradients.projectors import Projector
+from subsetctl.modeling.modes import in_eval_mode
 from subsetctl.modeling.outputs import causal_lm_scores, classifier_f
 
 KINDS = ("causal-lm", "classifier")
@@ -150,16 +151,14 @@ class PerExampleGradientEngine:
     ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """f (B,), repr (B, h) and the per-example gradient chunks, one (B, numel) per
         parameter in :attr:`param_names` order (unprojected)."""
-        was_training = self.model.training
-        self.model.eval()  # no dropout: gradients of the deterministic model
-        records, handles = self._capture()
-        try:
-            with torch.enable_grad():
-                f, rep, gathered = self._forward_f(batch)
-        finally:
-            for h in handles:
-                h.remove()
-            self.model.train(was_training)
+        with in_eval_mode(self.model):  # no dropout: gradients of the deterministic model
+            records, handles = self._capture()
+            try:
+                with torch.enable_grad():
+                    f, rep, gathered = self._forward_f(batch)
+            finally:
+                for h in handles:
+                    h.remove()
         pairs = [(m, x, y) for m in self._modules for (x, y) in records[id(m)]]
         outputs = [y for _, _, y in pairs]
         grads = torch.autograd.grad(f.sum(), outputs, allow_unused=True)

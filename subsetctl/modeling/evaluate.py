@@ -36,6 +36,7 @@ from subsetctl.modeling.encoding import (
     template_preamble_tokens,
     tokenize_responses,
 )
+from subsetctl.modeling.modes import in_eval_mode
 from subsetctl.modeling.outputs import surrogate_loss
 from subsetctl.modeling.train import per_example_outputs
 from subsetctl.row_metadata import is_reasoning_gym_row, row_metadata
@@ -201,26 +202,21 @@ def generate_answers(
     encoded = [ids[-room:] for ids in _generation_prompt_ids(tokenizer, prompts, contexts)]
     answers: list[str] = [""] * len(prompts)
     order = np.argsort([len(e) for e in encoded], kind="stable")
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for start in range(0, len(order), max(1, batch_size)):
-                idx = order[start : start + max(1, batch_size)]
-                width = max(len(encoded[i]) for i in idx)
-                ids = torch.full((len(idx), width), pad, dtype=torch.long)
-                attn = torch.zeros((len(idx), width), dtype=torch.long)
-                for row, i in enumerate(idx):
-                    seq = encoded[i]
-                    ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
-                    attn[row, width - len(seq) :] = 1
-                out = model.generate(
-                    input_ids=ids.to(device), attention_mask=attn.to(device), generation_config=gen_config
-                )
-                for row, i in enumerate(idx):
-                    answers[i] = tokenizer.decode(out[row, width:], skip_special_tokens=True).strip()
-    finally:
-        model.train(was_training)
+    with in_eval_mode(model), torch.inference_mode():
+        for start in range(0, len(order), max(1, batch_size)):
+            idx = order[start : start + max(1, batch_size)]
+            width = max(len(encoded[i]) for i in idx)
+            ids = torch.full((len(idx), width), pad, dtype=torch.long)
+            attn = torch.zeros((len(idx), width), dtype=torch.long)
+            for row, i in enumerate(idx):
+                seq = encoded[i]
+                ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
+                attn[row, width - len(seq) :] = 1
+            out = model.generate(
+                input_ids=ids.to(device), attention_mask=attn.to(device), generation_config=gen_config
+            )
+            for row, i in enumerate(idx):
+                answers[i] = tokenizer.decode(out[row, width:], skip_special_tokens=True).strip()
     return answers
 
 
@@ -234,21 +230,16 @@ def _classify(
 
     device = next(model.parameters()).device
     preds: list[int] = []
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for start in range(0, len(examples), max(1, batch_size)):
-                chunk = examples[start : start + max(1, batch_size)]
-                batch = encode_classifier(
-                    tokenizer, [str(e["prompt"]) for e in chunk], [int(e["label"]) for e in chunk], max_length
-                )
-                logits = model(
-                    input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)
-                ).logits
-                preds.extend(int(x) for x in logits.argmax(dim=-1).cpu())
-    finally:
-        model.train(was_training)
+    with in_eval_mode(model), torch.inference_mode():
+        for start in range(0, len(examples), max(1, batch_size)):
+            chunk = examples[start : start + max(1, batch_size)]
+            batch = encode_classifier(
+                tokenizer, [str(e["prompt"]) for e in chunk], [int(e["label"]) for e in chunk], max_length
+            )
+            logits = model(
+                input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)
+            ).logits
+            preds.extend(int(x) for x in logits.argmax(dim=-1).cpu())
     return preds
 
 

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from subsetctl.errors import UserError
 from subsetctl.modeling.encoding import TruncationCounts, encode_rows, make_batch, row_context
 from subsetctl.modeling.lora import load_adapter_weights, save_adapter, write_adapter
+from subsetctl.modeling.modes import in_eval_mode
 from subsetctl.modeling.outputs import causal_lm_scores, classifier_f, surrogate_loss
 from subsetctl.project import remove_tree, replace_dir
 from subsetctl.text_rows import TEXT_KEY, is_text_row
@@ -204,20 +205,15 @@ def per_example_outputs(
     f_out = np.zeros(len(items))
     ce_out = np.zeros(len(items))
     device = _model_device(model)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for start in range(0, len(items), max(1, batch_size)):
-                idx = order[start : start + max(1, batch_size)]
-                batch = _to(make_batch(tokenizer, [items[i] for i in idx], kind, max_length), device)
-                f, ce = _per_example(model, batch, kind)
-                f_out[idx] = f.double().cpu().numpy()
-                ce_out[idx] = ce.double().cpu().numpy()
-                if progress is not None:
-                    progress(min(start + max(1, batch_size), len(items)))
-    finally:
-        model.train(was_training)
+    with in_eval_mode(model), torch.inference_mode():
+        for start in range(0, len(items), max(1, batch_size)):
+            idx = order[start : start + max(1, batch_size)]
+            batch = _to(make_batch(tokenizer, [items[i] for i in idx], kind, max_length), device)
+            f, ce = _per_example(model, batch, kind)
+            f_out[idx] = f.double().cpu().numpy()
+            ce_out[idx] = ce.double().cpu().numpy()
+            if progress is not None:
+                progress(min(start + max(1, batch_size), len(items)))
     scored = np.array([any(it.response_mask) for it in items]) if kind == "causal-lm" else np.ones(len(items), bool)
     f_out[~scored] = ce_out[~scored] = np.nan
     return {"f": f_out, "ce": ce_out, "scored": scored}

@@ -647,18 +647,14 @@ class GradientsStage(common.ModelStage):
         import torch
 
         from subsetctl.modeling.encoding import encode_rows, make_batch
+        from subsetctl.modeling.modes import in_eval_mode
 
         if not items:
             return 0
         batch = make_batch(tokenizer, encode_rows(tokenizer, items[:1], kind, max_length), kind, max_length)
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                out = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
-                            output_hidden_states=True)
-        finally:
-            model.train(was_training)
+        with in_eval_mode(model), torch.no_grad():
+            out = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
+                        output_hidden_states=True)
         states = getattr(out, "hidden_states", None)
         return int(states[-1].shape[-1]) if states else 0
 
