@@ -253,12 +253,11 @@ def _estimate_random_subsets(
     return masks, losses, size, notices + more
 
 
-@STRATEGIES.register("random_ensemble", "score sources by mean L_hat over random subsets")
-class RandomEnsemble(Strategy):
-    """Estimate m random subsets of size round(alpha*n) and score each source by how
-    much lower the estimated loss is in subsets that contain it."""
-
-    Params = RandomSubsetParams
+class _RandomSubsetsStrategy(Strategy):
+    """A strategy that scores sources from the losses of m random subsets of size
+    round(alpha*n) (:func:`_estimate_random_subsets`), then selects by the scores: what
+    `validate` says of its spec (fewer than 2 sources) and how many subsets it estimates at
+    most are the same for each."""
 
     @classmethod
     def check_spec(cls, params: StrategyParams, n_sources: int, earlier: list[str]) -> str | None:
@@ -267,6 +266,14 @@ class RandomEnsemble(Strategy):
     @classmethod
     def max_subsets(cls, params: RandomSubsetParams, n_sources: int) -> int | None:  # type: ignore[override]
         return _random_subsets_bound(params, n_sources)
+
+
+@STRATEGIES.register("random_ensemble", "score sources by mean L_hat over random subsets")
+class RandomEnsemble(_RandomSubsetsStrategy):
+    """Estimate m random subsets of size round(alpha*n) and score each source by how
+    much lower the estimated loss is in subsets that contain it."""
+
+    Params = RandomSubsetParams
 
     def run(
         self, estimator: SubsetEstimator, context: SearchContext, params: RandomSubsetParams
@@ -372,7 +379,7 @@ def fit_ridge(
 
 
 @STRATEGIES.register("surrogate", "ridge surrogate of L_hat on subset indicators")
-class Surrogate(Strategy):
+class Surrogate(_RandomSubsetsStrategy):
     """Fit L_hat(S) ~ b + sum_k c_k [k in S] by ridge on random subsets; score = -c_k.
 
     A share of the subsets is held out to report how well the linear surrogate predicts
@@ -382,14 +389,6 @@ class Surrogate(Strategy):
     """
 
     Params = SurrogateParams
-
-    @classmethod
-    def check_spec(cls, params: StrategyParams, n_sources: int, earlier: list[str]) -> str | None:
-        return _too_few_sources(n_sources, cls.name)
-
-    @classmethod
-    def max_subsets(cls, params: SurrogateParams, n_sources: int) -> int | None:  # type: ignore[override]
-        return _random_subsets_bound(params, n_sources)
 
     def run(
         self, estimator: SubsetEstimator, context: SearchContext, params: SurrogateParams
