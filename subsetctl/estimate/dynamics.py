@@ -44,6 +44,7 @@ from subsetctl.estimate.solvers import (
     _Rows,
     _rows_times,
     _val_loss,
+    _validation_rows,
     extend_masks,
 )
 from subsetctl.registry import ESTIMATORS
@@ -114,8 +115,7 @@ class LinearSGDEstimator(SubsetEstimator):
         self.seed, self.replay, self.chunk_size = int(seed), bool(replay), int(chunk_size)
         self._sources = list(features.sources)
         self.rows = _Rows.stack(*_as_blocks(features))  # train rows of all blocks, target first
-        self.val_x = np.ascontiguousarray(features.val_x, dtype=np.float64)
-        self.val_f = np.ascontiguousarray(features.val_f, dtype=np.float64)
+        self.val_x, self.val_f = _validation_rows(features)
 
     @property
     def sources(self) -> list[str]:

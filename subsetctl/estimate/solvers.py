@@ -163,6 +163,14 @@ def _as_blocks(features: FeatureSet) -> tuple[list[np.ndarray], list[np.ndarray]
     return xs, fs
 
 
+def _validation_rows(features: FeatureSet) -> tuple[np.ndarray, np.ndarray]:
+    """The target's validation rows of ``features`` (checked by :func:`_as_blocks`), x and f as
+    contiguous float64 arrays: where each estimator evaluates ``L_hat`` (:func:`_val_loss`), and
+    part of what its fingerprint hashes."""
+    return (np.ascontiguousarray(features.val_x, dtype=np.float64),
+            np.ascontiguousarray(features.val_f, dtype=np.float64))
+
+
 def _hash_arrays(parts: list[np.ndarray], extra: str) -> str:
     h = hashlib.sha256(extra.encode())
     for a in parts:
@@ -384,8 +392,7 @@ class FastEstimator(SubsetEstimator):
         xs, fs = _as_blocks(features)
         self._sources = list(features.sources)
         self.stats = SufficientStats.from_blocks(xs, fs)
-        self.val_x = np.ascontiguousarray(features.val_x, dtype=np.float64)
-        self.val_f = np.ascontiguousarray(features.val_f, dtype=np.float64)
+        self.val_x, self.val_f = _validation_rows(features)
 
     @property
     def sources(self) -> list[str]:
