@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Literal
+from abc import abstractmethod
+from typing import Any, Literal
 
 import numpy as np
 import scipy.linalg
@@ -255,9 +256,36 @@ def _estimate_random_subsets(
 
 class _RandomSubsetsStrategy(Strategy):
     """A strategy that scores sources from the losses of m random subsets of size
-    round(alpha*n) (:func:`_estimate_random_subsets`), then selects by the scores: what
-    `validate` says of its spec (fewer than 2 sources) and how many subsets it estimates at
-    most are the same for each."""
+    round(alpha*n) (:func:`_estimate_random_subsets`), then selects by the scores
+    (:func:`select_by_scores`). Each subclass says only how it scores
+    (:meth:`score_sources`); the run around it, what `validate` says of its spec (fewer than 2
+    sources) and how many subsets it estimates at most are the same for each."""
+
+    def run(
+        self, estimator: SubsetEstimator, context: SearchContext, params: RandomSubsetParams
+    ) -> StrategyResult:
+        memo = SubsetMemo(estimator, context, self.name)
+        masks, losses, size, notices = _estimate_random_subsets(memo, context, params, self.name)
+        scores, more, found = self.score_sources(memo, context, params, masks, losses, size)
+        mask, loss, diag, sel_notices = select_by_scores(memo, scores, params)
+        return StrategyResult(
+            strategy=self.name,
+            selected=memo.names(mask),
+            scores=_scores_dict(memo.sources, scores),
+            estimated_loss=loss,
+            trace=memo.trace,
+            notices=notices + more + sel_notices + memo.notices(),
+            diagnostics={"subset_size": size, "n_subsets": len(masks), **found, **diag, **memo.diagnostics()},
+        )
+
+    @abstractmethod
+    def score_sources(
+        self, memo: SubsetMemo, context: SearchContext, params: RandomSubsetParams, masks: np.ndarray,
+        losses: np.ndarray, size: int,
+    ) -> tuple[np.ndarray, list[str], dict[str, Any]]:
+        """Each source's score (higher: keep it first) from the random subsets ``masks`` of
+        ``size`` sources and their estimated ``losses`` (NaN where the estimator failed), with
+        the notices and the diagnostics the scoring adds to the result's."""
 
     @classmethod
     def check_spec(cls, params: StrategyParams, n_sources: int, earlier: list[str]) -> str | None:
@@ -275,22 +303,12 @@ class RandomEnsemble(_RandomSubsetsStrategy):
 
     Params = RandomSubsetParams
 
-    def run(
-        self, estimator: SubsetEstimator, context: SearchContext, params: RandomSubsetParams
-    ) -> StrategyResult:
-        memo = SubsetMemo(estimator, context, self.name)
-        masks, losses, size, notices = _estimate_random_subsets(memo, context, params, self.name)
-        scores, more = mean_difference_scores(masks, losses, memo.sources)
-        mask, loss, diag, sel_notices = select_by_scores(memo, scores, params)
-        return StrategyResult(
-            strategy=self.name,
-            selected=memo.names(mask),
-            scores=_scores_dict(memo.sources, scores),
-            estimated_loss=loss,
-            trace=memo.trace,
-            notices=notices + more + sel_notices + memo.notices(),
-            diagnostics={"subset_size": size, "n_subsets": len(masks), **diag, **memo.diagnostics()},
-        )
+    def score_sources(
+        self, memo: SubsetMemo, context: SearchContext, params: RandomSubsetParams, masks: np.ndarray,
+        losses: np.ndarray, size: int,
+    ) -> tuple[np.ndarray, list[str], dict[str, Any]]:
+        scores, notices = mean_difference_scores(masks, losses, memo.sources)
+        return scores, notices, {}
 
 
 def _random_subsets_bound(params: RandomSubsetParams, n_sources: int) -> int:
@@ -390,14 +408,14 @@ class Surrogate(_RandomSubsetsStrategy):
 
     Params = SurrogateParams
 
-    def run(
-        self, estimator: SubsetEstimator, context: SearchContext, params: SurrogateParams
-    ) -> StrategyResult:
-        memo = SubsetMemo(estimator, context, self.name)
-        masks, losses, size, notices = _estimate_random_subsets(memo, context, params, self.name)
+    def score_sources(  # type: ignore[override]
+        self, memo: SubsetMemo, context: SearchContext, params: SurrogateParams, masks: np.ndarray,
+        losses: np.ndarray, size: int,
+    ) -> tuple[np.ndarray, list[str], dict[str, Any]]:
         ok = np.isfinite(losses)
         x, y = masks[ok], losses[ok]  # bool: fit_ridge counts the Gram matrix exactly
-        diagnostics: dict = {"subset_size": size, "n_subsets": len(masks)}
+        notices: list[str] = []
+        diagnostics: dict[str, Any] = {}
         n_hold = round(params.holdout * len(y))
         gram: np.ndarray | None = None  # the subsets' exact Gram matrix, once the holdout fit has counted it
         if params.holdout > 0 and (n_hold < 2 or len(y) - n_hold < 2):
@@ -429,16 +447,7 @@ class Surrogate(_RandomSubsetsStrategy):
         diagnostics["intercept"] = intercept
         scores = -coef
         notices += in_all_or_none(x, memo.sources, "Increase m.")[1]  # a constant column: its centered fit leaves 0
-        mask, loss, diag, sel_notices = select_by_scores(memo, scores, params)
-        return StrategyResult(
-            strategy=self.name,
-            selected=memo.names(mask),
-            scores=_scores_dict(memo.sources, scores),
-            estimated_loss=loss,
-            trace=memo.trace,
-            notices=notices + sel_notices + memo.notices(),
-            diagnostics={**diagnostics, **diag, **memo.diagnostics()},
-        )
+        return scores, notices, diagnostics
 
 
 #: The most sources ``exhaustive`` takes, whatever its ``max_sources`` (2^20 subsets).
