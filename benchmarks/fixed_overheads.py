@@ -25,12 +25,10 @@ import json
 import os
 import resource
 import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 import yaml
-from _common import ROOT, fresh_work_dir, revision_before
+from _common import ROOT, fresh_work_dir, old_worktree, revision_before
 from many_sources import build
 from noop_many_sources import _subsetctl
 
@@ -73,40 +71,35 @@ def main() -> None:
 
     old = args.old or revision_before(_FIRST_CHANGE)
     out: dict[str, dict[str, object]] = {}
-    with tempfile.TemporaryDirectory() as scratch:
-        tree = Path(scratch) / "old"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(tree), old], check=True)
-        try:
-            for code in (tree, ROOT):
-                _subsetctl(code, "ls")  # bytecode written, as an installed package has it
-            for n in [args.copy.name] if args.copy else args.sources:
-                if args.copy:
-                    folder, first_run = fresh_work_dir(f"fixed_overheads_{n}"), 0.0
-                    shutil.copytree(args.copy, folder, symlinks=True)
-                    # the copy's files are new inodes: the first command hashes them all again and grows the
-                    # hash cache, which the next command's "Kept on disk" counts (a warm-up, as a run would be)
-                    _subsetctl(ROOT, "plan", str(folder))
-                else:
-                    folder, first_run = _project(n, args.rows, until)
-                commands = [("validate", str(folder)), ("plan", str(folder)),
-                            ("run", str(folder), *(["--until", until] if until else [])), ("ls",)]
-                if until is None:
-                    commands.append(("report", str(folder)))
-                best: dict[str, dict[str, float]] = {"old": {}, "new": {}}
-                cpu: dict[str, dict[str, float]] = {"old": {}, "new": {}}
-                for _ in range(args.repeats):
-                    for command in commands:
-                        said = {}
-                        for way, code in (("old", tree), ("new", ROOT)):
-                            seconds, cpu_seconds, said[way] = _timed(code, *command)
-                            best[way][command[0]] = min(seconds, best[way].get(command[0], seconds))
-                            cpu[way][command[0]] = min(cpu_seconds, cpu[way].get(command[0], cpu_seconds))
-                        assert said["old"] == said["new"], f"`{command[0]}` says otherwise:\n{said['old']}\n---\n{said['new']}"
-                out[str(n)] = {"first_run_s": round(first_run, 1), **{
-                    f"{name}_s": {way: round(best[way][name], 2) for way in ("old", "new")} for name in best["new"]},
-                    **{f"{name}_cpu_s": {way: round(cpu[way][name], 2) for way in ("old", "new")} for name in cpu["new"]}}
-        finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
+    with old_worktree(old) as tree:
+        for code in (tree, ROOT):
+            _subsetctl(code, "ls")  # bytecode written, as an installed package has it
+        for n in [args.copy.name] if args.copy else args.sources:
+            if args.copy:
+                folder, first_run = fresh_work_dir(f"fixed_overheads_{n}"), 0.0
+                shutil.copytree(args.copy, folder, symlinks=True)
+                # the copy's files are new inodes: the first command hashes them all again and grows the
+                # hash cache, which the next command's "Kept on disk" counts (a warm-up, as a run would be)
+                _subsetctl(ROOT, "plan", str(folder))
+            else:
+                folder, first_run = _project(n, args.rows, until)
+            commands = [("validate", str(folder)), ("plan", str(folder)),
+                        ("run", str(folder), *(["--until", until] if until else [])), ("ls",)]
+            if until is None:
+                commands.append(("report", str(folder)))
+            best: dict[str, dict[str, float]] = {"old": {}, "new": {}}
+            cpu: dict[str, dict[str, float]] = {"old": {}, "new": {}}
+            for _ in range(args.repeats):
+                for command in commands:
+                    said = {}
+                    for way, code in (("old", tree), ("new", ROOT)):
+                        seconds, cpu_seconds, said[way] = _timed(code, *command)
+                        best[way][command[0]] = min(seconds, best[way].get(command[0], seconds))
+                        cpu[way][command[0]] = min(cpu_seconds, cpu[way].get(command[0], cpu_seconds))
+                    assert said["old"] == said["new"], f"`{command[0]}` says otherwise:\n{said['old']}\n---\n{said['new']}"
+            out[str(n)] = {"first_run_s": round(first_run, 1), **{
+                f"{name}_s": {way: round(best[way][name], 2) for way in ("old", "new")} for name in best["new"]},
+                **{f"{name}_cpu_s": {way: round(cpu[way][name], 2) for way in ("old", "new")} for name in cpu["new"]}}
     print(json.dumps({"rows_per_source": args.rows, "until": until or "report", "repeats": args.repeats,
                       "old": old, "same_output": True, "by_sources": out}))
 

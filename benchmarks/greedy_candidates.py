@@ -28,9 +28,7 @@ import argparse
 import hashlib
 import json
 import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +36,7 @@ if not os.environ.get("PYTHONPATH"):  # this checkout's code unless told otherwi
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
-from _common import ROOT, case_in_child, forward_search, revision_before, stored_masks
+from _common import ROOT, case_in_child, forward_search, old_worktree, revision_before, stored_masks
 
 #: the commit whose parent is the old code by default (found by its message: hashes change on a rebase)
 _CHANGE = "make forward and backward selection's candidates a chunk at a time"
@@ -81,16 +79,11 @@ def main() -> None:
         print(json.dumps(out))
         return
     old = args.old or revision_before(_CHANGE)
-    with tempfile.TemporaryDirectory() as scratch:
-        tree = Path(scratch) / "old"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(tree), old], check=True)
-        try:
-            cases: dict[str, list[dict[str, Any]]] = {"old": [], "new": []}
-            for n in sizes:
-                for way, code in (("old", tree), ("new", ROOT)):
-                    cases[way].append(_child(code, n, args.steps))
-        finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
+    with old_worktree(old) as tree:
+        cases: dict[str, list[dict[str, Any]]] = {"old": [], "new": []}
+        for n in sizes:
+            for way, code in (("old", tree), ("new", ROOT)):
+                cases[way].append(_child(code, n, args.steps))
     out.update(cases)
     out["same_results"] = all(o["digest"] == w["digest"] for o, w in zip(cases["old"], cases["new"]))
     out["peak_rss_saved_mb"] = [o["peak_rss_mb"] - w["peak_rss_mb"] for o, w in zip(cases["old"], cases["new"])]

@@ -18,12 +18,11 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import yaml
-from _common import ROOT, fresh_work_dir, old_against_new_arguments, revision_before
+from _common import ROOT, fresh_work_dir, old_against_new_arguments, old_worktree, revision_before
 from many_sources import build
 
 #: the commit whose parent is the old code by default (found by its message: hashes change on a rebase)
@@ -53,20 +52,15 @@ def main() -> None:
     first_run, _ = _subsetctl(ROOT, "run", str(folder), "-q")
 
     old = args.old or revision_before(_FIRST_CHANGE)
-    with tempfile.TemporaryDirectory() as scratch:
-        tree = Path(scratch) / "old"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(tree), old], check=True)
-        try:
-            best: dict[str, dict[str, float]] = {"old": {}, "new": {}}
-            for _ in range(args.repeats):
-                for command in ("run", "plan", "report"):
-                    said = {}
-                    for way, code in (("old", tree), ("new", ROOT)):
-                        seconds, said[way] = _subsetctl(code, command, str(folder))
-                        best[way][command] = min(seconds, best[way].get(command, seconds))
-                    assert said["old"] == said["new"], f"`{command}` says otherwise:\n{said['old']}\n---\n{said['new']}"
-        finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
+    with old_worktree(old) as tree:
+        best: dict[str, dict[str, float]] = {"old": {}, "new": {}}
+        for _ in range(args.repeats):
+            for command in ("run", "plan", "report"):
+                said = {}
+                for way, code in (("old", tree), ("new", ROOT)):
+                    seconds, said[way] = _subsetctl(code, command, str(folder))
+                    best[way][command] = min(seconds, best[way].get(command, seconds))
+                assert said["old"] == said["new"], f"`{command}` says otherwise:\n{said['old']}\n---\n{said['new']}"
     manifest = folder / ".subsetctl" / "data" / "manifest.json"
     print(json.dumps({
         "sources": args.sources, "rows_per_source": args.rows, "repeats": args.repeats,

@@ -25,12 +25,11 @@ Prints one JSON line per case, then a summary line.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,7 @@ if not os.environ.get("PYTHONPATH"):  # this checkout's code unless told otherwi
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
-from _common import ROOT, case_in_child, forward_search, revision_before, stored_masks
+from _common import ROOT, case_in_child, forward_search, old_worktree, revision_before, stored_masks
 
 #: the commit whose parent is the old code by default (found by its message: hashes change on a rebase)
 _CHANGE = "keep the subsets one source away from a step's current subset as that change"
@@ -79,23 +78,15 @@ def main() -> None:
         print(json.dumps(_case(args.child, args.steps[0])))
         return
     cases = [(n, s) for n in args.sources for s in args.steps]
-    with tempfile.TemporaryDirectory() as scratch:
-        tree = Path(scratch) / "old"
-        if not args.no_old:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(tree),
-                            args.old or revision_before(_CHANGE)], check=True)
-        try:
-            same = []
-            for n, steps in cases:
-                new = _child(ROOT, n, steps)
-                print(json.dumps({"code": "new", **new}), flush=True)
-                if not args.no_old:
-                    old = _child(tree, n, steps)
-                    print(json.dumps({"code": "old", **old}), flush=True)
-                    same.append(old["digest"] == new["digest"])
-        finally:
-            if not args.no_old:
-                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
+    with contextlib.nullcontext(None) if args.no_old else old_worktree(args.old or revision_before(_CHANGE)) as tree:
+        same = []
+        for n, steps in cases:
+            new = _child(ROOT, n, steps)
+            print(json.dumps({"code": "new", **new}), flush=True)
+            if tree is not None:
+                old = _child(tree, n, steps)
+                print(json.dumps({"code": "old", **old}), flush=True)
+                same.append(old["digest"] == new["digest"])
     print(json.dumps({"same_results": all(same) if same else None}))
 
 
