@@ -221,6 +221,17 @@ def timed_subsetctl(code: Path, *args: str, cwd: Path | None = None,
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), done
 
 
+def checked_subsetctl(code: Path, *args: str, cwd: Path | None = None) -> tuple[float, float, str]:
+    """Wall seconds, CPU seconds and stdout of ``python -P -m subsetctl ARGS`` run as
+    :func:`timed_subsetctl` runs it, 120 columns wide (what it prints is compared across the
+    two codes, and wraps the same whatever the terminal); a non-zero exit stops the benchmark
+    with the command, the code it ran and its output."""
+    wall, cpu, done = timed_subsetctl(code, *args, cwd=cwd, env={"COLUMNS": "120"})
+    if done.returncode != 0:
+        raise SystemExit(f"subsetctl {' '.join(args)} ({code}) exited {done.returncode}:\n{done.stdout}{done.stderr}")
+    return wall, cpu, done.stdout
+
+
 def child_json(code: Path, script: str, *args: object, what: str, cwd: Path | None = None) -> Any:
     """The JSON its last line prints of the Python ``script`` (``python -P -c script args``) run
     in a fresh process with the package in ``code`` (this checkout, or a worktree of the old

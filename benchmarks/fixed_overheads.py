@@ -23,14 +23,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 from pathlib import Path
 
 import yaml
-from _common import ROOT, fresh_work_dir, old_worktree, revision_before
+from _common import ROOT, checked_subsetctl, fresh_work_dir, old_worktree, revision_before
 from many_sources import build
-from noop_many_sources import _subsetctl
 
 #: the commit whose parent is the old code by default (found by its message: hashes change on a rebase)
 _FIRST_CHANGE = "refuse_links walks the state folder by path strings"
@@ -44,17 +42,8 @@ def _project(sources: int, rows: int, until: str | None) -> tuple[Path, float]:
     spec["gradients"] = {"d": 8, "batch_size": 64}
     spec["search"] = {"strategies": [{"name": "gradient_similarity"}]}
     (folder / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    seconds, _ = _subsetctl(ROOT, "run", str(folder), "-q", *(["--until", until] if until else []))
+    seconds = checked_subsetctl(ROOT, "run", str(folder), "-q", *(["--until", until] if until else []))[0]
     return folder, seconds
-
-
-def _timed(code: Path, *args: str) -> tuple[float, float, str]:
-    """Wall seconds, CPU seconds (user + system) and stdout of ``subsetctl ARGS`` run by ``code``:
-    on cores shared with other work, the CPU seconds swing less than the wall ones."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    seconds, said = _subsetctl(code, *args)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return seconds, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, said
 
 
 def main() -> None:
@@ -73,14 +62,14 @@ def main() -> None:
     out: dict[str, dict[str, object]] = {}
     with old_worktree(old) as tree:
         for code in (tree, ROOT):
-            _subsetctl(code, "ls")  # bytecode written, as an installed package has it
+            checked_subsetctl(code, "ls")  # bytecode written, as an installed package has it
         for n in [args.copy.name] if args.copy else args.sources:
             if args.copy:
                 folder, first_run = fresh_work_dir(f"fixed_overheads_{n}"), 0.0
                 shutil.copytree(args.copy, folder, symlinks=True)
                 # the copy's files are new inodes: the first command hashes them all again and grows the
                 # hash cache, which the next command's "Kept on disk" counts (a warm-up, as a run would be)
-                _subsetctl(ROOT, "plan", str(folder))
+                checked_subsetctl(ROOT, "plan", str(folder))
             else:
                 folder, first_run = _project(n, args.rows, until)
             commands = [("validate", str(folder)), ("plan", str(folder)),
@@ -93,7 +82,7 @@ def main() -> None:
                 for command in commands:
                     said = {}
                     for way, code in (("old", tree), ("new", ROOT)):
-                        seconds, cpu_seconds, said[way] = _timed(code, *command)
+                        seconds, cpu_seconds, said[way] = checked_subsetctl(code, *command)
                         best[way][command[0]] = min(seconds, best[way].get(command[0], seconds))
                         cpu[way][command[0]] = min(cpu_seconds, cpu[way].get(command[0], cpu_seconds))
                     assert said["old"] == said["new"], f"`{command[0]}` says otherwise:\n{said['old']}\n---\n{said['new']}"

@@ -15,29 +15,20 @@ each way, and the ratios.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import yaml
-from _common import ROOT, fresh_work_dir, old_against_new_arguments, old_worktree, revision_before
+from _common import (
+    ROOT,
+    checked_subsetctl,
+    fresh_work_dir,
+    old_against_new_arguments,
+    old_worktree,
+    revision_before,
+)
 from many_sources import build
 
 #: the commit whose parent is the old code by default (found by its message: hashes change on a rebase)
 _FIRST_CHANGE = "parse each stage manifest once per command"
-
-
-def _subsetctl(code: Path, *args: str) -> tuple[float, str]:
-    """Seconds and stdout of ``python -P -m subsetctl ARGS`` running the package in ``code``."""
-    env = {**os.environ, "PYTHONPATH": str(code), "COLUMNS": "120"}
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-P", "-m", "subsetctl", *args], check=False, capture_output=True, text=True, env=env)
-    seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"subsetctl {' '.join(args)} ({code}) exited {done.returncode}:\n{done.stdout}{done.stderr}")
-    return seconds, done.stdout
 
 
 def main() -> None:
@@ -49,7 +40,7 @@ def main() -> None:
     spec["gradients"] = {"d": 8, "batch_size": 64}
     spec["search"] = {"strategies": [{"name": "gradient_similarity"}]}
     (folder / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    first_run, _ = _subsetctl(ROOT, "run", str(folder), "-q")
+    first_run = checked_subsetctl(ROOT, "run", str(folder), "-q")[0]
 
     old = args.old or revision_before(_FIRST_CHANGE)
     with old_worktree(old) as tree:
@@ -58,7 +49,7 @@ def main() -> None:
             for command in ("run", "plan", "report"):
                 said = {}
                 for way, code in (("old", tree), ("new", ROOT)):
-                    seconds, said[way] = _subsetctl(code, command, str(folder))
+                    seconds, _, said[way] = checked_subsetctl(code, command, str(folder))
                     best[way][command] = min(seconds, best[way].get(command, seconds))
                 assert said["old"] == said["new"], f"`{command}` says otherwise:\n{said['old']}\n---\n{said['new']}"
     manifest = folder / ".subsetctl" / "data" / "manifest.json"

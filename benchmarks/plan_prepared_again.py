@@ -20,6 +20,7 @@ import json
 import yaml
 from _common import (
     ROOT,
+    checked_subsetctl,
     fresh_work_dir,
     old_against_new_arguments,
     old_worktree,
@@ -48,10 +49,8 @@ def main() -> None:
         for _ in range(args.repeats):
             said = {}
             for way, code in (("old", tree), ("new", ROOT)):
-                wall, cpu, done = timed_subsetctl(code, "plan", str(project), env={"COLUMNS": "120"})
-                if done.returncode != 0:
-                    raise SystemExit(f"plan ({way}) exited {done.returncode}:\n{done.stdout}{done.stderr}")
-                said[way] = without_rough_times(done.stdout)
+                wall, cpu, printed = checked_subsetctl(code, "plan", str(project))
+                said[way] = without_rough_times(printed)
                 kept = best.setdefault(way, [wall, cpu])
                 best[way] = [min(wall, kept[0]), min(cpu, kept[1])]
             assert said["old"] == said["new"], f"`plan` says otherwise:\n{said['old']}\n---\n{said['new']}"

@@ -24,11 +24,11 @@ from pathlib import Path
 import yaml
 from _common import (
     ROOT,
+    checked_subsetctl,
     fresh_work_dir,
     old_against_new_arguments,
     old_worktree,
     revision_before,
-    timed_subsetctl,
     without_rough_times,
 )
 
@@ -80,14 +80,6 @@ def build(folder: Path, sources: int, rows: int) -> tuple[Path, Path]:
     return hf, jl
 
 
-def _subsetctl(code: Path, *args: str) -> tuple[float, float, str]:
-    """Wall and CPU seconds and stdout of ``python -P -m subsetctl ARGS`` running the package in ``code``."""
-    seconds, cpu, done = timed_subsetctl(code, *args, env={"COLUMNS": "120"})
-    if done.returncode != 0:
-        raise SystemExit(f"subsetctl {' '.join(args)} ({code}) exited {done.returncode}:\n{done.stdout}{done.stderr}")
-    return seconds, cpu, done.stdout
-
-
 def main() -> None:
     args = old_against_new_arguments(__doc__, sources=500, rows=200)
 
@@ -97,13 +89,13 @@ def main() -> None:
     best: dict[str, dict[str, list[float]]] = {"old": {}, "new": {}, "jsonl": {}}
     with old_worktree(old) as tree:
         for command in ("validate", "plan"):  # (the first of each hashes the files: left out of the timings)
-            _subsetctl(ROOT, command, str(hf))
-            _subsetctl(ROOT, command, str(jl))
+            checked_subsetctl(ROOT, command, str(hf))
+            checked_subsetctl(ROOT, command, str(jl))
         for _ in range(args.repeats):
             for command in ("validate", "plan"):
                 said = {}
                 for way, code, project in (("old", tree, hf), ("new", ROOT, hf), ("jsonl", ROOT, jl)):
-                    wall, cpu, said[way] = _subsetctl(code, command, str(project))
+                    wall, cpu, said[way] = checked_subsetctl(code, command, str(project))
                     kept = best[way].setdefault(command, [wall, cpu])
                     best[way][command] = [min(wall, kept[0]), min(cpu, kept[1])]
                 said = {way: without_rough_times(text) for way, text in said.items()}

@@ -37,11 +37,11 @@ from pathlib import Path
 import yaml
 from _common import (
     ROOT,
+    checked_subsetctl,
     fresh_work_dir,
     old_against_new_arguments,
     old_worktree,
     revision_before,
-    timed_subsetctl,
 )
 
 #: the commit whose parent is the old code by default (found by its message: hashes change on a rebase)
@@ -101,9 +101,7 @@ def main() -> None:
         for _ in range(args.repeats):
             for way, code in (("old", old), ("new", ROOT)):
                 for command in ("validate", "plan"):
-                    wall, cpu, done = timed_subsetctl(code, command, cwd=folder)
-                    if done.returncode != 0:
-                        raise SystemExit(f"{way} {command} exited {done.returncode}:\n{done.stdout}{done.stderr}")
+                    wall, cpu, _ = checked_subsetctl(code, command, cwd=folder)
                     key = f"{command}_{way}"
                     best[key] = [min(wall, best.get(key, [wall])[0]), min(cpu, best.get(key, [wall, cpu])[1])]
     figures = {f"{key}_{unit}": round(value, 2) for key, pair in best.items() for unit, value in zip(("s", "cpu_s"), pair)}
