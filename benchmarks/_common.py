@@ -232,6 +232,13 @@ def checked_subsetctl(code: Path, *args: str, cwd: Path | None = None) -> tuple[
     return wall, cpu, done.stdout
 
 
+def keep_best(best: dict[str, list[float]], key: str, wall: float, cpu: float) -> None:
+    """``best[key]``: ``[wall, cpu]``, the least wall and the least CPU seconds of the repeats so
+    far, each its own minimum (on shared cores the two need not come from the same repeat)."""
+    kept = best.setdefault(key, [wall, cpu])
+    best[key] = [min(wall, kept[0]), min(cpu, kept[1])]
+
+
 def child_json(code: Path, script: str, *args: object, what: str, cwd: Path | None = None) -> Any:
     """The JSON its last line prints of the Python ``script`` (``python -P -c script args``) run
     in a fresh process with the package in ``code`` (this checkout, or a worktree of the old

@@ -22,6 +22,7 @@ from _common import (
     ROOT,
     checked_subsetctl,
     fresh_work_dir,
+    keep_best,
     old_against_new_arguments,
     old_worktree,
     revision_before,
@@ -51,8 +52,7 @@ def main() -> None:
             for way, code in (("old", tree), ("new", ROOT)):
                 wall, cpu, printed = checked_subsetctl(code, "plan", str(project))
                 said[way] = without_rough_times(printed)
-                kept = best.setdefault(way, [wall, cpu])
-                best[way] = [min(wall, kept[0]), min(cpu, kept[1])]
+                keep_best(best, way, wall, cpu)
             assert said["old"] == said["new"], f"`plan` says otherwise:\n{said['old']}\n---\n{said['new']}"
     assert "prepared again (s0000)" in said["new"], said["new"]
     print(json.dumps({"sources": args.sources, "rows_per_source": args.rows, "repeats": args.repeats, "old": old,

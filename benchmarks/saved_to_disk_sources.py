@@ -26,6 +26,7 @@ from _common import (
     ROOT,
     checked_subsetctl,
     fresh_work_dir,
+    keep_best,
     old_against_new_arguments,
     old_worktree,
     revision_before,
@@ -96,8 +97,7 @@ def main() -> None:
                 said = {}
                 for way, code, project in (("old", tree, hf), ("new", ROOT, hf), ("jsonl", ROOT, jl)):
                     wall, cpu, said[way] = checked_subsetctl(code, command, str(project))
-                    kept = best[way].setdefault(command, [wall, cpu])
-                    best[way][command] = [min(wall, kept[0]), min(cpu, kept[1])]
+                    keep_best(best[way], command, wall, cpu)
                 said = {way: without_rough_times(text) for way, text in said.items()}
                 assert said["old"] == said["new"], f"`{command}` says otherwise:\n{said['old']}\n---\n{said['new']}"
     print(json.dumps({

@@ -39,6 +39,7 @@ from _common import (
     ROOT,
     checked_subsetctl,
     fresh_work_dir,
+    keep_best,
     old_against_new_arguments,
     old_worktree,
     revision_before,
@@ -102,8 +103,7 @@ def main() -> None:
             for way, code in (("old", old), ("new", ROOT)):
                 for command in ("validate", "plan"):
                     wall, cpu, _ = checked_subsetctl(code, command, cwd=folder)
-                    key = f"{command}_{way}"
-                    best[key] = [min(wall, best.get(key, [wall])[0]), min(cpu, best.get(key, [wall, cpu])[1])]
+                    keep_best(best, f"{command}_{way}", wall, cpu)
     figures = {f"{key}_{unit}": round(value, 2) for key, pair in best.items() for unit, value in zip(("s", "cpu_s"), pair)}
     ratios = {f"{command}_cpu_speedup": round(best[f"{command}_old"][1] / best[f"{command}_new"][1], 2)
               for command in ("validate", "plan")}
