@@ -103,6 +103,19 @@ def test_a_final_pick_tying_a_baseline_with_a_higher_test_loss_is_not_only_at_le
                          "by this metric with a higher test loss (4.588 against 4.497)."), line
 
 
+def test_a_tie_with_a_higher_test_loss_gives_the_losses_digits_enough_to_differ() -> None:
+    """A tiny model's run said "ties all by this metric with a higher test loss (4.700 against
+    4.700)": the losses (4.70002 and 4.69971, the test metrics table's 4.7000 and 4.6997) were
+    written to four digits, where they read alike; they get the digits that tell them apart."""
+    from subsetctl.report.cells import final_vs_baselines, final_vs_baselines_line
+
+    report = {**_report(False), "test_metrics": _test_metrics(
+        {"forward": 0.0, "target_only": 0.0, "all": 0.0}, {"forward": 4.70002, "target_only": 4.70002,
+                                                           "all": 4.69971})}
+    line = final_vs_baselines_line(final_vs_baselines(report), checked=False)
+    assert line.endswith("but ties all by this metric with a higher test loss (4.7000 against 4.6997)."), line
+
+
 def test_the_final_pick_below_a_baseline_on_test_is_said_with_what_to_make_of_it() -> None:
     """The test metrics table showed the final pick scoring 0 and target_only 0.2 with nothing
     said: whether the selection paid off was left to reading the table."""

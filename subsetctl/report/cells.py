@@ -753,8 +753,11 @@ def final_vs_baselines_line(comparison: dict[str, Any] | None, checked: bool,
         # model's exact match) read as the pick doing "at least as well" as target_only, its loss higher
         tied = [b for b in others if float(scores[b]) == float(scores[final]) and isinstance(losses.get(b), float)
                 and isinstance(losses.get(final), float) and losses[b] < losses[final]]
+        # (as many digits as tell the losses apart: 4.7000 and 4.6997 both read "4.700" at four)
+        digits = loss_digits([losses[final], *(losses[b] for b in tied)])
         tie = (f", but ties {' and '.join(map(name, tied))} by this metric with a higher test loss "
-               f"({loss_cell(losses[final])} against {' and '.join(loss_cell(losses[b]) for b in tied)})"
+               f"({loss_cell(losses[final], digits)} against "
+               f"{' and '.join(loss_cell(losses[b], digits) for b in tied)})"
                if tied else "")
         return (line + f". The final pick ({name(final)}) scores at least as well as "
                 + (f"the baseline {name(others[0])}" if len(others) == 1 else "both baselines") + tie
