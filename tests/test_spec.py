@@ -1707,6 +1707,30 @@ def test_load_dataset_options_the_huggingface_loader_takes_not_say_what_to_do_in
     assert [i.message for i in issues] == ["unknown key (check its spelling; `subsetctl schema` lists the keys)"]
 
 
+def test_a_key_of_another_loader_type_names_the_loaders_that_take_it() -> None:
+    """`messages_field` on a csv loader (README: chats are read by jsonl, parquet and
+    huggingface, not csv) was "unknown key (check its spelling ...)", though spelt right: it
+    now names the loaders that take it and what to do with chats in a CSV file; so for any key
+    another loader type takes, in a source_files group too; a key no loader takes is unknown."""
+    import copy
+
+    data = copy.deepcopy(MINIMAL)
+    data["sources"][0]["loader"] = {"type": "csv", "path": "a.csv", "messages_field": "messages"}
+    data["source_files"] = [{"files": "pool/*.jsonl", "loader": {"type": "jsonl", "delimiter": ";"}}]
+    _, issues = validate_data(data, "x.yaml")
+    found = {i.key: i.message for i in issues}
+    assert list(found) == ["sources[0].loader.messages_field", "source_files[0].loader.delimiter"], found
+    assert found["sources[0].loader.messages_field"].startswith(
+        "the csv loader takes no messages_field (the jsonl, parquet and huggingface loaders take it): a CSV cell "
+        "is text, not a list of messages: write the chats as JSON Lines"), found
+    assert found["source_files[0].loader.delimiter"] == (
+        "the jsonl loader takes no delimiter (the csv loader takes it): remove delimiter or change loader.type")
+    data["sources"][0]["loader"] = {"type": "csv", "path": "a.csv", "textfield": "text"}  # no loader's key
+    del data["source_files"]
+    _, issues = validate_data(data, "x.yaml")
+    assert [i.message for i in issues] == ["unknown key (did you mean 'text_field'? `subsetctl schema` lists the keys)"]
+
+
 @pytest.mark.parametrize("revision", ["v1.0", "a" * 40])
 def test_model_revision_is_taken_for_a_hub_id_and_dumped_only_when_set(monkeypatch, tmp_path, revision: str) -> None:
     """`model.revision` (a hub id's commit, branch or tag) was refused as a key subsetctl does

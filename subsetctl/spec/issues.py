@@ -15,7 +15,7 @@ from typing import Any, get_args
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from subsetctl.errors import as_typed, shell_arg
+from subsetctl.errors import as_typed, joined_names, shell_arg
 from subsetctl.spec.models import NAME_PATTERN, Spec, _ascii_form, _BooleanForNumber
 
 
@@ -366,6 +366,12 @@ _HUGGINGFACE_OPTIONS_NOT_TAKEN = {
 }
 
 
+#: what to do with chats in a CSV file, whose loader takes no messages_field
+_CSV_CHATS = ("a CSV cell is text, not a list of messages: write the chats as JSON Lines (one {\"messages\": "
+              "[...]} object a line) or Parquet and read them with type: jsonl or parquet, or give the CSV file "
+              "a prompt and a response column")
+
+
 def plain_error_message(err: Any) -> str:
     """A pydantic error's message in the spec's terms: what is wrong and what to write."""
     kind, value, message = err["type"], err.get("input"), err["msg"]
@@ -384,6 +390,11 @@ def plain_error_message(err: Any) -> str:
                     "task of a local file holding many): read the data from such a file, or remove where")
         if loc[-2:-1] == ["huggingface"] and loc[-1] in _HUGGINGFACE_OPTIONS_NOT_TAKEN:  # load_dataset's own
             return _HUGGINGFACE_OPTIONS_NOT_TAKEN[loc[-1]]
+        other_types = _other_types_taking(loc) if len(loc) >= 2 else []
+        if other_types:  # right spelling, another loader's key
+            why = _CSV_CHATS if loc[-2:] == ["csv", "messages_field"] else f"remove {loc[-1]} or change loader.type"
+            return (f"the {loc[-2]} loader takes no {loc[-1]} (the {joined_names(other_types)} "
+                    f"{'loaders take' if len(other_types) > 1 else 'loader takes'} it): {why}")
         allowed = sorted(_keys_at(loc[:-1]) - {str(loc[-1])}) if loc else []  # never the key just refused
         hidden = _hidden_characters(str(loc[-1])) if loc else ""
         if hidden:
@@ -563,6 +574,13 @@ def _names_f1(value: Any) -> bool:
 def _keys_at(path: list[str | int]) -> set[str]:
     """The keys the spec allows in the mapping at ``path`` (a pydantic error location:
     keys, list indices and union member tags), for "did you mean"; empty if unknown."""
+    return {key for model in _models_at(path) if isinstance(model, type) and issubclass(model, BaseModel)
+            for key in model.model_fields}
+
+
+def _models_at(path: list[str | int]) -> list[Any]:
+    """The spec models the mapping at ``path`` (as :func:`_keys_at`'s) may be: every member of
+    a union not narrowed by its tag (a loader's), the one member a tag names."""
     models: list[Any] = [Spec]
     for part in path:
         found: list[Any] = []
@@ -574,8 +592,20 @@ def _keys_at(path: list[str | int]) -> set[str]:
             elif isinstance(model, type) and issubclass(model, BaseModel) and _tagged(model, part):
                 found.append(model)  # a union member's tag (e.g. "jsonl"): that member only
         models = found
-    return {key for model in models if isinstance(model, type) and issubclass(model, BaseModel)
-            for key in model.model_fields}
+    return models
+
+
+def _other_types_taking(loc: list[str | int]) -> list[str]:
+    """The ``type`` tags of the other members of the union whose member ``loc[-2]`` refused
+    the key ``loc[-1]`` that take that key (``messages_field`` under a ``csv`` loader: jsonl,
+    parquet and huggingface), in the union's order; empty where ``loc[-2]`` is no member's tag.
+    A key spelt right for another loader read as "check its spelling"."""
+    tag, key = loc[-2], str(loc[-1])
+    members = [model for model in _models_at(loc[:-2]) if isinstance(model, type) and issubclass(model, BaseModel)]
+    if not any(_tagged(model, tag) for model in members):
+        return []
+    return [other for model in members if key in model.model_fields and not _tagged(model, tag)
+            for other in get_args(model.model_fields["type"].annotation)]
 
 
 def meant_key(key: str, allowed: list[str]) -> str | None:
