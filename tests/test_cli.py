@@ -2849,11 +2849,22 @@ def test_report_gives_plan_s_reason_for_a_moved_model_folder(tiny_project_ran) -
     assert list(shown["stale_reasons"]) == shown["stale"] == ["report"], shown["stale_reasons"]
 
 
-def test_plan_counts_the_rows_the_gradients_stage_would_compute(jsonl_project: Path) -> None:
+def _on_tiny_llama(project: Path, model: Path) -> None:
+    """``project``'s spec with ``model`` (the tiny Llama's folder) as model.source: plan's disk
+    note for the gradient store reads the model's hidden size, which the default packaged
+    SmolLM2 gives only once converted on the machine (by another test or an earlier run), so a
+    test asserting that note passed or failed by which tests had run before it."""
+    spec = yaml.safe_load((project / "subsetctl.yaml").read_text())
+    spec.setdefault("model", {})["source"] = str(model)
+    (project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+
+
+def test_plan_counts_the_rows_the_gradients_stage_would_compute(jsonl_project: Path, tiny_llama: Path) -> None:
     """The gradients stage costs a fixed time per row, yet ``plan`` said only "one gradient
     per example of the target and the 1 sources": a 300 MB source taken whole (549,158
     rows, hours of gradients) looked like any other. Once the data stage is up to date the
     rows are counted (the target's train and validation rows, the sources' train rows)."""
+    _on_tiny_llama(jsonl_project, tiny_llama)
     def gradients_work(*overrides: str) -> str:
         result = CliRunner().invoke(main, ["plan", str(jsonl_project), *overrides, "--format", "json"])
         assert result.exit_code == 0, result.output
@@ -2870,10 +2881,12 @@ def test_plan_counts_the_rows_the_gradients_stage_would_compute(jsonl_project: P
     assert "rows" not in gradients_work("sources[0].max_examples=1")  # the data stage runs again first
 
 
-def test_plan_says_the_largest_sources_rows_and_which_its_max_examples_cut(jsonl_project: Path) -> None:
+def test_plan_says_the_largest_sources_rows_and_which_its_max_examples_cut(jsonl_project: Path,
+                                                                         tiny_llama: Path) -> None:
     """Sources of 1 to 20,000 rows: plan named the largest alone ("the most from 'big': 40"),
     neither whether the max_examples the user gave it is what cut it there nor how the
     other sources compare."""
+    _on_tiny_llama(jsonl_project, tiny_llama)
     def write_jsonl(path: Path, rows: list[dict]) -> None:  # (not conftest's by name: a whole run finds another)
         path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
 
