@@ -54,6 +54,7 @@ from subsetctl.data.loaders import (
     resolve_path,
     split_meant_note,
     text_lines,
+    usual_column,
     utf16_note,
     value_rows,
 )
@@ -1699,7 +1700,8 @@ def _check_named_columns(loader: LoaderBase, columns: list[str], where: str, loc
                            "first starts with a space, and so do the cells of its first row (the answers too, "
                            f"which the model would learn): re-save the file with {loader.delimiter!r} alone (or set "
                            f"{option}: {json.dumps(value)}, keeping those spaces)")
-            elif (near := close_column(column, columns)) is not None and not (note or headerless):
+            elif ((near := close_column(column, columns) or usual_column(option, column, columns)) is not None
+                  and not (note or headerless)):
                 value = near  # 'questoin', 'answers': the column a typo meant, as the option to write
                 if len(key) == 2:
                     value = [near if i == key[1] else c for i, c in enumerate(getattr(loader, option))]

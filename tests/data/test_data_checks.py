@@ -1221,6 +1221,39 @@ def test_a_mistyped_column_is_told_the_column_spelled_like_it(tmp_path: Path, ma
         load_huggingface(loader, make_ctx())
 
 
+def test_a_prompt_completion_file_read_with_the_default_response_field_is_told_completion(
+        tmp_path: Path, make_ctx) -> None:
+    """A file of `prompt` and `completion` columns (OpenAI's legacy fine-tuning format) read
+    with the default response_field was told it "has no column 'response' ... set
+    response_field to one of them", as if the loader could not tell which: validate and the
+    data stage name 'completion' (and 'question' for a default prompt_field); a column the
+    spec names itself is told only a close spelling, as before."""
+    from subsetctl.data.loaders.files import load_jsonl
+    from subsetctl.spec import JsonlLoader
+
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
+    write_jsonl(tmp_path / "data" / "pc.jsonl", [{"prompt": f"{i}+1=", "completion": str(i + 1)} for i in range(4)])
+    write_jsonl(tmp_path / "data" / "qa.jsonl", [{"question": f"{i}+1=", "solution": str(i + 1)} for i in range(4)])
+    spec = GOOD + ("  - {name: s, loader: {type: jsonl, path: data/pc.jsonl}}\n"
+                   "  - {name: q, loader: {type: jsonl, path: data/qa.jsonl}}\n"
+                   "  - {name: own, loader: {type: jsonl, path: data/pc.jsonl, response_field: reply}}\n")
+    issues = check_issues(tmp_path, spec)
+    assert set(issues) == {"sources[1].loader.response_field", "sources[2].loader.prompt_field",
+                           "sources[2].loader.response_field", "sources[3].loader.response_field"}, issues
+    assert issues["sources[1].loader.response_field"].message.endswith(
+        "has no column 'response' (its first row has 'prompt', 'completion'); did you mean 'completion'? set "
+        'response_field: "completion", or fix the data')
+    assert 'did you mean \'question\'? set prompt_field: "question"' in issues["sources[2].loader.prompt_field"].message
+    assert 'set response_field: "solution"' in issues["sources[2].loader.response_field"].message
+    assert issues["sources[3].loader.response_field"].message.endswith(
+        "set response_field to one of them or fix the data")  # named by the spec: no guess
+    loader = JsonlLoader(type="jsonl", path=str(tmp_path / "data" / "pc.jsonl"))
+    with pytest.raises(UserError, match=r"has no column 'response' \(asked for by loader\.response_field\)\. "
+                                        r"Available columns: 'completion', 'prompt'\. Did you mean 'completion'\?"):
+        load_jsonl(loader, make_ctx())
+
+
 def test_a_save_to_disk_folder_load_from_disk_would_refuse_is_told_by_validate_and_the_data_stage(
         tmp_path: Path, make_ctx) -> None:
     """A save_to_disk folder copied without its dataset_info.json, a DatasetDict without a

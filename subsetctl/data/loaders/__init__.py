@@ -71,6 +71,7 @@ from subsetctl.data.loaders.common import (  # noqa: F401
     label_vocabulary,
     one_based_row,
     sample_order,
+    usual_column,
     value_to_text,
 )
 from subsetctl.data.loaders.evals import (  # noqa: F401

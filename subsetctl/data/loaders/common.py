@@ -270,7 +270,7 @@ def _missing_column(
             f"loader.text_field: {text} (in place of prompt_field and response_field), each row's text trained "
             "on whole; or give each row a prompt and a response."
         )
-    near = close_column(column, names)
+    near = close_column(column, names) or usual_column(option, column, names)
     return UserError(
         f"Source {source!r}: {where} has no column {column!r} (asked for by loader.{option}). "
         f"Available columns: {listed}. {'' if near is None else f'Did you mean {near!r}? '}"
@@ -1127,6 +1127,25 @@ def _note_blank_answers(blank: list[int], blank_count: int, total: int, ctx: Loa
 def one_based_row(i: int) -> str:
     """Where row ``i`` (0-based) of a table is, counted from 1 as JSONL and CSV lines are."""
     return f"row {i + 1}"
+
+
+#: column names that usually hold a row's prompt or answer under another name than the defaults
+#: (OpenAI's legacy prompt/completion files, question/answer sets, Alpaca's output), by the option
+#: that reads them: a file of prompt and completion columns was told only to "set response_field to
+#: one of them", as if the loader could not tell which
+USUAL_COLUMNS = {"prompt_field": ("question", "query"),
+                 "response_field": ("completion", "answer", "output", "target", "solution")}
+
+
+def usual_column(option: str | None, column: str, columns: Iterable[str]) -> str | None:
+    """The first of :data:`USUAL_COLUMNS` for ``option`` that ``columns`` holds (``completion``
+    for ``response_field``) where ``column`` is the option's default (``response``: the option
+    left out), the column it most likely means; None where none is, or where the spec named
+    a column of its own (a typo is :func:`close_column`'s)."""
+    if option is None or column != option.removesuffix("_field"):
+        return None
+    present = set(columns)
+    return next((name for name in USUAL_COLUMNS.get(option, ()) if name in present), None)
 
 
 def close_column(column: str, columns: Iterable[str], cutoff: float = 0.8) -> str | None:
