@@ -1144,7 +1144,9 @@ class Pipeline:
         resumes = work is not None and self._work_matches(stage, fp, inputs)  # stopped partway (Ctrl-C, a crash)
         if self.project.read_set_aside_manifest(stage.name) is not None:
             # the results the stopped run replaced; "computes it anew" would belie the resumed work below
-            reasons.append("results set aside by a run that stopped before finishing are of other inputs: "
+            # (not "results set aside ... are of other inputs", which read as the stopped work being of other inputs)
+            reasons.append("the stage's last finished results, of other inputs, were set aside by the run that "
+                           "stopped before finishing: "
                            + ("they stay set aside until the resumed work finishes" if resumes
                               else "`run` computes it anew (they stay set aside until it finishes)"))
         if resumes:

@@ -457,6 +457,24 @@ def test_the_results_read_are_the_committed_ones_and_set_aside_ones_only_while_n
     assert (project.read_results_manifest("second") or {}).get("fingerprint") == "0" * 16
 
 
+def test_plan_says_the_set_aside_results_are_the_last_finished_ones_not_the_stopped_work(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run with project.seed=7 stopped in second; `plan` with the same override said "results
+    set aside by a run that stopped before finishing are of other inputs", which read as the
+    stopped work being of other inputs, though `run` resumes it. It says which results those
+    are: the last finished ones."""
+    _stopping(tmp_path).run()
+    monkeypatch.setattr(Stops, "stop", True)
+    with pytest.raises(RuntimeError):
+        _stopping(tmp_path, "project.seed=7").run()
+    monkeypatch.setattr(Stops, "stop", False)
+    second = {s.name: s for s in _stopping(tmp_path, "project.seed=7").plan()}["second"]
+    assert second.state == "unfinished" and second.reasons == [
+        ("the stage's last finished results, of other inputs, were set aside by the run that stopped before "
+         "finishing: they stay set aside until the resumed work finishes"),
+        "a run stopped partway; `run` resumes its work"]
+
+
 def test_set_aside_results_waiting_on_an_upstream_rerun_are_a_conditional_run(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A change that re-ran first, then stopped in second, undone: first re-runs, and if its
