@@ -604,8 +604,8 @@ def _other_types_taking(loc: list[str | int]) -> list[str]:
     members = [model for model in _models_at(loc[:-2]) if isinstance(model, type) and issubclass(model, BaseModel)]
     if not any(_tagged(model, tag) for model in members):
         return []
-    return [other for model in members if key in model.model_fields and not _tagged(model, tag)
-            for other in get_args(model.model_fields["type"].annotation)]
+    return [other for model in members if key in model.model_fields and "type" in model.model_fields
+            and not _tagged(model, tag) for other in get_args(model.model_fields["type"].annotation)]
 
 
 def meant_key(key: str, allowed: list[str]) -> str | None:
