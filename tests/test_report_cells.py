@@ -1337,21 +1337,32 @@ def test_the_estimated_and_test_figures_say_what_they_are_and_what_to_compare_th
                                                                                            "all": 4.68})}
     markdown = render_markdown(report, {})
     selections = markdown.split("## Selections")[1].split("## Test metrics")[0]
-    assert ("> est. loss: L_hat, the estimated loss on the target's validation rows of a fine-tune from theta\\* "
+    assert ("> est. loss: L_hat, the estimated loss on the target's validation rows after a fine-tune from theta\\* "
             "(meta_init's adapter)") in selections and "Calibrated:" not in selections, selections
-    assert "> Compare the rows with one another and with target_only's, not with the test loss" in selections
+    assert "> Raw: the mean softplus of minus each row's gold log-odds, in nats" in selections, selections
+    assert "> Compare the rows with one another (target_only's above all), not with the test loss" in selections
     test = markdown.split("## Test metrics")[1]
     assert ("> score: exact_match, the share of test rows whose generated answer matches the reference (0 to 1); "
             "higher is better.\n> test loss: the mean over the 10 test rows of each row's mean cross-entropy over its "
-            "response's tokens and the EOS token after it, in nats; lower is better.") in test, test
+            "response's tokens and the EOS token after it, in nats; lower is better.\n\n") in test, test
+    # verify's ce and surrogate fine-tunes alike measure the surrogate loss (they train differently):
+    # the calibrated values are in its terms, not a cross-entropy's
     calibrated = {**report, "calibration": {**report["calibration"], "enabled": True, "slope": 0.9, "intercept": 0.5},
                   "calibration_against": "ce"}
-    assert ("Calibrated: mapped by verify's ce fine-tunes onto their real validation loss (mean cross-entropy per "
-            "response token, in nats), calibrated = 0.9 x raw + 0.5.") in render_markdown(calibrated, {})
+    assert ("> Calibrated: 0.9 x raw + 0.5, fitted to the real loss (the surrogate loss, measured) after verify's ce "
+            "fine-tunes.") in render_markdown(calibrated, {})
     buffer = io.StringIO()
     render_full_report(calibrated, Console(file=buffer, width=1000))
     text = buffer.getvalue()
-    assert "est. loss: L_hat" in text and "calibrated = 0.9 x raw + 0.5" in text and "test loss: the mean over" in text
+    assert "est. loss: L_hat" in text and "Calibrated: 0.9 x raw + 0.5" in text and "test loss: the mean over" in text
+    assert "cross-entropy per response token" not in text
+    plugin = {**report, "calibration": {**report["calibration"], "estimator": "my_estimator"}}
+    assert "> Raw: in the my_estimator estimator's terms." in render_markdown(plugin, {})
+    assert "softplus" not in render_markdown(plugin, {}).split("## Selections")[1].split("## Test metrics")[0]
+    seeds = {**report, "test_metrics": _test_metrics({"forward": 0.0, "all": 0.0}, {"forward": 4.67, "all": 4.68},
+                                                     seeds=2)}
+    assert "> Each figure is the mean over the seeds' fine-tunes ± their standard deviation (ddof 0)." in (
+        render_markdown(seeds, {}))
 
 
 def test_each_strategys_per_source_score_is_said_under_the_scores_table() -> None:

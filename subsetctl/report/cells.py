@@ -535,31 +535,36 @@ def estimate_figures_lines(report: dict[str, Any]) -> list[str]:
     """What the selections table's estimated losses are and what to compare them with, a
     sentence an item (report.md writes them as one quoted paragraph, a line each; the terminal
     as one line): the table gave "est. loss raw" and "cal." with no unit or split, beside a test
-    loss of another split and another fine-tune that a reader set them against."""
+    loss of another split and another fine-tune that a reader set them against. Every built-in
+    estimate, and verify's real loss that calibration maps it onto (of its ce fine-tunes as of
+    its surrogate ones: the kinds differ in how they train, not in what they measure), is the
+    surrogate loss; a plugin estimator's is in its own terms."""
+    from subsetctl.spec.models import BUILTIN_ESTIMATORS
+
     cal = report.get("calibration") or {}
-    compare = ("Compare the rows with one another and with target_only's, not with the test loss (another split, "
-               "and the final fine-tunes start from the base model with finetune's settings).")
-    if cal.get("estimator") == "true_finetune":
-        return [("est. loss: each selection's real loss on the target's validation rows after a fine-tune from theta* "
-                 "(meta_init's adapter) on the target's train rows and the selection's (the true_finetune estimator, "
-                 "verify's settings); lower is better."), compare]
-    parts = [("est. loss: L_hat, the estimated loss on the target's validation rows of a fine-tune from theta* "
-              "(meta_init's adapter) on the target's train rows and the selection's; lower is better."),
-             ("Raw: in the estimate's own terms (the mean softplus of minus each row's log-odds of its gold answer, in "
-              "nats), on one scale only within one gradients and lambda setting.")]
+    estimator = cal.get("estimator")
+    surrogate = "the mean softplus of minus each row's gold log-odds, in nats"
+    compare = ("Compare the rows with one another (target_only's above all), not with the test loss: another split, "
+               "another loss (cross-entropy), fine-tunes from the base model.")
+    if estimator == "true_finetune":
+        return [(f"est. loss: each selection's real loss on the target's validation rows ({surrogate}) after a "
+                 "fine-tune from theta* (meta_init's adapter) on the target's train rows plus the selection's "
+                 "(true_finetune, verify's settings); lower is better."), compare]
+    raw = (f"Raw: {surrogate}, on one scale only within one gradients and lambda setting."
+           if estimator is None or estimator in BUILTIN_ESTIMATORS else f"Raw: in the {estimator} estimator's terms.")
+    parts = [("est. loss: L_hat, the estimated loss on the target's validation rows after a fine-tune from theta* "
+              "(meta_init's adapter) on the target's train rows plus the selection's; lower is better."), raw]
     if cal.get("enabled"):
-        against = report.get("calibration_against") or "ce"
-        unit = ("mean cross-entropy per response token, in nats" if against == "ce"
-                else "the surrogate loss, the mean softplus of minus the log-odds")
-        parts.append(f"Calibrated: mapped by verify's {against} fine-tunes onto their real validation loss ({unit}), "
-                     f"calibrated = {fmt(cal.get('slope'))} x raw + {fmt(cal.get('intercept'))}.")
+        against = report.get("calibration_against")
+        parts.append(f"Calibrated: {fmt(cal.get('slope'))} x raw + {fmt(cal.get('intercept'))}, fitted to the real "
+                     f"loss (the surrogate loss, measured) after verify's {f'{against} ' if against else ''}fine-tunes.")
     return [*parts, compare]
 
 
 def test_figures_lines(report: dict[str, Any]) -> list[str]:
     """What the test metrics table's score and test loss are (the unit, the rows, mean over
-    what), a sentence an item as :func:`estimate_figures_lines`: the table said "score" and
-    "test loss" alone."""
+    what, over the seeds where there are several), a sentence an item as
+    :func:`estimate_figures_lines`: the table said "score" and "test loss" alone."""
     metrics = report.get("test_metrics") or {}
     names = sorted({m.get("metric") for m in metrics.values() if isinstance(m.get("metric"), str)})
     scores = "; ".join(f"{name}, {METRIC_MEANINGS[name]}" if name in METRIC_MEANINGS else name for name in names)
@@ -567,10 +572,11 @@ def test_figures_lines(report: dict[str, Any]) -> list[str]:
     rows = (f"the {n_tests[0]:,} test row{'' if n_tests[0] == 1 else 's'}" if len(n_tests) == 1 else "the test rows")
     per_row = ("cross-entropy of its gold class" if report.get("adapter_classes")
                else "mean cross-entropy over its response's tokens and the EOS token after it")
+    several = any(isinstance(m.get("seeds"), int) and m["seeds"] > 1 for m in metrics.values())
     return [f"score: {scores or 'the task metric'}; higher is better.",
             f"test loss: the mean over {rows} of each row's {per_row}, in nats; lower is better.",
-            ("A selection's figures are those of its final fine-tunes (from the base model): the mean over the seeds "
-             "(± their standard deviation, ddof 0, with several).")]
+            *(["Each figure is the mean over the seeds' fine-tunes ± their standard deviation (ddof 0)."]
+              if several else [])]
 
 
 #: after a test loss of fine-tunes one of which diverged, where a table has no room to say more
