@@ -396,3 +396,18 @@ def test_a_test_split_of_one_row_is_worded_as_one() -> None:
                             "interval over the 1 test row: ") and first.endswith(
         "its exact_match is the same on its one test row."), first
     assert second.endswith("exact_match are all's on its one test row: no interval to give."), second
+
+
+def test_no_row_by_row_verdict_is_drawn_from_a_fine_tune_that_diverged() -> None:
+    """The line above the row-by-row ones draws no verdict where the pick's or a baseline's
+    fine-tune diverged (an adapter kept before it, or the untrained start): the row-by-row
+    line still said "clearly worse" of that pair."""
+    figures = {"mean": -0.02, "low": -0.03, "high": -0.01, "better": 0.1, "worse": 0.9, "n": 100}
+    comparison = {"final": "pick", "metric": "accuracy", "scores": {"pick": 0.5, "all": 0.5, "target_only": 0.5},
+                  "paired": {"resamples": 2000, "seed": 0, "level": 0.95,
+                             "vs": {"all": {"loss": figures}, "target_only": {"loss": figures}}}}
+    assert [line.split(":")[0] for line in paired_lines(comparison)] == ["Row by row, pick against target_only",
+                                                                         "Row by row, pick against all"]
+    line, = paired_lines({**comparison, "diverged": ["all"]})
+    assert line.startswith("Row by row, pick against target_only:"), line
+    assert paired_lines({**comparison, "diverged": ["pick"]}) == []

@@ -189,8 +189,9 @@ def paired_lines(comparison: dict[str, Any] | None, name: Callable[[str], str] =
     "Row by row, all against target_only: the pick's test loss is lower by 0.015 (95% interval
     over the 200 test rows: -0.004 to 0.034; lower on 58% of them, higher on 42%): not
     clearly better or worse"; the task score's difference follows. [] without them (a
-    report.json of an earlier subsetctl). ``name`` writes a selection's label (Markdown's
-    escapes its underscores)."""
+    report.json of an earlier subsetctl); none for a baseline where it or the pick has a
+    fine-tune that diverged (``diverged``: the line above says so and draws no verdict).
+    ``name`` writes a selection's label (Markdown's escapes its underscores)."""
     paired = (comparison or {}).get("paired")
     if not isinstance(paired, dict):
         return []
@@ -207,6 +208,8 @@ def paired_lines(comparison: dict[str, Any] | None, name: Callable[[str], str] =
                          f"same sources as {name(baseline)}, and a subset is fine-tuned once), so its test loss and "
                          f"{metric} are {name(baseline)}'s{rows}: no interval to give.")
             continue
+        if {comparison["final"], baseline} & set(comparison.get("diverged") or []):
+            continue  # an adapter kept before a divergence: its rows tell nothing of what the selection is worth
         loss, score = figures.get("loss"), figures.get("score")
         for key, figure in (("loss", loss), ("score", score)):
             if not figure:
