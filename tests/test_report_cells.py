@@ -1314,10 +1314,10 @@ def test_test_metrics_of_fine_tunes_that_diverged_are_named_and_draw_no_verdict(
     assert comparison is not None and comparison["diverged"] == ["forward", "all"]
     verdict = final_vs_baselines_line(comparison, checked=False)
     assert verdict.endswith(": forward 0, target_only 0, all 0. The fine-tunes of forward and all diverged, so these "
-                            "figures do not say whether the selection paid off: lower finetune.lr (or raise "
-                            "finetune.batch_size) and run again."), verdict
+                            "figures do not say whether the selection paid off."), verdict
     note = ("Fine-tunes that diverged (the loss or an update became NaN or infinite): forward (seed 1); all "
-            "(seeds 0, 1). Their figures are those of the adapter kept before the divergence")
+            "(seeds 0, 1). Their figures are those of the adapter kept before the divergence (the untrained start where "
+            "none was kept), not of a finished fine-tune (the finetune stage's warnings say what to change).")
     section = render_markdown(report, {}).split("## Test metrics")[1]
     assert note in section and "at least as well" not in section, section
     buffer = io.StringIO()

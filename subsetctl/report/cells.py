@@ -597,7 +597,7 @@ def diverged_finetunes_line(report: dict[str, Any]) -> str | None:
                       for label, seeds in diverged.items())
     return (f"Fine-tunes that diverged (the loss or an update became NaN or infinite): {named}. Their figures are "
             "those of the adapter kept before the divergence (the untrained start where none was kept), not of a "
-            "finished fine-tune; lower finetune.lr (or raise finetune.batch_size) and run again.")
+            "finished fine-tune (the finetune stage's warnings say what to change).")
 
 
 #: the most classes :func:`class_balance_line` names for one set of rows; it sums the rest
@@ -746,7 +746,7 @@ def final_vs_baselines_line(comparison: dict[str, Any] | None, checked: bool,
     if diverged:  # an untrained (or partly trained) adapter's figures say nothing of what its selection is worth
         return (line + f". {'The fine-tunes' if len(diverged) > 1 else 'A fine-tune'} of "
                 f"{joined_names(list(map(name, diverged)))} diverged, so these figures do not say whether the selection "
-                "paid off: lower finetune.lr (or raise finetune.batch_size) and run again.")
+                "paid off.")
     below = comparison["below"]
     noisy = [b for b in shown[1:] if _within_seed_noise(comparison, b)]
     spread = (f"the {'gaps' if len(noisy) > 1 else 'gap'} to {' and '.join(map(name, noisy))} "
