@@ -326,9 +326,9 @@ def print_overview(rows: list[dict[str, Any]], folder: Path, console: Any, skipp
     if note := _running_figures_note(rows):
         console.print(note, markup=False, highlight=False)
     if any(row.get("diverged") for row in rows):
-        console.print(f"{DIVERGED_MARK.strip()}: a fine-tune of the final pick diverged (the loss became NaN or infinite), "
-                      "so its test loss and score are not those of a finished fine-tune; `subsetctl report DIR` names "
-                      "its seeds.", markup=False, highlight=False)
+        console.print(f"{DIVERGED_MARK.strip()}: a fine-tune of the final pick diverged (the loss or an update became "
+                      "NaN or infinite), so its test loss and score are not those of a finished fine-tune; "
+                      "`subsetctl report DIR` names its seeds.", markup=False, highlight=False)
     for row in rows:
         if row["state"] == "error":
             console.print(f"{row['project']}: {row['error']}", markup=False, highlight=False)

@@ -506,8 +506,8 @@ def render_comparison(cmp: dict[str, Any], console: Any) -> None:
                           _cell(row["loss_a"]) + escape(marks["a"]), _cell(row["loss_b"]) + escape(marks["b"]))
         console.print(table)
         if any(row.get("diverged_a") or row.get("diverged_b") for row in cmp["test"]):
-            console.print(f"{escape(DIVERGED_MARK.strip())}: a fine-tune of that selection diverged on that side (the loss "
-                          "became NaN or infinite), so its figures are not those of a finished fine-tune; "
+            console.print(f"{escape(DIVERGED_MARK.strip())}: a fine-tune of that selection diverged on that side (the loss or "
+                          "an update became NaN or infinite), so its figures are not those of a finished fine-tune; "
                           "`subsetctl report` of that side names its seeds.")
     console.print("est. loss: calibrated where the report's estimates are (nats of a real fine-tune), else raw; "
                   "raw estimates of variants with other gradients or lambda are not on one scale."
