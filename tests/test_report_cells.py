@@ -1349,16 +1349,18 @@ def test_the_estimated_and_test_figures_say_what_they_are_and_what_to_compare_th
     # the calibrated values are in its terms, not a cross-entropy's
     calibrated = {**report, "calibration": {**report["calibration"], "enabled": True, "slope": 0.9, "intercept": 0.5},
                   "calibration_against": "ce"}
-    assert ("> Calibrated: 0.9 x raw + 0.5, fitted to the real loss (the surrogate loss, measured) after verify's ce "
-            "fine-tunes.") in render_markdown(calibrated, {})
+    assert ("> Calibrated: 0.9 x raw + 0.5, fitted to that loss as measured after verify's ce fine-tunes.") in (
+        render_markdown(calibrated, {}))
     buffer = io.StringIO()
     render_full_report(calibrated, Console(file=buffer, width=1000))
     text = buffer.getvalue()
     assert "est. loss: L_hat" in text and "Calibrated: 0.9 x raw + 0.5" in text and "test loss: the mean over" in text
     assert "cross-entropy per response token" not in text
-    plugin = {**report, "calibration": {**report["calibration"], "estimator": "my_estimator"}}
-    assert "> Raw: in the my_estimator estimator's terms." in render_markdown(plugin, {})
-    assert "softplus" not in render_markdown(plugin, {}).split("## Selections")[1].split("## Test metrics")[0]
+    plugin = {**calibrated, "calibration": {**calibrated["calibration"], "estimator": "my_estimator"}}
+    selections = render_markdown(plugin, {}).split("## Selections")[1].split("## Test metrics")[0]
+    assert ("> Raw: in the my_estimator estimator's terms.\n> Calibrated: 0.9 x raw + 0.5, fitted to the real loss "
+            "(the mean softplus of minus each row's gold log-odds, in nats) as measured after verify's ce "
+            "fine-tunes.") in selections, selections
     seeds = {**report, "test_metrics": _test_metrics({"forward": 0.0, "all": 0.0}, {"forward": 4.67, "all": 4.68},
                                                      seeds=2)}
     assert "> Each figure is the mean over the seeds' fine-tunes ± their standard deviation (ddof 0)." in (

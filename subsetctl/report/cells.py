@@ -550,14 +550,16 @@ def estimate_figures_lines(report: dict[str, Any]) -> list[str]:
         return [(f"est. loss: each selection's real loss on the target's validation rows ({surrogate}) after a "
                  "fine-tune from theta* (meta_init's adapter) on the target's train rows plus the selection's "
                  "(true_finetune, verify's settings); lower is better."), compare]
-    raw = (f"Raw: {surrogate}, on one scale only within one gradients and lambda setting."
-           if estimator is None or estimator in BUILTIN_ESTIMATORS else f"Raw: in the {estimator} estimator's terms.")
+    built_in = estimator is None or estimator in BUILTIN_ESTIMATORS
+    raw = (f"Raw: {surrogate}, on one scale only within one gradients and lambda setting." if built_in
+           else f"Raw: in the {estimator} estimator's terms.")
     parts = [("est. loss: L_hat, the estimated loss on the target's validation rows after a fine-tune from theta* "
               "(meta_init's adapter) on the target's train rows plus the selection's; lower is better."), raw]
     if cal.get("enabled"):
         against = report.get("calibration_against")
-        parts.append(f"Calibrated: {fmt(cal.get('slope'))} x raw + {fmt(cal.get('intercept'))}, fitted to the real "
-                     f"loss (the surrogate loss, measured) after verify's {f'{against} ' if against else ''}fine-tunes.")
+        parts.append(f"Calibrated: {fmt(cal.get('slope'))} x raw + {fmt(cal.get('intercept'))}, fitted to "
+                     f"{'that loss' if built_in else f'the real loss ({surrogate})'} as measured after verify's "
+                     f"{f'{against} ' if against else ''}fine-tunes.")
     return [*parts, compare]
 
 
