@@ -26,7 +26,9 @@ import errno
 import json
 import math
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -91,6 +93,35 @@ def _reserve(path: Path) -> None:
             raise OSError(exc.errno, exc.strerror, str(path)) from exc
     finally:
         os.close(fd)
+
+
+def sync_arrays(arrays: Sequence[np.memmap]) -> None:
+    """Write what was stored in the memory-mapped ``arrays`` to disk, returning once all of it
+    is there (or raising the first OSError).
+
+    On Linux their files' ``fdatasync`` run at once, a thread each: ``msync``, which
+    ``np.memmap.flush`` calls, is ``fdatasync`` of the mapped range there (mm/msync.c), and
+    syncs that run together share the disk's cache flushes. Flushed one after another, the
+    three data arrays and the written flags took about 20 ms a batch on a busy disk, a quarter
+    of the gradients stage at 2,000 tiny sources (benchmarks/per_source_costs.py). Elsewhere
+    each array's ``flush`` in turn."""
+    if not sys.platform.startswith("linux") or len(arrays) < 2:
+        for array in arrays:
+            array.flush()
+        return
+
+    def sync(path: str) -> None:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fdatasync(fd)
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, path) from exc
+        finally:
+            os.close(fd)
+
+    with ThreadPoolExecutor(max_workers=len(arrays), thread_name_prefix="gradient-store-sync") as threads:
+        for done in [threads.submit(sync, array.filename) for array in arrays]:
+            done.result()
 
 
 def held_bytes(path: str | Path) -> int:
@@ -169,20 +200,20 @@ class GradientStore:
 
     # ----------------------------------------------------------------- state
     def write(self, row_indices: Sequence[int] | np.ndarray, f: Any, x: Any, repr: Any = None) -> None:
-        """Write rows (store-local indices) and mark them written after the data is flushed."""
+        """Write rows (store-local indices) and mark them written after the data is on disk
+        (:func:`sync_arrays`), the marks then flushed too: a run killed, or a machine that
+        stops, loses at most the rows of the batch being written."""
         idx = np.asarray(row_indices, dtype=np.int64)
         f_, x_ = _numpy(f).reshape(-1), _numpy(x)
         if x_.shape != (len(idx), self.d) or f_.shape != (len(idx),):
             raise ValueError(f"write got f {f_.shape} and x {x_.shape} for {len(idx)} rows of d={self.d}")
+        if self.repr is not None and repr is None:
+            raise ValueError("this store keeps hidden-state means (h > 0); pass repr")
         self.features[idx] = x_
         self.outputs[idx] = f_
-        self.features.flush()
-        self.outputs.flush()
         if self.repr is not None:
-            if repr is None:
-                raise ValueError("this store keeps hidden-state means (h > 0); pass repr")
             self.repr[idx] = _numpy(repr)
-            self.repr.flush()
+        sync_arrays([self.features, self.outputs] + ([self.repr] if self.repr is not None else []))
         self.written[idx] = True
         self.written.flush()
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -403,3 +406,35 @@ def test_a_partial_store_of_another_row_table_is_made_anew(tmp_path: Path, monke
     del kept
     other_rows = [*FAST_ROWS[1:], FAST_ROWS[0]]  # the same rows in another order
     assert not np.any(_reopened(tmp_path / "s", info_of(other_rows)).written)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the data files are synced together on Linux alone")
+def test_write_syncs_the_data_files_together_before_marking_the_rows(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """``write`` syncs the three data files (fdatasync, each on a thread of its own: one after
+    another, with the flags', they took 20 ms a batch on a busy disk), all of them before a
+    row's written flag is set, the flags then flushed: a machine that stops between the two
+    never leaves a row marked whose data is not on disk."""
+    rows = [{"source": "s", "split": "train", "index": i} for i in range(200)]
+    store = GradientStore.create(tmp_path / "s", rows, 4, 2, {"model": "m"})
+    events: list[tuple[str, bool, str]] = []
+    real_sync, real_flush = os.fdatasync, store.written.flush
+
+    def sync(fd: int) -> None:
+        name = Path(os.readlink(f"/proc/self/fd/{fd}")).name
+        events.append((name, bool(np.asarray(store.written[[64, 73]]).any()), threading.current_thread().name))
+        real_sync(fd)
+
+    def flush() -> None:
+        events.append(("written.npy", bool(np.asarray(store.written[[64, 73]]).all()), "flush"))
+        real_flush()
+
+    monkeypatch.setattr(os, "fdatasync", sync)
+    monkeypatch.setattr(store.written, "flush", flush)
+    x = np.arange(40, dtype=np.float32).reshape(10, 4)
+    store.write(list(range(64, 74)), np.arange(10), x, np.ones((10, 2)))
+    assert sorted(name for name, _, _ in events[:3]) == ["features.npy", "outputs.npy", "repr.npy"]
+    assert not any(marked for _, marked, _ in events[:3]) and events[3] == ("written.npy", True, "flush")
+    assert all(thread.startswith("gradient-store-sync") for _, _, thread in events[:3]) and len(events) == 4
+    assert np.array_equal(np.load(tmp_path / "s" / "features.npy")[64:74], x)
+    assert np.array_equal(np.flatnonzero(np.load(tmp_path / "s" / "written.npy")), range(64, 74))

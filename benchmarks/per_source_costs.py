@@ -1,0 +1,89 @@
+"""The gradients stage's per-source costs at thousands of sources, the old way and the new, in one run.
+
+Times, best of ``--repeats``, for ``--sources`` tiny sources of ``--rows`` examples each (the
+project ``many_sources.py`` builds, whose target adds 40 rows):
+
+* ``store_writes``: a gradient store of those rows (``--d`` projected and 64 hidden-state
+  floats a row, the tiny Llama's) filled in batches of ``--batch-size``, the old way (each
+  array flushed in turn after every batch) and the new (:meth:`GradientStore.write`, the data
+  arrays synced at once); the files must be equal.
+
+Prints one JSON line: each part's old and new seconds and their ratio. The disk's sync time
+follows what else writes to it: on a shared machine, run it more than once.
+
+    python benchmarks/per_source_costs.py [--sources 2000] [--rows 5] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from _common import fresh_work_dir
+
+
+def _old_write(store: Any, rows: list[int], f: np.ndarray, x: np.ndarray, hidden: np.ndarray) -> None:
+    """``GradientStore.write`` as it was: each array flushed in turn after every batch."""
+    store.features[rows] = x
+    store.outputs[rows] = f
+    store.features.flush()
+    store.outputs.flush()
+    store.repr[rows] = hidden
+    store.repr.flush()
+    store.written[rows] = True
+    store.written.flush()
+
+
+def _fill(folder: Path, n_rows: int, d: int, batch_size: int, old: bool) -> float:
+    """Seconds to fill a new store of ``n_rows`` rows at ``folder``, batch by batch."""
+    from subsetctl.gradients.store import GradientStore
+
+    store = GradientStore.create(folder, [{"source": "s", "split": "train", "index": i} for i in range(n_rows)],
+                                 d, 64, {"model": "benchmark"})
+    rng = np.random.default_rng(0)
+    started = time.perf_counter()
+    for start in range(0, n_rows, batch_size):
+        rows = list(range(start, min(n_rows, start + batch_size)))
+        f = rng.standard_normal(len(rows)).astype(np.float32)
+        x = rng.standard_normal((len(rows), d)).astype(np.float32)
+        hidden = rng.standard_normal((len(rows), 64)).astype(np.float32)
+        (_old_write if old else GradientStore.write)(store, rows, f, x, hidden)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sources", type=int, default=2000)
+    parser.add_argument("--rows", type=int, default=5, help="examples per source")
+    parser.add_argument("--d", type=int, default=8, help="gradients.d of the store")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    folder = fresh_work_dir(f"per_source_costs_{args.sources}")
+    n_rows = args.sources * args.rows + 40
+    seconds: dict[str, dict[str, list[float]]] = {"store_writes": {"old": [], "new": []}}
+    for _ in range(args.repeats):
+        for way in ("old", "new"):
+            seconds["store_writes"][way].append(
+                _fill(folder / "stores" / way, n_rows, args.d, args.batch_size, way == "old"))
+        for name in sorted(os.listdir(folder / "stores" / "old")):
+            if (folder / "stores" / "old" / name).read_bytes() != (folder / "stores" / "new" / name).read_bytes():
+                raise SystemExit(f"The two stores' {name} differ.")
+    best = {part: {way: round(min(times), 3) for way, times in ways.items()} for part, ways in seconds.items()}
+    print(json.dumps({
+        "benchmark": "per_source_costs", "sources": args.sources, "rows": n_rows, "d": args.d,
+        "batches": -(-n_rows // args.batch_size),
+        **{f"{part}_s": ways for part, ways in best.items()},
+        **{f"{part}_ratio": round(ways["old"] / ways["new"], 2) for part, ways in best.items()},
+        "load_average": [round(v, 1) for v in os.getloadavg()],
+    }))
+
+
+if __name__ == "__main__":
+    main()
