@@ -1,8 +1,12 @@
 """The gradients stage's per-source costs at thousands of sources, the old way and the new, in one run.
 
-Times, best of ``--repeats``, for ``--sources`` tiny sources of ``--rows`` examples each (the
-project ``many_sources.py`` builds, whose target adds 40 rows):
+Builds the project ``many_sources.py`` builds (``--sources`` tiny sources of ``--rows``
+examples each) and runs its data stage, then times, best of ``--repeats``:
 
+* ``row_table``: every split the gradients stage reads (the target's train and validation, each
+  source's train), the old way (a copy of the code before: one split at a time, its files'
+  paths made with ``Path``, its columns zipped into rows) and the new
+  (:func:`~subsetctl.data.stage.splits_rows`); the rows must be equal;
 * ``store_writes``: a gradient store of those rows (``--d`` projected and 64 hidden-state
   floats a row, the tiny Llama's) filled in batches of ``--batch-size``, the old way (each
   array flushed in turn after every batch) and the new (:meth:`GradientStore.write`, the data
@@ -25,6 +29,35 @@ from typing import Any
 
 import numpy as np
 from _common import fresh_work_dir
+from many_sources import build
+
+
+def _old_rows(data_dir: Path, wanted: list[tuple[str, str]]) -> list[list[dict[str, Any]]]:
+    """The splits' rows as ``row_table`` read them before: each one's ``split_columns`` (plain
+    splits read as ``plain_split_columns`` read them), zipped into rows."""
+    import pyarrow as pa
+
+    from subsetctl.data.saving import read_saved_json
+
+    rows = []
+    for name, split in wanted:
+        path = Path(data_dir) / name / split
+        if Path(data_dir, name).is_dir() and not path.exists():
+            columns: dict[str, list[Any]] = {}
+        else:
+            state = read_saved_json(path / "state.json")
+            features = read_saved_json(path / "dataset_info.json")["features"]
+            if not (state.get("_format_type") is None and not state.get("_format_columns")
+                    and not state.get("_format_kwargs") and isinstance(features, dict)
+                    and all(isinstance(f, dict) and f.get("_type") == "Value" for f in features.values())):
+                raise SystemExit(f"{path} is not a plain split: this benchmark reads those alone.")
+            tables = []
+            for data_file in state["_data_files"]:
+                with pa.memory_map(str(path / data_file["filename"])) as stream:
+                    tables.append(pa.ipc.open_stream(stream).read_all())
+            columns = pa.concat_tables(tables).to_pydict()
+        rows.append([dict(zip(columns, values)) for values in zip(*columns.values())])
+    return rows
 
 
 def _old_write(store: Any, rows: list[int], f: np.ndarray, x: np.ndarray, hidden: np.ndarray) -> None:
@@ -65,10 +98,29 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
+    from subsetctl.api import load_project, run_project
+    from subsetctl.data.stage import splits_rows
+
     folder = fresh_work_dir(f"per_source_costs_{args.sources}")
-    n_rows = args.sources * args.rows + 40
-    seconds: dict[str, dict[str, list[float]]] = {"store_writes": {"old": [], "new": []}}
+    build(folder, args.sources, args.rows)
+    run_project(folder, until="data")
+    _, spec = load_project(folder)
+    data_dir = folder / ".subsetctl" / "data"
+    wanted = [(spec.target.name, "train"), (spec.target.name, "validation"),
+              *((source.name, "train") for source in spec.sources)]
+    seconds: dict[str, dict[str, list[float]]] = {"row_table": {"old": [], "new": []},
+                                                  "store_writes": {"old": [], "new": []}}
+    n_rows = 0
     for _ in range(args.repeats):
+        for way, read in (("old", _old_rows), ("new", splits_rows)):
+            started = time.perf_counter()
+            got = read(data_dir, wanted)
+            seconds["row_table"][way].append(time.perf_counter() - started)
+            if way == "old":
+                expected = got
+            elif got != expected:
+                raise SystemExit("splits_rows read other rows than the old code.")
+        n_rows = sum(map(len, expected))
         for way in ("old", "new"):
             seconds["store_writes"][way].append(
                 _fill(folder / "stores" / way, n_rows, args.d, args.batch_size, way == "old"))

@@ -32,11 +32,12 @@ import shutil
 import unicodedata
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 from datasets import Dataset
 
 from subsetctl.data.fingerprint import SOURCE_FILE, key_and_inputs, reuse_keys, source_context, source_key
@@ -64,7 +65,7 @@ from subsetctl.data.prepare import (
     quiet_datasets,
     split_summary,
 )
-from subsetctl.data.saving import load_saved, plain_split_columns, save_split
+from subsetctl.data.saving import load_saved, plain_split_table, save_split
 from subsetctl.errors import OTHER_UNICODE_FORM, UserError, in_another_form, shown_text
 from subsetctl.plugin_loading import load_plugin_string
 from subsetctl.plugin_scoping import plugin_scope
@@ -827,13 +828,59 @@ def split_columns(data_dir: Path, name: str, split: str) -> dict[str, list[Any]]
     pool, deep copies of the features), which a fine-tune of 2,000 sources paid once per
     source and run; reading the files takes 0.07 ms. Anything else, or files this cannot
     read (a damaged split), goes through :func:`load_split`, with its errors."""
-    if split in SPLITS:
-        path = Path(data_dir) / name / split
-        if Path(data_dir, name).is_dir() and not path.exists():
-            return {}  # an empty split is not saved (see the module docstring)
-        columns = plain_split_columns(path)
-        if columns is not None:
-            return columns
+    table = _plain_table(data_dir, name, split)
+    return table.to_pydict() if table is not None else _loaded_columns(data_dir, name, split)
+
+
+def splits_rows(data_dir: Path, wanted: Sequence[tuple[str, str]]) -> list[list[dict[str, Any]]]:
+    """The rows of each ``(name, split)`` of ``wanted``, in order, as dicts: the columns
+    :func:`split_columns` gives, zipped into rows (the same values, the same errors), where
+    the plain splits' Arrow tables are turned into Python objects together, one
+    ``to_pylist`` for each run of tables of one schema. Read one by one, the 2,000 small
+    train splits of as many sources cost the gradients stage a conversion and a dict per
+    column and row each."""
+    rows: list[list[dict[str, Any]]] = []
+    run: list[tuple[int, pa.Table]] = []  # (place in rows, table) of one schema, not converted yet
+
+    def convert() -> None:
+        if run:
+            converted = pa.concat_tables([table for _, table in run]).to_pylist()
+            start = 0
+            for place, table in run:
+                rows[place] = converted[start:start + table.num_rows]
+                start += table.num_rows
+            run.clear()
+
+    for name, split in wanted:
+        table = _plain_table(data_dir, name, split)
+        if table is None:
+            columns = _loaded_columns(data_dir, name, split)
+            rows.append([dict(zip(columns, values)) for values in zip(*columns.values())])
+        else:
+            rows.append([])
+            if table.num_rows:
+                if run and not table.schema.equals(run[0][1].schema):
+                    convert()
+                run.append((len(rows) - 1, table))
+    convert()
+    return rows
+
+
+def _plain_table(data_dir: Path, name: str, split: str) -> pa.Table | None:
+    """The Arrow table :func:`split_columns` reads a saved split from (with no columns for a
+    split not saved, an empty one: see the module docstring); None where it goes through
+    :func:`load_split` (see :func:`~subsetctl.data.saving.plain_split_table`)."""
+    if split not in SPLITS:
+        return None
+    folder = os.path.join(data_dir, name)
+    path = os.path.join(folder, split)
+    if not os.path.exists(path):
+        return pa.table({}) if os.path.isdir(folder) else None
+    return plain_split_table(path)
+
+
+def _loaded_columns(data_dir: Path, name: str, split: str) -> dict[str, list[Any]]:
+    """A split's columns as :func:`load_split` reads it (``{}`` where it has no rows)."""
     dataset = load_split(data_dir, name, split)
     return dataset[:] if len(dataset) else {}
 

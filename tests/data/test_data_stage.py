@@ -21,6 +21,7 @@ from subsetctl.data.stage import (
     run_data_stage,
     source_context,
     split_columns,
+    splits_rows,
 )
 from subsetctl.errors import OTHER_UNICODE_FORM, UserError
 from subsetctl.spec import SourceSpec, Spec
@@ -135,6 +136,35 @@ def test_split_columns_leaves_formatted_or_damaged_splits_to_load_from_disk(tmp_
     arrow.write_bytes(arrow.read_bytes()[:20])
     with pytest.raises(pa.ArrowInvalid, match="metadata bytes"):  # load_from_disk's own error
         split_columns(tmp_path, "d", "train")
+
+
+def test_splits_rows_are_each_splits_columns_as_rows(tmp_path: Path) -> None:
+    """splits_rows, which reads many splits' Arrow tables and turns them into Python objects
+    together (the gradients stage reads every source's train split), gives each split's rows
+    as split_columns one split at a time does, in the order asked: prepared splits, empty
+    ones, tables of another schema between them, and a split only load_split reads."""
+    spec = _spec(tmp_path)
+    out = tmp_path / "out"
+    run_data_stage(spec, tmp_path, out)
+    Dataset.from_dict({"prompt": ["p", "q"], "n": [1, 2]}).save_to_disk(str(out / "other" / "train"))
+    formatted = Dataset.from_dict({"prompt": ["a", "b"], "response": ["1", "2"]})
+    formatted.set_format(type=None, columns=["prompt"])
+    formatted.save_to_disk(str(out / "formatted" / "train"))
+    wanted = [("tgt", "train"), ("tgt", "validation"), ("aux", "test"), ("other", "train"), ("aux", "train"),
+              ("formatted", "train"), ("rg", "train"), ("tgt", "train"), ("rg", "validation"), ("other", "test")]
+
+    def reference(name: str, split: str) -> list[dict[str, object]]:
+        columns = split_columns(out, name, split)
+        return [dict(zip(columns, values)) for values in zip(*columns.values())]
+
+    got = splits_rows(out, wanted)
+    assert got == [reference(name, split) for name, split in wanted]
+    assert [list(rows[0]) for rows in got if rows] == [list(reference(*pair)[0]) for pair in wanted
+                                                      if reference(*pair)]  # (the columns in order)
+    assert got[2] == [] and got[3] == [{"prompt": "p", "n": 1}, {"prompt": "q", "n": 2}]
+    assert got[5] == [{"prompt": "a"}, {"prompt": "b"}] and sum(map(len, got)) > 10
+    with pytest.raises(UserError, match="Run the data stage"):
+        splits_rows(out, [("tgt", "train"), ("nope", "train")])
 
 
 def test_crash_keeps_previous_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
