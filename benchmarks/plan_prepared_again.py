@@ -26,7 +26,6 @@ from _common import (
     old_against_new_arguments,
     old_worktree,
     revision_before,
-    timed_subsetctl,
     without_rough_times,
 )
 from saved_to_disk_sources import build
@@ -38,9 +37,7 @@ _FIRST_CHANGE = "plan counts each source's files once"
 def main() -> None:
     args = old_against_new_arguments(__doc__, sources=500, rows=200)
     project = build(fresh_work_dir("plan_prepared_again"), args.sources, args.rows)[0]
-    ran = timed_subsetctl(ROOT, "run", str(project), "--until", "data", "-q")[2]
-    if ran.returncode != 0:
-        raise SystemExit(f"the data stage exited {ran.returncode}:\n{ran.stdout}{ran.stderr}")
+    checked_subsetctl(ROOT, "run", str(project), "--until", "data", "-q")
     spec = yaml.safe_load((project / "subsetctl.yaml").read_text())
     spec["sources"][0]["max_examples"] = args.rows // 2
     (project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
