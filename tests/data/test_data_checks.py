@@ -1254,6 +1254,18 @@ def test_a_prompt_completion_file_read_with_the_default_response_field_is_told_c
         load_jsonl(loader, make_ctx())
 
 
+def test_a_usual_answer_column_in_another_letter_case_is_told_by_its_own_name(tmp_path: Path) -> None:
+    """A file of `Prompt` and `Answer` columns (a CSV header's capitals) read with the default
+    response_field was told only to "set response_field to one of them": the usual answer
+    column is matched letter case aside, and named as the file spells it."""
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
+    write_jsonl(tmp_path / "data" / "pa.jsonl", [{"Prompt": f"{i}+1=", "Answer": str(i + 1)} for i in range(4)])
+    issues = check_issues(tmp_path, GOOD + "  - {name: s, loader: {type: jsonl, path: data/pa.jsonl}}\n")
+    assert issues["sources[1].loader.response_field"].message.endswith(
+        "did you mean 'Answer'? set response_field: \"Answer\", or fix the data"), issues
+
+
 def test_a_save_to_disk_folder_load_from_disk_would_refuse_is_told_by_validate_and_the_data_stage(
         tmp_path: Path, make_ctx) -> None:
     """A save_to_disk folder copied without its dataset_info.json, a DatasetDict without a

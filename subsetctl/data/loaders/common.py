@@ -1139,13 +1139,18 @@ USUAL_COLUMNS = {"prompt_field": ("question", "query"),
 
 def usual_column(option: str | None, column: str, columns: Iterable[str]) -> str | None:
     """The first of :data:`USUAL_COLUMNS` for ``option`` that ``columns`` holds (``completion``
-    for ``response_field``) where ``column`` is the option's default (``response``: the option
-    left out), the column it most likely means; None where none is, or where the spec named
-    a column of its own (a typo is :func:`close_column`'s)."""
+    for ``response_field``), letter case aside (a CSV header's ``Answer``), where ``column`` is
+    the option's default (``response``: the option left out), the column it most likely means;
+    None where none is, or where the spec named a column of its own (a typo is
+    :func:`close_column`'s)."""
     if option is None or column != option.removesuffix("_field"):
         return None
-    present = set(columns)
-    return next((name for name in USUAL_COLUMNS.get(option, ()) if name in present), None)
+    names = list(columns)
+    for usual in USUAL_COLUMNS.get(option, ()):
+        found = usual if usual in names else next((name for name in names if name.casefold() == usual), None)
+        if found is not None:
+            return found
+    return None
 
 
 def close_column(column: str, columns: Iterable[str], cutoff: float = 0.8) -> str | None:
