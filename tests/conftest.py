@@ -133,6 +133,16 @@ def _made_once_per_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.
 
 
 @pytest.fixture(scope="session")
+def made_once_per_run(request: pytest.FixtureRequest,
+                      tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, Callable[[Path], object]], Path]:
+    """:func:`_made_once_per_run` for the fixtures of other test files, as a function
+    ``(name, make) -> folder``: a module-wide project each pytest-xdist worker built again
+    (a pipeline run of its own, seconds each) is made once for the run. Its tests only read
+    or copy the folder. (A fixture, as `from conftest import` may find another conftest.py.)"""
+    return lambda name, make: _made_once_per_run(request, tmp_path_factory, name, make)
+
+
+@pytest.fixture(scope="session")
 def tiny_llama(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer random Llama with a char tokenizer, saved to a folder (one for all of a
     run's pytest-xdist workers: tests read or copy it, never change it)."""

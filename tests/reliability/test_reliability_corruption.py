@@ -21,11 +21,12 @@ from subsetctl.reporter import SilentReporter
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory: pytest.TempPathFactory, tiny_llama: Path) -> Path:
-    """A project whose whole pipeline ran once (copied by each test)."""
-    project = rf.make_project(tmp_path_factory.mktemp("finished") / "p", rf.small_spec(tiny_llama))
-    run_project(project)
-    return project
+def finished(made_once_per_run: Callable[[str, Callable[[Path], object]], Path], tiny_llama: Path) -> Path:
+    """A project whose whole pipeline ran once for the whole test run (one for all
+    pytest-xdist workers, each of which ran it again): each test copies it, never changes it."""
+    folder = made_once_per_run("corruption-finished",
+                               lambda folder: run_project(rf.make_project(folder / "p", rf.small_spec(tiny_llama))))
+    return folder / "p"
 
 
 @pytest.fixture
@@ -172,12 +173,12 @@ def test_a_damaged_adapter_that_reaches_a_loader_is_a_user_error(project: Path) 
 
 
 @pytest.fixture(scope="module")
-def data_prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def data_prepared(made_once_per_run: Callable[[str, Callable[[Path], object]], Path]) -> Path:
     """A project of :func:`relfixtures.data_spec` after `subsetctl run --until data`, once for
-    the module (copied by each test: a copy is up to date, its files being the same)."""
-    project = rf.make_project(tmp_path_factory.mktemp("data-prepared") / "p", rf.data_spec())
-    assert rf.run_cli(project, "run", str(project), "--until", "data", "-q").returncode == 0
-    return project
+    the whole test run (copied by each test: a copy is up to date, its files being the same)."""
+    folder = made_once_per_run("corruption-data-prepared",
+                               lambda folder: run_project(rf.make_project(folder / "p", rf.data_spec()), until="data"))
+    return folder / "p"
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "state"])

@@ -16,6 +16,7 @@ within 1e-5 absolute.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,23 +31,30 @@ STAGES = ["data", "meta_init", "gradients", "calibrate", "search", "finetune", "
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory, tiny_llama: Path) -> dict[str, Any]:
+def reference(made_once_per_run: Callable[[str, Callable[[Path], object]], Path], tiny_llama: Path) -> dict[str, Any]:
     """One uninterrupted run of the crash spec up to finetune, the last stage a test kills
-    (also counts the search's saved chunks)."""
+    (also counts the search's saved chunks), made once for the whole test run: each
+    pytest-xdist worker ran it again. Tests copy its stages and read it, never change it."""
     from subsetctl.estimate.results import SubsetResultsStore
 
     spec = rf.crash_spec(tiny_llama)
-    project = rf.make_project(tmp_path_factory.mktemp("reference") / "project", spec)
-    original, adds = SubsetResultsStore.add, []
 
-    def counted(self: SubsetResultsStore, masks: Any, batch: Any) -> None:
-        original(self, masks, batch)
-        adds.append(len(masks))
+    def run(folder: Path) -> None:
+        project = rf.make_project(folder / "project", spec)
+        original, adds = SubsetResultsStore.add, []
 
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(SubsetResultsStore, "add", counted)
-        run_project(project, until="finetune")
-    return {"project": project, "spec": spec, "search_adds": len(adds)}
+        def counted(self: SubsetResultsStore, masks: Any, batch: Any) -> None:
+            original(self, masks, batch)
+            adds.append(len(masks))
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(SubsetResultsStore, "add", counted)
+            run_project(project, until="finetune")
+        (folder / "search_adds.json").write_text(json.dumps(len(adds)))  # for the workers that did not run it
+
+    folder = made_once_per_run("crash-reference", run)
+    return {"project": folder / "project", "spec": spec,
+            "search_adds": json.loads((folder / "search_adds.json").read_text())}
 
 
 def _resume(project: Path, stage: str) -> None:
