@@ -4,11 +4,13 @@ for them, and an sdist without the tests' helpers cannot run its own tests."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
 import tarfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -37,11 +39,22 @@ class Built(NamedTuple):
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
-    """A copy of the checkout, its ``__version__`` bumped to ``BUMPED``, with the litter a working checkout has (compiled files, an
-    example's run, benchmark scratch), and the names in the sdist (its top folder left off)
-    and in the wheel built from it by setuptools, as ``python -m build`` does."""
-    copy = tmp_path_factory.mktemp("checkout") / "subsetctl"
+def built(made_once_per_run: Callable[[str, Callable[[Path], object]], Path]) -> Built:
+    """What :func:`_build_both` made, once for the whole test run (one for all pytest-xdist
+    workers, each of which built both archives again): the tests only read it."""
+    folder = made_once_per_run("packaging-built", _build_both)
+    found = json.loads((folder / "built.json").read_text(encoding="utf-8"))
+    return Built(folder / "subsetctl", set(found["in_sdist"]), set(found["in_wheel"]), found["metadata"],
+                 found["warnings"])
+
+
+def _build_both(folder: Path) -> None:
+    """A copy of the checkout in ``folder``, its ``__version__`` bumped to ``BUMPED``, with the
+    litter a working checkout has (compiled files, an example's run, benchmark scratch); in
+    ``folder``'s built.json, the names in the sdist (its top folder left off) and in the wheel
+    built from it by setuptools, as ``python -m build`` does, the wheel's METADATA and what
+    the builds wrote to stderr."""
+    copy = folder / "subsetctl"
     shutil.copytree(ROOT, copy, ignore=_NOT_COPIED)
     for litter in ("tests/__pycache__/conftest.cpython-311.pyc", "subsetctl/__pycache__/cli.cpython-311.pyc",
                    "examples/quickstart/.subsetctl/state.json", "benchmarks/_work/result.json"):
@@ -59,7 +72,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     with zipfile.ZipFile(out / wheel_name) as wheel:
         in_wheel = set(wheel.namelist())
         metadata = wheel.read(next(name for name in in_wheel if name.endswith(".dist-info/METADATA"))).decode()
-    return Built(copy, in_sdist, in_wheel, metadata, sdist_warnings + wheel_warnings)
+    found = {"in_sdist": sorted(in_sdist), "in_wheel": sorted(in_wheel), "metadata": metadata,
+             "warnings": sdist_warnings + wheel_warnings}
+    (folder / "built.json").write_text(json.dumps(found), encoding="utf-8")
 
 
 def _build(kind: str, source: Path, out: Path) -> tuple[str, str]:
