@@ -2400,17 +2400,16 @@ def test_the_search_summary_counts_the_stored_estimates_it_reused_as_its_notice_
     assert summary["computed_now"] == 0 and summary["lookups_answered_without_solving"] > summary["reused"], summary
 
 
-def test_a_causal_lm_answering_in_class_words_gets_macro_f1_over_its_answers(tiny_project: Path) -> None:
+def test_a_causal_lm_answering_in_class_words_gets_macro_f1_over_its_answers(tiny_project_ran) -> None:
     """A causal-LM target whose answers are class words ("positive"/"negative") got only exact
     match in the report, where a classifier gets macro-F1 beside accuracy: its test metrics
     have macro-F1 over the exact answers too (each seed's in per_run.json), and a target of
     free answers (the tiny project's sums) has none."""
-    overrides = ["search.strategies=[{name: exhaustive}]"]
-    run_project(tiny_project, overrides)
+    tiny_project = tiny_project_ran()  # a copy of the free answers' run
     assert all("macro_f1_mean" not in m for m in json.loads((tiny_project / "report.json").read_text())["test_metrics"].values())
     rows = [{"prompt": f"review {i}:", "response": ["positive", "negative"][i % 3 == 0]} for i in range(20)]
     (tiny_project / "target.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    run_project(tiny_project, overrides)
+    run_project(tiny_project, ["search.strategies=[{name: exhaustive}]"])
     metrics = json.loads((tiny_project / "report.json").read_text())["test_metrics"]
     assert metrics and all(0 <= m["macro_f1_mean"] <= 1 and len(m["macro_f1_per_seed"]) == m["seeds"]
                            for m in metrics.values()), metrics
