@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -51,9 +50,10 @@ def test_repeat_agreement_is_the_mean_pairwise_spearman() -> None:
     assert repeat_agreement(sparse, "ce") is None
 
 
-def test_verify_repeats_on_a_tiny_model(tiny_project: Path) -> None:
+def test_verify_repeats_on_a_tiny_model(tiny_project_ran) -> None:
     from subsetctl.api import run_project
 
+    tiny_project = tiny_project_ran("gradients")  # a copy: verify and what follows still run
     overrides = ["verify.enabled=true", "verify.k=4", "verify.steps=2", "verify.batch_size=4", "verify.repeats=2",
                  "verify.kinds=[ce]", "finetune.enabled=false", "calibrate.lambda_grid=[1.0]"]
     run_project(tiny_project, overrides)
@@ -75,7 +75,7 @@ def test_verify_repeats_on_a_tiny_model(tiny_project: Path) -> None:
     assert "| 2 (" in (tiny_project / "report.md").read_text()
 
 
-def test_verify_reuses_finished_fine_tunes_when_its_settings_change(tiny_project: Path) -> None:
+def test_verify_reuses_finished_fine_tunes_when_its_settings_change(tiny_project_ran) -> None:
     """Raising k keeps the runs already done (the stage folder is reset, the run cache is
     not); a changed learning rate is a different run and is not reused. `plan` says how
     many the cache holds."""
@@ -83,6 +83,7 @@ def test_verify_reuses_finished_fine_tunes_when_its_settings_change(tiny_project
 
     base = ["verify.enabled=true", "verify.steps=2", "verify.batch_size=4", "verify.kinds=[ce]",
             "finetune.enabled=false", "calibrate.lambda_grid=[1.0]"]
+    tiny_project = tiny_project_ran("gradients")  # a copy: verify and what follows still run
     state = tiny_project / ".subsetctl"
 
     def verify_summary() -> dict:
@@ -122,7 +123,7 @@ def test_verify_reuses_finished_fine_tunes_when_its_settings_change(tiny_project
     assert verify_summary()["resumed"] == 2 and verify_summary()["reused"] == 2  # the other two from the cache
 
 
-def test_a_resumed_verify_records_the_divergence_of_a_fine_tune_done_before_it_stopped(tiny_project: Path) -> None:
+def test_a_resumed_verify_records_the_divergence_of_a_fine_tune_done_before_it_stopped(tiny_project_ran) -> None:
     """The warning that a verify fine-tune diverged was said only as it finished: a stage
     stopped after it and resumed never said it again, so its manifest (and every report)
     lacked it while the fine-tune stayed excluded."""
@@ -130,6 +131,7 @@ def test_a_resumed_verify_records_the_divergence_of_a_fine_tune_done_before_it_s
 
     base = ["verify.enabled=true", "verify.steps=2", "verify.batch_size=4", "verify.kinds=[ce]", "verify.k=3",
             "finetune.enabled=false"]
+    tiny_project = tiny_project_ran("gradients")  # a copy: verify and what follows still run
     state = tiny_project / ".subsetctl" / "verify"
     run_project(tiny_project, base, until="verify")
     rows = json.loads((state / "results.json").read_text())
@@ -144,13 +146,14 @@ def test_a_resumed_verify_records_the_divergence_of_a_fine_tune_done_before_it_s
     assert not any("[" in w for w in warnings), "subsets are named as the report names them, not as Python lists"
 
 
-def test_plan_counts_no_damaged_verify_cache_entry_as_cached(tiny_project: Path) -> None:
+def test_plan_counts_no_damaged_verify_cache_entry_as_cached(tiny_project_ran) -> None:
     """A cache entry cut short (or a folder in its place) is trained again by `run`:
     `plan` counts only the entries `run` takes."""
     from subsetctl.api import plan_project, run_project
 
     base = ["verify.enabled=true", "verify.steps=2", "verify.batch_size=4", "verify.kinds=[ce]",
             "finetune.enabled=false", "calibrate.lambda_grid=[1.0]"]
+    tiny_project = tiny_project_ran("gradients")  # a copy: verify and what follows still run
     run_project(tiny_project, [*base, "verify.k=3"], until="verify")
     cut, folder, _ = sorted((tiny_project / ".subsetctl" / "cache" / "verify").glob("*.json"))
     cut.write_text(cut.read_text()[:10])

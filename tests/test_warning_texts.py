@@ -208,7 +208,7 @@ def test_estimates_identical_for_every_subset_are_warned_about(tiny_project: Pat
     assert not [w for w in rep.warnings if "same estimated loss" in w], rep.warnings
 
 
-def test_a_diverged_final_fine_tune_is_warned_and_reported(tiny_project: Path, monkeypatch) -> None:
+def test_a_diverged_final_fine_tune_is_warned_and_reported(tiny_project_ran, monkeypatch) -> None:
     """A final fine-tune whose loss became NaN kept its untrained start (or an earlier
     checkpoint) as its adapter, was evaluated as if finished, and nothing said so: runs.json
     alone recorded ``diverged``. Restored from the cache by a later run, it is warned again."""
@@ -217,6 +217,7 @@ def test_a_diverged_final_fine_tune_is_warned_and_reported(tiny_project: Path, m
     from subsetctl.modeling import train
 
     overrides = ["search.strategies=[{name: exhaustive}]", "finetune.baselines=[]"]
+    tiny_project = tiny_project_ran("gradients")  # a copy: the search and what follows still run
     run_project(tiny_project, overrides, until="search")
     monkeypatch.setattr(train, "_optimizer_step", lambda *args: None)  # the final fine-tunes' loss: NaN at once
     rep = SilentReporter()
