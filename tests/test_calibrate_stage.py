@@ -180,7 +180,7 @@ def test_a_reversing_map_turns_calibration_off_with_a_warning() -> None:
     assert any("slope -1 (not positive)" in w and "reverse order" in w for w in reporter.warnings)
 
 
-def test_a_new_lambda_grid_with_calibration_off_reruns_the_report_not_the_search(tiny_project) -> None:
+def test_a_new_lambda_grid_with_calibration_off_reruns_the_report_not_the_search(tiny_project_ran) -> None:
     """With calibrate.enabled false the search uses estimate.lam, whatever the grid, but a new
     calibrate.lambda_grid re-ran it: calibrate's verify table (which shows the grid) changed
     its output digest. The table's figures now stay out of that digest (the report counts
@@ -194,6 +194,7 @@ def test_a_new_lambda_grid_with_calibration_off_reruns_the_report_not_the_search
     def ran(overrides: list[str]) -> list[str]:
         return [r["stage"] for r in run_project(tiny_project, overrides) if r["action"] == "ran"]
 
+    tiny_project = tiny_project_ran("gradients")  # a copy: verify and what follows still run
     spec_file = tiny_project / "subsetctl.yaml"
     spec = yaml.safe_load(spec_file.read_text())
     spec["verify"] = {"enabled": True, "k": 4, "steps": 2, "batch_size": 4}
@@ -217,7 +218,7 @@ def test_a_new_lambda_grid_with_calibration_off_reruns_the_report_not_the_search
     assert "estimate.lam=2.0" not in json.loads((tiny_project / "report.json").read_text()).get("overrides", {})
 
 
-def test_a_new_lambda_grid_keeping_the_choice_does_not_rerun_the_finetune_stage(tiny_project) -> None:
+def test_a_new_lambda_grid_keeping_the_choice_does_not_rerun_the_finetune_stage(tiny_project_ran) -> None:
     """A value added to calibrate.lambda_grid that calibration does not choose changed the
     search's selections.json (its calibration listed every lambda's figures) and nothing it
     picks, yet re-ran the finetune stage (every adapter restored from its cache, `plan`
@@ -236,6 +237,7 @@ def test_a_new_lambda_grid_keeping_the_choice_does_not_rerun_the_finetune_stage(
     def chosen() -> float:
         return json.loads((tiny_project / ".subsetctl" / "search" / "selections.json").read_text())["calibration"]["lam"]
 
+    tiny_project = tiny_project_ran("gradients")  # a copy: verify and what follows still run
     spec_file = tiny_project / "subsetctl.yaml"
     spec = yaml.safe_load(spec_file.read_text())
     spec["verify"] = {"enabled": True, "k": 4, "steps": 2, "batch_size": 4}
