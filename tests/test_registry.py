@@ -250,13 +250,14 @@ def test_a_plugins_class_without_a_decorator_loads_again_after_its_module_is_rel
         STRATEGIES._entries.pop("undecorated_all", None)
 
 
-def test_editing_a_plugin_estimator_or_strategy_makes_the_search_stale(tiny_project: Path, monkeypatch) -> None:
+def test_editing_a_plugin_estimator_or_strategy_makes_the_search_stale(tiny_project_ran, monkeypatch) -> None:
     """Only plugin loaders were tracked: an edited estimator left the search "up to date"
     and a re-run reused the old estimates from the search cache."""
     import yaml
 
     from subsetctl.api import plan_project, run_project
 
+    tiny_project = tiny_project_ran("gradients")  # a copy: the search still runs
     plugin = tiny_project / "sizey_plugin.py"
     source = '''
 import numpy as np
@@ -342,7 +343,7 @@ def test_the_warning_for_an_edited_file_a_plugin_class_inherits_from_names_it_as
 
 
 def test_a_plugin_edited_after_this_process_loaded_it_keeps_the_fingerprint_of_the_code_it_runs(
-        tiny_project: Path, monkeypatch) -> None:
+        tiny_project_ran, monkeypatch) -> None:
     """A notebook ran a project, edited a plugin and ran again: the search re-ran with the
     old code (Python does not import a module again) and recorded the edited file's
     fingerprint, so a later `subsetctl run` took the old code's results as up to date."""
@@ -350,6 +351,7 @@ def test_a_plugin_edited_after_this_process_loaded_it_keeps_the_fingerprint_of_t
 
     from subsetctl.api import plan_project, run_project
 
+    tiny_project = tiny_project_ran("gradients")  # a copy: the search still runs
     plugin = tiny_project / "edited_strategy.py"
     source = ("from subsetctl.search.baselines import AllSources\nfrom subsetctl.registry import STRATEGIES\n"
               "@STRATEGIES.register('edited_all', 'every source (VERSION)')\nclass EditedAll(AllSources):\n"
@@ -431,12 +433,13 @@ def test_a_plugin_that_prints_or_exits_at_import(tmp_path: Path, monkeypatch, ca
     ("import sys; sys.exit(3)", "failed while estimating subsets: it called sys.exit(3)"),
 ])
 def test_a_failing_plugin_estimator_is_blamed_not_called_a_subsetctl_bug(
-        tiny_project: Path, monkeypatch, body: str, says: str) -> None:
+        tiny_project_ran, monkeypatch, body: str, says: str) -> None:
     import yaml
 
     from subsetctl.api import run_project
     from subsetctl.errors import UserError
 
+    tiny_project = tiny_project_ran("gradients")  # a copy: the search still runs
     (tiny_project / "broken_est.py").write_text(f'''
 import numpy as np
 from subsetctl.estimate.base import SubsetEstimator
@@ -463,13 +466,14 @@ class Broken(SubsetEstimator):
     sys.modules.pop("broken_est", None)
 
 
-def test_a_plugin_projector_giving_nan_is_blamed_at_the_gradients_stage(tiny_project: Path, monkeypatch) -> None:
+def test_a_plugin_projector_giving_nan_is_blamed_at_the_gradients_stage(tiny_project_ran, monkeypatch) -> None:
     """NaN projections passed the gradients stage and the search then blamed meta-init."""
     import yaml
 
     from subsetctl.api import run_project
     from subsetctl.errors import UserError
 
+    tiny_project = tiny_project_ran("meta_init")  # a copy: the gradients stage still runs
     (tiny_project / "nan_proj.py").write_text('''
 from subsetctl.gradients.projectors import GaussianProjector
 from subsetctl.registry import PROJECTORS
@@ -879,7 +883,7 @@ def test_the_lock_names_a_shard_run_on_another_machine(tmp_path: Path, monkeypat
         holder.wait()
 
 
-def test_a_plugin_the_search_does_not_use_leaves_it_up_to_date(tiny_project: Path, monkeypatch) -> None:
+def test_a_plugin_the_search_does_not_use_leaves_it_up_to_date(tiny_project_ran, monkeypatch) -> None:
     """The search's spec keys held the whole ``plugins:`` list: adding a plugin it does not
     use (a loader, an estimator nothing names) re-ran it, and a search recorded with that
     key must stay up to date. A plugin replacing a built-in strategy the spec uses still
@@ -890,6 +894,7 @@ def test_a_plugin_the_search_does_not_use_leaves_it_up_to_date(tiny_project: Pat
     from subsetctl.registry import STRATEGIES
     from subsetctl.stages.search import SearchStage
 
+    tiny_project = tiny_project_ran("gradients")  # a copy: the search still runs
     with monkeypatch.context() as before:  # as an earlier subsetctl recorded it
         before.setattr(SearchStage, "spec_keys", (*SearchStage.spec_keys, "plugins"))
         run_project(tiny_project, until="search")
