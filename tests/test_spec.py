@@ -602,6 +602,24 @@ def test_a_json_spec_whose_sections_are_all_far_off_is_refused_key_by_key_not_as
         load_spec(tmp_path / "row.json")
 
 
+def test_a_one_record_jsonl_file_of_mappings_is_a_data_file_not_a_spec(tmp_path: Path) -> None:
+    """A JSON Lines file of one record whose values are all mappings (``{"meta": {...}, "extra":
+    {...}}``) was taken for a spec in JSON with far-off section names and refused key by key
+    ("meta: unknown key", "target: required key is missing"). JSON Lines holds data, never a
+    spec: it is said to be a data file. The same mapping in a .json file is still a spec's."""
+    record = '{"meta": {"from": "wiki"}, "extra": {"n": 1}}\n'
+    (tmp_path / "one.jsonl").write_text(record, encoding="utf-8")
+    with pytest.raises(SpecError) as refused:
+        load_spec(tmp_path / "one.jsonl")
+    said = str(refused.value)
+    assert "one.jsonl looks like a data file, not a spec" in said and "unknown key" not in said, said
+    assert "its keys: meta, extra" in said, said
+    (tmp_path / "spec.json").write_text(record, encoding="utf-8")
+    with pytest.raises(SpecError) as refused:
+        load_spec(tmp_path / "spec.json")
+    assert "data file" not in str(refused.value) and "meta: unknown key" in str(refused.value), str(refused.value)
+
+
 def test_load_spec_errors(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="no such spec file"):
         load_spec(tmp_path / "missing.yaml")

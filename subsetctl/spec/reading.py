@@ -167,7 +167,7 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
             path, "the spec must be a YAML mapping of keys (project, model, target, "
             f"sources, ...), not a {type(data).__name__}.{' ' + data_file if data_file else ''}"
         )
-    if _data_file_note(path) and not _has_a_spec_section(data) and not _shaped_like_a_spec(data):  # one-line .jsonl
+    if _data_file_note(path) and not _has_a_spec_section(data) and not _shaped_like_a_spec(data, path):  # one-line .jsonl
         keys = ", ".join(printable(str(key)) for key in list(data)[:5]) + (", ..." if len(data) > 5 else "")
         raise SpecFileError(path, f"this holds no section of a spec (its keys: {keys or 'none'}). "
                                   f"{_data_file_note(path)}", 1)
@@ -187,17 +187,21 @@ def _has_a_spec_section(data: dict[Any, Any]) -> bool:
                for key, value in data.items())  # (in any case: `MODEL`, `Sources`)
 
 
-def _shaped_like_a_spec(data: dict[Any, Any]) -> bool:
+def _shaped_like_a_spec(data: dict[Any, Any], path: Path) -> bool:
     """Whether ``data``, whose keys are no spec section nor a misspelling of one, has a spec's
     shape all the same: every value a mapping (sections; a data record holds text, ``{"prompt":
     ..., "meta": {...}}``), or a value that is, or lists, a mapping with a ``loader`` (a source's
     or the target's, under a name of the user's: ``datasets: [{name: a, loader: ...}]``). Such a
     spec in JSON (``basemodel``, ``goal``, ``datasets``) was told it looks like a data file; it is
     refused key by key, its keys named, as a YAML one is. Chat ``messages`` (mappings without a
-    ``loader``) are still a data record."""
+    ``loader``) are still a data record. Only a name a spec written in JSON may have
+    (:data:`_SPEC_AS_TEXT_SUFFIXES`) counts: a one-record ``.jsonl`` file whose values are all
+    mappings was refused key by key as a spec ("meta: unknown key"), where it is data."""
     def has_a_loader(value: Any) -> bool:
         return isinstance(value, dict) and "loader" in value
 
+    if not path.name.lower().endswith(_SPEC_AS_TEXT_SUFFIXES):
+        return False
     if data and all(isinstance(value, dict) for value in data.values()):
         return True
     return any(has_a_loader(value) or (isinstance(value, list) and any(has_a_loader(item) for item in value))
@@ -234,6 +238,9 @@ def _unmade_scalar(text: str) -> yaml.ScalarNode | None:
 #: file name endings of data files, which a spec is not (``validate data.jsonl``)
 _DATA_FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt", ".gz", ".arrow")
 
+#: of those, the endings a spec written in JSON (which YAML reads) may have; JSON Lines, CSV, ... never hold one
+_SPEC_AS_TEXT_SUFFIXES = (".json", ".txt")
+
 
 def _data_file_note(path: Path, syntax: str | None = None) -> str:
     """What to add to the error of a spec file that does not read as a spec when its name
@@ -245,7 +252,7 @@ def _data_file_note(path: Path, syntax: str | None = None) -> str:
     it held several values one after another ("expected '<document start>'", JSON Lines), as a
     spec written in JSON (YAML reads it) with a syntax error of its own, or saved as UTF-16,
     needs the syntax or UTF-8 advice."""
-    if syntax is not None and path.name.lower().endswith((".json", ".txt")) and "<document start>" not in syntax:
+    if syntax is not None and path.name.lower().endswith(_SPEC_AS_TEXT_SUFFIXES) and "<document start>" not in syntax:
         return ""
     if not path.name.lower().endswith(_DATA_FILE_SUFFIXES):
         return ""
