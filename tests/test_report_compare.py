@@ -597,3 +597,17 @@ def test_compare_marks_the_test_figures_of_fine_tunes_that_diverged() -> None:
     buffer = io.StringIO()
     render_comparison(compare_reports(a, a), Console(file=buffer, width=200))
     assert "diverged" not in buffer.getvalue()
+
+
+def test_compare_with_a_folder_whose_spec_is_a_folder_says_so(tmp_path: Path) -> None:
+    """`--compare side` where side/subsetctl.yaml is a folder said "no project (no
+    subsetctl.yaml) and no report.json", though the name is there: it says the spec is a folder."""
+    from subsetctl.errors import UserError
+    from subsetctl.report.compare import load_side
+
+    (tmp_path / "side" / "subsetctl.yaml").mkdir(parents=True)
+    with pytest.raises(UserError) as refused:
+        load_side(tmp_path / "side")
+    text = str(refused.value)
+    assert text.startswith(f"--compare {tmp_path / 'side'}: its subsetctl.yaml is a folder, not a spec file"), text
+    assert "no subsetctl.yaml" not in text and refused.value.error_kind != "not_found", text

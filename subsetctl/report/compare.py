@@ -31,7 +31,8 @@ def load_side(path: str | Path, given_as: str = "--compare") -> dict[str, Any]:
     and ``previous``) or from a report.json file kept elsewhere (its ``settings``; None in one an
     earlier subsetctl wrote; ``stale`` None: a kept report is not judged against a spec). A path that is neither is a UserError saying what to give,
     naming it as ``given_as`` did: "--compare v2.json", or "report v1.json" for the first side
-    (a missing or wrong v1.json was blamed on --compare, or `subsetctl init v1.json` advised)."""
+    (a missing or wrong v1.json was blamed on --compare, or `subsetctl init v1.json` advised).
+    A folder whose ``subsetctl.yaml`` is a folder is said to be so (it was "no subsetctl.yaml")."""
     from subsetctl.project import SPEC_FILENAME, Project, path_argument
 
     path = path_argument(path, "path (a project folder or a report.json)", "v1")  # (bytes, None: no TypeError)
@@ -59,6 +60,9 @@ def load_side(path: str | Path, given_as: str = "--compare") -> dict[str, Any]:
     if path.is_file() and path.suffix not in (".yaml", ".yml"):  # a project's spec file names its project
         raise UserError(f"{given}: give a project folder (or its subsetctl.yaml), or a report.json a run "
                         "wrote (e.g. one copied aside before the next variant ran); not another file.")
+    if path.is_dir() and (path / SPEC_FILENAME).is_dir():  # (was "no project (no subsetctl.yaml)")
+        raise UserError(f"{given}: its {SPEC_FILENAME} is a folder, not a spec file: move or rename that folder, "
+                        f"and give a project folder whose {SPEC_FILENAME} is its spec, or a report.json a run wrote.")
     if path.is_dir() and not (path / SPEC_FILENAME).is_file():
         raise NotFoundError(f"{given}: {_no_project_here(path)}")
     from subsetctl.report.build import results_settings
