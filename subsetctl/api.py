@@ -458,7 +458,10 @@ def load_project(
     project = Project.find(directory)
     report = validate_spec_file(project.spec_path, overrides)
     if not report.ok or report.spec is None:
-        raise SpecError(f"{project.spec_path} is not a valid spec:\n{issues_text(report.issues, project.spec_path, overrides)}")
+        error = SpecError(f"{project.spec_path} is not a valid spec:\n{issues_text(report.issues, project.spec_path, overrides)}")
+        # a plugin whose import failed: its own frames, which the CLI prints above the message, as for a stage's
+        error.plugin_traceback = "".join(i.plugin_traceback for i in report.issues)  # type: ignore[attr-defined]
+        raise error
     if reporter is not None:
         _say_spec_warnings(reporter, report.warnings, project.spec_path, overrides)
     return project, report.spec
@@ -749,7 +752,9 @@ def list_plugins(directory: str | Path | None = None, *, import_plugins: bool = 
             except UserError as exc:  # the spec's mistake, as plan and validate call it (kind spec_invalid)
                 if type(exc) is not UserError:
                     raise
-                raise SpecError(f"{project.spec_path}: plugins[{i}]: {exc}") from exc
+                error = SpecError(f"{project.spec_path}: plugins[{i}]: {exc}")
+                error.plugin_traceback = getattr(exc, "plugin_traceback", "")  # type: ignore[attr-defined]
+                raise error from exc
         files = {plugin: module_file(plugin.partition(":")[0]) for plugin in ([] if import_plugins else plugins)}
         not_imported = [
             {"name": plugin, "description": f"not imported ({no_plugins_option()}): what it registers is not listed",

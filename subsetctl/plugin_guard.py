@@ -96,10 +96,17 @@ def _plugin_frames(exc: BaseException, plugin: Any) -> list[traceback.FrameSumma
     file; ``plugin`` as for :func:`_home_of`), outermost first."""
     if plugin is None or exc.__traceback__ is None:
         return []
+    return [frame for frame in traceback.extract_tb(exc.__traceback__) if _in_plugin_code(frame.filename, plugin)]
+
+
+def _in_plugin_code(filename: str | None, plugin: Any) -> bool:
+    """Whether the file ``filename`` is ``plugin``'s own code (its package, or its module
+    file; ``plugin`` as for :func:`_home_of`)."""
+    if not filename or plugin is None:
+        return False
     folders, file = _home_of(plugin)
-    return [frame for frame in traceback.extract_tb(exc.__traceback__)
-            if (file is not None and Path(frame.filename) == file)
-            or any(Path(frame.filename).is_relative_to(folder) for folder in folders)]
+    return (file is not None and Path(filename) == file) or any(Path(filename).is_relative_to(folder)
+                                                                for folder in folders)
 
 
 def plugin_frame(exc: BaseException, plugin: Any) -> str:
@@ -119,11 +126,14 @@ def plugin_traceback(exc: BaseException, plugin: Any) -> str:
     first frame outside subsetctl and importlib (the frames above it only call or import the
     plugin), with the exceptions it was chained to; "" where none of its frames is the
     plugin's own (the call itself failed, a wrong signature; or pickling it did, in joblib's
-    code: the message says what of the plugin is wrong)."""
+    code: the message says what of the plugin is wrong). A syntax error in the plugin's code
+    (its import compiled it: no frame of its own) is its line and caret, as Python shows it."""
     import importlib
 
     import subsetctl
 
+    if isinstance(exc, SyntaxError) and _in_plugin_code(exc.filename, plugin):
+        return "".join(traceback.format_exception_only(exc))
     if not _plugin_frames(exc, plugin):
         return ""
     callers = [Path(module.__file__).resolve().parent for module in (subsetctl, importlib)]  # (importlib: a module's import)

@@ -17,9 +17,8 @@ import math
 import os
 import re
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from subsetctl.errors import (
     PluginNotImported,
@@ -60,8 +59,11 @@ def code_the_spec_runs(spec: Spec, imported: bool = True) -> list[str]:
     return notes
 
 
-#: How the checks below add an issue (or a warning) for a key: :func:`_issue_collector`'s function.
-_AddIssue = Callable[[tuple[Any, ...], str], None]
+class _AddIssue(Protocol):
+    """How the checks below add an issue (or a warning) for a key: :func:`_issue_collector`'s
+    function; ``plugin_traceback``, a failed plugin import's own frames (:attr:`SpecIssue.plugin_traceback`)."""
+
+    def __call__(self, loc: tuple[Any, ...], message: str, plugin_traceback: str = "") -> None: ...
 
 
 def _issue_collector(spec_path: Path, text: str, found: list[SpecIssue], note: bool = False) -> _AddIssue:
@@ -72,9 +74,10 @@ def _issue_collector(spec_path: Path, text: str, found: list[SpecIssue], note: b
 
     lines = key_lines(text) if text else {}
 
-    def add(loc: tuple[Any, ...], message: str) -> None:  # a key the YAML leaves out: its section's line
+    def add(loc: tuple[Any, ...], message: str, plugin_traceback: str = "") -> None:
+        # (a key the YAML leaves out: its section's line)
         found.append(SpecIssue(file=str(spec_path), line=line_of_key(loc, lines), key=format_path(loc),
-                               message=message, note=note))
+                               message=message, note=note, plugin_traceback=plugin_traceback))
 
     return add
 
@@ -186,7 +189,7 @@ def _plugin_issues(spec: Spec, spec_path: Path, issue: _AddIssue) -> list[str]:
         try:
             load_plugin_string(plugin, spec_path.parent)
         except UserError as exc:
-            issue(("plugins", i), str(exc))
+            issue(("plugins", i), str(exc), getattr(exc, "plugin_traceback", ""))
             failed_plugins.append(f"plugins[{i}] ({plugin})")
     return failed_plugins
 

@@ -865,6 +865,37 @@ def test_plugin_module_that_raises_on_import(tmp_path: Path, monkeypatch) -> Non
                and "raised RuntimeError while being imported: broken on purpose" in i for i in issues)
 
 
+def test_a_plugin_import_failure_shows_the_plugins_own_frames_then_the_message(tmp_path: Path, monkeypatch) -> None:
+    """A plugin failing while a stage ran showed its own frames above the message; one failing
+    on import (an exception, or a syntax error) showed the message alone in validate, plan and
+    ls, which became a spec problem. Each now writes the plugin's frames (a syntax error's line
+    and caret) to stderr, none of subsetctl's or importlib's, then says the one-paragraph message."""
+    from click.testing import CliRunner
+
+    from subsetctl.cli import main
+
+    (tmp_path / "plugmods").mkdir()
+    (tmp_path / "plugmods" / "raising_at_import.py").write_text(
+        "def setup():\n    raise RuntimeError('broken on purpose')\n\n\nsetup()\n")
+    (tmp_path / "plugmods" / "bad_syntax_plugin.py").write_text("def f(:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "plugmods"))
+    module_file = tmp_path / "plugmods" / "raising_at_import.py"
+    for plugin, frames in (
+            ("raising_at_import:x", [f'File "{module_file}", line 5, in <module>', f'File "{module_file}", line 2, in setup',
+                                     "RuntimeError: broken on purpose"]),
+            ("bad_syntax_plugin:x", [f'File "{tmp_path / "plugmods" / "bad_syntax_plugin.py"}", line 1', "def f(:",
+                                     "SyntaxError: invalid syntax"])):
+        _spec_file(tmp_path, {**BASE, "plugins": [plugin]})
+        for command in ("validate", "plan", "ls"):
+            result = CliRunner().invoke(main, [command, str(tmp_path)])
+            said = f"Plugin module {plugin.partition(':')[0]!r} raised"
+            assert result.exit_code == 1 and said in result.output, (command, result.output)
+            assert all(frame in result.stderr for frame in frames), (command, result.stderr)
+            assert "importlib" not in result.stderr and "subsetctl/" not in result.stderr, (command, result.stderr)
+            if command != "validate":  # (validate lists its problems on stdout)
+                assert result.stderr.index(frames[-1]) < result.stderr.index(said), (command, result.stderr)
+
+
 def test_a_plugin_module_failing_after_registering_a_name_is_one_problem(tmp_path: Path, monkeypatch) -> None:
     # the module registered 'halfway' and then raised: the half-made class was checked as a strategy too
     # ("is the class Halfway, not a subclass of ... Strategy"), a second problem for the one failure

@@ -94,9 +94,10 @@ class _Issues:
         self.lines = lines
         self.found: list[SpecIssue] = []
 
-    def add(self, loc: tuple[Any, ...], message: str, note: bool = False) -> None:
+    def add(self, loc: tuple[Any, ...], message: str, note: bool = False, plugin_traceback: str = "") -> None:
         line = line_of_key(loc, self.lines)
-        self.found.append(SpecIssue(file=self.file, line=line, key=format_path(loc), message=message, note=note))
+        self.found.append(SpecIssue(file=self.file, line=line, key=format_path(loc), message=message, note=note,
+                                    plugin_traceback=plugin_traceback))
 
     def note(self, loc: tuple[Any, ...], message: str) -> None:
         """A note, not a problem (validate passes): printed among the warnings, as "note:"."""
@@ -1934,8 +1935,8 @@ def _check_sources(spec: Spec, spec_path: Path, text: str | None) -> list[SpecIs
         for i, plugin in enumerate(spec.plugins):
             try:
                 load_plugin_string(plugin, base_dir)
-            except UserError as exc:
-                issues.add(("plugins", i), str(exc))
+            except UserError as exc:  # (as spec_checks' _plugin_issues says it: one issue, the same)
+                issues.add(("plugins", i), str(exc), plugin_traceback=getattr(exc, "plugin_traceback", ""))
                 failed_plugins.append(f"plugins[{i}] ({plugin})")
     entries: list[tuple[tuple[Any, ...], SourceSpec, bool]] = [(("target",), spec.target, True)]
     entries += [(("sources", i), s, False) for i, s in enumerate(spec.sources)]

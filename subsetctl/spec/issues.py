@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from subsetctl.errors import as_typed, joined_names, shell_arg
 from subsetctl.spec.models import NAME_PATTERN, Spec, _ascii_form, _BooleanForNumber
@@ -144,13 +144,17 @@ def line_of_key(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> int 
 class SpecIssue(BaseModel):
     """One problem found in a spec, with where it is; among the warnings of a valid spec,
     ``note`` marks one that is no problem at all, said in case it was not meant (printed
-    "note:", not "warning:", and not counted with the warnings)."""
+    "note:", not "warning:", and not counted with the warnings). ``plugin_traceback``: for a
+    ``plugins:`` module whose import failed, its own frames
+    (:func:`~subsetctl.plugin_guard.plugin_traceback`), which the CLI prints above the message
+    as it does for a plugin failing while a stage runs; left out of ``validate --format json``."""
 
     file: str
     line: int | None
     key: str
     message: str
     note: bool = False
+    plugin_traceback: str = Field(default="", exclude=True, repr=False)
 
     def render(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
