@@ -851,6 +851,7 @@ def validate(specs: tuple[str, ...], fmt: str, no_plugins: bool) -> None:
     from rich.markup import escape
 
     from subsetctl.api import validate_spec_file
+    from subsetctl.project import named_as_yaml
     from subsetctl.spec import SPEC_FILENAME, issues_text, warnings_shown
 
     if any(not a.strip() for a in specs):  # `validate "$SPEC"`, SPEC unset: not the current folder's spec
@@ -878,7 +879,7 @@ def validate(specs: tuple[str, ...], fmt: str, no_plugins: bool) -> None:
     reports = []
     for spec in paths or [Path(".")]:
         # a folder named like a spec file (`validate p/subsetctl.yaml` where that is a folder) is said to be one
-        named_as_spec = spec.suffix in (".yaml", ".yml") and not _exists(spec / SPEC_FILENAME)
+        named_as_spec = named_as_yaml(spec) and not _exists(spec / SPEC_FILENAME)
         path = spec / SPEC_FILENAME if _exists(spec, folder=True) and not named_as_spec else spec
         reports.append(validate_spec_file(path, overrides, import_plugins=not no_plugins))
     for report in reports:  # a plugin whose import failed: its own frames, as `run` shows a stage's failure
@@ -1510,7 +1511,7 @@ def _compare(first: Path, other: Path, fmt: str) -> None:
 def _report(directory: Path | None, overrides: tuple[str, ...], fmt: str, all_sources: bool,
             other: Path | None) -> None:
     """`report`'s work (:func:`report`)."""
-    from subsetctl.project import Project
+    from subsetctl.project import Project, named_as_json
     from subsetctl.report.terminal import load_report_data, nothing_to_report, render_report
     from subsetctl.spec import SPEC_FILENAME
 
@@ -1522,7 +1523,7 @@ def _report(directory: Path | None, overrides: tuple[str, ...], fmt: str, all_so
         raise click.UsageError("--all-sources lists every source in one report's per-source table, which --compare "
                                "does not show; of long selections it shows the sources only one side picked, and "
                                "`--compare OTHER --format json` lists both picks in full. Leave out --all-sources.")
-    if other is not None and directory is not None and directory.suffix == ".json" \
+    if other is not None and directory is not None and named_as_json(directory) \
             and (directory.is_file() or not _exists(expand_home(directory))):  # (missing: said as no report.json)
         _compare(directory, other, fmt)  # two report.json copies kept from a sweep's variants: no project
         return

@@ -713,6 +713,12 @@ def named_as_yaml(path: Path) -> bool:
     return path.suffix.lower() in (".yaml", ".yml")
 
 
+def named_as_json(path: Path) -> bool:
+    """Whether ``path``'s name ends in ``.json`` (in any case): a report.json kept from a
+    variant, which `report --compare` reads, named where a project folder is expected."""
+    return path.suffix.lower() == ".json"
+
+
 def spec_beside(path: Path) -> Path | None:
     """For a spec file named that does not exist (`proj/subsetctl.yml`, `proj/spec.yaml`): the
     project spec in its folder, when there is one, which the user most likely meant."""
@@ -806,7 +812,7 @@ class Project:
         not a TypeError, nor an empty dict or list taken for the current folder."""
         p = Path(".") if path is None or path == "" else path_argument(path, "The project folder", "myproject")
         if p.is_file():
-            if p.suffix == ".json":  # a report.json kept from a variant: no spec to rename
+            if named_as_json(p):  # a report.json kept from a variant: no spec to rename
                 raise UserError(
                     f"{p} is a file, but a project is a folder whose spec is named {SPEC_FILENAME}: name the "
                     f"project folder. A report.json kept from a variant is read only by `report --compare`: "

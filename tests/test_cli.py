@@ -3245,3 +3245,27 @@ def test_the_problems_past_those_listed_are_counted_in_agreeing_words_with_the_c
     assert text.splitlines()[-1] == (f"  ... and 1 more problem (of {ISSUES_SHOWN + 1}): `subsetctl validate "
                                      "--no-plugins 'my proj/subsetctl.yaml' gradients.d=8 --format json` lists every one")
     assert issues_text(issues[:ISSUES_SHOWN], "s.yaml").splitlines()[-1].endswith("does not exist")
+
+
+def test_spec_and_report_json_suffixes_are_read_in_any_case(tmp_path: Path) -> None:
+    """`validate`, `report` and `report --compare` told a spec's or a kept report.json's name by
+    its suffix in lower case only, where `init` and `validate` of a file take `.YAML` too: `report
+    V1.JSON --compare V2.JSON` was refused as no project ("rename or copy V1.JSON to
+    subsetctl.yaml"), `--compare spec.YML` as "not another file", and `validate P.YAML` of a folder
+    so named looked for P.YAML/subsetctl.yaml."""
+    for name in ("V1.JSON", "v2.Json"):
+        (tmp_path / name).write_text('{"strategies": {}}')
+    compared = CliRunner().invoke(main, ["report", str(tmp_path / "V1.JSON"), "--compare", str(tmp_path / "v2.Json"),
+                                         "--format", "json"])
+    assert compared.exit_code == 0 and json.loads(compared.stdout)["a"] == str(tmp_path / "V1.JSON"), compared.output
+    (tmp_path / "P.YAML").mkdir()
+    checked = CliRunner().invoke(main, ["validate", str(tmp_path / "P.YAML")])
+    assert checked.exit_code == 1 and "P.YAML is a directory; give the spec file" in checked.output, checked.output
+    from subsetctl.errors import UserError
+    from subsetctl.report.compare import load_side
+
+    (tmp_path / "spec.YML").write_text("a: 1\n")
+    with pytest.raises(UserError) as refused:
+        load_side(tmp_path / "spec.YML")
+    assert "is a file, but a project is a folder whose spec is named subsetctl.yaml" in str(refused.value), \
+        str(refused.value)

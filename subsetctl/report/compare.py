@@ -33,7 +33,7 @@ def load_side(path: str | Path, given_as: str = "--compare") -> dict[str, Any]:
     naming it as ``given_as`` did: "--compare v2.json", or "report v1.json" for the first side
     (a missing or wrong v1.json was blamed on --compare, or `subsetctl init v1.json` advised).
     A folder whose ``subsetctl.yaml`` is a folder is said to be so (it was "no subsetctl.yaml")."""
-    from subsetctl.project import SPEC_FILENAME, Project, path_argument
+    from subsetctl.project import SPEC_FILENAME, Project, named_as_json, named_as_yaml, path_argument
 
     path = path_argument(path, "path (a project folder or a report.json)", "v1")  # (bytes, None: no TypeError)
     given = f"{given_as} {path}"
@@ -44,7 +44,7 @@ def load_side(path: str | Path, given_as: str = "--compare") -> dict[str, Any]:
         aside = f" ({stdin.removeprefix(': ')})" if stdin else ""
         raise NotFoundError(f"{given}: no such file or folder{aside}. Give a project folder (or its subsetctl.yaml), "
                             "or a report.json a run wrote (e.g. one copied aside before the next variant ran).")
-    if path.is_file() and path.suffix == ".json":
+    if path.is_file() and named_as_json(path):
         try:
             report = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, ValueError) as exc:
@@ -57,7 +57,7 @@ def load_side(path: str | Path, given_as: str = "--compare") -> dict[str, Any]:
         settings = report.get("settings")  # (a report.json an earlier subsetctl wrote has none)
         return {"label": str(path), "report": report, "settings": settings if isinstance(settings, dict) else None,
                 "stale": None}
-    if path.is_file() and path.suffix not in (".yaml", ".yml"):  # a project's spec file names its project
+    if path.is_file() and not named_as_yaml(path):  # a project's spec file names its project
         raise UserError(f"{given}: give a project folder (or its subsetctl.yaml), or a report.json a run "
                         "wrote (e.g. one copied aside before the next variant ran); not another file.")
     if path.is_dir() and (path / SPEC_FILENAME).is_dir():  # (was "no project (no subsetctl.yaml)")
