@@ -831,6 +831,9 @@ class Project:
             p = p.parent
         if not p.exists():
             raise NotFoundError(f"{p} does not exist{missing_project_folder_note(p)}")
+        if not p.is_dir():  # /dev/null, a named pipe: `init` of it, as advised below, refused it as a file
+            raise UserError(f"{p} is neither a folder nor a file (a device or a named pipe): a project is a folder "
+                            f"holding its spec ({SPEC_FILENAME}); name the project folder.")
         if (p / SPEC_FILENAME).is_dir():
             raise UserError(f"{p / SPEC_FILENAME} is a folder, not a spec file: move or rename it, then create "
                             f"the spec with `subsetctl init {shell_arg(p)}`.")

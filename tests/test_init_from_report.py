@@ -465,3 +465,20 @@ def test_init_from_a_projects_spec_file_names_the_report_json_it_read(tmp_path: 
     assert f"(from {tmp_path / 'proj' / 'report.json'})" in output, output
     result = invoke("init", str(tmp_path / "new2"), "--from-report", str(tmp_path / "proj"))
     assert f"(from {tmp_path / 'proj'})" in " ".join(result.output.split()), result.output
+
+
+def test_from_report_of_a_device_or_named_pipe_is_not_said_to_be_missing(tmp_path: Path) -> None:
+    """`init --from-report /dev/null` (or a named pipe) said "/dev/null does not exist"; it says
+    that it is neither a file nor a folder."""
+    import os
+
+    from subsetctl.errors import UserError
+    from subsetctl.spec.from_report import report_json_path
+
+    os.mkfifo(tmp_path / "pipe")
+    for path in (tmp_path / "pipe", Path(os.devnull)):
+        with pytest.raises(UserError) as refused:
+            report_json_path(path)
+        said = str(refused.value)
+        assert f"{path} is neither a file nor a folder (a device or a named pipe)" in said, said
+        assert "does not exist" not in said, said

@@ -1195,3 +1195,18 @@ def test_a_shard_run_and_doctor_warn_of_a_umask_hiding_a_team_projects_files(
     finally:
         os.umask(old)
         tiny_project.chmod(0o755)
+
+
+def test_a_project_named_by_a_device_or_named_pipe_is_said_to_be_no_folder(tmp_path: Path) -> None:
+    """`run /dev/null` (or a named pipe) was told it "has no subsetctl.yaml. Create one with
+    `subsetctl init /dev/null`", which init refuses as a file. It is said to be neither a folder
+    nor a file, and `init` is not advised."""
+    from subsetctl.errors import UserError
+
+    os.mkfifo(tmp_path / "pipe")
+    for path in (tmp_path / "pipe", Path(os.devnull)):
+        with pytest.raises(UserError) as refused:
+            Project.find(path)
+        said = str(refused.value)
+        assert said.startswith(f"{path} is neither a folder nor a file (a device or a named pipe)"), said
+        assert "subsetctl init" not in said, said

@@ -46,6 +46,8 @@ def report_json_path(path: Path) -> Path:
                                           "which a file names").removeprefix(": ")
         where = (f"{shown_path(path)} holds no report.json" if path.is_dir() else
                  f"{shown_path(path)} is a spec file, and its folder holds no report.json" if spec_file else
+                 # (/dev/null, a named pipe: it was "does not exist")
+                 f"{shown_path(path)} is neither a file nor a folder (a device or a named pipe)" if path.exists() else
                  f"{shown_path(path)} does not exist" + (f" ({stdin})" if stdin else ""))
         raise UserError(f"--from-report: {where}. Name a report.json (a variant's, kept aside) or the project folder "
                         "whose report.json `subsetctl run` wrote.")
