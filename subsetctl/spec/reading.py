@@ -111,6 +111,11 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
         raise SpecFileError(path, f"no such spec file{missing_path_note(path, 'the command')}"
                                   f"{_missing_spec_advice(path)}") from None
     except IsADirectoryError:
+        if path.name == SPEC_FILENAME:  # (it was "give the spec file (usually subsetctl.yaml)", the name it has)
+            from subsetctl.errors import shell_arg
+
+            raise SpecError(f"{path} is a folder, not a spec file: move or rename it, then create the spec with "
+                            f"`subsetctl init {shell_arg(path.parent)}`.") from None
         raise SpecError(f"{path} is a directory; give the spec file (usually {SPEC_FILENAME}).") from None
     except OSError as exc:
         why = (name_too_long_note(exc) if exc.errno == errno.ENAMETOOLONG else
