@@ -802,7 +802,10 @@ def _missing_data(data_dir: Path, what: str) -> UserError:
 
 
 def load_split(data_dir: Path, name: str, split: str) -> Dataset:
-    """One saved split (memory-mapped); an empty dataset for a split of size 0."""
+    """One saved split (memory-mapped); an empty dataset for a split of size 0. A split whose
+    ``dataset_info.json`` or ``state.json`` holds JSON of another shape (``[]``), on which
+    ``load_from_disk`` raises an AttributeError, KeyError or TypeError, is a UserError saying
+    it is damaged: `plan` stopped with an internal error where `run` prepares it again."""
     if split not in SPLITS:
         raise UserError(f"Unknown split {split!r}; splits are {', '.join(SPLITS)}.")
     folder = Path(data_dir) / name
@@ -816,8 +819,13 @@ def load_split(data_dir: Path, name: str, split: str) -> Dataset:
     dataset = load_saved(path)
     if dataset is not None:
         return dataset
-    with quiet_datasets():
-        return Dataset.load_from_disk(str(path))
+    try:
+        with quiet_datasets():
+            return Dataset.load_from_disk(str(path))
+    except (AttributeError, KeyError, TypeError) as exc:
+        raise UserError(f"The prepared data of {name!r} split {split!r} ({path}) is damaged: its dataset_info.json or "
+                        f"state.json is not what the data stage wrote ({type(exc).__name__}: {exc}). Prepare it "
+                        "again with `subsetctl run --force data`.") from exc
 
 
 def split_columns(data_dir: Path, name: str, split: str) -> dict[str, list[Any]]:

@@ -1027,3 +1027,17 @@ def test_the_data_stage_shows_the_tokenizer_load_of_its_long_answer_check(
     run_project(tmp_path, until="data", reporter=reporter)
     assert loaded_within == [True], loaded_within
     assert reporter.said == [f"data: loading the tokenizer of '{tiny_llama}' to count the test answers' tokens"]
+
+
+def test_a_split_whose_dataset_info_is_json_of_another_shape_is_said_to_be_damaged(tmp_path: Path) -> None:
+    """A prepared split whose dataset_info.json held `[]` made `load_from_disk` raise an
+    AttributeError, which `plan` (through evaluate's look at the test split) reported as an
+    internal error, a bug in subsetctl. It is a UserError naming the split and how to
+    prepare it again."""
+    Dataset.from_dict({"prompt": ["a"], "response": ["b"]}).save_to_disk(str(tmp_path / "out" / "tgt" / "test"))
+    (tmp_path / "out" / "tgt" / "test" / "dataset_info.json").write_text("[]")
+    with pytest.raises(UserError) as refused:
+        load_split(tmp_path / "out", "tgt", "test")
+    said = str(refused.value)
+    assert said.startswith("The prepared data of 'tgt' split 'test'") and "is damaged" in said, said
+    assert "`subsetctl run --force data`" in said, said
