@@ -205,7 +205,8 @@ def load_saved(path: Path, formatted: bool = True) -> Dataset | None:
 def plain_split_columns(path: Path) -> dict[str, list[Any]] | None:
     """The columns of the ``save_to_disk`` folder ``path`` read with pyarrow, or None when
     ``datasets`` would give other values (a format set, a feature that decodes, such as an
-    image) or the folder cannot be read so. (Here, not in the data stage's module, which imports
+    image) or the folder cannot be read so (a damaged state.json holding ``[]`` too: its
+    AttributeError was an internal error of `plan`). (Here, not in the data stage's module, which imports
     ``datasets``: the evaluate stage's inputs read the target's test rows so, and `plan` or a
     `run` with nothing to do took a second longer importing it.)"""
     table = plain_split_table(path)
@@ -232,7 +233,7 @@ def plain_split_table(path: str | Path) -> pa.Table | None:
             with pa.memory_map(os.path.join(path, data_file["filename"])) as stream:
                 tables.append(pa.ipc.open_stream(stream).read_all())
         table = pa.concat_tables(tables)
-    except (OSError, ValueError, KeyError, TypeError, pa.ArrowException):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, pa.ArrowException):
         return None
     if list(table.column_names) != list(features):
         return None

@@ -1041,3 +1041,18 @@ def test_a_split_whose_dataset_info_is_json_of_another_shape_is_said_to_be_damag
     said = str(refused.value)
     assert said.startswith("The prepared data of 'tgt' split 'test'") and "is damaged" in said, said
     assert "`subsetctl run --force data`" in said, said
+
+
+def test_a_split_whose_state_json_is_a_list_is_read_as_damaged_not_an_internal_error(tmp_path: Path) -> None:
+    """A prepared split whose state.json held `[]`: pyarrow's fast reader raised an AttributeError
+    (`plan` through evaluate's look at the test rows: an internal error). It reads nothing (None),
+    and loading the split is the damaged-split UserError."""
+    from subsetctl.data.saving import plain_split_columns
+
+    folder = tmp_path / "out" / "tgt" / "test"
+    Dataset.from_dict({"prompt": ["a"], "response": ["b"]}).save_to_disk(str(folder))
+    assert plain_split_columns(folder) == {"prompt": ["a"], "response": ["b"]}
+    (folder / "state.json").write_text("[]")
+    assert plain_split_columns(folder) is None
+    with pytest.raises(UserError, match="The prepared data of 'tgt' split 'test' .* is damaged"):
+        split_columns(tmp_path / "out", "tgt", "test")
