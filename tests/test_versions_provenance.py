@@ -411,3 +411,20 @@ def test_the_commit_of_a_checkout_changes_no_fingerprint_and_is_no_other_version
     monkeypatch.setattr(Project, "read_results_manifest",
                         lambda self, stage: {"versions": recorded if stage == "data" else upgraded})
     assert results_versions(Project(jsonl_project)) is not None
+
+
+def test_a_damaged_base_model_record_gives_no_notes_not_an_internal_error(tmp_path: Path) -> None:
+    """The finetune stage's base_model.json only describes (it is left out of the stage's
+    checksums, so damage to it makes no stage corrupt): one that was not JSON made `plan` and
+    `report` stop with an internal error (JSONDecodeError). Its notes are left out instead."""
+    from subsetctl.project import Project
+    from subsetctl.report.build import finetune_commits_noted, models_moved_outside
+
+    (tmp_path / "subsetctl.yaml").write_text("{}")
+    project = Project(tmp_path.resolve())
+    folder = project.results_dir("finetune")
+    folder.mkdir(parents=True)
+    (folder / "manifest.json").write_text('{"stage": "finetune"}')
+    for damaged in (b"{", b"", b"\xff\xfe"):
+        (folder / "base_model.json").write_bytes(damaged)
+        assert finetune_commits_noted(project) is None and models_moved_outside(project) == {}

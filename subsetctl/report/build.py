@@ -147,6 +147,20 @@ def _read(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
+def _base_model_record(project: Project) -> Any:
+    """The finetune stage's base-model record (:data:`~subsetctl.stages.finetune.BASE_MODEL_FILE`)
+    in its results folder, as JSON; None where there is none, or where it cannot be read (not
+    JSON, not UTF-8). The record only describes (it is left out of the stage's checksums), so
+    damage to it makes no stage corrupt: `plan` and `report` stopped with an internal error
+    (JSONDecodeError); the notes it gives are left out instead."""
+    from subsetctl.stages.finetune import BASE_MODEL_FILE
+
+    try:
+        return _read(project.results_dir("finetune") / BASE_MODEL_FILE)
+    except (OSError, ValueError):
+        return None
+
+
 #: report.json's ``calibration`` figures where there are none to show: selections.json records
 #: the search's choice alone (estimator, lambda, map), so a report rebuilt with calibrate
 #: outdated (or without its results) lacked these keys, which README documents as always there
@@ -316,7 +330,6 @@ def hub_revision_changed_note(project: Project, spec: Any) -> str | None:
     they are told as an unpinned hub id's.)"""
     from subsetctl.hub import model_cache_folder
     from subsetctl.modeling.resolve import adapter_base_model_revision
-    from subsetctl.stages.finetune import BASE_MODEL_FILE
 
     source = getattr(getattr(spec, "model", None), "source", None)
     pinned = getattr(getattr(spec, "model", None), "revision", None)
@@ -328,7 +341,7 @@ def hub_revision_changed_note(project: Project, spec: Any) -> str | None:
         summary = manifest.get("summary")
         model = summary.get("model") if isinstance(summary, dict) else None
         record = (model if isinstance(model, dict) else
-                  _read(project.results_dir(stage.name) / BASE_MODEL_FILE) if stage.name == "finetune" else None)
+                  _base_model_record(project) if stage.name == "finetune" else None)
         if isinstance(record, dict) and _recorded_model_source(manifest) == source \
                 and isinstance(record.get("revision"), str):
             made_from = (stage.name, record["revision"])
@@ -337,8 +350,7 @@ def hub_revision_changed_note(project: Project, spec: Any) -> str | None:
     if pinned is not None and not as_written:  # counted as its commit: results of another are stale, plan says why
         return None
     if made_from is None or now == made_from[1]:
-        finetuned = (_read(project.results_dir("finetune") / BASE_MODEL_FILE)
-                     if project.read_results_manifest("finetune") else None)
+        finetuned = _base_model_record(project) if project.read_results_manifest("finetune") else None
         other = _adapters_of_other_commits(finetuned, now)
         if not other:
             return None
@@ -370,9 +382,7 @@ def finetune_commits_noted(project: Project) -> dict[str, Any] | None:
     restoring the same adapters from the cache after a newer commit was downloaded re-ran
     nothing after it: the report stage counts this among its inputs instead (only where there
     is a note: a report without one is not rewritten)."""
-    from subsetctl.stages.finetune import BASE_MODEL_FILE
-
-    record = _read(project.results_dir("finetune") / BASE_MODEL_FILE) if project.read_results_manifest("finetune") else None
+    record = _base_model_record(project) if project.read_results_manifest("finetune") else None
     revision = record.get("revision") if isinstance(record, dict) else None
     other = _adapters_of_other_commits(record, revision) if isinstance(revision, str) else {}
     return {"revision": revision, "adapters": dict(sorted(other.items()))} if other else None
@@ -410,9 +420,7 @@ def models_moved_outside(project: Project) -> dict[str, str]:
     old folder (:func:`model_folder_now` names it anew only when the report is written
     again), so a change here writes it again. A folder inside the project is named relative
     to it, right as it is; an absolute ``model.source`` still leads to the old folder."""
-    from subsetctl.stages.finetune import BASE_MODEL_FILE
-
-    base = _read(project.results_dir("finetune") / BASE_MODEL_FILE) if project.read_results_manifest("finetune") else None
+    base = _base_model_record(project) if project.read_results_manifest("finetune") else None
     read: dict[str, tuple[Any, Any]] = {}  # stage -> (the folder it read, model.source as it named it)
     for stage, manifest in _shown_results(project, frozenset()):
         named = _recorded_model_source(manifest)
