@@ -611,3 +611,27 @@ def test_compare_with_a_folder_whose_spec_is_a_folder_says_so(tmp_path: Path) ->
     text = str(refused.value)
     assert text.startswith(f"--compare {tmp_path / 'side'}: its subsetctl.yaml is a folder, not a spec file"), text
     assert "no subsetctl.yaml" not in text and refused.value.error_kind != "not_found", text
+
+
+def test_a_kept_report_json_with_a_section_of_another_type_is_refused_naming_it(tmp_path: Path) -> None:
+    """A hand-edited or damaged kept report.json whose `calibration`, `baselines`,
+    `selection_order` or `test_metrics` (or a selection's `selected`, a test metric) was of
+    another type stopped `report --compare` with an internal error ("'str' object has no
+    attribute 'get'"). It is refused as not a report.json as a run writes it, naming the key."""
+    good = {"strategies": {"forward": {"selected": ["a"]}}, "baselines": {}, "selection_order": ["forward"],
+            "calibration": {"enabled": False}, "test_metrics": {"forward": {"metric": "exact_match"}}}
+    (tmp_path / "good.json").write_text(json.dumps(good))
+    for key, value, said in (("calibration", "x", "its `calibration` is text, not an object"),
+                             ("baselines", 5, "its `baselines` is a number, not an object"),
+                             ("selection_order", 5, "its `selection_order` is a number, not a list"),
+                             ("test_metrics", {"forward": "x"}, "its `test_metrics.forward` is text, not an object"),
+                             ("strategies", {"forward": {"selected": 5}},
+                              "its `strategies.forward.selected` is a number, not a list")):
+        (tmp_path / "kept.json").write_text(json.dumps({**good, key: value}))
+        for args in (("report", str(tmp_path / "good.json"), "--compare", str(tmp_path / "kept.json")),
+                     ("report", str(tmp_path / "kept.json"), "--compare", str(tmp_path / "good.json"))):
+            result = invoke(*args)
+            text = " ".join(result.output.split())
+            assert result.exit_code == 1 and "internal error" not in text, text
+            assert f"the file is JSON but not a report.json as a run writes it ({said})" in text, text
+    assert invoke("report", str(tmp_path / "good.json"), "--compare", str(tmp_path / "good.json")).exit_code == 0

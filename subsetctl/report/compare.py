@@ -54,6 +54,10 @@ def load_side(path: str | Path, given_as: str = "--compare") -> dict[str, Any]:
         if not isinstance(report, dict) or not isinstance(report.get("strategies"), dict):
             raise UserError(f"{given}: the file is JSON but not a report.json (it has no `strategies`). "
                             "Give a project folder, or a report.json a run wrote.")
+        wrong = _misshapen_section(report)
+        if wrong is not None:  # (hand-edited or damaged: the comparison stopped with an internal error)
+            raise UserError(f"{given}: the file is JSON but not a report.json as a run writes it ({wrong}). Give a "
+                            "project folder, or a report.json a run wrote.")
         settings = report.get("settings")  # (a report.json an earlier subsetctl wrote has none)
         return {"label": str(path), "report": report, "settings": settings if isinstance(settings, dict) else None,
                 "stale": None}
@@ -76,6 +80,33 @@ def load_side(path: str | Path, given_as: str = "--compare") -> dict[str, Any]:
     behind = [name for name in stage_names() if name in data["stale"] or name in data["previous"]]  # pipeline order
     return {"label": data["project"], "report": data["report"] or {},
             "settings": results_settings(project, set(data["outdated"])), "stale": behind}
+
+
+#: the sections of a report.json the comparison reads, and the JSON type each is (or null)
+_COMPARED_SECTIONS = {"strategies": dict, "baselines": dict, "calibration": dict, "test_metrics": dict,
+                      "selection_order": list, "overrides": dict}
+
+
+def _misshapen_section(report: dict[str, Any]) -> str | None:
+    """What is wrong with a kept report.json's sections that the comparison reads ("its
+    `calibration` is text, not an object"; each selection's ``selected`` a list, each test
+    metric an object), or None where each is of the type a run writes, or null. A section of
+    another type (a hand-edited or damaged file) stopped the comparison with an internal error."""
+    json_names = {dict: "an object", list: "a list", str: "text", bool: "true or false", int: "a number",
+                  float: "a number"}
+    for key, kind in _COMPARED_SECTIONS.items():
+        value = report.get(key)
+        if value is not None and not isinstance(value, kind):
+            return f"its `{key}` is {json_names.get(type(value), 'another value')}, not {json_names[kind]}"
+    for key in ("strategies", "baselines"):
+        for name, entry in (report.get(key) or {}).items():
+            selected = entry.get("selected") if isinstance(entry, dict) else None
+            if selected is not None and not isinstance(selected, list):
+                return f"its `{key}.{name}.selected` is {json_names.get(type(selected), 'another value')}, not a list"
+    for name, metric in (report.get("test_metrics") or {}).items():
+        if metric is not None and not isinstance(metric, dict):
+            return f"its `test_metrics.{name}` is {json_names.get(type(metric), 'another value')}, not an object"
+    return None
 
 
 def _no_project_here(folder: Path) -> str:
