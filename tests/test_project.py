@@ -1210,3 +1210,17 @@ def test_a_project_named_by_a_device_or_named_pipe_is_said_to_be_no_folder(tmp_p
         said = str(refused.value)
         assert said.startswith(f"{path} is neither a folder nor a file (a device or a named pipe)"), said
         assert "subsetctl init" not in said, said
+
+
+def test_doctor_of_a_device_or_named_pipe_says_what_it_is_and_checks_no_spec_in_it(tmp_path: Path) -> None:
+    """`doctor /dev/null` (or a named pipe) read it as an empty spec, then checked it as a folder
+    to write in ("/dev/null is not a folder") and its umask. It says it is neither a folder nor
+    a file, and checks no spec, writability or umask of it."""
+    from subsetctl.doctor import run_checks
+
+    os.mkfifo(tmp_path / "pipe")
+    for path in (Path(os.devnull), tmp_path / "pipe"):  # (a named pipe's spec was read: doctor waited for a writer)
+        checks = run_checks(path)
+        [project] = [check for check in checks if check.name == "project"]
+        assert not project.ok and project.detail == f"{path} is neither a folder nor a file (a device or a named pipe)"
+        assert not {"project spec", "writable", "umask"} & {check.name for check in checks}, checks
