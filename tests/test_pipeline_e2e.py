@@ -2406,7 +2406,8 @@ def test_a_causal_lm_answering_in_class_words_gets_macro_f1_over_its_answers(tin
     have macro-F1 over the exact answers too (each seed's in per_run.json), and a target of
     free answers (the tiny project's sums) has none."""
     tiny_project = tiny_project_ran()  # a copy of the free answers' run
-    assert all("macro_f1_mean" not in m for m in json.loads((tiny_project / "report.json").read_text())["test_metrics"].values())
+    free = json.loads((tiny_project / "report.json").read_text())["test_metrics"]
+    assert free and all("macro_f1_mean" not in m for m in free.values()), free
     rows = [{"prompt": f"review {i}:", "response": ["positive", "negative"][i % 3 == 0]} for i in range(20)]
     (tiny_project / "target.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     run_project(tiny_project, ["search.strategies=[{name: exhaustive}]"])
