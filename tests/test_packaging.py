@@ -28,7 +28,7 @@ _NOT_COPIED = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-in
 
 
 class Built(NamedTuple):
-    """What :func:`built` made: the copy built, the names in each archive, the wheel's
+    """What :func:`built` gives: the copy built, the names in each archive, the wheel's
     METADATA and what the builds wrote to stderr (setuptools' warnings)."""
 
     copy: Path
@@ -41,7 +41,7 @@ class Built(NamedTuple):
 @pytest.fixture(scope="module")
 def built(made_once_per_run: Callable[[str, Callable[[Path], object]], Path]) -> Built:
     """What :func:`_build_both` made, once for the whole test run (one for all pytest-xdist
-    workers, each of which built both archives again): the tests only read it."""
+    workers; each worker used to build both archives again): the tests only read it."""
     folder = made_once_per_run("packaging-built", _build_both)
     found = json.loads((folder / "built.json").read_text(encoding="utf-8"))
     return Built(folder / "subsetctl", set(found["in_sdist"]), set(found["in_wheel"]), found["metadata"],

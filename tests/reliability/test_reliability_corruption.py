@@ -23,7 +23,7 @@ from subsetctl.reporter import SilentReporter
 @pytest.fixture(scope="module")
 def finished(made_once_per_run: Callable[[str, Callable[[Path], object]], Path], tiny_llama: Path) -> Path:
     """A project whose whole pipeline ran once for the whole test run (one for all
-    pytest-xdist workers, each of which ran it again): each test copies it, never changes it."""
+    pytest-xdist workers; each worker used to run it again): each test copies it, never changes it."""
     folder = made_once_per_run("corruption-finished",
                                lambda folder: run_project(rf.make_project(folder / "p", rf.small_spec(tiny_llama))))
     return folder / "p"

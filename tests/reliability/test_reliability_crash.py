@@ -33,8 +33,8 @@ STAGES = ["data", "meta_init", "gradients", "calibrate", "search", "finetune", "
 @pytest.fixture(scope="module")
 def reference(made_once_per_run: Callable[[str, Callable[[Path], object]], Path], tiny_llama: Path) -> dict[str, Any]:
     """One uninterrupted run of the crash spec up to finetune, the last stage a test kills
-    (also counts the search's saved chunks), made once for the whole test run: each
-    pytest-xdist worker ran it again. Tests copy its stages and read it, never change it."""
+    (also counts the search's saved chunks), made once for the whole test run (each
+    pytest-xdist worker used to run it again). Tests copy its stages and read it, never change it."""
     from subsetctl.estimate.results import SubsetResultsStore
 
     spec = rf.crash_spec(tiny_llama)
