@@ -1706,6 +1706,19 @@ def test_a_source_files_group_given_a_path_or_a_list_of_files_says_what_it_takes
                                         "give a pattern matching them all"), issues[0].message
 
 
+@pytest.mark.parametrize("written", ["pattern", "glob", "path"])
+def test_a_source_files_group_given_its_glob_under_another_name_is_told_files(written: str) -> None:
+    """`pattern: "pool/*.jsonl"` (other tools' word for a glob) was "unknown key (check its
+    spelling ...)", with no word of `files`, the key that takes it."""
+    import copy
+
+    data = copy.deepcopy(MINIMAL)
+    data["source_files"] = [{written: "pool/*.jsonl", "loader": {"type": "jsonl"}}]
+    _, issues = validate_data(data, "x.yaml")
+    unknown = [i.message for i in issues if i.key == f"source_files[0].{written}"]
+    assert unknown == ["unknown key (did you mean 'files'? `subsetctl schema` lists the keys)"]
+
+
 def test_load_dataset_options_the_huggingface_loader_takes_not_say_what_to_do_instead() -> None:
     """`revision` and `streaming` on a huggingface loader (load_dataset's own options) were
     "unknown key (check its spelling ...)", though spelt right; elsewhere a key is still unknown."""

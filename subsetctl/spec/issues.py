@@ -370,6 +370,15 @@ _HUGGINGFACE_OPTIONS_NOT_TAKEN = {
 }
 
 
+#: keys that name a spec key in other tools' words, by the location of their mapping (keys
+#: only, no list indices): the key they mean, which "did you mean" suggests where the
+#: spelling is too far from it (a source_files group's `pattern: "pool/*.jsonl"` was told
+#: only "check its spelling", with no word of `files`)
+KEYS_MEANT: dict[tuple[str, ...], dict[str, str]] = {
+    ("source_files",): dict.fromkeys(("pattern", "patterns", "glob", "globs", "path", "paths"), "files"),
+}
+
+
 #: what to do with chats in a CSV file, whose loader takes no messages_field
 _CSV_CHATS = ("a CSV cell is text, not a list of messages: write the chats as JSON Lines (one {\"messages\": "
               "[...]} object a line) or Parquet and read them with type: jsonl or parquet, or give the CSV file "
@@ -405,7 +414,7 @@ def plain_error_message(err: Any) -> str:
             return (f"unknown key {str(loc[-1])!r}: it holds {hidden}, which YAML takes as part of the key's name "
                     "(not as indentation or a space between words): retype the line with plain spaces "
                     "(`subsetctl schema` lists the keys)")
-        meant = meant_key(str(loc[-1]), allowed) if loc else None
+        meant = _key_meant(loc, allowed) if loc else None
         if meant:
             return f"unknown key (did you mean {meant!r}? `subsetctl schema` lists the keys)"
         return "unknown key (check its spelling; `subsetctl schema` lists the keys)"
@@ -617,6 +626,15 @@ def meant_key(key: str, allowed: list[str]) -> str | None:
     ``sourcse`` -> ``sources``), as an unknown key's "did you mean" names it; None if none is close."""
     close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.75)
     return close[0] if close else None
+
+
+def _key_meant(loc: list[str | int], allowed: list[str]) -> str | None:
+    """The key of ``allowed`` that the unknown key ``loc[-1]`` means: the one KEYS_MEANT
+    names for it at its place (``pattern`` in a source_files group: ``files``), else its
+    closest spelling (:func:`meant_key`); None if neither."""
+    place = tuple(part for part in loc[:-1] if isinstance(part, str))
+    named = KEYS_MEANT.get(place, {}).get(str(loc[-1]))
+    return named if named in allowed else meant_key(str(loc[-1]), allowed)
 
 
 def _tagged(model: type[BaseModel], tag: str | int) -> bool:
