@@ -1722,7 +1722,11 @@ def doctor(directory: Path | None, no_plugins: bool, fmt: str) -> None:
     enclosing = enclosing_project(Path(".")) if directory is None else None
     checks = run_checks(directory, import_plugins=not no_plugins)
     if fmt == "json":  # (the project in whose subfolder it ran, unchecked: enclosing_project)
-        _echo_json({"checks": [dataclasses.asdict(check) for check in checks], "ok": all(c.ok for c in checks),
+        with contextlib.suppress(OSError):  # a plugin's failed import: its own frames, as validate --format json
+            sys.stderr.write("".join(check.plugin_traceback for check in checks))
+        shown = [{key: value for key, value in dataclasses.asdict(check).items() if key != "plugin_traceback"}
+                 for check in checks]
+        _echo_json({"checks": shown, "ok": all(c.ok for c in checks),
                     "enclosing_project": None if enclosing is None else str(enclosing),
                     "doctor_format": DOCTOR_FORMAT})
         if not all(c.ok for c in checks):
@@ -1733,6 +1737,8 @@ def doctor(directory: Path | None, no_plugins: bool, fmt: str) -> None:
     for check in checks:
         mark = "[green]✓[/green]" if check.ok else "[red]✗[/red]"
         _print_hanging(console, mark, f"{escape(check.name)}: {escape(check.detail)}")
+        for line in check.plugin_traceback.splitlines():  # a plugin's failed import: its own frames, as validate
+            console.print(f"    {line}", markup=False)
         if not check.ok:
             problems += 1
             if check.advice:

@@ -24,7 +24,7 @@ import importlib.util
 import os
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,12 +45,16 @@ SMOLLM2_CONVERTED_GB = 0.6
 
 @dataclass
 class Check:
-    """One line of the doctor's report; ``advice`` says what to do when ``ok`` is False."""
+    """One line of the doctor's report; ``advice`` says what to do when ``ok`` is False.
+    ``plugin_traceback``: the own frames of the spec's plugins that failed to import
+    (:attr:`~subsetctl.spec.issues.SpecIssue.plugin_traceback`), which the text shows under
+    the check, as validate shows them above its problems; not part of the JSON's checks."""
 
     name: str
     ok: bool
     detail: str
     advice: str = ""
+    plugin_traceback: str = field(default="", repr=False)
 
 
 def check_python() -> Check:
@@ -405,8 +409,9 @@ def check_project(directory: Path, import_plugins: bool = True) -> tuple[list[Ch
     validate = f"subsetctl validate{'' if import_plugins else ' --no-plugins'} {shell_arg(path)}"
     if not report.ok:
         first = report.issues[0].render()
+        frames = "".join(issue.plugin_traceback for issue in report.issues)  # (a plugin's import failed)
         return [Check("project spec", False, f"{len(report.issues)} problem(s), first: {first}",
-                      f"Run `{validate}` and fix what it lists.")], None
+                      f"Run `{validate}` and fix what it lists.", frames)], None
     warnings = [w for w in report.warnings if not w.note]  # (its notes are no warnings)
     warned = len(warnings)
     # (valid, so the check passes; its warnings, a float16 model on the CPU say, are named)

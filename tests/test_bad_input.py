@@ -896,6 +896,35 @@ def test_a_plugin_import_failure_shows_the_plugins_own_frames_then_the_message(t
                 assert result.stderr.index(frames[-1]) < result.stderr.index(said), (command, result.stderr)
 
 
+def test_doctor_shows_a_plugin_import_failures_own_frames_under_the_spec_check(tmp_path: Path, monkeypatch) -> None:
+    """validate, plan, ls and run showed a plugins: module's own frames with its import failure;
+    doctor gave only the one-line problem. Its text now shows them under the failed `project
+    spec` check (before the advice), and --format json writes them to stderr, its JSON alone on
+    stdout and its checks without them."""
+    from click.testing import CliRunner
+
+    from subsetctl.cli import main
+
+    (tmp_path / "plugmods").mkdir()
+    module_file = tmp_path / "plugmods" / "raising_at_import.py"
+    module_file.write_text("def setup():\n    raise RuntimeError('broken on purpose')\n\n\nsetup()\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "plugmods"))
+    _spec_file(tmp_path, {**BASE, "plugins": ["raising_at_import:x"]})
+    frames = [f'File "{module_file}", line 5, in <module>', f'File "{module_file}", line 2, in setup',
+              "RuntimeError: broken on purpose"]
+    result = CliRunner().invoke(main, ["doctor", str(tmp_path)])
+    lines = result.stdout.splitlines()
+    check = next(i for i, line in enumerate(lines) if line.startswith("✗ project spec:"))
+    advice = next(i for i, line in enumerate(lines) if line.startswith("    → Run `subsetctl validate"))
+    shown = lines[check + 1:advice]
+    assert result.exit_code == 1 and all(any(frame in line for line in shown) for frame in frames), result.stdout
+    assert all(line.startswith("    ") for line in shown) and "importlib" not in result.stdout, result.stdout
+    result = CliRunner().invoke(main, ["doctor", str(tmp_path), "--format", "json"])
+    spec_check = next(c for c in json.loads(result.stdout)["checks"] if c["name"] == "project spec")
+    assert set(spec_check) == {"name", "ok", "detail", "advice"} and not spec_check["ok"]
+    assert all(frame in result.stderr for frame in frames), result.stderr
+
+
 def test_a_plugin_module_failing_after_registering_a_name_is_one_problem(tmp_path: Path, monkeypatch) -> None:
     # the module registered 'halfway' and then raised: the half-made class was checked as a strategy too
     # ("is the class Halfway, not a subclass of ... Strategy"), a second problem for the one failure
