@@ -1387,6 +1387,33 @@ def test_each_strategys_per_source_score_is_said_under_the_scores_table() -> Non
     assert "scores: exhaustive: the Banzhaf value" in buffer.getvalue() and "scores: mine" not in buffer.getvalue()
 
 
+def test_a_plugin_replacing_a_built_in_strategy_or_estimator_gets_no_built_in_description() -> None:
+    """A plugin registered as `exhaustive` (or as the estimator `fast`) replaces the built-in;
+    the report's notes called its scores Banzhaf values and its estimates the surrogate loss in
+    nats, the built-in's words. report.json's `plugins` records the plugins the results were made
+    with ("strategy exhaustive", "estimator fast"): those get no built-in description."""
+    row = {"selected": ["a"], "estimated_loss_raw": 4.6, "estimated_loss_calibrated": None}
+    base = _report(False)
+    report = {**base, "calibration": {**base["calibration"], "estimator": "fast"}, "strategies": {
+        "exhaustive": {**row, "strategy": "exhaustive", "scores": {"a": -0.0015, "b": -0.01}},
+        "cos": {**row, "strategy": "gradient_similarity", "scores": {"a": 0.33, "b": 0.19}}}}
+    markdown = render_markdown(report, {})
+    assert "> exhaustive: the Banzhaf value" in markdown and "> Raw: the mean softplus" in markdown  # built-ins
+    replaced = {**report, "plugins": {"strategy exhaustive": {"stages": ["search"], "sha256": "0123456789ab"},
+                                      "estimator fast": {"stages": ["calibrate", "search"]}}}
+    markdown = render_markdown(replaced, {})
+    scores = markdown.split("## Per-source scores")[1]
+    assert "> exhaustive:" not in scores and "> cos: the cosine of the source's mean gradient" in scores, scores
+    assert "> Raw: in the fast estimator's terms." in markdown and "> Raw: the mean softplus" not in markdown
+    buffer = io.StringIO()
+    render_full_report(replaced, Console(file=buffer, width=300))
+    assert "exhaustive: the Banzhaf value" not in buffer.getvalue() and "cos: the cosine" in buffer.getvalue()
+    true_finetune = {**replaced, "calibration": {**base["calibration"], "estimator": "true_finetune"},
+                     "plugins": {"estimator true_finetune": {"stages": ["search"]}}}
+    assert "(true_finetune, verify's settings)" not in render_markdown(true_finetune, {})
+    assert "> Raw: in the true_finetune estimator's terms." in render_markdown(true_finetune, {})
+
+
 def test_report_md_names_the_folder_where_it_is_not_the_project_name(tiny_project_ran, tmp_path: Path) -> None:
     """A sweep's 15 copies of a project each titled report.md "subsetctl report: tiny": the
     heading adds the folder's name where it differs (a copy's report.md, written in another

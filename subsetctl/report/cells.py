@@ -222,8 +222,18 @@ def score_meaning_notes(report: dict[str, Any], scored: dict[str, Any]) -> list[
     -> its report.json entry) that is built in: the heading said only "higher = more
     helpful", and a Banzhaf value of -0.001 sat beside a cosine of 0.8. Differences of L_hat
     are of the raw estimates, in nats."""
-    named = [(label, SCORE_MEANINGS.get(entry.get("strategy") or label)) for label, entry in scored.items()]
-    return [f"{label}: {meaning}." for label, meaning in named if meaning]
+    named = [(label, entry.get("strategy") or label) for label, entry in scored.items()]
+    return [f"{label}: {SCORE_MEANINGS[name]}." for label, name in named
+            if name in SCORE_MEANINGS and not ran_plugin(report, "strategy", name)]
+
+
+def ran_plugin(report: dict[str, Any], kind: str, name: str) -> bool:
+    """Whether the shown results were made with a plugin ``kind`` (``strategy``, ``estimator``)
+    called ``name``, as report.json's ``plugins`` records it: one registered under a built-in's
+    name replaces it, and got the built-in's description of its figures in the report's notes
+    (a plugin ``exhaustive``'s scores called Banzhaf values)."""
+    plugins = report.get("plugins")
+    return isinstance(plugins, dict) and f"{kind} {name}" in plugins
 
 
 def few_rows_notes(report: dict[str, Any]) -> list[str]:
@@ -538,7 +548,8 @@ def estimate_figures_lines(report: dict[str, Any]) -> list[str]:
     loss of another split and another fine-tune that a reader set them against. Every built-in
     estimate, and verify's real loss that calibration maps it onto (of its ce fine-tunes as of
     its surrogate ones: the kinds differ in how they train, not in what they measure), is the
-    surrogate loss; a plugin estimator's is in its own terms."""
+    surrogate loss; a plugin estimator's is in its own terms (one replacing a built-in too,
+    :func:`ran_plugin`)."""
     from subsetctl.spec.models import BUILTIN_ESTIMATORS
 
     cal = report.get("calibration") or {}
@@ -546,11 +557,11 @@ def estimate_figures_lines(report: dict[str, Any]) -> list[str]:
     surrogate = "the mean softplus of minus each row's gold log-odds, in nats"
     compare = ("Compare the rows with one another (target_only's above all), not with the test loss: another split, "
                "another loss (cross-entropy), fine-tunes from the base model.")
-    if estimator == "true_finetune":
+    built_in = estimator is None or (estimator in BUILTIN_ESTIMATORS and not ran_plugin(report, "estimator", estimator))
+    if estimator == "true_finetune" and built_in:
         return [(f"est. loss: each selection's real loss on the target's validation rows ({surrogate}) after a "
                  "fine-tune from theta* (meta_init's adapter) on the target's train rows plus the selection's "
                  "(true_finetune, verify's settings); lower is better."), compare]
-    built_in = estimator is None or estimator in BUILTIN_ESTIMATORS
     raw = (f"Raw: {surrogate}, on one scale only within one gradients and lambda setting." if built_in
            else f"Raw: in the {estimator} estimator's terms.")
     parts = [("est. loss: L_hat, the estimated loss on the target's validation rows after a fine-tune from theta* "
