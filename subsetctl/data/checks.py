@@ -1701,7 +1701,8 @@ def _check_named_columns(loader: LoaderBase, columns: list[str], where: str, loc
                            "first starts with a space, and so do the cells of its first row (the answers too, "
                            f"which the model would learn): re-save the file with {loader.delimiter!r} alone (or set "
                            f"{option}: {json.dumps(value)}, keeping those spaces)")
-            elif ((near := close_column(column, columns) or usual_column(option, column, columns)) is not None
+            elif ((near := close_column(column, columns)
+                           or usual_column(option, column, columns, option in loader.model_fields_set)) is not None
                   and not (note or headerless)):
                 value = near  # 'questoin', 'answers': the column a typo meant, as the option to write
                 if len(key) == 2:

@@ -1254,6 +1254,33 @@ def test_a_prompt_completion_file_read_with_the_default_response_field_is_told_c
         load_jsonl(loader, make_ctx())
 
 
+def test_a_default_column_name_written_out_in_the_spec_is_told_no_usual_name(tmp_path: Path, make_ctx) -> None:
+    """`response_field: response` written out (the default's name, as the spec names it) was
+    told "did you mean 'completion'?" as if left out, though a column the spec names is told
+    only a close spelling: the spec's loader tells the two apart (pydantic's model_fields_set),
+    in validate and in the data stage alike."""
+    from subsetctl.data.loaders.files import load_jsonl
+    from subsetctl.spec import JsonlLoader
+
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "t.jsonl", qa_rows(4))
+    write_jsonl(tmp_path / "data" / "pc.jsonl", [{"query": f"{i}+1=", "completion": str(i + 1)} for i in range(4)])
+    spec = GOOD + ("  - {name: s, loader: {type: jsonl, path: data/pc.jsonl, prompt_field: prompt, "
+                   "response_field: response}}\n")
+    issues = check_issues(tmp_path, spec)
+    for option in ("prompt_field", "response_field"):
+        message = issues[f"sources[1].loader.{option}"].message
+        assert message.endswith(f"set {option} to one of them or fix the data") and "did you mean" not in message
+    written = JsonlLoader(type="jsonl", path=str(tmp_path / "data" / "pc.jsonl"), prompt_field="prompt",
+                          response_field="response")
+    with pytest.raises(UserError, match=r"Set loader\.\w+_field to one of them") as raised:
+        load_jsonl(written, make_ctx())
+    assert "Did you mean" not in str(raised.value), raised.value
+    left_out = JsonlLoader(type="jsonl", path=str(tmp_path / "data" / "pc.jsonl"))
+    with pytest.raises(UserError, match=r"Did you mean '(query|completion)'\?"):
+        load_jsonl(left_out, make_ctx())
+
+
 def test_a_usual_answer_column_in_another_letter_case_is_told_by_its_own_name(tmp_path: Path) -> None:
     """A file of `Prompt` and `Answer` columns (a CSV header's capitals) read with the default
     response_field was told only to "set response_field to one of them": the usual answer

@@ -273,7 +273,7 @@ def common_columns(options: LoaderBase, ctx: LoadContext, where: str, locate: Ca
     if messages_field is None:
         answer_option, answer_field = _required_fields(options, ctx)
         return CommonColumns(options.prompt_field, answer_field, answer_option, ctx, where, locate, available,
-                             fetch=fetch)
+                             fetch=fetch, written=options.model_fields_set)
     if ctx.kind == "classifier":
         raise UserError(
             f"Source {ctx.source_name!r}: loader.messages_field is for a causal LM's chats, but model.kind is "

@@ -13,7 +13,7 @@ import functools
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from pathlib import Path
@@ -249,13 +249,15 @@ def _where(path: Path) -> str:
 
 def _missing_column(
     source: str, where: str, column: str, option: str | None, available: Iterable[str], fix: str | None = None,
-    text: str | None = None,
+    text: str | None = None, written: bool = False,
 ) -> UserError:
     """The error for a column the data lacks. ``option`` is the spec option that named the
     column (the advice is then to change it); ``None`` when the loader's columns are fixed,
     and ``fix`` then says what to do instead. ``text``: the column of a plain-text source
     read with prompt and response columns (a hub corpus as wikitext, whose one column is
-    ``text``), which ``loader.text_field`` reads: setting prompt_field to it was no fix."""
+    ``text``), which ``loader.text_field`` reads: setting prompt_field to it was no fix.
+    ``written``: whether the spec wrote ``option`` (else its default named the column, which
+    a usual name may stand for: :func:`usual_column`)."""
     names = sorted(set(available))
     listed = ", ".join(repr(n) for n in names) if names else "(none)"
     if option is None:
@@ -270,7 +272,7 @@ def _missing_column(
             f"loader.text_field: {text} (in place of prompt_field and response_field), each row's text trained "
             "on whole; or give each row a prompt and a response."
         )
-    near = close_column(column, names) or usual_column(option, column, names)
+    near = close_column(column, names) or usual_column(option, column, names, written)
     return UserError(
         f"Source {source!r}: {where} has no column {column!r} (asked for by loader.{option}). "
         f"Available columns: {listed}. {'' if near is None else f'Did you mean {near!r}? '}"
@@ -360,6 +362,8 @@ class CommonColumns:
         plugin: the loader plugin whose dataset the records are ("'mine'"), or None for a
             built-in loader's: the notices' advice is then about what the plugin returns
             (telling its author to "use a plugin loader" was odd advice).
+        written: the loader options the spec wrote (its ``model_fields_set``): a missing
+            column of one left at its default is told a usual name for it (:func:`usual_column`).
 
     Every row needs a prompt and an answer that are not missing, null or NaN (an error
     naming the row; a text source leaves such a row out instead, see
@@ -385,7 +389,7 @@ class CommonColumns:
                  where: str, locate: Callable[[int], str], available: Iterable[str] | None = None,
                  fix: str | None = None,
                  fetch: Callable[[Any], Iterable[tuple[int, dict[str, Any]]]] | None = None,
-                 plugin: str | None = None) -> None:
+                 plugin: str | None = None, written: Collection[str] = ()) -> None:
         from array import array
 
         self.prompt_field, self.answer_field, self.answer_option = prompt_field, answer_field, answer_option
@@ -394,6 +398,7 @@ class CommonColumns:
         self.joined = not isinstance(prompt_field, str)
         self.prompt_option = "prompt_field" if answer_option else None
         self.ctx, self.where, self.locate, self.fix, self.plugin = ctx, where, locate, fix, plugin
+        self.written = frozenset(written)
         self.available: set[str] = set(available) if available is not None else set()
         self.collect_keys = available is None
         self.classifier = ctx.kind == "classifier"
@@ -970,7 +975,8 @@ class CommonColumns:
         for field, field_option in (*((f, self.prompt_option) for f in self.prompt_columns),
                                     (self.answer_field, option)):
             if not self.seen[field]:
-                raise _missing_column(source, self.where, field, field_option, self.available, self.fix, text)
+                raise _missing_column(source, self.where, field, field_option, self.available, self.fix, text,
+                                      written=field_option in self.written)
         if self.error is not None:
             if self.null_count > 1:  # all of them at once, not one per run
                 shown = ", ".join(self.locate(i) for i in self.null_rows) + (", ..." if self.null_count > 5 else "")
@@ -1137,13 +1143,14 @@ USUAL_COLUMNS = {"prompt_field": ("question", "query"),
                  "response_field": ("completion", "answer", "output", "target", "solution")}
 
 
-def usual_column(option: str | None, column: str, columns: Iterable[str]) -> str | None:
+def usual_column(option: str | None, column: str, columns: Iterable[str], written: bool) -> str | None:
     """The first of :data:`USUAL_COLUMNS` for ``option`` that ``columns`` holds (``completion``
-    for ``response_field``), letter case aside (a CSV header's ``Answer``), where ``column`` is
-    the option's default (``response``: the option left out), the column it most likely means;
-    None where none is, or where the spec named a column of its own (a typo is
-    :func:`close_column`'s)."""
-    if option is None or column != option.removesuffix("_field"):
+    for ``response_field``), letter case aside (a CSV header's ``Answer``), where the spec left
+    ``option`` out (``written`` false: not in its loader's ``model_fields_set``) and ``column``
+    is its default (``response``), the column it most likely means; None where none is, or
+    where the spec named the column itself, the default's name too (``response_field:
+    response`` written out was told 'completion' all the same): a typo is :func:`close_column`'s."""
+    if option is None or written or column != option.removesuffix("_field"):
         return None
     names = list(columns)
     for usual in USUAL_COLUMNS.get(option, ()):
