@@ -635,3 +635,20 @@ def test_a_kept_report_json_with_a_section_of_another_type_is_refused_naming_it(
             assert result.exit_code == 1 and "internal error" not in text, text
             assert f"the file is JSON but not a report.json as a run writes it ({said})" in text, text
     assert invoke("report", str(tmp_path / "good.json"), "--compare", str(tmp_path / "good.json")).exit_code == 0
+
+
+def test_a_kept_report_json_listing_other_values_than_names_is_refused_naming_the_key(tmp_path: Path) -> None:
+    """A kept report.json whose `selection_order` or a selection's `selected` listed other values
+    than names (a hand-edited file: `[5, {"a": 1}]`, `[1, null]`) stopped `report --compare` with
+    an internal error (unhashable dict; None against int in a sort). It is refused, naming the key."""
+    good = {"strategies": {"forward": {"selected": ["a"]}}, "selection_order": ["forward"]}
+    (tmp_path / "good.json").write_text(json.dumps(good))
+    for key, value, said in (("selection_order", [5, {"a": 1}],
+                              "its `selection_order` lists other values than strategy names"),
+                             ("strategies", {"forward": {"selected": [1, None]}},
+                              "its `strategies.forward.selected` lists other values than source names")):
+        (tmp_path / "kept.json").write_text(json.dumps({**good, key: value}))
+        result = invoke("report", str(tmp_path / "good.json"), "--compare", str(tmp_path / "kept.json"))
+        text = " ".join(result.output.split())
+        assert result.exit_code == 1 and "internal error" not in text, text
+        assert f"the file is JSON but not a report.json as a run writes it ({said})" in text, text

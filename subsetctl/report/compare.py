@@ -89,9 +89,10 @@ _COMPARED_SECTIONS = {"strategies": dict, "baselines": dict, "calibration": dict
 
 def _misshapen_section(report: dict[str, Any]) -> str | None:
     """What is wrong with a kept report.json's sections that the comparison reads ("its
-    `calibration` is text, not an object"; each selection's ``selected`` a list, each test
-    metric an object), or None where each is of the type a run writes, or null. A section of
-    another type (a hand-edited or damaged file) stopped the comparison with an internal error."""
+    `calibration` is text, not an object"; each selection's ``selected`` a list of names, as
+    ``selection_order`` is, each test metric an object), or None where each is of the type a
+    run writes, or null. A section of another type (a hand-edited or damaged file) stopped the
+    comparison with an internal error."""
     json_names = {dict: "an object", list: "a list", str: "text", bool: "true or false", int: "a number",
                   float: "a number"}
     for key, kind in _COMPARED_SECTIONS.items():
@@ -103,6 +104,10 @@ def _misshapen_section(report: dict[str, Any]) -> str | None:
             selected = entry.get("selected") if isinstance(entry, dict) else None
             if selected is not None and not isinstance(selected, list):
                 return f"its `{key}.{name}.selected` is {json_names.get(type(selected), 'another value')}, not a list"
+            if selected is not None and not all(isinstance(source, str) for source in selected):  # (sorted, hashed)
+                return f"its `{key}.{name}.selected` lists other values than source names"
+    if not all(isinstance(name, str) for name in report.get("selection_order") or []):
+        return "its `selection_order` lists other values than strategy names"
     for name, metric in (report.get("test_metrics") or {}).items():
         if metric is not None and not isinstance(metric, dict):
             return f"its `test_metrics.{name}` is {json_names.get(type(metric), 'another value')}, not an object"
