@@ -652,3 +652,21 @@ def test_a_kept_report_json_listing_other_values_than_names_is_refused_naming_th
         text = " ".join(result.output.split())
         assert result.exit_code == 1 and "internal error" not in text, text
         assert f"the file is JSON but not a report.json as a run writes it ({said})" in text, text
+
+
+def test_compare_with_a_device_or_named_pipe_names_the_side_and_what_to_give(tmp_path: Path) -> None:
+    """`--compare /dev/null` (or a named pipe, `<(cat v2.json)`) got Project.find's words, which
+    named neither --compare nor a report.json as what to give: it names the side, says what it
+    is, and to give a project folder or a report.json saved as a file."""
+    import os
+
+    from subsetctl.errors import UserError
+    from subsetctl.report.compare import load_side
+
+    os.mkfifo(tmp_path / "pipe")
+    for path in (Path(os.devnull), tmp_path / "pipe"):
+        with pytest.raises(UserError) as refused:
+            load_side(path)
+        said = str(refused.value)
+        assert said.startswith(f"--compare {path}: neither a file nor a folder (a device or a named pipe)"), said
+        assert "a report.json a run wrote, saved as a file" in said, said

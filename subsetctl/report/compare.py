@@ -44,6 +44,9 @@ def load_side(path: str | Path, given_as: str = "--compare") -> dict[str, Any]:
         aside = f" ({stdin.removeprefix(': ')})" if stdin else ""
         raise NotFoundError(f"{given}: no such file or folder{aside}. Give a project folder (or its subsetctl.yaml), "
                             "or a report.json a run wrote (e.g. one copied aside before the next variant ran).")
+    if not path.is_file() and not path.is_dir():  # (Project.find's words named neither the side nor a report.json)
+        raise UserError(f"{given}: neither a file nor a folder (a device or a named pipe). Give a project folder (or "
+                        "its subsetctl.yaml), or a report.json a run wrote, saved as a file.")
     if path.is_file() and named_as_json(path):
         try:
             report = json.loads(path.read_text(encoding="utf-8"))
