@@ -748,10 +748,11 @@ def run_checks(directory: Path | None = None, import_plugins: bool = True) -> li
         folder = directory.parent if directory.is_file() else directory
         if not directory.exists():
             checks.append(Check("project", False, f"{directory} does not exist", _missing_project_advice(directory)))
-        elif not directory.is_file() and not directory.is_dir():  # /dev/null, a named pipe: its spec was "empty",
+        elif not directory.is_file() and not directory.is_dir():  # /dev/null, a named pipe: no spec read from it
+            # (it was read as an empty spec, or waited for a pipe's writer, and checked as a folder to write in)
             checks.append(Check("project", False, f"{directory} is neither a folder nor a file (a device or a named "
                                 "pipe)", "Name the project folder (one holding subsetctl.yaml)."))
-            folder = Path.cwd()  # (and it was checked as a folder to write in, with its umask)
+            folder = Path.cwd()  # (the disk check's folder, as where no project is named)
         else:
             refused = check_project_folder(directory)
             if refused is not None:
