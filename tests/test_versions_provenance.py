@@ -414,9 +414,9 @@ def test_the_commit_of_a_checkout_changes_no_fingerprint_and_is_no_other_version
 
 
 def test_a_damaged_base_model_record_gives_no_notes_not_an_internal_error(tmp_path: Path) -> None:
-    """The finetune stage's base_model.json only describes (it is left out of the stage's
-    checksums, so damage to it makes no stage corrupt): one that was not JSON made `plan` and
-    `report` stop with an internal error (JSONDecodeError). Its notes are left out instead."""
+    """A finetune base_model.json that was not JSON made `plan` and `report` stop with an
+    internal error (JSONDecodeError) reading its notes (plan goes on to say the stage is
+    corrupt: the file fails its checksums). Its notes are left out instead."""
     from subsetctl.project import Project
     from subsetctl.report.build import finetune_commits_noted, models_moved_outside
 

@@ -150,9 +150,10 @@ def _read(path: Path) -> Any:
 def _base_model_record(project: Project) -> Any:
     """The finetune stage's base-model record (:data:`~subsetctl.stages.finetune.BASE_MODEL_FILE`)
     in its results folder, as JSON; None where there is none, or where it cannot be read (not
-    JSON, not UTF-8). The record only describes (it is left out of the stage's checksums), so
-    damage to it makes no stage corrupt: `plan` and `report` stopped with an internal error
-    (JSONDecodeError); the notes it gives are left out instead."""
+    JSON, not UTF-8): `plan` and `report` stopped with an internal error (JSONDecodeError)
+    reading the notes it gives, which are left out instead. (The record is left out of the
+    stage's output digest only: a damaged one fails the stage's checksums, so `plan` says the
+    stage is corrupt and `run` does it again.)"""
     from subsetctl.stages.finetune import BASE_MODEL_FILE
 
     try:
