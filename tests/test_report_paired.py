@@ -380,7 +380,8 @@ def test_test_rows_without_a_loss_are_left_out_of_the_comparison() -> None:
 
 def test_a_test_split_of_one_row_is_worded_as_one() -> None:
     """A target with `split.test: 1` read "On the test split (1 test examples, ...)", "over the
-    1 test rows" and "the same on every one of the 1 test rows"."""
+    1 test rows" and "the same on every one of the 1 test rows"; and gave a bootstrap interval
+    of that one row ("0.003 to 0.003"), every resample of which is the row itself."""
     from subsetctl.report.cells import final_vs_baselines_line
 
     comparison = {"final": "pick", "metric": "exact_match", "scores": {"pick": 0.0, "target_only": 0.0, "all": 0.0},
@@ -392,9 +393,10 @@ def test_a_test_split_of_one_row_is_worded_as_one() -> None:
     assert final_vs_baselines_line(comparison, checked=False).startswith(
         "On the test split (1 test example, 1 seed each), exact_match:")
     first, second = paired_lines({**comparison, "paired": paired})
-    assert first.startswith("Row by row, pick against target_only: the pick's test loss is higher by 0.003 (95% "
-                            "interval over the 1 test row: ") and first.endswith(
-        "its exact_match is the same on its one test row."), first
+    # (no bootstrap "interval" of one row, which was the difference again: "0.003 to 0.003")
+    assert first == ("Row by row, pick against target_only: the pick's test loss is higher by 0.003 on its one test "
+                     "row: too few test rows (under 10) for an interval; its exact_match is the same on its one test "
+                     "row."), first
     assert second.endswith("exact_match are all's on its one test row: no interval to give."), second
 
 

@@ -178,6 +178,17 @@ def _difference(figures: dict[str, Any], more: str, less: str) -> str:
     return f"{word} by {mean:.{d}f} ({{percent}}% interval{{over}}: {low:.{d}f} to {high:.{d}f}"
 
 
+def _one_row_difference(figure: dict[str, Any], more: str, less: str) -> str:
+    """"higher by 0.003 on its one test row: too few test rows (under 10) for an interval":
+    the difference on a test split of one row, with no interval, as every resample of one row
+    is that row: the bootstrap's "interval" was the difference again ("0.003 to 0.003"), read
+    beside the verdict that the rows were too few for it to tell."""
+    mean = figure["mean"]
+    value = abs(mean)
+    return (f"{more if mean >= 0 else less} by {value:.{_decimals(value)}f} on its one test row: too few test rows "
+            f"(under {FEWEST_ROWS}) for an interval")
+
+
 def _on_every_row(n: Any) -> str:
     """" on every one of the 12 test rows", or " on its one test row" (a target split of a
     single test row read "every one of the 1 test rows")."""
@@ -219,8 +230,10 @@ def paired_lines(comparison: dict[str, Any] | None, name: Callable[[str], str] =
                 parts.append(f"{what} is the same{_on_every_row(figure['n'])}")
                 continue
             words = ("lower", "higher") if key == "loss" else ("higher", "lower")
-            over = (f" over the {figure['n']} test row{'' if figure['n'] == 1 else 's'}" if key == "loss" or not loss
-                    else "")
+            if figure["n"] == 1:  # every resample is that row: its "interval" is the difference itself
+                parts.append(f"{what} is {_one_row_difference(figure, *words)}")
+                continue
+            over = f" over the {figure['n']} test rows" if key == "loss" or not loss else ""
             text = _difference(figure, *words).format(percent=percent, over=over)
             better, worse = ("lower", "higher") if key == "loss" else ("better", "worse")
             parts.append(f"{what} is {text}; {better} on {figure['better']:.0%} of them, {worse} on "
