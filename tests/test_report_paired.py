@@ -413,3 +413,20 @@ def test_no_row_by_row_verdict_is_drawn_from_a_fine_tune_that_diverged() -> None
     line, = paired_lines({**comparison, "diverged": ["all"]})
     assert line.startswith("Row by row, pick against target_only:"), line
     assert paired_lines({**comparison, "diverged": ["pick"]}) == []
+
+
+def test_a_pair_left_out_as_diverged_is_not_said_to_lack_its_row_losses() -> None:
+    """The closing line that the test results were evaluated by an earlier subsetctl (no
+    per-row test losses) counted a pair with no ``loss`` figures that no line is given, as its
+    fine-tune diverged: it followed a report of only clear figures, or stood alone."""
+    figures = {"mean": 0.02, "low": 0.01, "high": 0.03, "better": 0.9, "worse": 0.1, "n": 100}
+    comparison = {"final": "pick", "metric": "accuracy", "scores": {"pick": 0.5, "all": 0.5, "target_only": 0.5},
+                  "diverged": ["all"],
+                  "paired": {"resamples": 2000, "seed": 0, "level": 0.95,
+                             "vs": {"all": {"score": figures}, "target_only": {"loss": figures, "score": figures}}}}
+    line, = paired_lines(comparison)
+    assert line.startswith("Row by row, pick against target_only: the pick's test loss is lower by 0.020"), line
+    assert paired_lines({**comparison, "diverged": ["pick"]}) == []
+    # a pair given its line without the losses is still told how to get them
+    comparison["paired"]["vs"]["target_only"] = {"score": figures}
+    assert paired_lines(comparison)[-1].startswith("The test results were evaluated by an earlier subsetctl")

@@ -195,6 +195,12 @@ def _on_every_row(n: Any) -> str:
     return " on its one test row" if n == 1 else f" on every one of the {n} test rows"
 
 
+def _diverged(comparison: dict[str, Any], baseline: str) -> bool:
+    """Whether the pick's or ``baseline``'s fine-tune diverged (``final_vs_baselines``'
+    ``diverged``): :func:`paired_lines` gives that pair no line, and says nothing of its figures."""
+    return bool({comparison["final"], baseline} & set(comparison.get("diverged") or []))
+
+
 def paired_lines(comparison: dict[str, Any] | None, name: Callable[[str], str] = str) -> list[str]:
     """The sentences for ``final_vs_baselines``' ``paired`` figures, one a baseline, e.g.
     "Row by row, all against target_only: the pick's test loss is lower by 0.015 (95% interval
@@ -219,7 +225,7 @@ def paired_lines(comparison: dict[str, Any] | None, name: Callable[[str], str] =
                          f"same sources as {name(baseline)}, and a subset is fine-tuned once), so its test loss and "
                          f"{metric} are {name(baseline)}'s{rows}: no interval to give.")
             continue
-        if {comparison["final"], baseline} & set(comparison.get("diverged") or []):
+        if _diverged(comparison, baseline):
             continue  # an adapter kept before a divergence: its rows tell nothing of what the selection is worth
         loss, score = figures.get("loss"), figures.get("score")
         for key, figure in (("loss", loss), ("score", score)):
@@ -240,7 +246,8 @@ def paired_lines(comparison: dict[str, Any] | None, name: Callable[[str], str] =
                          f"{figure['worse']:.0%}): {_verdict(figure)}")
         if parts:
             lines.append(f"Row by row, {final} against {name(baseline)}: " + "; ".join(parts) + ".")
-    if any("loss" not in figures and not figures.get("same_finetune") for figures in vs.values()):
+    if any("loss" not in figures and not figures.get("same_finetune") and not _diverged(comparison, baseline)
+           for baseline, figures in vs.items()):  # (of the pairs given a line above)
         lines.append("The test results were evaluated by an earlier subsetctl, which kept no per-row test losses: "
                      "`subsetctl run --force evaluate` records them (the fine-tunes are not redone).")
     return lines
