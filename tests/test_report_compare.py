@@ -670,3 +670,13 @@ def test_compare_with_a_device_or_named_pipe_names_the_side_and_what_to_give(tmp
         said = str(refused.value)
         assert said.startswith(f"--compare {path}: neither a file nor a folder (a device or a named pipe)"), said
         assert "a report.json a run wrote, saved as a file" in said, said
+
+
+def test_the_est_loss_note_says_another_seed_puts_raw_estimates_on_another_scale() -> None:
+    """The note under the selections table said raw estimates of variants with other gradients
+    or lambda are not on one scale, and nothing of a variant of another `project.seed` (or model
+    or meta_init settings), whose theta* the estimates start from is another adapter."""
+    text = " ".join(_rendered(compare_reports(_side("A", ["a"], {"project.seed": 0}),
+                                              _side("B", ["a"], {"project.seed": 1}))).split())
+    assert ("raw estimates of variants with another theta* (project.seed, model or meta_init), other gradients or "
+            "lambda are not on one scale.") in text, text

@@ -553,5 +553,6 @@ def render_comparison(cmp: dict[str, Any], console: Any) -> None:
                           "an update became NaN or infinite), so its figures are not those of a finished fine-tune; "
                           "`subsetctl report` of that side names its seeds.")
     console.print("est. loss: calibrated where the report's estimates are (nats of a real fine-tune), else raw; "
-                  "raw estimates of variants with other gradients or lambda are not on one scale."
+                  "raw estimates of variants with another theta* (project.seed, model or meta_init), other "
+                  "gradients or lambda are not on one scale."
                   + (_scales_differ(estimates, cmp.get("calibrated_against")) or ""))
