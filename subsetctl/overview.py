@@ -101,7 +101,7 @@ def project_row(path: Path, *, import_plugins: bool = True) -> dict[str, Any]:
     out; "not run"; "running", with the ``running`` stage; "error", with ``error`` the one-line
     reason: a spec that cannot be read, whose results are still shown), the ``final`` pick and
     its ``sources`` (the last finished report's while a run redoes a stage before them), its ``test_loss`` and ``score`` (of ``metric``, the mean over fine-tune
-    seeds; ``diverged``: true where one of its fine-tunes diverged, so that they are not a finished fine-tune's), the command-line ``overrides`` its results were made with (each with the stages
+    seeds; ``diverged``: true where one of its fine-tunes diverged, so that they are not a finished fine-tune's; null for a report.json before format 19, which did not record it), the command-line ``overrides`` its results were made with (each with the stages
     that read it, as report.json's) and ``last_run``, the latest stage's ``written_at``."""
     from subsetctl.plugin_loading import plugins_not_imported
     from subsetctl.report.terminal import load_report_data
@@ -172,7 +172,11 @@ def _one_line(exc: BaseException) -> str:
 
 def _pick(report: dict[str, Any]) -> dict[str, Any]:
     """The final pick of a report (report.json's content), its sources, test figures and the
-    overrides its results were made with; empty where the report lacks them (no search yet)."""
+    overrides its results were made with; empty where the report lacks them (no search yet).
+    ``diverged`` is :func:`~subsetctl.report.cells.diverged_recorded`'s: None where the report
+    predates the record."""
+    from subsetctl.report.cells import diverged_recorded
+
     final = report.get("final")
     if not final:
         return {}
@@ -180,7 +184,7 @@ def _pick(report: dict[str, Any]) -> dict[str, Any]:
     test = (report.get("test_metrics") or {}).get(final) or {}  # {} without evaluate
     return {"final": final, "sources": chosen.get("selected"), "metric": test.get("metric"),
             "test_loss": test.get("loss_mean"), "score": test.get("score_mean"),
-            "diverged": bool(test.get("diverged_seeds")), "overrides": report.get("overrides") or {}}
+            "diverged": diverged_recorded(report, final), "overrides": report.get("overrides") or {}}
 
 
 def state_cell(row: dict[str, Any]) -> str:

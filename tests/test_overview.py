@@ -248,7 +248,9 @@ def test_ls_marks_the_test_loss_of_a_final_pick_whose_fine_tune_diverged() -> No
                                            "diverged_seeds": [0]}}}
     assert _pick(report)["diverged"] is True
     del report["test_metrics"]["forward"]["diverged_seeds"]
-    assert _pick(report)["diverged"] is False
+    assert _pick({**report, "report_format": 19})["diverged"] is False
+    # a report.json before format 19 records no diverged_seeds: unknown, not "none diverged"
+    assert _pick({**report, "report_format": 18})["diverged"] is None and _pick(report)["diverged"] is None
     rows = [{"project": name, "state": "up to date", "stale": [], "not_run": [], "running": None, "error": None,
              "final": "forward", "sources": ["a"], "test_loss": 4.672, "score": 0.0, "metric": "exact_match",
              "diverged": name == "lr1e38", "overrides": [], "last_run": None} for name in ("lr1e-3", "lr1e38")]

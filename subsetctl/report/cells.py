@@ -597,6 +597,25 @@ def test_figures_lines(report: dict[str, Any]) -> list[str]:
 DIVERGED_MARK = " (diverged)"
 
 
+#: the report.json format (:data:`~subsetctl.report.build.REPORT_FORMAT`) from which ``test_metrics``
+#: names the seeds whose fine-tunes diverged (``diverged_seeds``): an earlier one's rows have no such key
+DIVERGED_RECORDED_FROM = 19
+
+
+def diverged_recorded(report: dict[str, Any], label: str) -> bool | None:
+    """Whether a fine-tune of ``label`` diverged, as ``report`` (report.json's content) records
+    it in its ``test_metrics``' ``diverged_seeds``; None (unknown) for a report.json before
+    format :data:`DIVERGED_RECORDED_FROM`, which did not record it: without the key, its rows
+    read as those of fine-tunes known not to have diverged."""
+    row = (report.get("test_metrics") or {}).get(label) or {}
+    if row.get("diverged_seeds"):
+        return True
+    recorded = report.get("report_format")
+    if not isinstance(recorded, int) or recorded < DIVERGED_RECORDED_FROM:
+        return None
+    return False
+
+
 def diverged_finetunes_line(report: dict[str, Any]) -> str | None:
     """Which rows of the test metrics table come from fine-tunes that diverged (report.json's
     ``test_metrics``' ``diverged_seeds``), and what their figures are; None when none did.
