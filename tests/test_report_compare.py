@@ -27,7 +27,7 @@ def _side(label: str, selected: list[str], settings: dict | None, lam: float = 0
         "baselines": {"all": {"selected": ["a", "b"], "estimated_loss_raw": 1.75, "estimated_loss_calibrated": 2.5},
                       "target_only": {"selected": [], "estimated_loss_raw": 1.0, "estimated_loss_calibrated": 2.0}},
         "test_metrics": {"forward": {"metric": "exact_match", "score_mean": 0.5, "loss_mean": 2.0}},
-        "overrides": overrides,
+        "overrides": overrides, "report_format": 19,
     }
     return {"label": label, "report": report, "settings": settings}
 
@@ -586,6 +586,11 @@ def test_compare_marks_the_test_figures_of_fine_tunes_that_diverged() -> None:
 
     a, b = _side("A", ["a"], {"finetune.lr": 0.001}), _side("B", ["a"], {"finetune.lr": 1e38})
     b["report"]["test_metrics"]["forward"]["diverged_seeds"] = [0]
+    # a report.json before format 19 records no diverged_seeds: unknown (null), not "none diverged"
+    a["report"]["report_format"] = 18
+    cmp = compare_reports(a, b)
+    assert (cmp["test"][0]["diverged_a"], cmp["test"][0]["diverged_b"]) == (None, True)
+    a["report"]["report_format"] = 19
     cmp = compare_reports(a, b)
     assert (cmp["test"][0]["diverged_a"], cmp["test"][0]["diverged_b"]) == (False, True)
     buffer = io.StringIO()

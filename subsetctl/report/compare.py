@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from subsetctl.errors import NotFoundError, UserError, json_file_problem, shell_arg, standard_input_note
-from subsetctl.report.cells import DIVERGED_MARK, SELECTED_SHOWN, random_baselines_seeds, selected_cell
+from subsetctl.report.cells import (
+    DIVERGED_MARK,
+    SELECTED_SHOWN,
+    diverged_recorded,
+    random_baselines_seeds,
+    selected_cell,
+)
 
 #: the version of what :func:`compare_reports` returns, which `report --compare --format json`
 #: prints (its top-level ``json_format``), raised as `report --format json`'s is
@@ -187,7 +193,7 @@ def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     the sources each picked, in the first side's order, then the second's others),
     ``test`` (``[{selection, metric, a, b, loss_a, loss_b, diverged_a, diverged_b}]``, the test score and loss
     means, and whether a fine-tune of that selection diverged on each side, its figures then not a finished
-    fine-tune's),
+    fine-tune's: None for a side's report.json before format 19, which did not record it),
     ``input_files`` (``[{file, a, b}]``, the input files whose sha256, or package version, differ,
     :func:`input_digests`; None where a side's report has no ``input_files``, an earlier
     subsetctl's), ``random_seeds`` (``{a, b}``, each random baseline's label -> the seed it
@@ -230,7 +236,7 @@ def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
             test.append({"selection": name, "metric": ta.get("metric") or tb.get("metric"),
                          "a": ta.get("score_mean"), "b": tb.get("score_mean"),
                          "loss_a": ta.get("loss_mean"), "loss_b": tb.get("loss_mean"),
-                         "diverged_a": bool(ta.get("diverged_seeds")), "diverged_b": bool(tb.get("diverged_seeds"))})
+                         "diverged_a": diverged_recorded(ra, name), "diverged_b": diverged_recorded(rb, name)})
     cal_a, cal_b = ra.get("calibration") or {}, rb.get("calibration") or {}
     return {
         "json_format": COMPARE_JSON_FORMAT, "a": a["label"], "b": b["label"], "settings": settings,
