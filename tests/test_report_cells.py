@@ -1534,6 +1534,30 @@ def test_selections_that_share_one_fine_tune_are_said_under_the_test_metrics() -
     assert shared_finetune_line(report) is None  # every row its own run: nothing to say
 
 
+def test_the_diverged_note_names_a_fine_tune_that_selections_share_once() -> None:
+    """Two fine-tunes diverged, each shared by two selections of the same sources: the note
+    named four selections, one by one, as four runs that diverged; it names each fine-tune
+    once, with the selections that share it, as the line of the shared fine-tunes does."""
+    from subsetctl.report.cells import diverged_finetunes_line
+
+    report = _report(False)
+    report["test_metrics"] = _test_metrics({"exhaustive": 0.0, "gs": 0.0, "target_only": 0.0, "all": 0.0, "fwd": 0.1},
+                                           {"exhaustive": 4.6, "gs": 4.7, "target_only": 4.6, "all": 4.7, "fwd": 1.2},
+                                           seeds=2)
+    for label, seeds in (("exhaustive", [0, 1]), ("target_only", [0, 1]), ("gs", [1]), ("all", [1])):
+        report["test_metrics"][label]["diverged_seeds"] = seeds
+    report["adapters"] = {"exhaustive": ["runs/aa/0", "runs/aa/1"], "target_only": ["runs/aa/0", "runs/aa/1"],
+                          "gs": ["runs/bb/0", "runs/bb/1"], "all": ["runs/bb/0", "runs/bb/1"],
+                          "fwd": ["runs/cc/0", "runs/cc/1"]}
+    assert diverged_finetunes_line(report).startswith(
+        "Fine-tunes that diverged (the loss or an update became NaN or infinite): exhaustive and target_only (the "
+        "same fine-tunes: seeds 0, 1); gs and all (the same fine-tune: seed 1). Their figures are ")
+    report["adapters"]["all"] = ["runs/dd/0", "runs/dd/1"]  # its own fine-tunes: named on its own
+    del report["adapters"]["target_only"]  # (a report.json without its adapters)
+    assert ": exhaustive (seeds 0, 1); gs (seed 1); target_only (seeds 0, 1); all (seed 1). " in \
+        diverged_finetunes_line(report)
+
+
 def test_terminal_selections_mark_the_baseline_rows_as_report_md_does() -> None:
     """A strategy labelled `all` (finetune.baselines: []) beside the search's `all` baseline made
     two rows named "all" in the terminal's selections table (the baseline's only dimmed, which

@@ -620,13 +620,24 @@ def diverged_finetunes_line(report: dict[str, Any]) -> str | None:
     """Which rows of the test metrics table come from fine-tunes that diverged (report.json's
     ``test_metrics``' ``diverged_seeds``), and what their figures are; None when none did.
     The finetune stage's warning was the only word of it, far above the table, whose rows
-    read as those of finished fine-tunes."""
-    metrics = report.get("test_metrics") or {}
-    diverged = {label: m["diverged_seeds"] for label, m in metrics.items() if m.get("diverged_seeds")}
-    if not diverged:
+    read as those of finished fine-tunes. Selections that picked the same sources share their
+    fine-tunes (report.json's ``adapters``, as :func:`shared_finetune_line` groups them) and are
+    named together, each fine-tune once: four names read as four runs that diverged, of two."""
+    metrics, adapters = report.get("test_metrics") or {}, report.get("adapters") or {}
+    groups: dict[Any, list[str]] = {}
+    for label, m in metrics.items():  # in the table's order
+        if m.get("diverged_seeds"):
+            groups.setdefault(tuple(adapters[label]) if adapters.get(label) else label, []).append(label)
+    if not groups:
         return None
-    named = "; ".join(f"{label} (seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))})"
-                      for label, seeds in diverged.items())
+
+    def fine_tunes(labels: list[str]) -> str:
+        seeds = metrics[labels[0]]["diverged_seeds"]
+        several = len(seeds) > 1
+        shared = f"the same fine-tune{'s' if several else ''}: " if len(labels) > 1 else ""
+        return f"{joined_names(labels)} ({shared}seed{'s' if several else ''} {', '.join(map(str, seeds))})"
+
+    named = "; ".join(map(fine_tunes, groups.values()))
     return (f"Fine-tunes that diverged (the loss or an update became NaN or infinite): {named}. Their figures are "
             "those of the adapter kept before the divergence (the untrained start where none was kept), not of a "
             "finished fine-tune (the finetune stage's warnings say what to change).")
