@@ -452,3 +452,43 @@ def test_the_sync_threads_are_kept_for_the_process_and_started_anew_in_another(
     child = store_module._sync_threads()
     assert child is not kept and store_module._sync_threads() is child
     assert child.submit(lambda: threading.current_thread().name).result().startswith("gradient-store-sync")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the data files are synced on threads on Linux alone")
+def test_a_failed_sync_on_a_sync_thread_is_raised_naming_the_file_and_marks_no_row(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk met syncing one data file on a sync thread (ENOSPC, as NFS or a thin volume
+    give) is the caller's OSError naming that file (as ``environment_error`` shows it) and
+    marks none of the batch's rows written, so a resumed run computes them again; the kept
+    threads sync the next batch."""
+    import errno
+
+    from subsetctl.errors import environment_error
+
+    rows = [{"source": "s", "split": "train", "index": i} for i in range(20)]
+    store = GradientStore.create(tmp_path / "s", rows, 4, 2, {"model": "m"})
+    real_sync = os.fdatasync
+
+    def sync(fd: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}").endswith("outputs.npy"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_sync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", sync)
+    with pytest.raises(OSError) as caught:
+        store.write(range(10), np.ones(10), np.ones((10, 4)), np.ones((10, 2)))
+    assert caught.value.errno == errno.ENOSPC and str(caught.value.filename) == str(tmp_path / "s" / "outputs.npy")
+    assert str(tmp_path / "s" / "outputs.npy") in str(environment_error(caught.value))
+    assert not np.any(store.written) and not np.any(np.load(tmp_path / "s" / "written.npy"))
+    monkeypatch.setattr(os, "fdatasync", real_sync)
+    store.write(range(10, 20), np.ones(10), np.ones((10, 4)), np.ones((10, 2)))
+    assert np.array_equal(np.flatnonzero(np.load(tmp_path / "s" / "written.npy")), range(10, 20))
+
+
+def test_a_write_missing_the_hidden_state_means_changes_nothing(tmp_path: Path) -> None:
+    """A store keeping hidden-state means refuses a write without them before it stores any
+    of the batch's data (it used to write and flush the gradients and outputs first)."""
+    store = GradientStore.create(tmp_path / "s", [{"source": "s", "split": "train", "index": 0}], 4, 2, {})
+    with pytest.raises(ValueError, match="pass repr"):
+        store.write([0], np.ones(1), np.ones((1, 4)))
+    assert not np.any(store.features) and not np.any(store.outputs) and not np.any(store.written)
