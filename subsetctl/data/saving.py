@@ -54,8 +54,8 @@ def read_saved_json(path: str | Path) -> Any:
         with open(path, encoding="utf-8") as file:
             return json.loads(file.read())
     except RecursionError:
-        raise ValueError(f"{os.path.basename(path)} is nested deeper than Python's JSON reader goes (thousands of lists or "
-                         "objects one in another)") from None
+        raise ValueError(f"{os.path.basename(path)} is nested deeper than Python's JSON reader goes "
+                         "(thousands of lists or objects one in another)") from None
 
 
 def save_split(dataset: Dataset, folder: Path) -> None:

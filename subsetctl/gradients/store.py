@@ -101,7 +101,12 @@ def sync_arrays(arrays: Sequence[np.memmap]) -> None:
 
     On Linux their files' ``fdatasync`` run at once, a thread each: ``msync``, which
     ``np.memmap.flush`` calls, is ``fdatasync`` of the mapped range there (mm/msync.c), and
-    syncs that run together share the disk's cache flushes. Flushed one after another, the
+    syncs that run together share the disk's cache flushes. Each file is opened again by its
+    path for it: what the mapping wrote is the file's page cache, which a sync through any
+    descriptor of the file writes out, and a writeback error not yet reported is reported to
+    a descriptor opened after it (Linux 4.16 on). The path is the mapped file's as long as
+    nothing replaces the store's folder while it is written (the project's lock keeps other
+    runs out). Flushed one after another, the
     three data arrays and the written flags took about 20 ms a batch on a busy disk, a quarter
     of the gradients stage at 2,000 tiny sources (benchmarks/per_source_costs.py). Elsewhere
     each array's ``flush`` in turn."""
@@ -110,7 +115,7 @@ def sync_arrays(arrays: Sequence[np.memmap]) -> None:
             array.flush()
         return
 
-    def sync(path: str) -> None:
+    def sync(path: str | os.PathLike[str]) -> None:  # (np.memmap.filename: a Path or a str)
         fd = os.open(path, os.O_RDONLY)
         try:
             os.fdatasync(fd)
