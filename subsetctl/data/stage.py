@@ -840,13 +840,19 @@ def split_columns(data_dir: Path, name: str, split: str) -> dict[str, list[Any]]
     return table.to_pydict() if table is not None else _loaded_columns(data_dir, name, split)
 
 
+SPLITS_CONVERTED_TOGETHER = 1024
+"""The most tables :func:`splits_rows` turns into rows at once: each holds a memory map of
+its files until then, and Linux lets a process hold 65,530 (``vm.max_map_count``), where a
+spec may list tens of thousands of sources."""
+
+
 def splits_rows(data_dir: Path, wanted: Sequence[tuple[str, str]]) -> list[list[dict[str, Any]]]:
     """The rows of each ``(name, split)`` of ``wanted``, in order, as dicts: the columns
     :func:`split_columns` gives, zipped into rows (the same values, the same errors), where
     the plain splits' Arrow tables are turned into Python objects together, one
-    ``to_pylist`` for each run of tables of one schema. Read one by one, the 2,000 small
-    train splits of as many sources cost the gradients stage a conversion and a dict per
-    column and row each."""
+    ``to_pylist`` for each run of tables of one schema (of :data:`SPLITS_CONVERTED_TOGETHER`
+    at most). Read one by one, the 2,000 small train splits of as many sources cost the
+    gradients stage a conversion and a dict per column and row each."""
     rows: list[list[dict[str, Any]]] = []
     run: list[tuple[int, pa.Table]] = []  # (place in rows, table) of one schema, not converted yet
 
@@ -867,7 +873,8 @@ def splits_rows(data_dir: Path, wanted: Sequence[tuple[str, str]]) -> list[list[
         else:
             rows.append([])
             if table.num_rows:
-                if run and not table.schema.equals(run[0][1].schema):
+                full = len(run) >= SPLITS_CONVERTED_TOGETHER
+                if full or (run and not table.schema.equals(run[0][1].schema)):
                     convert()
                 run.append((len(rows) - 1, table))
     convert()

@@ -167,6 +167,33 @@ def test_splits_rows_are_each_splits_columns_as_rows(tmp_path: Path) -> None:
         splits_rows(out, [("tgt", "train"), ("nope", "train")])
 
 
+def test_splits_rows_converts_a_bounded_number_of_tables_at_once(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each table splits_rows holds until it converts it keeps a memory map of its files, and
+    a process may hold 65,530: a spec of tens of thousands of sources of one schema is
+    converted SPLITS_CONVERTED_TOGETHER tables at a time, the rows the same."""
+    from subsetctl.data import stage
+
+    with quiet_datasets():
+        for i in range(7):
+            Dataset.from_dict({"prompt": [f"p{i}", "q"][: 1 + i % 2], "response": ["r", "s"][: 1 + i % 2]}
+                              ).save_to_disk(str(tmp_path / f"s{i}" / "train"))
+    wanted = [(f"s{i}", "train") for i in range(7)]
+    expected = [[dict(zip(columns, values)) for values in zip(*columns.values())]
+                for columns in (split_columns(tmp_path, *pair) for pair in wanted)]
+    concatenated: list[int] = []
+    real_concat = pa.concat_tables
+
+    def concat_tables(tables: list[pa.Table], **options: object) -> pa.Table:
+        concatenated.append(len(tables))
+        return real_concat(tables, **options)
+
+    monkeypatch.setattr(pa, "concat_tables", concat_tables)
+    monkeypatch.setattr(stage, "SPLITS_CONVERTED_TOGETHER", 3)
+    assert splits_rows(tmp_path, wanted) == expected and sum(map(len, expected)) == 10
+    assert max(concatenated) == 3
+
+
 def test_crash_keeps_previous_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     spec = _spec(tmp_path)
     out = tmp_path / "out"
