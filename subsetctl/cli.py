@@ -1722,8 +1722,7 @@ def doctor(directory: Path | None, no_plugins: bool, fmt: str) -> None:
     enclosing = enclosing_project(Path(".")) if directory is None else None
     checks = run_checks(directory, import_plugins=not no_plugins)
     if fmt == "json":  # (the project in whose subfolder it ran, unchecked: enclosing_project)
-        with contextlib.suppress(OSError):  # a plugin's failed import: its own frames, as validate --format json
-            sys.stderr.write("".join(check.plugin_traceback for check in checks))
+        _write_plugin_frames("".join(check.plugin_traceback for check in checks))
         shown = [{key: value for key, value in dataclasses.asdict(check).items() if key != "plugin_traceback"}
                  for check in checks]
         _echo_json({"checks": shown, "ok": all(c.ok for c in checks),
@@ -1737,8 +1736,7 @@ def doctor(directory: Path | None, no_plugins: bool, fmt: str) -> None:
     for check in checks:
         mark = "[green]✓[/green]" if check.ok else "[red]✗[/red]"
         _print_hanging(console, mark, f"{escape(check.name)}: {escape(check.detail)}")
-        for line in check.plugin_traceback.splitlines():  # a plugin's failed import: its own frames, as validate
-            console.print(f"    {line}", markup=False)
+        _write_plugin_frames(check.plugin_traceback)  # (after its check's line: under it on a terminal)
         if not check.ok:
             problems += 1
             if check.advice:
@@ -1749,6 +1747,19 @@ def doctor(directory: Path | None, no_plugins: bool, fmt: str) -> None:
                       markup=False)
     if problems:
         sys.exit(1)
+
+
+def _write_plugin_frames(frames: str) -> None:
+    """A failed plugin import's own frames (:attr:`~subsetctl.doctor.Check.plugin_traceback`)
+    on stderr, as validate, plan, ls and run write them, whatever the format: stdout holds the
+    report alone. stdout is flushed first, so that a terminal shows them under what was printed
+    before them (doctor's text: the failed check's line)."""
+    if not frames:
+        return
+    with contextlib.suppress(OSError):
+        sys.stdout.flush()
+        sys.stderr.write(frames)
+        sys.stderr.flush()
 
 
 @main.command(name="help", hidden=True, epilog=_examples("subsetctl help", "subsetctl help run"))

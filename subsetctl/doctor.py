@@ -47,8 +47,8 @@ SMOLLM2_CONVERTED_GB = 0.6
 class Check:
     """One line of the doctor's report; ``advice`` says what to do when ``ok`` is False.
     ``plugin_traceback``: the own frames of the spec's plugins that failed to import
-    (:attr:`~subsetctl.spec.issues.SpecIssue.plugin_traceback`), which the text shows under
-    the check, as validate shows them above its problems; not part of the JSON's checks."""
+    (:attr:`~subsetctl.spec.issues.SpecIssue.plugin_traceback`), which the CLI writes to stderr
+    (under the check's line, in text), as validate writes them; not part of the JSON's checks."""
 
     name: str
     ok: bool
