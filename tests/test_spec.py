@@ -1719,6 +1719,25 @@ def test_a_source_files_group_given_its_glob_under_another_name_is_told_files(wr
     assert unknown == ["unknown key (did you mean 'files'? `subsetctl schema` lists the keys)"]
 
 
+def test_keys_meant_are_found_in_any_letter_case_and_under_a_loader_whatever_its_type(monkeypatch) -> None:
+    """KEYS_MEANT is looked up as LIKELY_MEANT is, case aside (`Pattern:` was "check its
+    spelling"), and by a place without the loader's type that pydantic's location holds
+    (("sources", "loader", "jsonl")): an entry for a loader's keys was never found."""
+    import copy
+
+    from subsetctl.spec import issues
+
+    monkeypatch.setitem(issues.KEYS_MEANT, ("sources", "loader"), {"filename": "path"})
+    data = copy.deepcopy(MINIMAL)
+    data["source_files"] = [{"Pattern": "pool/*.jsonl", "loader": {"type": "jsonl"}}]
+    data["sources"][0]["loader"]["FileName"] = "pool/a.jsonl"
+    _, issues_found = validate_data(data, "x.yaml")
+    said = {i.key: i.message for i in issues_found}
+    assert said["source_files[0].Pattern"] == "unknown key (did you mean 'files'? `subsetctl schema` lists the keys)"
+    assert said["sources[0].loader.FileName"] == ("unknown key (did you mean 'path'? `subsetctl schema` lists "
+                                                  "the keys)"), said
+
+
 def test_load_dataset_options_the_huggingface_loader_takes_not_say_what_to_do_instead() -> None:
     """`revision` and `streaming` on a huggingface loader (load_dataset's own options) were
     "unknown key (check its spelling ...)", though spelt right; elsewhere a key is still unknown."""

@@ -370,8 +370,9 @@ _HUGGINGFACE_OPTIONS_NOT_TAKEN = {
 }
 
 
-#: keys that name a spec key in other tools' words, by the location of their mapping (keys
-#: only, no list indices): the key they mean, which "did you mean" suggests where the
+#: keys that name a spec key in other tools' words (lowercase: written in any case), by the
+#: location of their mapping (keys only: no list indices, nor a loader's type, as
+#: :func:`_clean_loc` drops it): the key they mean, which "did you mean" suggests where the
 #: spelling is too far from it (a source_files group's `pattern: "pool/*.jsonl"` was told
 #: only "check its spelling", with no word of `files`)
 KEYS_MEANT: dict[tuple[str, ...], dict[str, str]] = {
@@ -632,8 +633,8 @@ def _key_meant(loc: list[str | int], allowed: list[str]) -> str | None:
     """The key of ``allowed`` that the unknown key ``loc[-1]`` means: the one KEYS_MEANT
     names for it at its place (``pattern`` in a source_files group: ``files``), else its
     closest spelling (:func:`meant_key`); None if neither."""
-    place = tuple(part for part in loc[:-1] if isinstance(part, str))
-    named = KEYS_MEANT.get(place, {}).get(str(loc[-1]))
+    place = tuple(part for part in _clean_loc(tuple(loc[:-1])) if isinstance(part, str))
+    named = KEYS_MEANT.get(place, {}).get(str(loc[-1]).lower())
     return named if named in allowed else meant_key(str(loc[-1]), allowed)
 
 
