@@ -274,6 +274,19 @@ def test_init_given_a_spec_path_makes_its_folder_the_project(tmp_path: Path) -> 
     assert f"name the folder, e.g. `subsetctl init {tmp_path / 'myspec'}`." in " ".join(named.output.split())
 
 
+def test_the_minimal_templates_target_given_other_columns_is_told_the_usual_ones(tmp_path: Path) -> None:
+    """The template's target wrote prompt_field: prompt and response_field: response out, and a
+    column the spec writes is told no usual name: its own target.jsonl replaced by a file of
+    question and completion columns was told only "set prompt_field to one of them"."""
+    assert invoke("init", str(tmp_path / "m"), "--template", "minimal").exit_code == 0
+    rows = [json.loads(line) for line in (tmp_path / "m" / "target.jsonl").read_text().splitlines()]
+    (tmp_path / "m" / "target.jsonl").write_text("".join(
+        json.dumps({"question": row["prompt"], "completion": row["response"]}) + "\n" for row in rows))
+    result = invoke("validate", str(tmp_path / "m"))
+    assert result.exit_code == 1, result.output
+    assert "did you mean 'question'?" in result.output and "did you mean 'completion'?" in result.output, result.output
+
+
 def test_init_minimal_template_is_valid(tmp_path: Path) -> None:
     assert invoke("init", str(tmp_path / "m"), "--template", "minimal").exit_code == 0
     assert (tmp_path / "m" / "target.jsonl").is_file()
