@@ -518,6 +518,22 @@ def test_a_text_reads_the_same_with_libyaml_as_with_the_pure_python_loader(piece
     assert _outcome(_spec_data, text) == _outcome(lambda t: safe_load_limited(t, _UniqueKeyLoader), text)
 
 
+@LIBYAML
+@pytest.mark.parametrize("text", [
+    'x: {"a":! }\n',  # a tag right after a JSON-like key's ':': libyaml "", the pure-Python reader null
+    'x: {"a":!, }\n',  # libyaml "", the pure-Python reader refuses it
+    "x: ! \n",
+    "x: [a?b]\n",
+])
+def test_a_text_libyaml_reads_otherwise_gets_the_pure_python_loaders_data(text: str) -> None:
+    """Where libyaml reads a text otherwise than the pure-Python loader, the spec reader gives
+    what the pure-Python loader gives (the data, or the error)."""
+    from subsetctl.spec.reading import _spec_data, _UniqueKeyLoader
+    from subsetctl.spec.yaml_depth import safe_load_limited
+
+    assert _outcome(_spec_data, text) == _outcome(lambda t: safe_load_limited(t, _UniqueKeyLoader), text)
+
+
 _GOOD = "target:\n  name: t\n  loader: {type: jsonl, path: t.jsonl}\nsources:\n  - name: a\n"
 
 

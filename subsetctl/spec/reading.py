@@ -427,12 +427,13 @@ def _flow_collections(root: yaml.Node) -> list[yaml.CollectionNode]:
 _FAST_UNIQUE_KEY_LOADER = _FastUniqueKeyLoader if LIBYAML_SAFE_LOADER is not None else None
 
 #: what libyaml reads otherwise than PyYAML's pure-Python reader (found by reading random texts with
-#: both): a tab (refused after a value); a tag's ``!`` at a value's start (``!`` alone is null to one
-#: and "" to the other); a directive (``%`` at a line's start); a block scalar's ``|`` or ``>`` with a
-#: ``#`` right after its header (refused); a byte-order mark past the first character (kept as text);
-#: a character the pure-Python reader refuses. (A ``?`` in a flow collection: :class:`_FastUniqueKeyLoader`.)
+#: both): a tab (refused after a value); a tag's ``!`` at a value's start, a JSON-like key's ``:`` right
+#: before it too (``{"a":! }``; ``!`` alone is null to one and "" to the other); a directive (``%`` at a
+#: line's start); a block scalar's ``|`` or ``>`` with a ``#`` right after its header (refused); a
+#: byte-order mark past the first character (kept as text); a character the pure-Python reader
+#: refuses. (A ``?`` in a flow collection: :class:`_FastUniqueKeyLoader`.)
 _READ_OTHERWISE_BY_LIBYAML = re.compile(
-    r"\t|(?<![^\s\[\]{},\ufeff])!|(?m:^%)|[|>][-+0-9]*#|[\s\S]\ufeff|" + yaml.reader.Reader.NON_PRINTABLE.pattern)
+    r"\t|(?<![^\s\[\]{},:\ufeff])!|(?m:^%)|[|>][-+0-9]*#|[\s\S]\ufeff|" + yaml.reader.Reader.NON_PRINTABLE.pattern)
 
 
 def _spec_data(text: str) -> Any:
