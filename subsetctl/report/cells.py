@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
 from subsetctl.errors import joined_names, shown_text
@@ -515,17 +515,24 @@ def threads_line(report: dict[str, Any]) -> str | None:
     return line
 
 
+def _by_finetune(labels: Iterable[str], adapters: dict[str, Any]) -> list[list[str]]:
+    """``labels`` grouped by the fine-tunes they share (report.json's ``adapters``: selections
+    that picked the same sources are fine-tuned once), in their order; a label without recorded
+    adapters in a group of its own."""
+    groups: dict[Hashable, list[str]] = {}
+    for label in labels:
+        groups.setdefault(tuple(adapters[label]) if adapters.get(label) else label, []).append(label)
+    return list(groups.values())
+
+
 def shared_finetune_line(report: dict[str, Any]) -> str | None:
     """Which selections of the test metrics table picked the same sources and so share one
     fine-tune (the finetune stage trains identical picks once, and their rows repeat one
     run's figures), from report.json's ``adapters``; None when every row is a run of its own.
     Without it, two strategies showing the very same test loss read as a coincidence."""
     metrics, adapters = report.get("test_metrics") or {}, report.get("adapters") or {}
-    groups: dict[tuple[str, ...], list[str]] = {}
-    for label in metrics:  # in the table's order
-        if adapters.get(label):
-            groups.setdefault(tuple(adapters[label]), []).append(label)
-    shared = [labels for labels in groups.values() if len(labels) > 1]
+    groups = _by_finetune([label for label in metrics if adapters.get(label)], adapters)
+    shared = [labels for labels in groups if len(labels) > 1]
     if not shared:
         return None
     return ("Selections of the same sources are fine-tuned once and share that run's figures: "
@@ -623,11 +630,9 @@ def diverged_finetunes_line(report: dict[str, Any]) -> str | None:
     read as those of finished fine-tunes. Selections that picked the same sources share their
     fine-tunes (report.json's ``adapters``, as :func:`shared_finetune_line` groups them) and are
     named together, each fine-tune once: four names read as four runs that diverged, of two."""
-    metrics, adapters = report.get("test_metrics") or {}, report.get("adapters") or {}
-    groups: dict[Any, list[str]] = {}
-    for label, m in metrics.items():  # in the table's order
-        if m.get("diverged_seeds"):
-            groups.setdefault(tuple(adapters[label]) if adapters.get(label) else label, []).append(label)
+    metrics = report.get("test_metrics") or {}
+    groups = _by_finetune([label for label, m in metrics.items() if m.get("diverged_seeds")],  # the table's order
+                          report.get("adapters") or {})
     if not groups:
         return None
 
@@ -637,7 +642,7 @@ def diverged_finetunes_line(report: dict[str, Any]) -> str | None:
         shared = f"the same fine-tune{'s' if several else ''}: " if len(labels) > 1 else ""
         return f"{joined_names(labels)} ({shared}seed{'s' if several else ''} {', '.join(map(str, seeds))})"
 
-    named = "; ".join(map(fine_tunes, groups.values()))
+    named = "; ".join(map(fine_tunes, groups))
     return (f"Fine-tunes that diverged (the loss or an update became NaN or infinite): {named}. Their figures are "
             "those of the adapter kept before the divergence (the untrained start where none was kept), not of a "
             "finished fine-tune (the finetune stage's warnings say what to change).")
