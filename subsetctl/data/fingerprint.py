@@ -49,6 +49,19 @@ def _version(distribution: str) -> str | None:
         return None
 
 
+#: the keys under which :func:`source_fingerprint_inputs` records the version of a package that reads or
+#: makes a source's rows (not a file's fingerprint), each with the distribution names it is installed as
+#: (:func:`_package_version`); `report --compare` says a change of one as a package's
+PACKAGE_VERSIONS: dict[str, tuple[str, ...]] = {
+    "datasets": ("datasets",), "reasoning_gym": ("reasoning-gym", "reasoning_gym"), "evals": ("evals",)}
+
+
+def _package_version(key: str) -> dict[str, str | None]:
+    """``{key: version}``, the installed version of :data:`PACKAGE_VERSIONS`' ``key`` under the
+    first of its distribution names installed (None when none is)."""
+    return {key: next((version for name in PACKAGE_VERSIONS[key] if (version := _version(name))), None)}
+
+
 def source_fingerprint_inputs(source: SourceSpec, spec_dir: Path, whole_files: bool = False,
                               saved_whole: bool = False) -> dict[str, Any]:
     """What a source's data depends on besides its spec: local data files (size and
@@ -192,7 +205,7 @@ def _loader_inputs(source: SourceSpec, spec_dir: Path, whole_files: bool = False
         path = resolve_path(loader.path, spec_dir)
         return {"file": file_fingerprint(path, spec_dir), **_cells_read(loader, path)}
     if isinstance(loader, HuggingFaceLoader):
-        out: dict[str, Any] = {"datasets": _version("datasets")}
+        out: dict[str, Any] = _package_version("datasets")
         local = resolve_path(loader.path, spec_dir)
         read = None if whole_files or loader.data_files else folder_files_read(loader, local)
         if read is not None:
@@ -210,10 +223,10 @@ def _loader_inputs(source: SourceSpec, spec_dir: Path, whole_files: bool = False
                                  else f for f in files]
         return out
     if loader.type == "reasoning_gym":
-        return {"reasoning_gym": _version("reasoning-gym") or _version("reasoning_gym")}
+        return _package_version("reasoning_gym")
     if loader.type == "evals":
         data_dir = evals_data_dir()
-        out = {"evals": _version("evals"), "installed": data_dir is not None}
+        out = {**_package_version("evals"), "installed": data_dir is not None}
         try:  # the file read (the default changed once: samples.jsonl first)
             chosen = evals_file(loader, source.name)  # relative to the evals data folder when it is inside
             out["file"] = chosen.relative_to(data_dir).as_posix() if data_dir and chosen.is_relative_to(data_dir) \

@@ -1162,6 +1162,10 @@ def local_model_folder(source: str, spec_dir: Path | None) -> Path | None:
     return folder if (folder / "config.json").is_file() else None
 
 
+#: the key under which :func:`model_fingerprint_inputs` records a packaged model's package and version
+MODEL_PACKAGE_KEY = "model_package"
+
+
 def model_fingerprint_inputs(source: str, spec_dir: Path | None) -> dict[str, Any]:
     """What the model stages depend on besides ``model.source`` itself: for a local
     folder, the size and sha256 of every file in it (so a retrained or replaced checkpoint
@@ -1172,7 +1176,7 @@ def model_fingerprint_inputs(source: str, spec_dir: Path | None) -> dict[str, An
     not recorded), and hub ids by the spec, so they add nothing."""
     package = PACKAGED_MODELS.package(source) if source in packaged_names() else None
     if package is not None:
-        return {"model_package": package}
+        return {MODEL_PACKAGE_KEY: package}
     folder = local_model_folder(source, spec_dir)
     if folder is None:  # not a model folder: nothing to hash (validate and the model stages say what
         return {}  # is wrong; never hash a whole unrelated tree)

