@@ -468,6 +468,36 @@ def test_compare_says_which_inputs_are_files_packages_or_other_details() -> None
                       '"data-00000-of-00001.arrow"}], "_format_type": null, "_split": null}')], lines
 
 
+def test_compare_shows_a_saved_datasets_settings_that_differ_and_no_more() -> None:
+    """A saved dataset's state.json settings were written whole on both sides of their "input
+    detail" line: a folder of 200 `.arrow` files lists each, some 8,000 characters a side, to say
+    that its split was set. Only the settings that differ are shown, each side cut to
+    DETAIL_SHOWN characters; `--format json` keeps them whole, non-ASCII names unescaped."""
+    from subsetctl.report.compare import DETAIL_SHOWN
+
+    files = [{"filename": f"données-{i:05d}-of-00200.arrow"} for i in range(200)]
+    state = {"_data_files": files, "_format_type": None, "_split": None}
+
+    def side(label: str, record: dict) -> dict:
+        out = _side(label, ["a"], None)
+        out["report"]["input_files"] = {"data": {"say": {"datasets": "5.2.0", "path": {"files": record}}}}
+        return out
+
+    a = side("A", {"state.json": {"state": state}})
+    b = side("B", {"state.json": {"state": {**state, "_split": "train"}}})
+    cmp = compare_reports(a, b)
+    assert cmp["input_files"] == [{"file": "data/say/state.json", "kind": "detail", "a": state,
+                                   "b": {**state, "_split": "train"}}]
+    line, = [line for line in _rendered(cmp).splitlines() if line.startswith("input detail")]
+    assert line == 'input detail data/say/state.json: A {"_split": null}, B {"_split": "train"}', line
+    cmp = compare_reports(side("A", {}), b)  # one side without it: the other's, cut
+    line, = [line for line in _rendered(cmp).splitlines() if line.startswith("input detail")]
+    shown = line.split(": A -, B ", 1)[1]
+    assert len(shown) == DETAIL_SHOWN and shown.startswith('{"_data_files": [{"filename": "données-00000-of') \
+        and shown.endswith("..."), line
+    assert cmp["input_files"][0]["b"]["_data_files"] == files
+
+
 def _rendered(cmp: dict) -> str:
     import io
 

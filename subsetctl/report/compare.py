@@ -520,14 +520,32 @@ def _value(entry: tuple[str, Any] | None) -> Any:
     return None if entry is None else entry[1]
 
 
+#: the most characters of a side's saved dataset's state.json settings (as JSON) that an "input detail"
+#: line shows: a folder of 200 ``.arrow`` files lists each (``_data_files``), some 8,000 characters a side;
+#: `--format json` gives them whole
+DETAIL_SHOWN = 100
+
+
+def _shown_values(row: dict[str, Any]) -> tuple[str, str]:
+    """The two sides' values of an ``input_files`` row as its line shows them (:func:`_digest`);
+    of settings recorded on both sides (a saved dataset's state.json), only those that differ, as
+    the rest say nothing of the change."""
+    a, b = row["a"], row["b"]
+    if isinstance(a, dict) and isinstance(b, dict):
+        differ = [key for key in {**a, **b} if key not in a or key not in b or a[key] != b[key]]
+        a, b = ({key: side[key] for key in differ if key in side} for side in (a, b))
+    return _digest(a), _digest(b)
+
+
 def _digest(value: Any) -> str:
     """An input's recorded value as a comparison line shows it: sha256's first 12 digits, a
-    package's version or "missing" as it is, a saved dataset's state.json settings as JSON,
-    "-" for a side without it."""
+    package's version or "missing" as it is, a saved dataset's state.json settings as JSON, cut
+    to :data:`DETAIL_SHOWN` characters ("..." closing it), "-" for a side without it."""
     if value is None:
         return "-"
     if not isinstance(value, str):
-        return json.dumps(value, sort_keys=True)
+        text = json.dumps(value, sort_keys=True, ensure_ascii=False)
+        return text if len(text) <= DETAIL_SHOWN else text[:DETAIL_SHOWN - 3] + "..."
     return f"sha256 {value[:12]}" if re.fullmatch(r"[0-9a-f]{64}", value) else value
 
 
@@ -573,7 +591,8 @@ def render_comparison(cmp: dict[str, Any], console: Any) -> None:
                           f"{escape(', '.join(stale))}: `subsetctl plan {escape(cmp[side])}` says why); "
                           f"`subsetctl run {escape(cmp[side])}` first to compare what the file makes.")
     for row in cmp.get("input_files") or []:  # one line a file (nothing when all are the same)
-        console.print(f"{escape(_input_label(row))}: A {escape(_digest(row['a']))}, B {escape(_digest(row['b']))}")
+        shown_a, shown_b = _shown_values(row)
+        console.print(f"{escape(_input_label(row))}: A {escape(shown_a)}, B {escape(shown_b)}")
     seeds = cmp.get("random_seeds") or {}
     if seeds.get("a") is not None and seeds.get("b") is not None and seeds["a"] != seeds["b"]:
         console.print(f"random baselines' seeds: A {escape(_seeds(seeds['a']))}; B {escape(_seeds(seeds['b']))}")
