@@ -27,7 +27,7 @@ import shutil
 from pathlib import Path
 
 import yaml
-from _common import ROOT, checked_subsetctl, fresh_work_dir, old_worktree, revision_before
+from _common import ROOT, checked_subsetctl, fresh_work_dir, keep_best, old_worktree, revision_before
 from many_sources import build
 
 #: the commit whose parent is the old code by default (found by its message: hashes change on a rebase)
@@ -76,19 +76,17 @@ def main() -> None:
                         ("run", str(folder), *(["--until", until] if until else [])), ("ls",)]
             if until is None:
                 commands.append(("report", str(folder)))
-            best: dict[str, dict[str, float]] = {"old": {}, "new": {}}
-            cpu: dict[str, dict[str, float]] = {"old": {}, "new": {}}
+            best: dict[str, dict[str, list[float]]] = {"old": {}, "new": {}}  # [wall, cpu] by command
             for _ in range(args.repeats):
                 for command in commands:
                     said = {}
                     for way, code in (("old", tree), ("new", ROOT)):
                         seconds, cpu_seconds, said[way] = checked_subsetctl(code, *command)
-                        best[way][command[0]] = min(seconds, best[way].get(command[0], seconds))
-                        cpu[way][command[0]] = min(cpu_seconds, cpu[way].get(command[0], cpu_seconds))
+                        keep_best(best[way], command[0], seconds, cpu_seconds)
                     assert said["old"] == said["new"], f"`{command[0]}` says otherwise:\n{said['old']}\n---\n{said['new']}"
             out[str(n)] = {"first_run_s": round(first_run, 1), **{
-                f"{name}_s": {way: round(best[way][name], 2) for way in ("old", "new")} for name in best["new"]},
-                **{f"{name}_cpu_s": {way: round(cpu[way][name], 2) for way in ("old", "new")} for name in cpu["new"]}}
+                f"{name}_{unit}": {way: round(best[way][name][i], 2) for way in ("old", "new")}
+                for i, unit in enumerate(("s", "cpu_s")) for name in best["new"]}}
     print(json.dumps({"rows_per_source": args.rows, "until": until or "report", "repeats": args.repeats,
                       "old": old, "same_output": True, "by_sources": out}))
 
