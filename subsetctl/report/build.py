@@ -1362,9 +1362,11 @@ def build_report(
     if metrics:
         from subsetctl.stages.finetune import RUNS
 
+        # (not a skipped finetune stage's runs.json: a damaged one is not JSON, and is not shown)
+        runs = None if "finetune" in skip else _read(project.results_dir("finetune") / RUNS)
         report["test_metrics"] = with_diverged_seeds(
             with_per_seed(metrics["metrics"], finetuned, _read(project.results_dir("evaluate") / "per_run.json")),
-            finetuned, _read(project.results_dir("finetune") / RUNS))
+            finetuned, runs)
         report["test_warnings"] = metrics.get("warnings", [])
         comparison = final_vs_baselines(report)
         if comparison:

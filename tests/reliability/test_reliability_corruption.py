@@ -318,3 +318,14 @@ def test_cache_entries_of_the_wrong_kind_are_computed_again(project: Path, finis
     assert all(entry.is_dir() != entry.name.endswith(".json") for entry in swapped)
     assert (json.loads((project / rf.STATE / "evaluate" / "metrics.json").read_text())
             == json.loads((finished / rf.STATE / "evaluate" / "metrics.json").read_text()))
+
+
+def test_report_leaves_out_a_damaged_finetune_runs_record_not_an_internal_error(project: Path) -> None:
+    """The report rebuilt from the other stages' results read the finetune stage's runs.json
+    (the seeds that diverged) though that stage was damaged and left out: a truncated one
+    stopped `report` with an internal error (JSONDecodeError)."""
+    truncate(project / rf.STATE / "finetune" / "runs.json")
+    result = CliRunner().invoke(main, ["report", str(project)])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 0 and "internal error" not in text, result.output
+    assert "Damaged saved results: finetune" in text
