@@ -1330,9 +1330,7 @@ def build_report(
         base = in_project_terms(_adapter_base_model(project.root, report["adapters"]), project.root)
         if base:  # the base model to load an adapter onto: README and report.md name none of their own
             report["adapter_base_model"] = base
-            from subsetctl.stages.finetune import BASE_MODEL_FILE
-
-            record = _read(project.results_dir("finetune") / BASE_MODEL_FILE)
+            record = _base_model_record(project)
             named = in_project_terms(record.get("name"), project.root) if isinstance(record, dict) else None
             now = model_source_now(project, project.read_results_manifest("finetune") or {}, spec)
             if now is not None and named == base:  # the same model folder the spec names otherwise now
@@ -1364,16 +1362,15 @@ def build_report(
 
         # (not a skipped finetune stage's runs.json: a damaged one is not JSON, and is not shown)
         runs = None if "finetune" in skip else _read(project.results_dir("finetune") / RUNS)
-        report["test_metrics"] = with_diverged_seeds(
-            with_per_seed(metrics["metrics"], finetuned, _read(project.results_dir("evaluate") / "per_run.json")),
-            finetuned, runs)
+        per_run = _read(project.results_dir("evaluate") / "per_run.json")  # (every run's per-row test losses)
+        report["test_metrics"] = with_diverged_seeds(with_per_seed(metrics["metrics"], finetuned, per_run),
+                                                     finetuned, runs)
         report["test_warnings"] = metrics.get("warnings", [])
         comparison = final_vs_baselines(report)
         if comparison:
             # row by row on the test split, seeded as the results were made (project.seed)
             seed = ((project.resolved_spec("evaluate") or {}).get("project") or {}).get("seed")
-            paired = paired_comparison(comparison, finetuned,
-                                       _read(project.results_dir("evaluate") / "per_run.json"),
+            paired = paired_comparison(comparison, finetuned, per_run,
                                        seed if isinstance(seed, int) and not isinstance(seed, bool) else 0)
             report["final_vs_baselines"] = {**comparison, **({"paired": paired} if paired else {})}
     _without_copies(report)
