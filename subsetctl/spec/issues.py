@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from subsetctl.errors import as_typed, joined_names, shell_arg
 from subsetctl.spec.models import NAME_PATTERN, Spec, _ascii_form, _BooleanForNumber
+from subsetctl.spec.yaml_depth import LIBYAML_SAFE_LOADER
 
 
 class _LineLoader(yaml.SafeLoader):
@@ -26,7 +27,7 @@ class _LineLoader(yaml.SafeLoader):
 #: libyaml's composer where PyYAML was built with it: it reads a spec's lines about ten times
 #: as fast as the pure-Python one (0.1 s against 0.9 s for a spec of 2,000 sources, a quarter of
 #: its `validate`); the pure-Python one reads what libyaml refuses, as the spec itself is read
-_FAST_LINE_LOADER: type | None = getattr(yaml, "CSafeLoader", None)
+_FAST_LINE_LOADER: type | None = LIBYAML_SAFE_LOADER
 
 
 def key_lines(text: str) -> dict[tuple[Any, ...], int]:
