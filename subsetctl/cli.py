@@ -882,9 +882,8 @@ def validate(specs: tuple[str, ...], fmt: str, no_plugins: bool) -> None:
         named_as_spec = named_as_yaml(spec) and not _exists(spec / SPEC_FILENAME)
         path = spec / SPEC_FILENAME if _exists(spec, folder=True) and not named_as_spec else spec
         reports.append(validate_spec_file(path, overrides, import_plugins=not no_plugins))
-    for report in reports:  # a plugin whose import failed: its own frames, as `run` shows a stage's failure
-        with contextlib.suppress(OSError):
-            sys.stderr.write("".join(issue.plugin_traceback for issue in report.issues))
+    # a plugin whose import failed: its own frames, as `run` shows a stage's failure
+    _write_plugin_frames("".join(issue.plugin_traceback for report in reports for issue in report.issues))
     if fmt == "json":
         _echo_json([r.to_dict() for r in reports])
     else:
