@@ -63,7 +63,7 @@ class _AddIssue(Protocol):
     """How the checks below add an issue (or a warning) for a key: :func:`_issue_collector`'s
     function; ``plugin_traceback``, a failed plugin import's own frames (:attr:`SpecIssue.plugin_traceback`)."""
 
-    def __call__(self, loc: tuple[Any, ...], message: str, plugin_traceback: str = "") -> None: ...
+    def __call__(self, loc: tuple[Any, ...], message: str, *, plugin_traceback: str = "") -> None: ...
 
 
 def _issue_collector(spec_path: Path, text: str, found: list[SpecIssue], note: bool = False) -> _AddIssue:
@@ -189,7 +189,7 @@ def _plugin_issues(spec: Spec, spec_path: Path, issue: _AddIssue) -> list[str]:
         try:
             load_plugin_string(plugin, spec_path.parent)
         except UserError as exc:
-            issue(("plugins", i), str(exc), getattr(exc, "plugin_traceback", ""))
+            issue(("plugins", i), str(exc), plugin_traceback=getattr(exc, "plugin_traceback", ""))
             failed_plugins.append(f"plugins[{i}] ({plugin})")
     return failed_plugins
 

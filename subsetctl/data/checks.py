@@ -1931,14 +1931,9 @@ def _check_sources(spec: Spec, spec_path: Path, text: str | None) -> list[SpecIs
     failed_plugins: list[str] = []
     if any(isinstance(s.loader, PluginLoader) for s in [spec.target, *spec.sources]) \
             or isinstance(spec.target.test_loader, PluginLoader):
-        from subsetctl.plugin_loading import load_plugin_string
+        from subsetctl.spec_checks import _plugin_issues
 
-        for i, plugin in enumerate(spec.plugins):
-            try:
-                load_plugin_string(plugin, base_dir)
-            except UserError as exc:  # (as spec_checks' _plugin_issues says it: one issue, the same)
-                issues.add(("plugins", i), str(exc), plugin_traceback=getattr(exc, "plugin_traceback", ""))
-                failed_plugins.append(f"plugins[{i}] ({plugin})")
+        failed_plugins = _plugin_issues(spec, spec_path, issues.add)  # (said as validate says it: one issue, the same)
     entries: list[tuple[tuple[Any, ...], SourceSpec, bool]] = [(("target",), spec.target, True)]
     entries += [(("sources", i), s, False) for i, s in enumerate(spec.sources)]
     for loc, source, is_target in list(entries):
