@@ -66,6 +66,7 @@ from subsetctl.file_locks import (
 )
 from subsetctl.spec import SPEC_FILENAME
 from subsetctl.spec.overrides import override_without_value_note
+from subsetctl.spec.reading import spec_folder_message
 from subsetctl.user_paths import expand_home
 
 #: under the state folder: each stage's last finished results while a run with other
@@ -835,8 +836,7 @@ class Project:
             raise UserError(f"{p} is neither a folder nor a file (a device or a named pipe): a project is a folder "
                             f"holding its spec ({SPEC_FILENAME}); name the project folder.")
         if (p / SPEC_FILENAME).is_dir():
-            raise UserError(f"{p / SPEC_FILENAME} is a folder, not a spec file: move or rename it, then create "
-                            f"the spec with `subsetctl init {shell_arg(p)}`.")
+            raise UserError(spec_folder_message(p))
         if not (p / SPEC_FILENAME).is_file():
             enclosing = enclosing_project(p)
             if enclosing is not None:  # run from a project's data folder: `init` there would nest a project

@@ -102,6 +102,14 @@ def _missing_spec_advice(path: Path) -> str:
     return f". Create one with `subsetctl init {shell_arg(folder)}`."
 
 
+def spec_folder_message(folder: Path) -> str:
+    """The error for a project ``folder`` whose spec file (its ``subsetctl.yaml``) is a folder."""
+    from subsetctl.errors import shell_arg
+
+    return (f"{folder / SPEC_FILENAME} is a folder, not a spec file: move or rename it, then create the spec with "
+            f"`subsetctl init {shell_arg(folder)}`.")
+
+
 def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
     """Read a spec file with the safe loader: its mapping and its text (for the lines of
     keys); errors name the file and line."""
@@ -112,10 +120,7 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], str]:
                                   f"{_missing_spec_advice(path)}") from None
     except IsADirectoryError:
         if path.name == SPEC_FILENAME:  # (it was "give the spec file (usually subsetctl.yaml)", the name it has)
-            from subsetctl.errors import shell_arg
-
-            raise SpecError(f"{path} is a folder, not a spec file: move or rename it, then create the spec with "
-                            f"`subsetctl init {shell_arg(path.parent)}`.") from None
+            raise SpecError(spec_folder_message(path.parent)) from None
         raise SpecError(f"{path} is a directory; give the spec file (usually {SPEC_FILENAME}).") from None
     except OSError as exc:
         why = (name_too_long_note(exc) if exc.errno == errno.ENAMETOOLONG else
