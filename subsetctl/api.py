@@ -256,6 +256,12 @@ class ValidationReport:
         """Whether the spec is valid: no errors (warnings and what was not checked do not count)."""
         return not self.issues
 
+    @property
+    def plugin_tracebacks(self) -> str:
+        """The own frames of the ``plugins:`` modules whose import failed
+        (:attr:`SpecIssue.plugin_traceback`), one after another; "" where none did."""
+        return "".join(issue.plugin_traceback for issue in self.issues)
+
     def to_dict(self) -> dict[str, Any]:
         """The report as ``validate --format json`` prints it (numbered by :data:`VALIDATE_FORMAT`)."""
         # (``note`` only where true: ``{file, line, key, message}`` as before otherwise)
@@ -460,7 +466,7 @@ def load_project(
     if not report.ok or report.spec is None:
         error = SpecError(f"{project.spec_path} is not a valid spec:\n{issues_text(report.issues, project.spec_path, overrides)}")
         # a plugin whose import failed: its own frames, which the CLI prints above the message, as for a stage's
-        error.plugin_traceback = "".join(i.plugin_traceback for i in report.issues)  # type: ignore[attr-defined]
+        error.plugin_traceback = report.plugin_tracebacks  # type: ignore[attr-defined]
         raise error
     if reporter is not None:
         _say_spec_warnings(reporter, report.warnings, project.spec_path, overrides)

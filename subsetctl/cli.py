@@ -883,7 +883,7 @@ def validate(specs: tuple[str, ...], fmt: str, no_plugins: bool) -> None:
         path = spec / SPEC_FILENAME if _exists(spec, folder=True) and not named_as_spec else spec
         reports.append(validate_spec_file(path, overrides, import_plugins=not no_plugins))
     # a plugin whose import failed: its own frames, as `run` shows a stage's failure
-    _write_plugin_frames("".join(issue.plugin_traceback for report in reports for issue in report.issues))
+    _write_plugin_frames("".join(report.plugin_tracebacks for report in reports))
     if fmt == "json":
         _echo_json([r.to_dict() for r in reports])
     else:

@@ -409,9 +409,8 @@ def check_project(directory: Path, import_plugins: bool = True) -> tuple[list[Ch
     validate = f"subsetctl validate{'' if import_plugins else ' --no-plugins'} {shell_arg(path)}"
     if not report.ok:
         first = report.issues[0].render()
-        frames = "".join(issue.plugin_traceback for issue in report.issues)  # (a plugin's import failed)
         return [Check("project spec", False, f"{len(report.issues)} problem(s), first: {first}",
-                      f"Run `{validate}` and fix what it lists.", frames)], None
+                      f"Run `{validate}` and fix what it lists.", report.plugin_tracebacks)], None
     warnings = [w for w in report.warnings if not w.note]  # (its notes are no warnings)
     warned = len(warnings)
     # (valid, so the check passes; its warnings, a float16 model on the CPU say, are named)
