@@ -732,14 +732,11 @@ def _converted_packaged(source: str) -> Path | None:
 
 def _conversion_pending(source: str) -> Path | None:
     """:func:`~subsetctl.modeling.packaged.conversion_pending` of a packaged model ``source``
-    (where its first run converts it); None for another source, or where no home folder is
-    known for the cache (`validate` warns of that one)."""
+    (where its first run converts it); None for another source (as that function says it), or
+    where no home folder is known for the cache (`validate` warns of that one)."""
     from subsetctl.errors import UserError
     from subsetctl.modeling.packaged import conversion_pending
-    from subsetctl.modeling.resolve import packaged_names
 
-    if source not in packaged_names():
-        return None
     try:
         return conversion_pending(source)
     except UserError:
