@@ -96,15 +96,16 @@ def _plugin_frames(exc: BaseException, plugin: Any) -> list[traceback.FrameSumma
     file; ``plugin`` as for :func:`_home_of`), outermost first."""
     if plugin is None or exc.__traceback__ is None:
         return []
-    return [frame for frame in traceback.extract_tb(exc.__traceback__) if _in_plugin_code(frame.filename, plugin)]
+    home = _home_of(plugin)  # (once, not for each frame: it looks the module up)
+    return [frame for frame in traceback.extract_tb(exc.__traceback__) if _in_plugin_code(frame.filename, home)]
 
 
-def _in_plugin_code(filename: str | None, plugin: Any) -> bool:
-    """Whether the file ``filename`` is ``plugin``'s own code (its package, or its module
-    file; ``plugin`` as for :func:`_home_of`)."""
-    if not filename or plugin is None:
+def _in_plugin_code(filename: str | None, home: tuple[list[Path], Path | None]) -> bool:
+    """Whether the file ``filename`` is a plugin's own code: in the folders of its package,
+    or its module file (``home``, :func:`_home_of`'s)."""
+    if not filename:
         return False
-    folders, file = _home_of(plugin)
+    folders, file = home
     return (file is not None and Path(filename) == file) or any(Path(filename).is_relative_to(folder)
                                                                 for folder in folders)
 
@@ -132,7 +133,7 @@ def plugin_traceback(exc: BaseException, plugin: Any) -> str:
 
     import subsetctl
 
-    if isinstance(exc, SyntaxError) and _in_plugin_code(exc.filename, plugin):
+    if isinstance(exc, SyntaxError) and plugin is not None and _in_plugin_code(exc.filename, _home_of(plugin)):
         return "".join(traceback.format_exception_only(exc))
     if not _plugin_frames(exc, plugin):
         return ""
