@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from subsetctl.data.fingerprint import listed_values
+from subsetctl.data.line_count import count_nonblank_lines
 from subsetctl.data.loaders import (
     CR_ALONE,
     GZIP_MAGIC,
@@ -291,8 +292,8 @@ def _jsonl_read_through_of(path: Path, size: int, mtime_ns: int) -> tuple[int | 
                                                                           NotUtf8Lines | str | None]:
     """:func:`_jsonl_read_through` of the file ``path`` with that size and time (the key)."""
     try:
-        with _open_text(path) as handle:
-            return sum(1 for line in handle if line.strip()), None, None
+        with open_decompressed(path) as handle:  # (as _open_text reads it; not a line at a time: 2x faster)
+            return count_nonblank_lines(handle), None, None
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
         return None, f"the file is {gzip_damage(exc)}", None
     except UnicodeDecodeError:  # read as the data stage reads it: lines that are not UTF-8 left out, or refused
