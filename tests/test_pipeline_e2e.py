@@ -2755,3 +2755,41 @@ def test_plan_during_a_run_downloading_a_model_revision_does_not_say_the_stage_r
         holder.wait()
     assert running.state == "running" and running.reasons == [
         f"`subsetctl run` (PID {holder.pid}) is computing it now"], running.reasons
+
+
+def test_a_resumed_meta_init_takes_the_loss_before_training_from_its_checkpoints(
+        tiny_project_ran, tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> None:
+    """meta_init stopped partway and resumed evaluated the untrained adapter on every validation
+    row again, for the number it had found before; its checkpoints now keep it. Evaluations of
+    the untrained adapter (LoRA B all 0) are counted: one in the stopped run, none resumed."""
+    from subsetctl.modeling import train
+
+    whole = tiny_project_ran("meta_init", into=tmp_path_factory.mktemp("whole"))
+    expected = json.loads((whole / ".subsetctl" / "meta_init" / "manifest.json").read_text())["summary"]
+    tiny_project = tiny_project_ran("data")
+    real_train, real_evaluate, untrained = train.train_lora, train.evaluate_loss, []
+
+    def counted(model, *args, **kwargs):
+        lora_b = [p for name, p in model.named_parameters() if "lora_B" in name]
+        if lora_b and all(not p.any() for p in lora_b):
+            untrained.append(1)
+        return real_evaluate(model, *args, **kwargs)
+
+    def stopped_at_step_3(*args, progress, **kwargs):
+        def stopping(step, total, loss, eval_loss):
+            progress(step, total, loss, eval_loss)
+            if step == 3:  # (after step 2's checkpoint)
+                raise KeyboardInterrupt
+        return real_train(*args, progress=stopping, **kwargs)
+
+    monkeypatch.setattr(train, "evaluate_loss", counted)
+    with monkeypatch.context() as patched:
+        patched.setattr(train, "train_lora", stopped_at_step_3)
+        with pytest.raises(KeyboardInterrupt):
+            run_project(tiny_project, until="meta_init")
+    assert untrained == [1]
+    run_project(tiny_project, until="meta_init")
+    summary = json.loads((tiny_project / ".subsetctl" / "meta_init" / "manifest.json").read_text())["summary"]
+    assert untrained == [1] and summary["resumed_from"] == 2
+    assert summary["start_val_loss"] == expected["start_val_loss"]
+    assert summary["best_val_loss"] == pytest.approx(expected["best_val_loss"], abs=1e-6)

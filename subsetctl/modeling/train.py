@@ -45,6 +45,8 @@ Objective = Literal["ce", "surrogate"]
 TrainProgress = Callable[[int, int, "float | None", "float | None"], None]
 
 STATE_FILE = "trainer_state.json"
+#: the state file's key of the loss before training (:func:`kept_start_eval_loss`)
+START_EVAL = "start_eval"
 OPTIMIZER_FILE = "optimizer.pt"
 RNG_FILE = "rng.pt"
 
@@ -277,14 +279,51 @@ def _run_fingerprint(
     digest.update(json.dumps({"config": settings, "kind": kind}, sort_keys=True, default=str).encode())
     for group in (examples, eval_examples or []):
         digest.update(b"|group|")
-        for ex in group:
-            key = [ex.get("source"), ex.get("row"), ex.get("prompt"), ex.get("response"), ex.get("label")]
-            if kind == "causal-lm" and (context := row_context(ex)) is not None:
-                key.append(context)  # (rendered before the prompt; rows without one fingerprint as before)
-            if kind == "causal-lm" and is_text_row(ex):
-                key.append(TEXT_KEY)  # (tokenized with no template; other rows fingerprint as before)
-            digest.update(json.dumps(key, default=str).encode())
+        _digest_rows(digest, group, kind)
     return digest.hexdigest()
+
+
+def _digest_rows(digest: Any, rows: Sequence[dict], kind: str) -> None:
+    """Add to ``digest`` what of each row the model reads (its text, label, chat context)."""
+    for ex in rows:
+        key = [ex.get("source"), ex.get("row"), ex.get("prompt"), ex.get("response"), ex.get("label")]
+        if kind == "causal-lm" and (context := row_context(ex)) is not None:
+            key.append(context)  # (rendered before the prompt; rows without one fingerprint as before)
+        if kind == "causal-lm" and is_text_row(ex):
+            key.append(TEXT_KEY)  # (tokenized with no template; other rows fingerprint as before)
+        digest.update(json.dumps(key, default=str).encode())
+
+
+def _start_eval_key(config: TrainConfig, eval_examples: Sequence[dict], kind: str) -> str:
+    """Hash of what the loss over ``eval_examples`` before training depends on besides the
+    model: the rows, and the settings train_lora's evaluations take them with. (Not the whole
+    run's :func:`_run_fingerprint`: that hashes every training row, a second time.)"""
+    digest = hashlib.sha256()
+    settings = {"kind": kind, "max_length": config.max_length,
+                "batch_size": config.eval_batch_size or config.batch_size,
+                "objective": config.eval_objective or config.objective}
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    _digest_rows(digest, eval_examples, kind)
+    return digest.hexdigest()
+
+
+def kept_start_eval_loss(out_dir: str | Path, config: TrainConfig, eval_examples: Sequence[dict],
+                         kind: str = "causal-lm") -> float | None:
+    """The loss over ``eval_examples`` before training that :func:`train_lora` (its
+    ``start_eval_loss``) kept in ``out_dir``'s checkpoints for the same rows and evaluation
+    settings, as the newest checkpoint that holds one says it; None where none does (no
+    checkpoint, or those of an older subsetctl). A run that stopped partway resumes without
+    a pass over those rows to find it again. Like a resumed run, it takes the model to be the
+    one the checkpoints were trained from."""
+    key = _start_eval_key(config, eval_examples, kind)
+    for _, folder in reversed(_step_dirs(Path(out_dir) / "checkpoints")):
+        try:
+            kept = json.loads((folder / STATE_FILE).read_text()).get(START_EVAL)
+        except (OSError, ValueError, AttributeError):  # unreadable, or not a JSON object: train_lora says so
+            continue
+        if isinstance(kept, dict) and kept.get("key") == key and isinstance(kept.get("loss"), (int, float)):
+            return float(kept["loss"])
+    return None
 
 
 def _read_latest_checkpoint(
@@ -536,6 +575,7 @@ def train_lora(
     eval_examples: Sequence[dict] | None = None,
     progress: TrainProgress | None = None,
     resume: bool = True,
+    start_eval_loss: float | None = None,
 ) -> TrainResult:
     """Fine-tune the trainable (LoRA) parameters of a peft ``model``; resumable.
 
@@ -553,6 +593,9 @@ def train_lora(
             once before the first step of a resumed run with ``(start, total, None, None)``.
         resume: continue from the last checkpoint in ``out_dir`` when it belongs to the
             same run (same config and examples); a checkpoint of another run is an error.
+        start_eval_loss: the loss over ``eval_examples`` before training, as the caller
+            measured it with this config's evaluation settings: kept in every checkpoint, for
+            :func:`kept_start_eval_loss` to give a resumed run.
 
     Returns:
         A :class:`TrainResult`. On return the model holds the saved (best) adapter weights.
@@ -577,6 +620,8 @@ def train_lora(
     order = batch_order(len(train_examples), total, per_step, config.seed)
     items, truncation = _encode_drawn(tokenizer, train_examples, order, kind, config)
     fingerprint = _run_fingerprint(config, train_examples, eval_examples, kind)
+    start_eval_state = ({START_EVAL: {"key": _start_eval_key(config, eval_examples, kind), "loss": start_eval_loss}}
+                        if start_eval_loss is not None and eval_examples else {})
 
     params = _trainable(model)
     if not params:
@@ -621,7 +666,8 @@ def train_lora(
             or eval_loss is not None
             or (config.checkpoint_every and step % config.checkpoint_every == 0)
         ):
-            _write_checkpoint(ckpt_root, step, model, optimizer, history.state(fingerprint, total, per_step))
+            state = {**history.state(fingerprint, total, per_step), **start_eval_state}
+            _write_checkpoint(ckpt_root, step, model, optimizer, state)
             _prune(ckpt_root, {step, history.best_step} if eval_examples and history.best_step else {step})
         if progress is not None:
             progress(step, total, step_loss, eval_loss)

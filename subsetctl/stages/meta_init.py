@@ -46,7 +46,7 @@ class MetaInitStage(common.ModelStage):
     def run(self, ctx: StageContext) -> dict[str, Any]:
         from subsetctl.modeling.lora import adapter_fingerprint, card_front_matter, count_trainable
         from subsetctl.modeling.packaged import shipped_model
-        from subsetctl.modeling.train import evaluate_loss, train_lora
+        from subsetctl.modeling.train import evaluate_loss, kept_start_eval_loss, train_lora
 
         spec = ctx.spec
         common.check_lora_disk(ctx, self.name)  # (before the model loads: nothing begun that a full disk stops)
@@ -63,14 +63,17 @@ class MetaInitStage(common.ModelStage):
             spec.meta_init, spec, objective="ce", optimizer="adamw", seed=spec.project.seed,
             eval_every=spec.meta_init.eval_every, eval_objective="surrogate",
         )
-        # the untrained adapter's (LoRA B is 0: the base model's), what training should improve on
-        with ctx.reporter.progress("meta_init: validation loss before training", total=len(validation)) as task:
-            start_val_loss = evaluate_loss(model, tokenizer, validation, spec.model.kind, spec.model.max_length,
-                                           spec.meta_init.batch_size, "surrogate", progress=task.update)
+        # the untrained adapter's (LoRA B is 0: the base model's), what training should improve on; a run that
+        # stopped partway kept it with its checkpoints (a pass over every validation row, the same number again)
+        start_val_loss = kept_start_eval_loss(ctx.out_dir, config, validation, spec.model.kind)
+        if start_val_loss is None:  # (a first run, or checkpoints of an older subsetctl)
+            with ctx.reporter.progress("meta_init: validation loss before training", total=len(validation)) as task:
+                start_val_loss = evaluate_loss(model, tokenizer, validation, spec.model.kind, spec.model.max_length,
+                                               spec.meta_init.batch_size, "surrogate", progress=task.update)
         with common.train_progress(ctx, "meta_init", spec.meta_init.steps, "val_surrogate") as progress:
             result = train_lora(
                 model, tokenizer, train, config, ctx.out_dir, kind=spec.model.kind,
-                eval_examples=validation, progress=progress,
+                eval_examples=validation, progress=progress, start_eval_loss=start_val_loss,
             )
         for notice in result.notices + ([result.truncation] if result.truncation else []):
             ctx.reporter.warn(f"meta_init: {notice}")  # truncation: said once here, for every source

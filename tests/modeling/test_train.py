@@ -20,6 +20,7 @@ from subsetctl.modeling.train import (
     batch_order_array,
     compute_f,
     evaluate_loss,
+    kept_start_eval_loss,
     train_lora,
 )
 
@@ -158,6 +159,31 @@ def test_resume_refuses_other_run_and_finished_run_is_idempotent(tiny_llama_dir,
     model, tok = _llama(tiny_llama_dir)
     fresh = train_lora(model, tok, rows[:5], cfg, tmp_path, "causal-lm", resume=False)
     assert fresh.resumed_from == 0
+
+
+def test_the_loss_before_training_is_kept_for_the_same_rows_and_evaluation_settings(tiny_llama_dir, tmp_path) -> None:
+    """train_lora keeps the caller's loss before training in its checkpoints; it is given back for
+    the same validation rows and evaluation settings only, and not by checkpoints without it
+    (an older subsetctl's, or a run not given one)."""
+    rows = causal_rows()
+    train, val = rows[:6], rows[6:]
+    cfg = TrainConfig(steps=2, batch_size=3, max_length=32, eval_every=1, eval_objective="surrogate")
+    assert kept_start_eval_loss(tmp_path / "with", cfg, val) is None  # no checkpoint yet
+    model, tok = _llama(tiny_llama_dir)
+    train_lora(model, tok, train, cfg, tmp_path / "with", "causal-lm", eval_examples=val, start_eval_loss=0.6931)
+    assert kept_start_eval_loss(tmp_path / "with", cfg, val) == 0.6931
+    assert kept_start_eval_loss(tmp_path / "with", cfg, val[1:]) is None
+    for other in (TrainConfig(**{**vars(cfg), "max_length": 16}), TrainConfig(**{**vars(cfg), "eval_objective": "ce"}),
+                  TrainConfig(**{**vars(cfg), "eval_batch_size": 1})):
+        assert kept_start_eval_loss(tmp_path / "with", other, val) is None
+    # the training settings are not what the loss before training depends on
+    assert kept_start_eval_loss(tmp_path / "with", TrainConfig(**{**vars(cfg), "lr": 0.5}), val) == 0.6931
+    (tmp_path / "with" / "checkpoints" / "step-99").mkdir()
+    (tmp_path / "with" / "checkpoints" / "step-99" / "trainer_state.json").write_text("[")  # damaged: the one before
+    assert kept_start_eval_loss(tmp_path / "with", cfg, val) == 0.6931
+    model, tok = _llama(tiny_llama_dir)
+    train_lora(model, tok, train, cfg, tmp_path / "without", "causal-lm", eval_examples=val)
+    assert kept_start_eval_loss(tmp_path / "without", cfg, val) is None
 
 
 def test_best_checkpoint_by_eval_loss(tiny_llama_dir, tmp_path) -> None:
