@@ -2,7 +2,8 @@
 and against the same rows as JSON Lines files.
 
 Builds ``--sources`` folders written by ``datasets``' ``save_to_disk`` (every other one a
-``DatasetDict`` of train and validation splits) of ``--rows`` rows each, read with ``type:
+``DatasetDict`` of train and validation splits, read with ``split: train``: left out, the new
+code notes the split it reads, which the old did not) of ``--rows`` rows each, read with ``type:
 huggingface``, and the same rows as one JSONL file a source read with ``type: jsonl``, on a
 tiny random Llama (no stage is run: `plan` has everything to do). Times `validate` and
 `plan` from the command line ``--repeats`` times each way, alternating: this checkout's
@@ -65,7 +66,9 @@ def build(folder: Path, sources: int, rows: int) -> tuple[Path, Path]:
         lines.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n"
                                  for q, a in zip(table["question"], table["answer"], strict=True)))
         columns = {"prompt_field": "question", "response_field": "answer"}
-        loaders["hf"].append({"type": "huggingface", "path": str(saved), **columns})
+        # (a DatasetDict's split named, as the old code read it by default: the new notes one left unnamed)
+        split = {"split": "train"} if k % 2 else {}
+        loaders["hf"].append({"type": "huggingface", "path": str(saved), **columns, **split})
         loaders["jsonl"].append({"type": "jsonl", "path": str(lines), **columns})
     for project, kind in ((hf, "hf"), (jl, "jsonl")):
         spec = {
