@@ -16,6 +16,19 @@ import yaml
 sys.path.insert(0, str(Path(__file__).parent))  # shared helpers: tests/tinymodels.py
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """SIGINT raises KeyboardInterrupt in the test processes and in the commands they start, as
+    for a command typed at a terminal: a suite started as a background job of a script
+    (``pytest ... &``: a non-interactive shell starts it with SIGINT ignored) passed the ignore
+    on to every Python it started, and the tests of a Ctrl-C (mid-run, mid-import, as the
+    command exits) failed there, then passed run again in the foreground. A background job
+    gets no Ctrl-C from its terminal, so nothing it would have had is taken from it."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 @pytest.fixture(autouse=True)
 def _registries_as_before() -> object:
     """Plugins a test registers (and built-ins they replace) are gone after it, as they are
