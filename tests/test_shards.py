@@ -10,7 +10,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,14 +27,19 @@ from subsetctl.project import Project
 _DELETED = "and its folder is deleted with the merged shards once they are (copy it aside now to keep it)."
 
 
-def _hold_lock(root: Path, shared: bool, shard: bool = False, seconds: float = 60) -> subprocess.Popen:
-    """Another process holding the project lock (as a running `run` or `run --shard` would)."""
+def _hold_lock(root: Path, shared: bool, shard: bool = False, until_told: bool = False) -> subprocess.Popen:
+    """Another process holding the project lock (as a running `run` or `run --shard` would);
+    ``until_told``: until a line comes on its stdin (it says "let go" once it has), else for a
+    minute."""
+    hold = "sys.stdin.readline()" if until_told else "time.sleep(60)"
     code = (
         "import sys, time; from pathlib import Path; from subsetctl.project import Project\n"
         f"with Project(Path({str(root)!r})).lock(shared={shared}, shard={shard}):\n"
-        f"    print('locked', flush=True); time.sleep({seconds})\n"
+        f"    print('locked', flush=True); {hold}\n"
+        "print('let go', flush=True)\n"
     )
-    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE if until_told else None,
+                              stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "locked"
     return holder
 
@@ -98,15 +102,20 @@ def test_a_lock_left_by_a_killed_run_not_yet_reaped_is_taken_over_as_stale(tmp_p
 def test_a_shard_run_waits_for_another_shard_runs_preparation_but_not_for_a_plain_run(tmp_path: Path) -> None:
     project = Project(tmp_path)
     project.state_dir.mkdir()
-    preparing = _hold_lock(tmp_path, shared=False, shard=True, seconds=1.5)  # a shard run's stages before gradients
+    preparing = _hold_lock(tmp_path, shared=False, shard=True, until_told=True)  # a shard run's stages before gradients
     try:
         assert project.run_in_progress() == str(preparing.pid)  # `plan` names the PID alone
         with pytest.raises(LockedError, match=str(preparing.pid)), project.lock():
             pass  # a plain run does not wait
         said: list[str] = []
-        started = time.monotonic()
-        with project.lock(shard=True, waiting=said.append):  # another shard run waits, then takes it
-            assert time.monotonic() - started > 0.8  # the holder's 1.5 s, less the time the checks above took
+
+        def let_go_once_waited_for(line: str) -> None:  # (not a time: on a busy machine the checks above took 1 s)
+            said.append(line)
+            preparing.stdin.write("done\n")
+            preparing.stdin.flush()
+
+        with project.lock(shard=True, waiting=let_go_once_waited_for):  # another shard run waits, then takes it
+            assert said and preparing.stdout.readline().strip() == "let go"  # taken after the holder let go
         assert said == [(f"Waiting for the shard run PID {preparing.pid}, which runs the stages before gradients "
                          "(or puts kept results back) for every shard.")]
     finally:
