@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 
 from rich.console import Console
 
 from subsetctl.reporter import RichReporter
+
+
+def _lines_once(log: io.StringIO, shown: Callable[[list[str]], bool], within: float = 30.0) -> list[str]:
+    """The lines of ``log`` once ``shown(lines)`` holds (a heartbeat thread writes them), checked
+    every 0.02 s for up to ``within`` seconds (then as they are, for the test to fail on): a
+    fixed sleep before checking a heartbeat's line failed where a busy machine ran the thread
+    late. (Real time: some of these tests give the reporter a clock of their own.)"""
+    import time
+
+    deadline = time.perf_counter() + within
+    while not shown(lines := log.getvalue().splitlines()) and time.perf_counter() < deadline:
+        time.sleep(0.02)
+    return lines
 
 
 def test_progress_in_a_log_file_is_plain_lines_as_it_goes() -> None:
@@ -110,14 +124,11 @@ def test_a_tty_interactive_other_than_1_does_not_force_the_bars_into_a_file(monk
 def test_a_log_gets_a_line_while_one_step_of_work_takes_long() -> None:
     """Lines came only with a new count: a data stage reading one large source (a count a
     source) left a batch job's log silent for minutes, as if hung."""
-    import time
-
     log = io.StringIO()
     reporter = RichReporter(console=Console(file=log, force_terminal=False, width=200), log_every=0.1)
     with reporter.progress("data", total=2) as task:
         task.update(1)
-        time.sleep(0.5)  # one long source: no count comes
-        lines = log.getvalue().splitlines()
+        lines = _lines_once(log, lambda lines: len(lines) >= 3)  # one long source: no count comes
         assert len(lines) >= 3 and all(line.startswith("data: 1/2  elapsed") for line in lines[1:]), lines
     assert log.getvalue().splitlines()[-1].startswith("data: 1/2")  # the count it got to, nothing more
 
@@ -183,32 +194,37 @@ def test_a_resumed_training_says_so_in_the_log_and_its_eta_counts_only_this_runs
     assert lines[2] == "meta_init: 206/300  elapsed 0:00:10  eta 0:01:34  loss=2.5", lines
 
 
-def test_a_log_shows_a_strategys_new_message_within_seconds_not_only_every_30() -> None:
+def test_a_log_shows_a_strategys_new_message_within_seconds_not_only_every_30(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Piped, a strategy's `context.report()` showed only in the heartbeat lines (every 30 s):
     a 7-second strategy's log said "search: 0/1" and "search: 1/1". A new message gets a line
     `log_note_every` s after the last one (the latest, when several came meanwhile); numbers
-    alone (a loss) keep the slower pace."""
+    alone (a loss) keep the slower pace. (The reporter's clock is the test's: with the real one,
+    a busy machine's pause of 0.6 s between two updates wrote the line of one superseded.)"""
     import time
 
+    now = [0.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
     log = io.StringIO()
     reporter = RichReporter(console=Console(file=log, force_terminal=False, width=200), log_every=3600,
                             log_note_every=0.6)
     with reporter.progress("search", total=1) as task:
         task.update(0, now="step 1 (1/3)")  # just after the first line: written later, by the heartbeat
+        time.sleep(0.5)  # (the heartbeat checks every 0.15 s: not due yet)
         assert len(log.getvalue().splitlines()) == 1
-        time.sleep(1.6)  # written by the heartbeat (0.6 s on, checked every 0.15 s), then due again
-        assert log.getvalue().splitlines()[-1].endswith("now=step 1 (1/3)"), log.getvalue()
+        now[0] = 0.7
+        assert _lines_once(log, lambda lines: len(lines) == 2)[-1].endswith("now=step 1 (1/3)"), log.getvalue()
+        now[0] = 1.4
         task.update(0, now="step 2 (2/4)")  # due: written at once
         assert log.getvalue().splitlines()[-1].endswith("now=step 2 (2/4)"), log.getvalue()
         task.update(0, now="step 3 (3/4)")
-        task.update(0, now="step 4 (4/4)")  # supersedes step 3 before it was due (0.6 s: room for a slow machine)
-        time.sleep(1.2)
-        lines = log.getvalue().splitlines()
+        task.update(0, now="step 4 (4/4)")  # supersedes step 3 before it was due
+        now[0] = 2.1
+        lines = _lines_once(log, lambda lines: lines[-1].endswith("now=step 4 (4/4)"))
         assert lines[-1].endswith("now=step 4 (4/4)") and not any("step 3" in line for line in lines), lines
         shown = len(lines)
-        time.sleep(1.2)  # nothing new: no line
+        now[0] = 10.0  # nothing new: no line
         task.update(0, loss=0.5)  # a number alone: not sooner than log_every
-        time.sleep(0.8)
+        time.sleep(0.5)
         assert len(log.getvalue().splitlines()) == shown, log.getvalue()
         task.update(1, now="done")
     assert log.getvalue().splitlines()[-1].startswith("search: 1/1")
@@ -274,20 +290,19 @@ def test_a_model_load_within_a_logging_progress_has_lines_only_when_slow() -> No
     each load wrote "loading the model" and "...: done", 200 lines for a search of 100 real
     fine-tunes. Within a progress a load is said only when it lasts past ``log_every`` (then
     as before: a line with the time elapsed, and "done"); outside one, at once as before."""
-    import time
-
-    def loads(log_every: float, seconds: float) -> list[str]:
+    def loads(log_every: float, slow: bool) -> list[str]:
         log = io.StringIO()
         reporter = RichReporter(Console(file=log, force_terminal=False, width=200), log_every=log_every)
         with reporter.progress("finetune runs", total=2) as task:
             for done in (1, 2):
                 with reporter.status("finetune: loading the model 'm'"):
-                    time.sleep(seconds)
+                    if slow:  # a load lasting until its line comes (log_every on: the heartbeat's)
+                        _lines_once(log, lambda lines: lines[-1].split("  ")[0] == "finetune: loading the model 'm'")
                 task.update(done)
         return [line.split("  ")[0] for line in log.getvalue().splitlines() if "loading" in line]
 
-    assert loads(3600, 0) == []
-    slow = loads(0.2, 0.5)
+    assert loads(3600, slow=False) == []
+    slow = loads(0.2, slow=True)
     assert slow[0] == "finetune: loading the model 'm'" and slow[-1] == "finetune: loading the model 'm': done", slow
     assert slow.count("finetune: loading the model 'm': done") == 2, slow
 
