@@ -669,14 +669,15 @@ def test_doctors_code_check_of_workers_that_do_not_answer_is_bounded(monkeypatch
     It now gives up after the scheduler's answer time and says why the search would wait."""
     from subsetctl.estimate import dask_backend
 
-    released = threading.Event()
+    released, answered = threading.Event(), threading.Event()
 
     class Blocked:
         def nthreads(self) -> dict[str, int]:
             return {"tcp://a:1": 2}
 
         def run(self, function: Any, on_error: str) -> dict[str, Any]:
-            released.wait(20)  # a worker that never answers (let go when the test ends)
+            released.wait(60)  # a worker that never answers (let go when the test ends)
+            answered.set()
             return {}
 
         def close(self) -> None:
@@ -684,12 +685,11 @@ def test_doctors_code_check_of_workers_that_do_not_answer_is_bounded(monkeypatch
 
     monkeypatch.setattr(dask_backend, "_connect_dask", lambda *args: dask_backend._DaskConnection(Blocked()))
     monkeypatch.setattr(dask_backend, "_import_dask", lambda: None)
-    started = time.monotonic()
     try:
         workers, threads, refused = dask_backend.scheduler_threads("tcp://s:8786", 0.1)
+        assert not answered.is_set()  # given up on, not waited for (not a time: a busy machine's vary)
     finally:
         released.set()
-    assert time.monotonic() - started < 5
     assert (workers, threads) == (1, 2)
     assert refused is not None and "The Dask workers at 'tcp://s:8786' did not all answer subsetctl's check of " \
         "their code within 1.2 s" in refused, refused
@@ -706,7 +706,7 @@ def test_the_searchs_checks_of_workers_that_do_not_answer_are_bounded(
     from subsetctl.estimate import dask_backend
     from subsetctl.estimate.executors import _load_code, subsetctl_code_digest
 
-    released = threading.Event()
+    released, answered = threading.Event(), threading.Event()
     worker = "tcp://a:1"
     identity = {"workers": {worker: {"local_directory": "/tmp/worker-a"}}}
 
@@ -722,7 +722,8 @@ def test_the_searchs_checks_of_workers_that_do_not_answer_are_bounded(
 
         def run(self, function: Any, *args: Any, on_error: str, workers: list[str]) -> dict[str, Any]:
             if function is {"code": subsetctl_code_digest, "load": _load_code}[blocked]:
-                released.wait(20)  # a worker that never answers (let go when the test ends)
+                released.wait(60)  # a worker that never answers (let go when the test ends)
+                answered.set()
             return {worker: subsetctl_code_digest() if function is subsetctl_code_digest else None}
 
         def scatter(self, *args: Any, **kwargs: Any) -> None:
@@ -730,14 +731,13 @@ def test_the_searchs_checks_of_workers_that_do_not_answer_are_bounded(
 
     monkeypatch.setattr(dask_backend, "_dask_client", lambda *args: Blocked())
     monkeypatch.setattr(dask_backend, "_answer_within", lambda connect_timeout: 0.2)
-    started = time.monotonic()
     try:
         with pytest.raises(UserError) as silent:
             estimate_parallel(FastEstimator(small_features), random_masks(4, small_features.n_sources, seed=0),
                               backend="dask", address="tcp://s:8786", batch_size=2)
+        assert not answered.is_set()  # given up on, not waited for (not a time: a busy machine's vary)
     finally:
         released.set()
-    assert time.monotonic() - started < 5
     checked = {"code": "of their code", "load": "that they can load the estimator's code"}[blocked]
     message = str(silent.value)
     assert message.startswith(f"1 of the 1 Dask workers at 'tcp://s:8786' ({worker}) did not all answer "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -747,20 +746,21 @@ def test_the_hub_probe_does_not_wait_on_a_name_server_that_does_not_answer(monke
     for var in ("HF_HUB_OFFLINE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "HF_ENDPOINT"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr(hc, "HF_HUB_OFFLINE", False, raising=False)
-    answered = threading.Event()
+    answered, let_go = threading.Event(), threading.Event()
 
     def silent_name_server(*args, **kwargs):
-        answered.wait(30)
+        let_go.wait(60)
+        answered.set()
         raise socket.gaierror("Temporary failure in name resolution")
 
     monkeypatch.setattr(socket, "getaddrinfo", silent_name_server)
     monkeypatch.setattr(socket, "create_connection", lambda *a, **k: pytest.fail("no address to connect to"))
-    started = time.monotonic()
     try:
         assert hub.hub_reachable(timeout=0.5) is False
-        assert time.monotonic() - started < 3
+        # not waited for (not a time measured: a busy machine took 3 s and more to give up after 0.5)
+        assert not answered.is_set()
     finally:
-        answered.set()  # let the lookup thread end
+        let_go.set()  # let the lookup thread end
 
 
 def test_a_failed_hub_probe_is_believed_for_a_while(monkeypatch) -> None:
