@@ -730,21 +730,35 @@ def test_plan_says_running_for_the_stage_a_live_run_is_computing(jsonl_project: 
     assert json.loads(result.output)[0]["state"] == "unfinished"  # the run died: it resumes
 
 
-def test_a_momentary_holder_of_the_lock_does_not_fail_a_starting_run(tmp_path: Path) -> None:
-    """`plan` probes the lock (shared, released at once); a `run` starting then still gets it."""
+def test_a_momentary_holder_of_the_lock_does_not_fail_a_starting_run(tmp_path: Path, monkeypatch) -> None:
+    """`plan` probes the lock (shared, released at once); a `run` starting then still gets it.
+    The probe lets go while the run pauses before its next try, not at a time: a timer thread
+    letting go after 0.15 s ran after the run's last try (0.4 s on) on a busy machine."""
     import fcntl
-    import threading
+    import time
+
+    from subsetctl import file_locks
 
     project = Project(tmp_path)
     project.state_dir.mkdir(parents=True)
     probe = open(project.state_dir / "lock", "a+")  # noqa: SIM115 - closed below
     fcntl.flock(probe.fileno(), fcntl.LOCK_SH)
-    threading.Timer(0.15, lambda: fcntl.flock(probe.fileno(), fcntl.LOCK_UN)).start()
+    pauses: list[float] = []
+    real_sleep = time.sleep
+
+    def probe_done_while_paused(seconds: float) -> None:
+        if not probe.closed:
+            pauses.append(seconds)
+            fcntl.flock(probe.fileno(), fcntl.LOCK_UN)
+        real_sleep(seconds)
+
+    monkeypatch.setattr(file_locks.time, "sleep", probe_done_while_paused)
     try:
         with project.lock():
             pass
     finally:
         probe.close()
+    assert pauses, "the probe was never in the way: nothing checked"
 
 
 def test_plan_says_when_a_newer_subsetctl_reads_fewer_spec_keys(jsonl_project: Path) -> None:
