@@ -2887,13 +2887,15 @@ def test_plan_counts_the_rows_the_gradients_stage_would_compute(jsonl_project: P
         return {s["stage"]: s for s in json.loads(result.stdout)}["gradients"]["work"]
 
     assert "rows" not in gradients_work()  # no data prepared yet: nothing to count
-    CliRunner().invoke(main, ["run", str(jsonl_project), "--until", "data"])
+    ran = CliRunner().invoke(main, ["run", str(jsonl_project), "--until", "data"])
+    assert ran.exit_code == 0, ran.output
     counts = json.loads((jsonl_project / ".subsetctl" / "data" / "data.json").read_text())["counts"]
     rows = {"target": counts["target"]["train"] + counts["target"]["validation"],
             "a": counts["a"]["train"], "b": counts["b"]["train"]}
     said = (f": {sum(rows.values()):,} rows (the most from 'target': {rows['target']}; then 'a': {rows['a']}, "
             f"'b': {rows['b']}; `max_examples` on a source caps its rows)")
-    assert re.search(re.escape(said) + r"; its store needs about [\d.]+ kB of disk$", gradients_work())
+    work = gradients_work()
+    assert re.search(re.escape(said) + r"; its store needs about [\d.]+ kB of disk$", work), work
     assert "rows" not in gradients_work("sources[0].max_examples=1")  # the data stage runs again first
 
 
