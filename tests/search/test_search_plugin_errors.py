@@ -97,10 +97,10 @@ def test_a_strategys_result_over_thousands_of_sources_is_checked_in_linear_time(
         def run(self, estimator: Any, context: SearchContext, params: StrategyParams) -> StrategyResult:
             return StrategyResult("all_of_them", list(names), scores=dict.fromkeys(names, 1.0), estimated_loss=1.0)
 
-    started = time.perf_counter()
+    started = time.process_time()  # (CPU time: a busy machine's other processes stretch the wall time)
     result = _run_strategy(_PicksAll, "all", "all", _FailingEstimator(), SearchContext(sources=names),
                            StrategyParams())
-    assert result.selected == names and time.perf_counter() - started < 0.5
+    assert result.selected == names and time.process_time() - started < 0.5
     with pytest.raises(UserError, match=r"selected 's00007' more than once"):
         _PicksAll.run = lambda self, e, c, p: StrategyResult("x", [*names[:10], "s00007"])  # type: ignore[method-assign]
         _run_strategy(_PicksAll, "all", "all", _FailingEstimator(), SearchContext(sources=names), StrategyParams())
