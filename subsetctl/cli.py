@@ -188,7 +188,9 @@ def _stop_signals_as_interrupt() -> Any:
     elsewhere a handler cannot be set); one (or Ctrl-C) that came while a finalizer ran, where Python
     ignores what is raised, is sent again, to raise outside it. A signal ignored by whoever started us (``nohup``
     ignores SIGHUP) stays ignored. A process forked meanwhile that inherits the handler
-    dies of the signal as before, rather than raising in code that does not expect it."""
+    dies of the signal as before, rather than raising in code that does not expect it. For the
+    program's own command (:data:`_LATE_STOPS`) the block ends by handing the signals to its
+    :class:`_LateStops`, not by putting back their default actions."""
     import signal
     import threading
 
@@ -225,10 +227,14 @@ def _stop_signals_as_interrupt() -> Any:
     sys.unraisablehook = raise_again_outside
     try:
         yield
-    finally:  # (None: a handler not set from Python, which cannot be put back; the default instead)
+    finally:
         sys.unraisablehook = hook_before
-        for signum, handler_before in previous.items():
-            signal.signal(signum, handler_before if handler_before is not None else signal.SIG_DFL)
+        late_stops = _LATE_STOPS.get()
+        if late_stops is not None:  # the program's own command: held from here on, never a moment at the default
+            late_stops.hold()
+        else:  # (None: a handler not set from Python, which cannot be put back; the default instead)
+            for signum, handler_before in previous.items():
+                signal.signal(signum, handler_before if handler_before is not None else signal.SIG_DFL)
 
 
 #: What the marks subsetctl prints become on a stream that cannot encode them (an ASCII or
@@ -280,6 +286,7 @@ class _Group(click.Group):
         given = kwargs.get("args", args[0] if args else None)
         _ARGS.set(tuple(given) if given is not None else tuple(sys.argv[1:]))
         late_stops = _LateStops() if given is None else None  # (the program's own command line, not a test's)
+        held_at_the_end = _LATE_STOPS.set(late_stops)
         try:
             return super().main(*args, **kwargs)
         except SystemExit as done:
@@ -287,8 +294,9 @@ class _Group(click.Group):
                 raise SystemExit(1) from None
             raise
         finally:
-            if late_stops is not None:
+            if late_stops is not None:  # (held already where the command ran: see _stop_signals_as_interrupt)
                 late_stops.hold()
+            _LATE_STOPS.reset(held_at_the_end)
 
     def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
                      **extra: Any) -> click.Context:
@@ -402,6 +410,13 @@ class _LateStops:
                 sys.stderr.write(f"{name} came after the command had finished: it stopped nothing, "
                                  "and everything the command did is kept.\n")
                 sys.stderr.flush()
+
+
+#: The :class:`_LateStops` of the program's own command (None for a test's or an API caller's
+#: :func:`main`): the command's stop-signal handlers hand over to it as they end, where putting
+#: back the default actions first left a moment (the output's check, click's exit) in which
+#: SIGTERM killed the process without a word and Ctrl-C printed a traceback, after the output.
+_LATE_STOPS: contextvars.ContextVar[_LateStops | None] = contextvars.ContextVar("_LATE_STOPS", default=None)
 
 
 def _stopped_text(exc: KeyboardInterrupt) -> str:

@@ -3047,6 +3047,33 @@ def test_a_stop_signal_once_the_command_is_over_stops_nothing(stop_signal: str, 
                            "command did is kept.\n")
 
 
+_STOPPED_AS_THE_COMMAND_ENDS = """
+import os, signal, sys
+import subsetctl.cli as cli
+checked = cli._say_output_lost
+def stopped_as_it_checks_its_output():  # once the command is over, before the exit's own holding began
+    os.kill(os.getpid(), getattr(signal, os.environ["STOP_SIGNAL"]))
+    return checked()
+cli._say_output_lost = stopped_as_it_checks_its_output
+sys.argv = ["subsetctl", "schema"]
+cli.main()
+"""
+
+
+@pytest.mark.parametrize(("stop_signal", "name"), [("SIGTERM", "SIGTERM"), ("SIGINT", "Ctrl-C (SIGINT)")])
+def test_a_stop_signal_just_as_the_command_ends_stops_nothing(stop_signal: str, name: str) -> None:
+    """Between the end of the command (its stop signals put back to their default actions) and
+    the exit's holding of them (:class:`~subsetctl.cli._LateStops`), SIGTERM killed the process
+    without a word (exit -15) and Ctrl-C printed a KeyboardInterrupt traceback (exit -2), after the
+    command's output. The holding begins as the command's own handling ends: it keeps its exit code."""
+    done = subprocess.run([sys.executable, "-c", _STOPPED_AS_THE_COMMAND_ENDS], check=False, capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "STOP_SIGNAL": stop_signal})
+    assert done.returncode == 0, done.stderr[-800:]
+    assert json.loads(done.stdout)["title"]
+    assert done.stderr == (f"{name} came after the command had finished: it stopped nothing, and everything the "
+                           "command did is kept.\n")
+
+
 _CTRL_C_IN_EXEC_OF_A_STRING = """
 import os, signal
 import rich.console  # (imported by a run before the interrupt: its dataclasses are made then)
