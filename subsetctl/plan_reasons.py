@@ -379,12 +379,12 @@ def changed_inputs(old: Any, new: dict[str, Any], earlier_model: tuple[str, str]
 
         later = old.get(report_format)
         added = added_since(later, n_sources, kind, lacking)
-        parts.append(f"report.json and report.md were written by a later subsetctl (their format {later}; this "
+        parts.append(f"{REPORT_WRITTEN_BY} a later subsetctl (their format {later}; this "
                      f"one writes {new[report_format]}): written again as this one writes them"
                      if isinstance(later, int) and later > new[report_format] else
-                     "report.json and report.md were written by an earlier subsetctl, without what this one "
+                     f"{REPORT_WRITTEN_BY} an earlier subsetctl, without what this one "
                      f"writes there ({added}): written again from the stages' results" if added else
-                     f"report.json and report.md were written by an earlier subsetctl (their format {later}; this "
+                     f"{REPORT_WRITTEN_BY} an earlier subsetctl (their format {later}; this "
                      f"one writes {new[report_format]}, adding nothing this project's results give it): "
                      "written again from the stages' results")
     if seeds in new and seeds not in old:
@@ -440,6 +440,11 @@ def model_known_by_name(old_inputs: Any, manifest: dict[str, Any], source_now: s
     return (origin, source) if origin in ("hub", "packaged") else None
 
 
+#: how `plan`'s reason for a report stage whose report.json and report.md another subsetctl
+#: wrote (another report format) begins: a part :func:`said_of_another_subsetctl` leaves out
+REPORT_WRITTEN_BY = "report.json and report.md were written by"
+
+
 #: what `plan`'s reasons say of results another subsetctl made whose inputs this one reads
 #: otherwise (:func:`said_of_another_subsetctl`)
 _ANOTHER_SUBSETCTL = ("an older subsetctl", "an earlier subsetctl", "a later subsetctl", "this subsetctl also reads",
@@ -449,8 +454,15 @@ _ANOTHER_SUBSETCTL = ("an older subsetctl", "an earlier subsetctl", "a later sub
 def said_of_another_subsetctl(reasons: list[str]) -> bool:
     """Whether `plan`'s ``reasons`` for a stale stage name a way another subsetctl (the one
     that made its results) read its inputs otherwise than this one: after an upgrade a stage
-    can be stale with nothing of the spec or its files changed, which `report` then says."""
-    return any(mark in reason for reason in reasons for mark in _ANOTHER_SUBSETCTL)
+    can be stale with nothing of the spec or its files changed, which `report` then says.
+    The report stage's part saying another subsetctl wrote report.json and report.md
+    (:data:`REPORT_WRITTEN_BY`) does not count: `report` shows the report as this one writes
+    it, from the stages' results, whatever wrote the files, so a report stale for its format
+    and for a changed spec was said to be of results "this subsetctl reads otherwise" (a
+    project run with overrides, then `report` after an upgrade), as if the upgrade made the
+    stages before it re-run."""
+    return any(mark in part for reason in reasons for part in reason.split("; ")
+               if not part.startswith(REPORT_WRITTEN_BY) for mark in _ANOTHER_SUBSETCTL)
 
 
 def _unrecorded_model_files(earlier_model: tuple[str, str] | None) -> str:

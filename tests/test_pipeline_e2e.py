@@ -2160,6 +2160,29 @@ def test_report_says_results_are_outdated_by_the_upgrade_not_only_by_the_spec(ti
     assert "The spec or its input files changed since these results: " in outdated_note(data)
 
 
+def test_a_report_an_earlier_subsetctl_wrote_does_not_say_the_stages_before_it_are_read_otherwise(
+        tiny_project_ran) -> None:
+    """After an upgrade, a project whose spec changed since its run (data edited; or results
+    made with overrides, reported without them) and whose report an earlier subsetctl wrote:
+    `report` said "The spec or its input files changed since these results, or this subsetctl
+    reads them otherwise than the earlier one that made these results", as if the upgrade
+    re-ran the stages before the report; only the report's format was of the earlier one,
+    and `report` shows it as this one writes it."""
+    from tinymodels import change_data_of
+
+    from subsetctl.report.terminal import load_report_data, outdated_note
+
+    project = tiny_project_ran()
+    _report_written_by_an_earlier_subsetctl(project)
+    change_data_of(project)
+    reasons = {s.name: s.reasons for s in plan_project(project)[2]}["report"]
+    assert any("written by an earlier subsetctl" in r for r in reasons), reasons  # plan still says it
+    data = load_report_data(project)
+    assert "data" in data["stale"] and "report" in data["stale"] and not data["stale_by_earlier_subsetctl"]
+    note = outdated_note(data)
+    assert "The spec or its input files changed since these results: data, " in note and "otherwise" not in note, note
+
+
 def test_a_new_release_of_subsetctl_alone_keeps_the_results_and_the_caches(tiny_project_ran, monkeypatch) -> None:
     """Every fingerprint and cache key held subsetctl's release (``__version__``): the first
     release after a project's run made every stage stale and every cached fine-tune, test
