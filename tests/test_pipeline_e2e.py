@@ -1897,7 +1897,9 @@ def test_a_report_an_earlier_subsetctl_wrote_is_said_to_lack_what_it_lacks(tiny_
     project = tiny_project_ran()
     manifest_file = project / ".subsetctl" / "report" / "manifest.json"
     manifest = json.loads(manifest_file.read_text())
-    per_seed = ("test_metrics' diverged_seeds (the fine-tunes that diverged, named under the test metrics), "
+    per_seed = ("test_metrics' diverged_seeds and final_vs_baselines' diverged (the fine-tunes that diverged, named "
+                "under the test metrics), and the notes saying what the figures are (est. loss, each strategy's score, "
+                "the test score and loss), "
                 "run_settings (the executor, report, plugins and checkpoint spacing `init --from-report` writes back), "
                 "train_rows (each source's train rows, beside its scores), "
                 "final_vs_baselines' paired (the pick against each baseline row by row on the test rows), "

@@ -36,7 +36,8 @@ from subsetctl.report.paired import paired_comparison
 #: 16: a classifier's ``class_balance``, the rows per class of its test split and of each selection's fine-tunes;
 #: 17: ``train_rows`` and ``target_train_rows``, the rows each per-source score rests on (a column beside the scores);
 #: 18: ``run_settings``, the settings no result depends on of the run that wrote it (:func:`run_settings`);
-#: 19: ``test_metrics``' ``diverged_seeds`` and ``final_vs_baselines``' ``diverged`` (:func:`with_diverged_seeds`)
+#: 19: ``test_metrics``' ``diverged_seeds`` and ``final_vs_baselines``' ``diverged`` (:func:`with_diverged_seeds`),
+#: and the notes under the report's tables saying what its figures are (released with it)
 REPORT_FORMAT = 19
 
 #: what each :data:`REPORT_FORMAT` added, as `plan` names it for a report an earlier one wrote
@@ -59,7 +60,9 @@ FORMAT_ADDITIONS = {2: "final_vs_baselines", 3: "final_vs_baselines' stds",
                     17: "train_rows (each source's train rows, beside its scores)",
                     18: "run_settings (the executor, report, plugins and checkpoint spacing `init --from-report` "
                         "writes back)",
-                    19: "test_metrics' diverged_seeds (the fine-tunes that diverged, named under the test metrics)"}
+                    19: "test_metrics' diverged_seeds and final_vs_baselines' diverged (the fine-tunes that diverged, "
+                        "named under the test metrics), and the notes saying what the figures are (est. loss, each "
+                        "strategy's score, the test score and loss)"}
 
 
 #: the additions a project gets only with more sources than these (report_sources.csv: of more
