@@ -300,7 +300,7 @@ def print_overview(rows: list[dict[str, Any]], folder: Path, console: Any, skipp
     from rich.markup import escape
     from rich.table import Table
 
-    from subsetctl.report.cells import DIVERGED_MARK, fmt, loss_cell
+    from subsetctl.report.cells import DIVERGED_MARK, diverged_unrecorded_line, fmt, loss_cell
 
     metrics = {row["metric"] for row in rows if row["metric"]}
     one_metric = next(iter(metrics)) if len(metrics) == 1 else None  # named once, in the heading
@@ -333,6 +333,10 @@ def print_overview(rows: list[dict[str, Any]], folder: Path, console: Any, skipp
         console.print(f"{DIVERGED_MARK.strip()}: a fine-tune of the final pick diverged (the loss or an update became "
                       "NaN or infinite), so its test loss and score are not those of a finished fine-tune; "
                       "`subsetctl report DIR` names its seeds.", markup=False, highlight=False)
+    unknown = [row["project"] for row in rows if row.get("diverged") is None and row["test_loss"] is not None]
+    if unknown:  # (shown from a report.json of an earlier subsetctl: the project's report is stale for more)
+        console.print(diverged_unrecorded_line(" and ".join(f"{name}'s" for name in unknown), len(unknown) == 1,
+                                               "`subsetctl report DIR`"), markup=False, highlight=False)
     for row in rows:
         if row["state"] == "error":
             console.print(f"{row['project']}: {row['error']}", markup=False, highlight=False)

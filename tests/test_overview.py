@@ -170,7 +170,7 @@ def _overview_text(names: list[str], width: int) -> str:
 
     rows = [{"project": name, "state": "stale" if i % 3 else "up to date", "stale": ["search", "finetune"],
              "not_run": [], "running": None, "error": None, "final": "gradient_similarity" if i % 2 else "all",
-             "sources": ["a", "b"], "test_loss": 1.2345, "score": 0.5, "metric": "exact_match",
+             "sources": ["a", "b"], "test_loss": 1.2345, "score": 0.5, "metric": "exact_match", "diverged": False,
              "overrides": ["finetune.steps=5"] if i == 2 else [], "last_run": "2026-12-05T10:02:52+00:00"}
             for i, name in enumerate(names)]
     out = io.StringIO()
@@ -260,3 +260,12 @@ def test_ls_marks_the_test_loss_of_a_final_pick_whose_fine_tune_diverged() -> No
     lines = {line.split("│")[1].strip(): line for line in text.splitlines() if line.startswith("│")}
     assert "4.672 (diverged)" in lines["lr1e38"] and "diverged" not in lines["lr1e-3"], text
     assert "(diverged): a fine-tune of the final pick diverged" in text, text
+    assert "older than report format" not in text, text
+    # shown from a report.json before format 19 (a project stale for more than its report's format): said so
+    rows[0]["diverged"] = None
+    out = io.StringIO()
+    print_overview(rows, Path("sweep"), Console(file=out, width=160, force_terminal=False))
+    text = " ".join(out.getvalue().split())
+    assert ("lr1e-3's report.json is older than report format 19, which records the fine-tunes that diverged: its "
+            "test losses are not marked (diverged) even where one did; `subsetctl report DIR` says whether any "
+            "did.") in text, text

@@ -668,6 +668,32 @@ def test_compare_marks_the_test_figures_of_fine_tunes_that_diverged() -> None:
     assert "diverged" not in buffer.getvalue()
 
 
+def test_compare_says_a_kept_report_json_before_format_19_does_not_mark_diverged_fine_tunes() -> None:
+    """A report.json kept from before the upgrade (format 18), compared with the same runs'
+    report written since: B's test losses were marked "(diverged)", A's of the very same
+    fine-tunes not, with nothing said of why (its json gave diverged_a null, unknown)."""
+    import io
+
+    from rich.console import Console
+
+    from subsetctl.report.compare import render_comparison
+
+    def rendered(cmp: dict) -> str:
+        buffer = io.StringIO()
+        render_comparison(cmp, Console(file=buffer, width=200))
+        return " ".join(buffer.getvalue().split())
+
+    a, b = _side("A", ["a"], {"finetune.lr": 1e38}), _side("B", ["a"], {"finetune.lr": 1e38})
+    b["report"]["test_metrics"]["forward"]["diverged_seeds"] = [0]
+    a["report"]["report_format"], b["report"]["report_format"] = 18, 19
+    text = rendered(compare_reports(a, b))
+    assert ("A's report.json is older than report format 19, which records the fine-tunes that diverged: its test "
+            "losses are not marked (diverged) even where one did;") in text, text
+    assert "B's report.json" not in text, text
+    a["report"]["report_format"] = 19
+    assert "older than report format" not in rendered(compare_reports(a, b))
+
+
 def test_compare_with_a_folder_whose_spec_is_a_folder_says_so(tmp_path: Path) -> None:
     """`--compare side` where side/subsetctl.yaml is a folder said "no project (no
     subsetctl.yaml) and no report.json", though the name is there: it says the spec is a folder."""

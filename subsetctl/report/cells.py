@@ -623,6 +623,18 @@ def diverged_recorded(report: dict[str, Any], label: str) -> bool | None:
     return False
 
 
+def diverged_unrecorded_line(whose: str, one: bool, how_to_tell: str) -> str:
+    """The line under a table that marks test losses :data:`DIVERGED_MARK` (`ls`, `report
+    --compare`), for the reports (``whose``, e.g. "A's" or "P1's and P2's"; ``one``: a single
+    report.json) older than :data:`DIVERGED_RECORDED_FROM`, which did not record diverged
+    fine-tunes (:func:`diverged_recorded` None): their losses went unmarked, read as those of
+    finished fine-tunes beside a newer report's marked ones of the very same runs.
+    ``how_to_tell``: the command that says whether one diverged."""
+    return (f"{whose} report.json {'is' if one else 'are'} older than report format {DIVERGED_RECORDED_FROM}, which "
+            f"records the fine-tunes that diverged: {'its' if one else 'their'} test losses are not marked "
+            f"{DIVERGED_MARK.strip()} even where one did; {how_to_tell} says whether any did.")
+
+
 def diverged_finetunes_line(report: dict[str, Any]) -> str | None:
     """Which rows of the test metrics table come from fine-tunes that diverged (report.json's
     ``test_metrics``' ``diverged_seeds``), and what their figures are; None when none did.

@@ -20,6 +20,7 @@ from subsetctl.report.cells import (
     DIVERGED_MARK,
     SELECTED_SHOWN,
     diverged_recorded,
+    diverged_unrecorded_line,
     random_baselines_seeds,
     selected_cell,
 )
@@ -627,6 +628,12 @@ def render_comparison(cmp: dict[str, Any], console: Any) -> None:
             console.print(f"{escape(DIVERGED_MARK.strip())}: a fine-tune of that selection diverged on that side (the loss or "
                           "an update became NaN or infinite), so its figures are not those of a finished fine-tune; "
                           "`subsetctl report` of that side names its seeds.")
+        unknown = [side for side in ("a", "b") if any(
+            row.get(f"diverged_{side}") is None and row.get(f"loss_{side}") is not None for row in cmp["test"])]
+        if unknown:  # (a kept report.json of an earlier subsetctl: a project's is read as this one writes it)
+            console.print(escape(diverged_unrecorded_line(" and ".join(f"{side.upper()}'s" for side in unknown),
+                                                          len(unknown) == 1, "`subsetctl report` of the project "
+                                                          "that wrote it, if it still holds the results,")))
     console.print("est. loss: calibrated where the report's estimates are (nats of a real fine-tune), else raw; "
                   "raw estimates of variants with another theta* (project.seed, model or meta_init), other "
                   "gradients or lambda are not on one scale."
