@@ -1,4 +1,4 @@
-"""The gradients stage's per-source costs at thousands of sources, the old way and the new, in one run.
+"""The model stages' per-source costs at thousands of sources, the old way and the new, in one run.
 
 Builds the project ``many_sources.py`` builds (``--sources`` tiny sources of ``--rows``
 examples each) and runs its data stage, then times, best of ``--repeats``:
@@ -7,6 +7,11 @@ examples each) and runs its data stage, then times, best of ``--repeats``:
   source's train), the old way (a copy of the code before: one split at a time, its files'
   paths made with ``Path``, its columns zipped into rows) and the new
   (:func:`~subsetctl.data.stage.splits_rows`); the rows must be equal;
+* ``stage_reads``: every split of the target and each source (what meta_init, verify and a
+  fine-tune of many sources read a split of each, and the special-token count all three), one
+  split at a time with :func:`~subsetctl.stages.common.examples`'s ``split_columns`` (the old
+  way, as those stages read them) and together (:func:`~subsetctl.stages.common.examples_of`'s
+  ``splits_rows``); the rows must be equal;
 * ``store_writes``: a gradient store of those rows (``--d`` projected and 64 hidden-state
   floats a row, the tiny Llama's) filled in batches of ``--batch-size``, the old way (each
   array flushed in turn after every batch) and the new (:meth:`GradientStore.write`, the data
@@ -24,6 +29,7 @@ import argparse
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +64,30 @@ def _old_rows(data_dir: Path, wanted: list[tuple[str, str]]) -> list[list[dict[s
             columns = pa.concat_tables(tables).to_pydict()
         rows.append([dict(zip(columns, values)) for values in zip(*columns.values())])
     return rows
+
+
+def _one_by_one(data_dir: Path, wanted: list[tuple[str, str]]) -> list[list[dict[str, Any]]]:
+    """The splits' rows as ``common.examples`` reads them, one split at a time."""
+    from subsetctl.data.stage import split_columns
+
+    return [[dict(zip(columns, values)) for values in zip(*columns.values())]
+            for columns in (split_columns(data_dir, name, split) for name, split in wanted)]
+
+
+def _read_both_ways(old: Callable[[Path, list[tuple[str, str]]], list[list[dict[str, Any]]]], data_dir: Path,
+                    wanted: list[tuple[str, str]], seconds: dict[str, list[float]]) -> list[list[dict[str, Any]]]:
+    """The rows of ``wanted`` read by ``old`` and by ``splits_rows``, which must be equal, each
+    way's seconds added to ``seconds[way]``."""
+    from subsetctl.data.stage import splits_rows
+
+    got = {}
+    for way, read in (("old", old), ("new", splits_rows)):
+        started = time.perf_counter()
+        got[way] = read(data_dir, wanted)
+        seconds[way].append(time.perf_counter() - started)
+    if got["new"] != got["old"]:
+        raise SystemExit(f"splits_rows read other rows than {old.__name__}.")
+    return got["old"]
 
 
 def _old_write(store: Any, rows: list[int], f: np.ndarray, x: np.ndarray, hidden: np.ndarray) -> None:
@@ -99,7 +129,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from subsetctl.api import load_project, run_project
-    from subsetctl.data.stage import splits_rows
+    from subsetctl.data.prepare import SPLITS
 
     folder = fresh_work_dir(f"per_source_costs_{args.sources}")
     build(folder, args.sources, args.rows)
@@ -108,19 +138,15 @@ def main() -> None:
     data_dir = folder / ".subsetctl" / "data"
     wanted = [(spec.target.name, "train"), (spec.target.name, "validation"),
               *((source.name, "train") for source in spec.sources)]
-    seconds: dict[str, dict[str, list[float]]] = {"row_table": {"old": [], "new": []},
-                                                  "store_writes": {"old": [], "new": []}}
+    every_split = [(name, split) for name in [spec.target.name, *(source.name for source in spec.sources)]
+                   for split in SPLITS]
+    seconds: dict[str, dict[str, list[float]]] = {part: {"old": [], "new": []}
+                                                  for part in ("row_table", "stage_reads", "store_writes")}
     n_rows = 0
     for _ in range(args.repeats):
-        for way, read in (("old", _old_rows), ("new", splits_rows)):
-            started = time.perf_counter()
-            got = read(data_dir, wanted)
-            seconds["row_table"][way].append(time.perf_counter() - started)
-            if way == "old":
-                expected = got
-            elif got != expected:
-                raise SystemExit("splits_rows read other rows than the old code.")
+        expected = _read_both_ways(_old_rows, data_dir, wanted, seconds["row_table"])
         n_rows = sum(map(len, expected))
+        expected_splits = _read_both_ways(_one_by_one, data_dir, every_split, seconds["stage_reads"])
         for way in ("old", "new"):
             seconds["store_writes"][way].append(
                 _fill(folder / "stores" / way, n_rows, args.d, args.batch_size, way == "old"))
@@ -129,7 +155,8 @@ def main() -> None:
                 raise SystemExit(f"The two stores' {name} differ.")
     best = {part: {way: round(min(times), 3) for way, times in ways.items()} for part, ways in seconds.items()}
     print(json.dumps({
-        "benchmark": "per_source_costs", "sources": args.sources, "rows": n_rows, "d": args.d,
+        "benchmark": "per_source_costs", "sources": args.sources, "rows": n_rows,
+        "stage_reads_rows": sum(map(len, expected_splits)), "d": args.d,
         "batches": -(-n_rows // args.batch_size),
         **{f"{part}_s": ways for part, ways in best.items()},
         **{f"{part}_ratio": round(ways["old"] / ways["new"], 2) for part, ways in best.items()},

@@ -568,8 +568,8 @@ class FinetuneStage(common.ModelStage):
                 common.seed_everything(job["seed"])
                 model, tokenizer, _ = common.lora_model(ctx, seed=job["seed"])
                 train = list(target_train)
-                for name in job["subset"]:
-                    train.extend(common.examples(ctx, name, "train"))
+                for rows in common.examples_of(ctx, [(name, "train") for name in job["subset"]]):
+                    train.extend(rows)
                 config = common.train_config(spec.finetune, spec, objective="ce", optimizer="adamw",
                                              seed=job["seed"], eval_objective="ce")
                 with common.train_progress(ctx, f"  {'/'.join(job['labels'])} (seed {job['seed']})",

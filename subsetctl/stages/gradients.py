@@ -29,15 +29,13 @@ SOURCE_SPLITS = ("train",)
 def row_table(ctx: StageContext) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The store's rows (source, split, index) and the matching examples, in order: each
     split's examples as :func:`~subsetctl.stages.common.examples` gives them, read together
-    (:func:`~subsetctl.data.stage.splits_rows`)."""
-    from subsetctl.data.stage import splits_rows
-
+    (:func:`~subsetctl.stages.common.examples_of`)."""
     target = ctx.spec.target.name
     wanted = [(name, split) for name in [target, *common.source_names(ctx.spec)]
               for split in (TARGET_SPLITS if name == target else SOURCE_SPLITS)]
     rows: list[dict[str, Any]] = []
     items: list[dict[str, Any]] = []
-    for (name, split), examples in zip(wanted, splits_rows(ctx.upstream_dir("data"), wanted)):
+    for (name, split), examples in zip(wanted, common.examples_of(ctx, wanted)):
         rows.extend({"source": name, "split": split, "index": i} for i in range(len(examples)))
         items.extend(examples)
     return rows, items

@@ -51,10 +51,10 @@ class MetaInitStage(common.ModelStage):
         spec = ctx.spec
         common.check_lora_disk(ctx, self.name)  # (before the model loads: nothing begun that a full disk stops)
         common.seed_everything(spec.project.seed)
-        train: list[dict[str, Any]] = []
-        for name in [spec.target.name, *common.source_names(spec)]:
-            train.extend(common.examples(ctx, name, "train"))
-        validation = common.examples(ctx, spec.target.name, "validation")
+        target = spec.target.name
+        *train_splits, validation = common.examples_of(
+            ctx, [*((name, "train") for name in [target, *common.source_names(spec)]), (target, "validation")])
+        train: list[dict[str, Any]] = [row for rows in train_splits for row in rows]
         # loading the model and the loss before training took minutes on busy cores with nothing said between
         # "▶ meta_init" and "meta_init: 0/N": each has progress of its own (a log's line at once, then every 30 s;
         # the model's, as every stage's that loads it: common.loading_the_model)

@@ -35,9 +35,10 @@ class RealFinetuner:
         self.batch_size = batch_size or spec.verify.batch_size
         self.theta_star = ctx.upstream_dir("meta_init") / "adapter"
         self.model, self.tokenizer, _ = common.lora_model(ctx, adapter_dir=self.theta_star, trainable=True)
-        self.target_train = common.examples(ctx, spec.target.name, "train")
-        self.validation = common.examples(ctx, spec.target.name, "validation")
-        self.per_source = {name: common.examples(ctx, name, "train") for name in common.source_names(spec)}
+        names = common.source_names(spec)
+        self.target_train, self.validation, *per_source = common.examples_of(
+            ctx, [(spec.target.name, "train"), (spec.target.name, "validation"), *((name, "train") for name in names)])
+        self.per_source = dict(zip(names, per_source))
         self.seconds: list[float] = []
 
     def run(self, subset: list[str], work_dir: Path, seed: int | None = None, objective: str | None = None,

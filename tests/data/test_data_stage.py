@@ -438,6 +438,32 @@ def test_a_damaged_test_split_is_an_error_for_the_stages_not_an_empty_split(tmp_
         examples(ctx, "tgt", "test")
 
 
+def test_the_stages_read_many_splits_at_once_as_one_by_one(tmp_path: Path) -> None:
+    """examples_of, with which meta_init, verify, finetune and the special-token count read
+    many sources' splits in one pass, gives each (name, split) the rows examples gives it,
+    in the order asked (empty splits, a split asked twice), and a damaged source's error."""
+    from types import SimpleNamespace
+
+    from subsetctl.stages.common import examples, examples_of
+
+    spec = _spec(tmp_path)
+    out = tmp_path / "out"
+    run_data_stage(spec, tmp_path, out)
+    ctx = SimpleNamespace(upstream_dir=lambda stage: out)
+    pairs = [(name, split) for name in ("tgt", "aux", "rg") for split in ("train", "validation", "test")]
+    pairs += [("aux", "train"), ("tgt", "validation")]
+    got = examples_of(ctx, pairs)
+    assert got == [examples(ctx, name, split) for name, split in pairs]
+    assert [] in got and all(got[i] for i in (0, 1, 2, 3, 9))  # (aux has no test rows)
+    assert got[3] is not got[9] and got[3][0] is not got[9][0]  # (a split asked twice: rows of its own)
+    (out / "aux" / "train" / "dataset_info.json").unlink()
+    with pytest.raises(UserError, match="'aux' split 'train'") as one_by_one:
+        examples(ctx, "aux", "train")
+    with pytest.raises(UserError, match="'aux' split 'train'") as together:
+        examples_of(ctx, [("tgt", "train"), ("aux", "train"), ("rg", "train")])
+    assert str(together.value) == str(one_by_one.value)
+
+
 def test_the_stage_writes_the_same_bytes_every_time(tmp_path: Path) -> None:
     """Its output digest decides whether meta-init and everything after re-run: the Arrow
     files and state.json (whose fingerprints datasets derives from the content) must not
