@@ -20,7 +20,7 @@ import hashlib
 import re
 import weakref
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -218,20 +218,23 @@ class CountsCache:
         self.kept: dict[str, Any] = {}
         self.changed = False
 
-    def counts(self, name: str, files: str | None, count: Callable[[], SpecialTextCounts]) -> SpecialTextCounts:
-        """``name``'s counts: those kept for its prepared ``files`` (a digest; None: not
-        known, counted each time), else ``count()``, kept."""
+    def kept_counts(self, name: str, files: str | None) -> SpecialTextCounts | None:
+        """The counts kept for ``name``'s prepared ``files`` (a digest; kept for this run too),
+        or None where there are none to use (``files`` None: not known, counted each time):
+        then the caller counts the source's rows and :meth:`keep` s them."""
         entry = self.held.get(name)
         if files is not None and isinstance(entry, dict) and entry.get("files") == files:
             found = SpecialTextCounts.from_json(self.tokenizer, entry.get("counts"))
             if found is not None:
                 self.kept[name] = entry
                 return found
-        counted = count()
+        return None
+
+    def keep(self, name: str, files: str | None, counted: SpecialTextCounts) -> None:
+        """Keep ``counted``, ``name``'s counts just made, under its prepared ``files``."""
         if files is not None:
             self.kept[name] = {"files": files, "counts": counted.to_json()}
         self.changed = True
-        return counted
 
     def save(self) -> None:
         """Write the counts of this run's sources, then those of the other sources held (by

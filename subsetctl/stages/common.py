@@ -537,10 +537,12 @@ class DataFiles:
     def __init__(self, ctx: StageContext) -> None:
         manifest = ctx.upstream_manifest("data")
         self.by_source: dict[str, dict[str, str]] = {}
+        self.bytes: dict[str, int] = {}  # the size of each source's files
         for path, meta in manifest.get("artifacts", {}).items():
             name, _, rest = path.partition("/")
             if rest:
                 self.by_source.setdefault(name, {})[rest] = meta["sha256"]
+                self.bytes[name] = self.bytes.get(name, 0) + int(meta.get("size") or 0)
         self.labels = (manifest.get("summary") or {}).get("labels")  # the classifier head's classes
 
     def of(self, names: list[str], test_splits: bool = True) -> dict[str, Any]:
@@ -674,13 +676,35 @@ def base_model(ctx: StageContext) -> tuple[Any, Any, dict[str, Any]]:
     return model, tokenizer, info
 
 
+SPECIAL_TEXT_BYTES_READ_TOGETHER = 64 * 2**20
+"""The most bytes of prepared files whose rows the special-token count reads in one pass
+(:func:`examples_of`): the rows, as Python objects, take several times their files, and
+the count held one source's at a time before it read many together."""
+
+
+def _groups_of_bytes(names: list[str], sizes: Mapping[str, int], most: int) -> Iterator[list[str]]:
+    """``names`` in order, in runs whose ``sizes`` add up to at most ``most`` (a name larger
+    than that alone)."""
+    group: list[str] = []
+    total = 0
+    for name in names:
+        if group and total + sizes.get(name, 0) > most:
+            yield group
+            group, total = [], 0
+        group.append(name)
+        total += sizes.get(name, 0)
+    if group:
+        yield group
+
+
 def _warn_special_token_text(ctx: StageContext, tokenizer: Any) -> None:
     """Warn, by source, about the rows whose text holds a special token's text, which the
     tokenizer reads as that token (:mod:`subsetctl.modeling.special_text`): every row of
     every source and split, once per run (by the first stage that loads the model), so the
     warning is the same whichever stages run and is not repeated by each. A source's counts
     are kept under its prepared files' checksums (:class:`~subsetctl.modeling.special_text.CountsCache`):
-    one prepared as before is not read again."""
+    one prepared as before is not read again; the others are read together (:func:`examples_of`),
+    :data:`SPECIAL_TEXT_BYTES_READ_TOGETHER` of files at a time."""
     from subsetctl.data.prepare import SPLITS
     from subsetctl.modeling.special_text import COUNTS_CACHE_FILE, CountsCache, SpecialTextCounts
     from subsetctl.project import fingerprint
@@ -688,18 +712,22 @@ def _warn_special_token_text(ctx: StageContext, tokenizer: Any) -> None:
     counts = SpecialTextCounts(tokenizer)
     if counts.pattern is None:
         return
-    files = DataFiles(ctx).by_source
+    files = DataFiles(ctx)
     cache = CountsCache(ctx.project.state_dir.joinpath(*COUNTS_CACHE_FILE), tokenizer)
-
-    def count(name: str) -> SpecialTextCounts:
-        found = SpecialTextCounts(tokenizer)
-        for split in SPLITS:
-            found.add(examples(ctx, name, split))
-        return found
-
-    for name in [ctx.spec.target.name, *source_names(ctx.spec)]:
-        prepared = fingerprint(files[name]) if files.get(name) else None  # (none recorded: read each time)
-        counts.merge(cache.counts(name, prepared, lambda name=name: count(name)))
+    names = [ctx.spec.target.name, *source_names(ctx.spec)]
+    # (none recorded: read each time)
+    prepared = {name: fingerprint(files.by_source[name]) if files.by_source.get(name) else None for name in names}
+    found = {name: kept for name in names if (kept := cache.kept_counts(name, prepared[name])) is not None}
+    for group in _groups_of_bytes([name for name in names if name not in found], files.bytes,
+                                  SPECIAL_TEXT_BYTES_READ_TOGETHER):
+        read = iter(examples_of(ctx, [(name, split) for name in group for split in SPLITS]))
+        for name in group:
+            found[name] = SpecialTextCounts(tokenizer)
+            for _ in SPLITS:
+                found[name].add(next(read))
+            cache.keep(name, prepared[name], found[name])
+    for name in names:
+        counts.merge(found[name])
     cache.save()
     for notice in counts.notices(ctx.spec.target.name):
         ctx.reporter.warn(notice)
