@@ -572,7 +572,9 @@ def test_a_frozen_scheduler_is_a_user_error_not_a_hang(
     message = str(silent.value)
     assert message.startswith(f"The Dask scheduler at {address!r} (executor.address) stopped answering"), message
     assert "the estimates it finished so far" in message and "\n" not in message
-    assert took < 6, took  # at most 2 s unanswered twice (with 0.5 s without an estimate before)
+    # at most 2 s unanswered twice, with 0.5 s without an estimate before (3 to 4.5 s here); a busy machine's
+    # late threads add to that, and one ask left unanswered at the default connect_timeout (5 s) takes 11 s
+    assert took < 10, took
 
 
 class _Slower(FastEstimator):
