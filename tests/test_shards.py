@@ -28,12 +28,12 @@ _DELETED = "and its folder is deleted with the merged shards once they are (copy
 
 
 def _hold_lock(root: Path, shared: bool, shard: bool = False, until_told: bool = False) -> subprocess.Popen:
-    """Another process holding the project lock (as a running `run` or `run --shard` would);
-    ``until_told``: until a line comes on its stdin (it says "let go" once it has), else for a
-    minute."""
-    hold = "sys.stdin.readline()" if until_told else "time.sleep(60)"
+    """Another process holding the project lock (as a running `run` or `run --shard` would) for a
+    minute, or with ``until_told`` until a line comes on its stdin (it says "let go" once it has
+    let go); at most a minute still, so that a waiter never told fails the test, not hangs it."""
+    hold = "select.select([sys.stdin], [], [], 60)" if until_told else "time.sleep(60)"
     code = (
-        "import sys, time; from pathlib import Path; from subsetctl.project import Project\n"
+        "import select, sys, time; from pathlib import Path; from subsetctl.project import Project\n"
         f"with Project(Path({str(root)!r})).lock(shared={shared}, shard={shard}):\n"
         f"    print('locked', flush=True); {hold}\n"
         "print('let go', flush=True)\n"
