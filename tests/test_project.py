@@ -733,8 +733,11 @@ def test_plan_says_running_for_the_stage_a_live_run_is_computing(jsonl_project: 
 def test_a_momentary_holder_of_the_lock_does_not_fail_a_starting_run(tmp_path: Path, monkeypatch) -> None:
     """`plan` probes the lock (shared, released at once); a `run` starting then still gets it.
     The probe lets go while the run pauses before its next try, not at a time: a timer thread
-    letting go after 0.15 s ran after the run's last try (0.4 s on) on a busy machine."""
+    letting go after 0.15 s ran after the run's last try (0.4 s on) on a busy machine. (The pause
+    is file_locks' own, not time.sleep for every thread: another thread's sleep let the probe go
+    before the run's first try; and a run blocked on the lock gets it after 30 s, to fail below.)"""
     import fcntl
+    import threading
     import time
 
     from subsetctl import file_locks
@@ -752,11 +755,14 @@ def test_a_momentary_holder_of_the_lock_does_not_fail_a_starting_run(tmp_path: P
             fcntl.flock(probe.fileno(), fcntl.LOCK_UN)
         real_sleep(seconds)
 
-    monkeypatch.setattr(file_locks.time, "sleep", probe_done_while_paused)
+    monkeypatch.setattr(file_locks, "time", SimpleNamespace(sleep=probe_done_while_paused))
+    blocked = threading.Timer(30, fcntl.flock, (probe.fileno(), fcntl.LOCK_UN))
+    blocked.start()
     try:
         with project.lock():
             pass
     finally:
+        blocked.cancel()
         probe.close()
     assert pauses, "the probe was never in the way: nothing checked"
 
