@@ -50,12 +50,17 @@ def count_nonblank_lines(handle: IO[bytes]) -> int:
     a block at a time. Bytes that are not UTF-8 raise :class:`UnicodeDecodeError`, and the
     handle's own errors (a gzip file cut short) pass, as that read raises them."""
     decoder = codecs.getincrementaldecoder("utf-8-sig")()
-    count, text = 0, ""  # (text: the block's, after the last whole line before it, a line that may go on)
+    count, rest = 0, [""]  # rest: the text after the last line end read, a line that may go on, in pieces
     while block := handle.read(BLOCK_BYTES):
-        text += decoder.decode(block)
-        cut = max(text.rfind("\n"), text.rfind("\r")) + 1
+        decoded = decoder.decode(block)
+        cut = max(decoded.rfind("\n"), decoded.rfind("\r")) + 1
+        if not cut:  # (kept in pieces, joined once: a line of many blocks added to a str each time took O(n^2))
+            rest.append(decoded)
+            continue
+        text = "".join([*rest, decoded])
+        cut += len(text) - len(decoded)
         count += _nonblank_in_whole_lines(text, cut)
-        text = text[cut:]
-    text += decoder.decode(b"", final=True)
+        rest = [text[cut:]]
+    text = "".join(rest) + decoder.decode(b"", final=True)
     cut = max(text.rfind("\n"), text.rfind("\r")) + 1
     return count + _nonblank_in_whole_lines(text, cut) + (1 if text[cut:].strip() else 0)

@@ -75,3 +75,17 @@ def test_a_gzip_file_is_counted_and_one_cut_short_is_said_to_be(tmp_path: Path) 
     assert _jsonl_read_through_of(whole, 1, 1)[:2] == (5000, None)
     rows, damage, _ = _jsonl_read_through_of(cut, 1, 1)
     assert rows is None and damage is not None and "cut short" in damage
+
+
+def test_a_line_of_many_blocks_takes_time_linear_in_its_length() -> None:
+    """A file of one long line (a JSON array named .jsonl): the text carried from block to block
+    was added to a str each time, O(n^2): a 200 MB line took 3.4 s of CPU, the line-at-a-time
+    count 0.4 s. 8 MB in blocks of 1 kB copied 32 GB so; kept in pieces, it takes milliseconds."""
+    import time
+
+    data = b"[" + b"1," * (4 << 20) + b"1]\n \n"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(line_count, "BLOCK_BYTES", 1 << 10)
+        started = time.process_time()
+        assert count_nonblank_lines(io.BytesIO(data)) == 1
+    assert time.process_time() - started < 2
