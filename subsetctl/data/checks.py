@@ -292,7 +292,7 @@ def _jsonl_read_through_of(path: Path, size: int, mtime_ns: int) -> tuple[int | 
                                                                           NotUtf8Lines | str | None]:
     """:func:`_jsonl_read_through` of the file ``path`` with that size and time (the key)."""
     try:
-        with open_decompressed(path) as handle:  # (as _open_text reads it; not a line at a time: 2x faster)
+        with open_decompressed(path) as handle:  # (as _open_text reads it; by blocks: LF 2x, CRLF 1.3x faster)
             return count_nonblank_lines(handle), None, None
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
         return None, f"the file is {gzip_damage(exc)}", None

@@ -38,8 +38,10 @@ def _nonblank_in_whole_lines(text: str, end: int) -> int:
     ends = text.count("\n", 0, end)
     blank = len(_BLANK_LINE_AFTER_LF.findall(text, 0, end)) + (1 if _BLANK_FIRST_LINE.match(text, 0, end) else 0)
     if text.find("\r", 0, end) >= 0:  # lines ended by a lone "\r" (a "\r\n" is one end: its "\n" counted)
-        ends += len(_LONE_CR.findall(text, 0, end))  # (text.count("\r\n") took 4 times as long)
-        blank += len(_BLANK_LINE_AFTER_CR.findall(text, 0, end))
+        lone = len(_LONE_CR.findall(text, 0, end))  # (text.count("\r\n") took 4 times as long)
+        if lone:  # (none in a CRLF file: no second pass over it for blank lines after them)
+            ends += lone
+            blank += len(_BLANK_LINE_AFTER_CR.findall(text, 0, end))
     return ends - blank
 
 
