@@ -48,6 +48,7 @@ from subsetctl.plan_reasons import (
     model_known_by_name,
     outputs_gone,
     overrides_note,
+    report_format_change,
     typed_overrides,
     without_shared_last_clause,
     without_trailing_breakdown,
@@ -1250,12 +1251,18 @@ class Pipeline:
             from subsetctl.report.build import data_counts_classes
 
             lacking = frozenset() if data_counts_classes(self.project) else frozenset({"classes"})
-        extra = changed_inputs(old.get("extra"), as_recorded(old.get("extra"), inputs["extra"],
-                                                             lambda: stage.earlier_extra_inputs(self.spec, self.project)),
+        extra_now = as_recorded(old.get("extra"), inputs["extra"],
+                                lambda: stage.earlier_extra_inputs(self.spec, self.project))
+        extra = changed_inputs(old.get("extra"), extra_now,
                                model_known_by_name(old, manifest, self.spec.model.source, self.project.root),
-                               len(self.spec.sources), self.spec.model.kind, lacking)
+                               len(self.spec.sources), self.spec.model.kind, lacking, report_format_apart=True)
         if extra:
             reasons.append(extra)
+        # a reason of its own: `report` tells it from one saying this subsetctl reads the inputs otherwise
+        written_by = report_format_change(old.get("extra"), extra_now, len(self.spec.sources), self.spec.model.kind,
+                                          lacking)
+        if written_by:
+            reasons.append(written_by)
         gone = self._model_folder_gone(old, inputs["extra"])
         if gone is not None:  # said as such: the spec's text may be as it was ("inputs changed")
             reasons.append(f"the model folder it was made from is not there any more: {gone} holds no "

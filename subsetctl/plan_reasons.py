@@ -322,7 +322,7 @@ def _plugins_coming_or_going(old: Any, new: Any) -> str | None:
 
 def changed_inputs(old: Any, new: dict[str, Any], earlier_model: tuple[str, str] | None = None,
                    n_sources: int | None = None, kind: str | None = None,
-                   lacking: frozenset[str] = frozenset()) -> str | None:
+                   lacking: frozenset[str] = frozenset(), *, report_format_apart: bool = False) -> str | None:
     """Why the extra inputs differ, for `plan`: the sources whose data files changed, or
     the model folder (``model_files``, from a model stage). A source added or removed is
     left to the spec's reason; a model folder the earlier run did not record is said as
@@ -331,7 +331,9 @@ def changed_inputs(old: Any, new: dict[str, Any], earlier_model: tuple[str, str]
     predates model fingerprints. ``n_sources`` and ``kind`` (``model.kind``), the spec's, leave
     out of a report's format additions those a project of that many sources or that kind never
     gets, and ``lacking`` those made from results an earlier subsetctl did not keep, which a run
-    of the report alone does not add (:func:`~subsetctl.report.build.added_since`)."""
+    of the report alone does not add (:func:`~subsetctl.report.build.added_since`). With
+    ``report_format_apart``, the report's format (:func:`report_format_change`) is left to the
+    caller, which gives it as a reason of its own."""
     old = old if isinstance(old, dict) else {}
     moved = "switched_off_moved_past"  # the report stage's: switched-off stages whose settings changed
     order = "selection_order"  # the report stage's: a setting of the spec, not a file
@@ -374,19 +376,9 @@ def changed_inputs(old: Any, new: dict[str, Any], earlier_model: tuple[str, str]
                      "generated (an adapter whose answers are not kept is evaluated again)"
                      + ("; those kept without their per-row test losses get them, one pass over the test rows per "
                         "adapter" if losses else ""))
-    if report_format in new and old.get(report_format) != new[report_format]:
-        from subsetctl.report.build import added_since
-
-        later = old.get(report_format)
-        added = added_since(later, n_sources, kind, lacking)
-        parts.append(f"{REPORT_WRITTEN_BY} a later subsetctl (their format {later}; this "
-                     f"one writes {new[report_format]}): written again as this one writes them"
-                     if isinstance(later, int) and later > new[report_format] else
-                     f"{REPORT_WRITTEN_BY} an earlier subsetctl, without what this one "
-                     f"writes there ({added}): written again from the stages' results" if added else
-                     f"{REPORT_WRITTEN_BY} an earlier subsetctl (their format {later}; this "
-                     f"one writes {new[report_format]}, adding nothing this project's results give it): "
-                     "written again from the stages' results")
+    written_by = None if report_format_apart else report_format_change(old, new, n_sources, kind, lacking)
+    if written_by:
+        parts.append(written_by)
     if seeds in new and seeds not in old:
         parts.append("the random baselines after the first now draw with seeds of their own (from project.seed and "
                      "their labels): an earlier subsetctl drew them all from project.seed (two of one size picked "
@@ -415,6 +407,30 @@ def changed_inputs(old: Any, new: dict[str, Any], earlier_model: tuple[str, str]
     return "; ".join(parts) or None
 
 
+def report_format_change(old: Any, new: dict[str, Any], n_sources: int | None = None, kind: str | None = None,
+                         lacking: frozenset[str] = frozenset()) -> str | None:
+    """`plan`'s reason for a report stage whose report.json and report.md another subsetctl
+    wrote (its extra inputs ``old`` record another ``report_format`` than ``new``), beginning
+    with :data:`REPORT_WRITTEN_BY`; None where the format is this one's. ``n_sources``, ``kind``
+    and ``lacking`` as :func:`changed_inputs`'."""
+    key = "report_format"
+    old = old if isinstance(old, dict) else {}
+    if key not in new or old.get(key) == new[key]:
+        return None
+    from subsetctl.report.build import added_since
+
+    later = old.get(key)
+    added = added_since(later, n_sources, kind, lacking)
+    return (f"{REPORT_WRITTEN_BY} a later subsetctl (their format {later}; this "
+            f"one writes {new[key]}): written again as this one writes them"
+            if isinstance(later, int) and later > new[key] else
+            f"{REPORT_WRITTEN_BY} an earlier subsetctl, without what this one "
+            f"writes there ({added}): written again from the stages' results" if added else
+            f"{REPORT_WRITTEN_BY} an earlier subsetctl (their format {later}; this "
+            f"one writes {new[key]}, adding nothing this project's results give it): "
+            "written again from the stages' results")
+
+
 def model_known_by_name(old_inputs: Any, manifest: dict[str, Any], source_now: str,
                          project_root: Path) -> tuple[str, str] | None:
     """("hub" or "packaged", ``model.source``) when a stage's results were made from a hub
@@ -441,7 +457,8 @@ def model_known_by_name(old_inputs: Any, manifest: dict[str, Any], source_now: s
 
 
 #: how `plan`'s reason for a report stage whose report.json and report.md another subsetctl
-#: wrote (another report format) begins: a part :func:`said_of_another_subsetctl` leaves out
+#: wrote (another report format: :func:`report_format_change`, a reason of its own) begins:
+#: one :func:`said_of_another_subsetctl` leaves out
 REPORT_WRITTEN_BY = "report.json and report.md were written by"
 
 
@@ -455,14 +472,15 @@ def said_of_another_subsetctl(reasons: list[str]) -> bool:
     """Whether `plan`'s ``reasons`` for a stale stage name a way another subsetctl (the one
     that made its results) read its inputs otherwise than this one: after an upgrade a stage
     can be stale with nothing of the spec or its files changed, which `report` then says.
-    The report stage's part saying another subsetctl wrote report.json and report.md
-    (:data:`REPORT_WRITTEN_BY`) does not count: `report` shows the report as this one writes
+    The report stage's reason saying another subsetctl wrote report.json and report.md
+    (:func:`report_format_change`, which :meth:`~subsetctl.pipeline.Pipeline.plan` gives as a
+    reason of its own) does not count: `report` shows the report as this one writes
     it, from the stages' results, whatever wrote the files, so a report stale for its format
     and for a changed spec was said to be of results "this subsetctl reads otherwise" (a
     project run with overrides, then `report` after an upgrade), as if the upgrade made the
     stages before it re-run."""
-    return any(mark in part for reason in reasons for part in reason.split("; ")
-               if not part.startswith(REPORT_WRITTEN_BY) for mark in _ANOTHER_SUBSETCTL)
+    return any(mark in reason for reason in reasons if not reason.startswith(REPORT_WRITTEN_BY)
+               for mark in _ANOTHER_SUBSETCTL)
 
 
 def _unrecorded_model_files(earlier_model: tuple[str, str] | None) -> str:
