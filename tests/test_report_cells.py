@@ -15,6 +15,7 @@ from rich.console import Console
 from subsetctl.report.cells import (
     calibration_notes,
     calibration_state,
+    estimate_figures_lines,
     fmt,
     loss_cell,
     macro_f1_cell,
@@ -1365,6 +1366,19 @@ def test_the_estimated_and_test_figures_say_what_they_are_and_what_to_compare_th
                                                      seeds=2)}
     assert "> Each figure is the mean over the seeds' fine-tunes ± their standard deviation (ddof 0)." in (
         render_markdown(seeds, {}))
+
+
+def test_the_raw_estimate_note_says_another_theta_star_puts_raw_estimates_on_another_scale() -> None:
+    """The single report's note said raw estimates are on one scale only within one gradients and
+    lambda setting, and nothing of another `project.seed` (or model or meta_init settings), whose
+    theta* the estimates start from is another adapter, as `report --compare`'s note says."""
+    raw = [line for line in estimate_figures_lines(_report(False)) if line.startswith("Raw: ")]
+    said = ("Raw: the mean softplus of minus each row's gold log-odds, in nats, on one scale only within one "
+            "theta* (project.seed, model or meta_init), gradients and lambda setting.")
+    assert raw == [said], raw
+    assert ("> Raw: the mean softplus of minus each row's gold log-odds, in nats, on one scale only within one "
+            "theta\\* (project.seed, model or meta_init), gradients and lambda setting.") in render_markdown(
+        _report(False), {})
 
 
 def test_each_strategys_per_source_score_is_said_under_the_scores_table() -> None:

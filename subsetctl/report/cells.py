@@ -548,6 +548,12 @@ METRIC_MEANINGS = {
 }
 
 
+#: what trains the theta* that every estimate starts from, named where a note says which raw
+#: estimates are on one scale (:func:`estimate_figures_lines`, `report --compare`'s note): another
+#: `project.seed`, model or meta_init setting trains another adapter, and so another scale
+THETA_STAR_SETTINGS = "theta* (project.seed, model or meta_init)"
+
+
 def estimate_figures_lines(report: dict[str, Any]) -> list[str]:
     """What the selections table's estimated losses are and what to compare them with, a
     sentence an item (report.md writes them as one quoted paragraph, a line each; the terminal
@@ -569,8 +575,8 @@ def estimate_figures_lines(report: dict[str, Any]) -> list[str]:
         return [(f"est. loss: each selection's real loss on the target's validation rows ({surrogate}) after a "
                  "fine-tune from theta* (meta_init's adapter) on the target's train rows plus the selection's "
                  "(true_finetune, verify's settings); lower is better."), compare]
-    raw = (f"Raw: {surrogate}, on one scale only within one gradients and lambda setting." if built_in
-           else f"Raw: in the {estimator} estimator's terms.")
+    raw = (f"Raw: {surrogate}, on one scale only within one {THETA_STAR_SETTINGS}, gradients and lambda setting."
+           if built_in else f"Raw: in the {estimator} estimator's terms.")
     parts = [("est. loss: L_hat, the estimated loss on the target's validation rows after a fine-tune from theta* "
               "(meta_init's adapter) on the target's train rows plus the selection's; lower is better."), raw]
     if cal.get("enabled"):

@@ -19,6 +19,7 @@ from subsetctl.errors import NotFoundError, UserError, json_file_problem, shell_
 from subsetctl.report.cells import (
     DIVERGED_MARK,
     SELECTED_SHOWN,
+    THETA_STAR_SETTINGS,
     diverged_recorded,
     diverged_unrecorded_line,
     random_baselines_seeds,
@@ -635,6 +636,6 @@ def render_comparison(cmp: dict[str, Any], console: Any) -> None:
                                                           len(unknown) == 1, "`subsetctl report` of the project "
                                                           "that wrote it, if it still holds the results,")))
     console.print("est. loss: calibrated where the report's estimates are (nats of a real fine-tune), else raw; "
-                  "raw estimates of variants with another theta* (project.seed, model or meta_init), other "
-                  "gradients or lambda are not on one scale."
+                  f"raw estimates of variants with another {THETA_STAR_SETTINGS}, other gradients or lambda are "
+                  "not on one scale."
                   + (_scales_differ(estimates, cmp.get("calibrated_against")) or ""))
