@@ -100,15 +100,19 @@ def project_row(path: Path, *, import_plugins: bool = True) -> dict[str, Any]:
     ``stale`` that `run` would redo; "partial", with ``not_run`` the stages `run --until` left
     out; "not run"; "running", with the ``running`` stage; "error", with ``error`` the one-line
     reason: a spec that cannot be read, whose results are still shown), the ``final`` pick and
-    its ``sources`` (the last finished report's while a run redoes a stage before them), its ``test_loss`` and ``score`` (of ``metric``, the mean over fine-tune
-    seeds; ``diverged``: true where one of its fine-tunes diverged, so that they are not a finished fine-tune's; null for a report.json before format 19, which did not record it), the command-line ``overrides`` its results were made with (each with the stages
-    that read it, as report.json's) and ``last_run``, the latest stage's ``written_at``."""
+    its ``sources`` (the last finished report's while a run redoes a stage before them), its
+    ``test_loss`` and ``score`` (of ``metric``, the mean over fine-tune seeds; ``diverged``: true
+    where one of its fine-tunes diverged, so that they are not a finished fine-tune's; None,
+    unknown, where there is no test loss (no final pick, or one not evaluated yet) and for a
+    report.json before format 19, which did not record it), the command-line ``overrides`` its
+    results were made with (each with the stages that read it, as report.json's) and
+    ``last_run``, the latest stage's ``written_at``."""
     from subsetctl.plugin_loading import plugins_not_imported
     from subsetctl.report.terminal import load_report_data
 
     row: dict[str, Any] = {"json_format": OVERVIEW_JSON_FORMAT, "project": path.name, "path": str(path),
                            "state": "not run", "stale": [], "not_run": [], "running": None, "final": None,
-                           "sources": None, "metric": None, "test_loss": None, "score": None, "diverged": False,
+                           "sources": None, "metric": None, "test_loss": None, "score": None, "diverged": None,
                            "overrides": {},
                            "last_run": None, "error": None}
     try:
@@ -173,8 +177,9 @@ def _one_line(exc: BaseException) -> str:
 def _pick(report: dict[str, Any]) -> dict[str, Any]:
     """The final pick of a report (report.json's content), its sources, test figures and the
     overrides its results were made with; empty where the report lacks them (no search yet).
-    ``diverged`` is :func:`~subsetctl.report.cells.diverged_recorded`'s: None where the report
-    predates the record."""
+    ``diverged`` is :func:`~subsetctl.report.cells.diverged_recorded`'s (None where the report
+    predates the record), and None where the pick has no test loss (not evaluated yet): no
+    fine-tune of it is known to have finished, diverged or not."""
     from subsetctl.report.cells import diverged_recorded
 
     final = report.get("final")
@@ -184,7 +189,8 @@ def _pick(report: dict[str, Any]) -> dict[str, Any]:
     test = (report.get("test_metrics") or {}).get(final) or {}  # {} without evaluate
     return {"final": final, "sources": chosen.get("selected"), "metric": test.get("metric"),
             "test_loss": test.get("loss_mean"), "score": test.get("score_mean"),
-            "diverged": diverged_recorded(report, final), "overrides": report.get("overrides") or {}}
+            "diverged": diverged_recorded(report, final) if test.get("loss_mean") is not None else None,
+            "overrides": report.get("overrides") or {}}
 
 
 def state_cell(row: dict[str, Any]) -> str:

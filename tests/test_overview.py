@@ -233,6 +233,20 @@ def test_ls_of_a_sweep_with_short_names_folds_its_cells_between_words(width: int
         assert "project names" not in text, text
 
 
+def test_ls_json_says_diverged_is_unknown_where_there_is_no_test_loss(jsonl_project: Path) -> None:
+    """`ls --format json` gave `"diverged": false`, "known not to have diverged", for a project
+    not run yet and for a final pick not evaluated yet (a run stopped or still going before
+    evaluate), with no fine-tune of it finished: null (unknown) there, as for an old report.json."""
+    from subsetctl.overview import _pick, project_row
+
+    row = project_row(jsonl_project)
+    assert row["state"] == "not run" and row["test_loss"] is None and row["diverged"] is None, row
+    picked = {"report_format": 19, "final": "forward", "strategies": {"forward": {"selected": ["a"]}}}
+    assert _pick(picked)["final"] == "forward" and _pick(picked)["diverged"] is None
+    evaluated = {**picked, "test_metrics": {"forward": {"metric": "exact_match", "loss_mean": 4.6, "score_mean": 0.0}}}
+    assert _pick(evaluated)["diverged"] is False
+
+
 def test_ls_marks_the_test_loss_of_a_final_pick_whose_fine_tune_diverged() -> None:
     """A sweep variant run with `finetune.lr: 1e38` showed its final pick's test loss and score
     among the others', which its fine-tune's divergence made those of an untrained adapter:
