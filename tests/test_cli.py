@@ -188,6 +188,27 @@ def test_a_misspelled_key_without_its_value_is_called_an_override_and_the_key_me
     assert "reads as" not in said and "subsetctl init proj.v2" in said, said
 
 
+def test_a_key_in_other_tools_words_without_its_value_is_told_the_key_meant(tmp_path: Path, monkeypatch) -> None:
+    """`subsetctl validate source_files[0].pattern` (an override of a key in other tools' words,
+    `=VALUE` left off) was told there is no such spec file and to `init` a project there: the
+    override's key was matched only to close spellings. It now names the key meant, as the spec's
+    own error for `pattern:` in a source_files group does (spec.issues.KEYS_MEANT)."""
+    from subsetctl.spec.overrides import unknown_part_note
+
+    monkeypatch.chdir(tmp_path)
+    for key in ("source_files[0].pattern", "source_files[0].Glob"):
+        result = invoke("validate", key)
+        assert result.exit_code == 1, result.output
+        said = " ".join(result.output.split())
+        assert (f"{key} reads as an override without its value, and its key is wrong too: source_files[0] has no "
+                f"key {key.split('.')[1]!r} (did you mean 'files'? its keys: by, corrupt, files,") in said, said
+        assert "with the key it likely means: source_files[0].files=VALUE." in said, said
+        assert "subsetctl init" not in said, said
+    assert "(did you mean 'files'? " in unknown_part_note(["source_files", 0, "paths"], 2, ["by", "files", "seed"])
+    # where the key named is not among those valid there, a close spelling still is
+    assert "(did you mean 'path'? " in unknown_part_note(["source_files", 0, "paths"], 2, ["path", "seed"])
+
+
 def test_a_project_named_by_a_file_that_is_no_spec_is_told_the_folder_not_to_rename_it(tmp_path: Path,
                                                                                        monkeypatch) -> None:
     """`subsetctl plan p/report.md` (or `run p/a.jsonl`) was advised to rename or copy report.md to

@@ -630,12 +630,19 @@ def meant_key(key: str, allowed: list[str]) -> str | None:
     return close[0] if close else None
 
 
+def key_named_meant(loc: list[str | int]) -> str | None:
+    """The spec key that the unknown key ``loc[-1]`` names in other tools' words at its place,
+    as :data:`KEYS_MEANT` has it (``pattern`` in a source_files group: ``files``), however far
+    its spelling; None if it names none. (The spec's errors and an override's key use it.)"""
+    place = tuple(part for part in _clean_loc(tuple(loc[:-1])) if isinstance(part, str))
+    return KEYS_MEANT.get(place, {}).get(str(loc[-1]).lower())
+
+
 def _key_meant(loc: list[str | int], allowed: list[str]) -> str | None:
     """The key of ``allowed`` that the unknown key ``loc[-1]`` means: the one KEYS_MEANT
-    names for it at its place (``pattern`` in a source_files group: ``files``), else its
-    closest spelling (:func:`meant_key`); None if neither."""
-    place = tuple(part for part in _clean_loc(tuple(loc[:-1])) if isinstance(part, str))
-    named = KEYS_MEANT.get(place, {}).get(str(loc[-1]).lower())
+    names for it at its place (:func:`key_named_meant`), else its closest spelling
+    (:func:`meant_key`); None if neither."""
+    named = key_named_meant(loc)
     return named if named in allowed else meant_key(str(loc[-1]), allowed)
 
 

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple, get_args, get_origin
 import yaml
 
 from subsetctl.errors import SpecError, printable, worded
-from subsetctl.spec.issues import SpecIssue, _models_in, format_path
+from subsetctl.spec.issues import SpecIssue, _models_in, format_path, key_named_meant
 from subsetctl.spec.yaml_depth import (
     _MAX_ALIAS_EXPANSION,
     AliasesExpandTooFarError,
@@ -126,7 +126,7 @@ def override_without_value_note(path: object) -> str:
     if not (isinstance(last, int) or last in _spec_key_names()
             or (isinstance(before, str) and before in _spec_mapping_names())
             or (len(parts) > 2 and wrong is not None and wrong[0] == len(parts) - 1
-                and _meant_key(str(last), wrong[1]))):  # model.lora.rr; not a missing sources.extra.yaml
+                and _meant_key(parts, *wrong))):  # model.lora.rr; not a missing sources.extra.yaml
         return ""
     if wrong is None:
         return (f": {text} reads as a key of the spec, an override without its value. Write each override as one "
@@ -150,7 +150,7 @@ def nearest_key(parts: list[str | int]) -> list[str | int] | None:
         if wrong is None:
             return fixed
         at, valid = wrong
-        meant = _meant_key(str(fixed[at]), valid) if valid and isinstance(fixed[at], str) else None
+        meant = _meant_key(fixed, at, valid) if valid and isinstance(fixed[at], str) else None
         if meant is None:
             return None
         fixed[at] = meant
@@ -207,19 +207,25 @@ def unknown_part_note(parts: list[str | int], at: int, valid: list[str]) -> str:
         return f"{where} is not a list, so {key_text(parts[: at + 1])} is no setting"
     if not valid:
         return f"{where} takes a value, not keys, so {key_text(parts[: at + 1])} is no setting"
-    close = _meant_key(str(part), valid)
+    close = _meant_key(parts, at, valid)
     meant = f"did you mean {close!r}? " if close else ""
     listed = ", ".join(valid[:_KEYS_LISTED]) + (", ..." if len(valid) > _KEYS_LISTED else "")
     owner = where if at else "the spec"  # (format_path writes no parts as "(top level)")
     return f"{owner} has no key {str(part)!r} ({meant}its keys: {listed})"
 
 
-def _meant_key(part: str, valid: list[str]) -> str | None:
-    """The key of ``valid`` that the wrong part ``part`` of an override's key is a likely
-    misspelling of (``rr`` -> ``r``, ``loraa`` -> ``lora``), or None."""
+def _meant_key(parts: list[str | int], at: int, valid: list[str]) -> str | None:
+    """The key of ``valid`` that the wrong part ``at`` of an override's key path ``parts``
+    likely means: the one the spec's errors name for it there in other tools' words
+    (:func:`~subsetctl.spec.issues.key_named_meant`: ``source_files[0].pattern`` -> ``files``,
+    which no spelling comes close to), else the one it is a likely misspelling of (``rr`` ->
+    ``r``, ``loraa`` -> ``lora``); None if neither."""
     import difflib
 
-    close = difflib.get_close_matches(part, valid, n=1, cutoff=0.6)
+    named = key_named_meant(parts[: at + 1])
+    if named in valid:
+        return named
+    close = difflib.get_close_matches(str(parts[at]), valid, n=1, cutoff=0.6)
     return close[0] if close else None
 
 
