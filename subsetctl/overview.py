@@ -112,9 +112,8 @@ def project_row(path: Path, *, import_plugins: bool = True) -> dict[str, Any]:
 
     row: dict[str, Any] = {"json_format": OVERVIEW_JSON_FORMAT, "project": path.name, "path": str(path),
                            "state": "not run", "stale": [], "not_run": [], "running": None, "final": None,
-                           "sources": None, "metric": None, "test_loss": None, "score": None, "diverged": None,
-                           "overrides": {},
-                           "last_run": None, "error": None}
+                           "sources": None, "metric": None, "test_loss": None, "score": None,
+                           "diverged": None, "overrides": {}, "last_run": None, "error": None}
     try:
         with plugins_not_imported(not import_plugins):
             data = load_report_data(path, nothing_run_ok=True)
@@ -231,10 +230,11 @@ def _table_layout(cells: dict[str, list[str]], width: int) -> tuple[list[str], d
     long ones), every other column at least as wide as its widest word, header's included
     ("gradient_similarity", "2026-12-05", "finetune.steps=5": folded only between words), and
     the room left given to them up to their longest line, those needing least first (a
-    column whole on one line for each). Where the names and those
-    words do not fit, the columns of :data:`_LEFT_OUT_FIRST` are left out, one at a time; then
-    the widest text columns fold mid-word (to :data:`_LEAST`), and last the names. Folding at a fixed least width broke words mid-word at 80 columns
-    ("gradien/t_simil/arity", "overri/des", "2026-12/-05") even beside short names."""
+    column whole on one line for each). Where the names and those words do not fit, the
+    columns of :data:`_LEFT_OUT_FIRST` are left out, one at a time; then the widest text
+    columns fold mid-word (to :data:`_LEAST`), and last the names. Folding at a fixed least
+    width broke words mid-word at 80 columns ("gradien/t_simil/arity", "overri/des",
+    "2026-12/-05") even beside short names."""
     from rich.cells import cell_len
 
     least = {name: max(_longest_word([name]), _longest_word(cells[name])) for name in _COLUMNS}
