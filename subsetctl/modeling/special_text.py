@@ -221,7 +221,7 @@ class CountsCache:
     def kept_counts(self, name: str, files: str | None) -> SpecialTextCounts | None:
         """The counts kept for ``name``'s prepared ``files`` (a digest; kept for this run too),
         or None where there are none to use (``files`` None: not known, counted each time):
-        then the caller counts the source's rows and :meth:`keep` s them."""
+        then the caller counts the source's rows and keeps the counts (:meth:`keep`)."""
         entry = self.held.get(name)
         if files is not None and isinstance(entry, dict) and entry.get("files") == files:
             found = SpecialTextCounts.from_json(self.tokenizer, entry.get("counts"))
