@@ -228,13 +228,43 @@ def plain_split_table(path: str | Path) -> pa.Table | None:
                  and all(isinstance(f, dict) and f.get("_type") == "Value" for f in features.values()))
         if not plain:
             return None
-        tables = []
-        for data_file in state["_data_files"]:
-            with pa.memory_map(os.path.join(path, data_file["filename"])) as stream:
-                tables.append(pa.ipc.open_stream(stream).read_all())
-        table = pa.concat_tables(tables)
+        table = pa.concat_tables([read_arrow_stream(os.path.join(path, data_file["filename"]))
+                                  for data_file in state["_data_files"]])
     except (OSError, ValueError, KeyError, TypeError, AttributeError, pa.ArrowException):
         return None
     if list(table.column_names) != list(features):
         return None
     return table
+
+
+def read_arrow_stream(file: str | Path) -> pa.Table:
+    """The table in the Arrow stream ``file`` (a ``save_to_disk`` data file), memory-mapped.
+
+    Raises:
+        OSError: the file cannot be opened.
+        pyarrow.ArrowException: it is not a whole Arrow stream (truncated, overwritten)."""
+    import pyarrow as pa
+
+    with pa.memory_map(str(file)) as stream:
+        return pa.ipc.open_stream(stream).read_all()
+
+
+def unreadable_data_file(path: Path) -> tuple[Path, Exception] | None:
+    """The first of the Arrow files that the ``save_to_disk`` folder ``path`` lists in its
+    ``state.json`` that cannot be read, with the error it raised; None where each reads, or
+    ``state.json`` lists none it can name. For the message of a split ``load_from_disk``
+    cannot load, whose pyarrow error (``Expected to read 840 metadata bytes``) names no file."""
+    import pyarrow as pa
+
+    try:
+        names = [data_file["filename"] for data_file in read_saved_json(path / "state.json")["_data_files"]]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    for name in names:
+        if not isinstance(name, str):
+            continue
+        try:
+            read_arrow_stream(path / name)
+        except (OSError, pa.ArrowException) as exc:
+            return path / name, exc
+    return None

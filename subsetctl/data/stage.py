@@ -65,7 +65,7 @@ from subsetctl.data.prepare import (
     quiet_datasets,
     split_summary,
 )
-from subsetctl.data.saving import load_saved, plain_split_table, save_split
+from subsetctl.data.saving import load_saved, plain_split_table, save_split, unreadable_data_file
 from subsetctl.errors import OTHER_UNICODE_FORM, UserError, in_another_form, shown_text
 from subsetctl.plugin_loading import load_plugin_string
 from subsetctl.plugin_scoping import plugin_scope
@@ -805,7 +805,8 @@ def load_split(data_dir: Path, name: str, split: str) -> Dataset:
     """One saved split (memory-mapped); an empty dataset for a split of size 0. A split whose
     ``dataset_info.json`` or ``state.json`` holds JSON of another shape (``[]``), on which
     ``load_from_disk`` raises an AttributeError, KeyError or TypeError, is a UserError saying
-    it is damaged: `plan` stopped with an internal error where `run` prepares it again."""
+    it is damaged: `plan` stopped with an internal error where `run` prepares it again. So is
+    one whose Arrow file is cut short, overwritten or gone (:func:`_damaged_files`)."""
     if split not in SPLITS:
         raise UserError(f"Unknown split {split!r}; splits are {', '.join(SPLITS)}.")
     folder = Path(data_dir) / name
@@ -826,6 +827,21 @@ def load_split(data_dir: Path, name: str, split: str) -> Dataset:
         raise UserError(f"The prepared data of {name!r} split {split!r} ({path}) is damaged: its dataset_info.json or "
                         f"state.json is not what the data stage wrote ({type(exc).__name__}: {exc}). Prepare it "
                         "again with `subsetctl run --force data`.") from exc
+    except (OSError, pa.ArrowException) as exc:
+        raise _damaged_files(path, name, split, exc) from exc
+
+
+def _damaged_files(path: Path, name: str, split: str, exc: Exception) -> UserError:
+    """The error for the saved split ``path`` of source ``name`` that ``load_from_disk`` could
+    not read (``exc``): one of its Arrow files truncated, overwritten or gone, which came out
+    as pyarrow's ``ArrowInvalid`` (an internal error naming no file) from every stage
+    reading the split. It names the file where one of those the split lists does not read."""
+    unreadable = unreadable_data_file(path)
+    what = f"its file {unreadable[0]}" if unreadable is not None else f"its files in {path}"
+    error = unreadable[1] if unreadable is not None else exc
+    return UserError(f"The prepared data of {name!r} split {split!r} is damaged: {what} cannot be read "
+                     f"({type(error).__name__}: {error}), so it is not what the data stage wrote. Prepare it "
+                     "again with `subsetctl run --force data`.")
 
 
 def split_columns(data_dir: Path, name: str, split: str) -> dict[str, list[Any]]:

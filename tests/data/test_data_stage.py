@@ -126,7 +126,8 @@ def test_split_columns_reads_the_saved_files_as_load_split_gives_them(tmp_path: 
 
 def test_split_columns_leaves_formatted_or_damaged_splits_to_load_from_disk(tmp_path: Path) -> None:
     """A split saved with an output format, or whose Arrow file pyarrow cannot read, is read
-    by ``load_split`` as before (its values, its errors)."""
+    by ``load_split`` as before (its values, its errors: for a damaged file, the damaged-split
+    UserError, no longer load_from_disk's own ArrowInvalid)."""
     formatted = Dataset.from_dict({"prompt": ["a", "b"], "response": ["1", "2"]})
     formatted.set_format(type=None, columns=["prompt"])
     formatted.save_to_disk(str(tmp_path / "f" / "train"))
@@ -134,7 +135,7 @@ def test_split_columns_leaves_formatted_or_damaged_splits_to_load_from_disk(tmp_
     Dataset.from_dict({"prompt": ["a"]}).save_to_disk(str(tmp_path / "d" / "train"))
     arrow = next((tmp_path / "d" / "train").glob("*.arrow"))
     arrow.write_bytes(arrow.read_bytes()[:20])
-    with pytest.raises(pa.ArrowInvalid, match="metadata bytes"):  # load_from_disk's own error
+    with pytest.raises(UserError, match=r"'d' split 'train' is damaged: its file .* \(ArrowInvalid: .*metadata bytes"):
         split_columns(tmp_path, "d", "train")
 
 
@@ -1109,3 +1110,29 @@ def test_a_split_whose_state_json_is_a_list_is_read_as_damaged_not_an_internal_e
     assert plain_split_columns(folder) is None
     with pytest.raises(UserError, match="The prepared data of 'tgt' split 'test' .* is damaged"):
         split_columns(tmp_path / "out", "tgt", "test")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "overwritten", "emptied", "removed"])
+def test_a_split_whose_arrow_file_is_damaged_is_a_user_error_naming_the_file(tmp_path: Path, damage: str) -> None:
+    """A prepared split whose Arrow file was cut short, overwritten or emptied made every reader
+    of it (the stages' examples, through split_columns and splits_rows) raise pyarrow's
+    ArrowInvalid ("Expected to read 840 metadata bytes, but only read 92"), an internal error
+    naming no file; one removed, a FileNotFoundError. It is the damaged-split UserError, naming the
+    source, the split and the file, and how to prepare it again."""
+    folder = tmp_path / "out" / "src" / "train"
+    Dataset.from_dict({"prompt": [f"q{i}" for i in range(20)], "response": ["a"] * 20}).save_to_disk(str(folder))
+    arrow = folder / "data-00000-of-00001.arrow"
+    content = arrow.read_bytes()
+    if damage == "removed":
+        arrow.unlink()
+    else:
+        arrow.write_bytes({"truncated": content[:len(content) // 2], "overwritten": b"x" * len(content),
+                           "emptied": b""}[damage])
+    for read in (lambda: load_split(tmp_path / "out", "src", "train"),
+                 lambda: split_columns(tmp_path / "out", "src", "train"),
+                 lambda: splits_rows(tmp_path / "out", [("src", "train")])):
+        with pytest.raises(UserError) as refused:
+            read()
+        said = str(refused.value)
+        assert said.startswith(f"The prepared data of 'src' split 'train' is damaged: its file {arrow} cannot be read ("), said
+        assert said.endswith("Prepare it again with `subsetctl run --force data`."), said
