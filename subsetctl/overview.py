@@ -126,9 +126,13 @@ def project_row(path: Path, *, import_plugins: bool = True) -> dict[str, Any]:
     # figures of the last report the project finished, as the state says how current they are
     row.update(_pick(data.get("report") or {}) or _pick(_last_finished_report(path)))
     # every stage `run` would redo: results the spec moved past, out of date, damaged, stopped partway,
-    # a deleted output, or set aside for previous results it would put back
+    # a deleted output, or set aside for previous results it would put back; and the report where only its
+    # own text is outdated (an earlier subsetctl wrote it, or it names overrides the spec file holds since):
+    # `report` shows it as this subsetctl writes it, so its "stale" leaves it out, but `plan` lists it and
+    # `run` writes it again ("up to date" here contradicted both)
+    rewritten = data["report_by_earlier_subsetctl"] or data["report_names_overrides_since_held"]
     redo = {*data["stale"], *data["outdated"], *data["damaged"], *data["unfinished"], *data["missing_outputs"],
-            *data["previous"]}
+            *data["previous"], *(["report"] if rewritten else [])}
     row["stale"] = [name for name in _stage_order() if name in redo]
     row["not_run"] = [name for name in data["not_run"] if name not in redo]
     if data.get("running"):

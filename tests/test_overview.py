@@ -283,3 +283,50 @@ def test_ls_marks_the_test_loss_of_a_final_pick_whose_fine_tune_diverged() -> No
     assert ("lr1e-3's report.json is older than report format 19, which records the fine-tunes that diverged: its "
             "test losses are not marked (diverged) even where one did; `subsetctl report DIR` says whether any "
             "did.") in text, text
+
+
+def _report_of_an_earlier_subsetctl(project: Path) -> None:
+    """The report stage's manifest as an earlier subsetctl wrote it: a lower report_format."""
+    from subsetctl.project import fingerprint
+    from subsetctl.report.build import REPORT_FORMAT
+
+    manifest_file = project / ".subsetctl" / "report" / "manifest.json"
+    manifest = json.loads(manifest_file.read_text())
+    manifest["inputs"]["extra"]["report_format"] = REPORT_FORMAT - 1
+    manifest["fingerprint"] = fingerprint(manifest["inputs"])
+    manifest_file.write_text(json.dumps(manifest))
+
+
+def _overrides_the_spec_file_holds_since(project: Path) -> None:
+    """Results of `run finetune.steps=S`, then ``steps: S`` written into the spec file."""
+    from subsetctl.api import run_project
+
+    spec = yaml.safe_load((project / "subsetctl.yaml").read_text())
+    spec["finetune"]["steps"] += 1
+    run_project(project, overrides=[f"finetune.steps={spec['finetune']['steps']}"])
+    (project / "subsetctl.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+
+
+@pytest.mark.parametrize("outdated_text", [_report_of_an_earlier_subsetctl, _overrides_the_spec_file_holds_since])
+def test_ls_lists_the_report_plan_and_run_write_again(tmp_path: Path, tiny_project_ran, outdated_text) -> None:
+    """A report only whose own text is outdated (written by an earlier subsetctl, or naming
+    overrides the spec file holds since, nothing else changed): `ls` said "up to date" while
+    `plan` listed the report stage to redo and `run` wrote it again. `ls` lists it as `plan`
+    does; `report` still shows it as this subsetctl writes it, nothing stale."""
+    from subsetctl.api import plan_project, run_project
+
+    v0 = tiny_project_ran(into=tmp_path / "sweep" / "v0")
+    outdated_text(v0)
+    assert [s.name for s in plan_project(v0)[2] if s.will_run] == ["report"]
+    result = CliRunner().invoke(main, ["ls", str(tmp_path / "sweep"), "--format", "json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    [row] = json.loads(result.output)
+    assert row["state"] == "stale" and row["stale"] == ["report"], row
+    text = CliRunner().invoke(main, ["ls", str(tmp_path / "sweep")], env={"COLUMNS": "200"}).output
+    assert "stale: report" in text and "up to date" not in text, text
+    shown = json.loads(CliRunner().invoke(main, ["report", str(v0), "--format", "json"]).output)
+    assert shown["stale"] == [] and shown["outdated"] == [], shown  # `report`'s own view is unchanged
+
+    assert [r["stage"] for r in run_project(v0) if r["action"] == "ran"] == ["report"]
+    [row] = json.loads(CliRunner().invoke(main, ["ls", str(tmp_path / "sweep"), "--format", "json"]).output)
+    assert row["state"] == "up to date" and row["stale"] == [], row
