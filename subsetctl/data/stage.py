@@ -25,6 +25,7 @@ ids stay is copied, as a causal LM's is).
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
@@ -806,7 +807,8 @@ def load_split(data_dir: Path, name: str, split: str) -> Dataset:
     ``dataset_info.json`` or ``state.json`` holds JSON of another shape (``[]``), on which
     ``load_from_disk`` raises an AttributeError, KeyError or TypeError, is a UserError saying
     it is damaged: `plan` stopped with an internal error where `run` prepares it again. So is
-    one whose Arrow file is cut short, overwritten or gone (:func:`_damaged_files`)."""
+    one whose Arrow file is cut short, overwritten or gone (:func:`_damaged_files`); one the
+    system refuses to read (permissions, memory) raises its OSError (:func:`_refused_by_the_system`)."""
     if split not in SPLITS:
         raise UserError(f"Unknown split {split!r}; splits are {', '.join(SPLITS)}.")
     folder = Path(data_dir) / name
@@ -828,7 +830,19 @@ def load_split(data_dir: Path, name: str, split: str) -> Dataset:
                         f"state.json is not what the data stage wrote ({type(exc).__name__}: {exc}). Prepare it "
                         "again with `subsetctl run --force data`.") from exc
     except (OSError, pa.ArrowException) as exc:
+        if _refused_by_the_system(exc):  # not damage: said as the CLI says it (fix the permissions, free memory)
+            raise
         raise _damaged_files(path, name, split, exc) from exc
+
+
+def _refused_by_the_system(exc: BaseException) -> bool:
+    """Whether ``exc``, raised reading a split's files, is the system refusing them (no read
+    permission, out of memory or of open files, an I/O error) rather than the files being
+    damaged: `run --force data` does not help with those, and the CLI's messages for them
+    (:func:`subsetctl.errors.environment_error`, the stages' out-of-memory one) say what does.
+    A file removed (ENOENT) is damage, and so is pyarrow's OSError with no errno ("Expected
+    file path, but ... is a directory")."""
+    return isinstance(exc, MemoryError) or (isinstance(exc, OSError) and exc.errno not in (None, errno.ENOENT))
 
 
 def _damaged_files(path: Path, name: str, split: str, exc: Exception) -> UserError:

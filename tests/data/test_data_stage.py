@@ -1136,3 +1136,31 @@ def test_a_split_whose_arrow_file_is_damaged_is_a_user_error_naming_the_file(tmp
         said = str(refused.value)
         assert said.startswith(f"The prepared data of 'src' split 'train' is damaged: its file {arrow} cannot be read ("), said
         assert said.endswith("Prepare it again with `subsetctl run --force data`."), said
+
+
+@pytest.mark.parametrize("refused", [PermissionError(13, "Permission denied"), OSError(12, "Cannot allocate memory")])
+def test_a_split_the_system_refuses_to_read_is_not_said_to_be_damaged(tmp_path: Path, monkeypatch,
+                                                                      refused: OSError) -> None:
+    """An Arrow file the system refuses to map (no read permission; out of memory) is not damaged,
+    and `run --force data` does not help: its OSError goes on to the CLI's messages for those
+    ("Cannot use FILE: Permission denied ... fix the permissions"), not the damaged-split UserError."""
+    from subsetctl.errors import environment_error
+
+    folder = tmp_path / "out" / "src" / "train"
+    Dataset.from_dict({"prompt": ["q0", "q1"], "response": ["a", "b"]}).save_to_disk(str(folder))
+    mapped = pa.memory_map
+
+    def memory_map(file: str, *args, **kwargs):
+        if str(file).endswith(".arrow"):
+            raise type(refused)(refused.errno, refused.strerror, str(file))
+        return mapped(file, *args, **kwargs)
+
+    monkeypatch.setattr(pa, "memory_map", memory_map)
+    for read in (lambda: load_split(tmp_path / "out", "src", "train"),
+                 lambda: split_columns(tmp_path / "out", "src", "train"),
+                 lambda: splits_rows(tmp_path / "out", [("src", "train")])):
+        with pytest.raises(type(refused)) as raised:
+            read()
+        assert raised.value.errno == refused.errno and not isinstance(raised.value, UserError)
+    if isinstance(refused, PermissionError):
+        assert "fix the permissions" in str(environment_error(raised.value))
