@@ -330,3 +330,16 @@ def test_ls_lists_the_report_plan_and_run_write_again(tmp_path: Path, tiny_proje
     assert [r["stage"] for r in run_project(v0) if r["action"] == "ran"] == ["report"]
     [row] = json.loads(CliRunner().invoke(main, ["ls", str(tmp_path / "sweep"), "--format", "json"]).output)
     assert row["state"] == "up to date" and row["stale"] == [], row
+
+
+def test_ls_lists_a_damaged_stage_alone_where_plan_lists_the_ones_after_it_too(tmp_path: Path,
+                                                                              tiny_project_ran) -> None:
+    """README: `ls` says "stale" with the stages `run` would redo as `plan` lists them, but of a
+    damaged stage not the ones after it (the row says where the trouble is)."""
+    from subsetctl.api import plan_project
+
+    v0 = tiny_project_ran(into=tmp_path / "sweep" / "v0")
+    (v0 / ".subsetctl" / "search" / "provenance.json").write_bytes(b"garbage")
+    assert [s.name for s in plan_project(v0)[2] if s.will_run] == ["search", "finetune", "evaluate", "report"]
+    [row] = json.loads(CliRunner().invoke(main, ["ls", str(tmp_path / "sweep"), "--format", "json"]).output)
+    assert row["state"] == "stale" and row["stale"] == ["search"], row
