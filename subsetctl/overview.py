@@ -108,7 +108,7 @@ def project_row(path: Path, *, import_plugins: bool = True) -> dict[str, Any]:
     results were made with (each with the stages that read it, as report.json's) and
     ``last_run``, the latest stage's ``written_at``."""
     from subsetctl.plugin_loading import plugins_not_imported
-    from subsetctl.report.terminal import load_report_data
+    from subsetctl.report.terminal import report_data_and_plan
 
     row: dict[str, Any] = {"json_format": OVERVIEW_JSON_FORMAT, "project": path.name, "path": str(path),
                            "state": "not run", "stale": [], "not_run": [], "running": None, "final": None,
@@ -116,7 +116,7 @@ def project_row(path: Path, *, import_plugins: bool = True) -> dict[str, Any]:
                            "diverged": None, "overrides": {}, "last_run": None, "error": None}
     try:
         with plugins_not_imported(not import_plugins):
-            data = load_report_data(path, nothing_run_ok=True)
+            data, statuses = report_data_and_plan(path, nothing_run_ok=True)
     except (UserError, OSError) as exc:  # one project's problem is its row's, not the table's
         return {**row, "state": "error", "error": _one_line(exc)}
     stages = data["stages"]
@@ -129,10 +129,13 @@ def project_row(path: Path, *, import_plugins: bool = True) -> dict[str, Any]:
     # a deleted output, or set aside for previous results it would put back; and the report where only its
     # own text is outdated (an earlier subsetctl wrote it, or it names overrides the spec file holds since):
     # `report` shows it as this subsetctl writes it, so its "stale" leaves it out, but `plan` lists it and
-    # `run` writes it again ("up to date" here contradicted both)
+    # `run` writes it again ("up to date" here contradicted both). The stages after a damaged one (or one
+    # stopped partway, or with an output deleted), which `report`'s "stale" leaves out as their results
+    # still hold, are the plan's to say: `run` redoes them too (the row said "stale: search" alone)
     rewritten = data["report_by_earlier_subsetctl"] or data["report_names_overrides_since_held"]
+    planned = [status.name for status in statuses if status.will_run and status.name not in data["not_run"]]
     redo = {*data["stale"], *data["outdated"], *data["damaged"], *data["unfinished"], *data["missing_outputs"],
-            *data["previous"], *(["report"] if rewritten else [])}
+            *data["previous"], *(["report"] if rewritten else []), *planned}
     row["stale"] = [name for name in _stage_order() if name in redo]
     row["not_run"] = [name for name in data["not_run"] if name not in redo]
     if data.get("running"):

@@ -332,14 +332,23 @@ def test_ls_lists_the_report_plan_and_run_write_again(tmp_path: Path, tiny_proje
     assert row["state"] == "up to date" and row["stale"] == [], row
 
 
-def test_ls_lists_a_damaged_stage_alone_where_plan_lists_the_ones_after_it_too(tmp_path: Path,
-                                                                              tiny_project_ran) -> None:
-    """README: `ls` says "stale" with the stages `run` would redo as `plan` lists them, but of a
-    damaged stage not the ones after it (the row says where the trouble is)."""
+@pytest.mark.parametrize("damaged", ["search/provenance.json", "search/manifest.json"])
+def test_ls_lists_the_stages_after_a_damaged_one_as_plan_does(tmp_path: Path, tiny_project_ran, damaged: str) -> None:
+    """A stage whose files fail their checksums (or whose manifest is unreadable): `plan` and
+    `run` redo it and every stage after it, while `ls`'s row said "stale: search" alone of the
+    damaged file (of the unreadable manifest it listed them already: their results count as
+    outdated). The row lists what `plan` lists; `report`'s own view is unchanged."""
     from subsetctl.api import plan_project
 
     v0 = tiny_project_ran(into=tmp_path / "sweep" / "v0")
-    (v0 / ".subsetctl" / "search" / "provenance.json").write_bytes(b"garbage")
-    assert [s.name for s in plan_project(v0)[2] if s.will_run] == ["search", "finetune", "evaluate", "report"]
-    [row] = json.loads(CliRunner().invoke(main, ["ls", str(tmp_path / "sweep"), "--format", "json"]).output)
-    assert row["state"] == "stale" and row["stale"] == ["search"], row
+    (v0 / ".subsetctl" / damaged).write_bytes(b"garbage")
+    planned = [s.name for s in plan_project(v0)[2] if s.will_run]
+    assert planned == ["search", "finetune", "evaluate", "report"]
+    result = CliRunner().invoke(main, ["ls", str(tmp_path / "sweep"), "--format", "json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    [row] = json.loads(result.output)
+    assert row["state"] == "stale" and row["stale"] == planned, row
+    text = CliRunner().invoke(main, ["ls", str(tmp_path / "sweep")], env={"COLUMNS": "200"}).output
+    assert "stale: search, finetune, evaluate, report" in text, text
+    shown = json.loads(CliRunner().invoke(main, ["report", str(v0), "--format", "json"]).output)
+    assert shown["damaged"] == ["search"] and shown["stale"] == [], shown

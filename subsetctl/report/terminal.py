@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from subsetctl.errors import UserError, shell_arg
 from subsetctl.project import Project, manifests_read_once
 from subsetctl.spec.dumps import dumps_once
+
+if TYPE_CHECKING:
+    from subsetctl.pipeline import StageStatus
 
 #: the version of what :func:`load_report_data` returns, which `report --format json` and `run
 #: --format json` print (its top-level ``json_format``): raised whenever a subsetctl removes or
@@ -18,8 +21,6 @@ from subsetctl.spec.dumps import dumps_once
 REPORT_JSON_FORMAT = 1
 
 
-@manifests_read_once()  # its checks against the spec (a plan) and the report read each manifest once
-@dumps_once()  # and dump each source once
 def load_report_data(root: str | Path, overrides: list[str] | None = None, *, nothing_run_ok: bool = False) -> dict[str, Any]:
     """Everything the report shows, from the stage manifests (nothing is recomputed).
 
@@ -29,9 +30,21 @@ def load_report_data(root: str | Path, overrides: list[str] | None = None, *, no
     ``json_format`` numbers its keys (:data:`REPORT_JSON_FORMAT`).
     ``stale`` lists the stages whose shown results no longer match the spec (with
     ``overrides``, as a run with them would see it) or its input files: what `plan` says
-    a run would redo; ``spec_problem`` says why that could not be checked. ``root`` is
+    a run would redo, but of a damaged stage not the ones after it (:func:`report_data_and_plan`
+    has them); ``spec_problem`` says why that could not be checked. ``root`` is
     found as the api's functions find a project: a str, ``~/q`` or its spec file will do,
     and a folder that is no project is a UserError saying so."""
+    return report_data_and_plan(root, overrides, nothing_run_ok=nothing_run_ok)[0]
+
+
+@manifests_read_once()  # its checks against the spec (a plan) and the report read each manifest once
+@dumps_once()  # and dump each source once
+def report_data_and_plan(root: str | Path, overrides: list[str] | None = None, *,
+                         nothing_run_ok: bool = False) -> tuple[dict[str, Any], list[StageStatus]]:
+    """:func:`load_report_data`'s data and the plan it checked the results with, each stage's
+    status (none where the spec is invalid): which stages `run` would run (``will_run``) is
+    the plan's, of a damaged stage the ones after it too, which the data's ``stale`` (the
+    results a change moved past) leaves out; `ls` lists them as `plan` does."""
     from subsetctl.stages import stage_names
 
     project = Project.find(root)  # Project(root) took only a Path: a str from a notebook was a TypeError
@@ -60,7 +73,7 @@ def load_report_data(root: str | Path, overrides: list[str] | None = None, *, no
     data: dict[str, Any] = {"json_format": REPORT_JSON_FORMAT, "project": str(root), "stages": stages,
                             "outdated": outdated}
     checked = _checked_against_spec(root, overrides, stages)
-    spec = checked.pop("spec")
+    spec, statuses = checked.pop("spec"), checked.pop("statuses")
     checked["stale"] = [name for name in checked["stale"] if name not in outdated]
     checked["stale_reasons"] = {name: why for name, why in checked["stale_reasons"].items() if name in checked["stale"]}
     # switched off, with settings changed since their results: a run leaves them out of report.md (not
@@ -109,7 +122,7 @@ def load_report_data(root: str | Path, overrides: list[str] | None = None, *, no
                                       order=selection_order(spec) if spec is not None else None, spec=spec)
         if spec is not None:  # its time table marks them as report.md's does
             mark_switched_off(data["report"]["stages"], spec, unless=switched_on_by_an_override)
-    return data
+    return data, statuses
 
 
 def nothing_to_report(root: Path) -> str:
@@ -136,7 +149,8 @@ def _checked_against_spec(root: Path, overrides: list[str] | None, stages: dict[
     (files failing their checksums, an unreadable manifest), ``not_run`` (`run --until`
     stopped before them), ``unfinished`` (a run stopped partway through them) and
     ``switched_off_moved_past``; ``name`` is the spec's project name. An invalid spec
-    cannot be compared: ``spec_problem`` says why. ``spec`` is the spec (None when invalid)."""
+    cannot be compared: ``spec_problem`` says why. ``spec`` is the spec and ``statuses``
+    the plan's (None and none when invalid)."""
     from subsetctl.api import plan_project
 
     try:
@@ -149,7 +163,7 @@ def _checked_against_spec(root: Path, overrides: list[str] | None, stages: dict[
                 "report_by_earlier_subsetctl": False, "report_names_overrides_since_held": False,
                 "stale_by_earlier_subsetctl": False,
                 "spec_problem": " ".join(lines[:2]) + more, "name": None,
-                "spec": None}
+                "spec": None, "statuses": []}
     from subsetctl.stages import all_stages
 
     after = {stage.name: stage.after for stage in all_stages()}
@@ -192,7 +206,7 @@ def _checked_against_spec(root: Path, overrides: list[str] | None, stages: dict[
             "unfinished": [s.name for s in statuses if s.state == "unfinished"],
             "report_by_earlier_subsetctl": earlier_format, "report_names_overrides_since_held": overrides_held,
             "stale_by_earlier_subsetctl": by_another,
-            "spec_problem": None, "name": spec.project.name, "spec": spec}
+            "spec_problem": None, "name": spec.project.name, "spec": spec, "statuses": statuses}
 
 
 def _why_outdated(data: dict[str, Any], outdated: list[str]) -> str:
