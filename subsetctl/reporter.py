@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -200,11 +200,12 @@ class _LogTask:
     "search: 0/1" and "search: 1/1". Numbers alone (a training's loss) keep the ``every`` pace."""
 
     def __init__(self, console: Any, description: str, total: int | None, every: float,
-                 note_every: float = LOG_NOTE_EVERY_S, only_if_slow: bool = False) -> None:
+                 note_every: float = LOG_NOTE_EVERY_S, only_if_slow: bool = False,
+                 clock: Callable[[], float] | None = None) -> None:
         import threading
         import time
 
-        self._clock = time.monotonic
+        self._clock = clock or time.monotonic  # (seconds; a test gives its own: RichReporter.log_clock)
         self.console, self.description, self.total, self.every = console, description, total, every
         self.note_every = min(note_every, every)
         self._notes_shown: dict[str, str] = {}  # the messages of the last line
@@ -370,13 +371,16 @@ class RichReporter:
     that redraws them (``console.is_interactive``), else plain progress lines (a log file)."""
 
     def __init__(self, console: Any = None, quiet: bool = False, log_every: float = 30.0,
-                 log_note_every: float = LOG_NOTE_EVERY_S) -> None:
+                 log_note_every: float = LOG_NOTE_EVERY_S, log_clock: Callable[[], float] | None = None) -> None:
         self.console = console or _stderr_console()
         self.quiet = quiet
         #: seconds between progress lines when stderr is not a terminal (a log file)
         self.log_every = log_every
         #: seconds between such lines for a new message (a strategy's ``context.report``)
         self.log_note_every = log_note_every
+        #: the clock those lines' times and pace are read from (None: ``time.monotonic``); a test
+        #: gives its own, as patching ``time.monotonic`` froze every thread's (an asyncio loop's)
+        self.log_clock = log_clock
         self._active: Any = None
         self._log_progress_depth = 0  # the log progresses (:class:`_LogTask`) open now
 
@@ -412,7 +416,7 @@ class RichReporter:
             return
         if not self.console.is_interactive:
             task = _LogTask(self.console, description, None, self.log_every, self.log_note_every,
-                            only_if_slow=self._log_progress_depth > 0)
+                            only_if_slow=self._log_progress_depth > 0, clock=self.log_clock)
             try:
                 yield
                 task.update(1)
@@ -456,7 +460,8 @@ class RichReporter:
             yield _NullTask()
             return
         if not self.console.is_interactive:  # a log file: plain lines instead of a bar drawn at the end
-            task = _LogTask(self.console, description, total, self.log_every, self.log_note_every)
+            task = _LogTask(self.console, description, total, self.log_every, self.log_note_every,
+                            clock=self.log_clock)
             self._log_progress_depth += 1
             try:
                 yield task

@@ -171,20 +171,18 @@ def test_meta_inits_model_loading_and_loss_before_training_show_in_the_log(tiny_
     assert lines.index(before[-1]) < lines.index(next(line for line in lines if line.startswith("meta_init: 0/"))), lines
 
 
-def test_a_resumed_training_says_so_in_the_log_and_its_eta_counts_only_this_runs_steps(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_resumed_training_says_so_in_the_log_and_its_eta_counts_only_this_runs_steps() -> None:
     """A batch job resubmitted after its time limit resumed meta_init at step 196 of 300, but its
     log said "meta_init: 0/300" for 30 s, and then an ETA that took the 196 steps the earlier
     job did as done in this job's seconds (10 s for 10 steps: "eta 0:00:04", not 0:01:34)."""
-    import time
     from types import SimpleNamespace
 
     from subsetctl.stages.common import train_progress
 
     now = [0.0]
-    monkeypatch.setattr(time, "monotonic", lambda: now[0])
     log = io.StringIO()
     ctx = SimpleNamespace(reporter=RichReporter(console=Console(file=log, force_terminal=False, width=200),
-                                                log_every=0))
+                                                log_every=0, log_clock=lambda: now[0]))
     with train_progress(ctx, "meta_init", 300) as progress:  # type: ignore[arg-type]
         progress(196, 300, None, None)  # train_lora's call before the first step it resumes
         now[0] = 10.0
@@ -194,19 +192,19 @@ def test_a_resumed_training_says_so_in_the_log_and_its_eta_counts_only_this_runs
     assert lines[2] == "meta_init: 206/300  elapsed 0:00:10  eta 0:01:34  loss=2.5", lines
 
 
-def test_a_log_shows_a_strategys_new_message_within_seconds_not_only_every_30(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_log_shows_a_strategys_new_message_within_seconds_not_only_every_30() -> None:
     """Piped, a strategy's `context.report()` showed only in the heartbeat lines (every 30 s):
     a 7-second strategy's log said "search: 0/1" and "search: 1/1". A new message gets a line
     `log_note_every` s after the last one (the latest, when several came meanwhile); numbers
     alone (a loss) keep the slower pace. (The reporter's clock is the test's: with the real one,
-    a busy machine's pause of 0.6 s between two updates wrote the line of one superseded.)"""
+    a busy machine's pause of 0.6 s between two updates wrote the line of one superseded. Its
+    own, not time.monotonic patched, which stopped the clock of every thread in the process.)"""
     import time
 
     now = [0.0]
-    monkeypatch.setattr(time, "monotonic", lambda: now[0])
     log = io.StringIO()
     reporter = RichReporter(console=Console(file=log, force_terminal=False, width=200), log_every=3600,
-                            log_note_every=0.6)
+                            log_note_every=0.6, log_clock=lambda: now[0])
     with reporter.progress("search", total=1) as task:
         task.update(0, now="step 1 (1/3)")  # just after the first line: written later, by the heartbeat
         time.sleep(0.5)  # (the heartbeat checks every 0.15 s: not due yet)
