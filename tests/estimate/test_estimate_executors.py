@@ -325,8 +325,7 @@ def test_well_formed_dask_addresses_pass_the_check(address: str) -> None:
 
 def test_unreachable_dask_scheduler_is_a_quick_user_error(small_features: FeatureSet) -> None:
     fast = FastEstimator(small_features)
-    start = time.perf_counter()
-    with pytest.raises(UserError, match="tcp://127.0.0.1:9"):
+    with pytest.raises(UserError) as refused:
         estimate_parallel(
             fast,
             random_masks(2, 10, seed=0),
@@ -334,7 +333,11 @@ def test_unreachable_dask_scheduler_is_a_quick_user_error(small_features: Featur
             address="tcp://127.0.0.1:9",
             connect_timeout=1.0,
         )
-    assert time.perf_counter() - start < 15
+    # given up on by distributed's own connect after executor.connect_timeout, not by the bound on
+    # the handshake (3 s) nor after distributed's default 30 s (not a time measured: a busy machine's vary)
+    message = str(refused.value)
+    assert message.startswith("Could not reach the Dask scheduler at 'tcp://127.0.0.1:9' within 1 s ("), message
+    assert "after 1 s" in message, message
 
 
 def test_a_tls_address_without_tls_settings_says_so(small_features: FeatureSet) -> None:
