@@ -106,10 +106,9 @@ def sync_arrays(arrays: Sequence[np.memmap]) -> None:
     descriptor of the file writes out, and a writeback error not yet reported is reported to
     a descriptor opened after it (Linux 4.16 on). The path is the mapped file's as long as
     nothing replaces the store's folder while it is written (the project's lock keeps other
-    runs out). Flushed one after another, the
-    three data arrays and the written flags took about 20 ms a batch on a busy disk, a quarter
-    of the gradients stage at 2,000 tiny sources (benchmarks/per_source_costs.py). Elsewhere
-    each array's ``flush`` in turn."""
+    runs out). Flushed one after another, the three data arrays and the written flags took
+    about 20 ms a batch on a busy disk, a quarter of the gradients stage at 2,000 tiny sources
+    (benchmarks/per_source_costs.py). Elsewhere each array's ``flush`` in turn."""
     if not sys.platform.startswith("linux") or len(arrays) < 2:
         for array in arrays:
             array.flush()
